@@ -1,0 +1,1 @@
+//! Integration tests that boot the kernel in emulators and drive it over 9P.
