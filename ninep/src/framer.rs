@@ -1,0 +1,216 @@
+//! Cuts a byte stream into 9P frames and survives garbage on the line.
+//!
+//! A serial line can carry anything: a client that died mid-frame, line noise, a human
+//! typing. The framer trusts size[4] only while the stream is in sync; a size below the
+//! header or above msize, or a type byte that no client sends, puts it out of sync, and it
+//! then discards bytes until something that looks like a Tversion header, which is how
+//! every client starts a session (intro(5)).
+
+use alloc::vec::Vec;
+use protocol::{MsgType, HEADER_LEN, NOTAG};
+
+/// Is `ty` a type a client may send (a T-message)?
+fn is_tmessage(ty: u8) -> bool {
+    matches!(MsgType::from_u8(ty), Some(t) if (t as u8).is_multiple_of(2))
+}
+
+/// The smallest Tversion: header, msize[4], version[s] with at least "9P".
+const MIN_TVERSION: u32 = HEADER_LEN as u32 + 4 + 2 + 2;
+
+pub struct Framer {
+    buf: Vec<u8>,
+    /// Bytes of `buf` already consumed (compacted lazily).
+    start: usize,
+    synced: bool,
+    /// Largest frame ever accepted (the server's maximum msize).
+    max: u32,
+    /// Bytes thrown away while out of sync, for diagnostics.
+    pub discarded: u64,
+}
+
+/// What the framer found at the head of the stream.
+pub enum Next<'a> {
+    Frame(&'a [u8]),
+    /// Need more bytes.
+    Empty,
+}
+
+impl Framer {
+    pub fn new(max: u32) -> Self {
+        Framer {
+            buf: Vec::new(),
+            start: 0,
+            synced: true,
+            max,
+            discarded: 0,
+        }
+    }
+
+    /// How many more bytes `push` will take now: one maximal frame plus a header.
+    pub fn space(&self) -> usize {
+        (self.max as usize + HEADER_LEN).saturating_sub(self.buf.len() - self.start)
+    }
+
+    /// Appends received bytes; returns how many were taken (at most `space()`).
+    pub fn push(&mut self, bytes: &[u8]) -> usize {
+        if self.start > 0 && self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start > self.max as usize {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let n = bytes.len().min(self.space());
+        self.buf.extend_from_slice(&bytes[..n]);
+        n
+    }
+
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.start = 0;
+        self.synced = true;
+    }
+
+    /// Marks the current head as garbage and looks for the next Tversion.
+    pub fn resync(&mut self) {
+        self.synced = false;
+        self.start += 1;
+        self.discarded += 1;
+    }
+
+    /// The next complete frame, with sizes checked against `msize`. The frame stays at
+    /// the head until `consume` is called with its length.
+    pub fn next(&mut self, msize: u32) -> Next<'_> {
+        loop {
+            let head = &self.buf[self.start..];
+            if !self.synced {
+                match find_tversion(head, self.max) {
+                    Some(i) => {
+                        self.start += i;
+                        self.discarded += i as u64;
+                        self.synced = true;
+                    }
+                    None => {
+                        // Keep a tail that may be the start of a Tversion header.
+                        let keep = head.len().min(HEADER_LEN - 1);
+                        let drop = head.len() - keep;
+                        self.start += drop;
+                        self.discarded += drop as u64;
+                        return Next::Empty;
+                    }
+                }
+                continue;
+            }
+            let Some(size) = protocol::frame_size(head) else {
+                return Next::Empty;
+            };
+            let ty_ok = head.get(4).is_none_or(|&ty| is_tmessage(ty));
+            if (size as usize) < HEADER_LEN || size > msize || !ty_ok {
+                self.resync();
+                continue;
+            }
+            if head.len() < size as usize {
+                return Next::Empty;
+            }
+            let (s, e) = (self.start, self.start + size as usize);
+            return Next::Frame(&self.buf[s..e]);
+        }
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.buf.len());
+    }
+}
+
+/// The offset of the first plausible Tversion header in `b`: size in range, type 100,
+/// tag NOTAG. A header cut short at the end of `b` is not reported.
+fn find_tversion(b: &[u8], max: u32) -> Option<usize> {
+    (0..b.len().saturating_sub(HEADER_LEN - 1)).find(|&i| {
+        let size = u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        (MIN_TVERSION..=max).contains(&size)
+            && b[i + 4] == MsgType::Tversion as u8
+            && u16::from_le_bytes([b[i + 5], b[i + 6]]) == NOTAG
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+    use protocol::Fcall;
+
+    fn tversion() -> Vec<u8> {
+        let mut b = [0u8; 64];
+        let n = Fcall::Tversion {
+            msize: 8192,
+            version: "9P2000",
+        }
+        .encode(NOTAG, &mut b)
+        .unwrap();
+        b[..n].to_vec()
+    }
+
+    fn frames(f: &mut Framer) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Next::Frame(b) = f.next(8192) {
+            let v = b.to_vec();
+            if Fcall::decode(&v, 8192).is_err() {
+                // What the session does with a frame it cannot decode.
+                f.resync();
+                continue;
+            }
+            f.consume(v.len());
+            out.push(v);
+        }
+        out
+    }
+
+    #[test]
+    fn split_frames_reassemble() {
+        let tv = tversion();
+        let mut f = Framer::new(8192);
+        for b in tv.iter().chain(tv.iter()) {
+            f.push(core::slice::from_ref(b));
+        }
+        assert_eq!(frames(&mut f), vec![tv.clone(), tv]);
+    }
+
+    #[test]
+    fn garbage_then_tversion() {
+        let tv = tversion();
+        for garbage in [
+            &b"hello, world\n"[..],
+            &[0, 0, 0, 0][..],
+            &[0xff; 40][..],
+            &[20, 0, 0, 0, 100, 0][..], // looks like a header, then a bad tag
+            &[100, 0, 0, 0, 0x69, 1, 0][..], // size 100, type Rattach
+        ] {
+            let mut f = Framer::new(8192);
+            f.push(garbage);
+            f.push(&tv);
+            assert_eq!(frames(&mut f), vec![tv.clone()], "after {garbage:?}");
+        }
+    }
+
+    #[test]
+    fn oversized_frame_resyncs() {
+        let tv = tversion();
+        let mut f = Framer::new(8192);
+        f.push(&[0, 0, 1, 0, 110]); // 64 KiB Twalk, above msize
+        f.push(&tv);
+        assert_eq!(frames(&mut f), vec![tv]);
+    }
+
+    #[test]
+    fn space_is_bounded() {
+        let mut f = Framer::new(256);
+        let big = [0x55u8; 10_000];
+        let mut taken = 0;
+        for _ in 0..100 {
+            taken += f.push(&big);
+            let _ = frames(&mut f);
+        }
+        assert!(taken > 0);
+        assert!(f.buf.len() <= 256 + 2 * HEADER_LEN + 256);
+    }
+}

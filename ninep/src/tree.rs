@@ -1,0 +1,133 @@
+//! What a file tree implements to be served: the per-node operations of a Plan 9 device.
+
+use crate::error::Error;
+use alloc::string::String;
+use protocol::{Dir, Qid};
+
+/// Who is asking: the attach's user and the connection it came on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ctx<'a> {
+    pub uname: &'a str,
+    /// Distinguishes connections, so a tree can tie state (a VM opened by clone) to one.
+    pub session: u32,
+}
+
+/// A file's metadata, owned: what Tstat returns and directory reads pack.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stat {
+    pub qid: Qid,
+    /// Permission bits and DM* flags.
+    pub mode: u32,
+    pub atime: u32,
+    pub mtime: u32,
+    pub length: u64,
+    pub name: String,
+    pub uid: String,
+    pub gid: String,
+    pub muid: String,
+}
+
+impl Stat {
+    pub fn as_dir(&self) -> Dir<'_> {
+        Dir {
+            ty: 0,
+            dev: 0,
+            qid: self.qid,
+            mode: self.mode,
+            atime: self.atime,
+            mtime: self.mtime,
+            length: self.length,
+            name: &self.name,
+            uid: &self.uid,
+            gid: &self.gid,
+            muid: &self.muid,
+        }
+    }
+}
+
+/// The result of a read that may have to wait (the #X `wait` file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Read {
+    /// This many bytes were placed at the start of the buffer.
+    Done(usize),
+    /// Nothing yet: the engine keeps the request and asks again after `Tree::poll`-worthy
+    /// events, until the tree answers, the request is flushed, or its fid is clunked.
+    Pending,
+}
+
+/// A served file tree. The engine does framing, fids, tags, walks' bookkeeping, directory
+/// reads and permission checks from `stat`; a tree supplies nodes.
+///
+/// A `Node` names a file (and, once opened, whatever per-open state the tree keeps in
+/// it). Nodes are cloned when fids are cloned by walk, and handed back by `clunk`.
+pub trait Tree {
+    type Node: Clone;
+
+    /// The root of the tree for this attach name, or an error for an unknown one.
+    fn attach(&mut self, ctx: &Ctx, aname: &str) -> Result<Self::Node, Error>;
+
+    /// One step of a walk from directory `dir`; `..` must be answered too (the root's
+    /// parent is the root). The engine has already checked that `dir` is a directory.
+    fn walk(&mut self, ctx: &Ctx, dir: &Self::Node, name: &str) -> Result<Self::Node, Error>;
+
+    fn stat(&mut self, ctx: &Ctx, node: &Self::Node) -> Result<Stat, Error>;
+
+    /// Opens `node` after the engine's permission check. The tree may replace the node
+    /// (opening #X `clone` yields the new VM's ctl); the returned qid is the opened file's.
+    /// `mode` is the whole Topen mode (OTRUNC, ORCLOSE included).
+    fn open(&mut self, ctx: &Ctx, node: &mut Self::Node, mode: u8) -> Result<Qid, Error>;
+
+    /// Creates `name` in directory `dir` and opens it; the node becomes the new file.
+    fn create(
+        &mut self,
+        ctx: &Ctx,
+        dir: &mut Self::Node,
+        name: &str,
+        perm: u32,
+        mode: u8,
+    ) -> Result<Qid, Error> {
+        let _ = (ctx, dir, name, perm, mode);
+        Err(crate::error::ENOCREATE.into())
+    }
+
+    /// The entries of an opened directory, in order. Called at offset 0 of a directory
+    /// read; the engine packs them into reads whose offsets follow each other.
+    fn readdir(&mut self, ctx: &Ctx, dir: &Self::Node) -> Result<alloc::vec::Vec<Stat>, Error>;
+
+    /// Reads a file opened for reading into `buf`.
+    fn read(
+        &mut self,
+        ctx: &Ctx,
+        node: &mut Self::Node,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<Read, Error>;
+
+    /// Writes to a file opened for writing; returns the count written.
+    fn write(
+        &mut self,
+        ctx: &Ctx,
+        node: &mut Self::Node,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<usize, Error>;
+
+    /// Removes the file. The fid is clunked whatever the answer (remove(5)).
+    fn remove(&mut self, ctx: &Ctx, node: &Self::Node) -> Result<(), Error> {
+        let _ = (ctx, node);
+        Err(crate::error::ENOREMOVE.into())
+    }
+
+    /// Changes metadata. The engine answers an all-"don't touch" wstat itself (a sync);
+    /// anything else comes here, e.g. the length-only wstat 9pfuse sends to truncate.
+    fn wstat(&mut self, ctx: &Ctx, node: &Self::Node, dir: &Dir<'_>) -> Result<(), Error> {
+        let _ = (ctx, node, dir);
+        Err(crate::error::ENOWSTAT.into())
+    }
+
+    /// The fid holding `node` is gone (clunk, remove, Tversion, disconnect). `opened`
+    /// says whether it had been opened; ORCLOSE has been handled by a `remove` before.
+    fn clunk(&mut self, ctx: &Ctx, node: Self::Node, opened: bool) {
+        let _ = (ctx, node, opened);
+    }
+}

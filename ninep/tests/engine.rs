@@ -1,0 +1,572 @@
+//! The engine driven byte for byte, as a client on a stream would.
+
+use ninep::memfs::{Memfs, ROOT};
+use ninep::{Limits, Session};
+use protocol::{om, Dir, DirIter, Fcall, Wnames, NOFID, NOTAG};
+
+struct Client {
+    s: Session<Memfs>,
+    fs: Memfs,
+}
+
+/// Owned copy of a reply, for assertions.
+#[derive(Debug, PartialEq)]
+enum R {
+    Version(u32, String),
+    Error(String),
+    Ok,
+    Qids(Vec<u64>),
+    Open(u64),
+    Data(Vec<u8>),
+    Count(u32),
+    Stat(String, u64),
+}
+
+fn own(f: Fcall<'_>) -> R {
+    match f {
+        Fcall::Rversion { msize, version } => R::Version(msize, version.into()),
+        Fcall::Rerror { ename } => R::Error(ename.into()),
+        Fcall::Rwalk { wqids } => R::Qids(wqids.as_slice().iter().map(|q| q.path).collect()),
+        Fcall::Ropen { qid, .. } | Fcall::Rcreate { qid, .. } | Fcall::Rattach { qid } => {
+            R::Open(qid.path)
+        }
+        Fcall::Rread { data } => R::Data(data.to_vec()),
+        Fcall::Rwrite { count } => R::Count(count),
+        Fcall::Rstat { stat } => R::Stat(stat.name.into(), stat.length),
+        _ => R::Ok,
+    }
+}
+
+fn err(s: &str) -> R {
+    R::Error(s.into())
+}
+
+impl Client {
+    fn new() -> Self {
+        let mut fs = Memfs::new("glenda");
+        fs.add_file(ROOT, "hello", 0o644, "glenda", b"hello, world\n")
+            .unwrap();
+        fs.add_file(ROOT, "secret", 0o600, "glenda", b"x").unwrap();
+        let d = fs.mkdir(ROOT, "vmx", 0o555, "glenda").unwrap();
+        fs.add_queue(d, "wait", 0o444, "glenda").unwrap();
+        fs.add_file(d, "ctl", 0o666, "glenda", b"").unwrap();
+        Client {
+            s: Session::new(1, Limits::default()),
+            fs,
+        }
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) {
+        let mut off = 0;
+        while off < bytes.len() {
+            off += self.s.input(&bytes[off..]);
+            self.s.process(&mut self.fs);
+        }
+    }
+
+    fn send(&mut self, tag: u16, f: Fcall<'_>) {
+        let mut buf = vec![0u8; 1 << 18];
+        let n = f.encode(tag, &mut buf).unwrap();
+        self.send_raw(&buf[..n]);
+    }
+
+    /// All complete replies queued, with their tags.
+    fn replies(&mut self) -> Vec<(u16, R)> {
+        let mut out = Vec::new();
+        let bytes = self.s.output().to_vec();
+        self.s.consume_output(bytes.len());
+        let mut b = &bytes[..];
+        while !b.is_empty() {
+            let size = u32::from_le_bytes(b[..4].try_into().unwrap()) as usize;
+            let (tag, f) = Fcall::decode(&b[..size], 1 << 20).unwrap();
+            out.push((tag, own(f)));
+            b = &b[size..];
+        }
+        out
+    }
+
+    fn rpc(&mut self, tag: u16, f: Fcall<'_>) -> R {
+        self.send(tag, f);
+        let mut r = self.replies();
+        assert_eq!(r.len(), 1, "{r:?}");
+        let (t, reply) = r.pop().unwrap();
+        assert_eq!(t, tag);
+        reply
+    }
+
+    fn version(&mut self, msize: u32) -> R {
+        self.rpc(
+            NOTAG,
+            Fcall::Tversion {
+                msize,
+                version: "9P2000",
+            },
+        )
+    }
+
+    fn attach(&mut self, fid: u32, uname: &str, aname: &str) -> R {
+        self.rpc(
+            1,
+            Fcall::Tattach {
+                fid,
+                afid: NOFID,
+                uname,
+                aname,
+            },
+        )
+    }
+
+    fn walk(&mut self, fid: u32, newfid: u32, names: &[&str]) -> R {
+        self.rpc(
+            2,
+            Fcall::Twalk {
+                fid,
+                newfid,
+                wnames: Wnames::new(names).unwrap(),
+            },
+        )
+    }
+
+    fn open(&mut self, fid: u32, mode: u8) -> R {
+        self.rpc(3, Fcall::Topen { fid, mode })
+    }
+
+    fn read(&mut self, fid: u32, offset: u64, count: u32) -> R {
+        self.rpc(4, Fcall::Tread { fid, offset, count })
+    }
+
+    fn write(&mut self, fid: u32, offset: u64, data: &[u8]) -> R {
+        self.rpc(5, Fcall::Twrite { fid, offset, data })
+    }
+
+    fn clunk(&mut self, fid: u32) -> R {
+        self.rpc(6, Fcall::Tclunk { fid })
+    }
+
+    fn session() -> Self {
+        let mut c = Client::new();
+        assert_eq!(c.version(8192), R::Version(8192, "9P2000".into()));
+        assert_eq!(c.attach(0, "glenda", ""), R::Open(ROOT));
+        c
+    }
+}
+
+#[test]
+fn version_negotiates() {
+    let mut c = Client::new();
+    assert_eq!(
+        c.rpc(
+            NOTAG,
+            Fcall::Tversion {
+                msize: 1 << 30,
+                version: "9P2000.L"
+            }
+        ),
+        R::Version(Limits::default().max_msize, "9P2000".into())
+    );
+    assert_eq!(
+        c.rpc(
+            NOTAG,
+            Fcall::Tversion {
+                msize: 8192,
+                version: "10P"
+            }
+        ),
+        R::Version(8192, "unknown".into())
+    );
+    // Not versioned: everything else is refused.
+    assert_eq!(c.attach(0, "glenda", ""), err("version not negotiated"));
+    assert_eq!(c.version(100), err("bad arg in system call"));
+    assert_eq!(c.version(256), R::Version(256, "9P2000".into()));
+}
+
+#[test]
+fn auth_is_refused_and_attach_works() {
+    let mut c = Client::new();
+    c.version(8192);
+    let r = c.rpc(
+        1,
+        Fcall::Tauth {
+            afid: 5,
+            uname: "glenda",
+            aname: "",
+        },
+    );
+    assert_eq!(r, err("authentication not required"));
+    assert_eq!(
+        c.attach(0, "glenda", "nope"),
+        err("unknown specifier in attach")
+    );
+    assert!(matches!(c.attach(0, "glenda", "vmx"), R::Open(_)));
+    assert_eq!(c.attach(0, "glenda", ""), err("fid in use"));
+    // A second attach with another uname.
+    assert_eq!(c.attach(1, "other", ""), R::Open(ROOT));
+}
+
+#[test]
+fn walk_semantics() {
+    let mut c = Client::session();
+    // Clone.
+    assert_eq!(c.walk(0, 1, &[]), R::Qids(vec![]));
+    assert_eq!(c.walk(0, 1, &[]), err("fid in use"));
+    // Full walk.
+    let R::Qids(q) = c.walk(0, 2, &["vmx", "wait"]) else {
+        panic!()
+    };
+    assert_eq!(q.len(), 2);
+    // First element fails: Rerror. Later element fails: partial qids, no newfid.
+    assert_eq!(c.walk(0, 3, &["nope"]), err("file does not exist"));
+    assert_eq!(c.walk(0, 3, &["vmx", "nope", "x"]), R::Qids(vec![q[0]]));
+    assert_eq!(c.clunk(3), err("unknown fid"));
+    // Walk from a file: not a directory.
+    assert_eq!(c.walk(2, 3, &["x"]), err("not a directory"));
+    // newfid == fid moves the fid; .. goes back up.
+    assert_eq!(c.walk(1, 1, &["vmx"]), R::Qids(vec![q[0]]));
+    assert_eq!(c.walk(1, 1, &[".."]), R::Qids(vec![ROOT]));
+    // An open fid cannot be walked.
+    c.open(1, om::READ);
+    assert_eq!(c.walk(1, 4, &[]), err("file already open"));
+    assert_eq!(c.walk(9, 4, &[]), err("unknown fid"));
+}
+
+#[test]
+fn read_write_and_modes() {
+    let mut c = Client::session();
+    c.walk(0, 1, &["hello"]);
+    assert_eq!(c.read(1, 0, 100), err("file not open"));
+    assert!(matches!(c.open(1, om::READ), R::Open(_)));
+    assert_eq!(c.open(1, om::READ), err("file already open"));
+    assert_eq!(c.read(1, 0, 5), R::Data(b"hello".to_vec()));
+    assert_eq!(c.read(1, 7, 100), R::Data(b"world\n".to_vec()));
+    assert_eq!(c.read(1, 100, 100), R::Data(vec![]));
+    assert_eq!(c.write(1, 0, b"x"), err("inappropriate use of fd"));
+    c.walk(0, 2, &["hello"]);
+    c.open(2, om::RDWR | om::TRUNC);
+    assert_eq!(c.write(2, 3, b"abc"), R::Count(3));
+    assert_eq!(c.read(2, 0, 100), R::Data(b"\0\0\0abc".to_vec()));
+    // Directories cannot be opened for writing.
+    c.walk(0, 3, &[]);
+    assert_eq!(c.open(3, om::WRITE), err("file is a directory"));
+    assert_eq!(c.open(3, 0x80), err("bad open mode"));
+}
+
+#[test]
+fn permissions_follow_uname() {
+    let mut c = Client::session();
+    c.attach(9, "other", "");
+    c.walk(9, 1, &["secret"]);
+    assert_eq!(c.open(1, om::READ), err("permission denied"));
+    c.walk(9, 2, &["hello"]);
+    assert_eq!(c.open(2, om::WRITE), err("permission denied"));
+    assert!(matches!(c.open(2, om::READ), R::Open(_)));
+    c.walk(0, 3, &["secret"]);
+    assert!(matches!(c.open(3, om::RDWR), R::Open(_)));
+}
+
+#[test]
+fn directory_reads_whole_records_with_following_offsets() {
+    let mut c = Client::session();
+    for i in 0..40 {
+        c.fs.add_file(ROOT, &format!("file{i:02}"), 0o644, "glenda", b"")
+            .unwrap();
+    }
+    c.walk(0, 1, &[]);
+    c.open(1, om::READ);
+    let mut names = Vec::new();
+    let mut off = 0u64;
+    loop {
+        let R::Data(d) = c.read(1, off, 200) else {
+            panic!()
+        };
+        if d.is_empty() {
+            break;
+        }
+        assert!(d.len() <= 200);
+        for e in DirIter::new(&d) {
+            names.push(e.unwrap().name.to_string());
+        }
+        off += d.len() as u64;
+    }
+    assert_eq!(names.len(), 43);
+    assert_eq!(&names[..3], ["hello", "secret", "vmx"]);
+    assert_eq!(c.read(1, 3, 200), err("bad offset in directory read"));
+    // Offset 0 starts over.
+    let R::Data(d) = c.read(1, 0, 8000) else {
+        panic!()
+    };
+    assert_eq!(DirIter::new(&d).count(), 43);
+    // Too small for one record.
+    assert_eq!(c.read(1, 0, 10), err("bad arg in system call"));
+}
+
+#[test]
+fn create_remove_stat_wstat() {
+    let mut c = Client::session();
+    c.walk(0, 1, &[]);
+    let r = c.rpc(
+        7,
+        Fcall::Tcreate {
+            fid: 1,
+            name: "new",
+            perm: 0o644,
+            mode: om::RDWR,
+        },
+    );
+    assert!(matches!(r, R::Open(_)));
+    assert_eq!(c.write(1, 0, b"data"), R::Count(4));
+    assert_eq!(c.rpc(8, Fcall::Tstat { fid: 1 }), R::Stat("new".into(), 4));
+    c.walk(0, 2, &[]);
+    let r = c.rpc(
+        7,
+        Fcall::Tcreate {
+            fid: 2,
+            name: "new",
+            perm: 0o644,
+            mode: 0,
+        },
+    );
+    assert_eq!(r, err("file already exists"));
+    let r = c.rpc(
+        7,
+        Fcall::Tcreate {
+            fid: 2,
+            name: "..",
+            perm: 0o644,
+            mode: 0,
+        },
+    );
+    assert_eq!(r, err("illegal name"));
+    // The all-don't-touch wstat is a no-op; length-only truncates (9pfuse does both).
+    c.walk(0, 3, &["new"]);
+    assert_eq!(
+        c.rpc(
+            9,
+            Fcall::Twstat {
+                fid: 3,
+                stat: Dir::DONT_TOUCH
+            }
+        ),
+        R::Ok
+    );
+    let mut d = Dir::DONT_TOUCH;
+    d.length = 1;
+    assert_eq!(c.rpc(9, Fcall::Twstat { fid: 3, stat: d }), R::Ok);
+    assert_eq!(c.rpc(8, Fcall::Tstat { fid: 3 }), R::Stat("new".into(), 1));
+    // Another user may not wstat.
+    c.attach(10, "other", "");
+    c.walk(10, 11, &["new"]);
+    assert_eq!(
+        c.rpc(9, Fcall::Twstat { fid: 11, stat: d }),
+        err("permission denied")
+    );
+    // Remove clunks the fid whatever happens.
+    assert_eq!(c.rpc(10, Fcall::Tremove { fid: 3 }), R::Ok);
+    assert_eq!(c.clunk(3), err("unknown fid"));
+    assert_eq!(c.walk(0, 3, &["new"]), err("file does not exist"));
+    c.walk(0, 4, &["vmx"]);
+    assert_eq!(
+        c.rpc(10, Fcall::Tremove { fid: 4 }),
+        err("directory not empty")
+    );
+    assert_eq!(c.clunk(4), err("unknown fid"));
+}
+
+#[test]
+fn orclose_removes_on_clunk() {
+    let mut c = Client::session();
+    c.walk(0, 1, &[]);
+    c.rpc(
+        7,
+        Fcall::Tcreate {
+            fid: 1,
+            name: "tmp",
+            perm: 0o644,
+            mode: om::WRITE | om::RCLOSE,
+        },
+    );
+    assert!(c.walk(0, 2, &["tmp"]) != err("file does not exist"));
+    c.clunk(2);
+    c.clunk(1);
+    assert_eq!(c.walk(0, 2, &["tmp"]), err("file does not exist"));
+}
+
+#[test]
+fn pending_read_flush_and_clunk() {
+    let mut c = Client::session();
+    c.walk(0, 1, &["vmx", "wait"]);
+    c.open(1, om::READ);
+    // A read that waits does not block other requests.
+    c.send(
+        20,
+        Fcall::Tread {
+            fid: 1,
+            offset: 0,
+            count: 100,
+        },
+    );
+    assert_eq!(c.replies(), vec![]);
+    assert_eq!(c.walk(0, 2, &["vmx", "wait"]), R::Qids(vec![3, 4]));
+    c.open(2, om::READ);
+    c.send(
+        21,
+        Fcall::Tread {
+            fid: 2,
+            offset: 0,
+            count: 100,
+        },
+    );
+    // A duplicate tag is refused, the pending one kept.
+    assert_eq!(c.rpc(21, Fcall::Tclunk { fid: 99 }), err("duplicate tag"));
+    // Tflush of a pending read: Rflush and never a reply to it.
+    assert_eq!(c.rpc(22, Fcall::Tflush { oldtag: 20 }), R::Ok);
+    // Write to the queue: the remaining read (tag 21) completes.
+    let qfid = {
+        c.walk(0, 3, &["vmx", "wait"]);
+        3
+    };
+    c.fs.add_file(ROOT, "unused", 0o644, "glenda", b"").unwrap();
+    // Memfs queues are written through the tree directly, as the kernel's VM exits are.
+    use ninep::Tree;
+    let ctx = ninep::Ctx {
+        uname: "glenda",
+        session: 1,
+    };
+    let mut node = 4u64;
+    c.fs.write(&ctx, &mut node, 0, b"exit line").unwrap();
+    c.s.process(&mut c.fs);
+    assert_eq!(c.replies(), vec![(21, R::Data(b"exit line".to_vec()))]);
+    // Clunk of a fid with a pending read aborts it with an error, then Rclunk.
+    c.send(
+        23,
+        Fcall::Tread {
+            fid: 2,
+            offset: 0,
+            count: 100,
+        },
+    );
+    c.send(24, Fcall::Tclunk { fid: 2 });
+    assert_eq!(c.replies(), vec![(23, err("interrupted")), (24, R::Ok)]);
+    c.clunk(qfid);
+}
+
+#[test]
+fn tversion_resets_the_session() {
+    let mut c = Client::session();
+    c.walk(0, 1, &["vmx", "wait"]);
+    c.open(1, om::READ);
+    c.send(
+        20,
+        Fcall::Tread {
+            fid: 1,
+            offset: 0,
+            count: 100,
+        },
+    );
+    c.walk(0, 2, &[]);
+    c.rpc(
+        7,
+        Fcall::Tcreate {
+            fid: 2,
+            name: "tmp",
+            perm: 0o644,
+            mode: om::WRITE | om::RCLOSE,
+        },
+    );
+    // The pending read is aborted without a reply; the ORCLOSE file goes.
+    assert_eq!(c.version(8192), R::Version(8192, "9P2000".into()));
+    assert_eq!(c.clunk(0), err("unknown fid"));
+    assert_eq!(c.s.stats().pending, 0);
+    c.attach(0, "glenda", "");
+    assert_eq!(c.walk(0, 1, &["tmp"]), err("file does not exist"));
+}
+
+#[test]
+fn garbage_then_tversion_recovers() {
+    let mut c = Client::session();
+    c.send_raw(b"\x05\x00\x00\x00garbage and more garbage\r\n");
+    c.send_raw(&[0xff; 100]);
+    assert_eq!(c.replies(), vec![]);
+    assert_eq!(c.version(8192), R::Version(8192, "9P2000".into()));
+    assert_eq!(c.attach(0, "glenda", ""), R::Open(ROOT));
+    // A frame whose body is malformed also costs the session.
+    let mut frame = vec![0u8; 4];
+    frame.extend_from_slice(&[120, 1, 0, 1, 2]); // Tclunk with a short fid
+    let n = frame.len() as u32;
+    frame[..4].copy_from_slice(&n.to_le_bytes());
+    c.send_raw(&frame);
+    c.send(3, Fcall::Tclunk { fid: 0 });
+    assert_eq!(c.replies(), vec![]);
+    assert_eq!(c.version(8192), R::Version(8192, "9P2000".into()));
+}
+
+#[test]
+fn msize_bounds_reads_and_frames() {
+    let mut c = Client::new();
+    c.version(256);
+    c.attach(0, "glenda", "");
+    c.fs.add_file(ROOT, "big", 0o644, "glenda", &[7u8; 5000])
+        .unwrap();
+    c.walk(0, 1, &["big"]);
+    c.open(1, om::READ);
+    let R::Data(d) = c.read(1, 0, 4096) else {
+        panic!()
+    };
+    assert_eq!(d.len(), 256 - 24);
+    // A frame above msize is garbage: nothing answers until the next Tversion.
+    c.send_raw(&[0, 2, 0, 0, 118, 1, 0]);
+    c.send_raw(&[0u8; 600]);
+    assert_eq!(c.replies(), vec![]);
+    assert!(matches!(c.version(8192), R::Version(8192, _)));
+}
+
+#[test]
+fn limits_hold() {
+    let mut c = Client {
+        s: Session::new(
+            1,
+            Limits {
+                max_fids: 4,
+                max_pending: 2,
+                ..Limits::default()
+            },
+        ),
+        ..Client::new()
+    };
+    c.version(8192);
+    c.attach(0, "glenda", "");
+    for f in 1..4 {
+        assert_eq!(c.walk(0, f, &[]), R::Qids(vec![]));
+    }
+    assert_eq!(c.walk(0, 4, &[]), err("too many fids"));
+    c.clunk(3);
+    c.walk(0, 3, &["vmx", "wait"]);
+    c.open(3, om::READ);
+    c.send(
+        30,
+        Fcall::Tread {
+            fid: 3,
+            offset: 0,
+            count: 10,
+        },
+    );
+    c.send(
+        31,
+        Fcall::Tread {
+            fid: 3,
+            offset: 0,
+            count: 10,
+        },
+    );
+    c.send(
+        32,
+        Fcall::Tread {
+            fid: 3,
+            offset: 0,
+            count: 10,
+        },
+    );
+    assert_eq!(
+        c.replies(),
+        vec![(32, err("too many outstanding requests"))]
+    );
+}
