@@ -1,0 +1,1 @@
+//! A std 9P2000 client.
