@@ -151,3 +151,9 @@ pub fn seeds() -> Vec<Vec<u8>> {
         })
         .collect()
 }
+
+/// A fuzz target: arbitrary bytes in, a panic on failure.
+pub type Target = fn(&[u8]);
+
+/// Every target, by name, for runners that take them all.
+pub const TARGETS: &[(&str, Target)] = &[("decode", decode), ("session", session)];

@@ -59,8 +59,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x9e37_79b9_7f4a_7c15);
     let seeds = fuzz::seeds();
-    let targets: [(&str, fn(&[u8])); 2] = [("decode", fuzz::decode), ("session", fuzz::session)];
-    for (name, target) in targets {
+    for &(name, target) in fuzz::TARGETS {
         let mut rng = Rng(seed | 1);
         let start = Instant::now();
         for i in 0..iterations {
