@@ -1,1 +1,2 @@
 //! Integration tests that boot the kernel in emulators and drive it over 9P.
+pub mod guests;

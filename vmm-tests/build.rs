@@ -1,0 +1,34 @@
+//! Assembles the test guests in guests/ into flat binaries loaded at 0x1000.
+
+use std::path::Path;
+use std::process::Command;
+
+const GUESTS: &[(&str, &str)] = &[
+    ("realmode", "--32"),
+    ("memory", "--32"),
+    ("events", "--32"),
+    ("step", "--32"),
+    ("triple", "--32"),
+    ("long", "--64"),
+];
+
+fn run(cmd: &mut Command) {
+    let st = cmd.status().unwrap_or_else(|e| panic!("{cmd:?}: {e} (is binutils installed?)"));
+    assert!(st.success(), "{cmd:?} failed");
+}
+
+fn main() {
+    let out = std::env::var("OUT_DIR").expect("OUT_DIR");
+    for (name, arch) in GUESTS {
+        let src = format!("guests/{name}.S");
+        println!("cargo:rerun-if-changed={src}");
+        let obj = Path::new(&out).join(format!("{name}.o"));
+        let bin = Path::new(&out).join(format!("{name}.bin"));
+        run(Command::new("as").arg(arch).arg("-o").arg(&obj).arg(&src));
+        let emul = if *arch == "--64" { "elf_x86_64" } else { "elf_i386" };
+        run(Command::new("ld")
+            .args(["-m", emul, "-Ttext=0x1000", "-e", "_start", "--oformat=binary", "-o"])
+            .arg(&bin)
+            .arg(&obj));
+    }
+}

@@ -1,0 +1,71 @@
+# 32-bit flat with its own GDT and IDT: exceptions and interrupts.
+    .code32
+    .intel_syntax noprefix
+    .globl _start
+_start:
+    lgdt [gdtr]
+    ljmp 0x08, offset 1f
+1:  mov ax, 0x10
+    mov ds, ax
+    mov es, ax
+    mov ss, ax
+    mov esp, 0x8000
+    lidt [idtr]
+    int3                    # #bp exit when the client traps it (extrap 8)
+    out 0x80, al            # the client now posts `exc #gp,0`
+    out 0x81, al            # reached after the #gp handler ran
+    sti
+    out 0x82, al            # the client now posts `irq 32`
+    nop
+    out 0x83, al            # reached after the irq handler ran
+    cli
+    out 0x8f, al            # done
+2:  jmp 2b
+
+gp_handler:
+    add esp, 4              # error code
+    mov al, 0x0d
+    out 0x90, al            # marker: #gp handled
+    iret
+bp_handler:
+    mov al, 0x03
+    out 0x93, al
+    iret
+irq_handler:
+    mov al, 0x20
+    out 0x91, al            # marker: irq 32 handled
+    iret
+
+    .p2align 3
+gdt:
+    .quad 0
+    .quad 0x00cf9b000000ffff    # 0x08: 32-bit code, flat
+    .quad 0x00cf93000000ffff    # 0x10: data, flat
+gdtr:
+    .word gdtr - gdt - 1
+    .long gdt
+
+# An interrupt gate: offset split around selector 0x08 and type 0x8e.
+    .macro gate handler
+    .word \handler - _start + 0x1000
+    .word 0x08
+    .word 0x8e00
+    .word 0
+    .endm
+    .p2align 3
+idt:
+    .rept 3
+    .quad 0
+    .endr
+    gate bp_handler         # 3
+    .rept 9
+    .quad 0
+    .endr
+    gate gp_handler         # 13
+    .rept 18
+    .quad 0
+    .endr
+    gate irq_handler        # 32
+idtr:
+    .word idtr - idt - 1
+    .long idt

@@ -1,0 +1,28 @@
+//! The test guests of guests/, assembled by build.rs: flat images loaded at [`LOAD`].
+
+/// Guest-physical address every image is linked at and entered at.
+pub const LOAD: u64 = 0x1000;
+
+pub const REALMODE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/realmode.bin"));
+pub const MEMORY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/memory.bin"));
+pub const EVENTS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/events.bin"));
+pub const STEP: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/step.bin"));
+pub const TRIPLE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/triple.bin"));
+pub const LONG: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/long.bin"));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_are_built() {
+        // mov ax, 0x1234 (real mode), mov eax, [0x200000], lgdt, ...: each starts where
+        // the tests expect.
+        assert_eq!(&REALMODE[..3], &[0xb8, 0x34, 0x12]);
+        assert_eq!(&MEMORY[..5], &[0xa1, 0x00, 0x00, 0x20, 0x00]);
+        assert_eq!(&EVENTS[..3], &[0x0f, 0x01, 0x15]);
+        assert_eq!(STEP[0], 0x90);
+        assert_eq!(&LONG[..2], &[0x48, 0xb8]);
+        assert!(TRIPLE.len() < 32);
+    }
+}
