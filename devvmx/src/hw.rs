@@ -1,0 +1,118 @@
+//! The machine below the #X device: the thin, `unsafe` architecture layer implements this
+//! trait in the kernel (hypervisor/src/arch/), and a test double implements it on the host.
+//!
+//! Everything above it (vmxstart, vmcsinit, the run loop's entry decisions, EPT tables,
+//! segments) is safe Rust in this crate. Each method is one privileged operation; none of
+//! them decides anything.
+//!
+//! Physical addresses name 4 KiB host frames. The kernel maps all physical memory, so a
+//! frame's bytes are reachable through [`Hw::frame`].
+
+/// A host physical address.
+pub type Phys = u64;
+
+/// Size of a host frame and of a guest page.
+pub const PAGE: usize = 4096;
+
+/// Guest general registers that the VMCS does not hold (rsp and rip live in the VMCS).
+/// The order is the one the entry trampoline saves and restores.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct GuestRegs {
+    pub ax: u64,
+    pub bx: u64,
+    pub cx: u64,
+    pub dx: u64,
+    pub bp: u64,
+    pub si: u64,
+    pub di: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+}
+
+/// The FXSAVE area: what `fpregs` reads and writes, byte for byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(16))]
+pub struct FxArea(pub [u8; 512]);
+
+impl Default for FxArea {
+    fn default() -> Self {
+        FxArea([0; 512])
+    }
+}
+
+/// Guest state switched around a VM entry by the architecture layer, beside the VMCS.
+#[derive(Clone, Debug, Default)]
+pub struct EntryState {
+    pub regs: GuestRegs,
+    pub fx: FxArea,
+    /// Guest XCR0, loaded with XSETBV before entry when it differs from the host's.
+    pub xcr0: u64,
+    /// Guest CR2: the CPU does not switch it.
+    pub cr2: u64,
+    /// Guest DR0-DR3 and DR6 (DR7 is in the VMCS); loaded when DR7 enables any.
+    pub dr: [u64; 8],
+}
+
+/// A VMX instruction failed (VMfailValid or VMfailInvalid); the VM-instruction error
+/// field says why when the VMCS is valid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VmxFail;
+
+/// One privileged operation each.
+pub trait Hw {
+    // --- memory ---
+    /// A zeroed 4 KiB frame, or `None` when memory is exhausted.
+    fn alloc_frame(&mut self) -> Option<Phys>;
+    /// Returns a frame from `alloc_frame`.
+    fn free_frame(&mut self, pa: Phys);
+    /// The bytes of a frame from `alloc_frame`.
+    fn frame(&mut self, pa: Phys) -> &mut [u8; PAGE];
+    /// Frames free and in all, for the status file.
+    fn frames_free(&self) -> usize;
+    fn frames_total(&self) -> usize;
+
+    // --- CPU identification and host state ---
+    /// CPUID leaf/subleaf: eax, ebx, ecx, edx.
+    fn cpuid(&mut self, leaf: u32, subleaf: u32) -> [u32; 4];
+    /// RDMSR; `None` where the MSR does not exist (#GP).
+    fn rdmsr(&mut self, msr: u32) -> Option<u64>;
+    /// WRMSR; `false` where it faults.
+    fn wrmsr(&mut self, msr: u32, value: u64) -> bool;
+    fn cr0(&self) -> u64;
+    fn cr4(&self) -> u64;
+    /// Sets CR0 and CR4 (VMXON wants CR4.VMXE and CR0.NE).
+    fn set_cr0(&mut self, v: u64);
+    fn set_cr4(&mut self, v: u64);
+    /// The host's XCR0 (1 where the CPU has no XSAVE).
+    fn host_xcr0(&self) -> u64;
+    /// The time-stamp counter.
+    fn rdtsc(&mut self) -> u64;
+
+    // --- VMX instructions ---
+    fn vmxon(&mut self, region: Phys) -> Result<(), VmxFail>;
+    fn vmxoff(&mut self);
+    fn vmclear(&mut self, vmcs: Phys) -> Result<(), VmxFail>;
+    /// Makes `vmcs` current; the layer may skip the instruction when it already is.
+    fn vmptrld(&mut self, vmcs: Phys) -> Result<(), VmxFail>;
+    fn vmread(&mut self, field: u32) -> Result<u64, VmxFail>;
+    fn vmwrite(&mut self, field: u32, value: u64) -> Result<(), VmxFail>;
+    /// INVEPT single-context (type 1) of `eptp`.
+    fn invept(&mut self, eptp: u64) -> Result<(), VmxFail>;
+    /// INVVPID single-context (type 1) of `vpid`.
+    fn invvpid(&mut self, vpid: u16) -> Result<(), VmxFail>;
+    /// Writes the HOST_* fields of the current VMCS (selectors, CR0/3/4, bases, GDTR,
+    /// IDTR, PAT, EFER, RSP/RIP of the exit path) from the running kernel.
+    fn write_host_state(&mut self) -> Result<(), VmxFail>;
+    /// Enters the guest of the current VMCS (VMLAUNCH unless `launched`, else VMRESUME)
+    /// with interrupts off, switching FPU, XCR0, CR2 and debug registers as the seed's
+    /// vmxproc does; returns after the VM exit with the guest state saved back.
+    /// `Err` when the entry instruction itself failed (no exit happened).
+    fn enter(&mut self, launched: bool, state: &mut EntryState) -> Result<(), VmxFail>;
+}
