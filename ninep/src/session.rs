@@ -468,7 +468,7 @@ impl<T: Tree> Session<T> {
         if st.qid.is_dir() && (need & perm::WRITE != 0 || mode & om::TRUNC != 0) {
             return Err(EISDIR.into());
         }
-        if !perm::allowed(&st, &uname, need) {
+        if !tree.may_open(&ctx, &f.node, &st, need) {
             return Err(EPERM.into());
         }
         let mut node = f.node.clone();

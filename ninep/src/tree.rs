@@ -72,6 +72,16 @@ pub trait Tree {
 
     fn stat(&mut self, ctx: &Ctx, node: &Self::Node) -> Result<Stat, Error>;
 
+    /// May the attach's user open `node` (whose stat is `st`) for `need`, a mask of
+    /// `perm::READ | WRITE | EXEC`? The engine asks this before `open`. The default is the
+    /// Plan 9 owner/group/other check; a tree overrides it for files whose mode bits do
+    /// not tell the whole story (#X `clone` is 0444 yet its owner opens it ORDWR, as
+    /// devvmx.c's vmxopen allows).
+    fn may_open(&mut self, ctx: &Ctx, node: &Self::Node, st: &Stat, need: u32) -> bool {
+        let _ = node;
+        crate::perm::allowed(st, ctx.uname, need)
+    }
+
     /// Opens `node` after the engine's permission check. The tree may replace the node
     /// (opening #X `clone` yields the new VM's ctl); the returned qid is the opened file's.
     /// `mode` is the whole Topen mode (OTRUNC, ORCLOSE included).
