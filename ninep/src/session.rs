@@ -159,7 +159,8 @@ impl<T: Tree> Session<T> {
         }
     }
 
-    /// Answers every complete request received, then retries pending reads.
+    /// Retries pending reads, then answers every complete request received, retrying
+    /// pending reads after each (another session's writes are seen at the next call).
     pub fn process(&mut self, tree: &mut T) {
         self.poll(tree);
         while self.output().len() < self.limits.max_output {
@@ -177,6 +178,9 @@ impl<T: Tree> Session<T> {
                     self.framer.consume(frame.len());
                     self.requests += 1;
                     self.request(tree, tag, f);
+                    // The request may have made a pending read answerable (a write to
+                    // the queue it waits on): retry them in arrival order.
+                    self.poll(tree);
                 }
                 // A frame that does not decode means the stream cannot be trusted:
                 // look for the next Tversion, as a Plan 9 kernel would hang up.
