@@ -1,0 +1,632 @@
+//! virtio-console (QEMU's virtio-serial) with the multiport control queue: every port the
+//! device adds (each QEMU `virtserialport` or `virtconsole`) becomes one [`Port`], a
+//! [`Link`] carrying one 9P session. The host side opening or closing a port (a client
+//! connecting to or leaving the port's chardev socket) arrives as a PORT_OPEN control
+//! event and surfaces as `take_reset`.
+//!
+//! Everything is polled: each `Link` call first drains the device's used rings.
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use core::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+
+use crate::arch::pci::{Bdf, DmaFrame, FRAME_SIZE};
+use crate::drivers::virtio::{self, Queue, Transport};
+use crate::transport::Link;
+
+const VIRTIO_CONSOLE: u16 = 3;
+const F_MULTIPORT: u64 = 1 << 1;
+/// Device configuration: cols u16, rows u16, max_nr_ports u32, emerg_wr u32.
+const CONFIG_MAX_NR_PORTS: u64 = 4;
+
+/// Control events (virtio 1.x, 5.3.6.2).
+const DEVICE_READY: u16 = 0;
+const DEVICE_ADD: u16 = 1;
+const DEVICE_REMOVE: u16 = 2;
+const PORT_READY: u16 = 3;
+const CONSOLE_PORT: u16 = 4;
+const RESIZE: u16 = 5;
+const PORT_OPEN: u16 = 6;
+const PORT_NAME: u16 = 7;
+
+/// Port ids served (QEMU's default max_nr_ports is 31). Each costs two ring frames up front.
+const MAX_PORTS: u32 = 32;
+/// Receive and transmit buffers per added port, one frame each.
+const RX_BUFFERS: u16 = 8;
+const TX_BUFFERS: u16 = 8;
+/// Control receive buffers: slots of one frame. A PORT_NAME longer than a slot is cut.
+const CTRL_SLOT: usize = 128;
+const CTRL_SLOTS: u16 = (FRAME_SIZE / CTRL_SLOT) as u16;
+/// Bound on polls while waiting for the device to announce its ports.
+const SETTLE_POLLS: u32 = 5_000_000;
+
+/// A control message header: port id, event, value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Control {
+    id: u32,
+    event: u16,
+    value: u16,
+}
+
+impl Control {
+    fn encode(self) -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b[0..4].copy_from_slice(&self.id.to_le_bytes());
+        b[4..6].copy_from_slice(&self.event.to_le_bytes());
+        b[6..8].copy_from_slice(&self.value.to_le_bytes());
+        b
+    }
+
+    /// The header and the bytes after it; None for a message shorter than a header.
+    fn decode(b: &[u8]) -> Option<(Control, &[u8])> {
+        let (head, rest) = b.split_first_chunk::<8>()?;
+        let id = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+        let event = u16::from_le_bytes([head[4], head[5]]);
+        let value = u16::from_le_bytes([head[6], head[7]]);
+        Some((Control { id, event, value }, rest))
+    }
+}
+
+/// Queue indices (receive, transmit) of a port: port 0 uses 0/1, the control queues are 2/3,
+/// port n > 0 uses 2n+2 / 2n+3.
+fn queue_pair(id: u32) -> (u16, u16) {
+    if id == 0 {
+        (0, 1)
+    } else {
+        let rx = (2 * id + 2) as u16;
+        (rx, rx + 1)
+    }
+}
+
+struct PortState {
+    rx: Queue,
+    tx: Queue,
+    rx_bufs: Vec<DmaFrame>,
+    tx_bufs: Vec<DmaFrame>,
+    tx_free: Vec<u16>,
+    /// Received buffers not yet consumed: (buffer, length, bytes already read).
+    ready: VecDeque<(u16, usize, usize)>,
+    added: bool,
+    /// The host side has the port open (a client is connected).
+    open: bool,
+    /// The host side opened or closed since the last `take_reset`.
+    reset: bool,
+    name: String,
+}
+
+impl PortState {
+    fn new(rx: Queue, tx: Queue) -> PortState {
+        PortState {
+            rx,
+            tx,
+            rx_bufs: Vec::new(),
+            tx_bufs: Vec::new(),
+            tx_free: Vec::new(),
+            ready: VecDeque::new(),
+            added: false,
+            open: false,
+            reset: false,
+            name: String::new(),
+        }
+    }
+
+    /// Allocates and posts the port's buffers (once; they stay posted across remove/add).
+    fn fill(&mut self, transport: &Transport) -> bool {
+        if !self.rx_bufs.is_empty() {
+            return true;
+        }
+        let rx_count = RX_BUFFERS.min(self.rx.size());
+        let tx_count = TX_BUFFERS.min(self.tx.size());
+        let mut rx_bufs = Vec::new();
+        let mut tx_bufs = Vec::new();
+        for _ in 0..rx_count {
+            rx_bufs.push(DmaFrame::new());
+        }
+        for _ in 0..tx_count {
+            tx_bufs.push(DmaFrame::new());
+        }
+        let (Some(rx_bufs), Some(tx_bufs)) = (
+            rx_bufs.into_iter().collect::<Option<Vec<_>>>(),
+            tx_bufs.into_iter().collect::<Option<Vec<_>>>(),
+        ) else {
+            return false;
+        };
+        for (i, buf) in rx_bufs.iter().enumerate() {
+            self.rx.post(buf.pa(), FRAME_SIZE as u32, true, i as u16);
+        }
+        self.rx_bufs = rx_bufs;
+        self.tx_bufs = tx_bufs;
+        self.tx_free = (0..tx_count).collect();
+        transport.notify(&self.rx);
+        true
+    }
+
+    /// Returns every received buffer to the device unread.
+    fn discard(&mut self, transport: &Transport) {
+        let mut any = false;
+        while let Some((b, _, _)) = self.ready.pop_front() {
+            self.repost(b);
+            any = true;
+        }
+        if any {
+            transport.notify(&self.rx);
+        }
+    }
+
+    fn repost(&mut self, b: u16) {
+        if let Some(buf) = self.rx_bufs.get(usize::from(b)) {
+            self.rx.post(buf.pa(), FRAME_SIZE as u32, true, b);
+        }
+    }
+
+    /// Moves used buffers off both rings.
+    fn reap(&mut self, transport: &Transport) {
+        while let Some((b, _)) = self.tx.pop_used() {
+            self.tx_free.push(b);
+        }
+        let mut reposted = false;
+        while let Some((b, len)) = self.rx.pop_used() {
+            if self.open && len > 0 {
+                self.ready.push_back((b, (len as usize).min(FRAME_SIZE), 0));
+            } else {
+                self.repost(b);
+                reposted = true;
+            }
+        }
+        if reposted {
+            transport.notify(&self.rx);
+        }
+    }
+
+    fn recv(&mut self, transport: &Transport, out: &mut [u8]) -> usize {
+        if self.reset || !self.open {
+            return 0;
+        }
+        let mut n = 0;
+        let mut reposted = false;
+        while n < out.len() {
+            let Some(&mut (b, len, ref mut pos)) = self.ready.front_mut() else {
+                break;
+            };
+            let got = match self.rx_bufs.get(usize::from(b)) {
+                Some(buf) => {
+                    let end = (n + len - *pos).min(out.len());
+                    buf.read_bytes(*pos, &mut out[n..end])
+                }
+                None => 0,
+            };
+            *pos += got;
+            n += got;
+            if *pos >= len || got == 0 {
+                self.ready.pop_front();
+                self.repost(b);
+                reposted = true;
+            }
+        }
+        if reposted {
+            transport.notify(&self.rx);
+        }
+        n
+    }
+
+    fn send(&mut self, transport: &Transport, data: &[u8]) -> usize {
+        if !self.open {
+            // Nobody is listening: the device would discard it anyway.
+            return data.len();
+        }
+        let mut n = 0;
+        while n < data.len() {
+            let Some(b) = self.tx_free.pop() else { break };
+            let Some(buf) = self.tx_bufs.get(usize::from(b)) else {
+                break;
+            };
+            let chunk = buf.write_bytes(0, &data[n..]);
+            if !self.tx.post(buf.pa(), chunk as u32, false, b) {
+                self.tx_free.push(b);
+                break;
+            }
+            n += chunk;
+        }
+        if n > 0 {
+            transport.notify(&self.tx);
+        }
+        n
+    }
+}
+
+/// The control queue pair: receive slots in one frame, one transmit message in flight.
+struct ControlQueues {
+    rx: Queue,
+    rx_buf: DmaFrame,
+    tx: Queue,
+    tx_buf: DmaFrame,
+    in_flight: bool,
+    pending: VecDeque<Control>,
+}
+
+/// One virtio-console device.
+pub struct Console {
+    transport: Transport,
+    control: Option<ControlQueues>,
+    ports: Vec<PortState>,
+}
+
+impl Console {
+    /// Initialises the device at `bdf`: features, queues for up to [`MAX_PORTS`] ports,
+    /// DRIVER_OK, then DEVICE_READY on the control queue.
+    pub fn new(bdf: Bdf) -> Result<Console, &'static str> {
+        let transport = Transport::new(bdf)?;
+        bdf.enable(true);
+        let features = transport.negotiate(F_MULTIPORT)?;
+        let multiport = features & F_MULTIPORT != 0;
+        let max_ports = if multiport {
+            transport
+                .config_read32(CONFIG_MAX_NR_PORTS)
+                .clamp(1, MAX_PORTS)
+        } else {
+            1
+        };
+        let result = Console::setup(transport, multiport, max_ports);
+        if let Err(e) = &result {
+            log::warn!("virtio-console {:?}: {}", bdf, e);
+        }
+        result
+    }
+
+    fn setup(
+        transport: Transport,
+        multiport: bool,
+        max_ports: u32,
+    ) -> Result<Console, &'static str> {
+        let control = if multiport {
+            let rx = transport.setup_queue(2, CTRL_SLOTS)?;
+            let tx = transport.setup_queue(3, virtio::MAX_QUEUE)?;
+            let rx_buf = DmaFrame::new().ok_or("virtio-console: out of memory")?;
+            let tx_buf = DmaFrame::new().ok_or("virtio-console: out of memory")?;
+            Some(ControlQueues {
+                rx,
+                rx_buf,
+                tx,
+                tx_buf,
+                in_flight: false,
+                pending: VecDeque::new(),
+            })
+        } else {
+            None
+        };
+        let mut ports = Vec::new();
+        for id in 0..max_ports {
+            let (rxi, txi) = queue_pair(id);
+            if txi >= transport.num_queues() {
+                break;
+            }
+            let (Ok(rx), Ok(tx)) = (
+                transport.setup_queue(rxi, RX_BUFFERS),
+                transport.setup_queue(txi, TX_BUFFERS),
+            ) else {
+                break;
+            };
+            ports.push(PortState::new(rx, tx));
+        }
+        if ports.is_empty() {
+            transport.fail();
+            return Err("virtio-console: no port queues");
+        }
+        transport.driver_ok();
+        let mut console = Console {
+            transport,
+            control,
+            ports,
+        };
+        match &mut console.control {
+            Some(c) => {
+                for slot in 0..CTRL_SLOTS.min(c.rx.size()) {
+                    let pa = c.rx_buf.pa() + (usize::from(slot) * CTRL_SLOT) as u64;
+                    c.rx.post(pa, CTRL_SLOT as u32, true, slot);
+                }
+                console.transport.notify(&c.rx);
+                c.pending.push_back(Control {
+                    id: 0,
+                    event: DEVICE_READY,
+                    value: 1,
+                });
+            }
+            None => {
+                // Without multiport the single port is always there and always open.
+                let port = &mut console.ports[0];
+                if !port.fill(&console.transport) {
+                    return Err("virtio-console: out of memory");
+                }
+                port.added = true;
+                port.open = true;
+            }
+        }
+        console.poll();
+        Ok(console)
+    }
+
+    /// Polls until the device has announced its ports and every control exchange is done.
+    fn settle(&mut self) {
+        // Idle twice in a row: the device queues a message's answers before it releases
+        // the message, so the poll after the release has drained them all.
+        let mut idle = 0;
+        for _ in 0..SETTLE_POLLS {
+            self.poll();
+            match &self.control {
+                Some(c) if c.in_flight || !c.pending.is_empty() => idle = 0,
+                _ => idle += 1,
+            }
+            if idle == 2 {
+                return;
+            }
+            core::hint::spin_loop();
+        }
+        log::warn!("virtio-console: device did not finish announcing ports");
+    }
+
+    /// The legacy interrupt line (PIC IRQ) of the device, if the firmware routed one.
+    pub fn irq(&self) -> Option<u8> {
+        let line = self.transport.bdf.interrupt_line();
+        (line < 16).then_some(line)
+    }
+
+    /// Drains every used ring and advances the control exchange. Reading the ISR first
+    /// also deasserts the device's INTx line.
+    pub fn poll(&mut self) {
+        self.transport.ack_interrupt();
+        // The line is quiet now (ISR read): let the next event interrupt again.
+        if MASKED.swap(false, Ordering::AcqRel) {
+            for irq in (0..16u8).filter(|i| IRQS.load(Ordering::Acquire) & (1 << i) != 0) {
+                crate::arch::pic::unmask(irq);
+            }
+        }
+        let mut messages: Vec<(Control, String)> = Vec::new();
+        if let Some(c) = &mut self.control {
+            let mut reposted = false;
+            while let Some((slot, len)) = c.rx.pop_used() {
+                let mut b = [0u8; CTRL_SLOT];
+                let len = (len as usize).min(CTRL_SLOT);
+                c.rx_buf
+                    .read_bytes(usize::from(slot) * CTRL_SLOT, &mut b[..len]);
+                if let Some((msg, rest)) = Control::decode(&b[..len]) {
+                    let name = rest.split(|&x| x == 0).next().unwrap_or(&[]);
+                    messages.push((msg, String::from_utf8_lossy(name).into()));
+                }
+                let pa = c.rx_buf.pa() + (usize::from(slot) * CTRL_SLOT) as u64;
+                c.rx.post(pa, CTRL_SLOT as u32, true, slot);
+                reposted = true;
+            }
+            if reposted {
+                self.transport.notify(&c.rx);
+            }
+        }
+        for (msg, name) in messages {
+            self.handle(msg, name);
+        }
+        if let Some(c) = &mut self.control {
+            while c.tx.pop_used().is_some() {
+                c.in_flight = false;
+            }
+            // One control message in flight: the device answers each (PORT_READY brings
+            // NAME and OPEN) before releasing it, so answers never outrun receive slots.
+            if !c.in_flight {
+                if let Some(msg) = c.pending.pop_front() {
+                    let len = c.tx_buf.write_bytes(0, &msg.encode());
+                    c.in_flight = c.tx.post(c.tx_buf.pa(), len as u32, false, 0);
+                    self.transport.notify(&c.tx);
+                }
+            }
+        }
+        for port in self.ports.iter_mut().filter(|p| p.added) {
+            port.reap(&self.transport);
+        }
+    }
+
+    fn send_control(&mut self, msg: Control) {
+        if let Some(c) = &mut self.control {
+            c.pending.push_back(msg);
+        }
+    }
+
+    fn handle(&mut self, msg: Control, name: String) {
+        let id = msg.id;
+        let Some(port) = usize::try_from(id).ok().and_then(|i| self.ports.get_mut(i)) else {
+            if msg.event == DEVICE_ADD {
+                log::warn!(
+                    "virtio-console: port {} beyond the {} served",
+                    id,
+                    self.ports.len()
+                );
+                self.send_control(Control {
+                    id,
+                    event: PORT_READY,
+                    value: 0,
+                });
+            }
+            return;
+        };
+        match msg.event {
+            DEVICE_ADD => {
+                if !port.fill(&self.transport) {
+                    log::warn!("virtio-console: out of memory for port {}", id);
+                    self.send_control(Control {
+                        id,
+                        event: PORT_READY,
+                        value: 0,
+                    });
+                    return;
+                }
+                port.added = true;
+                self.send_control(Control {
+                    id,
+                    event: PORT_READY,
+                    value: 1,
+                });
+                // The device delivers nothing to a port the guest has not opened.
+                self.send_control(Control {
+                    id,
+                    event: PORT_OPEN,
+                    value: 1,
+                });
+            }
+            DEVICE_REMOVE => {
+                port.added = false;
+                if port.open {
+                    port.open = false;
+                    port.reset = true;
+                }
+                port.discard(&self.transport);
+            }
+            PORT_OPEN => {
+                let open = msg.value != 0;
+                if open != port.open {
+                    log::info!(
+                        "virtio-console: port {} ({}) {}",
+                        id,
+                        port.name,
+                        if open { "opened" } else { "closed" }
+                    );
+                    port.open = open;
+                    port.reset = true;
+                    port.discard(&self.transport);
+                }
+            }
+            PORT_NAME => port.name = name,
+            CONSOLE_PORT | RESIZE => {}
+            _ => {}
+        }
+    }
+
+    fn port(&mut self, id: u32) -> Option<&mut PortState> {
+        self.ports.get_mut(usize::try_from(id).ok()?)
+    }
+
+    fn added_ids(&self) -> Vec<u32> {
+        (0..self.ports.len() as u32)
+            .filter(|&i| self.ports[i as usize].added)
+            .collect()
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        // Stop all DMA before the rings and buffers go back to the allocator.
+        self.transport.reset();
+    }
+}
+
+/// PIC lines of probed consoles, and whether the handler masked them.
+static IRQS: AtomicU16 = AtomicU16::new(0);
+static MASKED: AtomicBool = AtomicBool::new(false);
+
+/// The IRQ handler. INTx is level-triggered and only an ISR read (in `poll`, outside the
+/// handler) lowers it, so the handler masks the lines and `poll` unmasks them; the PIC
+/// layer sets the wake flag, so the main loop polls instead of halting.
+fn on_irq() {
+    MASKED.store(true, Ordering::Release);
+    for irq in (0..16u8).filter(|i| IRQS.load(Ordering::Acquire) & (1 << i) != 0) {
+        crate::arch::pic::mask(irq);
+    }
+}
+
+/// One console port: a non-blocking byte link to one host chardev.
+pub struct Port {
+    console: Rc<RefCell<Console>>,
+    id: u32,
+    label: &'static str,
+}
+
+impl Port {
+    /// "virtio:NAME" (or "virtio:ID" for an unnamed port), for logs and the server's tables.
+    pub fn label(&self) -> &'static str {
+        self.label
+    }
+}
+
+impl Link for Port {
+    fn recv(&mut self, buf: &mut [u8]) -> usize {
+        let mut c = self.console.borrow_mut();
+        c.poll();
+        let Console {
+            transport, ports, ..
+        } = &mut *c;
+        match ports.get_mut(self.id as usize) {
+            Some(p) => p.recv(transport, buf),
+            None => 0,
+        }
+    }
+
+    fn send(&mut self, data: &[u8]) -> usize {
+        let mut c = self.console.borrow_mut();
+        c.poll();
+        let Console {
+            transport, ports, ..
+        } = &mut *c;
+        match ports.get_mut(self.id as usize) {
+            Some(p) => p.send(transport, data),
+            None => data.len(),
+        }
+    }
+
+    fn take_reset(&mut self) -> bool {
+        let mut c = self.console.borrow_mut();
+        c.poll();
+        c.port(self.id)
+            .map(|p| core::mem::take(&mut p.reset))
+            .unwrap_or(false)
+    }
+}
+
+/// Finds every virtio-console PCI device, initialises it and returns one [`Port`] per port
+/// the device announced (for QEMU, one per `virtserialport`/`virtconsole`, in port id order).
+///
+/// Works by polling alone; it also registers a handler for each device's PIC line, so port
+/// activity wakes the idle `hlt` (call with interrupts off, as at boot; they may be enabled
+/// afterwards). Labels are leaked strings: ports live as long as the kernel.
+pub fn probe() -> Vec<Port> {
+    let mut ports = Vec::new();
+    for bdf in virtio::find(VIRTIO_CONSOLE) {
+        let Ok(mut console) = Console::new(bdf) else {
+            continue;
+        };
+        console.settle();
+        let irq = console.irq();
+        log::info!(
+            "virtio-console {:?}: ports {:?}, irq {:?}",
+            bdf,
+            console.added_ids(),
+            irq
+        );
+        let labels: Vec<(u32, &'static str)> = console
+            .added_ids()
+            .into_iter()
+            .map(|id| {
+                let name = console.port(id).map(|p| p.name.clone()).unwrap_or_default();
+                let label = if name.is_empty() {
+                    format!("virtio:{id}")
+                } else {
+                    format!("virtio:{name}")
+                };
+                (id, &*Box::leak(label.into_boxed_str()))
+            })
+            .collect();
+        let console = Rc::new(RefCell::new(console));
+        for (id, label) in labels {
+            ports.push(Port {
+                console: console.clone(),
+                id,
+                label,
+            });
+        }
+        if let Some(irq) = irq {
+            IRQS.fetch_or(1 << irq, Ordering::AcqRel);
+            crate::arch::pic::register(irq, on_irq);
+        }
+    }
+    ports
+}
