@@ -1,0 +1,271 @@
+//! ninep-host driven by clients: python-9p and p9fs (written by others, run as python
+//! scripts next to this file) and ninep-client. Missing python3 or modules fail these
+//! tests; nothing is skipped.
+
+use ninep_client::{dm, om, Client, Error, Stat};
+use ninep_host::{big_byte, BIG_LEN};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::Duration;
+
+const OWNER: &str = "glenda";
+
+/// A running ninep-host, killed on drop.
+struct Host {
+    child: Child,
+    unix: PathBuf,
+    tcp: String,
+}
+
+impl Host {
+    fn start() -> Host {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let unix = std::env::temp_dir().join(format!(
+            "ninep-host-test-{}-{}.sock",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ninep-host"))
+            .args(["--unix", unix.to_str().unwrap()])
+            .args(["--tcp", "127.0.0.1:0", "--owner", OWNER])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start ninep-host");
+        let mut tcp = None;
+        let out = BufReader::new(child.stdout.take().unwrap());
+        for line in out.lines() {
+            let line = line.expect("ninep-host stdout");
+            if let Some(a) = line.strip_prefix("tcp ") {
+                tcp = Some(a.to_string());
+            }
+            if line == "ready" {
+                break;
+            }
+        }
+        Host {
+            child,
+            unix,
+            tcp: tcp.expect("ninep-host printed no tcp address"),
+        }
+    }
+
+    fn unix_addr(&self) -> String {
+        format!("unix!{}", self.unix.display())
+    }
+
+    fn tcp_addr(&self) -> String {
+        let (h, p) = self.tcp.rsplit_once(':').unwrap();
+        format!("tcp!{h}!{p}")
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.unix);
+    }
+}
+
+fn run_python(script: &str, args: &[&str]) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(script);
+    let out = Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("python3 must be installed (scripts/setup installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    print!("{stdout}");
+    assert!(
+        out.status.success(),
+        "{script} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+}
+
+#[test]
+fn python_9p_client() {
+    let h = Host::start();
+    run_python(
+        "python9p_client.py",
+        &[
+            "--unix",
+            h.unix.to_str().unwrap(),
+            "--tcp",
+            &h.tcp,
+            "--owner",
+            OWNER,
+        ],
+    );
+}
+
+#[test]
+fn p9fs_client() {
+    let h = Host::start();
+    run_python("p9fs_client.py", &["--tcp", &h.tcp, "--owner", OWNER]);
+}
+
+fn remote(e: Error) -> String {
+    match e {
+        Error::Remote(s) => s,
+        other => panic!("want a Rerror, got {other:?}"),
+    }
+}
+
+fn dial(addr: &str, uname: &str) -> Client {
+    let c = Client::dial_msize(addr, uname, "", 8192).expect("dial");
+    c.set_timeout(Some(Duration::from_secs(20)));
+    c
+}
+
+/// The python scripts' list, through ninep-client, over one transport.
+fn same_list(addr: &str) {
+    // version, attach
+    let c = dial(addr, OWNER);
+    assert_eq!(c.msize(), 8192);
+    assert!(c.root_qid().is_dir());
+    // walk: full and failing
+    let f = c.walk("dir/a").unwrap();
+    assert!(!f.qid().is_dir());
+    assert_eq!(remote(c.walk("nope").err().unwrap()), "file does not exist");
+    assert_eq!(
+        remote(c.walk("dir/nope").err().unwrap()),
+        "file does not exist"
+    );
+    // open, read
+    let h = c.open("hello", om::READ).unwrap();
+    assert_eq!(h.iounit(), 8192 - 24);
+    assert_eq!(h.read_at(7, 5).unwrap(), b"world");
+    let big = c.read_file("big").unwrap();
+    assert_eq!(big.len(), BIG_LEN);
+    assert!(big.iter().enumerate().all(|(i, b)| *b == big_byte(i)));
+    // create, write
+    let n = c.create("dir", "rust", 0o644, om::RDWR).unwrap();
+    n.write_all_at(0, &big[..20_000]).unwrap();
+    assert_eq!(n.read_at(19_990, 100).unwrap(), &big[19_990..20_000]);
+    drop(n);
+    let d = c.create("dir", "rdir", dm::DIR | 0o755, om::READ).unwrap();
+    assert!(d.qid().is_dir());
+    drop(d);
+    assert_eq!(
+        remote(c.create("dir", "rust", 0o644, om::READ).err().unwrap()),
+        "file already exists"
+    );
+    // stat, wstat
+    let st = c.stat("dir/rust").unwrap();
+    assert_eq!(
+        (st.length, st.mode, st.uid.as_str()),
+        (20_000, 0o644, OWNER)
+    );
+    c.wstat("dir/rust", &Stat::dont_touch()).unwrap();
+    let mut w = Stat::dont_touch();
+    w.length = 3;
+    w.name = "rust2".into();
+    c.wstat("dir/rust", &w).unwrap();
+    assert_eq!(c.stat("dir/rust2").unwrap().length, 3);
+    let names: Vec<String> = c.ls("dir").unwrap().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["a", "b", "rust2", "rdir"]);
+    // remove
+    c.remove("dir/rust2").unwrap();
+    c.remove("dir/rdir").unwrap();
+    assert_eq!(
+        remote(c.stat("dir/rust2").err().unwrap()),
+        "file does not exist"
+    );
+    // a second attach, as someone else
+    let other = c.attach("intruder", "").unwrap();
+    let mut s = other.walk("secret").unwrap();
+    assert_eq!(remote(s.open(om::READ).err().unwrap()), "permission denied");
+    let mut m = other.walk("ro/motd").unwrap();
+    assert_eq!(
+        remote(m.open(om::WRITE).err().unwrap()),
+        "permission denied"
+    );
+    assert_eq!(c.read_file("secret").unwrap(), b"owner only\n");
+    // Tflush of a blocked read; the next record goes to the next read
+    let wait = c.open("wait", om::READ).unwrap();
+    let mut p = c.start_read(&wait, 0, 100).unwrap();
+    assert!(p
+        .wait_timeout(Duration::from_millis(100))
+        .unwrap()
+        .is_none());
+    p.flush().unwrap();
+    let q = c.open("wait", om::WRITE).unwrap();
+    q.write_str("after flush").unwrap();
+    assert_eq!(wait.read_at(0, 100).unwrap(), b"after flush");
+    // a read blocked on one connection is answered by a write on another
+    let c2 = dial(addr, OWNER);
+    let w2 = c2.open("wait", om::READ).unwrap();
+    let t = thread::spawn(move || w2.read_at(0, 100));
+    assert_eq!(c.read_file("hello").unwrap(), b"hello, world\n");
+    q.write_str("cross").unwrap();
+    assert_eq!(t.join().unwrap().unwrap(), b"cross");
+}
+
+#[test]
+fn ninep_client_over_unix() {
+    let h = Host::start();
+    same_list(&h.unix_addr());
+    // a bare path dials too
+    let c = Client::dial(h.unix.to_str().unwrap(), OWNER, "").unwrap();
+    assert_eq!(c.msize(), ninep_client::DEFAULT_MSIZE);
+}
+
+#[test]
+fn ninep_client_over_tcp() {
+    let h = Host::start();
+    same_list(&h.tcp_addr());
+    let c = Client::dial(&h.tcp, OWNER, "").unwrap();
+    assert_eq!(c.read_file("dir/b").unwrap(), b"beta\n");
+}
+
+/// Garbage, then a good Tversion (what `Client::over` sends first), on both transports.
+#[test]
+fn malformed_frame_then_tversion() {
+    let h = Host::start();
+    let garbage: &[&[u8]] = &[
+        b"\x03\x00\x00\x00",
+        b"\x0b\x00\x00\x00\x06\x01\x00abcd",
+        b"\xff\xff\xff\x7fnot a frame at all",
+        &[0u8; 100],
+    ];
+    for g in garbage {
+        let mut s = UnixStream::connect(&h.unix).unwrap();
+        s.write_all(g).unwrap();
+        let c = Client::over_msize(s, OWNER, "", 8192).unwrap();
+        assert_eq!(c.read_file("hello").unwrap(), b"hello, world\n");
+        let mut s = TcpStream::connect(&h.tcp).unwrap();
+        s.write_all(g).unwrap();
+        let c = Client::over_msize(s, OWNER, "", 8192).unwrap();
+        assert_eq!(c.read_file("dir/a").unwrap(), b"alpha\n");
+    }
+}
+
+#[test]
+fn a_closed_connection_clunks_its_fids_and_frees_its_reads() {
+    let h = Host::start();
+    for _ in 0..5 {
+        let s = UnixStream::connect(&h.unix).unwrap();
+        let c = Client::over(s.try_clone().unwrap(), OWNER, "").unwrap();
+        let w = c.open("wait", om::READ).unwrap();
+        let p = c.start_read(&w, 0, 10).unwrap();
+        // The connection goes away under the client: no clunk, no flush is sent.
+        s.shutdown(std::net::Shutdown::Both).unwrap();
+        assert!(matches!(p.wait(), Err(Error::Io(_))));
+    }
+    // Give the host's reader threads a moment to see the closes.
+    thread::sleep(Duration::from_millis(200));
+    // The records go to live readers, not to the reads of connections gone.
+    let c = dial(&h.unix_addr(), OWNER);
+    let w = c.open("wait", om::RDWR).unwrap();
+    w.write_str("kept").unwrap();
+    assert_eq!(w.read_at(0, 10).unwrap(), b"kept");
+}
