@@ -201,9 +201,16 @@ impl Mux {
     /// Sends `f` under a fresh tag (NOTAG for Tversion).
     pub(crate) fn send(&self, f: &Fcall<'_>, msize: u32) -> Result<Sent> {
         let notag = matches!(f, Fcall::Tversion { .. });
-        let mut buf = vec![0u8; msize as usize];
-        // Encode first with a placeholder tag so an oversized message costs no tag.
-        let n = f.encode(0, &mut buf)?;
+        // Most requests are small: try a small buffer before one of msize. Encoding
+        // comes first, with a placeholder tag, so an oversized message costs no tag.
+        let mut buf = vec![0u8; 512.min(msize as usize)];
+        let n = match f.encode(0, &mut buf) {
+            Ok(n) => n,
+            Err(_) => {
+                buf = vec![0u8; msize as usize];
+                f.encode(0, &mut buf)?
+            }
+        };
         buf.truncate(n);
         let (tag, rx) = self.shared.register(notag.then_some(NOTAG))?;
         buf[5..7].copy_from_slice(&tag.to_le_bytes());
