@@ -1,0 +1,10 @@
+//! vmx: runs guests on the hypervisor's #X device over 9P, as 9front's vmx(1) runs them
+//! on a local #X: guest loaders, device models, the exit loop.
+
+#![forbid(unsafe_code)]
+
+pub mod cpu;
+pub mod demo;
+pub mod dev;
+pub mod layout;
+pub mod loader;
