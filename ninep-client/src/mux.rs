@@ -1,8 +1,10 @@
 //! The connection: one writer shared under a lock, one reader thread that hands each
 //! reply to whoever waits on its tag, so a blocked read does not hold up other requests.
+//! Before the first reply (the answer to Tversion) the reader skips anything that is not
+//! one, as a serial line may carry other output first.
 
 use crate::error::{Error, Result};
-use protocol::{Fcall, HEADER_LEN, NOTAG};
+use protocol::{Fcall, MsgType, HEADER_LEN, NOTAG};
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
@@ -125,11 +127,43 @@ impl Shared {
     }
 }
 
+/// Is `h` the header of an answer to Tversion (Rversion or Rerror, tag NOTAG)?
+fn is_version_reply(h: &[u8; HEADER_LEN], max: u32) -> bool {
+    let size = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+    let ty = h[4];
+    (HEADER_LEN as u32 + 2..=max).contains(&size)
+        && (ty == MsgType::Rversion as u8 || ty == MsgType::Rerror as u8)
+        && u16::from_le_bytes([h[5], h[6]]) == NOTAG
+}
+
+/// Skips whatever precedes the answer to Tversion (a serial line may carry firmware or
+/// boot loader output first); returns its header.
+fn find_version_reply(r: &mut dyn Read, max: u32) -> io::Result<[u8; HEADER_LEN]> {
+    let mut h = [0u8; HEADER_LEN];
+    r.read_exact(&mut h)?;
+    while !is_version_reply(&h, max) {
+        h.copy_within(1.., 0);
+        r.read_exact(&mut h[HEADER_LEN - 1..])?;
+    }
+    Ok(h)
+}
+
 /// Reads frames until the stream ends or lies, handing each to its tag's waiter.
 fn reader_loop(shared: Arc<Shared>, mut r: Box<dyn Read + Send>, max: u32) {
+    let mut first = true;
     let why = loop {
         let mut size = [0u8; 4];
-        if let Err(e) = r.read_exact(&mut size) {
+        let mut head = None;
+        if first {
+            first = false;
+            match find_version_reply(&mut r, max) {
+                Ok(h) => {
+                    size.copy_from_slice(&h[..4]);
+                    head = Some(h);
+                }
+                Err(e) => break format!("reading reply: {e}"),
+            }
+        } else if let Err(e) = r.read_exact(&mut size) {
             break format!("reading reply: {e}");
         }
         let n = u32::from_le_bytes(size);
@@ -137,8 +171,17 @@ fn reader_loop(shared: Arc<Shared>, mut r: Box<dyn Read + Send>, max: u32) {
             break format!("bad reply size {n}");
         }
         let mut frame = vec![0u8; n as usize];
-        frame[..4].copy_from_slice(&size);
-        if let Err(e) = r.read_exact(&mut frame[4..]) {
+        let got = match head {
+            Some(h) => {
+                frame[..HEADER_LEN].copy_from_slice(&h);
+                HEADER_LEN
+            }
+            None => {
+                frame[..4].copy_from_slice(&size);
+                4
+            }
+        };
+        if let Err(e) = r.read_exact(&mut frame[got..]) {
             break format!("reading reply: {e}");
         }
         let tag = u16::from_le_bytes([frame[5], frame[6]]);

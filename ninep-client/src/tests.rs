@@ -285,3 +285,35 @@ fn a_timeout_does_not_wedge_the_connection() {
     c.set_timeout(None);
     assert_eq!(c.read_file("hello").unwrap(), b"hello, world\n");
 }
+
+#[test]
+fn noise_before_rversion_is_skipped() {
+    // A server behind a serial line: boot noise, then the 9P server.
+    let (a, b) = UnixStream::pair().unwrap();
+    let mut noise = b.try_clone().unwrap();
+    noise
+        .write_all(b"SeaBIOS (version 1.16)\r\nBooting from DVD/CD...\r\n\xff\xff\x00")
+        .unwrap();
+    serve(b);
+    let c = Client::over(a, "glenda", "").unwrap();
+    assert_eq!(c.read_file("hello").unwrap(), b"hello, world\n");
+}
+
+#[test]
+fn rerror_to_tversion_is_reported() {
+    let (a, mut b) = UnixStream::pair().unwrap();
+    thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        let _ = b.read(&mut buf);
+        let mut out = [0u8; 64];
+        let n = protocol::Fcall::Rerror { ename: "go away" }
+            .encode(protocol::NOTAG, &mut out)
+            .unwrap();
+        b.write_all(&out[..n]).unwrap();
+        thread::sleep(Duration::from_millis(200));
+    });
+    match Client::over(a, "glenda", "") {
+        Err(e) => assert_eq!(e.remote(), Some("go away")),
+        Ok(_) => panic!("dial succeeded against a refusing server"),
+    }
+}
