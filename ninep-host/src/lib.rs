@@ -1,36 +1,67 @@
 //! Serves a `ninep::Tree` to real clients over unix sockets and TCP, so the engine meets
 //! clients nobody here wrote before the kernel exists.
 //!
-//! One engine thread owns the tree and every session (the engine is single-threaded per
-//! tree); a reader thread per connection feeds it bytes and a writer thread per
-//! connection sends its replies. After each batch of input the engine retries every
-//! session's pending reads, since a request on one connection (a write to a queue) can
-//! answer a read blocked on another.
+//! The tree and every session live behind one lock (the engine is single-threaded per
+//! tree). Each connection's thread reads bytes, and under the lock feeds its session,
+//! answers what it can, and retries every session's pending reads, since a request on
+//! one connection (a write to a queue) can answer a read blocked on another. Replies are
+//! queued per connection under the lock and written outside it, in order, so a client
+//! that does not read its replies stalls only the threads that write to it.
 #![forbid(unsafe_code)]
 
 use ninep::memfs::{Memfs, ROOT};
 use ninep::{Limits, Session, Tree};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 
-/// What connection threads tell the engine.
-enum Event {
-    Open(u32, Sender<Vec<u8>>),
-    Data(u32, Vec<u8>),
-    Closed(u32),
+/// A connection's sending side: replies queued in order, and the stream they go to.
+struct Outbox {
+    queue: Mutex<VecDeque<Vec<u8>>>,
+    /// Held while writing, so queued replies leave in the order they were queued.
+    stream: Mutex<Box<dyn Write + Send>>,
 }
 
-/// A server under construction: add listeners, then [`Server::run`].
-pub struct Server<T: Tree> {
+impl Outbox {
+    /// Writes everything queued. Whoever holds `stream` drains the queue, so a chunk
+    /// queued by another thread meanwhile is sent by one of us, never out of order.
+    fn drain(&self) {
+        let mut w = lock(&self.stream);
+        loop {
+            let chunk = lock(&self.queue).pop_front();
+            let Some(chunk) = chunk else { break };
+            if w.write_all(&chunk).is_err() {
+                // The reader sees the close and ends the session.
+                lock(&self.queue).clear();
+                break;
+            }
+        }
+    }
+}
+
+struct Conn<T: Tree> {
+    session: Session<T>,
+    out: Arc<Outbox>,
+}
+
+struct State<T: Tree> {
     tree: T,
+    conns: BTreeMap<u32, Conn<T>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing here leaves shared data half-updated across a panic; keep serving.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Serves a tree: add listeners, then [`Server::run`] (or just keep the process alive).
+pub struct Server<T: Tree> {
+    state: Arc<Mutex<State<T>>>,
     limits: Limits,
-    tx: SyncSender<Event>,
-    rx: Receiver<Event>,
 }
 
 /// A stream a connection runs over.
@@ -58,49 +89,77 @@ fn next_id() -> u32 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Starts the reader and writer threads of one connection.
-fn connection<S: Stream>(s: S, events: SyncSender<Event>) -> io::Result<()> {
-    let id = next_id();
-    let mut w = s.dup()?;
-    let mut r = s;
-    let (otx, orx) = channel::<Vec<u8>>();
-    if events.send(Event::Open(id, otx)).is_err() {
-        return Ok(());
+/// Queues a session's replies; returns the outbox to drain if there were any.
+fn take_output<T: Tree>(c: &mut Conn<T>) -> Option<Arc<Outbox>> {
+    let o = c.session.output();
+    if o.is_empty() {
+        return None;
     }
-    thread::spawn(move || {
-        // Ends when the engine drops the sender (connection closed) or the peer is gone.
-        while let Ok(bytes) = orx.recv() {
-            if w.write_all(&bytes).is_err() {
-                break;
-            }
+    lock(&c.out.queue).push_back(o.to_vec());
+    let n = o.len();
+    c.session.consume_output(n);
+    Some(c.out.clone())
+}
+
+impl<T> Server<T>
+where
+    T: Tree + Send + 'static,
+    T::Node: Send,
+{
+    pub fn new(tree: T, limits: Limits) -> Self {
+        Server {
+            state: Arc::new(Mutex::new(State {
+                tree,
+                conns: BTreeMap::new(),
+            })),
+            limits,
         }
-    });
-    thread::spawn(move || {
+    }
+
+    /// Serves one connection on this thread until it closes.
+    fn serve<S: Stream>(state: Arc<Mutex<State<T>>>, limits: Limits, mut r: S) {
+        let Ok(w) = r.dup() else { return };
+        let id = next_id();
+        let out = Arc::new(Outbox {
+            queue: Mutex::new(VecDeque::new()),
+            stream: Mutex::new(Box::new(w)),
+        });
+        lock(&state).conns.insert(
+            id,
+            Conn {
+                session: Session::new(id, limits),
+                out,
+            },
+        );
         let mut buf = vec![0u8; 1 << 17];
-        loop {
-            match r.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if events.send(Event::Data(id, buf[..n].to_vec())).is_err() {
-                        return;
+        while let Ok(n @ 1..) = r.read(&mut buf) {
+            let mut off = 0;
+            while off < n {
+                let mut ready: Vec<Arc<Outbox>> = Vec::new();
+                {
+                    let mut st = lock(&state);
+                    let State { tree, conns } = &mut *st;
+                    let Some(c) = conns.get_mut(&id) else { return };
+                    off += c.session.input(&buf[off..n]);
+                    c.session.process(tree);
+                    ready.extend(take_output(c));
+                    // What this connection did may answer reads pending on the others.
+                    for (cid, c) in conns.iter_mut() {
+                        if *cid != id && c.session.has_pending() {
+                            c.session.poll(tree);
+                            ready.extend(take_output(c));
+                        }
                     }
+                }
+                for o in ready {
+                    o.drain();
                 }
             }
         }
-        let _ = events.send(Event::Closed(id));
-    });
-    Ok(())
-}
-
-impl<T: Tree> Server<T> {
-    pub fn new(tree: T, limits: Limits) -> Self {
-        // Bounded, so a fast sender waits for the engine instead of queueing without end.
-        let (tx, rx) = sync_channel(64);
-        Server {
-            tree,
-            limits,
-            tx,
-            rx,
+        let mut st = lock(&state);
+        let State { tree, conns } = &mut *st;
+        if let Some(mut c) = conns.remove(&id) {
+            c.session.reset(tree);
         }
     }
 
@@ -110,10 +169,11 @@ impl<T: Tree> Server<T> {
             std::fs::remove_file(path)?;
         }
         let l = UnixListener::bind(path)?;
-        let tx = self.tx.clone();
+        let (state, limits) = (self.state.clone(), self.limits);
         thread::spawn(move || {
             for s in l.incoming().flatten() {
-                let _ = connection(s, tx.clone());
+                let state = state.clone();
+                thread::spawn(move || Self::serve(state, limits, s));
             }
         });
         Ok(())
@@ -123,70 +183,22 @@ impl<T: Tree> Server<T> {
     pub fn listen_tcp(&self, addr: &str) -> io::Result<std::net::SocketAddr> {
         let l = TcpListener::bind(addr)?;
         let local = l.local_addr()?;
-        let tx = self.tx.clone();
+        let (state, limits) = (self.state.clone(), self.limits);
         thread::spawn(move || {
             for s in l.incoming().flatten() {
                 let _ = s.set_nodelay(true);
-                let _ = connection(s, tx.clone());
+                let state = state.clone();
+                thread::spawn(move || Self::serve(state, limits, s));
             }
         });
         Ok(local)
     }
 
-    /// Serves forever (until every listener and connection is gone).
+    /// Serves until the process ends (the listeners' threads do the work).
     pub fn run(self) {
-        let Server {
-            mut tree,
-            limits,
-            tx,
-            rx,
-        } = self;
-        drop(tx);
-        let mut conns: BTreeMap<u32, (Session<T>, Sender<Vec<u8>>)> = BTreeMap::new();
-        while let Ok(ev) = rx.recv() {
-            match ev {
-                Event::Open(id, out) => {
-                    conns.insert(id, (Session::new(id, limits), out));
-                }
-                Event::Closed(id) => {
-                    if let Some((mut s, _)) = conns.remove(&id) {
-                        s.reset(&mut tree);
-                    }
-                }
-                Event::Data(id, bytes) => {
-                    let Some((s, out)) = conns.get_mut(&id) else {
-                        continue;
-                    };
-                    let mut off = 0;
-                    loop {
-                        off += s.input(&bytes[off..]);
-                        s.process(&mut tree);
-                        send_output(s, out);
-                        if off == bytes.len() {
-                            break;
-                        }
-                    }
-                }
-            }
-            // What one connection did may answer reads pending on the others.
-            for (s, out) in conns.values_mut() {
-                if s.has_pending() {
-                    s.poll(&mut tree);
-                    send_output(s, out);
-                }
-            }
+        loop {
+            thread::park();
         }
-    }
-}
-
-fn send_output<T: Tree>(s: &mut Session<T>, out: &Sender<Vec<u8>>) {
-    let o = s.output();
-    if !o.is_empty() {
-        // A send fails only when the writer thread has ended; the reader will report
-        // the close.
-        let _ = out.send(o.to_vec());
-        let n = o.len();
-        s.consume_output(n);
     }
 }
 

@@ -10,7 +10,7 @@ use crate::framer::{Framer, Next};
 use crate::perm;
 use crate::tree::{Ctx, Read, Stat, Tree};
 use alloc::collections::BTreeMap;
-use alloc::rc::Rc;
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use protocol::{om, Dir, Fcall, Qid, Qids, HEADER_LEN, IOHDRSZ, MAXWELEM, NOFID};
@@ -52,7 +52,8 @@ struct DirRead {
 struct Fid<N> {
     node: N,
     qid: Qid,
-    uname: Rc<str>,
+    // Arc, not Rc, so a session can move between a host's threads.
+    uname: Arc<str>,
     /// Topen/Tcreate mode once opened.
     mode: Option<u8>,
     dir: Option<DirRead>,
