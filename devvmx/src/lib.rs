@@ -1,7 +1,25 @@
 //! The Plan 9 `#X` vmx device and segment(3)-style segments, above a [`hw::Hw`] trait.
+//!
+//! [`Namespace`] is the served tree (a `ninep::Tree`): `vmx/` as 9front's devvmx.c serves
+//! it (the seed, /work/shared/seed/devvmx.c), `segment/` after devsegment.c, and a root
+//! `status` file. Everything here is safe, architecture-independent Rust; the kernel
+//! implements [`hw::Hw`] and [`testhw::TestHw`] implements it on the host.
+//! DEVIATIONS.md lists where and why this differs from the seed.
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+pub mod ept;
+pub mod event;
 pub mod hw;
+pub mod mem;
+mod ns;
+pub mod plan9;
+pub mod regs;
+pub mod segment;
+pub mod testhw;
+pub mod vm;
+pub mod vmcs;
+
+pub use ns::{Config, Namespace, Node, EQUIT};

@@ -1,0 +1,844 @@
+//! The served tree: a root holding `vmx/` (the #X device), `segment/` (segment(3)) and a
+//! `status` file, as a `ninep::Tree`.
+
+use crate::hw::{Hw, Phys, PAGE};
+use crate::plan9::{
+    lookupcmd, parsecmd, readstr, Cmdtab, EBADARG, EEXIST, EGREG, EISDIR, ENOMEM, ENONEXIST, EPERM,
+};
+use crate::segment::Segments;
+use crate::vm::{State, Vm};
+use crate::vmcs::*;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use ninep::error::EBADATTACH;
+use ninep::{perm, Ctx, Error, Read, Stat, Tree};
+use protocol::{dm, om, qt, Dir, Qid};
+
+/// What the kernel tells the namespace.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The host owner (Plan 9's eve): owns every file, alone may make and drive VMs.
+    pub owner: String,
+    /// Shown in the status file.
+    pub version: &'static str,
+}
+
+/// The seed's Equit.
+pub const EQUIT: &str = "vmx: ending";
+
+/// Which attach a node was reached from: `..` stops at its top.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Top {
+    Root,
+    Vmx,
+    Seg,
+}
+
+/// Files of a VM directory, numbered as the seed's Q* constants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum VmF {
+    Ctl = 1,
+    Regs = 2,
+    Status = 3,
+    Map = 4,
+    Wait = 5,
+    Fpregs = 6,
+}
+
+/// The seed's vmxdir[]: name, file, mode.
+const VMXDIR: [(&str, VmF, u32); 6] = [
+    ("ctl", VmF::Ctl, 0o660),
+    ("regs", VmF::Regs, 0o660),
+    ("status", VmF::Status, 0o440),
+    ("map", VmF::Map, 0o660),
+    ("wait", VmF::Wait, 0o440),
+    ("fpregs", VmF::Fpregs, 0o660),
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Root,
+    Status,
+    VmxDir,
+    Clone,
+    VmDir(usize, u64),
+    VmFile(usize, u64, VmF),
+    SegTop,
+    SegDir(usize, u64),
+    SegCtl(usize, u64),
+    SegData(usize, u64),
+}
+
+/// A file of the tree, with what an open fid keeps: the text a read at offset 0 made
+/// (the seed's c->aux) and whether a wait read is blocked on it.
+#[derive(Clone, Debug)]
+pub struct Node {
+    top: Top,
+    kind: Kind,
+    aux: Vec<u8>,
+    waiting: bool,
+}
+
+impl Node {
+    fn new(top: Top, kind: Kind) -> Self {
+        Node {
+            top,
+            kind,
+            aux: Vec::new(),
+            waiting: false,
+        }
+    }
+}
+
+// Qid paths: #X's own scheme for vmx/, devsegment's (tagged) for segment/, and a tag
+// for the root's files, so that no two files share a path.
+const ROOTQ: u64 = 1 << 63;
+const SEGQ: u64 = 1 << 62;
+const QCLONE: u64 = 1;
+
+fn qidpath(slot: usize, file: u64) -> u64 {
+    ((slot as u64 + 1) << 8) | file
+}
+
+fn segpath(slot: usize, t: u64) -> u64 {
+    SEGQ | (slot as u64) << 3 | t
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cm {
+    Quit,
+    Go,
+    Stop,
+    Step,
+    Exc,
+    Irq,
+    Extrap,
+}
+
+const VMXCTLMSG: [Cmdtab<Cm>; 7] = [
+    Cmdtab {
+        index: Cm::Quit,
+        cmd: "quit",
+        narg: 1,
+    },
+    Cmdtab {
+        index: Cm::Go,
+        cmd: "go",
+        narg: 0,
+    },
+    Cmdtab {
+        index: Cm::Stop,
+        cmd: "stop",
+        narg: 1,
+    },
+    Cmdtab {
+        index: Cm::Step,
+        cmd: "step",
+        narg: 0,
+    },
+    Cmdtab {
+        index: Cm::Exc,
+        cmd: "exc",
+        narg: 2,
+    },
+    Cmdtab {
+        index: Cm::Irq,
+        cmd: "irq",
+        narg: 0,
+    },
+    Cmdtab {
+        index: Cm::Extrap,
+        cmd: "extrap",
+        narg: 2,
+    },
+];
+
+/// The #X device and segments over a [`Hw`].
+pub struct Namespace<H: Hw> {
+    hw: H,
+    cfg: Config,
+    /// Why VT-x cannot be used, if it cannot (the seed's vmxreset checks).
+    vmx: Result<(), String>,
+    vms: Vec<Option<Vm>>,
+    next_gen: u64,
+    vmxon: Option<Phys>,
+    segs: Segments,
+    sessions: usize,
+}
+
+/// vmxreset: can VMs run here? Sets the IA32_FEATURE_CONTROL lock and VMXON bits where
+/// the firmware left the MSR unlocked, as the seed does.
+fn vmxreset<H: Hw>(hw: &mut H) -> Result<(), String> {
+    if hw.cpuid(1, 0)[2] & 1 << 5 == 0 {
+        return Err("cpuid says no VMX".into());
+    }
+    let mut msr = hw
+        .rdmsr(IA32_FEATURE_CONTROL)
+        .ok_or("IA32_FEATURE_CONTROL unreadable")?;
+    if msr & 5 != 5 {
+        if msr & 1 == 0 {
+            hw.wrmsr(IA32_FEATURE_CONTROL, msr | 5);
+            msr = hw
+                .rdmsr(IA32_FEATURE_CONTROL)
+                .ok_or("IA32_FEATURE_CONTROL unreadable")?;
+        }
+        if msr & 5 != 5 {
+            return Err("VMXON disabled by firmware (IA32_FEATURE_CONTROL)".into());
+        }
+    }
+    let procb = hw
+        .rdmsr(VMX_PROCB_CTLS_MSR)
+        .ok_or("IA32_VMX_PROCBASED_CTLS unreadable")?;
+    if (procb as i64) >= 0 {
+        return Err("no secondary processor-based controls".into());
+    }
+    let ctls2 = hw
+        .rdmsr(VMX_PROCB_CTLS2_MSR)
+        .ok_or("IA32_VMX_PROCBASED_CTLS2 unreadable")?
+        >> 32;
+    if ctls2 & PROCB_EPT as u64 == 0 {
+        return Err("no EPT".into());
+    }
+    if ctls2 & PROCB_VPID as u64 == 0 {
+        return Err("no VPID".into());
+    }
+    if ctls2 & PROCB_UNRESTR as u64 == 0 {
+        return Err("no unrestricted guest".into());
+    }
+    Ok(())
+}
+
+impl<H: Hw> Namespace<H> {
+    pub fn new(mut hw: H, cfg: Config) -> Self {
+        let vmx = vmxreset(&mut hw);
+        Namespace {
+            hw,
+            cfg,
+            vmx,
+            vms: Vec::new(),
+            next_gen: 0,
+            vmxon: None,
+            segs: Segments::new(),
+            sessions: 0,
+        }
+    }
+
+    pub fn hw(&self) -> &H {
+        &self.hw
+    }
+
+    pub fn hw_mut(&mut self) -> &mut H {
+        &mut self.hw
+    }
+
+    /// Sessions served, for the status file.
+    pub fn set_sessions(&mut self, n: usize) {
+        self.sessions = n;
+    }
+
+    /// Why VMs cannot run here, if they cannot.
+    pub fn vmx_unavailable(&self) -> Option<&str> {
+        self.vmx.as_ref().err().map(String::as_str)
+    }
+
+    /// VMs in existence.
+    pub fn vm_count(&self) -> usize {
+        self.vms.iter().flatten().count()
+    }
+
+    /// The guest-physical EPT leaf of VM `index` (0 where unmapped), for tests.
+    pub fn ept_entry(&mut self, index: usize, gpa: u64) -> Option<u64> {
+        let pml4 = self.vms.get(index)?.as_ref()?.pml4;
+        Some(crate::ept::lookup(&mut self.hw, pml4, gpa))
+    }
+
+    /// The VPID of VM `index`, for tests.
+    pub fn vpid(&self, index: usize) -> Option<u16> {
+        Some(self.vms.get(index)?.as_ref()?.vpid)
+    }
+
+    /// References held on the memory of segment `name` (0 when unsized or gone).
+    pub fn segment_refs(&self, name: &str) -> usize {
+        self.segs
+            .globals
+            .iter()
+            .flatten()
+            .find(|g| g.name == name)
+            .and_then(|g| g.seg)
+            .map_or(0, |id| self.segs.refs(id))
+    }
+
+    /// Enters each running VM once; true while any VM is still running (the host
+    /// must then come back soon rather than halt).
+    pub fn run_guests(&mut self) -> bool {
+        let mut any = false;
+        for vm in self.vms.iter_mut().flatten() {
+            vm.run(&mut self.hw);
+            any |= vm.state == State::Running;
+        }
+        any
+    }
+
+    fn status_text(&self) -> String {
+        let pg = PAGE as u64;
+        format!(
+            "version {}\nowner {}\nmemfree {}\nmemtotal {}\nvms {}\nsegments {}\nsessions {}\n{}\n",
+            self.cfg.version,
+            self.cfg.owner,
+            self.hw.frames_free() as u64 * pg,
+            self.hw.frames_total() as u64 * pg,
+            self.vm_count(),
+            self.segs.count(),
+            self.sessions,
+            match &self.vmx {
+                Ok(()) => String::from("vmx ok"),
+                Err(why) => format!("vmx unavailable: {why}"),
+            }
+        )
+    }
+
+    fn vm(&mut self, slot: usize, gen: u64) -> Result<&mut Vm, Error> {
+        match self.vms.get_mut(slot) {
+            Some(Some(vm)) if vm.gen == gen => Ok(vm),
+            _ => Err(ENONEXIST.into()),
+        }
+    }
+
+    fn is_owner(&self, ctx: &Ctx) -> bool {
+        ctx.uname == self.cfg.owner
+    }
+
+    /// vmxstart's part before the VMCS: CR4.VMXE, CR0.NE, the fixed bits, and VMXON for
+    /// the first VM.
+    fn vmxstart(&mut self) -> Result<(), Error> {
+        let hw = &mut self.hw;
+        let cr4 = hw.cr4();
+        hw.set_cr4(cr4 | CR4VMXE);
+        let cr0 = hw.cr0();
+        hw.set_cr0(cr0 | 0x20);
+        let fixed = |hw: &mut H, cr: u64, f0: u32, f1: u32, what: &'static str| {
+            let a = hw.rdmsr(f0).ok_or(Error::from(what))?;
+            let b = hw.rdmsr(f1).ok_or(Error::from(what))?;
+            if cr & !a & !b | !cr & a & b != 0 {
+                return Err(Error::from(what));
+            }
+            Ok(())
+        };
+        let cr0 = hw.cr0();
+        fixed(hw, cr0, VMX_CR0_FIXED0, VMX_CR0_FIXED1, "invalid CR0 value")?;
+        let cr4 = hw.cr4();
+        fixed(hw, cr4, VMX_CR4_FIXED0, VMX_CR4_FIXED1, "invalid CR4 value")?;
+        if self.vmxon.is_none() {
+            let basic = hw.rdmsr(VMX_BASIC_MSR).unwrap_or(0);
+            let region = hw.alloc_frame().ok_or(Error::from(ENOMEM))?;
+            hw.frame(region)[0..4].copy_from_slice(&(basic as u32).to_le_bytes());
+            if hw.vmxon(region).is_err() {
+                hw.free_frame(region);
+                return Err("vmxon failed".into());
+            }
+            self.vmxon = Some(region);
+        }
+        Ok(())
+    }
+
+    /// VMXOFF once no VM is left.
+    fn maybe_vmxoff(&mut self) {
+        if self.vm_count() == 0 {
+            if let Some(region) = self.vmxon.take() {
+                self.hw.vmxoff();
+                self.hw.free_frame(region);
+            }
+        }
+    }
+
+    /// vmxnew: a ready VM in the first free slot.
+    fn vmxnew(&mut self) -> Result<(usize, u64), Error> {
+        if let Err(why) = &self.vmx {
+            return Err(format!("no vmx: {why}").into());
+        }
+        let slot = self
+            .vms
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(self.vms.len());
+        // One VPID per VM (the seed gave every VM VPID 1).
+        let vpid = (1..=u16::MAX)
+            .find(|v| !self.vms.iter().flatten().any(|vm| vm.vpid == *v))
+            .ok_or(Error::from("too many VMs"))?;
+        if let Err(e) = self.vmxstart() {
+            self.maybe_vmxoff();
+            return Err(e);
+        }
+        self.next_gen += 1;
+        let gen = self.next_gen;
+        match Vm::create(&mut self.hw, slot, gen, vpid) {
+            Ok(vm) => {
+                if slot == self.vms.len() {
+                    self.vms.push(Some(vm));
+                } else {
+                    self.vms[slot] = Some(vm);
+                }
+                Ok((slot, gen))
+            }
+            Err(e) => {
+                self.maybe_vmxoff();
+                Err(e)
+            }
+        }
+    }
+
+    /// cmdquit: the VM goes at once with every frame and segment reference it held.
+    fn end_vm(&mut self, slot: usize) {
+        let Some(mut vm) = self.vms.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        vm.state = State::Ending;
+        let pml4 = vm.pml4;
+        vm.mem.clear(&mut self.hw, &mut self.segs, pml4);
+        let _ = self.hw.vmclear(vm.vmcs);
+        vm.free_frames(&mut self.hw);
+        self.maybe_vmxoff();
+    }
+
+    fn stat_of(&self, node: &Node) -> Result<Stat, Error> {
+        let owner = &self.cfg.owner;
+        let mk = |path: u64, dir: bool, name: &str, len: u64, uid: &str, mode: u32| Stat {
+            qid: Qid {
+                ty: if dir { qt::DIR } else { qt::FILE },
+                version: 0,
+                path,
+            },
+            mode: if dir { dm::DIR | mode } else { mode },
+            atime: 0,
+            mtime: 0,
+            length: len,
+            name: name.to_string(),
+            uid: uid.to_string(),
+            gid: uid.to_string(),
+            muid: uid.to_string(),
+        };
+        let vm_ok = |slot: usize, gen: u64| match self.vms.get(slot) {
+            Some(Some(vm)) if vm.gen == gen => Ok(()),
+            _ => Err(Error::from(ENONEXIST)),
+        };
+        Ok(match node.kind {
+            Kind::Root => mk(ROOTQ, true, "/", 0, owner, 0o555),
+            Kind::Status => mk(ROOTQ | 1, false, "status", 0, owner, 0o444),
+            Kind::VmxDir => mk(0, true, "vmx", 0, owner, 0o555),
+            Kind::Clone => mk(QCLONE, false, "clone", 0, owner, 0o444),
+            Kind::VmDir(slot, gen) => {
+                vm_ok(slot, gen)?;
+                mk(qidpath(slot, 0), true, &slot.to_string(), 0, owner, 0o555)
+            }
+            Kind::VmFile(slot, gen, f) => {
+                vm_ok(slot, gen)?;
+                let (name, _, mode) = VMXDIR[f as usize - 1];
+                mk(qidpath(slot, f as u64), false, name, 0, owner, mode)
+            }
+            Kind::SegTop => mk(SEGQ, true, "segment", 0, owner, 0o777),
+            Kind::SegDir(slot, gen) => {
+                let g = self.segs.global(slot, gen)?;
+                mk(segpath(slot, 1), true, &g.name, 0, &g.uid, 0o777)
+            }
+            Kind::SegCtl(slot, gen) => {
+                let g = self.segs.global(slot, gen)?;
+                mk(segpath(slot, 2), false, "ctl", 0, &g.uid, g.perm)
+            }
+            Kind::SegData(slot, gen) => {
+                let g = self.segs.global(slot, gen)?;
+                let len = g
+                    .seg
+                    .and_then(|id| self.segs.mem(id))
+                    .map_or(0, |m| m.size());
+                mk(segpath(slot, 3), false, "data", len, &g.uid, g.perm)
+            }
+        })
+    }
+
+    fn children(&self, dir: &Node) -> Vec<Node> {
+        let n = |k| Node::new(dir.top, k);
+        match dir.kind {
+            Kind::Root => [Kind::VmxDir, Kind::SegTop, Kind::Status]
+                .into_iter()
+                .map(n)
+                .collect(),
+            Kind::VmxDir => core::iter::once(n(Kind::Clone))
+                .chain(
+                    self.vms
+                        .iter()
+                        .flatten()
+                        .map(|vm| n(Kind::VmDir(vm.index, vm.gen))),
+                )
+                .collect(),
+            Kind::VmDir(slot, gen) => VMXDIR
+                .iter()
+                .map(|(_, f, _)| n(Kind::VmFile(slot, gen, *f)))
+                .collect(),
+            Kind::SegTop => self
+                .segs
+                .globals
+                .iter()
+                .enumerate()
+                .filter_map(|(i, g)| g.as_ref().map(|g| n(Kind::SegDir(i, g.gen))))
+                .collect(),
+            Kind::SegDir(slot, gen) => [Kind::SegCtl(slot, gen), Kind::SegData(slot, gen)]
+                .into_iter()
+                .map(n)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn ctl(&mut self, slot: usize, gen: u64, data: &[u8]) -> Result<usize, Error> {
+        let cb = parsecmd(data);
+        let cm = lookupcmd(&cb, &VMXCTLMSG)?;
+        let arg = cb.f.get(1).map(String::as_str);
+        let nf = cb.f.len();
+        if cm == Cm::Quit {
+            self.vm(slot, gen)?;
+            self.end_vm(slot);
+            return Ok(data.len());
+        }
+        let (hw, _, vm) = self.parts(slot, gen)?;
+        match cm {
+            Cm::Quit => {}
+            Cm::Go | Cm::Step => {
+                if nf > 2 {
+                    return Err(EBADARG.into());
+                }
+                vm.go(hw, cm == Cm::Step, arg)?;
+            }
+            Cm::Stop => vm.stop()?,
+            Cm::Exc => vm.exc(arg.unwrap_or(""))?,
+            Cm::Irq => {
+                // The seed read `irq a b` as a bare `irq`, withdrawing the interrupt.
+                if nf > 2 {
+                    return Err(EBADARG.into());
+                }
+                vm.irq(arg)?;
+            }
+            Cm::Extrap => vm.extrap(hw, arg.unwrap_or(""))?,
+        }
+        Ok(data.len())
+    }
+
+    /// Splits the borrow: the hardware, the segments and one VM.
+    fn parts(&mut self, slot: usize, gen: u64) -> Result<(&mut H, &mut Segments, &mut Vm), Error> {
+        match self.vms.get_mut(slot) {
+            Some(Some(vm)) if vm.gen == gen => Ok((&mut self.hw, &mut self.segs, vm)),
+            _ => Err(ENONEXIST.into()),
+        }
+    }
+}
+
+impl<H: Hw> Tree for Namespace<H> {
+    type Node = Node;
+
+    fn attach(&mut self, _ctx: &Ctx, aname: &str) -> Result<Node, Error> {
+        match aname {
+            "" | "/" => Ok(Node::new(Top::Root, Kind::Root)),
+            "vmx" => Ok(Node::new(Top::Vmx, Kind::VmxDir)),
+            "segment" => Ok(Node::new(Top::Seg, Kind::SegTop)),
+            _ => Err(EBADATTACH.into()),
+        }
+    }
+
+    fn walk(&mut self, _ctx: &Ctx, dir: &Node, name: &str) -> Result<Node, Error> {
+        let top = dir.top;
+        let n = |k| Ok(Node::new(top, k));
+        if name == ".." {
+            return match dir.kind {
+                Kind::VmxDir if top == Top::Root => n(Kind::Root),
+                Kind::SegTop if top == Top::Root => n(Kind::Root),
+                Kind::VmDir(..) => n(Kind::VmxDir),
+                Kind::SegDir(..) => n(Kind::SegTop),
+                k => n(k),
+            };
+        }
+        self.stat_of(dir)?;
+        match dir.kind {
+            Kind::Root => match name {
+                "vmx" => n(Kind::VmxDir),
+                "segment" => n(Kind::SegTop),
+                "status" => n(Kind::Status),
+                _ => Err(ENONEXIST.into()),
+            },
+            Kind::VmxDir => {
+                if name == "clone" {
+                    return n(Kind::Clone);
+                }
+                let vm = name
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|i| i.to_string() == name)
+                    .and_then(|i| self.vms.get(i))
+                    .and_then(Option::as_ref)
+                    .ok_or(Error::from(ENONEXIST))?;
+                n(Kind::VmDir(vm.index, vm.gen))
+            }
+            Kind::VmDir(slot, gen) => VMXDIR
+                .iter()
+                .find(|(f, _, _)| *f == name)
+                .map(|(_, f, _)| Node::new(top, Kind::VmFile(slot, gen, *f)))
+                .ok_or(Error::from(ENONEXIST)),
+            Kind::SegTop => self
+                .segs
+                .globals
+                .iter()
+                .enumerate()
+                .find_map(|(i, g)| {
+                    g.as_ref()
+                        .filter(|g| g.name == name)
+                        .map(|g| Node::new(top, Kind::SegDir(i, g.gen)))
+                })
+                .ok_or(Error::from(ENONEXIST)),
+            Kind::SegDir(slot, gen) => match name {
+                "ctl" => n(Kind::SegCtl(slot, gen)),
+                "data" => n(Kind::SegData(slot, gen)),
+                _ => Err(ENONEXIST.into()),
+            },
+            _ => Err(ENONEXIST.into()),
+        }
+    }
+
+    fn stat(&mut self, _ctx: &Ctx, node: &Node) -> Result<Stat, Error> {
+        self.stat_of(node)
+    }
+
+    fn may_open(&mut self, ctx: &Ctx, node: &Node, st: &Stat, need: u32) -> bool {
+        match node.kind {
+            // Opening clone opens the new VM's ctl (0660): vmxopen checks the ctl's mode.
+            Kind::Clone => self.is_owner(ctx) && need & perm::EXEC == 0,
+            _ => perm::allowed(st, ctx.uname, need),
+        }
+    }
+
+    fn open(&mut self, ctx: &Ctx, node: &mut Node, mode: u8) -> Result<Qid, Error> {
+        match node.kind {
+            Kind::Clone => {
+                if !self.is_owner(ctx) {
+                    return Err(EPERM.into());
+                }
+                let (slot, gen) = self.vmxnew()?;
+                node.kind = Kind::VmFile(slot, gen, VmF::Ctl);
+            }
+            Kind::VmFile(slot, gen, f) => {
+                self.vm(slot, gen)?;
+                if !self.is_owner(ctx) {
+                    return Err(EPERM.into());
+                }
+                if f == VmF::Map && mode & om::TRUNC != 0 {
+                    let (hw, segs, vm) = self.parts(slot, gen)?;
+                    let pml4 = vm.pml4;
+                    vm.mem.clear(hw, segs, pml4);
+                    vm.flush_ept();
+                }
+            }
+            Kind::SegData(slot, gen) => {
+                let g = self.segs.global(slot, gen)?;
+                if g.seg.is_none() {
+                    return Err("segment not yet allocated".into());
+                }
+            }
+            _ => {}
+        }
+        Ok(self.stat_of(node)?.qid)
+    }
+
+    fn create(
+        &mut self,
+        ctx: &Ctx,
+        dir: &mut Node,
+        name: &str,
+        perm_bits: u32,
+        _mode: u8,
+    ) -> Result<Qid, Error> {
+        if dir.kind != Kind::SegTop {
+            return Err(EPERM.into());
+        }
+        if self.segs.globals.iter().flatten().any(|g| g.name == name) {
+            return Err(EEXIST.into());
+        }
+        if perm_bits & dm::DIR == 0 {
+            return Err(EBADARG.into());
+        }
+        let (slot, gen) = self.segs.create(name, ctx.uname)?;
+        dir.kind = Kind::SegDir(slot, gen);
+        Ok(self.stat_of(dir)?.qid)
+    }
+
+    fn readdir(&mut self, _ctx: &Ctx, dir: &Node) -> Result<Vec<Stat>, Error> {
+        self.stat_of(dir)?;
+        Ok(self
+            .children(dir)
+            .iter()
+            .filter_map(|n| self.stat_of(n).ok())
+            .collect())
+    }
+
+    fn read(
+        &mut self,
+        _ctx: &Ctx,
+        node: &mut Node,
+        off: u64,
+        buf: &mut [u8],
+    ) -> Result<Read, Error> {
+        let done = |n| Ok(Read::Done(n));
+        match node.kind {
+            Kind::Status => {
+                if off == 0 {
+                    node.aux = self.status_text().into_bytes();
+                }
+                done(readstr(off, buf, &node.aux))
+            }
+            Kind::VmFile(slot, gen, f) => {
+                let (hw, _, vm) = match self.parts(slot, gen) {
+                    Ok(p) => p,
+                    // A wait that was blocked when its VM ended gets Equit, as the
+                    // seed's killcmds gave it.
+                    Err(_) if node.waiting => {
+                        node.waiting = false;
+                        return Err(EQUIT.into());
+                    }
+                    Err(e) => return Err(e),
+                };
+                match f {
+                    VmF::Ctl => done(readstr(off, buf, vm.index.to_string().as_bytes())),
+                    VmF::Regs => {
+                        if off == 0 {
+                            node.aux = vm.getregs(hw)?.into_bytes();
+                        }
+                        done(readstr(off, buf, &node.aux))
+                    }
+                    VmF::Map => {
+                        if off == 0 {
+                            node.aux = vm.mem.text().into_bytes();
+                        }
+                        done(readstr(off, buf, &node.aux))
+                    }
+                    VmF::Status => done(readstr(off, buf, vm.status_text().as_bytes())),
+                    VmF::Wait => match vm.wait(hw) {
+                        Ok(Some(line)) => {
+                            node.waiting = false;
+                            let n = line.len().min(buf.len());
+                            buf[..n].copy_from_slice(&line.as_bytes()[..n]);
+                            done(n)
+                        }
+                        Ok(None) => {
+                            node.waiting = true;
+                            Ok(Read::Pending)
+                        }
+                        Err(e) => {
+                            node.waiting = false;
+                            Err(e)
+                        }
+                    },
+                    VmF::Fpregs => done(readstr(off, buf, &vm.entry.fx.0)),
+                }
+            }
+            Kind::SegCtl(slot, gen) => {
+                let text = self.segs.ctl_text(slot, gen)?;
+                done(readstr(off, buf, text.as_bytes()))
+            }
+            Kind::SegData(slot, gen) => {
+                let n = self.segs.io(&mut self.hw, slot, gen, off, buf, None)?;
+                done(n)
+            }
+            Kind::Clone => Err(EGREG.into()),
+            _ => Err(EISDIR.into()),
+        }
+    }
+
+    fn write(&mut self, ctx: &Ctx, node: &mut Node, off: u64, data: &[u8]) -> Result<usize, Error> {
+        match node.kind {
+            Kind::VmFile(slot, gen, VmF::Ctl) => self.ctl(slot, gen, data),
+            Kind::VmFile(slot, gen, f) => {
+                let (hw, segs, vm) = self.parts(slot, gen)?;
+                match f {
+                    VmF::Ctl => Err(EGREG.into()),
+                    VmF::Regs => vm.setregs(hw, data),
+                    VmF::Map => {
+                        let pml4 = vm.pml4;
+                        let r = vm.mem.set(hw, segs, pml4, data, ctx.uname);
+                        vm.flush_ept();
+                        r
+                    }
+                    VmF::Fpregs => Ok(vm.setfpregs(off, data)),
+                    VmF::Status | VmF::Wait => Err(EGREG.into()),
+                }
+            }
+            Kind::SegCtl(slot, gen) => {
+                self.segs.ctl(&mut self.hw, slot, gen, data)?;
+                Ok(data.len())
+            }
+            Kind::SegData(slot, gen) => {
+                let mut none = [0u8; 0];
+                self.segs
+                    .io(&mut self.hw, slot, gen, off, &mut none, Some(data))
+            }
+            _ => Err(EPERM.into()),
+        }
+    }
+
+    fn remove(&mut self, ctx: &Ctx, node: &Node) -> Result<(), Error> {
+        match node.kind {
+            Kind::VmFile(slot, gen, VmF::Ctl) => {
+                self.vm(slot, gen)?;
+                // The seed let anyone who could walk to ctl remove it.
+                if !self.is_owner(ctx) {
+                    return Err(EPERM.into());
+                }
+                // The seed only marked the VM moribund and ended it at the next remove.
+                self.end_vm(slot);
+                Ok(())
+            }
+            Kind::SegDir(slot, gen) => {
+                let g = self.segs.global(slot, gen)?;
+                if g.uid != ctx.uname && !self.is_owner(ctx) {
+                    return Err(EPERM.into());
+                }
+                self.segs.remove(&mut self.hw, slot);
+                Ok(())
+            }
+            _ => Err(EPERM.into()),
+        }
+    }
+
+    fn wstat(&mut self, ctx: &Ctx, node: &Node, d: &Dir<'_>) -> Result<(), Error> {
+        match node.kind {
+            Kind::SegCtl(slot, gen) | Kind::SegData(slot, gen) => {
+                let owner = self.is_owner(ctx);
+                let g = self.segs.global_mut(slot, gen)?;
+                if g.uid != ctx.uname && !owner {
+                    return Err(EPERM.into());
+                }
+                if d.mode != !0 {
+                    g.perm = d.mode & 0o777;
+                }
+                Ok(())
+            }
+            // A length-0 wstat is how 9pfuse truncates before a write: on map it clears
+            // the map as OTRUNC does; on the other writable VM files it changes nothing.
+            Kind::VmFile(slot, gen, f)
+                if d.length == 0
+                    && d.mode == !0
+                    && d.name.is_empty()
+                    && d.mtime == !0
+                    && matches!(f, VmF::Map | VmF::Regs | VmF::Ctl | VmF::Fpregs) =>
+            {
+                if !self.is_owner(ctx) {
+                    return Err(EPERM.into());
+                }
+                let (hw, segs, vm) = self.parts(slot, gen)?;
+                if f == VmF::Map {
+                    let pml4 = vm.pml4;
+                    vm.mem.clear(hw, segs, pml4);
+                    vm.flush_ept();
+                }
+                Ok(())
+            }
+            _ => Err(EPERM.into()),
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! Global segments after 9front's segment(3) (`#g`): named, sized once through `ctl`,
+//! backed by zeroed host frames, read and written through `data`, and mapped into guests
+//! by `map` lines. The memory is reference counted as putseg/incref do: the named entry
+//! holds one reference and each guest mapping one more.
+
+use crate::hw::{Hw, Phys, PAGE};
+use crate::plan9::{parsecmd, strtoull, EBADARG, EBADCTL, EEXIST, ENOVMEM};
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use ninep::Error;
+
+/// globalseg[] has 100 slots in devsegment.c.
+pub const MAXSEG: usize = 100;
+/// amd64 USTKTOP: the highest address a segment may reach.
+pub const USTKTOP: u64 = 0x0000_7fff_ffff_f000;
+
+pub type SegId = u32;
+
+/// A segment's memory.
+pub struct SegMem {
+    pub base: u64,
+    pub frames: Vec<Phys>,
+    refs: usize,
+}
+
+impl SegMem {
+    pub fn size(&self) -> u64 {
+        self.frames.len() as u64 * PAGE as u64
+    }
+}
+
+/// A named global segment (devsegment's Globalseg).
+pub struct Global {
+    pub name: String,
+    pub uid: String,
+    pub perm: u32,
+    pub seg: Option<SegId>,
+    /// Tells a new segment in a reused slot from the one an old fid named.
+    pub gen: u64,
+}
+
+#[derive(Default)]
+pub struct Segments {
+    pub globals: Vec<Option<Global>>,
+    mems: BTreeMap<SegId, SegMem>,
+    next_id: SegId,
+    next_gen: u64,
+}
+
+impl Segments {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Named segments in existence.
+    pub fn count(&self) -> usize {
+        self.globals.iter().flatten().count()
+    }
+
+    pub fn global(&self, slot: usize, gen: u64) -> Result<&Global, Error> {
+        match self.globals.get(slot) {
+            Some(Some(g)) if g.gen == gen => Ok(g),
+            _ => Err("global segment disappeared".into()),
+        }
+    }
+
+    pub fn global_mut(&mut self, slot: usize, gen: u64) -> Result<&mut Global, Error> {
+        match self.globals.get_mut(slot) {
+            Some(Some(g)) if g.gen == gen => Ok(g),
+            _ => Err("global segment disappeared".into()),
+        }
+    }
+
+    pub fn mem(&self, id: SegId) -> Option<&SegMem> {
+        self.mems.get(&id)
+    }
+
+    /// segmentcreate: a new, unsized segment owned by `uid`; its slot and generation.
+    pub fn create(&mut self, name: &str, uid: &str) -> Result<(usize, u64), Error> {
+        if self.globals.iter().flatten().any(|g| g.name == name) {
+            return Err(EEXIST.into());
+        }
+        let slot = match self.globals.iter().position(Option::is_none) {
+            Some(i) => i,
+            None if self.globals.len() < MAXSEG => {
+                self.globals.push(None);
+                self.globals.len() - 1
+            }
+            None => return Err("too many global segments".into()),
+        };
+        self.next_gen += 1;
+        self.globals[slot] = Some(Global {
+            name: name.into(),
+            uid: uid.into(),
+            perm: 0o660,
+            seg: None,
+            gen: self.next_gen,
+        });
+        Ok((slot, self.next_gen))
+    }
+
+    /// segmentremove: the name goes at once; the memory when no mapping holds it.
+    pub fn remove<H: Hw>(&mut self, hw: &mut H, slot: usize) {
+        if let Some(Some(g)) = self.globals.get_mut(slot).map(Option::take) {
+            if let Some(id) = g.seg {
+                self.put(hw, id);
+            }
+        }
+    }
+
+    /// The ctl write: `va ADDR LEN [sticky|fixed]` sizes the segment once.
+    pub fn ctl<H: Hw>(
+        &mut self,
+        hw: &mut H,
+        slot: usize,
+        gen: u64,
+        data: &[u8],
+    ) -> Result<(), Error> {
+        let cb = parsecmd(data);
+        let g = self.global(slot, gen)?;
+        if cb.f.first().map(String::as_str) != Some("va") {
+            return Err(EBADCTL.into());
+        }
+        if g.seg.is_some() {
+            return Err("already has a virtual address".into());
+        }
+        if cb.f.len() < 3 {
+            return Err(EBADARG.into());
+        }
+        let va = strtoull(&cb.f[1], 0).0;
+        let len = strtoull(&cb.f[2], 0).0;
+        let pg = PAGE as u64;
+        let top = va.wrapping_add(len).wrapping_add(pg - 1) & !(pg - 1);
+        let va = va & !(pg - 1);
+        if va == 0 || top > USTKTOP || top <= va {
+            return Err(EBADARG.into());
+        }
+        let npages = ((top - va) / pg) as usize;
+        if npages > hw.frames_free() {
+            return Err(ENOVMEM.into());
+        }
+        let mut frames = Vec::with_capacity(npages);
+        for _ in 0..npages {
+            match hw.alloc_frame() {
+                Some(pa) => frames.push(pa),
+                None => {
+                    for pa in frames {
+                        hw.free_frame(pa);
+                    }
+                    return Err(ENOVMEM.into());
+                }
+            }
+        }
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        self.mems.insert(
+            id,
+            SegMem {
+                base: va,
+                frames,
+                refs: 1,
+            },
+        );
+        if let Ok(g) = self.global_mut(slot, gen) {
+            g.seg = Some(id);
+        }
+        Ok(())
+    }
+
+    /// The ctl read: devsegment's "va %#p %#p\n".
+    pub fn ctl_text(&self, slot: usize, gen: u64) -> Result<String, Error> {
+        let g = self.global(slot, gen)?;
+        let m = g
+            .seg
+            .and_then(|id| self.mems.get(&id))
+            .ok_or(Error::from("segment not yet allocated"))?;
+        Ok(format!("va {:#x} {:#x}\n", m.base, m.size()))
+    }
+
+    /// segio: reads stop at the end (0 at or past it); writes must fit.
+    pub fn io<H: Hw>(
+        &self,
+        hw: &mut H,
+        slot: usize,
+        gen: u64,
+        off: u64,
+        buf: &mut [u8],
+        write: Option<&[u8]>,
+    ) -> Result<usize, Error> {
+        let g = self.global(slot, gen)?;
+        let m = g
+            .seg
+            .and_then(|id| self.mems.get(&id))
+            .ok_or(Error::from("segment not yet allocated"))?;
+        let size = m.size();
+        let n = write.map_or(buf.len(), <[u8]>::len) as u64;
+        if off >= size {
+            return if write.is_some() {
+                Err(EBADARG.into())
+            } else {
+                Ok(0)
+            };
+        }
+        let n = if off + n > size {
+            if write.is_some() {
+                return Err(EBADARG.into());
+            }
+            size - off
+        } else {
+            n
+        } as usize;
+        let mut done = 0;
+        while done < n {
+            let at = off as usize + done;
+            let (page, inpage) = (at / PAGE, at % PAGE);
+            let k = (PAGE - inpage).min(n - done);
+            let f = hw.frame(m.frames[page]);
+            match write {
+                Some(src) => f[inpage..inpage + k].copy_from_slice(&src[done..done + k]),
+                None => buf[done..done + k].copy_from_slice(&f[inpage..inpage + k]),
+            }
+            done += k;
+        }
+        Ok(n)
+    }
+
+    /// Looks a segment up by name for a guest mapping (globalsegattach) and takes a
+    /// reference on its memory.
+    pub fn attach(&mut self, name: &str, uname: &str) -> Result<Option<SegId>, Error> {
+        let Some(g) = self.globals.iter().flatten().find(|g| g.name == name) else {
+            return Ok(None);
+        };
+        let st = ninep::Stat {
+            mode: g.perm,
+            uid: g.uid.clone(),
+            gid: g.uid.clone(),
+            ..Default::default()
+        };
+        if !ninep::perm::allowed(&st, uname, ninep::perm::READ | ninep::perm::WRITE) {
+            return Err(crate::plan9::EPERM.into());
+        }
+        let id = g
+            .seg
+            .ok_or(Error::from("global segment not assigned a virtual address"))?;
+        self.incref(id);
+        Ok(Some(id))
+    }
+
+    pub fn incref(&mut self, id: SegId) {
+        if let Some(m) = self.mems.get_mut(&id) {
+            m.refs += 1;
+        }
+    }
+
+    /// putseg: drops a reference; the last one frees the frames.
+    pub fn put<H: Hw>(&mut self, hw: &mut H, id: SegId) {
+        let Some(m) = self.mems.get_mut(&id) else {
+            return;
+        };
+        m.refs -= 1;
+        if m.refs == 0 {
+            if let Some(m) = self.mems.remove(&id) {
+                for pa in m.frames {
+                    hw.free_frame(pa);
+                }
+            }
+        }
+    }
+
+    /// References held on a segment's memory (for tests and the status file).
+    pub fn refs(&self, id: SegId) -> usize {
+        self.mems.get(&id).map_or(0, |m| m.refs)
+    }
+}

@@ -1,0 +1,372 @@
+//! A [`Hw`] double for host tests and fuzzing: frames are boxed pages, each VMCS is a map
+//! of fields per region, capability MSRs are those of Bochs's corei7_haswell_4770 (the
+//! values measured in shared/notes/emulators.md, the rest typical of that CPU), and VM
+//! entries apply scripted exits.
+
+use crate::hw::{EntryState, Hw, Phys, VmxFail, PAGE};
+use crate::vmcs::*;
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
+
+/// A scripted VM exit: what `enter` leaves in the VMCS.
+#[derive(Clone, Debug, Default)]
+pub struct Exit {
+    pub reason: u32,
+    pub qual: u64,
+    pub intr_info: u32,
+    pub intr_code: u32,
+    pub ilen: u32,
+    pub iinfo: u32,
+    pub gva: u64,
+    pub gpa: u64,
+    /// Guest rax after the exit.
+    pub ax: Option<u64>,
+    /// Other fields the exit sets (e.g. GUEST_RIP).
+    pub set: Vec<(u32, u64)>,
+    /// The entry instruction itself fails (VMfail): no exit happens.
+    pub fail: bool,
+}
+
+impl Exit {
+    pub fn new(reason: u32) -> Self {
+        Exit {
+            reason,
+            ..Exit::default()
+        }
+    }
+}
+
+/// What one entry saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryLog {
+    pub vmcs: Phys,
+    pub launched: bool,
+    pub procb: u64,
+    pub intr_info: u64,
+    pub intr_code: u64,
+    pub intr_ilen: u64,
+    pub tsc_offset: u64,
+    pub rip: u64,
+}
+
+#[derive(Default)]
+struct VmcsState {
+    fields: BTreeMap<u32, u64>,
+    launched: bool,
+}
+
+pub struct TestHw {
+    frames: BTreeMap<Phys, Box<[u8; PAGE]>>,
+    freed: Vec<Phys>,
+    next: Phys,
+    total: usize,
+    pub msrs: BTreeMap<u32, u64>,
+    pub cpuid_vmx: bool,
+    cr0: u64,
+    cr4: u64,
+    pub xcr0: u64,
+    tsc: u64,
+    /// Added to the TSC on every read: the time between reads.
+    pub tsc_step: u64,
+    vmxon: Option<Phys>,
+    vmcss: BTreeMap<Phys, VmcsState>,
+    current: Option<Phys>,
+    pub exits: VecDeque<Exit>,
+    pub entries: Vec<EntryLog>,
+    pub invept: Vec<u64>,
+    pub invvpid: Vec<u16>,
+}
+
+/// Bochs corei7_haswell_4770's VMX capability MSRs and the host MSRs vmcsinit reads.
+pub const HASWELL_MSRS: [(u32, u64); 23] = [
+    (IA32_FEATURE_CONTROL, 0x5),
+    (0x480, 0x00d8_1000_0000_002b),
+    (0x481, 0x0000_007f_0000_0016),
+    (0x482, 0xfff9_fffe_0401_e172),
+    (0x483, 0x003f_ffff_0003_6dff),
+    (0x484, 0x0000_ffff_0000_11ff),
+    (0x485, 0x0000_0000_0000_0005),
+    (0x486, 0x8000_0021),
+    (0x487, 0xffff_ffff),
+    (0x488, 0x2000),
+    (0x489, 0x0037_27ff),
+    (0x48b, 0x0004_7fff_0000_0000),
+    (0x48c, 0x0000_0f01_0633_4141),
+    (0x48d, 0x0000_007f_0000_0016),
+    (0x48e, 0xfff9_fffe_0400_6172),
+    (0x48f, 0x003f_ffff_0003_6dfb),
+    (0x490, 0x0000_ffff_0000_11fb),
+    (IA32_PAT, 0x0007_0406_0007_0406),
+    (EFER, 0xd01),
+    (STAR, 0x0023_0010_0000_0000),
+    (LSTAR, 0xffff_8000_0010_0000),
+    (SFMASK, 0x4700),
+    (KERNEL_GSBASE, 0),
+];
+
+impl TestHw {
+    /// A machine with `frames` frames of memory and VT-x as Bochs's haswell has it.
+    pub fn new(frames: usize) -> Self {
+        TestHw {
+            frames: BTreeMap::new(),
+            freed: Vec::new(),
+            next: 0x10_0000,
+            total: frames,
+            msrs: HASWELL_MSRS.into_iter().collect(),
+            cpuid_vmx: true,
+            cr0: 0x8001_0033,
+            cr4: 0x6a0,
+            xcr0: 7,
+            tsc: 1_000_000,
+            tsc_step: 1000,
+            vmxon: None,
+            vmcss: BTreeMap::new(),
+            current: None,
+            exits: VecDeque::new(),
+            entries: Vec::new(),
+            invept: Vec::new(),
+            invvpid: Vec::new(),
+        }
+    }
+
+    /// Is VMX on?
+    pub fn vmx_on(&self) -> bool {
+        self.vmxon.is_some()
+    }
+
+    /// A field of the VMCS at `region`, as the CPU holds it.
+    pub fn field(&self, region: Phys, f: u32) -> u64 {
+        self.vmcss
+            .get(&region)
+            .and_then(|v| v.fields.get(&f).copied())
+            .unwrap_or(0)
+    }
+
+    /// The VMCS region current now.
+    pub fn current(&self) -> Option<Phys> {
+        self.current
+    }
+
+    /// Does `pa` name a frame that is allocated now?
+    pub fn is_allocated(&self, pa: Phys) -> bool {
+        self.frames.contains_key(&pa)
+    }
+
+    fn revision(&self) -> u32 {
+        self.msrs.get(&VMX_BASIC_MSR).map_or(0, |v| *v as u32) & 0x7fff_ffff
+    }
+
+    fn region_ok(&self, pa: Phys) -> bool {
+        self.frames.get(&pa).is_some_and(|f| {
+            u32::from_le_bytes([f[0], f[1], f[2], f[3]]) & 0x7fff_ffff == self.revision()
+        })
+    }
+
+    fn cur(&mut self) -> Result<&mut VmcsState, VmxFail> {
+        let c = self.current.ok_or(VmxFail)?;
+        self.vmcss.get_mut(&c).ok_or(VmxFail)
+    }
+}
+
+/// VMWRITE keeps only as many bits as the field has.
+fn width_mask(field: u32) -> u64 {
+    match field >> 13 & 3 {
+        0 => 0xffff,
+        2 => 0xffff_ffff,
+        _ => u64::MAX,
+    }
+}
+
+impl Hw for TestHw {
+    fn alloc_frame(&mut self) -> Option<Phys> {
+        if self.frames.len() >= self.total {
+            return None;
+        }
+        let pa = self.freed.pop().unwrap_or_else(|| {
+            let pa = self.next;
+            self.next += PAGE as u64;
+            pa
+        });
+        self.frames.insert(pa, Box::new([0; PAGE]));
+        Some(pa)
+    }
+
+    fn free_frame(&mut self, pa: Phys) {
+        assert!(
+            self.frames.remove(&pa).is_some(),
+            "free of frame {pa:#x} not allocated"
+        );
+        self.freed.push(pa);
+    }
+
+    fn frame(&mut self, pa: Phys) -> &mut [u8; PAGE] {
+        self.frames
+            .get_mut(&pa)
+            .unwrap_or_else(|| panic!("frame {pa:#x} not allocated"))
+    }
+
+    fn frames_free(&self) -> usize {
+        self.total - self.frames.len()
+    }
+
+    fn frames_total(&self) -> usize {
+        self.total
+    }
+
+    fn cpuid(&mut self, leaf: u32, _subleaf: u32) -> [u32; 4] {
+        match leaf {
+            1 => [0x306c3, 0, if self.cpuid_vmx { 1 << 5 } else { 0 }, 0],
+            _ => [0; 4],
+        }
+    }
+
+    fn rdmsr(&mut self, msr: u32) -> Option<u64> {
+        self.msrs.get(&msr).copied()
+    }
+
+    fn wrmsr(&mut self, msr: u32, value: u64) -> bool {
+        if msr == IA32_FEATURE_CONTROL && self.msrs.get(&msr).is_some_and(|v| v & 1 != 0) {
+            return false;
+        }
+        self.msrs.insert(msr, value);
+        true
+    }
+
+    fn cr0(&self) -> u64 {
+        self.cr0
+    }
+
+    fn cr4(&self) -> u64 {
+        self.cr4
+    }
+
+    fn set_cr0(&mut self, v: u64) {
+        self.cr0 = v;
+    }
+
+    fn set_cr4(&mut self, v: u64) {
+        self.cr4 = v;
+    }
+
+    fn host_xcr0(&self) -> u64 {
+        self.xcr0
+    }
+
+    fn rdtsc(&mut self) -> u64 {
+        self.tsc += self.tsc_step;
+        self.tsc
+    }
+
+    fn vmxon(&mut self, region: Phys) -> Result<(), VmxFail> {
+        if self.vmxon.is_some() || self.cr4 & CR4VMXE == 0 || !self.region_ok(region) {
+            return Err(VmxFail);
+        }
+        self.vmxon = Some(region);
+        Ok(())
+    }
+
+    fn vmxoff(&mut self) {
+        self.vmxon = None;
+        self.current = None;
+    }
+
+    fn vmclear(&mut self, vmcs: Phys) -> Result<(), VmxFail> {
+        if self.vmxon.is_none() || !self.region_ok(vmcs) {
+            return Err(VmxFail);
+        }
+        self.vmcss.entry(vmcs).or_default().launched = false;
+        if self.current == Some(vmcs) {
+            self.current = None;
+        }
+        Ok(())
+    }
+
+    fn vmptrld(&mut self, vmcs: Phys) -> Result<(), VmxFail> {
+        if self.vmxon.is_none() || !self.region_ok(vmcs) || !self.vmcss.contains_key(&vmcs) {
+            return Err(VmxFail);
+        }
+        self.current = Some(vmcs);
+        Ok(())
+    }
+
+    fn vmread(&mut self, field: u32) -> Result<u64, VmxFail> {
+        Ok(self.cur()?.fields.get(&field).copied().unwrap_or(0))
+    }
+
+    fn vmwrite(&mut self, field: u32, value: u64) -> Result<(), VmxFail> {
+        self.cur()?.fields.insert(field, value & width_mask(field));
+        Ok(())
+    }
+
+    fn invept(&mut self, eptp: u64) -> Result<(), VmxFail> {
+        self.invept.push(eptp);
+        Ok(())
+    }
+
+    fn invvpid(&mut self, vpid: u16) -> Result<(), VmxFail> {
+        if vpid == 0 {
+            return Err(VmxFail);
+        }
+        self.invvpid.push(vpid);
+        Ok(())
+    }
+
+    fn write_host_state(&mut self) -> Result<(), VmxFail> {
+        let v = self.cur()?;
+        v.fields.insert(0xC02, 0x08);
+        v.fields.insert(0xC04, 0x10);
+        v.fields.insert(0xC0C, 0x18);
+        Ok(())
+    }
+
+    fn enter(&mut self, launched: bool, state: &mut EntryState) -> Result<(), VmxFail> {
+        let vmcs = self.current.ok_or(VmxFail)?;
+        let v = self.cur()?;
+        if v.launched != launched {
+            return Err(VmxFail);
+        }
+        let f = |v: &VmcsState, k: u32| v.fields.get(&k).copied().unwrap_or(0);
+        let log = EntryLog {
+            vmcs,
+            launched,
+            procb: f(v, PROCB_CTLS),
+            intr_info: f(v, VMENTRY_INTRINFO),
+            intr_code: f(v, VMENTRY_INTRCODE),
+            intr_ilen: f(v, VMENTRY_INTRILEN),
+            tsc_offset: f(v, VMCS_TSC_OFFSET),
+            rip: f(v, GUEST_RIP),
+        };
+        let e = self.exits.pop_front().unwrap_or_else(|| Exit::new(1));
+        self.entries.push(log);
+        if e.fail {
+            return Err(VmxFail);
+        }
+        let v = self.cur()?;
+        for (k, x) in [
+            (VM_EXREASON, e.reason as u64),
+            (VM_EXQUALIF, e.qual),
+            (VM_EXINTRINFO, e.intr_info as u64),
+            (VM_EXINTRCODE, e.intr_code as u64),
+            (VM_EXINSTRLEN, e.ilen as u64),
+            (VM_EXINSTRINFO, e.iinfo as u64),
+            (VM_GUESTVA, e.gva),
+            (VM_GUESTPA, e.gpa),
+        ] {
+            v.fields.insert(k, x);
+        }
+        for (k, x) in &e.set {
+            v.fields.insert(*k, *x & width_mask(*k));
+        }
+        // Every exit clears the valid bit of the entry interruption information.
+        let info = v.fields.get(&VMENTRY_INTRINFO).copied().unwrap_or(0);
+        v.fields.insert(VMENTRY_INTRINFO, info & !(1 << 31));
+        if e.reason & 1 << 31 == 0 {
+            v.launched = true;
+        }
+        if let Some(ax) = e.ax {
+            state.regs.ax = ax;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,589 @@
+//! One virtual machine: its VMCS and the frames around it (vmxstart, vmcsinit), the
+//! ctl commands, the wait and status texts, and one VM entry (the body of the seed's
+//! vmxproc loop). The seed ran commands on a kernel process per VM; here they run when
+//! the request arrives and the guest runs only inside `Namespace::run_guests`.
+
+use crate::event::{ackline, eventparse, internal_exit, waitline, ExitInfo, VmIntr};
+use crate::hw::{EntryState, FxArea, Hw, Phys, PAGE};
+use crate::mem::MemMap;
+use crate::plan9::{quote, strtoul, truncate, EBADARG, ENOMEM, ERRMAX};
+use crate::regs;
+use crate::vmcs::{self, *};
+use alloc::format;
+use alloc::string::String;
+use ninep::Error;
+
+/// Room in one frame for the MSR load/store areas (16 bytes an entry). The seed's
+/// MAXMSR was 512 over two pages that need not be contiguous here.
+pub const MAXMSR: usize = PAGE / 16;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Init,
+    Ready,
+    Running,
+    Dead,
+    Ending,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Init => "init",
+            State::Ready => "ready",
+            State::Running => "running",
+            State::Dead => "dead",
+            State::Ending => "ending",
+        }
+    }
+}
+
+// onentry
+const FLUSHVPID: u32 = 1;
+const FLUSHEPT: u32 = 2;
+const STEP: u32 = 4;
+const POSTEX: u32 = 8;
+const POSTIRQ: u32 = 16;
+// got
+const GOTEXIT: u32 = 1;
+const GOTIRQACK: u32 = 2;
+
+pub struct Vm {
+    pub index: usize,
+    pub gen: u64,
+    pub state: State,
+    pub errstr: String,
+    pub vmcs: Phys,
+    pub pml4: Phys,
+    pub msrbits: Phys,
+    pub msrhost: Phys,
+    pub msrguest: Phys,
+    pub entry: EntryState,
+    pub vpid: u16,
+    pub mem: MemMap,
+    tscoffset: u64,
+    /// vmcsinit's adjusted processor-based controls: what every entry starts from.
+    procbctls: u32,
+    launched: bool,
+    onentry: u32,
+    got: u32,
+    exc: VmIntr,
+    irq: VmIntr,
+    irqack: VmIntr,
+    nmsr: usize,
+    /// The TSC at the last exit, to hide the time spent outside the guest.
+    tsc_end: Option<u64>,
+}
+
+/// The initial FXSAVE image of a freshly initialised FPU (fpinit): FCW 0x37f, MXCSR 0x1f80.
+fn fpinit() -> FxArea {
+    let mut fx = FxArea::default();
+    fx.0[0..2].copy_from_slice(&0x037fu16.to_le_bytes());
+    fx.0[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
+    fx
+}
+
+fn rdmsr<H: Hw>(hw: &mut H, msr: u32, err: &'static str) -> Result<u64, Error> {
+    hw.rdmsr(msr).ok_or(Error::from(err))
+}
+
+impl Vm {
+    /// vmxstart after VMXON plus vmcsinit: a ready VM, or an error with every frame it
+    /// took given back.
+    pub fn create<H: Hw>(hw: &mut H, index: usize, gen: u64, vpid: u16) -> Result<Vm, Error> {
+        let mut vm = Vm {
+            index,
+            gen,
+            state: State::Init,
+            errstr: String::new(),
+            vmcs: 0,
+            pml4: 0,
+            msrbits: 0,
+            msrhost: 0,
+            msrguest: 0,
+            entry: EntryState::default(),
+            vpid,
+            mem: MemMap::default(),
+            tscoffset: 0,
+            procbctls: 0,
+            launched: false,
+            onentry: 0,
+            got: 0,
+            exc: VmIntr::default(),
+            irq: VmIntr::default(),
+            irqack: VmIntr::default(),
+            nmsr: 0,
+            tsc_end: None,
+        };
+        match vm.start(hw) {
+            Ok(()) => {
+                vm.state = State::Ready;
+                Ok(vm)
+            }
+            Err(e) => {
+                if vm.vmcs != 0 {
+                    let _ = hw.vmclear(vm.vmcs);
+                }
+                vm.free_frames(hw);
+                Err(e)
+            }
+        }
+    }
+
+    fn start<H: Hw>(&mut self, hw: &mut H) -> Result<(), Error> {
+        for f in [
+            &mut self.vmcs,
+            &mut self.pml4,
+            &mut self.msrbits,
+            &mut self.msrhost,
+            &mut self.msrguest,
+        ] {
+            *f = hw.alloc_frame().ok_or(Error::from(ENOMEM))?;
+        }
+        let basic = hw.rdmsr(VMX_BASIC_MSR).unwrap_or(0);
+        hw.frame(self.vmcs)[0..4].copy_from_slice(&(basic as u32).to_le_bytes());
+        hw.vmclear(self.vmcs)
+            .map_err(|_| Error::from("vmclear failed"))?;
+        self.load(hw)?;
+        self.vmcsinit(hw)
+    }
+
+    /// Makes this VM's VMCS the current one.
+    pub fn load<H: Hw>(&self, hw: &mut H) -> Result<(), Error> {
+        hw.vmptrld(self.vmcs)
+            .map_err(|_| Error::from("vmptrld failed"))
+    }
+
+    /// Returns the VM's own frames (the map must have been cleared first).
+    pub fn free_frames<H: Hw>(&mut self, hw: &mut H) {
+        for f in [
+            &mut self.vmcs,
+            &mut self.pml4,
+            &mut self.msrbits,
+            &mut self.msrhost,
+            &mut self.msrguest,
+        ] {
+            if *f != 0 {
+                hw.free_frame(*f);
+                *f = 0;
+            }
+        }
+    }
+
+    pub fn eptp(&self) -> u64 {
+        self.pml4 | 3 << 3
+    }
+
+    fn vmcsinit<H: Hw>(&mut self, hw: &mut H) -> Result<(), Error> {
+        let w = |hw: &mut H, f: u32, v: u64| vmcs::write(hw, f, v);
+        self.entry = EntryState::default();
+        self.launched = false;
+        self.onentry = 0;
+
+        let basic = rdmsr(hw, VMX_BASIC_MSR, "rdmsr(VMX_BASIC_MSR) failed")?;
+        let (procb_ctls, pinb_ctls) = if basic & 1 << 55 != 0 {
+            (
+                rdmsr(
+                    hw,
+                    VMX_TRUE_PROCB_CTLS_MSR,
+                    "rdmsr(VMX_TRUE_PROCB_CTLS_MSR) failed",
+                )?,
+                rdmsr(
+                    hw,
+                    VMX_TRUE_PINB_CTLS_MSR,
+                    "rdmsr(VMX_TRUE_PINB_CTLS_MSR) failed",
+                )?,
+            )
+        } else {
+            (
+                rdmsr(hw, VMX_PROCB_CTLS_MSR, "rdmsr(VMX_PROCB_CTLS_MSR) failed")?,
+                rdmsr(hw, VMX_PINB_CTLS_MSR, "rdmsr(VMX_PINB_CTLS_MSR) failed")?,
+            )
+        };
+
+        rdmsr(hw, VMX_PINB_CTLS_MSR, "rdmsr(VMX_PINB_CTLS_MSR failed")?;
+        let mut x = pinb_ctls as u32 | 1 << 1 | 1 << 2 | 1 << 4;
+        x |= PINB_EXITIRQ | PINB_EXITNMI;
+        x &= (pinb_ctls >> 32) as u32;
+        w(hw, PINB_CTLS, x as u64)?;
+
+        let msr = rdmsr(hw, VMX_PROCB_CTLS_MSR, "rdmsr(VMX_PROCB_CTLS_MSR failed")?;
+        let mut x = procb_ctls as u32 | 1 << 1 | 7 << 4 | 1 << 8 | 1 << 13 | 1 << 14 | 1 << 26;
+        x |= PROCB_TSCOFFSET | PROCB_EXITMWAIT | PROCB_EXITMONITOR | PROCB_EXITHLT;
+        x |= PROCB_EXITMOVDR | PROCB_EXITIO | PROCB_MSRBITMAP;
+        x |= PROCB_USECTLS2;
+        x &= (msr >> 32) as u32;
+        w(hw, PROCB_CTLS, x as u64)?;
+        self.procbctls = x;
+
+        let msr = rdmsr(hw, VMX_PROCB_CTLS2_MSR, "rdmsr(VMX_PROCB_CTLS2_MSR failed")?;
+        let x = (PROCB_EPT | PROCB_VPID | PROCB_UNRESTR) & (msr >> 32) as u32;
+        w(hw, PROCB_CTLS2, x as u64)?;
+
+        let msr = rdmsr(hw, VMX_VMEXIT_CTLS_MSR, "rdmsr(VMX_VMEXIT_CTLS_MSR failed")?;
+        let mut x = msr as u32 | VMEXIT_HOST64;
+        x |= VMEXIT_LD_IA32_PAT | VMEXIT_LD_IA32_EFER | VMEXIT_ST_DEBUG | VMEXIT_ST_IA32_EFER;
+        x &= (msr >> 32) as u32;
+        w(hw, VMEXIT_CTLS, x as u64)?;
+
+        let msr = rdmsr(
+            hw,
+            VMX_VMENTRY_CTLS_MSR,
+            "rdmsr(VMX_VMENTRY_CTLS_MSR failed",
+        )?;
+        let mut x = msr as u32;
+        x |= VMENTRY_LD_IA32_PAT | VMENTRY_LD_IA32_EFER | VMENTRY_LD_DEBUG;
+        x &= (msr >> 32) as u32;
+        w(hw, VMENTRY_CTLS, x as u64)?;
+
+        w(hw, CR3_TARGCNT, 0)?;
+        w(hw, VMENTRY_INTRINFO, 0)?;
+        w(hw, VMCS_LINK, u64::MAX)?;
+
+        hw.write_host_state()
+            .map_err(|_| Error::from("vmcswrite failed (host state)"))?;
+
+        w(hw, EXC_BITMAP, 1 << 18 | 1 << 1)?;
+        w(hw, PFAULT_MASK, 0)?;
+        w(hw, PFAULT_MATCH, 0)?;
+
+        for f in [
+            GUEST_CSBASE,
+            GUEST_DSBASE,
+            GUEST_ESBASE,
+            GUEST_FSBASE,
+            GUEST_GSBASE,
+            GUEST_SSBASE,
+        ] {
+            w(hw, f, 0)?;
+        }
+        for f in [
+            GUEST_CSLIMIT,
+            GUEST_DSLIMIT,
+            GUEST_ESLIMIT,
+            GUEST_FSLIMIT,
+            GUEST_GSLIMIT,
+            GUEST_SSLIMIT,
+        ] {
+            w(hw, f, u64::MAX)?;
+        }
+        let code = (SEGG | SEGD | SEGP | SEGEXEC | SEGR) >> 8 | 1;
+        let data = (SEGG | SEGB | SEGP | SEGDATA | SEGW) >> 8 | 1;
+        w(hw, GUEST_CSPERM, code as u64)?;
+        for f in [
+            GUEST_DSPERM,
+            GUEST_ESPERM,
+            GUEST_FSPERM,
+            GUEST_GSPERM,
+            GUEST_SSPERM,
+        ] {
+            w(hw, f, data as u64)?;
+        }
+        w(hw, GUEST_LDTRPERM, 1 << 16)?;
+
+        let (cr0, cr4) = (hw.cr0(), hw.cr4());
+        w(hw, GUEST_CR0MASK, CR0KERNEL)?;
+        w(hw, GUEST_CR4MASK, CR4KERNEL)?;
+        w(hw, GUEST_CR0, cr0 & CR0KERNEL | 0x31)?;
+        w(hw, GUEST_CR3, 0)?;
+        w(hw, GUEST_CR4, cr4 & CR4KERNEL)?;
+        w(hw, GUEST_CR0SHADOW, cr0 & CR0KERNEL | 0x31)?;
+        w(hw, GUEST_CR4SHADOW, cr4 & !CR4VMXE & CR4KERNEL)?;
+
+        w(hw, GUEST_IA32_PAT, 0x0007_0406_0007_0406)?;
+        w(hw, GUEST_IA32_EFER, 0)?;
+
+        w(hw, GUEST_TRBASE, 0)?;
+        w(hw, GUEST_TRLIMIT, 0xffff)?;
+        w(hw, GUEST_TRPERM, ((SEGTSS | SEGP) >> 8 | 2) as u64)?;
+
+        w(hw, VM_EPTP, self.eptp())?;
+        w(hw, VM_VPID, self.vpid as u64)?;
+
+        w(hw, GUEST_RFLAGS, 2)?;
+
+        self.onentry = FLUSHVPID | FLUSHEPT;
+
+        self.entry.fx = fpinit();
+        self.entry.xcr0 = hw.host_xcr0() & 1;
+
+        hw.frame(self.msrbits).fill(0xff);
+        self.trapmsr(hw, EFER, false);
+        w(hw, VMENTRY_MSRLDADDR, self.msrguest)?;
+        w(hw, VMEXIT_MSRSTADDR, self.msrguest)?;
+        w(hw, VMEXIT_MSRLDADDR, self.msrhost)?;
+        w(hw, MSR_BITMAP, self.msrbits)?;
+
+        if self.procbctls & PROCB_TSCOFFSET != 0 {
+            // The guest's TSC starts at 0 (the seed started it at the host's TSC again).
+            self.tscoffset = hw.rdtsc().wrapping_neg();
+            w(hw, VMCS_TSC_OFFSET, self.tscoffset)?;
+        }
+
+        for msr in [STAR, LSTAR, CSTAR, SFMASK, KERNEL_GSBASE] {
+            self.addmsr(hw, msr, 0)?;
+        }
+        for msr in [STAR, LSTAR, CSTAR, SFMASK, FSBASE, GSBASE, KERNEL_GSBASE] {
+            self.trapmsr(hw, msr, false);
+        }
+        Ok(())
+    }
+
+    /// vmxaddmsr: an MSR switched through the autoload areas.
+    fn addmsr<H: Hw>(&mut self, hw: &mut H, msr: u32, gval: u64) -> Result<(), Error> {
+        if self.nmsr >= MAXMSR {
+            return Err("too many MSRs".into());
+        }
+        let i = self.nmsr * 16;
+        self.nmsr += 1;
+        let host = hw.rdmsr(msr).unwrap_or(0);
+        for (frame, v) in [(self.msrhost, host), (self.msrguest, gval)] {
+            let f = hw.frame(frame);
+            f[i..i + 8].copy_from_slice(&(msr as u64).to_le_bytes());
+            f[i + 8..i + 16].copy_from_slice(&v.to_le_bytes());
+        }
+        let n = self.nmsr as u64;
+        vmcs::write(hw, VMENTRY_MSRLDCNT, n)?;
+        vmcs::write(hw, VMEXIT_MSRSTCNT, n)?;
+        vmcs::write(hw, VMEXIT_MSRLDCNT, n)
+    }
+
+    /// vmxtrapmsr with TRAPRD|TRAPWR both set (`trap`) or both clear.
+    fn trapmsr<H: Hw>(&mut self, hw: &mut H, msr: u32, trap: bool) {
+        if msr >= 0x2000 && msr.wrapping_sub(0xc000_0000) >= 0x2000 {
+            return;
+        }
+        let m = msr & 0x1fff | msr >> 18 & 0x2000;
+        let bit = 1u32 << (m & 31);
+        let f = hw.frame(self.msrbits);
+        for word in [m / 32, m / 32 + 512] {
+            let at = word as usize * 4;
+            let mut v = u32::from_le_bytes([f[at], f[at + 1], f[at + 2], f[at + 3]]);
+            if trap {
+                v |= bit;
+            } else {
+                v &= !bit;
+            }
+            f[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    /// The status file's text.
+    pub fn status_text(&self) -> String {
+        match self.state {
+            State::Dead => format!("dead {}\n", quote(&self.errstr, true)),
+            s => format!("{}\n", s.name()),
+        }
+    }
+
+    /// cmdgo (`step` is step): needs a ready VM; `regs` are `name=value;` records.
+    pub fn go<H: Hw>(&mut self, hw: &mut H, step: bool, regs: Option<&str>) -> Result<(), Error> {
+        if self.state != State::Ready {
+            return Err("VM not ready".into());
+        }
+        if let Some(r) = regs {
+            self.load(hw)?;
+            regs::setregs(hw, &mut self.entry, r.as_bytes(), b';', &['='])?;
+        }
+        if step {
+            self.onentry |= STEP;
+        }
+        self.state = State::Running;
+        Ok(())
+    }
+
+    pub fn stop(&mut self) -> Result<(), Error> {
+        if self.state != State::Ready && self.state != State::Running {
+            return Err("VM not ready or running".into());
+        }
+        self.state = State::Ready;
+        Ok(())
+    }
+
+    /// cmdexcept. The seed made the writer wait while an exception was posted; a
+    /// single-threaded server cannot, so that is an error.
+    pub fn exc(&mut self, s: &str) -> Result<(), Error> {
+        if self.onentry & POSTEX != 0 {
+            return Err("exception already pending".into());
+        }
+        self.exc = eventparse(s)?;
+        self.onentry |= POSTEX;
+        Ok(())
+    }
+
+    /// cmdirq: posts an interrupt, or withdraws the posted one.
+    pub fn irq(&mut self, s: Option<&str>) -> Result<(), Error> {
+        match s {
+            None => self.onentry &= !POSTIRQ,
+            Some(s) => {
+                self.irq = eventparse(s)?;
+                self.onentry |= POSTIRQ;
+            }
+        }
+        Ok(())
+    }
+
+    /// cmdextrap: the exception bitmap.
+    pub fn extrap<H: Hw>(&mut self, hw: &mut H, s: &str) -> Result<(), Error> {
+        let (v, n) = strtoul(s, 0);
+        if n == 0 || n != s.len() {
+            return Err(EBADARG.into());
+        }
+        self.load(hw)?;
+        vmcs::write(hw, EXC_BITMAP, v as u64)
+    }
+
+    pub fn getregs<H: Hw>(&mut self, hw: &mut H) -> Result<String, Error> {
+        self.load(hw)?;
+        regs::getregs(hw, &mut self.entry)
+    }
+
+    pub fn setregs<H: Hw>(&mut self, hw: &mut H, data: &[u8]) -> Result<usize, Error> {
+        self.load(hw)?;
+        regs::setregs(hw, &mut self.entry, data, b'\n', &[' ', '\t'])
+    }
+
+    /// cmdsetfpregs, with the clamp fixed (the seed computed sizeof - n, not sizeof - off).
+    pub fn setfpregs(&mut self, off: u64, data: &[u8]) -> usize {
+        let fx = &mut self.entry.fx.0;
+        let n = data.len().min(fx.len());
+        let Ok(off) = usize::try_from(off) else {
+            return 0;
+        };
+        if off >= fx.len() {
+            return 0;
+        }
+        let n = n.min(fx.len() - off);
+        fx[off..off + n].copy_from_slice(&data[..n]);
+        n
+    }
+
+    /// The map changed: EPT must be flushed before the next entry.
+    pub fn flush_ept(&mut self) {
+        self.onentry |= FLUSHEPT;
+    }
+
+    /// cmdwait: the next report, or `None` while there is none.
+    pub fn wait<H: Hw>(&mut self, hw: &mut H) -> Result<Option<String>, Error> {
+        if self.got & GOTIRQACK != 0 {
+            self.got &= !GOTIRQACK;
+            return Ok(Some(ackline(&self.irqack)));
+        }
+        if self.got & GOTEXIT == 0 {
+            return Ok(None);
+        }
+        self.got &= !GOTEXIT;
+        self.load(hw)?;
+        let r = |hw: &mut H, f| vmcs::read(hw, f);
+        let e = ExitInfo {
+            reason: r(hw, VM_EXREASON)? as u32,
+            qual: r(hw, VM_EXQUALIF)?,
+            intr: r(hw, VM_EXINTRINFO)? as u32,
+            pc: r(hw, GUEST_RIP)?,
+            sp: r(hw, GUEST_RSP)?,
+            ilen: r(hw, VM_EXINSTRLEN)?,
+            iinfo: r(hw, VM_EXINSTRINFO)?,
+            excode: r(hw, VM_EXINTRCODE)?,
+            va: r(hw, VM_GUESTVA)?,
+            pa: r(hw, VM_GUESTPA)?,
+            ax: self.entry.regs.ax,
+        };
+        Ok(Some(waitline(&e)))
+    }
+
+    /// Is there something for a wait read?
+    pub fn has_report(&self) -> bool {
+        self.got & (GOTEXIT | GOTIRQACK) != 0
+    }
+
+    /// One entry of a running VM (vmxproc's loop body). An error kills the VM with it.
+    pub fn run<H: Hw>(&mut self, hw: &mut H) {
+        if self.state != State::Running {
+            return;
+        }
+        if let Err(e) = self.enter(hw) {
+            let mut s = String::from(e.as_str());
+            truncate(&mut s, ERRMAX - 1);
+            self.errstr = s;
+            self.state = State::Dead;
+        }
+    }
+
+    fn enter<H: Hw>(&mut self, hw: &mut H) -> Result<(), Error> {
+        self.load(hw)?;
+        let mut procb = self.procbctls;
+        // The seed or'ed MTF into its saved default controls, so the step took effect
+        // only on the entry after and every later entry single-stepped for good.
+        if self.onentry & STEP != 0 {
+            procb |= PROCB_MONTRAP;
+        }
+        let mut injected = false;
+        if self.onentry & POSTEX != 0 {
+            self.inject(hw, self.exc)?;
+            self.onentry &= !POSTEX;
+            injected = true;
+        }
+        if self.onentry & POSTIRQ != 0 && self.onentry & STEP == 0 {
+            // The seed tested POSTEX after clearing it, so an interrupt could overwrite
+            // the exception injected on the same entry; it waits for the next window.
+            let rflags = vmcs::read(hw, GUEST_RFLAGS)?;
+            let canintr = vmcs::read(hw, GUEST_CANINTR)?;
+            if !injected && rflags & 1 << 9 != 0 && canintr & 3 == 0 {
+                self.inject(hw, self.irq)?;
+                self.onentry &= !POSTIRQ;
+                self.got |= GOTIRQACK;
+                self.irqack = self.irq;
+            } else {
+                procb |= PROCB_IRQWIN;
+            }
+        }
+        if self.onentry & FLUSHVPID != 0 {
+            hw.invvpid(self.vpid)
+                .map_err(|_| Error::from("invvpid failed"))?;
+            self.onentry &= !FLUSHVPID;
+        }
+        if self.onentry & FLUSHEPT != 0 {
+            hw.invept(self.eptp())
+                .map_err(|_| Error::from("invept failed"))?;
+            self.onentry &= !FLUSHEPT;
+        }
+        vmcs::write(hw, PROCB_CTLS, procb as u64)?;
+        self.got &= !GOTEXIT;
+
+        let start = hw.rdtsc();
+        if let Some(end) = self.tsc_end {
+            // Hide the time spent outside the guest (the seed's sign was inverted, so
+            // the guest's clock ran ahead by that time instead).
+            self.tscoffset = self.tscoffset.wrapping_sub(start.wrapping_sub(end));
+            vmcs::write(hw, VMCS_TSC_OFFSET, self.tscoffset)?;
+        }
+        let rc = hw.enter(self.launched, &mut self.entry);
+        let end = hw.rdtsc();
+        if self.procbctls & PROCB_TSCOFFSET != 0 {
+            self.tsc_end = Some(end);
+        }
+        rc.map_err(|_| Error::from("vmlaunch failed"))?;
+        let reason = vmcs::read(hw, VM_EXREASON)? as u32;
+        // A failed entry leaves the VMCS unlaunched: the next try must VMLAUNCH again.
+        if reason & 1 << 31 == 0 {
+            self.launched = true;
+        }
+        self.processexit(reason);
+        Ok(())
+    }
+
+    fn inject<H: Hw>(&mut self, hw: &mut H, e: VmIntr) -> Result<(), Error> {
+        vmcs::write(hw, VMENTRY_INTRINFO, e.info as u64)?;
+        vmcs::write(hw, VMENTRY_INTRCODE, e.code as u64)?;
+        vmcs::write(hw, VMENTRY_INTRILEN, e.ilen as u64)
+    }
+
+    fn processexit(&mut self, reason: u32) {
+        if internal_exit(reason) {
+            return;
+        }
+        self.state = State::Ready;
+        self.got |= GOTEXIT;
+        self.onentry &= !STEP;
+    }
+}
