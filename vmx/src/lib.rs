@@ -6,5 +6,10 @@
 pub mod cpu;
 pub mod demo;
 pub mod dev;
+pub mod exit;
 pub mod layout;
 pub mod loader;
+pub mod paging;
+pub mod regs;
+pub mod run;
+pub mod vmfs;

@@ -1,0 +1,529 @@
+//! The exit loop: launch the guest with `go`, read exits from `wait` (a reader thread
+//! turns them into [`Event`]s, together with terminal input), emulate what each exit
+//! asks for, keep #X's posted interrupt in step with the PIC, and launch again. After
+//! vmx(1)'s exith.c and vmx.c runloop.
+
+use crate::cpu::{self, Msr};
+use crate::dev::{Machine, Stop};
+use crate::exit::{Exit, Io};
+use crate::paging::{self, Mode};
+use crate::regs::Regs;
+use crate::vmfs::Vmfs;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+/// Something for the loop to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A line read from `wait`.
+    Exit(String),
+    /// Bytes typed at the terminal.
+    Input(Vec<u8>),
+    /// The terminal's input ended.
+    InputClosed,
+    /// Reading `wait` failed: the VM or the connection is gone.
+    WaitFailed(String),
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The guest wrote this status to the done port.
+    Done(u8),
+    /// The guest reset the machine.
+    Reset,
+    /// The guest halted with interrupts disabled: nothing can wake it.
+    Halted { pc: u64 },
+    /// An exit the tool cannot handle: the full report (exit line, instruction bytes at
+    /// pc, registers).
+    Unhandled(String),
+}
+
+/// 9P round trips and exits, by exit reason.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Reason -> (events, round trips). Round trips count the `wait` read that brought
+    /// the exit and every request made while handling it, up to and including the `go`.
+    pub by_reason: BTreeMap<String, (u64, u64)>,
+}
+
+impl Stats {
+    pub fn total(&self) -> (u64, u64) {
+        self.by_reason
+            .values()
+            .fold((0, 0), |a, v| (a.0 + v.0, a.1 + v.1))
+    }
+
+    /// A table for --stats.
+    pub fn report(&self) -> String {
+        let mut s = format!(
+            "{:<14} {:>10} {:>12} {:>9}\n",
+            "exit", "count", "round trips", "per exit"
+        );
+        let mut rows: Vec<_> = self.by_reason.iter().collect();
+        rows.sort_by(|a, b| b.1 .1.cmp(&a.1 .1).then(a.0.cmp(b.0)));
+        for (name, (n, t)) in rows {
+            let per = if *n == 0 { 0.0 } else { *t as f64 / *n as f64 };
+            s.push_str(&format!("{name:<14} {n:>10} {t:>12} {per:>9.2}\n"));
+        }
+        let (n, t) = self.total();
+        s.push_str(&format!("{:<14} {n:>10} {t:>12}\n", "total"));
+        s
+    }
+}
+
+const GPR: [&str; 16] = [
+    "ax", "cx", "dx", "bx", "sp", "bp", "si", "di", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
+    "r15",
+];
+
+pub struct Runner<'a, V: Vmfs> {
+    pub vm: V,
+    pub machine: Machine,
+    pub stats: Stats,
+    regs: Regs,
+    running: bool,
+    halted: bool,
+    kept: HashMap<u32, u64>,
+    /// Monotonic nanoseconds and Unix seconds.
+    clock: Box<dyn FnMut() -> (u64, i64) + 'a>,
+    out: Box<dyn Write + 'a>,
+    log: Box<dyn Write + 'a>,
+    /// Print every warning and every unknown port, not just the first of each.
+    pub debug: bool,
+    warned: HashSet<String>,
+    mark: u64,
+}
+
+impl<'a, V: Vmfs> Runner<'a, V> {
+    pub fn new(
+        vm: V,
+        machine: Machine,
+        clock: Box<dyn FnMut() -> (u64, i64) + 'a>,
+        out: Box<dyn Write + 'a>,
+        log: Box<dyn Write + 'a>,
+    ) -> Runner<'a, V> {
+        let mark = vm.round_trips();
+        Runner {
+            vm,
+            machine,
+            stats: Stats::default(),
+            regs: Regs::new(),
+            running: false,
+            halted: false,
+            kept: HashMap::new(),
+            clock,
+            out,
+            log,
+            debug: false,
+            warned: HashSet::new(),
+            mark,
+        }
+    }
+
+    /// Sets registers for the first `go` (the loader's).
+    pub fn preset(&mut self, regs: &[(&str, u64)]) {
+        for (n, v) in regs {
+            self.regs.set(n, *v);
+        }
+    }
+
+    fn warn(&mut self, msg: String) {
+        if self.debug || self.warned.insert(msg.clone()) {
+            let _ = writeln!(self.log, "vmx: {msg}");
+        }
+    }
+
+    fn account(&mut self, reason: &str, events: u64, extra: u64) {
+        let now = self.vm.round_trips();
+        let e = self.stats.by_reason.entry(reason.to_string()).or_default();
+        e.0 += events;
+        e.1 += now - self.mark + extra;
+        self.mark = now;
+    }
+
+    fn get(&mut self, name: &str) -> Result<u64, String> {
+        if let Some(v) = self.regs.known(name) {
+            return Ok(v);
+        }
+        let text = self
+            .vm
+            .read_regs()
+            .map_err(|e| format!("reading regs: {e}"))?;
+        self.regs.load(&text)?;
+        self.regs
+            .known(name)
+            .ok_or_else(|| format!("the hypervisor has no register {name:?}"))
+    }
+
+    fn skip(&mut self, e: &Exit) -> Result<(), String> {
+        let pc = self.get("pc")?;
+        self.regs.set("pc", pc.wrapping_add(e.ilen));
+        Ok(())
+    }
+
+    fn exc(&mut self, what: &str) -> Result<(), String> {
+        self.vm
+            .ctl(&format!("exc {what}"))
+            .map_err(|e| format!("ctl exc {what}: {e}"))
+    }
+
+    fn launch(&mut self) -> Result<(), String> {
+        let r = self.regs.take_go();
+        let cmd = if r.is_empty() {
+            "go".to_string()
+        } else {
+            format!("go {r}")
+        };
+        self.vm.ctl(&cmd).map_err(|e| format!("ctl {cmd}: {e}"))?;
+        self.running = true;
+        Ok(())
+    }
+
+    fn sync_irq(&mut self) -> Result<(), String> {
+        if let Some(cmd) = self.machine.irq_command() {
+            self.vm.ctl(&cmd).map_err(|e| format!("ctl {cmd}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn flush_output(&mut self) {
+        let o = self.machine.take_output();
+        if !o.is_empty() {
+            let _ = self.out.write_all(&o);
+            let _ = self.out.flush();
+        }
+        if !self.machine.unknown.is_empty() {
+            let ports: Vec<(u16, u64)> = std::mem::take(&mut self.machine.unknown)
+                .into_iter()
+                .collect();
+            for (p, _) in ports {
+                self.warn(format!("access to unknown i/o port {p:#x} ignored"));
+            }
+        }
+    }
+
+    /// Runs the guest until it stops; Err on a 9P failure.
+    pub fn run(&mut self, events: &Receiver<Event>) -> Result<Outcome, String> {
+        let mut reason = String::from("(start)");
+        let mut count = 0;
+        let mut wait_read = 0;
+        loop {
+            let (now, wall) = (self.clock)();
+            self.machine.advance(now, wall);
+            self.sync_irq()?;
+            self.flush_output();
+            if let Some(s) = self.machine.stop {
+                self.account(&reason, count, wait_read);
+                return Ok(match s {
+                    Stop::Done(v) => Outcome::Done(v),
+                    Stop::Reset => Outcome::Reset,
+                });
+            }
+            if self.halted && self.machine.irq_posted() {
+                self.halted = false;
+            }
+            if !self.running && !self.halted {
+                self.launch()?;
+            }
+            self.account(&reason, count, wait_read);
+            let ev = match self.machine.deadline() {
+                Some(d) => events.recv_timeout(Duration::from_nanos(d.saturating_sub(now))),
+                None => events.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            (count, wait_read) = (1, 0);
+            match ev {
+                Ok(Event::Exit(line)) => {
+                    wait_read = 1;
+                    let e = Exit::parse(&line)?;
+                    reason = e.name.clone();
+                    if let Some(o) = self.handle(&e)? {
+                        self.flush_output();
+                        self.account(&reason, count, wait_read);
+                        return Ok(o);
+                    }
+                }
+                Ok(Event::Input(b)) => {
+                    reason = "(input)".into();
+                    self.machine.type_in(&b);
+                }
+                Ok(Event::InputClosed) => {
+                    reason = "(input)".into();
+                }
+                Ok(Event::WaitFailed(e)) => return Err(format!("reading wait: {e}")),
+                Err(RecvTimeoutError::Timeout) => reason = "(timer)".into(),
+                Err(RecvTimeoutError::Disconnected) => return Err("the wait reader ended".into()),
+            }
+        }
+    }
+
+    /// Handles one exit; Some when the run must end.
+    fn handle(&mut self, e: &Exit) -> Result<Option<Outcome>, String> {
+        if !e.is_notification() {
+            self.running = false;
+            for (n, v) in [("pc", e.pc), ("sp", e.sp), ("ax", e.ax)] {
+                if let Some(v) = v {
+                    self.regs.poke(n, v);
+                }
+            }
+        }
+        match e.name.as_str() {
+            "io" => return self.io(e),
+            ".cpuid" => self.cpuid(e)?,
+            ".hlt" => return self.hlt(e),
+            "*ack" => self.machine.irq_ack(e.qual as u8),
+            ".rdmsr" | ".wrmsr" => self.msr(e)?,
+            "movcr" => self.movcr(e)?,
+            ".movdr" => self.movdr(e)?,
+            "#db" => {
+                let dr6 = self.get("dr6")?;
+                self.regs.set("dr6", dr6 | e.qual);
+                self.exc("#db")?;
+            }
+            ".xsetbv" => {
+                if self.get("cx")? as u32 == 0 {
+                    let v = (self.get("dx")? & 0xffff_ffff) << 32 | (self.get("ax")? & 0xffff_ffff);
+                    self.regs.set("xcr0", v);
+                    self.skip(e)?;
+                } else {
+                    self.exc("#gp,0")?;
+                }
+            }
+            "eptfault" => {
+                let why = format!(
+                    "{} guest-physical address {:#x} (nothing is mapped there and no device is emulated)",
+                    if e.qual & 2 != 0 { "write to" } else { "access to" },
+                    e.pa.unwrap_or(0)
+                );
+                return Ok(Some(Outcome::Unhandled(self.diagnose(e, &why))));
+            }
+            n if n.starts_with('.') => {
+                let msg = format!(
+                    "unknown instruction {} at pc {:#x}: #ud injected",
+                    &n[1..],
+                    e.pc.unwrap_or(0)
+                );
+                self.warn(msg);
+                self.exc("#ud")?;
+            }
+            n if n.starts_with('*') => self.warn(format!("unknown notification {n} ignored")),
+            n => {
+                let why = match n {
+                    "triplef" => "triple fault".to_string(),
+                    _ if n.starts_with('!') => format!("VM entry failed ({})", &n[1..]),
+                    _ if n.starts_with('#') => format!("exception {n} in the guest"),
+                    _ => format!("exit {n} is not handled"),
+                };
+                return Ok(Some(Outcome::Unhandled(self.diagnose(e, &why))));
+            }
+        }
+        Ok(None)
+    }
+
+    fn io(&mut self, e: &Exit) -> Result<Option<Outcome>, String> {
+        let io = Io::decode(e.qual);
+        if io.string {
+            let why = format!(
+                "string i/o ({}{}) on port {:#x} is not emulated",
+                if io.rep { "rep " } else { "" },
+                if io.input { "ins" } else { "outs" },
+                io.port
+            );
+            return Ok(Some(Outcome::Unhandled(self.diagnose(e, &why))));
+        }
+        let ax = self.get("ax")?;
+        if io.input {
+            let v = u64::from(self.machine.io_in(io.port, io.size));
+            let ax = match io.size {
+                1 => ax & !0xff | v,
+                2 => ax & !0xffff | v,
+                _ => v,
+            };
+            self.regs.set("ax", ax);
+        } else {
+            self.machine.io_out(io.port, io.size, ax as u32);
+        }
+        self.skip(e)?;
+        Ok(None)
+    }
+
+    fn cpuid(&mut self, e: &Exit) -> Result<(), String> {
+        let leaf = self.get("ax")? as u32;
+        let sub = self.get("cx")? as u32;
+        let (r, known) = cpu::cpuid(leaf, sub);
+        if !known {
+            self.warn(format!("unknown cpuid leaf {leaf:#x}: zeros"));
+        }
+        for (n, v) in ["ax", "bx", "cx", "dx"].iter().zip(r) {
+            self.regs.set(n, u64::from(v));
+        }
+        self.skip(e)
+    }
+
+    fn hlt(&mut self, e: &Exit) -> Result<Option<Outcome>, String> {
+        self.skip(e)?;
+        if self.machine.irq_posted() {
+            return Ok(None);
+        }
+        // Nothing pending: with interrupts off nothing ever will be.
+        if self.get("flags")? & (1 << 9) == 0 {
+            let pc = self.get("pc")?;
+            return Ok(Some(Outcome::Halted { pc }));
+        }
+        self.halted = true;
+        Ok(None)
+    }
+
+    fn msr(&mut self, e: &Exit) -> Result<(), String> {
+        let rd = e.name == ".rdmsr";
+        let idx = self.get("cx")? as u32;
+        if rd {
+            let v = match cpu::msr(idx) {
+                Some(Msr::Reg(r)) => self.get(r)?,
+                Some(Msr::Kept(init)) => *self.kept.get(&idx).unwrap_or(&init),
+                Some(Msr::Zero) => 0,
+                None => {
+                    self.warn(format!("read from unknown MSR {idx:#x}: 0"));
+                    0
+                }
+            };
+            self.regs.set("ax", v & 0xffff_ffff);
+            self.regs.set("dx", v >> 32);
+        } else {
+            let v = (self.get("dx")? & 0xffff_ffff) << 32 | (self.get("ax")? & 0xffff_ffff);
+            match cpu::msr(idx) {
+                Some(Msr::Reg(r)) => self.regs.set(r, v),
+                Some(Msr::Kept(_)) => {
+                    self.kept.insert(idx, v);
+                }
+                Some(Msr::Zero) => {}
+                None => self.warn(format!("write to unknown MSR {idx:#x} ignored")),
+            }
+        }
+        self.skip(e)
+    }
+
+    fn movcr(&mut self, e: &Exit) -> Result<(), String> {
+        let q = e.qual;
+        let gpr = GPR[(q >> 8 & 15) as usize];
+        match (q & 15, q >> 4 & 3) {
+            (0, 0) => {
+                let v = self.get(gpr)?;
+                self.regs.set("cr0real", v);
+            }
+            (0, 1) => {
+                let v = self.get("cr0fake")?;
+                self.regs.set(gpr, v);
+            }
+            (0, 2) => {
+                let v = self.get("cr0real")?;
+                self.regs.set("cr0real", v & !8);
+            }
+            (4, 0) => {
+                let v = self.get(gpr)?;
+                self.regs.set("cr4real", v);
+            }
+            (4, 1) => {
+                let v = self.get("cr4fake")?;
+                self.regs.set(gpr, v);
+            }
+            (cr, op) => {
+                self.warn(format!(
+                    "control register access CR{cr} type {op} not emulated: #ud injected"
+                ));
+                return self.exc("#ud");
+            }
+        }
+        self.skip(e)
+    }
+
+    fn movdr(&mut self, e: &Exit) -> Result<(), String> {
+        const DR: [&str; 8] = ["dr0", "dr1", "dr2", "dr3", "", "", "dr6", "dr7"];
+        let q = e.qual;
+        let dr = DR[(q & 7) as usize];
+        if dr.is_empty() {
+            return self.exc("#gp,0");
+        }
+        let gpr = GPR[(q >> 8 & 15) as usize];
+        if q & 16 != 0 {
+            let v = self.get(dr)?;
+            self.regs.set(gpr, v);
+        } else {
+            let v = self.get(gpr)?;
+            self.regs.set(dr, v);
+        }
+        self.skip(e)
+    }
+
+    /// The report for an exit that ends the run: why, the exit line, the bytes at pc and
+    /// the registers, read fresh from the hypervisor.
+    pub fn diagnose(&mut self, e: &Exit, why: &str) -> String {
+        let mut s = format!("vmx: unhandled exit: {why}\n  exit line: {}\n", e.raw);
+        let text = match self.vm.read_regs() {
+            Ok(t) => t,
+            Err(x) => {
+                s.push_str(&format!("  (registers unreadable: {x})\n"));
+                return s;
+            }
+        };
+        let mut r = Regs::new();
+        let _ = r.load(&text);
+        let g = |n: &str| r.known(n).unwrap_or(0);
+        let pc = e.pc.unwrap_or(g("pc"));
+        let mode = Mode {
+            cr0: g("cr0real"),
+            cr3: g("cr3"),
+            cr4: g("cr4real"),
+            efer: g("efer"),
+        };
+        let lin = if mode.efer & (1 << 10) != 0 {
+            pc
+        } else {
+            g("csbase").wrapping_add(pc) & 0xffff_ffff
+        };
+        let vm = &mut self.vm;
+        let mut read = |a: u64, n: usize| -> Option<u64> {
+            let b = vm.read_mem(a, n).ok()?;
+            Some(b.iter().rev().fold(0u64, |acc, &x| acc << 8 | u64::from(x)))
+        };
+        match paging::translate(lin, mode, &mut read) {
+            Some(pa) => match self.vm.read_mem(pa, 16) {
+                Ok(b) => {
+                    let hex: Vec<String> = b.iter().map(|x| format!("{x:02x}")).collect();
+                    s.push_str(&format!(
+                        "  instruction bytes at pc {pc:#x} (physical {pa:#x}): {}\n",
+                        hex.join(" ")
+                    ));
+                }
+                Err(x) => s.push_str(&format!(
+                    "  instruction bytes at pc {pc:#x} (physical {pa:#x}) unreadable: {x}\n"
+                )),
+            },
+            None => s.push_str(&format!(
+                "  pc {pc:#x} (linear {lin:#x}) is not mapped by the guest's page tables\n"
+            )),
+        }
+        s.push_str("  registers:\n");
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        for row in lines.chunks(4) {
+            let cells: Vec<String> = row
+                .iter()
+                .map(|l| {
+                    let mut f = l.split_whitespace();
+                    format!(
+                        "{:>10} {:<20}",
+                        f.next().unwrap_or(""),
+                        f.next().unwrap_or("")
+                    )
+                })
+                .collect();
+            s.push_str(&format!("  {}\n", cells.join(" ").trim_end()));
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,413 @@
+//! The exit loop against a fake hypervisor: each `go` releases the next scripted batch
+//! of wait lines; registers and memory are a table and a byte array.
+
+use super::*;
+use crate::layout::Layout;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::mpsc::{channel, Sender};
+
+struct Fake {
+    steps: VecDeque<Vec<String>>,
+    tx: Sender<Event>,
+    ctl: Rc<RefCell<Vec<String>>>,
+    regs: BTreeMap<String, u64>,
+    mem: Vec<u8>,
+    trips: u64,
+    regs_reads: Rc<Cell<u64>>,
+}
+
+impl Vmfs for Fake {
+    fn ctl(&mut self, cmd: &str) -> Result<(), String> {
+        self.trips += 1;
+        self.ctl.borrow_mut().push(cmd.to_string());
+        if let Some(a) = cmd.strip_prefix("go") {
+            for kv in a.trim().split(';').filter(|s| !s.is_empty()) {
+                let (k, v) = kv.split_once('=').ok_or("number of fields wrong")?;
+                let v = crate::layout::parse_u64(v).ok_or("invalid value")?;
+                self.regs.insert(k.to_string(), v);
+            }
+            if let Some(step) = self.steps.pop_front() {
+                for l in step {
+                    self.tx.send(Event::Exit(l)).unwrap();
+                }
+            }
+        }
+        Ok(())
+    }
+    fn read_regs(&mut self) -> Result<String, String> {
+        self.trips += 1;
+        self.regs_reads.set(self.regs_reads.get() + 1);
+        Ok(self
+            .regs
+            .iter()
+            .map(|(k, v)| format!("{k} {v:#018x}\n"))
+            .collect())
+    }
+    fn write_regs(&mut self, _: &str) -> Result<(), String> {
+        self.trips += 1;
+        Ok(())
+    }
+    fn read_mem(&mut self, addr: u64, len: usize) -> Result<Vec<u8>, String> {
+        self.trips += 1;
+        let a = addr as usize;
+        self.mem
+            .get(a..a + len)
+            .map(|b| b.to_vec())
+            .ok_or_else(|| "out of range".into())
+    }
+    fn write_mem(&mut self, addr: u64, data: &[u8]) -> Result<(), String> {
+        self.trips += 1;
+        self.mem[addr as usize..addr as usize + data.len()].copy_from_slice(data);
+        Ok(())
+    }
+    fn round_trips(&self) -> u64 {
+        self.trips
+    }
+}
+
+struct Run {
+    outcome: Result<Outcome, String>,
+    ctl: Vec<String>,
+    out: Vec<u8>,
+    log: String,
+    stats: Stats,
+    regs_reads: u64,
+}
+
+fn io_line(port: u16, size: u8, input: bool, pc: u64, ax: u64) -> String {
+    let q = u64::from(port) << 16 | u64::from(size - 1) | if input { 8 } else { 0 };
+    format!("io {q:#x} pc {pc:#x} sp 0x8000 ilen 0x1 iinfo 0x0 ax {ax:#x}")
+}
+
+/// Runs `steps` (the first batch is released by the first `go`).
+fn run(steps: Vec<Vec<String>>, regs: &[(&str, u64)], mem: Vec<u8>) -> Run {
+    let (tx, rx) = channel();
+    let ctl = Rc::new(RefCell::new(Vec::new()));
+    let reads = Rc::new(Cell::new(0));
+    let fake = Fake {
+        steps: steps.into(),
+        tx: tx.clone(),
+        ctl: ctl.clone(),
+        regs: regs.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        mem,
+        trips: 0,
+        regs_reads: reads.clone(),
+    };
+    let out = Rc::new(RefCell::new(Vec::new()));
+    let log = Rc::new(RefCell::new(Vec::new()));
+    struct W(Rc<RefCell<Vec<u8>>>);
+    impl Write for W {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.borrow_mut().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    // A clock that moves 1 ms each time it is read.
+    let t = Cell::new(0u64);
+    let clock = move || {
+        t.set(t.get() + 1_000_000);
+        (t.get(), 1_795_581_189)
+    };
+    let layout = Layout::new(16 << 20).unwrap();
+    let mut r = Runner::new(
+        fake,
+        Machine::new(&layout),
+        Box::new(clock),
+        Box::new(W(out.clone())),
+        Box::new(W(log.clone())),
+    );
+    r.preset(&[("pc", 0x1000)]);
+    let outcome = r.run(&rx);
+    let stats = r.stats.clone();
+    drop(r);
+    let ctl = ctl.borrow().clone();
+    let out = out.borrow().clone();
+    let log = String::from_utf8(log.borrow().clone()).unwrap();
+    Run {
+        outcome,
+        ctl,
+        out,
+        log,
+        stats,
+        regs_reads: reads.get(),
+    }
+}
+
+#[test]
+fn serial_output_in_and_done() {
+    let r = run(
+        vec![
+            vec![io_line(0x3f8, 1, false, 0x1000, 0x48)],
+            vec![io_line(0x3f8, 1, false, 0x1001, 0x69)],
+            vec![io_line(0x3fd, 1, true, 0x1002, 0x1234)],
+            vec![io_line(0xf4, 1, false, 0x1003, 0x7)],
+        ],
+        &[],
+        vec![],
+    );
+    assert_eq!(r.outcome, Ok(Outcome::Done(7)));
+    assert_eq!(r.out, b"Hi");
+    assert_eq!(
+        r.ctl,
+        [
+            "go pc=0x1000;",
+            "go pc=0x1001;",
+            "go pc=0x1002;",
+            "go ax=0x1260;pc=0x1003;"
+        ]
+    );
+    // Wait fields spare every regs read: 2 round trips per exit (wait + go), 1 for the last.
+    assert_eq!(r.regs_reads, 0);
+    assert_eq!(r.stats.by_reason["io"], (4, 7));
+    assert_eq!(r.stats.by_reason["(start)"], (0, 1));
+    assert_eq!(r.stats.total(), (4, 8));
+    assert!(r.stats.report().contains("io"));
+}
+
+#[test]
+fn cpuid_and_msrs() {
+    let r = run(
+        vec![
+            vec![".cpuid 0x0 pc 0x1000 sp 0x8000 ilen 0x2 iinfo 0x0".into()],
+            vec![".wrmsr 0x0 pc 0x1002 sp 0x8000 ilen 0x2 iinfo 0x0".into()],
+            vec![".rdmsr 0x0 pc 0x1004 sp 0x8000 ilen 0x2 iinfo 0x0".into()],
+            vec![io_line(0xf4, 1, false, 0x1006, 0)],
+        ],
+        &[("ax", 0), ("cx", 0), ("dx", 0), ("pc", 0x1000), ("efer", 0)],
+        vec![],
+    );
+    assert_eq!(r.outcome, Ok(Outcome::Done(0)));
+    assert_eq!(
+        r.ctl[1],
+        "go ax=0x7;bx=0x756e6547;cx=0x6c65746e;dx=0x49656e69;pc=0x1002;"
+    );
+    // The wrmsr saw cx=0x6c65746e (unknown MSR): ignored with a message; then the
+    // guest's state is what go set.
+    assert!(
+        r.log.contains("write to unknown MSR 0x6c65746e ignored"),
+        "{}",
+        r.log
+    );
+    assert_eq!(r.ctl[2], "go pc=0x1004;");
+    assert!(
+        r.ctl[3].starts_with("go ax=0x0;dx=0x0;pc=0x1006;"),
+        "{}",
+        r.ctl[3]
+    );
+}
+
+#[test]
+fn efer_pat_and_cr0_through_regs() {
+    let r = run(
+        vec![
+            vec![".wrmsr 0x0 pc 0x1000 sp 0x8000 ilen 0x2 iinfo 0x0".into()],
+            // mov cr0, eax (qual: CR0, type 0, GPR 0)
+            vec!["movcr 0x0 pc 0x1002 sp 0x8000 ilen 0x3 iinfo 0x0".into()],
+            vec![io_line(0xf4, 1, false, 0x1005, 0)],
+        ],
+        &[
+            ("ax", 0x500),
+            ("cx", 0xc000_0080),
+            ("dx", 0),
+            ("pc", 0x1000),
+            ("efer", 0),
+        ],
+        vec![],
+    );
+    assert_eq!(r.outcome, Ok(Outcome::Done(0)));
+    assert_eq!(r.ctl[1], "go efer=0x500;pc=0x1002;");
+    assert_eq!(r.ctl[2], "go cr0real=0x500;pc=0x1005;");
+}
+
+#[test]
+fn timer_wakes_a_halted_guest() {
+    let mut steps: Vec<Vec<String>> = Vec::new();
+    let mut pc = 0x1000;
+    // PIC: master at 0x20 with only IRQ0 unmasked; PIT channel 0 at 100 Hz.
+    for (port, v) in [
+        (0x20, 0x11),
+        (0xa0, 0x11),
+        (0x21, 0x20),
+        (0xa1, 0x28),
+        (0x21, 4),
+        (0xa1, 2),
+        (0x21, 1),
+        (0xa1, 1),
+        (0x21, 0xfe),
+        (0xa1, 0xff),
+        (0x43, 0x34),
+        (0x40, 0x9c),
+        (0x40, 0x2e),
+    ] {
+        steps.push(vec![io_line(port, 1, false, pc, v)]);
+        pc += 1;
+    }
+    steps.push(vec![format!(
+        ".hlt 0x0 pc {pc:#x} sp 0x8000 ilen 0x1 iinfo 0x0"
+    )]);
+    pc += 1;
+    // After the wake-up go: the interrupt is taken, the handler sends EOI, then done.
+    steps.push(vec![
+        "*ack 32".into(),
+        io_line(0x20, 1, false, 0x2000, 0x20),
+    ]);
+    steps.push(vec![io_line(0xf4, 1, false, pc, 0)]);
+    let r = run(steps, &[("flags", 0x202), ("pc", 0x1000)], vec![]);
+    assert_eq!(r.outcome, Ok(Outcome::Done(0)));
+    let i = r
+        .ctl
+        .iter()
+        .position(|c| c == "irq 32")
+        .expect("irq posted");
+    // The wake-up go follows the irq and carries the pc past hlt.
+    assert_eq!(r.ctl[i + 1], format!("go pc={pc:#x};"));
+    assert_eq!(r.ctl.iter().filter(|c| c.starts_with("irq")).count(), 1);
+    assert!(r.stats.by_reason.contains_key("(timer)"));
+    assert_eq!(r.stats.by_reason["*ack"].0, 1);
+}
+
+#[test]
+fn halt_with_interrupts_off_ends_the_run() {
+    let r = run(
+        vec![vec![
+            ".hlt 0x0 pc 0x1000 sp 0x8000 ilen 0x1 iinfo 0x0".into()
+        ]],
+        &[("flags", 0x2), ("pc", 0x1000)],
+        vec![],
+    );
+    assert_eq!(r.outcome, Ok(Outcome::Halted { pc: 0x1001 }));
+}
+
+#[test]
+fn unhandled_exception_reports_bytes_and_registers() {
+    let mut mem = vec![0u8; 0x3000];
+    mem[0x2010..0x2014].copy_from_slice(&[0x0f, 0x0b, 0x90, 0xf4]);
+    let r = run(
+        vec![vec![
+            "#gp 0x0 pc 0x2010 sp 0x8000 ilen 0x0 iinfo 0x0 excode 0x0".into(),
+        ]],
+        &[
+            ("pc", 0x1000),
+            ("cr0real", 0x11),
+            ("csbase", 0),
+            ("efer", 0),
+            ("ax", 0xdead),
+        ],
+        mem,
+    );
+    let Ok(Outcome::Unhandled(s)) = r.outcome else {
+        panic!("{:?}", r.outcome)
+    };
+    assert!(s.contains("exception #gp in the guest"), "{s}");
+    assert!(s.contains("exit line: #gp 0x0 pc 0x2010"), "{s}");
+    assert!(
+        s.contains("instruction bytes at pc 0x2010 (physical 0x2010): 0f 0b 90 f4"),
+        "{s}"
+    );
+    assert!(s.contains("ax 0x000000000000dead"), "{s}");
+}
+
+#[test]
+fn unhandled_mmio_string_io_and_bad_lines() {
+    let r = run(
+        vec![vec![
+            "eptfault 0x182 pc 0x1000 sp 0x0 ilen 0x6 iinfo 0x0 va 0xfee000b0 pa 0xfee000b0".into(),
+        ]],
+        &[("pc", 0x1000), ("cr0real", 0x11)],
+        vec![0; 0x2000],
+    );
+    let Ok(Outcome::Unhandled(s)) = r.outcome else {
+        panic!()
+    };
+    assert!(
+        s.contains("write to guest-physical address 0xfee000b0"),
+        "{s}"
+    );
+
+    let q = 0x3f8u64 << 16 | 0x10 | 0x20;
+    let r = run(
+        vec![vec![format!(
+            "io {q:#x} pc 0x1000 sp 0x0 ilen 0x2 iinfo 0x0 ax 0x0"
+        )]],
+        &[("pc", 0x1000)],
+        vec![0; 0x2000],
+    );
+    let Ok(Outcome::Unhandled(s)) = r.outcome else {
+        panic!()
+    };
+    assert!(s.contains("string i/o (rep outs) on port 0x3f8"), "{s}");
+
+    let r = run(vec![vec!["garbage".into()]], &[], vec![]);
+    assert!(r.outcome.unwrap_err().contains("invalid wait message"));
+
+    let r = run(
+        vec![vec![
+            "!entrystate 0x0 pc 0x0 sp 0x0 ilen 0x0 iinfo 0x0".into()
+        ]],
+        &[],
+        vec![0; 16],
+    );
+    let Ok(Outcome::Unhandled(s)) = r.outcome else {
+        panic!()
+    };
+    assert!(s.contains("VM entry failed (entrystate)"), "{s}");
+}
+
+#[test]
+fn unknown_instructions_get_ud() {
+    let r = run(
+        vec![
+            vec![".vmcall 0x0 pc 0x1000 sp 0x0 ilen 0x3 iinfo 0x0".into()],
+            vec![io_line(0xf4, 1, false, 0x1000, 0)],
+        ],
+        &[],
+        vec![],
+    );
+    assert_eq!(r.outcome, Ok(Outcome::Done(0)));
+    assert_eq!(r.ctl[1], "exc #ud");
+    assert!(r.log.contains("unknown instruction vmcall"));
+}
+
+#[test]
+fn terminal_input_reaches_the_uart() {
+    let (tx, rx) = channel();
+    let layout = Layout::new(16 << 20).unwrap();
+    let fake = Fake {
+        steps: vec![
+            vec![io_line(0x3fd, 1, true, 0x1000, 0)],
+            vec![io_line(0x3f8, 1, true, 0x1001, 0)],
+            vec![io_line(0xf4, 1, false, 0x1002, 0)],
+        ]
+        .into(),
+        tx: tx.clone(),
+        ctl: Rc::new(RefCell::new(Vec::new())),
+        regs: BTreeMap::new(),
+        mem: vec![],
+        trips: 0,
+        regs_reads: Rc::new(Cell::new(0)),
+    };
+    let ctl = fake.ctl.clone();
+    tx.send(Event::Input(b"q".to_vec())).unwrap();
+    let mut r = Runner::new(
+        fake,
+        Machine::new(&layout),
+        Box::new(|| (0, 0)),
+        Box::new(std::io::sink()),
+        Box::new(std::io::sink()),
+    );
+    assert_eq!(r.run(&rx), Ok(Outcome::Done(0)));
+    let ctl = ctl.borrow();
+    assert!(
+        ctl.contains(&"go ax=0x61;pc=0x1001;".to_string()),
+        "{ctl:?}"
+    ); // LSR: data ready
+    assert!(
+        ctl.contains(&"go ax=0x71;pc=0x1002;".to_string()),
+        "{ctl:?}"
+    ); // 'q'
+}

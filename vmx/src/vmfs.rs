@@ -1,0 +1,202 @@
+//! What the exit loop needs from the hypervisor: one VM's files and its memory segment.
+//! [`NinepVm`] is the real thing over 9P; tests use a fake.
+
+use ninep_client::{dm, om, Client, File};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// One VM on the hypervisor. Errors are the server's error strings (or the transport's).
+pub trait Vmfs {
+    /// One write to the VM's ctl file.
+    fn ctl(&mut self, cmd: &str) -> Result<(), String>;
+    /// The whole regs file.
+    fn read_regs(&mut self) -> Result<String, String>;
+    fn write_regs(&mut self, text: &str) -> Result<(), String>;
+    /// Guest-physical memory (the segment's data at the same offsets).
+    fn read_mem(&mut self, addr: u64, len: usize) -> Result<Vec<u8>, String>;
+    fn write_mem(&mut self, addr: u64, data: &[u8]) -> Result<(), String>;
+    /// 9P requests made so far through this handle (not counting wait reads).
+    fn round_trips(&self) -> u64;
+}
+
+/// Counts requests; shared with the wait reader thread.
+#[derive(Clone, Default)]
+pub struct Counter(Arc<AtomicU64>);
+
+impl Counter {
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+fn e(err: ninep_client::Error) -> String {
+    err.to_string()
+}
+
+/// A VM made through the hypervisor's 9P service, as vmx(1) makes one on #X: a segment
+/// for its memory, `vmx/clone` opened ORDWR|ORCLOSE (closing it ends the VM), then its
+/// regs, map and wait files.
+pub struct NinepVm {
+    pub client: Client,
+    /// vmx/N/ctl (the clone file).
+    ctl: File,
+    regs: File,
+    data: File,
+    /// The VM's number N.
+    pub id: String,
+    pub segment: String,
+    pub trips: Counter,
+}
+
+impl NinepVm {
+    /// Creates segment `segment` of `size` bytes and a VM whose `map` is `map_text`.
+    pub fn create(
+        client: Client,
+        segment: &str,
+        size: u64,
+        map_text: &str,
+    ) -> Result<NinepVm, String> {
+        let trips = Counter::default();
+        let seg = client
+            .create("segment", segment, dm::DIR | 0o777, om::READ)
+            .map_err(|x| format!("create segment/{segment}: {x}"))?;
+        drop(seg);
+        let sctl = client
+            .open(&format!("segment/{segment}/ctl"), om::WRITE | om::TRUNC)
+            .map_err(|x| format!("open segment/{segment}/ctl: {x}"))?;
+        sctl.write_str(&format!("va {:#x} {size:#x} sticky", 0x1000_0000u64))
+            .map_err(|x| format!("segment/{segment}/ctl: {x}"))?;
+        drop(sctl);
+        let data = client
+            .open(&format!("segment/{segment}/data"), om::RDWR)
+            .map_err(|x| format!("open segment/{segment}/data: {x}"))?;
+        let ctl = client
+            .open("vmx/clone", om::RDWR | om::RCLOSE)
+            .map_err(|x| format!("open vmx/clone: {x}"))?;
+        let id = String::from_utf8_lossy(
+            &ctl.read_at(0, 64)
+                .map_err(|x| format!("read vmx/clone: {x}"))?,
+        )
+        .trim()
+        .to_string();
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("vmx/clone gave {id:?}, not a VM number"));
+        }
+        let regs = client
+            .open(&format!("vmx/{id}/regs"), om::RDWR)
+            .map_err(|x| format!("open vmx/{id}/regs: {x}"))?;
+        let map = client
+            .open(&format!("vmx/{id}/map"), om::WRITE | om::TRUNC)
+            .map_err(|x| format!("open vmx/{id}/map: {x}"))?;
+        map.write_str(map_text)
+            .map_err(|x| format!("vmx/{id}/map: {x}"))?;
+        drop(map);
+        trips.add(14);
+        Ok(NinepVm {
+            client,
+            ctl,
+            regs,
+            data,
+            id,
+            segment: segment.to_string(),
+            trips,
+        })
+    }
+
+    /// Opens the VM's wait file (for the reader thread).
+    pub fn open_wait(&self) -> Result<File, String> {
+        self.client
+            .open(&format!("vmx/{}/wait", self.id), om::READ)
+            .map_err(|x| format!("open vmx/{}/wait: {x}", self.id))
+    }
+
+    /// Ends the VM (clunking the ORCLOSE ctl fid) and removes the segment.
+    pub fn close(self) -> Result<(), String> {
+        let NinepVm {
+            client,
+            ctl,
+            regs,
+            data,
+            segment,
+            ..
+        } = self;
+        drop(regs);
+        drop(data);
+        ctl.clunk().map_err(e)?;
+        client
+            .remove(&format!("segment/{segment}"))
+            .map_err(|x| format!("remove segment/{segment}: {x}"))
+    }
+
+    fn io_limit(&self) -> usize {
+        let iou = self.data.iounit();
+        let max = self.client.max_io();
+        (if iou == 0 { max } else { iou.min(max) }) as usize
+    }
+}
+
+impl Vmfs for NinepVm {
+    fn ctl(&mut self, cmd: &str) -> Result<(), String> {
+        self.trips.add(1);
+        self.ctl.write_str(cmd).map_err(e)
+    }
+
+    fn read_regs(&mut self) -> Result<String, String> {
+        // One read of the whole file, as vmx(1) does (about 2.5 KB of text).
+        self.trips.add(1);
+        let b = self.regs.read_at(0, self.client.max_io()).map_err(e)?;
+        Ok(String::from_utf8_lossy(&b).into_owned())
+    }
+
+    fn write_regs(&mut self, text: &str) -> Result<(), String> {
+        self.trips.add(1);
+        self.regs.write_str(text).map_err(e)
+    }
+
+    fn read_mem(&mut self, addr: u64, len: usize) -> Result<Vec<u8>, String> {
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            let n = (len - out.len()).min(self.io_limit());
+            self.trips.add(1);
+            let b = self
+                .data
+                .read_at(addr + out.len() as u64, n as u32)
+                .map_err(e)?;
+            if b.is_empty() {
+                return Err(format!(
+                    "read of guest memory at {:#x}: end of segment",
+                    addr + out.len() as u64
+                ));
+            }
+            out.extend_from_slice(&b);
+        }
+        Ok(out)
+    }
+
+    fn write_mem(&mut self, addr: u64, data: &[u8]) -> Result<(), String> {
+        let mut done = 0;
+        while done < data.len() {
+            let n = (data.len() - done).min(self.io_limit());
+            self.trips.add(1);
+            let w = self
+                .data
+                .write_at(addr + done as u64, &data[done..done + n])
+                .map_err(e)?;
+            if w == 0 {
+                return Err(format!(
+                    "write of guest memory at {:#x}: nothing written",
+                    addr + done as u64
+                ));
+            }
+            done += w;
+        }
+        Ok(())
+    }
+
+    fn round_trips(&self) -> u64 {
+        self.trips.get()
+    }
+}
