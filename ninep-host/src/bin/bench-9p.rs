@@ -67,6 +67,84 @@ fn ops(c: &Client, secs: f64) {
     );
 }
 
+/// The same operations from a bare synchronous client (no reader thread, one request in
+/// flight): what the server and the socket cost without ninep-client's demultiplexing.
+fn raw_ops(path: &str, secs: f64) {
+    use protocol::{Fcall, Wnames, NOFID, NOTAG};
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(path)
+        .unwrap_or_else(|e| die(&format!("connect: {e}")));
+    let mut buf = vec![0u8; 8192];
+    let mut rpc = |tag: u16, f: Fcall<'_>| {
+        let n = f
+            .encode(tag, &mut buf)
+            .unwrap_or_else(|e| die(&e.to_string()));
+        s.write_all(&buf[..n])
+            .unwrap_or_else(|e| die(&e.to_string()));
+        s.read_exact(&mut buf[..4])
+            .unwrap_or_else(|e| die(&e.to_string()));
+        let size = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        if !(7..=8192).contains(&size) {
+            die("bad reply size");
+        }
+        s.read_exact(&mut buf[4..size])
+            .unwrap_or_else(|e| die(&e.to_string()));
+        if buf[4] == protocol::MsgType::Rerror as u8 {
+            die("Rerror");
+        }
+    };
+    let version = "9P2000";
+    rpc(
+        NOTAG,
+        Fcall::Tversion {
+            msize: 8192,
+            version,
+        },
+    );
+    let (uname, aname) = ("glenda", "");
+    rpc(
+        1,
+        Fcall::Tattach {
+            fid: 0,
+            afid: NOFID,
+            uname,
+            aname,
+        },
+    );
+    let wnames = Wnames::new(&["hello"]).unwrap_or_else(|e| die(&e.to_string()));
+    let (n, t) = repeat(secs, || {
+        rpc(
+            1,
+            Fcall::Twalk {
+                fid: 0,
+                newfid: 1,
+                wnames,
+            },
+        );
+        rpc(
+            1,
+            Fcall::Topen {
+                fid: 1,
+                mode: om::READ,
+            },
+        );
+        rpc(
+            1,
+            Fcall::Tread {
+                fid: 1,
+                offset: 0,
+                count: 64,
+            },
+        );
+        rpc(1, Fcall::Tclunk { fid: 1 });
+    });
+    println!(
+        "ops      walk+open+read+clunk: {:>10.0} files/s ({:.0} 9P requests/s, bare synchronous client)",
+        n as f64 / t.as_secs_f64(),
+        4.0 * n as f64 / t.as_secs_f64()
+    );
+}
+
 fn mib_s(bytes: u64, t: Duration) -> f64 {
     bytes as f64 / t.as_secs_f64() / (1024.0 * 1024.0)
 }
@@ -133,6 +211,9 @@ fn main() {
     println!("bench-9p: {addr}, {secs} s per figure");
     let c = Client::dial_msize(&addr, "glenda", "", 8192).unwrap_or_else(|e| die(&e.to_string()));
     ops(&c, secs);
+    if let Some(p) = addr.strip_prefix("unix!") {
+        raw_ops(p, secs);
+    }
     for msize in [8192, 64 * 1024 + 24] {
         bytes(&addr, msize, secs);
     }
