@@ -269,3 +269,44 @@ fn a_closed_connection_clunks_its_fids_and_frees_its_reads() {
     w.write_str("kept").unwrap();
     assert_eq!(w.read_at(0, 10).unwrap(), b"kept");
 }
+
+/// Random bytes (and random-looking frames) from many connections at once: the host
+/// keeps serving, and a good client afterwards gets right answers.
+#[test]
+fn garbage_storm_leaves_the_host_serving() {
+    let h = Host::start();
+    let threads: Vec<_> = (0..6u64)
+        .map(|t| {
+            let path = h.unix.clone();
+            thread::spawn(move || {
+                // xorshift: deterministic per thread
+                let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (t + 1);
+                let mut next = move || {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x
+                };
+                let mut s = UnixStream::connect(&path).unwrap();
+                for _ in 0..200 {
+                    let len = (next() % 64) as usize + 1;
+                    let mut b: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                    if next() % 3 == 0 && len >= 7 {
+                        // A plausible header: small size, a T-message type.
+                        b[..4].copy_from_slice(&(len as u32).to_le_bytes());
+                        b[4] = 100 + 2 * (next() % 14) as u8;
+                    }
+                    if s.write_all(&b).is_err() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let c = dial(&h.unix_addr(), OWNER);
+    assert_eq!(c.read_file("hello").unwrap(), b"hello, world\n");
+    assert_eq!(c.ls("dir").unwrap().len(), 2);
+}
