@@ -12,4 +12,5 @@ pub mod loader;
 pub mod paging;
 pub mod regs;
 pub mod run;
+pub mod upload;
 pub mod vmfs;

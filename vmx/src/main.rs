@@ -1,1 +1,323 @@
-fn main() {}
+//! vmx: runs a guest on the hypervisor's #X device over 9P, as 9front's vmx(1) runs one
+//! on a local #X.
+
+use clap::Parser;
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::mpsc::{channel, Sender};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use vmx::dev::Machine;
+use vmx::layout::{parse_size, parse_u64, Layout};
+use vmx::loader::{self, BootArgs, Module};
+use vmx::run::{Event, Outcome, Runner};
+use vmx::vmfs::{NinepVm, Vmfs};
+
+/// Run a guest on the 9P hypervisor, emulating its PC devices here.
+///
+/// vmx connects to the hypervisor's 9P service, creates a memory segment and a VM (the
+/// #X device: vmx/clone, regs, map, wait), loads the kernel, and runs the exit loop:
+/// every I/O port access, cpuid, hlt and MSR access of the guest comes back here as a
+/// wait line and is answered with a `go`. COM1 is wired to this terminal.
+///
+/// Kernels: multiboot (ELF, or any format with the a.out-kludge header fields), Linux
+/// bzImage (boot protocol 2.06 or newer; the first -m module is the initrd), or a raw
+/// binary with --raw.
+#[derive(Parser, Debug)]
+#[command(
+    name = "vmx",
+    version,
+    after_help = "Examples:\n  vmx -a tcp!localhost!5640 --demo\n  vmx -a unix!/tmp/hv.sock -M 256M -m initrd.cpio.gz vmlinuz console=ttyS0\n  vmx -a tcp!localhost!5640 --raw 0x1000 guest.bin\n\nThe guest ends the run by writing its exit status to port 0xf4."
+)]
+struct Args {
+    /// Hypervisor 9P address as a Plan 9 dial string: tcp!HOST!PORT or unix!/PATH
+    /// (default: $VMX_ADDR).
+    #[arg(short = 'a', long = "addr", env = "VMX_ADDR", value_name = "DIAL")]
+    addr: Option<String>,
+
+    /// User name to attach as (the hypervisor's owner may open vmx/clone).
+    #[arg(short = 'u', long, default_value = "eve")]
+    user: String,
+
+    /// Guest memory, with an optional K, M or G suffix.
+    #[arg(short = 'M', long = "mem", default_value = "64M", value_name = "SIZE")]
+    mem: String,
+
+    /// A boot module: multiboot modules in order, or the Linux initrd. Repeatable.
+    #[arg(short = 'm', long = "module", value_name = "FILE")]
+    modules: Vec<PathBuf>,
+
+    /// COM1: `stdio` (the default) for this terminal, or IN[,OUT] files as vmx(1)'s -c
+    /// (an empty IN means no input).
+    #[arg(
+        short = 'c',
+        long = "com1",
+        default_value = "stdio",
+        value_name = "IN[,OUT]"
+    )]
+    com1: String,
+
+    /// Load KERNEL as a flat binary at this guest-physical address and start there (flat
+    /// 32-bit protected mode).
+    #[arg(long, value_name = "ADDR")]
+    raw: Option<String>,
+
+    /// Run the bundled demo guest instead of KERNEL.
+    #[arg(long)]
+    demo: bool,
+
+    /// Print the path of the bundled demo guest image and exit.
+    #[arg(long)]
+    demo_path: bool,
+
+    /// Print 9P round trips by exit reason when the guest stops.
+    #[arg(long)]
+    stats: bool,
+
+    /// Report every unknown port, MSR and cpuid leaf, not only the first of each.
+    #[arg(short = 'D', long)]
+    debug: bool,
+
+    /// Name of the memory segment to create (default vm.PID).
+    #[arg(long, value_name = "NAME")]
+    segment: Option<String>,
+
+    /// The kernel image.
+    #[arg(value_name = "KERNEL")]
+    kernel: Option<PathBuf>,
+
+    /// Kernel command line arguments (joined with spaces).
+    #[arg(
+        value_name = "ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    args: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let a = Args::parse();
+    if a.demo_path {
+        println!("{}", vmx::demo::PATH);
+        return ExitCode::SUCCESS;
+    }
+    match run(a) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vmx: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn read(p: &PathBuf) -> Result<Vec<u8>, String> {
+    std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+fn run(a: Args) -> Result<ExitCode, String> {
+    let mem = parse_size(&a.mem)?;
+    let layout = Layout::new(mem)?;
+    // With --demo every positional word is a kernel argument.
+    let (kernel, name, cmdline) = if a.demo {
+        let mut args: Vec<String> = a.kernel.iter().map(|p| p.display().to_string()).collect();
+        args.extend(a.args.iter().cloned());
+        (
+            vmx::demo::IMAGE.to_vec(),
+            "demo".to_string(),
+            args.join(" "),
+        )
+    } else {
+        let k = a
+            .kernel
+            .as_ref()
+            .ok_or("no kernel given (see --help, or try --demo)")?;
+        (read(k)?, k.display().to_string(), a.args.join(" "))
+    };
+    let modules = a
+        .modules
+        .iter()
+        .map(|p| {
+            let name = p.file_name().map_or_else(
+                || p.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            Ok(Module {
+                name,
+                data: read(p)?,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let boot = BootArgs { cmdline, modules };
+    let img = match &a.raw {
+        Some(addr) => {
+            let addr = parse_u64(addr).ok_or_else(|| format!("--raw: bad address {addr:?}"))?;
+            loader::load_raw(&kernel, addr, &layout)
+        }
+        None => loader::load(&kernel, &layout, &boot),
+    }
+    .map_err(|e| format!("{name}: {e}"))?;
+    eprintln!(
+        "vmx: {name}: {} image, {} to load, entry {:#x}, {} of memory",
+        img.format,
+        vmx::upload::human(img.bytes() as f64),
+        img.entry(),
+        vmx::upload::human(mem as f64)
+    );
+
+    let addr = a
+        .addr
+        .clone()
+        .ok_or("no hypervisor address: give -a DIAL or set VMX_ADDR")?;
+    let client =
+        ninep_client::Client::dial(&addr, &a.user, "").map_err(|e| format!("dial {addr}: {e}"))?;
+    let seg = a
+        .segment
+        .clone()
+        .unwrap_or_else(|| format!("vm.{}", std::process::id()));
+    let mut vm = NinepVm::create(client, &seg, layout.segment_size(), &layout.map_text(&seg))?;
+    eprintln!("vmx: VM {} on {addr}, segment {seg}", vm.id);
+
+    let t0 = vm.round_trips();
+    let tty = std::io::stderr().is_terminal();
+    vmx::upload::send(
+        &mut vm,
+        &img,
+        &mut std::io::stderr(),
+        tty,
+        Duration::from_millis(if tty { 250 } else { 5000 }),
+    )?;
+    let load_trips = vm.round_trips() - t0;
+
+    let (tx, rx) = channel();
+    let wait = vm.open_wait()?;
+    std::thread::spawn({
+        let tx = tx.clone();
+        move || loop {
+            match wait.read_at(0, 512) {
+                Ok(b) if b.is_empty() => {
+                    let _ = tx.send(Event::WaitFailed("wait returned nothing".into()));
+                    return;
+                }
+                Ok(b) => {
+                    for l in String::from_utf8_lossy(&b)
+                        .lines()
+                        .filter(|l| !l.trim().is_empty())
+                    {
+                        if tx.send(Event::Exit(l.to_string())).is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Event::WaitFailed(e.to_string()));
+                    return;
+                }
+            }
+        }
+    });
+    let out: Box<dyn Write> = wire_com1(&a.com1, tx)?;
+
+    let start = Instant::now();
+    let clock = move || {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        (start.elapsed().as_nanos() as u64, wall)
+    };
+    let mut runner = Runner::new(
+        vm,
+        Machine::new(&layout),
+        Box::new(clock),
+        out,
+        Box::new(std::io::stderr()),
+    );
+    runner.debug = a.debug;
+    runner.preset(&img.regs);
+    let result = runner.run(&rx);
+    let mut stats = runner.stats.clone();
+    stats.by_reason.insert("(load)".into(), (0, load_trips));
+    let vm = runner.into_vm();
+    let _ = std::io::stdout().flush();
+    let code = match result {
+        Ok(Outcome::Done(v)) => {
+            eprintln!("vmx: guest done, status {v}");
+            ExitCode::from(v)
+        }
+        Ok(Outcome::Reset) => {
+            eprintln!("vmx: guest reset the machine");
+            ExitCode::SUCCESS
+        }
+        Ok(Outcome::Halted { pc }) => {
+            eprintln!("vmx: guest halted with interrupts disabled at pc {pc:#x}");
+            ExitCode::SUCCESS
+        }
+        Ok(Outcome::Unhandled(report)) => {
+            eprint!("{report}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("vmx: {e}");
+            ExitCode::from(1)
+        }
+    };
+    if a.stats {
+        eprint!(
+            "vmx: 9P round trips by exit reason (wait read + handling + go):\n{}",
+            stats.report()
+        );
+    }
+    if let Err(e) = vm.close() {
+        eprintln!("vmx: closing the VM: {e}");
+    }
+    Ok(code)
+}
+
+/// Connects COM1 to the terminal or to files; returns where its output goes.
+fn wire_com1(spec: &str, tx: Sender<Event>) -> Result<Box<dyn Write>, String> {
+    let (input, output): (Option<Box<dyn Read + Send>>, Box<dyn Write>) = if spec == "stdio" {
+        (
+            Some(Box::new(std::io::stdin())),
+            Box::new(std::io::stdout()),
+        )
+    } else {
+        let (i, o) = spec.split_once(',').unwrap_or((spec, spec));
+        let input: Option<Box<dyn Read + Send>> = if i.is_empty() {
+            None
+        } else {
+            Some(Box::new(
+                std::fs::File::open(i).map_err(|e| format!("-c {i}: {e}"))?,
+            ))
+        };
+        let output: Box<dyn Write> = if o.is_empty() {
+            Box::new(std::io::sink())
+        } else {
+            Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(o)
+                    .map_err(|e| format!("-c {o}: {e}"))?,
+            )
+        };
+        (input, output)
+    };
+    if let Some(mut r) = input {
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            loop {
+                match r.read(&mut buf) {
+                    Ok(0) | Err(_) => {
+                        let _ = tx.send(Event::InputClosed);
+                        return;
+                    }
+                    Ok(n) => {
+                        if tx.send(Event::Input(buf[..n].to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    Ok(output)
+}

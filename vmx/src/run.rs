@@ -123,6 +123,11 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         }
     }
 
+    /// The VM handle back, when the run is over.
+    pub fn into_vm(self) -> V {
+        self.vm
+    }
+
     /// Sets registers for the first `go` (the loader's).
     pub fn preset(&mut self, regs: &[(&str, u64)]) {
         for (n, v) in regs {
