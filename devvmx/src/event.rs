@@ -237,7 +237,9 @@ pub fn internal_exit(reason: u32) -> bool {
 mod tests {
     use super::*;
 
-    fn ev(s: &str) -> Result<(u32, u32, u32), String> {
+    type Parsed = Result<(u32, u32, u32), String>;
+
+    fn ev(s: &str) -> Parsed {
         eventparse(s)
             .map(|v| (v.info, v.code, v.ilen))
             .map_err(|e| e.as_str().into())
@@ -246,7 +248,7 @@ mod tests {
     #[test]
     fn eventparse_table() {
         let bad = Err(String::from(EBADCTL));
-        let cases: &[(&str, Result<(u32, u32, u32), String>)] = &[
+        let cases: &[(&str, Parsed)] = &[
             ("#gp,0", Ok((0x8000_0b0d, 0, 0))),
             ("#gp", Ok((0x8000_030d, 0, 0))),
             ("#ud", Ok((0x8000_0306, 0, 0))),

@@ -1,0 +1,516 @@
+//! VM life through 9P: clone, ctl commands, the state machine, wait (a deferred read),
+//! injection, stepping, TSC hiding, quit/remove/ORCLOSE, and VT-x being unavailable.
+
+mod common;
+use common::*;
+use devvmx::hw::Hw;
+use devvmx::testhw::{Exit, TestHw};
+use devvmx::vmcs::*;
+use protocol::{om, Fcall};
+
+const WAITTAG: u16 = 77;
+
+/// Starts a blocking read of `wait` on `fid`: no reply yet.
+fn wait_start(c: &mut Client, fid: u32) {
+    c.send(
+        WAITTAG,
+        Fcall::Tread {
+            fid,
+            offset: 0,
+            count: 512,
+        },
+    );
+    assert_eq!(c.replies(), vec![], "wait answered before an exit");
+}
+
+/// The reply of the pending wait read after running the guests once.
+fn wait_after_run(c: &mut Client) -> R {
+    c.run();
+    let mut r = c.replies();
+    assert_eq!(r.len(), 1, "{r:?}");
+    let (tag, reply) = r.pop().unwrap();
+    assert_eq!(tag, WAITTAG);
+    reply
+}
+
+fn line(r: R) -> String {
+    match r {
+        R::Data(d) => String::from_utf8(d).unwrap(),
+        r => panic!("{r:?}"),
+    }
+}
+
+fn status(c: &mut Client, n: &str) -> String {
+    c.read_text(&format!("vmx/{n}/status"))
+}
+
+struct Vm {
+    ctl: u32,
+    wait: u32,
+    n: String,
+}
+
+fn vm(c: &mut Client) -> Vm {
+    let (ctl, n) = c.new_vm();
+    let wait = c.open_path(&format!("vmx/{n}/wait"), om::READ).unwrap();
+    Vm { ctl, wait, n }
+}
+
+#[test]
+fn clone_gives_ctl_and_tree() {
+    let mut c = Client::new();
+    assert_eq!(c.ls(""), vec!["vmx", "segment", "status"]);
+    assert_eq!(c.ls("vmx"), vec!["clone"]);
+    let fid = c.fid();
+    c.walk(0, fid, &["vmx", "clone"]);
+    // The opened fid is the new VM's ctl, with its qid ((slot+1)<<8 | Qctl).
+    assert_eq!(c.open(fid, om::RDWR), R::Open(0x101));
+    assert_eq!(c.read(fid, 0, 100), R::Data(b"0".to_vec()));
+    assert_eq!(c.ls("vmx"), vec!["clone", "0"]);
+    assert_eq!(
+        c.ls("vmx/0"),
+        vec!["ctl", "regs", "status", "map", "wait", "fpregs"]
+    );
+    let (_ctl1, n1) = c.new_vm();
+    assert_eq!(n1, "1");
+    // One VPID each.
+    assert_eq!(c.ns.vpid(0), Some(1));
+    assert_eq!(c.ns.vpid(1), Some(2));
+    assert_eq!(status(&mut c, "0"), "ready\n");
+    let st = c.read_text("status");
+    assert!(st.starts_with("version test\nowner eve\nmemfree "), "{st}");
+    assert!(
+        st.contains("\nvms 2\nsegments 0\nsessions 0\nvmx ok\n"),
+        "{st}"
+    );
+    // Attach names give the subtrees directly; .. stays at their top.
+    assert!(matches!(c.attach(20, OWNER, "vmx"), R::Open(0)));
+    assert_eq!(
+        c.walk(20, 21, &["..", "0", "ctl"]),
+        R::Qids(vec![0, 0x100, 0x101])
+    );
+    assert!(matches!(c.attach(22, OWNER, "segment"), R::Open(_)));
+    assert_eq!(
+        c.attach(23, OWNER, "other"),
+        err("unknown specifier in attach")
+    );
+}
+
+#[test]
+fn clone_and_vm_files_are_the_owners() {
+    let mut c = Client::new();
+    let (_ctl, n) = c.new_vm();
+    c.attach(50, "glenda", "");
+    assert_eq!(
+        c.open_from(50, "vmx/clone", om::READ),
+        Err(err("permission denied"))
+    );
+    assert_eq!(
+        c.open_from(50, &format!("vmx/{n}/regs"), om::READ),
+        Err(err("permission denied"))
+    );
+    // Nor may another user end it by removing ctl.
+    let f = c.fid();
+    c.walk(50, f, &["vmx", &n, "ctl"]);
+    assert_eq!(c.remove(f), err("permission denied"));
+    assert_eq!(c.ns.vm_count(), 1);
+    // The owner may not open status or wait for writing (0440).
+    assert_eq!(
+        c.open_path(&format!("vmx/{n}/status"), om::WRITE),
+        Err(err("permission denied"))
+    );
+    assert_eq!(
+        c.open_path("vmx/clone", om::EXEC),
+        Err(err("permission denied"))
+    );
+}
+
+#[test]
+fn wait_reports_exits_in_the_seeds_format() {
+    let mut c = Client::new();
+    let v = vm(&mut c);
+    c.ns.hw_mut().exits.extend([
+        Exit {
+            reason: 30,
+            qual: 0x3f80008,
+            ilen: 1,
+            ax: Some(0x41),
+            set: vec![(GUEST_RIP, 0x7c05), (GUEST_RSP, 0x7000)],
+            ..Exit::default()
+        },
+        Exit {
+            reason: 0,
+            intr_info: 0x8000_0b0d,
+            intr_code: 0x18,
+            ..Exit::default()
+        },
+        Exit {
+            reason: 48,
+            qual: 0x182,
+            gva: 0xdead000,
+            gpa: 0x200000,
+            ..Exit::default()
+        },
+        Exit::new(0x8000_0021),
+        Exit::new(12),
+    ]);
+    let expect = [
+        "io 0x3f80008 pc 0x7c05 sp 0x7000 ilen 0x1 iinfo 0x0 ax 0x41\n",
+        "#gp 0x0 pc 0x7c05 sp 0x7000 ilen 0x0 iinfo 0x0 excode 0x18\n",
+        "eptfault 0x182 pc 0x7c05 sp 0x7000 ilen 0x0 iinfo 0x0 va 0xdead000 pa 0x200000\n",
+        "!entrystate 0x0 pc 0x7c05 sp 0x7000 ilen 0x0 iinfo 0x0\n",
+        ".hlt 0x0 pc 0x7c05 sp 0x7000 ilen 0x0 iinfo 0x0\n",
+    ];
+    for want in expect {
+        wait_start(&mut c, v.wait);
+        assert_eq!(c.write(v.ctl, 0, b"go\n"), R::Count(3));
+        assert_eq!(status(&mut c, &v.n), "running\n");
+        assert_eq!(line(wait_after_run(&mut c)), want);
+        assert_eq!(status(&mut c, &v.n), "ready\n");
+    }
+    // After a failed entry the VMCS is still unlaunched: VMLAUNCH again, not VMRESUME.
+    let launched: Vec<bool> = c.ns.hw().entries.iter().map(|e| e.launched).collect();
+    assert_eq!(launched, vec![false, true, true, true, true]);
+    // Internal exits (external interrupt, preemption timer) keep the VM running.
+    c.ns.hw_mut()
+        .exits
+        .extend([Exit::new(1), Exit::new(52), Exit::new(7), Exit::new(10)]);
+    wait_start(&mut c, v.wait);
+    c.write(v.ctl, 0, b"go");
+    for _ in 0..3 {
+        assert!(c.run());
+        assert_eq!(c.replies(), vec![]);
+    }
+    assert_eq!(
+        line(wait_after_run(&mut c)).split(' ').next(),
+        Some(".cpuid")
+    );
+    assert!(!c.run());
+}
+
+#[test]
+fn state_machine_and_ctl_errors() {
+    let mut c = Client::new();
+    let v = vm(&mut c);
+    assert_eq!(c.write(v.ctl, 0, b"stop"), R::Count(4));
+    assert_eq!(c.write(v.ctl, 0, b"go"), R::Count(2));
+    assert_eq!(c.write(v.ctl, 0, b"go"), err("VM not ready"));
+    assert_eq!(c.write(v.ctl, 0, b"step"), err("VM not ready"));
+    assert_eq!(c.write(v.ctl, 0, b"stop"), R::Count(4));
+    assert_eq!(status(&mut c, &v.n), "ready\n");
+    for (w, e) in [
+        ("", "empty control message"),
+        ("fly", "unknown control message \"fly\""),
+        ("quit now", "wrong #args in control message \"quit now\""),
+        ("exc", "wrong #args in control message \"exc\""),
+        (
+            "extrap 1 2",
+            "wrong #args in control message \"extrap 1 2\"",
+        ),
+        ("go a b", "bad arg in system call"),
+        ("irq 1 2", "bad arg in system call"),
+        ("exc bogus", "bad process or channel control request"),
+        ("exc 256", "bad process or channel control request"),
+        ("irq #gp,x", "bad process or channel control request"),
+        ("extrap zz", "bad arg in system call"),
+        ("go pc=zz;", "invalid value"),
+        ("go nosuch=1;", "unknown register"),
+    ] {
+        assert_eq!(c.write(v.ctl, 0, w.as_bytes()), err(e), "{w}");
+    }
+    assert_eq!(c.write(v.ctl, 0, b"extrap 0x4000a"), R::Count(14));
+    let vmcs = c.ns.hw().current().unwrap();
+    assert_eq!(c.ns.hw().field(vmcs, EXC_BITMAP), 0x4000a);
+    // A second exception while one is posted is refused (the seed blocked the writer).
+    assert_eq!(c.write(v.ctl, 0, b"exc #ud"), R::Count(7));
+    assert_eq!(
+        c.write(v.ctl, 0, b"exc #gp,0"),
+        err("exception already pending")
+    );
+    // A dead VM says why, %#q-quoted.
+    c.ns.hw_mut().exits.push_back(Exit {
+        fail: true,
+        ..Exit::default()
+    });
+    c.write(v.ctl, 0, b"go");
+    c.run();
+    assert_eq!(status(&mut c, &v.n), "dead 'vmlaunch failed'\n");
+    assert_eq!(c.write(v.ctl, 0, b"go"), err("VM not ready"));
+    assert_eq!(c.write(v.ctl, 0, b"stop"), err("VM not ready or running"));
+}
+
+#[test]
+fn step_steps_once_and_go_runs_freely() {
+    let mut c = Client::new();
+    let v = vm(&mut c);
+    c.ns.hw_mut().exits.extend([Exit::new(37), Exit::new(12)]);
+    wait_start(&mut c, v.wait);
+    assert_eq!(c.write(v.ctl, 0, b"step"), R::Count(4));
+    assert!(line(wait_after_run(&mut c)).starts_with("monitortrap "));
+    wait_start(&mut c, v.wait);
+    c.write(v.ctl, 0, b"go");
+    assert!(line(wait_after_run(&mut c)).starts_with(".hlt "));
+    let e = &c.ns.hw().entries;
+    assert_ne!(
+        e[0].procb & PROCB_MONTRAP as u64,
+        0,
+        "the step entry has MTF"
+    );
+    assert_eq!(
+        e[1].procb & PROCB_MONTRAP as u64,
+        0,
+        "go after step runs freely"
+    );
+    // A step interrupted by an internal exit keeps stepping until it reports.
+    c.ns.hw_mut().exits.extend([Exit::new(1), Exit::new(37)]);
+    wait_start(&mut c, v.wait);
+    c.write(v.ctl, 0, b"step pc=0x10;");
+    c.run();
+    assert!(line(wait_after_run(&mut c)).starts_with("monitortrap 0x0 pc 0x10 "));
+    let e = &c.ns.hw().entries;
+    assert!(e[2..].iter().all(|e| e.procb & PROCB_MONTRAP as u64 != 0));
+}
+
+#[test]
+fn exceptions_and_interrupts_are_injected() {
+    let mut c = Client::new();
+    let v = vm(&mut c);
+    // An exception goes in on the next entry.
+    c.write(v.ctl, 0, b"exc #gp,0x10");
+    c.ns.hw_mut().exits.push_back(Exit::new(12));
+    wait_start(&mut c, v.wait);
+    c.write(v.ctl, 0, b"go");
+    assert!(line(wait_after_run(&mut c)).starts_with(".hlt"));
+    let e = c.ns.hw().entries[0].clone();
+    assert_eq!((e.intr_info, e.intr_code), (0x8000_0b0d, 0x10));
+    // An interrupt with IF clear waits for the interrupt window.
+    assert_eq!(c.write(v.ctl, 0, b"irq 32"), R::Count(6));
+    c.ns.hw_mut().exits.extend([Exit::new(7), Exit::new(12)]);
+    c.write(v.ctl, 0, b"go");
+    c.run();
+    let e = c.ns.hw().entries[1].clone();
+    assert_eq!(e.intr_info & 1 << 31, 0);
+    assert_ne!(e.procb & PROCB_IRQWIN as u64, 0);
+    // Once IF is set it is delivered and acknowledged before the next exit's line.
+    let n = &v.n;
+    c.write_path(&format!("vmx/{n}/regs"), b"flags 0x202\n");
+    c.run();
+    let e = c.ns.hw().entries[2].clone();
+    assert_eq!(e.intr_info, 0x8000_0020);
+    assert_eq!(e.procb & PROCB_IRQWIN as u64, 0);
+    // The ack is reported before the exit that followed the delivery.
+    assert_eq!(c.read(v.wait, 0, 512), R::Data(b"*ack 32\n".to_vec()));
+    assert!(line(c.read(v.wait, 0, 512)).starts_with(".hlt "));
+}
+
+#[test]
+fn ack_line_and_exception_beside_interrupt() {
+    let mut c = Client::new();
+    let v = vm(&mut c);
+    c.write_path(&format!("vmx/{}/regs", v.n), b"flags 0x202\n");
+    c.write(v.ctl, 0, b"irq 33");
+    c.write(v.ctl, 0, b"exc #ud");
+    c.ns.hw_mut().exits.extend([Exit::new(12), Exit::new(12)]);
+    c.write(v.ctl, 0, b"go");
+    c.run();
+    // The exception went in; the interrupt waits for a window instead of overwriting it.
+    let e = c.ns.hw().entries[0].clone();
+    assert_eq!(e.intr_info, 0x8000_0306);
+    assert_ne!(e.procb & PROCB_IRQWIN as u64, 0);
+    assert_eq!(
+        c.read(v.wait, 0, 512),
+        R::Data(b".hlt 0x0 pc 0x0 sp 0x0 ilen 0x0 iinfo 0x0\n".to_vec())
+    );
+    c.write(v.ctl, 0, b"go");
+    c.run();
+    assert_eq!(c.ns.hw().entries[1].intr_info, 0x8000_0021);
+    assert_eq!(c.read(v.wait, 0, 512), R::Data(b"*ack 33\n".to_vec()));
+    assert!(line(c.read(v.wait, 0, 512)).starts_with(".hlt "));
+    // A bare irq withdraws a posted one.
+    c.write(v.ctl, 0, b"irq 34");
+    c.write(v.ctl, 0, b"irq");
+    c.ns.hw_mut().exits.push_back(Exit::new(12));
+    c.write(v.ctl, 0, b"go");
+    c.run();
+    assert_eq!(c.ns.hw().entries[2].intr_info & 1 << 31, 0);
+}
+
+#[test]
+fn tsc_offset_hides_host_time() {
+    let mut c = Client::new();
+    let v = vm(&mut c);
+    c.ns.hw_mut()
+        .exits
+        .extend([Exit::new(1), Exit::new(1), Exit::new(12)]);
+    c.write(v.ctl, 0, b"go");
+    c.run();
+    c.run();
+    c.ns.hw_mut().tsc_step = 50_000;
+    c.run();
+    let e = &c.ns.hw().entries;
+    // The guest's clock started near 0: the offset is minus the host's TSC then.
+    let start = e[0].tsc_offset.wrapping_neg();
+    assert!((1_000_000..1_100_000).contains(&start), "{start}");
+    // Between exit and entry the host's TSC advanced by the step (one rdtsc), which
+    // the offset takes back.
+    assert_eq!(e[0].tsc_offset.wrapping_sub(e[1].tsc_offset), 1000);
+    assert_eq!(e[1].tsc_offset.wrapping_sub(e[2].tsc_offset), 50_000);
+}
+
+#[test]
+fn fpregs_read_and_clamped_writes() {
+    let mut c = Client::new();
+    let (_ctl, n) = c.new_vm();
+    let f = c.open_path(&format!("vmx/{n}/fpregs"), om::RDWR).unwrap();
+    let all = c.read_all(f);
+    assert_eq!(all.len(), 512);
+    assert_eq!(&all[0..2], &[0x7f, 0x03]);
+    assert_eq!(&all[24..28], &0x1f80u32.to_le_bytes());
+    // Writes at offsets; past the end they are cut at 512 (the seed cut at 512 - n).
+    assert_eq!(c.write(f, 32, &[1, 2, 3]), R::Count(3));
+    assert_eq!(c.write(f, 510, &[9; 8]), R::Count(2));
+    assert_eq!(c.write(f, 512, &[9; 8]), R::Count(0));
+    assert_eq!(c.read(f, 32, 3), R::Data(vec![1, 2, 3]));
+    assert_eq!(c.read(f, 508, 100), R::Data(vec![0, 0, 9, 9]));
+}
+
+#[test]
+fn quit_remove_and_orclose_end_the_vm() {
+    let mut c = Client::new();
+    let start = c.ns.hw().frames_free();
+    // quit: a blocked wait gets Equit, other files then do not exist.
+    let v = vm(&mut c);
+    let regs = c.open_path(&format!("vmx/{}/regs", v.n), om::RDWR).unwrap();
+    wait_start(&mut c, v.wait);
+    c.send(
+        5,
+        Fcall::Twrite {
+            fid: v.ctl,
+            offset: 0,
+            data: b"quit\n",
+        },
+    );
+    c.run();
+    let mut r = c.replies();
+    r.sort_by_key(|(t, _)| *t);
+    assert_eq!(r, vec![(5, R::Count(5)), (WAITTAG, err("vmx: ending"))]);
+    assert_eq!(c.read(regs, 0, 100), err("file does not exist"));
+    assert_eq!(c.write(v.ctl, 0, b"go"), err("file does not exist"));
+    assert_eq!(c.ns.hw().frames_free(), start);
+    // A new VM in the same slot is not reachable through the old fids.
+    let (_ctl2, n2) = c.new_vm();
+    assert_eq!(n2, v.n);
+    assert_eq!(c.read(regs, 0, 100), err("file does not exist"));
+    // remove of ctl ends it at once (the seed waited for the next remove).
+    let f = c.fid();
+    c.walk(0, f, &["vmx", &n2, "ctl"]);
+    assert_eq!(c.remove(f), R::Ok);
+    assert_eq!(c.ns.vm_count(), 0);
+    assert_eq!(c.ns.hw().frames_free(), start);
+    // Removing another VM file is refused.
+    let (_ctl3, n3) = c.new_vm();
+    let f = c.fid();
+    c.walk(0, f, &["vmx", &n3, "regs"]);
+    assert_eq!(c.remove(f), err("permission denied"));
+    // ORCLOSE on clone: clunking the ctl fid ends the VM.
+    let fid = c.open_path("vmx/clone", om::RDWR | om::RCLOSE).unwrap();
+    assert_eq!(c.ns.vm_count(), 2);
+    c.clunk(fid);
+    assert_eq!(c.ns.vm_count(), 1);
+    assert_eq!(c.ls("vmx"), vec!["clone", n3.as_str()]);
+}
+
+#[test]
+fn hundred_vms_leak_nothing() {
+    let mut c = Client::new();
+    c.segment("vm.0", 0x10000);
+    let start = c.ns.hw().frames_free();
+    for _ in 0..100 {
+        let v = vm(&mut c);
+        let m = format!("vmx/{}/map", v.n);
+        c.write_path(&m, b"rwx wb 0x0 0x10000 vm.0 0x0\n");
+        c.ns.hw_mut().exits.push_back(Exit::new(12));
+        c.write(v.ctl, 0, b"go");
+        c.run();
+        c.write(v.ctl, 0, b"quit");
+        c.clunk(v.wait);
+        c.clunk(v.ctl);
+    }
+    assert_eq!(c.ns.hw().frames_free(), start);
+    assert_eq!(c.ns.segment_refs("vm.0"), 1);
+}
+
+#[test]
+fn no_vmx_still_serves_the_tree() {
+    let mut hw = TestHw::new(64);
+    hw.cpuid_vmx = false;
+    let mut c = Client::with_hw(hw);
+    assert!(c
+        .read_text("status")
+        .ends_with("vmx unavailable: cpuid says no VMX\n"));
+    assert_eq!(c.ls("vmx"), vec!["clone"]);
+    assert_eq!(
+        c.open_path("vmx/clone", om::RDWR),
+        Err(err("no vmx: cpuid says no VMX"))
+    );
+    // Each of the seed's vmxreset checks, and unrestricted guest.
+    for (msr, v, why) in [
+        (
+            0x3a,
+            0x1u64,
+            "VMXON disabled by firmware (IA32_FEATURE_CONTROL)",
+        ),
+        (
+            0x482,
+            0x7fff_ffff_0000_0000,
+            "no secondary processor-based controls",
+        ),
+        (0x48b, 0x0004_7ffd_0000_0000, "no EPT"),
+        (0x48b, 0x0004_7fdf_0000_0000, "no VPID"),
+        (0x48b, 0x0004_7f7f_0000_0000, "no unrestricted guest"),
+    ] {
+        let mut hw = TestHw::new(64);
+        hw.msrs.insert(msr, v);
+        let mut c = Client::with_hw(hw);
+        assert_eq!(
+            c.open_path("vmx/clone", om::RDWR),
+            Err(err(&format!("no vmx: {why}")))
+        );
+    }
+    // An unlocked IA32_FEATURE_CONTROL is locked with VMXON allowed, as the seed does.
+    let mut hw = TestHw::new(64);
+    hw.msrs.insert(0x3a, 0);
+    let mut c = Client::with_hw(hw);
+    assert!(c.open_path("vmx/clone", om::RDWR).is_ok());
+    assert_eq!(c.ns.hw_mut().rdmsr(0x3a), Some(5));
+}
+
+#[test]
+fn out_of_memory_on_clone_gives_back_what_it_took() {
+    let hw = TestHw::new(8);
+    let mut c = Client::with_hw(hw);
+    assert!(c.open_path("vmx/clone", om::RDWR).is_ok());
+    let free = c.ns.hw().frames_free();
+    assert_eq!(
+        c.open_path("vmx/clone", om::RDWR),
+        Err(err("kernel allocate failed"))
+    );
+    assert_eq!(c.ns.hw().frames_free(), free);
+    assert_eq!(c.ns.vm_count(), 1);
+}
+
+#[test]
+fn map_truncation_by_wstat_length_zero() {
+    let mut c = Client::new();
+    c.segment("s", 0x1000);
+    let (_ctl, n) = c.new_vm();
+    let m = format!("vmx/{n}/map");
+    c.write_path(&m, b"rwx wb 0x0 0x1000 s 0x0\n");
+    let f = c.fid();
+    c.walk(0, f, &["vmx", &n, "map"]);
+    let mut d = protocol::Dir::DONT_TOUCH;
+    d.length = 0;
+    assert_eq!(c.rpc(9, Fcall::Twstat { fid: f, stat: d }), R::Ok);
+    assert_eq!(c.read_text(&m), "");
+    assert_eq!(c.ns.segment_refs("s"), 1);
+}
