@@ -40,6 +40,7 @@ pub const GUEST_ES_AR: u32 = 0x4814;
 pub const GUEST_INTERRUPTIBILITY: u32 = 0x4824;
 pub const GUEST_ACTIVITY: u32 = 0x4826;
 pub const GUEST_SYSENTER_CS: u32 = 0x482A;
+pub const PREEMPTION_TIMER: u32 = 0x482E;
 pub const HOST_SYSENTER_CS: u32 = 0x4C00;
 
 pub const CR0_MASK: u32 = 0x6000;

@@ -206,6 +206,13 @@ pub fn save_cli() -> u64 {
     flags
 }
 
+pub fn interrupts_enabled() -> bool {
+    let flags: u64;
+    // SAFETY: pushfq/pop only read RFLAGS.
+    unsafe { asm!("pushfq", "pop {0}", out(reg) flags, options(nomem)) }
+    flags & (1 << 9) != 0
+}
+
 /// Re-enables interrupts if they were on in `flags` (from `save_cli`).
 pub fn restore_if(flags: u64) {
     if flags & (1 << 9) != 0 {

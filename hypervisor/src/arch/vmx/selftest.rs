@@ -1,13 +1,19 @@
 //! `selftest=vmx`: proves VMXON, the VMCS host state and the entry trampoline before the
 //! #X device uses them. A real-mode unrestricted guest under EPT runs one page holding
 //! `out 0x80, al; hlt`: the first entry must exit with reason 30 (I/O) carrying the
-//! guest's al, the VMRESUME after it with reason 12 (HLT).
+//! guest's al, the VMRESUME after it with reason 12 (HLT). When the kernel runs with
+//! interrupts on, the guest then spins (`jmp $`) with RFLAGS.IF set and the timer must force
+//! external-interrupt exits whose interrupt the host then takes (the tick count advances).
+//! Last, the guest spins with IF clear and the VMX preemption timer must end the run (exit
+//! 52): Bochs 2.7 does not exit on external interrupts while the guest's IF is clear (a
+//! Bochs bug; the SDM says IF does not block them under external-interrupt exiting), so the
+//! preemption timer is what bounds a `cli; jmp $` guest there.
 
 use super::fields::*;
 use super::KernelHw;
 use devvmx::hw::{EntryState, Hw, VmxFail};
 
-const GUEST_CODE: [u8; 3] = [0xe6, 0x80, 0xf4]; // out 0x80, al; hlt
+const GUEST_CODE: [u8; 5] = [0xe6, 0x80, 0xf4, 0xeb, 0xfe]; // out 0x80, al; hlt; jmp $
 const GUEST_AL: u64 = 0x5a;
 
 /// Adjusts `want` to a VMX capability MSR: allowed-0 bits forced on, allowed-1 bits only.
@@ -184,6 +190,33 @@ fn guest(hw: &mut KernelHw, vmcs: u64, pml4: u64) -> Result<(), &'static str> {
     if reason != 12 || rip != 2 {
         return Err("second exit is not hlt at 2");
     }
+    vm(hw.vmwrite(GUEST_RIP, 3), "vmwrite rip")?;
+    vm(hw.vmwrite(GUEST_RFLAGS, 0x202), "vmwrite rflags")?;
+    if super::insn::interrupts_enabled() {
+        let t0 = crate::arch::pit::ticks();
+        let mut exits = 0;
+        while crate::arch::pit::ticks() < t0 + 3 && exits < 100 {
+            vm(hw.enter(true, &mut st), "vmresume")?;
+            let reason = hw.vmread(EXIT_REASON).map_err(|_| "vmread")?;
+            if reason != 1 {
+                log::error!("vmx selftest: exit {:#x} while spinning", reason);
+                return Err("spinning guest left other than by an external interrupt");
+            }
+            exits += 1;
+        }
+        log::info!(
+            "vmx selftest: {} external-interrupt exits, ticks {} -> {}",
+            exits,
+            t0,
+            crate::arch::pit::ticks()
+        );
+        if crate::arch::pit::ticks() < t0 + 3 {
+            return Err("host did not take the interrupts after external-interrupt exits");
+        }
+    } else {
+        log::info!("vmx selftest: interrupts off, external-interrupt exits not tried");
+    }
+    preemption(hw, &mut st)?;
     // A VMRESUME of a cleared VMCS must fail cleanly, leaving the stack intact.
     vm(hw.vmclear(vmcs), "vmclear")?;
     vm(hw.vmptrld(vmcs), "vmptrld")?;
@@ -191,5 +224,36 @@ fn guest(hw: &mut KernelHw, vmcs: u64, pml4: u64) -> Result<(), &'static str> {
         return Err("vmresume of a clear VMCS did not fail");
     }
     log::info!("vmx selftest: vmresume of a clear VMCS failed cleanly");
+    Ok(())
+}
+
+/// The spinning guest with IF clear, bounded by the VMX preemption timer (pin control 6).
+fn preemption(hw: &mut KernelHw, st: &mut EntryState) -> Result<(), &'static str> {
+    let cap = hw.rdmsr(0x481).unwrap_or(0);
+    if cap >> 32 & 1 << 6 == 0 {
+        log::info!("vmx selftest: no VMX preemption timer");
+        return Ok(());
+    }
+    let pin = hw.vmread(PIN_CTLS).map_err(|_| "vmread")?;
+    vm(hw.vmwrite(PIN_CTLS, pin | 1 << 6), "vmwrite pin controls")?;
+    vm(hw.vmwrite(GUEST_RFLAGS, 2), "vmwrite rflags")?;
+    vm(
+        hw.vmwrite(PREEMPTION_TIMER, 10_000),
+        "vmwrite preemption timer",
+    )?;
+    let t0 = hw.rdtsc();
+    vm(hw.enter(true, st), "vmresume")?;
+    let reason = hw.vmread(EXIT_REASON).map_err(|_| "vmread")?;
+    let rip = hw.vmread(GUEST_RIP).map_err(|_| "vmread")?;
+    log::info!(
+        "vmx selftest: IF=0 spin: exit {:#x} rip {:#x} after {} tsc cycles",
+        reason,
+        rip,
+        hw.rdtsc() - t0
+    );
+    vm(hw.vmwrite(PIN_CTLS, pin), "vmwrite pin controls")?;
+    if reason != 52 || rip != 3 {
+        return Err("preemption timer did not end the IF=0 spin");
+    }
     Ok(())
 }
