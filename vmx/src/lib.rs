@@ -12,5 +12,6 @@ pub mod loader;
 pub mod paging;
 pub mod regs;
 pub mod run;
+pub mod session;
 pub mod upload;
 pub mod vmfs;

@@ -5,13 +5,10 @@ use clap::Parser;
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::mpsc::{channel, Sender};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use vmx::dev::Machine;
 use vmx::layout::{parse_size, parse_u64, Layout};
 use vmx::loader::{self, BootArgs, Module};
-use vmx::run::{Event, Outcome, Runner};
-use vmx::vmfs::{NinepVm, Vmfs};
+use vmx::run::Outcome;
+use vmx::session::{self, Options};
 
 /// Run a guest on the 9P hypervisor, emulating its PC devices here.
 ///
@@ -170,75 +167,21 @@ fn run(a: Args) -> Result<ExitCode, String> {
         .ok_or("no hypervisor address: give -a DIAL or set VMX_ADDR")?;
     let client =
         ninep_client::Client::dial(&addr, &a.user, "").map_err(|e| format!("dial {addr}: {e}"))?;
-    let seg = a
-        .segment
-        .clone()
-        .unwrap_or_else(|| format!("vm.{}", std::process::id()));
-    let mut vm = NinepVm::create(client, &seg, layout.segment_size(), &layout.map_text(&seg))?;
-    eprintln!("vmx: VM {} on {addr}, segment {seg}", vm.id);
-
-    let t0 = vm.round_trips();
-    let tty = std::io::stderr().is_terminal();
-    vmx::upload::send(
-        &mut vm,
-        &img,
-        &mut std::io::stderr(),
-        tty,
-        Duration::from_millis(if tty { 250 } else { 5000 }),
-    )?;
-    let load_trips = vm.round_trips() - t0;
-
-    let (tx, rx) = channel();
-    let wait = vm.open_wait()?;
-    std::thread::spawn({
-        let tx = tx.clone();
-        move || loop {
-            match wait.read_at(0, 512) {
-                Ok(b) if b.is_empty() => {
-                    let _ = tx.send(Event::WaitFailed("wait returned nothing".into()));
-                    return;
-                }
-                Ok(b) => {
-                    for l in String::from_utf8_lossy(&b)
-                        .lines()
-                        .filter(|l| !l.trim().is_empty())
-                    {
-                        if tx.send(Event::Exit(l.to_string())).is_err() {
-                            return;
-                        }
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.send(Event::WaitFailed(e.to_string()));
-                    return;
-                }
-            }
-        }
-    });
-    let out: Box<dyn Write> = wire_com1(&a.com1, tx)?;
-
-    let start = Instant::now();
-    let clock = move || {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        (start.elapsed().as_nanos() as u64, wall)
-    };
-    let mut runner = Runner::new(
-        vm,
-        Machine::new(&layout),
-        Box::new(clock),
+    let (input, out) = wire_com1(&a.com1)?;
+    let opts = Options {
+        segment: a
+            .segment
+            .clone()
+            .unwrap_or_else(|| format!("vm.{}", std::process::id())),
         out,
-        Box::new(std::io::stderr()),
-    );
-    runner.debug = a.debug;
-    runner.preset(&img.regs);
-    let result = runner.run(&rx);
-    let mut stats = runner.stats.clone();
-    stats.by_reason.insert("(load)".into(), (0, load_trips));
-    let vm = runner.into_vm();
+        input,
+        log: Box::new(std::io::stderr()),
+        tty: std::io::stderr().is_terminal(),
+        debug: a.debug,
+    };
+    let report = session::run(client, &layout, &img, opts)?;
     let _ = std::io::stdout().flush();
-    let code = match result {
+    let code = match report.outcome {
         Ok(Outcome::Done(v)) => {
             eprintln!("vmx: guest done, status {v}");
             ExitCode::from(v)
@@ -263,61 +206,40 @@ fn run(a: Args) -> Result<ExitCode, String> {
     if a.stats {
         eprint!(
             "vmx: 9P round trips by exit reason (wait read + handling + go):\n{}",
-            stats.report()
+            report.stats.report()
         );
-    }
-    if let Err(e) = vm.close() {
-        eprintln!("vmx: closing the VM: {e}");
     }
     Ok(code)
 }
 
-/// Connects COM1 to the terminal or to files; returns where its output goes.
-fn wire_com1(spec: &str, tx: Sender<Event>) -> Result<Box<dyn Write>, String> {
-    let (input, output): (Option<Box<dyn Read + Send>>, Box<dyn Write>) = if spec == "stdio" {
-        (
+type Com1 = (Option<Box<dyn Read + Send>>, Box<dyn Write>);
+
+/// Connects COM1 to the terminal or to files.
+fn wire_com1(spec: &str) -> Result<Com1, String> {
+    if spec == "stdio" {
+        return Ok((
             Some(Box::new(std::io::stdin())),
             Box::new(std::io::stdout()),
-        )
-    } else {
-        let (i, o) = spec.split_once(',').unwrap_or((spec, spec));
-        let input: Option<Box<dyn Read + Send>> = if i.is_empty() {
-            None
-        } else {
-            Some(Box::new(
-                std::fs::File::open(i).map_err(|e| format!("-c {i}: {e}"))?,
-            ))
-        };
-        let output: Box<dyn Write> = if o.is_empty() {
-            Box::new(std::io::sink())
-        } else {
-            Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(o)
-                    .map_err(|e| format!("-c {o}: {e}"))?,
-            )
-        };
-        (input, output)
-    };
-    if let Some(mut r) = input {
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 256];
-            loop {
-                match r.read(&mut buf) {
-                    Ok(0) | Err(_) => {
-                        let _ = tx.send(Event::InputClosed);
-                        return;
-                    }
-                    Ok(n) => {
-                        if tx.send(Event::Input(buf[..n].to_vec())).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        });
+        ));
     }
-    Ok(output)
+    let (i, o) = spec.split_once(',').unwrap_or((spec, spec));
+    let input: Option<Box<dyn Read + Send>> = if i.is_empty() {
+        None
+    } else {
+        Some(Box::new(
+            std::fs::File::open(i).map_err(|e| format!("-c {i}: {e}"))?,
+        ))
+    };
+    let output: Box<dyn Write> = if o.is_empty() {
+        Box::new(std::io::sink())
+    } else {
+        Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(o)
+                .map_err(|e| format!("-c {o}: {e}"))?,
+        )
+    };
+    Ok((input, output))
 }

@@ -1,0 +1,141 @@
+//! The tool's whole 9P path against the real #X device logic on the host: devvmx's
+//! Namespace over its TestHw double (scripted VM exits), served by the ninep engine on a
+//! unix socket pair. Checks that segment creation, clone, map, the image upload, go
+//! with registers, wait lines and the exit handlers fit devvmx exactly.
+
+use devvmx::testhw::{Exit, TestHw};
+use devvmx::vmcs::GUEST_RIP;
+use devvmx::{Config, Namespace};
+use ninep::{Limits, Session};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use vmx::layout::Layout;
+use vmx::loader;
+use vmx::run::Outcome;
+use vmx::session::{self, Options};
+
+type Ns = Arc<Mutex<Namespace<TestHw>>>;
+
+/// One session served on this thread: feed requests, enter running guests, answer
+/// pending reads (wait), until the client hangs up.
+fn serve(ns: Ns, mut s: UnixStream) {
+    s.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut sess: Session<Namespace<TestHw>> = Session::new(1, Limits::default());
+    let mut buf = vec![0u8; 1 << 17];
+    loop {
+        let n = match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => 0,
+            Err(_) => break,
+        };
+        let mut ns = ns.lock().unwrap();
+        let mut off = 0;
+        loop {
+            off += sess.input(&buf[off..n]);
+            sess.process(&mut ns);
+            if off >= n {
+                break;
+            }
+        }
+        ns.run_guests();
+        sess.poll(&mut ns);
+        let out = sess.output().to_vec();
+        sess.consume_output(out.len());
+        drop(ns);
+        if !out.is_empty() && w.write_all(&out).is_err() {
+            break;
+        }
+    }
+    sess.reset(&mut ns.lock().unwrap());
+}
+
+fn io(port: u16, input: bool, ax: u64) -> Exit {
+    Exit {
+        qual: u64::from(port) << 16 | if input { 8 } else { 0 },
+        ilen: 1,
+        ax: Some(ax),
+        ..Exit::new(30)
+    }
+}
+
+#[test]
+fn a_scripted_guest_through_devvmx() {
+    let mut hw = TestHw::new(4096);
+    for e in [
+        io(0x3f8, false, u64::from(b'O')),
+        io(0x3f8, false, u64::from(b'K')),
+        Exit {
+            ilen: 2,
+            ax: Some(0),
+            ..Exit::new(10)
+        }, // cpuid leaf 0
+        io(0x3fd, true, 0xabcd),
+        Exit {
+            ilen: 1,
+            ..Exit::new(12)
+        }, // hlt with interrupts off
+    ] {
+        hw.exits.push_back(e);
+    }
+    let ns: Ns = Arc::new(Mutex::new(Namespace::new(
+        hw,
+        Config {
+            owner: "eve".into(),
+            version: "test",
+        },
+    )));
+    let (a, b) = UnixStream::pair().unwrap();
+    let server = std::thread::spawn({
+        let ns = ns.clone();
+        move || serve(ns, b)
+    });
+    let client = ninep_client::Client::over(a, "eve", "").unwrap();
+
+    let layout = Layout::new(4 << 20).unwrap();
+    let code = vec![0x90u8; 6000];
+    let img = loader::load_raw(&code, 0x1000, &layout).unwrap();
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    struct W(Arc<Mutex<Vec<u8>>>);
+    impl Write for W {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let opts = Options {
+        segment: "vm.test".into(),
+        out: Box::new(W(out.clone())),
+        input: None,
+        log: Box::new(W(log.clone())),
+        tty: false,
+        debug: false,
+    };
+    let report = session::run(client, &layout, &img, opts).unwrap();
+    let log = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+    assert_eq!(report.outcome, Ok(Outcome::Halted { pc: 0x1006 }), "{log}");
+    assert_eq!(&out.lock().unwrap()[..], b"OK");
+    assert!(log.contains("loading 5.9 KiB of 5.9 KiB (100%)"), "{log}");
+
+    // Each go's pc reached the guest: 0x1000 (first), +1, +1, +2 (cpuid), +1 (in).
+    let ns = ns.lock().unwrap();
+    let rips: Vec<u64> = ns.hw().entries.iter().map(|e| e.rip).collect();
+    assert_eq!(rips, [0x1000, 0x1001, 0x1002, 0x1004, 0x1005]);
+    assert_eq!(ns.hw().field(ns.hw().entries[0].vmcs, GUEST_RIP), 0x1005);
+    // The VM is gone (ctl opened ORCLOSE) and so is the segment.
+    assert_eq!(ns.vm_count(), 0);
+    drop(ns);
+    // Round trips: out exits 2 each (wait + go), cpuid 3 (regs read), hlt 2 (wait + regs for flags).
+    let s = &report.stats.by_reason;
+    assert_eq!(s["io"], (3, 6), "{:?}", s);
+    assert_eq!(s[".cpuid"], (1, 3), "{:?}", s);
+    assert_eq!(s[".hlt"], (1, 2), "{:?}", s);
+    server.join().unwrap();
+}
