@@ -96,8 +96,15 @@ pub fn preamble() -> Vec<u8> {
     out
 }
 
-/// Well-formed frames of every T-message, the seeds the mutator starts from.
+/// Well-formed frames of every T-message and valid #X texts: the seeds the mutator
+/// starts from.
 pub fn seeds() -> Vec<Vec<u8>> {
+    let mut s = frame_seeds();
+    s.extend(vmx_seeds());
+    s
+}
+
+fn frame_seeds() -> Vec<Vec<u8>> {
     let names = Wnames::new(&["vmx", "wait"]).expect("names");
     let msgs = [
         Fcall::Tversion {
@@ -156,4 +163,134 @@ pub fn seeds() -> Vec<Vec<u8>> {
 pub type Target = fn(&[u8]);
 
 /// Every target, by name, for runners that take them all.
-pub const TARGETS: &[(&str, Target)] = &[("decode", decode), ("session", session)];
+pub const TARGETS: &[(&str, Target)] = &[
+    ("decode", decode),
+    ("session", session),
+    ("eventparse", eventparse),
+    ("vmx_files", vmx_files),
+];
+
+/// The #X event syntax (`exc`/`irq` arguments): a value or Ebadctl, and a value is a
+/// valid interruption: valid bit set, vector and type in range.
+pub fn eventparse(data: &[u8]) {
+    let s = devvmx::plan9::cstr(data);
+    if let Ok(v) = devvmx::event::eventparse(&s) {
+        assert!(v.info & 1 << 31 != 0);
+        assert_eq!(v.info & 0x7fff_f000, 0, "stray bits in {:#x}", v.info);
+        assert!(matches!(v.info >> 8 & 7, 0 | 3 | 6));
+    }
+}
+
+/// Writes to the #X and segment files (ctl, regs, map, fpregs, segment ctl and data),
+/// runs the guest on scripted exits, reads every file back, then ends the VM and the
+/// segment: nothing may panic, and every frame must come back.
+pub fn vmx_files(data: &[u8]) {
+    use devvmx::hw::Hw;
+    use devvmx::testhw::{Exit, TestHw};
+    use devvmx::{Config, Namespace};
+    use ninep::{Ctx, Read, Tree};
+
+    let mut hw = TestHw::new(256);
+    // Exit reasons for the run, from the input's bytes.
+    for b in data.iter().take(8) {
+        hw.exits.push_back(Exit::new(*b as u32 % 66));
+    }
+    let mut ns = Namespace::new(
+        hw,
+        Config {
+            owner: "eve".into(),
+            version: "fuzz",
+        },
+    );
+    let start = ns.hw().frames_free();
+    let ctx = Ctx {
+        uname: "eve",
+        session: 1,
+    };
+    let root = ns.attach(&ctx, "").expect("attach");
+    let walk = |ns: &mut Namespace<TestHw>, path: &[&str]| {
+        let mut n = root.clone();
+        for p in path {
+            n = ns.walk(&ctx, &n, p).ok()?;
+        }
+        Some(n)
+    };
+    let mut segdir = walk(&mut ns, &["segment"]).expect("segment");
+    ns.create(&ctx, &mut segdir, "s", protocol::dm::DIR | 0o777, 0)
+        .expect("create");
+    let mut sctl = walk(&mut ns, &["segment", "s", "ctl"]).expect("seg ctl");
+    ns.open(&ctx, &mut sctl, 2).expect("open seg ctl");
+    ns.write(&ctx, &mut sctl, 0, b"va 0x10000000 0x8000")
+        .expect("size");
+    let mut ctl = walk(&mut ns, &["vmx", "clone"]).expect("clone");
+    ns.open(&ctx, &mut ctl, 2).expect("clone open");
+    let mut files: Vec<_> = ["ctl", "regs", "map", "fpregs", "status", "wait"]
+        .iter()
+        .map(|f| {
+            let mut n = walk(&mut ns, &["vmx", "0", f]).expect("vm file");
+            let mode = if matches!(*f, "status" | "wait") {
+                0
+            } else {
+                2
+            };
+            ns.open(&ctx, &mut n, mode).expect("open vm file");
+            n
+        })
+        .collect();
+    let mut sdata = walk(&mut ns, &["segment", "s", "data"]).expect("data");
+    ns.open(&ctx, &mut sdata, 2).expect("open data");
+    // Records separated by 0xfe: the first byte of each picks the file.
+    for rec in data.split(|&b| b == 0xfe) {
+        let Some((&sel, body)) = rec.split_first() else {
+            continue;
+        };
+        let off = body.len() as u64 * 37 % 0x9000;
+        let _ = match sel % 6 {
+            0 => ns.write(&ctx, &mut files[0], 0, body),
+            1 => ns.write(&ctx, &mut files[1], 0, body),
+            2 => ns.write(&ctx, &mut files[2], 0, body),
+            3 => ns.write(&ctx, &mut files[3], off, body),
+            4 => ns.write(&ctx, &mut sctl, 0, body),
+            _ => ns.write(&ctx, &mut sdata, off, body),
+        };
+        ns.run_guests();
+    }
+    for _ in 0..4 {
+        ns.run_guests();
+    }
+    let mut buf = vec![0u8; 8192];
+    for f in files.iter_mut() {
+        match ns.read(&ctx, f, 0, &mut buf) {
+            Ok(Read::Done(n)) => assert!(n <= buf.len()),
+            Ok(Read::Pending) | Err(_) => {}
+        }
+    }
+    let _ = ns.read(&ctx, &mut sctl, 0, &mut buf);
+    let _ = ns.read(&ctx, &mut sdata, 0x7ff0, &mut buf);
+    // The VM may already be gone through a "quit" in the input.
+    let _ = ns.remove(&ctx, &ctl);
+    let seg = walk(&mut ns, &["segment", "s"]).expect("seg dir");
+    ns.remove(&ctx, &seg).expect("remove segment");
+    assert_eq!(ns.vm_count(), 0);
+    assert_eq!(ns.hw().frames_free(), start, "frames leaked");
+    assert!(!ns.hw().vmx_on());
+}
+
+/// Valid #X texts, the seeds the mutator starts from for the devvmx targets.
+fn vmx_seeds() -> Vec<Vec<u8>> {
+    let texts: [&[u8]; 12] = [
+        b"#gp,0",
+        b"#bp,,1",
+        b"32",
+        b"\x00go pc=0x1000;sp=0x7000;\xfe\x00step\xfe\x00exc #ud\xfe\x00irq 32",
+        b"\x01pc 0x7c00\ncr0real 0x80000031\nefer 0x500\nxcr0 7\n",
+        b"\x02rwx wb 0x0 0x4000 s 0x0\nr-- uc! 0x4000 0x8000 s 0x4000\n",
+        b"\x02--- uc 0x1000 0x3000\n\xfe\x02rw- wt 0x2000 0x3000 s 0x7000\n",
+        b"\x03\x7f\x03\x00\x00",
+        b"\x04va 0x1000 0x2000 sticky",
+        b"\x05hello",
+        b"\x00extrap 0x4000a\xfe\x00quit",
+        b"\x00irq\xfe\x00stop\xfe\x00go",
+    ];
+    texts.iter().map(|t| t.to_vec()).collect()
+}
