@@ -1,7 +1,73 @@
+//! The hypervisor kernel: boots from Multiboot, owns the machine, and serves the 9P
+//! namespace over its transports. Only `arch` holds `unsafe`.
 #![no_std]
 #![no_main]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+#[allow(unsafe_code)]
+mod arch;
+mod bootinfo;
+mod cmdline;
+mod drivers;
+mod logger;
+mod memory;
+mod placeholder;
+mod server;
+mod transport;
+
+use alloc::boxed::Box;
+use bootinfo::Region;
+
+pub const VERSION: &str = concat!("hypervisor ", env!("CARGO_PKG_VERSION"));
+
+/// The kernel proper, entered from arch::boot in long mode on the boot stack.
+fn kmain(magic: u32, info: u32) -> ! {
+    logger::init(log::LevelFilter::Info);
+    arch::init();
+    log::info!("{VERSION} booting");
+    let Some(boot) = bootinfo::from_loader(magic, info) else {
+        log::error!("not loaded by Multiboot (magic {magic:#x})");
+        arch::cpu::exit(false);
+    };
+    let (kstart, kend) = arch::boot::kernel_range();
+    let kernel = Region {
+        start: kstart,
+        end: kend,
+    };
+    let Some(heap) = memory::init(boot.regions(), &[kernel, boot.info]) else {
+        log::error!("no room for the heap in {:?}", boot.regions());
+        arch::cpu::exit(false);
+    };
+    let cfg = cmdline::parse(boot.cmdline());
+    log::set_max_level(cfg.log);
+    log::info!(
+        "{}: cmdline {:?}; kernel {kstart:#x}-{kend:#x}, heap {:#x}-{:#x}, {} of {} frames free",
+        boot.loader,
+        boot.cmdline(),
+        heap.start,
+        heap.end,
+        memory::free_frames(),
+        memory::total_frames()
+    );
+
+    let mut server = server::Server::new(placeholder::Placeholder::new(&cfg.owner, VERSION));
+    if cfg.uart {
+        if arch::uart::present() {
+            arch::uart::init();
+            server.add("uart", Box::new(drivers::uart::Uart));
+        } else {
+            log::warn!("no 16550 at COM1");
+        }
+    }
+    arch::cpu::enable_interrupts();
+    log::info!("ready; owner {}", cfg.owner);
+    server.run()
+}
 
 #[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! {
-    loop {}
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    log::error!("kernel panic: {info}");
+    arch::cpu::exit(false)
 }

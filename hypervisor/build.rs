@@ -1,0 +1,9 @@
+//! Links the kernel with its own script (load address, Multiboot headers first).
+fn main() {
+    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap();
+    println!("cargo:rerun-if-changed=linker.ld");
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none") {
+        println!("cargo:rustc-link-arg-bins=-T{dir}/linker.ld");
+        println!("cargo:rustc-link-arg-bins=-no-pie");
+    }
+}

@@ -1,0 +1,74 @@
+//! Small privileged instructions: port I/O, halting, stopping the machine.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+use x86_64::instructions::{interrupts, port::Port};
+
+pub fn outb(port: u16, v: u8) {
+    // SAFETY: the ports written are the legacy PC devices this kernel owns (PIC, PIT,
+    // UART, debug console, emulator exit ports); no memory is touched.
+    unsafe { Port::new(port).write(v) }
+}
+
+pub fn inb(port: u16) -> u8 {
+    // SAFETY: as for outb: reads of device registers this kernel owns.
+    unsafe { Port::new(port).read() }
+}
+
+pub fn outl(port: u16, v: u32) {
+    // SAFETY: as for outb.
+    unsafe { Port::new(port).write(v) }
+}
+
+/// Set by device interrupts; the idle loop checks it with interrupts off before `hlt`, so
+/// an interrupt that arrives between the last poll and the halt is not slept through.
+static WAKE: AtomicBool = AtomicBool::new(false);
+
+pub fn wake() {
+    WAKE.store(true, Ordering::Release);
+}
+
+/// Clears the wake flag; call before polling devices.
+pub fn clear_wake() {
+    WAKE.store(false, Ordering::Release);
+}
+
+/// Halts until the next interrupt unless a device interrupt came since `clear_wake`.
+pub fn idle() {
+    interrupts::disable();
+    if WAKE.load(Ordering::Acquire) {
+        interrupts::enable();
+    } else {
+        // sti; hlt: the one-instruction interrupt shadow of sti closes the race.
+        interrupts::enable_and_hlt();
+    }
+}
+
+pub fn enable_interrupts() {
+    interrupts::enable();
+}
+
+pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
+    interrupts::without_interrupts(f)
+}
+
+/// Stops the emulator: QEMU's isa-debug-exit (exit status (code << 1) | 1) and Bochs's
+/// shutdown port; on a real machine, halts for good.
+pub fn exit(success: bool) -> ! {
+    interrupts::disable();
+    outl(0xf4, if success { 0x10 } else { 0x01 });
+    for &b in b"Shutdown" {
+        outb(0x8900, b);
+    }
+    loop {
+        x86_64::instructions::hlt();
+    }
+}
+
+pub fn cr2() -> u64 {
+    x86_64::registers::control::Cr2::read_raw()
+}
+
+pub fn rdtsc() -> u64 {
+    // SAFETY: rdtsc only reads the time-stamp counter.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}

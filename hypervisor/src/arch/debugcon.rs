@@ -1,0 +1,7 @@
+//! Port 0xE9: Bochs's port_e9_hack and QEMU's -debugcon. The log channel, never the 9P line.
+
+pub fn write(bytes: &[u8]) {
+    for &b in bytes {
+        super::cpu::outb(0xe9, b);
+    }
+}

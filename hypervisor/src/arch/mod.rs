@@ -1,0 +1,23 @@
+//! The architecture layer: everything that needs `unsafe` (privileged instructions, the
+//! boot stub, raw physical memory) lives here, behind safe functions.
+
+pub mod boot;
+pub mod cpu;
+pub mod debugcon;
+pub mod gdt;
+pub mod idt;
+pub mod pci;
+pub mod phys;
+pub mod pic;
+pub mod pit;
+pub mod trap;
+pub mod uart;
+
+/// Descriptor tables, the PIC and the timer. Interrupts stay off until the caller enables
+/// them.
+pub fn init() {
+    gdt::init();
+    idt::init();
+    pic::init();
+    pit::init();
+}

@@ -1,0 +1,36 @@
+//! Physical memory through the identity map (virtual == physical for the low 4 GiB).
+
+/// The identity map's end: addresses below it are mapped.
+pub const MAPPED: u64 = 1 << 32;
+
+/// Bytes the boot loader left at `pa` (boot information, command line). The caller copies
+/// out what it needs before the memory is handed to the frame allocator.
+pub fn boot_bytes(pa: u64, len: usize) -> &'static [u8] {
+    if pa == 0 || pa.saturating_add(len as u64) > MAPPED {
+        return &[];
+    }
+    // SAFETY: the range is identity-mapped RAM written by the loader, read-only here and
+    // not reused until the frame allocator exists (after the boot information is parsed).
+    unsafe { core::slice::from_raw_parts(pa as *const u8, len) }
+}
+
+/// Zeroes the 4 KiB frame at `pa`.
+pub fn zero_frame(pa: u64) {
+    assert!(pa % 4096 == 0 && pa + 4096 <= MAPPED);
+    // SAFETY: `pa` is a free RAM frame owned by the allocator, identity-mapped.
+    unsafe { core::ptr::write_bytes(pa as *mut u8, 0, 4096) }
+}
+
+/// The heap's region: handed to the allocator once at boot.
+pub fn init_heap(heap: &linked_list_allocator::LockedHeap, start: u64, size: usize) {
+    // SAFETY: [start, start+size) is identity-mapped RAM carved out of the memory map and
+    // never handed to the frame allocator; init runs once.
+    unsafe { heap.lock().init(start as *mut u8, size) }
+}
+
+/// A frame's bytes, for frames the caller owns (from `memory::alloc_frame`).
+pub fn frame_mut(pa: u64) -> &'static mut [u8; 4096] {
+    assert!(pa % 4096 == 0 && pa + 4096 <= MAPPED);
+    // SAFETY: the frame is identity-mapped RAM owned by the caller.
+    unsafe { &mut *(pa as *mut [u8; 4096]) }
+}

@@ -1,0 +1,174 @@
+//! What the boot loader tells us: usable RAM and the command line, from a Multiboot2
+//! (GRUB) or Multiboot1 (QEMU -kernel) information structure. Parsing is total: a malformed
+//! structure yields fewer regions, never a fault.
+
+use crate::arch::phys::boot_bytes;
+
+pub const MB2_MAGIC: u32 = 0x36d7_6289;
+pub const MB1_MAGIC: u32 = 0x2bad_b002;
+
+pub const MAX_REGIONS: usize = 64;
+const MAX_CMDLINE: usize = 1024;
+/// Larger Multiboot2 structures are cut here (ours holds a few tags).
+const MAX_INFO: usize = 64 * 1024;
+
+/// A range of usable RAM.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Region {
+    pub start: u64,
+    pub end: u64,
+}
+
+pub struct BootInfo {
+    regions: [Region; MAX_REGIONS],
+    nregions: usize,
+    cmdline: [u8; MAX_CMDLINE],
+    cmdline_len: usize,
+    /// Where the loader's structure lies (kept out of the frame allocator).
+    pub info: Region,
+    pub loader: &'static str,
+}
+
+impl BootInfo {
+    fn new(loader: &'static str) -> Self {
+        BootInfo {
+            regions: [Region::default(); MAX_REGIONS],
+            nregions: 0,
+            cmdline: [0; MAX_CMDLINE],
+            cmdline_len: 0,
+            info: Region::default(),
+            loader,
+        }
+    }
+
+    pub fn regions(&self) -> &[Region] {
+        &self.regions[..self.nregions]
+    }
+
+    pub fn cmdline(&self) -> &str {
+        core::str::from_utf8(&self.cmdline[..self.cmdline_len]).unwrap_or("")
+    }
+
+    fn add_region(&mut self, start: u64, len: u64) {
+        if self.nregions < MAX_REGIONS && len > 0 {
+            self.regions[self.nregions] = Region {
+                start,
+                end: start.saturating_add(len),
+            };
+            self.nregions += 1;
+        }
+    }
+
+    fn set_cmdline(&mut self, s: &[u8]) {
+        let s = s.split(|&b| b == 0).next().unwrap_or(&[]);
+        let n = s.len().min(MAX_CMDLINE);
+        self.cmdline[..n].copy_from_slice(&s[..n]);
+        self.cmdline_len = n;
+    }
+}
+
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+
+fn u64_at(b: &[u8], off: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
+}
+
+/// Parses a Multiboot2 information structure.
+pub fn parse_mb2(info: &[u8]) -> BootInfo {
+    let mut bi = BootInfo::new("multiboot2");
+    let total = u32_at(info, 0).unwrap_or(0) as usize;
+    let info = &info[..total.min(info.len())];
+    let mut off = 8;
+    while let (Some(ty), Some(size)) = (u32_at(info, off), u32_at(info, off + 4)) {
+        let size = size as usize;
+        if ty == 0 || size < 8 {
+            break;
+        }
+        let Some(tag) = info.get(off..off + size) else {
+            break;
+        };
+        match ty {
+            1 => bi.set_cmdline(&tag[8..]),
+            6 => {
+                let esize = u32_at(tag, 8).unwrap_or(0) as usize;
+                if esize >= 20 {
+                    let mut e = 16;
+                    while e + esize <= tag.len() {
+                        let (base, len, kind) = (
+                            u64_at(tag, e).unwrap_or(0),
+                            u64_at(tag, e + 8).unwrap_or(0),
+                            u32_at(tag, e + 16).unwrap_or(0),
+                        );
+                        if kind == 1 {
+                            bi.add_region(base, len);
+                        }
+                        e += esize;
+                    }
+                }
+            }
+            _ => {}
+        }
+        off += size.div_ceil(8) * 8;
+    }
+    bi
+}
+
+/// Parses a Multiboot1 information structure; `mem` reads the memory it points to.
+pub fn parse_mb1(info: &[u8], mem: impl Fn(u64, usize) -> &'static [u8]) -> BootInfo {
+    let mut bi = BootInfo::new("multiboot1");
+    let flags = u32_at(info, 0).unwrap_or(0);
+    if flags & (1 << 2) != 0 {
+        if let Some(p) = u32_at(info, 16) {
+            bi.set_cmdline(mem(p as u64, MAX_CMDLINE));
+        }
+    }
+    if flags & (1 << 6) != 0 {
+        let len = u32_at(info, 44).unwrap_or(0) as usize;
+        let addr = u32_at(info, 48).unwrap_or(0) as u64;
+        let map = mem(addr, len.min(MAX_INFO));
+        let mut e = 0;
+        while let Some(size) = u32_at(map, e) {
+            let (base, len, kind) = (
+                u64_at(map, e + 4).unwrap_or(0),
+                u64_at(map, e + 12).unwrap_or(0),
+                u32_at(map, e + 20).unwrap_or(0),
+            );
+            if kind == 1 {
+                bi.add_region(base, len);
+            }
+            e += size as usize + 4;
+        }
+    } else if flags & 1 != 0 {
+        // Only mem_upper: KiB above 1 MiB.
+        let upper = u32_at(info, 8).unwrap_or(0) as u64;
+        bi.add_region(1 << 20, upper * 1024);
+    }
+    bi
+}
+
+/// Reads what the loader that jumped to the entry stub left.
+pub fn from_loader(magic: u32, info: u32) -> Option<BootInfo> {
+    let pa = info as u64;
+    match magic {
+        MB2_MAGIC => {
+            let total = u32_at(boot_bytes(pa, 8), 0)? as usize;
+            let mut bi = parse_mb2(boot_bytes(pa, total.min(MAX_INFO)));
+            bi.info = Region {
+                start: pa,
+                end: pa + total as u64,
+            };
+            Some(bi)
+        }
+        MB1_MAGIC => {
+            let mut bi = parse_mb1(boot_bytes(pa, 88), boot_bytes);
+            bi.info = Region {
+                start: pa,
+                end: pa + 88,
+            };
+            Some(bi)
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,47 @@
+//! The kernel command line: `owner=NAME serve=uart,virtio log=info`. Unknown words (GRUB
+//! puts the kernel's path first) are ignored.
+
+use alloc::string::{String, ToString};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The host owner's uname: owns the served files, as eve in Plan 9.
+    pub owner: String,
+    pub uart: bool,
+    pub virtio: bool,
+    pub log: log::LevelFilter,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            owner: "eve".to_string(),
+            uart: true,
+            virtio: true,
+            log: log::LevelFilter::Info,
+        }
+    }
+}
+
+pub fn parse(line: &str) -> Config {
+    let mut c = Config::default();
+    for word in line.split_ascii_whitespace() {
+        let Some((key, value)) = word.split_once('=') else {
+            continue;
+        };
+        match key {
+            "owner" if !value.is_empty() => c.owner = value.to_string(),
+            "serve" => {
+                c.uart = value.split(',').any(|t| t == "uart");
+                c.virtio = value.split(',').any(|t| t == "virtio");
+            }
+            "log" => {
+                if let Ok(l) = value.parse() {
+                    c.log = l;
+                }
+            }
+            _ => {}
+        }
+    }
+    c
+}

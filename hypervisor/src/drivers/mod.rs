@@ -1,0 +1,5 @@
+//! Transport drivers: each implements `transport::Link`.
+
+pub mod uart;
+pub mod virtio;
+pub mod virtio_console;

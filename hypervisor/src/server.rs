@@ -1,0 +1,109 @@
+//! The main loop: one 9P session per link over one tree. Every step is non-blocking, so a
+//! slow client (or a full link) never holds up another link.
+
+use crate::transport::Link;
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+use ninep::{Limits, Session, Tree};
+
+/// What the loop needs from the served tree beyond 9P.
+pub trait Host: Tree {
+    /// Runs guests a little; true while a VM is running (the loop must not halt).
+    fn run_guests(&mut self) -> bool {
+        false
+    }
+    /// Sessions with a client attached, for the status file.
+    fn set_sessions(&mut self, n: usize) {
+        let _ = n;
+    }
+}
+
+struct Port<T: Tree> {
+    name: &'static str,
+    link: Box<dyn Link>,
+    session: Session<T>,
+}
+
+pub struct Server<T: Host> {
+    tree: T,
+    ports: Vec<Port<T>>,
+    buf: Vec<u8>,
+    next_id: u32,
+}
+
+impl<T: Host> Server<T> {
+    pub fn new(tree: T) -> Self {
+        Server {
+            tree,
+            ports: Vec::new(),
+            buf: vec![0; 16 * 1024],
+            next_id: 1,
+        }
+    }
+
+    /// Serves a new link with a session of its own.
+    pub fn add(&mut self, name: &'static str, link: Box<dyn Link>) {
+        let id = self.next_id;
+        self.next_id += 1;
+        log::info!("serving 9P on {name} (session {id})");
+        self.ports.push(Port {
+            name,
+            link,
+            session: Session::new(id, Limits::default()),
+        });
+    }
+
+    pub fn tree(&mut self) -> &mut T {
+        &mut self.tree
+    }
+
+    /// One pass over every link; true if anything moved.
+    pub fn step(&mut self) -> bool {
+        let mut busy = false;
+        for p in &mut self.ports {
+            if p.link.take_reset() {
+                log::info!("{}: peer reset; new session", p.name);
+                p.session.reset(&mut self.tree);
+            }
+            let room = p.session.input_space().min(self.buf.len());
+            if room > 0 {
+                let n = p.link.recv(&mut self.buf[..room]);
+                if n > 0 {
+                    p.session.input(&self.buf[..n]);
+                    busy = true;
+                }
+            }
+            p.session.process(&mut self.tree);
+        }
+        let running = self.tree.run_guests();
+        let attached = self
+            .ports
+            .iter()
+            .filter(|p| p.session.stats().fids > 0)
+            .count();
+        self.tree.set_sessions(attached);
+        for p in &mut self.ports {
+            p.session.poll(&mut self.tree);
+            let out = p.session.output();
+            if !out.is_empty() {
+                let n = p.link.send(out);
+                if n > 0 {
+                    p.session.consume_output(n);
+                    busy = true;
+                }
+            }
+        }
+        busy || running
+    }
+
+    /// Serves forever, halting when nothing moves until an interrupt.
+    pub fn run(&mut self) -> ! {
+        loop {
+            crate::arch::cpu::clear_wake();
+            if !self.step() {
+                crate::arch::cpu::idle();
+            }
+        }
+    }
+}
