@@ -514,3 +514,76 @@ fn map_truncation_by_wstat_length_zero() {
     assert_eq!(c.read_text(&m), "");
     assert_eq!(c.ns.segment_refs("s"), 1);
 }
+
+#[test]
+fn vmcsinit_controls_msr_bitmap_and_autoload() {
+    let mut c = Client::new();
+    let (_ctl, _n) = c.new_vm();
+    let hw = c.ns.hw();
+    let vmcs = hw.current().unwrap();
+    let f = |k| hw.field(vmcs, k);
+    // Controls from the TRUE capability MSRs (VMX_BASIC bit 55), worked out by hand.
+    assert_eq!(f(PINB_CTLS), 0x1f);
+    assert_eq!(f(PROCB_CTLS), 0xb580_65fa);
+    assert_eq!(f(PROCB_CTLS2), 0xa2);
+    assert_eq!(f(VMEXIT_CTLS), 0x3b_6fff);
+    assert_eq!(f(VMENTRY_CTLS), 0xd1ff);
+    assert_eq!(f(EXC_BITMAP), 1 << 18 | 1 << 1);
+    assert_eq!(f(VMCS_LINK), u64::MAX);
+    assert_eq!(f(VM_VPID), 1);
+    assert_eq!(f(VM_EPTP) & 0xfff, 3 << 3);
+    // Five MSRs switched through the autoload areas: guest values 0, host values read.
+    assert_eq!(f(VMENTRY_MSRLDCNT), 5);
+    assert_eq!(f(VMEXIT_MSRSTCNT), 5);
+    assert_eq!(f(VMEXIT_MSRLDCNT), 5);
+    assert_eq!(f(VMENTRY_MSRLDADDR), f(VMEXIT_MSRSTADDR));
+    let (guest, host, bitmap) = (f(VMENTRY_MSRLDADDR), f(VMEXIT_MSRLDADDR), f(MSR_BITMAP));
+    let hw = c.ns.hw_mut();
+    let entry = |hw: &mut TestHw, area: u64, i: usize| {
+        let p = hw.frame(area);
+        let at = i * 16;
+        (
+            u64::from_le_bytes(p[at..at + 8].try_into().unwrap()),
+            u64::from_le_bytes(p[at + 8..at + 16].try_into().unwrap()),
+        )
+    };
+    let msrs = [STAR, LSTAR, CSTAR, SFMASK, KERNEL_GSBASE];
+    for (i, m) in msrs.iter().enumerate() {
+        assert_eq!(entry(hw, guest, i), (*m as u64, 0));
+        let want = hw.rdmsr(*m).unwrap_or(0);
+        assert_eq!(entry(hw, host, i), (*m as u64, want));
+    }
+    // The MSR bitmap traps everything but EFER and the syscall/segment-base MSRs.
+    let bit = |hw: &mut TestHw, msr: u32, write: bool| {
+        let m = (msr & 0x1fff | msr >> 18 & 0x2000) as usize + if write { 0x4000 } else { 0 };
+        hw.frame(bitmap)[m / 8] >> (m % 8) & 1
+    };
+    for m in [
+        EFER,
+        STAR,
+        LSTAR,
+        CSTAR,
+        SFMASK,
+        FSBASE,
+        GSBASE,
+        KERNEL_GSBASE,
+    ] {
+        assert_eq!((bit(hw, m, false), bit(hw, m, true)), (0, 0), "{m:#x}");
+    }
+    for m in [0x10, IA32_PAT, 0x1b, 0xc000_0103, 0x1fff] {
+        assert_eq!((bit(hw, m, false), bit(hw, m, true)), (1, 1), "{m:#x}");
+    }
+}
+
+#[test]
+fn unmapping_huge_ranges_allocates_nothing() {
+    let mut c = Client::new();
+    let (_ctl, n) = c.new_vm();
+    let free = c.ns.hw().frames_free();
+    let w = b"--- uc 0x0 0xfffffffff000\n";
+    assert_eq!(
+        c.write_path(&format!("vmx/{n}/map"), w),
+        R::Count(w.len() as u32)
+    );
+    assert_eq!(c.ns.hw().frames_free(), free);
+}
