@@ -13,6 +13,11 @@ use alloc::format;
 use alloc::string::String;
 use ninep::Error;
 
+/// VMX-preemption timer units a guest runs before the host regains control. Host
+/// interrupts also end a run (external-interrupt exiting), but Bochs 2.7 does not exit for
+/// them while the guest's IF is clear, so the timer bounds every entry.
+pub const PREEMPT_QUANTUM: u64 = 0x4000;
+
 /// Room in one frame for the MSR load/store areas (16 bytes an entry). The seed's
 /// MAXMSR was 512 over two pages that need not be contiguous here.
 pub const MAXMSR: usize = PAGE / 16;
@@ -73,6 +78,8 @@ pub struct Vm {
     nmsr: usize,
     /// The TSC at the last exit, to hide the time spent outside the guest.
     tsc_end: Option<u64>,
+    /// The VMX-preemption timer is on (pin-based control 6 allowed).
+    preempt: bool,
 }
 
 /// The initial FXSAVE image of a freshly initialised FPU (fpinit): FCW 0x37f, MXCSR 0x1f80.
@@ -114,6 +121,7 @@ impl Vm {
             irqack: VmIntr::default(),
             nmsr: 0,
             tsc_end: None,
+            preempt: false,
         };
         match vm.start(hw) {
             Ok(()) => {
@@ -204,8 +212,11 @@ impl Vm {
         rdmsr(hw, VMX_PINB_CTLS_MSR, "rdmsr(VMX_PINB_CTLS_MSR failed")?;
         let mut x = pinb_ctls as u32 | 1 << 1 | 1 << 2 | 1 << 4;
         x |= PINB_EXITIRQ | PINB_EXITNMI;
+        // Not in the seed: the preemption timer, where the CPU has it.
+        x |= PINB_PREEMPT;
         x &= (pinb_ctls >> 32) as u32;
         w(hw, PINB_CTLS, x as u64)?;
+        self.preempt = x & PINB_PREEMPT != 0;
 
         let msr = rdmsr(hw, VMX_PROCB_CTLS_MSR, "rdmsr(VMX_PROCB_CTLS_MSR failed")?;
         let mut x = procb_ctls as u32 | 1 << 1 | 7 << 4 | 1 << 8 | 1 << 13 | 1 << 14 | 1 << 26;
@@ -548,6 +559,9 @@ impl Vm {
             self.onentry &= !FLUSHEPT;
         }
         vmcs::write(hw, PROCB_CTLS, procb as u64)?;
+        if self.preempt {
+            vmcs::write(hw, VMX_PREEMPT_TIMER, PREEMPT_QUANTUM)?;
+        }
         self.got &= !GOTEXIT;
 
         let start = hw.rdtsc();

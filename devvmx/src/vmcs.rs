@@ -17,6 +17,7 @@ pub const VMX_TRUE_PROCB_CTLS_MSR: u32 = 0x48E;
 pub const PINB_CTLS: u32 = 0x4000;
 pub const PINB_EXITIRQ: u32 = 1 << 0;
 pub const PINB_EXITNMI: u32 = 1 << 3;
+pub const PINB_PREEMPT: u32 = 1 << 6;
 
 pub const PROCB_CTLS: u32 = 0x4002;
 pub const PROCB_IRQWIN: u32 = 1 << 2;
@@ -131,6 +132,8 @@ pub const VM_EXINSTRINFO: u32 = 0x440E;
 pub const VM_EXQUALIF: u32 = 0x6400;
 pub const VM_GUESTVA: u32 = 0x640A;
 pub const VM_GUESTPA: u32 = 0x2400;
+
+pub const VMX_PREEMPT_TIMER: u32 = 0x482E;
 
 pub const VM_VPID: u32 = 0x000;
 pub const VM_EPTP: u32 = 0x201A;
