@@ -61,6 +61,12 @@ fn kmain(magic: u32, info: u32) -> ! {
             log::warn!("no 16550 at COM1");
         }
     }
+    if cfg.virtio {
+        for port in drivers::virtio_console::probe() {
+            let name = port.label();
+            server.add(name, Box::new(port));
+        }
+    }
     arch::cpu::enable_interrupts();
     log::info!("ready; owner {}", cfg.owner);
     server.run()

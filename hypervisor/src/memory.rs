@@ -159,7 +159,7 @@ pub fn init(ram: &[Region], reserved: &[Region]) -> Option<Region> {
         total += r.end - r.start;
     }
     // A quarter of RAM, between 4 and 64 MiB: sessions' buffers and tree state.
-    let want = (total / 4).clamp(4 << 20, 64 << 20);
+    let want = ((total / 4) / FRAME * FRAME).clamp(4 << 20, 64 << 20);
     let mut heap = None;
     for &r in ram {
         subtract(clip(r), &holes[..holes.len() - 1], &mut |piece| {
