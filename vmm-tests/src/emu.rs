@@ -1,0 +1,472 @@
+//! Boots the hypervisor ISO under QEMU or Bochs and hands out 9P connections to it.
+//!
+//! Every machine exposes its 9P links as unix sockets in a directory of its own:
+//! `uart.sock` (COM1) always, `virtio0.sock`, `virtio1.sock`, ... under QEMU. QEMU serves
+//! those sockets itself; for Bochs, whose COM1 is a TCP client that connects once at power
+//! on, the harness listens first and relays COM1 to `uart.sock`, so clients may disconnect
+//! and reconnect as with QEMU. The kernel's log (port 0xE9) is captured to `e9.log`; a boot
+//! that does not reach "ready" in time panics with the log's tail. The emulator is killed
+//! when the [`Machine`] is dropped.
+
+use ninep_client::Client;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The line the kernel logs once it serves its links.
+const READY: &str = "INFO  ready; owner ";
+
+#[derive(Clone, Debug)]
+pub struct Opts {
+    /// Kernel command line (GRUB's, after the kernel path).
+    pub cmdline: String,
+    /// Guest RAM in MiB.
+    pub mem_mb: u32,
+    /// virtio-serial ports (QEMU only).
+    pub virtio_ports: usize,
+    /// Bochs's emulated instructions per second: serial speed follows emulated time.
+    pub ips: u64,
+    /// How long boot may take, to the kernel's "ready".
+    pub boot_timeout: Duration,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            cmdline: "owner=eve serve=uart,virtio".into(),
+            mem_mb: 256,
+            virtio_ports: 2,
+            ips: 8_000_000,
+            boot_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Qemu,
+    Bochs,
+}
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// Builds the kernel and an ISO for `cmdline` once per test process (qemu/build-iso), in a
+/// target directory of its own so the nested cargo does not wait on the outer one's lock.
+pub fn iso(cmdline: &str) -> PathBuf {
+    static ISOS: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    let mut isos = ISOS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = isos.get(cmdline) {
+        return p.clone();
+    }
+    let ws = workspace();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| ws.join("target"));
+    let dir = target.join("vmm-iso");
+    std::fs::create_dir_all(&dir).expect("create the ISO directory");
+    let path = dir.join(format!(
+        "hypervisor-{}-{}.iso",
+        std::process::id(),
+        isos.len()
+    ));
+    let out = Command::new(ws.join("qemu/build-iso"))
+        .env("HV_CMDLINE", cmdline)
+        .env("HV_ISO", &path)
+        .env("CARGO_TARGET_DIR", target.join("vmm-kernel"))
+        .current_dir(&ws)
+        .output()
+        .expect("run qemu/build-iso");
+    assert!(
+        out.status.success(),
+        "qemu/build-iso failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    isos.insert(cmdline.to_string(), path.clone());
+    path
+}
+
+/// At most two emulators at once per test process (the machines have two cores; Bochs
+/// boots too slowly when starved).
+struct Slots {
+    used: Mutex<usize>,
+    freed: Condvar,
+}
+
+static SLOTS: Slots = Slots {
+    used: Mutex::new(0),
+    freed: Condvar::new(),
+};
+const MAX_MACHINES: usize = 2;
+
+struct Slot;
+
+impl Slot {
+    fn take() -> Slot {
+        let mut used = SLOTS.used.lock().unwrap_or_else(|e| e.into_inner());
+        while *used >= MAX_MACHINES {
+            used = SLOTS.freed.wait(used).unwrap_or_else(|e| e.into_inner());
+        }
+        *used += 1;
+        Slot
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        *SLOTS.used.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        SLOTS.freed.notify_one();
+    }
+}
+
+pub struct Machine {
+    pub kind: Kind,
+    child: Child,
+    dir: PathBuf,
+    log: PathBuf,
+    virtio_ports: usize,
+    _slot: Slot,
+}
+
+fn run_dir(kind: Kind) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "hv-{}-{}-{}",
+        match kind {
+            Kind::Qemu => "qemu",
+            Kind::Bochs => "bochs",
+        },
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the machine's directory");
+    dir
+}
+
+fn has_nested_vmx() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| {
+        c.lines()
+            .any(|l| l.starts_with("flags") && l.split_whitespace().any(|w| w == "vmx"))
+    }) && std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+}
+
+impl Machine {
+    /// Boots the ISO under QEMU (KVM with nested VT-x where the host has it, else TCG).
+    pub fn qemu(opts: Opts) -> Machine {
+        let iso = iso(&opts.cmdline);
+        let slot = Slot::take();
+        let dir = run_dir(Kind::Qemu);
+        let log = dir.join("e9.log");
+        let (accel, cpu) = if has_nested_vmx() {
+            ("kvm", "host,+vmx")
+        } else {
+            ("tcg", "max")
+        };
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(["-accel", accel, "-cpu", cpu, "-m"])
+            .arg(opts.mem_mb.to_string())
+            .args(["-display", "none", "-no-reboot", "-monitor", "none"])
+            .arg("-cdrom")
+            .arg(&iso)
+            .args(["-boot", "d", "-debugcon"])
+            .arg(format!("file:{}", log.display()))
+            .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+            .arg("-chardev")
+            .arg(format!(
+                "socket,id=com1,path={},server=on,wait=off",
+                dir.join("uart.sock").display()
+            ))
+            .args(["-serial", "chardev:com1"]);
+        if opts.virtio_ports > 0 {
+            cmd.args(["-device", "virtio-serial-pci,id=vser"]);
+            for i in 0..opts.virtio_ports {
+                cmd.arg("-chardev")
+                    .arg(format!(
+                        "socket,id=vp{i},path={},server=on,wait=off",
+                        dir.join(format!("virtio{i}.sock")).display()
+                    ))
+                    .arg("-device")
+                    .arg(format!(
+                        "virtserialport,bus=vser.0,chardev=vp{i},name=9p.{i}"
+                    ));
+            }
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("qemu.err")).expect("create qemu.err"))
+            .spawn()
+            .expect("start qemu-system-x86_64 (is QEMU installed?)");
+        let m = Machine {
+            kind: Kind::Qemu,
+            child,
+            dir,
+            log,
+            virtio_ports: opts.virtio_ports,
+            _slot: slot,
+        };
+        m.wait_ready(opts.boot_timeout);
+        m
+    }
+
+    /// Boots the ISO under Bochs (cpu corei7_haswell_4770: VMX with EPT, VPID and
+    /// unrestricted guest), COM1 relayed to `uart.sock`.
+    pub fn bochs(opts: Opts) -> Machine {
+        let iso = iso(&opts.cmdline);
+        let slot = Slot::take();
+        let dir = run_dir(Kind::Bochs);
+        let log = dir.join("e9.log");
+        // Listen before Bochs starts: it connects once, at power-on.
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a port for COM1");
+        let port = listener.local_addr().expect("COM1 port").port();
+        let uart = UnixListener::bind(dir.join("uart.sock")).expect("bind uart.sock");
+        let template = std::fs::read_to_string(workspace().join("qemu/bochsrc.in"))
+            .expect("read qemu/bochsrc.in");
+        let rc = template
+            .replace("@MEGS@", &opts.mem_mb.to_string())
+            .replace("@IPS@", &opts.ips.to_string())
+            .replace("@ISO@", &iso.display().to_string())
+            .replace("@PORT@", &port.to_string())
+            .replace("@LOG@", &dir.join("bochs.log").display().to_string());
+        std::fs::write(dir.join("bochsrc"), rc).expect("write bochsrc");
+        std::fs::write(dir.join("rc"), "c\nquit\n").expect("write the debugger rc");
+        let child = Command::new("bochs")
+            .args(["-q", "-f", "bochsrc", "-rc", "rc"])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).expect("create e9.log"))
+            .stderr(std::fs::File::create(dir.join("bochs.err")).expect("create bochs.err"))
+            .spawn()
+            .expect("start bochs (is Bochs installed?)");
+        let mut m = Machine {
+            kind: Kind::Bochs,
+            child,
+            dir,
+            log,
+            virtio_ports: 0,
+            _slot: slot,
+        };
+        let com1 = m.accept_com1(&listener, opts.boot_timeout);
+        relay(com1, uart);
+        m.wait_ready(opts.boot_timeout);
+        m
+    }
+
+    fn accept_com1(&mut self, listener: &TcpListener, timeout: Duration) -> TcpStream {
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        let start = Instant::now();
+        loop {
+            match listener.accept() {
+                Ok((s, _)) => {
+                    s.set_nonblocking(false).expect("blocking COM1 stream");
+                    s.set_nodelay(true).expect("TCP_NODELAY");
+                    return s;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("accept Bochs's COM1 connection: {e}"),
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!(
+                    "Bochs exited ({st}) before connecting COM1:\n{}",
+                    self.diagnostics()
+                );
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "Bochs did not connect COM1 within {timeout:?}:\n{}",
+                    self.diagnostics()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_ready(&self, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            if self.log().contains(READY) {
+                return;
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "{:?}: the kernel was not ready within {timeout:?}:\n{}",
+                    self.kind,
+                    self.diagnostics()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The kernel's log so far (for Bochs, with Bochs's own messages).
+    pub fn log(&self) -> String {
+        std::fs::read(&self.log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The last lines of the log and of the emulator's error output, for failure messages.
+    pub fn diagnostics(&self) -> String {
+        let tail = |text: String, n: usize| {
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(n)..].join("\n")
+        };
+        let err = ["qemu.err", "bochs.err", "bochs.log"]
+            .iter()
+            .filter_map(|f| std::fs::read(self.dir.join(f)).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .map(|t| tail(t, 15))
+            .collect::<Vec<_>>()
+            .join("\n");
+        format!(
+            "--- log tail ({}) ---\n{}\n--- emulator ---\n{}",
+            self.log.display(),
+            tail(self.log(), 30),
+            err
+        )
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// COM1's unix socket.
+    pub fn uart_path(&self) -> PathBuf {
+        self.dir.join("uart.sock")
+    }
+
+    /// A virtio-serial port's unix socket (QEMU).
+    pub fn virtio_path(&self, port: usize) -> PathBuf {
+        assert!(port < self.virtio_ports, "no virtio port {port}");
+        self.dir.join(format!("virtio{port}.sock"))
+    }
+
+    /// The main link's socket: virtio port 0 under QEMU, COM1 under Bochs.
+    pub fn main_path(&self) -> PathBuf {
+        if self.virtio_ports > 0 {
+            self.virtio_path(0)
+        } else {
+            self.uart_path()
+        }
+    }
+
+    /// A Plan 9 dial string for a socket (`unix!/path`).
+    pub fn dial_string(path: &Path) -> String {
+        format!("unix!{}", path.display())
+    }
+
+    /// A raw connection to a link, for byte-level tests.
+    pub fn raw(&self, path: &Path) -> UnixStream {
+        let s = UnixStream::connect(path)
+            .unwrap_or_else(|e| panic!("connect {}: {e}\n{}", path.display(), self.diagnostics()));
+        s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+        s
+    }
+
+    /// A 9P client attached as `uname` to `aname` over the socket at `path`.
+    pub fn client_on(&self, path: &Path, uname: &str, aname: &str) -> Client {
+        let c = Client::over_msize(self.raw(path), uname, aname, 8192 + 24).unwrap_or_else(|e| {
+            panic!(
+                "9P attach as {uname:?} to {aname:?} on {}: {e}\n{}",
+                path.display(),
+                self.diagnostics()
+            )
+        });
+        c.set_timeout(Some(Duration::from_secs(30)));
+        c
+    }
+
+    /// A 9P client on the main link.
+    pub fn client(&self, uname: &str, aname: &str) -> Client {
+        self.client_on(&self.main_path(), uname, aname)
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Relays Bochs's COM1 stream to clients of `uart`, one at a time. Bytes from the machine
+/// while no client is connected are dropped.
+fn relay(com1: TcpStream, uart: UnixListener) {
+    let client: Arc<Mutex<Option<UnixStream>>> = Arc::new(Mutex::new(None));
+    let mut from = com1.try_clone().expect("clone COM1");
+    let to_client = client.clone();
+    thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if let Some(c) = to_client.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                        let _ = c.write_all(&buf[..n]);
+                    }
+                }
+            }
+        }
+    });
+    let mut to = com1;
+    thread::spawn(move || {
+        for c in uart.incoming() {
+            let Ok(mut c) = c else { return };
+            *client.lock().unwrap_or_else(|e| e.into_inner()) = c.try_clone().ok();
+            let mut buf = [0u8; 4096];
+            loop {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if to.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            *client.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    });
+}
+
+/// Runs a python-9p (py9p) script with `args`; panics with its output unless it succeeds.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run python3");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "python-9p script failed:\n{text}");
+    text
+}
