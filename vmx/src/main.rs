@@ -24,7 +24,7 @@ use vmx::session::{self, Options};
 #[command(
     name = "vmx",
     version,
-    after_help = "Examples:\n  vmx -a tcp!localhost!5640 --demo\n  vmx -a unix!/tmp/hv.sock -M 256M -m initrd.cpio.gz vmlinuz console=ttyS0\n  vmx -a tcp!localhost!5640 --raw 0x1000 guest.bin\n\nThe guest ends the run by writing its exit status to port 0xf4."
+    after_help = "Examples:\n  vmx -a tcp!localhost!5640 --demo\n  vmx -a unix!/tmp/hv.sock -M 256M -m initrd.cpio.gz vmlinuz console=ttyS0\n  vmx -a tcp!localhost!5640 --raw 0x1000 guest.bin\n  vmx -a tcp!localhost!5640 -M 256M --busybox /bin/busybox vmlinuz console=ttyS0\n\nThe guest ends the run by writing its exit status to port 0xf4."
 )]
 struct Args {
     /// Hypervisor 9P address as a Plan 9 dial string: tcp!HOST!PORT or unix!/PATH
@@ -58,6 +58,11 @@ struct Args {
     /// 32-bit protected mode).
     #[arg(long, value_name = "ADDR")]
     raw: Option<String>,
+
+    /// Make the Linux initrd here: a busybox initramfs (this static busybox binary, e.g.
+    /// from Debian's busybox-static) whose /init starts a shell on the console.
+    #[arg(long, value_name = "BUSYBOX")]
+    busybox: Option<PathBuf>,
 
     /// Run the bundled demo guest instead of KERNEL.
     #[arg(long)]
@@ -144,6 +149,14 @@ fn run(a: Args) -> Result<ExitCode, String> {
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
+    let mut modules = modules;
+    if let Some(b) = &a.busybox {
+        let script = "echo; echo 'vmx: busybox initramfs'; exec sh";
+        modules.push(Module {
+            name: "initramfs".into(),
+            data: vmx::cpio::busybox_initramfs(&read(b)?, script),
+        });
+    }
     let boot = BootArgs { cmdline, modules };
     let img = match &a.raw {
         Some(addr) => {
