@@ -10,6 +10,8 @@ pub struct Config {
     pub uart: bool,
     pub virtio: bool,
     pub log: log::LevelFilter,
+    /// `selftest=vmx`: prove VMXON and a guest entry at boot, before serving.
+    pub selftest_vmx: bool,
 }
 
 impl Default for Config {
@@ -19,6 +21,7 @@ impl Default for Config {
             uart: true,
             virtio: true,
             log: log::LevelFilter::Info,
+            selftest_vmx: false,
         }
     }
 }
@@ -35,6 +38,7 @@ pub fn parse(line: &str) -> Config {
                 c.uart = value.split(',').any(|t| t == "uart");
                 c.virtio = value.split(',').any(|t| t == "virtio");
             }
+            "selftest" => c.selftest_vmx = value.split(',').any(|t| t == "vmx"),
             "log" => {
                 if let Ok(l) = value.parse() {
                     c.log = l;

@@ -13,11 +13,11 @@ mod cmdline;
 mod drivers;
 mod logger;
 mod memory;
-mod placeholder;
 mod server;
 mod transport;
 
 use alloc::boxed::Box;
+use alloc::vec::Vec;
 use bootinfo::Region;
 
 pub const VERSION: &str = concat!("hypervisor ", env!("CARGO_PKG_VERSION"));
@@ -52,22 +52,38 @@ fn kmain(magic: u32, info: u32) -> ! {
         memory::total_frames()
     );
 
-    let mut server = server::Server::new(placeholder::Placeholder::new(&cfg.owner, VERSION));
+    // Links are probed with interrupts off (drivers register their IRQ handlers).
+    let mut links: Vec<(&'static str, Box<dyn transport::Link>)> = Vec::new();
     if cfg.uart {
         if arch::uart::present() {
             arch::uart::init();
-            server.add("uart", Box::new(drivers::uart::Uart));
+            links.push(("uart", Box::new(drivers::uart::Uart::default())));
         } else {
             log::warn!("no 16550 at COM1");
         }
     }
     if cfg.virtio {
         for port in drivers::virtio_console::probe() {
-            let name = port.label();
-            server.add(name, Box::new(port));
+            links.push((port.label(), Box::new(port)));
         }
     }
     arch::cpu::enable_interrupts();
+    // Before the namespace: the selftest does its own VMXON and VMXOFF.
+    if cfg.selftest_vmx {
+        arch::vmx::selftest::run();
+    }
+
+    let ns = devvmx::Namespace::new(
+        arch::vmx::KernelHw::new(),
+        devvmx::Config {
+            owner: cfg.owner.clone(),
+            version: VERSION,
+        },
+    );
+    let mut server = server::Server::new(ns);
+    for (name, link) in links {
+        server.add(name, link);
+    }
     log::info!("ready; owner {}", cfg.owner);
     server.run()
 }

@@ -82,7 +82,7 @@ pub fn alloc_frame() -> Option<u64> {
 
 /// Returns a frame from `alloc_frame`. A bad or double free is logged and ignored.
 pub fn free_frame(pa: u64) {
-    let ok = pa % FRAME == 0
+    let ok = pa.is_multiple_of(FRAME)
         && crate::arch::cpu::without_interrupts(|| FRAMES.lock().free((pa / FRAME) as usize));
     if !ok {
         log::error!("free_frame: {pa:#x} is not an allocated frame");
@@ -95,14 +95,6 @@ pub fn free_frames() -> usize {
 
 pub fn total_frames() -> usize {
     crate::arch::cpu::without_interrupts(|| FRAMES.lock().total)
-}
-
-/// Bytes of heap in use and in all.
-pub fn heap_usage() -> (usize, usize) {
-    crate::arch::cpu::without_interrupts(|| {
-        let h = HEAP.lock();
-        (h.used(), h.size())
-    })
 }
 
 /// `r` minus every range in `holes`, as up to `holes.len() + 1` pieces, visited in order.

@@ -19,6 +19,16 @@ pub trait Host: Tree {
     }
 }
 
+/// The #X device on the kernel's VT-x layer.
+impl Host for devvmx::Namespace<crate::arch::vmx::KernelHw> {
+    fn run_guests(&mut self) -> bool {
+        devvmx::Namespace::run_guests(self)
+    }
+    fn set_sessions(&mut self, n: usize) {
+        devvmx::Namespace::set_sessions(self, n)
+    }
+}
+
 struct Port<T: Tree> {
     name: &'static str,
     link: Box<dyn Link>,
@@ -52,10 +62,6 @@ impl<T: Host> Server<T> {
             link,
             session: Session::new(id, Limits::default()),
         });
-    }
-
-    pub fn tree(&mut self) -> &mut T {
-        &mut self.tree
     }
 
     /// One pass over every link; true if anything moved.

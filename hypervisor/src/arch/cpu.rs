@@ -67,8 +67,3 @@ pub fn exit(success: bool) -> ! {
 pub fn cr2() -> u64 {
     x86_64::registers::control::Cr2::read_raw()
 }
-
-pub fn rdtsc() -> u64 {
-    // SAFETY: rdtsc only reads the time-stamp counter.
-    unsafe { core::arch::x86_64::_rdtsc() }
-}

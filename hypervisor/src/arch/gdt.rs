@@ -19,6 +19,7 @@ pub const DOUBLE_FAULT_IST: u16 = 1;
 const IST_SIZE: usize = 32 * 1024;
 
 #[repr(align(16))]
+#[allow(dead_code)] // only the CPU reads it
 struct Stack([u8; IST_SIZE]);
 // Written only by the CPU when it switches to the IST.
 static mut IST_STACK: Stack = Stack([0; IST_SIZE]);
@@ -61,10 +62,12 @@ pub fn init() {
     }
 }
 
+#[allow(dead_code)] // contract for VMX host state (arch/vmx reads the live CPU instead)
 pub fn gdt_base() -> u64 {
     GDT.get().map_or(0, |g| g as *const _ as u64)
 }
 
+#[allow(dead_code)] // contract for VMX host state
 pub fn tss_base() -> u64 {
     TSS.get().map_or(0, |t| t as *const _ as u64)
 }

@@ -47,6 +47,7 @@ pub fn init() {
     unsafe { lidt(&ptr) }
 }
 
+#[allow(dead_code)] // contract for VMX host state
 pub fn idt_base() -> u64 {
     IDT.get().map_or(0, |i| i as *const _ as u64)
 }

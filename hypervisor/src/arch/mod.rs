@@ -12,6 +12,7 @@ pub mod pic;
 pub mod pit;
 pub mod trap;
 pub mod uart;
+pub mod vmx;
 
 /// Descriptor tables, the PIC and the timer. Interrupts stay off until the caller enables
 /// them.

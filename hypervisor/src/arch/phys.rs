@@ -16,7 +16,7 @@ pub fn boot_bytes(pa: u64, len: usize) -> &'static [u8] {
 
 /// Zeroes the 4 KiB frame at `pa`.
 pub fn zero_frame(pa: u64) {
-    assert!(pa % 4096 == 0 && pa + 4096 <= MAPPED);
+    assert!(pa.is_multiple_of(4096) && pa + 4096 <= MAPPED);
     // SAFETY: `pa` is a free RAM frame owned by the allocator, identity-mapped.
     unsafe { core::ptr::write_bytes(pa as *mut u8, 0, 4096) }
 }
@@ -26,11 +26,4 @@ pub fn init_heap(heap: &linked_list_allocator::LockedHeap, start: u64, size: usi
     // SAFETY: [start, start+size) is identity-mapped RAM carved out of the memory map and
     // never handed to the frame allocator; init runs once.
     unsafe { heap.lock().init(start as *mut u8, size) }
-}
-
-/// A frame's bytes, for frames the caller owns (from `memory::alloc_frame`).
-pub fn frame_mut(pa: u64) -> &'static mut [u8; 4096] {
-    assert!(pa % 4096 == 0 && pa + 4096 <= MAPPED);
-    // SAFETY: the frame is identity-mapped RAM owned by the caller.
-    unsafe { &mut *(pa as *mut [u8; 4096]) }
 }

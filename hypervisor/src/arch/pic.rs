@@ -9,7 +9,8 @@ pub const BASE: u8 = 32;
 
 /// Handlers run with interrupts off, before the EOI. A device whose line stays asserted
 /// must quiet it in its handler.
-static HANDLERS: Mutex<[Option<fn()>; 16]> = Mutex::new([None; 16]);
+type Handlers = [Option<fn()>; 16];
+static HANDLERS: Mutex<Handlers> = Mutex::new([None; 16]);
 
 pub fn init() {
     outb(PIC1, 0x11); // ICW1: edge, cascade, ICW4 follows
@@ -20,7 +21,7 @@ pub fn init() {
     outb(PIC2 + 1, 2);
     outb(PIC1 + 1, 1); // ICW4: 8086 mode
     outb(PIC2 + 1, 1);
-    outb(PIC1 + 1, 0xff & !(1 << 2)); // all masked but the cascade
+    outb(PIC1 + 1, !(1 << 2)); // all masked but the cascade
     outb(PIC2 + 1, 0xff);
 }
 

@@ -3,11 +3,24 @@
 use crate::arch::uart;
 use crate::transport::Link;
 
-pub struct Uart;
+#[derive(Default)]
+pub struct Uart {
+    /// Receive-ring overruns already reported.
+    dropped: u64,
+}
 
 impl Link for Uart {
     fn recv(&mut self, buf: &mut [u8]) -> usize {
-        uart::read(buf)
+        let n = uart::read(buf);
+        let dropped = uart::dropped();
+        if dropped != self.dropped {
+            log::warn!(
+                "uart: {} received bytes lost to a full ring",
+                dropped - self.dropped
+            );
+            self.dropped = dropped;
+        }
+        n
     }
 
     fn send(&mut self, data: &[u8]) -> usize {
