@@ -35,6 +35,9 @@ pub struct Opts {
     pub ips: u64,
     /// How long boot may take, to the kernel's "ready".
     pub boot_timeout: Duration,
+    /// QEMU only: load the kernel with `-kernel` (its Multiboot1 header, a.out kludge)
+    /// instead of booting GRUB from the ISO.
+    pub direct: bool,
 }
 
 impl Default for Opts {
@@ -45,6 +48,7 @@ impl Default for Opts {
             virtio_ports: 2,
             ips: 8_000_000,
             boot_timeout: Duration::from_secs(90),
+            direct: false,
         }
     }
 }
@@ -99,6 +103,15 @@ pub fn iso(cmdline: &str) -> PathBuf {
     );
     isos.insert(cmdline.to_string(), path.clone());
     path
+}
+
+/// The kernel ELF that `iso` built.
+pub fn kernel_elf() -> PathBuf {
+    let ws = workspace();
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| ws.join("target"))
+        .join("vmm-kernel/x86_64-unknown-none/release/hypervisor")
 }
 
 /// At most two emulators at once per test process (the machines have two cores; Bochs
@@ -185,10 +198,16 @@ impl Machine {
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-accel", accel, "-cpu", cpu, "-m"])
             .arg(opts.mem_mb.to_string())
-            .args(["-display", "none", "-no-reboot", "-monitor", "none"])
-            .arg("-cdrom")
-            .arg(&iso)
-            .args(["-boot", "d", "-debugcon"])
+            .args(["-display", "none", "-no-reboot", "-monitor", "none"]);
+        if opts.direct {
+            cmd.arg("-kernel")
+                .arg(kernel_elf())
+                .arg("-append")
+                .arg(&opts.cmdline);
+        } else {
+            cmd.arg("-cdrom").arg(&iso).args(["-boot", "d"]);
+        }
+        cmd.arg("-debugcon")
             .arg(format!("file:{}", log.display()))
             .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
             .arg("-chardev")
@@ -386,8 +405,23 @@ impl Machine {
     }
 
     /// A 9P client attached as `uname` to `aname` over the socket at `path`.
+    ///
+    /// A serial line has no connect signal, and an emulator may drop the last bytes a
+    /// previous client sent when it hung up: the kernel can then hold half a message that
+    /// swallows the start of our Tversion. So the link is first synchronised as a serial
+    /// client must: Tversion until an Rversion comes back (the kernel's framer resyncs on
+    /// the garbage that follows a swallowed one). The client then starts its own session.
     pub fn client_on(&self, path: &Path, uname: &str, aname: &str) -> Client {
-        let c = Client::over_msize(self.raw(path), uname, aname, 8192 + 24).unwrap_or_else(|e| {
+        let mut s = self.raw(path);
+        if let Err(e) = sync(&mut s) {
+            panic!(
+                "no Rversion on {}: {e}\n{}",
+                path.display(),
+                self.diagnostics()
+            );
+        }
+        s.set_read_timeout(None).ok();
+        let c = Client::over_msize(s, uname, aname, MSIZE).unwrap_or_else(|e| {
             panic!(
                 "9P attach as {uname:?} to {aname:?} on {}: {e}\n{}",
                 path.display(),
@@ -452,6 +486,53 @@ fn relay(com1: TcpStream, uart: UnixListener) {
             *client.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
     });
+}
+
+/// The msize the harness's clients offer.
+pub const MSIZE: u32 = 8192 + 24;
+
+/// A Tversion message (tag NOTAG).
+pub fn tversion(msize: u32) -> Vec<u8> {
+    let v = b"9P2000";
+    let size = 4 + 1 + 2 + 4 + 2 + v.len();
+    let mut m = Vec::with_capacity(size);
+    m.extend_from_slice(&(size as u32).to_le_bytes());
+    m.push(100);
+    m.extend_from_slice(&0xffffu16.to_le_bytes());
+    m.extend_from_slice(&msize.to_le_bytes());
+    m.extend_from_slice(&(v.len() as u16).to_le_bytes());
+    m.extend_from_slice(v);
+    m
+}
+
+/// Sends Tversion until an Rversion (tag NOTAG) comes back; skips whatever precedes it.
+fn sync(s: &mut UnixStream) -> std::io::Result<()> {
+    let mut last = None;
+    for _ in 0..8 {
+        s.write_all(&tversion(MSIZE))?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))?;
+        let mut h = [0u8; 7];
+        let found = (|| -> std::io::Result<()> {
+            s.read_exact(&mut h)?;
+            // Rversion, tag NOTAG, a size that fits one.
+            while !(h[4] == 101
+                && h[5] == 0xff
+                && h[6] == 0xff
+                && h[0] >= 13
+                && h[1..4] == [0, 0, 0])
+            {
+                h.copy_within(1.., 0);
+                s.read_exact(&mut h[6..])?;
+            }
+            let mut rest = vec![0u8; h[0] as usize - 7];
+            s.read_exact(&mut rest)
+        })();
+        match found {
+            Ok(()) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no Rversion")))
 }
 
 /// Runs a python-9p (py9p) script with `args`; panics with its output unless it succeeds.

@@ -49,3 +49,18 @@ fn python_9p_client() {
     python_9p(&m, &m.uart_path());
     python_9p(&m, &m.virtio_path(0));
 }
+
+#[test]
+fn direct_kernel_boot() {
+    // QEMU -kernel: the Multiboot1 header with a.out-kludge addresses.
+    let m = Machine::qemu(Opts {
+        direct: true,
+        cmdline: "owner=glenda serve=uart".into(),
+        ..Opts::default()
+    });
+    assert!(m.log().contains("multiboot1"), "{}", m.diagnostics());
+    let c = m.client_on(&m.uart_path(), "glenda", "");
+    assert!(field(&status(&c), "memtotal") > 0);
+    // glenda owns this machine: the owner's files are hers.
+    assert_eq!(c.stat("vmx/clone").expect("stat clone").uid, "glenda");
+}
