@@ -2,6 +2,7 @@
 //! puts the kernel's path first) are ignored.
 
 use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -12,6 +13,9 @@ pub struct Config {
     pub log: log::LevelFilter,
     /// `selftest=vmx`: prove VMXON and a guest entry at boot, before serving.
     pub selftest_vmx: bool,
+    /// `echo=LINK,...`: links (by label, e.g. `virtio:9p.1`) that echo bytes back instead
+    /// of serving 9P, to measure the raw transport beside 9P.
+    pub echo: Vec<String>,
 }
 
 impl Default for Config {
@@ -22,6 +26,7 @@ impl Default for Config {
             virtio: true,
             log: log::LevelFilter::Info,
             selftest_vmx: false,
+            echo: Vec::new(),
         }
     }
 }
@@ -39,6 +44,7 @@ pub fn parse(line: &str) -> Config {
                 c.virtio = value.split(',').any(|t| t == "virtio");
             }
             "selftest" => c.selftest_vmx = value.split(',').any(|t| t == "vmx"),
+            "echo" => c.echo = value.split(',').map(|t| t.to_string()).collect(),
             "log" => {
                 if let Ok(l) = value.parse() {
                     c.log = l;

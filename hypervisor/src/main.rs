@@ -82,7 +82,11 @@ fn kmain(magic: u32, info: u32) -> ! {
     );
     let mut server = server::Server::new(ns);
     for (name, link) in links {
-        server.add(name, link);
+        if cfg.echo.iter().any(|e| e == name) {
+            server.add_echo(name, link);
+        } else {
+            server.add(name, link);
+        }
     }
     log::info!("ready; owner {}", cfg.owner);
     server.run()

@@ -35,9 +35,18 @@ struct Port<T: Tree> {
     session: Session<T>,
 }
 
+/// A link that sends back what it receives: the raw transport's rate, for benchmarks.
+struct Echo {
+    name: &'static str,
+    link: Box<dyn Link>,
+    /// Received bytes not yet sent back.
+    pending: Vec<u8>,
+}
+
 pub struct Server<T: Host> {
     tree: T,
     ports: Vec<Port<T>>,
+    echoes: Vec<Echo>,
     buf: Vec<u8>,
     next_id: u32,
 }
@@ -47,6 +56,7 @@ impl<T: Host> Server<T> {
         Server {
             tree,
             ports: Vec::new(),
+            echoes: Vec::new(),
             buf: vec![0; 16 * 1024],
             next_id: 1,
         }
@@ -64,9 +74,35 @@ impl<T: Host> Server<T> {
         });
     }
 
+    /// Echoes a link's bytes back instead of serving 9P on it.
+    pub fn add_echo(&mut self, name: &'static str, link: Box<dyn Link>) {
+        log::info!("echoing bytes on {name}");
+        self.echoes.push(Echo {
+            name,
+            link,
+            pending: Vec::new(),
+        });
+    }
+
     /// One pass over every link; true if anything moved.
     pub fn step(&mut self) -> bool {
         let mut busy = false;
+        for e in &mut self.echoes {
+            if e.link.take_reset() {
+                log::info!("{}: peer reset", e.name);
+                e.pending.clear();
+            }
+            if e.pending.len() < self.buf.len() {
+                let n = e.link.recv(&mut self.buf);
+                e.pending.extend_from_slice(&self.buf[..n]);
+                busy |= n > 0;
+            }
+            if !e.pending.is_empty() {
+                let n = e.link.send(&e.pending);
+                e.pending.drain(..n);
+                busy |= n > 0;
+            }
+        }
         for p in &mut self.ports {
             if p.link.take_reset() {
                 log::info!("{}: peer reset; new session", p.name);

@@ -412,6 +412,11 @@ impl Machine {
     /// client must: Tversion until an Rversion comes back (the kernel's framer resyncs on
     /// the garbage that follows a swallowed one). The client then starts its own session.
     pub fn client_on(&self, path: &Path, uname: &str, aname: &str) -> Client {
+        self.client_msize(path, uname, aname, MSIZE)
+    }
+
+    /// As `client_on`, offering `msize`.
+    pub fn client_msize(&self, path: &Path, uname: &str, aname: &str, msize: u32) -> Client {
         let mut s = self.raw(path);
         if let Err(e) = sync(&mut s) {
             panic!(
@@ -421,7 +426,7 @@ impl Machine {
             );
         }
         s.set_read_timeout(None).ok();
-        let c = Client::over_msize(s, uname, aname, MSIZE).unwrap_or_else(|e| {
+        let c = Client::over_msize(s, uname, aname, msize).unwrap_or_else(|e| {
             panic!(
                 "9P attach as {uname:?} to {aname:?} on {}: {e}\n{}",
                 path.display(),
