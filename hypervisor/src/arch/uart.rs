@@ -85,9 +85,9 @@ pub fn init() {
     outb(COM1 + RBR_THR, 1); // divisor 1: 115200 baud
     outb(COM1 + IER, 0);
     outb(COM1 + LCR, 0x03); // 8N1
-    // FIFO on, both cleared, receive interrupt at 8 bytes (or the FIFO's timeout): QEMU
-    // hands over only as many bytes per poll as the trigger level, and 8 leaves Bochs 8
-    // character times to drain the FIFO before it drops bytes.
+                            // FIFO on, both cleared, receive interrupt at 8 bytes (or the FIFO's timeout): QEMU
+                            // hands over only as many bytes per poll as the trigger level, and 8 leaves Bochs 8
+                            // character times to drain the FIFO before it drops bytes.
     outb(COM1 + IIR_FCR, 0x87);
     outb(COM1 + MCR, 0x0b); // DTR, RTS, OUT2 (routes the IRQ)
     while inb(COM1 + LSR) & LSR_DR != 0 {
