@@ -13,6 +13,8 @@ pub struct Config {
     pub log: log::LevelFilter,
     /// `selftest=vmx`: prove VMXON and a guest entry at boot, before serving.
     pub selftest_vmx: bool,
+    /// `selftest=fault`: take a page fault at boot (the exception path's test).
+    pub selftest_fault: bool,
     /// `echo=LINK,...`: links (by label, e.g. `virtio:9p.1`) that echo bytes back instead
     /// of serving 9P, to measure the raw transport beside 9P.
     pub echo: Vec<String>,
@@ -26,6 +28,7 @@ impl Default for Config {
             virtio: true,
             log: log::LevelFilter::Info,
             selftest_vmx: false,
+            selftest_fault: false,
             echo: Vec::new(),
         }
     }
@@ -43,7 +46,10 @@ pub fn parse(line: &str) -> Config {
                 c.uart = value.split(',').any(|t| t == "uart");
                 c.virtio = value.split(',').any(|t| t == "virtio");
             }
-            "selftest" => c.selftest_vmx = value.split(',').any(|t| t == "vmx"),
+            "selftest" => {
+                c.selftest_vmx = value.split(',').any(|t| t == "vmx");
+                c.selftest_fault = value.split(',').any(|t| t == "fault");
+            }
             "echo" => c.echo = value.split(',').map(|t| t.to_string()).collect(),
             "log" => {
                 if let Ok(l) = value.parse() {

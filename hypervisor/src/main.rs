@@ -69,6 +69,9 @@ fn kmain(magic: u32, info: u32) -> ! {
     }
     arch::cpu::enable_interrupts();
     // Before the namespace: the selftest does its own VMXON and VMXOFF.
+    if cfg.selftest_fault {
+        arch::cpu::fault();
+    }
     if cfg.selftest_vmx {
         arch::vmx::selftest::run();
     }

@@ -35,6 +35,8 @@ pub struct Opts {
     pub ips: u64,
     /// How long boot may take, to the kernel's "ready".
     pub boot_timeout: Duration,
+    /// The log line that means the boot is done (default: the kernel's "ready").
+    pub until: &'static str,
     /// QEMU only: load the kernel with `-kernel` (its Multiboot1 header, a.out kludge)
     /// instead of booting GRUB from the ISO.
     pub direct: bool,
@@ -49,6 +51,7 @@ impl Default for Opts {
             ips: 8_000_000,
             boot_timeout: Duration::from_secs(90),
             direct: false,
+            until: READY,
         }
     }
 }
@@ -244,7 +247,7 @@ impl Machine {
             virtio_ports: opts.virtio_ports,
             _slot: slot,
         };
-        m.wait_ready(opts.boot_timeout);
+        m.wait_log(opts.until, opts.boot_timeout);
         m
     }
 
@@ -287,7 +290,7 @@ impl Machine {
         };
         let com1 = m.accept_com1(&listener, opts.boot_timeout);
         relay(com1, uart);
-        m.wait_ready(opts.boot_timeout);
+        m.wait_log(opts.until, opts.boot_timeout);
         m
     }
 
@@ -322,15 +325,34 @@ impl Machine {
         }
     }
 
-    fn wait_ready(&self, timeout: Duration) {
+    /// Waits for `what` in the kernel's log; panics with the log's tail after `timeout`.
+    pub fn wait_log(&self, what: &str, timeout: Duration) {
         let start = Instant::now();
         loop {
-            if self.log().contains(READY) {
+            if self.log().contains(what) {
                 return;
             }
             if start.elapsed() > timeout {
                 panic!(
-                    "{:?}: the kernel was not ready within {timeout:?}:\n{}",
+                    "{:?}: no {what:?} in the kernel's log within {timeout:?}:\n{}",
+                    self.kind,
+                    self.diagnostics()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the emulator to exit by itself; its exit code (None if killed by a signal).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().expect("wait for the emulator") {
+                return st.code();
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "{:?} still runs after {timeout:?}:\n{}",
                     self.kind,
                     self.diagnostics()
                 );

@@ -4,6 +4,7 @@
 mod boot_checks;
 
 use boot_checks::*;
+use std::time::Duration;
 use vmm_tests::emu::{Machine, Opts};
 
 fn bochs() -> Machine {
@@ -28,4 +29,18 @@ fn garbage_then_tversion() {
 fn python_9p_client() {
     let m = bochs();
     python_9p(&m, &m.uart_path());
+}
+
+#[test]
+fn kernel_exception_stops_the_machine() {
+    let mut m = Machine::bochs(Opts {
+        cmdline: "owner=eve serve=uart selftest=fault".into(),
+        until: "kernel exception",
+        ..Opts::default()
+    });
+    // The kernel writes "Shutdown" to port 0x8900: Bochs ends (its status says nothing).
+    m.wait_exit(Duration::from_secs(30));
+    let log = m.log();
+    assert!(log.contains("#PF page fault"), "{log}");
+    assert!(log.contains("cr2 0x100000000000"), "{log}");
 }

@@ -4,6 +4,7 @@
 mod boot_checks;
 
 use boot_checks::*;
+use std::time::Duration;
 use vmm_tests::emu::{Machine, Opts};
 
 fn qemu() -> Machine {
@@ -63,4 +64,24 @@ fn direct_kernel_boot() {
     assert!(field(&status(&c), "memtotal") > 0);
     // glenda owns this machine: the owner's files are hers.
     assert_eq!(c.stat("vmx/clone").expect("stat clone").uid, "glenda");
+}
+
+#[test]
+fn kernel_exception_stops_the_machine() {
+    let mut m = Machine::qemu(Opts {
+        cmdline: "owner=eve serve=uart selftest=fault".into(),
+        until: "kernel exception",
+        ..Opts::default()
+    });
+    // isa-debug-exit: status (1 << 1) | 1 for the kernel's failure code 1.
+    assert_eq!(
+        m.wait_exit(Duration::from_secs(30)),
+        Some(3),
+        "{}",
+        m.diagnostics()
+    );
+    let log = m.log();
+    assert!(log.contains("#PF page fault"), "{log}");
+    assert!(log.contains("cr2 0x100000000000"), "{log}");
+    assert!(!log.contains("ready;"), "{log}");
 }

@@ -64,6 +64,14 @@ pub fn exit(success: bool) -> ! {
     }
 }
 
+/// Reads an unmapped address: the page fault must be reported and stop the machine
+/// (`selftest=fault`, for the tests of the exception path).
+pub fn fault() {
+    // SAFETY: the identity map covers only the low 4 GiB, so this read takes a #PF, which
+    // the trap handler turns into a diagnostic and a stopped machine; it never returns.
+    unsafe { core::ptr::read_volatile(0x0000_1000_0000_0000 as *const u64) };
+}
+
 pub fn cr2() -> u64 {
     x86_64::registers::control::Cr2::read_raw()
 }
