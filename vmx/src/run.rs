@@ -95,6 +95,8 @@ pub struct Runner<'a, V: Vmfs> {
     pub debug: bool,
     warned: HashSet<String>,
     mark: u64,
+    /// When the guest last accepted an interrupt (a `*ack`), for the hold after its EOI.
+    acked_at: Option<u64>,
 }
 
 impl<'a, V: Vmfs> Runner<'a, V> {
@@ -120,6 +122,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             debug: false,
             warned: HashSet::new(),
             mark,
+            acked_at: None,
         }
     }
 
@@ -244,11 +247,14 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                     wait_read = 1;
                     let e = Exit::parse(&line)?;
                     reason = e.name.clone();
+                    let (now, wall) = (self.clock)();
+                    self.machine.advance(now, wall);
                     if let Some(o) = self.handle(&e)? {
                         self.flush_output();
                         self.account(&reason, count, wait_read);
                         return Ok(o);
                     }
+                    self.pace(&e);
                 }
                 Ok(Event::Input(b)) => {
                     reason = "(input)".into();
@@ -260,6 +266,24 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                 Ok(Event::WaitFailed(e)) => return Err(format!("reading wait: {e}")),
                 Err(RecvTimeoutError::Timeout) => reason = "(timer)".into(),
                 Err(RecvTimeoutError::Disconnected) => return Err("the wait reader ended".into()),
+            }
+        }
+    }
+
+    /// Keeps interrupts from starving the code they interrupt: once the guest ends an
+    /// interrupt, the next one waits as long again as that one took from acceptance to
+    /// its end, unless the guest goes idle (hlt) first.
+    fn pace(&mut self, e: &Exit) {
+        let now = self.machine.now;
+        if e.name == "*ack" {
+            self.acked_at = Some(now);
+        } else if e.name == ".hlt" {
+            self.machine.release();
+        }
+        if self.machine.pic.take_eoi() {
+            if let Some(a) = self.acked_at.take() {
+                self.machine
+                    .hold(now + now.saturating_sub(a).max(1_000_000));
             }
         }
     }

@@ -106,6 +106,8 @@ pub struct Machine {
     pub unknown: BTreeMap<u16, u64>,
     /// The vector #X was last told to post with `irq N` (None: it has none pending).
     posted: Option<u8>,
+    /// No new interrupt is posted before this time (see [`Machine::hold`]).
+    hold: u64,
 }
 
 impl Machine {
@@ -123,6 +125,7 @@ impl Machine {
             debugcon: Vec::new(),
             unknown: BTreeMap::new(),
             posted: None,
+            hold: 0,
         }
     }
 
@@ -184,9 +187,27 @@ impl Machine {
         }
     }
 
-    /// When [`Machine::advance`] next has something to do.
+    /// When [`Machine::advance`] or [`Machine::irq_command`] next has something to do.
     pub fn deadline(&self) -> Option<u64> {
-        self.pit.deadline()
+        let held = (self.now < self.hold && self.posted.is_none() && self.pic.pending().is_some())
+            .then_some(self.hold);
+        match (self.pit.deadline(), held) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Posts no new interrupt before `until` (ns). Over a slow link an interrupt handler
+    /// takes longer than a timer period: posting the next tick as soon as the handler
+    /// ends its interrupt would inject it at the handler's iret, again and again, and the
+    /// interrupted code would never run. Withdrawing a posted interrupt is never held.
+    pub fn hold(&mut self, until: u64) {
+        self.hold = until;
+    }
+
+    /// Lifts a hold (the guest is idle: nothing to protect).
+    pub fn release(&mut self) {
+        self.hold = 0;
     }
 
     /// Terminal input for COM1.
@@ -207,7 +228,8 @@ impl Machine {
     /// PIC no longer asserts, None when they agree.
     pub fn irq_command(&mut self) -> Option<String> {
         let want = self.pic.pending();
-        if want == self.posted {
+        if want == self.posted || (want.is_some() && self.posted.is_none() && self.now < self.hold)
+        {
             return None;
         }
         self.posted = want;
@@ -304,11 +326,34 @@ mod tests {
         assert!(m.irq_posted());
         m.irq_ack(32);
         assert!(!m.irq_posted());
-        assert_eq!(m.irq_command(), None); // in service: nothing more
-                                           // The next tick waits for the EOI.
+        // In service: nothing more; the next tick waits for the EOI.
+        assert_eq!(m.irq_command(), None);
         m.advance(m.deadline().unwrap(), 0);
         assert_eq!(m.irq_command(), None);
         m.io_out(0x20, 1, 0x20);
+        assert_eq!(m.irq_command().as_deref(), Some("irq 32"));
+    }
+
+    #[test]
+    fn hold_delays_new_interrupts_only() {
+        let mut m = machine();
+        init_pic(&mut m);
+        m.io_out(0x43, 1, 0x30); // one-shot: no later PIT deadline
+        m.io_out(0x40, 1, 0x9c);
+        m.io_out(0x40, 1, 0x2e);
+        m.hold(25_000_000);
+        let d = m.pit.deadline().unwrap();
+        m.advance(d, 0);
+        assert_eq!(m.irq_command(), None); // held
+        assert_eq!(m.deadline(), Some(25_000_000)); // the loop wakes to post it
+        m.advance(25_000_000, 0);
+        assert_eq!(m.irq_command().as_deref(), Some("irq 32"));
+        // A withdrawal goes through a hold.
+        m.hold(u64::MAX);
+        m.io_out(0x21, 1, 0xff);
+        assert_eq!(m.irq_command().as_deref(), Some("irq"));
+        m.release();
+        m.io_out(0x21, 1, 0xfe);
         assert_eq!(m.irq_command().as_deref(), Some("irq 32"));
     }
 

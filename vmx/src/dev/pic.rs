@@ -174,6 +174,8 @@ impl Chip {
 #[derive(Clone, Debug)]
 pub struct Pic {
     chips: [Chip; 2],
+    /// The guest wrote an end-of-interrupt command since [`Pic::take_eoi`].
+    eoi: bool,
 }
 
 impl Default for Pic {
@@ -186,6 +188,7 @@ impl Pic {
     pub fn new() -> Pic {
         Pic {
             chips: [Chip::new(), Chip::new()],
+            eoi: false,
         }
     }
 
@@ -259,7 +262,15 @@ impl Pic {
         }
     }
 
+    /// Whether the guest ended an interrupt (OCW2 EOI) since the last call.
+    pub fn take_eoi(&mut self) -> bool {
+        std::mem::take(&mut self.eoi)
+    }
+
     pub fn write(&mut self, port: u16, v: u8) {
+        if port & 1 == 0 && port != 0x4d0 && v & 0x18 == 0 && v & 0x20 != 0 {
+            self.eoi = true;
+        }
         match port {
             // IRQs 0, 1, 2, 8 and 13 are always edge-triggered on a PC.
             0x4d0 => self.chips[0].elcr = v & 0xf8,
@@ -319,7 +330,10 @@ mod tests {
         assert_eq!(p.pending(), None);
         p.write(0x20, 0x0b); // OCW3: read ISR
         assert_eq!(p.read(0x20), 1);
+        assert!(!p.take_eoi());
         p.write(0x20, 0x20); // non-specific EOI
+        assert!(p.take_eoi());
+        assert!(!p.take_eoi());
         assert_eq!(p.pending(), Some(0x20));
     }
 

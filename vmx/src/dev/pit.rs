@@ -299,8 +299,8 @@ mod tests {
         let mut p = Pit::new();
         p.write(0x43, 0x34, 0);
         p.write(0x40, 0x00, 0);
-        p.write(0x40, 0x10, 0); // 4096
-                                // 1 ms = 1193 ticks: count 4096 - 1193 = 2903.
+        // Count 4096; 1 ms later 1193 ticks have gone: 4096 - 1193 = 2903.
+        p.write(0x40, 0x10, 0);
         p.write(0x43, 0x00, MS); // latch ch0
         let lo = p.read(0x40, 2 * MS);
         let hi = p.read(0x40, 3 * MS);
