@@ -13,7 +13,7 @@ use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::RefCell;
-use core::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use core::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 
 use crate::arch::pci::{Bdf, DmaFrame, FRAME_SIZE};
 use crate::drivers::virtio::{self, Queue, Transport};
@@ -42,6 +42,8 @@ const TX_BUFFERS: u16 = 8;
 /// Control receive buffers: slots of one frame. A PORT_NAME longer than a slot is cut.
 const CTRL_SLOT: usize = 128;
 const CTRL_SLOTS: u16 = (FRAME_SIZE / CTRL_SLOT) as u16;
+/// Bound on data-then-control rounds in one poll.
+const ROUNDS: usize = 8;
 /// Bound on polls while waiting for the device to announce its ports.
 const SETTLE_POLLS: u32 = 5_000_000;
 
@@ -96,7 +98,31 @@ struct PortState {
     open: bool,
     /// The host side opened or closed since the last `take_reset`.
     reset: bool,
+    /// Open (true) and close (false) events seen in the current poll round.
+    events: Vec<bool>,
+    /// False after a close and an open arrived together: the old connection's last bytes
+    /// and the new one's first may share the ring, so input is skipped up to the new
+    /// client's Tversion (every 9P client starts with one).
+    synced: bool,
+    /// Bytes taken off the ring while looking for that Tversion.
+    stage: Vec<u8>,
     name: String,
+}
+
+/// Minimum Tversion: size[4] type[1] tag[2] msize[4] version[s] with an empty string.
+const TVERSION_MIN: u32 = 13;
+const TVERSION: u8 = 100;
+const NOTAG: u16 = 0xFFFF;
+const HEADER: usize = 7;
+
+/// Offset of the first plausible Tversion header (size in range, type 100, tag NOTAG).
+fn find_tversion(b: &[u8]) -> Option<usize> {
+    b.windows(HEADER).position(|h| {
+        let size = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+        (TVERSION_MIN..=TVERSION_MIN + 0xFFFF).contains(&size)
+            && h[4] == TVERSION
+            && u16::from_le_bytes([h[5], h[6]]) == NOTAG
+    })
 }
 
 impl PortState {
@@ -111,6 +137,9 @@ impl PortState {
             added: false,
             open: false,
             reset: false,
+            events: Vec::new(),
+            synced: true,
+            stage: Vec::new(),
             name: String::new(),
         }
     }
@@ -148,8 +177,55 @@ impl PortState {
 
     /// Returns every received buffer to the device unread.
     fn discard(&mut self, transport: &Transport) {
+        self.stage.clear();
+        self.discard_front(self.ready.len(), transport);
+    }
+
+    /// Returns the `count` oldest received buffers to the device unread.
+    fn discard_front(&mut self, count: usize, transport: &Transport) {
         let mut any = false;
-        while let Some((b, _, _)) = self.ready.pop_front() {
+        for _ in 0..count {
+            let Some((b, _, _)) = self.ready.pop_front() else {
+                break;
+            };
+            self.repost(b);
+            any = true;
+        }
+        if any {
+            transport.notify(&self.rx);
+        }
+    }
+
+    /// Decides whose connection the data reaped this round (`ready[mark..]`) belongs to,
+    /// from the open and close events the control ring showed right after the reap.
+    fn classify(&mut self, mark: usize, transport: &Transport) {
+        let events = core::mem::take(&mut self.events);
+        if !self.open {
+            // Closed: nothing here is for a live connection (a new one's PORT_OPEN would
+            // have been visible, since the device sends it before the connection's data).
+            self.discard(transport);
+            self.synced = true;
+            return;
+        }
+        let Some(&first) = events.first() else {
+            return;
+        };
+        // Opened this round: what was reaped before belongs to the previous connection.
+        self.discard_front(mark, transport);
+        self.stage.clear();
+        // Only an open from closed makes this round's data all new.
+        self.synced = first && events.len() == 1;
+    }
+
+    /// Moves every received byte onto the stage.
+    fn stage_all(&mut self, transport: &Transport) {
+        let mut any = false;
+        while let Some((b, len, pos)) = self.ready.pop_front() {
+            if let Some(buf) = self.rx_bufs.get(usize::from(b)) {
+                let at = self.stage.len();
+                self.stage.resize(at + len.saturating_sub(pos), 0);
+                buf.read_bytes(pos, &mut self.stage[at..]);
+            }
             self.repost(b);
             any = true;
         }
@@ -164,14 +240,14 @@ impl PortState {
         }
     }
 
-    /// Moves used buffers off both rings.
+    /// Moves used buffers off both rings; `classify` then decides what received data is for.
     fn reap(&mut self, transport: &Transport) {
         while let Some((b, _)) = self.tx.pop_used() {
             self.tx_free.push(b);
         }
         let mut reposted = false;
         while let Some((b, len)) = self.rx.pop_used() {
-            if self.open && len > 0 {
+            if len > 0 {
                 self.ready.push_back((b, (len as usize).min(FRAME_SIZE), 0));
             } else {
                 self.repost(b);
@@ -187,7 +263,24 @@ impl PortState {
         if self.reset || !self.open {
             return 0;
         }
-        let mut n = 0;
+        if !self.synced {
+            self.stage_all(transport);
+            match find_tversion(&self.stage) {
+                Some(i) => {
+                    self.stage.drain(..i);
+                    self.synced = true;
+                }
+                None => {
+                    // Keep a tail that may be the start of a header cut by the buffer end.
+                    let drop = self.stage.len().saturating_sub(HEADER - 1);
+                    self.stage.drain(..drop);
+                    return 0;
+                }
+            }
+        }
+        let mut n = self.stage.len().min(out.len());
+        out[..n].copy_from_slice(&self.stage[..n]);
+        self.stage.drain(..n);
         let mut reposted = false;
         while n < out.len() {
             let Some(&mut (b, len, ref mut pos)) = self.ready.front_mut() else {
@@ -252,6 +345,8 @@ struct ControlQueues {
 /// One virtio-console device.
 pub struct Console {
     transport: Transport,
+    /// `IRQ_COUNT` when this device's ISR was last read.
+    irqs_seen: u32,
     control: Option<ControlQueues>,
     ports: Vec<PortState>,
 }
@@ -320,6 +415,7 @@ impl Console {
         transport.driver_ok();
         let mut console = Console {
             transport,
+            irqs_seen: 0,
             control,
             ports,
         };
@@ -378,35 +474,49 @@ impl Console {
     /// Drains every used ring and advances the control exchange. Reading the ISR first
     /// also deasserts the device's INTx line.
     pub fn poll(&mut self) {
-        self.transport.ack_interrupt();
-        // The line is quiet now (ISR read): let the next event interrupt again.
-        if MASKED.swap(false, Ordering::AcqRel) {
+        // After an interrupt: read the ISR (lowering INTx), then unmask the line. Otherwise
+        // skip both, as the rings are plain memory and register reads are costly VM exits
+        // under KVM.
+        let irqs = IRQ_COUNT.load(Ordering::Acquire);
+        if irqs != self.irqs_seen {
+            self.irqs_seen = irqs;
+            self.transport.ack_interrupt();
             for irq in (0..16u8).filter(|i| IRQS.load(Ordering::Acquire) & (1 << i) != 0) {
                 crate::arch::pic::unmask(irq);
             }
         }
-        let mut messages: Vec<(Control, String)> = Vec::new();
-        if let Some(c) = &mut self.control {
-            let mut reposted = false;
-            while let Some((slot, len)) = c.rx.pop_used() {
-                let mut b = [0u8; CTRL_SLOT];
-                let len = (len as usize).min(CTRL_SLOT);
-                c.rx_buf
-                    .read_bytes(usize::from(slot) * CTRL_SLOT, &mut b[..len]);
-                if let Some((msg, rest)) = Control::decode(&b[..len]) {
-                    let name = rest.split(|&x| x == 0).next().unwrap_or(&[]);
-                    messages.push((msg, String::from_utf8_lossy(name).into()));
-                }
-                let pa = c.rx_buf.pa() + (usize::from(slot) * CTRL_SLOT) as u64;
-                c.rx.post(pa, CTRL_SLOT as u32, true, slot);
-                reposted = true;
+        // Rounds of: data rings, then the control ring. The device sends a connection's
+        // PORT_OPEN before its data and its data before its close, so data reaped before a
+        // control read is explained by the events that read shows. Rounds repeat while
+        // events come, so a closed connection's last bytes are dropped in the same poll.
+        for _ in 0..ROUNDS {
+            let Console {
+                transport, ports, ..
+            } = self;
+            let marks: Vec<usize> = ports
+                .iter_mut()
+                .map(|p| {
+                    let mark = p.ready.len();
+                    if p.added {
+                        p.reap(transport);
+                    }
+                    mark
+                })
+                .collect();
+            let messages = self.read_control();
+            let quiet = messages.is_empty();
+            for (msg, name) in messages {
+                self.handle(msg, name);
             }
-            if reposted {
-                self.transport.notify(&c.rx);
+            let Console {
+                transport, ports, ..
+            } = self;
+            for (p, mark) in ports.iter_mut().zip(marks) {
+                p.classify(mark, transport);
             }
-        }
-        for (msg, name) in messages {
-            self.handle(msg, name);
+            if quiet {
+                break;
+            }
         }
         if let Some(c) = &mut self.control {
             while c.tx.pop_used().is_some() {
@@ -422,9 +532,32 @@ impl Console {
                 }
             }
         }
-        for port in self.ports.iter_mut().filter(|p| p.added) {
-            port.reap(&self.transport);
+    }
+
+    /// Takes every message off the control receive ring and gives the slots back.
+    fn read_control(&mut self) -> Vec<(Control, String)> {
+        let mut messages = Vec::new();
+        let Some(c) = &mut self.control else {
+            return messages;
+        };
+        let mut reposted = false;
+        while let Some((slot, len)) = c.rx.pop_used() {
+            let mut b = [0u8; CTRL_SLOT];
+            let len = (len as usize).min(CTRL_SLOT);
+            c.rx_buf
+                .read_bytes(usize::from(slot) * CTRL_SLOT, &mut b[..len]);
+            if let Some((msg, rest)) = Control::decode(&b[..len]) {
+                let name = rest.split(|&x| x == 0).next().unwrap_or(&[]);
+                messages.push((msg, String::from_utf8_lossy(name).into()));
+            }
+            let pa = c.rx_buf.pa() + (usize::from(slot) * CTRL_SLOT) as u64;
+            c.rx.post(pa, CTRL_SLOT as u32, true, slot);
+            reposted = true;
         }
+        if reposted {
+            self.transport.notify(&c.rx);
+        }
+        messages
     }
 
     fn send_control(&mut self, msg: Control) {
@@ -479,8 +612,8 @@ impl Console {
                 if port.open {
                     port.open = false;
                     port.reset = true;
+                    port.events.push(false);
                 }
-                port.discard(&self.transport);
             }
             PORT_OPEN => {
                 let open = msg.value != 0;
@@ -493,7 +626,7 @@ impl Console {
                     );
                     port.open = open;
                     port.reset = true;
-                    port.discard(&self.transport);
+                    port.events.push(open);
                 }
             }
             PORT_NAME => port.name = name,
@@ -520,15 +653,16 @@ impl Drop for Console {
     }
 }
 
-/// PIC lines of probed consoles, and whether the handler masked them.
+/// PIC lines of probed consoles.
 static IRQS: AtomicU16 = AtomicU16::new(0);
-static MASKED: AtomicBool = AtomicBool::new(false);
+/// Interrupts taken; each console acknowledges its device once per change.
+static IRQ_COUNT: AtomicU32 = AtomicU32::new(0);
 
 /// The IRQ handler. INTx is level-triggered and only an ISR read (in `poll`, outside the
 /// handler) lowers it, so the handler masks the lines and `poll` unmasks them; the PIC
 /// layer sets the wake flag, so the main loop polls instead of halting.
 fn on_irq() {
-    MASKED.store(true, Ordering::Release);
+    IRQ_COUNT.fetch_add(1, Ordering::AcqRel);
     for irq in (0..16u8).filter(|i| IRQS.load(Ordering::Acquire) & (1 << i) != 0) {
         crate::arch::pic::mask(irq);
     }
