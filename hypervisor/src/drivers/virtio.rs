@@ -226,16 +226,18 @@ impl Transport {
     }
 
     /// A consistent read of device-specific configuration (4.1.4.3.1: retry while the
-    /// generation changes).
+    /// generation changes; bounded, so a device that keeps changing it cannot hang us).
     pub fn config_read32(&self, off: u64) -> u32 {
         let Some(device) = &self.device else { return 0 };
-        loop {
+        let mut value = 0;
+        for _ in 0..64 {
             let before = self.common.read8(CONFIG_GENERATION);
-            let value = device.read32(off);
+            value = device.read32(off);
             if self.common.read8(CONFIG_GENERATION) == before {
-                return value;
+                break;
             }
         }
+        value
     }
 }
 
