@@ -86,10 +86,12 @@ pub fn iso(cmdline: &str) -> PathBuf {
         .unwrap_or_else(|| ws.join("target"));
     let dir = target.join("vmm-iso");
     std::fs::create_dir_all(&dir).expect("create the ISO directory");
+    // One file per command line, rebuilt once per test process (so never a stale kernel).
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(cmdline, &mut h);
     let path = dir.join(format!(
-        "hypervisor-{}-{}.iso",
-        std::process::id(),
-        isos.len()
+        "hypervisor-{:016x}.iso",
+        std::hash::Hasher::finish(&h)
     ));
     let out = Command::new(ws.join("qemu/build-iso"))
         .env("HV_CMDLINE", cmdline)
