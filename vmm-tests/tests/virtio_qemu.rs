@@ -240,3 +240,41 @@ fn bursts_cross_many_buffers_in_order() {
     }
     w.join().unwrap().unwrap();
 }
+
+#[test]
+fn a_client_that_stops_reading_does_not_block_another_port() {
+    let m = boot(2);
+    let mut slow = connect(&m, 0);
+    version(&mut slow);
+    attach(&mut slow, 1).unwrap();
+    // 40000 Tstats (440 KB) whose 2.7 MB of replies nobody reads: the socket fills, QEMU
+    // throttles the port, its transmit ring and the session's output fill, the session
+    // stops taking input, and the writer blocks.
+    const N: u16 = 40000;
+    let mut burst = Vec::new();
+    for tag in 0..N {
+        burst.extend(frame(tag, &Fcall::Tstat { fid: 1 }));
+    }
+    let mut writer = slow.try_clone().unwrap();
+    let w = std::thread::spawn(move || writer.write_all(&burst));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut other = connect(&m, 1);
+    for _ in 0..20 {
+        version(&mut other);
+        attach(&mut other, 7).unwrap();
+        clone_fid(&mut other, 7, 8).unwrap();
+    }
+    assert!(
+        !w.is_finished(),
+        "the stalled port took all its input: no back-pressure?"
+    );
+    drop(other);
+    // The stalled port carries on once its client reads again.
+    for tag in 0..N {
+        let r = read_frame(&mut slow);
+        let (t, f) = Fcall::decode(&r, MSIZE).unwrap();
+        assert_eq!(t, tag);
+        assert!(matches!(f, Fcall::Rstat { .. }), "reply {tag}: {f:?}");
+    }
+    w.join().unwrap().unwrap();
+}
