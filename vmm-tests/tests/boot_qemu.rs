@@ -85,3 +85,35 @@ fn kernel_exception_stops_the_machine() {
     assert!(log.contains("cr2 0x100000000000"), "{log}");
     assert!(!log.contains("ready;"), "{log}");
 }
+
+#[test]
+fn slow_clients_do_not_block_others() {
+    use std::io::Write;
+    let m = qemu();
+    // COM1: half a message, then silence.
+    let mut half = m.raw(&m.uart_path());
+    half.write_all(&vmm_tests::emu::tversion(8192)[..9])
+        .unwrap();
+    // virtio port 1: a client that sends and never reads its replies, until every buffer
+    // on the way back is full.
+    let mut flood = m.raw(&m.virtio_path(1));
+    let writer = std::thread::spawn(move || {
+        let msg = vmm_tests::emu::tversion(8192);
+        for _ in 0..100_000 {
+            if flood.write_all(&msg).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !writer.is_finished(),
+        "the flood was read: nothing backed up"
+    );
+    // virtio port 0 is served all the same.
+    let c = m.client_on(&m.virtio_path(0), OWNER, "");
+    for _ in 0..20 {
+        assert!(field(&status(&c), "memtotal") > 0);
+    }
+    drop(half);
+}
