@@ -2,9 +2,12 @@
 //! device adds (each QEMU `virtserialport` or `virtconsole`) becomes one [`Port`], a
 //! [`Link`] carrying one 9P session. The host side opening or closing a port (a client
 //! connecting to or leaving the port's chardev socket) arrives as a PORT_OPEN control
-//! event and surfaces as `take_reset`.
+//! event and surfaces as `take_reset`. QEMU reports no such events for a `virtconsole`
+//! (or a device without multiport): those ports behave like a UART, where a client's
+//! Tversion is what starts a fresh session.
 //!
-//! Everything is polled: each `Link` call first drains the device's used rings.
+//! Everything is polled: each `Link` call first drains the device's used rings. The
+//! device's INTx only wakes the idle loop.
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -366,11 +369,7 @@ impl Console {
         } else {
             1
         };
-        let result = Console::setup(transport, multiport, max_ports);
-        if let Err(e) = &result {
-            log::warn!("virtio-console {:?}: {}", bdf, e);
-        }
-        result
+        Console::setup(transport, multiport, max_ports)
     }
 
     fn setup(
@@ -725,8 +724,14 @@ impl Link for Port {
 pub fn probe() -> Vec<Port> {
     let mut ports = Vec::new();
     for bdf in virtio::find(VIRTIO_CONSOLE) {
-        let Ok(mut console) = Console::new(bdf) else {
-            continue;
+        let mut console = match Console::new(bdf) {
+            Ok(c) => c,
+            Err(e) => {
+                // A legacy-only device (QEMU disable-modern=on) has no virtio 1.x
+                // capabilities; QEMU's default transitional device has both.
+                log::warn!("virtio-console {bdf:?} not served: {e}");
+                continue;
+            }
         };
         console.settle();
         let irq = console.irq();
