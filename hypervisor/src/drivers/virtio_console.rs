@@ -352,6 +352,9 @@ pub struct Console {
     irqs_seen: u32,
     control: Option<ControlQueues>,
     ports: Vec<PortState>,
+    /// Queues the device knows but no port uses (a pair cut short by memory); kept until
+    /// the device is reset.
+    _spare: Vec<Queue>,
 }
 
 impl Console {
@@ -377,46 +380,23 @@ impl Console {
         multiport: bool,
         max_ports: u32,
     ) -> Result<Console, &'static str> {
-        let control = if multiport {
-            let rx = transport.setup_queue(2, CTRL_SLOTS)?;
-            let tx = transport.setup_queue(3, virtio::MAX_QUEUE)?;
-            let rx_buf = DmaFrame::new().ok_or("virtio-console: out of memory")?;
-            let tx_buf = DmaFrame::new().ok_or("virtio-console: out of memory")?;
-            Some(ControlQueues {
-                rx,
-                rx_buf,
-                tx,
-                tx_buf,
-                in_flight: false,
-                pending: VecDeque::new(),
-            })
-        } else {
-            None
-        };
-        let mut ports = Vec::new();
-        for id in 0..max_ports {
-            let (rxi, txi) = queue_pair(id);
-            if txi >= transport.num_queues() {
-                break;
+        let mut spare = Vec::new();
+        let (control, ports) = match Console::queues(&transport, multiport, max_ports, &mut spare) {
+            Ok(parts) => parts,
+            Err(e) => {
+                // The device knows the rings' addresses: reset it before they are freed.
+                transport.reset();
+                drop(spare);
+                return Err(e);
             }
-            let (Ok(rx), Ok(tx)) = (
-                transport.setup_queue(rxi, RX_BUFFERS),
-                transport.setup_queue(txi, TX_BUFFERS),
-            ) else {
-                break;
-            };
-            ports.push(PortState::new(rx, tx));
-        }
-        if ports.is_empty() {
-            transport.fail();
-            return Err("virtio-console: no port queues");
-        }
+        };
         transport.driver_ok();
         let mut console = Console {
             transport,
             irqs_seen: 0,
             control,
             ports,
+            _spare: spare,
         };
         match &mut console.control {
             Some(c) => {
@@ -443,6 +423,65 @@ impl Console {
         }
         console.poll();
         Ok(console)
+    }
+
+    /// Sets up the control queues and as many port queue pairs as the device and memory
+    /// allow. A queue set up without its partner goes to `spare`, so it outlives the
+    /// device's knowledge of it.
+    fn queues(
+        transport: &Transport,
+        multiport: bool,
+        max_ports: u32,
+        spare: &mut Vec<Queue>,
+    ) -> Result<(Option<ControlQueues>, Vec<PortState>), &'static str> {
+        let control = if multiport {
+            let rx = transport.setup_queue(2, CTRL_SLOTS)?;
+            let tx = match transport.setup_queue(3, virtio::MAX_QUEUE) {
+                Ok(tx) => tx,
+                Err(e) => {
+                    spare.push(rx);
+                    return Err(e);
+                }
+            };
+            let (Some(rx_buf), Some(tx_buf)) = (DmaFrame::new(), DmaFrame::new()) else {
+                spare.extend([rx, tx]);
+                return Err("virtio-console: out of memory");
+            };
+            Some(ControlQueues {
+                rx,
+                rx_buf,
+                tx,
+                tx_buf,
+                in_flight: false,
+                pending: VecDeque::new(),
+            })
+        } else {
+            None
+        };
+        let mut ports = Vec::new();
+        for id in 0..max_ports {
+            let (rxi, txi) = queue_pair(id);
+            if txi >= transport.num_queues() {
+                break;
+            }
+            match (
+                transport.setup_queue(rxi, RX_BUFFERS),
+                transport.setup_queue(txi, TX_BUFFERS),
+            ) {
+                (Ok(rx), Ok(tx)) => ports.push(PortState::new(rx, tx)),
+                (rx, tx) => {
+                    spare.extend(rx.ok().into_iter().chain(tx.ok()));
+                    break;
+                }
+            }
+        }
+        if ports.is_empty() {
+            if let Some(c) = control {
+                spare.extend([c.rx, c.tx]);
+            }
+            return Err("virtio-console: no port queues");
+        }
+        Ok((control, ports))
     }
 
     /// Polls until the device has announced its ports and every control exchange is done.
