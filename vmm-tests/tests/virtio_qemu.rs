@@ -278,3 +278,44 @@ fn a_client_that_stops_reading_does_not_block_another_port() {
     }
     w.join().unwrap().unwrap();
 }
+
+#[test]
+fn a_message_larger_than_the_receive_ring_arrives_whole() {
+    let m = boot(1);
+    let mut s = connect(&m, 0);
+    let big = 64 * 1024 + 24;
+    let (_, r) = rpc(
+        &mut s,
+        NOTAG,
+        &Fcall::Tversion {
+            msize: big,
+            version: "9P2000",
+        },
+    );
+    assert_eq!(
+        reply(&r),
+        Fcall::Rversion {
+            msize: big,
+            version: "9P2000"
+        }
+    );
+    attach(&mut s, 1).unwrap();
+    // A 64 KiB Twrite (16 receive buffers, twice the port's ring) on a fid that is not
+    // open: the session can only answer once the whole frame is in.
+    let data = vec![0x5a; 64 * 1024];
+    let mut buf = vec![0u8; big as usize];
+    let n = Fcall::Twrite {
+        fid: 1,
+        offset: 0,
+        data: &data,
+    }
+    .encode(5, &mut buf)
+    .unwrap();
+    s.write_all(&buf[..n]).unwrap();
+    let r = read_frame(&mut s);
+    let (tag, f) = Fcall::decode(&r, MSIZE).unwrap();
+    assert_eq!(tag, 5);
+    assert!(matches!(f, Fcall::Rerror { .. }), "{f:?}");
+    // Still in step afterwards.
+    clone_fid(&mut s, 1, 2).unwrap();
+}
