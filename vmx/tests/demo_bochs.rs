@@ -103,4 +103,28 @@ fn demo_guest_runs_over_9p_under_bochs() {
     assert_eq!(lines[6], "Goodbye: halting via port 0xf4.");
     // Three timer interrupts were posted and acknowledged.
     assert_eq!(report.stats.by_reason.get("*ack").map(|s| s.0), Some(3));
+
+    // The same through the command line, on a new connection to the same hypervisor.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vmx"))
+        .arg("-a")
+        .arg(Machine::dial_string(&m.uart_path()))
+        .args(["--demo", "--stats", "hello", "again"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run vmx");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    eprintln!("--- vmx --demo ---\n{stdout}{stderr}");
+    assert!(
+        out.status.success(),
+        "vmx failed: {stdout}\n{stderr}\n{}",
+        m.diagnostics()
+    );
+    assert!(stdout.starts_with(vmx::demo::GREETING), "{stdout}");
+    assert!(stdout.contains("command line: \"hello again\""), "{stdout}");
+    assert!(stdout.contains("Goodbye"), "{stdout}");
+    assert!(stderr.contains("vmx: guest done, status 0"), "{stderr}");
+    assert!(stderr.contains("round trips"), "{stderr}");
 }
