@@ -247,13 +247,14 @@ fn a_client_that_stops_reading_does_not_block_another_port() {
     let mut slow = connect(&m, 0);
     version(&mut slow);
     attach(&mut slow, 1).unwrap();
-    // 40000 Tstats (440 KB) whose 2.7 MB of replies nobody reads: the socket fills, QEMU
-    // throttles the port, its transmit ring and the session's output fill, the session
-    // stops taking input, and the writer blocks.
-    const N: u16 = 40000;
+    // 100000 Tstats (1.1 MB) whose 6.8 MB of replies nobody reads: far more than the
+    // sockets, the rings and the session's output hold, so the socket fills, QEMU throttles
+    // the port, the session stops taking input, and the writer blocks.
+    const N: u32 = 100_000;
+    let tag = |i: u32| (i % 0xFFFF) as u16; // never NOTAG
     let mut burst = Vec::new();
-    for tag in 0..N {
-        burst.extend(frame(tag, &Fcall::Tstat { fid: 1 }));
+    for i in 0..N {
+        burst.extend(frame(tag(i), &Fcall::Tstat { fid: 1 }));
     }
     let mut writer = slow.try_clone().unwrap();
     let w = std::thread::spawn(move || writer.write_all(&burst));
@@ -270,11 +271,11 @@ fn a_client_that_stops_reading_does_not_block_another_port() {
     );
     drop(other);
     // The stalled port carries on once its client reads again.
-    for tag in 0..N {
+    for i in 0..N {
         let r = read_frame(&mut slow);
         let (t, f) = Fcall::decode(&r, MSIZE).unwrap();
-        assert_eq!(t, tag);
-        assert!(matches!(f, Fcall::Rstat { .. }), "reply {tag}: {f:?}");
+        assert_eq!(t, tag(i));
+        assert!(matches!(f, Fcall::Rstat { .. }), "reply {i}: {f:?}");
     }
     w.join().unwrap().unwrap();
 }
