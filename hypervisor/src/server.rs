@@ -33,7 +33,14 @@ struct Port<T: Tree> {
     name: &'static str,
     link: Box<dyn Link>,
     session: Session<T>,
+    /// Timer tick of the last byte received.
+    last_rx: u64,
 }
+
+/// A partial message with no byte for this long is a departed client's remains (a serial
+/// line has no hang-up signal, and an emulator may drop a client's last bytes): the
+/// session starts anew, so the next client's Tversion is not swallowed by it.
+const STALE_TICKS: u64 = 2 * crate::arch::pit::HZ as u64;
 
 /// A link that sends back what it receives: the raw transport's rate, for benchmarks.
 struct Echo {
@@ -49,6 +56,7 @@ pub struct Server<T: Host> {
     echoes: Vec<Echo>,
     buf: Vec<u8>,
     next_id: u32,
+    limits: Limits,
 }
 
 impl<T: Host> Server<T> {
@@ -59,6 +67,7 @@ impl<T: Host> Server<T> {
             echoes: Vec::new(),
             buf: vec![0; 16 * 1024],
             next_id: 1,
+            limits: Limits::default(),
         }
     }
 
@@ -70,7 +79,8 @@ impl<T: Host> Server<T> {
         self.ports.push(Port {
             name,
             link,
-            session: Session::new(id, Limits::default()),
+            session: Session::new(id, self.limits),
+            last_rx: crate::arch::pit::ticks(),
         });
     }
 
@@ -103,6 +113,9 @@ impl<T: Host> Server<T> {
                 busy |= n > 0;
             }
         }
+        let now = crate::arch::pit::ticks();
+        // What `input_space` says when the session holds no received bytes.
+        let empty = self.limits.max_msize as usize + protocol::HEADER_LEN;
         for p in &mut self.ports {
             if p.link.take_reset() {
                 log::info!("{}: peer reset; new session", p.name);
@@ -113,10 +126,20 @@ impl<T: Host> Server<T> {
                 let n = p.link.recv(&mut self.buf[..room]);
                 if n > 0 {
                     p.session.input(&self.buf[..n]);
+                    p.last_rx = now;
                     busy = true;
                 }
             }
             p.session.process(&mut self.tree);
+            // Bytes left after process() with no replies waiting to go out: part of a
+            // message. Left alone for STALE_TICKS, its sender is gone.
+            if p.session.input_space() < empty
+                && p.session.output().is_empty()
+                && now.saturating_sub(p.last_rx) > STALE_TICKS
+            {
+                log::warn!("{}: partial message abandoned; new session", p.name);
+                p.session.reset(&mut self.tree);
+            }
         }
         let running = self.tree.run_guests();
         let attached = self

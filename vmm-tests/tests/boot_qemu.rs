@@ -117,3 +117,18 @@ fn slow_clients_do_not_block_others() {
     }
     drop(half);
 }
+
+#[test]
+fn abandoned_partial_message_is_dropped() {
+    use std::io::Write;
+    let m = qemu();
+    // A client sends the start of a 100-byte Twrite and hangs up: nothing on a serial
+    // line says so. Left there, it would swallow the next client's Tversion whole.
+    let mut half = m.raw(&m.uart_path());
+    half.write_all(&[100, 0, 0, 0, 118, 1, 0, 0, 0]).unwrap();
+    drop(half);
+    std::thread::sleep(Duration::from_secs(4));
+    // The next client's first Tversion is answered (python-9p sends exactly one).
+    python_9p(&m, &m.uart_path());
+    assert!(m.log().contains("partial message abandoned"), "{}", m.log());
+}
