@@ -1,0 +1,181 @@
+//! The kernel's boot-time parsers, compiled for the host: the Multiboot information
+//! structures and the command line. Both must be total: any bytes give a value.
+
+extern crate alloc;
+
+/// bootinfo.rs reads loader memory through this; here there is none.
+mod arch {
+    pub mod phys {
+        pub fn boot_bytes(_pa: u64, _len: usize) -> &'static [u8] {
+            &[]
+        }
+    }
+}
+
+#[allow(dead_code)]
+#[path = "../../hypervisor/src/bootinfo.rs"]
+mod bootinfo;
+#[allow(dead_code)]
+#[path = "../../hypervisor/src/cmdline.rs"]
+mod cmdline;
+
+use bootinfo::{parse_mb1, parse_mb2, Region};
+
+fn tag(ty: u32, body: &[u8]) -> Vec<u8> {
+    let mut t = Vec::new();
+    t.extend_from_slice(&ty.to_le_bytes());
+    t.extend_from_slice(&(8 + body.len() as u32).to_le_bytes());
+    t.extend_from_slice(body);
+    while t.len() % 8 != 0 {
+        t.push(0);
+    }
+    t
+}
+
+fn mb2(tags: &[Vec<u8>]) -> Vec<u8> {
+    let mut b = vec![0u8; 8];
+    for t in tags {
+        b.extend_from_slice(t);
+    }
+    b.extend_from_slice(&tag(0, &[]));
+    let n = b.len() as u32;
+    b[..4].copy_from_slice(&n.to_le_bytes());
+    b
+}
+
+fn mmap_entry(base: u64, len: u64, ty: u32) -> Vec<u8> {
+    let mut e = Vec::new();
+    e.extend_from_slice(&base.to_le_bytes());
+    e.extend_from_slice(&len.to_le_bytes());
+    e.extend_from_slice(&ty.to_le_bytes());
+    e.extend_from_slice(&0u32.to_le_bytes());
+    e
+}
+
+#[test]
+fn multiboot2_memory_map_and_command_line() {
+    let mut map = Vec::new();
+    map.extend_from_slice(&24u32.to_le_bytes());
+    map.extend_from_slice(&0u32.to_le_bytes());
+    map.extend(mmap_entry(0, 0x9fc00, 1));
+    map.extend(mmap_entry(0x9fc00, 0x400, 2));
+    map.extend(mmap_entry(0x100000, 0x7ee0000, 1));
+    map.extend(mmap_entry(0xfffc0000, 0x40000, 2));
+    let info = mb2(&[tag(1, b"owner=glenda serve=uart\0"), tag(6, &map)]);
+    let bi = parse_mb2(&info);
+    assert_eq!(bi.cmdline(), "owner=glenda serve=uart");
+    assert_eq!(
+        bi.regions(),
+        &[
+            Region {
+                start: 0,
+                end: 0x9fc00
+            },
+            Region {
+                start: 0x100000,
+                end: 0x7fe0000
+            }
+        ]
+    );
+}
+
+#[test]
+fn multiboot1_memory_map_and_command_line() {
+    // Pointers lead nowhere in this build: only the flags and mem_upper fall-back count.
+    let mut info = vec![0u8; 88];
+    info[0] = 1; // mem_lower/mem_upper valid
+    info[8..12].copy_from_slice(&(127 * 1024u32).to_le_bytes());
+    let bi = parse_mb1(&info, |_, _| &[]);
+    assert_eq!(
+        bi.regions(),
+        &[Region {
+            start: 0x100000,
+            end: 0x100000 + 127 * 1024 * 1024
+        }]
+    );
+    static MAP: [u8; 48] = {
+        let mut m = [0u8; 48];
+        // size 20, base 0x100000, len 0x1000000, type 1; then a reserved entry.
+        m[0] = 20;
+        m[6] = 0x10;
+        m[15] = 0x01;
+        m[20] = 1;
+        m[24] = 20;
+        m[44] = 2;
+        m
+    };
+    static CMD: &[u8] = b"log=debug owner=ken\0junk";
+    let mut info = vec![0u8; 88];
+    info[0] = (1 << 2) | (1 << 6);
+    info[16..20].copy_from_slice(&0x5000u32.to_le_bytes());
+    info[44..48].copy_from_slice(&48u32.to_le_bytes());
+    info[48..52].copy_from_slice(&0x6000u32.to_le_bytes());
+    let bi = parse_mb1(&info, |pa, len| match pa {
+        0x5000 => &CMD[..len.min(CMD.len())],
+        0x6000 => &MAP[..len.min(MAP.len())],
+        _ => &[],
+    });
+    assert_eq!(bi.cmdline(), "log=debug owner=ken");
+    assert_eq!(
+        bi.regions(),
+        &[Region {
+            start: 0x100000,
+            end: 0x1100000
+        }]
+    );
+}
+
+#[test]
+fn parsers_are_total() {
+    // Seeded mutations of a valid structure and plain noise: no panic, bounded output.
+    let base = mb2(&[
+        tag(1, b"owner=eve\0"),
+        tag(6, &{
+            let mut m = vec![24, 0, 0, 0, 0, 0, 0, 0];
+            m.extend(mmap_entry(0x100000, 0x100000, 1));
+            m
+        }),
+    ]);
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..20_000 {
+        let mut b = if i % 2 == 0 {
+            base.clone()
+        } else {
+            (0..(next() % 200) as usize).map(|_| next() as u8).collect()
+        };
+        for _ in 0..(next() % 8) {
+            if !b.is_empty() {
+                let at = (next() as usize) % b.len();
+                b[at] = next() as u8;
+            }
+        }
+        let bi = parse_mb2(&b);
+        assert!(bi.regions().len() <= bootinfo::MAX_REGIONS);
+        let noise: &'static [u8] = Box::leak(b.clone().into_boxed_slice());
+        let bi = parse_mb1(&b, |_, len| &noise[..len.min(noise.len())]);
+        assert!(bi.regions().len() <= bootinfo::MAX_REGIONS);
+        let _ = cmdline::parse(&String::from_utf8_lossy(&b));
+    }
+}
+
+#[test]
+fn command_line() {
+    let c = cmdline::parse("/boot/hypervisor owner=glenda serve=virtio log=debug echo=virtio:9p.1");
+    assert_eq!(c.owner, "glenda");
+    assert!(c.virtio && !c.uart);
+    assert_eq!(c.log, log::LevelFilter::Debug);
+    assert_eq!(c.echo, vec!["virtio:9p.1".to_string()]);
+    assert!(!c.selftest_vmx);
+    let d = cmdline::parse("owner= serve=uart,bogus log=nonsense selftest=vmx,fault");
+    assert_eq!(d.owner, "eve", "an empty owner keeps the default");
+    assert!(d.uart && !d.virtio);
+    assert_eq!(d.log, log::LevelFilter::Info);
+    assert!(d.selftest_vmx && d.selftest_fault);
+    assert_eq!(cmdline::parse(""), cmdline::Config::default());
+}
