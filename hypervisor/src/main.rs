@@ -11,6 +11,7 @@ mod arch;
 mod bootinfo;
 mod cmdline;
 mod drivers;
+mod frames;
 mod logger;
 mod memory;
 mod server;

@@ -1,0 +1,170 @@
+//! The frame allocator's bookkeeping and the boot-time memory plan, free of hardware so the
+//! host can test them: a bitmap over the frames below the identity map's end, and the
+//! arithmetic that carves the heap and the free frames out of the loader's RAM map.
+
+use crate::bootinfo::Region;
+
+pub const FRAME: u64 = 4096;
+/// The identity map's end (arch::phys::MAPPED): only frames below it are managed.
+pub const LIMIT: u64 = 1 << 32;
+const MAX_FRAMES: usize = (LIMIT / FRAME) as usize;
+const WORDS: usize = MAX_FRAMES / 64;
+
+/// One bit per frame: `usable` marks frames the allocator manages, `free` those not handed out.
+pub struct FrameMap {
+    usable: [u64; WORDS],
+    free: [u64; WORDS],
+    pub nfree: usize,
+    pub total: usize,
+    /// Word to start the next search at.
+    hint: usize,
+}
+
+impl FrameMap {
+    pub const fn new() -> Self {
+        FrameMap {
+            usable: [0; WORDS],
+            free: [0; WORDS],
+            nfree: 0,
+            total: 0,
+            hint: 0,
+        }
+    }
+
+    pub fn add(&mut self, frame: usize) {
+        let (w, b) = (frame / 64, 1u64 << (frame % 64));
+        if w < WORDS && self.usable[w] & b == 0 {
+            self.usable[w] |= b;
+            self.free[w] |= b;
+            self.nfree += 1;
+            self.total += 1;
+        }
+    }
+
+    pub fn alloc(&mut self) -> Option<usize> {
+        for i in 0..WORDS {
+            let w = (self.hint + i) % WORDS;
+            if self.free[w] != 0 {
+                let bit = self.free[w].trailing_zeros() as usize;
+                self.free[w] &= !(1 << bit);
+                self.nfree -= 1;
+                self.hint = w;
+                return Some(w * 64 + bit);
+            }
+        }
+        None
+    }
+
+    /// False for a frame not managed here or already free.
+    pub fn free(&mut self, frame: usize) -> bool {
+        let (w, b) = (frame / 64, 1u64 << (frame % 64));
+        if w >= WORDS || self.usable[w] & b == 0 || self.free[w] & b != 0 {
+            return false;
+        }
+        self.free[w] |= b;
+        self.nfree += 1;
+        true
+    }
+}
+
+impl Default for FrameMap {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `r` minus every range in `holes`, as up to `holes.len() + 1` pieces, visited in order.
+pub fn subtract(r: Region, holes: &[Region], f: &mut impl FnMut(Region)) {
+    let mut start = r.start;
+    while start < r.end {
+        // The nearest hole that overlaps [start, end).
+        let next = holes
+            .iter()
+            .filter(|h| h.end > start && h.start < r.end)
+            .min_by_key(|h| h.start);
+        match next {
+            Some(h) if h.start <= start => start = h.end,
+            Some(h) => {
+                f(Region {
+                    start,
+                    end: h.start,
+                });
+                start = h.end;
+            }
+            None => {
+                f(Region { start, end: r.end });
+                break;
+            }
+        }
+    }
+}
+
+pub fn clip(r: Region) -> Region {
+    let start = r.start.div_ceil(FRAME) * FRAME;
+    let end = (r.end.min(LIMIT) / FRAME) * FRAME;
+    Region {
+        start,
+        end: end.max(start),
+    }
+}
+
+/// Where the heap goes and what must never be handed out.
+pub struct Plan {
+    pub heap: Region,
+    holes: [Region; 8],
+    n: usize,
+}
+
+impl Plan {
+    /// The first MiB, the reserved ranges and the heap.
+    pub fn holes(&self) -> &[Region] {
+        &self.holes[..self.n]
+    }
+}
+
+/// Plans memory from the loader's RAM map: the heap (a quarter of RAM, 4-64 MiB, frame
+/// aligned) in the first usable piece that holds it, outside the first MiB and the
+/// `reserved` ranges (at most 6: the kernel image, the loader's structures).
+pub fn plan(ram: &[Region], reserved: &[Region]) -> Option<Plan> {
+    let mut holes = [Region::default(); 8];
+    holes[0] = Region {
+        start: 0,
+        end: 1 << 20,
+    };
+    let n = reserved.len().min(6);
+    holes[1..1 + n].copy_from_slice(&reserved[..n]);
+    let total: u64 = ram.iter().map(|&r| clip(r)).map(|r| r.end - r.start).sum();
+    let want = ((total / 4) / FRAME * FRAME).clamp(4 << 20, 64 << 20);
+    let mut heap = None;
+    for &r in ram {
+        subtract(clip(r), &holes[..n + 1], &mut |piece| {
+            let start = piece.start.div_ceil(FRAME) * FRAME;
+            if heap.is_none() && piece.end.saturating_sub(start) >= want {
+                heap = Some(Region {
+                    start,
+                    end: start + want,
+                });
+            }
+        });
+    }
+    let heap = heap?;
+    holes[n + 1] = heap;
+    Some(Plan {
+        heap,
+        holes,
+        n: n + 2,
+    })
+}
+
+/// Calls `f` with every whole frame of `ram` outside `holes`.
+pub fn free_frames(ram: &[Region], holes: &[Region], mut f: impl FnMut(u64)) {
+    for &r in ram {
+        subtract(clip(r), holes, &mut |piece| {
+            let mut pa = piece.start.div_ceil(FRAME) * FRAME;
+            while pa + FRAME <= piece.end {
+                f(pa);
+                pa += FRAME;
+            }
+        });
+    }
+}

@@ -1,0 +1,110 @@
+//! The kernel's memory plan and frame bitmap, compiled for the host: the heap and the free
+//! frames lie in RAM, outside the first MiB, the kernel and the loader's structures, and
+//! never overlap; frames go out once and come back once.
+
+mod arch {
+    pub mod phys {
+        pub fn boot_bytes(_pa: u64, _len: usize) -> &'static [u8] {
+            &[]
+        }
+    }
+}
+
+#[allow(dead_code)]
+#[path = "../../hypervisor/src/bootinfo.rs"]
+mod bootinfo;
+#[allow(dead_code)]
+#[path = "../../hypervisor/src/frames.rs"]
+mod frames;
+
+use bootinfo::Region;
+use frames::{FrameMap, FRAME};
+
+fn r(start: u64, end: u64) -> Region {
+    Region { start, end }
+}
+
+fn overlaps(a: Region, b: Region) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
+/// QEMU's map for 512 MiB, and one above 4 GiB.
+fn ram() -> Vec<Region> {
+    vec![
+        r(0, 0x9fc00),
+        r(0x100000, 0x1ffe0000),
+        r(0x1_0000_0000, 0x1_4000_0000),
+    ]
+}
+
+#[test]
+fn plan_keeps_out_of_reserved_ranges() {
+    let kernel = r(0x100000, 0x22a000);
+    let info = r(0x22a100, 0x22a9c8);
+    let ram = ram();
+    let plan = frames::plan(&ram, &[kernel, info]).expect("a plan");
+    let heap = plan.heap;
+    assert_eq!(heap.start % FRAME, 0);
+    assert_eq!(
+        heap.end - heap.start,
+        64 << 20,
+        "a quarter of RAM, at most 64 MiB"
+    );
+    assert!(ram
+        .iter()
+        .any(|&m| heap.start >= m.start && heap.end <= m.end));
+    for hole in [r(0, 1 << 20), kernel, info] {
+        assert!(!overlaps(heap, hole), "heap {heap:?} overlaps {hole:?}");
+    }
+    let mut n = 0u64;
+    let mut last = 0;
+    frames::free_frames(&ram, plan.holes(), |pa| {
+        let f = r(pa, pa + FRAME);
+        assert_eq!(pa % FRAME, 0);
+        assert!(pa >= last, "in order, once each");
+        last = pa + FRAME;
+        assert!(
+            pa + FRAME <= frames::LIMIT,
+            "above the identity map: {pa:#x}"
+        );
+        assert!(ram.iter().any(|&m| pa >= m.start && pa + FRAME <= m.end));
+        for hole in [r(0, 1 << 20), kernel, info, heap] {
+            assert!(!overlaps(f, hole), "frame {pa:#x} in {hole:?}");
+        }
+        n += 1;
+    });
+    // Usable RAM above 1 MiB and below 4 GiB, less the kernel, the info page and the heap.
+    let expect = (0x1ffe0000 - 0x22a000) / FRAME - 1 - (64 << 20) / FRAME;
+    assert_eq!(n, expect);
+}
+
+#[test]
+fn plan_fails_without_room_for_a_heap() {
+    assert!(frames::plan(&[r(0x100000, 0x200000)], &[]).is_none());
+    assert!(frames::plan(&[], &[]).is_none());
+}
+
+#[test]
+fn frames_go_out_once_and_come_back_once() {
+    let mut map = Box::new(FrameMap::new());
+    for f in 256..256 + 100 {
+        map.add(f);
+    }
+    map.add(300); // already there: not counted twice
+    assert_eq!((map.nfree, map.total), (100, 100));
+    let mut got = Vec::new();
+    while let Some(f) = map.alloc() {
+        assert!((256..356).contains(&f));
+        got.push(f);
+    }
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), 100, "each frame handed out once");
+    assert_eq!(map.nfree, 0);
+    assert!(map.free(300));
+    assert!(!map.free(300), "double free refused");
+    assert!(!map.free(5), "a frame never managed is refused");
+    assert!(!map.free(usize::MAX), "out of range refused");
+    assert_eq!(map.nfree, 1);
+    assert_eq!(map.alloc(), Some(300));
+}
