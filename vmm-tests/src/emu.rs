@@ -94,6 +94,7 @@ pub fn iso(cmdline: &str) -> PathBuf {
         std::hash::Hasher::finish(&h)
     ));
     let out = Command::new(ws.join("qemu/build-iso"))
+        .env("CARGO", env!("CARGO"))
         .env("HV_CMDLINE", cmdline)
         .env("HV_ISO", &path)
         .env("CARGO_TARGET_DIR", target.join("vmm-kernel"))
