@@ -38,6 +38,9 @@ pub fn cpuid(leaf: u32, _sub: u32) -> ([u32; 4], bool) {
         0x8000_0005 | 0x8000_0007 => [0; 4],
         0x8000_0006 => [0, 0, 0x0100_6040, 0],
         0x8000_0008 => [0x0000_3027, 0, 0, 0],
+        // The hypervisor range: guests scan it in 0x100 steps for Xen, KVM, Hyper-V
+        // signatures. No hypervisor to report: zeros, as a bare CPU answers.
+        0x4000_0000..=0x4fff_ffff => [0; 4],
         _ => return ([0; 4], false),
     };
     (r, true)
@@ -67,6 +70,8 @@ pub fn msr(index: u32) -> Option<Msr> {
         0x1a0 => Msr::Kept(1),
         // SYSCALL targets and the swapgs base: kept so the guest reads back its values.
         0xc000_0081..=0xc000_0084 | 0xc000_0102 => Msr::Kept(0),
+        // SYSENTER: Linux programs it even where cpuid shows no SEP.
+        0x174..=0x176 => Msr::Kept(0),
         _ => return None,
     })
 }
@@ -98,7 +103,9 @@ mod tests {
         assert_ne!(e[3] & 1 << 29, 0);
         assert_ne!(e[3] & 1 << 20, 0);
         assert_eq!(cpuid(0x8000_0000, 0).0[0], 0x8000_0008);
-        assert_eq!(cpuid(0x4000_0000, 0), ([0; 4], false));
+        assert_eq!(cpuid(0x4000_0000, 0), ([0; 4], true));
+        assert_eq!(cpuid(0x4000_0100, 0), ([0; 4], true));
+        assert_eq!(cpuid(0x2000_0000, 0), ([0; 4], false));
     }
 
     #[test]

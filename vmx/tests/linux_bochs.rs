@@ -1,0 +1,152 @@
+//! The goal beyond the demo: Debian's unmodified kernel with a busybox initramfs
+//! reaches an interactive shell under Bochs, driven only over 9P, and the 9P round trips
+//! the boot took are printed by exit reason. Slow (an upload of ~10 MB over the emulated
+//! serial line, then every port access of the boot a round trip), so ignored by default:
+//! `cargo test -p vmx --test linux_bochs -- --ignored --nocapture`. The guest's console
+//! is copied to $VMX_LINUX_LOG (default /tmp/vmx-linux-bochs.out) as it arrives.
+//!
+//! Needs the Debian kernel and busybox-static as the QEMU tests do (see linux_qemu.rs).
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::mpsc::channel;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use vmm_tests::emu::{Machine, Opts};
+use vmx::layout::Layout;
+use vmx::loader::{self, BootArgs, Module};
+use vmx::session::{self, Options};
+
+#[derive(Clone)]
+struct Tee(Arc<Mutex<Vec<u8>>>, Arc<Mutex<std::fs::File>>);
+
+impl Write for Tee {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        let mut f = self.1.lock().unwrap();
+        f.write_all(b)?;
+        f.flush()?;
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn find(env: &str, dirs: &[&str], prefix: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env) {
+        return PathBuf::from(p);
+    }
+    for d in dirs {
+        if let Ok(rd) = std::fs::read_dir(d) {
+            let mut v: Vec<PathBuf> = rd
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+                })
+                .collect();
+            v.sort();
+            if let Some(p) = v.pop() {
+                return p;
+            }
+        }
+    }
+    panic!("set {env}: no {prefix}* in {dirs:?}");
+}
+
+#[test]
+#[ignore]
+fn linux_reaches_a_busybox_shell_under_bochs() {
+    let kernel = std::fs::read(find(
+        "VMX_TEST_BZIMAGE",
+        &["/tmp/linux/root/boot", "/boot"],
+        "vmlinuz-",
+    ))
+    .unwrap();
+    let busybox = std::fs::read(find(
+        "VMX_TEST_BUSYBOX",
+        &["/tmp/linux/busybox/bin"],
+        "busybox",
+    ))
+    .unwrap();
+    let initrd = vmx::cpio::busybox_initramfs(&busybox, "echo vmx-initramfs-$((6*7)); exec sh");
+    let layout = Layout::new(128 << 20).unwrap();
+    let cmdline = "console=ttyS0 quiet panic=-1";
+    let img = loader::load(
+        &kernel,
+        &layout,
+        &BootArgs {
+            cmdline: cmdline.into(),
+            modules: vec![Module {
+                name: "initrd".into(),
+                data: initrd,
+            }],
+        },
+    )
+    .unwrap();
+
+    let m = Machine::bochs(Opts {
+        virtio_ports: 0,
+        mem_mb: 384,
+        ips: 4_000_000,
+        ..Opts::default()
+    });
+    let client = m.client("eve", "");
+    client.set_timeout(None);
+    let path = std::env::var("VMX_LINUX_LOG").unwrap_or_else(|_| "/tmp/vmx-linux-bochs.out".into());
+    let file = Arc::new(Mutex::new(std::fs::File::create(&path).unwrap()));
+    let out = Tee(Arc::new(Mutex::new(Vec::new())), file.clone());
+    let log = Tee(Arc::new(Mutex::new(Vec::new())), file);
+    let (mut keys, input) = UnixStream::pair().unwrap();
+    let (tx, rx) = channel();
+    let stats = Arc::new(Mutex::new(None));
+    std::thread::spawn({
+        let (out, log) = (out.clone(), log.clone());
+        move || {
+            let opts = Options {
+                segment: "linux".into(),
+                out: Box::new(out),
+                input: Some(Box::new(input)),
+                log: Box::new(log),
+                tty: false,
+                debug: true,
+            };
+            let _ = tx.send(session::run(client, &layout, &img, opts));
+        }
+    });
+    let text = || String::from_utf8_lossy(&out.0.lock().unwrap()).into_owned();
+    let start = Instant::now();
+    let limit = Duration::from_secs(
+        std::env::var("VMX_LINUX_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3600),
+    );
+    let mut typed = false;
+    while start.elapsed() < limit {
+        if let Ok(r) = rx.try_recv() {
+            let r = r.unwrap_or_else(|e| panic!("{e}\n{}", m.diagnostics()));
+            *stats.lock().unwrap() = Some(r.stats.report());
+            panic!(
+                "the guest stopped: {:?}\n{}\n--- round trips ---\n{}",
+                r.outcome,
+                text(),
+                r.stats.report()
+            );
+        }
+        let t = text();
+        if !typed && t.contains("vmx-initramfs-42") && t.trim_end().ends_with('#') {
+            keys.write_all(b"echo $((6*9))\n").unwrap();
+            typed = true;
+        }
+        if typed && t.contains("54\n") {
+            eprintln!("shell reached after {:?}:\n{t}", start.elapsed());
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("no shell after {limit:?}:\n{}\n{}", text(), m.diagnostics());
+}
