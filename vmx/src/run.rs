@@ -97,7 +97,14 @@ pub struct Runner<'a, V: Vmfs> {
     mark: u64,
     /// When the guest last accepted an interrupt (a `*ack`), for the hold after its EOI.
     acked_at: Option<u64>,
+    /// Exits so far and the last one, for the status line.
+    exits: u64,
+    last: String,
+    last_status: u64,
 }
+
+/// How often -D prints a status line while the guest runs.
+const STATUS_EVERY: u64 = 10_000_000_000;
 
 impl<'a, V: Vmfs> Runner<'a, V> {
     pub fn new(
@@ -123,6 +130,9 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             warned: HashSet::new(),
             mark,
             acked_at: None,
+            exits: 0,
+            last: String::new(),
+            last_status: 0,
         }
     }
 
@@ -237,7 +247,25 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                 self.launch()?;
             }
             self.account(&reason, count, wait_read);
-            let ev = match self.machine.deadline() {
+            if self.debug && now.saturating_sub(self.last_status) >= STATUS_EVERY {
+                self.last_status = now;
+                let msg = format!(
+                    "vmx: status at {}s: {} exits, the last `{}`; irq posted {:?}, PIC wants {:?}, timer due in {:?} ms",
+                    now / 1_000_000_000,
+                    self.exits,
+                    self.last,
+                    self.machine.posted(),
+                    self.machine.pic.pending(),
+                    self.machine.deadline().map(|d| d.saturating_sub(now) / 1_000_000)
+                );
+                let _ = writeln!(self.log, "{msg}");
+            }
+            let deadline = match (self.machine.deadline(), self.debug) {
+                (Some(d), true) => Some(d.min(now + STATUS_EVERY)),
+                (None, true) => Some(now + STATUS_EVERY),
+                (d, false) => d,
+            };
+            let ev = match deadline {
                 Some(d) => events.recv_timeout(Duration::from_nanos(d.saturating_sub(now))),
                 None => events.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
@@ -247,6 +275,8 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                     wait_read = 1;
                     let e = Exit::parse(&line)?;
                     reason = e.name.clone();
+                    self.exits += 1;
+                    self.last = line.clone();
                     let (now, wall) = (self.clock)();
                     self.machine.advance(now, wall);
                     if let Some(o) = self.handle(&e)? {

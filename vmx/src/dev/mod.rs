@@ -239,6 +239,11 @@ impl Machine {
         })
     }
 
+    /// The vector #X holds for the guest, if any.
+    pub fn posted(&self) -> Option<u8> {
+        self.posted
+    }
+
     /// Whether #X holds an interrupt for the guest (so a halted guest will wake).
     pub fn irq_posted(&self) -> bool {
         self.posted.is_some()
