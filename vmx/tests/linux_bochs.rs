@@ -74,7 +74,7 @@ fn linux_reaches_a_busybox_shell_under_bochs() {
     .unwrap();
     let initrd = vmx::cpio::busybox_initramfs(&busybox, "echo vmx-initramfs-$((6*7)); exec sh");
     let layout = Layout::new(128 << 20).unwrap();
-    let cmdline = "console=ttyS0 quiet panic=-1";
+    let cmdline = "console=ttyS0 panic=-1";
     let img = loader::load(
         &kernel,
         &layout,

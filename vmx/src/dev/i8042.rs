@@ -37,6 +37,12 @@ impl I8042 {
         }
     }
 
+    /// IRQ 1: a byte waits in the output buffer and the configuration enables the
+    /// keyboard interrupt.
+    pub fn irq(&self) -> bool {
+        self.cfg & 1 != 0 && !self.out.is_empty()
+    }
+
     pub fn read(&mut self, port: u16) -> u8 {
         match port {
             0x60 => self.out.pop_front().unwrap_or(0),
@@ -122,6 +128,13 @@ mod tests {
         k.write(0x60, 0x07);
         assert_eq!((k.read(0x60), k.read(0x60)), (0xfa, 0xfa));
         assert!(!k.reset);
+        // The keyboard interrupt follows the output buffer when enabled.
+        assert!(!k.irq());
+        k.write(0x60, 0xf2);
+        assert!(k.irq());
+        k.write(0x64, 0x60);
+        k.write(0x60, 0x46);
+        assert!(!k.irq());
     }
 
     #[test]

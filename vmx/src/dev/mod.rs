@@ -86,6 +86,7 @@ fn lookup(port: u16) -> Option<Dev> {
 
 /// Interrupt lines of the devices.
 const IRQ_PIT: u8 = 0;
+const IRQ_KBD: u8 = 1;
 const IRQ_COM: [u8; 2] = [4, 3];
 
 pub struct Machine {
@@ -136,7 +137,15 @@ impl Machine {
             Some(Dev::Pic) => u32::from(self.pic.read(port)),
             Some(Dev::Pit) => u32::from(self.pit.read(port, self.now)),
             Some(Dev::Rtc) => u32::from(self.rtc.read(port, self.wall)),
-            Some(Dev::Kbd) => u32::from(self.kbd.read(port)),
+            Some(Dev::Kbd) => {
+                let v = self.kbd.read(port);
+                if port == 0x60 {
+                    // The controller drops IRQ 1 as the byte is read; a next byte
+                    // raises it again: a new edge.
+                    self.pic.set_line(IRQ_KBD, false);
+                }
+                u32::from(v)
+            }
             Some(Dev::Com(i)) => u32::from(self.com[i].read(port & 7)),
             Some(Dev::Pci) => self.pci.read(port, size),
             Some(Dev::Done | Dev::Debugcon | Dev::Quiet) => u32::MAX,
@@ -176,6 +185,7 @@ impl Machine {
         for (i, irq) in IRQ_COM.iter().enumerate() {
             self.pic.set_line(*irq, self.com[i].irq());
         }
+        self.pic.set_line(IRQ_KBD, self.kbd.irq());
     }
 
     /// Moves the clock to `now` ns / `wall` s and raises the timer interrupts due.
