@@ -80,6 +80,10 @@ struct Args {
     #[arg(short = 'D', long)]
     debug: bool,
 
+    /// Log every wait line read and ctl command written to this file.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+
     /// Name of the memory segment to create (default vm.PID).
     #[arg(long, value_name = "NAME")]
     segment: Option<String>,
@@ -191,6 +195,12 @@ fn run(a: Args) -> Result<ExitCode, String> {
         log: Box::new(std::io::stderr()),
         tty: std::io::stderr().is_terminal(),
         debug: a.debug,
+        trace: match &a.trace {
+            Some(p) => Some(Box::new(std::io::LineWriter::new(
+                std::fs::File::create(p).map_err(|e| format!("--trace {}: {e}", p.display()))?,
+            ))),
+            None => None,
+        },
     };
     let report = session::run(client, &layout, &img, opts)?;
     let _ = std::io::stdout().flush();

@@ -93,6 +93,8 @@ pub struct Runner<'a, V: Vmfs> {
     log: Box<dyn Write + 'a>,
     /// Print every warning and every unknown port, not just the first of each.
     pub debug: bool,
+    /// Every wait line read (`<`) and ctl command written (`>`), with milliseconds.
+    pub trace: Option<Box<dyn Write + 'a>>,
     warned: HashSet<String>,
     mark: u64,
     /// When the guest last accepted an interrupt (a `*ack`), for the hold after its EOI.
@@ -127,6 +129,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             out,
             log,
             debug: false,
+            trace: None,
             warned: HashSet::new(),
             mark,
             acked_at: None,
@@ -182,10 +185,19 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         Ok(())
     }
 
+    fn traced(&mut self, dir: char, what: &str) {
+        if let Some(t) = self.trace.as_mut() {
+            let _ = writeln!(t, "{:.3} {dir} {what}", self.machine.now as f64 / 1e6);
+        }
+    }
+
+    fn ctl(&mut self, cmd: &str) -> Result<(), String> {
+        self.traced('>', cmd);
+        self.vm.ctl(cmd).map_err(|e| format!("ctl {cmd}: {e}"))
+    }
+
     fn exc(&mut self, what: &str) -> Result<(), String> {
-        self.vm
-            .ctl(&format!("exc {what}"))
-            .map_err(|e| format!("ctl exc {what}: {e}"))
+        self.ctl(&format!("exc {what}"))
     }
 
     fn launch(&mut self) -> Result<(), String> {
@@ -195,14 +207,14 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         } else {
             format!("go {r}")
         };
-        self.vm.ctl(&cmd).map_err(|e| format!("ctl {cmd}: {e}"))?;
+        self.ctl(&cmd)?;
         self.running = true;
         Ok(())
     }
 
     fn sync_irq(&mut self) -> Result<(), String> {
         if let Some(cmd) = self.machine.irq_command() {
-            self.vm.ctl(&cmd).map_err(|e| format!("ctl {cmd}: {e}"))?;
+            self.ctl(&cmd)?;
         }
         Ok(())
     }
@@ -277,6 +289,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                     reason = e.name.clone();
                     self.exits += 1;
                     self.last = line.clone();
+                    self.traced('<', &line);
                     let (now, wall) = (self.clock)();
                     self.machine.advance(now, wall);
                     if let Some(o) = self.handle(&e)? {

@@ -25,6 +25,8 @@ pub struct Options<'a> {
     /// Whether `log` is a terminal (progress redraws one line).
     pub tty: bool,
     pub debug: bool,
+    /// Where to log every wait line and ctl command, if anywhere.
+    pub trace: Option<Box<dyn Write + 'a>>,
 }
 
 /// What a run ended with and what it cost.
@@ -108,6 +110,7 @@ pub fn run(
     };
     let mut runner = Runner::new(vm, Machine::new(layout), Box::new(clock), o.out, o.log);
     runner.debug = o.debug;
+    runner.trace = o.trace;
     runner.preset(&img.regs);
     let outcome = runner.run(&rx);
     let mut stats = runner.stats.clone();

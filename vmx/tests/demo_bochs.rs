@@ -63,6 +63,7 @@ fn demo_guest_runs_over_9p_under_bochs() {
                 log: Box::new(log),
                 tty: false,
                 debug: false,
+                trace: None,
             };
             let _ = tx.send(session::run(client, &layout, &img, opts));
         }

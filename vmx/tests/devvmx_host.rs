@@ -117,6 +117,7 @@ fn a_scripted_guest_through_devvmx() {
         log: Box::new(W(log.clone())),
         tty: false,
         debug: false,
+        trace: None,
     };
     let report = session::run(client, &layout, &img, opts).unwrap();
     let log = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();

@@ -113,6 +113,9 @@ fn linux_reaches_a_busybox_shell_under_bochs() {
                 log: Box::new(log),
                 tty: false,
                 debug: true,
+                trace: Some(Box::new(std::io::BufWriter::new(
+                    std::fs::File::create("/tmp/vmx-linux-bochs.trace").unwrap(),
+                ))),
             };
             let _ = tx.send(session::run(client, &layout, &img, opts));
         }
