@@ -118,15 +118,21 @@ impl Chip {
             match v >> 5 {
                 0 => self.rotate_on_aeoi = false,
                 4 => self.rotate_on_aeoi = true,
+                // Every EOI rotates: the level it ends becomes the lowest priority.
+                // A real 8259 does this only in its rotating modes; here it keeps a
+                // timer whose handler outlasts its period (every round trip is slow)
+                // from starving the lower-priority lines, which fixed priority would
+                // serve only when no tick is pending, i.e. never.
                 1 | 5 => {
                     if let Some(b) = self.top_isr() {
                         self.isr &= !(1 << b);
-                        if v >> 5 == 5 {
-                            self.lowest = b;
-                        }
+                        self.lowest = b;
                     }
                 }
-                3 => self.isr &= !(1 << level),
+                3 => {
+                    self.isr &= !(1 << level);
+                    self.lowest = level;
+                }
                 7 => {
                     self.isr &= !(1 << level);
                     self.lowest = level;
@@ -354,6 +360,26 @@ mod tests {
         assert_eq!(p.read(0x21), 0x01);
         p.write(0x20, 0x61); // specific EOI for IRQ1
         assert_eq!(p.pending(), Some(0x24));
+    }
+
+    #[test]
+    fn a_busy_timer_does_not_starve_lower_lines() {
+        let mut p = Pic::new();
+        init(&mut p, 0, 0);
+        p.pulse(4);
+        for _ in 0..3 {
+            // A tick is always pending again by the time the last one ends.
+            p.pulse(0);
+            assert_eq!(p.pending(), Some(0x20));
+            p.ack(0x20);
+            p.pulse(0);
+            p.write(0x20, 0x60);
+            // After the EOI the serial line gets its turn before the next tick.
+            assert_eq!(p.pending(), Some(0x24));
+            p.ack(0x24);
+            p.write(0x20, 0x64);
+            p.pulse(4);
+        }
     }
 
     #[test]
