@@ -487,6 +487,9 @@ fn relay(com1: TcpStream, uart: UnixListener) {
     thread::spawn(move || {
         let mut buf = [0u8; 4096];
         loop {
+            // Bochs sends a byte per segment with Nagle on: acknowledge at once, or each
+            // next byte waits for a delayed ACK (about 40 ms a round trip).
+            let _ = socket2::SockRef::from(&from).set_tcp_quickack(true);
             match from.read(&mut buf) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {

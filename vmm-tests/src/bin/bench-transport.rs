@@ -1,10 +1,10 @@
 //! 9P over virtio-serial in QEMU beside the raw transport it runs on, in the same run:
 //! one virtio port serves 9P, another echoes bytes (kernel command line `echo=`).
 //!
-//! cargo run --release -p vmm-tests --bin bench-transport [SECONDS]
+//! cargo run --release -p vmm-tests --bin bench-transport [SECONDS] [--bochs]
 //!
 //! Prints round trips per second and bytes per second for each, and the ratio 9P/raw.
-//! The 9P figures also show COM1 for comparison.
+//! The 9P figures also show COM1 for comparison (and COM1 under Bochs with `--bochs`).
 
 use ninep_client::{dm, om, Client};
 use std::io::{Read, Write};
@@ -87,8 +87,8 @@ fn ninep(c: &Client, name: &str, secs: f64) -> (f64, f64, f64) {
 
 fn main() {
     let secs: f64 = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
+        .skip(1)
+        .find_map(|a| a.parse().ok())
         .unwrap_or(3.0);
     let m = Machine::qemu(Opts {
         cmdline: "owner=eve serve=uart,virtio echo=virtio:9p.1".into(),
@@ -127,4 +127,15 @@ fn main() {
         v_w / raw_bps,
         v_r / raw_bps
     );
+    drop((v, u, echo, m));
+
+    if std::env::args().any(|a| a == "--bochs") {
+        let b = Machine::bochs(Opts::default());
+        let c = b.client_msize(&b.uart_path(), "eve", "", 8192 + 24);
+        let (rts, w, r) = ninep(&c, "benchb", secs);
+        let ips = Opts::default().ips;
+        println!(
+            "Bochs COM1 9P (ips {ips}): {rts:.0} Tstat/s, {w:.0} B/s written, {r:.0} B/s read"
+        );
+    }
 }
