@@ -69,6 +69,21 @@ fn run_on(hw: &mut KernelHw) -> Result<(), &'static str> {
         cr0,
         cr4
     );
+    let caps = [
+        ("pin", 0x481),
+        ("proc", 0x482),
+        ("proc2", 0x48b),
+        ("exit", 0x483),
+        ("entry", 0x484),
+        ("misc", 0x485),
+    ];
+    for (name, msr) in caps {
+        log::info!(
+            "vmx selftest: {} controls {:#x}",
+            name,
+            hw.rdmsr(msr).unwrap_or(0)
+        );
+    }
 
     let rev = (basic & 0x7fff_ffff) as u32;
     let vmxon = hw.alloc_frame().ok_or("no memory")?;
