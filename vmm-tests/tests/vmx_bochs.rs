@@ -1,0 +1,514 @@
+//! The #X device on VT-x under Bochs (the only VMX emulator here): the hypervisor boots
+//! from the GRUB ISO (vmm_tests::emu), serves 9P on COM1, and each test drives guests from
+//! vmm-tests/guests through segment/ and vmx/ as a remote vmx(1) would: a segment
+//! created, sized and filled over 9P, map and regs written, `go` on ctl, exits read from
+//! `wait`. The kernel runs `selftest=vmx` first (VMXON, a real-mode guest, the entry
+//! trampoline), which the first test checks in the log.
+
+use ninep_client::{dm, om, Client, File};
+use std::time::{Duration, Instant};
+use vmm_tests::emu::{Machine, Opts};
+use vmm_tests::guests;
+
+const OWNER: &str = "eve";
+/// Segment size of every test guest (vmx(1)'s `va 0x10000000 SIZE sticky` form).
+const SEGSIZE: u64 = 0x10_0000;
+
+/// The booted hypervisor and a 9P client attached to its root over COM1.
+struct Hv {
+    c: Client,
+    m: Machine,
+}
+
+impl Hv {
+    fn boot() -> Hv {
+        let m = Machine::bochs(Opts {
+            cmdline: format!("owner={OWNER} serve=uart selftest=vmx"),
+            virtio_ports: 0,
+            ..Opts::default()
+        });
+        let c = m.client(OWNER, "");
+        c.set_timeout(Some(Duration::from_secs(120)));
+        Hv { c, m }
+    }
+
+    /// A segment of SEGSIZE named `name` holding `image` at guest-physical LOAD.
+    fn segment(&self, name: &str, image: &[u8]) {
+        self.c
+            .create("segment", name, dm::DIR | 0o777, om::READ)
+            .expect("create segment");
+        let ctl = self
+            .c
+            .open(&format!("segment/{name}/ctl"), om::WRITE)
+            .unwrap();
+        ctl.write_str(&format!("va 0x10000000 {SEGSIZE:#x} sticky"))
+            .expect("size segment");
+        let data = self
+            .c
+            .open(&format!("segment/{name}/data"), om::RDWR)
+            .unwrap();
+        data.write_all_at(guests::LOAD, image).expect("write image");
+        assert_eq!(
+            data.read_at(guests::LOAD, image.len() as u32).unwrap(),
+            image
+        );
+    }
+
+    /// A new VM (vmx/clone opened ORDWR|ORCLOSE, as vmx(1) does).
+    fn vm(&self) -> Vm {
+        let ctl = self
+            .c
+            .open("vmx/clone", om::RDWR | om::RCLOSE)
+            .expect("open clone");
+        let n = String::from_utf8(ctl.read_at(0, 64).unwrap())
+            .unwrap()
+            .trim()
+            .to_string();
+        assert!(n.parse::<u32>().is_ok(), "clone read {n:?}");
+        let wait = self.c.open(&format!("vmx/{n}/wait"), om::READ).unwrap();
+        Vm {
+            c: self.c.clone(),
+            n,
+            ctl,
+            wait,
+        }
+    }
+
+    fn status(&self) -> String {
+        String::from_utf8(self.c.read_file("status").unwrap()).unwrap()
+    }
+
+    fn memfree(&self) -> u64 {
+        field(&self.status(), "memfree")
+    }
+}
+
+/// A `key value` line's value from a status or regs text.
+fn field(text: &str, key: &str) -> u64 {
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(key))
+        .unwrap_or_else(|| panic!("no {key} in {text:?}"));
+    let v = line.split_whitespace().nth(1).unwrap();
+    match v.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).unwrap(),
+        None => v.parse().unwrap(),
+    }
+}
+
+/// A wait line: its first word and `key value` pairs.
+#[derive(Debug)]
+struct Exit {
+    line: String,
+    what: String,
+    qual: u64,
+}
+
+impl Exit {
+    fn parse(line: &str) -> Exit {
+        let mut w = line.split_whitespace();
+        let what = w.next().unwrap_or("").to_string();
+        let qual = w
+            .next()
+            .and_then(|q| u64::from_str_radix(q.trim_start_matches("0x"), 16).ok())
+            .unwrap_or(0);
+        Exit {
+            line: line.to_string(),
+            what,
+            qual,
+        }
+    }
+
+    fn get(&self, key: &str) -> u64 {
+        let f: Vec<&str> = self.line.split_whitespace().collect();
+        let i = f
+            .iter()
+            .position(|k| *k == key)
+            .unwrap_or_else(|| panic!("no {key} in {:?}", self.line));
+        u64::from_str_radix(f[i + 1].trim_start_matches("0x"), 16).unwrap()
+    }
+
+    fn pc(&self) -> u64 {
+        self.get("pc")
+    }
+
+    /// The pc after the exiting instruction.
+    fn next(&self) -> u64 {
+        self.get("pc") + self.get("ilen")
+    }
+}
+
+struct Vm {
+    c: Client,
+    n: String,
+    ctl: File,
+    wait: File,
+}
+
+impl Vm {
+    fn path(&self, f: &str) -> String {
+        format!("vmx/{}/{f}", self.n)
+    }
+
+    /// Adds ranges to the map (no OTRUNC).
+    fn map_add(&self, lines: &str) {
+        let m = self.c.open(&self.path("map"), om::WRITE).unwrap();
+        m.write_str(lines)
+            .unwrap_or_else(|e| panic!("map {lines:?}: {e}"));
+    }
+
+    fn map(&self, lines: &str) {
+        let m = self
+            .c
+            .open(&self.path("map"), om::WRITE | om::TRUNC)
+            .unwrap();
+        m.write_str(lines)
+            .unwrap_or_else(|e| panic!("map {lines:?}: {e}"));
+    }
+
+    fn regs(&self, lines: &str) {
+        let r = self.c.open(&self.path("regs"), om::RDWR).unwrap();
+        for l in lines.lines() {
+            r.write_str(&format!("{l}\n"))
+                .unwrap_or_else(|e| panic!("regs {l:?}: {e}"));
+        }
+    }
+
+    fn reg(&self, name: &str) -> u64 {
+        field(
+            &String::from_utf8(self.c.read_file(&self.path("regs")).unwrap()).unwrap(),
+            name,
+        )
+    }
+
+    fn cmd(&self, s: &str) {
+        self.ctl
+            .write_str(s)
+            .unwrap_or_else(|e| panic!("ctl {s:?}: {e}"));
+    }
+
+    fn status(&self) -> String {
+        String::from_utf8(self.c.read_file(&self.path("status")).unwrap())
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// The next wait line.
+    fn wait(&self) -> Exit {
+        let b = self.wait.read_at(0, 512).expect("wait");
+        let s = String::from_utf8(b).unwrap();
+        assert!(s.ends_with('\n'), "wait line {s:?}");
+        eprintln!("vm {}: {}", self.n, s.trim_end());
+        Exit::parse(s.trim_end())
+    }
+
+    /// `go` with `name=value;` assignments (each ends in ';', as vmx(1) writes them),
+    /// then the next exit.
+    fn go(&self, assign: &str) -> Exit {
+        if assign.is_empty() {
+            self.cmd("go");
+        } else {
+            self.cmd(&format!("go {assign};"));
+        }
+        self.wait()
+    }
+
+    /// Runs on past an exit: pc after its instruction.
+    fn skip(&self, e: &Exit) -> Exit {
+        self.go(&format!("pc={:#x}", e.next()))
+    }
+}
+
+/// Flat 32-bit protected mode (the VMCS's initial state) entered at LOAD.
+const FLAT32: &str = "pc 0x1000\nsp 0x8000\n";
+/// Map the whole segment at guest-physical 0, rwx write-back.
+fn map_all(seg: &str) -> String {
+    format!("rwx wb 0x0 {SEGSIZE:#x} {seg} 0x0\n")
+}
+
+#[test]
+fn selftest_and_realmode_exits() {
+    let hv = Hv::boot();
+    let log = hv.m.log();
+    for line in [
+        "vmx selftest: exit 0x1e qual 0x800040 ax 0x5a",
+        "vmx selftest: exit 0xc rip 0x2",
+        "vmx selftest: IF=0 spin: exit 0x34 rip 0x3",
+        "vmx selftest: vmresume of a clear VMCS failed cleanly",
+        "vmx selftest: ok",
+    ] {
+        assert!(log.contains(line), "no {line:?} in the kernel log:\n{log}");
+    }
+    assert!(log.contains("external-interrupt exits, ticks"), "{log}");
+    assert!(hv.status().contains("vmx ok"), "{}", hv.status());
+    hv.segment("rm", guests::REALMODE);
+    let vm = hv.vm();
+    vm.map(&map_all("rm"));
+    // Real mode: PE off, 16-bit segments with base 0 and 64 KiB limits.
+    vm.regs(
+        "cr0real 0x10\ncs 0x0\ncsbase 0x0\ncslimit 0xffff\ncsperm 0x9b\n\
+         ds 0x0\ndsbase 0x0\ndslimit 0xffff\ndsperm 0x93\nes 0x0\nesbase 0x0\neslimit 0xffff\nesperm 0x93\n\
+         ss 0x0\nssbase 0x0\nsslimit 0xffff\nssperm 0x93\npc 0x1000\nsp 0x7000\nflags 0x2\n",
+    );
+    let e = vm.go("");
+    assert_eq!(e.what, "io", "{e:?}");
+    // out imm8: port 0x80 in bits 31:16, immediate operand (bit 6), 1 byte, out.
+    assert_eq!(e.qual, 0x80_0040, "{e:?}");
+    assert_eq!(e.get("ax") & 0xffff, 0x1234, "{e:?}");
+    assert_eq!(e.pc(), 0x1003, "{e:?}");
+    let e = vm.skip(&e);
+    assert_eq!(
+        (e.what.as_str(), e.qual),
+        ("io", 0x81_0048),
+        "in al, 0x81: {e:?}"
+    );
+    // The client answers the in with al = 0x77.
+    let e = vm.go(&format!("pc={:#x};ax=0x77", e.next()));
+    assert_eq!((e.what.as_str(), e.qual), ("io", 0x82_0040), "{e:?}");
+    assert_eq!(e.get("ax") & 0xff, 0x77, "{e:?}");
+    let e = vm.skip(&e);
+    assert_eq!(e.what, ".cpuid", "{e:?}");
+    let e = vm.skip(&e);
+    assert_eq!(e.what, ".rdmsr", "{e:?}");
+    assert_eq!(vm.reg("cx"), 0x3a);
+    let e = vm.skip(&e);
+    assert_eq!(e.what, ".wrmsr", "{e:?}");
+    let e = vm.skip(&e);
+    // mov cr0, eax flipping NE, a bit the host owns: movcr of cr0 from eax.
+    assert_eq!((e.what.as_str(), e.qual), ("movcr", 0), "{e:?}");
+    // mov cr4 setting OSXSAVE does not exit (the host runs with it), xsetbv does.
+    let e = vm.skip(&e);
+    assert_eq!(e.what, ".xsetbv", "{e:?}");
+    assert_eq!(vm.reg("ax"), 3);
+    let e = vm.skip(&e);
+    assert_eq!(e.what, ".hlt", "{e:?}");
+    let e = vm.skip(&e);
+    assert_eq!((e.what.as_str(), e.qual), ("io", 0x8f_0040), "{e:?}");
+    assert_eq!(vm.status(), "ready");
+}
+
+/// A VM running `image` from segment `seg` in flat 32-bit protected mode.
+fn flat32(hv: &Hv, seg: &str, image: &[u8]) -> Vm {
+    hv.segment(seg, image);
+    let vm = hv.vm();
+    vm.map(&map_all(seg));
+    vm.regs(FLAT32);
+    vm
+}
+
+#[test]
+fn ept_faults() {
+    let hv = Hv::boot();
+    hv.segment("mem", guests::MEMORY);
+    let vm = hv.vm();
+    vm.map("rwx wb 0x0 0x10000 mem 0x0\nr-x wb 0x10000 0x11000 mem 0x10000\n");
+    vm.regs(FLAT32);
+    // mov eax, [0x200000]: nothing is mapped there.
+    let e = vm.go("");
+    assert_eq!(e.what, "eptfault", "{e:?}");
+    assert_eq!(e.get("pa"), 0x20_0000, "{e:?}");
+    assert_eq!(e.pc(), 0x1000, "{e:?}");
+    assert_eq!(e.qual & 7, 1, "a data read: {e:?}");
+    assert_eq!(e.qual & 0x38, 0, "nothing mapped: {e:?}");
+    // Map the page (from the segment's offset 0x20000, holding 0x5a5a5a5a) and retry.
+    let data = hv.c.open("segment/mem/data", om::RDWR).unwrap();
+    data.write_all_at(0x20000, &0x5a5a_5a5au32.to_le_bytes())
+        .unwrap();
+    vm.map_add("rw- wb 0x200000 0x201000 mem 0x20000\n");
+    let e = vm.go("pc=0x1000");
+    assert_eq!((e.what.as_str(), e.qual), ("io", 0x80_0040), "{e:?}");
+    assert_eq!(e.get("ax"), 0x5a5a_5a5a, "{e:?}");
+    // mov byte [0x10010], 1: a write to the r-x range.
+    let e = vm.skip(&e);
+    assert_eq!(e.what, "eptfault", "{e:?}");
+    assert_eq!(e.get("pa"), 0x10010, "{e:?}");
+    assert_eq!(e.get("va"), 0x10010, "{e:?}");
+    assert_eq!(e.qual & 7, 2, "a data write: {e:?}");
+    assert_eq!(
+        e.qual & 0x38,
+        0x28,
+        "the entry is readable and executable: {e:?}"
+    );
+    assert_eq!(vm.status(), "ready");
+    // The page was not written.
+    assert_eq!(data.read_at(0x10010, 1).unwrap(), [0]);
+}
+
+#[test]
+fn exceptions_and_interrupts() {
+    let hv = Hv::boot();
+    let vm = flat32(&hv, "ev", guests::EVENTS);
+    vm.cmd("extrap 8"); // #BP
+    let e = vm.go("");
+    assert_eq!(e.what, "#bp", "int3 trapped: {e:?}");
+    assert_eq!(e.get("ilen"), 1, "{e:?}");
+    // Skip the int3: the next stop is out 0x80, where an injected #gp,0 is due.
+    let e = vm.skip(&e);
+    assert_eq!((e.what.as_str(), e.qual), ("io", 0x80_0040), "{e:?}");
+    vm.cmd("exc #gp,0");
+    let e = vm.go(&format!("pc={:#x}", e.next()));
+    assert_eq!(
+        (e.what.as_str(), e.qual),
+        ("io", 0x90_0040),
+        "the guest's #gp handler: {e:?}"
+    );
+    assert_eq!(e.get("ax") & 0xff, 0x0d, "{e:?}");
+    let e = vm.skip(&e);
+    assert_eq!(
+        (e.what.as_str(), e.qual),
+        ("io", 0x81_0040),
+        "back after iret: {e:?}"
+    );
+    let e = vm.skip(&e);
+    assert_eq!(
+        (e.what.as_str(), e.qual),
+        ("io", 0x82_0040),
+        "after sti: {e:?}"
+    );
+    vm.cmd("irq 32");
+    let e = vm.go(&format!("pc={:#x}", e.next()));
+    assert_eq!(e.line, "*ack 32", "{e:?}");
+    let e = vm.wait();
+    assert_eq!(
+        (e.what.as_str(), e.qual),
+        ("io", 0x91_0040),
+        "the guest's irq handler: {e:?}"
+    );
+    assert_eq!(e.get("ax") & 0xff, 0x20, "{e:?}");
+    let e = vm.skip(&e);
+    assert_eq!((e.what.as_str(), e.qual), ("io", 0x83_0040), "{e:?}");
+    let e = vm.skip(&e);
+    assert_eq!((e.what.as_str(), e.qual), ("io", 0x8f_0040), "{e:?}");
+}
+
+#[test]
+fn long_mode_through_regs_and_map() {
+    let hv = Hv::boot();
+    hv.segment("lm", guests::LONG);
+    // Identity map of the first 2 MiB: PML4 at 0x10000, PDPT at 0x11000, PD at 0x12000.
+    let data = hv.c.open("segment/lm/data", om::RDWR).unwrap();
+    for (at, entry) in [
+        (0x10000u64, 0x11003u64),
+        (0x11000, 0x12003),
+        (0x12000, 0x83),
+    ] {
+        data.write_all_at(at, &entry.to_le_bytes()).unwrap();
+    }
+    let vm = hv.vm();
+    vm.map(&map_all("lm"));
+    vm.regs(
+        "cr3 0x10000\ncr4real 0x2020\nefer 0x100\ncr0real 0x80000031\n\
+         csperm 0xa09b\npc 0x1000\nsp 0x8000\n",
+    );
+    assert_eq!(vm.reg("efer") & 0x500, 0x500, "LMA follows LME and PG");
+    let e = vm.go("");
+    assert_eq!((e.what.as_str(), e.qual), ("io", 0x80_0040), "{e:?}");
+    assert_eq!(e.get("ax"), 0x1122_3344_5566_7788, "{e:?}");
+    assert_eq!(vm.reg("bx"), 0x1122_3344);
+    let e = vm.skip(&e);
+    assert_eq!((e.what.as_str(), e.qual), ("io", 0x81_0040), "{e:?}");
+    assert_eq!(
+        e.get("ax"),
+        0x1000,
+        "rip-relative lea in 64-bit mode: {e:?}"
+    );
+}
+
+#[test]
+fn triple_fault_and_bad_state_leave_the_host_serving() {
+    let hv = Hv::boot();
+    let good = flat32(&hv, "ok", guests::STEP);
+    let bad = flat32(&hv, "tf", guests::TRIPLE);
+    let e = bad.go("");
+    assert_eq!(e.what, "triplef", "{e:?}");
+    // A guest with invalid state: CS not present. The entry fails and is reported.
+    let broken = hv.vm();
+    broken.map(&map_all("ok"));
+    broken.regs("pc 0x1000\ncsperm 0x1b\n");
+    let e = broken.go("");
+    assert!(e.line.starts_with("!entrystate "), "{e:?}");
+    // Others run on.
+    let e = good.go("");
+    assert_eq!((e.what.as_str(), e.qual), ("io", 0x80_0040), "{e:?}");
+    assert_eq!(e.get("ax"), 3, "{e:?}");
+    assert!(hv.status().contains("vms 3"), "{}", hv.status());
+    // The broken VM runs once its state is fixed (a failed entry leaves it unlaunched).
+    broken.regs("csperm 0xc09b\n");
+    let e = broken.go("pc=0x1000");
+    assert_eq!((e.what.as_str(), e.qual), ("io", 0x80_0040), "{e:?}");
+}
+
+#[test]
+fn two_vms_at_once() {
+    let hv = Hv::boot();
+    let a = flat32(&hv, "a", guests::STEP);
+    let b = flat32(&hv, "b", guests::MEMORY);
+    // A wait on a blocks while b is driven (a has not been started yet).
+    let c = hv.c.clone();
+    let pending = c.start_read(&a.wait, 0, 512).unwrap();
+    std::thread::scope(|s| {
+        let tb = s.spawn(|| {
+            let e = b.go("");
+            assert_eq!(
+                (e.what.as_str(), e.get("pa")),
+                ("eptfault", 0x20_0000),
+                "{e:?}"
+            );
+        });
+        tb.join().unwrap();
+        a.cmd("go");
+        let line = String::from_utf8(pending.wait().unwrap()).unwrap();
+        let e = Exit::parse(line.trim_end());
+        assert_eq!((e.what.as_str(), e.get("ax")), ("io", 3), "{e:?}");
+        // Now both in parallel threads.
+        let a = &a;
+        let ta = s.spawn(move || {
+            let e = a.skip(&e);
+            assert_eq!((e.what.as_str(), e.qual), ("io", 0x8f_0040), "{e:?}");
+        });
+        let b = &b;
+        let tb = s.spawn(move || {
+            let e = b.go("pc=0x1005");
+            assert_eq!((e.what.as_str(), e.qual), ("io", 0x80_0040), "{e:?}");
+            let e = b.skip(&e);
+            assert_eq!((e.what.as_str(), e.qual), ("io", 0x8f_0040), "{e:?}");
+        });
+        ta.join().unwrap();
+        tb.join().unwrap();
+    });
+}
+
+#[test]
+fn create_run_quit_cycles_free_everything() {
+    let hv = Hv::boot();
+    let before = hv.memfree();
+    hv.segment("cy", guests::STEP);
+    for i in 0..100 {
+        let vm = hv.vm();
+        vm.map(&map_all("cy"));
+        vm.regs(FLAT32);
+        let e = vm.go("");
+        assert_eq!(
+            (e.what.as_str(), e.get("ax")),
+            ("io", 3),
+            "cycle {i}: {e:?}"
+        );
+        if i % 2 == 0 {
+            vm.cmd("quit");
+        }
+        // The ctl fid was opened ORCLOSE: clunking it ends the VM either way.
+        drop(vm);
+    }
+    hv.c.remove("segment/cy").unwrap();
+    let start = Instant::now();
+    let after = loop {
+        let st = hv.status();
+        if st.contains("vms 0") && st.contains("segments 0") {
+            break field(&st, "memfree");
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "VMs left: {st}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(before, after, "memory leaked over 100 VM lifetimes");
+}
