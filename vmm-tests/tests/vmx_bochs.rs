@@ -512,3 +512,25 @@ fn create_run_quit_cycles_free_everything() {
     };
     assert_eq!(before, after, "memory leaked over 100 VM lifetimes");
 }
+
+#[test]
+fn spinning_guest_with_interrupts_off_leaves_the_host_serving() {
+    let hv = Hv::boot();
+    let vm = flat32(&hv, "spin", guests::STEP);
+    let e = vm.go("");
+    let e = vm.skip(&e);
+    assert_eq!((e.what.as_str(), e.qual), ("io", 0x8f_0040), "{e:?}");
+    assert_eq!(vm.reg("flags") & 1 << 9, 0, "the guest runs with IF clear");
+    // Past the last out the guest spins in `jmp $` with IF clear: no external interrupt
+    // exit comes under Bochs, so only the preemption timer gives the host its turns.
+    vm.cmd(&format!("go pc={:#x};", e.next()));
+    for _ in 0..3 {
+        assert_eq!(vm.status(), "running");
+        assert!(hv.status().contains("vms 1"), "{}", hv.status());
+    }
+    let pc = vm.reg("pc");
+    assert_eq!(pc, e.next(), "spinning on the jmp");
+    vm.cmd("stop");
+    assert_eq!(vm.status(), "ready");
+    vm.cmd("quit");
+}
