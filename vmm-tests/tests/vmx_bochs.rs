@@ -534,3 +534,34 @@ fn spinning_guest_with_interrupts_off_leaves_the_host_serving() {
     assert_eq!(vm.status(), "ready");
     vm.cmd("quit");
 }
+
+#[test]
+fn fpregs_cross_entries_and_a_bad_mxcsr_is_masked() {
+    let hv = Hv::boot();
+    let vm = flat32(&hv, "fp", guests::STEP);
+    let fp = hv.c.open(&vm.path("fpregs"), om::RDWR).unwrap();
+    let init = fp.read_at(0, 512).unwrap();
+    assert_eq!(init.len(), 512);
+    assert_eq!(&init[0..2], &0x37fu16.to_le_bytes(), "fpinit's FCW");
+    assert_eq!(&init[24..28], &0x1f80u32.to_le_bytes(), "fpinit's MXCSR");
+    // XMM0 (offset 160) and ST0 (offset 32) go through FXRSTOR and FXSAVE around entries.
+    let xmm0: Vec<u8> = (0..16u8).map(|i| 0xa0 + i).collect();
+    fp.write_all_at(160, &xmm0).unwrap();
+    let st0 = [1u8, 2, 3, 4, 5, 6, 7, 0x80, 0xff, 0x3f];
+    fp.write_all_at(32, &st0).unwrap();
+    // MXCSR with reserved bit 31 set: FXRSTOR would fault; the kernel masks it instead.
+    fp.write_all_at(24, &0x8000_1f80u32.to_le_bytes()).unwrap();
+    let e = vm.go("");
+    assert_eq!((e.what.as_str(), e.get("ax")), ("io", 3), "{e:?}");
+    let after = fp.read_at(0, 512).unwrap();
+    assert_eq!(&after[160..176], &xmm0[..], "XMM0 after an entry");
+    assert_eq!(&after[32..42], &st0[..], "ST0 after an entry");
+    assert_eq!(
+        &after[24..28],
+        &0x1f80u32.to_le_bytes(),
+        "MXCSR reserved bit dropped"
+    );
+    let e = vm.skip(&e);
+    assert_eq!((e.what.as_str(), e.qual), ("io", 0x8f_0040), "{e:?}");
+    assert!(hv.status().contains("vmx ok"));
+}
