@@ -565,3 +565,20 @@ fn fpregs_cross_entries_and_a_bad_mxcsr_is_masked() {
     assert_eq!((e.what.as_str(), e.qual), ("io", 0x8f_0040), "{e:?}");
     assert!(hv.status().contains("vmx ok"));
 }
+
+#[test]
+fn debug_registers_reach_the_guest() {
+    let hv = Hv::boot();
+    let vm = flat32(&hv, "dr", guests::STEP);
+    // An execution breakpoint (DR0, L0) on the second `inc eax`, at 0x1002.
+    vm.regs("ax 0\ndr0 0x1002\ndr7 0x401\n");
+    let e = vm.go("");
+    assert_eq!(e.what, "#db", "{e:?}");
+    assert_eq!(e.pc(), 0x1002, "{e:?}");
+    assert_eq!(e.qual & 0xf, 1, "B0: DR0 matched: {e:?}");
+    assert_eq!(vm.reg("ax"), 1, "one inc ran before the breakpoint");
+    // Breakpoints off: the guest runs on to its out.
+    vm.regs("dr7 0x400\n");
+    let e = vm.go("");
+    assert_eq!((e.what.as_str(), e.get("ax")), ("io", 3), "{e:?}");
+}
