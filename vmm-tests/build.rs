@@ -10,10 +10,13 @@ const GUESTS: &[(&str, &str)] = &[
     ("step", "--32"),
     ("triple", "--32"),
     ("long", "--64"),
+    ("bench", "--32"),
 ];
 
 fn run(cmd: &mut Command) {
-    let st = cmd.status().unwrap_or_else(|e| panic!("{cmd:?}: {e} (is binutils installed?)"));
+    let st = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (is binutils installed?)"));
     assert!(st.success(), "{cmd:?} failed");
 }
 
@@ -25,9 +28,21 @@ fn main() {
         let obj = Path::new(&out).join(format!("{name}.o"));
         let bin = Path::new(&out).join(format!("{name}.bin"));
         run(Command::new("as").arg(arch).arg("-o").arg(&obj).arg(&src));
-        let emul = if *arch == "--64" { "elf_x86_64" } else { "elf_i386" };
+        let emul = if *arch == "--64" {
+            "elf_x86_64"
+        } else {
+            "elf_i386"
+        };
         run(Command::new("ld")
-            .args(["-m", emul, "-Ttext=0x1000", "-e", "_start", "--oformat=binary", "-o"])
+            .args([
+                "-m",
+                emul,
+                "-Ttext=0x1000",
+                "-e",
+                "_start",
+                "--oformat=binary",
+                "-o",
+            ])
             .arg(&bin)
             .arg(&obj));
     }

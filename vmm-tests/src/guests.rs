@@ -9,6 +9,8 @@ pub const EVENTS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/events.bin")
 pub const STEP: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/step.bin"));
 pub const TRIPLE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/triple.bin"));
 pub const LONG: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/long.bin"));
+/// The exit benchmark's loop (bench-exits): ebx `loop`s, then out 0x80, again.
+pub const BENCH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bench.bin"));
 
 #[cfg(test)]
 mod tests {
@@ -24,5 +26,10 @@ mod tests {
         assert_eq!(STEP[0], 0x90);
         assert_eq!(&LONG[..2], &[0x48, 0xb8]);
         assert!(TRIPLE.len() < 32);
+        // mov ecx, ebx; jecxz; loop; out 0x80, al; jmp _start.
+        assert_eq!(
+            BENCH,
+            &[0x89, 0xd9, 0xe3, 0x02, 0xe2, 0xfe, 0xe6, 0x80, 0xeb, 0xf6]
+        );
     }
 }
