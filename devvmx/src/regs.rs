@@ -243,13 +243,23 @@ fn load<H: Hw>(hw: &mut H, st: &mut EntryState, loc: Loc) -> Result<u64, Error> 
 }
 
 /// cmdgetregs: every register, one `name 0x...` line each.
-pub fn getregs<H: Hw>(hw: &mut H, st: &mut EntryState) -> Result<String, Error> {
+/// `exit` overrides VMCS fields (a synthesized exit's reason and qualification).
+pub fn getregs<H: Hw>(
+    hw: &mut H,
+    st: &mut EntryState,
+    exit: &[(u32, u64)],
+) -> Result<String, Error> {
     let mut s = String::new();
     for r in &GUESTREGS {
-        let v = match r.rd {
-            Rd::Plain => load(hw, st, r.loc)?,
-            Rd::Cr0Fake => fake(hw, GUEST_CR0, GUEST_CR0MASK, GUEST_CR0SHADOW)?,
-            Rd::Cr4Fake => fake(hw, GUEST_CR4, GUEST_CR4MASK, GUEST_CR4SHADOW)?,
+        let over = match r.loc {
+            Loc::Vmcs(f) => exit.iter().find(|(k, _)| *k == f).map(|&(_, v)| v),
+            _ => None,
+        };
+        let v = match (over, r.rd) {
+            (Some(v), _) => v,
+            (None, Rd::Plain) => load(hw, st, r.loc)?,
+            (None, Rd::Cr0Fake) => fake(hw, GUEST_CR0, GUEST_CR0MASK, GUEST_CR0SHADOW)?,
+            (None, Rd::Cr4Fake) => fake(hw, GUEST_CR4, GUEST_CR4MASK, GUEST_CR4SHADOW)?,
         };
         s.push_str(r.name);
         s.push(' ');

@@ -48,6 +48,11 @@ pub struct EntryLog {
     pub intr_ilen: u64,
     pub tsc_offset: u64,
     pub rip: u64,
+    pub rflags: u64,
+    pub exc_bitmap: u64,
+    /// Guest interruptibility state and pending debug exceptions.
+    pub canintr: u64,
+    pub pending_dbg: u64,
 }
 
 #[derive(Default)]
@@ -106,6 +111,18 @@ pub const HASWELL_MSRS: [(u32, u64); 23] = [
 ];
 
 impl TestHw {
+    /// The same CPU without the monitor trap flag (as Bochs 2.7's haswell really is:
+    /// processor-based allowed-1 bit 27 clear).
+    pub fn without_mtf(frames: usize) -> Self {
+        let mut hw = TestHw::new(frames);
+        for msr in [VMX_PROCB_CTLS_MSR, VMX_TRUE_PROCB_CTLS_MSR] {
+            if let Some(v) = hw.msrs.get_mut(&msr) {
+                *v &= !((PROCB_MONTRAP as u64) << 32);
+            }
+        }
+        hw
+    }
+
     /// A machine with `frames` frames of memory and VT-x as Bochs's haswell has it.
     pub fn new(frames: usize) -> Self {
         TestHw {
@@ -336,6 +353,10 @@ impl Hw for TestHw {
             intr_ilen: f(v, VMENTRY_INTRILEN),
             tsc_offset: f(v, VMCS_TSC_OFFSET),
             rip: f(v, GUEST_RIP),
+            rflags: f(v, GUEST_RFLAGS),
+            exc_bitmap: f(v, EXC_BITMAP),
+            canintr: f(v, GUEST_CANINTR),
+            pending_dbg: f(v, GUEST_PENDING_DBG),
         };
         let e = self.exits.pop_front().unwrap_or_else(|| Exit::new(1));
         self.entries.push(log);

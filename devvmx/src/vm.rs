@@ -53,6 +53,25 @@ const POSTIRQ: u32 = 16;
 const GOTEXIT: u32 = 1;
 const GOTIRQACK: u32 = 2;
 
+/// RFLAGS.TF, and the BS bit of the pending debug exceptions and of a #DB exit's
+/// qualification (as DR6).
+const RFLAGS_TF: u64 = 1 << 8;
+const DBG_BS: u64 = 1 << 14;
+/// An exception exit's interruption information for a hardware #DB (valid, type 3, vector 1).
+const DB_EXIT_INFO: u32 = 1 << 31 | 3 << 8 | 1;
+/// Exit reason of the monitor trap flag.
+const EXIT_MONTRAP: u32 = 37;
+
+/// A step done with RFLAGS.TF on a CPU without the monitor trap flag, armed until the
+/// step reports an exit.
+#[derive(Clone, Copy, Debug)]
+struct TfStep {
+    /// The guest had TF set itself: leave it (and its pending trap) alone.
+    guest_tf: bool,
+    /// The client's exception bitmap, when it lacked #DB and the step added it.
+    bitmap: Option<u64>,
+}
+
 pub struct Vm {
     pub index: usize,
     pub gen: u64,
@@ -80,6 +99,13 @@ pub struct Vm {
     tsc_end: Option<u64>,
     /// The VMX-preemption timer is on (pin-based control 6 allowed).
     preempt: bool,
+    /// The CPU has the monitor trap flag (Bochs 2.7's haswell has not): else `step`
+    /// single-steps with RFLAGS.TF.
+    mtf: bool,
+    /// A TF step is armed in the VMCS.
+    tfstep: Option<TfStep>,
+    /// The last exit was a TF step's #DB, reported as the MTF exit it stands for.
+    synthetic: bool,
 }
 
 /// The initial FXSAVE image of a freshly initialised FPU (fpinit): FCW 0x37f, MXCSR 0x1f80.
@@ -122,6 +148,9 @@ impl Vm {
             nmsr: 0,
             tsc_end: None,
             preempt: false,
+            mtf: false,
+            tfstep: None,
+            synthetic: false,
         };
         match vm.start(hw) {
             Ok(()) => {
@@ -226,6 +255,7 @@ impl Vm {
         x &= (msr >> 32) as u32;
         w(hw, PROCB_CTLS, x as u64)?;
         self.procbctls = x;
+        self.mtf = (msr >> 32) as u32 & PROCB_MONTRAP != 0;
 
         let msr = rdmsr(hw, VMX_PROCB_CTLS2_MSR, "rdmsr(VMX_PROCB_CTLS2_MSR failed")?;
         let x = (PROCB_EPT | PROCB_VPID | PROCB_UNRESTR) & (msr >> 32) as u32;
@@ -441,12 +471,35 @@ impl Vm {
             return Err(EBADARG.into());
         }
         self.load(hw)?;
+        if let Some(t) = &mut self.tfstep {
+            // A TF step is under way: the client's bitmap comes back when it ends.
+            if v & 1 << 1 == 0 {
+                t.bitmap = Some(v as u64);
+                return vmcs::write(hw, EXC_BITMAP, v as u64 | 1 << 1);
+            }
+            t.bitmap = None;
+        }
         vmcs::write(hw, EXC_BITMAP, v as u64)
     }
 
     pub fn getregs<H: Hw>(&mut self, hw: &mut H) -> Result<String, Error> {
         self.load(hw)?;
-        regs::getregs(hw, &mut self.entry)
+        let ov = self.exit_override();
+        regs::getregs(hw, &mut self.entry, ov)
+    }
+
+    /// The exit fields a TF step's #DB exit reads as: those of the MTF exit it stands
+    /// for (reason 37, qualification 0, no event). The rest are the CPU's.
+    fn exit_override(&self) -> &'static [(u32, u64)] {
+        if self.synthetic {
+            &[
+                (VM_EXREASON, EXIT_MONTRAP as u64),
+                (VM_EXQUALIF, 0),
+                (VM_EXINTRINFO, 0),
+            ]
+        } else {
+            &[]
+        }
     }
 
     pub fn setregs<H: Hw>(&mut self, hw: &mut H, data: &[u8]) -> Result<usize, Error> {
@@ -481,11 +534,19 @@ impl Vm {
             return Ok(Some(ackline(&self.irqack)));
         }
         if self.got & GOTEXIT == 0 {
+            // The seed blocked for good on a dead VM: a remote client would hang.
+            if self.state == State::Dead {
+                return Err(self.errstr.clone().into());
+            }
             return Ok(None);
         }
         self.got &= !GOTEXIT;
         self.load(hw)?;
-        let r = |hw: &mut H, f| vmcs::read(hw, f);
+        let ov = self.exit_override();
+        let r = |hw: &mut H, f| match ov.iter().find(|(k, _)| *k == f) {
+            Some(&(_, v)) => Ok(v),
+            None => vmcs::read(hw, f),
+        };
         let e = ExitInfo {
             reason: r(hw, VM_EXREASON)? as u32,
             qual: r(hw, VM_EXQUALIF)?,
@@ -526,7 +587,11 @@ impl Vm {
         // The seed or'ed MTF into its saved default controls, so the step took effect
         // only on the entry after and every later entry single-stepped for good.
         if self.onentry & STEP != 0 {
-            procb |= PROCB_MONTRAP;
+            if self.mtf {
+                procb |= PROCB_MONTRAP;
+            } else {
+                self.arm_tf(hw)?;
+            }
         }
         let mut injected = false;
         if self.onentry & POSTEX != 0 {
@@ -563,6 +628,7 @@ impl Vm {
             vmcs::write(hw, VMX_PREEMPT_TIMER, PREEMPT_QUANTUM)?;
         }
         self.got &= !GOTEXIT;
+        self.synthetic = false;
 
         let start = hw.rdtsc();
         if let Some(end) = self.tsc_end {
@@ -582,7 +648,66 @@ impl Vm {
         if reason & 1 << 31 == 0 {
             self.launched = true;
         }
+        if self.tfstep.is_some() {
+            self.tf_exit(hw, reason)?;
+        }
         self.processexit(reason);
+        Ok(())
+    }
+
+    /// Arms a step by RFLAGS.TF (no MTF): the #DB trap after one instruction exits
+    /// through the exception bitmap. Again on each entry of the step (an internal exit
+    /// may come first, or the client may have written regs).
+    fn arm_tf<H: Hw>(&mut self, hw: &mut H) -> Result<(), Error> {
+        let rflags = vmcs::read(hw, GUEST_RFLAGS)?;
+        let t = self.tfstep.get_or_insert(TfStep {
+            guest_tf: rflags & RFLAGS_TF != 0,
+            bitmap: None,
+        });
+        vmcs::write(hw, GUEST_RFLAGS, rflags | RFLAGS_TF)?;
+        let bm = vmcs::read(hw, EXC_BITMAP)?;
+        if bm & 1 << 1 == 0 {
+            t.bitmap = Some(bm);
+            vmcs::write(hw, EXC_BITMAP, bm | 1 << 1)?;
+        }
+        // Blocking by STI or MOV SS would defer the trap past a second instruction
+        // (and with TF set, VM entry wants BS pending, which would trap before the
+        // first): the step drops it. Interrupts reach the host, not the guest, here.
+        let intr = vmcs::read(hw, GUEST_CANINTR)?;
+        if intr & 3 != 0 {
+            vmcs::write(hw, GUEST_CANINTR, intr & !3)?;
+        }
+        Ok(())
+    }
+
+    /// After an exit of a TF step: its own #DB (single-step, no breakpoint matched)
+    /// reads as the MTF exit; any exit reported ends the step and undoes what it set.
+    fn tf_exit<H: Hw>(&mut self, hw: &mut H, reason: u32) -> Result<(), Error> {
+        if reason == 0 {
+            let info = vmcs::read(hw, VM_EXINTRINFO)? as u32;
+            let qual = vmcs::read(hw, VM_EXQUALIF)?;
+            self.synthetic =
+                info & 0x8000_07ff == DB_EXIT_INFO && qual & DBG_BS != 0 && qual & 0xf == 0;
+        }
+        if internal_exit(reason) {
+            return Ok(());
+        }
+        let Some(t) = self.tfstep.take() else {
+            return Ok(());
+        };
+        if !t.guest_tf {
+            let rflags = vmcs::read(hw, GUEST_RFLAGS)?;
+            vmcs::write(hw, GUEST_RFLAGS, rflags & !RFLAGS_TF)?;
+            // A trap-like exit may have left the step's BS pending: it must not fire
+            // on the next go.
+            let pend = vmcs::read(hw, GUEST_PENDING_DBG)?;
+            if pend & DBG_BS != 0 {
+                vmcs::write(hw, GUEST_PENDING_DBG, pend & !DBG_BS)?;
+            }
+        }
+        if let Some(bm) = t.bitmap {
+            vmcs::write(hw, EXC_BITMAP, bm)?;
+        }
         Ok(())
     }
 

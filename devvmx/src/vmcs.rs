@@ -120,6 +120,7 @@ pub const GUEST_IA32_PAT: u32 = 0x2804;
 pub const GUEST_IA32_EFER: u32 = 0x2806;
 
 pub const GUEST_CANINTR: u32 = 0x4824;
+pub const GUEST_PENDING_DBG: u32 = 0x6822;
 
 pub const VM_INSTRERR: u32 = 0x4400;
 pub const VM_EXREASON: u32 = 0x4402;

@@ -588,3 +588,184 @@ fn unmapping_huge_ranges_allocates_nothing() {
     );
     assert_eq!(c.ns.hw().frames_free(), free);
 }
+
+const TF: u64 = 1 << 8;
+const BS: u64 = 1 << 14;
+
+/// The #DB exit of a TF single step: valid hardware exception 1, qualification BS.
+fn db_step(rip: u64) -> Exit {
+    Exit {
+        reason: 0,
+        intr_info: 0x8000_0301,
+        qual: BS,
+        set: vec![(GUEST_RIP, rip)],
+        ..Exit::default()
+    }
+}
+
+fn regs_field(c: &mut Client, n: &str, name: &str) -> String {
+    let t = c.read_text(&format!("vmx/{n}/regs"));
+    t.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no {name} in {t}"))
+        .to_string()
+}
+
+#[test]
+fn step_with_mtf_sets_no_tf() {
+    let mut c = Client::new();
+    let v = vm(&mut c);
+    c.ns.hw_mut().exits.extend([Exit::new(37), Exit::new(12)]);
+    wait_start(&mut c, v.wait);
+    c.write(v.ctl, 0, b"step");
+    assert!(line(wait_after_run(&mut c)).starts_with("monitortrap 0x0 "));
+    assert_eq!(regs_field(&mut c, &v.n, "exitreason"), "0x00000025");
+    wait_start(&mut c, v.wait);
+    c.write(v.ctl, 0, b"go");
+    assert!(line(wait_after_run(&mut c)).starts_with(".hlt "));
+    let e = &c.ns.hw().entries;
+    assert_ne!(e[0].procb & PROCB_MONTRAP as u64, 0);
+    for e in e {
+        assert_eq!(e.rflags & TF, 0, "MTF steps need no TF: {e:?}");
+        assert_eq!(e.exc_bitmap, 1 << 18 | 1 << 1);
+    }
+    assert_eq!(c.ns.hw().entries[1].procb & PROCB_MONTRAP as u64, 0);
+}
+
+#[test]
+fn step_without_mtf_traps_with_tf_and_reads_as_monitortrap() {
+    let mut c = Client::with_hw(TestHw::without_mtf(4096));
+    let v = vm(&mut c);
+    let vmcs = c.ns.hw().current().unwrap();
+    // The client took #DB out of the bitmap; the guest sits after an STI.
+    assert_eq!(c.write(v.ctl, 0, b"extrap 0x40000"), R::Count(14));
+    c.ns.hw_mut().vmwrite(GUEST_CANINTR, 1).unwrap();
+    c.ns.hw_mut()
+        .exits
+        .extend([db_step(0x1001), db_step(0x1002), Exit::new(12)]);
+    wait_start(&mut c, v.wait);
+    c.write(v.ctl, 0, b"step pc=0x1000;");
+    assert_eq!(
+        line(wait_after_run(&mut c)),
+        "monitortrap 0x0 pc 0x1001 sp 0x0 ilen 0x0 iinfo 0x0\n"
+    );
+    // The regs file tells the same exit; the rest is the CPU's.
+    assert_eq!(regs_field(&mut c, &v.n, "exitreason"), "0x00000025");
+    assert_eq!(
+        regs_field(&mut c, &v.n, "exitqualification"),
+        "0x0000000000000000"
+    );
+    assert_eq!(regs_field(&mut c, &v.n, "exitinterruptinfo"), "0x00000000");
+    assert_eq!(regs_field(&mut c, &v.n, "pc"), "0x0000000000001001");
+    // After the step: TF gone, the client's bitmap back.
+    assert_eq!(c.ns.hw().field(vmcs, GUEST_RFLAGS), 2);
+    assert_eq!(c.ns.hw().field(vmcs, EXC_BITMAP), 0x40000);
+    wait_start(&mut c, v.wait);
+    c.write(v.ctl, 0, b"step");
+    assert!(line(wait_after_run(&mut c)).starts_with("monitortrap 0x0 pc 0x1002 "));
+    wait_start(&mut c, v.wait);
+    c.write(v.ctl, 0, b"go");
+    assert!(line(wait_after_run(&mut c)).starts_with(".hlt "));
+    // A later exit is the CPU's again.
+    assert_eq!(regs_field(&mut c, &v.n, "exitreason"), "0x0000000c");
+    let e = &c.ns.hw().entries;
+    assert_eq!(e.len(), 3);
+    for s in &e[..2] {
+        assert_eq!(s.procb & PROCB_MONTRAP as u64, 0, "no MTF here: {s:?}");
+        assert_eq!(s.rflags, 2 | TF, "{s:?}");
+        assert_eq!(s.exc_bitmap, 0x40000 | 1 << 1, "{s:?}");
+        assert_eq!(s.canintr & 3, 0, "STI blocking would defer the trap: {s:?}");
+    }
+    assert_eq!(e[0].rip, 0x1000);
+    let g = &e[2];
+    assert_eq!(g.procb & PROCB_MONTRAP as u64, 0, "go runs freely");
+    assert_eq!(g.rflags & TF, 0, "go runs freely");
+    assert_eq!(g.exc_bitmap, 0x40000);
+}
+
+#[test]
+fn tf_step_ended_by_another_exit_reports_it_and_leaves_nothing_behind() {
+    let mut c = Client::with_hw(TestHw::without_mtf(4096));
+    let v = vm(&mut c);
+    let vmcs = c.ns.hw().current().unwrap();
+    c.ns.hw_mut().exits.extend([
+        // An internal exit first: the step goes on with TF still armed.
+        Exit::new(52),
+        // The stepped instruction exits itself, leaving the step's BS pending.
+        Exit {
+            reason: 30,
+            qual: 0x80_0040,
+            ilen: 2,
+            set: vec![(GUEST_RIP, 0x1004), (GUEST_PENDING_DBG, BS)],
+            ..Exit::default()
+        },
+        Exit::new(12),
+    ]);
+    wait_start(&mut c, v.wait);
+    c.write(v.ctl, 0, b"step");
+    assert!(c.run(), "still running after the internal exit");
+    assert_eq!(
+        line(wait_after_run(&mut c)),
+        "io 0x800040 pc 0x1004 sp 0x0 ilen 0x2 iinfo 0x0 ax 0x0\n"
+    );
+    assert_eq!(regs_field(&mut c, &v.n, "exitreason"), "0x0000001e");
+    assert_eq!(c.ns.hw().field(vmcs, GUEST_RFLAGS) & TF, 0);
+    assert_eq!(c.ns.hw().field(vmcs, GUEST_PENDING_DBG), 0, "no stale BS");
+    wait_start(&mut c, v.wait);
+    c.write(v.ctl, 0, b"go");
+    assert!(line(wait_after_run(&mut c)).starts_with(".hlt "));
+    let e = &c.ns.hw().entries;
+    assert_eq!(e.len(), 3);
+    assert!(e[..2].iter().all(|e| e.rflags & TF != 0));
+    assert_eq!((e[2].rflags & TF, e[2].pending_dbg), (0, 0));
+}
+
+#[test]
+fn tf_step_keeps_the_guests_own_tf_and_reports_breakpoints() {
+    let mut c = Client::with_hw(TestHw::without_mtf(4096));
+    let v = vm(&mut c);
+    let vmcs = c.ns.hw().current().unwrap();
+    c.ns.hw_mut().exits.extend([
+        // A DR0 breakpoint (B0) before the instruction: a real #db, not the step.
+        Exit {
+            reason: 0,
+            intr_info: 0x8000_0301,
+            qual: 1,
+            ..Exit::default()
+        },
+        db_step(0x1001),
+    ]);
+    wait_start(&mut c, v.wait);
+    c.write(v.ctl, 0, b"step");
+    assert!(line(wait_after_run(&mut c)).starts_with("#db 0x1 "));
+    assert_eq!(regs_field(&mut c, &v.n, "exitreason"), "0x00000000");
+    assert_eq!(c.ns.hw().field(vmcs, GUEST_RFLAGS), 2);
+    // The guest single-steps itself: its TF and its pending trap stay.
+    c.write_path(&format!("vmx/{}/regs", v.n), b"flags 0x102\n");
+    c.ns.hw_mut().exits[0].set.push((GUEST_PENDING_DBG, BS));
+    wait_start(&mut c, v.wait);
+    c.write(v.ctl, 0, b"step");
+    assert!(line(wait_after_run(&mut c)).starts_with("monitortrap 0x0 pc 0x1001 "));
+    assert_eq!(c.ns.hw().field(vmcs, GUEST_RFLAGS), 0x102);
+    assert_eq!(c.ns.hw().field(vmcs, GUEST_PENDING_DBG), BS);
+}
+
+#[test]
+fn wait_on_a_dead_vm_fails_with_its_error() {
+    let mut c = Client::new();
+    let v = vm(&mut c);
+    c.ns.hw_mut().exits.push_back(Exit {
+        fail: true,
+        ..Exit::default()
+    });
+    // A wait already blocked when the VM dies.
+    wait_start(&mut c, v.wait);
+    c.write(v.ctl, 0, b"go");
+    assert_eq!(wait_after_run(&mut c), err("vmlaunch failed"));
+    assert_eq!(status(&mut c, &v.n), "dead 'vmlaunch failed'\n");
+    // A new one answers at once (the seed blocked for good).
+    assert_eq!(c.read(v.wait, 0, 512), err("vmlaunch failed"));
+    // A live VM's wait still blocks.
+    let w = vm(&mut c);
+    wait_start(&mut c, w.wait);
+}

@@ -582,3 +582,33 @@ fn debug_registers_reach_the_guest() {
     let e = vm.go("");
     assert_eq!((e.what.as_str(), e.get("ax")), ("io", 3), "{e:?}");
 }
+
+#[test]
+fn step_then_go() {
+    let hv = Hv::boot();
+    let vm = flat32(&hv, "st", guests::STEP);
+    vm.regs("ax 0\n");
+    // Bochs's haswell has no monitor trap flag: the step goes by RFLAGS.TF and reads
+    // as the MTF exit it stands for.
+    vm.cmd("step");
+    let e = vm.wait();
+    assert_eq!((e.what.as_str(), e.qual), ("monitortrap", 0), "{e:?}");
+    assert_eq!(e.pc(), 0x1001, "one nop ran: {e:?}");
+    assert_eq!(vm.reg("exitreason"), 37);
+    assert_eq!(vm.reg("exitqualification"), 0);
+    assert_eq!(vm.reg("ax"), 0);
+    vm.cmd("step");
+    let e = vm.wait();
+    assert_eq!((e.what.as_str(), e.qual), ("monitortrap", 0), "{e:?}");
+    assert_eq!(e.pc(), 0x1002, "one inc ran: {e:?}");
+    assert_eq!(vm.reg("ax"), 1);
+    assert_eq!(vm.reg("flags") & 0x100, 0, "no TF left in the guest");
+    // go runs freely: two more incs, then the out (not a monitortrap).
+    let e = vm.go("");
+    assert_eq!((e.what.as_str(), e.qual), ("io", 0x80_0040), "{e:?}");
+    assert_eq!((e.pc(), e.get("ax")), (0x1004, 3), "{e:?}");
+    let e = vm.skip(&e);
+    assert_eq!((e.what.as_str(), e.qual), ("io", 0x8f_0040), "{e:?}");
+    assert_eq!(vm.status(), "ready");
+    assert!(hv.status().contains("vmx ok"));
+}
