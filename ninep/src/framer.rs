@@ -2,16 +2,19 @@
 //!
 //! A serial line can carry anything: a client that died mid-frame, line noise, a human
 //! typing. The framer trusts size[4] only while the stream is in sync; a size below the
-//! header or above msize, or a type byte that no client sends, puts it out of sync, and it
+//! header or above msize, or an R-message type byte, puts it out of sync, and it
 //! then discards bytes until something that looks like a Tversion header, which is how
 //! every client starts a session (intro(5)).
 
 use alloc::vec::Vec;
 use protocol::{MsgType, HEADER_LEN, NOTAG};
 
-/// Is `ty` a type a client may send (a T-message)?
+/// Could `ty` be a T-message? Every request type is even, R-messages odd. Even types
+/// unknown to 9P2000 are taken as frames (the session answers them with Rerror):
+/// clients send extensions, e.g. plan9port's `9p readfd` sends Topenfd (98), and one
+/// silently dropped would leave its client waiting forever.
 fn is_tmessage(ty: u8) -> bool {
-    matches!(MsgType::from_u8(ty), Some(t) if (t as u8).is_multiple_of(2))
+    ty.is_multiple_of(2)
 }
 
 /// The smallest Tversion: header, msize[4], version[s] with at least "9P".

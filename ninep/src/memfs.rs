@@ -24,8 +24,17 @@ struct Node {
     mode: u32,
     uid: String,
     version: u32,
+    /// Only what wstat set: there is no clock here.
+    atime: u32,
+    mtime: u32,
     body: Body,
 }
+
+/// Largest file: a client's write or wstat beyond it gets an error, not an allocation
+/// that would abort the host.
+pub const MAX_FILE: usize = 64 << 20;
+
+const ETOOBIG: &str = "file too large";
 
 /// The tree. Node handles are qid paths.
 pub struct Memfs {
@@ -47,6 +56,8 @@ impl Memfs {
                 mode: dm::DIR | 0o777,
                 uid: owner.to_string(),
                 version: 0,
+                atime: 0,
+                mtime: 0,
                 body: Body::Dir(Vec::new()),
             },
         );
@@ -81,6 +92,8 @@ impl Memfs {
                 mode,
                 uid: uid.to_string(),
                 version: 0,
+                atime: 0,
+                mtime: 0,
                 body,
             },
         );
@@ -124,6 +137,14 @@ impl Memfs {
         false
     }
 
+    /// The entry `name` of directory `dir`.
+    fn child(&self, dir: u64, name: &str) -> Option<u64> {
+        let Body::Dir(kids) = &self.nodes.get(&dir)?.body else {
+            return None;
+        };
+        kids.iter().copied().find(|k| self.nodes[k].name == name)
+    }
+
     fn node(&self, path: u64) -> Result<&Node, Error> {
         self.nodes.get(&path).ok_or_else(|| ENONEXIST.into())
     }
@@ -148,8 +169,8 @@ impl Memfs {
         Stat {
             qid: self.qid(path, n),
             mode: n.mode,
-            atime: 0,
-            mtime: 0,
+            atime: n.atime,
+            mtime: n.mtime,
             length,
             name: n.name.clone(),
             uid: n.uid.clone(),
@@ -276,6 +297,9 @@ impl Tree for Memfs {
             Body::File(d) => {
                 let start = usize::try_from(offset).map_err(|_| Error::from(EBADARG))?;
                 let end = start.checked_add(data.len()).ok_or(Error::from(EBADARG))?;
+                if end > MAX_FILE {
+                    return Err(ETOOBIG.into());
+                }
                 if end > d.len() {
                     d.resize(end, 0);
                 }
@@ -314,30 +338,68 @@ impl Tree for Memfs {
         Ok(())
     }
 
+    /// stat(5)'s rules, all checked before anything changes: the name by whoever may
+    /// write the parent, the length by whoever may write the file (9pfuse truncates
+    /// this way), mode and mtime by the owner; the owner never, the group only to
+    /// itself (a user is its own only group here); atime is kept as given (touch).
     fn wstat(&mut self, ctx: &Ctx, node: &u64, d: &Dir<'_>) -> Result<(), Error> {
+        use crate::perm::{allowed, WRITE};
         let n = self.node(*node)?;
-        if n.uid != ctx.uname {
-            return Err(EPERM.into());
-        }
+        let st = self.stat_of(*node, n);
+        let owner = n.uid == ctx.uname;
         if !d.name.is_empty() && d.name != n.name {
+            if *node == ROOT {
+                return Err(EPERM.into());
+            }
             let parent = n.parent;
-            if self.walk(ctx, &parent, d.name).is_ok() {
+            let pst = self.stat_of(parent, self.node(parent)?);
+            if !allowed(&pst, ctx.uname, WRITE) {
+                return Err(EPERM.into());
+            }
+            if self.child(parent, d.name).is_some() {
                 return Err(EEXIST.into());
             }
         }
-        let n = self.nodes.get_mut(node).ok_or(Error::from(ENONEXIST))?;
         if d.length != !0 {
-            match &mut n.body {
-                Body::File(data) => {
-                    let len = usize::try_from(d.length).map_err(|_| Error::from(EBADARG))?;
-                    data.resize(len, 0);
-                }
+            if !allowed(&st, ctx.uname, WRITE) {
+                return Err(EPERM.into());
+            }
+            match &n.body {
+                Body::File(_) if d.length > MAX_FILE as u64 => return Err(ETOOBIG.into()),
+                Body::File(_) => {}
                 _ if d.length == 0 => {}
                 _ => return Err(EBADARG.into()),
             }
         }
         if d.mode != !0 {
+            if !owner {
+                return Err(EPERM.into());
+            }
+            if (d.mode ^ n.mode) & dm::DIR != 0 {
+                return Err(EBADARG.into());
+            }
+        }
+        if d.mtime != !0 && !owner {
+            return Err(EPERM.into());
+        }
+        if (!d.uid.is_empty() && d.uid != n.uid) || (!d.gid.is_empty() && d.gid != n.uid) {
+            return Err(EPERM.into());
+        }
+        let n = self.nodes.get_mut(node).ok_or(Error::from(ENONEXIST))?;
+        if d.length != !0 {
+            if let Body::File(data) = &mut n.body {
+                // Checked against MAX_FILE above.
+                data.resize(d.length as usize, 0);
+            }
+        }
+        if d.mode != !0 {
             n.mode = (n.mode & dm::DIR) | (d.mode & 0o777);
+        }
+        if d.mtime != !0 {
+            n.mtime = d.mtime;
+        }
+        if d.atime != !0 {
+            n.atime = d.atime;
         }
         if !d.name.is_empty() {
             n.name = d.name.to_string();

@@ -183,6 +183,14 @@ impl<T: Tree> Session<T> {
                     // the queue it waits on): retry them in arrival order.
                     self.poll(tree);
                 }
+                // A well-framed request of a type 9P2000 lacks (an extension such as
+                // plan9port's Topenfd) is refused, not dropped: its client waits for a
+                // reply to that tag.
+                Err(protocol::Error::BadType(_)) => {
+                    self.framer.consume(frame.len());
+                    self.requests += 1;
+                    self.unknown(&frame);
+                }
                 // A frame that does not decode means the stream cannot be trusted:
                 // look for the next Tversion, as a Plan 9 kernel would hang up.
                 Err(_) => self.framer.resync(),
@@ -326,6 +334,22 @@ impl<T: Tree> Session<T> {
             _ => Err(EBADMSG.into()),
         };
         self.reply(tag, r)
+    }
+
+    /// Answers a request whose type 9P2000 does not define.
+    fn unknown(&mut self, frame: &[u8]) {
+        let Some(&[lo, hi]) = frame.get(5..HEADER_LEN) else {
+            return;
+        };
+        let tag = u16::from_le_bytes([lo, hi]);
+        let e = if !self.versioned {
+            EVERSION
+        } else if self.pending.iter().any(|p| p.tag == tag) {
+            EDUPTAG
+        } else {
+            EBADMSG
+        };
+        self.reply(tag, Err(e.into()));
     }
 
     fn version(&mut self, tree: &mut T, msize: u32, version: &str) -> Reply<'static> {
@@ -649,6 +673,10 @@ impl<T: Tree> Session<T> {
         let f = self.fid(fid)?;
         if *d == Dir::DONT_TOUCH {
             return Ok(Fcall::Rwstat);
+        }
+        // A rename must leave a name a walk can reach, as create's must.
+        if d.name == "." || d.name == ".." || d.name.contains('/') {
+            return Err(EDOTDOT.into());
         }
         let ctx = Ctx {
             uname: &f.uname,
