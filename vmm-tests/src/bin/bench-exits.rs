@@ -47,11 +47,22 @@ struct Run {
     go: Duration,
     wait: Duration,
     regs: Duration,
+    /// Each exit's whole client-side cost (go, wait, regs), for the median.
+    each: Vec<Duration>,
 }
 
 impl Run {
     fn round_trips(&self, per_exit: u64) -> u64 {
         self.exits * per_exit
+    }
+
+    /// The median exit time: steadier than the mean when other work shares the cores.
+    fn median(&mut self) -> Duration {
+        self.each.sort_unstable();
+        self.each
+            .get(self.each.len() / 2)
+            .copied()
+            .unwrap_or_default()
     }
 }
 
@@ -91,6 +102,7 @@ impl Vm {
         let mut r = Run::default();
         let start = Instant::now();
         while start.elapsed().as_secs_f64() < secs {
+            let t = Instant::now();
             let cmd = format!("go pc={next:#x};");
             timed(&mut r.go, || self.ctl.write_str(&cmd).expect("go"));
             next = timed(&mut r.wait, || self.exit(out_pc));
@@ -101,6 +113,7 @@ impl Vm {
                     "regs bx is not {loops}"
                 );
             }
+            r.each.push(t.elapsed());
             r.exits += 1;
         }
         r.secs = start.elapsed().as_secs_f64();
@@ -181,6 +194,7 @@ fn main() {
         regs,
     };
 
+    tstat(&c, 0.5); // warm-up: the first round trips after set-up run slower
     let (tstat_rate, tstat_lat) = tstat(&c, secs);
     println!(
         "Bochs (ips {ips}), COM1 9P msize {}, {secs} s per figure",
@@ -191,13 +205,15 @@ fn main() {
         ms(tstat_lat)
     );
     println!(
-        "{:>10} {:<12} {:>8} {:>7} {:>8} {:>7} {:>7} {:>7} {:>7} {:>9}",
+        "{:>10} {:<12} {:>8} {:>7} {:>7} {:>8} {:>7} {:>8} {:>7} {:>7} {:>7} {:>9}",
         "insns/exit",
         "per exit",
         "exits/s",
         "RTs/s",
+        "Tstat/s",
         "RT/Tstat",
         "mean ms",
+        "p50 exit",
         "go ms",
         "wait ms",
         "regs ms",
@@ -205,20 +221,24 @@ fn main() {
     );
     for loops in LOOPS {
         for with_regs in [false, true] {
-            let r = vm.run(loops, with_regs, secs, out_pc);
+            // The line's own rate just before, for the ratio: it drifts during a run.
+            let (near, _) = tstat(&c, (secs / 3.0).max(0.5));
+            let mut r = vm.run(loops, with_regs, secs, out_pc);
             let per_exit = if with_regs { 3 } else { 2 };
             let rts = r.round_trips(per_exit);
             let exits = r.exits.max(1) as f64;
             let insns = loops + 4;
             let rt_rate = rts as f64 / r.secs;
             println!(
-                "{:>10} {:<12} {:>8.1} {:>7.1} {:>8.2} {:>7.2} {:>7.2} {:>7.2} {:>7} {:>9.0}",
+                "{:>10} {:<12} {:>8.1} {:>7.1} {:>7.0} {:>8.2} {:>7.2} {:>8.2} {:>7.2} {:>7.2} {:>7} {:>9.0}",
                 insns,
                 if with_regs { "wait+go+regs" } else { "wait+go" },
                 r.exits as f64 / r.secs,
                 rt_rate,
-                rt_rate / tstat_rate,
+                near,
+                rt_rate / near,
                 r.secs * 1e3 / rts.max(1) as f64,
+                ms(r.median()),
                 ms(r.go) / exits,
                 ms(r.wait) / exits,
                 if with_regs {
@@ -230,9 +250,14 @@ fn main() {
             );
         }
     }
+    let (after, after_lat) = tstat(&c, secs);
+    println!(
+        "raw 9P after the runs: Tstat of status {after:.0} round trips/s, mean {:.2} ms",
+        ms(after_lat)
+    );
     println!(
         "insns/exit: guest instructions per exit (N x loop + mov, jecxz, out, jmp); \
-         RT: a 9P round trip; go ms: Twrite of ctl; wait ms: Tread of wait (includes the \
+         RT: a 9P round trip; Tstat/s: raw 9P rate just before the row; p50 exit: median ms per exit; go ms: Twrite of ctl; wait ms: Tread of wait (includes the \
          guest's run); guest i/s: guest instructions per wall second"
     );
 }
