@@ -149,6 +149,10 @@ fn main() {
         ..Opts::default()
     };
     let ips = opts.ips;
+    // Bochs keeps a core busy; the client and the COM1 relay need the other one, or each
+    // round trip waits for the scheduler's tick (about 4 ms here). Say when it is taken.
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().next().unwrap_or("?");
     let m = Machine::bochs(opts);
     let c = m.client(OWNER, "");
     c.set_timeout(Some(Duration::from_secs(60)));
@@ -199,6 +203,10 @@ fn main() {
     println!(
         "Bochs (ips {ips}), COM1 9P msize {}, {secs} s per figure",
         c.msize()
+    );
+    println!(
+        "load average before boot {load} (above about 0.5, other work shares the cores \
+         and round trips slow to the scheduler's tick: compare figures with care)"
     );
     println!(
         "raw 9P: Tstat of status {tstat_rate:.0} round trips/s, mean {:.2} ms",
