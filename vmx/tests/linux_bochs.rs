@@ -9,7 +9,6 @@
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,44 +33,11 @@ impl Write for Tee {
     }
 }
 
-fn find(env: &str, dirs: &[&str], prefix: &str) -> PathBuf {
-    if let Some(p) = std::env::var_os(env) {
-        return PathBuf::from(p);
-    }
-    for d in dirs {
-        if let Ok(rd) = std::fs::read_dir(d) {
-            let mut v: Vec<PathBuf> = rd
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
-                })
-                .collect();
-            v.sort();
-            if let Some(p) = v.pop() {
-                return p;
-            }
-        }
-    }
-    panic!("set {env}: no {prefix}* in {dirs:?}");
-}
-
 #[test]
 #[ignore]
 fn linux_reaches_a_busybox_shell_under_bochs() {
-    let kernel = std::fs::read(find(
-        "VMX_TEST_BZIMAGE",
-        &["/tmp/linux/root/boot", "/boot"],
-        "vmlinuz-",
-    ))
-    .unwrap();
-    let busybox = std::fs::read(find(
-        "VMX_TEST_BUSYBOX",
-        &["/tmp/linux/busybox/bin"],
-        "busybox",
-    ))
-    .unwrap();
+    let kernel = std::fs::read(vmx::testdata::debian_kernel()).unwrap();
+    let busybox = std::fs::read(vmx::testdata::busybox()).unwrap();
     let initrd = vmx::cpio::busybox_initramfs(&busybox, "echo vmx-initramfs-$((6*7)); exec sh");
     let layout = Layout::new(128 << 20).unwrap();
     let cmdline = "console=ttyS0 panic=-1";

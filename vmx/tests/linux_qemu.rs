@@ -14,33 +14,6 @@ use std::time::{Duration, Instant};
 use vmx::layout::Layout;
 use vmx::loader::{self, BootArgs, Image, Module};
 
-fn debian_kernel() -> PathBuf {
-    if let Some(p) = std::env::var_os("VMX_TEST_BZIMAGE") {
-        return PathBuf::from(p);
-    }
-    for dir in ["/tmp/linux/root/boot", "/boot"] {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        let mut v: Vec<PathBuf> = rd
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
-            })
-            .collect();
-        v.sort();
-        if let Some(p) = v.pop() {
-            return p;
-        }
-    }
-    panic!(
-        "no Debian kernel: set VMX_TEST_BZIMAGE, or unpack one with `apt-get download \
-         linux-image-6.1.0-<N>-amd64 && dpkg-deb -x linux-image-*.deb /tmp/linux/root`"
-    );
-}
-
 /// Where the shim is loaded and runs (above everything the plan writes).
 const SHIM: u64 = 0x0800_0000;
 
@@ -148,7 +121,7 @@ table:
 /// Boots `args` with the Debian kernel through the shim; returns the serial output once
 /// it contains `until` (or QEMU exits, or two minutes pass).
 fn boot(args: BootArgs, mem: u64, until: &str) -> String {
-    let kernel = std::fs::read(debian_kernel()).unwrap();
+    let kernel = std::fs::read(vmx::testdata::debian_kernel()).unwrap();
     let layout = Layout::new(mem).unwrap();
     let img = loader::load(&kernel, &layout, &args).unwrap();
     let dir = std::env::temp_dir().join(format!(
@@ -239,19 +212,8 @@ fn debian_kernel_boots_from_the_linux_plan() {
     );
 }
 
-/// busybox-static's binary: $VMX_TEST_BUSYBOX, else /tmp/linux/busybox/bin/busybox
-/// (`apt-get download busybox-static && dpkg-deb -x busybox-static_*.deb /tmp/linux/busybox`).
 fn busybox() -> Vec<u8> {
-    let p = std::env::var_os("VMX_TEST_BUSYBOX")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/linux/busybox/bin/busybox"));
-    std::fs::read(&p).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}: set VMX_TEST_BUSYBOX or run `apt-get download busybox-static && \
-             dpkg-deb -x busybox-static_*.deb /tmp/linux/busybox`",
-            p.display()
-        )
-    })
+    std::fs::read(vmx::testdata::busybox()).expect("busybox")
 }
 
 #[test]

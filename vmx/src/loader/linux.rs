@@ -208,7 +208,6 @@ pub fn load(k: &[u8], layout: &Layout, args: &BootArgs) -> Result<Image, LoadErr
 mod tests {
     use super::super::{le64, load as load_any, Module};
     use super::*;
-    use std::path::PathBuf;
 
     /// A synthetic bzImage: the fields the loader reads, 2 setup sectors, `kernel` after.
     fn synthetic(version: u16, kernel: &[u8]) -> Vec<u8> {
@@ -316,40 +315,9 @@ mod tests {
         assert!(e(&s, &a, &l).contains("setup sectors"));
     }
 
-    /// Where the real Debian kernel is: $VMX_TEST_BZIMAGE, else the first of
-    /// /tmp/linux/root/boot/vmlinuz-* (scripts/setup unpacks linux-image-amd64 there) and
-    /// /boot/vmlinuz-*.
-    pub(crate) fn debian_kernel() -> PathBuf {
-        if let Some(p) = std::env::var_os("VMX_TEST_BZIMAGE") {
-            return PathBuf::from(p);
-        }
-        for dir in ["/tmp/linux/root/boot", "/boot"] {
-            let Ok(rd) = std::fs::read_dir(dir) else {
-                continue;
-            };
-            let mut v: Vec<PathBuf> = rd
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
-                })
-                .collect();
-            v.sort();
-            if let Some(p) = v.pop() {
-                return p;
-            }
-        }
-        panic!(
-            "no Debian kernel for the bzImage test: set VMX_TEST_BZIMAGE, or unpack one with \
-             `apt-get download linux-image-6.1.0-<N>-amd64 && dpkg-deb -x linux-image-*.deb /tmp/linux/root` \
-             (scripts/setup does this)"
-        );
-    }
-
     #[test]
     fn debian_bzimage() {
-        let path = debian_kernel();
+        let path = crate::testdata::debian_kernel();
         let k = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let h = parse_header(&k).unwrap();
         // Debian 12 kernels speak boot protocol 2.15 and are relocatable bzImages.
