@@ -285,20 +285,11 @@ mod tests {
     }
 
     fn init_pic(m: &mut Machine) {
-        for (port, v) in [
-            (0x20, 0x11),
-            (0xa0, 0x11),
-            (0x21, 0x20),
-            (0xa1, 0x28),
-            (0x21, 4),
-            (0xa1, 2),
-            (0x21, 1),
-            (0xa1, 1),
-            (0x21, 0xee),
-            (0xa1, 0xff),
-        ] {
-            m.io_out(port, 1, v);
+        for (port, v) in pic::INIT_SEQUENCE {
+            m.io_out(port, 1, v.into());
         }
+        m.io_out(0x21, 1, 0xee);
+        m.io_out(0xa1, 1, 0xff);
     }
 
     #[test]

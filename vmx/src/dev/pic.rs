@@ -293,22 +293,27 @@ impl Pic {
     }
 }
 
+/// Linux's and the demo guest's initialisation words (ICW1-4 of both chips): master at
+/// vector 0x20, slave at 0x28 on IRQ 2. Tests program the pair with it.
+#[cfg(test)]
+pub(crate) const INIT_SEQUENCE: [(u16, u8); 8] = [
+    (0x20, 0x11),
+    (0xa0, 0x11),
+    (0x21, 0x20),
+    (0xa1, 0x28),
+    (0x21, 4),
+    (0xa1, 2),
+    (0x21, 1),
+    (0xa1, 1),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Linux's and the demo guest's initialisation: master at 0x20, slave at 0x28.
+    /// The pair initialised by [`INIT_SEQUENCE`], then masked.
     pub(crate) fn init(p: &mut Pic, master_mask: u8, slave_mask: u8) {
-        for (port, v) in [
-            (0x20, 0x11),
-            (0xa0, 0x11),
-            (0x21, 0x20),
-            (0xa1, 0x28),
-            (0x21, 4),
-            (0xa1, 2),
-            (0x21, 1),
-            (0xa1, 1),
-        ] {
+        for (port, v) in INIT_SEQUENCE {
             p.write(port, v);
         }
         p.write(0x21, master_mask);
