@@ -242,7 +242,7 @@ impl Machine {
             .stderr(std::fs::File::create(dir.join("qemu.err")).expect("create qemu.err"))
             .spawn()
             .expect("start qemu-system-x86_64 (is QEMU installed?)");
-        let m = Machine {
+        let mut m = Machine {
             kind: Kind::Qemu,
             child,
             dir,
@@ -257,6 +257,30 @@ impl Machine {
     /// Boots the ISO under Bochs (cpu corei7_haswell_4770: VMX with EPT, VPID and
     /// unrestricted guest), COM1 relayed to `uart.sock`.
     pub fn bochs(opts: Opts) -> Machine {
+        // Debian's Bochs has no headless display: each instance binds an RFB port in
+        // 5900-5949 and dies at power-on when it finds none free. That is the emulator
+        // failing to start, not the kernel failing: start it again, a few times.
+        const ATTEMPTS: u32 = 5;
+        for attempt in 1..=ATTEMPTS {
+            match Self::bochs_once(&opts) {
+                Ok(m) => return m,
+                Err(m) if attempt < ATTEMPTS && m.diagnostics().contains("RFB could not bind") => {
+                    eprintln!("emu: Bochs found no free RFB port; starting it again");
+                    drop(m);
+                    thread::sleep(Duration::from_secs(5));
+                }
+                Err(m) => panic!(
+                    "Bochs exited before {:?} in the kernel's log:\n{}",
+                    opts.until,
+                    m.diagnostics()
+                ),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// One Bochs start: `Err` with the machine when Bochs exits before the kernel is ready.
+    fn bochs_once(opts: &Opts) -> Result<Machine, Machine> {
         let iso = iso(&opts.cmdline);
         let slot = Slot::take();
         let dir = run_dir(Kind::Bochs);
@@ -293,8 +317,11 @@ impl Machine {
         };
         let com1 = m.accept_com1(&listener, opts.boot_timeout);
         relay(com1, uart);
-        m.wait_log(opts.until, opts.boot_timeout);
-        m
+        if m.wait_log_alive(opts.until, opts.boot_timeout) {
+            Ok(m)
+        } else {
+            Err(m)
+        }
     }
 
     fn accept_com1(&mut self, listener: &TcpListener, timeout: Duration) -> TcpStream {
@@ -328,12 +355,29 @@ impl Machine {
         }
     }
 
-    /// Waits for `what` in the kernel's log; panics with the log's tail after `timeout`.
-    pub fn wait_log(&self, what: &str, timeout: Duration) {
+    /// Waits for `what` in the kernel's log; panics with the log's tail after `timeout`
+    /// or when the emulator has exited.
+    pub fn wait_log(&mut self, what: &str, timeout: Duration) {
+        if !self.wait_log_alive(what, timeout) {
+            panic!(
+                "{:?} exited before {what:?} in the kernel's log:\n{}",
+                self.kind,
+                self.diagnostics()
+            );
+        }
+    }
+
+    /// Waits for `what` in the kernel's log: false as soon as the emulator has exited
+    /// without it; panics with the log's tail after `timeout`.
+    fn wait_log_alive(&mut self, what: &str, timeout: Duration) -> bool {
         let start = Instant::now();
         loop {
             if self.log().contains(what) {
-                return;
+                return true;
+            }
+            if let Ok(Some(_)) = self.child.try_wait() {
+                // The last words may land in the log as the process ends.
+                return self.log().contains(what);
             }
             if start.elapsed() > timeout {
                 panic!(
