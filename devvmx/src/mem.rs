@@ -4,7 +4,7 @@
 
 use crate::ept;
 use crate::hw::{Hw, Phys, PAGE};
-use crate::plan9::{hex, tokenize, EGREG};
+use crate::plan9::{hex, records, tokenize, Tail, EGREG};
 use crate::segment::{SegId, Segments};
 use alloc::format;
 use alloc::string::String;
@@ -97,12 +97,9 @@ impl MemMap {
         data: &[u8],
         uname: &str,
     ) -> Result<usize, Error> {
-        let data = &data[..data.iter().position(|&c| c == 0).unwrap_or(data.len())];
-        let mut p = 0;
-        while let Some(q) = data[p..].iter().position(|&c| c == b'\n') {
-            let line = String::from_utf8_lossy(&data[p..p + q]).into_owned();
-            p += q + 1;
-            let f = tokenize(&line, 10);
+        let (recs, n) = records(data, b'\n', Tail::Leave);
+        for rec in recs {
+            let f = tokenize(&String::from_utf8_lossy(rec), 10);
             if f.is_empty() {
                 continue;
             }
@@ -115,7 +112,7 @@ impl MemMap {
             }
             self.update(hw, segs, mp, end);
         }
-        Ok(p)
+        Ok(n)
     }
 
     /// vmmemupdate: puts [mp.addr, end) into the list, cutting what it covers and merging

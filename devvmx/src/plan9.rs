@@ -24,11 +24,45 @@ pub const EISDIR: &str = "file is a directory";
 /// Plan 9's ERRMAX: the longest error string a process sees.
 pub const ERRMAX: usize = 128;
 
+/// The bytes as C would see them: up to the first NUL.
+fn cbytes(b: &[u8]) -> &[u8] {
+    &b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())]
+}
+
 /// The string as C would see it: up to the first NUL. Invalid UTF-8 becomes U+FFFD,
 /// which no parser here gives a meaning to.
 pub fn cstr(b: &[u8]) -> String {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
+    String::from_utf8_lossy(cbytes(b)).into_owned()
+}
+
+/// What [`records`] does with a last record that lacks its terminator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tail {
+    /// Left out, and out of the count: a file write answers that count, so a writer whose
+    /// line a transport cut at msize sends the rest again (the seed's rule for `regs` and
+    /// `map`).
+    Leave,
+    /// A record like the others: `go pc=0x1000` has no later write to complete it.
+    Take,
+}
+
+/// The one record splitter of `regs` and `map` writes and of `go`'s `name=value;`
+/// list: the bytes up to the first NUL (the seed copies a write into a C string),
+/// split at each `rs`, and the count of bytes the records span. Empty records are kept
+/// (callers skip blank ones).
+pub fn records(data: &[u8], rs: u8, tail: Tail) -> (Vec<&[u8]>, usize) {
+    let data = cbytes(data);
+    let end = match tail {
+        Tail::Take => data.len(),
+        Tail::Leave => data.iter().rposition(|&c| c == rs).map_or(0, |i| i + 1),
+    };
+    if end == 0 {
+        return (Vec::new(), 0);
+    }
+    // The empty piece after a last terminator is no record.
+    let body = &data[..end];
+    let body = body.strip_suffix(&[rs]).unwrap_or(body);
+    (body.split(|&c| c == rs).collect(), end)
 }
 
 /// strtoull(s, &end, base) with base 0 or 10/16: the value and the count of bytes
@@ -273,6 +307,22 @@ mod tests {
         assert_eq!(strtoul("0x100000000", 0).0, u32::MAX);
         assert_eq!(strtoul("-1", 10), (u32::MAX, 2));
         assert_eq!(strtoull("09", 0), (0, 1));
+    }
+
+    #[test]
+    fn records_tail_rules() {
+        let r = |d: &'static [u8], t| records(d, b';', t);
+        assert_eq!(r(b"a=1;b=2;", Tail::Leave), (vec![&b"a=1"[..], b"b=2"], 8));
+        assert_eq!(r(b"a=1;b=2;", Tail::Take), (vec![&b"a=1"[..], b"b=2"], 8));
+        assert_eq!(r(b"a=1;b=2", Tail::Leave), (vec![&b"a=1"[..]], 4));
+        assert_eq!(r(b"a=1;b=2", Tail::Take), (vec![&b"a=1"[..], b"b=2"], 7));
+        assert_eq!(r(b"b=2", Tail::Leave), (vec![], 0));
+        assert_eq!(r(b"b=2", Tail::Take), (vec![&b"b=2"[..]], 3));
+        assert_eq!(r(b"", Tail::Take), (vec![], 0));
+        assert_eq!(r(b";;", Tail::Leave), (vec![&b""[..], b""], 2));
+        // A NUL ends the text, as in the seed's C string.
+        assert_eq!(r(b"a=1\0;b=2;", Tail::Take), (vec![&b"a=1"[..]], 3));
+        assert_eq!(r(b"a=1\0;b=2;", Tail::Leave), (vec![], 0));
     }
 
     #[test]

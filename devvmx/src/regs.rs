@@ -2,7 +2,7 @@
 //! `name value` lines (and as `name=value;` in `go`/`step`).
 
 use crate::hw::{EntryState, Hw};
-use crate::plan9::{getfields, hexw, strtoull};
+use crate::plan9::{getfields, hexw, records, strtoull, Tail};
 use crate::vmcs::{self, *};
 use alloc::string::String;
 use ninep::Error;
@@ -346,28 +346,27 @@ pub fn setreg<H: Hw>(hw: &mut H, st: &mut EntryState, name: &str, val: &str) -> 
 }
 
 /// setregs: records ended by `rs`, each split into fields at any of `fs`; a record must
-/// have two fields. Returns the bytes consumed through the last `rs` (a record without
-/// its terminator is ignored, as in the seed). Records before an error stay applied.
+/// have two fields. Returns the bytes consumed ([`records`] decides what a last record
+/// without its `rs` does). Records before an error stay applied.
 pub fn setregs<H: Hw>(
     hw: &mut H,
     st: &mut EntryState,
     data: &[u8],
     rs: u8,
     fs: &[char],
+    tail: Tail,
 ) -> Result<usize, Error> {
-    let data = &data[..data.iter().position(|&c| c == 0).unwrap_or(data.len())];
-    let mut p = 0;
-    while let Some(q) = data[p..].iter().position(|&c| c == rs) {
-        let line = String::from_utf8_lossy(&data[p..p + q]);
-        p += q + 1;
-        let (n, f) = getfields(&line, 10, fs);
-        if n == 0 {
+    let (recs, n) = records(data, rs, tail);
+    for rec in recs {
+        let line = String::from_utf8_lossy(rec);
+        let (nf, f) = getfields(&line, 10, fs);
+        if nf == 0 {
             continue;
         }
-        if n != 2 {
+        if nf != 2 {
             return Err("number of fields wrong".into());
         }
         setreg(hw, st, f[0], f[1])?;
     }
-    Ok(p)
+    Ok(n)
 }

@@ -6,7 +6,7 @@
 use crate::event::{ackline, eventparse, internal_exit, waitline, ExitInfo, VmIntr};
 use crate::hw::{EntryState, FxArea, Hw, Phys, PAGE};
 use crate::mem::MemMap;
-use crate::plan9::{quote, strtoul, truncate, EBADARG, ENOMEM, ERRMAX};
+use crate::plan9::{quote, strtoul, truncate, Tail, EBADARG, ENOMEM, ERRMAX};
 use crate::regs;
 use crate::vmcs::{self, *};
 use alloc::format;
@@ -424,7 +424,8 @@ impl Vm {
         }
         if let Some(r) = regs {
             self.load(hw)?;
-            regs::setregs(hw, &mut self.entry, r.as_bytes(), b';', &['='])?;
+            // A last assignment without its `;` counts (the seed dropped it).
+            regs::setregs(hw, &mut self.entry, r.as_bytes(), b';', &['='], Tail::Take)?;
         }
         if step {
             self.onentry |= STEP;
@@ -504,7 +505,7 @@ impl Vm {
 
     pub fn setregs<H: Hw>(&mut self, hw: &mut H, data: &[u8]) -> Result<usize, Error> {
         self.load(hw)?;
-        regs::setregs(hw, &mut self.entry, data, b'\n', &[' ', '\t'])
+        regs::setregs(hw, &mut self.entry, data, b'\n', &[' ', '\t'], Tail::Leave)
     }
 
     /// cmdsetfpregs, with the clamp fixed (the seed computed sizeof - n, not sizeof - off).

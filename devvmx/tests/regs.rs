@@ -229,3 +229,34 @@ fn go_takes_semicolon_records() {
     assert_eq!(reg(&t, "sp"), "0x0000000000003000");
     assert_eq!(c.read_text(&format!("vmx/{n}/status")), "running\n");
 }
+
+#[test]
+fn go_applies_a_last_assignment_without_semicolon() {
+    let (mut c, ctl, n) = setup();
+    // As a person types it at a shell: the seed ignored the unterminated pc.
+    assert_eq!(c.write(ctl, 0, b"go pc=0x1002"), R::Count(12));
+    let t = c.read_text(&format!("vmx/{n}/regs"));
+    assert_eq!(reg(&t, "pc"), "0x0000000000001002");
+    assert_eq!(c.write(ctl, 0, b"stop"), R::Count(4));
+    // Several, the last unterminated; a newline after the message changes nothing.
+    assert_eq!(c.write(ctl, 0, b"go ax=1;bx=2\n"), R::Count(13));
+    let t = c.read_text(&format!("vmx/{n}/regs"));
+    assert_eq!(reg(&t, "ax"), "0x0000000000000001");
+    assert_eq!(reg(&t, "bx"), "0x0000000000000002");
+    c.write(ctl, 0, b"stop");
+    // The last one is checked like the others: a bad one fails the go.
+    assert_eq!(c.write(ctl, 0, b"go cx=3;dx=zz"), err("invalid value"));
+    assert_eq!(
+        c.write(ctl, 0, b"go cx=3;nosuch=1"),
+        err("unknown register")
+    );
+    assert_eq!(
+        c.write(ctl, 0, b"go cx=3;dx"),
+        err("number of fields wrong")
+    );
+    assert_eq!(c.read_text(&format!("vmx/{n}/status")), "ready\n");
+    // Step takes the same list.
+    assert_eq!(c.write(ctl, 0, b"step si=9"), R::Count(9));
+    let t = c.read_text(&format!("vmx/{n}/regs"));
+    assert_eq!(reg(&t, "si"), "0x0000000000000009");
+}
