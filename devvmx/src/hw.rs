@@ -78,6 +78,12 @@ pub trait Hw {
     fn frames_free(&self) -> usize;
     fn frames_total(&self) -> usize;
 
+    // --- time ---
+    /// Wall-clock seconds since 1970-01-01 00:00:00 (UTC as far as the RTC knows: the
+    /// kernel reads the RTC at boot and adds its timer's ticks since), for file times.
+    /// Not for measuring intervals: it moves in whole seconds.
+    fn now(&self) -> u32;
+
     // --- CPU identification and host state ---
     /// CPUID leaf/subleaf: eax, ebx, ecx, edx.
     fn cpuid(&mut self, leaf: u32, subleaf: u32) -> [u32; 4];

@@ -10,6 +10,7 @@
 
 extern crate alloc;
 
+pub mod clock;
 pub mod ept;
 pub mod event;
 pub mod hw;

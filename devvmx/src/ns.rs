@@ -165,6 +165,9 @@ pub struct Namespace<H: Hw> {
     vmxon: Option<Phys>,
     segs: Segments,
     sessions: usize,
+    /// When the namespace was made (the kernel's boot): the times of the root, `vmx/`,
+    /// `segment/`, `status` and `clone`.
+    booted: u32,
 }
 
 /// vmxreset: can VMs run here? Sets the IA32_FEATURE_CONTROL lock and VMXON bits where
@@ -212,6 +215,7 @@ fn vmxreset<H: Hw>(hw: &mut H) -> Result<(), String> {
 impl<H: Hw> Namespace<H> {
     pub fn new(mut hw: H, cfg: Config) -> Self {
         let vmx = vmxreset(&mut hw);
+        let booted = hw.now();
         Namespace {
             hw,
             cfg,
@@ -221,6 +225,7 @@ impl<H: Hw> Namespace<H> {
             vmxon: None,
             segs: Segments::new(),
             sessions: 0,
+            booted,
         }
     }
 
@@ -403,47 +408,50 @@ impl<H: Hw> Namespace<H> {
 
     fn stat_of(&self, node: &Node) -> Result<Stat, Error> {
         let owner = &self.cfg.owner;
-        let mk = |path: u64, dir: bool, name: &str, len: u64, uid: &str, mode: u32| Stat {
+        // No access times are kept: atime is mtime.
+        let mk = |path: u64, dir: bool, name: &str, len: u64, uid: &str, mode: u32, time| Stat {
             qid: Qid {
                 ty: if dir { qt::DIR } else { qt::FILE },
                 version: 0,
                 path,
             },
             mode: if dir { dm::DIR | mode } else { mode },
-            atime: 0,
-            mtime: 0,
+            atime: time,
+            mtime: time,
             length: len,
             name: name.to_string(),
             uid: uid.to_string(),
             gid: uid.to_string(),
             muid: uid.to_string(),
         };
-        let vm_ok = |slot: usize, gen: u64| match self.vms.get(slot) {
-            Some(Some(vm)) if vm.gen == gen => Ok(()),
+        let vm = |slot: usize, gen: u64| match self.vms.get(slot) {
+            Some(Some(vm)) if vm.gen == gen => Ok(vm),
             _ => Err(Error::from(ENONEXIST)),
         };
+        let boot = self.booted;
         Ok(match node.kind {
-            Kind::Root => mk(ROOTQ, true, "/", 0, owner, 0o555),
-            Kind::Status => mk(ROOTQ | 1, false, "status", 0, owner, 0o444),
-            Kind::VmxDir => mk(0, true, "vmx", 0, owner, 0o555),
-            Kind::Clone => mk(QCLONE, false, "clone", 0, owner, 0o444),
+            Kind::Root => mk(ROOTQ, true, "/", 0, owner, 0o555, boot),
+            Kind::Status => mk(ROOTQ | 1, false, "status", 0, owner, 0o444, boot),
+            Kind::VmxDir => mk(0, true, "vmx", 0, owner, 0o555, boot),
+            Kind::Clone => mk(QCLONE, false, "clone", 0, owner, 0o444, boot),
             Kind::VmDir(slot, gen) => {
-                vm_ok(slot, gen)?;
-                mk(qidpath(slot, 0), true, &slot.to_string(), 0, owner, 0o555)
+                let made = vm(slot, gen)?.made;
+                let name = slot.to_string();
+                mk(qidpath(slot, 0), true, &name, 0, owner, 0o555, made)
             }
             Kind::VmFile(slot, gen, f) => {
-                vm_ok(slot, gen)?;
+                let made = vm(slot, gen)?.made;
                 let (name, _, mode) = VMXDIR[f as usize - 1];
-                mk(qidpath(slot, f as u64), false, name, 0, owner, mode)
+                mk(qidpath(slot, f as u64), false, name, 0, owner, mode, made)
             }
-            Kind::SegTop => mk(SEGQ, true, "segment", 0, owner, 0o777),
+            Kind::SegTop => mk(SEGQ, true, "segment", 0, owner, 0o777, boot),
             Kind::SegDir(slot, gen) => {
                 let g = self.segs.global(slot, gen)?;
-                mk(segpath(slot, 1), true, &g.name, 0, &g.uid, 0o777)
+                mk(segpath(slot, 1), true, &g.name, 0, &g.uid, 0o777, g.made)
             }
             Kind::SegCtl(slot, gen) => {
                 let g = self.segs.global(slot, gen)?;
-                mk(segpath(slot, 2), false, "ctl", 0, &g.uid, g.perm)
+                mk(segpath(slot, 2), false, "ctl", 0, &g.uid, g.perm, g.made)
             }
             Kind::SegData(slot, gen) => {
                 let g = self.segs.global(slot, gen)?;
@@ -451,7 +459,15 @@ impl<H: Hw> Namespace<H> {
                     .seg
                     .and_then(|id| self.segs.mem(id))
                     .map_or(0, |m| m.size());
-                mk(segpath(slot, 3), false, "data", len, &g.uid, g.perm)
+                mk(
+                    segpath(slot, 3),
+                    false,
+                    "data",
+                    len,
+                    &g.uid,
+                    g.perm,
+                    g.written,
+                )
             }
         })
     }
@@ -663,7 +679,8 @@ impl<H: Hw> Tree for Namespace<H> {
         if perm_bits & dm::DIR == 0 {
             return Err(EBADARG.into());
         }
-        let (slot, gen) = self.segs.create(name, ctx.uname)?;
+        let now = self.hw.now();
+        let (slot, gen) = self.segs.create(name, ctx.uname, now)?;
         dir.kind = Kind::SegDir(slot, gen);
         Ok(self.stat_of(dir)?.qid)
     }

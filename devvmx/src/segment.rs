@@ -39,6 +39,10 @@ pub struct Global {
     pub seg: Option<SegId>,
     /// Tells a new segment in a reused slot from the one an old fid named.
     pub gen: u64,
+    /// When it was made: the directory's and ctl's times.
+    pub made: u32,
+    /// When `data` last changed (a write, the sizing, or a wstat's mtime): its times.
+    pub written: u32,
 }
 
 #[derive(Default)]
@@ -77,8 +81,9 @@ impl Segments {
         self.mems.get(&id)
     }
 
-    /// segmentcreate: a new, unsized segment owned by `uid`; its slot and generation.
-    pub fn create(&mut self, name: &str, uid: &str) -> Result<(usize, u64), Error> {
+    /// segmentcreate: a new, unsized segment owned by `uid`, made at `now`; its slot and
+    /// generation.
+    pub fn create(&mut self, name: &str, uid: &str, now: u32) -> Result<(usize, u64), Error> {
         if self.globals.iter().flatten().any(|g| g.name == name) {
             return Err(EEXIST.into());
         }
@@ -97,6 +102,8 @@ impl Segments {
             perm: 0o660,
             seg: None,
             gen: self.next_gen,
+            made: now,
+            written: now,
         });
         Ok((slot, self.next_gen))
     }
@@ -165,6 +172,7 @@ impl Segments {
         );
         if let Ok(g) = self.global_mut(slot, gen) {
             g.seg = Some(id);
+            g.written = hw.now();
         }
         Ok(())
     }
@@ -179,9 +187,10 @@ impl Segments {
         Ok(format!("va {:#x} {:#x}\n", m.base, m.size()))
     }
 
-    /// segio: reads stop at the end (0 at or past it); writes must fit.
+    /// segio: reads stop at the end (0 at or past it); writes must fit, and set the time
+    /// `data` was written.
     pub fn io<H: Hw>(
-        &self,
+        &mut self,
         hw: &mut H,
         slot: usize,
         gen: u64,
@@ -222,6 +231,9 @@ impl Segments {
                 None => buf[done..done + k].copy_from_slice(&f[inpage..inpage + k]),
             }
             done += k;
+        }
+        if write.is_some() {
+            self.global_mut(slot, gen)?.written = hw.now();
         }
         Ok(n)
     }

@@ -81,6 +81,8 @@ pub struct TestHw {
     pub entries: Vec<EntryLog>,
     pub invept: Vec<u64>,
     pub invvpid: Vec<u16>,
+    /// What `now` answers: wall-clock seconds since 1970, set by the tests.
+    pub clock: u32,
 }
 
 /// Bochs corei7_haswell_4770's VMX capability MSRs and the host MSRs vmcsinit reads.
@@ -144,6 +146,7 @@ impl TestHw {
             entries: Vec::new(),
             invept: Vec::new(),
             invvpid: Vec::new(),
+            clock: 0,
         }
     }
 
@@ -229,6 +232,10 @@ impl Hw for TestHw {
 
     fn frames_total(&self) -> usize {
         self.total
+    }
+
+    fn now(&self) -> u32 {
+        self.clock
     }
 
     fn cpuid(&mut self, leaf: u32, _subleaf: u32) -> [u32; 4] {

@@ -85,6 +85,8 @@ pub struct Vm {
     pub entry: EntryState,
     pub vpid: u16,
     pub mem: MemMap,
+    /// When the VM was made ([`Hw::now`]): its directory's and files' times.
+    pub made: u32,
     tscoffset: u64,
     /// vmcsinit's adjusted processor-based controls: what every entry starts from.
     procbctls: u32,
@@ -137,6 +139,7 @@ impl Vm {
             entry: EntryState::default(),
             vpid,
             mem: MemMap::default(),
+            made: hw.now(),
             tscoffset: 0,
             procbctls: 0,
             launched: false,

@@ -28,6 +28,26 @@ fn kmain(magic: u32, info: u32) -> ! {
     logger::init(log::LevelFilter::Info);
     arch::init();
     log::info!("{VERSION} booting");
+    // The wall clock for file times: the RTC now, the timer's ticks after.
+    let (rtc, boot_ticks) = (arch::rtc::read(), arch::pit::ticks());
+    let boot_time = match rtc.decode() {
+        Some(d) => {
+            log::info!(
+                "rtc {:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                d.year,
+                d.mon,
+                d.day,
+                d.hour,
+                d.min,
+                d.sec
+            );
+            devvmx::clock::unix_seconds(&d).unwrap_or(0)
+        }
+        None => {
+            log::warn!("rtc {rtc:?} holds no date: file times start at 1970");
+            0
+        }
+    };
     let Some(boot) = bootinfo::from_loader(magic, info) else {
         log::error!("not loaded by Multiboot (magic {magic:#x})");
         arch::cpu::exit(false);
@@ -78,7 +98,7 @@ fn kmain(magic: u32, info: u32) -> ! {
     }
 
     let ns = devvmx::Namespace::new(
-        arch::vmx::KernelHw::new(),
+        arch::vmx::KernelHw::new().with_wall_clock(boot_time, boot_ticks),
         devvmx::Config {
             owner: cfg.owner.clone(),
             version: VERSION,

@@ -132,3 +132,55 @@ fn abandoned_partial_message_is_dropped() {
     python_9p(&m, &m.uart_path());
     assert!(m.log().contains("partial message abandoned"), "{}", m.log());
 }
+
+/// 2024-01-01 00:00:00 UTC.
+const YEAR_2024: u32 = 1_704_067_200;
+
+fn unix_now() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32
+}
+
+#[test]
+fn file_times_follow_the_rtc() {
+    // QEMU's RTC starts at the host's UTC time: the kernel reads it at boot, so the
+    // root's times are the boot's, and later files' times move on with the timer.
+    let before = unix_now();
+    let m = qemu();
+    let c = m.client_on(&m.uart_path(), OWNER, "");
+    let root = c.stat("").expect("stat the root");
+    assert!(root.mtime >= YEAR_2024, "root mtime {}", root.mtime);
+    assert_eq!(root.atime, root.mtime);
+    assert!(
+        (before.saturating_sub(2)..=unix_now() + 2).contains(&root.mtime),
+        "root mtime {} not between the test's start {before} and now {}\n{}",
+        root.mtime,
+        unix_now(),
+        m.log()
+    );
+    assert!(m.log().contains("rtc 20"), "{}", m.log());
+    for p in ["vmx", "segment", "status"] {
+        assert_eq!(c.stat(p).expect(p).mtime, root.mtime, "{p}");
+    }
+    // A segment made later has a later time, no later than the host's clock.
+    std::thread::sleep(Duration::from_secs(3));
+    c.create(
+        "segment",
+        "t",
+        ninep_client::dm::DIR | 0o770,
+        ninep_client::om::READ,
+    )
+    .expect("create a segment")
+    .clunk()
+    .unwrap();
+    let made = c.stat("segment/t").expect("stat segment/t").mtime;
+    assert!(
+        made > root.mtime && made <= unix_now() + 2,
+        "segment made at {made}, root {}, now {}",
+        root.mtime,
+        unix_now()
+    );
+    c.remove("segment/t").expect("remove the segment");
+}

@@ -185,6 +185,46 @@ impl Client {
         self.rpc(8, Fcall::Tstat { fid })
     }
 
+    /// Tstat of `path` walked from the root: atime and mtime (panics on an error).
+    pub fn times(&mut self, path: &str) -> (u32, u32) {
+        let fid = self.fid();
+        let names: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        assert!(matches!(self.walk(0, fid, &names), R::Qids(q) if q.len() == names.len()));
+        self.send(8, Fcall::Tstat { fid });
+        let bytes = self.s.output().to_vec();
+        self.s.consume_output(bytes.len());
+        let t = match Fcall::decode(&bytes, 1 << 20).unwrap() {
+            (8, Fcall::Rstat { stat }) => (stat.atime, stat.mtime),
+            r => panic!("stat {path}: {r:?}"),
+        };
+        self.clunk(fid);
+        t
+    }
+
+    /// A directory's entries as a directory read gives them: name and mtime.
+    pub fn ls_times(&mut self, path: &str) -> Vec<(String, u32)> {
+        let fid = self.open_path(path, om::READ).unwrap();
+        let bytes = self.read_all(fid);
+        self.clunk(fid);
+        DirIter::new(&bytes)
+            .map(|d| d.unwrap())
+            .map(|d| {
+                assert_eq!(d.atime, d.mtime, "{}", d.name);
+                (d.name.to_string(), d.mtime)
+            })
+            .collect()
+    }
+
+    /// Twstat of the file at `path` (walked from the root) with `d`; the reply.
+    pub fn wstat_path(&mut self, path: &str, d: protocol::Dir<'_>) -> R {
+        let fid = self.fid();
+        let names: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        assert!(matches!(self.walk(0, fid, &names), R::Qids(q) if q.len() == names.len()));
+        let r = self.rpc(9, Fcall::Twstat { fid, stat: d });
+        self.clunk(fid);
+        r
+    }
+
     /// Walks from `from` along `path` to a new fid and opens it; the fid, or the error.
     pub fn open_from(&mut self, from: u32, path: &str, mode: u8) -> Result<u32, R> {
         let fid = self.fid();

@@ -10,6 +10,7 @@ pub mod pci;
 pub mod phys;
 pub mod pic;
 pub mod pit;
+pub mod rtc;
 pub mod trap;
 pub mod uart;
 pub mod vmx;

@@ -55,6 +55,8 @@ pub struct KernelHw {
     mxcsr_mask: u32,
     /// CPUID facts for `msr_exists`.
     feat: Features,
+    /// Wall-clock seconds at boot (the RTC) and the timer's tick count then.
+    wall: (u32, u64),
 }
 
 #[derive(Clone, Copy, Default)]
@@ -116,7 +118,14 @@ impl KernelHw {
             host_xcr0,
             mxcsr_mask: if mask == 0 { 0xffbf } else { mask },
             feat,
+            wall: (0, super::pit::ticks()),
         }
+    }
+
+    /// Sets the wall clock: `secs` since 1970 when the timer had ticked `ticks` times.
+    pub fn with_wall_clock(mut self, secs: u32, ticks: u64) -> KernelHw {
+        self.wall = (secs, ticks);
+        self
     }
 
     /// Whether `msr` exists on this CPU, from CPUID and the VMX capability MSRs.
@@ -221,6 +230,12 @@ impl Hw for KernelHw {
 
     fn frames_total(&self) -> usize {
         crate::memory::total_frames()
+    }
+
+    fn now(&self) -> u32 {
+        let (secs, at) = self.wall;
+        let since = super::pit::ticks().saturating_sub(at) / super::pit::HZ as u64;
+        secs.saturating_add(since.try_into().unwrap_or(u32::MAX))
     }
 
     fn cpuid(&mut self, leaf: u32, subleaf: u32) -> [u32; 4] {
