@@ -539,12 +539,62 @@ impl<H: Hw> Namespace<H> {
         Ok(data.len())
     }
 
+    /// What OTRUNC (or a length-0 wstat) does to a VM file: `map` loses every mapping
+    /// (cmdclearmeminfo); the other files are unchanged.
+    fn truncate(&mut self, slot: usize, gen: u64, f: VmF) -> Result<(), Error> {
+        let (hw, segs, vm) = self.parts(slot, gen)?;
+        if f == VmF::Map {
+            let pml4 = vm.pml4;
+            vm.mem.clear(hw, segs, pml4);
+            vm.flush_ept();
+        }
+        Ok(())
+    }
+
     /// Splits the borrow: the hardware, the segments and one VM.
     fn parts(&mut self, slot: usize, gen: u64) -> Result<(&mut H, &mut Segments, &mut Vm), Error> {
         match self.vms.get_mut(slot) {
             Some(Some(vm)) if vm.gen == gen => Ok((&mut self.hw, &mut self.segs, vm)),
             _ => Err(ENONEXIST.into()),
         }
+    }
+}
+
+/// What a Twstat asks of a file, checked whole before anything changes (stat(5): all
+/// of it happens or none). A field left "don't touch" or equal to the file's value asks
+/// nothing; what no file here can do (a rename, a new owner or group, a length other
+/// than 0 or the current one, a mode beyond the permission bits) is "permission
+/// denied". atime is accepted and ignored: no access times are kept.
+struct Wstat {
+    /// New permission bits.
+    perm: Option<u32>,
+    mtime: Option<u32>,
+    /// Length 0: what OTRUNC does to the file.
+    truncate: bool,
+}
+
+impl Wstat {
+    /// `chmod`: whether this file's permission bits may change.
+    fn check(st: &Stat, d: &Dir<'_>, chmod: bool) -> Result<Wstat, Error> {
+        let keeps = |new: &str, cur: &str| new.is_empty() || new == cur;
+        if !keeps(d.name, &st.name) || !keeps(d.uid, &st.uid) || !keeps(d.gid, &st.gid) {
+            return Err(EPERM.into());
+        }
+        let perm = match d.mode {
+            m if m == !0 || m == st.mode => None,
+            m if chmod && m & !0o777 == st.mode & !0o777 => Some(m & 0o777),
+            _ => return Err(EPERM.into()),
+        };
+        let truncate = match d.length {
+            l if l == !0 || l == st.length && l != 0 => false,
+            0 => true,
+            _ => return Err(EPERM.into()),
+        };
+        Ok(Wstat {
+            perm,
+            mtime: (d.mtime != !0).then_some(d.mtime),
+            truncate,
+        })
     }
 }
 
@@ -644,11 +694,8 @@ impl<H: Hw> Tree for Namespace<H> {
                 if !self.is_owner(ctx) {
                     return Err(EPERM.into());
                 }
-                if f == VmF::Map && mode & om::TRUNC != 0 {
-                    let (hw, segs, vm) = self.parts(slot, gen)?;
-                    let pml4 = vm.pml4;
-                    vm.mem.clear(hw, segs, pml4);
-                    vm.flush_ept();
+                if mode & om::TRUNC != 0 {
+                    self.truncate(slot, gen, f)?;
                 }
             }
             Kind::SegData(slot, gen) => {
@@ -823,35 +870,37 @@ impl<H: Hw> Tree for Namespace<H> {
     }
 
     fn wstat(&mut self, ctx: &Ctx, node: &Node, d: &Dir<'_>) -> Result<(), Error> {
+        let st = self.stat_of(node)?;
+        let owner = self.is_owner(ctx);
         match node.kind {
             Kind::SegCtl(slot, gen) | Kind::SegData(slot, gen) => {
-                let owner = self.is_owner(ctx);
                 let g = self.segs.global_mut(slot, gen)?;
                 if g.uid != ctx.uname && !owner {
                     return Err(EPERM.into());
                 }
-                if d.mode != !0 {
-                    g.perm = d.mode & 0o777;
+                let w = Wstat::check(&st, d, true)?;
+                // A truncation does what OTRUNC does to a segment: nothing
+                // (segmentopen ignores it).
+                if let Some(m) = w.perm {
+                    g.perm = m;
+                }
+                if let (Kind::SegData(..), Some(t)) = (node.kind, w.mtime) {
+                    g.written = t;
                 }
                 Ok(())
             }
-            // A length-0 wstat is how 9pfuse truncates before a write: on map it clears
-            // the map as OTRUNC does; on the other writable VM files it changes nothing.
+            // The seed refused every wstat; clients truncate before a write with a
+            // length-0 wstat (9pfuse with mtime "don't touch", Linux v9fs with mtime
+            // now), so the writable files take it as OTRUNC.
             Kind::VmFile(slot, gen, f)
-                if d.length == 0
-                    && d.mode == !0
-                    && d.name.is_empty()
-                    && d.mtime == !0
-                    && matches!(f, VmF::Map | VmF::Regs | VmF::Ctl | VmF::Fpregs) =>
+                if matches!(f, VmF::Map | VmF::Regs | VmF::Ctl | VmF::Fpregs) =>
             {
-                if !self.is_owner(ctx) {
+                if !owner {
                     return Err(EPERM.into());
                 }
-                let (hw, segs, vm) = self.parts(slot, gen)?;
-                if f == VmF::Map {
-                    let pml4 = vm.pml4;
-                    vm.mem.clear(hw, segs, pml4);
-                    vm.flush_ept();
+                // A VM's files keep the time the VM was made: an mtime is ignored.
+                if Wstat::check(&st, d, false)?.truncate {
+                    self.truncate(slot, gen, f)?;
                 }
                 Ok(())
             }
