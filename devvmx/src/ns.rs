@@ -539,6 +539,16 @@ impl<H: Hw> Namespace<H> {
         Ok(data.len())
     }
 
+    /// Only a segment's creator or the host owner may remove it (devsegment let anyone)
+    /// or change its files' metadata.
+    fn seg_owner(&self, ctx: &Ctx, slot: usize, gen: u64) -> Result<(), Error> {
+        let g = self.segs.global(slot, gen)?;
+        if g.uid != ctx.uname && !self.is_owner(ctx) {
+            return Err(EPERM.into());
+        }
+        Ok(())
+    }
+
     /// What OTRUNC (or a length-0 wstat) does to a VM file: `map` loses every mapping
     /// (cmdclearmeminfo); the other files are unchanged.
     fn truncate(&mut self, slot: usize, gen: u64, f: VmF) -> Result<(), Error> {
@@ -704,6 +714,11 @@ impl<H: Hw> Tree for Namespace<H> {
                     return Err("segment not yet allocated".into());
                 }
             }
+            // ORCLOSE on ctl removes the segment at clunk: only one who may remove it
+            // may ask (refused here rather than failing silently at the clunk).
+            Kind::SegCtl(slot, gen) if mode & om::RCLOSE != 0 => {
+                self.seg_owner(ctx, slot, gen)?;
+            }
             _ => {}
         }
         Ok(self.stat_of(node)?.qid)
@@ -857,11 +872,10 @@ impl<H: Hw> Tree for Namespace<H> {
                 self.end_vm(slot);
                 Ok(())
             }
-            Kind::SegDir(slot, gen) => {
-                let g = self.segs.global(slot, gen)?;
-                if g.uid != ctx.uname && !self.is_owner(ctx) {
-                    return Err(EPERM.into());
-                }
+            // Removing a segment's ctl removes the segment, as removing a VM's ctl ends
+            // the VM: opened with ORCLOSE, the segment lives as long as that fid.
+            Kind::SegDir(slot, gen) | Kind::SegCtl(slot, gen) => {
+                self.seg_owner(ctx, slot, gen)?;
                 self.segs.remove(&mut self.hw, slot);
                 Ok(())
             }
@@ -871,14 +885,11 @@ impl<H: Hw> Tree for Namespace<H> {
 
     fn wstat(&mut self, ctx: &Ctx, node: &Node, d: &Dir<'_>) -> Result<(), Error> {
         let st = self.stat_of(node)?;
-        let owner = self.is_owner(ctx);
         match node.kind {
             Kind::SegCtl(slot, gen) | Kind::SegData(slot, gen) => {
-                let g = self.segs.global_mut(slot, gen)?;
-                if g.uid != ctx.uname && !owner {
-                    return Err(EPERM.into());
-                }
+                self.seg_owner(ctx, slot, gen)?;
                 let w = Wstat::check(&st, d, true)?;
+                let g = self.segs.global_mut(slot, gen)?;
                 // A truncation does what OTRUNC does to a segment: nothing
                 // (segmentopen ignores it).
                 if let Some(m) = w.perm {
@@ -895,7 +906,7 @@ impl<H: Hw> Tree for Namespace<H> {
             Kind::VmFile(slot, gen, f)
                 if matches!(f, VmF::Map | VmF::Regs | VmF::Ctl | VmF::Fpregs) =>
             {
-                if !owner {
+                if !self.is_owner(ctx) {
                     return Err(EPERM.into());
                 }
                 // A VM's files keep the time the VM was made: an mtime is ignored.

@@ -1,5 +1,6 @@
 //! The map file and segments through 9P: line format both ways, errors, vmmemupdate's
-//! splits and merges, EPT entries, OTRUNC, reference counting and freeing.
+//! splits and merges, EPT entries, OTRUNC, reference counting and freeing, and a
+//! segment's lifetime tied to a ctl fid opened with ORCLOSE.
 
 mod common;
 use common::*;
@@ -348,4 +349,102 @@ fn map_needs_segment_permission_and_size() {
         map(&mut c, &n, "rwx wb 0x0 0x1000 unsized 0x0\n"),
         err("global segment not assigned a virtual address")
     );
+}
+
+/// Opens `segment/NAME/ctl` with ORCLOSE as `uname` (attached on fid `root`), sizes the
+/// segment to `len` bytes; the ctl fid.
+fn rclose_segment(c: &mut Client, root: u32, name: &str, len: u64) -> u32 {
+    let dir = c.fid();
+    c.walk(root, dir, &["segment"]);
+    assert!(matches!(
+        c.create(dir, name, dm::DIR | 0o770, om::READ),
+        R::Open(_)
+    ));
+    c.clunk(dir);
+    let ctl = c
+        .open_from(root, &format!("segment/{name}/ctl"), om::RDWR | om::RCLOSE)
+        .unwrap();
+    let va = format!("va 0x10000000 {len:#x}");
+    assert_eq!(c.write(ctl, 0, va.as_bytes()), R::Count(va.len() as u32));
+    ctl
+}
+
+#[test]
+fn segment_opened_rclose_goes_at_clunk() {
+    let mut c = Client::new();
+    let start = c.ns.hw().frames_free();
+    let ctl = rclose_segment(&mut c, 0, "g", 0x3000);
+    assert_eq!(c.ns.hw().frames_free(), start - 3);
+    assert_eq!(c.write_path("segment/g/data", b"guest"), R::Count(5));
+    // Other fids come and go without ending it.
+    assert_eq!(c.read_text("segment/g/ctl"), "va 0x10000000 0x3000\n");
+    assert_eq!(c.ls("segment"), vec!["g"]);
+    assert_eq!(c.clunk(ctl), R::Ok);
+    assert_eq!(c.ls("segment"), Vec::<String>::new());
+    assert_eq!(c.ns.hw().frames_free(), start);
+    assert!(c.read_text("status").contains("segments 0\n"));
+    // Its name is free again.
+    let _ctl = rclose_segment(&mut c, 0, "g", 0x1000);
+    // A session that ends (Tversion clunks every fid) ends it too.
+    c.rpc(
+        protocol::NOTAG,
+        protocol::Fcall::Tversion {
+            msize: 8192,
+            version: "9P2000",
+        },
+    );
+    assert!(matches!(c.attach(0, OWNER, ""), R::Open(_)));
+    assert_eq!(c.ls("segment"), Vec::<String>::new());
+    assert_eq!(c.ns.hw().frames_free(), start);
+}
+
+#[test]
+fn segment_opened_rclose_stays_mapped_until_the_vm_ends() {
+    let mut c = Client::new();
+    let start = c.ns.hw().frames_free();
+    let seg = rclose_segment(&mut c, 0, "vm.0", 0x4000);
+    let (_vm, n) = c.new_vm();
+    ok(&mut c, &n, "rwx wb 0x0 0x4000 vm.0 0x0\n");
+    assert_eq!(c.ns.segment_refs("vm.0"), 2);
+    // The tool dies: its segment's name goes, the memory stays while the VM maps it.
+    assert_eq!(c.clunk(seg), R::Ok);
+    assert_eq!(c.ls("segment"), Vec::<String>::new());
+    assert_eq!(c.read_text(&format!("vmx/{n}/map")).lines().count(), 1);
+    assert!(c.ns.hw().frames_free() < start - 4);
+    // ... and goes with the VM.
+    let ctl = c.fid();
+    c.walk(0, ctl, &["vmx", &n, "ctl"]);
+    assert_eq!(c.remove(ctl), R::Ok);
+    assert_eq!(c.ns.hw().frames_free(), start);
+}
+
+#[test]
+fn segment_rclose_and_ctl_remove_need_the_right_to_remove() {
+    let mut c = Client::new();
+    c.segment("s", 0x1000);
+    // eve's segment is 0660: let the world write its ctl so that glenda may open it.
+    // ORCLOSE still needs the right to remove the segment.
+    let mut chmod = protocol::Dir::DONT_TOUCH;
+    chmod.mode = 0o666;
+    assert_eq!(c.wstat_path("segment/s/ctl", chmod), R::Ok);
+    c.attach(50, "glenda", "");
+    assert_eq!(
+        c.open_from(50, "segment/s/ctl", om::RDWR | om::RCLOSE),
+        Err(err("permission denied"))
+    );
+    let plain = c.open_from(50, "segment/s/ctl", om::READ).unwrap();
+    let g = c.fid();
+    c.walk(50, g, &["segment", "s", "ctl"]);
+    assert_eq!(c.remove(g), err("permission denied"));
+    c.clunk(plain);
+    assert_eq!(c.ls("segment"), vec!["s"]);
+    // Her own segment she may tie to her fid.
+    let ctl = rclose_segment(&mut c, 50, "mine", 0x1000);
+    assert_eq!(c.clunk(ctl), R::Ok);
+    assert_eq!(c.ls("segment"), vec!["s"]);
+    // A plain remove of ctl removes the segment, as removing a VM's ctl ends the VM.
+    let f = c.fid();
+    c.walk(0, f, &["segment", "s", "ctl"]);
+    assert_eq!(c.remove(f), R::Ok);
+    assert_eq!(c.ls("segment"), Vec::<String>::new());
 }
