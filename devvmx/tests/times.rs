@@ -4,7 +4,6 @@
 
 mod common;
 use common::*;
-use devvmx::testhw::TestHw;
 use protocol::{dm, om};
 
 const BOOT: u32 = 1_796_083_798; // 2026-12-01 00:09:58 UTC
@@ -15,9 +14,7 @@ fn at(t: u32) -> (u32, u32) {
 
 #[test]
 fn namespace_files_keep_the_boot_time() {
-    let mut hw = TestHw::new(4096);
-    hw.clock = BOOT;
-    let mut c = Client::with_hw(hw);
+    let mut c = Client::with_clock(BOOT);
     c.ns.hw_mut().clock = BOOT + 100;
     for p in ["", "vmx", "segment", "status", "vmx/clone"] {
         assert_eq!(c.times(p), at(BOOT), "{p:?}");
@@ -37,9 +34,7 @@ fn namespace_files_keep_the_boot_time() {
 
 #[test]
 fn a_vm_has_the_time_it_was_made() {
-    let mut hw = TestHw::new(4096);
-    hw.clock = BOOT;
-    let mut c = Client::with_hw(hw);
+    let mut c = Client::with_clock(BOOT);
     c.ns.hw_mut().clock = BOOT + 60;
     let (ctl, n) = c.new_vm();
     c.ns.hw_mut().clock = BOOT + 120;
@@ -75,9 +70,7 @@ fn a_vm_has_the_time_it_was_made() {
 
 #[test]
 fn segment_data_has_its_last_write_and_the_rest_their_making() {
-    let mut hw = TestHw::new(4096);
-    hw.clock = BOOT;
-    let mut c = Client::with_hw(hw);
+    let mut c = Client::with_clock(BOOT);
     c.ns.hw_mut().clock = BOOT + 10;
     let dir = c.fid();
     c.walk(0, dir, &["segment"]);

@@ -4,7 +4,6 @@
 
 mod common;
 use common::*;
-use devvmx::testhw::TestHw;
 use protocol::{dm, om, Dir};
 
 const NOW: u32 = 1_796_083_798;
@@ -24,9 +23,7 @@ fn truncations() -> [Dir<'static>; 2] {
 }
 
 fn vm_with_map() -> (Client, u32, String) {
-    let mut hw = TestHw::new(4096);
-    hw.clock = NOW;
-    let mut c = Client::with_hw(hw);
+    let mut c = Client::with_clock(NOW);
     c.segment("s", 0x2000);
     let (ctl, n) = c.new_vm();
     let m = format!("vmx/{n}/map");
@@ -143,9 +140,7 @@ fn seg_stat(c: &mut Client, f: &str) -> (u64, u32) {
 
 #[test]
 fn segment_files_are_all_or_nothing() {
-    let mut hw = TestHw::new(4096);
-    hw.clock = NOW;
-    let mut c = Client::with_hw(hw);
+    let mut c = Client::with_clock(NOW);
     c.segment("s", 0x2000);
     for f in ["ctl", "data"] {
         let p = format!("segment/s/{f}");

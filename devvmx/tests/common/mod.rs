@@ -53,6 +53,13 @@ impl Client {
         Self::with_hw(TestHw::new(4096))
     }
 
+    /// As `new`, on a machine whose wall clock reads `secs`.
+    pub fn with_clock(secs: u32) -> Self {
+        let mut hw = TestHw::new(4096);
+        hw.clock = secs;
+        Self::with_hw(hw)
+    }
+
     pub fn with_hw(hw: TestHw) -> Self {
         let ns = Namespace::new(
             hw,
