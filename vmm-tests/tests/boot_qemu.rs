@@ -184,3 +184,40 @@ fn file_times_follow_the_rtc() {
     );
     c.remove("segment/t").expect("remove the segment");
 }
+
+#[test]
+fn segment_ctl_opened_rclose_returns_its_memory() {
+    // The vmx tool's segment lifetime: ctl opened ORCLOSE. A clunk removes the segment,
+    // and so does a client that dies (virtio-serial tells the kernel it hung up).
+    use ninep_client::{dm, om};
+    let m = qemu();
+    let link = m.virtio_path(0);
+    let c = m.client_on(&link, OWNER, "");
+    let free = field(&status(&c), "memfree");
+    let sized = |c: &ninep_client::Client, name: &str| {
+        c.create("segment", name, dm::DIR | 0o770, om::READ)
+            .expect("create a segment")
+            .clunk()
+            .unwrap();
+        let ctl = c
+            .open(&format!("segment/{name}/ctl"), om::RDWR | om::RCLOSE)
+            .expect("open ctl ORCLOSE");
+        ctl.write_str("va 0x10000000 0x100000").expect("size it");
+        assert_eq!(field(&status(c), "memfree"), free - 0x100000);
+        ctl
+    };
+    sized(&c, "a").clunk().expect("clunk ctl");
+    assert!(c.ls("segment").unwrap().is_empty());
+    assert_eq!(field(&status(&c), "memfree"), free);
+    drop(c);
+    // A client that dies with its ctl open: the connection just ends, no clunk sent.
+    let conn = m.raw(&link);
+    let c = ninep_client::Client::over(conn.try_clone().unwrap(), OWNER, "").unwrap();
+    let ctl = sized(&c, "b");
+    conn.shutdown(std::net::Shutdown::Both).unwrap();
+    std::mem::forget(ctl);
+    drop(c);
+    let c = m.client_on(&link, OWNER, "");
+    assert!(c.ls("segment").unwrap().is_empty(), "{}", m.log());
+    assert_eq!(field(&status(&c), "memfree"), free);
+}
