@@ -2,7 +2,7 @@
 //!
 //! A serial line can carry anything: a client that died mid-frame, line noise, a human
 //! typing. The framer trusts size[4] only while the stream is in sync; a size below the
-//! header or above msize, or an R-message type byte, puts it out of sync, and it
+//! header or above msize, or an R-message type before a session, puts it out of sync, and it
 //! then discards bytes until something that looks like a Tversion header, which is how
 //! every client starts a session (intro(5)).
 
