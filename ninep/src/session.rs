@@ -219,9 +219,10 @@ impl<T: Tree> Session<T> {
     /// tag so the client (a kernel mount driver has no timeout) is not left waiting and
     /// the session goes on: a type 9P2000 lacks (plan9port's Topenfd), a bad name, a
     /// Twalk of 17 names, a body too short or too long for its fields. Before a session
-    /// only a Tversion is, or an even type (answered "version not negotiated"); anything
-    /// else there is line noise. A frame that holds a Tversion header is taken for a
-    /// departed client's partial message and a new client's first, and skipped to it.
+    /// only a Tversion and an unknown even type are taken for requests (the latter is
+    /// answered "version not negotiated"); anything else there is line noise. A frame
+    /// that holds a Tversion header is taken for a departed client's partial message and
+    /// a new client's first, and skipped to it.
     fn undecodable(&self, frame: &[u8], e: protocol::Error) -> Option<&'static str> {
         if let protocol::Error::BadType(_) = e {
             return Some(if self.versioned { EBADMSG } else { EVERSION });
@@ -377,7 +378,7 @@ impl<T: Tree> Session<T> {
     /// Answers a request that did not decode: with `ename`, unless its tag is a pending
     /// read's (whose client would take the answer for that read's).
     fn refuse(&mut self, tag: u16, ename: &'static str) {
-        let e = if self.versioned && self.pending.iter().any(|p| p.tag == tag) {
+        let e = if self.pending.iter().any(|p| p.tag == tag) {
             EDUPTAG
         } else {
             ename
