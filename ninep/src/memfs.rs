@@ -371,9 +371,13 @@ impl Tree for Memfs {
                 _ => return Err(EBADARG.into()),
             }
         }
-        // The engine has refused a change of the directory bit.
-        if d.mode != !0 && !owner {
-            return Err(EPERM.into());
+        if d.mode != !0 {
+            if !owner {
+                return Err(EPERM.into());
+            }
+            if (d.mode ^ n.mode) & dm::DIR != 0 {
+                return Err(EBADARG.into());
+            }
         }
         if d.mtime != !0 && !owner {
             return Err(EPERM.into());

@@ -713,15 +713,24 @@ impl<T: Tree> Session<T> {
             uname: &f.uname,
             session: self.id,
         };
-        unchanged(d, &tree.stat(&ctx, &f.node)?.as_dir())?;
+        let fixed = Dir {
+            ty: d.ty,
+            dev: d.dev,
+            qid: d.qid,
+            muid: d.muid,
+            ..Dir::DONT_TOUCH
+        };
+        if fixed != Dir::DONT_TOUCH {
+            unchanged(d, &tree.stat(&ctx, &f.node)?.as_dir())?;
+        }
         tree.wstat(&ctx, &f.node, d)?;
         Ok(Fcall::Rwstat)
     }
 }
 
-/// stat(5): a wstat may not change type, dev, qid, muid or the mode's directory bit, but
-/// may give their current values (or "don't touch"). Checked before the tree sees the
-/// wstat, so nothing of a refused one is applied.
+/// stat(5): a wstat may not change type, dev, qid or muid, but may give their current
+/// values (or "don't touch"). Checked before the tree sees the wstat, so nothing of a
+/// refused one is applied.
 fn unchanged(d: &Dir<'_>, cur: &Dir<'_>) -> Result<(), Error> {
     fn kept<T: PartialEq>(new: T, dont_touch: T, cur: T) -> bool {
         new == dont_touch || new == cur
@@ -737,10 +746,6 @@ fn unchanged(d: &Dir<'_>, cur: &Dir<'_>) -> Result<(), Error> {
             EWSTATQID,
         ),
         (kept(d.muid, dt.muid, cur.muid), EWSTATMUID),
-        (
-            d.mode == dt.mode || d.mode & dm::DIR == cur.mode & dm::DIR,
-            EWSTATDMDIR,
-        ),
     ];
     match checks.iter().find(|(ok, _)| !ok) {
         Some((_, e)) => Err((*e).into()),
