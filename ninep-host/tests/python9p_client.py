@@ -17,11 +17,11 @@ from py9p.client import Client, RemoteError
 from py9p.constants import NOFID, NOTAG
 from py9p.io import read_message, write_message
 from py9p.messages import (
-    Dir, Qid, Rattach, Rerror, Rflush, Ropen, Rread, Rversion, Rwalk, Rwrite,
-    Tattach, Tflush, Topen, Tread, Tversion, Twalk, Twrite,
+    Dir, Qid, Rattach, Rclunk, Rerror, Rflush, Ropen, Rread, Rversion, Rwalk, Rwrite,
+    Tattach, Tclunk, Tflush, Topen, Tread, Tversion, Twalk, Twrite,
 )
 
-OREAD, OWRITE, ORDWR, OTRUNC, ORCLOSE = 0, 1, 2, 0x10, 0x40
+OREAD, OWRITE, ORDWR, OEXEC, OTRUNC, ORCLOSE = 0, 1, 2, 3, 0x10, 0x40
 DMDIR = 0x80000000
 QTDIR = 0x80
 
@@ -39,16 +39,19 @@ def expect_error(what, fn, ename):
     raise AssertionError(f"{what}: succeeded, want error {ename!r}")
 
 
-def dont_touch(mode=0xFFFFFFFF, length=0xFFFFFFFFFFFFFFFF, name=""):
+def s9(b):
+    """A 9P string: s[2] then the bytes, whatever they are."""
+    return struct.pack("<H", len(b)) + b
+
+
+def dont_touch(mode=0xFFFFFFFF, length=0xFFFFFFFFFFFFFFFF, name="", qid_path=0xFFFFFFFFFFFFFFFF,
+               muid=""):
     """A wstat record, "don't touch" in every field but those given (stat(5)).
 
     Built by hand: py9p's Dir refuses a length of ~0, which stat(5) needs."""
-    def s(x):
-        b = x.encode()
-        return struct.pack("<H", len(b)) + b
     body = struct.pack("<HIBIQIIIQ", 0xFFFF, 0xFFFFFFFF, 0xFF, 0xFFFFFFFF,
-                       0xFFFFFFFFFFFFFFFF, mode, 0xFFFFFFFF, 0xFFFFFFFF, length)
-    body += s(name) + s("") + s("") + s("")
+                       qid_path, mode, 0xFFFFFFFF, 0xFFFFFFFF, length)
+    body += s9(name.encode()) + s9(b"") + s9(b"") + s9(muid.encode())
     return struct.pack("<H", len(body)) + body
 
 
@@ -308,6 +311,71 @@ def check_garbage_then_version(conn, owner):
     c.close()
 
 
+def check_malformed_requests(conn, owner):
+    """Well-framed requests whose bodies do not decode each get an Rerror on their own
+    tag, and the session goes on (they used to get no reply, and every later request was
+    ignored until the next Tversion)."""
+    s = conn.socket()
+
+    def frame(ty, tag, body):
+        return struct.pack("<IBH", 7 + len(body), ty, tag) + body
+
+    def rpc(msg):
+        write_message(s, msg)
+        return read_message(s)
+
+    assert isinstance(rpc(Tversion(msize=8192, version="9P2000")), Rversion)
+    assert isinstance(rpc(Tattach(fid=0, uname=owner, tag=1)), Rattach)
+    stat = dont_touch(mode=0o600)
+    cases = [
+        ("walk name not UTF-8", frame(110, 10, struct.pack("<IIH", 0, 1, 1) + s9(b"\xff\xfe")),
+         "bad character in file name"),
+        ("create name with NUL",
+         frame(114, 11, struct.pack("<I", 0) + s9(b"a\0b") + struct.pack("<IB", 0o644, ORDWR)),
+         "bad character in file name"),
+        ("walk of 17 names", frame(110, 12, struct.pack("<IIH", 0, 1, 17) + s9(b"a") * 17),
+         "too many names in walk"),
+        ("trailing bytes", frame(120, 13, struct.pack("<I", 99) + b"\0"),
+         "extra bytes at end of message"),
+        ("body shorter than its fields", frame(120, 14, b"\1\0"), "short message"),
+        ("string past the frame",
+         frame(104, 15, struct.pack("<IIH", 5, NOFID, 60) + owner.encode()), "short message"),
+        ("write count above its data", frame(118, 16, struct.pack("<IQI", 0, 0, 9) + b"abcd"),
+         "short message"),
+        ("stat record cut short", frame(126, 17, struct.pack("<IH", 0, len(stat) - 1) + stat[:-1]),
+         "malformed stat buffer"),
+        ("R-message as a request", frame(121, 18, b""), "bad message type"),
+    ]
+    for what, b, ename in cases:
+        s.sendall(b)
+        r = read_message(s)
+        tag = struct.unpack("<H", b[5:7])[0]
+        assert isinstance(r, Rerror) and (r.tag, r.ename) == (tag, ename), (what, r)
+        r = rpc(Twalk(fid=0, newfid=1, wname=("hello",), tag=2))
+        assert isinstance(r, Rwalk) and len(r.wqid) == 1, (what, r)
+        assert isinstance(rpc(Tclunk(fid=1, tag=3)), Rclunk), what
+    s.close()
+
+    # Directories open only for reading; wstat cannot change qid or muid.
+    c = conn.client()
+    c.negotiate()
+    c.attach(0, uname=owner)
+    c.walk(0, 1, "dir")
+    for mode in (OREAD | ORCLOSE, OEXEC, OWRITE):
+        expect_error(f"open dir {mode:#x}", lambda: c.open(1, mode), "file is a directory")
+    c.open(1, OREAD)
+    c.clunk(1)
+    assert len(c.walk(0, 1, "dir")) == 1  # ORCLOSE did not remove it
+    c.clunk(1)
+    c.walk(0, 2, "hello")
+    expect_error("wstat qid", lambda: c.wstat(2, dont_touch(mode=0o600, qid_path=12345)),
+                 "wstat -- attempt to change qid")
+    expect_error("wstat muid", lambda: c.wstat(2, dont_touch(mode=0o600, muid="nobody")),
+                 "wstat -- attempt to change muid")
+    assert c.stat(2).mode == 0o644  # nothing applied
+    c.close()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--unix", required=True)
@@ -316,7 +384,8 @@ def main():
     a = ap.parse_args()
     for conn in (Conn("unix", a.unix), Conn("tcp", a.tcp)):
         for check in (check_version, check_files, check_second_attach,
-                      check_blocked_read_and_flush, check_garbage_then_version):
+                      check_blocked_read_and_flush, check_garbage_then_version,
+                      check_malformed_requests):
             if check is check_version:
                 check(conn)
             else:

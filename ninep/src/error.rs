@@ -57,3 +57,8 @@ pub const EBADMSG: &str = "bad message type";
 pub const EINTR: &str = "interrupted";
 pub const EBADMODE: &str = "bad open mode";
 pub const EDOTDOT: &str = "illegal name";
+/// stat(5): type, dev, qid and muid cannot be changed by wstat (lib9p's wording).
+pub const EWSTATTYPE: &str = "wstat -- attempt to change type";
+pub const EWSTATDEV: &str = "wstat -- attempt to change dev";
+pub const EWSTATQID: &str = "wstat -- attempt to change qid";
+pub const EWSTATMUID: &str = "wstat -- attempt to change muid";

@@ -2,7 +2,7 @@
 //!
 //! A serial line can carry anything: a client that died mid-frame, line noise, a human
 //! typing. The framer trusts size[4] only while the stream is in sync; a size below the
-//! header or above msize, or an R-message type byte, puts it out of sync, and it
+//! header or above msize, or an R-message type before a session, puts it out of sync, and it
 //! then discards bytes until something that looks like a Tversion header, which is how
 //! every client starts a session (intro(5)).
 
@@ -12,7 +12,8 @@ use protocol::{MsgType, HEADER_LEN, NOTAG};
 /// Could `ty` be a T-message? Every request type is even, R-messages odd. Even types
 /// unknown to 9P2000 are taken as frames (the session answers them with Rerror):
 /// clients send extensions, e.g. plan9port's `9p readfd` sends Topenfd (98), and one
-/// silently dropped would leave its client waiting forever.
+/// silently dropped would leave its client waiting forever. Once a session is
+/// versioned ([`Framer::any_type`]) odd types are frames too, answered the same way.
 fn is_tmessage(ty: u8) -> bool {
     ty.is_multiple_of(2)
 }
@@ -25,6 +26,8 @@ pub struct Framer {
     /// Bytes of `buf` already consumed (compacted lazily).
     start: usize,
     synced: bool,
+    /// Frames of any type byte are taken (a versioned session), not only T-messages'.
+    any_type: bool,
     /// Largest frame ever accepted (the server's maximum msize).
     max: u32,
     /// Bytes thrown away while out of sync, for diagnostics.
@@ -44,9 +47,26 @@ impl Framer {
             buf: Vec::new(),
             start: 0,
             synced: true,
+            any_type: false,
             max,
             discarded: 0,
         }
+    }
+
+    /// Takes frames whatever their type byte (`true`, in a versioned session: an
+    /// R-message sent as a request is a client's mistake to answer), or only those that
+    /// could be T-messages (`false`, before a session: an odd type is line noise).
+    pub fn any_type(&mut self, yes: bool) {
+        self.any_type = yes;
+    }
+
+    /// Does `frame` hold what looks like a Tversion header after its first byte? A frame
+    /// that does not decode and holds one is taken for a departed client's partial
+    /// message followed by a new client's Tversion, and skipped up to it.
+    pub fn holds_tversion(&self, frame: &[u8]) -> bool {
+        frame
+            .get(1..)
+            .is_some_and(|rest| find_tversion(rest, self.max).is_some())
     }
 
     /// How many more bytes `push` will take now: one maximal frame plus a header.
@@ -107,7 +127,7 @@ impl Framer {
             let Some(size) = protocol::frame_size(head) else {
                 return Next::Empty;
             };
-            let ty_ok = head.get(4).is_none_or(|&ty| is_tmessage(ty));
+            let ty_ok = self.any_type || head.get(4).is_none_or(|&ty| is_tmessage(ty));
             if (size as usize) < HEADER_LEN || size > msize || !ty_ok {
                 self.resync();
                 continue;
@@ -193,6 +213,30 @@ mod tests {
             f.push(&tv);
             assert_eq!(frames(&mut f), vec![tv.clone()], "after {garbage:?}");
         }
+    }
+
+    #[test]
+    fn odd_types_are_frames_only_in_a_session() {
+        let rclunk = [7, 0, 0, 0, 121, 1, 0];
+        let mut f = Framer::new(8192);
+        f.any_type(true);
+        f.push(&rclunk);
+        assert!(matches!(f.next(8192), Next::Frame(b) if b == rclunk));
+        let mut f = Framer::new(8192);
+        f.push(&rclunk);
+        assert!(matches!(f.next(8192), Next::Empty));
+        assert_eq!(f.discarded, 1);
+    }
+
+    #[test]
+    fn tversion_inside_a_frame_is_seen() {
+        let tv = tversion();
+        let f = Framer::new(8192);
+        let mut frame = vec![40, 0, 0, 0, 118, 1, 0];
+        assert!(!f.holds_tversion(&frame));
+        assert!(!f.holds_tversion(&tv));
+        frame.extend_from_slice(&tv);
+        assert!(f.holds_tversion(&frame));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Plan 9 permission checks: owner, group, then other bits of a file's mode.
 
-use crate::error::{Error, EBADMODE};
+use crate::error::{Error, EBADMODE, EISDIR};
 use crate::tree::Stat;
 use protocol::om;
 
@@ -8,10 +8,15 @@ pub const READ: u32 = 4;
 pub const WRITE: u32 = 2;
 pub const EXEC: u32 = 1;
 
-/// The permission bits an open mode needs (OTRUNC needs write too).
-pub fn for_open(mode: u8) -> Result<u32, Error> {
+/// The permission bits an open (or create) mode needs (OTRUNC needs write too), for a
+/// directory if `dir`: open(5) makes it illegal to write a directory, truncate it or
+/// remove it on close, and Plan 9 servers allow only OREAD on one (not OEXEC either).
+pub fn for_open(mode: u8, dir: bool) -> Result<u32, Error> {
     if mode & !(3 | om::TRUNC | om::RCLOSE) != 0 {
         return Err(EBADMODE.into());
+    }
+    if dir && mode != om::READ {
+        return Err(EISDIR.into());
     }
     let base = match mode & 3 {
         om::READ => READ,
@@ -65,10 +70,17 @@ mod tests {
 
     #[test]
     fn open_modes() {
-        assert_eq!(for_open(om::READ).unwrap(), READ);
-        assert_eq!(for_open(om::WRITE | om::TRUNC).unwrap(), WRITE);
-        assert_eq!(for_open(om::RDWR | om::RCLOSE).unwrap(), READ | WRITE);
-        assert_eq!(for_open(om::EXEC).unwrap(), EXEC);
-        assert!(for_open(0x80).is_err());
+        assert_eq!(for_open(om::READ, false).unwrap(), READ);
+        assert_eq!(for_open(om::WRITE | om::TRUNC, false).unwrap(), WRITE);
+        assert_eq!(
+            for_open(om::RDWR | om::RCLOSE, false).unwrap(),
+            READ | WRITE
+        );
+        assert_eq!(for_open(om::EXEC, false).unwrap(), EXEC);
+        assert!(for_open(0x80, false).is_err());
+        assert_eq!(for_open(om::READ, true).unwrap(), READ);
+        for m in [om::WRITE, om::RDWR, om::EXEC, om::TRUNC, om::RCLOSE] {
+            assert_eq!(for_open(m, true), Err(EISDIR.into()), "mode {m:#x}");
+        }
     }
 }

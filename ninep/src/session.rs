@@ -13,7 +13,7 @@ use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
-use protocol::{om, Dir, Fcall, Qid, Qids, HEADER_LEN, IOHDRSZ, MAXWELEM, NOFID};
+use protocol::{dm, om, Dir, Fcall, MsgType, Qid, Qids, HEADER_LEN, IOHDRSZ, MAXWELEM, NOFID};
 
 /// Resource limits of one session.
 #[derive(Clone, Copy, Debug)]
@@ -170,11 +170,26 @@ impl<T: Tree> Session<T> {
             } else {
                 self.limits.max_msize
             };
+            self.framer.any_type(self.versioned);
             let frame = match self.framer.next(msize) {
                 Next::Frame(f) => f.to_vec(),
                 Next::Empty => break,
             };
-            match Fcall::decode(&frame, msize) {
+            // Every frame holds a header (the framer checks size[4] >= HEADER_LEN).
+            let ty = frame[4];
+            if ty == MsgType::Rerror as u8 {
+                // Never a request, and never answered: on a line that echoes, an Rerror
+                // answering our own echoed Rerror would start a ping-pong.
+                self.framer.consume(frame.len());
+                continue;
+            }
+            // An R-message (odd type) is no request, whatever its body holds.
+            let decoded = if ty % 2 == 1 {
+                Err(protocol::Error::BadType(ty))
+            } else {
+                Fcall::decode(&frame, msize)
+            };
+            match decoded {
                 Ok((tag, f)) => {
                     self.framer.consume(frame.len());
                     self.requests += 1;
@@ -183,18 +198,42 @@ impl<T: Tree> Session<T> {
                     // the queue it waits on): retry them in arrival order.
                     self.poll(tree);
                 }
-                // A well-framed request of a type 9P2000 lacks (an extension such as
-                // plan9port's Topenfd) is refused, not dropped: its client waits for a
-                // reply to that tag.
-                Err(protocol::Error::BadType(_)) => {
-                    self.framer.consume(frame.len());
-                    self.requests += 1;
-                    self.unknown(&frame);
-                }
-                // A frame that does not decode means the stream cannot be trusted:
-                // look for the next Tversion, as a Plan 9 kernel would hang up.
-                Err(_) => self.framer.resync(),
+                Err(e) => match self.undecodable(&frame, e) {
+                    Some(ename) => {
+                        self.framer.consume(frame.len());
+                        self.requests += 1;
+                        let tag = u16::from_le_bytes([frame[5], frame[6]]);
+                        self.refuse(tag, ename);
+                    }
+                    // Noise: look for the next Tversion.
+                    None => self.framer.resync(),
+                },
             }
+        }
+    }
+
+    /// What answers a well-framed message (size[4] type[1] tag[2] in bounds) whose body
+    /// does not decode, or `None` when it is noise to skip rather than a request.
+    ///
+    /// In a versioned session every such frame is a client's request, answered on its
+    /// tag so the client (a kernel mount driver has no timeout) is not left waiting and
+    /// the session goes on: a type 9P2000 lacks (plan9port's Topenfd), a bad name, a
+    /// Twalk of 17 names, a body too short or too long for its fields. Before a session
+    /// only a Tversion and an unknown even type are taken for requests (the latter is
+    /// answered "version not negotiated"); anything else there is line noise. A frame
+    /// that holds a Tversion header is taken for a departed client's partial message and
+    /// a new client's first, and skipped to it.
+    fn undecodable(&self, frame: &[u8], e: protocol::Error) -> Option<&'static str> {
+        if let protocol::Error::BadType(_) = e {
+            return Some(if self.versioned { EBADMSG } else { EVERSION });
+        }
+        if self.framer.holds_tversion(frame) {
+            return None;
+        }
+        if self.versioned || frame[4] == MsgType::Tversion as u8 {
+            Some(e.as_str())
+        } else {
+            None
         }
     }
 
@@ -336,18 +375,13 @@ impl<T: Tree> Session<T> {
         self.reply(tag, r)
     }
 
-    /// Answers a request whose type 9P2000 does not define.
-    fn unknown(&mut self, frame: &[u8]) {
-        let Some(&[lo, hi]) = frame.get(5..HEADER_LEN) else {
-            return;
-        };
-        let tag = u16::from_le_bytes([lo, hi]);
-        let e = if !self.versioned {
-            EVERSION
-        } else if self.pending.iter().any(|p| p.tag == tag) {
+    /// Answers a request that did not decode: with `ename`, unless its tag is a pending
+    /// read's (whose client would take the answer for that read's).
+    fn refuse(&mut self, tag: u16, ename: &'static str) {
+        let e = if self.pending.iter().any(|p| p.tag == tag) {
             EDUPTAG
         } else {
-            EBADMSG
+            ename
         };
         self.reply(tag, Err(e.into()));
     }
@@ -493,10 +527,7 @@ impl<T: Tree> Session<T> {
             session: id,
         };
         let st = tree.stat(&ctx, &f.node)?;
-        let need = perm::for_open(mode)?;
-        if st.qid.is_dir() && (need & perm::WRITE != 0 || mode & om::TRUNC != 0) {
-            return Err(EISDIR.into());
-        }
+        let need = perm::for_open(mode, st.qid.is_dir())?;
         if !tree.may_open(&ctx, &f.node, &st, need) {
             return Err(EPERM.into());
         }
@@ -529,7 +560,7 @@ impl<T: Tree> Session<T> {
         if name.is_empty() || name == "." || name == ".." || name.contains('/') {
             return Err(EDOTDOT.into());
         }
-        perm::for_open(mode)?;
+        perm::for_open(mode, perm_bits & dm::DIR != 0)?;
         let uname = f.uname.clone();
         let ctx = Ctx {
             uname: &uname,
@@ -682,8 +713,43 @@ impl<T: Tree> Session<T> {
             uname: &f.uname,
             session: self.id,
         };
+        let fixed = Dir {
+            ty: d.ty,
+            dev: d.dev,
+            qid: d.qid,
+            muid: d.muid,
+            ..Dir::DONT_TOUCH
+        };
+        if fixed != Dir::DONT_TOUCH {
+            unchanged(d, &tree.stat(&ctx, &f.node)?.as_dir())?;
+        }
         tree.wstat(&ctx, &f.node, d)?;
         Ok(Fcall::Rwstat)
+    }
+}
+
+/// stat(5): a wstat may not change type, dev, qid or muid, but may give their current
+/// values (or "don't touch"). Checked before the tree sees the wstat, so nothing of a
+/// refused one is applied.
+fn unchanged(d: &Dir<'_>, cur: &Dir<'_>) -> Result<(), Error> {
+    fn kept<T: PartialEq>(new: T, dont_touch: T, cur: T) -> bool {
+        new == dont_touch || new == cur
+    }
+    let dt = Dir::DONT_TOUCH;
+    let checks = [
+        (kept(d.ty, dt.ty, cur.ty), EWSTATTYPE),
+        (kept(d.dev, dt.dev, cur.dev), EWSTATDEV),
+        (
+            kept(d.qid.ty, dt.qid.ty, cur.qid.ty)
+                && kept(d.qid.version, dt.qid.version, cur.qid.version)
+                && kept(d.qid.path, dt.qid.path, cur.qid.path),
+            EWSTATQID,
+        ),
+        (kept(d.muid, dt.muid, cur.muid), EWSTATMUID),
+    ];
+    match checks.iter().find(|(ok, _)| !ok) {
+        Some((_, e)) => Err((*e).into()),
+        None => Ok(()),
     }
 }
 

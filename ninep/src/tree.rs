@@ -128,8 +128,10 @@ pub trait Tree {
         Err(crate::error::ENOREMOVE.into())
     }
 
-    /// Changes metadata. The engine answers an all-"don't touch" wstat itself (a sync);
-    /// anything else comes here, e.g. the length-only wstat 9pfuse sends to truncate.
+    /// Changes metadata. The engine answers an all-"don't touch" wstat itself (a sync),
+    /// and refuses one that would change type, dev, qid or muid (stat(5)) or rename to a
+    /// name a walk cannot reach; anything else comes here, e.g. the length-only wstat
+    /// 9pfuse sends to truncate. All or nothing: refuse it whole or apply it whole.
     fn wstat(&mut self, ctx: &Ctx, node: &Self::Node, dir: &Dir<'_>) -> Result<(), Error> {
         let _ = (ctx, node, dir);
         Err(crate::error::ENOWSTAT.into())

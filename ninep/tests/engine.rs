@@ -390,6 +390,126 @@ fn orclose_removes_on_clunk() {
     assert_eq!(c.walk(0, 2, &["tmp"]), err("file does not exist"));
 }
 
+/// open(5): a directory may not be written, truncated or removed on close, and Plan 9
+/// servers allow only OREAD on one. ORCLOSE was accepted and removed the directory at
+/// clunk; OEXEC was accepted.
+#[test]
+fn directories_open_only_for_reading() {
+    let mut c = Client::session();
+    c.walk(0, 1, &[]);
+    c.rpc(
+        7,
+        Fcall::Tcreate {
+            fid: 1,
+            name: "d",
+            perm: 0x8000_0000 | 0o777,
+            mode: om::READ,
+        },
+    );
+    c.clunk(1);
+    for mode in [
+        om::RCLOSE,
+        om::READ | om::RCLOSE,
+        om::EXEC,
+        om::WRITE,
+        om::RDWR,
+        om::TRUNC,
+    ] {
+        c.walk(0, 1, &["d"]);
+        assert_eq!(
+            c.open(1, mode),
+            err("file is a directory"),
+            "mode {mode:#x}"
+        );
+        c.clunk(1);
+    }
+    assert!(matches!(c.walk(0, 1, &["d"]), R::Qids(q) if q.len() == 1));
+    assert!(matches!(c.open(1, om::READ), R::Open(_)));
+    c.clunk(1);
+    // Nor is one created opened any other way.
+    for mode in [om::RCLOSE, om::EXEC, om::WRITE] {
+        c.walk(0, 2, &[]);
+        let r = c.rpc(
+            7,
+            Fcall::Tcreate {
+                fid: 2,
+                name: "e",
+                perm: 0x8000_0000 | 0o777,
+                mode,
+            },
+        );
+        assert_eq!(r, err("file is a directory"), "mode {mode:#x}");
+        c.clunk(2);
+        assert_eq!(c.walk(0, 2, &["e"]), err("file does not exist"));
+    }
+    // On a file, OEXEC is a matter of permission (hello is 0644).
+    c.walk(0, 3, &["hello"]);
+    assert_eq!(c.open(3, om::EXEC), err("permission denied"));
+}
+
+/// stat(5): type, dev, qid and muid cannot be changed by wstat; trying is an error and
+/// nothing of that wstat is applied. Their current values, or "don't touch", are fine.
+/// They used to be answered Rwstat and silently ignored.
+#[test]
+fn wstat_cannot_change_type_dev_qid_muid() {
+    let mut c = Client::session();
+    c.walk(0, 1, &["hello"]);
+    let (qid, muid) = {
+        c.send(8, Fcall::Tstat { fid: 1 });
+        let out = c.s.output().to_vec();
+        c.s.consume_output(out.len());
+        let (_, f) = Fcall::decode(&out, 1 << 20).unwrap();
+        let Fcall::Rstat { stat } = f else { panic!() };
+        (stat.qid, stat.muid.to_string())
+    };
+    let base = Dir {
+        mode: 0o600,
+        ..Dir::DONT_TOUCH
+    };
+    let mut bad = Vec::new();
+    bad.push((Dir { ty: 1, ..base }, "wstat -- attempt to change type"));
+    bad.push((Dir { dev: 2, ..base }, "wstat -- attempt to change dev"));
+    for q in [
+        protocol::Qid { ty: 0x80, ..qid },
+        protocol::Qid {
+            version: qid.version + 1,
+            ..qid
+        },
+        protocol::Qid { path: 99, ..qid },
+        protocol::Qid {
+            path: 99,
+            ..Dir::DONT_TOUCH.qid
+        },
+    ] {
+        bad.push((Dir { qid: q, ..base }, "wstat -- attempt to change qid"));
+    }
+    bad.push((
+        Dir {
+            muid: "other",
+            ..base
+        },
+        "wstat -- attempt to change muid",
+    ));
+    for (d, e) in bad {
+        assert_eq!(c.rpc(9, Fcall::Twstat { fid: 1, stat: d }), err(e), "{d:?}");
+    }
+    // Nothing applied: the mode is still 0644, so another user may read.
+    c.attach(10, "other", "");
+    c.walk(10, 11, &["hello"]);
+    assert!(matches!(c.open(11, om::READ), R::Open(_)));
+    // The current values are not a change.
+    let same = Dir {
+        ty: 0,
+        dev: 0,
+        qid,
+        muid: &muid,
+        ..base
+    };
+    assert_eq!(c.rpc(9, Fcall::Twstat { fid: 1, stat: same }), R::Ok);
+    c.walk(10, 12, &["hello"]);
+    assert_eq!(c.open(12, om::READ), err("permission denied"));
+}
+
 #[test]
 fn pending_read_flush_and_clunk() {
     let mut c = Client::session();
@@ -488,15 +608,268 @@ fn garbage_then_tversion_recovers() {
     assert_eq!(c.replies(), vec![]);
     assert_eq!(c.version(8192), R::Version(8192, "9P2000".into()));
     assert_eq!(c.attach(0, "glenda", ""), R::Open(ROOT));
-    // A frame whose body is malformed also costs the session.
-    let mut frame = vec![0u8; 4];
-    frame.extend_from_slice(&[120, 1, 0, 1, 2]); // Tclunk with a short fid
-    let n = frame.len() as u32;
-    frame[..4].copy_from_slice(&n.to_le_bytes());
-    c.send_raw(&frame);
-    c.send(3, Fcall::Tclunk { fid: 0 });
+    // Before a session, a well-sized frame that does not decode is noise too.
+    let mut c = Client::new();
+    c.send_raw(&sized(vec![0, 0, 0, 0, 120, 1, 0, 1, 2])); // Tclunk, short fid
+    c.send_raw(&encode(3, Fcall::Rclunk));
     assert_eq!(c.replies(), vec![]);
     assert_eq!(c.version(8192), R::Version(8192, "9P2000".into()));
+}
+
+/// A frame with its size[4] set to its length.
+fn sized(mut frame: Vec<u8>) -> Vec<u8> {
+    let n = frame.len() as u32;
+    frame[..4].copy_from_slice(&n.to_le_bytes());
+    frame
+}
+
+fn encode(tag: u16, f: Fcall<'_>) -> Vec<u8> {
+    let mut buf = vec![0u8; 1 << 16];
+    let n = f.encode(tag, &mut buf).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+/// Replaces the first `from` in `frame` by `to` (same length).
+fn patch(mut frame: Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
+    let at = frame
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("pattern in frame");
+    frame[at..at + to.len()].copy_from_slice(to);
+    frame
+}
+
+/// Issue 8: a well-framed request whose body does not decode used to get no reply, and
+/// the session ignored everything until the next Tversion: a client with no timeout (a
+/// kernel mount driver) hung for good. Each gets an Rerror on its own tag, and the
+/// session, its fids and its pending reads go on.
+#[test]
+fn undecodable_requests_are_answered_and_the_session_goes_on() {
+    let mut c = Client::session();
+    c.walk(0, 1, &["vmx", "wait"]);
+    c.open(1, om::READ);
+    c.send(
+        40,
+        Fcall::Tread {
+            fid: 1,
+            offset: 0,
+            count: 100,
+        },
+    );
+    let walk = |name| {
+        encode(
+            50,
+            Fcall::Twalk {
+                fid: 0,
+                newfid: 2,
+                wnames: Wnames::new(&[name]).unwrap(),
+            },
+        )
+    };
+    let create = |name| {
+        encode(
+            51,
+            Fcall::Tcreate {
+                fid: 0,
+                name,
+                perm: 0o644,
+                mode: om::RDWR,
+            },
+        )
+    };
+    let sixteen = encode(
+        52,
+        Fcall::Twalk {
+            fid: 0,
+            newfid: 2,
+            wnames: Wnames::new(&["a"; 16]).unwrap(),
+        },
+    );
+    let mut seventeen = patch(sixteen, &[16, 0, 1, 0, b'a'], &[17, 0, 1, 0, b'a']);
+    seventeen.extend_from_slice(&[1, 0, b'a']);
+    let clunk = encode(53, Fcall::Tclunk { fid: 0 });
+    let mut trailing = clunk.clone();
+    trailing.push(0);
+    let attach = encode(
+        54,
+        Fcall::Tattach {
+            fid: 3,
+            afid: NOFID,
+            uname: "glenda",
+            aname: "",
+        },
+    );
+    let write = encode(
+        55,
+        Fcall::Twrite {
+            fid: 1,
+            offset: 0,
+            data: b"abcd",
+        },
+    );
+    let mut stat = Dir::DONT_TOUCH;
+    stat.name = "zz";
+    let wstat = encode(56, Fcall::Twstat { fid: 0, stat });
+    let inner = (stat.encoded_len() - 2) as u16;
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "walk name not UTF-8",
+            patch(walk("xy"), b"xy", b"\xff\xfe"),
+            "bad character in file name",
+        ),
+        (
+            "walk name with NUL",
+            patch(walk("x.y"), b"x.y", b"x\0y"),
+            "bad character in file name",
+        ),
+        (
+            "create name not UTF-8",
+            patch(create("xy"), b"xy", b"\xc3("),
+            "bad character in file name",
+        ),
+        (
+            "create name with NUL",
+            patch(create("new.c"), b"new.c", b"new\0c"),
+            "bad character in file name",
+        ),
+        (
+            "wstat rename with NUL",
+            patch(wstat.clone(), b"zz", b"z\0"),
+            "bad character in file name",
+        ),
+        (
+            "uname not UTF-8",
+            patch(attach.clone(), b"glenda", b"glen\xffa"),
+            "bad character in string",
+        ),
+        (
+            "walk of 17 names",
+            sized(seventeen),
+            "too many names in walk",
+        ),
+        (
+            "trailing byte",
+            sized(trailing),
+            "extra bytes at end of message",
+        ),
+        (
+            "body shorter than its fields",
+            sized(clunk[..clunk.len() - 2].to_vec()),
+            "short message",
+        ),
+        (
+            "string running past the frame",
+            patch(attach, &[6, 0, b'g'], &[60, 0, b'g']),
+            "short message",
+        ),
+        (
+            "write count above its data",
+            patch(write.clone(), &[4, 0, 0, 0, b'a'], &[5, 0, 0, 0, b'a']),
+            "short message",
+        ),
+        (
+            "write count below its data",
+            patch(write, &[4, 0, 0, 0, b'a'], &[3, 0, 0, 0, b'a']),
+            "extra bytes at end of message",
+        ),
+        (
+            "stat's own size too small",
+            patch(
+                wstat.clone(),
+                &inner.to_le_bytes(),
+                &(inner - 1).to_le_bytes(),
+            ),
+            "malformed stat buffer",
+        ),
+        (
+            "stat's own size too large",
+            patch(wstat, &inner.to_le_bytes(), &(inner + 1).to_le_bytes()),
+            "malformed stat buffer",
+        ),
+        (
+            "R-message as a request",
+            encode(57, Fcall::Rclunk),
+            "bad message type",
+        ),
+        (
+            "R-message with a body",
+            encode(58, Fcall::Rwrite { count: 1 }),
+            "bad message type",
+        ),
+        (
+            "odd type unknown to 9P2000",
+            sized(vec![0, 0, 0, 0, 201, 59, 0, 1, 2, 3]),
+            "bad message type",
+        ),
+    ];
+    for (what, frame, ename) in cases {
+        let tag = u16::from_le_bytes([frame[5], frame[6]]);
+        c.send_raw(&frame);
+        assert_eq!(c.replies(), vec![(tag, err(ename))], "{what}");
+        // Still in step: the next request is answered as usual.
+        assert_eq!(c.walk(0, 2, &["hello"]), R::Qids(vec![1]), "after {what}");
+        assert_eq!(c.clunk(2), R::Ok);
+    }
+    // Nothing was created or renamed, and the pending read is still there.
+    assert_eq!(c.walk(0, 2, &["new"]), err("file does not exist"));
+    assert_eq!(c.s.stats().pending, 1);
+    // A bad frame on the tag of a pending read is answered "duplicate tag", which the
+    // client cannot take for that read's answer.
+    c.send_raw(&patch(walk("xy"), &[50, 0], &[40, 0]));
+    assert_eq!(c.replies(), vec![(40, err("duplicate tag"))]);
+    assert_eq!(c.s.stats().pending, 1);
+}
+
+/// An Rerror sent to the server is never a request and is not answered: on a line that
+/// echoes, answering our own echoed Rerror would ping-pong for ever.
+#[test]
+fn rerror_is_not_answered() {
+    let mut c = Client::session();
+    c.send(9, Fcall::Rerror { ename: "echo" });
+    c.send_raw(&sized(vec![0, 0, 0, 0, 107, 9, 0, 50, 0]));
+    assert_eq!(c.replies(), vec![]);
+    assert_eq!(c.walk(0, 1, &["hello"]), R::Qids(vec![1]));
+}
+
+/// A Tversion that does not decode is answered even before a session, on its tag.
+#[test]
+fn undecodable_tversion_is_answered() {
+    let mut c = Client::new();
+    let tv = encode(
+        NOTAG,
+        Fcall::Tversion {
+            msize: 8192,
+            version: "9P2000",
+        },
+    );
+    c.send_raw(&patch(tv, b"9P2000", b"9P\x0000"));
+    assert_eq!(c.replies(), vec![(NOTAG, err("bad character in string"))]);
+    assert_eq!(c.version(8192), R::Version(8192, "9P2000".into()));
+}
+
+/// A client that died in the middle of a message, and a new one whose Tversion the stale
+/// size[4] swallows: the frame does not decode and holds a Tversion header, so the
+/// session skips to it instead of answering the remains.
+#[test]
+fn partial_frame_then_new_clients_tversion() {
+    let mut c = Client::session();
+    let tv = encode(
+        NOTAG,
+        Fcall::Tversion {
+            msize: 4096,
+            version: "9P2000",
+        },
+    );
+    // A Twrite header announcing 40 bytes, of which 7 were sent before the client died.
+    let mut bytes = vec![40, 0, 0, 0, 118, 1, 0];
+    bytes.extend_from_slice(&tv);
+    bytes.extend_from_slice(&[0; 14]); // what follows the new client's Tversion
+    c.send_raw(&bytes);
+    assert_eq!(
+        c.replies(),
+        vec![(NOTAG, R::Version(4096, "9P2000".into()))]
+    );
 }
 
 #[test]

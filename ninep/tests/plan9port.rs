@@ -190,9 +190,13 @@ fn topenfd_is_refused_not_dropped() {
     let mut fresh = Conn::new();
     let r = fresh.send_raw(&raw(98, 5, &body));
     assert_eq!(r, vec![(5, err("version not negotiated"))]);
-    // R-message types are still noise: no reply, and the next Tversion resyncs.
+    // An R-message type in a session is refused the same way, except Rerror, which is
+    // never answered (on a line that echoes, answers to our own Rerrors would ping-pong).
+    let r = c.send_raw(&raw(105, 3, &body));
+    assert_eq!(r, vec![(3, err("bad message type"))]);
     let r = c.send_raw(&raw(107, 3, &body));
     assert_eq!(r, vec![]);
+    assert_eq!(c.clunk(1), R::Ok);
 }
 
 /// 9pfuse's `echo x > big` by a user who may write `big` but does not own it: Twalk,

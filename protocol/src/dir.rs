@@ -49,8 +49,13 @@ impl<'a> Dir<'a> {
         2 + FIXED + self.name.len() + self.uid.len() + self.gid.len() + self.muid.len()
     }
 
-    /// Decodes one record (with its size[2]) from the reader.
+    /// Decodes one record (with its size[2]) from the reader. A record whose sizes
+    /// disagree with its fields is [`Error::BadStat`].
     pub fn decode(r: &mut Reader<'a>) -> Result<Self, Error> {
+        Self::decode_fields(r).map_err(malformed)
+    }
+
+    fn decode_fields(r: &mut Reader<'a>) -> Result<Self, Error> {
         let size = r.u16()? as usize;
         let mut r = Reader::new(r.bytes(size)?);
         let d = Dir {
@@ -61,7 +66,7 @@ impl<'a> Dir<'a> {
             atime: r.u32()?,
             mtime: r.u32()?,
             length: r.u64()?,
-            name: r.str()?,
+            name: r.name()?,
             uid: r.str()?,
             gid: r.str()?,
             muid: r.str()?,
@@ -74,7 +79,7 @@ impl<'a> Dir<'a> {
     pub fn from_bytes(buf: &'a [u8]) -> Result<Self, Error> {
         let mut r = Reader::new(buf);
         let d = Self::decode(&mut r)?;
-        r.finish()?;
+        r.finish().map_err(malformed)?;
         Ok(d)
     }
 
@@ -99,6 +104,14 @@ impl<'a> Dir<'a> {
         let mut w = Writer::new(buf);
         self.encode(&mut w)?;
         Ok(w.pos())
+    }
+}
+
+/// A record cut short or followed by bytes is a malformed stat, not a malformed message.
+pub(crate) fn malformed(e: Error) -> Error {
+    match e {
+        Error::Short | Error::Trailing => Error::BadStat,
+        e => e,
     }
 }
 

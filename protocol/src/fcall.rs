@@ -1,6 +1,6 @@
 //! The 9P2000 messages of intro(5), decoded from and encoded to whole frames.
 
-use crate::dir::Dir;
+use crate::dir::{malformed, Dir};
 use crate::wire::{Reader, Writer};
 use crate::{Error, Qid, HEADER_LEN, MAXWELEM};
 
@@ -225,7 +225,7 @@ pub enum Fcall<'a> {
 /// stat[n] in Rstat/Twstat: n[2] then the record, which carries its own size[2].
 fn read_stat<'a>(r: &mut Reader<'a>) -> Result<Dir<'a>, Error> {
     let n = r.u16()? as usize;
-    Dir::from_bytes(r.bytes(n)?)
+    Dir::from_bytes(r.bytes(n).map_err(malformed)?)
 }
 
 fn write_stat(w: &mut Writer<'_>, d: &Dir<'_>) -> Result<(), Error> {
@@ -330,7 +330,7 @@ impl<'a> Fcall<'a> {
                 }
                 let mut names = [""; MAXWELEM];
                 for name in names.iter_mut().take(n) {
-                    *name = r.str()?;
+                    *name = r.name()?;
                 }
                 Twalk {
                     fid,
@@ -361,7 +361,7 @@ impl<'a> Fcall<'a> {
             },
             MsgType::Tcreate => Tcreate {
                 fid: r.u32()?,
-                name: r.str()?,
+                name: r.name()?,
                 perm: r.u32()?,
                 mode: r.u8()?,
             },

@@ -86,8 +86,12 @@ pub enum Error {
     BadSize,
     /// The type byte names no 9P2000 message.
     BadType(u8),
-    /// A string is not UTF-8.
-    BadUtf8,
+    /// A string is not UTF-8 or holds NUL (intro(5): NUL is illegal in every string).
+    BadString,
+    /// A file name (a walk element, a created or stat'ed name) is not UTF-8 or holds NUL.
+    BadName,
+    /// A stat record inside a message is malformed: its sizes disagree with its fields.
+    BadStat,
     /// A Twalk/Rwalk with more than MAXWELEM elements.
     TooManyWalkElems,
     /// The output buffer (or msize) cannot hold the message.
@@ -95,14 +99,17 @@ pub enum Error {
 }
 
 impl Error {
-    /// The Plan 9 error string a server sends for a frame it cannot decode.
+    /// The Plan 9 error string a server sends for a frame it cannot decode (the names
+    /// and the stat record use port/error.h's Ebadchar and Ebadstat).
     pub fn as_str(&self) -> &'static str {
         match self {
             Error::Short => "short message",
-            Error::Trailing => "message too long",
+            Error::Trailing => "extra bytes at end of message",
             Error::BadSize => "bad message size",
             Error::BadType(_) => "bad message type",
-            Error::BadUtf8 => "invalid UTF-8 in string",
+            Error::BadString => "bad character in string",
+            Error::BadName => "bad character in file name",
+            Error::BadStat => "malformed stat buffer",
             Error::TooManyWalkElems => "too many names in walk",
             Error::NoSpace => "message too large",
         }

@@ -46,10 +46,21 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(self.array()?))
     }
 
-    /// s[2] followed by that many bytes of UTF-8.
+    /// s[2] followed by that many bytes of UTF-8 without NUL (intro(5)).
     pub fn str(&mut self) -> Result<&'a str, Error> {
         let n = self.u16()? as usize;
-        core::str::from_utf8(self.bytes(n)?).map_err(|_| Error::BadUtf8)
+        match core::str::from_utf8(self.bytes(n)?) {
+            Ok(s) if !s.contains('\0') => Ok(s),
+            _ => Err(Error::BadString),
+        }
+    }
+
+    /// A string that is a file name: as [`Reader::str`], its failure named for a name.
+    pub fn name(&mut self) -> Result<&'a str, Error> {
+        self.str().map_err(|e| match e {
+            Error::BadString => Error::BadName,
+            e => e,
+        })
     }
 
     pub fn qid(&mut self) -> Result<Qid, Error> {

@@ -169,6 +169,83 @@ fn walk_limit() {
     assert_eq!(Fcall::decode(&wire, 64), Err(Error::TooManyWalkElems));
 }
 
+/// intro(5): strings are UTF-8 and NUL is illegal in every one. A bad file name (walk,
+/// create, a stat's name) is told apart from another bad string, and a stat record whose
+/// sizes disagree with its fields from a short or long message.
+#[test]
+fn strings_names_and_stats_are_checked() {
+    let mut buf = [0u8; 256];
+    let mut decode_patched = |f: Fcall<'_>, from: &[u8], to: &[u8]| {
+        let n = f.encode(1, &mut buf).unwrap();
+        let at = buf[..n]
+            .windows(from.len())
+            .position(|w| w == from)
+            .unwrap();
+        buf[at..at + to.len()].copy_from_slice(to);
+        Fcall::decode(&buf[..n], 256).map(|_| ())
+    };
+    let walk = |name| Fcall::Twalk {
+        fid: 0,
+        newfid: 1,
+        wnames: Wnames::new(&["a", name]).unwrap(),
+    };
+    assert_eq!(
+        decode_patched(walk("xy"), b"xy", b"x\0"),
+        Err(Error::BadName)
+    );
+    assert_eq!(
+        decode_patched(walk("xy"), b"xy", b"\xff\xfe"),
+        Err(Error::BadName)
+    );
+    let create = Fcall::Tcreate {
+        fid: 0,
+        name: "new",
+        perm: 0o644,
+        mode: 0,
+    };
+    assert_eq!(decode_patched(create, b"new", b"n\0w"), Err(Error::BadName));
+    let attach = Fcall::Tattach {
+        fid: 0,
+        afid: protocol::NOFID,
+        uname: "glenda",
+        aname: "",
+    };
+    assert_eq!(
+        decode_patched(attach, b"glenda", b"gl\0nda"),
+        Err(Error::BadString)
+    );
+    let wstat = |d| Fcall::Twstat { fid: 0, stat: d };
+    let d = Dir {
+        name: "nm",
+        ..dir()
+    };
+    assert_eq!(decode_patched(wstat(d), b"nm", b"\0m"), Err(Error::BadName));
+    assert_eq!(
+        decode_patched(wstat(d), b"glenda", b"gle\0da"),
+        Err(Error::BadString)
+    );
+    // The record's own size[2] (followed by type[2] = 0) one less or one more than its
+    // fields; n[2] (followed by size[2]) one less.
+    let size = (d.encoded_len() - 2) as u16;
+    let n = d.encoded_len() as u16;
+    let le = |a: u16, b: u16| [a.to_le_bytes(), b.to_le_bytes()].concat();
+    for (pat, rep) in [
+        (le(size, 0), le(size - 1, 0)),
+        (le(size, 0), le(size + 1, 0)),
+        (le(n, size), le(n - 1, size)),
+    ] {
+        assert_eq!(
+            decode_patched(wstat(d), &pat, &rep),
+            Err(Error::BadStat),
+            "{rep:?}"
+        );
+    }
+    // Good names and strings with any other character decode.
+    assert_eq!(decode_patched(walk("xy"), b"xy", "é".as_bytes()), Ok(()));
+    assert_eq!(Error::BadName.as_str(), "bad character in file name");
+    assert_eq!(Error::BadStat.as_str(), "malformed stat buffer");
+}
+
 #[test]
 fn encode_needs_space() {
     let mut buf = [0u8; 10];
