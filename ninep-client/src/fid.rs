@@ -147,7 +147,7 @@ impl Fid {
     pub fn wstat(&self, st: &Stat) -> Result<()> {
         let frame = self.client.rpc(&Fcall::Twstat {
             fid: self.num,
-            stat: st.as_dir(),
+            stat: st.as_wstat(),
         })?;
         match decode(&frame)? {
             Fcall::Rwstat => Ok(()),

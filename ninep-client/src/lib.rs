@@ -17,12 +17,10 @@
 mod error;
 mod fid;
 mod mux;
-mod stat;
 
 pub use error::{Error, Result};
 pub use fid::{Fid, File, Pending};
-pub use protocol::{dm, om, qt, Qid};
-pub use stat::Stat;
+pub use protocol::{dm, om, qt, Qid, Stat};
 
 use mux::Mux;
 use protocol::{DirIter, Fcall, Wnames, IOHDRSZ, MAXWELEM, NOFID};

@@ -1,7 +1,8 @@
 //! What a file tree implements to be served: the per-node operations of a Plan 9 device.
 
 use crate::error::Error;
-use alloc::string::String;
+/// A file's metadata, owned: what `Tree::stat` returns and directory reads pack.
+pub use protocol::Stat;
 use protocol::{Dir, Qid};
 
 /// Who is asking: the attach's user and the connection it came on.
@@ -10,39 +11,6 @@ pub struct Ctx<'a> {
     pub uname: &'a str,
     /// Distinguishes connections, so a tree can tie state (a VM opened by clone) to one.
     pub session: u32,
-}
-
-/// A file's metadata, owned: what Tstat returns and directory reads pack.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Stat {
-    pub qid: Qid,
-    /// Permission bits and DM* flags.
-    pub mode: u32,
-    pub atime: u32,
-    pub mtime: u32,
-    pub length: u64,
-    pub name: String,
-    pub uid: String,
-    pub gid: String,
-    pub muid: String,
-}
-
-impl Stat {
-    pub fn as_dir(&self) -> Dir<'_> {
-        Dir {
-            ty: 0,
-            dev: 0,
-            qid: self.qid,
-            mode: self.mode,
-            atime: self.atime,
-            mtime: self.mtime,
-            length: self.length,
-            name: &self.name,
-            uid: &self.uid,
-            gid: &self.gid,
-            muid: &self.muid,
-        }
-    }
 }
 
 /// The result of a read that may have to wait (the #X `wait` file).

@@ -4,16 +4,25 @@
 //! into it), needs no allocator, and is total: any byte sequence yields a message or an
 //! [`Error`], never a panic or an out-of-bounds read. Encoding writes into a caller's
 //! buffer and fails cleanly when the buffer (or the negotiated msize) is too small.
+//! With the `alloc` feature, [`Stat`] is the owned stat record servers and clients keep.
 #![no_std]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
 mod dir;
 mod fcall;
+#[cfg(feature = "alloc")]
+mod stat;
 mod wire;
 
 pub use dir::{Dir, DirIter};
 pub use fcall::{Fcall, MsgType, Qids, Wnames};
 pub use wire::{Reader, Writer};
+
+#[cfg(feature = "alloc")]
+pub use stat::Stat;
 
 /// The version string this codec speaks.
 pub const VERSION: &str = "9P2000";

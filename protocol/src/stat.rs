@@ -1,13 +1,17 @@
-//! The stat record, owned.
+//! The stat record owned (feature `alloc`): what a file tree returns for a file, what a
+//! client keeps of an Rstat or a directory read, and what it sends in a Twstat.
 
-use protocol::{Dir, Qid};
+use crate::{Dir, Qid};
+use alloc::string::{String, ToString};
 
-/// A file's metadata (stat(5)), owned: what `stat` and `ls` return and `wstat` sends.
+/// A file's metadata (stat(5)), owned. It has no `type` and `dev`: those are "for kernel
+/// use", a Plan 9 kernel overwrites them with its own for every mounted file, and a wstat
+/// may not change them. [`Stat::as_dir`] gives them as 0 (what a server sends),
+/// [`Stat::as_wstat`] as "don't touch" (what a client sends).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stat {
-    pub ty: u16,
-    pub dev: u32,
     pub qid: Qid,
+    /// Permission bits and DM* flags.
     pub mode: u32,
     pub atime: u32,
     pub mtime: u32,
@@ -21,27 +25,18 @@ pub struct Stat {
 impl Stat {
     /// A wstat record that changes nothing; set the fields to change.
     pub fn dont_touch() -> Stat {
-        let d = Dir::DONT_TOUCH;
-        Stat {
-            ty: d.ty,
-            dev: d.dev,
-            qid: d.qid,
-            mode: d.mode,
-            atime: d.atime,
-            mtime: d.mtime,
-            length: d.length,
-            ..Default::default()
-        }
+        Stat::from(&Dir::DONT_TOUCH)
     }
 
     pub fn is_dir(&self) -> bool {
         self.qid.is_dir()
     }
 
+    /// The record as a server sends it (Rstat, directory reads): type and dev 0.
     pub fn as_dir(&self) -> Dir<'_> {
         Dir {
-            ty: self.ty,
-            dev: self.dev,
+            ty: 0,
+            dev: 0,
             qid: self.qid,
             mode: self.mode,
             atime: self.atime,
@@ -53,13 +48,20 @@ impl Stat {
             muid: &self.muid,
         }
     }
+
+    /// The record as a client's Twstat sends it: type and dev "don't touch".
+    pub fn as_wstat(&self) -> Dir<'_> {
+        Dir {
+            ty: Dir::DONT_TOUCH.ty,
+            dev: Dir::DONT_TOUCH.dev,
+            ..self.as_dir()
+        }
+    }
 }
 
 impl From<&Dir<'_>> for Stat {
     fn from(d: &Dir<'_>) -> Self {
         Stat {
-            ty: d.ty,
-            dev: d.dev,
             qid: d.qid,
             mode: d.mode,
             atime: d.atime,
