@@ -13,6 +13,8 @@ pub mod framer;
 pub mod memfs;
 pub mod perm;
 pub mod session;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod tree;
 
 pub use error::Error;

@@ -3,14 +3,14 @@
 //! Each test names the command that sent the sequence and the failure it caught.
 
 use ninep::memfs::{Memfs, MAX_FILE, ROOT};
-use ninep::{Limits, Session};
+use ninep::testing::Client;
 use protocol::{om, Dir, Fcall, Wnames, NOFID, NOTAG};
 
 /// One connection to a fresh tree like ninep-host's: `hello` 0644, `big` 0666, `dir/`
-/// 0777 holding `a`, `ro/` 0555 holding `motd`, all owned by "root".
+/// 0777 holding `a`, `ro/` 0555 holding `motd`, all owned by "root". Replies are reduced
+/// to what lib9pclient looks at (`R`), not `ninep::testing::R`.
 struct Conn {
-    s: Session<Memfs>,
-    fs: Memfs,
+    c: Client<Memfs>,
 }
 
 /// A reply reduced to what the tests compare.
@@ -54,24 +54,19 @@ impl Conn {
         fs.add_file(ro, "motd", 0o444, "root", b"read only\n")
             .unwrap();
         Conn {
-            s: Session::new(1, Limits::default()),
-            fs,
+            c: Client::connect(fs),
         }
     }
 
     fn send_raw(&mut self, bytes: &[u8]) -> Vec<(u16, R)> {
-        let mut off = 0;
-        while off < bytes.len() {
-            off += self.s.input(&bytes[off..]);
-            self.s.process(&mut self.fs);
-        }
-        let out = self.s.output().to_vec();
-        self.s.consume_output(out.len());
+        self.c.send_raw(bytes);
+        self.replies()
+    }
+
+    fn replies(&mut self) -> Vec<(u16, R)> {
         let mut replies = Vec::new();
-        let mut b = &out[..];
-        while !b.is_empty() {
-            let size = u32::from_le_bytes(b[..4].try_into().unwrap()) as usize;
-            let (tag, f) = Fcall::decode(&b[..size], 1 << 20).unwrap();
+        for b in self.c.frames() {
+            let (tag, f) = Fcall::decode(&b, 1 << 20).unwrap();
             let r = match f {
                 Fcall::Rerror { ename } => R::Error(ename.into()),
                 Fcall::Rstat { stat } => R::Stat {
@@ -84,7 +79,6 @@ impl Conn {
                 _ => R::Ok,
             };
             replies.push((tag, r));
-            b = &b[size..];
         }
         replies
     }
@@ -96,9 +90,8 @@ impl Conn {
         } else {
             0
         };
-        let mut buf = vec![0u8; 1 << 16];
-        let n = f.encode(tag, &mut buf).unwrap();
-        let mut r = self.send_raw(&buf[..n]);
+        self.c.send(tag, f);
+        let mut r = self.replies();
         assert_eq!(r.len(), 1, "{r:?}");
         let (t, reply) = r.pop().unwrap();
         assert_eq!(t, tag);
@@ -307,7 +300,7 @@ fn touch_and_chmod_by_owner_and_others() {
     );
 
     let mut o = Conn::mount("nobody", false);
-    o.fs = c.fs;
+    o.c.ns = c.c.ns;
     assert_eq!(o.walk(0, 1, &["big"]), R::Ok);
     assert_eq!(o.wstat(1, touch), err("permission denied"));
     assert_eq!(o.wstat(1, chmod(0o777)), err("permission denied"));
