@@ -3,7 +3,7 @@
 //! [`Namespace`] is the served tree (a `ninep::Tree`): `vmx/` as 9front's devvmx.c serves
 //! it (the seed, /work/shared/seed/devvmx.c), `segment/` after devsegment.c, and a root
 //! `status` file. Everything here is safe, architecture-independent Rust; the kernel
-//! implements [`hw::Hw`] and [`testhw::TestHw`] implements it on the host.
+//! implements [`hw::Hw`] and `testhw::TestHw` (feature `testhw`) implements it on the host.
 //! DEVIATIONS.md lists where and why this differs from the seed.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -19,6 +19,7 @@ mod ns;
 pub mod plan9;
 pub mod regs;
 pub mod segment;
+#[cfg(feature = "testhw")]
 pub mod testhw;
 pub mod vm;
 pub mod vmcs;
