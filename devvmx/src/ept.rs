@@ -80,6 +80,7 @@ pub fn free<H: Hw>(hw: &mut H, tab: Phys, level: u32) {
 }
 
 /// The leaf entry for guest-physical `addr`, 0 where there is none (for tests).
+#[cfg(any(test, feature = "testhw"))]
 pub fn lookup<H: Hw>(hw: &mut H, pml4: Phys, addr: u64) -> u64 {
     let mut tab = pml4;
     for level in (1..=3).rev() {

@@ -19,7 +19,7 @@ mod ns;
 pub mod plan9;
 pub mod regs;
 pub mod segment;
-#[cfg(feature = "testhw")]
+#[cfg(any(test, feature = "testhw"))]
 pub mod testhw;
 pub mod vm;
 pub mod vmcs;

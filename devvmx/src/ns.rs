@@ -253,17 +253,20 @@ impl<H: Hw> Namespace<H> {
     }
 
     /// The guest-physical EPT leaf of VM `index` (0 where unmapped), for tests.
+    #[cfg(any(test, feature = "testhw"))]
     pub fn ept_entry(&mut self, index: usize, gpa: u64) -> Option<u64> {
         let pml4 = self.vms.get(index)?.as_ref()?.pml4;
         Some(crate::ept::lookup(&mut self.hw, pml4, gpa))
     }
 
     /// The VPID of VM `index`, for tests.
+    #[cfg(any(test, feature = "testhw"))]
     pub fn vpid(&self, index: usize) -> Option<u16> {
         Some(self.vms.get(index)?.as_ref()?.vpid)
     }
 
     /// References held on the memory of segment `name` (0 when unsized or gone).
+    #[cfg(any(test, feature = "testhw"))]
     pub fn segment_refs(&self, name: &str) -> usize {
         self.segs
             .globals

@@ -281,7 +281,8 @@ impl Segments {
         }
     }
 
-    /// References held on a segment's memory (for tests and the status file).
+    /// References held on a segment's memory (for tests).
+    #[cfg(any(test, feature = "testhw"))]
     pub fn refs(&self, id: SegId) -> usize {
         self.mems.get(&id).map_or(0, |m| m.refs)
     }
