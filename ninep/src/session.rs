@@ -736,15 +736,14 @@ fn unchanged(d: &Dir<'_>, cur: &Dir<'_>) -> Result<(), Error> {
         new == dont_touch || new == cur
     }
     let dt = Dir::DONT_TOUCH;
+    let (q, dq, cq) = (d.qid, dt.qid, cur.qid);
+    let qid = kept(q.ty, dq.ty, cq.ty)
+        && kept(q.version, dq.version, cq.version)
+        && kept(q.path, dq.path, cq.path);
     let checks = [
         (kept(d.ty, dt.ty, cur.ty), EWSTATTYPE),
         (kept(d.dev, dt.dev, cur.dev), EWSTATDEV),
-        (
-            kept(d.qid.ty, dt.qid.ty, cur.qid.ty)
-                && kept(d.qid.version, dt.qid.version, cur.qid.version)
-                && kept(d.qid.path, dt.qid.path, cur.qid.path),
-            EWSTATQID,
-        ),
+        (qid, EWSTATQID),
         (kept(d.muid, dt.muid, cur.muid), EWSTATMUID),
     ];
     match checks.iter().find(|(ok, _)| !ok) {

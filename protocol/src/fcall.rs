@@ -4,71 +4,42 @@ use crate::dir::{malformed, Dir};
 use crate::wire::{Reader, Writer};
 use crate::{Error, Qid, HEADER_LEN, MAXWELEM};
 
-/// The message type byte. Tmessages are even; the Rmessage that answers is one more.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum MsgType {
-    Tversion = 100,
-    Rversion = 101,
-    Tauth = 102,
-    Rauth = 103,
-    Tattach = 104,
-    Rattach = 105,
+/// Declares `MsgType` from a table of intro(5)'s message numbers, and the list
+/// `from_u8` searches, so that each message type is written once.
+macro_rules! msg_types {
+    ($($(#[$doc:meta])* $name:ident = $n:literal,)*) => {
+        /// The message type byte. Tmessages are even; the Rmessage that answers is one more.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u8)]
+        pub enum MsgType {
+            $($(#[$doc])* $name = $n,)*
+        }
+
+        impl MsgType {
+            const ALL: &'static [MsgType] = &[$(MsgType::$name,)*];
+        }
+    };
+}
+
+msg_types! {
+    Tversion = 100, Rversion = 101,
+    Tauth = 102,    Rauth = 103,
+    Tattach = 104,  Rattach = 105,
     /// Terror (106) is illegal.
-    Rerror = 107,
-    Tflush = 108,
-    Rflush = 109,
-    Twalk = 110,
-    Rwalk = 111,
-    Topen = 112,
-    Ropen = 113,
-    Tcreate = 114,
-    Rcreate = 115,
-    Tread = 116,
-    Rread = 117,
-    Twrite = 118,
-    Rwrite = 119,
-    Tclunk = 120,
-    Rclunk = 121,
-    Tremove = 122,
-    Rremove = 123,
-    Tstat = 124,
-    Rstat = 125,
-    Twstat = 126,
-    Rwstat = 127,
+                    Rerror = 107,
+    Tflush = 108,   Rflush = 109,
+    Twalk = 110,    Rwalk = 111,
+    Topen = 112,    Ropen = 113,
+    Tcreate = 114,  Rcreate = 115,
+    Tread = 116,    Rread = 117,
+    Twrite = 118,   Rwrite = 119,
+    Tclunk = 120,   Rclunk = 121,
+    Tremove = 122,  Rremove = 123,
+    Tstat = 124,    Rstat = 125,
+    Twstat = 126,   Rwstat = 127,
 }
 
 impl MsgType {
-    const ALL: [MsgType; 27] = [
-        MsgType::Tversion,
-        MsgType::Rversion,
-        MsgType::Tauth,
-        MsgType::Rauth,
-        MsgType::Tattach,
-        MsgType::Rattach,
-        MsgType::Rerror,
-        MsgType::Tflush,
-        MsgType::Rflush,
-        MsgType::Twalk,
-        MsgType::Rwalk,
-        MsgType::Topen,
-        MsgType::Ropen,
-        MsgType::Tcreate,
-        MsgType::Rcreate,
-        MsgType::Tread,
-        MsgType::Rread,
-        MsgType::Twrite,
-        MsgType::Rwrite,
-        MsgType::Tclunk,
-        MsgType::Rclunk,
-        MsgType::Tremove,
-        MsgType::Rremove,
-        MsgType::Tstat,
-        MsgType::Rstat,
-        MsgType::Twstat,
-        MsgType::Rwstat,
-    ];
-
     pub fn from_u8(b: u8) -> Option<MsgType> {
         Self::ALL.iter().copied().find(|t| *t as u8 == b)
     }
