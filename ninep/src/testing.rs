@@ -199,6 +199,18 @@ impl<T: Tree> Client<T> {
         self.rpc(8, Fcall::Tstat { fid })
     }
 
+    /// Sends a read at offset 0 that may block (a #X wait or cons), answered later.
+    pub fn start_read(&mut self, tag: u16, fid: u32, count: u32) {
+        self.send(
+            tag,
+            Fcall::Tread {
+                fid,
+                offset: 0,
+                count,
+            },
+        );
+    }
+
     /// Tstat of `fid`: the whole record (panics on an error).
     pub fn stat_record(&mut self, fid: u32) -> Stat {
         self.send(8, Fcall::Tstat { fid });

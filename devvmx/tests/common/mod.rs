@@ -14,33 +14,41 @@ pub const OWNER: &str = "eve";
 /// A versioned session attached as the owner (fid 0 is the root).
 pub type Client = ninep::testing::Client<Namespace<TestHw>>;
 
+/// A VM's ctl fid (the clone file), its wait fid and its number.
+pub struct Vm {
+    pub ctl: u32,
+    pub wait: u32,
+    pub n: String,
+}
+
 /// What a #X test sets up and does beyond plain 9P.
-pub trait Vmx: Sized {
+pub trait Vmx {
     /// A session on a machine of 4096 frames.
+    fn new() -> Self;
+    /// As `new`, on a machine whose wall clock reads `secs`.
+    fn with_clock(secs: u32) -> Self;
+    fn with_hw(hw: TestHw) -> Self;
+    /// Runs the guests once and lets the session answer what it now can.
+    fn run(&mut self) -> bool;
+    /// Opens clone ORDWR: the ctl fid and the VM's name.
+    fn new_vm(&mut self) -> (u32, String);
+    /// A new VM with its wait file open.
+    fn vm(&mut self) -> Vm;
+    /// Creates segment `name` sized `len` bytes.
+    fn segment(&mut self, name: &str, len: u64);
+}
+
+impl Vmx for Client {
     fn new() -> Self {
         Self::with_hw(TestHw::new(4096))
     }
 
-    /// As `new`, on a machine whose wall clock reads `secs`.
     fn with_clock(secs: u32) -> Self {
         let mut hw = TestHw::new(4096);
         hw.clock = secs;
         Self::with_hw(hw)
     }
 
-    fn with_hw(hw: TestHw) -> Self;
-
-    /// Runs the guests once and lets the session answer what it now can.
-    fn run(&mut self) -> bool;
-
-    /// Opens clone ORDWR: the ctl fid and the VM's name.
-    fn new_vm(&mut self) -> (u32, String);
-
-    /// Creates segment `name` sized `len` bytes.
-    fn segment(&mut self, name: &str, len: u64);
-}
-
-impl Vmx for Client {
     fn with_hw(hw: TestHw) -> Self {
         let ns = Namespace::new(
             hw,
@@ -67,6 +75,12 @@ impl Vmx for Client {
             panic!()
         };
         (fid, String::from_utf8(d).unwrap())
+    }
+
+    fn vm(&mut self) -> Vm {
+        let (ctl, n) = self.new_vm();
+        let wait = self.open_path(&format!("vmx/{n}/wait"), om::READ).unwrap();
+        Vm { ctl, wait, n }
     }
 
     fn segment(&mut self, name: &str, len: u64) {
