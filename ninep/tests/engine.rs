@@ -185,38 +185,14 @@ fn directory_reads_whole_records_with_following_offsets() {
 fn create_remove_stat_wstat() {
     let mut c = Client::session();
     c.walk(0, 1, &[]);
-    let r = c.rpc(
-        7,
-        Fcall::Tcreate {
-            fid: 1,
-            name: "new",
-            perm: 0o644,
-            mode: om::RDWR,
-        },
-    );
+    let r = c.create(1, "new", 0o644, om::RDWR);
     assert!(matches!(r, R::Open(_)));
     assert_eq!(c.write(1, 0, b"data"), R::Count(4));
     assert!(matches!(c.rpc(8, Fcall::Tstat { fid: 1 }), R::Stat(n, 4, ..) if n == "new"));
     c.walk(0, 2, &[]);
-    let r = c.rpc(
-        7,
-        Fcall::Tcreate {
-            fid: 2,
-            name: "new",
-            perm: 0o644,
-            mode: 0,
-        },
-    );
+    let r = c.create(2, "new", 0o644, 0);
     assert_eq!(r, err("file already exists"));
-    let r = c.rpc(
-        7,
-        Fcall::Tcreate {
-            fid: 2,
-            name: "..",
-            perm: 0o644,
-            mode: 0,
-        },
-    );
+    let r = c.create(2, "..", 0o644, 0);
     assert_eq!(r, err("illegal name"));
     // The all-don't-touch wstat is a no-op; length-only truncates (9pfuse does both).
     c.walk(0, 3, &["new"]);
@@ -257,15 +233,7 @@ fn create_remove_stat_wstat() {
 fn orclose_removes_on_clunk() {
     let mut c = Client::session();
     c.walk(0, 1, &[]);
-    c.rpc(
-        7,
-        Fcall::Tcreate {
-            fid: 1,
-            name: "tmp",
-            perm: 0o644,
-            mode: om::WRITE | om::RCLOSE,
-        },
-    );
+    c.create(1, "tmp", 0o644, om::WRITE | om::RCLOSE);
     assert!(c.walk(0, 2, &["tmp"]) != err("file does not exist"));
     c.clunk(2);
     c.clunk(1);
@@ -279,15 +247,7 @@ fn orclose_removes_on_clunk() {
 fn directories_open_only_for_reading() {
     let mut c = Client::session();
     c.walk(0, 1, &[]);
-    c.rpc(
-        7,
-        Fcall::Tcreate {
-            fid: 1,
-            name: "d",
-            perm: 0x8000_0000 | 0o777,
-            mode: om::READ,
-        },
-    );
+    c.create(1, "d", 0x8000_0000 | 0o777, om::READ);
     c.clunk(1);
     for mode in [
         om::RCLOSE,
@@ -311,15 +271,7 @@ fn directories_open_only_for_reading() {
     // Nor is one created opened any other way.
     for mode in [om::RCLOSE, om::EXEC, om::WRITE] {
         c.walk(0, 2, &[]);
-        let r = c.rpc(
-            7,
-            Fcall::Tcreate {
-                fid: 2,
-                name: "e",
-                perm: 0x8000_0000 | 0o777,
-                mode,
-            },
-        );
+        let r = c.create(2, "e", 0x8000_0000 | 0o777, mode);
         assert_eq!(r, err("file is a directory"), "mode {mode:#x}");
         c.clunk(2);
         assert_eq!(c.walk(0, 2, &["e"]), err("file does not exist"));
@@ -392,25 +344,11 @@ fn pending_read_flush_and_clunk() {
     c.walk(0, 1, &["vmx", "wait"]);
     c.open(1, om::READ);
     // A read that waits does not block other requests.
-    c.send(
-        20,
-        Fcall::Tread {
-            fid: 1,
-            offset: 0,
-            count: 100,
-        },
-    );
+    c.start_read(20, 1, 100);
     assert_eq!(c.replies(), vec![]);
     assert_eq!(c.walk(0, 2, &["vmx", "wait"]), R::Qids(vec![3, 4]));
     c.open(2, om::READ);
-    c.send(
-        21,
-        Fcall::Tread {
-            fid: 2,
-            offset: 0,
-            count: 100,
-        },
-    );
+    c.start_read(21, 2, 100);
     // A duplicate tag is refused, the pending one kept.
     assert_eq!(c.rpc(21, Fcall::Tclunk { fid: 99 }), err("duplicate tag"));
     // Tflush of a pending read: Rflush and never a reply to it.
@@ -429,17 +367,10 @@ fn pending_read_flush_and_clunk() {
     };
     let mut node = 4u64;
     c.ns.write(&ctx, &mut node, 0, b"exit line").unwrap();
-    c.s.process(&mut c.ns);
+    c.process();
     assert_eq!(c.replies(), vec![(21, R::Data(b"exit line".to_vec()))]);
     // Clunk of a fid with a pending read aborts it with an error, then Rclunk.
-    c.send(
-        23,
-        Fcall::Tread {
-            fid: 2,
-            offset: 0,
-            count: 100,
-        },
-    );
+    c.start_read(23, 2, 100);
     c.send(24, Fcall::Tclunk { fid: 2 });
     assert_eq!(c.replies(), vec![(23, err("interrupted")), (24, R::Ok)]);
     c.clunk(qfid);
@@ -450,24 +381,9 @@ fn tversion_resets_the_session() {
     let mut c = Client::session();
     c.walk(0, 1, &["vmx", "wait"]);
     c.open(1, om::READ);
-    c.send(
-        20,
-        Fcall::Tread {
-            fid: 1,
-            offset: 0,
-            count: 100,
-        },
-    );
+    c.start_read(20, 1, 100);
     c.walk(0, 2, &[]);
-    c.rpc(
-        7,
-        Fcall::Tcreate {
-            fid: 2,
-            name: "tmp",
-            perm: 0o644,
-            mode: om::WRITE | om::RCLOSE,
-        },
-    );
+    c.create(2, "tmp", 0o644, om::WRITE | om::RCLOSE);
     // The pending read is aborted without a reply; the ORCLOSE file goes.
     assert_eq!(c.version(8192), R::Version(8192, "9P2000".into()));
     assert_eq!(c.clunk(0), err("unknown fid"));
@@ -525,14 +441,7 @@ fn undecodable_requests_are_answered_and_the_session_goes_on() {
     let mut c = Client::session();
     c.walk(0, 1, &["vmx", "wait"]);
     c.open(1, om::READ);
-    c.send(
-        40,
-        Fcall::Tread {
-            fid: 1,
-            offset: 0,
-            count: 100,
-        },
-    );
+    c.start_read(40, 1, 100);
     let walk = |name| {
         encode(
             50,
@@ -788,30 +697,9 @@ fn limits_hold() {
     c.clunk(3);
     c.walk(0, 3, &["vmx", "wait"]);
     c.open(3, om::READ);
-    c.send(
-        30,
-        Fcall::Tread {
-            fid: 3,
-            offset: 0,
-            count: 10,
-        },
-    );
-    c.send(
-        31,
-        Fcall::Tread {
-            fid: 3,
-            offset: 0,
-            count: 10,
-        },
-    );
-    c.send(
-        32,
-        Fcall::Tread {
-            fid: 3,
-            offset: 0,
-            count: 10,
-        },
-    );
+    c.start_read(30, 3, 10);
+    c.start_read(31, 3, 10);
+    c.start_read(32, 3, 10);
     assert_eq!(
         c.replies(),
         vec![(32, err("too many outstanding requests"))]
