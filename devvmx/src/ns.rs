@@ -165,14 +165,16 @@ pub struct Namespace<H: Hw> {
     vmxon: Option<Phys>,
     segs: Segments,
     sessions: usize,
+    /// CPUs the machine runs (the status file).
+    cpus: usize,
     /// When the namespace was made (the kernel's boot): the times of the root, `vmx/`,
     /// `segment/`, `status` and `clone`.
     booted: u32,
 }
 
-/// vmxreset: can VMs run here? Sets the IA32_FEATURE_CONTROL lock and VMXON bits where
+/// vmxreset: can VMs run on this CPU? Sets the IA32_FEATURE_CONTROL lock and VMXON bits where
 /// the firmware left the MSR unlocked, as the seed does.
-fn vmxreset<H: Hw>(hw: &mut H) -> Result<(), String> {
+pub fn vmxreset<H: Hw>(hw: &mut H) -> Result<(), String> {
     if hw.cpuid(1, 0)[2] & 1 << 5 == 0 {
         return Err("cpuid says no VMX".into());
     }
@@ -225,6 +227,7 @@ impl<H: Hw> Namespace<H> {
             vmxon: None,
             segs: Segments::new(),
             sessions: 0,
+            cpus: 1,
             booted,
         }
     }
@@ -235,6 +238,11 @@ impl<H: Hw> Namespace<H> {
 
     pub fn hw_mut(&mut self) -> &mut H {
         &mut self.hw
+    }
+
+    /// CPUs the machine runs, for the status file (1 unless the host says more).
+    pub fn set_cpus(&mut self, n: usize) {
+        self.cpus = n;
     }
 
     /// Sessions served, for the status file.
@@ -288,11 +296,12 @@ impl<H: Hw> Namespace<H> {
     fn status_text(&self) -> String {
         let pg = PAGE as u64;
         format!(
-            "version {}\nowner {}\nmemfree {}\nmemtotal {}\nvms {}\nsegments {}\nsessions {}\n{}\n",
+            "version {}\nowner {}\nmemfree {}\nmemtotal {}\ncpus {}\nvms {}\nsegments {}\nsessions {}\n{}\n",
             self.cfg.version,
             self.cfg.owner,
             self.hw.frames_free() as u64 * pg,
             self.hw.frames_total() as u64 * pg,
+            self.cpus,
             self.vm_count(),
             self.segs.count(),
             self.sessions,

@@ -20,6 +20,24 @@ fn uart_namespace_permissions_reconnect() {
 }
 
 #[test]
+fn two_cpus_come_up_with_vmx() {
+    let m = Machine::bochs(Opts {
+        cpus: 2,
+        ..Opts::default()
+    });
+    all_cpus_up(&m, &m.uart_path(), 2, true);
+}
+
+#[test]
+fn four_cpus_come_up_with_vmx() {
+    let m = Machine::bochs(Opts {
+        cpus: 4,
+        ..Opts::default()
+    });
+    all_cpus_up(&m, &m.uart_path(), 4, true);
+}
+
+#[test]
 fn garbage_then_tversion() {
     let m = bochs();
     garbage_then_version(&m, &m.uart_path());

@@ -19,6 +19,27 @@ fn uart_namespace_and_permissions() {
 }
 
 #[test]
+fn one_cpu_unless_asked() {
+    let m = Machine::qemu(Opts {
+        cpus: 1,
+        ..Opts::default()
+    });
+    all_cpus_up(&m, &m.uart_path(), 1, false);
+}
+
+#[test]
+fn four_cpus_come_up_and_9p_is_served() {
+    // TCG has no VMX: each AP says why not, and the boot CPU serves 9P.
+    let m = Machine::qemu(Opts {
+        cpus: 4,
+        ..Opts::default()
+    });
+    all_cpus_up(&m, &m.virtio_path(0), 4, false);
+    assert!(m.log().contains("online, no vmx: cpuid says no VMX"));
+    namespace(&m, &m.uart_path());
+}
+
+#[test]
 fn virtio_namespace_and_permissions() {
     let m = qemu();
     namespace(&m, &m.virtio_path(0));

@@ -75,3 +75,12 @@ pub fn fault() {
 pub fn cr2() -> u64 {
     x86_64::registers::control::Cr2::read_raw()
 }
+
+/// Halts this CPU for good with interrupts off (an idle application processor: only
+/// INIT, NMI or SMI wake it).
+pub fn park() -> ! {
+    interrupts::disable();
+    loop {
+        x86_64::instructions::hlt();
+    }
+}

@@ -23,6 +23,7 @@ struct Idt([Gate; 256]);
 
 static IDT: Once<Idt> = Once::new();
 
+/// Builds the IDT (once) and loads it on this CPU; every CPU shares it.
 pub fn init() {
     let idt = IDT.call_once(|| {
         let mut idt = Idt([Gate::default(); 256]);
