@@ -214,6 +214,40 @@ pub fn vmxreset<H: Hw>(hw: &mut H) -> Result<(), String> {
     Ok(())
 }
 
+/// The seed's vmxstart on this CPU before VMXON: CR4.VMXE, CR0.NE, and the fixed bits of
+/// both checked against the VMX capability MSRs.
+pub fn vmx_cpu_ready<H: Hw>(hw: &mut H) -> Result<(), Error> {
+    let cr4 = hw.cr4();
+    hw.set_cr4(cr4 | CR4VMXE);
+    let cr0 = hw.cr0();
+    hw.set_cr0(cr0 | 0x20);
+    let fixed = |hw: &mut H, cr: u64, f0: u32, f1: u32, what: &'static str| {
+        let a = hw.rdmsr(f0).ok_or(Error::from(what))?;
+        let b = hw.rdmsr(f1).ok_or(Error::from(what))?;
+        if cr & !a & !b | !cr & a & b != 0 {
+            return Err(Error::from(what));
+        }
+        Ok(())
+    };
+    let cr0 = hw.cr0();
+    fixed(hw, cr0, VMX_CR0_FIXED0, VMX_CR0_FIXED1, "invalid CR0 value")?;
+    let cr4 = hw.cr4();
+    fixed(hw, cr4, VMX_CR4_FIXED0, VMX_CR4_FIXED1, "invalid CR4 value")
+}
+
+/// VMXON on this CPU (made ready by `vmx_cpu_ready`) with a fresh region carrying the VMCS
+/// revision: the region, which stays in use until VMXOFF.
+pub fn vmxon_region<H: Hw>(hw: &mut H) -> Result<Phys, Error> {
+    let basic = hw.rdmsr(VMX_BASIC_MSR).unwrap_or(0);
+    let region = hw.alloc_frame().ok_or(Error::from(ENOMEM))?;
+    hw.frame(region)[0..4].copy_from_slice(&(basic as u32).to_le_bytes());
+    if hw.vmxon(region).is_err() {
+        hw.free_frame(region);
+        return Err("vmxon failed".into());
+    }
+    Ok(region)
+}
+
 impl<H: Hw> Namespace<H> {
     pub fn new(mut hw: H, cfg: Config) -> Self {
         let vmx = vmxreset(&mut hw);
@@ -323,35 +357,12 @@ impl<H: Hw> Namespace<H> {
         ctx.uname == self.cfg.owner
     }
 
-    /// vmxstart's part before the VMCS: CR4.VMXE, CR0.NE, the fixed bits, and VMXON for
-    /// the first VM.
+    /// vmxstart's part before the VMCS: this CPU made ready (`vmx_cpu_ready`), and VMXON
+    /// for the first VM.
     fn vmxstart(&mut self) -> Result<(), Error> {
-        let hw = &mut self.hw;
-        let cr4 = hw.cr4();
-        hw.set_cr4(cr4 | CR4VMXE);
-        let cr0 = hw.cr0();
-        hw.set_cr0(cr0 | 0x20);
-        let fixed = |hw: &mut H, cr: u64, f0: u32, f1: u32, what: &'static str| {
-            let a = hw.rdmsr(f0).ok_or(Error::from(what))?;
-            let b = hw.rdmsr(f1).ok_or(Error::from(what))?;
-            if cr & !a & !b | !cr & a & b != 0 {
-                return Err(Error::from(what));
-            }
-            Ok(())
-        };
-        let cr0 = hw.cr0();
-        fixed(hw, cr0, VMX_CR0_FIXED0, VMX_CR0_FIXED1, "invalid CR0 value")?;
-        let cr4 = hw.cr4();
-        fixed(hw, cr4, VMX_CR4_FIXED0, VMX_CR4_FIXED1, "invalid CR4 value")?;
+        vmx_cpu_ready(&mut self.hw)?;
         if self.vmxon.is_none() {
-            let basic = hw.rdmsr(VMX_BASIC_MSR).unwrap_or(0);
-            let region = hw.alloc_frame().ok_or(Error::from(ENOMEM))?;
-            hw.frame(region)[0..4].copy_from_slice(&(basic as u32).to_le_bytes());
-            if hw.vmxon(region).is_err() {
-                hw.free_frame(region);
-                return Err("vmxon failed".into());
-            }
-            self.vmxon = Some(region);
+            self.vmxon = Some(vmxon_region(&mut self.hw)?);
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ mod cpus;
 mod drivers;
 mod frames;
 mod logger;
+mod mailbox;
 mod memory;
 mod server;
 mod smp;

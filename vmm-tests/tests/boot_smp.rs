@@ -1,7 +1,8 @@
 //! The kernel's CPU discovery (hypervisor/src/cpus.rs), compiled for the host and run over
 //! synthetic BIOS images: the MADT through the RSDP (RSDT or XSDT), the MP table when no
 //! MADT is good, the boot CPU left out of the CPUs to start, and garbage tables read
-//! without a panic.
+//! without a panic; and the APs' mailboxes (hypervisor/src/mailbox.rs) with threads for
+//! CPUs.
 
 extern crate alloc;
 
@@ -9,7 +10,12 @@ extern crate alloc;
 #[path = "../../hypervisor/src/cpus.rs"]
 mod cpus;
 
+#[path = "../../hypervisor/src/mailbox.rs"]
+mod mailbox;
+
 use cpus::{PhysMem, Source};
+use mailbox::Mailbox;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The low 1 MiB and a high window where the tables go, as the firmware would leave them.
 struct Image {
@@ -259,4 +265,65 @@ fn garbage_tables_parse_without_panic() {
     let mut m = vec![0u8; 44];
     m.extend_from_slice(&[0, 0, 0, 0]);
     assert_eq!(cpus::madt_cpus(&m), Vec::<u32>::new());
+}
+
+#[test]
+fn mailbox_tickets_are_served_in_order_and_coalesce() {
+    let mb = Mailbox::new();
+    assert_eq!(mb.pending(), None);
+    let (a, b) = (mb.post(), mb.post());
+    assert_eq!((a, b), (1, 2));
+    assert!(!mb.done(a));
+    // One wake-up serves everything posted so far.
+    assert_eq!(mb.pending(), Some(2));
+    mb.serve(2);
+    assert!(mb.done(a) && mb.done(b));
+    assert_eq!(mb.pending(), None);
+    let c = mb.post();
+    assert!(!mb.done(c));
+    // A late serve of an older ticket never takes served backwards.
+    mb.serve(1);
+    assert_eq!(mb.pending(), Some(3));
+}
+
+#[test]
+fn mailbox_between_two_threads_loses_nothing() {
+    // A server thread as the AP (it serves whatever is pending and counts each request
+    // it sees), the test thread as the boot CPU posting without ever blocking on it.
+    static MB: Mailbox = Mailbox::new();
+    static STOP: AtomicBool = AtomicBool::new(false);
+    static SEEN: AtomicU64 = AtomicU64::new(0);
+    let server = std::thread::spawn(|| {
+        let mut last = 0;
+        while !STOP.load(Ordering::Acquire) {
+            if let Some(t) = MB.pending() {
+                assert!(t > last, "tickets go forward");
+                SEEN.fetch_add(t - last, Ordering::Relaxed);
+                last = t;
+                MB.serve(t);
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    });
+    let mut tickets = Vec::new();
+    for i in 0..20_000 {
+        tickets.push(MB.post());
+        if i % 1000 == 999 {
+            // Now and then the poster waits for its latest ticket (the start-up check).
+            let t = *tickets.last().unwrap();
+            while !MB.done(t) {
+                std::thread::yield_now();
+            }
+        }
+    }
+    let last = *tickets.last().unwrap();
+    while !MB.done(last) {
+        std::thread::yield_now();
+    }
+    STOP.store(true, Ordering::Release);
+    server.join().unwrap();
+    assert_eq!(SEEN.load(Ordering::Relaxed), 20_000);
+    assert!(tickets.iter().all(|&t| MB.done(t)));
+    assert_eq!(MB.pending(), None);
 }

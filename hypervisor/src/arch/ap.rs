@@ -8,7 +8,7 @@
 //! boot CPU writes the parameters, sends INIT and start-up IPIs, and waits until the AP
 //! has taken them (`started`) before it starts the next.
 
-use super::lapic;
+use super::{lapic, pit};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// The trampoline's page: SIPI vector 8.
@@ -105,18 +105,6 @@ pub fn install() {
     unsafe { core::ptr::copy_nonoverlapping(start, TRAMPOLINE as *mut u8, len) }
 }
 
-/// Busy-waits until `until` holds or `ticks` timer ticks (interrupts must be on) pass.
-fn wait(ticks: u64, until: impl Fn() -> bool) -> bool {
-    let end = super::pit::ticks() + ticks;
-    while super::pit::ticks() < end {
-        if until() {
-            return true;
-        }
-        core::hint::spin_loop();
-    }
-    until()
-}
-
 /// Starts the CPU with APIC ID `apic` as CPU `cpu` on the stack ending at `stack_top`
 /// (INIT, then start-up IPIs as the MP specification orders); true once it runs on that
 /// stack. Interrupts must be on (the waits count timer ticks).
@@ -135,11 +123,11 @@ pub fn start(apic: u32, cpu: usize, stack_top: u64) -> bool {
     let started = || STARTED.load(Ordering::Acquire) == cpu as u64;
     lapic::send_init(apic);
     // 10 ms after INIT, then one start-up IPI and a second if the first went unheard.
-    wait(2, || false);
+    pit::wait(2, || false);
     lapic::send_startup(apic, TRAMPOLINE);
-    if wait(2, started) {
+    if pit::wait(2, started) {
         return true;
     }
     lapic::send_startup(apic, TRAMPOLINE);
-    wait(100, started)
+    pit::wait(100, started)
 }

@@ -34,13 +34,7 @@ pub fn clear_wake() {
 
 /// Halts until the next interrupt unless a device interrupt came since `clear_wake`.
 pub fn idle() {
-    interrupts::disable();
-    if WAKE.load(Ordering::Acquire) {
-        interrupts::enable();
-    } else {
-        // sti; hlt: the one-instruction interrupt shadow of sti closes the race.
-        interrupts::enable_and_hlt();
-    }
+    halt_unless(|| WAKE.load(Ordering::Acquire));
 }
 
 pub fn enable_interrupts() {
@@ -76,11 +70,14 @@ pub fn cr2() -> u64 {
     x86_64::registers::control::Cr2::read_raw()
 }
 
-/// Halts this CPU for good with interrupts off (an idle application processor: only
-/// INIT, NMI or SMI wake it).
-pub fn park() -> ! {
+/// Halts until the next interrupt unless `ready` already holds (checked with interrupts
+/// off, so a wake-up IPI sent after the check still ends the halt).
+pub fn halt_unless(ready: impl Fn() -> bool) {
     interrupts::disable();
-    loop {
-        x86_64::instructions::hlt();
+    if ready() {
+        interrupts::enable();
+    } else {
+        // sti; hlt: the one-instruction interrupt shadow of sti closes the race.
+        interrupts::enable_and_hlt();
     }
 }

@@ -1,6 +1,7 @@
-//! The local APIC, as far as starting the other CPUs needs: this CPU's APIC ID and the
-//! interrupt command register. x2APIC mode (MSRs) where CPUID offers it, else xAPIC
-//! (MMIO at the base IA32_APIC_BASE gives, inside the identity map).
+//! The local APIC, as far as starting and waking the other CPUs needs: this CPU's APIC ID,
+//! the interrupt command register (INIT, start-up, and a wake-up IPI), the spurious vector
+//! and EOI. x2APIC mode (MSRs) where CPUID offers it, else xAPIC (MMIO at the base
+//! IA32_APIC_BASE gives, inside the identity map).
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use x86_64::registers::model_specific::Msr;
@@ -10,13 +11,28 @@ const BASE_ENABLE: u64 = 1 << 11;
 const BASE_X2APIC: u64 = 1 << 10;
 const MSR_X2_ID: u32 = 0x802;
 const MSR_X2_ICR: u32 = 0x830;
+const MSR_X2_EOI: u32 = 0x80b;
+const MSR_X2_SVR: u32 = 0x80f;
 const REG_ID: u64 = 0x20;
+const REG_EOI: u64 = 0xb0;
+const REG_SVR: u64 = 0xf0;
+/// SVR: the APIC software-enabled.
+const SVR_ENABLE: u32 = 1 << 8;
 const REG_ICR_LO: u64 = 0x300;
 const REG_ICR_HI: u64 = 0x310;
 const ICR_PENDING: u32 = 1 << 12;
 /// ICR commands: INIT (level assert) and start-up (SIPI; the vector is the page number).
 const ICR_INIT: u32 = 0x4500;
 const ICR_STARTUP: u32 = 0x4600;
+/// ICR: fixed delivery, level assert (OR the vector in).
+const ICR_FIXED: u32 = 0x4000;
+
+/// The local APIC's vectors: from here to 63 (the PIC has 32-47).
+pub const FIRST_VECTOR: u8 = 48;
+/// The wake-up IPI: it only ends a `hlt` (the woken CPU looks at its mailbox).
+pub const WAKE_VECTOR: u8 = 48;
+/// The spurious-interrupt vector (its low four bits set, as older APICs require).
+const SPURIOUS_VECTOR: u8 = 63;
 
 static X2: AtomicBool = AtomicBool::new(false);
 static BASE: AtomicU64 = AtomicU64::new(0);
@@ -77,6 +93,34 @@ pub fn init() -> Option<Mode> {
     }
     BASE.store(pa, Ordering::Relaxed);
     Some(Mode::XApic)
+}
+
+/// Software-enables this CPU's local APIC (after `init`) so it takes fixed IPIs; its local
+/// interrupt sources stay as the firmware or INIT left them (masked on an AP).
+pub fn enable() {
+    let svr = SVR_ENABLE | u32::from(SPURIOUS_VECTOR);
+    if X2.load(Ordering::Relaxed) {
+        wrmsr(MSR_X2_SVR, u64::from(svr));
+    } else {
+        mmio_write(REG_SVR, svr);
+    }
+}
+
+/// A local APIC vector came in: acknowledge it (not the spurious one, which takes no EOI).
+pub(super) fn interrupt(vector: u8) {
+    if vector == SPURIOUS_VECTOR {
+        return;
+    }
+    if X2.load(Ordering::Relaxed) {
+        wrmsr(MSR_X2_EOI, 0);
+    } else {
+        mmio_write(REG_EOI, 0);
+    }
+}
+
+/// The wake-up IPI to the CPU with APIC ID `dest`.
+pub fn send_wake(dest: u32) {
+    send(dest, ICR_FIXED | u32::from(WAKE_VECTOR));
 }
 
 /// This CPU's APIC ID.
