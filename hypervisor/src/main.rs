@@ -92,7 +92,7 @@ fn kmain(magic: u32, info: u32) -> ! {
         }
     }
     arch::cpu::enable_interrupts();
-    let ncpu = smp::start_aps(boot.regions(), &[kernel, boot.info]);
+    let ncpu = smp::start_aps(boot.regions(), &[kernel, boot.info], cfg.cpus);
     // Before the namespace: the selftest does its own VMXON and VMXOFF.
     if cfg.selftest_fault {
         arch::cpu::fault();

@@ -34,10 +34,10 @@ static MAILBOX: [Mailbox; cpus::MAX_CPUS] = [const { Mailbox::new() }; cpus::MAX
 /// Set by an AP once it has filled in its PerCpu.
 static ONLINE: AtomicBool = AtomicBool::new(false);
 
-/// Starts every CPU the firmware lists; returns how many CPUs run (1: only this one).
-/// Interrupts must be on. `ram` and `reserved` (the loader's structures) decide whether
-/// the trampoline page is free.
-pub fn start_aps(ram: &[Region], reserved: &[Region]) -> usize {
+/// Starts the CPUs the firmware lists, at most `max` in all when given; returns how many
+/// CPUs run (1: only this one). Interrupts must be on. `ram` and `reserved` (the loader's
+/// structures) decide whether the trampoline page is free.
+pub fn start_aps(ram: &[Region], reserved: &[Region], max: Option<usize>) -> usize {
     let Some((src, ids)) = cpus::discover(&arch::phys::firmware_bytes) else {
         log::info!("smp: no MADT or MP table lists the CPUs; one CPU");
         return 1;
@@ -47,10 +47,15 @@ pub fn start_aps(ram: &[Region], reserved: &[Region]) -> usize {
         return 1;
     };
     let boot = lapic::id();
-    let aps = cpus::application_processors(&ids, boot);
+    let mut aps = cpus::application_processors(&ids, boot);
+    if let Some(max) = max {
+        aps.truncate(max.saturating_sub(1));
+    }
     log::info!(
-        "smp: {} CPUs in the {src:?} (APIC IDs {ids:?}); boot CPU APIC {boot}, {mode:?}",
-        ids.len()
+        "smp: {} CPUs in the {src:?} (APIC IDs {ids:?}); boot CPU APIC {boot}, {mode:?}; \
+         starting {}",
+        ids.len(),
+        aps.len()
     );
     if aps.is_empty() {
         return 1;

@@ -40,6 +40,17 @@ fn four_cpus_come_up_and_9p_is_served() {
 }
 
 #[test]
+fn cpus_on_the_command_line_limits_the_cpus_started() {
+    let m = Machine::qemu(Opts {
+        cpus: 4,
+        cmdline: "owner=eve serve=uart,virtio cpus=2".into(),
+        ..Opts::default()
+    });
+    assert!(m.log().contains("smp: 4 CPUs in the Madt"), "{}", m.log());
+    all_cpus_up(&m, &m.uart_path(), 2, false);
+}
+
+#[test]
 fn virtio_namespace_and_permissions() {
     let m = qemu();
     namespace(&m, &m.virtio_path(0));
