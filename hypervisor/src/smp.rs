@@ -79,8 +79,13 @@ pub fn start_aps(ram: &[Region], reserved: &[Region], max: Option<usize>) -> usi
             log::warn!("smp: cpu {n} (APIC {apic}) did not start; no more CPUs started");
             break;
         }
-        while !ONLINE.load(Ordering::Acquire) {
-            core::hint::spin_loop();
+        // Its set-up is short; a fault in it stops the machine (trap.rs). A second is
+        // plenty, and a CPU that takes longer is not waited for.
+        if !arch::pit::wait(100, || ONLINE.load(Ordering::Acquire)) {
+            log::warn!(
+                "smp: cpu {n} (APIC {apic}) started but never came online; no more CPUs started"
+            );
+            break;
         }
         match &APS.lock()[n - 1] {
             Some(c) => match &c.vmx {
@@ -102,9 +107,14 @@ pub fn start_aps(ram: &[Region], reserved: &[Region], max: Option<usize>) -> usi
 /// each to answer: the second ring comes a timer tick after the first was served, when
 /// the AP is back in `hlt` with nothing but the IPI to wake it.
 fn ring_all(n: usize) {
-    let apics: Vec<u32> = APS.lock().iter().flatten().map(|c| c.apic).collect();
+    let apics: Vec<Option<u32>> = APS
+        .lock()
+        .iter()
+        .map(|c| c.as_ref().map(|c| c.apic))
+        .collect();
     for (i, apic) in apics.into_iter().enumerate().take(n - 1) {
         let cpu = i + 1;
+        let Some(apic) = apic else { continue };
         let ring = || {
             let ticket = MAILBOX[cpu].post();
             lapic::send_wake(apic);
