@@ -42,15 +42,18 @@ pub fn start_aps(ram: &[Region], reserved: &[Region], max: Option<usize>) -> usi
         log::info!("smp: no MADT or MP table lists the CPUs; one CPU");
         return 1;
     };
+    if ids.len() < 2 || max == Some(1) {
+        // One CPU to run: the local APIC stays as the firmware left it, as before SMP.
+        log::info!("smp: {} CPUs in the {src:?}; one CPU", ids.len());
+        return 1;
+    }
     let Some(mode) = lapic::init() else {
         log::warn!("smp: {} CPUs listed but no local APIC; one CPU", ids.len());
         return 1;
     };
     let boot = lapic::id();
     let mut aps = cpus::application_processors(&ids, boot);
-    if let Some(max) = max {
-        aps.truncate(max.saturating_sub(1));
-    }
+    aps.truncate(max.unwrap_or(usize::MAX).saturating_sub(1));
     log::info!(
         "smp: {} CPUs in the {src:?} (APIC IDs {ids:?}); boot CPU APIC {boot}, {mode:?}; \
          starting {}",
