@@ -24,4 +24,4 @@ pub mod testhw;
 pub mod vm;
 pub mod vmcs;
 
-pub use ns::{Config, Namespace, Node, EQUIT};
+pub use ns::{vmx_cpu_ready, vmxon_region, vmxreset, Config, Namespace, Node, EQUIT};

@@ -165,14 +165,16 @@ pub struct Namespace<H: Hw> {
     vmxon: Option<Phys>,
     segs: Segments,
     sessions: usize,
+    /// CPUs the machine runs (the status file).
+    cpus: usize,
     /// When the namespace was made (the kernel's boot): the times of the root, `vmx/`,
     /// `segment/`, `status` and `clone`.
     booted: u32,
 }
 
-/// vmxreset: can VMs run here? Sets the IA32_FEATURE_CONTROL lock and VMXON bits where
+/// vmxreset: can VMs run on this CPU? Sets the IA32_FEATURE_CONTROL lock and VMXON bits where
 /// the firmware left the MSR unlocked, as the seed does.
-fn vmxreset<H: Hw>(hw: &mut H) -> Result<(), String> {
+pub fn vmxreset<H: Hw>(hw: &mut H) -> Result<(), String> {
     if hw.cpuid(1, 0)[2] & 1 << 5 == 0 {
         return Err("cpuid says no VMX".into());
     }
@@ -212,6 +214,40 @@ fn vmxreset<H: Hw>(hw: &mut H) -> Result<(), String> {
     Ok(())
 }
 
+/// The seed's vmxstart on this CPU before VMXON: CR4.VMXE, CR0.NE, and the fixed bits of
+/// both checked against the VMX capability MSRs.
+pub fn vmx_cpu_ready<H: Hw>(hw: &mut H) -> Result<(), Error> {
+    let cr4 = hw.cr4();
+    hw.set_cr4(cr4 | CR4VMXE);
+    let cr0 = hw.cr0();
+    hw.set_cr0(cr0 | 0x20);
+    let fixed = |hw: &mut H, cr: u64, f0: u32, f1: u32, what: &'static str| {
+        let a = hw.rdmsr(f0).ok_or(Error::from(what))?;
+        let b = hw.rdmsr(f1).ok_or(Error::from(what))?;
+        if cr & !a & !b | !cr & a & b != 0 {
+            return Err(Error::from(what));
+        }
+        Ok(())
+    };
+    let cr0 = hw.cr0();
+    fixed(hw, cr0, VMX_CR0_FIXED0, VMX_CR0_FIXED1, "invalid CR0 value")?;
+    let cr4 = hw.cr4();
+    fixed(hw, cr4, VMX_CR4_FIXED0, VMX_CR4_FIXED1, "invalid CR4 value")
+}
+
+/// VMXON on this CPU (made ready by `vmx_cpu_ready`) with a fresh region carrying the VMCS
+/// revision: the region, which stays in use until VMXOFF.
+pub fn vmxon_region<H: Hw>(hw: &mut H) -> Result<Phys, Error> {
+    let basic = hw.rdmsr(VMX_BASIC_MSR).unwrap_or(0);
+    let region = hw.alloc_frame().ok_or(Error::from(ENOMEM))?;
+    hw.frame(region)[0..4].copy_from_slice(&(basic as u32).to_le_bytes());
+    if hw.vmxon(region).is_err() {
+        hw.free_frame(region);
+        return Err("vmxon failed".into());
+    }
+    Ok(region)
+}
+
 impl<H: Hw> Namespace<H> {
     pub fn new(mut hw: H, cfg: Config) -> Self {
         let vmx = vmxreset(&mut hw);
@@ -225,6 +261,7 @@ impl<H: Hw> Namespace<H> {
             vmxon: None,
             segs: Segments::new(),
             sessions: 0,
+            cpus: 1,
             booted,
         }
     }
@@ -235,6 +272,11 @@ impl<H: Hw> Namespace<H> {
 
     pub fn hw_mut(&mut self) -> &mut H {
         &mut self.hw
+    }
+
+    /// CPUs the machine runs, for the status file (1 unless the host says more).
+    pub fn set_cpus(&mut self, n: usize) {
+        self.cpus = n;
     }
 
     /// Sessions served, for the status file.
@@ -291,11 +333,12 @@ impl<H: Hw> Namespace<H> {
     fn status_text(&self) -> String {
         let pg = PAGE as u64;
         format!(
-            "version {}\nowner {}\nmemfree {}\nmemtotal {}\nvms {}\nsegments {}\nsessions {}\n{}\n",
+            "version {}\nowner {}\nmemfree {}\nmemtotal {}\ncpus {}\nvms {}\nsegments {}\nsessions {}\n{}\n",
             self.cfg.version,
             self.cfg.owner,
             self.hw.frames_free() as u64 * pg,
             self.hw.frames_total() as u64 * pg,
+            self.cpus,
             self.vm_count(),
             self.segs.count(),
             self.sessions,
@@ -317,35 +360,12 @@ impl<H: Hw> Namespace<H> {
         ctx.uname == self.cfg.owner
     }
 
-    /// vmxstart's part before the VMCS: CR4.VMXE, CR0.NE, the fixed bits, and VMXON for
-    /// the first VM.
+    /// vmxstart's part before the VMCS: this CPU made ready (`vmx_cpu_ready`), and VMXON
+    /// for the first VM.
     fn vmxstart(&mut self) -> Result<(), Error> {
-        let hw = &mut self.hw;
-        let cr4 = hw.cr4();
-        hw.set_cr4(cr4 | CR4VMXE);
-        let cr0 = hw.cr0();
-        hw.set_cr0(cr0 | 0x20);
-        let fixed = |hw: &mut H, cr: u64, f0: u32, f1: u32, what: &'static str| {
-            let a = hw.rdmsr(f0).ok_or(Error::from(what))?;
-            let b = hw.rdmsr(f1).ok_or(Error::from(what))?;
-            if cr & !a & !b | !cr & a & b != 0 {
-                return Err(Error::from(what));
-            }
-            Ok(())
-        };
-        let cr0 = hw.cr0();
-        fixed(hw, cr0, VMX_CR0_FIXED0, VMX_CR0_FIXED1, "invalid CR0 value")?;
-        let cr4 = hw.cr4();
-        fixed(hw, cr4, VMX_CR4_FIXED0, VMX_CR4_FIXED1, "invalid CR4 value")?;
+        vmx_cpu_ready(&mut self.hw)?;
         if self.vmxon.is_none() {
-            let basic = hw.rdmsr(VMX_BASIC_MSR).unwrap_or(0);
-            let region = hw.alloc_frame().ok_or(Error::from(ENOMEM))?;
-            hw.frame(region)[0..4].copy_from_slice(&(basic as u32).to_le_bytes());
-            if hw.vmxon(region).is_err() {
-                hw.free_frame(region);
-                return Err("vmxon failed".into());
-            }
-            self.vmxon = Some(region);
+            self.vmxon = Some(vmxon_region(&mut self.hw)?);
         }
         Ok(())
     }

@@ -80,9 +80,12 @@ fn clone_gives_ctl_and_tree() {
     let st = c.read_text("status");
     assert!(st.starts_with("version test\nowner eve\nmemfree "), "{st}");
     assert!(
-        st.contains("\nvms 2\nsegments 0\nsessions 0\nvmx ok\n"),
+        st.contains("\ncpus 1\nvms 2\nsegments 0\nsessions 0\nvmx ok\n"),
         "{st}"
     );
+    // The host says how many CPUs run.
+    c.ns.set_cpus(4);
+    assert!(c.read_text("status").contains("\ncpus 4\nvms 2\n"));
     // Attach names give the subtrees directly; .. stays at their top.
     assert!(matches!(c.attach(20, OWNER, "vmx"), R::Open(0)));
     assert_eq!(

@@ -1,4 +1,4 @@
-//! The kernel command line: `owner=NAME serve=uart,virtio log=info`. Unknown words (GRUB
+//! The kernel command line: `owner=NAME serve=uart,virtio log=info cpus=N`. Unknown words (GRUB
 //! puts the kernel's path first) are ignored.
 
 use alloc::string::{String, ToString};
@@ -18,6 +18,9 @@ pub struct Config {
     /// `echo=LINK,...`: links (by label, e.g. `virtio:9p.1`) that echo bytes back instead
     /// of serving 9P, to measure the raw transport beside 9P.
     pub echo: Vec<String>,
+    /// `cpus=N`: start at most N CPUs, the boot CPU included (at least 1; default all the
+    /// firmware lists), as plan9.ini's `*ncpu`.
+    pub cpus: Option<usize>,
 }
 
 impl Default for Config {
@@ -30,6 +33,7 @@ impl Default for Config {
             selftest_vmx: false,
             selftest_fault: false,
             echo: Vec::new(),
+            cpus: None,
         }
     }
 }
@@ -50,6 +54,7 @@ pub fn parse(line: &str) -> Config {
                 c.selftest_vmx = value.split(',').any(|t| t == "vmx");
                 c.selftest_fault = value.split(',').any(|t| t == "fault");
             }
+            "cpus" => c.cpus = value.parse().ok().filter(|&n| n >= 1),
             "echo" => c.echo = value.split(',').map(|t| t.to_string()).collect(),
             "log" => {
                 if let Ok(l) = value.parse() {

@@ -73,6 +73,15 @@ impl Default for FrameMap {
     }
 }
 
+/// Whether the frame at `pa` lies wholly in `ram` and outside every `reserved` range (a
+/// page below 1 MiB that the allocator never hands out, e.g. the AP trampoline's, must be
+/// RAM nothing else uses).
+pub fn page_free(pa: u64, ram: &[Region], reserved: &[Region]) -> bool {
+    let end = pa + FRAME;
+    ram.iter().any(|r| r.start <= pa && end <= r.end)
+        && !reserved.iter().any(|r| r.start < end && pa < r.end)
+}
+
 /// `r` minus every range in `holes`, as up to `holes.len() + 1` pieces, visited in order.
 pub fn subtract(r: Region, holes: &[Region], f: &mut impl FnMut(Region)) {
     let mut start = r.start;

@@ -10,11 +10,14 @@ extern crate alloc;
 mod arch;
 mod bootinfo;
 mod cmdline;
+mod cpus;
 mod drivers;
 mod frames;
 mod logger;
+mod mailbox;
 mod memory;
 mod server;
+mod smp;
 mod transport;
 
 use alloc::boxed::Box;
@@ -89,6 +92,7 @@ fn kmain(magic: u32, info: u32) -> ! {
         }
     }
     arch::cpu::enable_interrupts();
+    let ncpu = smp::start_aps(boot.regions(), &[kernel, boot.info], cfg.cpus);
     // Before the namespace: the selftest does its own VMXON and VMXOFF.
     if cfg.selftest_fault {
         arch::cpu::fault();
@@ -97,13 +101,14 @@ fn kmain(magic: u32, info: u32) -> ! {
         arch::vmx::selftest::run();
     }
 
-    let ns = devvmx::Namespace::new(
+    let mut ns = devvmx::Namespace::new(
         arch::vmx::KernelHw::new().with_wall_clock(boot_time, boot_ticks),
         devvmx::Config {
             owner: cfg.owner.clone(),
             version: VERSION,
         },
     );
+    ns.set_cpus(ncpu);
     let mut server = server::Server::new(ns);
     for (name, link) in links {
         if cfg.echo.iter().any(|e| e == name) {

@@ -37,6 +37,10 @@ pub struct Opts {
     pub boot_timeout: Duration,
     /// The log line that means the boot is done (default: the kernel's "ready").
     pub until: &'static str,
+    /// CPUs (QEMU `-smp`, Bochs `cpu: count`). The default is `HV_CPUS` from the
+    /// environment, else 1, so a whole test file can run on more CPUs unchanged
+    /// (`HV_CPUS=2 cargo test -p vmm-tests --test vmx_bochs`).
+    pub cpus: u32,
     /// QEMU only: load the kernel with `-kernel` (its Multiboot1 header, a.out kludge)
     /// instead of booting GRUB from the ISO.
     pub direct: bool,
@@ -52,6 +56,11 @@ impl Default for Opts {
             boot_timeout: Duration::from_secs(90),
             direct: false,
             until: READY,
+            cpus: std::env::var("HV_CPUS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|&n| n >= 1)
+                .unwrap_or(1),
         }
     }
 }
@@ -204,6 +213,8 @@ impl Machine {
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-accel", accel, "-cpu", cpu, "-m"])
             .arg(opts.mem_mb.to_string())
+            .arg("-smp")
+            .arg(opts.cpus.to_string())
             .args(["-display", "none", "-no-reboot", "-monitor", "none"]);
         if opts.direct {
             cmd.arg("-kernel")
@@ -294,6 +305,7 @@ impl Machine {
         let rc = template
             .replace("@MEGS@", &opts.mem_mb.to_string())
             .replace("@IPS@", &opts.ips.to_string())
+            .replace("@CPUS@", &opts.cpus.to_string())
             .replace("@ISO@", &iso.display().to_string())
             .replace("@PORT@", &port.to_string())
             .replace("@LOG@", &dir.join("bochs.log").display().to_string());

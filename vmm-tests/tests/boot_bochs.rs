@@ -19,6 +19,25 @@ fn uart_namespace_permissions_reconnect() {
     reconnect(&m, &m.uart_path());
 }
 
+/// Bochs's BIOS lists `cpus` CPUs in its MADT; every one comes up with VT-x.
+fn cpus_come_up_with_vmx(cpus: u32) {
+    let m = Machine::bochs(Opts {
+        cpus,
+        ..Opts::default()
+    });
+    all_cpus_up(&m, &m.uart_path(), cpus.into(), true);
+}
+
+#[test]
+fn two_cpus_come_up_with_vmx() {
+    cpus_come_up_with_vmx(2);
+}
+
+#[test]
+fn four_cpus_come_up_with_vmx() {
+    cpus_come_up_with_vmx(4);
+}
+
 #[test]
 fn garbage_then_tversion() {
     let m = bochs();

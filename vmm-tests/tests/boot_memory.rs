@@ -108,3 +108,28 @@ fn frames_go_out_once_and_come_back_once() {
     assert_eq!(map.nfree, 1);
     assert_eq!(map.alloc(), Some(300));
 }
+
+#[test]
+fn the_trampoline_page_must_be_free_ram() {
+    let ram = [
+        Region {
+            start: 0,
+            end: 0x9_fc00,
+        },
+        Region {
+            start: 0x10_0000,
+            end: 0x800_0000,
+        },
+    ];
+    assert!(frames::page_free(0x8000, &ram, &[]));
+    assert!(!frames::page_free(0x9_f000, &ram, &[]), "runs past the RAM");
+    assert!(!frames::page_free(0xa_0000, &ram, &[]), "not RAM");
+    let info = [Region {
+        start: 0x8ff0,
+        end: 0x9100,
+    }];
+    assert!(
+        !frames::page_free(0x8000, &ram, &info),
+        "the loader's structures"
+    );
+}

@@ -172,7 +172,12 @@ fn command_line() {
     assert_eq!(c.log, log::LevelFilter::Debug);
     assert_eq!(c.echo, vec!["virtio:9p.1".to_string()]);
     assert!(!c.selftest_vmx);
-    let d = cmdline::parse("owner= serve=uart,bogus log=nonsense selftest=vmx,fault");
+    assert_eq!(c.cpus, None, "every CPU the firmware lists");
+    assert_eq!(cmdline::parse("cpus=2").cpus, Some(2));
+    assert_eq!(cmdline::parse("cpus=1").cpus, Some(1));
+    let d = cmdline::parse("owner= serve=uart,bogus log=nonsense selftest=vmx,fault cpus=0");
+    assert_eq!(d.cpus, None, "cpus=0 is no limit, not no CPU");
+    assert_eq!(cmdline::parse("cpus=x").cpus, None);
     assert_eq!(d.owner, "eve", "an empty owner keeps the default");
     assert!(d.uart && !d.virtio);
     assert_eq!(d.log, log::LevelFilter::Info);

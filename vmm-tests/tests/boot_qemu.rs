@@ -19,6 +19,44 @@ fn uart_namespace_and_permissions() {
 }
 
 #[test]
+fn one_cpu_unless_asked() {
+    let m = Machine::qemu(Opts {
+        cpus: 1,
+        ..Opts::default()
+    });
+    all_cpus_up(&m, &m.uart_path(), 1, false);
+    // With one CPU the local APIC is left as the firmware set it.
+    assert!(
+        m.log().contains("smp: 1 CPUs in the Madt; one CPU"),
+        "{}",
+        m.log()
+    );
+}
+
+#[test]
+fn four_cpus_come_up_and_9p_is_served() {
+    // TCG has no VMX: each AP says why not, and the boot CPU serves 9P.
+    let m = Machine::qemu(Opts {
+        cpus: 4,
+        ..Opts::default()
+    });
+    all_cpus_up(&m, &m.virtio_path(0), 4, false);
+    assert!(m.log().contains("online, no vmx: cpuid says no VMX"));
+    namespace(&m, &m.uart_path());
+}
+
+#[test]
+fn cpus_on_the_command_line_limits_the_cpus_started() {
+    let m = Machine::qemu(Opts {
+        cpus: 4,
+        cmdline: "owner=eve serve=uart,virtio cpus=2".into(),
+        ..Opts::default()
+    });
+    assert!(m.log().contains("smp: 4 CPUs in the Madt"), "{}", m.log());
+    all_cpus_up(&m, &m.uart_path(), 2, false);
+}
+
+#[test]
 fn virtio_namespace_and_permissions() {
     let m = qemu();
     namespace(&m, &m.virtio_path(0));

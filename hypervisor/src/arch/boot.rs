@@ -63,6 +63,19 @@ start32:
     mov [boot_pml4], eax
 
     mov eax, offset boot_pml4
+    call long_mode32
+
+    lgdt [boot_gdtr]
+    push 0x08
+    mov eax, offset start64
+    push eax
+    retf
+
+/* Paging on in long mode with the PML4 at eax (below 4 GiB): PAE, CR3, EFER.LME, then
+   CR0.PG. The caller, now in compatibility mode, far-jumps to 64-bit code. The boot CPU
+   and every AP (arch/ap.rs) come this way. */
+.global long_mode32
+long_mode32:
     mov cr3, eax
     mov eax, cr4
     or eax, 0x20                /* PAE */
@@ -74,12 +87,7 @@ start32:
     mov eax, cr0
     or eax, 0x80010023          /* PG | WP | NE | MP | PE */
     mov cr0, eax
-
-    lgdt [boot_gdtr]
-    push 0x08
-    mov eax, offset start64
-    push eax
-    retf
+    ret
 
 .code64
 start64:

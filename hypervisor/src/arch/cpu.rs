@@ -34,13 +34,7 @@ pub fn clear_wake() {
 
 /// Halts until the next interrupt unless a device interrupt came since `clear_wake`.
 pub fn idle() {
-    interrupts::disable();
-    if WAKE.load(Ordering::Acquire) {
-        interrupts::enable();
-    } else {
-        // sti; hlt: the one-instruction interrupt shadow of sti closes the race.
-        interrupts::enable_and_hlt();
-    }
+    halt_unless(|| WAKE.load(Ordering::Acquire));
 }
 
 pub fn enable_interrupts() {
@@ -74,4 +68,16 @@ pub fn fault() {
 
 pub fn cr2() -> u64 {
     x86_64::registers::control::Cr2::read_raw()
+}
+
+/// Halts until the next interrupt unless `ready` already holds (checked with interrupts
+/// off, so a wake-up IPI sent after the check still ends the halt).
+pub fn halt_unless(ready: impl Fn() -> bool) {
+    interrupts::disable();
+    if ready() {
+        interrupts::enable();
+    } else {
+        // sti; hlt: the one-instruction interrupt shadow of sti closes the race.
+        interrupts::enable_and_hlt();
+    }
 }

@@ -1,4 +1,5 @@
-//! The IDT: 48 gates (exceptions 0-31, PIC IRQs 32-47) to the stubs in trap.rs.
+//! The IDT: 64 gates (exceptions 0-31, PIC IRQs 32-47, local APIC vectors 48-63) to the
+//! stubs in trap.rs.
 
 use super::gdt::{DOUBLE_FAULT_IST, KCODE};
 use spin::Once;
@@ -23,6 +24,7 @@ struct Idt([Gate; 256]);
 
 static IDT: Once<Idt> = Once::new();
 
+/// Builds the IDT (once) and loads it on this CPU; every CPU shares it.
 pub fn init() {
     let idt = IDT.call_once(|| {
         let mut idt = Idt([Gate::default(); 256]);

@@ -1,11 +1,13 @@
 //! The architecture layer: everything that needs `unsafe` (privileged instructions, the
 //! boot stub, raw physical memory) lives here, behind safe functions.
 
+pub mod ap;
 pub mod boot;
 pub mod cpu;
 pub mod debugcon;
 pub mod gdt;
 pub mod idt;
+pub mod lapic;
 pub mod pci;
 pub mod phys;
 pub mod pic;

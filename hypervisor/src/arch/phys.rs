@@ -27,3 +27,14 @@ pub fn init_heap(heap: &linked_list_allocator::LockedHeap, start: u64, size: usi
     // never handed to the frame allocator; init runs once.
     unsafe { heap.lock().init(start as *mut u8, size) }
 }
+
+/// The firmware's tables (BIOS data area, EBDA, ROM, ACPI and MP tables) at `pa`: empty
+/// where the range is not in the identity map.
+pub fn firmware_bytes(pa: u64, len: usize) -> &'static [u8] {
+    if pa.saturating_add(len as u64) > MAPPED {
+        return &[];
+    }
+    // SAFETY: the range is identity-mapped; the firmware's areas are ROM or RAM the
+    // memory map reserves (never handed to the frame allocator), read-only here.
+    unsafe { core::slice::from_raw_parts(pa as *const u8, len) }
+}

@@ -22,3 +22,16 @@ fn tick() {
 pub fn ticks() -> u64 {
     TICKS.load(Ordering::Relaxed)
 }
+
+/// Busy-waits until `until` holds or `n` timer ticks (interrupts must be on) pass;
+/// whether it held.
+pub fn wait(n: u64, until: impl Fn() -> bool) -> bool {
+    let end = ticks() + n;
+    while ticks() < end {
+        if until() {
+            return true;
+        }
+        core::hint::spin_loop();
+    }
+    until()
+}

@@ -1,6 +1,6 @@
 //! Interrupt and exception entry: one stub per vector pushes a uniform frame and calls
 //! `trap_dispatch`. Exceptions are fatal (diagnostic on the log, machine stopped);
-//! IRQs go to pic.rs's handlers.
+//! IRQs go to pic.rs's handlers; the local APIC's vectors (48-63) to lapic.rs.
 
 core::arch::global_asm!(
     r#"
@@ -23,7 +23,7 @@ ISR_NOERR \n
 .irp n, 8,10,11,12,13,14,17,21,29,30
 ISR_ERR \n
 .endr
-.irp n, 32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47
+.irp n, 32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63
 ISR_NOERR \n
 .endr
 
@@ -68,13 +68,13 @@ isr_common:
 .balign 8
 .global isr_table
 isr_table:
-.irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47
+.irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63
     .quad isr_\n
 .endr
 "#
 );
 
-pub const VECTORS: usize = 48;
+pub const VECTORS: usize = 64;
 
 extern "C" {
     static isr_table: [u64; VECTORS];
@@ -152,6 +152,10 @@ const NAMES: [&str; 32] = [
 #[no_mangle]
 extern "C" fn trap_dispatch(f: &mut TrapFrame) {
     let v = f.vector as usize;
+    if v >= super::lapic::FIRST_VECTOR as usize {
+        super::lapic::interrupt(v as u8);
+        return;
+    }
     if v >= 32 {
         super::pic::irq((v - 32) as u8);
         return;

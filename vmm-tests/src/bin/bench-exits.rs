@@ -11,13 +11,13 @@
 //! rate of the same line (Tstat of `status`) is printed beside them so the ratio shows
 //! what the exit path costs beyond the serial line.
 
-use ninep_client::{dm, om, Client, File};
+use ninep_client::File;
 use std::time::{Duration, Instant};
+use vmm_tests::bench::{self, tstat};
 use vmm_tests::emu::{Machine, Opts};
 use vmm_tests::guests;
 
 const OWNER: &str = "eve";
-const SEGSIZE: u64 = 0x10_0000;
 /// Loop counts between exits; each exit costs N + 4 guest instructions
 /// (mov, jecxz, N x loop, out, jmp). The last count makes the guest's own run dominate,
 /// which shows Bochs's guest speed under VMX.
@@ -121,19 +121,6 @@ impl Vm {
     }
 }
 
-/// Tstat round trips on `status` for `secs`: (per second, mean latency).
-fn tstat(c: &Client, secs: f64) -> (f64, Duration) {
-    let fid = c.walk("status").expect("walk status");
-    let start = Instant::now();
-    let mut n = 0u32;
-    while start.elapsed().as_secs_f64() < secs {
-        fid.stat().expect("stat status");
-        n += 1;
-    }
-    let t = start.elapsed();
-    (n as f64 / t.as_secs_f64(), t / n.max(1))
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -151,51 +138,19 @@ fn main() {
     let ips = opts.ips;
     // Bochs keeps a core busy; the client and the COM1 relay need the other one, or each
     // round trip waits for the scheduler's tick (about 4 ms here). Say when it is taken.
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load = load.split_whitespace().next().unwrap_or("?");
+    let load = bench::load_average();
     let m = Machine::bochs(opts);
     let c = m.client(OWNER, "");
     c.set_timeout(Some(Duration::from_secs(60)));
 
     // The guest in a segment, mapped at 0, entered in flat 32-bit protected mode.
-    c.create("segment", "bench", dm::DIR | 0o777, om::READ)
-        .expect("create segment")
-        .clunk()
-        .ok();
-    c.open("segment/bench/ctl", om::WRITE)
-        .expect("open segment ctl")
-        .write_str(&format!("va 0x10000000 {SEGSIZE:#x} sticky"))
-        .expect("size segment");
-    c.open("segment/bench/data", om::RDWR)
-        .expect("open segment data")
-        .write_all_at(guests::LOAD, guests::BENCH)
-        .expect("write the guest");
-    let out_pc = guests::LOAD
-        + guests::BENCH
-            .windows(2)
-            .position(|w| w == [0xe6, 0x80])
-            .expect("out 0x80, al in the guest") as u64;
-
-    let ctl = c
-        .open("vmx/clone", om::RDWR | om::RCLOSE)
-        .expect("open vmx/clone");
-    let n = String::from_utf8_lossy(&ctl.read_at(0, 64).expect("read clone"))
-        .trim()
-        .to_string();
-    c.open(&format!("vmx/{n}/map"), om::WRITE | om::TRUNC)
-        .expect("open map")
-        .write_str(&format!("rwx wb 0x0 {SEGSIZE:#x} bench 0x0\n"))
-        .expect("map");
-    let regs = c
-        .open(&format!("vmx/{n}/regs"), om::RDWR)
-        .expect("open regs");
-    regs.write_str("sp 0x8000\n").expect("regs sp");
+    bench::segment(&c, "bench");
+    let out_pc = bench::out_pc();
+    let b = bench::vm(&c, "bench");
     let vm = Vm {
-        ctl,
-        wait: c
-            .open(&format!("vmx/{n}/wait"), om::READ)
-            .expect("open wait"),
-        regs,
+        ctl: b.ctl,
+        wait: b.wait,
+        regs: b.regs,
     };
 
     tstat(&c, 0.5); // warm-up: the first round trips after set-up run slower

@@ -209,3 +209,41 @@ pub fn python_9p(m: &Machine, link: &Path) {
     let out = emu::python(PY9P, &[&link.display().to_string()]);
     assert!(out.contains("python-9p ok"), "{out}");
 }
+
+/// Every one of `cpus` CPUs came up (the kernel logs each AP, with VT-x's verdict on it:
+/// where `vmx`, `vmx ok` and the VMXON region it is in VMX root operation on), status says
+/// so, each woke from `hlt` for its doorbell IPIs, and 9P is served on `link` all the while.
+pub fn all_cpus_up(m: &Machine, link: &Path, cpus: u64, vmx: bool) {
+    let log = m.log();
+    for n in 1..cpus {
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("smp: cpu {n} (APIC ")))
+            .unwrap_or_else(|| panic!("cpu {n} not started:\n{}", m.diagnostics()));
+        assert!(
+            log.contains(&format!("smp: cpu {n} answers its doorbell\n")),
+            "cpu {n} did not wake for its IPIs:\n{log}"
+        );
+        let verdict = line.split(") online, ").nth(1).unwrap_or("");
+        if vmx {
+            assert!(verdict.starts_with("vmx ok (VMXON region 0x"), "{line}");
+        } else {
+            assert!(verdict.starts_with("no vmx: "), "{line}");
+        }
+    }
+    assert!(
+        !log.contains(&format!("smp: cpu {cpus} ")),
+        "more CPUs than the machine has:\n{log}"
+    );
+    if cpus > 1 {
+        assert!(log.contains(&format!("; starting {}\n", cpus - 1)), "{log}");
+    }
+    {
+        // One client at a time: a link serves one connection.
+        let c = m.client_on(link, OWNER, "");
+        for _ in 0..10 {
+            assert_eq!(field(&status(&c), "cpus"), cpus);
+        }
+    }
+    namespace(m, link);
+}

@@ -1,0 +1,156 @@
+//! The local APIC, as far as starting and waking the other CPUs needs: this CPU's APIC ID,
+//! the interrupt command register (INIT, start-up, and a wake-up IPI), the spurious vector
+//! and EOI. x2APIC mode (MSRs) where CPUID offers it, else xAPIC (MMIO at the base
+//! IA32_APIC_BASE gives, inside the identity map).
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use x86_64::registers::model_specific::Msr;
+
+const MSR_APIC_BASE: u32 = 0x1b;
+const BASE_ENABLE: u64 = 1 << 11;
+const BASE_X2APIC: u64 = 1 << 10;
+const MSR_X2_ID: u32 = 0x802;
+const MSR_X2_ICR: u32 = 0x830;
+const MSR_X2_EOI: u32 = 0x80b;
+const MSR_X2_SVR: u32 = 0x80f;
+const REG_ID: u64 = 0x20;
+const REG_EOI: u64 = 0xb0;
+const REG_SVR: u64 = 0xf0;
+/// SVR: the APIC software-enabled.
+const SVR_ENABLE: u32 = 1 << 8;
+const REG_ICR_LO: u64 = 0x300;
+const REG_ICR_HI: u64 = 0x310;
+const ICR_PENDING: u32 = 1 << 12;
+/// ICR commands: INIT (level assert) and start-up (SIPI; the vector is the page number).
+const ICR_INIT: u32 = 0x4500;
+const ICR_STARTUP: u32 = 0x4600;
+/// ICR: fixed delivery, level assert (OR the vector in).
+const ICR_FIXED: u32 = 0x4000;
+
+/// The local APIC's vectors: from here to 63 (the PIC has 32-47).
+pub const FIRST_VECTOR: u8 = 48;
+/// The wake-up IPI: it only ends a `hlt` (the woken CPU looks at its mailbox).
+pub const WAKE_VECTOR: u8 = 48;
+/// The spurious-interrupt vector (its low four bits set, as older APICs require).
+const SPURIOUS_VECTOR: u8 = 63;
+
+static X2: AtomicBool = AtomicBool::new(false);
+static BASE: AtomicU64 = AtomicU64::new(0);
+
+fn rdmsr(msr: u32) -> u64 {
+    // SAFETY: only IA32_APIC_BASE and x2APIC registers are read, each after CPUID said the
+    // APIC (and for the latter x2APIC mode) is there and enabled.
+    unsafe { Msr::new(msr).read() }
+}
+
+fn wrmsr(msr: u32, v: u64) {
+    // SAFETY: as for rdmsr; the values written enable the APIC or send an IPI.
+    unsafe { Msr::new(msr).write(v) }
+}
+
+fn mmio_read(reg: u64) -> u32 {
+    // SAFETY: the xAPIC register page is identity-mapped device memory (init checked the
+    // base is below 4 GiB); a 32-bit aligned read of a defined register.
+    unsafe { core::ptr::read_volatile((BASE.load(Ordering::Relaxed) + reg) as *const u32) }
+}
+
+fn mmio_write(reg: u64, v: u32) {
+    // SAFETY: as for mmio_read: a 32-bit write to a defined xAPIC register.
+    unsafe { core::ptr::write_volatile((BASE.load(Ordering::Relaxed) + reg) as *mut u32, v) }
+}
+
+/// Which APIC interface this CPU has, after `init`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    XApic,
+    X2Apic,
+}
+
+/// Finds the boot CPU's local APIC and switches it to x2APIC mode where CPUID offers it.
+/// None where there is no APIC (CPUID.1:EDX.APIC clear) or its page is not mapped.
+pub fn init() -> Option<Mode> {
+    let ecx_edx = core::arch::x86_64::__cpuid(1);
+    if ecx_edx.edx & 1 << 9 == 0 {
+        return None;
+    }
+    let mut base = rdmsr(MSR_APIC_BASE);
+    if ecx_edx.ecx & 1 << 21 != 0 {
+        if base & BASE_X2APIC == 0 {
+            // xAPIC -> x2APIC is a legal transition only from enabled xAPIC mode.
+            base |= BASE_ENABLE;
+            wrmsr(MSR_APIC_BASE, base);
+            wrmsr(MSR_APIC_BASE, base | BASE_X2APIC);
+        }
+        X2.store(true, Ordering::Relaxed);
+        return Some(Mode::X2Apic);
+    }
+    let pa = base & 0xf_ffff_f000;
+    if pa + 0x1000 > super::phys::MAPPED {
+        return None;
+    }
+    if base & BASE_ENABLE == 0 {
+        wrmsr(MSR_APIC_BASE, base | BASE_ENABLE);
+    }
+    BASE.store(pa, Ordering::Relaxed);
+    Some(Mode::XApic)
+}
+
+/// Software-enables this CPU's local APIC (after `init`) so it takes fixed IPIs; its local
+/// interrupt sources stay as the firmware or INIT left them (masked on an AP).
+pub fn enable() {
+    let svr = SVR_ENABLE | u32::from(SPURIOUS_VECTOR);
+    if X2.load(Ordering::Relaxed) {
+        wrmsr(MSR_X2_SVR, u64::from(svr));
+    } else {
+        mmio_write(REG_SVR, svr);
+    }
+}
+
+/// A local APIC vector came in: acknowledge it (not the spurious one, which takes no EOI).
+pub(super) fn interrupt(vector: u8) {
+    if vector == SPURIOUS_VECTOR {
+        return;
+    }
+    if X2.load(Ordering::Relaxed) {
+        wrmsr(MSR_X2_EOI, 0);
+    } else {
+        mmio_write(REG_EOI, 0);
+    }
+}
+
+/// The wake-up IPI to the CPU with APIC ID `dest`.
+pub fn send_wake(dest: u32) {
+    send(dest, ICR_FIXED | u32::from(WAKE_VECTOR));
+}
+
+/// This CPU's APIC ID.
+pub fn id() -> u32 {
+    if X2.load(Ordering::Relaxed) {
+        rdmsr(MSR_X2_ID) as u32
+    } else {
+        mmio_read(REG_ID) >> 24
+    }
+}
+
+fn send(dest: u32, cmd: u32) {
+    if X2.load(Ordering::Relaxed) {
+        wrmsr(MSR_X2_ICR, u64::from(dest) << 32 | u64::from(cmd));
+    } else {
+        mmio_write(REG_ICR_HI, dest << 24);
+        mmio_write(REG_ICR_LO, cmd);
+        while mmio_read(REG_ICR_LO) & ICR_PENDING != 0 {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// INIT to the CPU with APIC ID `dest`: it resets into wait-for-SIPI.
+pub fn send_init(dest: u32) {
+    send(dest, ICR_INIT);
+}
+
+/// A start-up IPI: `dest` starts in real mode at `page`'s first byte (below 1 MiB).
+pub fn send_startup(dest: u32, page: u64) {
+    debug_assert!(page < 0x10_0000 && page.is_multiple_of(4096));
+    send(dest, ICR_STARTUP | (page >> 12) as u32);
+}
