@@ -270,7 +270,7 @@ impl Pic {
 
     /// Whether the guest ended an interrupt (OCW2 EOI) since the last call.
     pub fn take_eoi(&mut self) -> bool {
-        std::mem::take(&mut self.eoi)
+        core::mem::take(&mut self.eoi)
     }
 
     pub fn write(&mut self, port: u16, v: u8) {
@@ -295,8 +295,7 @@ impl Pic {
 
 /// Linux's and the demo guest's initialisation words (ICW1-4 of both chips): master at
 /// vector 0x20, slave at 0x28 on IRQ 2. Tests program the pair with it.
-#[cfg(test)]
-pub(crate) const INIT_SEQUENCE: [(u16, u8); 8] = [
+pub const INIT_SEQUENCE: [(u16, u8); 8] = [
     (0x20, 0x11),
     (0xa0, 0x11),
     (0x21, 0x20),
