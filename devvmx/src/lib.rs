@@ -13,6 +13,7 @@ extern crate alloc;
 pub mod ept;
 pub mod event;
 pub mod hw;
+pub mod kdev;
 pub mod mem;
 mod ns;
 pub mod plan9;

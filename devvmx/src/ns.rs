@@ -24,6 +24,9 @@ pub struct Config {
     pub version: &'static str,
 }
 
+/// `cons` of a VM without an in-kernel UART.
+const ENOCONS: &str = "no in-kernel uart";
+
 /// The seed's Equit.
 pub const EQUIT: &str = "vmx: ending";
 
@@ -44,6 +47,7 @@ enum VmF {
     Map = 4,
     Wait = 5,
     Fpregs = 6,
+    Cons = 7,
 }
 
 /// The seed's vmxdir[]: name, file, mode.
@@ -55,6 +59,18 @@ const VMXDIR: [(&str, VmF, u32); 6] = [
     ("wait", VmF::Wait, 0o440),
     ("fpregs", VmF::Fpregs, 0o660),
 ];
+
+/// The in-kernel UART's console (an extension): listed only in the directory of a VM
+/// whose `devices` include `uart`.
+const CONS: (&str, VmF, u32) = ("cons", VmF::Cons, 0o660);
+
+fn vmxfile(f: VmF) -> &'static (&'static str, VmF, u32) {
+    VMXDIR
+        .iter()
+        .chain(core::iter::once(&CONS))
+        .find(|e| e.1 == f)
+        .unwrap_or(&CONS)
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -114,9 +130,11 @@ enum Cm {
     Exc,
     Irq,
     Extrap,
+    Devices,
+    Line,
 }
 
-const VMXCTLMSG: [Cmdtab<Cm>; 7] = [
+const VMXCTLMSG: [Cmdtab<Cm>; 9] = [
     Cmdtab {
         index: Cm::Quit,
         cmd: "quit",
@@ -152,6 +170,17 @@ const VMXCTLMSG: [Cmdtab<Cm>; 7] = [
         cmd: "extrap",
         narg: 2,
     },
+    // Extensions: in-kernel devices (DEVIATIONS.md).
+    Cmdtab {
+        index: Cm::Devices,
+        cmd: "devices",
+        narg: 0,
+    },
+    Cmdtab {
+        index: Cm::Line,
+        cmd: "line",
+        narg: 3,
+    },
 ];
 
 /// The #X device and segments over a [`Hw`].
@@ -165,6 +194,10 @@ pub struct Namespace<H: Hw> {
     vmxon: Option<Phys>,
     segs: Segments,
     sessions: usize,
+    /// What in-kernel devices answered for VMs that have ended.
+    inside_ended: crate::kdev::Counts,
+    /// Some VM asked for in-kernel devices since boot.
+    inside_used: bool,
 }
 
 /// vmxreset: can VMs run here? Sets the IA32_FEATURE_CONTROL lock and VMXON bits where
@@ -221,6 +254,8 @@ impl<H: Hw> Namespace<H> {
             vmxon: None,
             segs: Segments::new(),
             sessions: 0,
+            inside_ended: Default::default(),
+            inside_used: false,
         }
     }
 
@@ -275,14 +310,23 @@ impl<H: Hw> Namespace<H> {
         let mut any = false;
         for vm in self.vms.iter_mut().flatten() {
             vm.run(&mut self.hw);
-            any |= vm.state == State::Running;
+            any |= vm.busy();
         }
         any
     }
 
+    /// Exits in-kernel devices answered since boot, over every VM.
+    pub fn inside_counts(&self) -> crate::kdev::Counts {
+        let mut c = self.inside_ended;
+        for k in self.vms.iter().flatten().filter_map(|vm| vm.kdev.as_ref()) {
+            c.add(&k.counts);
+        }
+        c
+    }
+
     fn status_text(&self) -> String {
         let pg = PAGE as u64;
-        format!(
+        let mut s = format!(
             "version {}\nowner {}\nmemfree {}\nmemtotal {}\nvms {}\nsegments {}\nsessions {}\n{}\n",
             self.cfg.version,
             self.cfg.owner,
@@ -295,7 +339,16 @@ impl<H: Hw> Namespace<H> {
                 Ok(()) => String::from("vmx ok"),
                 Err(why) => format!("vmx unavailable: {why}"),
             }
-        )
+        );
+        // Once any VM has asked for in-kernel devices: what they answered.
+        let c = self.inside_counts();
+        if self.inside_used {
+            s.push_str(&format!(
+                "inkernel io {} hlt {} irq {}\n",
+                c.io, c.hlt, c.irq
+            ));
+        }
+        s
     }
 
     fn vm(&mut self, slot: usize, gen: u64) -> Result<&mut Vm, Error> {
@@ -394,6 +447,9 @@ impl<H: Hw> Namespace<H> {
             return;
         };
         vm.state = State::Ending;
+        if let Some(k) = &vm.kdev {
+            self.inside_ended.add(&k.counts);
+        }
         let pml4 = vm.pml4;
         vm.mem.clear(&mut self.hw, &mut self.segs, pml4);
         let _ = self.hw.vmclear(vm.vmcs);
@@ -433,7 +489,7 @@ impl<H: Hw> Namespace<H> {
             }
             Kind::VmFile(slot, gen, f) => {
                 vm_ok(slot, gen)?;
-                let (name, _, mode) = VMXDIR[f as usize - 1];
+                let (name, _, mode) = *vmxfile(f);
                 mk(qidpath(slot, f as u64), false, name, 0, owner, mode)
             }
             Kind::SegTop => mk(SEGQ, true, "segment", 0, owner, 0o777),
@@ -471,10 +527,15 @@ impl<H: Hw> Namespace<H> {
                         .map(|vm| n(Kind::VmDir(vm.index, vm.gen))),
                 )
                 .collect(),
-            Kind::VmDir(slot, gen) => VMXDIR
-                .iter()
-                .map(|(_, f, _)| n(Kind::VmFile(slot, gen, *f)))
-                .collect(),
+            Kind::VmDir(slot, gen) => {
+                let cons = matches!(self.vms.get(slot), Some(Some(vm)) if vm.gen == gen
+                    && vm.kdev.as_ref().is_some_and(|k| k.has(crate::kdev::UART)));
+                VMXDIR
+                    .iter()
+                    .chain(cons.then_some(&CONS))
+                    .map(|(_, f, _)| n(Kind::VmFile(slot, gen, *f)))
+                    .collect()
+            }
             Kind::SegTop => self
                 .segs
                 .globals
@@ -519,6 +580,11 @@ impl<H: Hw> Namespace<H> {
                 vm.irq(arg)?;
             }
             Cm::Extrap => vm.extrap(hw, arg.unwrap_or(""))?,
+            Cm::Devices => {
+                vm.devices(&cb.f[1..])?;
+                self.inside_used = true;
+            }
+            Cm::Line => vm.line(&cb.f[1], &cb.f[2])?,
         }
         Ok(data.len())
     }
@@ -579,6 +645,7 @@ impl<H: Hw> Tree for Namespace<H> {
             }
             Kind::VmDir(slot, gen) => VMXDIR
                 .iter()
+                .chain(core::iter::once(&CONS))
                 .find(|(f, _, _)| *f == name)
                 .map(|(_, f, _)| Node::new(top, Kind::VmFile(slot, gen, *f)))
                 .ok_or(Error::from(ENONEXIST)),
@@ -735,6 +802,22 @@ impl<H: Hw> Tree for Namespace<H> {
                         }
                     },
                     VmF::Fpregs => done(readstr(off, buf, &vm.entry.fx.0)),
+                    VmF::Cons => {
+                        let dead = vm.state == State::Dead;
+                        let errstr = vm.errstr.clone();
+                        let k = vm.cons().ok_or(Error::from(ENOCONS))?;
+                        let n = k.board.com[0].take(buf);
+                        if n > 0 || buf.is_empty() {
+                            node.waiting = false;
+                            done(n)
+                        } else if dead {
+                            node.waiting = false;
+                            Err(errstr.into())
+                        } else {
+                            node.waiting = true;
+                            Ok(Read::Pending)
+                        }
+                    }
                 }
             }
             Kind::SegCtl(slot, gen) => {
@@ -765,6 +848,13 @@ impl<H: Hw> Tree for Namespace<H> {
                         r
                     }
                     VmF::Fpregs => Ok(vm.setfpregs(off, data)),
+                    VmF::Cons => {
+                        let k = vm.cons().ok_or(Error::from(ENOCONS))?;
+                        match k.board.type_in(data) {
+                            0 if !data.is_empty() => Err("console input full".into()),
+                            n => Ok(n),
+                        }
+                    }
                     VmF::Status | VmF::Wait => Err(EGREG.into()),
                 }
             }

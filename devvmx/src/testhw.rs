@@ -26,6 +26,8 @@ pub struct Exit {
     pub set: Vec<(u32, u64)>,
     /// The entry instruction itself fails (VMfail): no exit happens.
     pub fail: bool,
+    /// TSC ticks the guest runs before this exit.
+    pub guest_ticks: u64,
 }
 
 impl Exit {
@@ -53,6 +55,8 @@ pub struct EntryLog {
     /// Guest interruptibility state and pending debug exceptions.
     pub canintr: u64,
     pub pending_dbg: u64,
+    /// Guest rax as the entry loads it (what an `in` emulated before it left).
+    pub ax: u64,
 }
 
 #[derive(Default)]
@@ -74,6 +78,8 @@ pub struct TestHw {
     tsc: u64,
     /// Added to the TSC on every read: the time between reads.
     pub tsc_step: u64,
+    /// What `tsc_hz` says (1 GHz: a TSC tick is a nanosecond).
+    pub tsc_rate: u64,
     vmxon: Option<Phys>,
     vmcss: BTreeMap<Phys, VmcsState>,
     current: Option<Phys>,
@@ -137,6 +143,7 @@ impl TestHw {
             xcr0: 7,
             tsc: 1_000_000,
             tsc_step: 1000,
+            tsc_rate: 1_000_000_000,
             vmxon: None,
             vmcss: BTreeMap::new(),
             current: None,
@@ -145,6 +152,16 @@ impl TestHw {
             invept: Vec::new(),
             invvpid: Vec::new(),
         }
+    }
+
+    /// Moves the TSC on by `ticks` (time passing outside any read).
+    pub fn advance_tsc(&mut self, ticks: u64) {
+        self.tsc += ticks;
+    }
+
+    /// The TSC now, without a read's step.
+    pub fn tsc(&self) -> u64 {
+        self.tsc
     }
 
     /// Is VMX on?
@@ -275,6 +292,10 @@ impl Hw for TestHw {
         self.tsc
     }
 
+    fn tsc_hz(&self) -> u64 {
+        self.tsc_rate
+    }
+
     fn vmxon(&mut self, region: Phys) -> Result<(), VmxFail> {
         if self.vmxon.is_some() || self.cr4 & CR4VMXE == 0 || !self.region_ok(region) {
             return Err(VmxFail);
@@ -357,9 +378,11 @@ impl Hw for TestHw {
             exc_bitmap: f(v, EXC_BITMAP),
             canintr: f(v, GUEST_CANINTR),
             pending_dbg: f(v, GUEST_PENDING_DBG),
+            ax: state.regs.ax,
         };
         let e = self.exits.pop_front().unwrap_or_else(|| Exit::new(1));
         self.entries.push(log);
+        self.tsc += e.guest_ticks;
         if e.fail {
             return Err(VmxFail);
         }

@@ -15,6 +15,7 @@ pub mod i8042;
 pub mod pic;
 pub mod pit;
 pub mod rtc;
+pub mod script;
 pub mod uart;
 
 use alloc::vec::Vec;

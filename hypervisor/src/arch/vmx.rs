@@ -17,6 +17,7 @@
 mod entry;
 pub mod fields;
 mod insn;
+pub use insn::rdtsc;
 pub mod selftest;
 
 use devvmx::hw::{EntryState, Hw, Phys, VmxFail, PAGE};
@@ -55,6 +56,8 @@ pub struct KernelHw {
     mxcsr_mask: u32,
     /// CPUID facts for `msr_exists`.
     feat: Features,
+    /// The TSC's rate, calibrated against the PIT at boot.
+    tsc_hz: u64,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -116,6 +119,11 @@ impl KernelHw {
             host_xcr0,
             mxcsr_mask: if mask == 0 { 0xffbf } else { mask },
             feat,
+            tsc_hz: {
+                let hz = super::pit::calibrate_tsc();
+                log::info!("tsc {} kHz", hz / 1000);
+                hz
+            },
         }
     }
 
@@ -270,6 +278,10 @@ impl Hw for KernelHw {
 
     fn rdtsc(&mut self) -> u64 {
         insn::rdtsc()
+    }
+
+    fn tsc_hz(&self) -> u64 {
+        self.tsc_hz
     }
 
     fn vmxon(&mut self, region: Phys) -> Result<(), VmxFail> {

@@ -276,6 +276,28 @@ mod tests {
         assert_eq!(m.stop, Some(Stop::Reset));
     }
 
+    /// pcdev's scripts read the same through the tool's machine as through the board and
+    /// the kernel (devvmx's tests/kdev.rs), the RTC's clock starting at the epoch.
+    #[test]
+    fn shared_scripts() {
+        use pcdev::script::{Op, SCRIPTS};
+        for s in SCRIPTS {
+            let mut m = machine();
+            let mut now = 0u64;
+            let mut reads = Vec::new();
+            for op in s.ops {
+                m.advance(now, (now / 1_000_000_000) as i64);
+                match *op {
+                    Op::Out(p, n, v) => m.io_out(p, n, v),
+                    Op::In(p, n) => reads.push(m.io_in(p, n)),
+                    Op::Run(ns) => now += ns,
+                }
+            }
+            assert_eq!(reads, s.reads, "{}", s.name);
+            assert!(m.unknown.is_empty(), "{}", s.name);
+        }
+    }
+
     #[test]
     fn pci_through_the_bus() {
         let mut m = machine();
