@@ -803,19 +803,30 @@ impl<H: Hw> Tree for Namespace<H> {
                     },
                     VmF::Fpregs => done(readstr(off, buf, &vm.entry.fx.0)),
                     VmF::Cons => {
-                        let dead = vm.state == State::Dead;
+                        let state = vm.state;
                         let errstr = vm.errstr.clone();
                         let k = vm.cons().ok_or(Error::from(ENOCONS))?;
                         let n = k.board.com[0].take(buf);
-                        if n > 0 || buf.is_empty() {
-                            node.waiting = false;
-                            done(n)
-                        } else if dead {
-                            node.waiting = false;
-                            Err(errstr.into())
-                        } else {
-                            node.waiting = true;
-                            Ok(Read::Pending)
+                        match state {
+                            _ if n > 0 || buf.is_empty() => {
+                                node.waiting = false;
+                                done(n)
+                            }
+                            State::Dead => {
+                                node.waiting = false;
+                                Err(errstr.into())
+                            }
+                            // Output may still come: wait for it.
+                            State::Running => {
+                                node.waiting = true;
+                                Ok(Read::Pending)
+                            }
+                            // Stopped for the client: everything written so far has
+                            // been read (so a client knows its console is complete).
+                            _ => {
+                                node.waiting = false;
+                                done(0)
+                            }
                         }
                     }
                 }

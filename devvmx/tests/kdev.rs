@@ -233,6 +233,8 @@ fn ports_not_chosen_and_string_io_still_go_to_wait() {
 
     let cons = c.open_path(&format!("vmx/{}/cons", v.n), om::RDWR).unwrap();
     assert_eq!(c.read(cons, 0, 100), R::Data(b"ab".to_vec()));
+    // Stopped for the client with nothing queued: an empty read, not a blocked one.
+    assert_eq!(c.read(cons, 0, 100), R::Data(vec![]));
 }
 
 #[test]

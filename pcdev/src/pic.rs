@@ -205,6 +205,11 @@ impl Pic {
         }
     }
 
+    /// The levels of the 16 input lines (bit n: IRQ n).
+    pub fn lines(&self) -> u16 {
+        u16::from(self.chips[1].lines) << 8 | u16::from(self.chips[0].lines)
+    }
+
     /// An edge on `irq`: what a timer's output pulse does.
     pub fn pulse(&mut self, irq: u8) {
         self.set_line(irq, true);

@@ -81,6 +81,9 @@ fn linux_reaches_a_busybox_shell_under_bochs() {
                 trace: Some(Box::new(std::io::BufWriter::new(
                     std::fs::File::create("/tmp/vmx-linux-bochs.trace").unwrap(),
                 ))),
+                // VMX_KERNEL_DEVICES=0: every device in the tool, as before the kernel
+                // could run them.
+                kernel_devices: std::env::var("VMX_KERNEL_DEVICES").map_or(true, |v| v != "0"),
             };
             let _ = tx.send(session::run(client, &layout, &img, opts));
         }

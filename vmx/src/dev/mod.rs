@@ -31,6 +31,8 @@ pub struct Machine {
     posted: Option<u8>,
     /// No new interrupt is posted before this time (see [`Machine::hold`]).
     hold: u64,
+    /// PIC input levels last told to the in-kernel PIC (see [`Machine::line_commands`]).
+    sent_lines: u16,
 }
 
 impl Machine {
@@ -44,6 +46,7 @@ impl Machine {
             unknown: BTreeMap::new(),
             posted: None,
             hold: 0,
+            sent_lines: 0,
         }
     }
 
@@ -132,6 +135,18 @@ impl Machine {
             Some(v) => format!("irq {v}"),
             None => "irq".to_string(),
         })
+    }
+
+    /// With the hypervisor's in-kernel PIC: the `line IRQ LEVEL` commands that bring its
+    /// inputs in line with what this machine's devices drive, for the lines that changed.
+    pub fn line_commands(&mut self) -> Vec<String> {
+        let now = self.pic.lines();
+        let changed = now ^ self.sent_lines;
+        self.sent_lines = now;
+        (0..16)
+            .filter(|i| changed >> i & 1 != 0)
+            .map(|i| format!("line {i} {}", now >> i & 1))
+            .collect()
     }
 
     /// The vector #X holds for the guest, if any.
@@ -264,6 +279,22 @@ mod tests {
         m.io_out(0x21, 1, 0xff);
         assert_eq!(m.irq_command().as_deref(), Some("irq"));
         assert!(!m.irq_posted());
+    }
+
+    #[test]
+    fn line_commands_follow_the_pic_inputs() {
+        let mut m = machine();
+        assert!(m.line_commands().is_empty());
+        // COM2 with its receive interrupt and OUT2 on: IRQ 3 rises with input, falls
+        // when it is read.
+        m.io_out(0x2f9, 1, 1);
+        m.io_out(0x2fc, 1, 0x08);
+        m.board.com[1].receive(b"z");
+        m.board.sync_lines();
+        assert_eq!(m.line_commands(), ["line 3 1"]);
+        assert!(m.line_commands().is_empty());
+        m.io_in(0x2f8, 1);
+        assert_eq!(m.line_commands(), ["line 3 0"]);
     }
 
     #[test]
