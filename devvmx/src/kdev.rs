@@ -2,7 +2,8 @@
 //! the VM's port I/O to the named devices is answered here, with pcdev's models (the same
 //! code the vmx tool runs), instead of going to the client as `io` exits. The PIC's
 //! interrupts are injected at entry, halts wait here for them, and COM1's bytes go through
-//! the VM's `cons` file.
+//! the VM's `cons` file. With `cpu`, cpuid and reads of the MSRs that live in the VMCS are
+//! answered here too, from the real CPU through pcdev's masks.
 
 use crate::plan9::quote;
 use alloc::format;
@@ -17,14 +18,16 @@ pub const UART: u8 = 1 << 2;
 pub const RTC: u8 = 1 << 3;
 pub const KBD: u8 = 1 << 4;
 pub const QUIET: u8 = 1 << 5;
+pub const CPU: u8 = 1 << 6;
 
-pub const NAMES: [(&str, u8); 6] = [
+pub const NAMES: [(&str, u8); 7] = [
     ("pic", PIC),
     ("pit", PIT),
     ("uart", UART),
     ("rtc", RTC),
     ("kbd", KBD),
     ("quiet", QUIET),
+    ("cpu", CPU),
 ];
 
 /// Devices that raise interrupts, and so need the in-kernel PIC.
@@ -88,6 +91,8 @@ pub struct Counts {
     pub io: u64,
     /// Halts waited out here.
     pub hlt: u64,
+    /// cpuid and rdmsr answered here.
+    pub cpu: u64,
     /// Interrupts injected from the in-kernel PIC.
     pub irq: u64,
 }
@@ -96,6 +101,7 @@ impl Counts {
     pub fn add(&mut self, o: &Counts) {
         self.io += o.io;
         self.hlt += o.hlt;
+        self.cpu += o.cpu;
         self.irq += o.irq;
     }
 }
@@ -186,9 +192,9 @@ mod tests {
     #[test]
     fn names() {
         assert_eq!(
-            p("pic pit uart rtc=100 kbd quiet"),
+            p("pic pit uart rtc=100 kbd quiet cpu"),
             Ok(Choice {
-                set: 0x3f,
+                set: 0x7f,
                 rtc_base: 100
             })
         );

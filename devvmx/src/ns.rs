@@ -78,6 +78,7 @@ enum Kind {
     Status,
     VmxDir,
     Clone,
+    Cpuid,
     VmDir(usize, u64),
     VmFile(usize, u64, VmF),
     SegTop,
@@ -112,6 +113,8 @@ impl Node {
 const ROOTQ: u64 = 1 << 63;
 const SEGQ: u64 = 1 << 62;
 const QCLONE: u64 = 1;
+/// `vmx/cpuid` (an extension): below the first VM's qid paths, as clone.
+const QCPUID: u64 = 2;
 
 fn qidpath(slot: usize, file: u64) -> u64 {
     ((slot as u64 + 1) << 8) | file
@@ -324,6 +327,20 @@ impl<H: Hw> Namespace<H> {
         c
     }
 
+    /// `vmx/cpuid`: the leaves a guest with the `cpu` device is told about, one a line:
+    /// leaf, eax, ebx, ecx, edx in hex (subleaf 0).
+    fn cpuid_text(&mut self) -> String {
+        let hw = &mut self.hw;
+        pcdev::cpu::guest_leaves(&mut |l, s| hw.cpuid(l, s))
+            .map(|(l, r)| {
+                format!(
+                    "{l:08x} {:08x} {:08x} {:08x} {:08x}\n",
+                    r[0], r[1], r[2], r[3]
+                )
+            })
+            .collect()
+    }
+
     fn status_text(&self) -> String {
         let pg = PAGE as u64;
         let mut s = format!(
@@ -344,8 +361,8 @@ impl<H: Hw> Namespace<H> {
         let c = self.inside_counts();
         if self.inside_used {
             s.push_str(&format!(
-                "inkernel io {} hlt {} irq {}\n",
-                c.io, c.hlt, c.irq
+                "inkernel io {} hlt {} irq {} cpu {}\n",
+                c.io, c.hlt, c.irq, c.cpu
             ));
         }
         s
@@ -483,6 +500,7 @@ impl<H: Hw> Namespace<H> {
             Kind::Status => mk(ROOTQ | 1, false, "status", 0, owner, 0o444),
             Kind::VmxDir => mk(0, true, "vmx", 0, owner, 0o555),
             Kind::Clone => mk(QCLONE, false, "clone", 0, owner, 0o444),
+            Kind::Cpuid => mk(QCPUID, false, "cpuid", 0, owner, 0o444),
             Kind::VmDir(slot, gen) => {
                 vm_ok(slot, gen)?;
                 mk(qidpath(slot, 0), true, &slot.to_string(), 0, owner, 0o555)
@@ -633,6 +651,10 @@ impl<H: Hw> Tree for Namespace<H> {
             Kind::VmxDir => {
                 if name == "clone" {
                     return n(Kind::Clone);
+                }
+                // Walkable, not listed: a listing of vmx/ stays the seed's.
+                if name == "cpuid" {
+                    return n(Kind::Cpuid);
                 }
                 let vm = name
                     .parse::<usize>()
@@ -838,6 +860,12 @@ impl<H: Hw> Tree for Namespace<H> {
             Kind::SegData(slot, gen) => {
                 let n = self.segs.io(&mut self.hw, slot, gen, off, buf, None)?;
                 done(n)
+            }
+            Kind::Cpuid => {
+                if off == 0 {
+                    node.aux = self.cpuid_text().into_bytes();
+                }
+                done(readstr(off, buf, &node.aux))
             }
             Kind::Clone => Err(EGREG.into()),
             _ => Err(EISDIR.into()),

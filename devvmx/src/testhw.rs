@@ -20,8 +20,9 @@ pub struct Exit {
     pub iinfo: u32,
     pub gva: u64,
     pub gpa: u64,
-    /// Guest rax after the exit.
+    /// Guest rax and rcx after the exit.
     pub ax: Option<u64>,
+    pub cx: Option<u64>,
     /// Other fields the exit sets (e.g. GUEST_RIP).
     pub set: Vec<(u32, u64)>,
     /// The entry instruction itself fails (VMfail): no exit happens.
@@ -250,6 +251,8 @@ impl Hw for TestHw {
 
     fn cpuid(&mut self, leaf: u32, _subleaf: u32) -> [u32; 4] {
         match leaf {
+            // "GenuineIntel", leaves up to 0xd.
+            0 => [0xd, 0x756e_6547, 0x6c65_746e, 0x4965_6e69],
             1 => [0x306c3, 0, if self.cpuid_vmx { 1 << 5 } else { 0 }, 0],
             _ => [0; 4],
         }
@@ -410,6 +413,9 @@ impl Hw for TestHw {
         }
         if let Some(ax) = e.ax {
             state.regs.ax = ax;
+        }
+        if let Some(cx) = e.cx {
+            state.regs.cx = cx;
         }
         Ok(())
     }

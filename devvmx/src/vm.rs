@@ -25,8 +25,10 @@ pub const PREEMPT_QUANTUM: u64 = 0x4000;
 pub const INSIDE_MAX: usize = 256;
 
 /// Exit reasons the in-kernel devices may answer.
+const EXIT_CPUID: u32 = 10;
 const EXIT_HLT: u32 = 12;
 const EXIT_IO: u32 = 30;
+const EXIT_RDMSR: u32 = 31;
 /// RFLAGS.IF.
 const RFLAGS_IF: u64 = 1 << 9;
 
@@ -824,6 +826,32 @@ impl Vm {
                     // A 32-bit in zero-extends into rax, as a 32-bit register write does.
                     self.entry.regs.ax = if size == 4 { v } else { ax & !mask | v };
                 }
+            }
+            EXIT_CPUID if k.has(kdev::CPU) => {
+                let r = &mut self.entry.regs;
+                let (leaf, sub) = (r.ax as u32, r.cx as u32);
+                let v = pcdev::cpu::guest_cpuid(leaf, sub, &mut |l, s| hw.cpuid(l, s))
+                    .unwrap_or([0; 4]);
+                (r.ax, r.bx, r.cx, r.dx) = (v[0].into(), v[1].into(), v[2].into(), v[3].into());
+                k.counts.cpu += 1;
+            }
+            EXIT_RDMSR if k.has(kdev::CPU) => {
+                let field = match pcdev::cpu::msr(self.entry.regs.cx as u32) {
+                    Some(pcdev::cpu::Msr::Reg("pat")) => Some(GUEST_IA32_PAT),
+                    Some(pcdev::cpu::Msr::Reg("efer")) => Some(GUEST_IA32_EFER),
+                    Some(pcdev::cpu::Msr::Reg("fsbase")) => Some(GUEST_FSBASE),
+                    Some(pcdev::cpu::Msr::Reg("gsbase")) => Some(GUEST_GSBASE),
+                    Some(pcdev::cpu::Msr::Zero) => None,
+                    // The client keeps the rest (and takes every write).
+                    _ => return Ok(false),
+                };
+                let v = match field {
+                    Some(f) => vmcs::read(hw, f)?,
+                    None => 0,
+                };
+                self.entry.regs.ax = v & 0xffff_ffff;
+                self.entry.regs.dx = v >> 32;
+                k.counts.cpu += 1;
             }
             EXIT_HLT if k.has(kdev::PIC) => {
                 if vmcs::read(hw, GUEST_RFLAGS)? & RFLAGS_IF == 0 {

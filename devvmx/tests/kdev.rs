@@ -487,3 +487,53 @@ fn a_guest_hammering_the_uart_and_the_pit_leaves_the_host_serving_and_leaks_noth
     let io: u64 = line.split(' ').nth(2).unwrap().parse().unwrap();
     assert!(io > 200_000, "{line}");
 }
+
+#[test]
+fn cpuid_and_vmcs_msrs_answered_from_the_cpu_through_the_masks() {
+    let mut c = client();
+    let v = vm(&mut c);
+    assert_eq!(ctl(&mut c, &v, b"devices cpu"), count(b"devices cpu"));
+    let cpuid = |leaf: u64| Exit {
+        ilen: 2,
+        ax: Some(leaf),
+        ..Exit::new(10)
+    };
+    let rdmsr = |msr: u64| Exit {
+        ilen: 2,
+        ax: Some(0xdead),
+        cx: Some(msr),
+        ..Exit::new(31)
+    };
+    c.ns.hw_mut().exits.extend([
+        cpuid(1),
+        cpuid(0x4000_0000),
+        rdmsr(0x277),
+        rdmsr(0x8b),
+        rdmsr(0x1a0),
+    ]);
+    ctl(&mut c, &v, b"go");
+    c.run();
+    let e = c.ns.hw().entries.clone();
+    // Leaf 1 of TestHw's CPU says VMX; the guest is not told.
+    assert_eq!(e[1].ax, 0x306c3);
+    assert_eq!(e[1].rip, 2);
+    // PAT from the VMCS, in edx:eax; the microcode signature reads 0.
+    assert_eq!(e[3].ax, 0x0007_0406);
+    assert_eq!(e[4].ax, 0);
+    // MISC_ENABLE is the client's: it reaches wait.
+    assert!(matches!(c.read(v.wait, 0, 512), R::Data(d) if d.starts_with(b".rdmsr ")));
+    let st = c.read_text("status");
+    assert!(st.ends_with("inkernel io 0 hlt 0 irq 0 cpu 4\n"), "{st}");
+    // vmx/cpuid lists the leaves guests are told about, and is not in the listing.
+    let t = c.read_text("vmx/cpuid");
+    assert!(
+        t.starts_with("00000000 00000007 756e6547 6c65746e 49656e69\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains("\n00000001 000306c3 00000000 00000000 00000000\n"),
+        "{t}"
+    );
+    assert!(!c.ls("vmx").contains(&"cpuid".to_string()));
+    assert!(c.open_path("vmx/cpuid", om::WRITE).is_err());
+}

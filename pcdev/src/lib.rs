@@ -11,6 +11,7 @@
 
 extern crate alloc;
 
+pub mod cpu;
 pub mod i8042;
 pub mod pic;
 pub mod pit;

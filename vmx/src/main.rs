@@ -240,8 +240,8 @@ fn run(a: Args) -> Result<ExitCode, String> {
         );
         if let Some(c) = report.inkernel {
             eprintln!(
-                "vmx: answered in the hypervisor: {} port accesses, {} halts, {} interrupts",
-                c[0], c[1], c[2]
+                "vmx: answered in the hypervisor: {} port accesses, {} halts, {} interrupts, {} cpuid and MSR reads",
+                c[0], c[1], c[2], c[3]
             );
         }
     }

@@ -32,8 +32,9 @@ pub struct Options<'a> {
 }
 
 /// The devices the tool asks the hypervisor for (its `devices` ctl message; the RTC's
-/// clock is appended): all but COM2, PCI and the done and debug ports, which stay here.
-pub const KERNEL_DEVICES: &str = "devices pic pit uart kbd quiet rtc";
+/// clock is appended): all but COM2, PCI and the done and debug ports, which stay here;
+/// and the CPU's cpuid and VMCS-held MSRs, answered from the real CPU the guest runs on.
+pub const KERNEL_DEVICES: &str = "devices pic pit uart kbd quiet cpu rtc";
 
 /// What a run ended with and what it cost.
 pub struct Report {
@@ -42,13 +43,13 @@ pub struct Report {
     pub vm_id: String,
     /// The hypervisor ran the PC devices.
     pub kernel_devices: bool,
-    /// Then: what it answered itself for this VM (port accesses, halts, interrupts),
-    /// from the change in its status file's `inkernel` line.
-    pub inkernel: Option<[u64; 3]>,
+    /// Then: what it answered itself for this VM (port accesses, halts, interrupts,
+    /// cpuid and MSR reads), from the change in its status file's `inkernel` line.
+    pub inkernel: Option<[u64; 4]>,
 }
 
 /// The `inkernel io N hlt N irq N` line of the hypervisor's status file.
-fn inkernel(client: &Client) -> Option<[u64; 3]> {
+fn inkernel(client: &Client) -> Option<[u64; 4]> {
     let st = client.open("status", ninep_client::om::READ).ok()?;
     let text = String::from_utf8(st.read_all().ok()?).ok()?;
     let line = text.lines().find(|l| l.starts_with("inkernel "))?;
@@ -58,7 +59,7 @@ fn inkernel(client: &Client) -> Option<[u64; 3]> {
         .step_by(2)
         .filter_map(|v| v.parse().ok())
         .collect();
-    Some([*f.first()?, *f.get(1)?, *f.get(2)?])
+    Some([*f.first()?, *f.get(1)?, *f.get(2)?, *f.get(3)?])
 }
 
 /// Runs `img` in a new VM; Err only when the VM could not be set up.
@@ -97,7 +98,7 @@ pub fn run(
         false
     };
     // The status file's counts before this VM ran (zeros the first time).
-    let base = kernel.then(|| inkernel(&vm.client).unwrap_or([0; 3]));
+    let base = kernel.then(|| inkernel(&vm.client).unwrap_or([0; 4]));
     let _ = writeln!(
         o.log,
         "vmx: PC devices {}",
@@ -178,7 +179,14 @@ pub fn run(
     stats.by_reason.insert("(load)".into(), (0, load_trips));
     let vm = runner.into_vm();
     let counts = match (kernel, base) {
-        (true, Some(b)) => inkernel(&vm.client).map(|c| [c[0] - b[0], c[1] - b[1], c[2] - b[2]]),
+        (true, Some(b)) => inkernel(&vm.client).map(|c| {
+            [
+                c[0].saturating_sub(b[0]),
+                c[1].saturating_sub(b[1]),
+                c[2].saturating_sub(b[2]),
+                c[3].saturating_sub(b[3]),
+            ]
+        }),
         _ => None,
     };
     let outcome = match (outcome, vm.close()) {

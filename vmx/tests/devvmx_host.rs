@@ -170,7 +170,7 @@ fn the_same_guest_with_the_devices_in_the_kernel() {
     drop(ns);
     let s = &report.stats.by_reason;
     assert_eq!(s.get("io"), None, "{:?}", s);
-    assert_eq!(s[".cpuid"], (1, 3), "{:?}", s);
+    assert_eq!(s.get(".cpuid"), None, "{:?}", s);
     assert_eq!(s[".hlt"], (1, 2), "{:?}", s);
-    assert_eq!(report.inkernel, Some([3, 0, 0]));
+    assert_eq!(report.inkernel, Some([3, 0, 0, 1]));
 }
