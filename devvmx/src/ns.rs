@@ -829,6 +829,8 @@ impl<H: Hw> Tree for Namespace<H> {
                         let errstr = vm.errstr.clone();
                         let k = vm.cons().ok_or(Error::from(ENOCONS))?;
                         let n = k.board.com[0].take(buf);
+                        // Room again may raise the THR-empty interrupt.
+                        k.board.sync_lines();
                         match state {
                             _ if n > 0 || buf.is_empty() => {
                                 node.waiting = false;
