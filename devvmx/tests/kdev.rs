@@ -8,22 +8,14 @@ use common::*;
 use devvmx::hw::Hw;
 use devvmx::testhw::{Exit, TestHw};
 use pcdev::script::{Op, SCRIPTS};
-use protocol::{om, Fcall};
+use protocol::om;
 
 const ALL: &[u8] = b"devices pic pit uart rtc kbd quiet";
 const WAITTAG: u16 = 77;
 const CONSTAG: u16 = 78;
 
-struct Vm {
-    ctl: u32,
-    wait: u32,
-    n: String,
-}
-
 fn vm(c: &mut Client) -> Vm {
-    let (ctl, n) = c.new_vm();
-    let wait = c.open_path(&format!("vmx/{n}/wait"), om::READ).unwrap();
-    Vm { ctl, wait, n }
+    c.vm()
 }
 
 /// An io exit's qualification.
@@ -155,14 +147,7 @@ fn scripts_read_the_same_through_the_kernel() {
         }
         let n = exits.len();
         c.ns.hw_mut().exits.extend(exits);
-        c.send(
-            WAITTAG,
-            Fcall::Tread {
-                fid: v.wait,
-                offset: 0,
-                count: 512,
-            },
-        );
+        c.start_read(WAITTAG, v.wait, 512);
         ctl(&mut c, &v, b"go");
         c.run();
         // No exit reached wait: the kernel answered all of them.
@@ -296,25 +281,11 @@ fn cons_feeds_the_uart_and_its_interrupt_is_injected_without_an_ack_line() {
     assert_eq!(entries, setup);
     assert!(!c.run());
     assert_eq!(c.ns.hw().entries.len(), entries);
-    c.send(
-        WAITTAG,
-        Fcall::Tread {
-            fid: v.wait,
-            offset: 0,
-            count: 512,
-        },
-    );
+    c.start_read(WAITTAG, v.wait, 512);
     let cons = c.open_path(&format!("vmx/{}/cons", v.n), om::RDWR).unwrap();
     assert!(c.ls(&format!("vmx/{}", v.n)).contains(&"cons".to_string()));
     // A console read blocks for output.
-    c.send(
-        CONSTAG,
-        Fcall::Tread {
-            fid: cons,
-            offset: 0,
-            count: 64,
-        },
-    );
+    c.start_read(CONSTAG, cons, 64);
     assert_eq!(c.replies(), vec![]);
     // Typing raises IRQ 4: the guest wakes with vector 0x24 injected, reads the byte
     // (IIR says received data), echoes it, ends the interrupt and exits on cpuid.

@@ -22,7 +22,7 @@ use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::channel;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vmm_tests::emu::{self, Machine, Opts};
 use vmx::layout::Layout;
@@ -34,24 +34,7 @@ const MEM_MB: u32 = 128;
 const IPS: u64 = 4_000_000;
 const INIT: &str = "echo vmx-initramfs-$((6*7)); exec sh";
 
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Buf {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
+use vmx::testdata::Capture as Buf;
 
 /// A 9P connection that counts the requests it sends (each is one round trip).
 struct Counted {
@@ -120,6 +103,20 @@ struct Figures {
     note: String,
 }
 
+impl Figures {
+    fn new(name: &'static str) -> Figures {
+        Figures {
+            name,
+            prompt: None,
+            trips_to_prompt: None,
+            trips_total: None,
+            client_exits: None,
+            kernel_exits: None,
+            note: String::new(),
+        }
+    }
+}
+
 fn limit() -> Duration {
     Duration::from_secs(
         std::env::var("BENCH_SECS")
@@ -147,15 +144,7 @@ fn initrd() -> Vec<u8> {
 
 fn through_the_hypervisor(kernel_devices: bool) -> Figures {
     let name = if kernel_devices { "kernel" } else { "tool" };
-    let mut f = Figures {
-        name,
-        prompt: None,
-        trips_to_prompt: None,
-        trips_total: None,
-        client_exits: None,
-        kernel_exits: None,
-        note: String::new(),
-    };
+    let mut f = Figures::new(name);
     let kernel = std::fs::read(vmx::testdata::debian_kernel()).expect("Debian kernel");
     let layout = Layout::new(u64::from(MEM_MB) << 20).unwrap();
     let img = loader::load(
@@ -259,15 +248,7 @@ fn tail(s: &str) -> String {
 }
 
 fn native() -> Figures {
-    let mut f = Figures {
-        name: "native",
-        prompt: None,
-        trips_to_prompt: None,
-        trips_total: None,
-        client_exits: None,
-        kernel_exits: None,
-        note: String::new(),
-    };
+    let mut f = Figures::new("native");
     let dir = std::env::temp_dir().join(format!("bench-linux-native-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let stage = dir.join("iso");

@@ -4,34 +4,15 @@
 //! once with them in the hypervisor (its `devices` message). The guest's output is
 //! asserted line by line, and the 9P round trips by exit reason are printed.
 
-use std::io::Write;
 use std::sync::mpsc::channel;
-use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 use vmm_tests::emu::{Machine, Opts};
 use vmx::layout::Layout;
 use vmx::loader::{self, BootArgs};
 use vmx::run::Outcome;
 use vmx::session::{self, Options};
-
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Buf {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
+use vmx::testdata::Capture as Buf;
 
 #[test]
 fn demo_guest_runs_over_9p_under_bochs() {

@@ -15,6 +15,7 @@ use vmx::layout::Layout;
 use vmx::loader;
 use vmx::run::Outcome;
 use vmx::session::{self, Options};
+use vmx::testdata::Capture as W;
 
 type Ns = Arc<Mutex<Namespace<TestHw>>>;
 
@@ -81,17 +82,6 @@ fn script() -> Vec<Exit> {
     ]
 }
 
-struct W(Arc<Mutex<Vec<u8>>>);
-impl Write for W {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Runs the script through the tool against devvmx served on a socket pair.
 fn run_script(kernel_devices: bool) -> (Ns, session::Report, Vec<u8>, String) {
     let mut hw = TestHw::new(4096);
@@ -112,13 +102,12 @@ fn run_script(kernel_devices: bool) -> (Ns, session::Report, Vec<u8>, String) {
     let layout = Layout::new(4 << 20).unwrap();
     let code = vec![0x90u8; 6000];
     let img = loader::load_raw(&code, 0x1000, &layout).unwrap();
-    let out = Arc::new(Mutex::new(Vec::new()));
-    let log = Arc::new(Mutex::new(Vec::new()));
+    let (out, log) = (W::default(), W::default());
     let opts = Options {
         segment: "vm.test".into(),
-        out: Box::new(W(out.clone())),
+        out: Box::new(out.clone()),
         input: None,
-        log: Box::new(W(log.clone())),
+        log: Box::new(log.clone()),
         tty: false,
         debug: false,
         trace: None,
@@ -126,8 +115,8 @@ fn run_script(kernel_devices: bool) -> (Ns, session::Report, Vec<u8>, String) {
     };
     let report = session::run(client, &layout, &img, opts).unwrap();
     server.join().unwrap();
-    let log = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
-    let out = out.lock().unwrap().clone();
+    let log = log.text();
+    let out = out.0.lock().unwrap().clone();
     (ns, report, out, log)
 }
 

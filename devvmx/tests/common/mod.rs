@@ -41,6 +41,13 @@ fn own(f: Fcall<'_>) -> R {
     }
 }
 
+/// A VM's ctl fid (the clone file), its wait fid and its number.
+pub struct Vm {
+    pub ctl: u32,
+    pub wait: u32,
+    pub n: String,
+}
+
 pub struct Client {
     pub s: Session<Namespace<TestHw>>,
     pub ns: Namespace<TestHw>,
@@ -240,6 +247,25 @@ impl Client {
             panic!()
         };
         (fid, String::from_utf8(d).unwrap())
+    }
+
+    /// A new VM with its wait file open.
+    pub fn vm(&mut self) -> Vm {
+        let (ctl, n) = self.new_vm();
+        let wait = self.open_path(&format!("vmx/{n}/wait"), om::READ).unwrap();
+        Vm { ctl, wait, n }
+    }
+
+    /// Sends a read that may block (wait, cons), answered later.
+    pub fn start_read(&mut self, tag: u16, fid: u32, count: u32) {
+        self.send(
+            tag,
+            Fcall::Tread {
+                fid,
+                offset: 0,
+                count,
+            },
+        );
     }
 
     /// Names in a directory.
