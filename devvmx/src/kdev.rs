@@ -11,6 +11,9 @@ use alloc::string::String;
 use ninep::Error;
 use pcdev::{Board, Dev};
 
+/// `cons` of a VM without an in-kernel UART.
+pub const ENOCONS: &str = "no in-kernel uart";
+
 /// Device names of the `devices` message, and the bit each sets.
 pub const PIC: u8 = 1 << 0;
 pub const PIT: u8 = 1 << 1;
@@ -36,6 +39,12 @@ const NEED_PIC: u8 = PIT | UART | KBD;
 /// Most bytes COM1 queues each way (guest output nobody read, client input the guest
 /// has not read): beyond it the transmitter reads busy and `cons` writes are short.
 pub const CONS_LIMIT: usize = 64 * 1024;
+
+/// A console read waits for this many bytes, or for the oldest to be [`CONS_DELAY`] ns
+/// old (guest time), while the guest runs: each read is a round trip, and a guest prints
+/// a byte at a time.
+pub const CONS_BATCH: usize = 2048;
+pub const CONS_DELAY: u64 = 20_000_000;
 
 /// The parsed `devices` message: which devices, and the RTC's Unix time at guest time 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,6 +122,8 @@ pub struct KDev {
     rtc_base: i64,
     /// The guest halted with interrupts on; it is not entered until the PIC has one.
     pub halted: bool,
+    /// Guest time when COM1's output queue last went from empty to not.
+    tx_since: Option<u64>,
     pub counts: Counts,
 }
 
@@ -126,6 +137,7 @@ impl KDev {
             set: c.set,
             rtc_base: c.rtc_base,
             halted: false,
+            tx_since: None,
             counts: Counts::default(),
         }
     }
@@ -164,8 +176,29 @@ impl KDev {
             self.board.io_in(dev, port, size, now, wall)
         } else {
             self.board.io_out(dev, port, size, val, now, wall);
+            if !self.board.com[0].tx.is_empty() {
+                self.tx_since.get_or_insert(now);
+            }
             0
         }
+    }
+
+    /// COM1's output for a console read at guest time `now`: None while a running
+    /// guest's output is still short and young (see [`CONS_BATCH`]); else what fits in
+    /// `buf` (possibly nothing).
+    pub fn cons_take(&mut self, buf: &mut [u8], running: bool, now: u64) -> Option<usize> {
+        let queued = self.board.com[0].tx.len();
+        let young = self
+            .tx_since
+            .is_some_and(|t| now.saturating_sub(t) < CONS_DELAY);
+        if running && !self.halted && queued < CONS_BATCH.min(buf.len()) && (queued == 0 || young) {
+            return None;
+        }
+        let n = self.board.com[0].take(buf);
+        self.tx_since = (!self.board.com[0].tx.is_empty()).then_some(now);
+        // Room again may raise the THR-empty interrupt.
+        self.board.sync_lines();
+        Some(n)
     }
 
     /// The vector the PIC wants the CPU to take at guest time `now`, if any.

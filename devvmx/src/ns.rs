@@ -24,9 +24,6 @@ pub struct Config {
     pub version: &'static str,
 }
 
-/// `cons` of a VM without an in-kernel UART.
-const ENOCONS: &str = "no in-kernel uart";
-
 /// The seed's Equit.
 pub const EQUIT: &str = "vmx: ending";
 
@@ -824,35 +821,20 @@ impl<H: Hw> Tree for Namespace<H> {
                         }
                     },
                     VmF::Fpregs => done(readstr(off, buf, &vm.entry.fx.0)),
-                    VmF::Cons => {
-                        let state = vm.state;
-                        let errstr = vm.errstr.clone();
-                        let k = vm.cons().ok_or(Error::from(ENOCONS))?;
-                        let n = k.board.com[0].take(buf);
-                        // Room again may raise the THR-empty interrupt.
-                        k.board.sync_lines();
-                        match state {
-                            _ if n > 0 || buf.is_empty() => {
-                                node.waiting = false;
-                                done(n)
-                            }
-                            State::Dead => {
-                                node.waiting = false;
-                                Err(errstr.into())
-                            }
-                            // Output may still come: wait for it.
-                            State::Running => {
-                                node.waiting = true;
-                                Ok(Read::Pending)
-                            }
-                            // Stopped for the client: everything written so far has
-                            // been read (so a client knows its console is complete).
-                            _ => {
-                                node.waiting = false;
-                                done(0)
-                            }
+                    VmF::Cons => match vm.cons_read(hw, buf) {
+                        Ok(Some(n)) => {
+                            node.waiting = false;
+                            done(n)
                         }
-                    }
+                        Ok(None) => {
+                            node.waiting = true;
+                            Ok(Read::Pending)
+                        }
+                        Err(e) => {
+                            node.waiting = false;
+                            Err(e)
+                        }
+                    },
                 }
             }
             Kind::SegCtl(slot, gen) => {
@@ -890,7 +872,7 @@ impl<H: Hw> Tree for Namespace<H> {
                     }
                     VmF::Fpregs => Ok(vm.setfpregs(off, data)),
                     VmF::Cons => {
-                        let k = vm.cons().ok_or(Error::from(ENOCONS))?;
+                        let k = vm.cons().ok_or(Error::from(crate::kdev::ENOCONS))?;
                         match k.board.type_in(data) {
                             0 if !data.is_empty() => Err("console input full".into()),
                             n => Ok(n),

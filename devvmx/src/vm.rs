@@ -466,6 +466,21 @@ impl Vm {
         self.kdev.as_deref_mut().filter(|k| k.has(kdev::UART))
     }
 
+    /// A read of `cons`: Ok(None) to wait. Output is answered when there is enough of it,
+    /// or it has waited long enough (guest time), or the guest halts or stops; a stopped
+    /// VM with nothing queued reads 0 bytes (all output up to the stop has been read); a
+    /// dead one fails with its error.
+    pub fn cons_read<H: Hw>(&mut self, hw: &mut H, buf: &mut [u8]) -> Result<Option<usize>, Error> {
+        let now = self.guest_ns(hw);
+        let state = self.state;
+        let k = self.cons().ok_or(Error::from(kdev::ENOCONS))?;
+        match k.cons_take(buf, state == State::Running, now) {
+            Some(0) if state == State::Dead => Err(self.errstr.clone().into()),
+            Some(0) if state == State::Running && !buf.is_empty() => Ok(None),
+            r => Ok(r),
+        }
+    }
+
     /// The guest's clock in ns: its TSC (the host's plus the offset that hides the time
     /// spent outside the guest) over the host TSC's rate. Frozen while the VM is out for
     /// its client; running while it is halted here.

@@ -6,6 +6,7 @@
 mod common;
 use common::*;
 use devvmx::hw::Hw;
+use devvmx::kdev;
 use devvmx::testhw::{Exit, TestHw};
 use pcdev::script::{Op, SCRIPTS};
 use protocol::om;
@@ -428,16 +429,16 @@ fn a_guest_hammering_the_uart_and_the_pit_leaves_the_host_serving_and_leaks_noth
             R::Data(d) if !d.is_empty() => got += d.len(),
             _ => break,
         }
-        if got >= devvmx::kdev::CONS_LIMIT {
+        if got >= kdev::CONS_LIMIT {
             break;
         }
     }
-    assert_eq!(got, devvmx::kdev::CONS_LIMIT);
+    assert_eq!(got, kdev::CONS_LIMIT);
     // Typing beyond the receive limit is refused, not queued.
-    let big = vec![b'k'; devvmx::kdev::CONS_LIMIT + 10];
+    let big = vec![b'k'; kdev::CONS_LIMIT + 10];
     assert_eq!(c.write(cons, 0, &big[..7000]), R::Count(7000));
     let mut typed = 7000;
-    while typed < devvmx::kdev::CONS_LIMIT {
+    while typed < kdev::CONS_LIMIT {
         match c.write(cons, 0, &big[..7000]) {
             R::Count(n) => typed += n as usize,
             r => panic!("{r:?}"),
@@ -507,4 +508,50 @@ fn cpuid_and_vmcs_msrs_answered_from_the_cpu_through_the_masks() {
     );
     assert!(!c.ls("vmx").contains(&"cpuid".to_string()));
     assert!(c.open_path("vmx/cpuid", om::WRITE).is_err());
+}
+
+#[test]
+fn console_output_of_a_running_guest_is_read_in_batches() {
+    let mut c = client();
+    let v = vm(&mut c);
+    assert_eq!(
+        ctl(&mut c, &v, b"devices pic uart"),
+        count(b"devices pic uart")
+    );
+    let cons = c.open_path(&format!("vmx/{}/cons", v.n), om::RDWR).unwrap();
+    // Before the first go there is nothing to wait for.
+    assert_eq!(c.read(cons, 0, 10), R::Data(vec![]));
+    ctl(&mut c, &v, b"go");
+    c.start_read(CONSTAG, cons, 8192);
+    assert_eq!(c.replies(), vec![]);
+    // A byte, then the guest runs on: the read waits for more, or for the byte to age.
+    c.ns.hw_mut().exits.push_back(out(0x3f8, u64::from(b'a')));
+    c.run();
+    assert_eq!(c.replies(), vec![]);
+    let byte = |b: u8, ticks: u64| Exit {
+        guest_ticks: ticks,
+        ..out(0x3f8, u64::from(b))
+    };
+    c.ns.hw_mut().exits.push_back(byte(b'b', 19_000_000));
+    c.run();
+    assert_eq!(c.replies(), vec![]);
+    // 20 ms of guest time after the first byte: both go in one reply.
+    c.ns.hw_mut().exits.push_back(Exit {
+        guest_ticks: 2_000_000,
+        ..Exit::new(1)
+    });
+    c.run();
+    assert_eq!(c.replies(), vec![(CONSTAG, R::Data(b"ab".to_vec()))]);
+    // 2 KiB at once are answered at once.
+    c.start_read(CONSTAG, cons, 8192);
+    let burst: Vec<Exit> = (0..kdev::CONS_BATCH)
+        .map(|_| out(0x3f8, u64::from(b'z')))
+        .collect();
+    c.ns.hw_mut().exits.extend(burst);
+    let mut got = Vec::new();
+    while got.is_empty() && !c.ns.hw().exits.is_empty() {
+        c.run();
+        got = c.replies();
+    }
+    assert_eq!(got, vec![(CONSTAG, R::Data(vec![b'z'; kdev::CONS_BATCH]))]);
 }

@@ -175,7 +175,8 @@ fn through_the_hypervisor(kernel_devices: bool) -> Figures {
         left: 0,
         head: Vec::new(),
     };
-    let client = ninep_client::Client::over_msize(conn, "eve", "", emu::MSIZE).expect("attach");
+    let client = ninep_client::Client::over_msize(conn, "eve", "", ninep_client::DEFAULT_MSIZE)
+        .expect("attach");
     client.set_timeout(None);
     let out = Buf::default();
     let log = Buf::default();

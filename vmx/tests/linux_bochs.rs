@@ -65,7 +65,9 @@ fn linux_reaches_a_busybox_shell_under_bochs() {
         ips: 4_000_000,
         ..Opts::default()
     });
-    let client = m.client("eve", "");
+    // The tool's own message size (vmx dials with it), so the upload costs what it does
+    // with the tool.
+    let client = m.client_msize(&m.main_path(), "eve", "", ninep_client::DEFAULT_MSIZE);
     client.set_timeout(None);
     let path = std::env::var("VMX_LINUX_LOG").unwrap_or_else(|_| {
         std::env::temp_dir()
