@@ -851,18 +851,12 @@ impl Vm {
                 k.counts.cpu += 1;
             }
             EXIT_RDMSR if k.has(kdev::CPU) => {
-                let field = match pcdev::cpu::msr(self.entry.regs.cx as u32) {
-                    Some(pcdev::cpu::Msr::Reg("pat")) => Some(GUEST_IA32_PAT),
-                    Some(pcdev::cpu::Msr::Reg("efer")) => Some(GUEST_IA32_EFER),
-                    Some(pcdev::cpu::Msr::Reg("fsbase")) => Some(GUEST_FSBASE),
-                    Some(pcdev::cpu::Msr::Reg("gsbase")) => Some(GUEST_GSBASE),
-                    Some(pcdev::cpu::Msr::Zero) => None,
-                    // The client keeps the rest (and takes every write).
+                // The MSRs that live in the VMCS, read as the regs file reads them; the
+                // client keeps the rest (and takes every write).
+                let v = match pcdev::cpu::msr(self.entry.regs.cx as u32) {
+                    Some(pcdev::cpu::Msr::Reg(name)) => regs::getreg(hw, &mut self.entry, name)?,
+                    Some(pcdev::cpu::Msr::Zero) => 0,
                     _ => return Ok(false),
-                };
-                let v = match field {
-                    Some(f) => vmcs::read(hw, f)?,
-                    None => 0,
                 };
                 self.entry.regs.ax = v & 0xffff_ffff;
                 self.entry.regs.dx = v >> 32;
