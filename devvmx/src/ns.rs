@@ -613,6 +613,16 @@ impl<H: Hw> Namespace<H> {
     }
 }
 
+/// A read that may wait (wait, cons): Ok(None) keeps it pending, and the node remembers
+/// that it waits (so its VM's end can answer it).
+fn blocking(node: &mut Node, r: Result<Option<usize>, Error>) -> Result<Read, Error> {
+    node.waiting = matches!(r, Ok(None));
+    Ok(match r? {
+        Some(n) => Read::Done(n),
+        None => Read::Pending,
+    })
+}
+
 impl<H: Hw> Tree for Namespace<H> {
     type Node = Node;
 
@@ -804,37 +814,18 @@ impl<H: Hw> Tree for Namespace<H> {
                         done(readstr(off, buf, &node.aux))
                     }
                     VmF::Status => done(readstr(off, buf, vm.status_text().as_bytes())),
-                    VmF::Wait => match vm.wait(hw) {
-                        Ok(Some(line)) => {
-                            node.waiting = false;
-                            let n = line.len().min(buf.len());
-                            buf[..n].copy_from_slice(&line.as_bytes()[..n]);
-                            done(n)
-                        }
-                        Ok(None) => {
-                            node.waiting = true;
-                            Ok(Read::Pending)
-                        }
-                        Err(e) => {
-                            node.waiting = false;
-                            Err(e)
-                        }
-                    },
+                    VmF::Wait => {
+                        let r = vm.wait(hw).map(|line| {
+                            line.map(|line| {
+                                let n = line.len().min(buf.len());
+                                buf[..n].copy_from_slice(&line.as_bytes()[..n]);
+                                n
+                            })
+                        });
+                        blocking(node, r)
+                    }
                     VmF::Fpregs => done(readstr(off, buf, &vm.entry.fx.0)),
-                    VmF::Cons => match vm.cons_read(hw, buf) {
-                        Ok(Some(n)) => {
-                            node.waiting = false;
-                            done(n)
-                        }
-                        Ok(None) => {
-                            node.waiting = true;
-                            Ok(Read::Pending)
-                        }
-                        Err(e) => {
-                            node.waiting = false;
-                            Err(e)
-                        }
-                    },
+                    VmF::Cons => blocking(node, vm.cons_read(hw, buf)),
                 }
             }
             Kind::SegCtl(slot, gen) => {

@@ -638,7 +638,10 @@ fn in_kernel_devices_under_a_hammering_guest() {
     let e = vm.go("");
     assert_eq!((e.what.as_str(), e.qual), ("io", 0x99_0040), "{e:?}");
     vm.cmd(&format!("go pc={:#x};", e.next()));
-    let e = vm.ctl.write_str("devices rtc").expect_err("devices while running");
+    let e = vm
+        .ctl
+        .write_str("devices rtc")
+        .expect_err("devices while running");
     assert_eq!(e.remote(), Some("VM running"));
     let cons = hv.c.open(&vm.path("cons"), om::RDWR).unwrap();
     let mut got = 0u64;
