@@ -321,14 +321,23 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             self.account(&reason, count, wait_read);
             if self.debug && now.saturating_sub(self.last_status) >= STATUS_EVERY {
                 self.last_status = now;
+                let devices = if self.kernel.is_some() {
+                    "PIC, PIT and COM1 in the hypervisor".to_string()
+                } else {
+                    format!(
+                        "irq posted {:?}, PIC wants {:?}, timer due in {:?} ms",
+                        self.machine.posted(),
+                        self.machine.pic.pending(),
+                        self.machine
+                            .deadline()
+                            .map(|d| d.saturating_sub(now) / 1_000_000)
+                    )
+                };
                 let msg = format!(
-                    "vmx: status at {}s: {} exits, the last `{}`; irq posted {:?}, PIC wants {:?}, timer due in {:?} ms",
+                    "vmx: status at {}s: {} exits, the last `{}`; {devices}",
                     now / 1_000_000_000,
                     self.exits,
                     self.last,
-                    self.machine.posted(),
-                    self.machine.pic.pending(),
-                    self.machine.deadline().map(|d| d.saturating_sub(now) / 1_000_000)
                 );
                 let _ = writeln!(self.log, "{msg}");
             }
