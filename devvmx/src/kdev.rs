@@ -43,8 +43,8 @@ pub const CONS_LIMIT: usize = 64 * 1024;
 /// A console read waits for this many bytes, or for the oldest to be [`CONS_DELAY`] ns
 /// old (guest time), while the guest runs: each read is a round trip, and a guest prints
 /// a byte at a time.
-pub const CONS_BATCH: usize = 2048;
-pub const CONS_DELAY: u64 = 20_000_000;
+pub const CONS_BATCH: usize = 4096;
+pub const CONS_DELAY: u64 = 50_000_000;
 
 /// The parsed `devices` message: which devices, and the RTC's Unix time at guest time 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -532,17 +532,19 @@ fn console_output_of_a_running_guest_is_read_in_batches() {
         guest_ticks: ticks,
         ..out(0x3f8, u64::from(b))
     };
-    c.ns.hw_mut().exits.push_back(byte(b'b', 19_000_000));
+    c.ns.hw_mut()
+        .exits
+        .push_back(byte(b'b', kdev::CONS_DELAY - 1_000_000));
     c.run();
     assert_eq!(c.replies(), vec![]);
-    // 20 ms of guest time after the first byte: both go in one reply.
+    // CONS_DELAY of guest time after the first byte: both go in one reply.
     c.ns.hw_mut().exits.push_back(Exit {
         guest_ticks: 2_000_000,
         ..Exit::new(1)
     });
     c.run();
     assert_eq!(c.replies(), vec![(CONSTAG, R::Data(b"ab".to_vec()))]);
-    // 2 KiB at once are answered at once.
+    // A batch at once is answered at once.
     c.start_read(CONSTAG, cons, 8192);
     let burst: Vec<Exit> = (0..kdev::CONS_BATCH)
         .map(|_| out(0x3f8, u64::from(b'z')))

@@ -357,28 +357,42 @@ fn native() -> Figures {
     f
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let want = |n: &str| args.is_empty() || args.iter().any(|a| a == n);
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    eprintln!("bench-linux: load average before: {}", load.trim());
-    let mut rows = Vec::new();
-    if want("kernel") {
-        rows.push(through_the_hypervisor(true));
-    }
-    if want("tool") {
-        rows.push(through_the_hypervisor(false));
-    }
-    if want("native") {
-        rows.push(native());
-    }
+/// A named way to boot.
+type Run = (&'static str, fn() -> Figures);
+
+/// One line of the table; the ratio is to the native row, if measured.
+fn row(r: &Figures, rows: &[Figures]) -> String {
     let native_s = rows
         .iter()
         .find(|r| r.name == "native")
         .and_then(|r| r.prompt)
         .map(|d| d.as_secs_f64());
     let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
-    println!(
+    let s = r.prompt.map(|d| d.as_secs_f64());
+    format!(
+        "{:<8} {:>10} {:>8} {:>14} {:>12} {:>13} {:>14}  {}",
+        r.name,
+        s.map_or("-".into(), |s| format!("{s:.1}")),
+        match (s, native_s) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+            _ => "-".into(),
+        },
+        opt(r.trips_to_prompt),
+        opt(r.trips_total),
+        opt(r.client_exits),
+        opt(r.kernel_exits),
+        r.note
+    )
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let want = |n: &str| args.is_empty() || args.iter().any(|a| a == n);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    eprintln!("bench-linux: load average before: {}", load.trim());
+    // In this order, each row printed as it is measured (the tool's run is the slowest).
+    let mut rows: Vec<Figures> = Vec::new();
+    let header = format!(
         "{:<8} {:>10} {:>8} {:>14} {:>12} {:>13} {:>14}  note",
         "run",
         "prompt s",
@@ -388,22 +402,20 @@ fn main() {
         "client exits",
         "kernel exits"
     );
+    let runs: [Run; 3] = [
+        ("kernel", || through_the_hypervisor(true)),
+        ("native", native),
+        ("tool", || through_the_hypervisor(false)),
+    ];
+    for (name, run) in runs {
+        if want(name) {
+            rows.push(run());
+            eprintln!("{header}\n{}", row(rows.last().unwrap(), &rows));
+        }
+    }
+    println!("{header}");
     for r in &rows {
-        let s = r.prompt.map(|d| d.as_secs_f64());
-        println!(
-            "{:<8} {:>10} {:>8} {:>14} {:>12} {:>13} {:>14}  {}",
-            r.name,
-            s.map_or("-".into(), |s| format!("{s:.1}")),
-            match (s, native_s) {
-                (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
-                _ => "-".into(),
-            },
-            opt(r.trips_to_prompt),
-            opt(r.trips_total),
-            opt(r.client_exits),
-            opt(r.kernel_exits),
-            r.note
-        );
+        println!("{}", row(r, &rows));
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     eprintln!("bench-linux: load average after: {}", load.trim());
