@@ -11,6 +11,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("triple", "--32"),
     ("long", "--64"),
     ("bench", "--32"),
+    ("hammer", "--32"),
 ];
 
 fn run(cmd: &mut Command) {

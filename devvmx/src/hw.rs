@@ -100,6 +100,9 @@ pub trait Hw {
     fn host_xcr0(&self) -> u64;
     /// The time-stamp counter.
     fn rdtsc(&mut self) -> u64;
+    /// The time-stamp counter's rate in Hz (the kernel calibrates it against the PIT at
+    /// boot): the clock of in-kernel devices, which run on the guest's (offset) TSC.
+    fn tsc_hz(&self) -> u64;
 
     // --- VMX instructions ---
     fn vmxon(&mut self, region: Phys) -> Result<(), VmxFail>;

@@ -14,6 +14,7 @@ pub mod clock;
 pub mod ept;
 pub mod event;
 pub mod hw;
+pub mod kdev;
 pub mod mem;
 mod ns;
 pub mod plan9;

@@ -44,6 +44,7 @@ enum VmF {
     Map = 4,
     Wait = 5,
     Fpregs = 6,
+    Cons = 7,
 }
 
 /// The seed's vmxdir[]: name, file, mode.
@@ -56,12 +57,25 @@ const VMXDIR: [(&str, VmF, u32); 6] = [
     ("fpregs", VmF::Fpregs, 0o660),
 ];
 
+/// The in-kernel UART's console (an extension): listed only in the directory of a VM
+/// whose `devices` include `uart`.
+const CONS: (&str, VmF, u32) = ("cons", VmF::Cons, 0o660);
+
+fn vmxfile(f: VmF) -> &'static (&'static str, VmF, u32) {
+    VMXDIR
+        .iter()
+        .chain(core::iter::once(&CONS))
+        .find(|e| e.1 == f)
+        .unwrap_or(&CONS)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Root,
     Status,
     VmxDir,
     Clone,
+    Cpuid,
     VmDir(usize, u64),
     VmFile(usize, u64, VmF),
     SegTop,
@@ -96,6 +110,8 @@ impl Node {
 const ROOTQ: u64 = 1 << 63;
 const SEGQ: u64 = 1 << 62;
 const QCLONE: u64 = 1;
+/// `vmx/cpuid` (an extension): below the first VM's qid paths, as clone.
+const QCPUID: u64 = 2;
 
 fn qidpath(slot: usize, file: u64) -> u64 {
     ((slot as u64 + 1) << 8) | file
@@ -114,9 +130,11 @@ enum Cm {
     Exc,
     Irq,
     Extrap,
+    Devices,
+    Line,
 }
 
-const VMXCTLMSG: [Cmdtab<Cm>; 7] = [
+const VMXCTLMSG: [Cmdtab<Cm>; 9] = [
     Cmdtab {
         index: Cm::Quit,
         cmd: "quit",
@@ -152,6 +170,17 @@ const VMXCTLMSG: [Cmdtab<Cm>; 7] = [
         cmd: "extrap",
         narg: 2,
     },
+    // Extensions: in-kernel devices (DEVIATIONS.md).
+    Cmdtab {
+        index: Cm::Devices,
+        cmd: "devices",
+        narg: 0,
+    },
+    Cmdtab {
+        index: Cm::Line,
+        cmd: "line",
+        narg: 3,
+    },
 ];
 
 /// The #X device and segments over a [`Hw`].
@@ -170,6 +199,10 @@ pub struct Namespace<H: Hw> {
     /// When the namespace was made (the kernel's boot): the times of the root, `vmx/`,
     /// `segment/`, `status` and `clone`.
     booted: u32,
+    /// What in-kernel devices answered for VMs that have ended.
+    inside_ended: crate::kdev::Counts,
+    /// Some VM asked for in-kernel devices since boot.
+    inside_used: bool,
 }
 
 /// vmxreset: can VMs run on this CPU? Sets the IA32_FEATURE_CONTROL lock and VMXON bits where
@@ -263,6 +296,8 @@ impl<H: Hw> Namespace<H> {
             sessions: 0,
             cpus: 1,
             booted,
+            inside_ended: Default::default(),
+            inside_used: false,
         }
     }
 
@@ -325,14 +360,37 @@ impl<H: Hw> Namespace<H> {
         let mut any = false;
         for vm in self.vms.iter_mut().flatten() {
             vm.run(&mut self.hw);
-            any |= vm.state == State::Running;
+            any |= vm.busy();
         }
         any
     }
 
+    /// Exits in-kernel devices answered since boot, over every VM.
+    pub fn inside_counts(&self) -> crate::kdev::Counts {
+        let mut c = self.inside_ended;
+        for k in self.vms.iter().flatten().filter_map(|vm| vm.kdev.as_ref()) {
+            c.add(&k.counts);
+        }
+        c
+    }
+
+    /// `vmx/cpuid`: the leaves a guest with the `cpu` device is told about, one a line:
+    /// leaf, eax, ebx, ecx, edx in hex (subleaf 0).
+    fn cpuid_text(&mut self) -> String {
+        let hw = &mut self.hw;
+        pcdev::cpu::guest_leaves(&mut |l, s| hw.cpuid(l, s))
+            .map(|(l, r)| {
+                format!(
+                    "{l:08x} {:08x} {:08x} {:08x} {:08x}\n",
+                    r[0], r[1], r[2], r[3]
+                )
+            })
+            .collect()
+    }
+
     fn status_text(&self) -> String {
         let pg = PAGE as u64;
-        format!(
+        let mut s = format!(
             "version {}\nowner {}\nmemfree {}\nmemtotal {}\ncpus {}\nvms {}\nsegments {}\nsessions {}\n{}\n",
             self.cfg.version,
             self.cfg.owner,
@@ -346,7 +404,16 @@ impl<H: Hw> Namespace<H> {
                 Ok(()) => String::from("vmx ok"),
                 Err(why) => format!("vmx unavailable: {why}"),
             }
-        )
+        );
+        // Once any VM has asked for in-kernel devices: what they answered.
+        let c = self.inside_counts();
+        if self.inside_used {
+            s.push_str(&format!(
+                "inkernel io {} hlt {} irq {} cpu {}\n",
+                c.io, c.hlt, c.irq, c.cpu
+            ));
+        }
+        s
     }
 
     fn vm(&mut self, slot: usize, gen: u64) -> Result<&mut Vm, Error> {
@@ -422,6 +489,9 @@ impl<H: Hw> Namespace<H> {
             return;
         };
         vm.state = State::Ending;
+        if let Some(k) = &vm.kdev {
+            self.inside_ended.add(&k.counts);
+        }
         let pml4 = vm.pml4;
         vm.mem.clear(&mut self.hw, &mut self.segs, pml4);
         let _ = self.hw.vmclear(vm.vmcs);
@@ -457,6 +527,7 @@ impl<H: Hw> Namespace<H> {
             Kind::Status => mk(ROOTQ | 1, false, "status", 0, owner, 0o444, boot),
             Kind::VmxDir => mk(0, true, "vmx", 0, owner, 0o555, boot),
             Kind::Clone => mk(QCLONE, false, "clone", 0, owner, 0o444, boot),
+            Kind::Cpuid => mk(QCPUID, false, "cpuid", 0, owner, 0o444, boot),
             Kind::VmDir(slot, gen) => {
                 let made = vm(slot, gen)?.made;
                 let name = slot.to_string();
@@ -464,7 +535,7 @@ impl<H: Hw> Namespace<H> {
             }
             Kind::VmFile(slot, gen, f) => {
                 let made = vm(slot, gen)?.made;
-                let (name, _, mode) = VMXDIR[f as usize - 1];
+                let (name, _, mode) = *vmxfile(f);
                 mk(qidpath(slot, f as u64), false, name, 0, owner, mode, made)
             }
             Kind::SegTop => mk(SEGQ, true, "segment", 0, owner, 0o777, boot),
@@ -510,10 +581,15 @@ impl<H: Hw> Namespace<H> {
                         .map(|vm| n(Kind::VmDir(vm.index, vm.gen))),
                 )
                 .collect(),
-            Kind::VmDir(slot, gen) => VMXDIR
-                .iter()
-                .map(|(_, f, _)| n(Kind::VmFile(slot, gen, *f)))
-                .collect(),
+            Kind::VmDir(slot, gen) => {
+                let cons = matches!(self.vms.get(slot), Some(Some(vm)) if vm.gen == gen
+                    && vm.kdev.as_ref().is_some_and(|k| k.has(crate::kdev::UART)));
+                VMXDIR
+                    .iter()
+                    .chain(cons.then_some(&CONS))
+                    .map(|(_, f, _)| n(Kind::VmFile(slot, gen, *f)))
+                    .collect()
+            }
             Kind::SegTop => self
                 .segs
                 .globals
@@ -558,6 +634,11 @@ impl<H: Hw> Namespace<H> {
                 vm.irq(arg)?;
             }
             Cm::Extrap => vm.extrap(hw, arg.unwrap_or(""))?,
+            Cm::Devices => {
+                vm.devices(&cb.f[1..])?;
+                self.inside_used = true;
+            }
+            Cm::Line => vm.line(&cb.f[1], &cb.f[2])?,
         }
         Ok(data.len())
     }
@@ -631,6 +712,16 @@ impl Wstat {
     }
 }
 
+/// A read that may wait (wait, cons): Ok(None) keeps it pending, and the node remembers
+/// that it waits (so its VM's end can answer it).
+fn blocking(node: &mut Node, r: Result<Option<usize>, Error>) -> Result<Read, Error> {
+    node.waiting = matches!(r, Ok(None));
+    Ok(match r? {
+        Some(n) => Read::Done(n),
+        None => Read::Pending,
+    })
+}
+
 impl<H: Hw> Tree for Namespace<H> {
     type Node = Node;
 
@@ -667,6 +758,10 @@ impl<H: Hw> Tree for Namespace<H> {
                 if name == "clone" {
                     return n(Kind::Clone);
                 }
+                // Walkable, not listed: a listing of vmx/ stays the seed's.
+                if name == "cpuid" {
+                    return n(Kind::Cpuid);
+                }
                 let vm = name
                     .parse::<usize>()
                     .ok()
@@ -678,6 +773,7 @@ impl<H: Hw> Tree for Namespace<H> {
             }
             Kind::VmDir(slot, gen) => VMXDIR
                 .iter()
+                .chain(core::iter::once(&CONS))
                 .find(|(f, _, _)| *f == name)
                 .map(|(_, f, _)| Node::new(top, Kind::VmFile(slot, gen, *f)))
                 .ok_or(Error::from(ENONEXIST)),
@@ -820,23 +916,18 @@ impl<H: Hw> Tree for Namespace<H> {
                         done(readstr(off, buf, &node.aux))
                     }
                     VmF::Status => done(readstr(off, buf, vm.status_text().as_bytes())),
-                    VmF::Wait => match vm.wait(hw) {
-                        Ok(Some(line)) => {
-                            node.waiting = false;
-                            let n = line.len().min(buf.len());
-                            buf[..n].copy_from_slice(&line.as_bytes()[..n]);
-                            done(n)
-                        }
-                        Ok(None) => {
-                            node.waiting = true;
-                            Ok(Read::Pending)
-                        }
-                        Err(e) => {
-                            node.waiting = false;
-                            Err(e)
-                        }
-                    },
+                    VmF::Wait => {
+                        let r = vm.wait(hw).map(|line| {
+                            line.map(|line| {
+                                let n = line.len().min(buf.len());
+                                buf[..n].copy_from_slice(&line.as_bytes()[..n]);
+                                n
+                            })
+                        });
+                        blocking(node, r)
+                    }
                     VmF::Fpregs => done(readstr(off, buf, &vm.entry.fx.0)),
+                    VmF::Cons => blocking(node, vm.cons_read(hw, buf)),
                 }
             }
             Kind::SegCtl(slot, gen) => {
@@ -846,6 +937,12 @@ impl<H: Hw> Tree for Namespace<H> {
             Kind::SegData(slot, gen) => {
                 let n = self.segs.io(&mut self.hw, slot, gen, off, buf, None)?;
                 done(n)
+            }
+            Kind::Cpuid => {
+                if off == 0 {
+                    node.aux = self.cpuid_text().into_bytes();
+                }
+                done(readstr(off, buf, &node.aux))
             }
             Kind::Clone => Err(EGREG.into()),
             _ => Err(EISDIR.into()),
@@ -867,6 +964,13 @@ impl<H: Hw> Tree for Namespace<H> {
                         r
                     }
                     VmF::Fpregs => Ok(vm.setfpregs(off, data)),
+                    VmF::Cons => {
+                        let k = vm.cons().ok_or(Error::from(crate::kdev::ENOCONS))?;
+                        match k.board.type_in(data) {
+                            0 if !data.is_empty() => Err("console input full".into()),
+                            n => Ok(n),
+                        }
+                    }
                     VmF::Status | VmF::Wait => Err(EGREG.into()),
                 }
             }

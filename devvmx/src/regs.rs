@@ -269,6 +269,19 @@ pub fn getregs<H: Hw>(
     Ok(s)
 }
 
+/// One register of the regs file by name, as a read of the file gives it.
+pub fn getreg<H: Hw>(hw: &mut H, st: &mut EntryState, name: &str) -> Result<u64, Error> {
+    let r = GUESTREGS
+        .iter()
+        .find(|r| r.name == name)
+        .ok_or(Error::from("unknown register"))?;
+    match r.rd {
+        Rd::Plain => load(hw, st, r.loc),
+        Rd::Cr0Fake => fake(hw, GUEST_CR0, GUEST_CR0MASK, GUEST_CR0SHADOW),
+        Rd::Cr4Fake => fake(hw, GUEST_CR4, GUEST_CR4MASK, GUEST_CR4SHADOW),
+    }
+}
+
 /// What the guest reads from a control register: shadow bits where the mask owns them.
 fn fake<H: Hw>(hw: &mut H, real: u32, mask: u32, shadow: u32) -> Result<u64, Error> {
     let g = vmcs::read(hw, real)?;

@@ -20,12 +20,15 @@ pub struct Exit {
     pub iinfo: u32,
     pub gva: u64,
     pub gpa: u64,
-    /// Guest rax after the exit.
+    /// Guest rax and rcx after the exit.
     pub ax: Option<u64>,
+    pub cx: Option<u64>,
     /// Other fields the exit sets (e.g. GUEST_RIP).
     pub set: Vec<(u32, u64)>,
     /// The entry instruction itself fails (VMfail): no exit happens.
     pub fail: bool,
+    /// TSC ticks the guest runs before this exit.
+    pub guest_ticks: u64,
 }
 
 impl Exit {
@@ -53,6 +56,8 @@ pub struct EntryLog {
     /// Guest interruptibility state and pending debug exceptions.
     pub canintr: u64,
     pub pending_dbg: u64,
+    /// Guest rax as the entry loads it (what an `in` emulated before it left).
+    pub ax: u64,
 }
 
 #[derive(Default)]
@@ -74,6 +79,8 @@ pub struct TestHw {
     tsc: u64,
     /// Added to the TSC on every read: the time between reads.
     pub tsc_step: u64,
+    /// What `tsc_hz` says (1 GHz: a TSC tick is a nanosecond).
+    pub tsc_rate: u64,
     vmxon: Option<Phys>,
     vmcss: BTreeMap<Phys, VmcsState>,
     current: Option<Phys>,
@@ -139,6 +146,7 @@ impl TestHw {
             xcr0: 7,
             tsc: 1_000_000,
             tsc_step: 1000,
+            tsc_rate: 1_000_000_000,
             vmxon: None,
             vmcss: BTreeMap::new(),
             current: None,
@@ -148,6 +156,16 @@ impl TestHw {
             invvpid: Vec::new(),
             clock: 0,
         }
+    }
+
+    /// Moves the TSC on by `ticks` (time passing outside any read).
+    pub fn advance_tsc(&mut self, ticks: u64) {
+        self.tsc += ticks;
+    }
+
+    /// The TSC now, without a read's step.
+    pub fn tsc(&self) -> u64 {
+        self.tsc
     }
 
     /// Is VMX on?
@@ -240,6 +258,8 @@ impl Hw for TestHw {
 
     fn cpuid(&mut self, leaf: u32, _subleaf: u32) -> [u32; 4] {
         match leaf {
+            // "GenuineIntel", leaves up to 0xd.
+            0 => [0xd, 0x756e_6547, 0x6c65_746e, 0x4965_6e69],
             1 => [0x306c3, 0, if self.cpuid_vmx { 1 << 5 } else { 0 }, 0],
             _ => [0; 4],
         }
@@ -280,6 +300,10 @@ impl Hw for TestHw {
     fn rdtsc(&mut self) -> u64 {
         self.tsc += self.tsc_step;
         self.tsc
+    }
+
+    fn tsc_hz(&self) -> u64 {
+        self.tsc_rate
     }
 
     fn vmxon(&mut self, region: Phys) -> Result<(), VmxFail> {
@@ -364,9 +388,11 @@ impl Hw for TestHw {
             exc_bitmap: f(v, EXC_BITMAP),
             canintr: f(v, GUEST_CANINTR),
             pending_dbg: f(v, GUEST_PENDING_DBG),
+            ax: state.regs.ax,
         };
         let e = self.exits.pop_front().unwrap_or_else(|| Exit::new(1));
         self.entries.push(log);
+        self.tsc += e.guest_ticks;
         if e.fail {
             return Err(VmxFail);
         }
@@ -394,6 +420,9 @@ impl Hw for TestHw {
         }
         if let Some(ax) = e.ax {
             state.regs.ax = ax;
+        }
+        if let Some(cx) = e.cx {
+            state.regs.cx = cx;
         }
         Ok(())
     }

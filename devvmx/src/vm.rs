@@ -5,10 +5,12 @@
 
 use crate::event::{ackline, eventparse, internal_exit, waitline, ExitInfo, VmIntr};
 use crate::hw::{EntryState, FxArea, Hw, Phys, PAGE};
+use crate::kdev::{self, KDev};
 use crate::mem::MemMap;
 use crate::plan9::{quote, strtoul, truncate, Tail, EBADARG, ENOMEM, ERRMAX};
 use crate::regs;
 use crate::vmcs::{self, *};
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use ninep::Error;
@@ -17,6 +19,18 @@ use ninep::Error;
 /// interrupts also end a run (external-interrupt exiting), but Bochs 2.7 does not exit for
 /// them while the guest's IF is clear, so the timer bounds every entry.
 pub const PREEMPT_QUANTUM: u64 = 0x4000;
+
+/// Entries in a row one `run` makes while the in-kernel devices answer every exit,
+/// before the host serves 9P again.
+pub const INSIDE_MAX: usize = 256;
+
+/// Exit reasons the in-kernel devices may answer.
+const EXIT_CPUID: u32 = 10;
+const EXIT_HLT: u32 = 12;
+const EXIT_IO: u32 = 30;
+const EXIT_RDMSR: u32 = 31;
+/// RFLAGS.IF.
+const RFLAGS_IF: u64 = 1 << 9;
 
 /// Room in one frame for the MSR load/store areas (16 bytes an entry). The seed's
 /// MAXMSR was 512 over two pages that need not be contiguous here.
@@ -108,6 +122,8 @@ pub struct Vm {
     tfstep: Option<TfStep>,
     /// The last exit was a TF step's #DB, reported as the MTF exit it stands for.
     synthetic: bool,
+    /// In-kernel devices, after a `devices` message.
+    pub kdev: Option<Box<KDev>>,
 }
 
 /// The initial FXSAVE image of a freshly initialised FPU (fpinit): FCW 0x37f, MXCSR 0x1f80.
@@ -154,6 +170,7 @@ impl Vm {
             mtf: false,
             tfstep: None,
             synthetic: false,
+            kdev: None,
         };
         match vm.start(hw) {
             Ok(()) => {
@@ -412,6 +429,84 @@ impl Vm {
         }
     }
 
+    /// The `devices` message: the kernel answers the named devices from now on. Once
+    /// per VM, and not while it runs.
+    pub fn devices(&mut self, args: &[String]) -> Result<(), Error> {
+        let c = kdev::parse(args)?;
+        if self.state == State::Running {
+            return Err("VM running".into());
+        }
+        if self.kdev.is_some() {
+            return Err("devices already chosen".into());
+        }
+        self.kdev = Some(Box::new(KDev::new(c)));
+        Ok(())
+    }
+
+    /// The `line IRQ LEVEL` message: a client's device drives an in-kernel PIC input.
+    pub fn line(&mut self, irq: &str, level: &str) -> Result<(), Error> {
+        let k = self
+            .kdev
+            .as_mut()
+            .filter(|k| k.has(kdev::PIC))
+            .ok_or(Error::from("no in-kernel pic"))?;
+        let n = irq
+            .parse::<u8>()
+            .ok()
+            .filter(|n| *n < 16 && irq.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or(Error::from(EBADARG))?;
+        let level = match level {
+            "0" => false,
+            "1" => true,
+            _ => return Err(EBADARG.into()),
+        };
+        k.board.pic.set_line(n, level);
+        Ok(())
+    }
+
+    /// The in-kernel UART, if there is one (for `cons`).
+    pub fn cons(&mut self) -> Option<&mut KDev> {
+        self.kdev.as_deref_mut().filter(|k| k.has(kdev::UART))
+    }
+
+    /// A read of `cons`: Ok(None) to wait. Output is answered when there is enough of it,
+    /// or it has waited long enough (guest time), or the guest halts or stops; a stopped
+    /// VM with nothing queued reads 0 bytes (all output up to the stop has been read); a
+    /// dead one fails with its error.
+    pub fn cons_read<H: Hw>(&mut self, hw: &mut H, buf: &mut [u8]) -> Result<Option<usize>, Error> {
+        let now = self.guest_ns(hw);
+        let state = self.state;
+        let k = self.cons().ok_or(Error::from(kdev::ENOCONS))?;
+        match k.cons_take(buf, state == State::Running, now) {
+            Some(0) if state == State::Dead => Err(self.errstr.clone().into()),
+            Some(0) if state == State::Running && !buf.is_empty() => Ok(None),
+            r => Ok(r),
+        }
+    }
+
+    /// The guest's clock in ns: its TSC (the host's plus the offset that hides the time
+    /// spent outside the guest) over the host TSC's rate. Frozen while the VM is out for
+    /// its client; running while it is halted here.
+    fn guest_ns<H: Hw>(&self, hw: &mut H) -> u64 {
+        let host = match self.tsc_end {
+            Some(end) => end,
+            None => hw.rdtsc(),
+        };
+        let tsc = if self.procbctls & PROCB_TSCOFFSET != 0 {
+            host.wrapping_add(self.tscoffset)
+        } else {
+            host
+        };
+        let hz = u128::from(hw.tsc_hz().max(1));
+        (u128::from(tsc) * 1_000_000_000 / hz) as u64
+    }
+
+    /// Running and not halted waiting for an in-kernel interrupt: the host should come
+    /// back soon.
+    pub fn busy(&self) -> bool {
+        self.state == State::Running && !self.kdev.as_ref().is_some_and(|k| k.halted)
+    }
+
     /// The status file's text.
     pub fn status_text(&self) -> String {
         match self.state {
@@ -432,6 +527,10 @@ impl Vm {
         }
         if step {
             self.onentry |= STEP;
+        }
+        if let Some(k) = self.kdev.as_mut() {
+            // A `go` runs the guest: one halted here resumes after its hlt.
+            k.halted = false;
         }
         self.state = State::Running;
         Ok(())
@@ -573,19 +672,47 @@ impl Vm {
     }
 
     /// One entry of a running VM (vmxproc's loop body). An error kills the VM with it.
+    /// With in-kernel devices, the guest is entered again at once (up to [`INSIDE_MAX`]
+    /// times) while they answer its exits, and a halted guest waits here for its PIC.
     pub fn run<H: Hw>(&mut self, hw: &mut H) {
-        if self.state != State::Running {
-            return;
-        }
-        if let Err(e) = self.enter(hw) {
-            let mut s = String::from(e.as_str());
-            truncate(&mut s, ERRMAX - 1);
-            self.errstr = s;
-            self.state = State::Dead;
+        for _ in 0..INSIDE_MAX {
+            if self.state != State::Running || !self.wake(hw) {
+                return;
+            }
+            match self.enter(hw) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    let mut s = String::from(e.as_str());
+                    truncate(&mut s, ERRMAX - 1);
+                    self.errstr = s;
+                    self.state = State::Dead;
+                    return;
+                }
+            }
         }
     }
 
-    fn enter<H: Hw>(&mut self, hw: &mut H) -> Result<(), Error> {
+    /// Whether a guest halted here may run: when the PIC has an interrupt for it, or
+    /// the client posted one.
+    fn wake<H: Hw>(&mut self, hw: &mut H) -> bool {
+        if !self.kdev.as_ref().is_some_and(|k| k.halted) {
+            return true;
+        }
+        let now = self.guest_ns(hw);
+        let posted = self.onentry & POSTIRQ != 0;
+        let Some(k) = self.kdev.as_mut() else {
+            return true;
+        };
+        if posted || k.pending(now).is_some() {
+            k.halted = false;
+            return true;
+        }
+        false
+    }
+
+    /// One entry; true when the in-kernel devices answered the exit (enter again).
+    fn enter<H: Hw>(&mut self, hw: &mut H) -> Result<bool, Error> {
         self.load(hw)?;
         let mut procb = self.procbctls;
         // The seed or'ed MTF into its saved default controls, so the step took effect
@@ -615,6 +742,29 @@ impl Vm {
                 self.irqack = self.irq;
             } else {
                 procb |= PROCB_IRQWIN;
+            }
+        } else if self.onentry & STEP == 0 && self.kdev.is_some() {
+            let now = self.guest_ns(hw);
+            if let Some(v) = self.kdev.as_mut().and_then(|k| k.pending(now)) {
+                // The in-kernel PIC's interrupt: injected as the client's `irq` would
+                // be, acknowledged here (no `*ack` line).
+                let rflags = vmcs::read(hw, GUEST_RFLAGS)?;
+                let canintr = vmcs::read(hw, GUEST_CANINTR)?;
+                if !injected && rflags & RFLAGS_IF != 0 && canintr & 3 == 0 {
+                    self.inject(
+                        hw,
+                        VmIntr {
+                            info: 1 << 31 | u32::from(v),
+                            ..VmIntr::default()
+                        },
+                    )?;
+                    if let Some(k) = self.kdev.as_mut() {
+                        k.board.pic.ack(v);
+                        k.counts.irq += 1;
+                    }
+                } else {
+                    procb |= PROCB_IRQWIN;
+                }
             }
         }
         if self.onentry & FLUSHVPID != 0 {
@@ -655,8 +805,83 @@ impl Vm {
         if self.tfstep.is_some() {
             self.tf_exit(hw, reason)?;
         }
+        if self.onentry & STEP == 0 && self.kdev.is_some() && self.inside(hw, reason)? {
+            return Ok(true);
+        }
         self.processexit(reason);
-        Ok(())
+        Ok(false)
+    }
+
+    /// Answers an exit with the in-kernel devices where it can: port I/O to a chosen
+    /// device, and a halt with interrupts on (the PIC will wake it). Anything else goes
+    /// to the client as before.
+    fn inside<H: Hw>(&mut self, hw: &mut H, reason: u32) -> Result<bool, Error> {
+        let now = self.guest_ns(hw);
+        let Some(k) = self.kdev.as_mut() else {
+            return Ok(false);
+        };
+        match reason {
+            EXIT_IO => {
+                let q = vmcs::read(hw, VM_EXQUALIF)?;
+                let port = (q >> 16) as u16;
+                let size = (q & 7) as u8 + 1;
+                let input = q & 8 != 0;
+                // String and rep I/O go to the client (the tool reports them).
+                if q & 16 != 0 || !matches!(size, 1 | 2 | 4) {
+                    return Ok(false);
+                }
+                let Some(dev) = k.claims(port) else {
+                    return Ok(false);
+                };
+                let ax = self.entry.regs.ax;
+                let v = u64::from(k.io(dev, port, size, input, ax as u32, now));
+                if k.board.stop.take().is_some() {
+                    // A reset through the i8042: the client's to see, as its io exit.
+                    k.board.kbd.reset = false;
+                    return Ok(false);
+                }
+                if input {
+                    let mask = u64::from(pcdev::size_mask(size));
+                    // A 32-bit in zero-extends into rax, as a 32-bit register write does.
+                    self.entry.regs.ax = if size == 4 { v } else { ax & !mask | v };
+                }
+            }
+            EXIT_CPUID if k.has(kdev::CPU) => {
+                let r = &mut self.entry.regs;
+                let (leaf, sub) = (r.ax as u32, r.cx as u32);
+                let v = pcdev::cpu::guest_cpuid(leaf, sub, &mut |l, s| hw.cpuid(l, s))
+                    .unwrap_or([0; 4]);
+                (r.ax, r.bx, r.cx, r.dx) = (v[0].into(), v[1].into(), v[2].into(), v[3].into());
+                k.counts.cpu += 1;
+            }
+            EXIT_RDMSR if k.has(kdev::CPU) => {
+                // The MSRs that live in the VMCS, read as the regs file reads them; the
+                // client keeps the rest (and takes every write).
+                let v = match pcdev::cpu::msr(self.entry.regs.cx as u32) {
+                    Some(pcdev::cpu::Msr::Reg(name)) => regs::getreg(hw, &mut self.entry, name)?,
+                    Some(pcdev::cpu::Msr::Zero) => 0,
+                    _ => return Ok(false),
+                };
+                self.entry.regs.ax = v & 0xffff_ffff;
+                self.entry.regs.dx = v >> 32;
+                k.counts.cpu += 1;
+            }
+            EXIT_HLT if k.has(kdev::PIC) => {
+                if vmcs::read(hw, GUEST_RFLAGS)? & RFLAGS_IF == 0 {
+                    return Ok(false);
+                }
+                k.halted = true;
+                k.counts.hlt += 1;
+                // Time passes for a halted guest: its clock is not held back while it
+                // waits here.
+                self.tsc_end = None;
+            }
+            _ => return Ok(false),
+        }
+        let rip = vmcs::read(hw, GUEST_RIP)?;
+        let ilen = vmcs::read(hw, VM_EXINSTRLEN)?;
+        vmcs::write(hw, GUEST_RIP, rip.wrapping_add(ilen))?;
+        Ok(true)
     }
 
     /// Arms a step by RFLAGS.TF (no MTF): the #DB trap after one instruction exits

@@ -44,16 +44,8 @@ fn status(c: &mut Client, n: &str) -> String {
     c.read_text(&format!("vmx/{n}/status"))
 }
 
-struct Vm {
-    ctl: u32,
-    wait: u32,
-    n: String,
-}
-
 fn vm(c: &mut Client) -> Vm {
-    let (ctl, n) = c.new_vm();
-    let wait = c.open_path(&format!("vmx/{n}/wait"), om::READ).unwrap();
-    Vm { ctl, wait, n }
+    c.vm()
 }
 
 #[test]

@@ -181,7 +181,7 @@ pub fn eventparse(data: &[u8]) {
     }
 }
 
-/// Writes to the #X and segment files (ctl, regs, map, fpregs, segment ctl and data),
+/// Writes to the #X and segment files (ctl, regs, map, fpregs, cons, segment ctl and data),
 /// runs the guest on scripted exits, reads every file back, then ends the VM and the
 /// segment: nothing may panic, and every frame must come back.
 pub fn vmx_files(data: &[u8]) {
@@ -224,7 +224,7 @@ pub fn vmx_files(data: &[u8]) {
         .expect("size");
     let mut ctl = walk(&mut ns, &["vmx", "clone"]).expect("clone");
     ns.open(&ctx, &mut ctl, 2).expect("clone open");
-    let mut files: Vec<_> = ["ctl", "regs", "map", "fpregs", "status", "wait"]
+    let mut files: Vec<_> = ["ctl", "regs", "map", "fpregs", "status", "wait", "cons"]
         .iter()
         .map(|f| {
             let mut n = walk(&mut ns, &["vmx", "0", f]).expect("vm file");
@@ -245,13 +245,14 @@ pub fn vmx_files(data: &[u8]) {
             continue;
         };
         let off = body.len() as u64 * 37 % 0x9000;
-        let _ = match sel % 6 {
+        let _ = match sel % 7 {
             0 => ns.write(&ctx, &mut files[0], 0, body),
             1 => ns.write(&ctx, &mut files[1], 0, body),
             2 => ns.write(&ctx, &mut files[2], 0, body),
             3 => ns.write(&ctx, &mut files[3], off, body),
             4 => ns.write(&ctx, &mut sctl, 0, body),
-            _ => ns.write(&ctx, &mut sdata, off, body),
+            5 => ns.write(&ctx, &mut sdata, off, body),
+            _ => ns.write(&ctx, &mut files[6], 0, body),
         };
         ns.run_guests();
     }
@@ -278,7 +279,7 @@ pub fn vmx_files(data: &[u8]) {
 
 /// Valid #X texts, the seeds the mutator starts from for the devvmx targets.
 fn vmx_seeds() -> Vec<Vec<u8>> {
-    let texts: [&[u8]; 12] = [
+    let texts: [&[u8]; 14] = [
         b"#gp,0",
         b"#bp,,1",
         b"32",
@@ -291,6 +292,9 @@ fn vmx_seeds() -> Vec<Vec<u8>> {
         b"\x05hello",
         b"\x00extrap 0x4000a\xfe\x00quit",
         b"\x00irq\xfe\x00stop\xfe\x00go",
+        // In-kernel devices: the console, a client's PIC line.
+        b"\x00devices pic pit uart rtc=0 kbd quiet cpu\xfe\x06hi\xfe\x00line 4 1\xfe\x00go",
+        b"\x00devices pic uart\xfe\x00go\xfe\x00devices pit\xfe\x06x\xfe\x00line 11 0",
     ];
     texts.iter().map(|t| t.to_vec()).collect()
 }

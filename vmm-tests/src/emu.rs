@@ -595,7 +595,7 @@ pub fn tversion(msize: u32) -> Vec<u8> {
 }
 
 /// Sends Tversion until an Rversion (tag NOTAG) comes back; skips whatever precedes it.
-fn sync(s: &mut UnixStream) -> std::io::Result<()> {
+pub fn sync(s: &mut UnixStream) -> std::io::Result<()> {
     let mut last = None;
     for _ in 0..8 {
         s.write_all(&tversion(MSIZE))?;

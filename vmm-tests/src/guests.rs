@@ -11,6 +11,11 @@ pub const TRIPLE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/triple.bin")
 pub const LONG: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/long.bin"));
 /// The exit benchmark's loop (bench-exits): ebx `loop`s, then out 0x80, again.
 pub const BENCH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bench.bin"));
+/// In-kernel devices under load: the PIT at its fastest for 1000 interrupts, then COM1
+/// written forever; counters at [`HAMMER_TICKS`] and [`HAMMER_BYTES`].
+pub const HAMMER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hammer.bin"));
+pub const HAMMER_TICKS: u64 = 0x1200;
+pub const HAMMER_BYTES: u64 = 0x1204;
 
 #[cfg(test)]
 mod tests {
@@ -26,6 +31,7 @@ mod tests {
         assert_eq!(STEP[0], 0x90);
         assert_eq!(&LONG[..2], &[0x48, 0xb8]);
         assert!(TRIPLE.len() < 32);
+        assert_eq!(HAMMER.len() as u64, HAMMER_BYTES + 4 - LOAD);
         // mov ecx, ebx; jecxz; loop; out 0x80, al; jmp _start.
         assert_eq!(
             BENCH,

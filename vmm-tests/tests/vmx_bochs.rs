@@ -616,3 +616,58 @@ fn step_then_go() {
     assert_eq!(vm.status(), "ready");
     assert!(hv.status().contains("vmx ok"));
 }
+
+/// In-kernel devices (the `devices` extension) under a guest that takes the PIT at its
+/// fastest rate for 1000 interrupts and then writes COM1 forever: no exit but its marker
+/// reaches the client, the host keeps serving 9P, the console carries the bytes, the
+/// message is refused while the guest runs, and nothing is left after the VM.
+#[test]
+fn in_kernel_devices_under_a_hammering_guest() {
+    let hv = Hv::boot();
+    let before = hv.memfree();
+    let vm = flat32(&hv, "hammer", guests::HAMMER);
+    for (bad, why) in [
+        ("devices pic vga", "unknown device vga"),
+        ("devices pic pic", "device pic named twice"),
+        ("devices pit", "pit, uart and kbd need the pic"),
+    ] {
+        let e = vm.ctl.write_str(bad).expect_err(bad);
+        assert_eq!(e.remote(), Some(why), "{bad}");
+    }
+    vm.cmd("devices pic pit uart quiet");
+    let e = vm.go("");
+    assert_eq!((e.what.as_str(), e.qual), ("io", 0x99_0040), "{e:?}");
+    vm.cmd(&format!("go pc={:#x};", e.next()));
+    let e = vm
+        .ctl
+        .write_str("devices rtc")
+        .expect_err("devices while running");
+    assert_eq!(e.remote(), Some("VM running"));
+    let cons = hv.c.open(&vm.path("cons"), om::RDWR).unwrap();
+    let mut got = 0u64;
+    let start = Instant::now();
+    while got < 100_000 {
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "{got} bytes on the console"
+        );
+        assert_eq!(vm.status(), "running");
+        assert!(hv.status().contains("\ninkernel io "), "{}", hv.status());
+        let b = cons.read_at(0, 8192).expect("read cons");
+        assert!(b.iter().all(|&c| c == b'h'), "{b:?}");
+        got += b.len() as u64;
+    }
+    vm.cmd("stop");
+    let data = hv.c.open("segment/hammer/data", om::READ).unwrap();
+    let counters = data.read_at(guests::HAMMER_TICKS, 8).unwrap();
+    let ticks = u32::from_le_bytes(counters[..4].try_into().unwrap());
+    let bytes = u32::from_le_bytes(counters[4..].try_into().unwrap());
+    assert_eq!(ticks, 1000, "timer interrupts taken");
+    assert!(u64::from(bytes) >= got, "{bytes} written, {got} read");
+    vm.cmd("quit");
+    drop((cons, data, vm));
+    hv.c.remove("segment/hammer").unwrap();
+    let st = hv.status();
+    assert!(st.contains("vms 0") && st.contains("segments 0"), "{st}");
+    assert_eq!(field(&st, "memfree"), before, "memory left behind: {st}");
+}

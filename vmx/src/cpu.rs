@@ -1,14 +1,13 @@
 //! The CPU the guest is told about: cpuid leaves and model-specific registers.
 //!
 //! vmx(1) answers cpuid from the host it runs on and masks the features it cannot
-//! virtualise. A remote tool does not run on the CPU the guest runs on, so this is a
-//! fixed table: a Haswell-class Intel CPU (what Bochs's corei7_haswell_4770 emulates)
-//! reduced to vmx(1)'s masks: no local APIC, MTRR, PAT, machine checks, SYSENTER,
-//! XSAVE, AVX or monitor/mwait, since none of them is emulated or passed through #X.
+//! virtualise. A remote tool does not run on the CPU the guest runs on, so it describes
+//! a fixed Haswell-class Intel CPU (what Bochs's corei7_haswell_4770 emulates) through
+//! the masks the kernel applies to the real one (`pcdev::cpu`): no local APIC, MTRR,
+//! PAT, machine checks, SYSENTER, XSAVE, AVX or monitor/mwait.
 
-/// Highest basic leaf.
-const MAX_BASIC: u32 = 7;
-const MAX_EXT: u32 = 0x8000_0008;
+pub use pcdev::cpu::{msr, Msr};
+
 const BRAND: &[u8; 48] = b"vmx over 9P virtual CPU (Haswell-class)\0\0\0\0\0\0\0\0\0";
 
 fn brand(i: usize) -> [u32; 4] {
@@ -19,61 +18,32 @@ fn brand(i: usize) -> [u32; 4] {
     [w(0), w(1), w(2), w(3)]
 }
 
-/// The answer to cpuid with eax=`leaf`, ecx=`sub`: [eax, ebx, ecx, edx], and whether the
-/// leaf is one the table knows (unknown leaves read as zeros).
-pub fn cpuid(leaf: u32, _sub: u32) -> ([u32; 4], bool) {
-    let r = match leaf {
+/// The CPU described, before the masks.
+fn haswell(leaf: u32, _sub: u32) -> [u32; 4] {
+    match leaf {
         // "GenuineIntel" in ebx, edx, ecx.
-        0 => [MAX_BASIC, 0x756e_6547, 0x6c65_746e, 0x4965_6e69],
+        0 => [pcdev::cpu::MAX_BASIC, 0x756e_6547, 0x6c65_746e, 0x4965_6e69],
         // Family 6 model 0x3c stepping 3; 64-byte clflush lines.
         // ecx: SSE3 PCLMULQDQ SSSE3 CX16 SSE4.1 SSE4.2 POPCNT.
         // edx: FPU PSE TSC MSR PAE CX8 PGE CMOV PSE36 MMX FXSR SSE SSE2.
         1 => [0x0003_06c3, 0x0000_0800, 0x0098_2203, 0x0782_a179],
         2 => [0x7603_6301, 0x00f0_b5ff, 0, 0x00c1_0000],
-        3..=MAX_BASIC => [0; 4],
-        0x8000_0000 => [MAX_EXT, 0, 0, 0],
-        // ecx: LAHF/SAHF in long mode. edx: SYSCALL, NX, long mode.
+        0x8000_0000 => [pcdev::cpu::MAX_EXT, 0, 0, 0],
         0x8000_0001 => [0, 0, 0x0000_0001, 0x2010_0800],
         0x8000_0002..=0x8000_0004 => brand((leaf - 0x8000_0002) as usize),
-        0x8000_0005 | 0x8000_0007 => [0; 4],
         0x8000_0006 => [0, 0, 0x0100_6040, 0],
         0x8000_0008 => [0x0000_3027, 0, 0, 0],
-        // The hypervisor range: guests scan it in 0x100 steps for Xen, KVM, Hyper-V
-        // signatures. No hypervisor to report: zeros, as a bare CPU answers.
-        0x4000_0000..=0x4fff_ffff => [0; 4],
-        _ => return ([0; 4], false),
-    };
-    (r, true)
+        _ => [0; 4],
+    }
 }
 
-/// Where an MSR lives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Msr {
-    /// A register of #X's regs file.
-    Reg(&'static str),
-    /// Kept by the tool: reads give back what the guest last wrote (or the reset value).
-    Kept(u64),
-    /// Reads zero, writes are dropped (microcode signature and the like).
-    Zero,
-}
-
-/// The MSRs a guest may use. Unknown MSRs are the caller's decision (vmx(1) reads them
-/// as zero and ignores writes, with a message).
-pub fn msr(index: u32) -> Option<Msr> {
-    Some(match index {
-        0x277 => Msr::Reg("pat"),
-        0xc000_0080 => Msr::Reg("efer"),
-        0xc000_0100 => Msr::Reg("fsbase"),
-        0xc000_0101 => Msr::Reg("gsbase"),
-        0x8b | 0x17 | 0x3a | 0x1b | 0xfe | 0x79 => Msr::Zero,
-        // MISC_ENABLE: fast strings.
-        0x1a0 => Msr::Kept(1),
-        // SYSCALL targets and the swapgs base: kept so the guest reads back its values.
-        0xc000_0081..=0xc000_0084 | 0xc000_0102 => Msr::Kept(0),
-        // SYSENTER: Linux programs it even where cpuid shows no SEP.
-        0x174..=0x176 => Msr::Kept(0),
-        _ => return None,
-    })
+/// The answer to cpuid with eax=`leaf`, ecx=`sub`: [eax, ebx, ecx, edx], and whether the
+/// leaf is one the guest is told about (others read as zeros).
+pub fn cpuid(leaf: u32, sub: u32) -> ([u32; 4], bool) {
+    match pcdev::cpu::guest_cpuid(leaf, sub, &mut haswell) {
+        Some(r) => (r, true),
+        None => ([0; 4], false),
+    }
 }
 
 #[cfg(test)]
@@ -117,14 +87,5 @@ mod tests {
             }
         }
         assert_eq!(&b[..], &BRAND[..]);
-    }
-
-    #[test]
-    fn msrs() {
-        assert_eq!(msr(0x277), Some(Msr::Reg("pat")));
-        assert_eq!(msr(0xc000_0080), Some(Msr::Reg("efer")));
-        assert_eq!(msr(0x8b), Some(Msr::Zero));
-        assert_eq!(msr(0x1a0), Some(Msr::Kept(1)));
-        assert_eq!(msr(0x1234), None);
     }
 }

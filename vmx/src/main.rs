@@ -80,6 +80,12 @@ struct Args {
     #[arg(short = 'D', long)]
     debug: bool,
 
+    /// Emulate every PC device here, even when the hypervisor offers to run the PIC, PIT,
+    /// COM1, RTC, keyboard controller and quiet ports itself (by default it does, and
+    /// COM1 then comes through the VM's cons file).
+    #[arg(long)]
+    no_kernel_devices: bool,
+
     /// Log every wait line read and ctl command written to this file.
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
@@ -201,6 +207,7 @@ fn run(a: Args) -> Result<ExitCode, String> {
             ))),
             None => None,
         },
+        kernel_devices: !a.no_kernel_devices,
     };
     let report = session::run(client, &layout, &img, opts)?;
     let _ = std::io::stdout().flush();
@@ -228,9 +235,15 @@ fn run(a: Args) -> Result<ExitCode, String> {
     };
     if a.stats {
         eprint!(
-            "vmx: 9P round trips by exit reason (wait read + handling + go):\n{}",
+            "vmx: 9P round trips by exit reason (wait read + handling + go; (cons): console reads; (load): set-up and upload):\n{}",
             report.stats.report()
         );
+        if let Some(c) = report.inkernel {
+            eprintln!(
+                "vmx: answered in the hypervisor: {} port accesses, {} halts, {} interrupts, {} cpuid and MSR reads",
+                c[0], c[1], c[2], c[3]
+            );
+        }
     }
     Ok(code)
 }

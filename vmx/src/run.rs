@@ -25,6 +25,13 @@ pub enum Event {
     InputClosed,
     /// Reading `wait` failed: the VM or the connection is gone.
     WaitFailed(String),
+    /// Output of the in-kernel UART, read from `cons`.
+    Cons(Vec<u8>),
+    /// A `cons` read found nothing more while the VM was stopped, after this many
+    /// launches: all the output up to that stop has arrived.
+    ConsIdle(u64),
+    /// Reading `cons` failed.
+    ConsFailed(String),
 }
 
 /// How a run ended.
@@ -99,6 +106,11 @@ pub struct Runner<'a, V: Vmfs> {
     mark: u64,
     /// When the guest last accepted an interrupt (a `*ack`), for the hold after its EOI.
     acked_at: Option<u64>,
+    /// With in-kernel devices: tells the `cons` reader that the guest runs again.
+    kernel: Option<std::sync::mpsc::Sender<()>>,
+    /// `go`s so far, and whether the console has been read dry since the last.
+    launches: u64,
+    cons_idle: bool,
     /// Exits so far and the last one, for the status line.
     exits: u64,
     last: String,
@@ -133,10 +145,21 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             warned: HashSet::new(),
             mark,
             acked_at: None,
+            kernel: None,
+            launches: 0,
+            cons_idle: false,
             exits: 0,
             last: String::new(),
             last_status: 0,
         }
+    }
+
+    /// The hypervisor runs the PIC, PIT, COM1 and the rest (its `devices` message took):
+    /// COM1 arrives through `cons` (a reader thread sending [`Event::Cons`] and
+    /// [`Event::ConsIdle`]), and `go_signal` tells that reader the guest runs again.
+    /// This machine's devices then only drive PIC lines in the kernel (`line`).
+    pub fn kernel_devices(&mut self, go_signal: std::sync::mpsc::Sender<()>) {
+        self.kernel = Some(go_signal);
     }
 
     /// The VM handle back, when the run is over.
@@ -209,14 +232,50 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         };
         self.ctl(&cmd)?;
         self.running = true;
+        if let Some(s) = &self.kernel {
+            self.launches += 1;
+            self.cons_idle = false;
+            let _ = s.send(());
+        }
         Ok(())
     }
 
     fn sync_irq(&mut self) -> Result<(), String> {
-        if let Some(cmd) = self.machine.irq_command() {
+        if self.kernel.is_some() {
+            for cmd in self.machine.line_commands() {
+                self.ctl(&cmd)?;
+            }
+        } else if let Some(cmd) = self.machine.irq_command() {
             self.ctl(&cmd)?;
         }
         Ok(())
+    }
+
+    fn write_out(&mut self, b: &[u8]) {
+        let _ = self.out.write_all(b);
+        let _ = self.out.flush();
+    }
+
+    /// Before a run ends with in-kernel devices: takes the console's output up to the
+    /// stop (until a `cons` read after the last launch comes back empty).
+    fn drain_cons(&mut self, events: &Receiver<Event>) {
+        if self.kernel.is_none() {
+            return;
+        }
+        while !self.cons_idle {
+            match events.recv_timeout(Duration::from_secs(60)) {
+                Ok(Event::Cons(b)) => {
+                    self.write_out(&b);
+                    self.account("(cons)", 1, 1);
+                }
+                Ok(Event::ConsIdle(n)) => {
+                    self.account("(cons)", 1, 1);
+                    self.cons_idle = n == self.launches;
+                }
+                Ok(Event::ConsFailed(_)) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
     }
 
     fn flush_output(&mut self) {
@@ -247,6 +306,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             self.flush_output();
             if let Some(s) = self.machine.stop {
                 self.account(&reason, count, wait_read);
+                self.drain_cons(events);
                 return Ok(match s {
                     Stop::Done(v) => Outcome::Done(v),
                     Stop::Reset => Outcome::Reset,
@@ -261,14 +321,23 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             self.account(&reason, count, wait_read);
             if self.debug && now.saturating_sub(self.last_status) >= STATUS_EVERY {
                 self.last_status = now;
+                let devices = if self.kernel.is_some() {
+                    "PIC, PIT and COM1 in the hypervisor".to_string()
+                } else {
+                    format!(
+                        "irq posted {:?}, PIC wants {:?}, timer due in {:?} ms",
+                        self.machine.posted(),
+                        self.machine.pic.pending(),
+                        self.machine
+                            .deadline()
+                            .map(|d| d.saturating_sub(now) / 1_000_000)
+                    )
+                };
                 let msg = format!(
-                    "vmx: status at {}s: {} exits, the last `{}`; irq posted {:?}, PIC wants {:?}, timer due in {:?} ms",
+                    "vmx: status at {}s: {} exits, the last `{}`; {devices}",
                     now / 1_000_000_000,
                     self.exits,
                     self.last,
-                    self.machine.posted(),
-                    self.machine.pic.pending(),
-                    self.machine.deadline().map(|d| d.saturating_sub(now) / 1_000_000)
                 );
                 let _ = writeln!(self.log, "{msg}");
             }
@@ -295,14 +364,30 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                     if let Some(o) = self.handle(&e)? {
                         self.flush_output();
                         self.account(&reason, count, wait_read);
+                        self.drain_cons(events);
                         return Ok(o);
                     }
                     self.pace(&e);
                 }
                 Ok(Event::Input(b)) => {
                     reason = "(input)".into();
-                    self.machine.type_in(&b);
+                    if self.kernel.is_some() {
+                        self.vm.write_cons(&b)?;
+                    } else {
+                        self.machine.type_in(&b);
+                    }
                 }
+                Ok(Event::Cons(b)) => {
+                    reason = "(cons)".into();
+                    wait_read = 1;
+                    self.write_out(&b);
+                }
+                Ok(Event::ConsIdle(n)) => {
+                    reason = "(cons)".into();
+                    wait_read = 1;
+                    self.cons_idle = n == self.launches;
+                }
+                Ok(Event::ConsFailed(e)) => return Err(format!("reading cons: {e}")),
                 Ok(Event::InputClosed) => {
                     reason = "(input)".into();
                 }

@@ -27,13 +27,39 @@ pub struct Options<'a> {
     pub debug: bool,
     /// Where to log every wait line and ctl command, if anywhere.
     pub trace: Option<Box<dyn Write + 'a>>,
+    /// Ask the hypervisor to run the PC devices itself ([`KERNEL_DEVICES`]) when it can.
+    pub kernel_devices: bool,
 }
+
+/// The devices the tool asks the hypervisor for (its `devices` ctl message; the RTC's
+/// clock is appended): all but COM2, PCI and the done and debug ports, which stay here;
+/// and the CPU's cpuid and VMCS-held MSRs, answered from the real CPU the guest runs on.
+pub const KERNEL_DEVICES: &str = "devices pic pit uart kbd quiet cpu rtc";
 
 /// What a run ended with and what it cost.
 pub struct Report {
     pub outcome: Result<Outcome, String>,
     pub stats: Stats,
     pub vm_id: String,
+    /// The hypervisor ran the PC devices.
+    pub kernel_devices: bool,
+    /// Then: what it answered itself for this VM (port accesses, halts, interrupts,
+    /// cpuid and MSR reads), from the change in its status file's `inkernel` line.
+    pub inkernel: Option<[u64; 4]>,
+}
+
+/// The `inkernel io N hlt N irq N` line of the hypervisor's status file.
+fn inkernel(client: &Client) -> Option<[u64; 4]> {
+    let st = client.open("status", ninep_client::om::READ).ok()?;
+    let text = String::from_utf8(st.read_all().ok()?).ok()?;
+    let line = text.lines().find(|l| l.starts_with("inkernel "))?;
+    let f: Vec<u64> = line
+        .split(' ')
+        .skip(2)
+        .step_by(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    Some([*f.first()?, *f.get(1)?, *f.get(2)?, *f.get(3)?])
 }
 
 /// Runs `img` in a new VM; Err only when the VM could not be set up.
@@ -57,6 +83,27 @@ pub fn run(
         upload::human(layout.segment_size() as f64)
     );
     let t0 = vm.round_trips();
+    let kernel = if o.kernel_devices {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        match vm.kernel_devices(&format!("{KERNEL_DEVICES}={wall}")) {
+            Ok(k) => k,
+            Err(e) => {
+                let _ = vm.close();
+                return Err(e);
+            }
+        }
+    } else {
+        false
+    };
+    // The status file's counts before this VM ran (zeros the first time).
+    let base = kernel.then(|| inkernel(&vm.client).unwrap_or([0; 4]));
+    let _ = writeln!(
+        o.log,
+        "vmx: PC devices {}",
+        if kernel { "in the hypervisor" } else { "here" }
+    );
     let every = Duration::from_millis(if o.tty { 250 } else { 5000 });
     if let Err(e) = upload::send(&mut vm, img, &mut o.log, o.tty, every) {
         let _ = vm.close();
@@ -97,6 +144,18 @@ pub fn run(
             }
         }
     });
+    let go = if kernel {
+        let cons = match vm.open_cons() {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = vm.close();
+                return Err(e);
+            }
+        };
+        Some(spawn_cons(cons, tx.clone()))
+    } else {
+        None
+    };
     if let Some(r) = o.input.take() {
         spawn_input(r, tx);
     }
@@ -112,10 +171,24 @@ pub fn run(
     runner.debug = o.debug;
     runner.trace = o.trace;
     runner.preset(&img.regs);
+    if let Some(go) = go {
+        runner.kernel_devices(go);
+    }
     let outcome = runner.run(&rx);
     let mut stats = runner.stats.clone();
     stats.by_reason.insert("(load)".into(), (0, load_trips));
     let vm = runner.into_vm();
+    let counts = match (kernel, base) {
+        (true, Some(b)) => inkernel(&vm.client).map(|c| {
+            [
+                c[0].saturating_sub(b[0]),
+                c[1].saturating_sub(b[1]),
+                c[2].saturating_sub(b[2]),
+                c[3].saturating_sub(b[3]),
+            ]
+        }),
+        _ => None,
+    };
     let outcome = match (outcome, vm.close()) {
         (Ok(o), Err(e)) if !matches!(o, Outcome::Unhandled(_)) => {
             Err(format!("closing the VM: {e}"))
@@ -126,7 +199,43 @@ pub fn run(
         outcome,
         stats,
         vm_id: id,
+        kernel_devices: kernel,
+        inkernel: counts,
     })
+}
+
+/// Reads the in-kernel UART's console: output as it comes; when a read comes back empty
+/// (the VM stopped with everything read) it says so and waits for the next launch.
+fn spawn_cons(cons: ninep_client::File, tx: Sender<Event>) -> Sender<()> {
+    let (go, launched) = channel::<()>();
+    std::thread::spawn(move || {
+        // Launches signalled before the read in flight was sent: an empty read then
+        // covers every stop up to the last of them.
+        let mut seen = 0u64;
+        loop {
+            while launched.try_recv().is_ok() {
+                seen += 1;
+            }
+            match cons.read_at(0, 8192) {
+                Ok(b) if b.is_empty() => {
+                    if tx.send(Event::ConsIdle(seen)).is_err() || launched.recv().is_err() {
+                        return;
+                    }
+                    seen += 1;
+                }
+                Ok(b) => {
+                    if tx.send(Event::Cons(b)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Event::ConsFailed(e.to_string()));
+                    return;
+                }
+            }
+        }
+    });
+    go
 }
 
 fn spawn_input(mut r: Box<dyn Read + Send>, tx: Sender<Event>) {

@@ -1,9 +1,36 @@
-//! Where the tests find the real images they load: a Debian kernel and busybox-static.
+//! Where the tests find the real images they load: a Debian kernel and busybox-static;
+//! and a writer they capture the tool's output with.
 //! `scripts/setup` unpacks both into the workspace's `build/linux`; the environment
 //! (`VMX_TEST_BZIMAGE`, `VMX_TEST_BUSYBOX`) overrides, and `/tmp/linux` and `/boot` are
 //! looked at last.
 
+use std::io::Write;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// A writer the tests give the tool for its output and log, and read back.
+#[derive(Clone, Default)]
+pub struct Capture(pub Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    /// What was written, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+}
 
 const BUILD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../build/linux");
 

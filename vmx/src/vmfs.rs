@@ -17,6 +17,10 @@ pub trait Vmfs {
     fn write_mem(&mut self, addr: u64, data: &[u8]) -> Result<(), String>;
     /// 9P requests made so far through this handle (not counting wait reads).
     fn round_trips(&self) -> u64;
+    /// Bytes for the in-kernel UART (the VM's `cons`), when the VM has one.
+    fn write_cons(&mut self, _data: &[u8]) -> Result<(), String> {
+        Err("no in-kernel console".into())
+    }
 }
 
 /// Counts requests; shared with the wait reader thread.
@@ -45,6 +49,8 @@ pub struct NinepVm {
     ctl: File,
     regs: File,
     data: File,
+    /// vmx/N/cons, once in-kernel devices are on.
+    cons: Option<File>,
     /// The VM's number N.
     pub id: String,
     pub segment: String,
@@ -100,10 +106,41 @@ impl NinepVm {
             ctl,
             regs,
             data,
+            cons: None,
             id,
             segment: segment.to_string(),
             trips,
         })
+    }
+
+    /// Asks the hypervisor to run these PC devices itself (`devices ...` on ctl) and
+    /// opens the console of its UART. Ok(false) when the hypervisor has no such message.
+    pub fn kernel_devices(&mut self, msg: &str) -> Result<bool, String> {
+        self.trips.add(1);
+        match self.ctl.write_str(msg) {
+            Ok(_) => {}
+            Err(x)
+                if x.remote()
+                    .is_some_and(|r| r.starts_with("unknown control message")) =>
+            {
+                return Ok(false)
+            }
+            Err(x) => return Err(format!("vmx/{}/ctl {msg}: {x}", self.id)),
+        }
+        self.trips.add(1);
+        let cons = self
+            .client
+            .open(&format!("vmx/{}/cons", self.id), om::RDWR)
+            .map_err(|x| format!("open vmx/{}/cons: {x}", self.id))?;
+        self.cons = Some(cons);
+        Ok(true)
+    }
+
+    /// A second handle on the console, for the reader thread.
+    pub fn open_cons(&self) -> Result<File, String> {
+        self.client
+            .open(&format!("vmx/{}/cons", self.id), om::READ)
+            .map_err(|x| format!("open vmx/{}/cons: {x}", self.id))
     }
 
     /// Opens the VM's wait file (for the reader thread).
@@ -120,11 +157,13 @@ impl NinepVm {
             ctl,
             regs,
             data,
+            cons,
             segment,
             ..
         } = self;
         drop(regs);
         drop(data);
+        drop(cons);
         ctl.clunk().map_err(e)?;
         client
             .remove(&format!("segment/{segment}"))
@@ -198,5 +237,18 @@ impl Vmfs for NinepVm {
 
     fn round_trips(&self) -> u64 {
         self.trips.get()
+    }
+
+    fn write_cons(&mut self, mut data: &[u8]) -> Result<(), String> {
+        let cons = self.cons.as_ref().ok_or("no in-kernel console")?;
+        while !data.is_empty() {
+            self.trips.add(1);
+            let n = cons.write_at(0, data).map_err(e)?;
+            if n == 0 {
+                return Err("console took nothing".into());
+            }
+            data = &data[n.min(data.len())..];
+        }
+        Ok(())
     }
 }

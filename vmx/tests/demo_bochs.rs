@@ -1,36 +1,18 @@
 //! The whole chain under Bochs: the hypervisor boots from its ISO, serves 9P on COM1, and
 //! the tool runs the bundled demo guest on it: segment, VM, image upload, exits, the
-//! emulated UART, PIC and PIT, and the done port. The guest's output is asserted line by
-//! line, and the 9P round trips by exit reason are printed.
+//! emulated UART, PIC and PIT, and the done port, once with every device in the tool and
+//! once with them in the hypervisor (its `devices` message). The guest's output is
+//! asserted line by line, and the 9P round trips by exit reason are printed.
 
-use std::io::Write;
 use std::sync::mpsc::channel;
-use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 use vmm_tests::emu::{Machine, Opts};
 use vmx::layout::Layout;
 use vmx::loader::{self, BootArgs};
 use vmx::run::Outcome;
 use vmx::session::{self, Options};
-
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Buf {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
+use vmx::testdata::Capture as Buf;
 
 #[test]
 fn demo_guest_runs_over_9p_under_bochs() {
@@ -38,6 +20,38 @@ fn demo_guest_runs_over_9p_under_bochs() {
         virtio_ports: 0,
         ..Opts::default()
     });
+    for kernel in [false, true] {
+        demo_through_the_library(&m, kernel);
+    }
+
+    // The same through the command line, on a new connection to the same hypervisor.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vmx"))
+        .arg("-a")
+        .arg(Machine::dial_string(&m.uart_path()))
+        .args(["--demo", "--stats", "hello", "again"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run vmx");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    eprintln!("--- vmx --demo ---\n{stdout}{stderr}");
+    assert!(
+        out.status.success(),
+        "vmx failed: {stdout}\n{stderr}\n{}",
+        m.diagnostics()
+    );
+    assert!(stdout.starts_with(vmx::demo::GREETING), "{stdout}");
+    assert!(stdout.contains("command line: \"hello again\""), "{stdout}");
+    assert!(stdout.contains("Goodbye"), "{stdout}");
+    assert!(stderr.contains("vmx: guest done, status 0"), "{stderr}");
+    assert!(stderr.contains("round trips"), "{stderr}");
+}
+
+/// One run of the demo guest through the library, the PC devices in the tool or (when
+/// `kernel`) in the hypervisor: the same output either way.
+fn demo_through_the_library(m: &Machine, kernel: bool) {
     let client = m.client("eve", "");
     // Wait reads block for as long as the guest runs; the watchdog below bounds the test.
     client.set_timeout(None);
@@ -64,6 +78,7 @@ fn demo_guest_runs_over_9p_under_bochs() {
                 tty: false,
                 debug: false,
                 trace: None,
+                kernel_devices: kernel,
             };
             let _ = tx.send(session::run(client, &layout, &img, opts));
         }
@@ -79,9 +94,11 @@ fn demo_guest_runs_over_9p_under_bochs() {
     };
     let text = out.text();
     eprintln!(
-        "--- guest output ---\n{text}--- tool ---\n{}--- 9P round trips ---\n{}",
+        "--- guest output (devices in the {}) ---\n{text}--- tool ---\n{}--- 9P round trips ---\n{}in the hypervisor (port accesses, halts, interrupts, cpuid/MSR reads): {:?}",
+        if kernel { "hypervisor" } else { "tool" },
         log.text(),
-        report.stats.report()
+        report.stats.report(),
+        report.inkernel
     );
     assert_eq!(
         report.outcome,
@@ -90,6 +107,7 @@ fn demo_guest_runs_over_9p_under_bochs() {
         log.text(),
         m.diagnostics()
     );
+    assert_eq!(report.kernel_devices, kernel);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], vmx::demo::GREETING);
     assert_eq!(lines[1], "memory: 64 MiB (multiboot mem_upper)");
@@ -102,30 +120,20 @@ fn demo_guest_runs_over_9p_under_bochs() {
     );
     assert_eq!(lines[5], "3 timer interrupts from the PIT through the PIC");
     assert_eq!(lines[6], "Goodbye: halting via port 0xf4.");
-    // Three timer interrupts were posted and acknowledged.
-    assert_eq!(report.stats.by_reason.get("*ack").map(|s| s.0), Some(3));
-
-    // The same through the command line, on a new connection to the same hypervisor.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vmx"))
-        .arg("-a")
-        .arg(Machine::dial_string(&m.uart_path()))
-        .args(["--demo", "--stats", "hello", "again"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run vmx");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    eprintln!("--- vmx --demo ---\n{stdout}{stderr}");
-    assert!(
-        out.status.success(),
-        "vmx failed: {stdout}\n{stderr}\n{}",
-        m.diagnostics()
-    );
-    assert!(stdout.starts_with(vmx::demo::GREETING), "{stdout}");
-    assert!(stdout.contains("command line: \"hello again\""), "{stdout}");
-    assert!(stdout.contains("Goodbye"), "{stdout}");
-    assert!(stderr.contains("vmx: guest done, status 0"), "{stderr}");
-    assert!(stderr.contains("round trips"), "{stderr}");
+    let s = &report.stats.by_reason;
+    if kernel {
+        // The PIC, PIT, UART and RTC answered inside: no io exit but the done port's,
+        // no *ack lines; the three timer interrupts were the kernel's.
+        assert_eq!(s.get("io").map(|x| x.0), Some(1), "{s:?}");
+        assert_eq!(s.get("*ack"), None, "{s:?}");
+        let c = report.inkernel.expect("the hypervisor's counts");
+        assert!(c[0] > 200 && c[2] >= 3 && c[3] >= 1, "{c:?}");
+        // The CPU the guest saw is the real one's (Bochs's): the vendor line says so.
+        assert_eq!(s.get(".cpuid"), None, "{s:?}");
+    } else {
+        // Three timer interrupts were posted and acknowledged.
+        assert_eq!(s.get("*ack").map(|x| x.0), Some(3));
+        assert!(s.get("io").is_some_and(|x| x.0 > 200), "{s:?}");
+        assert_eq!(report.inkernel, None);
+    }
 }

@@ -15,6 +15,7 @@ use vmx::layout::Layout;
 use vmx::loader;
 use vmx::run::Outcome;
 use vmx::session::{self, Options};
+use vmx::testdata::Capture as W;
 
 type Ns = Arc<Mutex<Namespace<TestHw>>>;
 
@@ -62,10 +63,10 @@ fn io(port: u16, input: bool, ax: u64) -> Exit {
     }
 }
 
-#[test]
-fn a_scripted_guest_through_devvmx() {
-    let mut hw = TestHw::new(4096);
-    for e in [
+/// The scripted guest: "OK" on COM1, cpuid, an `in` from COM1's status register, and a
+/// hlt with interrupts off.
+fn script() -> Vec<Exit> {
+    vec![
         io(0x3f8, false, u64::from(b'O')),
         io(0x3f8, false, u64::from(b'K')),
         Exit {
@@ -78,9 +79,13 @@ fn a_scripted_guest_through_devvmx() {
             ilen: 1,
             ..Exit::new(12)
         }, // hlt with interrupts off
-    ] {
-        hw.exits.push_back(e);
-    }
+    ]
+}
+
+/// Runs the script through the tool against devvmx served on a socket pair.
+fn run_script(kernel_devices: bool) -> (Ns, session::Report, Vec<u8>, String) {
+    let mut hw = TestHw::new(4096);
+    hw.exits.extend(script());
     let ns: Ns = Arc::new(Mutex::new(Namespace::new(
         hw,
         Config {
@@ -94,35 +99,33 @@ fn a_scripted_guest_through_devvmx() {
         move || serve(ns, b)
     });
     let client = ninep_client::Client::over(a, "eve", "").unwrap();
-
     let layout = Layout::new(4 << 20).unwrap();
     let code = vec![0x90u8; 6000];
     let img = loader::load_raw(&code, 0x1000, &layout).unwrap();
-    let out = Arc::new(Mutex::new(Vec::new()));
-    let log = Arc::new(Mutex::new(Vec::new()));
-    struct W(Arc<Mutex<Vec<u8>>>);
-    impl Write for W {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    let (out, log) = (W::default(), W::default());
     let opts = Options {
         segment: "vm.test".into(),
-        out: Box::new(W(out.clone())),
+        out: Box::new(out.clone()),
         input: None,
-        log: Box::new(W(log.clone())),
+        log: Box::new(log.clone()),
         tty: false,
         debug: false,
         trace: None,
+        kernel_devices,
     };
     let report = session::run(client, &layout, &img, opts).unwrap();
-    let log = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+    server.join().unwrap();
+    let log = log.text();
+    let out = out.0.lock().unwrap().clone();
+    (ns, report, out, log)
+}
+
+#[test]
+fn a_scripted_guest_through_devvmx() {
+    let (ns, report, out, log) = run_script(false);
     assert_eq!(report.outcome, Ok(Outcome::Halted { pc: 0x1006 }), "{log}");
-    assert_eq!(&out.lock().unwrap()[..], b"OK");
+    assert!(!report.kernel_devices);
+    assert_eq!(&out[..], b"OK");
     assert!(log.contains("loading 5.9 KiB of 5.9 KiB (100%)"), "{log}");
 
     // Each go's pc reached the guest: 0x1000 (first), +1, +1, +2 (cpuid), +1 (in).
@@ -138,5 +141,25 @@ fn a_scripted_guest_through_devvmx() {
     assert_eq!(s["io"], (3, 6), "{:?}", s);
     assert_eq!(s[".cpuid"], (1, 3), "{:?}", s);
     assert_eq!(s[".hlt"], (1, 2), "{:?}", s);
-    server.join().unwrap();
+}
+
+#[test]
+fn the_same_guest_with_the_devices_in_the_kernel() {
+    let (ns, report, out, log) = run_script(true);
+    assert_eq!(report.outcome, Ok(Outcome::Halted { pc: 0x1006 }), "{log}");
+    assert!(report.kernel_devices, "{log}");
+    assert!(log.contains("PC devices in the hypervisor"), "{log}");
+    // COM1's bytes came through cons, all of them before the run ended.
+    assert_eq!(&out[..], b"OK");
+    // The kernel answered the port accesses: two entries for the client's exits only.
+    let ns = ns.lock().unwrap();
+    let rips: Vec<u64> = ns.hw().entries.iter().map(|e| e.rip).collect();
+    assert_eq!(rips, [0x1000, 0x1001, 0x1002, 0x1004, 0x1005]);
+    assert_eq!(ns.vm_count(), 0);
+    drop(ns);
+    let s = &report.stats.by_reason;
+    assert_eq!(s.get("io"), None, "{:?}", s);
+    assert_eq!(s.get(".cpuid"), None, "{:?}", s);
+    assert_eq!(s[".hlt"], (1, 2), "{:?}", s);
+    assert_eq!(report.inkernel, Some([3, 0, 0, 1]));
 }

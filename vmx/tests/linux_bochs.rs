@@ -3,7 +3,12 @@
 //! the boot took are printed by exit reason. Slow (an upload of ~10 MB over the emulated
 //! serial line, then every port access of the boot a round trip), so ignored by default:
 //! `cargo test -p vmx --test linux_bochs -- --ignored --nocapture`. The guest's console
-//! is copied to $VMX_LINUX_LOG (default /tmp/vmx-linux-bochs.out) as it arrives.
+//! is copied to $VMX_LINUX_LOG (default $TMPDIR/vmx-linux-bochs-PID.out) as it arrives,
+//! every wait line and ctl command to the same name with `.trace` added.
+//!
+//! The PC devices run in the hypervisor (the tool's default); `VMX_KERNEL_DEVICES=0`
+//! keeps them in the tool. The hypervisor's own answers are printed beside the round
+//! trips.
 //!
 //! Needs the Debian kernel and busybox-static as the QEMU tests do (see linux_qemu.rs).
 
@@ -60,9 +65,16 @@ fn linux_reaches_a_busybox_shell_under_bochs() {
         ips: 4_000_000,
         ..Opts::default()
     });
-    let client = m.client("eve", "");
+    // The tool's own message size (vmx dials with it), so the upload costs what it does
+    // with the tool.
+    let client = m.client_msize(&m.main_path(), "eve", "", ninep_client::DEFAULT_MSIZE);
     client.set_timeout(None);
-    let path = std::env::var("VMX_LINUX_LOG").unwrap_or_else(|_| "/tmp/vmx-linux-bochs.out".into());
+    let path = std::env::var("VMX_LINUX_LOG").unwrap_or_else(|_| {
+        std::env::temp_dir()
+            .join(format!("vmx-linux-bochs-{}.out", std::process::id()))
+            .display()
+            .to_string()
+    });
     let file = Arc::new(Mutex::new(std::fs::File::create(&path).unwrap()));
     let out = Tee(Arc::new(Mutex::new(Vec::new())), file.clone());
     let log = Tee(Arc::new(Mutex::new(Vec::new())), file);
@@ -79,8 +91,11 @@ fn linux_reaches_a_busybox_shell_under_bochs() {
                 tty: false,
                 debug: true,
                 trace: Some(Box::new(std::io::BufWriter::new(
-                    std::fs::File::create("/tmp/vmx-linux-bochs.trace").unwrap(),
+                    std::fs::File::create(format!("{path}.trace")).unwrap(),
                 ))),
+                // VMX_KERNEL_DEVICES=0: every device in the tool, as before the kernel
+                // could run them.
+                kernel_devices: std::env::var("VMX_KERNEL_DEVICES").map_or(true, |v| v != "0"),
             };
             let _ = tx.send(session::run(client, &layout, &img, opts));
         }
@@ -121,10 +136,11 @@ fn linux_reaches_a_busybox_shell_under_bochs() {
                 .expect("the run did not end after poweroff");
             let r = r.unwrap_or_else(|e| panic!("{e}\n{}", m.diagnostics()));
             eprintln!(
-                "outcome {:?} after {:?}\n--- 9P round trips by exit reason ---\n{}",
+                "outcome {:?} after {:?}\n--- 9P round trips by exit reason ---\n{}answered in the hypervisor (port accesses, halts, interrupts, cpuid/MSR reads): {:?}",
                 r.outcome,
                 start.elapsed(),
-                r.stats.report()
+                r.stats.report(),
+                r.inkernel
             );
             assert!(
                 matches!(

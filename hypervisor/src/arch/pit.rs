@@ -1,6 +1,6 @@
 //! The 8254 timer on IRQ 0: a tick count, and a periodic wake-up for the idle loop.
 
-use super::cpu::outb;
+use super::cpu::{inb, outb};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 pub const HZ: u32 = 100;
@@ -34,4 +34,46 @@ pub fn wait(n: u64, until: impl Fn() -> bool) -> bool {
         core::hint::spin_loop();
     }
     until()
+}
+
+/// The 8254's input clock, Hz.
+const PIT_HZ: u64 = 1_193_182;
+
+/// The TSC's rate in Hz, measured once (by the first CPU to ask) and shared by every
+/// CPU: the clock of in-kernel guest devices.
+pub fn tsc_hz() -> u64 {
+    static TSC_HZ: spin::Once<u64> = spin::Once::new();
+    *TSC_HZ.call_once(|| {
+        let hz = calibrate_tsc();
+        log::info!("tsc {} kHz", hz / 1000);
+        hz
+    })
+}
+
+/// The TSC's rate in Hz, measured against channel 2 of the PIT (gated through port 0x61
+/// and polled, as Linux calibrates). Needs the 100 Hz tick running only as a bound: a PIT
+/// whose channel 2 never ends its count is measured against the ticks instead.
+fn calibrate_tsc() -> u64 {
+    const COUNT: u64 = 0xffff; // about 55 ms
+    let p61 = inb(0x61);
+    outb(0x61, (p61 & !0x02) | 0x01); // gate 2 on, speaker off
+    outb(0x43, 0xb0); // channel 2, lo/hi byte, mode 0 (interrupt on terminal count)
+    outb(0x42, COUNT as u8);
+    outb(0x42, (COUNT >> 8) as u8);
+    let (t0, k0) = (super::vmx::rdtsc(), ticks());
+    let mut done = false;
+    while ticks() - k0 < 20 {
+        if inb(0x61) & 0x20 != 0 {
+            done = true;
+            break;
+        }
+    }
+    let (t1, k1) = (super::vmx::rdtsc(), ticks());
+    outb(0x61, p61);
+    let dt = t1.wrapping_sub(t0).max(1);
+    if done {
+        dt * PIT_HZ / COUNT
+    } else {
+        dt * u64::from(HZ) / (k1 - k0).max(1)
+    }
 }

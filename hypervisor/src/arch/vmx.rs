@@ -17,6 +17,7 @@
 mod entry;
 pub mod fields;
 mod insn;
+pub use insn::rdtsc;
 pub mod selftest;
 
 use devvmx::hw::{EntryState, Hw, Phys, VmxFail, PAGE};
@@ -57,6 +58,8 @@ pub struct KernelHw {
     feat: Features,
     /// Wall-clock seconds at boot (the RTC) and the timer's tick count then.
     wall: (u32, u64),
+    /// The TSC's rate, calibrated against the PIT at boot.
+    tsc_hz: u64,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -119,6 +122,7 @@ impl KernelHw {
             mxcsr_mask: if mask == 0 { 0xffbf } else { mask },
             feat,
             wall: (0, super::pit::ticks()),
+            tsc_hz: super::pit::tsc_hz(),
         }
     }
 
@@ -285,6 +289,10 @@ impl Hw for KernelHw {
 
     fn rdtsc(&mut self) -> u64 {
         insn::rdtsc()
+    }
+
+    fn tsc_hz(&self) -> u64 {
+        self.tsc_hz
     }
 
     fn vmxon(&mut self, region: Phys) -> Result<(), VmxFail> {

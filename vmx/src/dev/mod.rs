@@ -1,200 +1,89 @@
-//! The emulated PC around the guest CPU: the port map of vmx(1)'s io.c, interrupt routing
-//! into the PIC, and the `irq` commands that keep #X's pending interrupt in step with the
-//! PIC. Pure: time comes in as numbers, bytes go out in buffers; the exit loop does the
-//! 9P and the terminal.
+//! The emulated PC around the guest CPU: pcdev's board (the port map of vmx(1)'s io.c and
+//! its devices, the same code the kernel runs for in-kernel devices), PCI configuration
+//! space, and the `irq` commands that keep #X's pending interrupt in step with the PIC.
+//! Pure: time comes in as numbers, bytes go out in buffers; the exit loop does the 9P and
+//! the terminal.
 
-pub mod i8042;
 pub mod pci;
-pub mod pic;
-pub mod pit;
-pub mod rtc;
-pub mod uart;
 
 use crate::layout::Layout;
+pub use pcdev::{i8042, pic, pit, rtc, uart};
+pub use pcdev::{Board, Stop, DEBUGCON_PORT, DONE_PORT};
 use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
 
-/// Port the demo guest (and any guest) writes to end the run; the byte is the exit
-/// status. QEMU's isa-debug-exit sits here too.
-pub const DONE_PORT: u16 = 0xf4;
-/// Bochs's and QEMU's debug console: bytes written here go to the terminal as well.
-pub const DEBUGCON_PORT: u16 = 0xe9;
+/// PCI configuration mechanism #1 and the PIIX reset control register: the tool's, not
+/// the board's (one home for the guest's PCI view).
+const PCI_PORTS: std::ops::RangeInclusive<u16> = 0xcf8..=0xcff;
 
-/// Why the machine wants the run to end.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stop {
-    /// An out to [`DONE_PORT`] with this value.
-    Done(u8),
-    /// A reset through the keyboard controller or 0xcf9.
-    Reset,
-}
-
-/// Which device a port belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Dev {
-    Pic,
-    Pit,
-    Rtc,
-    Kbd,
-    Com(usize),
-    Pci,
-    Done,
-    Debugcon,
-    /// Ports legacy drivers probe or use for delays: reads all ones, writes dropped.
-    Quiet,
-}
-
-/// The port map, after vmx(1)'s io.c.
-const PORTS: &[(u16, u16, Dev)] = &[
-    (0x20, 0x21, Dev::Pic),
-    (0xa0, 0xa1, Dev::Pic),
-    (0x4d0, 0x4d1, Dev::Pic),
-    (0x40, 0x43, Dev::Pit),
-    (0x61, 0x61, Dev::Pit),
-    (0x70, 0x71, Dev::Rtc),
-    (0x60, 0x60, Dev::Kbd),
-    (0x64, 0x64, Dev::Kbd),
-    (0x3f8, 0x3ff, Dev::Com(0)),
-    (0x2f8, 0x2ff, Dev::Com(1)),
-    (0xcf8, 0xcff, Dev::Pci),
-    (DONE_PORT, DONE_PORT, Dev::Done),
-    (DEBUGCON_PORT, DEBUGCON_PORT, Dev::Debugcon),
-    (0x80, 0x80, Dev::Quiet),   // POST code; Linux's delay
-    (0x84, 0x84, Dev::Quiet),   // DMA page; delay
-    (0xed, 0xed, Dev::Quiet),   // delay
-    (0x3e8, 0x3ef, Dev::Quiet), // COM3
-    (0x2e8, 0x2ef, Dev::Quiet), // COM4
-    (0x378, 0x37a, Dev::Quiet), // LPT1
-    (0x278, 0x27a, Dev::Quiet), // LPT2
-    (0x3b0, 0x3df, Dev::Quiet), // VGA
-    (0x1f0, 0x1f7, Dev::Quiet), // IDE primary
-    (0x3f6, 0x3f6, Dev::Quiet),
-    (0x170, 0x177, Dev::Quiet), // IDE secondary
-    (0x376, 0x376, Dev::Quiet),
-    (0x3f0, 0x3f5, Dev::Quiet), // floppy
-    (0x3f7, 0x3f7, Dev::Quiet),
-    (0x00, 0x1f, Dev::Quiet), // DMA
-    (0xc0, 0xdf, Dev::Quiet), // DMA
-    (0x81, 0x8f, Dev::Quiet), // DMA pages
-];
-
-fn lookup(port: u16) -> Option<Dev> {
-    PORTS
-        .iter()
-        .find(|(lo, hi, _)| (*lo..=*hi).contains(&port))
-        .map(|p| p.2)
-}
-
-/// Interrupt lines of the devices.
-const IRQ_PIT: u8 = 0;
-const IRQ_KBD: u8 = 1;
-const IRQ_COM: [u8; 2] = [4, 3];
-
+/// The board (pcdev's devices) with PCI, the clock and the bookkeeping of #X's posted
+/// interrupt. Derefs to the [`Board`].
 pub struct Machine {
-    pub pic: pic::Pic,
-    pub pit: pit::Pit,
-    pub rtc: rtc::Rtc,
-    pub kbd: i8042::I8042,
-    pub com: [uart::Uart; 2],
+    pub board: Board,
     pub pci: pci::Pci,
     /// Nanoseconds on the loop's monotonic clock.
     pub now: u64,
     /// Unix time in seconds, for the RTC.
     pub wall: i64,
-    pub stop: Option<Stop>,
-    /// Bytes for the terminal written to the debug console port.
-    pub debugcon: Vec<u8>,
     /// Accesses to ports nobody handles, by port (reads give all ones).
     pub unknown: BTreeMap<u16, u64>,
     /// The vector #X was last told to post with `irq N` (None: it has none pending).
     posted: Option<u8>,
     /// No new interrupt is posted before this time (see [`Machine::hold`]).
     hold: u64,
+    /// PIC input levels last told to the in-kernel PIC (see [`Machine::line_commands`]).
+    sent_lines: u16,
 }
 
 impl Machine {
     pub fn new(layout: &Layout) -> Machine {
+        let rtc = rtc::Rtc::new(layout.base_kb(), layout.ext_kb(), layout.mem());
         Machine {
-            pic: pic::Pic::new(),
-            pit: pit::Pit::new(),
-            rtc: rtc::Rtc::new(layout),
-            kbd: i8042::I8042::new(),
-            com: [uart::Uart::new(), uart::Uart::new()],
+            board: Board::new(rtc, 0),
             pci: pci::Pci::new(),
             now: 0,
             wall: 0,
-            stop: None,
-            debugcon: Vec::new(),
             unknown: BTreeMap::new(),
             posted: None,
             hold: 0,
+            sent_lines: 0,
         }
     }
 
     /// An `in` of `size` bytes (1, 2 or 4) from `port`.
     pub fn io_in(&mut self, port: u16, size: u8) -> u32 {
-        let mask = size_mask(size);
-        let v = match lookup(port) {
-            Some(Dev::Pic) => u32::from(self.pic.read(port)),
-            Some(Dev::Pit) => u32::from(self.pit.read(port, self.now)),
-            Some(Dev::Rtc) => u32::from(self.rtc.read(port, self.wall)),
-            Some(Dev::Kbd) => {
-                let v = self.kbd.read(port);
-                if port == 0x60 {
-                    // The controller drops IRQ 1 as the byte is read; a next byte
-                    // raises it again: a new edge.
-                    self.pic.set_line(IRQ_KBD, false);
-                }
-                u32::from(v)
-            }
-            Some(Dev::Com(i)) => u32::from(self.com[i].read(port & 7)),
-            Some(Dev::Pci) => self.pci.read(port, size),
-            Some(Dev::Done | Dev::Debugcon | Dev::Quiet) => u32::MAX,
+        if PCI_PORTS.contains(&port) {
+            return self.pci.read(port, size) & pcdev::size_mask(size);
+        }
+        match pcdev::lookup(port) {
+            Some(dev) => self.board.io_in(dev, port, size, self.now, self.wall),
             None => {
                 *self.unknown.entry(port).or_default() += 1;
-                u32::MAX
+                pcdev::size_mask(size)
             }
-        };
-        self.sync_lines();
-        v & mask
+        }
     }
 
     /// An `out` of `size` bytes of `val` to `port`.
     pub fn io_out(&mut self, port: u16, size: u8, val: u32) {
-        let val = val & size_mask(size);
-        let b = val as u8;
-        match lookup(port) {
-            Some(Dev::Pic) => self.pic.write(port, b),
-            Some(Dev::Pit) => self.pit.write(port, b, self.now),
-            Some(Dev::Rtc) => self.rtc.write(port, b, self.wall),
-            Some(Dev::Kbd) => self.kbd.write(port, b),
-            Some(Dev::Com(i)) => self.com[i].write(port & 7, b),
-            Some(Dev::Pci) => self.pci.write(port, size, val),
-            Some(Dev::Done) => self.stop = Some(Stop::Done(b)),
-            Some(Dev::Debugcon) => self.debugcon.push(b),
-            Some(Dev::Quiet) => {}
+        if PCI_PORTS.contains(&port) {
+            self.pci.write(port, size, val & pcdev::size_mask(size));
+            if self.pci.reset {
+                self.board.stop = Some(Stop::Reset);
+            }
+            return;
+        }
+        match pcdev::lookup(port) {
+            Some(dev) => self.board.io_out(dev, port, size, val, self.now, self.wall),
             None => *self.unknown.entry(port).or_default() += 1,
         }
-        if self.kbd.reset || self.pci.reset {
-            self.stop = Some(Stop::Reset);
-        }
-        self.sync_lines();
-    }
-
-    /// Level-triggered lines follow their devices after every access.
-    fn sync_lines(&mut self) {
-        for (i, irq) in IRQ_COM.iter().enumerate() {
-            self.pic.set_line(*irq, self.com[i].irq());
-        }
-        self.pic.set_line(IRQ_KBD, self.kbd.irq());
     }
 
     /// Moves the clock to `now` ns / `wall` s and raises the timer interrupts due.
     pub fn advance(&mut self, now: u64, wall: i64) {
         self.now = self.now.max(now);
         self.wall = wall;
-        if self.pit.advance(self.now) {
-            self.pic.pulse(IRQ_PIT);
-        }
+        self.board.advance(self.now);
     }
 
     /// When [`Machine::advance`] or [`Machine::irq_command`] next has something to do.
@@ -222,14 +111,13 @@ impl Machine {
 
     /// Terminal input for COM1.
     pub fn type_in(&mut self, bytes: &[u8]) {
-        self.com[0].receive(bytes);
-        self.sync_lines();
+        self.board.type_in(bytes);
     }
 
     /// Everything the guest wrote for the terminal since the last call.
     pub fn take_output(&mut self) -> Vec<u8> {
-        let mut out = std::mem::take(&mut self.com[0].tx);
-        out.append(&mut self.debugcon);
+        let mut out = std::mem::take(&mut self.board.com[0].tx);
+        out.append(&mut self.board.debugcon);
         out
     }
 
@@ -247,6 +135,18 @@ impl Machine {
             Some(v) => format!("irq {v}"),
             None => "irq".to_string(),
         })
+    }
+
+    /// With the hypervisor's in-kernel PIC: the `line IRQ LEVEL` commands that bring its
+    /// inputs in line with what this machine's devices drive, for the lines that changed.
+    pub fn line_commands(&mut self) -> Vec<String> {
+        let now = self.pic.lines();
+        let changed = now ^ self.sent_lines;
+        self.sent_lines = now;
+        (0..16)
+            .filter(|i| changed >> i & 1 != 0)
+            .map(|i| format!("line {i} {}", now >> i & 1))
+            .collect()
     }
 
     /// The vector #X holds for the guest, if any.
@@ -268,11 +168,16 @@ impl Machine {
     }
 }
 
-fn size_mask(size: u8) -> u32 {
-    match size {
-        1 => 0xff,
-        2 => 0xffff,
-        _ => u32::MAX,
+impl Deref for Machine {
+    type Target = Board;
+    fn deref(&self) -> &Board {
+        &self.board
+    }
+}
+
+impl DerefMut for Machine {
+    fn deref_mut(&mut self) -> &mut Board {
+        &mut self.board
     }
 }
 
@@ -377,6 +282,22 @@ mod tests {
     }
 
     #[test]
+    fn line_commands_follow_the_pic_inputs() {
+        let mut m = machine();
+        assert!(m.line_commands().is_empty());
+        // COM2 with its receive interrupt and OUT2 on: IRQ 3 rises with input, falls
+        // when it is read.
+        m.io_out(0x2f9, 1, 1);
+        m.io_out(0x2fc, 1, 0x08);
+        m.board.com[1].receive(b"z");
+        m.board.sync_lines();
+        assert_eq!(m.line_commands(), ["line 3 1"]);
+        assert!(m.line_commands().is_empty());
+        m.io_in(0x2f8, 1);
+        assert_eq!(m.line_commands(), ["line 3 0"]);
+    }
+
+    #[test]
     fn resets_stop_the_machine() {
         let mut m = machine();
         m.io_out(0x64, 1, 0xfe);
@@ -384,6 +305,28 @@ mod tests {
         let mut m = machine();
         m.io_out(0xcf9, 1, 0x06);
         assert_eq!(m.stop, Some(Stop::Reset));
+    }
+
+    /// pcdev's scripts read the same through the tool's machine as through the board and
+    /// the kernel (devvmx's tests/kdev.rs), the RTC's clock starting at the epoch.
+    #[test]
+    fn shared_scripts() {
+        use pcdev::script::{Op, SCRIPTS};
+        for s in SCRIPTS {
+            let mut m = machine();
+            let mut now = 0u64;
+            let mut reads = Vec::new();
+            for op in s.ops {
+                m.advance(now, (now / 1_000_000_000) as i64);
+                match *op {
+                    Op::Out(p, n, v) => m.io_out(p, n, v),
+                    Op::In(p, n) => reads.push(m.io_in(p, n)),
+                    Op::Run(ns) => now += ns,
+                }
+            }
+            assert_eq!(reads, s.reads, "{}", s.name);
+            assert!(m.unknown.is_empty(), "{}", s.name);
+        }
     }
 
     #[test]

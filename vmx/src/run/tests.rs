@@ -229,22 +229,15 @@ fn timer_wakes_a_halted_guest() {
     let mut steps: Vec<Vec<String>> = Vec::new();
     let mut pc = 0x1000;
     // PIC: master at 0x20 with only IRQ0 unmasked; PIT channel 0 at 100 Hz.
-    for (port, v) in [
-        (0x20, 0x11),
-        (0xa0, 0x11),
-        (0x21, 0x20),
-        (0xa1, 0x28),
-        (0x21, 4),
-        (0xa1, 2),
-        (0x21, 1),
-        (0xa1, 1),
+    let setup = [
         (0x21, 0xfe),
         (0xa1, 0xff),
         (0x43, 0x34),
         (0x40, 0x9c),
         (0x40, 0x2e),
-    ] {
-        steps.push(vec![io_line(port, 1, false, pc, v)]);
+    ];
+    for (port, v) in pcdev::pic::INIT_SEQUENCE.into_iter().chain(setup) {
+        steps.push(vec![io_line(port, 1, false, pc, v.into())]);
         pc += 1;
     }
     steps.push(vec![format!(

@@ -3,8 +3,6 @@
 //! checksum). No periodic or alarm interrupts: writes enabling them are kept and
 //! reported back, but IRQ 8 never fires.
 
-use crate::layout::Layout;
-
 #[derive(Clone, Debug)]
 pub struct Rtc {
     index: u8,
@@ -41,23 +39,26 @@ pub fn civil(unix: i64) -> (i64, u8, u8, u8, u8, u8, u8) {
 }
 
 impl Rtc {
-    pub fn new(layout: &Layout) -> Rtc {
+    /// A clock with the CMOS a BIOS leaves for a machine of `mem` bytes of RAM, `base_kb`
+    /// KiB below 640 KiB and `ext_kb` KiB above 1 MiB (all 0: no sizes, for a machine
+    /// whose guest learns its memory elsewhere, e.g. from e820).
+    pub fn new(base_kb: u64, ext_kb: u64, mem: u64) -> Rtc {
         let mut c = [0u8; 128];
         c[0x0a] = 0x26; // 32.768 kHz time base, 1024 Hz rate
         c[0x0b] = 0x02; // 24-hour, BCD
         c[0x0d] = 0x80; // valid RAM and time
         c[0x10] = 0x00; // no floppies
         c[0x14] = 0x06; // math coprocessor, colour 80x25... no floppy
-        let base = layout.base_kb();
+        let base = base_kb;
         c[0x15] = base as u8;
         c[0x16] = (base >> 8) as u8;
-        let ext = layout.ext_kb().min(0xffff);
+        let ext = ext_kb.min(0xffff);
         for r in [0x17, 0x30] {
             c[r] = ext as u8;
             c[r + 1] = (ext >> 8) as u8;
         }
         // Memory above 16 MiB in 64 KiB units.
-        let above = (layout.mem().saturating_sub(16 << 20) >> 16).min(0xffff);
+        let above = (mem.saturating_sub(16 << 20) >> 16).min(0xffff);
         c[0x34] = above as u8;
         c[0x35] = (above >> 8) as u8;
         let sum: u16 = c[0x10..0x2e].iter().map(|&b| u16::from(b)).sum();
@@ -109,7 +110,7 @@ impl Rtc {
             0x09 => self.encode(y.rem_euclid(100) as u8),
             0x32 => self.encode(y.div_euclid(100).clamp(0, 99) as u8),
             0x0a => self.cmos[0x0a] & 0x7f, // never "update in progress"
-            0x0c => std::mem::take(&mut self.cmos[0x0c]),
+            0x0c => core::mem::take(&mut self.cmos[0x0c]),
             i => self.cmos[usize::from(i & 0x7f)],
         }
     }
@@ -182,7 +183,7 @@ mod tests {
 
     #[test]
     fn time_in_bcd_and_binary() {
-        let mut r = Rtc::new(&Layout::new(64 << 20).unwrap());
+        let mut r = Rtc::new(640, 63 * 1024, 64 << 20);
         assert_eq!(get(&mut r, 0x04), 0x04);
         assert_eq!(get(&mut r, 0x02), 0x33);
         assert_eq!(get(&mut r, 0x00), 0x09);
@@ -203,7 +204,7 @@ mod tests {
 
     #[test]
     fn guest_sets_the_clock() {
-        let mut r = Rtc::new(&Layout::new(64 << 20).unwrap());
+        let mut r = Rtc::new(640, 63 * 1024, 64 << 20);
         r.write(0x70, 0x04, T);
         r.write(0x71, 0x17, T); // 17:00 BCD
         assert_eq!(get(&mut r, 0x04), 0x17);
@@ -213,7 +214,7 @@ mod tests {
 
     #[test]
     fn memory_sizes() {
-        let mut r = Rtc::new(&Layout::new(64 << 20).unwrap());
+        let mut r = Rtc::new(640, 63 * 1024, 64 << 20);
         assert_eq!(
             u16::from(get(&mut r, 0x16)) << 8 | u16::from(get(&mut r, 0x15)),
             640

@@ -1,9 +1,13 @@
 //! A 16550A UART (COM1 at 0x3f8, COM2 at 0x2f8) wired to byte queues: what the guest
 //! transmits is collected for the terminal, what the terminal types is received. The
-//! transmitter is always ready (a byte leaves the moment it is written), the receive
-//! FIFO is as deep as the input queue.
+//! transmitter is ready (a byte leaves the moment it is written) until the output queue
+//! holds its limit of bytes nobody took, the receive FIFO is as deep as the input queue
+//! (at most the limit too). The tool's UARTs have no limit; the kernel's one has, so a
+//! guest writing with no reader, or a client typing with no guest reading, takes no more
+//! memory than that.
 
-use std::collections::VecDeque;
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
 
 const IER_RX: u8 = 1 << 0;
 const IER_THRE: u8 = 1 << 1;
@@ -26,6 +30,8 @@ pub struct Uart {
     rx: VecDeque<u8>,
     /// Bytes the guest sent, not yet taken by the terminal.
     pub tx: Vec<u8>,
+    /// Most bytes `tx` and the receive queue hold (0: no limit).
+    limit: usize,
 }
 
 impl Uart {
@@ -36,9 +42,44 @@ impl Uart {
         }
     }
 
-    /// Bytes typed at the terminal.
-    pub fn receive(&mut self, bytes: &[u8]) {
-        self.rx.extend(bytes);
+    /// A UART whose queues hold at most `limit` bytes each.
+    pub fn with_limit(limit: usize) -> Uart {
+        Uart {
+            limit,
+            ..Uart::new()
+        }
+    }
+
+    fn room(&self, queued: usize) -> usize {
+        match self.limit {
+            0 => usize::MAX,
+            n => n.saturating_sub(queued),
+        }
+    }
+
+    /// The output queue is at its limit: the transmitter reads busy.
+    fn tx_full(&self) -> bool {
+        self.room(self.tx.len()) == 0
+    }
+
+    /// Bytes typed at the terminal; returns how many fit.
+    pub fn receive(&mut self, bytes: &[u8]) -> usize {
+        let n = bytes.len().min(self.room(self.rx.len()));
+        self.rx.extend(&bytes[..n]);
+        n
+    }
+
+    /// Moves up to `buf.len()` transmitted bytes into `buf`; a transmitter that was busy
+    /// for want of room is ready again (with its THR-empty interrupt).
+    pub fn take(&mut self, buf: &mut [u8]) -> usize {
+        let was_full = self.tx_full();
+        let n = buf.len().min(self.tx.len());
+        buf[..n].copy_from_slice(&self.tx[..n]);
+        self.tx.drain(..n);
+        if was_full && n > 0 {
+            self.thre_pending = true;
+        }
+        n
     }
 
     pub fn rx_pending(&self) -> usize {
@@ -83,8 +124,9 @@ impl Uart {
             }
             3 => self.lcr,
             4 => self.mcr,
-            // THR and transmitter empty, data ready when the queue has some.
-            5 => 0x60 | u8::from(!self.rx.is_empty()),
+            // THR and transmitter empty (unless the output queue is full), data ready
+            // when the queue has some.
+            5 => (u8::from(!self.tx_full()) * 0x60) | u8::from(!self.rx.is_empty()),
             6 => {
                 if self.mcr & MCR_LOOP != 0 {
                     // Loopback: RTS->CTS, DTR->DSR, OUT1->RI, OUT2->DCD.
@@ -104,18 +146,19 @@ impl Uart {
             0 if dlab => self.dll = v,
             0 => {
                 if self.mcr & MCR_LOOP != 0 {
-                    self.rx.push_back(v);
-                } else {
+                    self.receive(&[v]);
+                } else if !self.tx_full() {
                     self.tx.push(v);
                 }
-                // Sent at once: the holding register is empty again.
-                self.thre_pending = true;
+                // Sent at once: the holding register is empty again, unless the queue
+                // is full (then the THR-empty interrupt comes when it is taken).
+                self.thre_pending = !self.tx_full();
             }
             1 if dlab => self.dlm = v,
             1 => {
                 // Enabling the THRE interrupt with an empty holding register raises it.
                 if v & IER_THRE != 0 && self.ier & IER_THRE == 0 {
-                    self.thre_pending = true;
+                    self.thre_pending = !self.tx_full();
                 }
                 self.ier = v & 0x0f;
             }
@@ -186,6 +229,30 @@ mod tests {
         assert!(!u.irq());
         u.write(0, b'a');
         assert!(u.irq());
+    }
+
+    #[test]
+    fn a_full_output_queue_holds_the_transmitter() {
+        let mut u = Uart::with_limit(2);
+        u.write(1, IER_THRE);
+        u.write(4, MCR_OUT2);
+        assert_eq!(u.read(2), 0x02);
+        u.write(0, b'a');
+        assert!(u.irq());
+        u.write(0, b'b');
+        // Full: busy, no THR-empty interrupt, further bytes dropped.
+        assert_eq!(u.read(5) & 0x60, 0);
+        assert!(!u.irq());
+        u.write(0, b'c');
+        let mut buf = [0; 8];
+        assert_eq!(u.take(&mut buf[..1]), 1);
+        assert_eq!(buf[0], b'a');
+        assert_eq!(u.read(5) & 0x60, 0x60);
+        assert!(u.irq());
+        assert_eq!(u.take(&mut buf), 1);
+        assert_eq!(buf[0], b'b');
+        assert_eq!(u.receive(b"xyz"), 2);
+        assert_eq!(u.rx_pending(), 2);
     }
 
     #[test]

@@ -205,6 +205,11 @@ impl Pic {
         }
     }
 
+    /// The levels of the 16 input lines (bit n: IRQ n).
+    pub fn lines(&self) -> u16 {
+        u16::from(self.chips[1].lines) << 8 | u16::from(self.chips[0].lines)
+    }
+
     /// An edge on `irq`: what a timer's output pulse does.
     pub fn pulse(&mut self, irq: u8) {
         self.set_line(irq, true);
@@ -270,7 +275,7 @@ impl Pic {
 
     /// Whether the guest ended an interrupt (OCW2 EOI) since the last call.
     pub fn take_eoi(&mut self) -> bool {
-        std::mem::take(&mut self.eoi)
+        core::mem::take(&mut self.eoi)
     }
 
     pub fn write(&mut self, port: u16, v: u8) {
@@ -295,8 +300,7 @@ impl Pic {
 
 /// Linux's and the demo guest's initialisation words (ICW1-4 of both chips): master at
 /// vector 0x20, slave at 0x28 on IRQ 2. Tests program the pair with it.
-#[cfg(test)]
-pub(crate) const INIT_SEQUENCE: [(u16, u8); 8] = [
+pub const INIT_SEQUENCE: [(u16, u8); 8] = [
     (0x20, 0x11),
     (0xa0, 0x11),
     (0x21, 0x20),

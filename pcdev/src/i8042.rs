@@ -2,7 +2,7 @@
 //! controller with a keyboard that never types, pass its self-tests, and ask for a
 //! system reset (which stops the guest). No mouse, no scan codes.
 
-use std::collections::VecDeque;
+use alloc::collections::VecDeque;
 
 #[derive(Clone, Debug)]
 pub struct I8042 {

@@ -1,0 +1,255 @@
+//! In-kernel PC devices: after a `devices` ctl message (an extension, see DEVIATIONS.md)
+//! the VM's port I/O to the named devices is answered here, with pcdev's models (the same
+//! code the vmx tool runs), instead of going to the client as `io` exits. The PIC's
+//! interrupts are injected at entry, halts wait here for them, and COM1's bytes go through
+//! the VM's `cons` file. With `cpu`, cpuid and reads of the MSRs that live in the VMCS are
+//! answered here too, from the real CPU through pcdev's masks.
+
+use crate::plan9::quote;
+use alloc::format;
+use alloc::string::String;
+use ninep::Error;
+use pcdev::{Board, Dev};
+
+/// `cons` of a VM without an in-kernel UART.
+pub const ENOCONS: &str = "no in-kernel uart";
+
+/// Device names of the `devices` message, and the bit each sets.
+pub const PIC: u8 = 1 << 0;
+pub const PIT: u8 = 1 << 1;
+pub const UART: u8 = 1 << 2;
+pub const RTC: u8 = 1 << 3;
+pub const KBD: u8 = 1 << 4;
+pub const QUIET: u8 = 1 << 5;
+pub const CPU: u8 = 1 << 6;
+
+pub const NAMES: [(&str, u8); 7] = [
+    ("pic", PIC),
+    ("pit", PIT),
+    ("uart", UART),
+    ("rtc", RTC),
+    ("kbd", KBD),
+    ("quiet", QUIET),
+    ("cpu", CPU),
+];
+
+/// Devices that raise interrupts, and so need the in-kernel PIC.
+const NEED_PIC: u8 = PIT | UART | KBD;
+
+/// Most bytes COM1 queues each way (guest output nobody read, client input the guest
+/// has not read): beyond it the transmitter reads busy and `cons` writes are short.
+pub const CONS_LIMIT: usize = 64 * 1024;
+
+/// A console read waits for this many bytes, or for the oldest to be [`CONS_DELAY`] ns
+/// old (guest time), while the guest runs: each read is a round trip, and a guest prints
+/// a byte at a time.
+pub const CONS_BATCH: usize = 4096;
+pub const CONS_DELAY: u64 = 50_000_000;
+
+/// The parsed `devices` message: which devices, and the RTC's Unix time at guest time 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Choice {
+    pub set: u8,
+    pub rtc_base: i64,
+}
+
+/// Parses the arguments of `devices NAME...`: names from [`NAMES`], each at most once;
+/// `rtc` may carry the Unix time the clock starts from, `rtc=SECONDS`.
+pub fn parse(args: &[String]) -> Result<Choice, Error> {
+    let mut c = Choice {
+        set: 0,
+        rtc_base: 0,
+    };
+    if args.is_empty() {
+        return Err("no devices named".into());
+    }
+    for a in args {
+        let (name, val) = match a.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (a.as_str(), None),
+        };
+        let Some(&(_, bit)) = NAMES.iter().find(|(n, _)| *n == name) else {
+            return Err(format!("unknown device {}", quote(a, false)).into());
+        };
+        if c.set & bit != 0 {
+            return Err(format!("device {name} named twice").into());
+        }
+        c.set |= bit;
+        match (bit, val) {
+            (_, None) => {}
+            (RTC, Some(v)) => {
+                c.rtc_base = v
+                    .parse::<i64>()
+                    .map_err(|_| Error::from(format!("bad rtc time {}", quote(v, false))))?;
+            }
+            (_, Some(_)) => {
+                return Err(format!("device {name} takes no value").into());
+            }
+        }
+    }
+    if c.set & NEED_PIC != 0 && c.set & PIC == 0 {
+        return Err("pit, uart and kbd need the pic".into());
+    }
+    Ok(c)
+}
+
+/// What a VM's in-kernel devices did, for the host's log and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Port accesses answered here.
+    pub io: u64,
+    /// Halts waited out here.
+    pub hlt: u64,
+    /// cpuid and rdmsr answered here.
+    pub cpu: u64,
+    /// Interrupts injected from the in-kernel PIC.
+    pub irq: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, o: &Counts) {
+        self.io += o.io;
+        self.hlt += o.hlt;
+        self.cpu += o.cpu;
+        self.irq += o.irq;
+    }
+}
+
+/// One VM's in-kernel devices.
+pub struct KDev {
+    pub board: Board,
+    pub set: u8,
+    rtc_base: i64,
+    /// The guest halted with interrupts on; it is not entered until the PIC has one.
+    pub halted: bool,
+    /// Guest time when COM1's output queue last went from empty to not.
+    tx_since: Option<u64>,
+    pub counts: Counts,
+}
+
+impl KDev {
+    pub fn new(c: Choice) -> KDev {
+        // The kernel does not know the guest's memory layout: the CMOS holds no sizes
+        // (guests that want them from the CMOS keep the tool's RTC).
+        let rtc = pcdev::rtc::Rtc::new(0, 0, 0);
+        KDev {
+            board: Board::new(rtc, CONS_LIMIT),
+            set: c.set,
+            rtc_base: c.rtc_base,
+            halted: false,
+            tx_since: None,
+            counts: Counts::default(),
+        }
+    }
+
+    pub fn has(&self, bit: u8) -> bool {
+        self.set & bit != 0
+    }
+
+    /// The device answering `port` here, if it is one of the chosen.
+    pub fn claims(&self, port: u16) -> Option<Dev> {
+        let dev = pcdev::lookup(port)?;
+        let bit = match dev {
+            Dev::Pic => PIC,
+            Dev::Pit => PIT,
+            Dev::Rtc => RTC,
+            Dev::Kbd => KBD,
+            Dev::Com(0) => UART,
+            Dev::Quiet => QUIET,
+            // COM2, the done and debug ports stay the client's.
+            Dev::Com(_) | Dev::Done | Dev::Debugcon => return None,
+        };
+        self.has(bit).then_some(dev)
+    }
+
+    fn wall(&self, now: u64) -> i64 {
+        self.rtc_base
+            .saturating_add(i64::try_from(now / 1_000_000_000).unwrap_or(i64::MAX))
+    }
+
+    /// A port access of the guest at guest time `now` (ns): the value read for an `in`.
+    pub fn io(&mut self, dev: Dev, port: u16, size: u8, input: bool, val: u32, now: u64) -> u32 {
+        self.counts.io += 1;
+        self.board.advance(now);
+        let wall = self.wall(now);
+        if input {
+            self.board.io_in(dev, port, size, now, wall)
+        } else {
+            self.board.io_out(dev, port, size, val, now, wall);
+            if !self.board.com[0].tx.is_empty() {
+                self.tx_since.get_or_insert(now);
+            }
+            0
+        }
+    }
+
+    /// COM1's output for a console read at guest time `now`: None while a running
+    /// guest's output is still short and young (see [`CONS_BATCH`]); else what fits in
+    /// `buf` (possibly nothing).
+    pub fn cons_take(&mut self, buf: &mut [u8], running: bool, now: u64) -> Option<usize> {
+        let queued = self.board.com[0].tx.len();
+        let young = self
+            .tx_since
+            .is_some_and(|t| now.saturating_sub(t) < CONS_DELAY);
+        if running && !self.halted && queued < CONS_BATCH.min(buf.len()) && (queued == 0 || young) {
+            return None;
+        }
+        let n = self.board.com[0].take(buf);
+        self.tx_since = (!self.board.com[0].tx.is_empty()).then_some(now);
+        // Room again may raise the THR-empty interrupt.
+        self.board.sync_lines();
+        Some(n)
+    }
+
+    /// The vector the PIC wants the CPU to take at guest time `now`, if any.
+    pub fn pending(&mut self, now: u64) -> Option<u8> {
+        if !self.has(PIC) {
+            return None;
+        }
+        self.board.advance(now);
+        self.board.pic.pending()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+    use alloc::vec::Vec;
+
+    fn p(s: &str) -> Result<Choice, String> {
+        let v: Vec<String> = s.split_whitespace().map(|w| w.to_string()).collect();
+        parse(&v).map_err(|e| e.as_str().into())
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(
+            p("pic pit uart rtc=100 kbd quiet cpu"),
+            Ok(Choice {
+                set: 0x7f,
+                rtc_base: 100
+            })
+        );
+        assert_eq!(p("rtc").map(|c| c.set), Ok(RTC));
+        assert_eq!(p(""), Err("no devices named".into()));
+        assert_eq!(p("pic vga"), Err("unknown device vga".into()));
+        assert_eq!(p("pic pic"), Err("device pic named twice".into()));
+        assert_eq!(p("rtc rtc=5"), Err("device rtc named twice".into()));
+        assert_eq!(p("pit"), Err("pit, uart and kbd need the pic".into()));
+        assert_eq!(p("pic=1"), Err("device pic takes no value".into()));
+        assert_eq!(p("rtc=x"), Err("bad rtc time x".into()));
+        assert_eq!(p("it's"), Err("unknown device 'it''s'".into()));
+    }
+
+    #[test]
+    fn claims_only_the_chosen() {
+        let k = KDev::new(p("pic uart").unwrap());
+        assert_eq!(k.claims(0x20), Some(Dev::Pic));
+        assert_eq!(k.claims(0x3fd), Some(Dev::Com(0)));
+        assert_eq!(k.claims(0x40), None);
+        assert_eq!(k.claims(0x2f8), None);
+        assert_eq!(k.claims(0xf4), None);
+        assert_eq!(k.claims(0xcf8), None);
+    }
+}

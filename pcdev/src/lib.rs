@@ -1,0 +1,202 @@
+//! PC device models after vmx(1)'s io.c, as pure state machines: time comes in as numbers
+//! (nanoseconds on a monotonic clock, Unix seconds for the RTC), bytes go out in buffers.
+//! The vmx tool runs them in user space over 9P; the kernel runs the same code for the
+//! VMs that ask for in-kernel devices (devvmx's `devices` ctl message).
+//!
+//! [`Board`] is the set of devices on their ports ([`lookup`]) with the interrupt lines
+//! wired into the PIC. PCI configuration space is not here: the tool keeps it, so a
+//! guest's PCI view has one home.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod cpu;
+pub mod i8042;
+pub mod pic;
+pub mod pit;
+pub mod rtc;
+pub mod script;
+pub mod uart;
+
+use alloc::vec::Vec;
+
+/// Port the demo guest (and any guest) writes to end the run; the byte is the exit
+/// status. QEMU's isa-debug-exit sits here too.
+pub const DONE_PORT: u16 = 0xf4;
+/// Bochs's and QEMU's debug console: bytes written here go to the terminal as well.
+pub const DEBUGCON_PORT: u16 = 0xe9;
+
+/// Why the machine wants the run to end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// An out to [`DONE_PORT`] with this value.
+    Done(u8),
+    /// A reset through the keyboard controller (or, in the tool, 0xcf9).
+    Reset,
+}
+
+/// Which device a port belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dev {
+    Pic,
+    Pit,
+    Rtc,
+    Kbd,
+    Com(usize),
+    Done,
+    Debugcon,
+    /// Ports legacy drivers probe or use for delays: reads all ones, writes dropped.
+    Quiet,
+}
+
+/// The port map, after vmx(1)'s io.c (PCI's 0xcf8-0xcff is the tool's).
+const PORTS: &[(u16, u16, Dev)] = &[
+    (0x20, 0x21, Dev::Pic),
+    (0xa0, 0xa1, Dev::Pic),
+    (0x4d0, 0x4d1, Dev::Pic),
+    (0x40, 0x43, Dev::Pit),
+    (0x61, 0x61, Dev::Pit),
+    (0x70, 0x71, Dev::Rtc),
+    (0x60, 0x60, Dev::Kbd),
+    (0x64, 0x64, Dev::Kbd),
+    (0x3f8, 0x3ff, Dev::Com(0)),
+    (0x2f8, 0x2ff, Dev::Com(1)),
+    (DONE_PORT, DONE_PORT, Dev::Done),
+    (DEBUGCON_PORT, DEBUGCON_PORT, Dev::Debugcon),
+    (0x80, 0x80, Dev::Quiet),   // POST code; Linux's delay
+    (0x84, 0x84, Dev::Quiet),   // DMA page; delay
+    (0xed, 0xed, Dev::Quiet),   // delay
+    (0x3e8, 0x3ef, Dev::Quiet), // COM3
+    (0x2e8, 0x2ef, Dev::Quiet), // COM4
+    (0x378, 0x37a, Dev::Quiet), // LPT1
+    (0x278, 0x27a, Dev::Quiet), // LPT2
+    (0x3b0, 0x3df, Dev::Quiet), // VGA
+    (0x1f0, 0x1f7, Dev::Quiet), // IDE primary
+    (0x3f6, 0x3f6, Dev::Quiet),
+    (0x170, 0x177, Dev::Quiet), // IDE secondary
+    (0x376, 0x376, Dev::Quiet),
+    (0x3f0, 0x3f5, Dev::Quiet), // floppy
+    (0x3f7, 0x3f7, Dev::Quiet),
+    (0x00, 0x1f, Dev::Quiet), // DMA
+    (0xc0, 0xdf, Dev::Quiet), // DMA
+    (0x81, 0x8f, Dev::Quiet), // DMA pages
+];
+
+/// The device at `port`, if any.
+pub fn lookup(port: u16) -> Option<Dev> {
+    PORTS
+        .iter()
+        .find(|(lo, hi, _)| (*lo..=*hi).contains(&port))
+        .map(|p| p.2)
+}
+
+/// Interrupt lines of the devices.
+pub const IRQ_PIT: u8 = 0;
+pub const IRQ_KBD: u8 = 1;
+pub const IRQ_COM: [u8; 2] = [4, 3];
+
+/// The value bits of a port access of `size` bytes (1, 2 or 4).
+pub fn size_mask(size: u8) -> u32 {
+    match size {
+        1 => 0xff,
+        2 => 0xffff,
+        _ => u32::MAX,
+    }
+}
+
+/// The devices of a PC, wired to the PIC.
+#[derive(Clone, Debug)]
+pub struct Board {
+    pub pic: pic::Pic,
+    pub pit: pit::Pit,
+    pub rtc: rtc::Rtc,
+    pub kbd: i8042::I8042,
+    pub com: [uart::Uart; 2],
+    pub stop: Option<Stop>,
+    /// Bytes written to the debug console port.
+    pub debugcon: Vec<u8>,
+}
+
+impl Board {
+    /// A board whose RTC knows the machine's memory (see [`rtc::Rtc::new`]) and whose
+    /// UARTs queue at most `uart_limit` bytes each way (0: no limit).
+    pub fn new(rtc: rtc::Rtc, uart_limit: usize) -> Board {
+        Board {
+            pic: pic::Pic::new(),
+            pit: pit::Pit::new(),
+            rtc,
+            kbd: i8042::I8042::new(),
+            com: [
+                uart::Uart::with_limit(uart_limit),
+                uart::Uart::with_limit(uart_limit),
+            ],
+            stop: None,
+            debugcon: Vec::new(),
+        }
+    }
+
+    /// An `in` of `size` bytes from `port` of device `dev`, at `now` ns (`wall`: Unix
+    /// seconds for the RTC).
+    pub fn io_in(&mut self, dev: Dev, port: u16, size: u8, now: u64, wall: i64) -> u32 {
+        let v = match dev {
+            Dev::Pic => u32::from(self.pic.read(port)),
+            Dev::Pit => u32::from(self.pit.read(port, now)),
+            Dev::Rtc => u32::from(self.rtc.read(port, wall)),
+            Dev::Kbd => {
+                let v = self.kbd.read(port);
+                if port == 0x60 {
+                    // The controller drops IRQ 1 as the byte is read; a next byte
+                    // raises it again: a new edge.
+                    self.pic.set_line(IRQ_KBD, false);
+                }
+                u32::from(v)
+            }
+            Dev::Com(i) => u32::from(self.com[i & 1].read(port & 7)),
+            Dev::Done | Dev::Debugcon | Dev::Quiet => u32::MAX,
+        };
+        self.sync_lines();
+        v & size_mask(size)
+    }
+
+    /// An `out` of `size` bytes of `val` to `port` of device `dev`.
+    pub fn io_out(&mut self, dev: Dev, port: u16, size: u8, val: u32, now: u64, wall: i64) {
+        let b = (val & size_mask(size)) as u8;
+        match dev {
+            Dev::Pic => self.pic.write(port, b),
+            Dev::Pit => self.pit.write(port, b, now),
+            Dev::Rtc => self.rtc.write(port, b, wall),
+            Dev::Kbd => self.kbd.write(port, b),
+            Dev::Com(i) => self.com[i & 1].write(port & 7, b),
+            Dev::Done => self.stop = Some(Stop::Done(b)),
+            Dev::Debugcon => self.debugcon.push(b),
+            Dev::Quiet => {}
+        }
+        if self.kbd.reset {
+            self.stop = Some(Stop::Reset);
+        }
+        self.sync_lines();
+    }
+
+    /// Level-triggered lines follow their devices after every access.
+    pub fn sync_lines(&mut self) {
+        for (i, irq) in IRQ_COM.iter().enumerate() {
+            self.pic.set_line(*irq, self.com[i].irq());
+        }
+        self.pic.set_line(IRQ_KBD, self.kbd.irq());
+    }
+
+    /// Moves the PIT to `now` ns and pulses IRQ 0 if it fired.
+    pub fn advance(&mut self, now: u64) {
+        if self.pit.advance(now) {
+            self.pic.pulse(IRQ_PIT);
+        }
+    }
+
+    /// Terminal input for COM1; returns how many bytes fit.
+    pub fn type_in(&mut self, bytes: &[u8]) -> usize {
+        let n = self.com[0].receive(bytes);
+        self.sync_lines();
+        n
+    }
+}

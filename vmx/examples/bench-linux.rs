@@ -1,0 +1,422 @@
+//! Benchmark (prints figures, asserts nothing): Debian's kernel with a busybox initramfs
+//! to a shell prompt under Bochs, in one run, three ways:
+//!
+//! - `kernel`: through the hypervisor, driven over 9P by the vmx tool, with the PC devices
+//!   in the hypervisor (its `devices` message);
+//! - `tool`: the same with every device in the tool (`--no-kernel-devices`);
+//! - `native`: the same kernel and initramfs booted by Bochs itself from a GRUB ISO, no
+//!   hypervisor: the anchor for wall time.
+//!
+//! For each: wall time to the prompt (from `clone` for the hypervisor runs, image upload
+//! included; from Bochs's start for the native one), 9P round trips to the prompt, and
+//! after `echo $((6*9))` and a poweroff, the exits the client saw and those the
+//! hypervisor answered itself.
+//!
+//! `cargo run --release -p vmx --example bench-linux [-- kernel tool native]`
+//! (default: all three). Needs Bochs, grub-mkrescue and the Debian kernel and busybox
+//! that `scripts/setup` unpacks. `BENCH_SECS` bounds each run (default 3600).
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::channel;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use vmm_tests::emu::{self, Machine, Opts};
+use vmx::layout::Layout;
+use vmx::loader::{self, BootArgs, Module};
+use vmx::session::{self, Options};
+
+const CMDLINE: &str = "console=ttyS0 panic=-1";
+const MEM_MB: u32 = 128;
+const IPS: u64 = 4_000_000;
+const INIT: &str = "echo vmx-initramfs-$((6*7)); exec sh";
+
+use vmx::testdata::Capture as Buf;
+
+/// A 9P connection that counts the requests it sends (each is one round trip).
+struct Counted {
+    s: UnixStream,
+    sent: Arc<AtomicU64>,
+    /// Bytes left of the frame being written, and the size field being gathered.
+    left: usize,
+    head: Vec<u8>,
+}
+
+impl Read for Counted {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        self.s.read(b)
+    }
+}
+
+impl Write for Counted {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = self.s.write(b)?;
+        let mut d = &b[..n];
+        while !d.is_empty() {
+            if self.left == 0 {
+                let k = (4 - self.head.len()).min(d.len());
+                self.head.extend_from_slice(&d[..k]);
+                d = &d[k..];
+                if self.head.len() == 4 {
+                    let size = u32::from_le_bytes(self.head[..].try_into().unwrap()) as usize;
+                    self.head.clear();
+                    self.left = size.saturating_sub(4);
+                    self.sent.fetch_add(1, Ordering::Relaxed);
+                }
+            } else {
+                let k = self.left.min(d.len());
+                self.left -= k;
+                d = &d[k..];
+            }
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.s.flush()
+    }
+}
+
+impl ninep_client::Conn for Counted {
+    fn split(&self) -> std::io::Result<Self> {
+        Ok(Counted {
+            s: self.s.try_clone()?,
+            sent: self.sent.clone(),
+            left: 0,
+            head: Vec::new(),
+        })
+    }
+    fn close(&self) {
+        let _ = self.s.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+struct Figures {
+    name: &'static str,
+    prompt: Option<Duration>,
+    trips_to_prompt: Option<u64>,
+    trips_total: Option<u64>,
+    client_exits: Option<u64>,
+    kernel_exits: Option<u64>,
+    note: String,
+}
+
+impl Figures {
+    fn new(name: &'static str) -> Figures {
+        Figures {
+            name,
+            prompt: None,
+            trips_to_prompt: None,
+            trips_total: None,
+            client_exits: None,
+            kernel_exits: None,
+            note: String::new(),
+        }
+    }
+}
+
+fn limit() -> Duration {
+    Duration::from_secs(
+        std::env::var("BENCH_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3600),
+    )
+}
+
+/// Waits until `text()` contains `what`; false after the limit.
+fn wait_for(start: Instant, text: &dyn Fn() -> String, what: &str) -> bool {
+    while start.elapsed() < limit() {
+        if text().contains(what) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+fn initrd() -> Vec<u8> {
+    let busybox = std::fs::read(vmx::testdata::busybox()).expect("busybox");
+    vmx::cpio::busybox_initramfs(&busybox, INIT)
+}
+
+fn through_the_hypervisor(kernel_devices: bool) -> Figures {
+    let name = if kernel_devices { "kernel" } else { "tool" };
+    let mut f = Figures::new(name);
+    let kernel = std::fs::read(vmx::testdata::debian_kernel()).expect("Debian kernel");
+    let layout = Layout::new(u64::from(MEM_MB) << 20).unwrap();
+    let img = loader::load(
+        &kernel,
+        &layout,
+        &BootArgs {
+            cmdline: CMDLINE.into(),
+            modules: vec![Module {
+                name: "initrd".into(),
+                data: initrd(),
+            }],
+        },
+    )
+    .expect("load the kernel");
+    let m = Machine::bochs(Opts {
+        virtio_ports: 0,
+        mem_mb: 384,
+        ips: IPS,
+        ..Opts::default()
+    });
+    let mut raw = m.raw(&m.uart_path());
+    emu::sync(&mut raw).expect("sync the serial line");
+    raw.set_read_timeout(None).ok();
+    let sent = Arc::new(AtomicU64::new(0));
+    let conn = Counted {
+        s: raw,
+        sent: sent.clone(),
+        left: 0,
+        head: Vec::new(),
+    };
+    let client = ninep_client::Client::over_msize(conn, "eve", "", ninep_client::DEFAULT_MSIZE)
+        .expect("attach");
+    client.set_timeout(None);
+    let out = Buf::default();
+    let log = Buf::default();
+    let (mut keys, input) = UnixStream::pair().unwrap();
+    let (tx, rx) = channel();
+    let base = sent.load(Ordering::Relaxed);
+    let start = Instant::now();
+    std::thread::spawn({
+        let (out, log) = (out.clone(), log.clone());
+        move || {
+            let opts = Options {
+                segment: "bench".into(),
+                out: Box::new(out),
+                input: Some(Box::new(input)),
+                log: Box::new(log),
+                tty: false,
+                debug: false,
+                trace: None,
+                kernel_devices,
+            };
+            let _ = tx.send(session::run(client, &layout, &img, opts));
+        }
+    });
+    let text = || out.text();
+    if !wait_for(start, &text, "/ # ") {
+        f.note = format!("no prompt: {}", tail(&text()));
+        return f;
+    }
+    f.prompt = Some(start.elapsed());
+    f.trips_to_prompt = Some(sent.load(Ordering::Relaxed) - base);
+    keys.write_all(b"echo $((6*9))\n").unwrap();
+    if !wait_for(start, &text, "54\r\n") {
+        f.note = "no answer to echo".into();
+        return f;
+    }
+    keys.write_all(b"poweroff -f\n").unwrap();
+    match rx.recv_timeout(Duration::from_secs(600)) {
+        Ok(Ok(r)) => {
+            f.trips_total = Some(r.stats.total().1);
+            f.client_exits = Some(
+                r.stats
+                    .by_reason
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with('('))
+                    .map(|(_, v)| v.0)
+                    .sum(),
+            );
+            f.kernel_exits = r.inkernel.map(|c| c[0] + c[1] + c[3]);
+            f.note = format!("{:?}", r.outcome);
+            eprintln!(
+                "--- {name}: round trips by exit reason ---\n{}",
+                r.stats.report()
+            );
+        }
+        Ok(Err(e)) => f.note = e,
+        Err(_) => f.note = "no end after poweroff".into(),
+    }
+    drop(m);
+    f
+}
+
+fn tail(s: &str) -> String {
+    s.chars()
+        .rev()
+        .take(300)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect()
+}
+
+fn native() -> Figures {
+    let mut f = Figures::new("native");
+    let dir = std::env::temp_dir().join(format!("bench-linux-native-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let stage = dir.join("iso");
+    std::fs::create_dir_all(stage.join("boot/grub")).unwrap();
+    std::fs::copy(vmx::testdata::debian_kernel(), stage.join("boot/vmlinuz")).unwrap();
+    std::fs::write(stage.join("boot/initrd"), initrd()).unwrap();
+    std::fs::write(
+        stage.join("boot/grub/grub.cfg"),
+        format!(
+            "set timeout=0\nset default=0\nserial --unit=0 --speed=115200\nterminal_output serial\nmenuentry linux {{\n    linux /boot/vmlinuz {CMDLINE}\n    initrd /boot/initrd\n    boot\n}}\n"
+        ),
+    )
+    .unwrap();
+    let iso = dir.join("linux.iso");
+    let st = Command::new("grub-mkrescue")
+        .arg("-o")
+        .arg(&iso)
+        .arg(&stage)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("grub-mkrescue");
+    if !st.success() {
+        f.note = "grub-mkrescue failed".into();
+        return f;
+    }
+    for attempt in 0..5 {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let rc = std::fs::read_to_string(emu::workspace().join("qemu/bochsrc.in"))
+            .unwrap()
+            .replace("@MEGS@", &MEM_MB.to_string())
+            .replace("@IPS@", &IPS.to_string())
+            .replace("@ISO@", &iso.display().to_string())
+            .replace("@PORT@", &port.to_string())
+            .replace("@LOG@", &dir.join("bochs.log").display().to_string());
+        std::fs::write(dir.join("bochsrc"), rc).unwrap();
+        std::fs::write(dir.join("rc"), "c\nquit\n").unwrap();
+        let start = Instant::now();
+        let mut child = Command::new("bochs")
+            .args(["-q", "-f", "bochsrc", "-rc", "rc"])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("bochs.err")).unwrap())
+            .spawn()
+            .expect("start bochs");
+        listener.set_nonblocking(true).unwrap();
+        let com1 = loop {
+            if let Ok((s, _)) = listener.accept() {
+                break Some(s);
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                break None;
+            }
+            if start.elapsed() > Duration::from_secs(120) {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let Some(com1) = com1 else {
+            let _ = child.kill();
+            let _ = child.wait();
+            let err = std::fs::read_to_string(dir.join("bochs.err")).unwrap_or_default();
+            if err.contains("RFB could not bind") && attempt < 4 {
+                std::thread::sleep(Duration::from_secs(5));
+                continue;
+            }
+            f.note = format!("Bochs did not connect COM1: {}", tail(&err));
+            return f;
+        };
+        com1.set_nonblocking(false).unwrap();
+        let out = Buf::default();
+        std::thread::spawn({
+            let mut out = out.clone();
+            let mut r = com1.try_clone().unwrap();
+            move || {
+                let mut b = [0u8; 4096];
+                while let Ok(n) = r.read(&mut b) {
+                    if n == 0 {
+                        break;
+                    }
+                    let _ = out.write_all(&b[..n]);
+                }
+            }
+        });
+        let mut keys = com1;
+        let text = || out.text();
+        if wait_for(start, &text, "/ # ") {
+            f.prompt = Some(start.elapsed());
+            keys.write_all(b"echo $((6*9))\n").unwrap();
+            if wait_for(start, &text, "54\r\n") {
+                f.note = "answered 54".into();
+            } else {
+                f.note = "no answer to echo".into();
+            }
+        } else {
+            f.note = format!("no prompt: {}", tail(&text()));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        break;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    f
+}
+
+/// A named way to boot.
+type Run = (&'static str, fn() -> Figures);
+
+/// One line of the table; the ratio is to the native row, if measured.
+fn row(r: &Figures, rows: &[Figures]) -> String {
+    let native_s = rows
+        .iter()
+        .find(|r| r.name == "native")
+        .and_then(|r| r.prompt)
+        .map(|d| d.as_secs_f64());
+    let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+    let s = r.prompt.map(|d| d.as_secs_f64());
+    format!(
+        "{:<8} {:>10} {:>8} {:>14} {:>12} {:>13} {:>14}  {}",
+        r.name,
+        s.map_or("-".into(), |s| format!("{s:.1}")),
+        match (s, native_s) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+            _ => "-".into(),
+        },
+        opt(r.trips_to_prompt),
+        opt(r.trips_total),
+        opt(r.client_exits),
+        opt(r.kernel_exits),
+        r.note
+    )
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let want = |n: &str| args.is_empty() || args.iter().any(|a| a == n);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    eprintln!("bench-linux: load average before: {}", load.trim());
+    // In this order, each row printed as it is measured (the tool's run is the slowest).
+    let mut rows: Vec<Figures> = Vec::new();
+    let header = format!(
+        "{:<8} {:>10} {:>8} {:>14} {:>12} {:>13} {:>14}  note",
+        "run",
+        "prompt s",
+        "x native",
+        "trips->prompt",
+        "trips total",
+        "client exits",
+        "kernel exits"
+    );
+    let runs: [Run; 3] = [
+        ("kernel", || through_the_hypervisor(true)),
+        ("native", native),
+        ("tool", || through_the_hypervisor(false)),
+    ];
+    for (name, run) in runs {
+        if want(name) {
+            rows.push(run());
+            eprintln!("{header}\n{}", row(rows.last().unwrap(), &rows));
+        }
+    }
+    println!("{header}");
+    for r in &rows {
+        println!("{}", row(r, &rows));
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    eprintln!("bench-linux: load average after: {}", load.trim());
+}
