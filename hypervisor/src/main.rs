@@ -54,18 +54,18 @@ fn kmain(magic: u32, info: u32) -> ! {
     );
 
     // Links are probed with interrupts off (drivers register their IRQ handlers).
-    let mut links: Vec<(&'static str, Box<dyn transport::Link>)> = Vec::new();
+    let mut links: Vec<Box<dyn transport::Link>> = Vec::new();
     if cfg.uart {
         if arch::uart::present() {
             arch::uart::init();
-            links.push(("uart", Box::new(drivers::uart::Uart::default())));
+            links.push(Box::new(drivers::uart::Uart::default()));
         } else {
             log::warn!("no 16550 at COM1");
         }
     }
     if cfg.virtio {
         for port in drivers::virtio_console::probe() {
-            links.push((port.label(), Box::new(port)));
+            links.push(Box::new(port));
         }
     }
     arch::cpu::enable_interrupts();
@@ -84,13 +84,9 @@ fn kmain(magic: u32, info: u32) -> ! {
             version: VERSION,
         },
     );
-    let mut server = server::Server::new(ns);
-    for (name, link) in links {
-        if cfg.echo.iter().any(|e| e == name) {
-            server.add_echo(name, link);
-        } else {
-            server.add(name, link);
-        }
+    let mut server = server::Server::new(ns, cfg.echo.clone());
+    for link in links {
+        server.add(link);
     }
     log::info!("ready; owner {}", cfg.owner);
     server.run()

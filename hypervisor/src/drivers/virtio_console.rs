@@ -4,7 +4,9 @@
 //! connecting to or leaving the port's chardev socket) arrives as a PORT_OPEN control
 //! event and surfaces as `take_reset`. QEMU reports no such events for a `virtconsole`
 //! (or a device without multiport): those ports behave like a UART, where a client's
-//! Tversion is what starts a fresh session.
+//! Tversion is what starts a fresh session. What bytes mean is `ninep::link`'s business:
+//! this driver only says when a connection changed and whether old bytes may precede the
+//! new client's ([`Reset::Resync`]).
 //!
 //! Everything is polled: each `Link` call first drains the device's used rings. The
 //! device's INTx only wakes the idle loop.
@@ -20,7 +22,8 @@ use core::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 
 use crate::arch::pci::{Bdf, DmaFrame, FRAME_SIZE};
 use crate::drivers::virtio::{self, Queue, Transport};
-use crate::transport::Link;
+use crate::transport::{Event, Link};
+use ninep::link::Reset;
 
 const VIRTIO_CONSOLE: u16 = 3;
 const F_MULTIPORT: u64 = 1 << 1;
@@ -99,33 +102,11 @@ struct PortState {
     added: bool,
     /// The host side has the port open (a client is connected).
     open: bool,
-    /// The host side opened or closed since the last `take_reset`.
-    reset: bool,
+    /// The host side opened or closed since the last `event`.
+    reset: Option<Reset>,
     /// Open (true) and close (false) events seen in the current poll round.
     events: Vec<bool>,
-    /// False after a close and an open arrived together: the old connection's last bytes
-    /// and the new one's first may share the ring, so input is skipped up to the new
-    /// client's Tversion (every 9P client starts with one).
-    synced: bool,
-    /// Bytes taken off the ring while looking for that Tversion.
-    stage: Vec<u8>,
     name: String,
-}
-
-/// Minimum Tversion: size[4] type[1] tag[2] msize[4] version[s] with an empty string.
-const TVERSION_MIN: u32 = 13;
-const TVERSION: u8 = 100;
-const NOTAG: u16 = 0xFFFF;
-const HEADER: usize = 7;
-
-/// Offset of the first plausible Tversion header (size in range, type 100, tag NOTAG).
-fn find_tversion(b: &[u8]) -> Option<usize> {
-    b.windows(HEADER).position(|h| {
-        let size = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
-        (TVERSION_MIN..=TVERSION_MIN + 0xFFFF).contains(&size)
-            && h[4] == TVERSION
-            && u16::from_le_bytes([h[5], h[6]]) == NOTAG
-    })
 }
 
 impl PortState {
@@ -139,10 +120,8 @@ impl PortState {
             ready: VecDeque::new(),
             added: false,
             open: false,
-            reset: false,
+            reset: None,
             events: Vec::new(),
-            synced: true,
-            stage: Vec::new(),
             name: String::new(),
         }
     }
@@ -180,7 +159,6 @@ impl PortState {
 
     /// Returns every received buffer to the device unread.
     fn discard(&mut self, transport: &Transport) {
-        self.stage.clear();
         self.discard_front(self.ready.len(), transport);
     }
 
@@ -207,7 +185,6 @@ impl PortState {
             // Closed: nothing here is for a live connection (a new one's PORT_OPEN would
             // have been visible, since the device sends it before the connection's data).
             self.discard(transport);
-            self.synced = true;
             return;
         }
         let Some(&first) = events.first() else {
@@ -215,25 +192,11 @@ impl PortState {
         };
         // Opened this round: what was reaped before belongs to the previous connection.
         self.discard_front(mark, transport);
-        self.stage.clear();
-        // Only an open from closed makes this round's data all new.
-        self.synced = first && events.len() == 1;
-    }
-
-    /// Moves every received byte onto the stage.
-    fn stage_all(&mut self, transport: &Transport) {
-        let mut any = false;
-        while let Some((b, len, pos)) = self.ready.pop_front() {
-            if let Some(buf) = self.rx_bufs.get(usize::from(b)) {
-                let at = self.stage.len();
-                self.stage.resize(at + len.saturating_sub(pos), 0);
-                buf.read_bytes(pos, &mut self.stage[at..]);
-            }
-            self.repost(b);
-            any = true;
-        }
-        if any {
-            transport.notify(&self.rx);
+        // Only an open from closed makes this round's data all new; after a close and an
+        // open together, the old connection's last bytes and the new one's first may share
+        // the ring, and the session skips to the new client's Tversion.
+        if !(first && events.len() == 1) {
+            self.reset = Some(Reset::Resync);
         }
     }
 
@@ -263,27 +226,10 @@ impl PortState {
     }
 
     fn recv(&mut self, transport: &Transport, out: &mut [u8]) -> usize {
-        if self.reset || !self.open {
+        if self.reset.is_some() || !self.open {
             return 0;
         }
-        if !self.synced {
-            self.stage_all(transport);
-            match find_tversion(&self.stage) {
-                Some(i) => {
-                    self.stage.drain(..i);
-                    self.synced = true;
-                }
-                None => {
-                    // Keep a tail that may be the start of a header cut by the buffer end.
-                    let drop = self.stage.len().saturating_sub(HEADER - 1);
-                    self.stage.drain(..drop);
-                    return 0;
-                }
-            }
-        }
-        let mut n = self.stage.len().min(out.len());
-        out[..n].copy_from_slice(&self.stage[..n]);
-        self.stage.drain(..n);
+        let mut n = 0;
         let mut reposted = false;
         while n < out.len() {
             let Some(&mut (b, len, ref mut pos)) = self.ready.front_mut() else {
@@ -649,7 +595,7 @@ impl Console {
                 port.added = false;
                 if port.open {
                     port.open = false;
-                    port.reset = true;
+                    port.reset.get_or_insert(Reset::Clean);
                     port.events.push(false);
                 }
             }
@@ -663,7 +609,7 @@ impl Console {
                         if open { "opened" } else { "closed" }
                     );
                     port.open = open;
-                    port.reset = true;
+                    port.reset.get_or_insert(Reset::Clean);
                     port.events.push(open);
                 }
             }
@@ -713,13 +659,6 @@ pub struct Port {
     label: &'static str,
 }
 
-impl Port {
-    /// "virtio:NAME" (or "virtio:ID" for an unnamed port), for logs and the server's tables.
-    pub fn label(&self) -> &'static str {
-        self.label
-    }
-}
-
 impl Link for Port {
     fn recv(&mut self, buf: &mut [u8]) -> usize {
         let mut c = self.console.borrow_mut();
@@ -745,12 +684,17 @@ impl Link for Port {
         }
     }
 
-    fn take_reset(&mut self) -> bool {
+    fn event(&mut self) -> Option<Event> {
         let mut c = self.console.borrow_mut();
         c.poll();
         c.port(self.id)
-            .map(|p| core::mem::take(&mut p.reset))
-            .unwrap_or(false)
+            .and_then(|p| p.reset.take())
+            .map(Event::Reset)
+    }
+
+    /// "virtio:NAME" (or "virtio:ID" for an unnamed port).
+    fn name(&self) -> &str {
+        self.label
     }
 }
 
