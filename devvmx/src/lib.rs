@@ -15,6 +15,7 @@ pub mod event;
 pub mod hw;
 pub mod mem;
 mod ns;
+pub mod owner;
 pub mod plan9;
 pub mod regs;
 pub mod segment;

@@ -165,6 +165,10 @@ pub struct Namespace<H: Hw> {
     vmxon: Option<Phys>,
     segs: Segments,
     sessions: usize,
+    /// Who may be the owner on network links.
+    owners: crate::owner::Owners,
+    /// Where network clients reach the host, for the status file.
+    network: Option<String>,
 }
 
 /// vmxreset: can VMs run here? Sets the IA32_FEATURE_CONTROL lock and VMXON bits where
@@ -221,6 +225,8 @@ impl<H: Hw> Namespace<H> {
             vmxon: None,
             segs: Segments::new(),
             sessions: 0,
+            owners: Default::default(),
+            network: None,
         }
     }
 
@@ -235,6 +241,21 @@ impl<H: Hw> Namespace<H> {
     /// Sessions served, for the status file.
     pub fn set_sessions(&mut self, n: usize) {
         self.sessions = n;
+    }
+
+    /// The secret a network client presents to attach as the owner (`owner.rs`).
+    pub fn set_secret(&mut self, secret: Option<String>) {
+        self.owners.set_secret(secret);
+    }
+
+    /// Session `id` serves a network link (a claimed uname is not proof) or not.
+    pub fn set_network_session(&mut self, id: u32, network: bool) {
+        self.owners.set_network(id, network);
+    }
+
+    /// Where network clients reach the host ("tcp!10.0.2.15!564"), for `status`.
+    pub fn set_network(&mut self, address: Option<&str>) {
+        self.network = address.map(String::from);
     }
 
     /// Why VMs cannot run here, if they cannot.
@@ -283,7 +304,7 @@ impl<H: Hw> Namespace<H> {
     fn status_text(&self) -> String {
         let pg = PAGE as u64;
         format!(
-            "version {}\nowner {}\nmemfree {}\nmemtotal {}\nvms {}\nsegments {}\nsessions {}\n{}\n",
+            "version {}\nowner {}\nmemfree {}\nmemtotal {}\nvms {}\nsegments {}\nsessions {}\n{}{}\n",
             self.cfg.version,
             self.cfg.owner,
             self.hw.frames_free() as u64 * pg,
@@ -291,6 +312,10 @@ impl<H: Hw> Namespace<H> {
             self.vm_count(),
             self.segs.count(),
             self.sessions,
+            match &self.network {
+                Some(a) => format!("net {a}\n"),
+                None => String::new(),
+            },
             match &self.vmx {
                 Ok(()) => String::from("vmx ok"),
                 Err(why) => format!("vmx unavailable: {why}"),
@@ -535,7 +560,10 @@ impl<H: Hw> Namespace<H> {
 impl<H: Hw> Tree for Namespace<H> {
     type Node = Node;
 
-    fn attach(&mut self, _ctx: &Ctx, aname: &str) -> Result<Node, Error> {
+    fn attach(&mut self, ctx: &Ctx, aname: &str) -> Result<Node, Error> {
+        let aname = self
+            .owners
+            .attach(&self.cfg.owner, ctx.uname, ctx.session, aname)?;
         match aname {
             "" | "/" => Ok(Node::new(Top::Root, Kind::Root)),
             "vmx" => Ok(Node::new(Top::Vmx, Kind::VmxDir)),

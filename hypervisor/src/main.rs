@@ -14,6 +14,7 @@ mod drivers;
 mod frames;
 mod logger;
 mod memory;
+mod net;
 mod server;
 mod transport;
 
@@ -46,7 +47,7 @@ fn kmain(magic: u32, info: u32) -> ! {
     log::info!(
         "{}: cmdline {:?}; kernel {kstart:#x}-{kend:#x}, heap {:#x}-{:#x}, {} of {} frames free",
         boot.loader,
-        boot.cmdline(),
+        cmdline::redacted(boot.cmdline()),
         heap.start,
         heap.end,
         memory::free_frames(),
@@ -68,6 +69,15 @@ fn kmain(magic: u32, info: u32) -> ! {
             links.push(Box::new(port));
         }
     }
+    let nic = if cfg.net {
+        let nic = drivers::nic::probe();
+        if nic.is_none() {
+            log::warn!("no NIC served (virtio-net, e1000): no 9P over TCP");
+        }
+        nic
+    } else {
+        None
+    };
     arch::cpu::enable_interrupts();
     // Before the namespace: the selftest does its own VMXON and VMXOFF.
     if cfg.selftest_fault {
@@ -84,7 +94,28 @@ fn kmain(magic: u32, info: u32) -> ! {
             version: VERSION,
         },
     );
+    let mut ns = ns;
+    ns.set_secret(cfg.secret.as_ref().map(|s| s.0.clone()));
     let mut server = server::Server::new(ns, cfg.echo.clone());
+    if let Some(nic) = nic {
+        let addressing = match cfg.ip {
+            Some((addr, prefix)) => net::Addressing::Static {
+                addr,
+                prefix,
+                gw: cfg.gw,
+            },
+            None => net::Addressing::Dhcp,
+        };
+        log::info!(
+            "{}: mac {:02x?}; 9P on TCP port {}",
+            nic.model(),
+            nic.mac(),
+            cfg.port
+        );
+        server.add_listener(Box::new(net::TcpListener::new(net::Stack::new(
+            nic, addressing, cfg.port,
+        ))));
+    }
     for link in links {
         server.add(link);
     }

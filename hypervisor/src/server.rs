@@ -2,7 +2,7 @@
 //! slow client (or a full link) never holds up another link. The UART, each virtio port and
 //! each TCP connection are alike here: a [`Link`] and a [`Conn`].
 
-use crate::transport::{Event, Link};
+use crate::transport::{Event, Link, Listener};
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec;
@@ -24,6 +24,10 @@ pub trait Host: Tree {
     fn link_opened(&mut self, id: u32, network: bool) {
         let _ = (id, network);
     }
+    /// Where network clients reach the host ("tcp!10.0.2.15!564"), for the status file.
+    fn set_network(&mut self, address: Option<&str>) {
+        let _ = address;
+    }
     /// Session `id` is gone for good.
     fn link_closed(&mut self, id: u32) {
         let _ = id;
@@ -37,6 +41,15 @@ impl Host for devvmx::Namespace<crate::arch::vmx::KernelHw> {
     }
     fn set_sessions(&mut self, n: usize) {
         devvmx::Namespace::set_sessions(self, n)
+    }
+    fn link_opened(&mut self, id: u32, network: bool) {
+        self.set_network_session(id, network)
+    }
+    fn link_closed(&mut self, id: u32) {
+        self.set_network_session(id, false)
+    }
+    fn set_network(&mut self, address: Option<&str>) {
+        devvmx::Namespace::set_network(self, address)
     }
 }
 
@@ -62,6 +75,9 @@ pub struct Server<T: Host> {
     tree: T,
     ports: Vec<Port<T>>,
     echoes: Vec<Echo>,
+    listeners: Vec<Box<dyn Listener>>,
+    /// The listeners' addresses last given to the tree.
+    addresses: Option<String>,
     /// Links (by name) that echo instead of serving 9P.
     echo_names: Vec<String>,
     buf: Vec<u8>,
@@ -75,6 +91,8 @@ impl<T: Host> Server<T> {
             tree,
             ports: Vec::new(),
             echoes: Vec::new(),
+            listeners: Vec::new(),
+            addresses: None,
             echo_names,
             buf: vec![0; 16 * 1024],
             next_id: 1,
@@ -107,11 +125,36 @@ impl<T: Host> Server<T> {
         self.ports.push(Port { name, link, conn });
     }
 
+    /// Serves every link the listener accepts.
+    pub fn add_listener(&mut self, l: Box<dyn Listener>) {
+        self.listeners.push(l);
+    }
+
+    /// Moves the listeners' stacks; serves new connections.
+    fn listen(&mut self) -> bool {
+        let mut busy = false;
+        for i in 0..self.listeners.len() {
+            busy |= self.listeners[i].poll();
+            while let Some(link) = self.listeners[i].accept() {
+                self.add(link);
+                busy = true;
+            }
+        }
+        let addresses: Vec<String> = self.listeners.iter().filter_map(|l| l.address()).collect();
+        let addresses = (!addresses.is_empty()).then(|| addresses.join(" "));
+        if addresses != self.addresses {
+            self.tree.set_network(addresses.as_deref());
+            self.addresses = addresses;
+        }
+        busy
+    }
+
     /// One pass over every link; true if anything moved.
     pub fn step(&mut self) -> bool {
-        let mut busy = false;
+        let mut busy = self.listen();
         self.echoes.retain_mut(|e| {
             match e.link.event() {
+                Some(Event::Closed) => return false,
                 Some(Event::Reset(_)) => {
                     log::info!("{}: peer reset", e.link.name());
                     e.pending.clear();
@@ -140,6 +183,13 @@ impl<T: Host> Server<T> {
                 Some(Event::Reset(how)) => {
                     log::info!("{name}: peer reset; new session");
                     p.conn.reset(tree, how);
+                }
+                Some(Event::Closed) => {
+                    log::info!("{name}: closed (session {id})");
+                    p.conn.close(tree);
+                    tree.link_closed(id);
+                    busy = true;
+                    return false;
                 }
                 None => {}
             }
@@ -185,6 +235,10 @@ impl<T: Host> Server<T> {
                     busy = true;
                 }
             }
+        }
+        // Replies just queued go out now rather than at the next step.
+        if busy {
+            self.listen();
         }
         busy || running
     }

@@ -2,6 +2,8 @@
 //! connection. Links move bytes and report their peer; what the bytes mean (framing,
 //! resync, stale partial messages) is `ninep::link`'s business.
 
+use alloc::boxed::Box;
+use alloc::string::String;
 pub use ninep::link::{Kind, Reset};
 
 /// Something that happened to the link's peer.
@@ -10,6 +12,8 @@ pub enum Event {
     /// The peer left and perhaps another came (a virtio port closed or reopened): the
     /// session starts anew on the same link.
     Reset(Reset),
+    /// The connection is over for good (a TCP close or reset): the link is dropped.
+    Closed,
 }
 
 /// Non-blocking both ways.
@@ -30,4 +34,14 @@ pub trait Link {
     fn network(&self) -> bool {
         false
     }
+}
+
+/// A source of new links: a TCP listener.
+pub trait Listener {
+    /// Moves the source's own machinery (a network stack); true if anything moved.
+    fn poll(&mut self) -> bool;
+    /// A newly connected link, if one is waiting.
+    fn accept(&mut self) -> Option<Box<dyn Link>>;
+    /// Where clients reach it ("tcp!10.0.2.15!564"), once known.
+    fn address(&self) -> Option<String>;
 }

@@ -40,6 +40,35 @@ pub struct Opts {
     /// QEMU only: load the kernel with `-kernel` (its Multiboot1 header, a.out kludge)
     /// instead of booting GRUB from the ISO.
     pub direct: bool,
+    /// A NIC on the emulator's user-mode network, its TCP port 564 forwarded from a free
+    /// port on 127.0.0.1 ([`Machine::tcp_port`]). Needs `net` in `serve=` (or no `serve=`).
+    pub nic: Option<Nic>,
+}
+
+/// The NIC models the kernel drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Nic {
+    VirtioNet,
+    E1000,
+}
+
+/// The log line that says the kernel serves 9P over TCP.
+const NET_READY: &str = "; 9P on tcp!";
+
+/// A free TCP port on 127.0.0.1 for a host forward, never the same twice in this process
+/// (tests run in parallel; the kernel picks ephemeral ports in sequence, so a port just
+/// released is not handed to another process at once).
+pub fn free_port() -> u16 {
+    static TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let port = l.local_addr().expect("local address").port();
+        if !taken.contains(&port) {
+            taken.push(port);
+            return port;
+        }
+    }
 }
 
 impl Default for Opts {
@@ -52,6 +81,7 @@ impl Default for Opts {
             boot_timeout: Duration::from_secs(90),
             direct: false,
             until: READY,
+            nic: None,
         }
     }
 }
@@ -159,6 +189,8 @@ pub struct Machine {
     dir: PathBuf,
     log: PathBuf,
     virtio_ports: usize,
+    /// The host port forwarded to the kernel's TCP port 564.
+    tcp_port: Option<u16>,
     _slot: Slot,
 }
 
@@ -222,6 +254,17 @@ impl Machine {
                 dir.join("uart.sock").display()
             ))
             .args(["-serial", "chardev:com1"]);
+        let tcp_port = opts.nic.map(|nic| {
+            let port = free_port();
+            cmd.arg("-netdev")
+                .arg(format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:564"))
+                .arg("-device")
+                .arg(match nic {
+                    Nic::VirtioNet => "virtio-net-pci,netdev=n0",
+                    Nic::E1000 => "e1000,netdev=n0",
+                });
+            port
+        });
         if opts.virtio_ports > 0 {
             cmd.args(["-device", "virtio-serial-pci,id=vser"]);
             for i in 0..opts.virtio_ports {
@@ -248,9 +291,13 @@ impl Machine {
             dir,
             log,
             virtio_ports: opts.virtio_ports,
+            tcp_port,
             _slot: slot,
         };
         m.wait_log(opts.until, opts.boot_timeout);
+        if tcp_port.is_some() {
+            m.wait_log(NET_READY, opts.boot_timeout);
+        }
         m
     }
 
@@ -313,6 +360,7 @@ impl Machine {
             dir,
             log,
             virtio_ports: 0,
+            tcp_port: None,
             _slot: slot,
         };
         let com1 = m.accept_com1(&listener, opts.boot_timeout);
@@ -504,6 +552,44 @@ impl Machine {
         });
         c.set_timeout(Some(Duration::from_secs(30)));
         c
+    }
+
+    /// The host port forwarded to the kernel's 9P port (with `Opts::nic`).
+    pub fn tcp_port(&self) -> u16 {
+        self.tcp_port.expect("the machine has no NIC (Opts::nic)")
+    }
+
+    /// `tcp!127.0.0.1!PORT`.
+    pub fn tcp_dial(&self) -> String {
+        format!("tcp!127.0.0.1!{}", self.tcp_port())
+    }
+
+    /// A raw TCP connection to the kernel's 9P port.
+    pub fn tcp_raw(&self) -> TcpStream {
+        let s = TcpStream::connect(("127.0.0.1", self.tcp_port()))
+            .unwrap_or_else(|e| panic!("connect to the 9P port: {e}\n{}", self.diagnostics()));
+        s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+        s.set_nodelay(true).ok();
+        s
+    }
+
+    /// A 9P client over TCP, attached as `uname` to `aname`: a stream needs no resync.
+    pub fn tcp_client(&self, uname: &str, aname: &str) -> Client {
+        self.try_tcp_client(uname, aname).unwrap_or_else(|e| {
+            panic!(
+                "9P attach as {uname:?} to {aname:?} over TCP: {e}\n{}",
+                self.diagnostics()
+            )
+        })
+    }
+
+    /// As `tcp_client`, for attaches that may be refused.
+    pub fn try_tcp_client(&self, uname: &str, aname: &str) -> Result<Client, String> {
+        let s = self.tcp_raw();
+        s.set_read_timeout(None).ok();
+        let c = Client::over_msize(s, uname, aname, MSIZE).map_err(|e| e.to_string())?;
+        c.set_timeout(Some(Duration::from_secs(30)));
+        Ok(c)
     }
 
     /// A 9P client on the main link.

@@ -17,6 +17,7 @@
 mod entry;
 pub mod fields;
 mod insn;
+pub use insn::rdtsc;
 pub mod selftest;
 
 use devvmx::hw::{EntryState, Hw, Phys, VmxFail, PAGE};

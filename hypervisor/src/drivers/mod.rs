@@ -1,5 +1,8 @@
 //! Transport drivers: each implements `transport::Link`.
 
+pub mod intx;
+pub mod nic;
 pub mod uart;
 pub mod virtio;
 pub mod virtio_console;
+pub mod virtio_net;

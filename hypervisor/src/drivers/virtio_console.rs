@@ -18,9 +18,9 @@ use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::RefCell;
-use core::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 
 use crate::arch::pci::{Bdf, DmaFrame, FRAME_SIZE};
+use crate::drivers::intx;
 use crate::drivers::virtio::{self, Queue, Transport};
 use crate::transport::{Event, Link};
 use ninep::link::Reset;
@@ -294,8 +294,8 @@ struct ControlQueues {
 /// One virtio-console device.
 pub struct Console {
     transport: Transport,
-    /// `IRQ_COUNT` when this device's ISR was last read.
-    irqs_seen: u32,
+    /// Interrupts seen when this device's ISR was last read.
+    irqs: intx::Seen,
     control: Option<ControlQueues>,
     ports: Vec<PortState>,
     /// Queues the device knows but no port uses (a pair cut short by memory); kept until
@@ -339,7 +339,7 @@ impl Console {
         transport.driver_ok();
         let mut console = Console {
             transport,
-            irqs_seen: 0,
+            irqs: intx::Seen::default(),
             control,
             ports,
             _spare: spare,
@@ -461,13 +461,9 @@ impl Console {
         // After an interrupt: read the ISR (lowering INTx), then unmask the line. Otherwise
         // skip both, as the rings are plain memory and register reads are costly VM exits
         // under KVM.
-        let irqs = IRQ_COUNT.load(Ordering::Acquire);
-        if irqs != self.irqs_seen {
-            self.irqs_seen = irqs;
+        if self.irqs.take() {
             self.transport.ack_interrupt();
-            for irq in (0..16u8).filter(|i| IRQS.load(Ordering::Acquire) & (1 << i) != 0) {
-                crate::arch::pic::unmask(irq);
-            }
+            intx::unmask();
         }
         // Rounds of: data rings, then the control ring. The device sends a connection's
         // PORT_OPEN before its data and its data before its close, so data reaped before a
@@ -637,21 +633,6 @@ impl Drop for Console {
     }
 }
 
-/// PIC lines of probed consoles.
-static IRQS: AtomicU16 = AtomicU16::new(0);
-/// Interrupts taken; each console acknowledges its device once per change.
-static IRQ_COUNT: AtomicU32 = AtomicU32::new(0);
-
-/// The IRQ handler. INTx is level-triggered and only an ISR read (in `poll`, outside the
-/// handler) lowers it, so the handler masks the lines and `poll` unmasks them; the PIC
-/// layer sets the wake flag, so the main loop polls instead of halting.
-fn on_irq() {
-    IRQ_COUNT.fetch_add(1, Ordering::AcqRel);
-    for irq in (0..16u8).filter(|i| IRQS.load(Ordering::Acquire) & (1 << i) != 0) {
-        crate::arch::pic::mask(irq);
-    }
-}
-
 /// One console port: a non-blocking byte link to one host chardev.
 pub struct Port {
     console: Rc<RefCell<Console>>,
@@ -746,8 +727,7 @@ pub fn probe() -> Vec<Port> {
             });
         }
         if let Some(irq) = irq {
-            IRQS.fetch_or(1 << irq, Ordering::AcqRel);
-            crate::arch::pic::register(irq, on_irq);
+            intx::register(irq);
         }
     }
     ports
