@@ -200,12 +200,12 @@ impl Stack {
             };
             match event {
                 Some(Some((addr, router))) => self.configure(addr, router, "DHCP"),
-                Some(None) => {
+                Some(None) if self.address.is_some() => {
                     log::warn!("net: DHCP lease lost");
                     self.iface.update_ip_addrs(|a| a.clear());
                     self.address = None;
                 }
-                None => {}
+                _ => {}
             }
         }
         let sockets = &mut self.sockets;

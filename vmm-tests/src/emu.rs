@@ -338,11 +338,30 @@ impl Machine {
         let uart = UnixListener::bind(dir.join("uart.sock")).expect("bind uart.sock");
         let template = std::fs::read_to_string(workspace().join("qemu/bochsrc.in"))
             .expect("read qemu/bochsrc.in");
+        // Bochs has e1000 only; its slirp listens on the forward itself.
+        let tcp_port = opts.nic.map(|_| free_port());
+        let nic = match tcp_port {
+            Some(p) => {
+                let script = dir.join("slirp.conf");
+                std::fs::write(
+                    &script,
+                    format!("# slirp config\nhostfwd = tcp:127.0.0.1:{p}-:564\n"),
+                )
+                .expect("write slirp.conf");
+                format!(
+                    "pci: enabled=1, chipset=i440fx, slot1=e1000\n\
+                     e1000: enabled=1, mac=52:54:00:12:34:56, ethmod=slirp, script={}",
+                    script.display()
+                )
+            }
+            None => String::new(),
+        };
         let rc = template
             .replace("@MEGS@", &opts.mem_mb.to_string())
             .replace("@IPS@", &opts.ips.to_string())
             .replace("@ISO@", &iso.display().to_string())
             .replace("@PORT@", &port.to_string())
+            .replace("@NIC@", &nic)
             .replace("@LOG@", &dir.join("bochs.log").display().to_string());
         std::fs::write(dir.join("bochsrc"), rc).expect("write bochsrc");
         std::fs::write(dir.join("rc"), "c\nquit\n").expect("write the debugger rc");
@@ -360,12 +379,14 @@ impl Machine {
             dir,
             log,
             virtio_ports: 0,
-            tcp_port: None,
+            tcp_port,
             _slot: slot,
         };
         let com1 = m.accept_com1(&listener, opts.boot_timeout);
         relay(com1, uart);
-        if m.wait_log_alive(opts.until, opts.boot_timeout) {
+        if m.wait_log_alive(opts.until, opts.boot_timeout)
+            && (tcp_port.is_none() || m.wait_log_alive(NET_READY, opts.boot_timeout))
+        {
             Ok(m)
         } else {
             Err(m)

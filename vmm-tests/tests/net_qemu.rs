@@ -36,3 +36,11 @@ fn virtio_net_serves_9p_with_a_dhcp_address() {
     assert_eq!(field(&st, "net"), "tcp!10.0.2.15!564", "{st}");
     let _ = Duration::from_secs(1);
 }
+
+#[test]
+fn e1000_serves_9p_with_a_dhcp_address() {
+    let m = boot(Nic::E1000);
+    let c = m.tcp_client("glenda", "");
+    let st = status(&c);
+    assert_eq!(field(&st, "net"), "tcp!10.0.2.15!564", "{st}");
+}

@@ -1,5 +1,6 @@
 //! Transport drivers: each implements `transport::Link`.
 
+pub mod e1000;
 pub mod intx;
 pub mod nic;
 pub mod uart;

@@ -25,5 +25,8 @@ pub fn probe() -> Option<Box<dyn Nic>> {
     if let Some(n) = super::virtio_net::probe() {
         return Some(Box::new(n));
     }
+    if let Some(n) = super::e1000::probe() {
+        return Some(Box::new(n));
+    }
     None
 }
