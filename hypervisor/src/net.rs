@@ -25,10 +25,11 @@ use crate::transport::{Event, Kind, Link, Listener};
 
 /// Connections served at once (beyond them, clients wait in the listen backlog).
 pub const MAX_CONNS: usize = 64;
-/// Sockets kept listening, so that connections arriving together are all taken.
-const BACKLOG: usize = 4;
+/// Sockets kept listening, so that connections arriving together are all taken (a SYN
+/// finding none is answered with a reset).
+const BACKLOG: usize = 8;
 /// Per-connection buffers: the receive window and unacknowledged replies.
-const RX_BUF: usize = 64 * 1024;
+const RX_BUF: usize = 32 * 1024;
 const TX_BUF: usize = 64 * 1024;
 /// A connection we closed that has not finished closing by then is reset.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -104,6 +105,7 @@ pub struct Stack {
     sockets: SocketSet<'static>,
     dhcp: Option<SocketHandle>,
     port: u16,
+    /// Sockets not yet handed out: listening, or connected and waiting for `accept`.
     listening: Vec<SocketHandle>,
     /// Connections handed out and not yet dropped.
     conns: usize,
@@ -170,7 +172,14 @@ impl Stack {
 
     /// Keeps `BACKLOG` sockets listening while there is room for more connections.
     fn refill(&mut self) {
-        while self.listening.len() < BACKLOG && self.conns + self.listening.len() < MAX_CONNS {
+        let sockets = &self.sockets;
+        let mut idle = self
+            .listening
+            .iter()
+            .filter(|&&h| sockets.get::<tcp::Socket>(h).state() == tcp::State::Listen)
+            .count();
+        while idle < BACKLOG && self.conns + self.listening.len() < MAX_CONNS {
+            idle += 1;
             let mut sock = tcp::Socket::new(
                 tcp::SocketBuffer::new(vec![0; RX_BUF]),
                 tcp::SocketBuffer::new(vec![0; TX_BUF]),
@@ -207,6 +216,9 @@ impl Stack {
                 }
                 _ => {}
             }
+        }
+        if changed {
+            self.refill();
         }
         let sockets = &mut self.sockets;
         self.closing.retain(|&(h, deadline)| {
