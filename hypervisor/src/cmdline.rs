@@ -19,6 +19,8 @@ pub struct Config {
     pub gw: Option<[u8; 4]>,
     /// `port=N`: the TCP port 9P is served on (564, the 9fs port, by default).
     pub port: u16,
+    /// `echoport=N`: a TCP port whose connections echo bytes (for `bench-transport`).
+    pub echo_port: Option<u16>,
     pub log: log::LevelFilter,
     /// `selftest=vmx`: prove VMXON and a guest entry at boot, before serving.
     pub selftest_vmx: bool,
@@ -40,6 +42,7 @@ impl Default for Config {
             ip: None,
             gw: None,
             port: 564,
+            echo_port: None,
             log: log::LevelFilter::Info,
             selftest_vmx: false,
             selftest_fault: false,
@@ -62,6 +65,7 @@ pub fn parse(line: &str) -> Config {
                 c.virtio = value.split(',').any(|t| t == "virtio");
                 c.net = value.split(',').any(|t| t == "net");
             }
+            "echoport" => c.echo_port = value.parse().ok().filter(|&p| p > 0),
             "ip" => c.ip = parse_cidr(value),
             "gw" => c.gw = parse_ipv4(value),
             "port" => {

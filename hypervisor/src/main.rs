@@ -113,7 +113,10 @@ fn kmain(magic: u32, info: u32) -> ! {
             cfg.port
         );
         server.add_listener(Box::new(net::TcpListener::new(net::Stack::new(
-            nic, addressing, cfg.port,
+            nic,
+            addressing,
+            cfg.port,
+            cfg.echo_port,
         ))));
     }
     for link in links {

@@ -105,8 +105,11 @@ pub struct Stack {
     sockets: SocketSet<'static>,
     dhcp: Option<SocketHandle>,
     port: u16,
-    /// Sockets not yet handed out: listening, or connected and waiting for `accept`.
-    listening: Vec<SocketHandle>,
+    /// `echoport=`: connections there echo bytes instead of serving 9P (benchmarks).
+    echo_port: Option<u16>,
+    /// Sockets not yet handed out (listening, or connected and waiting for `accept`), and
+    /// their port.
+    listening: Vec<(SocketHandle, u16)>,
     /// Connections handed out and not yet dropped.
     conns: usize,
     /// Dropped connections still closing, with the time they are reset at.
@@ -115,7 +118,12 @@ pub struct Stack {
 }
 
 impl Stack {
-    pub fn new(mut nic: Box<dyn Nic>, addressing: Addressing, port: u16) -> Stack {
+    pub fn new(
+        mut nic: Box<dyn Nic>,
+        addressing: Addressing,
+        port: u16,
+        echo_port: Option<u16>,
+    ) -> Stack {
         let mac = nic.mac();
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         // Initial sequence numbers and ephemeral choices: varies per boot.
@@ -128,6 +136,7 @@ impl Stack {
             sockets: SocketSet::new(Vec::new()),
             dhcp: None,
             port,
+            echo_port,
             listening: Vec::new(),
             conns: 0,
             closing: Vec::new(),
@@ -170,27 +179,37 @@ impl Stack {
         );
     }
 
-    /// Keeps `BACKLOG` sockets listening while there is room for more connections.
+    /// Keeps `BACKLOG` sockets listening on the 9P port (one on the echo port) while there
+    /// is room for more connections.
     fn refill(&mut self) {
+        self.refill_port(self.port, BACKLOG);
+        if let Some(p) = self.echo_port {
+            self.refill_port(p, 1);
+        }
+    }
+
+    fn refill_port(&mut self, port: u16, backlog: usize) {
         let sockets = &self.sockets;
         let mut idle = self
             .listening
             .iter()
-            .filter(|&&h| sockets.get::<tcp::Socket>(h).state() == tcp::State::Listen)
+            .filter(|&&(h, p)| {
+                p == port && sockets.get::<tcp::Socket>(h).state() == tcp::State::Listen
+            })
             .count();
-        while idle < BACKLOG && self.conns + self.listening.len() < MAX_CONNS {
+        while idle < backlog && self.conns + self.listening.len() < MAX_CONNS {
             idle += 1;
             let mut sock = tcp::Socket::new(
                 tcp::SocketBuffer::new(vec![0; RX_BUF]),
                 tcp::SocketBuffer::new(vec![0; TX_BUF]),
             );
-            if sock.listen(self.port).is_err() {
+            if sock.listen(port).is_err() {
                 return;
             }
             // 9P is request/response: Nagle would hold each reply for the client's ACK.
             sock.set_nagle_enabled(false);
             sock.set_ack_delay(None);
-            self.listening.push(self.sockets.add(sock));
+            self.listening.push((self.sockets.add(sock), port));
         }
     }
 
@@ -234,17 +253,18 @@ impl Stack {
         changed
     }
 
-    /// A listening socket that has a connection now, taken off the listening set.
-    fn take_connected(&mut self) -> Option<SocketHandle> {
+    /// A listening socket that has a connection now, taken off the listening set, and
+    /// whether it came to the echo port.
+    fn take_connected(&mut self) -> Option<(SocketHandle, bool)> {
         let sockets = &self.sockets;
-        let i = self.listening.iter().position(|&h| {
+        let i = self.listening.iter().position(|&(h, _)| {
             let s = sockets.get::<tcp::Socket>(h);
             !matches!(s.state(), tcp::State::Listen | tcp::State::SynReceived)
         })?;
-        let h = self.listening.swap_remove(i);
+        let (h, port) = self.listening.swap_remove(i);
         self.conns += 1;
         self.refill();
-        Some(h)
+        Some((h, Some(port) == self.echo_port))
     }
 
     /// A connection's link dropped: close it (or reset it, if `abort`) and forget it.
@@ -285,7 +305,7 @@ impl Listener for TcpListener {
 
     fn accept(&mut self) -> Option<Box<dyn Link>> {
         let mut st = self.stack.borrow_mut();
-        let h = st.take_connected()?;
+        let (h, echo) = st.take_connected()?;
         let name = match st.sockets.get::<tcp::Socket>(h).remote_endpoint() {
             Some(ep) => format!("tcp!{}!{}", ep.addr, ep.port),
             None => String::from("tcp!?"),
@@ -295,6 +315,7 @@ impl Listener for TcpListener {
             stack: self.stack.clone(),
             handle: h,
             name,
+            echo,
             closed: false,
         }))
     }
@@ -309,6 +330,7 @@ pub struct TcpLink {
     stack: Rc<RefCell<Stack>>,
     handle: SocketHandle,
     name: String,
+    echo: bool,
     /// `Event::Closed` was reported.
     closed: bool,
 }
@@ -364,6 +386,10 @@ impl Link for TcpLink {
 
     fn network(&self) -> bool {
         true
+    }
+
+    fn echo(&self) -> bool {
+        self.echo
     }
 }
 

@@ -102,7 +102,7 @@ impl<T: Host> Server<T> {
 
     /// Serves a new link with a session of its own (or echoes it, if `echo=` names it).
     pub fn add(&mut self, link: Box<dyn Link>) {
-        if self.echo_names.iter().any(|e| e == link.name()) {
+        if link.echo() || self.echo_names.iter().any(|e| e == link.name()) {
             log::info!("echoing bytes on {}", link.name());
             self.echoes.push(Echo {
                 link,

@@ -34,6 +34,10 @@ pub trait Link {
     fn network(&self) -> bool {
         false
     }
+    /// Sends back what it receives instead of serving 9P (the raw rate, for benchmarks).
+    fn echo(&self) -> bool {
+        false
+    }
 }
 
 /// A source of new links: a TCP listener.

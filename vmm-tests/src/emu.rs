@@ -43,6 +43,9 @@ pub struct Opts {
     /// A NIC on the emulator's user-mode network, its TCP port 564 forwarded from a free
     /// port on 127.0.0.1 ([`Machine::tcp_port`]). Needs `net` in `serve=` (or no `serve=`).
     pub nic: Option<Nic>,
+    /// With `nic`: also forward a free port to the kernel's port 7, for a command line with
+    /// `echoport=7` ([`Machine::tcp_echo_port`]).
+    pub tcp_echo: bool,
 }
 
 /// The NIC models the kernel drives.
@@ -82,6 +85,7 @@ impl Default for Opts {
             direct: false,
             until: READY,
             nic: None,
+            tcp_echo: false,
         }
     }
 }
@@ -189,8 +193,9 @@ pub struct Machine {
     dir: PathBuf,
     log: PathBuf,
     virtio_ports: usize,
-    /// The host port forwarded to the kernel's TCP port 564.
+    /// The host ports forwarded to the kernel's TCP port 564, and to port 7.
     tcp_port: Option<u16>,
+    tcp_echo_port: Option<u16>,
     _slot: Slot,
 }
 
@@ -254,10 +259,16 @@ impl Machine {
                 dir.join("uart.sock").display()
             ))
             .args(["-serial", "chardev:com1"]);
+        let tcp_echo_port = (opts.nic.is_some() && opts.tcp_echo).then(free_port);
         let tcp_port = opts.nic.map(|nic| {
             let port = free_port();
+            let echo = tcp_echo_port
+                .map(|p| format!(",hostfwd=tcp:127.0.0.1:{p}-:7"))
+                .unwrap_or_default();
             cmd.arg("-netdev")
-                .arg(format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:564"))
+                .arg(format!(
+                    "user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:564{echo}"
+                ))
                 .arg("-device")
                 .arg(match nic {
                     Nic::VirtioNet => "virtio-net-pci,netdev=n0",
@@ -292,6 +303,7 @@ impl Machine {
             log,
             virtio_ports: opts.virtio_ports,
             tcp_port,
+            tcp_echo_port,
             _slot: slot,
         };
         m.wait_log(opts.until, opts.boot_timeout);
@@ -340,12 +352,16 @@ impl Machine {
             .expect("read qemu/bochsrc.in");
         // Bochs has e1000 only; its slirp listens on the forward itself.
         let tcp_port = opts.nic.map(|_| free_port());
+        let tcp_echo_port = (opts.nic.is_some() && opts.tcp_echo).then(free_port);
         let nic = match tcp_port {
             Some(p) => {
                 let script = dir.join("slirp.conf");
+                let echo = tcp_echo_port
+                    .map(|e| format!("hostfwd = tcp:127.0.0.1:{e}-:7\n"))
+                    .unwrap_or_default();
                 std::fs::write(
                     &script,
-                    format!("# slirp config\nhostfwd = tcp:127.0.0.1:{p}-:564\n"),
+                    format!("# slirp config\nhostfwd = tcp:127.0.0.1:{p}-:564\n{echo}"),
                 )
                 .expect("write slirp.conf");
                 format!(
@@ -380,6 +396,7 @@ impl Machine {
             log,
             virtio_ports: 0,
             tcp_port,
+            tcp_echo_port,
             _slot: slot,
         };
         let com1 = m.accept_com1(&listener, opts.boot_timeout);
@@ -578,6 +595,12 @@ impl Machine {
     /// The host port forwarded to the kernel's 9P port (with `Opts::nic`).
     pub fn tcp_port(&self) -> u16 {
         self.tcp_port.expect("the machine has no NIC (Opts::nic)")
+    }
+
+    /// The host port forwarded to the kernel's echo port (with `Opts::tcp_echo`).
+    pub fn tcp_echo_port(&self) -> u16 {
+        self.tcp_echo_port
+            .expect("no echo forward (Opts::tcp_echo)")
     }
 
     /// `tcp!127.0.0.1!PORT`.

@@ -183,6 +183,8 @@ fn command_line() {
     assert_eq!(n.ip, Some(([10, 1, 2, 3], 16)));
     assert_eq!(n.gw, Some([10, 1, 0, 1]));
     assert_eq!(n.port, 5640);
+    assert_eq!(n.echo_port, None);
+    assert_eq!(cmdline::parse("echoport=7").echo_port, Some(7));
     assert_eq!(n.secret, Some(cmdline::Secret("s3cr3t".into())));
     assert!(
         !format!("{n:?}").contains("s3cr3t"),
