@@ -206,9 +206,10 @@ impl Stack {
             if sock.listen(port).is_err() {
                 return;
             }
-            // 9P is request/response: Nagle would hold each reply for the client's ACK.
+            // 9P is request/response: Nagle would hold each reply for the client's ACK. A
+            // request's ACK waits (smoltcp's default 10 ms) so that the reply, made in the
+            // same pass, carries it: one frame instead of two.
             sock.set_nagle_enabled(false);
-            sock.set_ack_delay(None);
             self.listening.push((self.sockets.add(sock), port));
         }
     }

@@ -55,8 +55,7 @@ const TCTL_CT: u32 = 0x10 << 4;
 const TCTL_COLD: u32 = 0x40 << 12;
 /// Recommended inter-packet gap for copper (IPGT 10, IPGR1 8, IPGR2 6).
 const TIPG_COPPER: u32 = 10 | 8 << 10 | 6 << 20;
-/// Interrupt causes: transmit written back, link change, receive overrun, receive timer.
-const INT_TXDW: u32 = 1 << 0;
+/// Interrupt causes: link change, receive ring low, receive overrun, receive timer.
 const INT_LSC: u32 = 1 << 2;
 const INT_RXDMT0: u32 = 1 << 4;
 const INT_RXO: u32 = 1 << 6;
@@ -159,8 +158,10 @@ impl E1000 {
         n.regs.write32(TIPG, TIPG_COPPER);
         n.regs
             .write32(TCTL, TCTL_EN | TCTL_PSP | TCTL_CT | TCTL_COLD);
+        // Receive causes only: a transmitted frame needs no wake-up (the ring is reaped
+        // before each send), and one interrupt per frame sent would double the work.
         n.regs
-            .write32(IMS, INT_RXT0 | INT_RXO | INT_RXDMT0 | INT_LSC | INT_TXDW);
+            .write32(IMS, INT_RXT0 | INT_RXO | INT_RXDMT0 | INT_LSC);
         Ok(n)
     }
 
