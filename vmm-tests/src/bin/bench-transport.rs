@@ -91,6 +91,15 @@ fn row(what: &str, rts: f64, bps: f64) {
     println!("{what:<38} {rts:>12.0} {bps:>14.0}");
 }
 
+/// A link's rows: its raw echo if measured, then 9P's Tstat/Twrite and Tread.
+fn link_rows(link: &str, raw: Option<(f64, f64)>, (rts, w, r): (f64, f64, f64)) {
+    if let Some((rts, bps)) = raw {
+        row(&format!("{link} raw echo (32 B / 16 KiB)"), rts, bps);
+    }
+    row(&format!("{link} 9P (Tstat / Twrite)"), rts, w);
+    row(&format!("{link} 9P (Tread)"), f64::NAN, r);
+}
+
 fn header(title: &str) {
     println!("{title}");
     println!("{:<38} {:>12} {:>14}", "", "round trips/s", "bytes/s");
@@ -136,14 +145,9 @@ fn main() {
     header(&format!(
         "QEMU (TCG): virtio-serial, TCP on virtio-net, COM1; {secs} s per figure, 9P msize {MSIZE}"
     ));
-    row("virtio raw echo (32 B / 16 KiB)", raw_rts, raw_bps);
-    row("virtio 9P (Tstat / Twrite)", v_rts, v_w);
-    row("virtio 9P (Tread)", f64::NAN, v_r);
-    row("TCP raw echo (32 B / 16 KiB)", traw_rts, traw_bps);
-    row("TCP 9P (Tstat / Twrite)", t_rts, t_w);
-    row("TCP 9P (Tread)", f64::NAN, t_r);
-    row("COM1 9P (Tstat / Twrite)", u_rts, u_w);
-    row("COM1 9P (Tread)", f64::NAN, u_r);
+    link_rows("virtio", Some((raw_rts, raw_bps)), (v_rts, v_w, v_r));
+    link_rows("TCP", Some((traw_rts, traw_bps)), (t_rts, t_w, t_r));
+    link_rows("COM1", None, (u_rts, u_w, u_r));
     println!(
         "9P/raw: virtio round trips {:.2}, bytes {:.2} (write) {:.2} (read); TCP round trips {:.2}, bytes {:.2} (write) {:.2} (read)",
         v_rts / raw_rts,
@@ -181,11 +185,8 @@ fn main() {
         header(&format!(
             "Bochs (ips {ips}): COM1 (9P msize {msize}) and TCP on e1000 (msize {MSIZE})"
         ));
-        row("TCP raw echo (32 B / 16 KiB)", traw_rts, traw_bps);
-        row("TCP 9P (Tstat / Twrite)", t_rts, t_w);
-        row("TCP 9P (Tread)", f64::NAN, t_r);
-        row("COM1 9P (Tstat / Twrite)", u_rts, u_w);
-        row("COM1 9P (Tread)", f64::NAN, u_r);
+        link_rows("TCP", Some((traw_rts, traw_bps)), (t_rts, t_w, t_r));
+        link_rows("COM1", None, (u_rts, u_w, u_r));
         println!(
             "goal: TCP >= 3x COM1 round trips/s and >= 20x its bytes/s; measured {:.1}x round trips, {:.1}x bytes (read), {:.1}x (write)",
             t_rts / u_rts,
