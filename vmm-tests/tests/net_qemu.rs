@@ -372,3 +372,67 @@ fn hostile_connections_cost_only_themselves() {
         "{log}"
     );
 }
+
+/// A connection whose client stops reading fills its send window and then its session's
+/// output: that stalls it alone. Another connection is served meanwhile, and the stalled
+/// one carries on, in order, once its client reads again.
+#[test]
+fn a_full_send_window_stalls_only_its_connection() {
+    use protocol::Fcall;
+    let m = boot(Nic::VirtioNet);
+    let mut slow = m.tcp_raw();
+    slow.write_all(&emu::tversion(8192)).unwrap();
+    let mut h = [0u8; 19];
+    slow.read_exact(&mut h).expect("Rversion");
+    let frame = |tag: u16, f: &Fcall<'_>| {
+        let mut b = vec![0u8; 256];
+        let n = f.encode(tag, &mut b).unwrap();
+        b.truncate(n);
+        b
+    };
+    let attach = Fcall::Tattach {
+        fid: 1,
+        afid: protocol::NOFID,
+        uname: STRANGER,
+        aname: "",
+    };
+    slow.write_all(&frame(1, &attach)).unwrap();
+    let mut size = [0u8; 4];
+    slow.read_exact(&mut size).unwrap();
+    let mut body = vec![0u8; u32::from_le_bytes(size) as usize - 4];
+    slow.read_exact(&mut body).unwrap();
+    assert_eq!(body[0], 105, "Rattach");
+    // 20,000 Tstats whose 1.4 MB of replies nobody reads for now: more than the kernel's
+    // session output, socket buffer, slirp and the host's receive window hold.
+    const N: u32 = 20_000;
+    let tag = |i: u32| (i % 0xFFFF) as u16;
+    let mut burst = Vec::new();
+    for i in 0..N {
+        burst.extend(frame(tag(i), &Fcall::Tstat { fid: 1 }));
+    }
+    let mut writer = slow.try_clone().unwrap();
+    let w = std::thread::spawn(move || writer.write_all(&burst));
+    std::thread::sleep(Duration::from_secs(2));
+    let other = m.tcp_client(STRANGER, "");
+    for _ in 0..20 {
+        let t = Instant::now();
+        assert!(status(&other).contains("memfree"));
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "held up {:?}",
+            t.elapsed()
+        );
+    }
+    drop(other);
+    for i in 0..N {
+        slow.read_exact(&mut size).expect("a reply's size");
+        let n = u32::from_le_bytes(size) as usize;
+        let mut f = size.to_vec();
+        f.resize(n, 0);
+        slow.read_exact(&mut f[4..]).expect("a reply");
+        let (t, r) = Fcall::decode(&f, 8192).unwrap();
+        assert_eq!(t, tag(i));
+        assert!(matches!(r, Fcall::Rstat { .. }), "reply {i}: {r:?}");
+    }
+    w.join().unwrap().unwrap();
+}
