@@ -46,6 +46,9 @@ pub struct Opts {
     /// With `nic`: also forward a free port to the kernel's port 7, for a command line with
     /// `echoport=7` ([`Machine::tcp_echo_port`]).
     pub tcp_echo: bool,
+    /// QEMU: where the host forward goes in the guest (for `ip=` and `port=` on the
+    /// command line): address ("" for DHCP's) and port.
+    pub guest_fwd: (&'static str, u16),
 }
 
 /// The NIC models the kernel drives.
@@ -86,6 +89,7 @@ impl Default for Opts {
             until: READY,
             nic: None,
             tcp_echo: false,
+            guest_fwd: ("", 564),
         }
     }
 }
@@ -265,9 +269,10 @@ impl Machine {
             let echo = tcp_echo_port
                 .map(|p| format!(",hostfwd=tcp:127.0.0.1:{p}-:7"))
                 .unwrap_or_default();
+            let (ga, gp) = opts.guest_fwd;
             cmd.arg("-netdev")
                 .arg(format!(
-                    "user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:564{echo}"
+                    "user,id=n0,hostfwd=tcp:127.0.0.1:{port}-{ga}:{gp}{echo}"
                 ))
                 .arg("-device")
                 .arg(match nic {

@@ -436,3 +436,23 @@ fn a_full_send_window_stalls_only_its_connection() {
     }
     w.join().unwrap().unwrap();
 }
+
+/// A static address and another port from the command line; status shows them.
+#[test]
+fn static_address_and_port() {
+    let m = Machine::qemu(Opts {
+        cmdline: "owner=eve serve=net ip=10.0.2.77/24 gw=10.0.2.2 port=5640".into(),
+        virtio_ports: 0,
+        nic: Some(Nic::E1000),
+        guest_fwd: ("10.0.2.77", 5640),
+        ..Opts::default()
+    });
+    let c = m.tcp_client(STRANGER, "");
+    let st = status(&c);
+    assert_eq!(field(&st, "net"), "tcp!10.0.2.77!5640", "{st}");
+    assert!(
+        m.log().contains("10.0.2.77/24 (command line)"),
+        "{}",
+        m.log()
+    );
+}
