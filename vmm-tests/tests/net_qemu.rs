@@ -340,6 +340,20 @@ fn hostile_connections_cost_only_themselves() {
     drop(c);
     still_serves(&m, &good);
 
+    // A client reset (RST, not FIN) with a fid open: its session goes too (the sessions
+    // count at the end comes back to 0).
+    let r = m.tcp_raw();
+    let rc = Client::over(r.try_clone().unwrap(), STRANGER, "").expect("attach");
+    let f = rc.open("status", om::READ).unwrap();
+    socket2::SockRef::from(&r)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    r.shutdown(Shutdown::Read).ok();
+    drop(r);
+    drop(f);
+    drop(rc);
+    still_serves(&m, &good);
+
     // Slowloris: a Tversion one byte at a time, 400 ms apart; the good client's round
     // trips stay quick meanwhile, and the slow one is answered in the end.
     let mut slow = m.tcp_raw();
