@@ -220,10 +220,19 @@ fn the_secret_over_tcp_and_not_on_serial() {
     );
 }
 
-/// 32 connections at once, each a session with fids of its own.
 #[test]
-fn thirty_two_connections_at_once() {
-    let m = boot(Nic::VirtioNet);
+fn thirty_two_connections_at_once_over_virtio_net() {
+    thirty_two_connections_at_once(Nic::VirtioNet);
+}
+
+#[test]
+fn thirty_two_connections_at_once_over_e1000() {
+    thirty_two_connections_at_once(Nic::E1000);
+}
+
+/// 32 connections at once, each a session with fids of its own.
+fn thirty_two_connections_at_once(nic: Nic) {
+    let m = boot(nic);
     let before = await_sessions(&m, 0);
     let clients: Vec<Client> = (0..32).map(|_| m.tcp_client(STRANGER, "")).collect();
     // Each holds an open fid: the same fid numbers mean different files per session.
