@@ -203,6 +203,10 @@ pub struct Namespace<H: Hw> {
     inside_ended: crate::kdev::Counts,
     /// Some VM asked for in-kernel devices since boot.
     inside_used: bool,
+    /// Who may be the owner on network links.
+    owners: crate::owner::Owners,
+    /// Where network clients reach the host, for the status file.
+    network: Option<String>,
 }
 
 /// vmxreset: can VMs run on this CPU? Sets the IA32_FEATURE_CONTROL lock and VMXON bits where
@@ -298,6 +302,8 @@ impl<H: Hw> Namespace<H> {
             booted,
             inside_ended: Default::default(),
             inside_used: false,
+            owners: Default::default(),
+            network: None,
         }
     }
 
@@ -317,6 +323,21 @@ impl<H: Hw> Namespace<H> {
     /// Sessions served, for the status file.
     pub fn set_sessions(&mut self, n: usize) {
         self.sessions = n;
+    }
+
+    /// The secret a network client presents to attach as the owner (`owner.rs`).
+    pub fn set_secret(&mut self, secret: Option<String>) {
+        self.owners.set_secret(secret);
+    }
+
+    /// Session `id` serves a network link (a claimed uname is not proof) or not.
+    pub fn set_network_session(&mut self, id: u32, network: bool) {
+        self.owners.set_network(id, network);
+    }
+
+    /// Where network clients reach the host ("tcp!10.0.2.15!564"), for `status`.
+    pub fn set_network(&mut self, address: Option<&str>) {
+        self.network = address.map(String::from);
     }
 
     /// Why VMs cannot run here, if they cannot.
@@ -391,7 +412,7 @@ impl<H: Hw> Namespace<H> {
     fn status_text(&self) -> String {
         let pg = PAGE as u64;
         let mut s = format!(
-            "version {}\nowner {}\nmemfree {}\nmemtotal {}\ncpus {}\nvms {}\nsegments {}\nsessions {}\n{}\n",
+            "version {}\nowner {}\nmemfree {}\nmemtotal {}\ncpus {}\nvms {}\nsegments {}\nsessions {}\n{}{}\n",
             self.cfg.version,
             self.cfg.owner,
             self.hw.frames_free() as u64 * pg,
@@ -400,6 +421,10 @@ impl<H: Hw> Namespace<H> {
             self.vm_count(),
             self.segs.count(),
             self.sessions,
+            match &self.network {
+                Some(a) => format!("net {a}\n"),
+                None => String::new(),
+            },
             match &self.vmx {
                 Ok(()) => String::from("vmx ok"),
                 Err(why) => format!("vmx unavailable: {why}"),
@@ -725,7 +750,10 @@ fn blocking(node: &mut Node, r: Result<Option<usize>, Error>) -> Result<Read, Er
 impl<H: Hw> Tree for Namespace<H> {
     type Node = Node;
 
-    fn attach(&mut self, _ctx: &Ctx, aname: &str) -> Result<Node, Error> {
+    fn attach(&mut self, ctx: &Ctx, aname: &str) -> Result<Node, Error> {
+        let aname = self
+            .owners
+            .attach(&self.cfg.owner, ctx.uname, ctx.session, aname)?;
         match aname {
             "" | "/" => Ok(Node::new(Top::Root, Kind::Root)),
             "vmx" => Ok(Node::new(Top::Vmx, Kind::VmxDir)),

@@ -16,6 +16,7 @@ mod frames;
 mod logger;
 mod mailbox;
 mod memory;
+mod net;
 mod server;
 mod smp;
 mod transport;
@@ -69,7 +70,7 @@ fn kmain(magic: u32, info: u32) -> ! {
     log::info!(
         "{}: cmdline {:?}; kernel {kstart:#x}-{kend:#x}, heap {:#x}-{:#x}, {} of {} frames free",
         boot.loader,
-        boot.cmdline(),
+        cmdline::redacted(boot.cmdline()),
         heap.start,
         heap.end,
         memory::free_frames(),
@@ -77,20 +78,29 @@ fn kmain(magic: u32, info: u32) -> ! {
     );
 
     // Links are probed with interrupts off (drivers register their IRQ handlers).
-    let mut links: Vec<(&'static str, Box<dyn transport::Link>)> = Vec::new();
+    let mut links: Vec<Box<dyn transport::Link>> = Vec::new();
     if cfg.uart {
         if arch::uart::present() {
             arch::uart::init();
-            links.push(("uart", Box::new(drivers::uart::Uart::default())));
+            links.push(Box::new(drivers::uart::Uart::default()));
         } else {
             log::warn!("no 16550 at COM1");
         }
     }
     if cfg.virtio {
         for port in drivers::virtio_console::probe() {
-            links.push((port.label(), Box::new(port)));
+            links.push(Box::new(port));
         }
     }
+    let nic = if cfg.net {
+        let nic = drivers::nic::probe();
+        if nic.is_none() {
+            log::warn!("no NIC served (virtio-net, e1000): no 9P over TCP");
+        }
+        nic
+    } else {
+        None
+    };
     arch::cpu::enable_interrupts();
     let ncpu = smp::start_aps(boot.regions(), &[kernel, boot.info], cfg.cpus);
     // Before the namespace: the selftest does its own VMXON and VMXOFF.
@@ -109,13 +119,32 @@ fn kmain(magic: u32, info: u32) -> ! {
         },
     );
     ns.set_cpus(ncpu);
-    let mut server = server::Server::new(ns);
-    for (name, link) in links {
-        if cfg.echo.iter().any(|e| e == name) {
-            server.add_echo(name, link);
-        } else {
-            server.add(name, link);
-        }
+    ns.set_secret(cfg.secret.as_ref().map(|s| s.0.clone()));
+    let mut server = server::Server::new(ns, cfg.echo.clone());
+    if let Some(nic) = nic {
+        let addressing = match cfg.ip {
+            Some((addr, prefix)) => net::Addressing::Static {
+                addr,
+                prefix,
+                gw: cfg.gw,
+            },
+            None => net::Addressing::Dhcp,
+        };
+        log::info!(
+            "{}: mac {:02x?}; 9P on TCP port {}",
+            nic.model(),
+            nic.mac(),
+            cfg.port
+        );
+        server.add_listener(Box::new(net::TcpListener::new(net::Stack::new(
+            nic,
+            addressing,
+            cfg.port,
+            cfg.echo_port,
+        ))));
+    }
+    for link in links {
+        server.add(link);
     }
     log::info!("ready; owner {}", cfg.owner);
     server.run()

@@ -1,11 +1,14 @@
-//! The main loop: one 9P session per link over one tree. Every step is non-blocking, so a
-//! slow client (or a full link) never holds up another link.
+//! The main loop: one 9P connection per link over one tree. Every step is non-blocking, so a
+//! slow client (or a full link) never holds up another link. The UART, each virtio port and
+//! each TCP connection are alike here: a [`Link`] and a [`Conn`].
 
-use crate::transport::Link;
+use crate::transport::{Event, Link, Listener};
 use alloc::boxed::Box;
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
-use ninep::{Limits, Session, Tree};
+use ninep::link::Conn;
+use ninep::{Limits, Tree};
 
 /// What the loop needs from the served tree beyond 9P.
 pub trait Host: Tree {
@@ -17,6 +20,18 @@ pub trait Host: Tree {
     fn set_sessions(&mut self, n: usize) {
         let _ = n;
     }
+    /// Session `id` serves a network link (a claimed uname is not proof there) or not.
+    fn link_opened(&mut self, id: u32, network: bool) {
+        let _ = (id, network);
+    }
+    /// Where network clients reach the host ("tcp!10.0.2.15!564"), for the status file.
+    fn set_network(&mut self, address: Option<&str>) {
+        let _ = address;
+    }
+    /// Session `id` is gone for good.
+    fn link_closed(&mut self, id: u32) {
+        let _ = id;
+    }
 }
 
 /// The #X device on the kernel's VT-x layer.
@@ -27,14 +42,21 @@ impl Host for devvmx::Namespace<crate::arch::vmx::KernelHw> {
     fn set_sessions(&mut self, n: usize) {
         devvmx::Namespace::set_sessions(self, n)
     }
+    fn link_opened(&mut self, id: u32, network: bool) {
+        self.set_network_session(id, network)
+    }
+    fn link_closed(&mut self, id: u32) {
+        self.set_network_session(id, false)
+    }
+    fn set_network(&mut self, address: Option<&str>) {
+        devvmx::Namespace::set_network(self, address)
+    }
 }
 
 struct Port<T: Tree> {
-    name: &'static str,
+    name: String,
     link: Box<dyn Link>,
-    session: Session<T>,
-    /// Timer tick of the last byte received.
-    last_rx: u64,
+    conn: Conn<T>,
 }
 
 /// A partial message with no byte for this long is a departed client's remains (a serial
@@ -44,7 +66,6 @@ const STALE_TICKS: u64 = 2 * crate::arch::pit::HZ as u64;
 
 /// A link that sends back what it receives: the raw transport's rate, for benchmarks.
 struct Echo {
-    name: &'static str,
     link: Box<dyn Link>,
     /// Received bytes not yet sent back.
     pending: Vec<u8>,
@@ -54,53 +75,91 @@ pub struct Server<T: Host> {
     tree: T,
     ports: Vec<Port<T>>,
     echoes: Vec<Echo>,
+    listeners: Vec<Box<dyn Listener>>,
+    /// The listeners' addresses last given to the tree.
+    addresses: Option<String>,
+    /// Links (by name) that echo instead of serving 9P.
+    echo_names: Vec<String>,
     buf: Vec<u8>,
     next_id: u32,
     limits: Limits,
 }
 
 impl<T: Host> Server<T> {
-    pub fn new(tree: T) -> Self {
+    pub fn new(tree: T, echo_names: Vec<String>) -> Self {
         Server {
             tree,
             ports: Vec::new(),
             echoes: Vec::new(),
+            listeners: Vec::new(),
+            addresses: None,
+            echo_names,
             buf: vec![0; 16 * 1024],
             next_id: 1,
             limits: Limits::default(),
         }
     }
 
-    /// Serves a new link with a session of its own.
-    pub fn add(&mut self, name: &'static str, link: Box<dyn Link>) {
+    /// Serves a new link with a session of its own (or echoes it, if `echo=` names it).
+    pub fn add(&mut self, link: Box<dyn Link>) {
+        if link.echo() || self.echo_names.iter().any(|e| e == link.name()) {
+            log::info!("echoing bytes on {}", link.name());
+            self.echoes.push(Echo {
+                link,
+                pending: Vec::new(),
+            });
+            return;
+        }
         let id = self.next_id;
         self.next_id += 1;
-        log::info!("serving 9P on {name} (session {id})");
-        self.ports.push(Port {
-            name,
-            link,
-            session: Session::new(id, self.limits),
-            last_rx: crate::arch::pit::ticks(),
-        });
+        log::info!("serving 9P on {} (session {id})", link.name());
+        self.tree.link_opened(id, link.network());
+        let conn = Conn::new(
+            id,
+            self.limits,
+            link.kind(),
+            STALE_TICKS,
+            crate::arch::pit::ticks(),
+        );
+        let name = link.name().into();
+        self.ports.push(Port { name, link, conn });
     }
 
-    /// Echoes a link's bytes back instead of serving 9P on it.
-    pub fn add_echo(&mut self, name: &'static str, link: Box<dyn Link>) {
-        log::info!("echoing bytes on {name}");
-        self.echoes.push(Echo {
-            name,
-            link,
-            pending: Vec::new(),
-        });
+    /// Serves every link the listener accepts.
+    pub fn add_listener(&mut self, l: Box<dyn Listener>) {
+        self.listeners.push(l);
+    }
+
+    /// Moves the listeners' stacks; serves new connections.
+    fn listen(&mut self) -> bool {
+        let mut busy = false;
+        for i in 0..self.listeners.len() {
+            busy |= self.listeners[i].poll();
+            while let Some(link) = self.listeners[i].accept() {
+                self.add(link);
+                busy = true;
+            }
+        }
+        let addresses: Vec<String> = self.listeners.iter().filter_map(|l| l.address()).collect();
+        let addresses = (!addresses.is_empty()).then(|| addresses.join(" "));
+        if addresses != self.addresses {
+            self.tree.set_network(addresses.as_deref());
+            self.addresses = addresses;
+        }
+        busy
     }
 
     /// One pass over every link; true if anything moved.
     pub fn step(&mut self) -> bool {
-        let mut busy = false;
-        for e in &mut self.echoes {
-            if e.link.take_reset() {
-                log::info!("{}: peer reset", e.name);
-                e.pending.clear();
+        let mut busy = self.listen();
+        self.echoes.retain_mut(|e| {
+            match e.link.event() {
+                Some(Event::Closed) => return false,
+                Some(Event::Reset(_)) => {
+                    log::info!("{}: peer reset", e.link.name());
+                    e.pending.clear();
+                }
+                None => {}
             }
             if e.pending.len() < self.buf.len() {
                 let n = e.link.recv(&mut self.buf);
@@ -112,52 +171,74 @@ impl<T: Host> Server<T> {
                 e.pending.drain(..n);
                 busy |= n > 0;
             }
-        }
+            true
+        });
         let now = crate::arch::pit::ticks();
-        // What `input_space` says when the session holds no received bytes.
-        let empty = self.limits.max_msize as usize + protocol::HEADER_LEN;
-        for p in &mut self.ports {
-            if p.link.take_reset() {
-                log::info!("{}: peer reset; new session", p.name);
-                p.session.reset(&mut self.tree);
+        let tree = &mut self.tree;
+        let buf = &mut self.buf;
+        self.ports.retain_mut(|p| {
+            let name = &p.name;
+            let id = p.conn.session_ref().id();
+            match p.link.event() {
+                Some(Event::Reset(how)) => {
+                    log::info!("{name}: peer reset; new session");
+                    p.conn.reset(tree, how);
+                }
+                Some(Event::Closed) => {
+                    log::info!("{name}: closed (session {id})");
+                    p.conn.close(tree);
+                    tree.link_closed(id);
+                    busy = true;
+                    return false;
+                }
+                None => {}
             }
-            let room = p.session.input_space().min(self.buf.len());
+            let room = p.conn.input_space().min(buf.len());
             if room > 0 {
-                let n = p.link.recv(&mut self.buf[..room]);
+                let n = p.link.recv(&mut buf[..room]);
                 if n > 0 {
-                    p.session.input(&self.buf[..n]);
-                    p.last_rx = now;
+                    p.conn.input(&buf[..n], now);
                     busy = true;
                 }
             }
-            p.session.process(&mut self.tree);
-            // Bytes left after process() with no replies waiting to go out: part of a
-            // message. Left alone for STALE_TICKS, its sender is gone.
-            if p.session.input_space() < empty
-                && p.session.output().is_empty()
-                && now.saturating_sub(p.last_rx) > STALE_TICKS
-            {
-                log::warn!("{}: partial message abandoned; new session", p.name);
-                p.session.reset(&mut self.tree);
+            let ev = p.conn.process(tree, now);
+            if ev.versions > 0 {
+                log::info!("{name}: Tversion: new 9P session (session {id})");
             }
-        }
+            if ev.abandoned {
+                log::warn!("{name}: partial message abandoned; new session");
+            }
+            if ev.broken {
+                log::warn!("{name}: a frame that can never be valid; hanging up (session {id})");
+                p.conn.close(tree);
+                tree.link_closed(id);
+                busy = true;
+                return false;
+            }
+            true
+        });
         let running = self.tree.run_guests();
         let attached = self
             .ports
             .iter()
-            .filter(|p| p.session.stats().fids > 0)
+            .filter(|p| p.conn.session_ref().stats().fids > 0)
             .count();
         self.tree.set_sessions(attached);
         for p in &mut self.ports {
-            p.session.poll(&mut self.tree);
-            let out = p.session.output();
+            let s = p.conn.session();
+            s.poll(&mut self.tree);
+            let out = s.output();
             if !out.is_empty() {
                 let n = p.link.send(out);
                 if n > 0 {
-                    p.session.consume_output(n);
+                    s.consume_output(n);
                     busy = true;
                 }
             }
+        }
+        // Replies just queued go out now rather than at the next step.
+        if busy {
+            self.listen();
         }
         busy || running
     }

@@ -5,6 +5,10 @@
 //! header or above msize, or an R-message type before a session, puts it out of sync, and it
 //! then discards bytes until something that looks like a Tversion header, which is how
 //! every client starts a session (intro(5)).
+//!
+//! On a stream whose end the peer can signal (TCP: [`Framer::set_hangup`]) there is no
+//! need to guess: a size that can never be valid breaks the stream ([`Framer::broken`]),
+//! and the transport ends the connection instead of resyncing.
 
 use alloc::vec::Vec;
 use protocol::{MsgType, HEADER_LEN, NOTAG};
@@ -32,6 +36,11 @@ pub struct Framer {
     max: u32,
     /// Bytes thrown away while out of sync, for diagnostics.
     pub discarded: u64,
+    /// Tversion frames consumed: each starts a session (a transport logs them).
+    pub versions: u64,
+    /// The stream has a real hang-up: an impossible size breaks it instead of resyncing.
+    hangup: bool,
+    broken: bool,
 }
 
 /// What the framer found at the head of the stream.
@@ -50,6 +59,9 @@ impl Framer {
             any_type: false,
             max,
             discarded: 0,
+            versions: 0,
+            hangup: false,
+            broken: false,
         }
     }
 
@@ -67,6 +79,28 @@ impl Framer {
         frame
             .get(1..)
             .is_some_and(|rest| find_tversion(rest, self.max).is_some())
+    }
+
+    /// Streams with a real hang-up (TCP) end on a frame that can never be valid.
+    pub fn set_hangup(&mut self, hangup: bool) {
+        self.hangup = hangup;
+    }
+
+    /// A frame that can never be valid arrived on a stream with a hang-up: the transport
+    /// should end the connection. Nothing more comes out of `next`.
+    pub fn broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Received bytes held: part of a message when `next` gives nothing.
+    pub fn held(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// Skips input up to the next Tversion: the transport knows the bytes before it may be
+    /// a departed client's (e.g. a virtio port closed and reopened in one breath).
+    pub fn expect_tversion(&mut self) {
+        self.synced = false;
     }
 
     /// How many more bytes `push` will take now: one maximal frame plus a header.
@@ -92,10 +126,13 @@ impl Framer {
         self.buf.clear();
         self.start = 0;
         self.synced = true;
+        self.broken = false;
     }
 
-    /// Marks the current head as garbage and looks for the next Tversion.
+    /// Marks the current head as garbage and looks for the next Tversion (on a stream
+    /// with a hang-up: breaks it).
     pub fn resync(&mut self) {
+        self.broken |= self.hangup;
         self.synced = false;
         self.start += 1;
         self.discarded += 1;
@@ -105,6 +142,9 @@ impl Framer {
     /// the head until `consume` is called with its length.
     pub fn next(&mut self, msize: u32) -> Next<'_> {
         loop {
+            if self.broken {
+                return Next::Empty;
+            }
             let head = &self.buf[self.start..];
             if !self.synced {
                 match find_tversion(head, self.max) {
@@ -128,6 +168,10 @@ impl Framer {
                 return Next::Empty;
             };
             let ty_ok = self.any_type || head.get(4).is_none_or(|&ty| is_tmessage(ty));
+            if self.hangup && ((size as usize) < HEADER_LEN || size > msize) {
+                self.broken = true;
+                return Next::Empty;
+            }
             if (size as usize) < HEADER_LEN || size > msize || !ty_ok {
                 self.resync();
                 continue;
@@ -141,6 +185,9 @@ impl Framer {
     }
 
     pub fn consume(&mut self, n: usize) {
+        if n >= HEADER_LEN && self.buf.get(self.start + 4) == Some(&(MsgType::Tversion as u8)) {
+            self.versions += 1;
+        }
         self.start = (self.start + n).min(self.buf.len());
     }
 }

@@ -10,6 +10,7 @@ extern crate alloc;
 
 pub mod error;
 pub mod framer;
+pub mod link;
 pub mod memfs;
 pub mod perm;
 pub mod session;

@@ -131,6 +131,11 @@ impl<T: Tree> Session<T> {
         }
     }
 
+    /// The framer: a transport sets its hang-up mode and reads its state.
+    pub fn framer(&mut self) -> &mut Framer {
+        &mut self.framer
+    }
+
     /// Does any request wait on the tree?
     pub fn has_pending(&self) -> bool {
         !self.pending.is_empty()

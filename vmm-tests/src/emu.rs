@@ -44,6 +44,41 @@ pub struct Opts {
     /// QEMU only: load the kernel with `-kernel` (its Multiboot1 header, a.out kludge)
     /// instead of booting GRUB from the ISO.
     pub direct: bool,
+    /// A NIC on the emulator's user-mode network, its TCP port 564 forwarded from a free
+    /// port on 127.0.0.1 ([`Machine::tcp_port`]). Needs `net` in `serve=` (or no `serve=`).
+    pub nic: Option<Nic>,
+    /// With `nic`: also forward a free port to the kernel's port 7, for a command line with
+    /// `echoport=7` ([`Machine::tcp_echo_port`]).
+    pub tcp_echo: bool,
+    /// QEMU: where the host forward goes in the guest (for `ip=` and `port=` on the
+    /// command line): address ("" for DHCP's) and port.
+    pub guest_fwd: (&'static str, u16),
+}
+
+/// The NIC models the kernel drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Nic {
+    VirtioNet,
+    E1000,
+}
+
+/// The log line that says the kernel serves 9P over TCP.
+const NET_READY: &str = "; 9P on tcp!";
+
+/// A free TCP port on 127.0.0.1 for a host forward, never the same twice in this process
+/// (tests run in parallel; the kernel picks ephemeral ports in sequence, so a port just
+/// released is not handed to another process at once).
+pub fn free_port() -> u16 {
+    static TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let port = l.local_addr().expect("local address").port();
+        if !taken.contains(&port) {
+            taken.push(port);
+            return port;
+        }
+    }
 }
 
 impl Default for Opts {
@@ -61,6 +96,9 @@ impl Default for Opts {
                 .and_then(|v| v.parse().ok())
                 .filter(|&n| n >= 1)
                 .unwrap_or(1),
+            nic: None,
+            tcp_echo: false,
+            guest_fwd: ("", 564),
         }
     }
 }
@@ -168,6 +206,9 @@ pub struct Machine {
     dir: PathBuf,
     log: PathBuf,
     virtio_ports: usize,
+    /// The host ports forwarded to the kernel's TCP port 564, and to port 7.
+    tcp_port: Option<u16>,
+    tcp_echo_port: Option<u16>,
     _slot: Slot,
 }
 
@@ -233,6 +274,24 @@ impl Machine {
                 dir.join("uart.sock").display()
             ))
             .args(["-serial", "chardev:com1"]);
+        let tcp_echo_port = (opts.nic.is_some() && opts.tcp_echo).then(free_port);
+        let tcp_port = opts.nic.map(|nic| {
+            let port = free_port();
+            let echo = tcp_echo_port
+                .map(|p| format!(",hostfwd=tcp:127.0.0.1:{p}-:7"))
+                .unwrap_or_default();
+            let (ga, gp) = opts.guest_fwd;
+            cmd.arg("-netdev")
+                .arg(format!(
+                    "user,id=n0,hostfwd=tcp:127.0.0.1:{port}-{ga}:{gp}{echo}"
+                ))
+                .arg("-device")
+                .arg(match nic {
+                    Nic::VirtioNet => "virtio-net-pci,netdev=n0",
+                    Nic::E1000 => "e1000,netdev=n0",
+                });
+            port
+        });
         if opts.virtio_ports > 0 {
             cmd.args(["-device", "virtio-serial-pci,id=vser"]);
             for i in 0..opts.virtio_ports {
@@ -259,9 +318,14 @@ impl Machine {
             dir,
             log,
             virtio_ports: opts.virtio_ports,
+            tcp_port,
+            tcp_echo_port,
             _slot: slot,
         };
         m.wait_log(opts.until, opts.boot_timeout);
+        if tcp_port.is_some() {
+            m.wait_log(NET_READY, opts.boot_timeout);
+        }
         m
     }
 
@@ -302,12 +366,35 @@ impl Machine {
         let uart = UnixListener::bind(dir.join("uart.sock")).expect("bind uart.sock");
         let template = std::fs::read_to_string(workspace().join("qemu/bochsrc.in"))
             .expect("read qemu/bochsrc.in");
+        // Bochs has e1000 only; its slirp listens on the forward itself.
+        let tcp_port = opts.nic.map(|_| free_port());
+        let tcp_echo_port = (opts.nic.is_some() && opts.tcp_echo).then(free_port);
+        let nic = match tcp_port {
+            Some(p) => {
+                let script = dir.join("slirp.conf");
+                let echo = tcp_echo_port
+                    .map(|e| format!("hostfwd = tcp:127.0.0.1:{e}-:7\n"))
+                    .unwrap_or_default();
+                std::fs::write(
+                    &script,
+                    format!("# slirp config\nhostfwd = tcp:127.0.0.1:{p}-:564\n{echo}"),
+                )
+                .expect("write slirp.conf");
+                format!(
+                    "pci: enabled=1, chipset=i440fx, slot1=e1000\n\
+                     e1000: enabled=1, mac=52:54:00:12:34:56, ethmod=slirp, script={}",
+                    script.display()
+                )
+            }
+            None => String::new(),
+        };
         let rc = template
             .replace("@MEGS@", &opts.mem_mb.to_string())
             .replace("@IPS@", &opts.ips.to_string())
             .replace("@CPUS@", &opts.cpus.to_string())
             .replace("@ISO@", &iso.display().to_string())
             .replace("@PORT@", &port.to_string())
+            .replace("@NIC@", &nic)
             .replace("@LOG@", &dir.join("bochs.log").display().to_string());
         std::fs::write(dir.join("bochsrc"), rc).expect("write bochsrc");
         std::fs::write(dir.join("rc"), "c\nquit\n").expect("write the debugger rc");
@@ -325,11 +412,15 @@ impl Machine {
             dir,
             log,
             virtio_ports: 0,
+            tcp_port,
+            tcp_echo_port,
             _slot: slot,
         };
         let com1 = m.accept_com1(&listener, opts.boot_timeout);
         relay(com1, uart);
-        if m.wait_log_alive(opts.until, opts.boot_timeout) {
+        if m.wait_log_alive(opts.until, opts.boot_timeout)
+            && (tcp_port.is_none() || m.wait_log_alive(NET_READY, opts.boot_timeout))
+        {
             Ok(m)
         } else {
             Err(m)
@@ -516,6 +607,50 @@ impl Machine {
         });
         c.set_timeout(Some(Duration::from_secs(30)));
         c
+    }
+
+    /// The host port forwarded to the kernel's 9P port (with `Opts::nic`).
+    pub fn tcp_port(&self) -> u16 {
+        self.tcp_port.expect("the machine has no NIC (Opts::nic)")
+    }
+
+    /// The host port forwarded to the kernel's echo port (with `Opts::tcp_echo`).
+    pub fn tcp_echo_port(&self) -> u16 {
+        self.tcp_echo_port
+            .expect("no echo forward (Opts::tcp_echo)")
+    }
+
+    /// `tcp!127.0.0.1!PORT`.
+    pub fn tcp_dial(&self) -> String {
+        format!("tcp!127.0.0.1!{}", self.tcp_port())
+    }
+
+    /// A raw TCP connection to the kernel's 9P port.
+    pub fn tcp_raw(&self) -> TcpStream {
+        let s = TcpStream::connect(("127.0.0.1", self.tcp_port()))
+            .unwrap_or_else(|e| panic!("connect to the 9P port: {e}\n{}", self.diagnostics()));
+        s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+        s.set_nodelay(true).ok();
+        s
+    }
+
+    /// A 9P client over TCP, attached as `uname` to `aname`: a stream needs no resync.
+    pub fn tcp_client(&self, uname: &str, aname: &str) -> Client {
+        self.try_tcp_client(uname, aname).unwrap_or_else(|e| {
+            panic!(
+                "9P attach as {uname:?} to {aname:?} over TCP: {e}\n{}",
+                self.diagnostics()
+            )
+        })
+    }
+
+    /// As `tcp_client`, for attaches that may be refused.
+    pub fn try_tcp_client(&self, uname: &str, aname: &str) -> Result<Client, String> {
+        let s = self.tcp_raw();
+        s.set_read_timeout(None).ok();
+        let c = Client::over_msize(s, uname, aname, MSIZE).map_err(|e| e.to_string())?;
+        c.set_timeout(Some(Duration::from_secs(30)));
+        Ok(c)
     }
 
     /// A 9P client on the main link.

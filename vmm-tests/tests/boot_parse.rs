@@ -183,4 +183,26 @@ fn command_line() {
     assert_eq!(d.log, log::LevelFilter::Info);
     assert!(d.selftest_vmx && d.selftest_fault);
     assert_eq!(cmdline::parse(""), cmdline::Config::default());
+    let n = cmdline::parse("serve=net ip=10.1.2.3/16 gw=10.1.0.1 port=5640 secret=s3cr3t");
+    assert!(n.net && !n.uart && !n.virtio);
+    assert_eq!(n.ip, Some(([10, 1, 2, 3], 16)));
+    assert_eq!(n.gw, Some([10, 1, 0, 1]));
+    assert_eq!(n.port, 5640);
+    assert_eq!(n.echo_port, None);
+    assert_eq!(cmdline::parse("echoport=7").echo_port, Some(7));
+    assert_eq!(n.secret, Some(cmdline::Secret("s3cr3t".into())));
+    assert!(
+        !format!("{n:?}").contains("s3cr3t"),
+        "the secret is never printed"
+    );
+    let bad = cmdline::parse("ip=10.1.2.3 gw=nonsense port=0 secret=");
+    assert_eq!(
+        (bad.ip, bad.gw, bad.port, bad.secret),
+        (None, None, 564, None)
+    );
+    assert!(cmdline::parse("").net, "TCP is served by default");
+    assert_eq!(
+        cmdline::redacted("/boot/hv owner=ken secret=xyz serve=net"),
+        "/boot/hv owner=ken secret=... serve=net"
+    );
 }

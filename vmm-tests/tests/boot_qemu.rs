@@ -74,6 +74,13 @@ fn garbage_then_tversion() {
 fn disconnect_and_reconnect() {
     let m = qemu();
     reconnect(&m, &m.uart_path());
+    // Every transport logs a new session alike; COM1 has no connect signal, so its
+    // sessions are its clients' Tversions.
+    assert!(
+        m.log().contains("uart: Tversion: new 9P session"),
+        "{}",
+        m.log()
+    );
 }
 
 #[test]

@@ -7,14 +7,16 @@
 
 use ninep_client::{dm, om, Client, File};
 use std::time::{Duration, Instant};
-use vmm_tests::emu::{Machine, Opts};
+use vmm_tests::emu::{Machine, Nic, Opts};
 use vmm_tests::guests;
 
 const OWNER: &str = "eve";
+/// The owner's secret where tests reach the kernel over TCP (an e1000 on Bochs's slirp).
+const SECRET: &str = "opensesame";
 /// Segment size of every test guest (vmx(1)'s `va 0x10000000 SIZE sticky` form).
 const SEGSIZE: u64 = 0x10_0000;
 
-/// The booted hypervisor and a 9P client attached to its root over COM1.
+/// The booted hypervisor and a 9P client attached to its root over COM1 or TCP.
 struct Hv {
     c: Client,
     m: Machine,
@@ -28,6 +30,19 @@ impl Hv {
             ..Opts::default()
         });
         let c = m.client(OWNER, "");
+        c.set_timeout(Some(Duration::from_secs(120)));
+        Hv { c, m }
+    }
+
+    /// The same over TCP: the owner presents the secret in the attach name.
+    fn boot_tcp() -> Hv {
+        let m = Machine::bochs(Opts {
+            cmdline: format!("owner={OWNER} secret={SECRET} serve=uart,net selftest=vmx"),
+            virtio_ports: 0,
+            nic: Some(Nic::E1000),
+            ..Opts::default()
+        });
+        let c = m.tcp_client(OWNER, &format!("!{SECRET}"));
         c.set_timeout(Some(Duration::from_secs(120)));
         Hv { c, m }
     }
@@ -56,22 +71,7 @@ impl Hv {
 
     /// A new VM (vmx/clone opened ORDWR|ORCLOSE, as vmx(1) does).
     fn vm(&self) -> Vm {
-        let ctl = self
-            .c
-            .open("vmx/clone", om::RDWR | om::RCLOSE)
-            .expect("open clone");
-        let n = String::from_utf8(ctl.read_at(0, 64).unwrap())
-            .unwrap()
-            .trim()
-            .to_string();
-        assert!(n.parse::<u32>().is_ok(), "clone read {n:?}");
-        let wait = self.c.open(&format!("vmx/{n}/wait"), om::READ).unwrap();
-        Vm {
-            c: self.c.clone(),
-            n,
-            ctl,
-            wait,
-        }
+        vm_on(&self.c)
     }
 
     fn status(&self) -> String {
@@ -80,6 +80,38 @@ impl Hv {
 
     fn memfree(&self) -> u64 {
         field(&self.status(), "memfree")
+    }
+
+    /// Waits until `status` shows no VM and no segment; returns it.
+    fn await_empty(&self) -> String {
+        let start = Instant::now();
+        loop {
+            let st = self.status();
+            if st.contains("vms 0") && st.contains("segments 0") {
+                return st;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "left: {st}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// A new VM made through client `c`.
+fn vm_on(c: &Client) -> Vm {
+    let ctl = c
+        .open("vmx/clone", om::RDWR | om::RCLOSE)
+        .expect("open clone");
+    let n = String::from_utf8(ctl.read_at(0, 64).unwrap())
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(n.parse::<u32>().is_ok(), "clone read {n:?}");
+    let wait = c.open(&format!("vmx/{n}/wait"), om::READ).unwrap();
+    Vm {
+        c: c.clone(),
+        n,
+        ctl,
+        wait,
     }
 }
 
@@ -229,7 +261,15 @@ fn map_all(seg: &str) -> String {
 
 #[test]
 fn selftest_and_realmode_exits() {
-    let hv = Hv::boot();
+    selftest_and_realmode_exits_on(Hv::boot());
+}
+
+#[test]
+fn selftest_and_realmode_exits_over_tcp() {
+    selftest_and_realmode_exits_on(Hv::boot_tcp());
+}
+
+fn selftest_and_realmode_exits_on(hv: Hv) {
     let log = hv.m.log();
     for line in [
         "vmx selftest: exit 0x1e qual 0x800040 ax 0x5a",
@@ -299,7 +339,15 @@ fn flat32(hv: &Hv, seg: &str, image: &[u8]) -> Vm {
 
 #[test]
 fn ept_faults() {
-    let hv = Hv::boot();
+    ept_faults_on(Hv::boot());
+}
+
+#[test]
+fn ept_faults_over_tcp() {
+    ept_faults_on(Hv::boot_tcp());
+}
+
+fn ept_faults_on(hv: Hv) {
     hv.segment("mem", guests::MEMORY);
     let vm = hv.vm();
     vm.map("rwx wb 0x0 0x10000 mem 0x0\nr-x wb 0x10000 0x11000 mem 0x10000\n");
@@ -441,7 +489,15 @@ fn triple_fault_and_bad_state_leave_the_host_serving() {
 
 #[test]
 fn two_vms_at_once() {
-    let hv = Hv::boot();
+    two_vms_at_once_on(Hv::boot());
+}
+
+#[test]
+fn two_vms_at_once_over_tcp() {
+    two_vms_at_once_on(Hv::boot_tcp());
+}
+
+fn two_vms_at_once_on(hv: Hv) {
     let a = flat32(&hv, "a", guests::STEP);
     let b = flat32(&hv, "b", guests::MEMORY);
     // A wait on a blocks while b is driven (a has not been started yet).
@@ -481,7 +537,15 @@ fn two_vms_at_once() {
 
 #[test]
 fn create_run_quit_cycles_free_everything() {
-    let hv = Hv::boot();
+    create_run_quit_cycles_free_everything_on(Hv::boot());
+}
+
+#[test]
+fn create_run_quit_cycles_free_everything_over_tcp() {
+    create_run_quit_cycles_free_everything_on(Hv::boot_tcp());
+}
+
+fn create_run_quit_cycles_free_everything_on(hv: Hv) {
     let before = hv.memfree();
     hv.segment("cy", guests::STEP);
     for i in 0..100 {
@@ -585,7 +649,15 @@ fn debug_registers_reach_the_guest() {
 
 #[test]
 fn step_then_go() {
-    let hv = Hv::boot();
+    step_then_go_on(Hv::boot());
+}
+
+#[test]
+fn step_then_go_over_tcp() {
+    step_then_go_on(Hv::boot_tcp());
+}
+
+fn step_then_go_on(hv: Hv) {
     let vm = flat32(&hv, "st", guests::STEP);
     vm.regs("ax 0\n");
     // Bochs's haswell has no monitor trap flag: the step goes by RFLAGS.TF and reads
@@ -670,4 +742,106 @@ fn in_kernel_devices_under_a_hammering_guest() {
     let st = hv.status();
     assert!(st.contains("vms 0") && st.contains("segments 0"), "{st}");
     assert_eq!(field(&st, "memfree"), before, "memory left behind: {st}");
+}
+
+/// A client killed while its `wait` is pending (its VM made ORCLOSE, running a guest that
+/// spins): the connection's end clunks its fids, the VM ends, and no memory stays behind.
+#[test]
+fn a_client_killed_mid_wait_leaves_no_vm_and_no_memory_over_tcp() {
+    let hv = Hv::boot_tcp();
+    let before = field(&hv.await_empty(), "memfree");
+    hv.segment("k", guests::STEP);
+    let stream = hv.m.tcp_raw();
+    stream.set_read_timeout(None).unwrap();
+    let kill = stream.try_clone().unwrap();
+    let c = Client::over(stream, OWNER, &format!("!{SECRET}")).expect("attach with the secret");
+    c.set_timeout(Some(Duration::from_secs(120)));
+    let vm = vm_on(&c);
+    vm.map(&map_all("k"));
+    vm.regs(FLAT32);
+    let e = vm.go("");
+    let e = vm.skip(&e);
+    assert_eq!((e.what.as_str(), e.qual), ("io", 0x8f_0040), "{e:?}");
+    // Past its last out the guest spins: the wait stays pending.
+    vm.cmd(&format!("go pc={:#x};", e.next()));
+    let pending = c.start_read(&vm.wait, 0, 512).unwrap();
+    let n = vm.n.clone();
+    let st = String::from_utf8(hv.c.read_file(&format!("vmx/{n}/status")).unwrap()).unwrap();
+    assert_eq!(st.trim(), "running");
+    kill.shutdown(std::net::Shutdown::Both).unwrap();
+    assert!(
+        pending.wait().is_err(),
+        "the killed client's wait was answered"
+    );
+    drop(vm);
+    drop(c);
+    let start = Instant::now();
+    while hv.status().lines().any(|l| l == "vms 1") {
+        assert!(start.elapsed() < Duration::from_secs(60), "{}", hv.status());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    hv.c.remove("segment/k").unwrap();
+    let after = hv.await_empty();
+    assert_eq!(
+        field(&after, "memfree"),
+        before,
+        "memory left behind: {after}"
+    );
+    assert!(hv.m.log().contains(": closed (session"), "{}", hv.m.log());
+}
+
+/// Over the network the owner is whoever holds the secret: without it no owner-only
+/// action works, whatever the uname; with it, the owner's VM works over TCP.
+#[test]
+fn owner_only_actions_need_the_secret_over_tcp() {
+    let hv = Hv::boot_tcp();
+    hv.segment("s", guests::STEP);
+    let vm = hv.vm();
+    vm.map(&map_all("s"));
+    vm.regs(FLAT32);
+    let e = vm.go("");
+    assert_eq!(e.what, "io", "{e:?}");
+    let dir = format!("vmx/{}", vm.n);
+    for aname in ["", "vmx", "!wrong", "!", "segment!opensesam"] {
+        let e =
+            hv.m.try_tcp_client(OWNER, aname)
+                .err()
+                .unwrap_or_else(|| panic!("the owner attached with aname {aname:?}"));
+        assert!(
+            e.contains("owner must present the secret"),
+            "{aname:?}: {e}"
+        );
+    }
+    // An ordinary user, with or without the secret: reads what others may, no more.
+    for aname in [String::new(), format!("!{SECRET}")] {
+        let g = hv.m.tcp_client("glenda", &aname);
+        assert!(String::from_utf8(g.read_file("status").unwrap())
+            .unwrap()
+            .contains("vms 1"));
+        let denied = |what: &str, r: Result<(), ninep_client::Error>| {
+            let e = r.err().unwrap_or_else(|| panic!("glenda could {what}"));
+            assert_eq!(e.remote(), Some("permission denied"), "{what}: {e}");
+        };
+        denied("open clone", g.open("vmx/clone", om::RDWR).map(drop));
+        for f in ["ctl", "regs", "map", "fpregs"] {
+            denied(
+                &format!("write {f}"),
+                g.open(&format!("{dir}/{f}"), om::WRITE).map(drop),
+            );
+        }
+        denied("remove the VM", g.remove(&dir));
+        denied(
+            "write segment data",
+            g.open("segment/s/data", om::WRITE).map(drop),
+        );
+        denied("remove the segment", g.remove("segment/s"));
+    }
+    // The owner's VM is untouched and goes on.
+    let e = vm.skip(&e);
+    assert_eq!(e.what, "io", "{e:?}");
+    vm.cmd("quit");
+    drop(vm);
+    hv.c.remove("segment/s").unwrap();
+    hv.await_empty();
+    assert!(!hv.m.log().contains(SECRET), "the secret reached the log");
 }

@@ -32,6 +32,11 @@ struct Args {
     #[arg(short = 'a', long = "addr", env = "VMX_ADDR", value_name = "DIAL")]
     addr: Option<String>,
 
+    /// Attach name: the root's, `""`; over TCP the owner appends the hypervisor's secret,
+    /// `!SECRET` (default: $VMX_ANAME).
+    #[arg(short = 'A', long = "aname", env = "VMX_ANAME", default_value = "")]
+    aname: String,
+
     /// User name to attach as (the hypervisor's owner may open vmx/clone).
     #[arg(short = 'u', long, default_value = "eve")]
     user: String,
@@ -188,8 +193,8 @@ fn run(a: Args) -> Result<ExitCode, String> {
         .addr
         .clone()
         .ok_or("no hypervisor address: give -a DIAL or set VMX_ADDR")?;
-    let client =
-        ninep_client::Client::dial(&addr, &a.user, "").map_err(|e| format!("dial {addr}: {e}"))?;
+    let client = ninep_client::Client::dial(&addr, &a.user, &a.aname)
+        .map_err(|e| format!("dial {addr}: {e}"))?;
     let (input, out) = wire_com1(&a.com1)?;
     let opts = Options {
         segment: a

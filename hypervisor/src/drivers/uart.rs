@@ -1,7 +1,7 @@
 //! COM1 as a 9P link.
 
 use crate::arch::uart;
-use crate::transport::Link;
+use crate::transport::{Event, Link};
 
 #[derive(Default)]
 pub struct Uart {
@@ -29,7 +29,11 @@ impl Link for Uart {
 
     /// A UART has no connect signal: a client that reconnects starts with Tversion, which
     /// resets the session, and the framer resyncs past any half message.
-    fn take_reset(&mut self) -> bool {
-        false
+    fn event(&mut self) -> Option<Event> {
+        None
+    }
+
+    fn name(&self) -> &str {
+        "uart"
     }
 }

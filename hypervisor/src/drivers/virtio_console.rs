@@ -4,7 +4,9 @@
 //! connecting to or leaving the port's chardev socket) arrives as a PORT_OPEN control
 //! event and surfaces as `take_reset`. QEMU reports no such events for a `virtconsole`
 //! (or a device without multiport): those ports behave like a UART, where a client's
-//! Tversion is what starts a fresh session.
+//! Tversion is what starts a fresh session. What bytes mean is `ninep::link`'s business:
+//! this driver only says when a connection changed and whether old bytes may precede the
+//! new client's ([`Reset::Resync`]).
 //!
 //! Everything is polled: each `Link` call first drains the device's used rings. The
 //! device's INTx only wakes the idle loop.
@@ -16,11 +18,12 @@ use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::RefCell;
-use core::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 
 use crate::arch::pci::{Bdf, DmaFrame, FRAME_SIZE};
+use crate::drivers::intx;
 use crate::drivers::virtio::{self, Queue, Transport};
-use crate::transport::Link;
+use crate::transport::{Event, Link};
+use ninep::link::Reset;
 
 const VIRTIO_CONSOLE: u16 = 3;
 const F_MULTIPORT: u64 = 1 << 1;
@@ -99,33 +102,11 @@ struct PortState {
     added: bool,
     /// The host side has the port open (a client is connected).
     open: bool,
-    /// The host side opened or closed since the last `take_reset`.
-    reset: bool,
+    /// The host side opened or closed since the last `event`.
+    reset: Option<Reset>,
     /// Open (true) and close (false) events seen in the current poll round.
     events: Vec<bool>,
-    /// False after a close and an open arrived together: the old connection's last bytes
-    /// and the new one's first may share the ring, so input is skipped up to the new
-    /// client's Tversion (every 9P client starts with one).
-    synced: bool,
-    /// Bytes taken off the ring while looking for that Tversion.
-    stage: Vec<u8>,
     name: String,
-}
-
-/// Minimum Tversion: size[4] type[1] tag[2] msize[4] version[s] with an empty string.
-const TVERSION_MIN: u32 = 13;
-const TVERSION: u8 = 100;
-const NOTAG: u16 = 0xFFFF;
-const HEADER: usize = 7;
-
-/// Offset of the first plausible Tversion header (size in range, type 100, tag NOTAG).
-fn find_tversion(b: &[u8]) -> Option<usize> {
-    b.windows(HEADER).position(|h| {
-        let size = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
-        (TVERSION_MIN..=TVERSION_MIN + 0xFFFF).contains(&size)
-            && h[4] == TVERSION
-            && u16::from_le_bytes([h[5], h[6]]) == NOTAG
-    })
 }
 
 impl PortState {
@@ -139,10 +120,8 @@ impl PortState {
             ready: VecDeque::new(),
             added: false,
             open: false,
-            reset: false,
+            reset: None,
             events: Vec::new(),
-            synced: true,
-            stage: Vec::new(),
             name: String::new(),
         }
     }
@@ -180,7 +159,6 @@ impl PortState {
 
     /// Returns every received buffer to the device unread.
     fn discard(&mut self, transport: &Transport) {
-        self.stage.clear();
         self.discard_front(self.ready.len(), transport);
     }
 
@@ -207,7 +185,6 @@ impl PortState {
             // Closed: nothing here is for a live connection (a new one's PORT_OPEN would
             // have been visible, since the device sends it before the connection's data).
             self.discard(transport);
-            self.synced = true;
             return;
         }
         let Some(&first) = events.first() else {
@@ -215,25 +192,11 @@ impl PortState {
         };
         // Opened this round: what was reaped before belongs to the previous connection.
         self.discard_front(mark, transport);
-        self.stage.clear();
-        // Only an open from closed makes this round's data all new.
-        self.synced = first && events.len() == 1;
-    }
-
-    /// Moves every received byte onto the stage.
-    fn stage_all(&mut self, transport: &Transport) {
-        let mut any = false;
-        while let Some((b, len, pos)) = self.ready.pop_front() {
-            if let Some(buf) = self.rx_bufs.get(usize::from(b)) {
-                let at = self.stage.len();
-                self.stage.resize(at + len.saturating_sub(pos), 0);
-                buf.read_bytes(pos, &mut self.stage[at..]);
-            }
-            self.repost(b);
-            any = true;
-        }
-        if any {
-            transport.notify(&self.rx);
+        // Only an open from closed makes this round's data all new; after a close and an
+        // open together, the old connection's last bytes and the new one's first may share
+        // the ring, and the session skips to the new client's Tversion.
+        if !(first && events.len() == 1) {
+            self.reset = Some(Reset::Resync);
         }
     }
 
@@ -263,27 +226,10 @@ impl PortState {
     }
 
     fn recv(&mut self, transport: &Transport, out: &mut [u8]) -> usize {
-        if self.reset || !self.open {
+        if self.reset.is_some() || !self.open {
             return 0;
         }
-        if !self.synced {
-            self.stage_all(transport);
-            match find_tversion(&self.stage) {
-                Some(i) => {
-                    self.stage.drain(..i);
-                    self.synced = true;
-                }
-                None => {
-                    // Keep a tail that may be the start of a header cut by the buffer end.
-                    let drop = self.stage.len().saturating_sub(HEADER - 1);
-                    self.stage.drain(..drop);
-                    return 0;
-                }
-            }
-        }
-        let mut n = self.stage.len().min(out.len());
-        out[..n].copy_from_slice(&self.stage[..n]);
-        self.stage.drain(..n);
+        let mut n = 0;
         let mut reposted = false;
         while n < out.len() {
             let Some(&mut (b, len, ref mut pos)) = self.ready.front_mut() else {
@@ -348,8 +294,8 @@ struct ControlQueues {
 /// One virtio-console device.
 pub struct Console {
     transport: Transport,
-    /// `IRQ_COUNT` when this device's ISR was last read.
-    irqs_seen: u32,
+    /// Interrupts seen when this device's ISR was last read.
+    irqs: intx::Seen,
     control: Option<ControlQueues>,
     ports: Vec<PortState>,
     /// Queues the device knows but no port uses (a pair cut short by memory); kept until
@@ -393,7 +339,7 @@ impl Console {
         transport.driver_ok();
         let mut console = Console {
             transport,
-            irqs_seen: 0,
+            irqs: intx::Seen::default(),
             control,
             ports,
             _spare: spare,
@@ -515,13 +461,9 @@ impl Console {
         // After an interrupt: read the ISR (lowering INTx), then unmask the line. Otherwise
         // skip both, as the rings are plain memory and register reads are costly VM exits
         // under KVM.
-        let irqs = IRQ_COUNT.load(Ordering::Acquire);
-        if irqs != self.irqs_seen {
-            self.irqs_seen = irqs;
+        if self.irqs.take() {
             self.transport.ack_interrupt();
-            for irq in (0..16u8).filter(|i| IRQS.load(Ordering::Acquire) & (1 << i) != 0) {
-                crate::arch::pic::unmask(irq);
-            }
+            intx::unmask();
         }
         // Rounds of: data rings, then the control ring. The device sends a connection's
         // PORT_OPEN before its data and its data before its close, so data reaped before a
@@ -649,7 +591,7 @@ impl Console {
                 port.added = false;
                 if port.open {
                     port.open = false;
-                    port.reset = true;
+                    port.reset.get_or_insert(Reset::Clean);
                     port.events.push(false);
                 }
             }
@@ -663,7 +605,7 @@ impl Console {
                         if open { "opened" } else { "closed" }
                     );
                     port.open = open;
-                    port.reset = true;
+                    port.reset.get_or_insert(Reset::Clean);
                     port.events.push(open);
                 }
             }
@@ -691,33 +633,11 @@ impl Drop for Console {
     }
 }
 
-/// PIC lines of probed consoles.
-static IRQS: AtomicU16 = AtomicU16::new(0);
-/// Interrupts taken; each console acknowledges its device once per change.
-static IRQ_COUNT: AtomicU32 = AtomicU32::new(0);
-
-/// The IRQ handler. INTx is level-triggered and only an ISR read (in `poll`, outside the
-/// handler) lowers it, so the handler masks the lines and `poll` unmasks them; the PIC
-/// layer sets the wake flag, so the main loop polls instead of halting.
-fn on_irq() {
-    IRQ_COUNT.fetch_add(1, Ordering::AcqRel);
-    for irq in (0..16u8).filter(|i| IRQS.load(Ordering::Acquire) & (1 << i) != 0) {
-        crate::arch::pic::mask(irq);
-    }
-}
-
 /// One console port: a non-blocking byte link to one host chardev.
 pub struct Port {
     console: Rc<RefCell<Console>>,
     id: u32,
     label: &'static str,
-}
-
-impl Port {
-    /// "virtio:NAME" (or "virtio:ID" for an unnamed port), for logs and the server's tables.
-    pub fn label(&self) -> &'static str {
-        self.label
-    }
 }
 
 impl Link for Port {
@@ -745,12 +665,17 @@ impl Link for Port {
         }
     }
 
-    fn take_reset(&mut self) -> bool {
+    fn event(&mut self) -> Option<Event> {
         let mut c = self.console.borrow_mut();
         c.poll();
         c.port(self.id)
-            .map(|p| core::mem::take(&mut p.reset))
-            .unwrap_or(false)
+            .and_then(|p| p.reset.take())
+            .map(Event::Reset)
+    }
+
+    /// "virtio:NAME" (or "virtio:ID" for an unnamed port).
+    fn name(&self) -> &str {
+        self.label
     }
 }
 
@@ -802,8 +727,7 @@ pub fn probe() -> Vec<Port> {
             });
         }
         if let Some(irq) = irq {
-            IRQS.fetch_or(1 << irq, Ordering::AcqRel);
-            crate::arch::pic::register(irq, on_irq);
+            intx::register(irq);
         }
     }
     ports

@@ -1,0 +1,308 @@
+//! Intel 8254x gigabit NICs (the e1000 family: 82540EM as Bochs and QEMU emulate it, and
+//! its close relatives): legacy receive and transmit descriptors in one frame per ring, one
+//! frame per buffer, receive interrupts on the PCI INTx line. Registers from Intel's
+//! "PCI/PCI-X Family of Gigabit Ethernet Controllers Software Developer's Manual"
+//! (8254x), sections 13 (registers) and 3 (descriptors).
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::arch::pci::{Bdf, DmaFrame, Mmio, FRAME_SIZE};
+use crate::drivers::intx;
+use crate::drivers::nic::{Nic, MTU_FRAME};
+
+const INTEL: u16 = 0x8086;
+/// Device ids served: 82540EM, 82540EM (LOM), 82540EP (LOM), 82540EP, 82540EP (LP),
+/// 82545EM (copper). Later parts (e1000e: 82571 on, ICH/PCH) program differently.
+const DEVICES: [u16; 6] = [0x100E, 0x1015, 0x1016, 0x1017, 0x101E, 0x100F];
+
+/// Register offsets in BAR 0.
+const CTRL: u64 = 0x0000;
+const STATUS: u64 = 0x0008;
+const EERD: u64 = 0x0014;
+const ICR: u64 = 0x00C0;
+const IMS: u64 = 0x00D0;
+const IMC: u64 = 0x00D8;
+const RCTL: u64 = 0x0100;
+const TCTL: u64 = 0x0400;
+const TIPG: u64 = 0x0410;
+const RDBAL: u64 = 0x2800;
+const RDBAH: u64 = 0x2804;
+const RDLEN: u64 = 0x2808;
+const RDH: u64 = 0x2810;
+const RDT: u64 = 0x2818;
+const TDBAL: u64 = 0x3800;
+const TDBAH: u64 = 0x3804;
+const TDLEN: u64 = 0x3808;
+const TDH: u64 = 0x3810;
+const TDT: u64 = 0x3818;
+const MTA: u64 = 0x5200;
+const RAL0: u64 = 0x5400;
+const RAH0: u64 = 0x5404;
+const RAH_AV: u32 = 1 << 31;
+/// The register window used (the BAR is 128 KiB).
+const WINDOW: u32 = 0x6000;
+
+const CTRL_SLU: u32 = 1 << 6;
+const CTRL_RST: u32 = 1 << 26;
+const RCTL_EN: u32 = 1 << 1;
+const RCTL_BAM: u32 = 1 << 15;
+/// Buffer size 2048 (BSIZE 00, BSEX 0); strip the CRC.
+const RCTL_SECRC: u32 = 1 << 26;
+const TCTL_EN: u32 = 1 << 1;
+const TCTL_PSP: u32 = 1 << 3;
+const TCTL_CT: u32 = 0x10 << 4;
+const TCTL_COLD: u32 = 0x40 << 12;
+/// Recommended inter-packet gap for copper (IPGT 10, IPGR1 8, IPGR2 6).
+const TIPG_COPPER: u32 = 10 | 8 << 10 | 6 << 20;
+/// Interrupt causes: link change, receive ring low, receive overrun, receive timer.
+const INT_LSC: u32 = 1 << 2;
+const INT_RXDMT0: u32 = 1 << 4;
+const INT_RXO: u32 = 1 << 6;
+const INT_RXT0: u32 = 1 << 7;
+const EERD_START: u32 = 1;
+const EERD_DONE: u32 = 1 << 4;
+
+/// Descriptors per ring (a multiple of 8: ring lengths are multiples of 128 bytes).
+const RING: usize = 64;
+const DESC: usize = 16;
+/// Receive buffer size programmed in RCTL.
+const RX_BUF: usize = 2048;
+/// Descriptor status and command bits.
+const STA_DD: u32 = 1;
+const STA_EOP: u32 = 1 << 1;
+const CMD_EOP: u32 = 1;
+const CMD_IFCS: u32 = 1 << 1;
+const CMD_RS: u32 = 1 << 3;
+
+pub struct E1000 {
+    regs: Mmio,
+    irqs: intx::Seen,
+    rx_ring: DmaFrame,
+    tx_ring: DmaFrame,
+    rx_bufs: Vec<DmaFrame>,
+    tx_bufs: Vec<DmaFrame>,
+    /// Next receive descriptor to look at.
+    rx_next: usize,
+    /// Next transmit descriptor to fill, and the oldest one not yet known done.
+    tx_next: usize,
+    tx_done: usize,
+    mac: [u8; 6],
+}
+
+impl E1000 {
+    fn new(bdf: Bdf) -> Result<E1000, &'static str> {
+        bdf.enable(true);
+        let regs = Mmio::new(bdf, 0, 0, WINDOW).ok_or("e1000: BAR 0 is not a usable memory BAR")?;
+        let frames =
+            |n: usize| -> Option<Vec<DmaFrame>> { (0..n).map(|_| DmaFrame::new()).collect() };
+        let (Some(rx_ring), Some(tx_ring), Some(rx_bufs), Some(tx_bufs)) =
+            (DmaFrame::new(), DmaFrame::new(), frames(RING), frames(RING))
+        else {
+            return Err("e1000: out of memory for rings");
+        };
+        // Reset; the device reloads its MAC address from the EEPROM into RAL0/RAH0.
+        regs.write32(IMC, !0);
+        regs.write32(CTRL, regs.read32(CTRL) | CTRL_RST);
+        for _ in 0..100_000 {
+            if regs.read32(CTRL) & CTRL_RST == 0 {
+                break;
+            }
+            core::hint::spin_loop();
+        }
+        regs.write32(IMC, !0);
+        let _ = regs.read32(ICR);
+        let mut n = E1000 {
+            mac: [0; 6],
+            regs,
+            irqs: intx::Seen::default(),
+            rx_ring,
+            tx_ring,
+            rx_bufs,
+            tx_bufs,
+            rx_next: 0,
+            tx_next: 0,
+            tx_done: 0,
+        };
+        n.mac = n.read_mac();
+        // Receive address 0 with Address Valid: not every model sets AV when it loads the
+        // EEPROM (Bochs does not), and without it only broadcasts come in.
+        let m = n.mac;
+        n.regs
+            .write32(RAL0, u32::from_le_bytes([m[0], m[1], m[2], m[3]]));
+        n.regs
+            .write32(RAH0, u32::from_le_bytes([m[4], m[5], 0, 0]) | RAH_AV);
+        n.regs.write32(CTRL, n.regs.read32(CTRL) | CTRL_SLU);
+        for i in 0..128 {
+            n.regs.write32(MTA + 4 * i, 0);
+        }
+        // Receive: every descriptor owned by the device but one (RDT == RDH means empty).
+        for i in 0..RING {
+            n.rx_ring.write64(i * DESC, n.rx_bufs[i].pa());
+            n.rx_ring.write64(i * DESC + 8, 0);
+        }
+        let ring = |pa: u64| (pa as u32, (pa >> 32) as u32);
+        let (lo, hi) = ring(n.rx_ring.pa());
+        n.regs.write32(RDBAL, lo);
+        n.regs.write32(RDBAH, hi);
+        n.regs.write32(RDLEN, (RING * DESC) as u32);
+        n.regs.write32(RDH, 0);
+        n.regs.write32(RDT, (RING - 1) as u32);
+        n.regs.write32(RCTL, RCTL_EN | RCTL_BAM | RCTL_SECRC);
+        let (lo, hi) = ring(n.tx_ring.pa());
+        n.regs.write32(TDBAL, lo);
+        n.regs.write32(TDBAH, hi);
+        n.regs.write32(TDLEN, (RING * DESC) as u32);
+        n.regs.write32(TDH, 0);
+        n.regs.write32(TDT, 0);
+        n.regs.write32(TIPG, TIPG_COPPER);
+        n.regs
+            .write32(TCTL, TCTL_EN | TCTL_PSP | TCTL_CT | TCTL_COLD);
+        // Receive causes only: a transmitted frame needs no wake-up (the ring is reaped
+        // before each send), and one interrupt per frame sent would double the work.
+        n.regs
+            .write32(IMS, INT_RXT0 | INT_RXO | INT_RXDMT0 | INT_LSC);
+        Ok(n)
+    }
+
+    /// The station address: RAL0/RAH0 as the device loaded them, else the EEPROM's words 0-2.
+    fn read_mac(&self) -> [u8; 6] {
+        let lo = self.regs.read32(RAL0).to_le_bytes();
+        let hi = self.regs.read32(RAH0).to_le_bytes();
+        let mac = [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1]];
+        if mac != [0; 6] {
+            return mac;
+        }
+        let mut mac = [0u8; 6];
+        for word in 0..3u32 {
+            self.regs.write32(EERD, EERD_START | word << 8);
+            let mut v = 0;
+            for _ in 0..100_000 {
+                v = self.regs.read32(EERD);
+                if v & EERD_DONE != 0 {
+                    break;
+                }
+            }
+            let w = ((v >> 16) as u16).to_le_bytes();
+            mac[2 * word as usize..2 * word as usize + 2].copy_from_slice(&w);
+        }
+        mac
+    }
+
+    /// After an interrupt: reading ICR clears the causes and lowers INTx.
+    fn ack(&mut self) {
+        if self.irqs.take() {
+            let _ = self.regs.read32(ICR);
+            intx::unmask();
+        }
+    }
+
+    /// Transmit descriptors the device has finished with.
+    fn reap_tx(&mut self) {
+        while self.tx_done != self.tx_next
+            && self.tx_ring.read32(self.tx_done * DESC + 12) & STA_DD != 0
+        {
+            self.tx_done = (self.tx_done + 1) % RING;
+        }
+    }
+}
+
+impl Nic for E1000 {
+    fn model(&self) -> &'static str {
+        "e1000"
+    }
+
+    fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    fn recv(&mut self) -> Option<Vec<u8>> {
+        self.ack();
+        loop {
+            let at = self.rx_next * DESC;
+            let word = self.rx_ring.read32(at + 8);
+            let status = self.rx_ring.read32(at + 12);
+            if status & STA_DD == 0 {
+                return None;
+            }
+            let len = (word & 0xFFFF) as usize;
+            let whole = status & STA_EOP != 0 && (status >> 8) & 0xFF == 0;
+            let mut frame = vec![0; len.min(RX_BUF).min(FRAME_SIZE)];
+            if whole {
+                self.rx_bufs[self.rx_next].read_bytes(0, &mut frame);
+            }
+            // Give the descriptor back: clear its status, then move the tail onto it.
+            self.rx_ring.write64(at + 8, 0);
+            self.regs.write32(RDT, self.rx_next as u32);
+            self.rx_next = (self.rx_next + 1) % RING;
+            // Frames spanning buffers (longer than 2 KiB) or with errors are dropped.
+            if whole && !frame.is_empty() {
+                return Some(frame);
+            }
+        }
+    }
+
+    fn can_send(&mut self) -> bool {
+        self.ack();
+        self.reap_tx();
+        (self.tx_next + 1) % RING != self.tx_done
+    }
+
+    fn send(&mut self, frame: &[u8]) -> bool {
+        if !self.can_send() {
+            return false;
+        }
+        if frame.len() > MTU_FRAME {
+            return true; // dropped: no stack sends one
+        }
+        let i = self.tx_next;
+        self.tx_bufs[i].write_bytes(0, frame);
+        let at = i * DESC;
+        self.tx_ring.write64(at, self.tx_bufs[i].pa());
+        self.tx_ring.write32(
+            at + 8,
+            frame.len() as u32 | (CMD_EOP | CMD_IFCS | CMD_RS) << 24,
+        );
+        self.tx_ring.write32(at + 12, 0);
+        self.tx_next = (i + 1) % RING;
+        crate::arch::pci::dma_fence();
+        self.regs.write32(TDT, self.tx_next as u32);
+        true
+    }
+}
+
+impl Drop for E1000 {
+    fn drop(&mut self) {
+        // Stop all DMA before the rings and buffers go back to the allocator.
+        self.regs.write32(IMC, !0);
+        self.regs.write32(RCTL, 0);
+        self.regs.write32(TCTL, 0);
+        self.regs.write32(CTRL, self.regs.read32(CTRL) | CTRL_RST);
+    }
+}
+
+/// The first 8254x that initialises. Call with interrupts off.
+pub fn probe() -> Option<E1000> {
+    let mut found = Vec::new();
+    crate::arch::pci::scan(|bdf| {
+        if bdf.vendor() == INTEL && DEVICES.contains(&bdf.device()) {
+            found.push(bdf);
+        }
+    });
+    for bdf in found {
+        match E1000::new(bdf) {
+            Ok(n) => {
+                let irq = intx::register(bdf.interrupt_line());
+                log::info!(
+                    "e1000 {bdf:?} ({:04x}): mac {:02x?}, irq {irq:?}, status {:#x}",
+                    bdf.device(),
+                    n.mac,
+                    n.regs.read32(STATUS)
+                );
+                return Some(n);
+            }
+            Err(e) => log::warn!("e1000 {bdf:?} not served: {e}"),
+        }
+    }
+    None
+}

@@ -1,0 +1,32 @@
+//! An Ethernet NIC as the network stack sees it: whole frames in and out, non-blocking.
+//! Receive is interrupt-driven: a frame's arrival raises the device's line, which wakes
+//! the idle loop (`drivers::intx`), and the stack then polls.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+/// Largest Ethernet frame handled (no VLAN tag, no FCS).
+pub const MTU_FRAME: usize = 1514;
+
+pub trait Nic {
+    /// "virtio-net", "e1000": for the log.
+    fn model(&self) -> &'static str;
+    fn mac(&self) -> [u8; 6];
+    /// The next received frame, if any (acknowledges the device's interrupt first).
+    fn recv(&mut self) -> Option<Vec<u8>>;
+    /// Queues a frame for transmission; false when the transmit ring is full.
+    fn send(&mut self, frame: &[u8]) -> bool;
+    /// Whether `send` would take a frame now.
+    fn can_send(&mut self) -> bool;
+}
+
+/// The first NIC found: virtio-net, then the e1000 family. Call with interrupts off.
+pub fn probe() -> Option<Box<dyn Nic>> {
+    if let Some(n) = super::virtio_net::probe() {
+        return Some(Box::new(n));
+    }
+    if let Some(n) = super::e1000::probe() {
+        return Some(Box::new(n));
+    }
+    None
+}

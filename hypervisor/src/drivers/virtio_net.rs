@@ -1,0 +1,154 @@
+//! virtio-net over PCI (QEMU `-device virtio-net-pci`), on our own virtio transport
+//! (`drivers::virtio`): one receive and one transmit queue, one frame per buffer, no
+//! offloads. Each buffer starts with the 12-byte `virtio_net_hdr` (VERSION_1 layout).
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::arch::pci::{DmaFrame, FRAME_SIZE};
+use crate::drivers::intx;
+use crate::drivers::nic::{Nic, MTU_FRAME};
+use crate::drivers::virtio::{self, Queue, Transport};
+
+const VIRTIO_NET: u16 = 1;
+const F_MAC: u64 = 1 << 5;
+/// virtio_net_hdr with num_buffers (VERSION_1): flags, gso_type, hdr_len, gso_size,
+/// csum_start, csum_offset, num_buffers.
+const HDR: usize = 12;
+const RX_QUEUE: u16 = 0;
+const TX_QUEUE: u16 = 1;
+/// Buffers per queue, one frame each.
+const BUFFERS: u16 = 64;
+
+pub struct VirtioNet {
+    transport: Transport,
+    irqs: intx::Seen,
+    rx: Queue,
+    tx: Queue,
+    rx_bufs: Vec<DmaFrame>,
+    tx_bufs: Vec<DmaFrame>,
+    tx_free: Vec<u16>,
+    mac: [u8; 6],
+}
+
+impl VirtioNet {
+    fn new(transport: Transport) -> Result<VirtioNet, &'static str> {
+        let features = transport.negotiate(F_MAC)?;
+        let rx = transport.setup_queue(RX_QUEUE, BUFFERS)?;
+        let tx = transport.setup_queue(TX_QUEUE, BUFFERS)?;
+        let frames =
+            |n: u16| -> Option<Vec<DmaFrame>> { (0..n).map(|_| DmaFrame::new()).collect() };
+        let (Some(rx_bufs), Some(tx_bufs)) = (frames(rx.size()), frames(tx.size())) else {
+            transport.reset();
+            return Err("virtio-net: out of memory for buffers");
+        };
+        let mut mac = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
+        if features & F_MAC != 0 {
+            let lo = transport.config_read32(0).to_le_bytes();
+            let hi = transport.config_read32(4).to_le_bytes();
+            mac = [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1]];
+        }
+        let mut n = VirtioNet {
+            tx_free: (0..tx_bufs.len() as u16).collect(),
+            transport,
+            irqs: intx::Seen::default(),
+            rx,
+            tx,
+            rx_bufs,
+            tx_bufs,
+            mac,
+        };
+        for i in 0..n.rx_bufs.len() {
+            n.rx.post(n.rx_bufs[i].pa(), FRAME_SIZE as u32, true, i as u16);
+        }
+        n.transport.driver_ok();
+        n.transport.notify(&n.rx);
+        Ok(n)
+    }
+
+    fn ack(&mut self) {
+        if self.irqs.take() {
+            self.transport.ack_interrupt();
+            intx::unmask();
+        }
+        while let Some((b, _)) = self.tx.pop_used() {
+            self.tx_free.push(b);
+        }
+    }
+}
+
+impl Nic for VirtioNet {
+    fn model(&self) -> &'static str {
+        "virtio-net"
+    }
+
+    fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    fn recv(&mut self) -> Option<Vec<u8>> {
+        self.ack();
+        loop {
+            let (b, len) = self.rx.pop_used()?;
+            let buf = self.rx_bufs.get(usize::from(b))?;
+            let len = (len as usize).min(FRAME_SIZE);
+            let mut frame = vec![0; len.saturating_sub(HDR)];
+            buf.read_bytes(HDR, &mut frame);
+            self.rx.post(buf.pa(), FRAME_SIZE as u32, true, b);
+            self.transport.notify(&self.rx);
+            if !frame.is_empty() {
+                return Some(frame);
+            }
+        }
+    }
+
+    fn can_send(&mut self) -> bool {
+        self.ack();
+        !self.tx_free.is_empty()
+    }
+
+    fn send(&mut self, frame: &[u8]) -> bool {
+        self.ack();
+        if frame.len() > MTU_FRAME {
+            return true; // dropped: no stack sends one
+        }
+        let Some(b) = self.tx_free.pop() else {
+            return false;
+        };
+        let Some(buf) = self.tx_bufs.get(usize::from(b)) else {
+            return false;
+        };
+        buf.write_bytes(0, &[0; HDR]);
+        buf.write_bytes(HDR, frame);
+        if !self.tx.post(buf.pa(), (HDR + frame.len()) as u32, false, b) {
+            self.tx_free.push(b);
+            return false;
+        }
+        self.transport.notify(&self.tx);
+        true
+    }
+}
+
+impl Drop for VirtioNet {
+    fn drop(&mut self) {
+        // Stop all DMA before the rings and buffers go back to the allocator.
+        self.transport.reset();
+    }
+}
+
+/// The first virtio-net device that initialises. Call with interrupts off.
+pub fn probe() -> Option<VirtioNet> {
+    for bdf in virtio::find(VIRTIO_NET) {
+        bdf.enable(true);
+        let dev = Transport::new(bdf).and_then(VirtioNet::new);
+        match dev {
+            Ok(n) => {
+                let irq = intx::register(bdf.interrupt_line());
+                log::info!("virtio-net {bdf:?}: mac {:02x?}, irq {irq:?}", n.mac);
+                return Some(n);
+            }
+            Err(e) => log::warn!("virtio-net {bdf:?} not served: {e}"),
+        }
+    }
+    None
+}
