@@ -1,3 +1,4 @@
 //! Integration tests that boot the kernel in emulators and drive it over 9P.
 pub mod emu;
 pub mod guests;
+pub mod linux;
