@@ -7,11 +7,12 @@ use crate::Target;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// xorshift64*: small, seedable, good enough to pick mutations.
-struct Rng(u64);
+/// xorshift64*: small, seedable, good enough to pick mutations (and the guest fuzzer's
+/// programs, vmm-tests/tests/guest_fuzz_bochs.rs).
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -19,7 +20,7 @@ impl Rng {
     }
 
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        (self.next_u64() % n.max(1) as u64) as usize
     }
 }
 
@@ -31,7 +32,7 @@ fn mutate(rng: &mut Rng, seeds: &[Vec<u8>], input: &mut Vec<u8>) {
         match rng.below(7) {
             0 if len > 0 => input[rng.below(len)] ^= 1 << rng.below(8),
             1 if len > 0 => input[rng.below(len)] = INTERESTING[rng.below(INTERESTING.len())],
-            2 => input.insert(rng.below(len + 1), rng.next() as u8),
+            2 => input.insert(rng.below(len + 1), rng.next_u64() as u8),
             3 if len > 0 => {
                 input.remove(rng.below(len));
             }
@@ -49,6 +50,19 @@ fn mutate(rng: &mut Rng, seeds: &[Vec<u8>], input: &mut Vec<u8>) {
         }
     }
     input.truncate(4096);
+}
+
+/// A run's seed: environment variable `var` if set, else the clock (print it, so the run
+/// can be repeated).
+pub fn seed_from(var: &str) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        })
 }
 
 /// Where target `name`'s regression inputs live.

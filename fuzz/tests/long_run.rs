@@ -12,14 +12,7 @@ fn ten_million_inputs_per_target() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10_000_000);
-    let seed = std::env::var("FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
+    let seed = fuzz::runner::seed_from("FUZZ_SEED");
     println!("fuzz: seed {seed}, {iterations} inputs per target");
     assert!(
         fuzz::runner::run_all(iterations, seed, true),
