@@ -40,6 +40,11 @@ pub struct Opts {
     /// QEMU only: load the kernel with `-kernel` (its Multiboot1 header, a.out kludge)
     /// instead of booting GRUB from the ISO.
     pub direct: bool,
+    /// Bochs only: emulated time never runs ahead of the host's (`clock: sync=slowdown`).
+    /// An idle Bochs otherwise races through emulated seconds in host milliseconds, so a
+    /// client slower than the harness's (Linux under QEMU writes a message in pieces) can
+    /// look gone to the kernel's 2 s partial-message rule. Costs serial speed.
+    pub slowdown: bool,
 }
 
 impl Default for Opts {
@@ -52,6 +57,7 @@ impl Default for Opts {
             boot_timeout: Duration::from_secs(90),
             direct: false,
             until: READY,
+            slowdown: false,
         }
     }
 }
@@ -296,7 +302,12 @@ impl Machine {
             .replace("@IPS@", &opts.ips.to_string())
             .replace("@ISO@", &iso.display().to_string())
             .replace("@PORT@", &port.to_string())
-            .replace("@LOG@", &dir.join("bochs.log").display().to_string());
+            .replace("@LOG@", &dir.join("bochs.log").display().to_string())
+            + if opts.slowdown {
+                "clock: sync=slowdown\n"
+            } else {
+                ""
+            };
         std::fs::write(dir.join("bochsrc"), rc).expect("write bochsrc");
         std::fs::write(dir.join("rc"), "c\nquit\n").expect("write the debugger rc");
         let child = Command::new("bochs")

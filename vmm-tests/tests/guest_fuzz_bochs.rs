@@ -203,7 +203,7 @@ fn two_hundred_random_guests() {
 }
 
 #[test]
-#[ignore = "10,000 programs under Bochs, about 20 minutes"]
+#[ignore = "10,000 programs under Bochs, about 6 minutes"]
 fn ten_thousand_random_guests() {
     fuzz(10_000);
 }

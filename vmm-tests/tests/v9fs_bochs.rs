@@ -79,6 +79,9 @@ fn linux_v9fs_mounts_and_drives_a_guest() {
     let hv = Machine::bochs(Opts {
         cmdline: format!("owner={OWNER} serve=uart"),
         virtio_ports: 0,
+        // Linux writes a request in pieces as QEMU's vCPU gets the host: keep the kernel's
+        // partial-message timeout in wall-clock time.
+        slowdown: true,
         ..Opts::default()
     });
     let linux = Linux::boot(
