@@ -314,6 +314,23 @@ impl Linux {
         )
     }
 
+    /// The 9P bytes ttyS1 sent (`to_server`) or received, as one stream each, from the
+    /// relay's record.
+    pub fn ninep_bytes(&self, to_server: bool) -> Vec<u8> {
+        let dir = if to_server { " c>s " } else { " s>c " };
+        std::fs::read_to_string(self.dir.join("ttyS1.trace"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(dir))
+            .filter_map(|l| l.rsplit(' ').next())
+            .flat_map(|hex| {
+                (0..hex.len() / 2)
+                    .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+                    .collect::<Vec<u8>>()
+            })
+            .collect()
+    }
+
     /// Runs `cmd` (one line) in the client's shell: its exit status and output (stdout and
     /// stderr), or why none came within `timeout`.
     pub fn run(&mut self, cmd: &str, timeout: Duration) -> Result<(i32, String), String> {

@@ -3,9 +3,11 @@
 //! QEMU TCG from a busybox initramfs (vmm_tests::linux), its ttyS1 wired to that COM1,
 //! and mounts it with `mount -t 9p -o trans=fd,...,version=9p2000`. Everything after the
 //! mount is done from the client's shell, as a person at a Linux machine would: ls, cat,
-//! mkdir and rmdir of a segment, dd in and out, a VM made through clone and driven with
-//! `echo go > ctl` and a read of `wait`. Every output asserted on is what the client's
-//! console printed.
+//! mkdir and rmdir of a segment, dd in and out (four readers at once too), a VM made
+//! through clone and driven with `echo go > ctl` and a read of `wait`, a blocked read
+//! killed (v9fs flushes it), error strings v9fs knows and does not. The outputs asserted
+//! on are what the client's console printed; ttyS1's bytes are recorded in the client's
+//! directory (kept when the test fails).
 
 use std::time::Duration;
 use vmm_tests::emu::{Machine, Opts};
@@ -62,6 +64,17 @@ fn field(text: &str, key: &str) -> String {
             (w.next() == Some(key)).then(|| w.collect::<Vec<_>>().join(" "))
         })
         .unwrap_or_else(|| panic!("no {key} in {text:?}"))
+}
+
+/// The (type, tag) of each 9P frame in a stream.
+fn frames(mut b: &[u8]) -> Vec<(u8, u16)> {
+    let mut out = Vec::new();
+    while b.len() >= 7 {
+        out.push((b[4], u16::from_le_bytes([b[5], b[6]])));
+        let size = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        b = &b[size.clamp(7, b.len())..];
+    }
+    out
 }
 
 /// The value after `key` in a wait line.
@@ -135,6 +148,14 @@ fn linux_v9fs_mounts_and_drives_a_guest() {
     let out = r.ok("dd if=/mnt/segment/x/data of=/tmp/out bs=4096 skip=64 count=16");
     assert!(out.contains("16+0 records in"), "{out}");
     r.ok("cmp /tmp/in /tmp/out");
+    // Four readers at once: their requests are in flight together, each with its tag.
+    r.ok(
+        "for i in 1 2 3 4; do dd if=/mnt/segment/x/data of=/tmp/p$i bs=4096 skip=64 \
+          count=16 2>/dev/null & done; wait",
+    );
+    r.ok(
+        "cmp /tmp/in /tmp/p1 && cmp /tmp/in /tmp/p2 && cmp /tmp/in /tmp/p3 && cmp /tmp/in /tmp/p4",
+    );
     // Past the end of the segment: nothing more to read.
     let out = r.ok("dd if=/mnt/segment/x/data of=/dev/null bs=4096 skip=256");
     assert!(out.contains("0+0 records in"), "{out}");
@@ -186,6 +207,25 @@ fn linux_v9fs_mounts_and_drives_a_guest() {
         Some(0x1004),
         "{pc}"
     );
+
+    // A read of wait with no exit to come blocks; killing its reader makes v9fs flush it
+    // (Tflush, answered by Rflush) and the session goes on.
+    r.ok(&format!("readonce {vm}/wait & echo $! > /tmp/wpid"));
+    let out = r.ok(
+        "p=$(cat /tmp/wpid); until grep -q p9_client_rpc /proc/$p/wchan; do sleep 0.1; done; \
+         kill -9 $p; wait $p; echo status=$?",
+    );
+    assert!(out.contains("status=137"), "the reader was killed: {out}");
+    assert_eq!(r.ok(&format!("cat {vm}/status")), "ready\n");
+    let sent = frames(&r.linux.ninep_bytes(true));
+    assert!(sent.iter().any(|f| f.0 == 108), "no Tflush sent");
+    let got = frames(&r.linux.ninep_bytes(false));
+    assert!(got.iter().any(|f| f.0 == 109), "no Rflush came back");
+    // The four readers' Treads were in flight together: more than one tag.
+    let mut tags: Vec<u16> = sent.iter().filter(|f| f.0 == 116).map(|f| f.1).collect();
+    tags.sort();
+    tags.dedup();
+    assert!(tags.len() > 1, "Tread tags {tags:?}");
 
     // An error string v9fs does not know arrives as errno 526; dmesg has the text.
     let out = r.fails(&format!("echo bogus >> {vm}/ctl"));
