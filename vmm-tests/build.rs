@@ -1,4 +1,5 @@
-//! Assembles the test guests in guests/ into flat binaries loaded at 0x1000.
+//! Assembles the test guests in guests/ into flat binaries loaded at 0x1000, and the
+//! Linux tools in linux/ into static x86-64 executables for the Linux client's initramfs.
 
 use std::path::Path;
 use std::process::Command;
@@ -21,8 +22,21 @@ fn run(cmd: &mut Command) {
     assert!(st.success(), "{cmd:?} failed");
 }
 
+/// Tools the Linux client runs (vmm_tests::linux): static executables, no libc.
+const LINUX_TOOLS: &[&str] = &["readonce"];
+
 fn main() {
     let out = std::env::var("OUT_DIR").expect("OUT_DIR");
+    for name in LINUX_TOOLS {
+        let src = format!("linux/{name}.S");
+        println!("cargo:rerun-if-changed={src}");
+        let obj = Path::new(&out).join(format!("{name}.o"));
+        run(Command::new("as").arg("--64").arg("-o").arg(&obj).arg(&src));
+        run(Command::new("ld")
+            .args(["-m", "elf_x86_64", "-static", "-e", "_start", "-o"])
+            .arg(Path::new(&out).join(name))
+            .arg(&obj));
+    }
     for (name, arch) in GUESTS {
         let src = format!("guests/{name}.S");
         println!("cargo:rerun-if-changed={src}");

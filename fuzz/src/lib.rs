@@ -3,7 +3,9 @@
 
 use ninep::memfs::{Memfs, ROOT};
 use ninep::{Limits, Session};
-use protocol::{Fcall, Wnames, NOFID, NOTAG};
+use protocol::{Fcall, MsgType, Wnames, NOFID, NOTAG};
+
+pub mod runner;
 
 /// Decoding is total, and whatever decodes re-encodes to the same frame.
 pub fn decode(data: &[u8]) {
@@ -18,8 +20,84 @@ pub fn decode(data: &[u8]) {
 }
 
 /// A session fed a valid preamble then arbitrary bytes answers only with well-formed
-/// replies and keeps its bounds.
+/// replies and keeps its bounds. Then a new session is fed the same input cut into
+/// well-framed requests (size and tag known, see [`frames`]) followed by a probe: every
+/// request that does not decode (an R-message too) and every Tcreate of a name holding a
+/// NUL gets an Rerror with its own tag, and the probe is answered, so the session went on
+/// (a kernel mount driver has no timeout to save it).
 pub fn session(data: &[u8]) {
+    let (mut fs, mut s) = session_setup();
+    let mut input = preamble();
+    input.extend_from_slice(data);
+    feed(&mut s, &mut fs, &input);
+    let st = s.stats();
+    assert!(st.fids <= 16 && st.pending <= 4);
+    s.reset(&mut fs);
+
+    let (mut fs, mut s) = session_setup();
+    let mut input = preamble();
+    let frames = frames(data, PREAMBLE_MSIZE);
+    for f in &frames {
+        input.extend_from_slice(f);
+    }
+    let mut probe = [0u8; 16];
+    let n = Fcall::Tstat { fid: 0 }
+        .encode(PROBE_TAG, &mut probe)
+        .expect("encode the probe");
+    input.extend_from_slice(&probe[..n]);
+    let out = feed(&mut s, &mut fs, &input);
+    let mut replies = Vec::new();
+    let mut b = &out[..];
+    while let Some(size) = protocol::frame_size(b) {
+        replies.push((b[4], u16::from_le_bytes([b[5], b[6]])));
+        b = &b[size as usize..];
+    }
+    for f in &frames {
+        let tag = u16::from_le_bytes([f[5], f[6]]);
+        // intro(5): no string may hold a NUL; a name with one must not be created.
+        let refused = match Fcall::decode(f, PREAMBLE_MSIZE) {
+            Ok((_, Fcall::Tcreate { name, .. })) => name.contains('\0'),
+            Ok(_) => !f[4].is_multiple_of(2),
+            Err(_) => true,
+        };
+        assert!(
+            !refused || replies.contains(&(MsgType::Rerror as u8, tag)),
+            "no Rerror with tag {tag} for the well-framed request {f:02x?}"
+        );
+    }
+    assert!(
+        replies.iter().any(|&(_, t)| t == PROBE_TAG),
+        "the session stopped answering: no reply to a Tstat after {frames:02x?}"
+    );
+    s.reset(&mut fs);
+}
+
+/// The tag of the request [`session`] sends after the fuzzed frames.
+const PROBE_TAG: u16 = 0xfffe;
+
+/// `data` cut into frames as a server reads them: size[4] first, each at least a header
+/// long, at most `msize` and within `data`; the cut stops at the first that is not.
+/// Tversion (which would start a new session) and frames carrying [`PROBE_TAG`] are left
+/// out.
+pub fn frames(mut data: &[u8], msize: u32) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    while let Some(size) = protocol::frame_size(data) {
+        let size = size as usize;
+        if size < protocol::HEADER_LEN || size > msize as usize || size > data.len() {
+            break;
+        }
+        let (f, rest) = data.split_at(size);
+        if f[4] != MsgType::Tversion as u8 && u16::from_le_bytes([f[5], f[6]]) != PROBE_TAG {
+            out.push(f);
+        }
+        data = rest;
+    }
+    out
+}
+
+/// The tree and session every session run starts with: a file, a directory and a queue
+/// (reads of `vmx/wait` block until a write).
+fn session_setup() -> (Memfs, Session<Memfs>) {
     let mut fs = Memfs::new("glenda");
     let d = fs.mkdir(ROOT, "vmx", 0o775, "glenda").expect("mkdir");
     fs.add_queue(d, "wait", 0o666, "glenda").expect("queue");
@@ -30,24 +108,26 @@ pub fn session(data: &[u8]) {
         max_pending: 4,
         ..Limits::default()
     };
-    let mut s = Session::new(1, limits);
-    let mut input = preamble();
-    input.extend_from_slice(data);
+    (fs, Session::new(1, limits))
+}
+
+/// Feeds `input` to the session as a transport would, checking every reply; returns all
+/// the output.
+fn feed(s: &mut Session<Memfs>, fs: &mut Memfs, input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
     let mut off = 0;
-    while off < input.len() {
+    loop {
         let n = s.input(&input[off..]);
         off += n;
-        s.process(&mut fs);
-        check_output(&s);
+        s.process(fs);
+        check_output(s);
         let len = s.output().len();
+        out.extend_from_slice(s.output());
         s.consume_output(len);
-        if n == 0 {
-            break;
+        if len == 0 && (n == 0 || off == input.len()) {
+            return out;
         }
     }
-    let st = s.stats();
-    assert!(st.fids <= 16 && st.pending <= 4);
-    s.reset(&mut fs);
 }
 
 fn check_output(s: &Session<Memfs>) {
@@ -59,6 +139,9 @@ fn check_output(s: &Session<Memfs>) {
     }
 }
 
+/// The msize the preamble's Tversion offers.
+const PREAMBLE_MSIZE: u32 = 8192;
+
 /// Tversion, Tattach and a walk, so that fuzzed frames reach fids.
 pub fn preamble() -> Vec<u8> {
     let mut out = vec![0u8; 4096];
@@ -67,7 +150,7 @@ pub fn preamble() -> Vec<u8> {
         (
             NOTAG,
             Fcall::Tversion {
-                msize: 8192,
+                msize: PREAMBLE_MSIZE,
                 version: "9P2000",
             },
         ),

@@ -53,6 +53,11 @@ pub struct Opts {
     /// QEMU: where the host forward goes in the guest (for `ip=` and `port=` on the
     /// command line): address ("" for DHCP's) and port.
     pub guest_fwd: (&'static str, u16),
+    /// Bochs only: emulated time never runs ahead of the host's (`clock: sync=slowdown`).
+    /// An idle Bochs otherwise races through emulated seconds in host milliseconds, so a
+    /// client slower than the harness's (Linux under QEMU writes a message in pieces) can
+    /// look gone to the kernel's 2 s partial-message rule. Costs serial speed.
+    pub slowdown: bool,
 }
 
 /// The NIC models the kernel drives.
@@ -81,6 +86,37 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// What fills in `qemu/bochsrc.in`'s `@...@` fields: the one place that knows them (the
+/// `qemu/bochs` script fills the same fields with sed).
+pub struct BochsConfig<'a> {
+    pub mem_mb: u32,
+    pub ips: u64,
+    pub cpus: u32,
+    pub iso: &'a Path,
+    /// The host port COM1 connects to (a listener must be there first).
+    pub com1_port: u16,
+    /// Lines for the NIC (`pci:` and `e1000:`), or empty.
+    pub nic: &'a str,
+    /// `clock: sync=slowdown` instead of `none`.
+    pub slowdown: bool,
+    pub log: &'a Path,
+}
+
+impl BochsConfig<'_> {
+    pub fn render(&self) -> String {
+        std::fs::read_to_string(workspace().join("qemu/bochsrc.in"))
+            .expect("read qemu/bochsrc.in")
+            .replace("@MEGS@", &self.mem_mb.to_string())
+            .replace("@IPS@", &self.ips.to_string())
+            .replace("@CPUS@", &self.cpus.to_string())
+            .replace("@ISO@", &self.iso.display().to_string())
+            .replace("@PORT@", &self.com1_port.to_string())
+            .replace("@NIC@", self.nic)
+            .replace("@SYNC@", if self.slowdown { "slowdown" } else { "none" })
+            .replace("@LOG@", &self.log.display().to_string())
+    }
+}
+
 impl Default for Opts {
     fn default() -> Self {
         Opts {
@@ -99,6 +135,7 @@ impl Default for Opts {
             nic: None,
             tcp_echo: false,
             guest_fwd: ("", 564),
+            slowdown: false,
         }
     }
 }
@@ -364,8 +401,6 @@ impl Machine {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a port for COM1");
         let port = listener.local_addr().expect("COM1 port").port();
         let uart = UnixListener::bind(dir.join("uart.sock")).expect("bind uart.sock");
-        let template = std::fs::read_to_string(workspace().join("qemu/bochsrc.in"))
-            .expect("read qemu/bochsrc.in");
         // Bochs has e1000 only; its slirp listens on the forward itself.
         let tcp_port = opts.nic.map(|_| free_port());
         let tcp_echo_port = (opts.nic.is_some() && opts.tcp_echo).then(free_port);
@@ -388,14 +423,17 @@ impl Machine {
             }
             None => String::new(),
         };
-        let rc = template
-            .replace("@MEGS@", &opts.mem_mb.to_string())
-            .replace("@IPS@", &opts.ips.to_string())
-            .replace("@CPUS@", &opts.cpus.to_string())
-            .replace("@ISO@", &iso.display().to_string())
-            .replace("@PORT@", &port.to_string())
-            .replace("@NIC@", &nic)
-            .replace("@LOG@", &dir.join("bochs.log").display().to_string());
+        let rc = BochsConfig {
+            mem_mb: opts.mem_mb,
+            ips: opts.ips,
+            cpus: opts.cpus,
+            iso: &iso,
+            com1_port: port,
+            nic: &nic,
+            slowdown: opts.slowdown,
+            log: &dir.join("bochs.log"),
+        }
+        .render();
         std::fs::write(dir.join("bochsrc"), rc).expect("write bochsrc");
         std::fs::write(dir.join("rc"), "c\nquit\n").expect("write the debugger rc");
         let child = Command::new("bochs")

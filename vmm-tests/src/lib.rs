@@ -2,3 +2,4 @@
 pub mod bench;
 pub mod emu;
 pub mod guests;
+pub mod linux;

@@ -279,13 +279,17 @@ fn native() -> Figures {
     for attempt in 0..5 {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let rc = std::fs::read_to_string(emu::workspace().join("qemu/bochsrc.in"))
-            .unwrap()
-            .replace("@MEGS@", &MEM_MB.to_string())
-            .replace("@IPS@", &IPS.to_string())
-            .replace("@ISO@", &iso.display().to_string())
-            .replace("@PORT@", &port.to_string())
-            .replace("@LOG@", &dir.join("bochs.log").display().to_string());
+        let rc = emu::BochsConfig {
+            mem_mb: MEM_MB,
+            ips: IPS,
+            cpus: 1,
+            iso: &iso,
+            com1_port: port,
+            nic: "",
+            slowdown: false,
+            log: &dir.join("bochs.log"),
+        }
+        .render();
         std::fs::write(dir.join("bochsrc"), rc).unwrap();
         std::fs::write(dir.join("rc"), "c\nquit\n").unwrap();
         let start = Instant::now();

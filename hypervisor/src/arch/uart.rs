@@ -85,10 +85,12 @@ pub fn init() {
     outb(COM1 + RBR_THR, 1); // divisor 1: 115200 baud
     outb(COM1 + IER, 0);
     outb(COM1 + LCR, 0x03); // 8N1
-                            // FIFO on, both cleared, receive interrupt at 8 bytes (or the FIFO's timeout): QEMU
-                            // hands over only as many bytes per poll as the trigger level, and 8 leaves Bochs 8
-                            // character times to drain the FIFO before it drops bytes.
-    outb(COM1 + IIR_FCR, 0x87);
+                            // FIFO on, both cleared, receive interrupt at every byte. A higher trigger level relies
+                            // on the FIFO's character timeout for the last bytes of a message, and Bochs 2.7 leaves
+                            // that timer running when the FIFO is emptied by polling: it then hands over a byte it
+                            // already gave, a duplicate that corrupts a 9P frame (seen with Linux's v9fs on COM1).
+                            // QEMU hands over one byte per poll at this level, which costs only COM1's speed there.
+    outb(COM1 + IIR_FCR, 0x07);
     outb(COM1 + MCR, 0x0b); // DTR, RTS, OUT2 (routes the IRQ)
     while inb(COM1 + LSR) & LSR_DR != 0 {
         inb(COM1 + RBR_THR);

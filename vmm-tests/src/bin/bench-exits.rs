@@ -12,9 +12,9 @@
 //! what the exit path costs beyond the serial line. The same runs then go over TCP (an
 //! e1000 on Bochs's slirp, the owner presenting the secret) on the same boot.
 
+use ninep_client::Client;
 use ninep_client::File;
 use std::time::{Duration, Instant};
-use ninep_client::Client;
 use vmm_tests::bench::{self, tstat};
 use vmm_tests::emu::{Machine, Nic, Opts};
 use vmm_tests::guests;
