@@ -1,17 +1,22 @@
 //! Debian's Linux as a 9P client: booted under QEMU TCG from a busybox initramfs, its
-//! ttyS1 wired to a 9P server's serial line (a unix socket the harness serves, such as
-//! [`Machine::uart_path`](crate::emu::Machine::uart_path)), its console (ttyS0) a shell
-//! the test types commands at.
+//! console (ttyS0) a shell the test types commands at, reaching a 9P server by one of two
+//! [`Link`]s: its ttyS1 wired to the server's serial line (a unix socket the harness
+//! serves, such as [`Machine::uart_path`](crate::emu::Machine::uart_path)), or TCP from
+//! its e1000 on QEMU's user network to the gateway, which QEMU maps to the host's
+//! 127.0.0.1 (the client dials [`GATEWAY`] at [`Linux::tcp_port`]). Either way the bytes
+//! pass through a relay on the host that records them ([`Linux::ninep_bytes`]).
 //!
 //! The initramfs is made at test time from the kernel and busybox that `scripts/setup`
 //! unpacks (found by `vmx::testdata`) with `vmx::cpio`: busybox's archive, then a second
-//! archive (the kernel unpacks concatenated archives) holding v9fs's modules, decompressed
-//! on the host when they are `.ko.xz` or `.ko.zst`, and the files a test adds.
+//! archive (the kernel unpacks concatenated archives) holding v9fs's modules and the e1000
+//! driver, decompressed on the host when they are `.ko.xz` or `.ko.zst`, and the files a
+//! test adds.
 //!
 //! Each command runs through `eval` in the init shell (so `exec 3<>FILE` keeps its fd for
 //! later commands) and is followed by a marker carrying its exit status.
 
 use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -26,9 +31,26 @@ use vmx::cpio::{self, Entry};
 /// It is in every client's initramfs as /bin/readonce.
 pub const READONCE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/readonce"));
 
-/// The modules `mount -t 9p -o trans=fd` needs; their dependencies are read from each
-/// module's `depends=` and loaded first.
-const WANTED: &[&str] = &["9p", "9pnet_fd"];
+/// The modules `mount -t 9p -o trans=fd` and `trans=tcp` need (9pnet_fd has both
+/// transports), and the NIC's driver (e1000: no dependencies, unlike virtio_net's five);
+/// their dependencies are read from each module's `depends=` and loaded first.
+const WANTED: &[&str] = &["9p", "9pnet_fd", "e1000"];
+
+/// The client's address on QEMU's user network (slirp's first DHCP address).
+const CLIENT_ADDR: &str = "10.0.2.15/24";
+
+/// Slirp's gateway, which QEMU maps to the host's 127.0.0.1: where a [`Link::Tcp`]
+/// client dials.
+pub const GATEWAY: &str = "10.0.2.2";
+
+/// How the client reaches the 9P server.
+#[derive(Clone, Debug)]
+pub enum Link {
+    /// ttyS1, wired to this unix socket (a serial line's).
+    Serial(PathBuf),
+    /// TCP to this port on the host's 127.0.0.1 (a host forward to the server's 564).
+    Tcp(u16),
+}
 
 /// What init prints once the modules are in and the shell takes commands.
 const READY: &str = "v9fs-client-ready";
@@ -37,14 +59,22 @@ const READY: &str = "v9fs-client-ready";
 /// a command the test sends, so it cannot be mistaken for an echo.
 const END: &str = "@@END ";
 
-/// The init shell: mount /dev (the kernel does not for an initramfs), load the modules, make the two serial lines raw (ttyS1 carries 9P),
-/// then run each line read from the console.
+/// The init shell: mount /dev (the kernel does not for an initramfs), load the modules,
+/// make the two serial lines raw (ttyS1 carries 9P), give the NIC (when QEMU has one) its
+/// address and wait for its link, then run each line read from the console.
 const INIT: &str = r#"
 mount -t devtmpfs devtmpfs /dev
 for m in $(cat /modules/order); do insmod /modules/$m.ko || echo "insmod $m failed"; done
 mkdir -p /mnt /tmp
 stty -F /dev/ttyS1 raw -echo
 stty -echo -onlcr
+if [ -e /sys/class/net/eth0 ]; then
+  ip link set lo up
+  ip addr add @ADDR@ dev eth0
+  ip link set eth0 up
+  n=0; until [ "$(cat /sys/class/net/eth0/operstate)" = up ] || [ $n -ge 100 ]; do sleep 0.1; n=$((n+1)); done
+  echo "eth0 $(cat /sys/class/net/eth0/operstate)"
+fi
 echo v9fs-client-ready
 while IFS= read -r line; do eval "$line"; echo "@@END $?@@"; done
 poweroff -f
@@ -153,7 +183,7 @@ fn module_tree(kernel: &Path) -> PathBuf {
 /// (path, data).
 pub fn initramfs(kernel: &Path, files: &[(&str, &[u8])]) -> Vec<u8> {
     let busybox = std::fs::read(vmx::testdata::busybox()).expect("read busybox");
-    let mut img = cpio::busybox_initramfs(&busybox, INIT);
+    let mut img = cpio::busybox_initramfs(&busybox, &INIT.replace("@ADDR@", CLIENT_ADDR));
     let mods = modules(&module_tree(kernel), WANTED);
     let mut entries = vec![
         Entry::Dir {
@@ -197,12 +227,17 @@ pub struct Linux {
     console: UnixStream,
     /// Everything the console printed so far.
     transcript: String,
+    /// With [`Link::Tcp`]: the relay's port on the host's 127.0.0.1.
+    tcp_port: Option<u16>,
 }
 
+/// The relay's record of the 9P bytes, in the client's directory.
+const TRACE: &str = "9p.trace";
+
 impl Linux {
-    /// Boots Debian's kernel with [`initramfs`] (plus `files`), ttyS1 connected to the
-    /// unix socket `serial`, and waits for its shell.
-    pub fn boot(serial: &Path, files: &[(&str, &[u8])], timeout: Duration) -> Linux {
+    /// Boots Debian's kernel with [`initramfs`] (plus `files`), able to reach the 9P
+    /// server by `link`, and waits for its shell.
+    pub fn boot(link: Link, files: &[(&str, &[u8])], timeout: Duration) -> Linux {
         let kernel = vmx::testdata::debian_kernel();
         static N: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -216,14 +251,43 @@ impl Linux {
         std::fs::write(&initrd, initramfs(&kernel, files)).expect("write the initramfs");
         // The console is a socket QEMU connects to: nothing it prints is lost.
         let console_path = dir.join("console.sock");
-        // ttyS1 reaches `serial` through a relay that records the 9P bytes both ways.
-        let tap = dir.join("ttyS1.sock");
-        trace_relay(&tap, serial, &dir.join("ttyS1.trace"));
         let listener = UnixListener::bind(&console_path).expect("bind console.sock");
+        let mut qemu = Command::new("qemu-system-x86_64");
         // TCG: KVM on these machines hangs this kernel early (shared/notes/emulators.md).
-        let child = Command::new("qemu-system-x86_64")
-            .args(["-accel", "tcg", "-m", "256", "-display", "none"])
-            .args(["-no-reboot", "-monitor", "none", "-nic", "none"])
+        qemu.args(["-accel", "tcg", "-m", "256", "-display", "none"])
+            .args(["-no-reboot", "-monitor", "none"]);
+        // The link reaches the server through a relay that records the 9P bytes both ways.
+        let trace = dir.join(TRACE);
+        let tap = dir.join("ttyS1.sock");
+        let tcp_port = match link {
+            Link::Serial(serial) => {
+                let l = UnixListener::bind(&tap).expect("bind the ttyS1 relay");
+                trace_relay(
+                    move || Ok(Box::new(l.accept()?.0) as Box<dyn Pipe>),
+                    move || Ok(Box::new(UnixStream::connect(&serial)?) as Box<dyn Pipe>),
+                    &trace,
+                );
+                qemu.args(["-nic", "none"]);
+                None
+            }
+            Link::Tcp(server) => {
+                let l = TcpListener::bind("127.0.0.1:0").expect("bind the TCP relay");
+                let port = l.local_addr().expect("the relay's port").port();
+                trace_relay(
+                    move || Ok(Box::new(nodelay(l.accept()?.0)?) as Box<dyn Pipe>),
+                    move || {
+                        let s = TcpStream::connect(("127.0.0.1", server))?;
+                        Ok(Box::new(nodelay(s)?) as Box<dyn Pipe>)
+                    },
+                    &trace,
+                );
+                // No host forwards: the client only dials out, to the gateway. Not
+                // restrict=on: slirp then refuses the gateway too ("Connection refused").
+                qemu.args(["-netdev", "user,id=n0", "-device", "e1000,netdev=n0"]);
+                Some(port)
+            }
+        };
+        let child = qemu
             .arg("-kernel")
             .arg(&kernel)
             .arg("-initrd")
@@ -238,7 +302,10 @@ impl Linux {
             .arg(format!("socket,id=con,path={}", console_path.display()))
             .args(["-serial", "chardev:con"])
             .arg("-chardev")
-            .arg(format!("socket,id=ninep,path={}", tap.display()))
+            .arg(match tcp_port {
+                None => format!("socket,id=ninep,path={}", tap.display()),
+                Some(_) => "null,id=ninep".into(),
+            })
             .args(["-serial", "chardev:ninep"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -268,6 +335,7 @@ impl Linux {
             dir,
             console,
             transcript: String::new(),
+            tcp_port,
         };
         if let Err(e) = l.read_until(|t| t.contains(READY), timeout) {
             panic!("the Linux client did not start its shell: {e}");
@@ -307,18 +375,24 @@ impl Linux {
     pub fn tail(&self) -> String {
         let lines: Vec<&str> = self.transcript.lines().collect();
         format!(
-            "--- Linux console tail ---\n{}\n--- qemu.err ---\n{}--- ttyS1's bytes: {} ---",
+            "--- Linux console tail ---\n{}\n--- qemu.err ---\n{}--- 9P bytes: {} ---",
             lines[lines.len().saturating_sub(40)..].join("\n"),
             std::fs::read_to_string(self.dir.join("qemu.err")).unwrap_or_default(),
-            self.dir.join("ttyS1.trace").display()
+            self.dir.join(TRACE).display()
         )
     }
 
-    /// The 9P bytes ttyS1 sent (`to_server`) or received, as one stream each, from the
-    /// relay's record.
+    /// With [`Link::Tcp`]: the port the client dials at [`GATEWAY`].
+    pub fn tcp_port(&self) -> u16 {
+        self.tcp_port
+            .expect("the client has no TCP link (Link::Tcp)")
+    }
+
+    /// The 9P bytes the client sent (`to_server`) or received, as one stream each, from the
+    /// relay's record: its connections one after another (each mount over TCP is one).
     pub fn ninep_bytes(&self, to_server: bool) -> Vec<u8> {
         let dir = if to_server { " c>s " } else { " s>c " };
-        std::fs::read_to_string(self.dir.join("ttyS1.trace"))
+        std::fs::read_to_string(self.dir.join(TRACE))
             .unwrap_or_default()
             .lines()
             .filter(|l| l.contains(dir))
@@ -356,47 +430,85 @@ impl Linux {
     }
 }
 
-/// Relays the one connection made to `listen` to the unix socket `to`, writing every
-/// chunk each way to `trace` as `SECONDS DIRECTION LEN: HEX` (`c>s` from the client).
-fn trace_relay(listen: &Path, to: &Path, trace: &Path) {
-    let l = UnixListener::bind(listen).expect("bind the ttyS1 relay");
-    let to = to.to_path_buf();
+/// A byte stream of either kind the relay joins.
+trait Pipe: Read + Write + Send {
+    fn dup(&self) -> std::io::Result<Box<dyn Pipe>>;
+    /// Ends the stream this way (the other way stays open).
+    fn close_write(&self);
+}
+
+impl Pipe for UnixStream {
+    fn dup(&self) -> std::io::Result<Box<dyn Pipe>> {
+        Ok(Box::new(self.try_clone()?))
+    }
+    fn close_write(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+impl Pipe for TcpStream {
+    fn dup(&self) -> std::io::Result<Box<dyn Pipe>> {
+        Ok(Box::new(self.try_clone()?))
+    }
+    fn close_write(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+/// A TCP stream that sends each write at once: 9P is request and reply.
+fn nodelay(s: TcpStream) -> std::io::Result<TcpStream> {
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+/// Relays each connection `accept` gives to a new one from `connect`, in turn, writing
+/// every chunk each way to `trace` as `SECONDS CONNECTION DIRECTION LEN: HEX` (`c>s` from
+/// the client).
+fn trace_relay(
+    accept: impl Fn() -> std::io::Result<Box<dyn Pipe>> + Send + 'static,
+    connect: impl Fn() -> std::io::Result<Box<dyn Pipe>> + Send + 'static,
+    trace: &Path,
+) {
     let trace = Arc::new(Mutex::new(
-        std::fs::File::create(trace).expect("create the ttyS1 trace"),
+        std::fs::File::create(trace).expect("create the 9P trace"),
     ));
+    let t0 = Instant::now();
     std::thread::spawn(move || {
-        let Ok((client, _)) = l.accept() else { return };
-        let server = match UnixStream::connect(&to) {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = writeln!(trace.lock().unwrap(), "connect {}: {e}", to.display());
-                return;
-            }
-        };
-        let t0 = Instant::now();
-        let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
-            return;
-        };
-        for (mut from, mut into, dir) in [(client, s2, "c>s"), (server, c2, "s>c")] {
-            let trace = trace.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 8192];
-                loop {
-                    let n = match from.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    let hex: String = buf[..n].iter().map(|b| format!("{b:02x}")).collect();
-                    let _ = writeln!(
-                        trace.lock().unwrap_or_else(|e| e.into_inner()),
-                        "{:.3} {dir} {n}: {hex}",
-                        t0.elapsed().as_secs_f64()
-                    );
-                    if into.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
+        for conn in 0.. {
+            let Ok(client) = accept() else { return };
+            let server = match connect() {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = writeln!(trace.lock().unwrap(), "{conn} connect: {e}");
+                    continue;
                 }
-            });
+            };
+            let (Ok(c2), Ok(s2)) = (client.dup(), server.dup()) else {
+                continue;
+            };
+            for (mut from, mut into, dir) in [(client, s2, "c>s"), (server, c2, "s>c")] {
+                let trace = trace.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 8192];
+                    loop {
+                        let n = match from.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let hex: String = buf[..n].iter().map(|b| format!("{b:02x}")).collect();
+                        let _ = writeln!(
+                            trace.lock().unwrap_or_else(|e| e.into_inner()),
+                            "{:.3} {conn} {dir} {n}: {hex}",
+                            t0.elapsed().as_secs_f64()
+                        );
+                        if into.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    // One side hung up: pass it on (the kernel's TCP sees the client's FIN).
+                    into.close_write();
+                });
+            }
         }
     });
 }
@@ -428,6 +540,8 @@ mod tests {
         };
         assert!(at("9pnet") < at("9pnet_fd"), "{names:?}");
         assert!(at("9pnet") < at("9p"), "{names:?}");
+        // The client's NIC driver for trans=tcp.
+        at("e1000");
         for (n, ko) in &mods {
             assert_eq!(&ko[..4], b"\x7fELF", "{n} is an uncompressed ELF object");
             for d in depends(ko) {

@@ -1,20 +1,38 @@
-//! Linux's own 9P client (v9fs) mounts the hypervisor. The hypervisor boots under Bochs
-//! (VT-x, for the guest this test runs) serving 9P on COM1; Debian's kernel boots under
-//! QEMU TCG from a busybox initramfs (vmm_tests::linux), its ttyS1 wired to that COM1,
-//! and mounts it with `mount -t 9p -o trans=fd,...,version=9p2000`. Everything after the
-//! mount is done from the client's shell, as a person at a Linux machine would: ls, cat,
-//! mkdir and rmdir of a segment, dd in and out (four readers at once too), a VM made
-//! through clone and driven with `echo go > ctl` and a read of `wait`, a blocked read
-//! killed (v9fs flushes it), error strings v9fs knows and does not. The outputs asserted
-//! on are what the client's console printed; ttyS1's bytes are recorded in the client's
-//! directory (kept when the test fails).
+//! Linux's own 9P client (v9fs) mounts the hypervisor, over each transport a Linux
+//! machine has to it. The hypervisor boots under Bochs (VT-x, for the guest this test
+//! runs); Debian's kernel boots under QEMU TCG from a busybox initramfs
+//! (vmm_tests::linux) and mounts it in plain 9P2000, either with `trans=fd` on its ttyS1,
+//! wired to the hypervisor's COM1, or with `trans=tcp` from its e1000 on QEMU's user
+//! network to the gateway (the host's 127.0.0.1), where Bochs's slirp forwards to the
+//! kernel's port 564 on its e1000; over TCP the owner presents the secret (`aname=!S`).
+//! Everything after the mount is the same session, done from the client's shell as a
+//! person at a Linux machine would: ls, cat, mkdir and rmdir of a segment, dd in and out
+//! (four readers at once too), a VM made through clone and driven with `echo go > ctl` and
+//! a read of `wait`, a blocked read killed (v9fs flushes it), error strings v9fs knows and
+//! does not; over TCP also what a client without the secret may not do. The outputs
+//! asserted on are what the client's console printed; the 9P bytes are recorded in the
+//! client's directory (kept when the test fails).
 
 use std::time::Duration;
-use vmm_tests::emu::{Machine, Opts};
+use vmm_tests::emu::{Machine, Nic, Opts};
 use vmm_tests::guests;
-use vmm_tests::linux::Linux;
+use vmm_tests::linux::{Link, Linux, GATEWAY};
 
 const OWNER: &str = "eve";
+/// The host's secret, which a network client presents to be the owner.
+const SECRET: &str = "v9fs-test-secret";
+/// The mount options every transport shares: plain 9P2000, and no cache, as `status`
+/// and the VM files stat with length 0.
+const OPTIONS: &str = "version=9p2000,cache=none";
+
+/// How the Linux client reaches the hypervisor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transport {
+    /// Its ttyS1 to the hypervisor's COM1: `trans=fd`.
+    Com1,
+    /// TCP to the hypervisor's e1000: `trans=tcp`.
+    Tcp,
+}
 /// What one shell command may take (a dd of 64 KiB over Bochs's COM1 takes a few seconds).
 const STEP: Duration = Duration::from_secs(120);
 
@@ -88,27 +106,41 @@ fn wait_field(line: &str, key: &str) -> u64 {
 }
 
 #[test]
-fn linux_v9fs_mounts_and_drives_a_guest() {
+fn linux_v9fs_over_com1_mounts_and_drives_a_guest() {
+    session(Transport::Com1);
+}
+
+#[test]
+fn linux_v9fs_over_tcp_mounts_and_drives_a_guest() {
+    session(Transport::Tcp);
+}
+
+/// The whole session from the client's shell over `t`.
+fn session(t: Transport) {
     let hv = Machine::bochs(Opts {
-        cmdline: format!("owner={OWNER} serve=uart"),
+        cmdline: match t {
+            Transport::Com1 => format!("owner={OWNER} serve=uart"),
+            Transport::Tcp => format!("owner={OWNER} secret={SECRET} serve=net"),
+        },
         virtio_ports: 0,
+        nic: (t == Transport::Tcp).then_some(Nic::E1000),
         // Linux writes a request in pieces as QEMU's vCPU gets the host: keep the kernel's
         // partial-message timeout in wall-clock time.
         slowdown: true,
         ..Opts::default()
     });
+    let link = match t {
+        Transport::Com1 => Link::Serial(hv.uart_path()),
+        Transport::Tcp => Link::Tcp(hv.tcp_port()),
+    };
     let linux = Linux::boot(
-        &hv.uart_path(),
+        link,
         &[("guest.bin", guests::STEP)],
         Duration::from_secs(120),
     );
     let mut r = Rig { linux, hv };
 
-    // The serial line is fd 3 of mount only: the transport keeps its own reference.
-    r.ok(&format!(
-        "mount -t 9p -o trans=fd,rfdno=3,wfdno=3,version=9p2000,cache=none,uname={OWNER} \
-         none /mnt 3<>/dev/ttyS1"
-    ));
+    r.ok(&mount(&r.linux, t, OWNER, "/mnt"));
     let mounts = r.ok("grep ' /mnt ' /proc/mounts");
     assert!(mounts.contains(" /mnt 9p "), "{mounts}");
     // noextend: plain 9P2000, not 9P2000.u or .L.
@@ -253,4 +285,62 @@ fn linux_v9fs_mounts_and_drives_a_guest() {
 
     r.ok("umount /mnt");
     assert_eq!(r.ok("grep -c ' 9p ' /proc/mounts || true").trim(), "0");
+
+    if t == Transport::Tcp {
+        without_the_secret(&mut r);
+    }
+}
+
+/// The command that mounts the hypervisor at `at` as `uname` over `t`; over TCP with the
+/// secret when `uname` is the owner.
+fn mount(linux: &Linux, t: Transport, uname: &str, at: &str) -> String {
+    match t {
+        // The serial line is fd 3 of mount only: the transport keeps its own reference.
+        Transport::Com1 => format!(
+            "mount -t 9p -o trans=fd,rfdno=3,wfdno=3,{OPTIONS},uname={uname} none {at} \
+             3<>/dev/ttyS1"
+        ),
+        Transport::Tcp => {
+            let aname = if uname == OWNER {
+                format!(",aname=!{SECRET}")
+            } else {
+                String::new()
+            };
+            format!(
+                "mount -t 9p -o trans=tcp,port={},{OPTIONS},uname={uname}{aname} {GATEWAY} {at}",
+                linux.tcp_port()
+            )
+        }
+    }
+}
+
+/// Over TCP the owner's uname alone is a claim: without the secret (or with a wrong one)
+/// the attach is refused, and a client attached as another user may read `status` but not
+/// open `vmx/clone`.
+fn without_the_secret(r: &mut Rig) {
+    let port = r.linux.tcp_port();
+    let tcp = format!("mount -t 9p -o trans=tcp,port={port},{OPTIONS}");
+    for aname in ["", ",aname=!wrong", ",aname=!"] {
+        r.ok("dmesg -c > /dev/null");
+        let out = r.fails(&format!("{tcp},uname={OWNER}{aname} {GATEWAY} /mnt"));
+        assert!(out.contains("Unknown error 526"), "{aname:?}: {out}");
+        let dmesg = r.ok("dmesg | grep 'unknown error'");
+        assert!(
+            dmesg.contains("the owner must present the secret"),
+            "{aname:?}: {dmesg}"
+        );
+    }
+    assert_eq!(r.ok("grep -c ' 9p ' /proc/mounts || true").trim(), "0");
+
+    let mount = mount(&r.linux, Transport::Tcp, "glenda", "/mnt");
+    r.ok(&mount);
+    let status = r.ok("cat /mnt/status");
+    assert_eq!(field(&status, "owner"), OWNER, "{status}");
+    // In a subshell: a failed redirection of exec ends the shell it runs in.
+    let out = r.fails("(exec 3<>/mnt/vmx/clone)");
+    assert!(out.contains("Permission denied"), "{out}");
+    let out = r.fails("cat /mnt/vmx/clone");
+    assert!(out.contains("Permission denied"), "{out}");
+    assert_eq!(r.ok("ls /mnt/vmx").trim(), "clone", "no VM was made");
+    r.ok("umount /mnt");
 }
