@@ -107,6 +107,16 @@ pub const EXITREASONS: [Option<&str>; 65] = [
     Some(".xrstors"),
 ];
 
+impl VmIntr {
+    /// An external interrupt with `vector` (valid, type 0).
+    pub fn external(vector: u8) -> VmIntr {
+        VmIntr {
+            info: 1 << 31 | u32::from(vector),
+            ..VmIntr::default()
+        }
+    }
+}
+
 /// Parses `NAME|VEC[,CODE[,ILEN]]` or `VEC,,ILEN`: a name from [`EXCEPT`] or `#N` is a
 /// hardware exception (type 3; #bp and #of become software exceptions, type 6); a bare
 /// number is an external interrupt (type 0). A code sets the error-code-valid bit.

@@ -124,6 +124,8 @@ pub struct KDev {
     pub halted: bool,
     /// Guest time when COM1's output queue last went from empty to not.
     tx_since: Option<u64>,
+    /// A vector whose delivery an exit cut short: injected again on the next entry.
+    pub redeliver: Option<u8>,
     pub counts: Counts,
 }
 
@@ -138,6 +140,7 @@ impl KDev {
             rtc_base: c.rtc_base,
             halted: false,
             tx_since: None,
+            redeliver: None,
             counts: Counts::default(),
         }
     }

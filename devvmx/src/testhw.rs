@@ -406,6 +406,9 @@ impl Hw for TestHw {
             (VM_EXINSTRINFO, e.iinfo as u64),
             (VM_GUESTVA, e.gva),
             (VM_GUESTPA, e.gpa),
+            // Every exit writes the IDT-vectoring information (an exit during event
+            // delivery sets it through `set`).
+            (VM_IDTVECINFO, 0),
         ] {
             v.fields.insert(k, x);
         }

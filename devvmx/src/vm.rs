@@ -730,6 +730,21 @@ impl Vm {
             self.onentry &= !POSTEX;
             injected = true;
         }
+        // An in-kernel interrupt whose delivery the last exit cut short goes in again
+        // (the PIC already counts it as taken).
+        let mut kinjected = None;
+        if let Some(v) = self.kdev.as_mut().and_then(|k| k.redeliver.take()) {
+            if injected {
+                procb |= PROCB_IRQWIN;
+                if let Some(k) = self.kdev.as_mut() {
+                    k.redeliver = Some(v);
+                }
+            } else {
+                self.inject(hw, VmIntr::external(v))?;
+                injected = true;
+                kinjected = Some(v);
+            }
+        }
         if self.onentry & POSTIRQ != 0 && self.onentry & STEP == 0 {
             // The seed tested POSTEX after clearing it, so an interrupt could overwrite
             // the exception injected on the same entry; it waits for the next window.
@@ -751,13 +766,8 @@ impl Vm {
                 let rflags = vmcs::read(hw, GUEST_RFLAGS)?;
                 let canintr = vmcs::read(hw, GUEST_CANINTR)?;
                 if !injected && rflags & RFLAGS_IF != 0 && canintr & 3 == 0 {
-                    self.inject(
-                        hw,
-                        VmIntr {
-                            info: 1 << 31 | u32::from(v),
-                            ..VmIntr::default()
-                        },
-                    )?;
+                    self.inject(hw, VmIntr::external(v))?;
+                    kinjected = Some(v);
                     if let Some(k) = self.kdev.as_mut() {
                         k.board.pic.ack(v);
                         k.counts.irq += 1;
@@ -804,6 +814,16 @@ impl Vm {
         }
         if self.tfstep.is_some() {
             self.tf_exit(hw, reason)?;
+        }
+        if let Some(v) = kinjected {
+            // An exit during the interrupt's delivery (an EPT fault on the IDT or stack,
+            // say) leaves it in the IDT-vectoring information: deliver it again.
+            let idt = vmcs::read(hw, VM_IDTVECINFO)? as u32;
+            if idt & 0x8000_07ff == VmIntr::external(v).info {
+                if let Some(k) = self.kdev.as_mut() {
+                    k.redeliver = Some(v);
+                }
+            }
         }
         if self.onentry & STEP == 0 && self.kdev.is_some() && self.inside(hw, reason)? {
             return Ok(true);
