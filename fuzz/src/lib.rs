@@ -1,6 +1,7 @@
 //! Fuzz target bodies, shared by the libFuzzer targets and the stable smoke runner.
 //! Each takes arbitrary bytes and must neither panic nor break an invariant.
 
+use ninep::framer::Framer;
 use ninep::memfs::{Memfs, ROOT};
 use ninep::{Limits, Session};
 use protocol::{Fcall, MsgType, Wnames, NOFID, NOTAG};
@@ -21,10 +22,11 @@ pub fn decode(data: &[u8]) {
 
 /// A session fed a valid preamble then arbitrary bytes answers only with well-formed
 /// replies and keeps its bounds. Then a new session is fed the same input cut into
-/// well-framed requests (size and tag known, see [`frames`]) followed by a probe: every
-/// request that does not decode (an R-message too) and every Tcreate of a name holding a
-/// NUL gets an Rerror with its own tag, and the probe is answered, so the session went on
-/// (a kernel mount driver has no timeout to save it).
+/// well-framed requests (size and tag known; [`frames`] leaves out those the engine takes
+/// for a new client's) followed by a probe: every request that does not decode (an
+/// R-message too, but an Rerror) and every Tcreate of a name holding a NUL gets an Rerror
+/// with its own tag, and the probe is answered, so the session went on (a kernel mount
+/// driver has no timeout to save it).
 pub fn session(data: &[u8]) {
     let (mut fs, mut s) = session_setup();
     let mut input = preamble();
@@ -79,9 +81,21 @@ const PROBE_TAG: u16 = 0xfffe;
 
 /// `data` cut into frames as a server reads them: size[4] first, each at least a header
 /// long, at most `msize` and within `data`; the cut stops at the first that is not.
-/// Tversion (which would start a new session) and frames carrying [`PROBE_TAG`] are left
-/// out.
+/// Left out: frames carrying [`PROBE_TAG`], and those that are no request of this session
+/// by the engine's rules (`Session::undecodable`): a Tversion, which starts a new one,
+/// and a frame of an even type that does not decode for its body and holds a Tversion
+/// header after its first byte, which the engine takes for a departed client's partial
+/// message and a new client's Tversion, and skips to that header unanswered (it may
+/// claim bytes past the frame, swallowing what follows, the probe too). A frame of an
+/// odd or unknown type is answered whatever it holds, so it stays.
 pub fn frames(mut data: &[u8], msize: u32) -> Vec<&[u8]> {
+    // The engine's own test, with the session's framer bound (its maximum msize).
+    let framer = Framer::new(limits().max_msize);
+    let new_client = |f: &[u8]| {
+        f[4].is_multiple_of(2)
+            && matches!(Fcall::decode(f, msize), Err(e) if !matches!(e, protocol::Error::BadType(_)))
+            && framer.holds_tversion(f)
+    };
     let mut out = Vec::new();
     while let Some(size) = protocol::frame_size(data) {
         let size = size as usize;
@@ -89,12 +103,24 @@ pub fn frames(mut data: &[u8], msize: u32) -> Vec<&[u8]> {
             break;
         }
         let (f, rest) = data.split_at(size);
-        if f[4] != MsgType::Tversion as u8 && u16::from_le_bytes([f[5], f[6]]) != PROBE_TAG {
+        if f[4] != MsgType::Tversion as u8
+            && u16::from_le_bytes([f[5], f[6]]) != PROBE_TAG
+            && !new_client(f)
+        {
             out.push(f);
         }
         data = rest;
     }
     out
+}
+
+/// The bounds of every session run (small, so that the fuzzer reaches them).
+fn limits() -> Limits {
+    Limits {
+        max_fids: 16,
+        max_pending: 4,
+        ..Limits::default()
+    }
 }
 
 /// The tree and session every session run starts with: a file, a directory and a queue
@@ -105,12 +131,7 @@ fn session_setup() -> (Memfs, Session<Memfs>) {
     fs.add_queue(d, "wait", 0o666, "glenda").expect("queue");
     fs.add_file(ROOT, "f", 0o666, "glenda", b"data")
         .expect("file");
-    let limits = Limits {
-        max_fids: 16,
-        max_pending: 4,
-        ..Limits::default()
-    };
-    (fs, Session::new(1, limits))
+    (fs, Session::new(1, limits()))
 }
 
 /// Feeds `input` to the session as a transport would, checking every reply; returns all

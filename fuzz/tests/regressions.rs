@@ -61,3 +61,23 @@ fn the_issue_8_cases_are_well_framed_requests() {
         assert_eq!(total, input.len(), "{} is not whole frames", path.display());
     }
 }
+
+/// fuzz-smoke's seed 11400714819323198485 found the oracle out of step with the engine: a
+/// Tattach whose uname runs past the frame and whose fid ends in 0x64 before afid NOFID
+/// holds a Tversion header (size 512 at byte 6), so the engine skips to it as a new
+/// client's, unanswered (ninep/tests/engine.rs, partial_frame_then_new_clients_tversion).
+/// The oracle leaves out exactly such frames; the same frame with another fid stays, and
+/// must be answered.
+#[test]
+fn a_bad_frame_holding_a_tversion_header_is_a_new_clients() {
+    let holds = [
+        0x16, 0, 0, 0, 0x68, 0x10, 0, 0x02, 0, 0, 0x64, 0xff, 0xff, 0xff, 0xff, 0xc8, 0, b'e',
+        b'v', b'e', 0, 0,
+    ];
+    assert!(fuzz::frames(&holds, 8192).is_empty());
+    fuzz::session(&holds);
+    let mut plain = holds;
+    plain[10] = 0;
+    assert_eq!(fuzz::frames(&plain, 8192), vec![&plain[..]]);
+    fuzz::session(&plain);
+}
