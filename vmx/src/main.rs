@@ -72,9 +72,15 @@ struct Args {
     #[arg(long)]
     demo_path: bool,
 
-    /// Print 9P round trips by exit reason when the guest stops.
+    /// Print 9P round trips by exit reason when the guest stops: all of them, and those
+    /// the tool had to wait for (latency-bound), with the wall time.
     #[arg(long)]
     stats: bool,
+
+    /// Wait for the reply to every `go`, `irq` and `exc` before reading the next exit,
+    /// instead of sending it together with the `wait` read (for comparison with --stats).
+    #[arg(long)]
+    no_pipeline: bool,
 
     /// Report every unknown port, MSR and cpuid leaf, not only the first of each.
     #[arg(short = 'D', long)]
@@ -201,6 +207,7 @@ fn run(a: Args) -> Result<ExitCode, String> {
             ))),
             None => None,
         },
+        pipeline: !a.no_pipeline,
     };
     let report = session::run(client, &layout, &img, opts)?;
     let _ = std::io::stdout().flush();
@@ -228,7 +235,8 @@ fn run(a: Args) -> Result<ExitCode, String> {
     };
     if a.stats {
         eprint!(
-            "vmx: 9P round trips by exit reason (wait read + handling + go):\n{}",
+            "vmx: 9P round trips by exit reason (wait read + handling + go){}:\n{}",
+            if a.no_pipeline { "" } else { ", go pipelined" },
             report.stats.report()
         );
     }

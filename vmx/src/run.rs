@@ -25,6 +25,8 @@ pub enum Event {
     InputClosed,
     /// Reading `wait` failed: the VM or the connection is gone.
     WaitFailed(String),
+    /// A pipelined ctl write failed (the error says which).
+    CtlFailed(String),
 }
 
 /// How a run ended.
@@ -44,32 +46,50 @@ pub enum Outcome {
 /// 9P round trips and exits, by exit reason.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
-    /// Reason -> (events, round trips). Round trips count the `wait` read that brought
-    /// the exit and every request made while handling it, up to and including the `go`.
-    pub by_reason: BTreeMap<String, (u64, u64)>,
+    /// Reason -> (events, round trips, latency-bound round trips). Round trips count the
+    /// `wait` read that brought the exit and every request made while handling it, up to
+    /// and including the `go`; latency-bound ones are those the loop waited for (the
+    /// wait read and every request but pipelined ctl writes, which travel with it).
+    pub by_reason: BTreeMap<String, (u64, u64, u64)>,
+    /// Wall time of the run.
+    pub elapsed: std::time::Duration,
 }
 
 impl Stats {
-    pub fn total(&self) -> (u64, u64) {
+    pub fn total(&self) -> (u64, u64, u64) {
         self.by_reason
             .values()
-            .fold((0, 0), |a, v| (a.0 + v.0, a.1 + v.1))
+            .fold((0, 0, 0), |a, v| (a.0 + v.0, a.1 + v.1, a.2 + v.2))
     }
 
     /// A table for --stats.
     pub fn report(&self) -> String {
         let mut s = format!(
-            "{:<14} {:>10} {:>12} {:>9}\n",
-            "exit", "count", "round trips", "per exit"
+            "{:<14} {:>10} {:>12} {:>9} {:>14} {:>9}\n",
+            "exit", "count", "round trips", "per exit", "latency-bound", "per exit"
         );
+        let per = |t: u64, n: u64| if n == 0 { 0.0 } else { t as f64 / n as f64 };
         let mut rows: Vec<_> = self.by_reason.iter().collect();
         rows.sort_by(|a, b| b.1 .1.cmp(&a.1 .1).then(a.0.cmp(b.0)));
-        for (name, (n, t)) in rows {
-            let per = if *n == 0 { 0.0 } else { *t as f64 / *n as f64 };
-            s.push_str(&format!("{name:<14} {n:>10} {t:>12} {per:>9.2}\n"));
+        for (name, (n, t, l)) in rows {
+            s.push_str(&format!(
+                "{name:<14} {n:>10} {t:>12} {:>9.2} {l:>14} {:>9.2}\n",
+                per(*t, *n),
+                per(*l, *n)
+            ));
         }
-        let (n, t) = self.total();
-        s.push_str(&format!("{:<14} {n:>10} {t:>12}\n", "total"));
+        let (n, t, l) = self.total();
+        s.push_str(&format!(
+            "{:<14} {n:>10} {t:>12} {:>9} {l:>14}\n",
+            "total", ""
+        ));
+        if !self.elapsed.is_zero() {
+            s.push_str(&format!(
+                "wall time {:.2} s, {:.2} ms per latency-bound round trip\n",
+                self.elapsed.as_secs_f64(),
+                self.elapsed.as_secs_f64() * 1e3 / l.max(1) as f64
+            ));
+        }
         s
     }
 }
@@ -97,6 +117,11 @@ pub struct Runner<'a, V: Vmfs> {
     pub trace: Option<Box<dyn Write + 'a>>,
     warned: HashSet<String>,
     mark: u64,
+    /// Blocking round trips at `mark`.
+    mark_blocking: u64,
+    /// Send `go`, `irq` and `exc` without waiting for their replies (see
+    /// [`Vmfs::ctl_nowait`]).
+    pub pipeline: bool,
     /// When the guest last accepted an interrupt (a `*ack`), for the hold after its EOI.
     acked_at: Option<u64>,
     /// Exits so far and the last one, for the status line.
@@ -117,6 +142,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         log: Box<dyn Write + 'a>,
     ) -> Runner<'a, V> {
         let mark = vm.round_trips();
+        let mark_blocking = vm.blocking_trips();
         Runner {
             vm,
             machine,
@@ -132,6 +158,8 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             trace: None,
             warned: HashSet::new(),
             mark,
+            mark_blocking,
+            pipeline: false,
             acked_at: None,
             exits: 0,
             last: String::new(),
@@ -159,10 +187,13 @@ impl<'a, V: Vmfs> Runner<'a, V> {
 
     fn account(&mut self, reason: &str, events: u64, extra: u64) {
         let now = self.vm.round_trips();
+        let blocking = self.vm.blocking_trips();
         let e = self.stats.by_reason.entry(reason.to_string()).or_default();
         e.0 += events;
         e.1 += now - self.mark + extra;
+        e.2 += blocking - self.mark_blocking + extra;
         self.mark = now;
+        self.mark_blocking = blocking;
     }
 
     fn get(&mut self, name: &str) -> Result<u64, String> {
@@ -191,9 +222,15 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         }
     }
 
+    /// A ctl command whose answer nothing here depends on: pipelined when allowed.
     fn ctl(&mut self, cmd: &str) -> Result<(), String> {
         self.traced('>', cmd);
-        self.vm.ctl(cmd).map_err(|e| format!("ctl {cmd}: {e}"))
+        let r = if self.pipeline {
+            self.vm.ctl_nowait(cmd)
+        } else {
+            self.vm.ctl(cmd)
+        };
+        r.map_err(|e| format!("ctl {cmd}: {e}"))
     }
 
     fn exc(&mut self, what: &str) -> Result<(), String> {
@@ -307,6 +344,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                     reason = "(input)".into();
                 }
                 Ok(Event::WaitFailed(e)) => return Err(format!("reading wait: {e}")),
+                Ok(Event::CtlFailed(e)) => return Err(e),
                 Err(RecvTimeoutError::Timeout) => reason = "(timer)".into(),
                 Err(RecvTimeoutError::Disconnected) => return Err("the wait reader ended".into()),
             }

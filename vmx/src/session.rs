@@ -27,6 +27,9 @@ pub struct Options<'a> {
     pub debug: bool,
     /// Where to log every wait line and ctl command, if anywhere.
     pub trace: Option<Box<dyn Write + 'a>>,
+    /// Send `go` (and `irq`, `exc`) without waiting for the reply: it travels with the
+    /// `wait` read already in flight, so a simple exit costs one round trip of latency.
+    pub pipeline: bool,
 }
 
 /// What a run ended with and what it cost.
@@ -97,6 +100,12 @@ pub fn run(
             }
         }
     });
+    if o.pipeline {
+        let tx = tx.clone();
+        vm.pipeline(Box::new(move |e| {
+            let _ = tx.send(Event::CtlFailed(e));
+        }));
+    }
     if let Some(r) = o.input.take() {
         spawn_input(r, tx);
     }
@@ -111,10 +120,14 @@ pub fn run(
     let mut runner = Runner::new(vm, Machine::new(layout), Box::new(clock), o.out, o.log);
     runner.debug = o.debug;
     runner.trace = o.trace;
+    runner.pipeline = o.pipeline;
     runner.preset(&img.regs);
     let outcome = runner.run(&rx);
     let mut stats = runner.stats.clone();
-    stats.by_reason.insert("(load)".into(), (0, load_trips));
+    stats.elapsed = start.elapsed();
+    stats
+        .by_reason
+        .insert("(load)".into(), (0, load_trips, load_trips));
     let vm = runner.into_vm();
     let outcome = match (outcome, vm.close()) {
         (Ok(o), Err(e)) if !matches!(o, Outcome::Unhandled(_)) => {

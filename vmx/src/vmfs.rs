@@ -1,8 +1,9 @@
 //! What the exit loop needs from the hypervisor: one VM's files and its memory segment.
 //! [`NinepVm`] is the real thing over 9P; tests use a fake.
 
-use ninep_client::{dm, om, Client, File};
+use ninep_client::{dm, om, Client, File, PendingWrite};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
 
 /// One VM on the hypervisor. Errors are the server's error strings (or the transport's).
@@ -17,6 +18,16 @@ pub trait Vmfs {
     fn write_mem(&mut self, addr: u64, data: &[u8]) -> Result<(), String>;
     /// 9P requests made so far through this handle (not counting wait reads).
     fn round_trips(&self) -> u64;
+    /// A ctl write whose reply the caller does not wait for: it travels with whatever
+    /// is sent next (the `wait` read already in flight), and an error comes back later
+    /// (see [`NinepVm::pipeline`]). By default, a plain [`Vmfs::ctl`].
+    fn ctl_nowait(&mut self, cmd: &str) -> Result<(), String> {
+        self.ctl(cmd)
+    }
+    /// Of [`Vmfs::round_trips`], those the caller waited for.
+    fn blocking_trips(&self) -> u64 {
+        self.round_trips()
+    }
 }
 
 /// Counts requests; shared with the wait reader thread.
@@ -29,6 +40,10 @@ impl Counter {
     }
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
+    }
+    /// A new counter starting at this one's value.
+    pub fn clone_value(&self) -> Counter {
+        Counter(Arc::new(AtomicU64::new(self.get())))
     }
 }
 
@@ -49,6 +64,10 @@ pub struct NinepVm {
     pub id: String,
     pub segment: String,
     pub trips: Counter,
+    /// Requests waited for (the rest are pipelined ctl writes).
+    pub blocking: Counter,
+    /// Where pipelined ctl writes go to have their replies collected.
+    pipe: Option<Sender<(String, PendingWrite)>>,
 }
 
 impl NinepVm {
@@ -95,6 +114,7 @@ impl NinepVm {
             .map_err(|x| format!("vmx/{id}/map: {x}"))?;
         drop(map);
         trips.add(14);
+        let blocking = trips.clone_value();
         Ok(NinepVm {
             client,
             ctl,
@@ -103,7 +123,26 @@ impl NinepVm {
             id,
             segment: segment.to_string(),
             trips,
+            blocking,
+            pipe: None,
         })
+    }
+
+    /// Turns on pipelined ctl writes ([`Vmfs::ctl_nowait`]): a thread collects their
+    /// replies in order and hands any error to `on_error` (which should end the run: a
+    /// failed `go` means no exit will come).
+    pub fn pipeline(&mut self, on_error: Box<dyn Fn(String) + Send>) {
+        let (tx, rx) = channel::<(String, PendingWrite)>();
+        std::thread::spawn(move || {
+            for (cmd, w) in rx {
+                match w.wait() {
+                    Ok(n) if n == cmd.len() => {}
+                    Ok(n) => on_error(format!("ctl {cmd}: short write: {n} of {}", cmd.len())),
+                    Err(x) => on_error(format!("ctl {cmd}: {x}")),
+                }
+            }
+        });
+        self.pipe = Some(tx);
     }
 
     /// Opens the VM's wait file (for the reader thread).
@@ -138,21 +177,46 @@ impl NinepVm {
     }
 }
 
+impl NinepVm {
+    /// Counts one request the caller waits for.
+    fn trip(&self) {
+        self.trips.add(1);
+        self.blocking.add(1);
+    }
+}
+
 impl Vmfs for NinepVm {
     fn ctl(&mut self, cmd: &str) -> Result<(), String> {
-        self.trips.add(1);
+        self.trip();
         self.ctl.write_str(cmd).map_err(e)
+    }
+
+    fn ctl_nowait(&mut self, cmd: &str) -> Result<(), String> {
+        let Some(pipe) = &self.pipe else {
+            return self.ctl(cmd);
+        };
+        self.trips.add(1);
+        let w = self
+            .client
+            .start_write(&self.ctl, 0, cmd.as_bytes())
+            .map_err(e)?;
+        pipe.send((cmd.to_string(), w))
+            .map_err(|_| "the ctl reply collector ended".to_string())
+    }
+
+    fn blocking_trips(&self) -> u64 {
+        self.blocking.get()
     }
 
     fn read_regs(&mut self) -> Result<String, String> {
         // One read of the whole file, as vmx(1) does (about 2.5 KB of text).
-        self.trips.add(1);
+        self.trip();
         let b = self.regs.read_at(0, self.client.max_io()).map_err(e)?;
         Ok(String::from_utf8_lossy(&b).into_owned())
     }
 
     fn write_regs(&mut self, text: &str) -> Result<(), String> {
-        self.trips.add(1);
+        self.trip();
         self.regs.write_str(text).map_err(e)
     }
 
@@ -160,7 +224,7 @@ impl Vmfs for NinepVm {
         let mut out = Vec::with_capacity(len);
         while out.len() < len {
             let n = (len - out.len()).min(self.io_limit());
-            self.trips.add(1);
+            self.trip();
             let b = self
                 .data
                 .read_at(addr + out.len() as u64, n as u32)
@@ -180,7 +244,7 @@ impl Vmfs for NinepVm {
         let mut done = 0;
         while done < data.len() {
             let n = (data.len() - done).min(self.io_limit());
-            self.trips.add(1);
+            self.trip();
             let w = self
                 .data
                 .write_at(addr + done as u64, &data[done..done + n])

@@ -64,6 +64,7 @@ fn demo_guest_runs_over_9p_under_bochs() {
                 tty: false,
                 debug: false,
                 trace: None,
+                pipeline: true,
             };
             let _ = tx.send(session::run(client, &layout, &img, opts));
         }
@@ -104,6 +105,11 @@ fn demo_guest_runs_over_9p_under_bochs() {
     assert_eq!(lines[6], "Goodbye: halting via port 0xf4.");
     // Three timer interrupts were posted and acknowledged.
     assert_eq!(report.stats.by_reason.get("*ack").map(|s| s.0), Some(3));
+    // Pipelined: every io exit cost two round trips (wait read and go; the last, the
+    // done port, has no go) but the tool waited for one, the wait read that carried the
+    // go's answer with it.
+    let (n, trips, bound) = report.stats.by_reason["io"];
+    assert_eq!((trips, bound), (2 * n - 1, n), "{}", report.stats.report());
 
     // The same through the command line, on a new connection to the same hypervisor.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_vmx"))
@@ -128,4 +134,22 @@ fn demo_guest_runs_over_9p_under_bochs() {
     assert!(stdout.contains("Goodbye"), "{stdout}");
     assert!(stderr.contains("vmx: guest done, status 0"), "{stderr}");
     assert!(stderr.contains("round trips"), "{stderr}");
+
+    // Without pipelining, for the comparison (figures printed, not asserted).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vmx"))
+        .arg("-a")
+        .arg(Machine::dial_string(&m.uart_path()))
+        .args(["--demo", "--stats", "--no-pipeline", "unpipelined"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run vmx");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("--- vmx --demo --no-pipeline ---\n{stderr}");
+    assert!(out.status.success(), "vmx failed: {stderr}");
+    let io = stderr
+        .lines()
+        .find(|l| l.starts_with("io "))
+        .expect("an io row");
+    let f: Vec<&str> = io.split_whitespace().collect();
+    assert_eq!(f[4], f[2], "every round trip is waited for: {io}");
 }

@@ -81,6 +81,7 @@ fn linux_reaches_a_busybox_shell_under_bochs() {
                 trace: Some(Box::new(std::io::BufWriter::new(
                     std::fs::File::create("/tmp/vmx-linux-bochs.trace").unwrap(),
                 ))),
+                pipeline: true,
             };
             let _ = tx.send(session::run(client, &layout, &img, opts));
         }

@@ -163,9 +163,9 @@ fn serial_output_in_and_done() {
     );
     // Wait fields spare every regs read: 2 round trips per exit (wait + go), 1 for the last.
     assert_eq!(r.regs_reads, 0);
-    assert_eq!(r.stats.by_reason["io"], (4, 7));
-    assert_eq!(r.stats.by_reason["(start)"], (0, 1));
-    assert_eq!(r.stats.total(), (4, 8));
+    assert_eq!(r.stats.by_reason["io"], (4, 7, 7));
+    assert_eq!(r.stats.by_reason["(start)"], (0, 1, 1));
+    assert_eq!(r.stats.total(), (4, 8, 8));
     assert!(r.stats.report().contains("io"));
 }
 
