@@ -8,6 +8,7 @@ use crate::dev::{Machine, Stop};
 use crate::exit::{Exit, Io};
 use crate::paging::{self, Mode};
 use crate::regs::Regs;
+use crate::virtio::{self, Mem};
 use crate::vmfs::Vmfs;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
@@ -27,6 +28,24 @@ pub enum Event {
     WaitFailed(String),
     /// A pipelined ctl write failed (the error says which).
     CtlFailed(String),
+    /// A frame for the virtio network device with this index on the bus.
+    Frame(usize, Vec<u8>),
+    /// A network device's link ended (device index, why).
+    LinkDown(usize, String),
+    /// Bytes for COM2.
+    Com2(Vec<u8>),
+}
+
+/// Guest memory for the virtio devices: the segment's `data` through the VM handle.
+struct VmMem<'v, V: Vmfs>(&'v mut V);
+
+impl<V: Vmfs> Mem for VmMem<'_, V> {
+    fn read(&mut self, addr: u64, len: usize) -> Result<Vec<u8>, String> {
+        self.0.read_mem(addr, len)
+    }
+    fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), String> {
+        self.0.write_mem(addr, data)
+    }
 }
 
 /// How a run ended.
@@ -122,6 +141,10 @@ pub struct Runner<'a, V: Vmfs> {
     /// Send `go`, `irq` and `exc` without waiting for their replies (see
     /// [`Vmfs::ctl_nowait`]).
     pub pipeline: bool,
+    /// The virtio devices (on the PCI bus through [`Runner::attach`]).
+    pub virtio: virtio::Bus,
+    /// Where COM2's output goes (nowhere by default).
+    pub com2_out: Option<Box<dyn Write + 'a>>,
     /// When the guest last accepted an interrupt (a `*ack`), for the hold after its EOI.
     acked_at: Option<u64>,
     /// Exits so far and the last one, for the status line.
@@ -160,11 +183,39 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             mark,
             mark_blocking,
             pipeline: false,
+            virtio: virtio::Bus::new(0),
+            com2_out: None,
             acked_at: None,
             exits: 0,
             last: String::new(),
             last_status: 0,
         }
+    }
+
+    /// Puts the virtio devices on the machine's PCI bus.
+    pub fn attach(&mut self, bus: virtio::Bus) {
+        bus.attach(&mut self.machine.pci);
+        self.virtio = bus;
+    }
+
+    /// The virtio devices' interrupt lines into the PIC.
+    fn virtio_lines(&mut self) {
+        for d in &self.virtio.devs {
+            self.machine.pic.set_line(d.irq, d.line());
+        }
+    }
+
+    /// Serves a device's queue outside an exit (a frame arrived).
+    fn virtio_notify(&mut self, i: usize, q: u16) {
+        let limit = self.virtio.limit;
+        let Some(d) = self.virtio.devs.get_mut(i) else {
+            return;
+        };
+        if let Some(w) = d.notify(q, &mut VmMem(&mut self.vm), limit) {
+            let msg = format!("virtio device {i} stopped: {w}");
+            self.warn(msg);
+        }
+        self.virtio_lines();
     }
 
     /// The VM handle back, when the run is over.
@@ -262,6 +313,11 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             let _ = self.out.write_all(&o);
             let _ = self.out.flush();
         }
+        let o2 = std::mem::take(&mut self.machine.com[1].tx);
+        if let (Some(w), false) = (self.com2_out.as_mut(), o2.is_empty()) {
+            let _ = w.write_all(&o2);
+            let _ = w.flush();
+        }
         if !self.machine.unknown.is_empty() {
             let ports: Vec<(u16, u64)> = std::mem::take(&mut self.machine.unknown)
                 .into_iter()
@@ -324,6 +380,10 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                     wait_read = 1;
                     let e = Exit::parse(&line)?;
                     reason = e.name.clone();
+                    if e.name == "io" && self.machine.pci.io_bar(Io::decode(e.qual).port).is_some()
+                    {
+                        reason = "io/virtio".into();
+                    }
                     self.exits += 1;
                     self.last = line.clone();
                     self.traced('<', &line);
@@ -345,6 +405,23 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                 }
                 Ok(Event::WaitFailed(e)) => return Err(format!("reading wait: {e}")),
                 Ok(Event::CtlFailed(e)) => return Err(e),
+                Ok(Event::Frame(i, f)) => {
+                    reason = "(net)".into();
+                    if let Some(virtio::Kind::Net(n)) =
+                        self.virtio.devs.get_mut(i).map(|d| &mut d.kind)
+                    {
+                        n.receive(f);
+                    }
+                    self.virtio_notify(i, virtio::net::Net::RX_QUEUE);
+                }
+                Ok(Event::LinkDown(i, why)) => {
+                    reason = "(net)".into();
+                    self.warn(format!("virtio network device {i}: link down: {why}"));
+                }
+                Ok(Event::Com2(b)) => {
+                    reason = "(input)".into();
+                    self.machine.type_in_com(1, &b);
+                }
                 Err(RecvTimeoutError::Timeout) => reason = "(timer)".into(),
                 Err(RecvTimeoutError::Disconnected) => return Err("the wait reader ended".into()),
             }
@@ -444,6 +521,26 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             return Ok(Some(Outcome::Unhandled(self.diagnose(e, &why))));
         }
         let ax = self.get("ax")?;
+        if let Some((i, off)) = self.machine.pci.io_bar(io.port) {
+            let limit = self.virtio.limit;
+            let d = &mut self.virtio.devs[i];
+            if io.input {
+                let v = u64::from(d.read(off, io.size));
+                let ax = match io.size {
+                    1 => ax & !0xff | v,
+                    2 => ax & !0xffff | v,
+                    _ => v,
+                };
+                self.regs.set("ax", ax);
+            } else if let Some(w) =
+                d.write(off, io.size, ax as u32, &mut VmMem(&mut self.vm), limit)
+            {
+                self.warn(format!("virtio device {i} stopped: {w}"));
+            }
+            self.virtio_lines();
+            self.skip(e)?;
+            return Ok(None);
+        }
         if io.input {
             let v = u64::from(self.machine.io_in(io.port, io.size));
             let ax = match io.size {

@@ -65,6 +65,7 @@ fn demo_guest_runs_over_9p_under_bochs() {
                 debug: false,
                 trace: None,
                 pipeline: true,
+                devices: Default::default(),
             };
             let _ = tx.send(session::run(client, &layout, &img, opts));
         }

@@ -119,6 +119,7 @@ fn a_scripted_guest_through_devvmx() {
         debug: false,
         trace: None,
         pipeline: true,
+        devices: Default::default(),
     };
     let report = session::run(client, &layout, &img, opts).unwrap();
     let log = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();

@@ -82,6 +82,7 @@ fn linux_reaches_a_busybox_shell_under_bochs() {
                     std::fs::File::create("/tmp/vmx-linux-bochs.trace").unwrap(),
                 ))),
                 pipeline: true,
+                devices: Default::default(),
             };
             let _ = tx.send(session::run(client, &layout, &img, opts));
         }

@@ -222,7 +222,14 @@ impl Machine {
 
     /// Terminal input for COM1.
     pub fn type_in(&mut self, bytes: &[u8]) {
-        self.com[0].receive(bytes);
+        self.type_in_com(0, bytes);
+    }
+
+    /// Input for COM1 (0) or COM2 (1).
+    pub fn type_in_com(&mut self, i: usize, bytes: &[u8]) {
+        if let Some(c) = self.com.get_mut(i) {
+            c.receive(bytes);
+        }
         self.sync_lines();
     }
 
