@@ -72,6 +72,8 @@ pub struct Stats {
     pub by_reason: BTreeMap<String, (u64, u64, u64)>,
     /// Wall time of the run.
     pub elapsed: std::time::Duration,
+    /// Bytes the virtio disks moved between image and guest.
+    pub disk_bytes: u64,
 }
 
 impl Stats {
@@ -102,6 +104,14 @@ impl Stats {
             "{:<14} {n:>10} {t:>12} {:>9} {l:>14}\n",
             "total", ""
         ));
+        if self.disk_bytes > 0 {
+            let mb = self.disk_bytes as f64 / (1 << 20) as f64;
+            let trips = self.by_reason.get("io/virtio").map_or(0, |r| r.1);
+            s.push_str(&format!(
+                "virtio-blk: {mb:.2} MiB moved, {:.0} round trips per MiB (io/virtio exits, queue and buffer transfers)\n",
+                trips as f64 / mb
+            ));
+        }
         if !self.elapsed.is_zero() {
             s.push_str(&format!(
                 "wall time {:.2} s, {:.2} ms per latency-bound round trip\n",

@@ -195,6 +195,15 @@ pub fn run(
     let outcome = runner.run(&rx);
     let mut stats = runner.stats.clone();
     stats.elapsed = start.elapsed();
+    stats.disk_bytes = runner
+        .virtio
+        .devs
+        .iter()
+        .map(|d| match &d.kind {
+            virtio::Kind::Blk(b) => b.bytes,
+            virtio::Kind::Net(_) => 0,
+        })
+        .sum();
     stats
         .by_reason
         .insert("(load)".into(), (0, load_trips, load_trips));

@@ -55,3 +55,17 @@ fn find(env: &str, dirs: &[&str], prefix: &str) -> PathBuf {
          linux-image-amd64 and busybox-static into build/linux) or set {env}"
     );
 }
+
+/// The root disk and initramfs `vmx/mkroot` builds (scripts/setup runs it): panics with
+/// how to get them when they are missing.
+pub fn root_disk() -> (PathBuf, PathBuf) {
+    let d = PathBuf::from(format!("{BUILD}/vda"));
+    let (disk, initrd) = (d.join("root.ext4"), d.join("initrd"));
+    assert!(
+        disk.exists() && initrd.exists(),
+        "no {} or {}: run scripts/setup (or vmx/mkroot)",
+        disk.display(),
+        initrd.display()
+    );
+    (disk, initrd)
+}

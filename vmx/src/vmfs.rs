@@ -52,10 +52,14 @@ fn e(err: ninep_client::Error) -> String {
 }
 
 /// A VM made through the hypervisor's 9P service, as vmx(1) makes one on #X: a segment
-/// for its memory, `vmx/clone` opened ORDWR|ORCLOSE (closing it ends the VM), then its
-/// regs, map and wait files.
+/// for its memory, its `ctl` kept open ORCLOSE for the run (a server that removes a
+/// segment when such a fid is clunked frees the memory however the tool ends),
+/// `vmx/clone` opened ORDWR|ORCLOSE (closing it ends the VM), then its regs, map and
+/// wait files.
 pub struct NinepVm {
     pub client: Client,
+    /// segment/NAME/ctl, open ORCLOSE.
+    sctl: File,
     /// vmx/N/ctl (the clone file).
     ctl: File,
     regs: File,
@@ -84,11 +88,13 @@ impl NinepVm {
             .map_err(|x| format!("create segment/{segment}: {x}"))?;
         drop(seg);
         let sctl = client
-            .open(&format!("segment/{segment}/ctl"), om::WRITE | om::TRUNC)
+            .open(
+                &format!("segment/{segment}/ctl"),
+                om::WRITE | om::TRUNC | om::RCLOSE,
+            )
             .map_err(|x| format!("open segment/{segment}/ctl: {x}"))?;
         sctl.write_str(&format!("va {:#x} {size:#x} sticky", 0x1000_0000u64))
             .map_err(|x| format!("segment/{segment}/ctl: {x}"))?;
-        drop(sctl);
         let data = client
             .open(&format!("segment/{segment}/data"), om::RDWR)
             .map_err(|x| format!("open segment/{segment}/data: {x}"))?;
@@ -117,6 +123,7 @@ impl NinepVm {
         let blocking = trips.clone_value();
         Ok(NinepVm {
             client,
+            sctl,
             ctl,
             regs,
             data,
@@ -152,10 +159,12 @@ impl NinepVm {
             .map_err(|x| format!("open vmx/{}/wait: {x}", self.id))
     }
 
-    /// Ends the VM (clunking the ORCLOSE ctl fid) and removes the segment.
+    /// Ends the VM (clunking the ORCLOSE ctl fid) and removes the segment (clunking its
+    /// ORCLOSE ctl, then removing it by name where the server did not).
     pub fn close(self) -> Result<(), String> {
         let NinepVm {
             client,
+            sctl,
             ctl,
             regs,
             data,
@@ -165,9 +174,11 @@ impl NinepVm {
         drop(regs);
         drop(data);
         ctl.clunk().map_err(e)?;
-        client
-            .remove(&format!("segment/{segment}"))
-            .map_err(|x| format!("remove segment/{segment}: {x}"))
+        sctl.clunk().map_err(e)?;
+        match client.remove(&format!("segment/{segment}")) {
+            Err(x) if x.remote() == Some("file does not exist") => Ok(()),
+            r => r.map_err(|x| format!("remove segment/{segment}: {x}")),
+        }
     }
 
     fn io_limit(&self) -> usize {

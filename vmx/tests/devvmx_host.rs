@@ -144,3 +144,55 @@ fn a_scripted_guest_through_devvmx() {
     assert_eq!(s[".hlt"], (1, 2, 2), "{:?}", s);
     server.join().unwrap();
 }
+
+/// Sets up a VM as the tool does, then loses the connection (a killed tool): returns the
+/// namespace after the server let go of the session.
+fn lose_a_tool_mid_run() -> Ns {
+    let ns: Ns = Arc::new(Mutex::new(Namespace::new(
+        TestHw::new(4096),
+        Config {
+            owner: "eve".into(),
+            version: "test",
+        },
+    )));
+    let (a, b) = UnixStream::pair().unwrap();
+    let server = std::thread::spawn({
+        let ns = ns.clone();
+        move || serve(ns, b)
+    });
+    let link = a.try_clone().unwrap();
+    let client = ninep_client::Client::over(a, "eve", "").unwrap();
+    let layout = Layout::new(4 << 20).unwrap();
+    let vm = vmx::vmfs::NinepVm::create(
+        client,
+        "lost",
+        layout.segment_size(),
+        &layout.map_text("lost"),
+    )
+    .unwrap();
+    assert_eq!(ns.lock().unwrap().vm_count(), 1);
+    assert!(ns.lock().unwrap().segment_refs("lost") > 0);
+    // The process dies: no clunks, the link just goes.
+    link.shutdown(std::net::Shutdown::Both).unwrap();
+    server.join().unwrap();
+    std::mem::forget(vm);
+    ns
+}
+
+#[test]
+fn a_killed_tool_ends_its_vm() {
+    let ns = lose_a_tool_mid_run();
+    assert_eq!(ns.lock().unwrap().vm_count(), 0);
+}
+
+/// The tool keeps its segment's ctl open ORCLOSE for the run; a server that removes a
+/// segment when such a fid is clunked (devvmx's extension of segment(3), from the device
+/// branch) then returns all of a killed tool's memory.
+#[test]
+#[ignore = "needs devvmx to remove a segment when its ORCLOSE ctl fid is clunked"]
+fn a_killed_tool_leaves_no_segment() {
+    let ns = lose_a_tool_mid_run();
+    let ns = ns.lock().unwrap();
+    assert_eq!(ns.vm_count(), 0);
+    assert_eq!(ns.segment_refs("lost"), 0, "the segment outlived the tool");
+}
