@@ -113,23 +113,27 @@ fn demo_guest_runs_over_9p_under_bochs() {
     assert_eq!((trips, bound), (2 * n - 1, n), "{}", report.stats.report());
 
     // The same through the command line, on a new connection to the same hypervisor.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vmx"))
-        .arg("-a")
-        .arg(Machine::dial_string(&m.uart_path()))
-        .args(["--demo", "--stats", "hello", "again"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run vmx");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    eprintln!("--- vmx --demo ---\n{stdout}{stderr}");
-    assert!(
-        out.status.success(),
-        "vmx failed: {stdout}\n{stderr}\n{}",
-        m.diagnostics()
-    );
+    let vmx = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vmx"))
+            .arg("-a")
+            .arg(Machine::dial_string(&m.uart_path()))
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run vmx");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        eprintln!("--- vmx {} ---\n{stdout}{stderr}", args.join(" "));
+        assert!(
+            out.status.success(),
+            "vmx failed: {stdout}\n{stderr}\n{}",
+            m.diagnostics()
+        );
+        (stdout, stderr)
+    };
+    let (stdout, stderr) = vmx(&["--demo", "--stats", "hello", "again"]);
     assert!(stdout.starts_with(vmx::demo::GREETING), "{stdout}");
     assert!(stdout.contains("command line: \"hello again\""), "{stdout}");
     assert!(stdout.contains("Goodbye"), "{stdout}");
@@ -137,16 +141,7 @@ fn demo_guest_runs_over_9p_under_bochs() {
     assert!(stderr.contains("round trips"), "{stderr}");
 
     // Without pipelining, for the comparison (figures printed, not asserted).
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vmx"))
-        .arg("-a")
-        .arg(Machine::dial_string(&m.uart_path()))
-        .args(["--demo", "--stats", "--no-pipeline", "unpipelined"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run vmx");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("--- vmx --demo --no-pipeline ---\n{stderr}");
-    assert!(out.status.success(), "vmx failed: {stderr}");
+    let (_, stderr) = vmx(&["--demo", "--stats", "--no-pipeline", "unpipelined"]);
     let io = stderr
         .lines()
         .find(|l| l.starts_with("io "))

@@ -53,6 +53,33 @@ fn serve(ns: Ns, mut s: UnixStream) {
     sess.reset(&mut ns.lock().unwrap());
 }
 
+/// A namespace over `hw` served on a thread: the server's handle, a client, and the
+/// client's end of the link (to cut it as a dying process would).
+fn connect(
+    hw: TestHw,
+) -> (
+    Ns,
+    std::thread::JoinHandle<()>,
+    ninep_client::Client,
+    UnixStream,
+) {
+    let ns: Ns = Arc::new(Mutex::new(Namespace::new(
+        hw,
+        Config {
+            owner: "eve".into(),
+            version: "test",
+        },
+    )));
+    let (a, b) = UnixStream::pair().unwrap();
+    let server = std::thread::spawn({
+        let ns = ns.clone();
+        move || serve(ns, b)
+    });
+    let link = a.try_clone().unwrap();
+    let client = ninep_client::Client::over(a, "eve", "").unwrap();
+    (ns, server, client, link)
+}
+
 fn io(port: u16, input: bool, ax: u64) -> Exit {
     Exit {
         qual: u64::from(port) << 16 | if input { 8 } else { 0 },
@@ -81,19 +108,7 @@ fn a_scripted_guest_through_devvmx() {
     ] {
         hw.exits.push_back(e);
     }
-    let ns: Ns = Arc::new(Mutex::new(Namespace::new(
-        hw,
-        Config {
-            owner: "eve".into(),
-            version: "test",
-        },
-    )));
-    let (a, b) = UnixStream::pair().unwrap();
-    let server = std::thread::spawn({
-        let ns = ns.clone();
-        move || serve(ns, b)
-    });
-    let client = ninep_client::Client::over(a, "eve", "").unwrap();
+    let (ns, server, client, _) = connect(hw);
 
     let layout = Layout::new(4 << 20).unwrap();
     let code = vec![0x90u8; 6000];
@@ -148,20 +163,7 @@ fn a_scripted_guest_through_devvmx() {
 /// Sets up a VM as the tool does, then loses the connection (a killed tool): returns the
 /// namespace after the server let go of the session.
 fn lose_a_tool_mid_run() -> Ns {
-    let ns: Ns = Arc::new(Mutex::new(Namespace::new(
-        TestHw::new(4096),
-        Config {
-            owner: "eve".into(),
-            version: "test",
-        },
-    )));
-    let (a, b) = UnixStream::pair().unwrap();
-    let server = std::thread::spawn({
-        let ns = ns.clone();
-        move || serve(ns, b)
-    });
-    let link = a.try_clone().unwrap();
-    let client = ninep_client::Client::over(a, "eve", "").unwrap();
+    let (ns, server, client, link) = connect(TestHw::new(4096));
     let layout = Layout::new(4 << 20).unwrap();
     let vm = vmx::vmfs::NinepVm::create(
         client,

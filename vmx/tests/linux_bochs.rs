@@ -4,18 +4,22 @@
 //! serial line, then every port access of the boot a round trip), so ignored by default:
 //! `cargo test -p vmx --test linux_bochs -- --ignored --nocapture`. The guest's console
 //! is copied to $VMX_LINUX_LOG (default /tmp/vmx-linux-bochs.out) as it arrives.
+//! The second test boots the same kernel from a root disk on the tool's virtio-blk, with
+//! a virtio-net card to a QEMU VM (console in /tmp/vmx-linux-vda.out).
 //!
-//! Needs the Debian kernel and busybox-static as the QEMU tests do (see linux_qemu.rs).
+//! Needs the Debian kernel and busybox-static as the QEMU tests do (see linux_qemu.rs),
+//! and for the second test `vmx/mkroot`'s disk and initramfs (scripts/setup makes them),
+//! e2fsprogs' debugfs and qemu-system-x86_64.
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
-use std::sync::mpsc::channel;
+use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vmm_tests::emu::{Machine, Opts};
 use vmx::layout::Layout;
 use vmx::loader::{self, BootArgs, Module};
-use vmx::session::{self, Options};
+use vmx::session::{self, Options, Report};
 
 #[derive(Clone)]
 struct Tee(Arc<Mutex<Vec<u8>>>, Arc<Mutex<std::fs::File>>);
@@ -33,121 +37,175 @@ impl Write for Tee {
     }
 }
 
+/// The hypervisor under Bochs and one guest run by the tool on a thread, its console
+/// teed to a log file and typed at through a socket.
+struct Guest {
+    m: Machine,
+    out: Tee,
+    keys: UnixStream,
+    rx: Receiver<Result<Report, String>>,
+    start: Instant,
+    limit: Duration,
+}
+
+impl Guest {
+    /// Boots `kernel` with `initrd`; `devices` makes the tool's devices on its thread.
+    fn boot(
+        kernel: &[u8],
+        initrd: Vec<u8>,
+        log_name: &str,
+        trace: bool,
+        devices: impl FnOnce() -> session::Devices<'static> + Send + 'static,
+    ) -> Guest {
+        let layout = Layout::new(128 << 20).unwrap();
+        let img = loader::load(
+            kernel,
+            &layout,
+            &BootArgs {
+                cmdline: "console=ttyS0 panic=-1".into(),
+                modules: vec![Module {
+                    name: "initrd".into(),
+                    data: initrd,
+                }],
+            },
+        )
+        .unwrap();
+        let m = Machine::bochs(Opts {
+            virtio_ports: 0,
+            mem_mb: 384,
+            ips: 4_000_000,
+            ..Opts::default()
+        });
+        let client = m.client("eve", "");
+        client.set_timeout(None);
+        let path = std::env::var("VMX_LINUX_LOG")
+            .unwrap_or_else(|_| format!("/tmp/vmx-linux-{log_name}.out"));
+        let file = Arc::new(Mutex::new(std::fs::File::create(&path).unwrap()));
+        let out = Tee(Arc::new(Mutex::new(Vec::new())), file.clone());
+        let log = Tee(Arc::new(Mutex::new(Vec::new())), file);
+        let (keys, input) = UnixStream::pair().unwrap();
+        let (tx, rx) = channel();
+        let segment = log_name.to_string();
+        std::thread::spawn({
+            let (out, log) = (out.clone(), log.clone());
+            move || {
+                let opts = Options {
+                    segment,
+                    out: Box::new(out),
+                    input: Some(Box::new(input)),
+                    log: Box::new(log),
+                    tty: false,
+                    debug: true,
+                    trace: trace.then(|| {
+                        Box::new(std::io::BufWriter::new(
+                            std::fs::File::create("/tmp/vmx-linux-bochs.trace").unwrap(),
+                        )) as Box<dyn Write>
+                    }),
+                    // VMX_NO_PIPELINE=1: every go waited for, for the comparison.
+                    pipeline: std::env::var_os("VMX_NO_PIPELINE").is_none(),
+                    devices: devices(),
+                };
+                let _ = tx.send(session::run(client, &layout, &img, opts));
+            }
+        });
+        let limit = Duration::from_secs(
+            std::env::var("VMX_LINUX_SECS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(3600),
+        );
+        Guest {
+            m,
+            out,
+            keys,
+            rx,
+            start: Instant::now(),
+            limit,
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.out.0.lock().unwrap()).into_owned()
+    }
+
+    /// The console so far, after checking that the run goes on and has time left.
+    fn poll(&self) -> String {
+        std::thread::sleep(Duration::from_millis(500));
+        if let Ok(r) = self.rx.try_recv() {
+            let r = r.unwrap_or_else(|e| panic!("{e}\n{}", self.m.diagnostics()));
+            panic!(
+                "the guest stopped: {:?}\n{}\n--- round trips ---\n{}",
+                r.outcome,
+                self.text(),
+                r.stats.report()
+            );
+        }
+        assert!(
+            self.start.elapsed() < self.limit,
+            "no shell after {:?}:\n{}\n{}",
+            self.limit,
+            self.text(),
+            self.m.diagnostics()
+        );
+        self.text()
+    }
+
+    /// Powers the guest off (no ACPI: the kernel ends up resetting through the keyboard
+    /// controller or halting), checks that the run ended so, and prints its figures.
+    fn power_off(mut self) {
+        self.keys.write_all(b"poweroff -f\n").unwrap();
+        let r = self
+            .rx
+            .recv_timeout(Duration::from_secs(600))
+            .expect("the run did not end after poweroff");
+        let r = r.unwrap_or_else(|e| panic!("{e}\n{}", self.m.diagnostics()));
+        eprintln!(
+            "outcome {:?} after {:?}\n--- 9P round trips by exit reason ---\n{}",
+            r.outcome,
+            self.start.elapsed(),
+            r.stats.report()
+        );
+        assert!(
+            matches!(
+                r.outcome,
+                Ok(vmx::run::Outcome::Reset | vmx::run::Outcome::Halted { .. })
+            ),
+            "{:?}",
+            r.outcome
+        );
+    }
+}
+
 #[test]
 #[ignore]
 fn linux_reaches_a_busybox_shell_under_bochs() {
     let kernel = std::fs::read(vmx::testdata::debian_kernel()).unwrap();
     let busybox = std::fs::read(vmx::testdata::busybox()).unwrap();
     let initrd = vmx::cpio::busybox_initramfs(&busybox, "echo vmx-initramfs-$((6*7)); exec sh");
-    let layout = Layout::new(128 << 20).unwrap();
-    let cmdline = "console=ttyS0 panic=-1";
-    let img = loader::load(
-        &kernel,
-        &layout,
-        &BootArgs {
-            cmdline: cmdline.into(),
-            modules: vec![Module {
-                name: "initrd".into(),
-                data: initrd,
-            }],
-        },
-    )
-    .unwrap();
-
-    let m = Machine::bochs(Opts {
-        virtio_ports: 0,
-        mem_mb: 384,
-        ips: 4_000_000,
-        ..Opts::default()
-    });
-    let client = m.client("eve", "");
-    client.set_timeout(None);
-    let path = std::env::var("VMX_LINUX_LOG").unwrap_or_else(|_| "/tmp/vmx-linux-bochs.out".into());
-    let file = Arc::new(Mutex::new(std::fs::File::create(&path).unwrap()));
-    let out = Tee(Arc::new(Mutex::new(Vec::new())), file.clone());
-    let log = Tee(Arc::new(Mutex::new(Vec::new())), file);
-    let (mut keys, input) = UnixStream::pair().unwrap();
-    let (tx, rx) = channel();
-    std::thread::spawn({
-        let (out, log) = (out.clone(), log.clone());
-        move || {
-            let opts = Options {
-                segment: "linux".into(),
-                out: Box::new(out),
-                input: Some(Box::new(input)),
-                log: Box::new(log),
-                tty: false,
-                debug: true,
-                trace: Some(Box::new(std::io::BufWriter::new(
-                    std::fs::File::create("/tmp/vmx-linux-bochs.trace").unwrap(),
-                ))),
-                pipeline: true,
-                devices: Default::default(),
-            };
-            let _ = tx.send(session::run(client, &layout, &img, opts));
-        }
-    });
-    let text = || String::from_utf8_lossy(&out.0.lock().unwrap()).into_owned();
-    let start = Instant::now();
-    let limit = Duration::from_secs(
-        std::env::var("VMX_LINUX_SECS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(3600),
-    );
+    let mut g = Guest::boot(&kernel, initrd, "bochs", true, Default::default);
     let mut typed = false;
-    while start.elapsed() < limit {
-        if let Ok(r) = rx.try_recv() {
-            let r = r.unwrap_or_else(|e| panic!("{e}\n{}", m.diagnostics()));
-            panic!(
-                "the guest stopped: {:?}\n{}\n--- round trips ---\n{}",
-                r.outcome,
-                text(),
-                r.stats.report()
-            );
-        }
-        let t = text();
+    loop {
+        let t = g.poll();
         // The prompt; busybox then asks the terminal for the cursor position (ESC[6n)
         // and carries on without an answer.
         if !typed && t.contains("vmx-initramfs-42") && t.contains("/ # ") {
-            keys.write_all(b"echo $((6*9))\n").unwrap();
+            g.keys.write_all(b"echo $((6*9))\n").unwrap();
             typed = true;
         }
         if typed && t.contains("54\r\n") {
-            eprintln!("shell reached after {:?}:\n{t}", start.elapsed());
-            // Power off (no ACPI: the kernel ends up resetting through the keyboard
-            // controller or halting) to end the run and get its round-trip figures.
-            keys.write_all(b"poweroff -f\n").unwrap();
-            let r = rx
-                .recv_timeout(Duration::from_secs(600))
-                .expect("the run did not end after poweroff");
-            let r = r.unwrap_or_else(|e| panic!("{e}\n{}", m.diagnostics()));
-            eprintln!(
-                "outcome {:?} after {:?}\n--- 9P round trips by exit reason ---\n{}",
-                r.outcome,
-                start.elapsed(),
-                r.stats.report()
-            );
-            assert!(
-                matches!(
-                    r.outcome,
-                    Ok(vmx::run::Outcome::Reset | vmx::run::Outcome::Halted { .. })
-                ),
-                "{:?}",
-                r.outcome
-            );
-            return;
+            eprintln!("shell reached after {:?}:\n{t}", g.start.elapsed());
+            return g.power_off();
         }
-        std::thread::sleep(Duration::from_millis(500));
     }
-    panic!("no shell after {limit:?}:\n{}\n{}", text(), m.diagnostics());
 }
 
 /// Debian's kernel on a real root disk: the initramfs `vmx/mkroot` built loads
 /// virtio_pci, virtio_blk and ext4 from the kernel's modules, mounts /dev/vda (the tool's
 /// virtio-blk on a copy of the ext4 image) and switches to it; the shell there reads a
 /// file written when the image was built, writes one, reads the disk with dd (the figures
-/// are printed), and powers off; the file is then read back from the image with debugfs.
+/// are printed), pings a QEMU VM on the tool's virtio-net (a unix stream socket in QEMU's
+/// framing; round-trip times printed) and powers off; the file is then read back from the
+/// image with debugfs.
 /// `cargo test -p vmx --test linux_bochs -- --ignored --nocapture` (a few minutes).
 #[test]
 #[ignore]
@@ -158,101 +216,98 @@ fn linux_boots_from_a_virtio_disk_under_bochs() {
     std::fs::create_dir_all(&dir).unwrap();
     let copy = dir.join("root.ext4");
     std::fs::copy(&disk, &copy).unwrap();
-    let layout = Layout::new(128 << 20).unwrap();
-    let img = loader::load(
-        &kernel,
-        &layout,
-        &BootArgs {
-            cmdline: "console=ttyS0 panic=-1".into(),
-            modules: vec![Module {
-                name: "initrd".into(),
-                data: std::fs::read(&initrd).unwrap(),
-            }],
-        },
-    )
-    .unwrap();
     let blk = vmx::virtio::blk::Blk::new(
         Box::new(vmx::virtio::blk::FileDisk::open(&copy, false).unwrap()),
         false,
         "root.ext4",
     );
-
-    let m = Machine::bochs(Opts {
-        virtio_ports: 0,
-        mem_mb: 384,
-        ips: 4_000_000,
-        ..Opts::default()
-    });
-    let client = m.client("eve", "");
-    client.set_timeout(None);
-    let path = std::env::var("VMX_LINUX_LOG").unwrap_or_else(|_| "/tmp/vmx-linux-vda.out".into());
-    let file = Arc::new(Mutex::new(std::fs::File::create(&path).unwrap()));
-    let out = Tee(Arc::new(Mutex::new(Vec::new())), file.clone());
-    let log = Tee(Arc::new(Mutex::new(Vec::new())), file);
-    let (mut keys, input) = UnixStream::pair().unwrap();
-    let (tx, rx) = channel();
-    std::thread::spawn({
-        let (out, log) = (out.clone(), log.clone());
-        move || {
-            let opts = Options {
-                segment: "vda".into(),
-                out: Box::new(out),
-                input: Some(Box::new(input)),
-                log: Box::new(log),
-                tty: false,
-                debug: true,
-                trace: None,
-                pipeline: true,
-                devices: session::Devices {
-                    disks: vec![blk],
-                    ..Default::default()
-                },
-            };
-            let _ = tx.send(session::run(client, &layout, &img, opts));
-        }
-    });
-    let text = || String::from_utf8_lossy(&out.0.lock().unwrap()).into_owned();
-    let start = Instant::now();
-    let limit = Duration::from_secs(
-        std::env::var("VMX_LINUX_SECS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(3600),
+    // The network peer: a QEMU VM listening on a unix socket; the tool connects to it.
+    let sock = dir.join("lan.sock");
+    let mut peer = Peer::start(&dir, &sock);
+    let t0 = Instant::now();
+    while !sock.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "QEMU made no {sock:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let spec = vmx::virtio::net::Spec::parse(&format!("unix!{}", sock.display())).unwrap();
+    let (link, frames) = spec.open().unwrap();
+    let nic = vmx::virtio::net::Net::new([0x52, 0x54, 0, 0, 0, 1], link);
+    let mut g = Guest::boot(
+        &kernel,
+        std::fs::read(&initrd).unwrap(),
+        "vda",
+        false,
+        move || session::Devices {
+            disks: vec![blk],
+            nets: vec![(nic, frames)],
+            ..Default::default()
+        },
     );
-    let mut typed = false;
-    while start.elapsed() < limit {
-        if let Ok(r) = rx.try_recv() {
-            let r = r.unwrap_or_else(|e| panic!("{e}\n{}", m.diagnostics()));
-            panic!(
-                "the guest stopped: {:?}\n{}\n--- round trips ---\n{}",
-                r.outcome,
-                text(),
-                r.stats.report()
-            );
-        }
-        let t = text();
+    // The peer's address, once its shell is up (a few seconds under TCG).
+    peer.expect("/ # ", 120);
+    peer.stdin
+        .write_all(
+            b"ip link set eth0 up; ip addr add 10.0.0.2/24 dev eth0; echo peer-$((1+1))-up\n",
+        )
+        .unwrap();
+    peer.expect("peer-2-up", 60);
+    let (mut typed, mut pinged) = (false, false);
+    loop {
+        let t = g.poll();
         if !typed && t.contains("vmx-rootfs: root is /dev/vda / ext4") && t.contains("/ # ") {
-            keys.write_all(
-                b"cat /etc/vmx-hello; echo written-by-the-guest-$((6*7)) > /guest-wrote; sync; \
-                  dd if=/dev/vda of=/dev/null bs=64k count=32; echo dd-done\n",
-            )
-            .unwrap();
+            g.keys
+                .write_all(
+                    b"cat /etc/vmx-hello; echo written-by-the-guest-$((6*7)) > /guest-wrote; sync; \
+                  echo 3 > /proc/sys/vm/drop_caches; a=$(cut -d' ' -f1 /proc/uptime); \
+                  dd if=/dev/vda of=/dev/null bs=64k count=32; \
+                  echo dd-secs $a $(cut -d' ' -f1 /proc/uptime); echo dd-done\n",
+                )
+                .unwrap();
             typed = true;
         }
-        if typed && t.contains("dd-done\r\n") {
-            eprintln!("shell on /dev/vda after {:?}:\n{t}", start.elapsed());
+        if typed && !pinged && t.contains("dd-done\r\n") {
+            // Guest seconds for 2 MiB read from /dev/vda (the guest's clock, not asserted).
+            if let Some(l) = t.lines().find(|l| l.starts_with("dd-secs ")) {
+                let f: Vec<f64> = l
+                    .split_whitespace()
+                    .skip(1)
+                    .filter_map(|x| x.parse().ok())
+                    .collect();
+                if let [a, b] = f[..] {
+                    eprintln!(
+                        "disk read in the guest: 2 MiB in {:.2} s of guest time, {:.3} MB/s",
+                        b - a,
+                        2.0 * 1.048576 / (b - a).max(0.001)
+                    );
+                }
+            }
+            g.keys
+                .write_all(
+                    b"ip link set eth0 up; ip addr add 10.0.0.1/24 dev eth0; \
+                  ping -c 4 -W 30 10.0.0.2; echo ping-done\n",
+                )
+                .unwrap();
+            pinged = true;
+        }
+        if pinged && t.contains("ping-done\r\n") {
+            eprintln!("shell on /dev/vda after {:?}:\n{t}", g.start.elapsed());
             assert!(t.contains("vmx-rootfs: hello from the image, written at build time"));
-            keys.write_all(b"poweroff -f\n").unwrap();
-            let r = rx
-                .recv_timeout(Duration::from_secs(600))
-                .expect("the run did not end after poweroff");
-            let r = r.unwrap_or_else(|e| panic!("{e}\n{}", m.diagnostics()));
-            eprintln!(
-                "outcome {:?} after {:?}\n--- 9P round trips by exit reason ---\n{}",
-                r.outcome,
-                start.elapsed(),
-                r.stats.report()
+            // The QEMU VM answered: "N packets transmitted, M packets received".
+            let received: u32 = t
+                .split(" packets received")
+                .next()
+                .and_then(|s| s.rsplit(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            assert!(
+                received >= 1,
+                "no ping answered:\n{t}\n--- peer ---\n{}",
+                peer.text()
             );
+            g.power_off();
             // The guest's file is on the disk image.
             let got = std::process::Command::new("debugfs")
                 .args(["-R", "cat /guest-wrote"])
@@ -264,7 +319,91 @@ fn linux_boots_from_a_virtio_disk_under_bochs() {
             let _ = std::fs::remove_dir_all(&dir);
             return;
         }
-        std::thread::sleep(Duration::from_millis(500));
     }
-    panic!("no shell after {limit:?}:\n{}\n{}", text(), m.diagnostics());
+}
+
+/// A QEMU VM (TCG) booted from copies of the same root disk and initramfs, with a
+/// virtio-net card on a unix stream socket QEMU listens on (`-netdev stream`); its console
+/// on pipes. Killed on drop.
+struct Peer {
+    child: std::process::Child,
+    out: Arc<Mutex<Vec<u8>>>,
+    stdin: std::process::ChildStdin,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Peer {
+    fn start(dir: &std::path::Path, sock: &std::path::Path) -> Peer {
+        use std::process::{Command, Stdio};
+        let (disk, initrd) = vmx::testdata::root_disk();
+        let copy = dir.join("peer.ext4");
+        std::fs::copy(&disk, &copy).unwrap();
+        let mut child = Command::new("qemu-system-x86_64")
+            .args([
+                "-machine",
+                "accel=tcg",
+                "-m",
+                "256",
+                "-nographic",
+                "-no-reboot",
+            ])
+            .arg("-kernel")
+            .arg(vmx::testdata::debian_kernel())
+            .arg("-initrd")
+            .arg(&initrd)
+            .arg("-drive")
+            .arg(format!("file={},if=none,format=raw,id=d0", copy.display()))
+            .args(["-device", "virtio-blk-pci,drive=d0"])
+            .arg("-netdev")
+            .arg(format!(
+                "stream,id=n0,server=on,addr.type=unix,addr.path={}",
+                sock.display()
+            ))
+            .args(["-device", "virtio-net-pci,netdev=n0,mac=52:54:00:00:00:02"])
+            .args(["-append", "console=ttyS0 panic=-1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run qemu-system-x86_64");
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let mut so = child.stdout.take().unwrap();
+        std::thread::spawn({
+            let out = out.clone();
+            move || {
+                let mut b = [0u8; 4096];
+                while let Ok(n) = std::io::Read::read(&mut so, &mut b) {
+                    if n == 0 {
+                        return;
+                    }
+                    out.lock().unwrap().extend_from_slice(&b[..n]);
+                }
+            }
+        });
+        let stdin = child.stdin.take().unwrap();
+        Peer { child, out, stdin }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.out.lock().unwrap()).into_owned()
+    }
+
+    /// Waits for `what` on the console (at most `secs`).
+    fn expect(&self, what: &str, secs: u64) {
+        let t0 = Instant::now();
+        while !self.text().contains(what) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(secs),
+                "the QEMU peer did not print {what:?}:\n{}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
 }
