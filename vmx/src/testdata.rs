@@ -4,6 +4,7 @@
 //! looked at last.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 const BUILD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../build/linux");
 
@@ -68,4 +69,92 @@ pub fn root_disk() -> (PathBuf, PathBuf) {
         initrd.display()
     );
     (disk, initrd)
+}
+
+/// A QEMU VM (TCG) booted from copies of the same root disk and initramfs, with a
+/// virtio-net card on a unix stream socket QEMU listens on (`-netdev stream`); its console
+/// on pipes. Killed on drop.
+pub struct QemuPeer {
+    child: std::process::Child,
+    out: Arc<Mutex<Vec<u8>>>,
+    /// The VM's console input.
+    pub stdin: std::process::ChildStdin,
+}
+
+impl Drop for QemuPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl QemuPeer {
+    /// Starts the VM; its disk is a copy in `dir`, its network socket `sock`.
+    pub fn start(dir: &std::path::Path, sock: &std::path::Path) -> QemuPeer {
+        use std::process::{Command, Stdio};
+        let (disk, initrd) = root_disk();
+        let copy = dir.join("peer.ext4");
+        std::fs::copy(&disk, &copy).unwrap();
+        let mut child = Command::new("qemu-system-x86_64")
+            .args([
+                "-machine",
+                "accel=tcg",
+                "-m",
+                "256",
+                "-nographic",
+                "-no-reboot",
+            ])
+            .arg("-kernel")
+            .arg(debian_kernel())
+            .arg("-initrd")
+            .arg(&initrd)
+            .arg("-drive")
+            .arg(format!("file={},if=none,format=raw,id=d0", copy.display()))
+            .args(["-device", "virtio-blk-pci,drive=d0"])
+            .arg("-netdev")
+            .arg(format!(
+                "stream,id=n0,server=on,addr.type=unix,addr.path={}",
+                sock.display()
+            ))
+            .args(["-device", "virtio-net-pci,netdev=n0,mac=52:54:00:00:00:02"])
+            .args(["-append", "console=ttyS0 panic=-1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run qemu-system-x86_64");
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let mut so = child.stdout.take().unwrap();
+        std::thread::spawn({
+            let out = out.clone();
+            move || {
+                let mut b = [0u8; 4096];
+                while let Ok(n) = std::io::Read::read(&mut so, &mut b) {
+                    if n == 0 {
+                        return;
+                    }
+                    out.lock().unwrap().extend_from_slice(&b[..n]);
+                }
+            }
+        });
+        let stdin = child.stdin.take().unwrap();
+        QemuPeer { child, out, stdin }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.out.lock().unwrap()).into_owned()
+    }
+
+    /// Waits for `what` on the console (at most `secs`).
+    pub fn expect(&self, what: &str, secs: u64) {
+        let t0 = std::time::Instant::now();
+        while !self.text().contains(what) {
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(secs),
+                "the QEMU peer did not print {what:?}:\n{}",
+                self.text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
 }

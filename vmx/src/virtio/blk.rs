@@ -199,9 +199,9 @@ impl Blk {
 
 #[cfg(test)]
 mod tests {
-    use super::super::queue::tests::{Driver, Ram};
     use super::super::queue::Queue;
     use super::*;
+    use crate::virtio::testing::{Driver, Ram};
 
     fn disk() -> Vec<u8> {
         (0..8 * 512u32)

@@ -9,6 +9,7 @@
 pub mod blk;
 pub mod net;
 pub mod queue;
+pub mod testing;
 
 use crate::dev::pci::{Function, Pci};
 pub use queue::Mem;
@@ -283,8 +284,8 @@ impl Bus {
 
 #[cfg(test)]
 mod tests {
-    use super::queue::tests::{Driver, Ram};
     use super::*;
+    use crate::virtio::testing::{Driver, Ram};
 
     fn blk_device() -> Device {
         let disk: Vec<u8> = (0..4096u32).map(|i| (i / 512) as u8).collect();

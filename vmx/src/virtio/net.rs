@@ -283,9 +283,9 @@ impl Net {
 
 #[cfg(test)]
 mod tests {
-    use super::super::queue::tests::{Driver, Ram};
     use super::super::{Device, Kind};
     use super::*;
+    use crate::virtio::testing::{Driver, Ram};
     use std::sync::{Arc, Mutex};
 
     #[derive(Clone, Default)]
