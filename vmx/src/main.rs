@@ -211,7 +211,7 @@ fn run(a: Args) -> Result<ExitCode, String> {
     let devices = devices(&a)?;
     let client =
         ninep_client::Client::dial(&addr, &a.user, "").map_err(|e| format!("dial {addr}: {e}"))?;
-    let (input, out) = wire_com1(&a.com1)?;
+    let (input, out) = wire_com(&a.com1, "-c")?;
     let opts = Options {
         segment: a
             .segment
@@ -288,7 +288,7 @@ fn devices(a: &Args) -> Result<session::Devices<'static>, String> {
             .mac
             .unwrap_or([0x52, 0x54, 0x00, (pid >> 8) as u8, pid as u8, i as u8]);
         if spec.listen {
-            eprintln!("vmx: -n: waiting for a peer on {:?}", spec.addr);
+            eprintln!("vmx: -n: waiting for a peer on {}", spec.addr);
         }
         let (link, source) = spec.open()?;
         d.nets.push((net::Net::new(mac, link), source));
@@ -297,15 +297,15 @@ fn devices(a: &Args) -> Result<session::Devices<'static>, String> {
         if c == "stdio" {
             return Err("-C: COM2 takes files (IN[,OUT]); the terminal is COM1's".into());
         }
-        d.com2 = Some(wire_com1(c)?);
+        d.com2 = Some(wire_com(c, "-C")?);
     }
     Ok(d)
 }
 
 type Com1 = session::Serial<'static>;
 
-/// Connects COM1 (or COM2) to the terminal or to files.
-fn wire_com1(spec: &str) -> Result<Com1, String> {
+/// Connects COM1 (or COM2) to the terminal or to files; `flag` names it in errors.
+fn wire_com(spec: &str, flag: &str) -> Result<Com1, String> {
     if spec == "stdio" {
         return Ok((
             Some(Box::new(std::io::stdin())),
@@ -317,7 +317,7 @@ fn wire_com1(spec: &str) -> Result<Com1, String> {
         None
     } else {
         Some(Box::new(
-            std::fs::File::open(i).map_err(|e| format!("-c {i}: {e}"))?,
+            std::fs::File::open(i).map_err(|e| format!("{flag} {i}: {e}"))?,
         ))
     };
     let output: Box<dyn Write> = if o.is_empty() {
@@ -328,7 +328,7 @@ fn wire_com1(spec: &str) -> Result<Com1, String> {
                 .create(true)
                 .append(true)
                 .open(o)
-                .map_err(|e| format!("-c {o}: {e}"))?,
+                .map_err(|e| format!("{flag} {o}: {e}"))?,
         )
     };
     Ok((input, output))

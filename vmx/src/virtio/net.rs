@@ -91,6 +91,15 @@ pub enum Addr {
     Tcp(String, u16),
 }
 
+impl std::fmt::Display for Addr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Addr::Unix(p) => write!(f, "unix!{p}"),
+            Addr::Tcp(h, p) => write!(f, "tcp!{h}!{p}"),
+        }
+    }
+}
+
 /// Parses a MAC address `XX:XX:XX:XX:XX:XX`.
 pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let v: Vec<u8> = s
@@ -137,7 +146,7 @@ impl Spec {
             let mut r = std::io::BufReader::new(r);
             (Box::new(Stream(w)), Box::new(move || read_frame(&mut r)))
         }
-        let e = |x: std::io::Error| format!("-n {:?}: {x}", self.addr);
+        let e = |x: std::io::Error| format!("-n {}: {x}", self.addr);
         Ok(match (&self.addr, self.listen) {
             (Addr::Unix(p), false) => {
                 let s = UnixStream::connect(p).map_err(e)?;
