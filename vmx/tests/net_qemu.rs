@@ -76,7 +76,7 @@ fn arp_with_a_qemu_vm_over_a_stream_socket() {
     let mut rxq = Driver::new(QUEUE_SIZE, 16);
     let mut txq = Driver::new(QUEUE_SIZE, 32);
     for k in 0..8u64 {
-        rxq.offer(&mut ram, &[(0x10000 + k * 0x1000, 1526, true)]);
+        rxq.offer(&mut ram, &[(0x40000 + k * 0x1000, 1526, true)]);
     }
     dev.write(0x10, 2, 0, &mut ram, lim);
 
@@ -118,7 +118,7 @@ fn arp_with_a_qemu_vm_over_a_stream_socket() {
         let mut got = false;
         while seen != rxq.used_idx(&ram) {
             let (head, len) = rxq.used_entry(&ram, seen);
-            let a = 0x10000 + 0x1000 * head as usize;
+            let a = 0x40000 + 0x1000 * head as usize;
             assert_eq!(ram.b[a..a + HDR], [0; HDR]);
             got |= is_arp_reply(&ram.b[a + HDR..a + len as usize]);
             // The buffer goes back to the device.
