@@ -89,8 +89,43 @@ impl Drop for QemuPeer {
 }
 
 impl QemuPeer {
-    /// Starts the VM; its disk is a copy in `dir`, its network socket `sock`.
-    pub fn start(dir: &std::path::Path, sock: &std::path::Path) -> QemuPeer {
+    /// Starts the VM (its disk a copy in `dir`, its socket `dir/lan.sock`) and connects
+    /// a link to it, as `-n unix!dir/lan.sock` does.
+    pub fn start(
+        dir: &std::path::Path,
+    ) -> (
+        QemuPeer,
+        Box<dyn crate::virtio::net::Link>,
+        crate::virtio::net::FrameSource,
+    ) {
+        let sock = dir.join("lan.sock");
+        let peer = QemuPeer::spawn(dir, &sock);
+        let t0 = std::time::Instant::now();
+        while !sock.exists() {
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(60),
+                "QEMU made no {sock:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let spec = crate::virtio::net::Spec::parse(&format!("unix!{}", sock.display()))
+            .expect("a unix link");
+        let (link, frames) = spec.open().expect("connect to QEMU's socket");
+        (peer, link, frames)
+    }
+
+    /// Waits for the VM's shell and gives its eth0 `cidr` (e.g. 10.0.0.2/24).
+    pub fn up(&mut self, cidr: &str) {
+        use std::io::Write;
+        // A few seconds on an idle machine; minutes when Bochs runs beside it.
+        self.expect("/ # ", 900);
+        let cmd =
+            format!("ip link set eth0 up; ip addr add {cidr} dev eth0; echo peer-$((1+1))-up\n");
+        self.stdin.write_all(cmd.as_bytes()).expect("type at QEMU");
+        self.expect("peer-2-up", 60);
+    }
+
+    fn spawn(dir: &std::path::Path, sock: &std::path::Path) -> QemuPeer {
         use std::process::{Command, Stdio};
         let (disk, initrd) = root_disk();
         let copy = dir.join("peer.ext4");

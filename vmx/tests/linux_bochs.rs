@@ -222,18 +222,7 @@ fn linux_boots_from_a_virtio_disk_under_bochs() {
         "root.ext4",
     );
     // The network peer: a QEMU VM listening on a unix socket; the tool connects to it.
-    let sock = dir.join("lan.sock");
-    let mut peer = vmx::testdata::QemuPeer::start(&dir, &sock);
-    let t0 = Instant::now();
-    while !sock.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "QEMU made no {sock:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let spec = vmx::virtio::net::Spec::parse(&format!("unix!{}", sock.display())).unwrap();
-    let (link, frames) = spec.open().unwrap();
+    let (mut peer, link, frames) = vmx::testdata::QemuPeer::start(&dir);
     let nic = vmx::virtio::net::Net::new([0x52, 0x54, 0, 0, 0, 1], link);
     let mut g = Guest::boot(
         &kernel,
@@ -247,13 +236,7 @@ fn linux_boots_from_a_virtio_disk_under_bochs() {
         },
     );
     // The peer's address, once its shell is up (a few seconds under TCG).
-    peer.expect("/ # ", 120);
-    peer.stdin
-        .write_all(
-            b"ip link set eth0 up; ip addr add 10.0.0.2/24 dev eth0; echo peer-$((1+1))-up\n",
-        )
-        .unwrap();
-    peer.expect("peer-2-up", 60);
+    peer.up("10.0.0.2/24");
     let (mut typed, mut pinged) = (false, false);
     let mut dd_start = Instant::now();
     loop {

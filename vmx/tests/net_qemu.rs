@@ -7,7 +7,7 @@
 
 use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
-use vmx::virtio::net::{Net, Spec, HDR};
+use vmx::virtio::net::{Net, HDR};
 use vmx::virtio::testing::{Driver, Ram};
 use vmx::virtio::{Device, Kind, QUEUE_SIZE};
 
@@ -42,20 +42,7 @@ fn is_arp_reply(f: &[u8]) -> bool {
 fn arp_with_a_qemu_vm_over_a_stream_socket() {
     let dir = std::env::temp_dir().join(format!("vmx-net-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let sock = dir.join("lan.sock");
-    let mut peer = vmx::testdata::QemuPeer::start(&dir, &sock);
-    let t0 = Instant::now();
-    while !sock.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "QEMU made no {sock:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let (link, mut frames) = Spec::parse(&format!("unix!{}", sock.display()))
-        .unwrap()
-        .open()
-        .unwrap();
+    let (mut peer, link, mut frames) = vmx::testdata::QemuPeer::start(&dir);
     let (tx, rx) = channel();
     std::thread::spawn(move || {
         while let Ok(Some(f)) = frames() {
@@ -80,13 +67,7 @@ fn arp_with_a_qemu_vm_over_a_stream_socket() {
     }
     dev.write(0x10, 2, 0, &mut ram, lim);
 
-    peer.expect("/ # ", 180);
-    std::io::Write::write_all(
-        &mut peer.stdin,
-        b"ip link set eth0 up; ip addr add 10.0.0.2/24 dev eth0; echo peer-$((1+1))-up\n",
-    )
-    .unwrap();
-    peer.expect("peer-2-up", 60);
+    peer.up("10.0.0.2/24");
 
     let req = arp_request();
     let mut seen = 0u16;
