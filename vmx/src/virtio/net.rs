@@ -384,6 +384,36 @@ mod tests {
     }
 
     #[test]
+    fn two_links_on_one_socket() {
+        // One side listens (as `-n listen!unix!P`), the other connects (`-n unix!P`).
+        let p = std::env::temp_dir().join(format!("vmx-link-{}.sock", std::process::id()));
+        let listen = Spec::parse(&format!("listen!unix!{}", p.display())).unwrap();
+        let server = std::thread::spawn(move || listen.open().unwrap());
+        let connect = Spec::parse(&format!("unix!{}", p.display())).unwrap();
+        let mut tries = 0;
+        let (mut a_link, mut a_frames) = loop {
+            match connect.open() {
+                Ok(l) => break l,
+                Err(e) => {
+                    tries += 1;
+                    assert!(tries < 1000, "{e}");
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+        };
+        let (mut b_link, mut b_frames) = server.join().unwrap();
+        a_link.send(&[1; 60]).unwrap();
+        a_link.send(&[2; 1514]).unwrap();
+        assert_eq!(b_frames().unwrap(), Some(vec![1; 60]));
+        assert_eq!(b_frames().unwrap(), Some(vec![2; 1514]));
+        b_link.send(&[3; 42]).unwrap();
+        assert_eq!(a_frames().unwrap(), Some(vec![3; 42]));
+        drop((b_link, b_frames));
+        assert_eq!(a_frames().unwrap(), None);
+        let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
     fn stream_framing() {
         let mut b: &[u8] = &[0, 0, 0, 3, 1, 2, 3, 0, 0, 0, 1];
         assert_eq!(read_frame(&mut b).unwrap(), Some(vec![1, 2, 3]));
