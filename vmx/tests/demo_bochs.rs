@@ -106,11 +106,12 @@ fn demo_guest_runs_over_9p_under_bochs() {
     assert_eq!(lines[6], "Goodbye: halting via port 0xf4.");
     // Three timer interrupts were posted and acknowledged.
     assert_eq!(report.stats.by_reason.get("*ack").map(|s| s.0), Some(3));
-    // Pipelined: every io exit cost two round trips (wait read and go; the last, the
-    // done port, has no go) but the tool waited for one, the wait read that carried the
-    // go's answer with it.
+    // Pipelined: every io exit cost at least two round trips (wait read and go; the
+    // last, the done port, has no go; an EOI may add an `irq`) but the tool waited for
+    // one, the wait read that carried the go's answer with it.
     let (n, trips, bound) = report.stats.by_reason["io"];
-    assert_eq!((trips, bound), (2 * n - 1, n), "{}", report.stats.report());
+    assert!(trips >= 2 * n - 1, "{}", report.stats.report());
+    assert_eq!(bound, n, "{}", report.stats.report());
 
     // The same through the command line, on a new connection to the same hypervisor.
     let vmx = |args: &[&str]| {
