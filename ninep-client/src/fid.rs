@@ -358,3 +358,43 @@ impl Drop for Pending {
         }
     }
 }
+
+/// A Twrite sent and not yet answered. Dropping it abandons the reply (the write still
+/// happens on the server; only its count or error is lost).
+pub struct PendingWrite {
+    client: Client,
+    sent: Option<Sent>,
+}
+
+impl PendingWrite {
+    pub(crate) fn new(client: Client, sent: Sent) -> PendingWrite {
+        PendingWrite {
+            client,
+            sent: Some(sent),
+        }
+    }
+
+    pub fn tag(&self) -> u16 {
+        self.sent.as_ref().map_or(protocol::NOTAG, |s| s.tag)
+    }
+
+    /// Waits for the reply: the count the server took, or its error.
+    pub fn wait(mut self) -> Result<usize> {
+        let sent = self
+            .sent
+            .take()
+            .ok_or_else(|| Error::Protocol("no write".into()))?;
+        match decode(&self.client.mux().wait(sent)?)? {
+            Fcall::Rwrite { count } => Ok(count as usize),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+impl Drop for PendingWrite {
+    fn drop(&mut self) {
+        if let Some(s) = self.sent.take() {
+            self.client.mux().shared.abandon(s.tag);
+        }
+    }
+}

@@ -19,7 +19,7 @@ mod fid;
 mod mux;
 
 pub use error::{Error, Result};
-pub use fid::{Fid, File, Pending};
+pub use fid::{Fid, File, Pending, PendingWrite};
 pub use protocol::{dm, om, qt, Qid, Stat};
 
 use mux::Mux;
@@ -306,6 +306,21 @@ impl Client {
         };
         let sent = self.inner.mux.send(&f, self.inner.msize)?;
         Ok(Pending::new(self.clone(), sent))
+    }
+
+    /// Sends one Twrite of `data` (at most an iounit) without waiting for its reply: the
+    /// caller goes on with other requests (e.g. a blocked read's reply) and collects the
+    /// Rwrite later; see [`PendingWrite`].
+    pub fn start_write(&self, file: &File, offset: u64, data: &[u8]) -> Result<PendingWrite> {
+        let fid = file.fid();
+        let n = data.len().min(fid.io_limit() as usize);
+        let f = Fcall::Twrite {
+            fid: fid.num(),
+            offset,
+            data: &data[..n],
+        };
+        let sent = self.inner.mux.send(&f, self.inner.msize)?;
+        Ok(PendingWrite::new(self.clone(), sent))
     }
 }
 

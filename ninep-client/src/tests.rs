@@ -317,3 +317,21 @@ fn rerror_to_tversion_is_reported() {
         Ok(_) => panic!("dial succeeded against a refusing server"),
     }
 }
+
+#[test]
+fn a_write_in_flight_with_a_blocked_read() {
+    let c = connect();
+    let w = c.open("vmx/wait", om::READ).unwrap();
+    let p = c.start_read(&w, 0, 100).unwrap();
+    // The write goes out while the read is still blocked; its reply is collected after
+    // the read's, as a pipelining client does.
+    let q = c.open("vmx/wait", om::WRITE).unwrap();
+    let pw = c.start_write(&q, 0, b"line").unwrap();
+    assert_ne!(pw.tag(), p.tag());
+    assert_eq!(p.wait().unwrap(), b"line");
+    assert_eq!(pw.wait().unwrap(), 4);
+    // An error comes back through the pending write.
+    let r = c.open("hello", om::READ).unwrap();
+    let pw = c.start_write(&r, 0, b"x").unwrap();
+    assert!(pw.wait().unwrap_err().remote().is_some());
+}

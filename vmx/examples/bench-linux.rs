@@ -201,6 +201,8 @@ fn through_the_hypervisor(kernel_devices: bool) -> Figures {
                 debug: false,
                 trace: None,
                 kernel_devices,
+                pipeline: true,
+                devices: Default::default(),
             };
             let _ = tx.send(session::run(client, &layout, &img, opts));
         }

@@ -16,4 +16,5 @@ pub mod run;
 pub mod session;
 pub mod testdata;
 pub mod upload;
+pub mod virtio;
 pub mod vmfs;

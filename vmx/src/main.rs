@@ -24,7 +24,7 @@ use vmx::session::{self, Options};
 #[command(
     name = "vmx",
     version,
-    after_help = "Examples:\n  vmx -a tcp!localhost!5640 --demo\n  vmx -a unix!/tmp/hv.sock -M 256M -m initrd.cpio.gz vmlinuz console=ttyS0\n  vmx -a tcp!localhost!5640 --raw 0x1000 guest.bin\n  vmx -a tcp!localhost!5640 -M 256M --busybox /bin/busybox vmlinuz console=ttyS0\n\nThe guest ends the run by writing its exit status to port 0xf4."
+    after_help = "Examples:\n  vmx -a tcp!localhost!5640 --demo\n  vmx -a unix!/tmp/hv.sock -M 256M -m initrd.cpio.gz vmlinuz console=ttyS0\n  vmx -a tcp!localhost!5640 --raw 0x1000 guest.bin\n  vmx -a tcp!localhost!5640 -M 256M --busybox /bin/busybox vmlinuz console=ttyS0\n  vmx -a unix!/tmp/hv.sock -M 128M -d root.img -m initrd vmlinuz console=ttyS0 root=/dev/vda\n  vmx -a unix!/tmp/hv.sock -n listen!unix!/tmp/lan.sock ...   (a second vmx: -n unix!/tmp/lan.sock)\n\nThe guest ends the run by writing its exit status to port 0xf4."
 )]
 struct Args {
     /// Hypervisor 9P address as a Plan 9 dial string: tcp!HOST!PORT or unix!/PATH
@@ -59,6 +59,26 @@ struct Args {
     )]
     com1: String,
 
+    /// COM2 (0x2f8, IRQ 3): IN[,OUT] files as vmx(1)'s -C (an empty IN means no input;
+    /// no -C: COM2 is there, unconnected).
+    #[arg(short = 'C', long = "com2", value_name = "IN[,OUT]")]
+    com2: Option<String>,
+
+    /// A virtio-blk disk backed by this image file (`ro:FILE`: read-only). Repeatable:
+    /// the disks are /dev/vda, /dev/vdb, ... in a Linux guest, PCI devices 00:01.0, ...
+    #[arg(short = 'd', long = "disk", value_name = "[ro:]FILE")]
+    disks: Vec<String>,
+
+    /// A virtio-net card on a stream socket carrying Ethernet frames in QEMU's
+    /// `-netdev stream` framing (4-byte big-endian length, then the frame):
+    /// `unix!/PATH` or `tcp!HOST!PORT` connects to a peer (QEMU with
+    /// `-netdev stream,server=on,...`, or another vmx), `listen!unix!/PATH` or
+    /// `listen!tcp!HOST!PORT` waits for one before the guest starts. Prefix
+    /// `mac=XX:XX:XX:XX:XX:XX,` to choose the address (default 52:54:00 and bytes of the
+    /// process ID). Repeatable; the cards follow the disks on the PCI bus.
+    #[arg(short = 'n', long = "net", value_name = "[mac=MAC,]LINK")]
+    nets: Vec<String>,
+
     /// Load KERNEL as a flat binary at this guest-physical address and start there (flat
     /// 32-bit protected mode).
     #[arg(long, value_name = "ADDR")]
@@ -77,9 +97,15 @@ struct Args {
     #[arg(long)]
     demo_path: bool,
 
-    /// Print 9P round trips by exit reason when the guest stops.
+    /// Print 9P round trips by exit reason when the guest stops: all of them, and those
+    /// the tool had to wait for (latency-bound), with the wall time.
     #[arg(long)]
     stats: bool,
+
+    /// Wait for the reply to every `go`, `irq` and `exc` before reading the next exit,
+    /// instead of sending it together with the `wait` read (for comparison with --stats).
+    #[arg(long)]
+    no_pipeline: bool,
 
     /// Report every unknown port, MSR and cpuid leaf, not only the first of each.
     #[arg(short = 'D', long)]
@@ -193,9 +219,10 @@ fn run(a: Args) -> Result<ExitCode, String> {
         .addr
         .clone()
         .ok_or("no hypervisor address: give -a DIAL or set VMX_ADDR")?;
+    let devices = devices(&a)?;
     let client = ninep_client::Client::dial(&addr, &a.user, &a.aname)
         .map_err(|e| format!("dial {addr}: {e}"))?;
-    let (input, out) = wire_com1(&a.com1)?;
+    let (input, out) = wire_com(&a.com1, "-c")?;
     let opts = Options {
         segment: a
             .segment
@@ -213,6 +240,8 @@ fn run(a: Args) -> Result<ExitCode, String> {
             None => None,
         },
         kernel_devices: !a.no_kernel_devices,
+        pipeline: !a.no_pipeline,
+        devices,
     };
     let report = session::run(client, &layout, &img, opts)?;
     let _ = std::io::stdout().flush();
@@ -240,7 +269,8 @@ fn run(a: Args) -> Result<ExitCode, String> {
     };
     if a.stats {
         eprint!(
-            "vmx: 9P round trips by exit reason (wait read + handling + go; (cons): console reads; (load): set-up and upload):\n{}",
+            "vmx: 9P round trips by exit reason (wait read + handling + go{}; (cons): console reads; (load): set-up and upload):\n{}",
+            if a.no_pipeline { "" } else { ", go pipelined" },
             report.stats.report()
         );
         if let Some(c) = report.inkernel {
@@ -253,10 +283,47 @@ fn run(a: Args) -> Result<ExitCode, String> {
     Ok(code)
 }
 
-type Com1 = (Option<Box<dyn Read + Send>>, Box<dyn Write>);
+/// Opens the disks, connects the network cards, wires COM2.
+fn devices(a: &Args) -> Result<session::Devices<'static>, String> {
+    use vmx::virtio::{blk, net};
+    let mut d = session::Devices::default();
+    for spec in &a.disks {
+        let (ro, path) = match spec.strip_prefix("ro:") {
+            Some(p) => (true, p),
+            None => (false, spec.as_str()),
+        };
+        let p = std::path::Path::new(path);
+        let disk = blk::FileDisk::open(p, ro).map_err(|e| format!("-d {e}"))?;
+        let id = p
+            .file_name()
+            .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned());
+        d.disks.push(blk::Blk::new(Box::new(disk), ro, &id));
+    }
+    let pid = std::process::id();
+    for (i, spec) in a.nets.iter().enumerate() {
+        let spec = net::Spec::parse(spec)?;
+        let mac = spec
+            .mac
+            .unwrap_or([0x52, 0x54, 0x00, (pid >> 8) as u8, pid as u8, i as u8]);
+        if spec.listen {
+            eprintln!("vmx: -n: waiting for a peer on {}", spec.addr);
+        }
+        let (link, source) = spec.open()?;
+        d.nets.push((net::Net::new(mac, link), source));
+    }
+    if let Some(c) = &a.com2 {
+        if c == "stdio" {
+            return Err("-C: COM2 takes files (IN[,OUT]); the terminal is COM1's".into());
+        }
+        d.com2 = Some(wire_com(c, "-C")?);
+    }
+    Ok(d)
+}
 
-/// Connects COM1 to the terminal or to files.
-fn wire_com1(spec: &str) -> Result<Com1, String> {
+type Com1 = session::Serial<'static>;
+
+/// Connects COM1 (or COM2) to the terminal or to files; `flag` names it in errors.
+fn wire_com(spec: &str, flag: &str) -> Result<Com1, String> {
     if spec == "stdio" {
         return Ok((
             Some(Box::new(std::io::stdin())),
@@ -268,7 +335,7 @@ fn wire_com1(spec: &str) -> Result<Com1, String> {
         None
     } else {
         Some(Box::new(
-            std::fs::File::open(i).map_err(|e| format!("-c {i}: {e}"))?,
+            std::fs::File::open(i).map_err(|e| format!("{flag} {i}: {e}"))?,
         ))
     };
     let output: Box<dyn Write> = if o.is_empty() {
@@ -279,7 +346,7 @@ fn wire_com1(spec: &str) -> Result<Com1, String> {
                 .create(true)
                 .append(true)
                 .open(o)
-                .map_err(|e| format!("-c {o}: {e}"))?,
+                .map_err(|e| format!("{flag} {o}: {e}"))?,
         )
     };
     Ok((input, output))

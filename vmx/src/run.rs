@@ -8,6 +8,7 @@ use crate::dev::{Machine, Stop};
 use crate::exit::{Exit, Io};
 use crate::paging::{self, Mode};
 use crate::regs::Regs;
+use crate::virtio::{self, Mem};
 use crate::vmfs::Vmfs;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
@@ -32,6 +33,26 @@ pub enum Event {
     ConsIdle(u64),
     /// Reading `cons` failed.
     ConsFailed(String),
+    /// A pipelined ctl write failed (the error says which).
+    CtlFailed(String),
+    /// A frame for the virtio network device with this index on the bus.
+    Frame(usize, Vec<u8>),
+    /// A network device's link ended (device index, why).
+    LinkDown(usize, String),
+    /// Bytes for COM2.
+    Com2(Vec<u8>),
+}
+
+/// Guest memory for the virtio devices: the segment's `data` through the VM handle.
+struct VmMem<'v, V: Vmfs>(&'v mut V);
+
+impl<V: Vmfs> Mem for VmMem<'_, V> {
+    fn read(&mut self, addr: u64, len: usize) -> Result<Vec<u8>, String> {
+        self.0.read_mem(addr, len)
+    }
+    fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), String> {
+        self.0.write_mem(addr, data)
+    }
 }
 
 /// How a run ended.
@@ -51,32 +72,60 @@ pub enum Outcome {
 /// 9P round trips and exits, by exit reason.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
-    /// Reason -> (events, round trips). Round trips count the `wait` read that brought
-    /// the exit and every request made while handling it, up to and including the `go`.
-    pub by_reason: BTreeMap<String, (u64, u64)>,
+    /// Reason -> (events, round trips, latency-bound round trips). Round trips count the
+    /// `wait` read that brought the exit and every request made while handling it, up to
+    /// and including the `go`; latency-bound ones are those the loop waited for (the
+    /// wait read and every request but pipelined ctl writes, which travel with it).
+    pub by_reason: BTreeMap<String, (u64, u64, u64)>,
+    /// Wall time of the run.
+    pub elapsed: std::time::Duration,
+    /// Bytes the virtio disks moved between image and guest.
+    pub disk_bytes: u64,
 }
 
 impl Stats {
-    pub fn total(&self) -> (u64, u64) {
+    pub fn total(&self) -> (u64, u64, u64) {
         self.by_reason
             .values()
-            .fold((0, 0), |a, v| (a.0 + v.0, a.1 + v.1))
+            .fold((0, 0, 0), |a, v| (a.0 + v.0, a.1 + v.1, a.2 + v.2))
     }
 
     /// A table for --stats.
     pub fn report(&self) -> String {
         let mut s = format!(
-            "{:<14} {:>10} {:>12} {:>9}\n",
-            "exit", "count", "round trips", "per exit"
+            "{:<14} {:>10} {:>12} {:>9} {:>14} {:>9}\n",
+            "exit", "count", "round trips", "per exit", "latency-bound", "per exit"
         );
+        let per = |t: u64, n: u64| if n == 0 { 0.0 } else { t as f64 / n as f64 };
         let mut rows: Vec<_> = self.by_reason.iter().collect();
         rows.sort_by(|a, b| b.1 .1.cmp(&a.1 .1).then(a.0.cmp(b.0)));
-        for (name, (n, t)) in rows {
-            let per = if *n == 0 { 0.0 } else { *t as f64 / *n as f64 };
-            s.push_str(&format!("{name:<14} {n:>10} {t:>12} {per:>9.2}\n"));
+        for (name, (n, t, l)) in rows {
+            s.push_str(&format!(
+                "{name:<14} {n:>10} {t:>12} {:>9.2} {l:>14} {:>9.2}\n",
+                per(*t, *n),
+                per(*l, *n)
+            ));
         }
-        let (n, t) = self.total();
-        s.push_str(&format!("{:<14} {n:>10} {t:>12}\n", "total"));
+        let (n, t, l) = self.total();
+        s.push_str(&format!(
+            "{:<14} {n:>10} {t:>12} {:>9} {l:>14}\n",
+            "total", ""
+        ));
+        if self.disk_bytes > 0 {
+            let mb = self.disk_bytes as f64 / (1 << 20) as f64;
+            let trips = self.by_reason.get("io/virtio").map_or(0, |r| r.1);
+            s.push_str(&format!(
+                "virtio-blk: {mb:.2} MiB moved, {:.0} round trips per MiB (io/virtio exits, queue and buffer transfers)\n",
+                trips as f64 / mb
+            ));
+        }
+        if !self.elapsed.is_zero() {
+            s.push_str(&format!(
+                "wall time {:.2} s, {:.2} ms per latency-bound round trip\n",
+                self.elapsed.as_secs_f64(),
+                self.elapsed.as_secs_f64() * 1e3 / l.max(1) as f64
+            ));
+        }
         s
     }
 }
@@ -104,6 +153,15 @@ pub struct Runner<'a, V: Vmfs> {
     pub trace: Option<Box<dyn Write + 'a>>,
     warned: HashSet<String>,
     mark: u64,
+    /// Blocking round trips at `mark`.
+    mark_blocking: u64,
+    /// Send `go`, `irq` and `exc` without waiting for their replies (see
+    /// [`Vmfs::ctl_nowait`]).
+    pub pipeline: bool,
+    /// The virtio devices (on the PCI bus through [`Runner::attach`]).
+    pub virtio: virtio::Bus,
+    /// Where COM2's output goes (nowhere by default).
+    pub com2_out: Option<Box<dyn Write + 'a>>,
     /// When the guest last accepted an interrupt (a `*ack`), for the hold after its EOI.
     acked_at: Option<u64>,
     /// With in-kernel devices: tells the `cons` reader that the guest runs again.
@@ -129,6 +187,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         log: Box<dyn Write + 'a>,
     ) -> Runner<'a, V> {
         let mark = vm.round_trips();
+        let mark_blocking = vm.blocking_trips();
         Runner {
             vm,
             machine,
@@ -144,6 +203,10 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             trace: None,
             warned: HashSet::new(),
             mark,
+            mark_blocking,
+            pipeline: false,
+            virtio: virtio::Bus::new(0),
+            com2_out: None,
             acked_at: None,
             kernel: None,
             launches: 0,
@@ -160,6 +223,32 @@ impl<'a, V: Vmfs> Runner<'a, V> {
     /// This machine's devices then only drive PIC lines in the kernel (`line`).
     pub fn kernel_devices(&mut self, go_signal: std::sync::mpsc::Sender<()>) {
         self.kernel = Some(go_signal);
+    }
+
+    /// Puts the virtio devices on the machine's PCI bus.
+    pub fn attach(&mut self, bus: virtio::Bus) {
+        bus.attach(&mut self.machine.pci);
+        self.virtio = bus;
+    }
+
+    /// The virtio devices' interrupt lines into the PIC.
+    fn virtio_lines(&mut self) {
+        for d in &self.virtio.devs {
+            self.machine.pic.set_line(d.irq, d.line());
+        }
+    }
+
+    /// Serves a device's queue outside an exit (a frame arrived).
+    fn virtio_notify(&mut self, i: usize, q: u16) {
+        let limit = self.virtio.limit;
+        let Some(d) = self.virtio.devs.get_mut(i) else {
+            return;
+        };
+        if let Some(w) = d.notify(q, &mut VmMem(&mut self.vm), limit) {
+            let msg = format!("virtio device {i} stopped: {w}");
+            self.warn(msg);
+        }
+        self.virtio_lines();
     }
 
     /// The VM handle back, when the run is over.
@@ -182,10 +271,13 @@ impl<'a, V: Vmfs> Runner<'a, V> {
 
     fn account(&mut self, reason: &str, events: u64, extra: u64) {
         let now = self.vm.round_trips();
+        let blocking = self.vm.blocking_trips();
         let e = self.stats.by_reason.entry(reason.to_string()).or_default();
         e.0 += events;
         e.1 += now - self.mark + extra;
+        e.2 += blocking - self.mark_blocking + extra;
         self.mark = now;
+        self.mark_blocking = blocking;
     }
 
     fn get(&mut self, name: &str) -> Result<u64, String> {
@@ -214,9 +306,15 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         }
     }
 
+    /// A ctl command whose answer nothing here depends on: pipelined when allowed.
     fn ctl(&mut self, cmd: &str) -> Result<(), String> {
         self.traced('>', cmd);
-        self.vm.ctl(cmd).map_err(|e| format!("ctl {cmd}: {e}"))
+        let r = if self.pipeline {
+            self.vm.ctl_nowait(cmd)
+        } else {
+            self.vm.ctl(cmd)
+        };
+        r.map_err(|e| format!("ctl {cmd}: {e}"))
     }
 
     fn exc(&mut self, what: &str) -> Result<(), String> {
@@ -283,6 +381,11 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         if !o.is_empty() {
             let _ = self.out.write_all(&o);
             let _ = self.out.flush();
+        }
+        let o2 = std::mem::take(&mut self.machine.com[1].tx);
+        if let (Some(w), false) = (self.com2_out.as_mut(), o2.is_empty()) {
+            let _ = w.write_all(&o2);
+            let _ = w.flush();
         }
         if !self.machine.unknown.is_empty() {
             let ports: Vec<(u16, u64)> = std::mem::take(&mut self.machine.unknown)
@@ -356,6 +459,10 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                     wait_read = 1;
                     let e = Exit::parse(&line)?;
                     reason = e.name.clone();
+                    if e.name == "io" && self.machine.pci.io_bar(Io::decode(e.qual).port).is_some()
+                    {
+                        reason = "io/virtio".into();
+                    }
                     self.exits += 1;
                     self.last = line.clone();
                     self.traced('<', &line);
@@ -392,6 +499,24 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                     reason = "(input)".into();
                 }
                 Ok(Event::WaitFailed(e)) => return Err(format!("reading wait: {e}")),
+                Ok(Event::CtlFailed(e)) => return Err(e),
+                Ok(Event::Frame(i, f)) => {
+                    reason = "(net)".into();
+                    if let Some(virtio::Kind::Net(n)) =
+                        self.virtio.devs.get_mut(i).map(|d| &mut d.kind)
+                    {
+                        n.receive(f);
+                    }
+                    self.virtio_notify(i, virtio::net::Net::RX_QUEUE);
+                }
+                Ok(Event::LinkDown(i, why)) => {
+                    reason = "(net)".into();
+                    self.warn(format!("virtio network device {i}: link down: {why}"));
+                }
+                Ok(Event::Com2(b)) => {
+                    reason = "(input)".into();
+                    self.machine.type_in_com(1, &b);
+                }
                 Err(RecvTimeoutError::Timeout) => reason = "(timer)".into(),
                 Err(RecvTimeoutError::Disconnected) => return Err("the wait reader ended".into()),
             }
@@ -491,6 +616,26 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             return Ok(Some(Outcome::Unhandled(self.diagnose(e, &why))));
         }
         let ax = self.get("ax")?;
+        if let Some((i, off)) = self.machine.pci.io_bar(io.port) {
+            let limit = self.virtio.limit;
+            let d = &mut self.virtio.devs[i];
+            if io.input {
+                let v = u64::from(d.read(off, io.size));
+                let ax = match io.size {
+                    1 => ax & !0xff | v,
+                    2 => ax & !0xffff | v,
+                    _ => v,
+                };
+                self.regs.set("ax", ax);
+            } else if let Some(w) =
+                d.write(off, io.size, ax as u32, &mut VmMem(&mut self.vm), limit)
+            {
+                self.warn(format!("virtio device {i} stopped: {w}"));
+            }
+            self.virtio_lines();
+            self.skip(e)?;
+            return Ok(None);
+        }
         if io.input {
             let v = u64::from(self.machine.io_in(io.port, io.size));
             let ax = match io.size {

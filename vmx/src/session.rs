@@ -6,6 +6,7 @@ use crate::layout::Layout;
 use crate::loader::Image;
 use crate::run::{Event, Outcome, Runner, Stats};
 use crate::upload;
+use crate::virtio::{self, blk::Blk, net::FrameSource, net::Net};
 use crate::vmfs::{NinepVm, Vmfs};
 use ninep_client::Client;
 use std::io::{Read, Write};
@@ -29,6 +30,25 @@ pub struct Options<'a> {
     pub trace: Option<Box<dyn Write + 'a>>,
     /// Ask the hypervisor to run the PC devices itself ([`KERNEL_DEVICES`]) when it can.
     pub kernel_devices: bool,
+    /// Send `go` (and `irq`, `exc`) without waiting for the reply: it travels with the
+    /// `wait` read already in flight, so a simple exit costs one round trip of latency.
+    pub pipeline: bool,
+    /// Disks, network cards and COM2.
+    pub devices: Devices<'a>,
+}
+
+/// A serial port's input (read by a thread; None: no input) and output.
+pub type Serial<'a> = (Option<Box<dyn Read + Send>>, Box<dyn Write + 'a>);
+
+/// The optional devices: virtio disks and network cards (on the PCI bus in that order),
+/// and COM2.
+#[derive(Default)]
+pub struct Devices<'a> {
+    pub disks: Vec<Blk>,
+    /// Each card with where its incoming frames come from (read by a thread).
+    pub nets: Vec<(Net, FrameSource)>,
+    /// COM2's input (read by a thread) and output.
+    pub com2: Option<Serial<'a>>,
 }
 
 /// The devices the tool asks the hypervisor for (its `devices` ctl message; the RTC's
@@ -156,6 +176,63 @@ pub fn run(
     } else {
         None
     };
+    if o.pipeline {
+        let tx = tx.clone();
+        vm.pipeline(Box::new(move |e| {
+            let _ = tx.send(Event::CtlFailed(e));
+        }));
+    }
+    let mut bus = virtio::Bus::new(layout.mem());
+    let ndisks = o.devices.disks.len();
+    let mut sources = Vec::new();
+    let mut failed = None;
+    for d in o.devices.disks.drain(..) {
+        if let Err(e) = bus.add(virtio::Kind::Blk(d)) {
+            failed = Some(e);
+        }
+    }
+    for (n, src) in o.devices.nets.drain(..) {
+        if let Err(e) = bus.add(virtio::Kind::Net(n)) {
+            failed = Some(e);
+        }
+        sources.push(src);
+    }
+    if let Some(e) = failed {
+        let _ = vm.close();
+        return Err(e);
+    }
+    for (k, mut src) in sources.into_iter().enumerate() {
+        let tx = tx.clone();
+        let i = ndisks + k;
+        std::thread::spawn(move || loop {
+            match src() {
+                Ok(Some(f)) => {
+                    if tx.send(Event::Frame(i, f)).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {
+                    let _ = tx.send(Event::LinkDown(i, "the peer closed the link".into()));
+                    return;
+                }
+                Err(e) => {
+                    let _ = tx.send(Event::LinkDown(i, e.to_string()));
+                    return;
+                }
+            }
+        });
+    }
+    let mut com2_out = None;
+    if let Some((input, out)) = o.devices.com2.take() {
+        com2_out = Some(out);
+        if let Some(r) = input {
+            let tx = tx.clone();
+            spawn_reader(r, move |b| match b {
+                Some(b) => tx.send(Event::Com2(b)).is_ok(),
+                None => false,
+            });
+        }
+    }
     if let Some(r) = o.input.take() {
         spawn_input(r, tx);
     }
@@ -170,13 +247,28 @@ pub fn run(
     let mut runner = Runner::new(vm, Machine::new(layout), Box::new(clock), o.out, o.log);
     runner.debug = o.debug;
     runner.trace = o.trace;
+    runner.pipeline = o.pipeline;
+    runner.attach(bus);
+    runner.com2_out = com2_out;
     runner.preset(&img.regs);
     if let Some(go) = go {
         runner.kernel_devices(go);
     }
     let outcome = runner.run(&rx);
     let mut stats = runner.stats.clone();
-    stats.by_reason.insert("(load)".into(), (0, load_trips));
+    stats.elapsed = start.elapsed();
+    stats.disk_bytes = runner
+        .virtio
+        .devs
+        .iter()
+        .map(|d| match &d.kind {
+            virtio::Kind::Blk(b) => b.bytes,
+            virtio::Kind::Net(_) => 0,
+        })
+        .sum();
+    stats
+        .by_reason
+        .insert("(load)".into(), (0, load_trips, load_trips));
     let vm = runner.into_vm();
     let counts = match (kernel, base) {
         (true, Some(b)) => inkernel(&vm.client).map(|c| {
@@ -238,17 +330,32 @@ fn spawn_cons(cons: ninep_client::File, tx: Sender<Event>) -> Sender<()> {
     go
 }
 
-fn spawn_input(mut r: Box<dyn Read + Send>, tx: Sender<Event>) {
+fn spawn_input(r: Box<dyn Read + Send>, tx: Sender<Event>) {
+    spawn_reader(r, move |b| match b {
+        Some(b) => tx.send(Event::Input(b)).is_ok(),
+        None => {
+            let _ = tx.send(Event::InputClosed);
+            false
+        }
+    });
+}
+
+/// Reads `r` on a thread, handing each chunk (then None at its end) to `f` until it
+/// returns false.
+fn spawn_reader(
+    mut r: Box<dyn Read + Send>,
+    mut f: impl FnMut(Option<Vec<u8>>) -> bool + Send + 'static,
+) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 256];
         loop {
             match r.read(&mut buf) {
                 Ok(0) | Err(_) => {
-                    let _ = tx.send(Event::InputClosed);
+                    f(None);
                     return;
                 }
                 Ok(n) => {
-                    if tx.send(Event::Input(buf[..n].to_vec())).is_err() {
+                    if !f(Some(buf[..n].to_vec())) {
                         return;
                     }
                 }

@@ -1,8 +1,9 @@
 //! What the exit loop needs from the hypervisor: one VM's files and its memory segment.
 //! [`NinepVm`] is the real thing over 9P; tests use a fake.
 
-use ninep_client::{dm, om, Client, File};
+use ninep_client::{dm, om, Client, File, PendingWrite};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
 
 /// One VM on the hypervisor. Errors are the server's error strings (or the transport's).
@@ -21,6 +22,16 @@ pub trait Vmfs {
     fn write_cons(&mut self, _data: &[u8]) -> Result<(), String> {
         Err("no in-kernel console".into())
     }
+    /// A ctl write whose reply the caller does not wait for: it travels with whatever
+    /// is sent next (the `wait` read already in flight), and an error comes back later
+    /// (see [`NinepVm::pipeline`]). By default, a plain [`Vmfs::ctl`].
+    fn ctl_nowait(&mut self, cmd: &str) -> Result<(), String> {
+        self.ctl(cmd)
+    }
+    /// Of [`Vmfs::round_trips`], those the caller waited for.
+    fn blocking_trips(&self) -> u64 {
+        self.round_trips()
+    }
 }
 
 /// Counts requests; shared with the wait reader thread.
@@ -34,6 +45,10 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+    /// A new counter starting at this one's value.
+    pub fn clone_value(&self) -> Counter {
+        Counter(Arc::new(AtomicU64::new(self.get())))
+    }
 }
 
 fn e(err: ninep_client::Error) -> String {
@@ -41,10 +56,14 @@ fn e(err: ninep_client::Error) -> String {
 }
 
 /// A VM made through the hypervisor's 9P service, as vmx(1) makes one on #X: a segment
-/// for its memory, `vmx/clone` opened ORDWR|ORCLOSE (closing it ends the VM), then its
-/// regs, map and wait files.
+/// for its memory, its `ctl` kept open ORCLOSE for the run (a server that removes a
+/// segment when such a fid is clunked frees the memory however the tool ends),
+/// `vmx/clone` opened ORDWR|ORCLOSE (closing it ends the VM), then its regs, map and
+/// wait files.
 pub struct NinepVm {
     pub client: Client,
+    /// segment/NAME/ctl, open ORCLOSE.
+    sctl: File,
     /// vmx/N/ctl (the clone file).
     ctl: File,
     regs: File,
@@ -55,6 +74,10 @@ pub struct NinepVm {
     pub id: String,
     pub segment: String,
     pub trips: Counter,
+    /// Requests waited for (the rest are pipelined ctl writes).
+    pub blocking: Counter,
+    /// Where pipelined ctl writes go to have their replies collected.
+    pipe: Option<Sender<(String, PendingWrite)>>,
 }
 
 impl NinepVm {
@@ -71,11 +94,13 @@ impl NinepVm {
             .map_err(|x| format!("create segment/{segment}: {x}"))?;
         drop(seg);
         let sctl = client
-            .open(&format!("segment/{segment}/ctl"), om::WRITE | om::TRUNC)
+            .open(
+                &format!("segment/{segment}/ctl"),
+                om::WRITE | om::TRUNC | om::RCLOSE,
+            )
             .map_err(|x| format!("open segment/{segment}/ctl: {x}"))?;
         sctl.write_str(&format!("va {:#x} {size:#x} sticky", 0x1000_0000u64))
             .map_err(|x| format!("segment/{segment}/ctl: {x}"))?;
-        drop(sctl);
         let data = client
             .open(&format!("segment/{segment}/data"), om::RDWR)
             .map_err(|x| format!("open segment/{segment}/data: {x}"))?;
@@ -101,8 +126,10 @@ impl NinepVm {
             .map_err(|x| format!("vmx/{id}/map: {x}"))?;
         drop(map);
         trips.add(14);
+        let blocking = trips.clone_value();
         Ok(NinepVm {
             client,
+            sctl,
             ctl,
             regs,
             data,
@@ -110,13 +137,15 @@ impl NinepVm {
             id,
             segment: segment.to_string(),
             trips,
+            blocking,
+            pipe: None,
         })
     }
 
     /// Asks the hypervisor to run these PC devices itself (`devices ...` on ctl) and
     /// opens the console of its UART. Ok(false) when the hypervisor has no such message.
     pub fn kernel_devices(&mut self, msg: &str) -> Result<bool, String> {
-        self.trips.add(1);
+        self.trip();
         match self.ctl.write_str(msg) {
             Ok(_) => {}
             Err(x)
@@ -127,7 +156,7 @@ impl NinepVm {
             }
             Err(x) => return Err(format!("vmx/{}/ctl {msg}: {x}", self.id)),
         }
-        self.trips.add(1);
+        self.trip();
         let cons = self
             .client
             .open(&format!("vmx/{}/cons", self.id), om::RDWR)
@@ -143,6 +172,23 @@ impl NinepVm {
             .map_err(|x| format!("open vmx/{}/cons: {x}", self.id))
     }
 
+    /// Turns on pipelined ctl writes ([`Vmfs::ctl_nowait`]): a thread collects their
+    /// replies in order and hands any error to `on_error` (which should end the run: a
+    /// failed `go` means no exit will come).
+    pub fn pipeline(&mut self, on_error: Box<dyn Fn(String) + Send>) {
+        let (tx, rx) = channel::<(String, PendingWrite)>();
+        std::thread::spawn(move || {
+            for (cmd, w) in rx {
+                match w.wait() {
+                    Ok(n) if n == cmd.len() => {}
+                    Ok(n) => on_error(format!("ctl {cmd}: short write: {n} of {}", cmd.len())),
+                    Err(x) => on_error(format!("ctl {cmd}: {x}")),
+                }
+            }
+        });
+        self.pipe = Some(tx);
+    }
+
     /// Opens the VM's wait file (for the reader thread).
     pub fn open_wait(&self) -> Result<File, String> {
         self.client
@@ -150,10 +196,12 @@ impl NinepVm {
             .map_err(|x| format!("open vmx/{}/wait: {x}", self.id))
     }
 
-    /// Ends the VM (clunking the ORCLOSE ctl fid) and removes the segment.
+    /// Ends the VM (clunking the ORCLOSE ctl fid) and removes the segment (clunking its
+    /// ORCLOSE ctl, then removing it by name where the server did not).
     pub fn close(self) -> Result<(), String> {
         let NinepVm {
             client,
+            sctl,
             ctl,
             regs,
             data,
@@ -165,9 +213,11 @@ impl NinepVm {
         drop(data);
         drop(cons);
         ctl.clunk().map_err(e)?;
-        client
-            .remove(&format!("segment/{segment}"))
-            .map_err(|x| format!("remove segment/{segment}: {x}"))
+        sctl.clunk().map_err(e)?;
+        match client.remove(&format!("segment/{segment}")) {
+            Err(x) if x.remote() == Some("file does not exist") => Ok(()),
+            r => r.map_err(|x| format!("remove segment/{segment}: {x}")),
+        }
     }
 
     fn io_limit(&self) -> usize {
@@ -177,21 +227,46 @@ impl NinepVm {
     }
 }
 
+impl NinepVm {
+    /// Counts one request the caller waits for.
+    fn trip(&self) {
+        self.trips.add(1);
+        self.blocking.add(1);
+    }
+}
+
 impl Vmfs for NinepVm {
     fn ctl(&mut self, cmd: &str) -> Result<(), String> {
-        self.trips.add(1);
+        self.trip();
         self.ctl.write_str(cmd).map_err(e)
+    }
+
+    fn ctl_nowait(&mut self, cmd: &str) -> Result<(), String> {
+        let Some(pipe) = &self.pipe else {
+            return self.ctl(cmd);
+        };
+        self.trips.add(1);
+        let w = self
+            .client
+            .start_write(&self.ctl, 0, cmd.as_bytes())
+            .map_err(e)?;
+        pipe.send((cmd.to_string(), w))
+            .map_err(|_| "the ctl reply collector ended".to_string())
+    }
+
+    fn blocking_trips(&self) -> u64 {
+        self.blocking.get()
     }
 
     fn read_regs(&mut self) -> Result<String, String> {
         // One read of the whole file, as vmx(1) does (about 2.5 KB of text).
-        self.trips.add(1);
+        self.trip();
         let b = self.regs.read_at(0, self.client.max_io()).map_err(e)?;
         Ok(String::from_utf8_lossy(&b).into_owned())
     }
 
     fn write_regs(&mut self, text: &str) -> Result<(), String> {
-        self.trips.add(1);
+        self.trip();
         self.regs.write_str(text).map_err(e)
     }
 
@@ -199,7 +274,7 @@ impl Vmfs for NinepVm {
         let mut out = Vec::with_capacity(len);
         while out.len() < len {
             let n = (len - out.len()).min(self.io_limit());
-            self.trips.add(1);
+            self.trip();
             let b = self
                 .data
                 .read_at(addr + out.len() as u64, n as u32)
@@ -219,7 +294,7 @@ impl Vmfs for NinepVm {
         let mut done = 0;
         while done < data.len() {
             let n = (data.len() - done).min(self.io_limit());
-            self.trips.add(1);
+            self.trip();
             let w = self
                 .data
                 .write_at(addr + done as u64, &data[done..done + n])
@@ -242,7 +317,7 @@ impl Vmfs for NinepVm {
     fn write_cons(&mut self, mut data: &[u8]) -> Result<(), String> {
         let cons = self.cons.as_ref().ok_or("no in-kernel console")?;
         while !data.is_empty() {
-            self.trips.add(1);
+            self.trip();
             let n = cons.write_at(0, data).map_err(e)?;
             if n == 0 {
                 return Err("console took nothing".into());

@@ -54,6 +54,33 @@ fn serve(ns: Ns, mut s: UnixStream) {
     sess.reset(&mut ns.lock().unwrap());
 }
 
+/// A namespace over `hw` served on a thread: the server's handle, a client, and the
+/// client's end of the link (to cut it as a dying process would).
+fn connect(
+    hw: TestHw,
+) -> (
+    Ns,
+    std::thread::JoinHandle<()>,
+    ninep_client::Client,
+    UnixStream,
+) {
+    let ns: Ns = Arc::new(Mutex::new(Namespace::new(
+        hw,
+        Config {
+            owner: "eve".into(),
+            version: "test",
+        },
+    )));
+    let (a, b) = UnixStream::pair().unwrap();
+    let server = std::thread::spawn({
+        let ns = ns.clone();
+        move || serve(ns, b)
+    });
+    let link = a.try_clone().unwrap();
+    let client = ninep_client::Client::over(a, "eve", "").unwrap();
+    (ns, server, client, link)
+}
+
 fn io(port: u16, input: bool, ax: u64) -> Exit {
     Exit {
         qual: u64::from(port) << 16 | if input { 8 } else { 0 },
@@ -86,19 +113,7 @@ fn script() -> Vec<Exit> {
 fn run_script(kernel_devices: bool) -> (Ns, session::Report, Vec<u8>, String) {
     let mut hw = TestHw::new(4096);
     hw.exits.extend(script());
-    let ns: Ns = Arc::new(Mutex::new(Namespace::new(
-        hw,
-        Config {
-            owner: "eve".into(),
-            version: "test",
-        },
-    )));
-    let (a, b) = UnixStream::pair().unwrap();
-    let server = std::thread::spawn({
-        let ns = ns.clone();
-        move || serve(ns, b)
-    });
-    let client = ninep_client::Client::over(a, "eve", "").unwrap();
+    let (ns, server, client, _) = connect(hw);
     let layout = Layout::new(4 << 20).unwrap();
     let code = vec![0x90u8; 6000];
     let img = loader::load_raw(&code, 0x1000, &layout).unwrap();
@@ -112,6 +127,8 @@ fn run_script(kernel_devices: bool) -> (Ns, session::Report, Vec<u8>, String) {
         debug: false,
         trace: None,
         kernel_devices,
+        pipeline: true,
+        devices: Default::default(),
     };
     let report = session::run(client, &layout, &img, opts).unwrap();
     server.join().unwrap();
@@ -136,11 +153,13 @@ fn a_scripted_guest_through_devvmx() {
     // The VM is gone (ctl opened ORCLOSE) and so is the segment.
     assert_eq!(ns.vm_count(), 0);
     drop(ns);
-    // Round trips: out exits 2 each (wait + go), cpuid 3 (regs read), hlt 2 (wait + regs for flags).
+    // Round trips: out exits 2 each (wait + go), cpuid 3 (regs read), hlt 2 (wait + regs
+    // for flags). The go is pipelined: it travels with the wait read, so an out costs
+    // one round trip of latency and a cpuid two.
     let s = &report.stats.by_reason;
-    assert_eq!(s["io"], (3, 6), "{:?}", s);
-    assert_eq!(s[".cpuid"], (1, 3), "{:?}", s);
-    assert_eq!(s[".hlt"], (1, 2), "{:?}", s);
+    assert_eq!(s["io"], (3, 6, 3), "{:?}", s);
+    assert_eq!(s[".cpuid"], (1, 3, 2), "{:?}", s);
+    assert_eq!(s[".hlt"], (1, 2, 2), "{:?}", s);
 }
 
 #[test]
@@ -160,6 +179,43 @@ fn the_same_guest_with_the_devices_in_the_kernel() {
     let s = &report.stats.by_reason;
     assert_eq!(s.get("io"), None, "{:?}", s);
     assert_eq!(s.get(".cpuid"), None, "{:?}", s);
-    assert_eq!(s[".hlt"], (1, 2), "{:?}", s);
+    assert_eq!(s[".hlt"], (1, 2, 2), "{:?}", s);
     assert_eq!(report.inkernel, Some([3, 0, 0, 1]));
+}
+
+/// Sets up a VM as the tool does, then loses the connection (a killed tool): returns the
+/// namespace after the server let go of the session.
+fn lose_a_tool_mid_run() -> Ns {
+    let (ns, server, client, link) = connect(TestHw::new(4096));
+    let layout = Layout::new(4 << 20).unwrap();
+    let vm = vmx::vmfs::NinepVm::create(
+        client,
+        "lost",
+        layout.segment_size(),
+        &layout.map_text("lost"),
+    )
+    .unwrap();
+    assert_eq!(ns.lock().unwrap().vm_count(), 1);
+    assert!(ns.lock().unwrap().segment_refs("lost") > 0);
+    // The process dies: no clunks, the link just goes.
+    link.shutdown(std::net::Shutdown::Both).unwrap();
+    server.join().unwrap();
+    std::mem::forget(vm);
+    ns
+}
+
+#[test]
+fn a_killed_tool_ends_its_vm() {
+    let ns = lose_a_tool_mid_run();
+    assert_eq!(ns.lock().unwrap().vm_count(), 0);
+}
+
+/// The tool keeps its segment's ctl open ORCLOSE for the run; a server that removes a
+/// segment when such a fid is clunked (devvmx's extension of segment(3)) then returns all of a killed tool's memory.
+#[test]
+fn a_killed_tool_leaves_no_segment() {
+    let ns = lose_a_tool_mid_run();
+    let ns = ns.lock().unwrap();
+    assert_eq!(ns.vm_count(), 0);
+    assert_eq!(ns.segment_refs("lost"), 0, "the segment outlived the tool");
 }

@@ -3,24 +3,29 @@
 //! the boot took are printed by exit reason. Slow (an upload of ~10 MB over the emulated
 //! serial line, then every port access of the boot a round trip), so ignored by default:
 //! `cargo test -p vmx --test linux_bochs -- --ignored --nocapture`. The guest's console
-//! is copied to $VMX_LINUX_LOG (default $TMPDIR/vmx-linux-bochs-PID.out) as it arrives,
+//! is copied to $VMX_LINUX_LOG (default $TMPDIR/vmx-linux-NAME-PID.out) as it arrives,
 //! every wait line and ctl command to the same name with `.trace` added.
 //!
-//! The PC devices run in the hypervisor (the tool's default); `VMX_KERNEL_DEVICES=0`
-//! keeps them in the tool. The hypervisor's own answers are printed beside the round
-//! trips.
+//! The busybox shell is reached twice: with every PC device in the tool
+//! (`--no-kernel-devices`) and with the PIC, PIT, COM1 and the rest in the hypervisor (the
+//! tool's default; its own answers are printed beside the round trips). The third test
+//! boots the same kernel from a root disk on the tool's virtio-blk, with a virtio-net card
+//! to a QEMU VM, the devices in the hypervisor: the virtio interrupts reach the guest
+//! through the in-kernel PIC (`line`).
 //!
-//! Needs the Debian kernel and busybox-static as the QEMU tests do (see linux_qemu.rs).
+//! Needs the Debian kernel and busybox-static as the QEMU tests do (see linux_qemu.rs),
+//! and for the second test `vmx/mkroot`'s disk and initramfs (scripts/setup makes them),
+//! e2fsprogs' debugfs and qemu-system-x86_64.
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
-use std::sync::mpsc::channel;
+use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vmm_tests::emu::{Machine, Opts};
 use vmx::layout::Layout;
 use vmx::loader::{self, BootArgs, Module};
-use vmx::session::{self, Options};
+use vmx::session::{self, Options, Report};
 
 #[derive(Clone)]
 struct Tee(Arc<Mutex<Vec<u8>>>, Arc<Mutex<std::fs::File>>);
@@ -38,121 +43,295 @@ impl Write for Tee {
     }
 }
 
-#[test]
-#[ignore]
-fn linux_reaches_a_busybox_shell_under_bochs() {
-    let kernel = std::fs::read(vmx::testdata::debian_kernel()).unwrap();
-    let busybox = std::fs::read(vmx::testdata::busybox()).unwrap();
-    let initrd = vmx::cpio::busybox_initramfs(&busybox, "echo vmx-initramfs-$((6*7)); exec sh");
-    let layout = Layout::new(128 << 20).unwrap();
-    let cmdline = "console=ttyS0 panic=-1";
-    let img = loader::load(
-        &kernel,
-        &layout,
-        &BootArgs {
-            cmdline: cmdline.into(),
-            modules: vec![Module {
-                name: "initrd".into(),
-                data: initrd,
-            }],
-        },
-    )
-    .unwrap();
+/// The hypervisor under Bochs and one guest run by the tool on a thread, its console
+/// teed to a log file and typed at through a socket.
+struct Guest {
+    m: Machine,
+    out: Tee,
+    keys: UnixStream,
+    rx: Receiver<Result<Report, String>>,
+    start: Instant,
+    limit: Duration,
+}
 
-    let m = Machine::bochs(Opts {
-        virtio_ports: 0,
-        mem_mb: 384,
-        ips: 4_000_000,
-        ..Opts::default()
-    });
-    // The tool's own message size (vmx dials with it), so the upload costs what it does
-    // with the tool.
-    let client = m.client_msize(&m.main_path(), "eve", "", ninep_client::DEFAULT_MSIZE);
-    client.set_timeout(None);
-    let path = std::env::var("VMX_LINUX_LOG").unwrap_or_else(|_| {
-        std::env::temp_dir()
-            .join(format!("vmx-linux-bochs-{}.out", std::process::id()))
-            .display()
-            .to_string()
-    });
-    let file = Arc::new(Mutex::new(std::fs::File::create(&path).unwrap()));
-    let out = Tee(Arc::new(Mutex::new(Vec::new())), file.clone());
-    let log = Tee(Arc::new(Mutex::new(Vec::new())), file);
-    let (mut keys, input) = UnixStream::pair().unwrap();
-    let (tx, rx) = channel();
-    std::thread::spawn({
-        let (out, log) = (out.clone(), log.clone());
-        move || {
-            let opts = Options {
-                segment: "linux".into(),
-                out: Box::new(out),
-                input: Some(Box::new(input)),
-                log: Box::new(log),
-                tty: false,
-                debug: true,
-                trace: Some(Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(format!("{path}.trace")).unwrap(),
-                ))),
-                // VMX_KERNEL_DEVICES=0: every device in the tool, as before the kernel
-                // could run them.
-                kernel_devices: std::env::var("VMX_KERNEL_DEVICES").map_or(true, |v| v != "0"),
-            };
-            let _ = tx.send(session::run(client, &layout, &img, opts));
+impl Guest {
+    /// Boots `kernel` with `initrd`; `devices` makes the tool's devices on its thread.
+    fn boot(
+        kernel: &[u8],
+        initrd: Vec<u8>,
+        log_name: &str,
+        kernel_devices: bool,
+        devices: impl FnOnce() -> session::Devices<'static> + Send + 'static,
+    ) -> Guest {
+        let layout = Layout::new(128 << 20).unwrap();
+        let img = loader::load(
+            kernel,
+            &layout,
+            &BootArgs {
+                cmdline: "console=ttyS0 panic=-1".into(),
+                modules: vec![Module {
+                    name: "initrd".into(),
+                    data: initrd,
+                }],
+            },
+        )
+        .unwrap();
+        let m = Machine::bochs(Opts {
+            virtio_ports: 0,
+            mem_mb: 384,
+            ips: 4_000_000,
+            ..Opts::default()
+        });
+        // The tool's own message size (vmx dials with it), so the upload costs what it
+        // does with the tool.
+        let client = m.client_msize(&m.main_path(), "eve", "", ninep_client::DEFAULT_MSIZE);
+        client.set_timeout(None);
+        let path = std::env::var("VMX_LINUX_LOG").unwrap_or_else(|_| {
+            std::env::temp_dir()
+                .join(format!("vmx-linux-{log_name}-{}.out", std::process::id()))
+                .display()
+                .to_string()
+        });
+        let file = Arc::new(Mutex::new(std::fs::File::create(&path).unwrap()));
+        let out = Tee(Arc::new(Mutex::new(Vec::new())), file.clone());
+        let log = Tee(Arc::new(Mutex::new(Vec::new())), file);
+        let (keys, input) = UnixStream::pair().unwrap();
+        let (tx, rx) = channel();
+        let segment = log_name.to_string();
+        std::thread::spawn({
+            let (out, log) = (out.clone(), log.clone());
+            move || {
+                let opts = Options {
+                    segment,
+                    out: Box::new(out),
+                    input: Some(Box::new(input)),
+                    log: Box::new(log),
+                    tty: false,
+                    debug: true,
+                    trace: Some(Box::new(std::io::BufWriter::new(
+                        std::fs::File::create(format!("{path}.trace")).unwrap(),
+                    ))),
+                    kernel_devices,
+                    // VMX_NO_PIPELINE=1: every go waited for, for the comparison.
+                    pipeline: std::env::var_os("VMX_NO_PIPELINE").is_none(),
+                    devices: devices(),
+                };
+                let _ = tx.send(session::run(client, &layout, &img, opts));
+            }
+        });
+        let limit = Duration::from_secs(
+            std::env::var("VMX_LINUX_SECS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(3600),
+        );
+        Guest {
+            m,
+            out,
+            keys,
+            rx,
+            start: Instant::now(),
+            limit,
         }
-    });
-    let text = || String::from_utf8_lossy(&out.0.lock().unwrap()).into_owned();
-    let start = Instant::now();
-    let limit = Duration::from_secs(
-        std::env::var("VMX_LINUX_SECS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(3600),
-    );
-    let mut typed = false;
-    while start.elapsed() < limit {
-        if let Ok(r) = rx.try_recv() {
-            let r = r.unwrap_or_else(|e| panic!("{e}\n{}", m.diagnostics()));
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.out.0.lock().unwrap()).into_owned()
+    }
+
+    /// The console so far, after checking that the run goes on and has time left.
+    fn poll(&self) -> String {
+        std::thread::sleep(Duration::from_millis(500));
+        if let Ok(r) = self.rx.try_recv() {
+            let r = r.unwrap_or_else(|e| panic!("{e}\n{}", self.m.diagnostics()));
             panic!(
                 "the guest stopped: {:?}\n{}\n--- round trips ---\n{}",
                 r.outcome,
-                text(),
+                self.text(),
                 r.stats.report()
             );
         }
-        let t = text();
+        assert!(
+            self.start.elapsed() < self.limit,
+            "no shell after {:?}:\n{}\n{}",
+            self.limit,
+            self.text(),
+            self.m.diagnostics()
+        );
+        self.text()
+    }
+
+    /// Powers the guest off (no ACPI: the kernel ends up resetting through the keyboard
+    /// controller or halting), checks that the run ended so, and prints its figures.
+    fn power_off(mut self) {
+        self.keys.write_all(b"poweroff -f\n").unwrap();
+        let r = self
+            .rx
+            .recv_timeout(Duration::from_secs(600))
+            .expect("the run did not end after poweroff");
+        let r = r.unwrap_or_else(|e| panic!("{e}\n{}", self.m.diagnostics()));
+        eprintln!(
+            "outcome {:?} after {:?}\n--- 9P round trips by exit reason ---\n{}answered in the hypervisor (port accesses, halts, interrupts, cpuid/MSR reads): {:?}",
+            r.outcome,
+            self.start.elapsed(),
+            r.stats.report(),
+            r.inkernel
+        );
+        assert!(
+            matches!(
+                r.outcome,
+                Ok(vmx::run::Outcome::Reset | vmx::run::Outcome::Halted { .. })
+            ),
+            "{:?}",
+            r.outcome
+        );
+    }
+}
+
+#[test]
+#[ignore]
+fn linux_reaches_a_busybox_shell_with_the_tools_devices() {
+    busybox_shell(false);
+}
+
+#[test]
+#[ignore]
+fn linux_reaches_a_busybox_shell_with_in_kernel_devices() {
+    busybox_shell(true);
+}
+
+fn busybox_shell(kernel_devices: bool) {
+    let kernel = std::fs::read(vmx::testdata::debian_kernel()).unwrap();
+    let busybox = std::fs::read(vmx::testdata::busybox()).unwrap();
+    let initrd = vmx::cpio::busybox_initramfs(&busybox, "echo vmx-initramfs-$((6*7)); exec sh");
+    let name = if kernel_devices { "inkernel" } else { "bochs" };
+    let mut g = Guest::boot(&kernel, initrd, name, kernel_devices, Default::default);
+    let mut typed = false;
+    loop {
+        let t = g.poll();
         // The prompt; busybox then asks the terminal for the cursor position (ESC[6n)
         // and carries on without an answer.
         if !typed && t.contains("vmx-initramfs-42") && t.contains("/ # ") {
-            keys.write_all(b"echo $((6*9))\n").unwrap();
+            g.keys.write_all(b"echo $((6*9))\n").unwrap();
             typed = true;
         }
         if typed && t.contains("54\r\n") {
-            eprintln!("shell reached after {:?}:\n{t}", start.elapsed());
-            // Power off (no ACPI: the kernel ends up resetting through the keyboard
-            // controller or halting) to end the run and get its round-trip figures.
-            keys.write_all(b"poweroff -f\n").unwrap();
-            let r = rx
-                .recv_timeout(Duration::from_secs(600))
-                .expect("the run did not end after poweroff");
-            let r = r.unwrap_or_else(|e| panic!("{e}\n{}", m.diagnostics()));
+            eprintln!("shell reached after {:?}:\n{t}", g.start.elapsed());
+            return g.power_off();
+        }
+    }
+}
+
+/// Debian's kernel on a real root disk: the initramfs `vmx/mkroot` built loads
+/// virtio_pci, virtio_blk and ext4 from the kernel's modules, mounts /dev/vda (the tool's
+/// virtio-blk on a copy of the ext4 image) and switches to it; the shell there reads a
+/// file written when the image was built, writes one, reads the disk with dd (the figures
+/// are printed), pings a QEMU VM on the tool's virtio-net (a unix stream socket in QEMU's
+/// framing; round-trip times printed) and powers off; the file is then read back from the
+/// image with debugfs.
+/// `cargo test -p vmx --test linux_bochs -- --ignored --nocapture` (a few minutes).
+#[test]
+#[ignore]
+fn linux_boots_from_a_virtio_disk_under_bochs() {
+    let kernel = std::fs::read(vmx::testdata::debian_kernel()).unwrap();
+    let (disk, initrd) = vmx::testdata::root_disk();
+    let dir = std::env::temp_dir().join(format!("vmx-vda-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("root.ext4");
+    std::fs::copy(&disk, &copy).unwrap();
+    let blk = vmx::virtio::blk::Blk::new(
+        Box::new(vmx::virtio::blk::FileDisk::open(&copy, false).unwrap()),
+        false,
+        "root.ext4",
+    );
+    // The network peer: a QEMU VM listening on a unix socket; the tool connects to it.
+    let (mut peer, link, frames) = vmx::testdata::QemuPeer::start(&dir);
+    let nic = vmx::virtio::net::Net::new([0x52, 0x54, 0, 0, 0, 1], link);
+    let mut g = Guest::boot(
+        &kernel,
+        std::fs::read(&initrd).unwrap(),
+        "vda",
+        true,
+        move || session::Devices {
+            disks: vec![blk],
+            nets: vec![(nic, frames)],
+            ..Default::default()
+        },
+    );
+    // The peer's address, once its shell is up (a few seconds under TCG).
+    peer.up("10.0.0.2/24");
+    let (mut typed, mut pinged) = (false, false);
+    let mut dd_start = Instant::now();
+    loop {
+        let t = g.poll();
+        if !typed && t.contains("vmx-rootfs: root is /dev/vda / ext4") && t.contains("/ # ") {
+            g.keys
+                .write_all(
+                    b"cat /etc/vmx-hello; echo written-by-the-guest-$((6*7)) > /guest-wrote; sync; \
+                  echo 3 > /proc/sys/vm/drop_caches; a=$(cut -d' ' -f1 /proc/uptime); \
+                  dd if=/dev/vda of=/dev/null bs=64k count=32; \
+                  echo dd-secs $a $(cut -d' ' -f1 /proc/uptime); echo dd-$((1+1))-done\n",
+                )
+                .unwrap();
+            typed = true;
+            dd_start = Instant::now();
+        }
+        // (Markers the shell computes, so that the echo of the typed line does not match.)
+        if typed && !pinged && t.contains("dd-2-done\r\n") {
+            let secs = dd_start.elapsed().as_secs_f64();
             eprintln!(
-                "outcome {:?} after {:?}\n--- 9P round trips by exit reason ---\n{}answered in the hypervisor (port accesses, halts, interrupts, cpuid/MSR reads): {:?}",
-                r.outcome,
-                start.elapsed(),
-                r.stats.report(),
-                r.inkernel
+                "disk read: 2 MiB in {secs:.1} s of wall time with the commands around it, {:.3} MB/s",
+                2.0 * 1.048576 / secs
             );
+            // Guest seconds for 2 MiB read from /dev/vda (the guest's clock, not asserted).
+            if let Some(l) = t.lines().find(|l| l.starts_with("dd-secs ")) {
+                let f: Vec<f64> = l
+                    .split_whitespace()
+                    .skip(1)
+                    .filter_map(|x| x.parse().ok())
+                    .collect();
+                if let [a, b] = f[..] {
+                    eprintln!(
+                        "disk read in the guest: 2 MiB in {:.2} s of guest time, {:.3} MB/s",
+                        b - a,
+                        2.0 * 1.048576 / (b - a).max(0.001)
+                    );
+                }
+            }
+            g.keys
+                .write_all(
+                    b"ip link set eth0 up; ip addr add 10.0.0.1/24 dev eth0; \
+                  ping -c 4 -W 30 10.0.0.2; echo ping-$((2+2))-done\n",
+                )
+                .unwrap();
+            pinged = true;
+        }
+        if pinged && t.contains("ping-4-done\r\n") {
+            eprintln!("shell on /dev/vda after {:?}:\n{t}", g.start.elapsed());
+            assert!(t.contains("vmx-rootfs: hello from the image, written at build time"));
+            // The QEMU VM answered: "N packets transmitted, M packets received".
+            let received: u32 = t
+                .split(" packets received")
+                .next()
+                .and_then(|s| s.rsplit(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
             assert!(
-                matches!(
-                    r.outcome,
-                    Ok(vmx::run::Outcome::Reset | vmx::run::Outcome::Halted { .. })
-                ),
-                "{:?}",
-                r.outcome
+                received >= 1,
+                "no ping answered:\n{t}\n--- peer ---\n{}",
+                peer.text()
             );
+            g.power_off();
+            // The guest's file is on the disk image.
+            let got = std::process::Command::new("debugfs")
+                .args(["-R", "cat /guest-wrote"])
+                .arg(&copy)
+                .output()
+                .expect("run debugfs (e2fsprogs)");
+            let got = String::from_utf8_lossy(&got.stdout);
+            assert_eq!(got.trim(), "written-by-the-guest-42", "{got}");
+            let _ = std::fs::remove_dir_all(&dir);
             return;
         }
-        std::thread::sleep(Duration::from_millis(500));
     }
-    panic!("no shell after {limit:?}:\n{}\n{}", text(), m.diagnostics());
 }

@@ -111,7 +111,15 @@ impl Machine {
 
     /// Terminal input for COM1.
     pub fn type_in(&mut self, bytes: &[u8]) {
-        self.board.type_in(bytes);
+        self.type_in_com(0, bytes);
+    }
+
+    /// Input for COM1 (0) or COM2 (1).
+    pub fn type_in_com(&mut self, i: usize, bytes: &[u8]) {
+        if let Some(c) = self.board.com.get_mut(i) {
+            c.receive(bytes);
+        }
+        self.board.sync_lines();
     }
 
     /// Everything the guest wrote for the terminal since the last call.

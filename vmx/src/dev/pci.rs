@@ -1,6 +1,29 @@
-//! PCI configuration mechanism #1 (0xcf8 address, 0xcfc-0xcff data) with one device, an
-//! i440FX host bridge at 00:00.0, so a guest finds a working PCI bus with nothing on it;
-//! and the PIIX reset control register at 0xcf9.
+//! PCI configuration mechanism #1 (0xcf8 address, 0xcfc-0xcff data) with an i440FX host
+//! bridge at 00:00.0 and the functions devices add (00:01.0, 00:02.0, ...: the virtio
+//! devices, each with one I/O BAR and an INTA line); and the PIIX reset control register
+//! at 0xcf9.
+
+/// A type-0 function with one I/O BAR.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Function {
+    /// Device ID << 16 | vendor ID.
+    pub id: u32,
+    /// Class code << 8 | revision.
+    pub class_rev: u32,
+    /// Subsystem ID << 16 | subsystem vendor ID.
+    pub subsystem: u32,
+    /// Bytes of the I/O BAR (a power of two).
+    pub bar_size: u32,
+    /// The PIC line of INTA (the interrupt line register).
+    pub irq: u8,
+}
+
+#[derive(Clone, Debug)]
+struct Slot {
+    f: Function,
+    command: u16,
+    bar: u32,
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct Pci {
@@ -10,6 +33,8 @@ pub struct Pci {
     /// The guest asked for a reset through 0xcf9.
     pub reset: bool,
     rcr: u8,
+    /// Devices 1, 2, ... on bus 0.
+    slots: Vec<Slot>,
 }
 
 impl Pci {
@@ -17,9 +42,49 @@ impl Pci {
         Pci::default()
     }
 
+    /// Adds a function as the next device, its BAR at `bar` (as firmware assigns it).
+    pub fn add(&mut self, f: Function, bar: u32) {
+        self.slots.push(Slot {
+            f,
+            command: 0,
+            bar: bar & !(f.bar_size - 1),
+        });
+    }
+
+    /// The function (in the order added) whose enabled I/O BAR holds `port`, and the
+    /// offset in it.
+    pub fn io_bar(&self, port: u16) -> Option<(usize, u16)> {
+        let p = u32::from(port);
+        self.slots
+            .iter()
+            .position(|s| {
+                s.command & 1 != 0 && s.bar != 0 && (s.bar..s.bar + s.f.bar_size).contains(&p)
+            })
+            .map(|i| (i, (p - self.slots[i].bar) as u16))
+    }
+
+    fn slot_read(s: &Slot, reg: u32) -> u32 {
+        match reg {
+            0x00 => s.f.id,
+            0x04 => u32::from(s.command),
+            0x08 => s.f.class_rev,
+            0x0c => 0,
+            0x10 => s.bar | 1,
+            0x2c => s.f.subsystem,
+            0x3c => u32::from(s.f.irq) | 1 << 8, // INTA
+            _ => 0,
+        }
+    }
+
     fn config_read(&self, bus: u32, dev: u32, func: u32, reg: u32) -> u32 {
-        if bus != 0 || dev != 0 || func != 0 {
+        if bus != 0 || func != 0 {
             return 0xffff_ffff;
+        }
+        if dev != 0 {
+            return match self.slots.get(dev as usize - 1) {
+                Some(s) => Self::slot_read(s, reg),
+                None => 0xffff_ffff,
+            };
         }
         match reg {
             0x00 => 0x1237_8086,                            // i440FX
@@ -61,6 +126,23 @@ impl Pci {
             // Only the host bridge's command register takes writes.
             (0xcfc, 2 | 4) if self.addr & 0x80ff_fffc == 0x8000_0004 => {
                 self.command = v as u16 & 0x0147;
+            }
+            // A function's command register (I/O decoding, bus master) and BAR.
+            (0xcfc, 2 | 4) if self.addr & 0x80ff_0000 == 0x8000_0000 => {
+                let (dev, reg) = (self.addr >> 11 & 0x1f, self.addr & 0x7fc);
+                if dev == 0 || reg & 0x700 != 0 {
+                    return;
+                }
+                let Some(s) = self.slots.get_mut(dev as usize - 1) else {
+                    return;
+                };
+                match reg {
+                    0x04 => s.command = v as u16 & 0x0105,
+                    0x10 if size == 4 => {
+                        s.bar = v & !(s.f.bar_size - 1) & 0xffff;
+                    }
+                    _ => {}
+                }
             }
             _ => {}
         }

@@ -1,0 +1,415 @@
+//! virtio-net (device type 1) with a MAC address and nothing else offered: queue 0
+//! receives, queue 1 transmits, every buffer starts with the 10-byte legacy header
+//! (no offloads, so it is all zeros on receive and ignored on transmit).
+//!
+//! Frames leave through a [`Link`] (a stream socket in QEMU's `-netdev stream` framing,
+//! or a TAP device) and arrive through [`Net::receive`], called by the exit loop when the
+//! link's reader thread hands it a frame.
+
+use super::queue::{gather, scatter, Chain, Mem, Queue};
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+
+/// Feature bit: the configuration holds a MAC address.
+pub const F_MAC: u32 = 1 << 5;
+/// The legacy header without mergeable buffers.
+pub const HDR: usize = 10;
+/// Frames waiting for receive buffers, at most (the rest are dropped, as a NIC would).
+const BACKLOG: usize = 256;
+/// The largest frame taken from either side (Ethernet, no jumbo frames).
+pub const MAX_FRAME: usize = 1514;
+
+const RX: u16 = 0;
+const TX: u16 = 1;
+
+/// Where frames go.
+pub trait Link: Send {
+    fn send(&mut self, frame: &[u8]) -> std::io::Result<()>;
+}
+
+/// QEMU's stream framing (`-netdev stream`, `-netdev socket,connect=`): each frame
+/// preceded by its length as 4 bytes, big-endian.
+pub struct Stream<W: Write + Send>(pub W);
+
+impl<W: Write + Send> Link for Stream<W> {
+    fn send(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        let mut b = Vec::with_capacity(4 + frame.len());
+        b.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+        b.extend_from_slice(frame);
+        self.0.write_all(&b)
+    }
+}
+
+/// Reads one frame in stream framing: Ok(None) at a clean end of stream; an error for
+/// a length beyond [`MAX_FRAME`] plus a VLAN tag's room (the stream cannot be resynced).
+pub fn read_frame(r: &mut dyn Read) -> std::io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let n = u32::from_be_bytes(len) as usize;
+    if n > MAX_FRAME + 4 + HDR {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("frame length {n} in the stream is too large"),
+        ));
+    }
+    let mut f = vec![0u8; n];
+    r.read_exact(&mut f)?;
+    Ok(Some(f))
+}
+
+/// A TAP device (or anything else that takes one frame per write).
+pub struct Tap(pub std::fs::File);
+
+impl Link for Tap {
+    fn send(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(frame)
+    }
+}
+
+/// Reads the next frame from a network link: Ok(None) when it ends.
+pub type FrameSource = Box<dyn FnMut() -> std::io::Result<Option<Vec<u8>>> + Send>;
+
+/// A `-n` argument: `[mac=XX:XX:XX:XX:XX:XX,]LINK`, LINK one of `unix!/PATH` or
+/// `tcp!HOST!PORT` (connect to a peer speaking QEMU's stream framing, e.g. QEMU's
+/// `-netdev stream,server=on`), or `listen!unix!/PATH`, `listen!tcp!HOST!PORT` (wait for
+/// one peer, e.g. another vmx or QEMU's `-netdev stream,server=off`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spec {
+    pub mac: Option<[u8; 6]>,
+    pub listen: bool,
+    /// Unix socket path, or host and port.
+    pub addr: Addr,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Addr {
+    Unix(String),
+    Tcp(String, u16),
+}
+
+impl std::fmt::Display for Addr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Addr::Unix(p) => write!(f, "unix!{p}"),
+            Addr::Tcp(h, p) => write!(f, "tcp!{h}!{p}"),
+        }
+    }
+}
+
+/// Parses a MAC address `XX:XX:XX:XX:XX:XX`.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let v: Vec<u8> = s
+        .split(':')
+        .map(|p| {
+            (p.len() == 2)
+                .then(|| u8::from_str_radix(p, 16).ok())
+                .flatten()
+        })
+        .collect::<Option<_>>()?;
+    v.try_into().ok()
+}
+
+impl Spec {
+    pub fn parse(s: &str) -> Result<Spec, String> {
+        let bad = || {
+            format!("-n {s:?}: expected [mac=XX:XX:XX:XX:XX:XX,][listen!]unix!/PATH or [listen!]tcp!HOST!PORT")
+        };
+        let (mac, rest) = match s.strip_prefix("mac=") {
+            Some(r) => {
+                let (m, rest) = r.split_once(',').ok_or_else(bad)?;
+                (Some(parse_mac(m).ok_or_else(bad)?), rest)
+            }
+            None => (None, s),
+        };
+        let (listen, rest) = match rest.strip_prefix("listen!") {
+            Some(r) => (true, r),
+            None => (false, rest),
+        };
+        let addr = match rest.split('!').collect::<Vec<_>>()[..] {
+            ["unix", p] if !p.is_empty() => Addr::Unix(p.to_string()),
+            ["tcp", h, p] if !h.is_empty() => {
+                Addr::Tcp(h.to_string(), p.parse().map_err(|_| bad())?)
+            }
+            _ => return Err(bad()),
+        };
+        Ok(Spec { mac, listen, addr })
+    }
+
+    /// Connects (or waits for the peer): the link to send on and the frame source.
+    pub fn open(&self) -> Result<(Box<dyn Link>, FrameSource), String> {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        fn halves<S: Read + Write + Send + 'static>(w: S, r: S) -> (Box<dyn Link>, FrameSource) {
+            let mut r = std::io::BufReader::new(r);
+            (Box::new(Stream(w)), Box::new(move || read_frame(&mut r)))
+        }
+        let e = |x: std::io::Error| format!("-n {}: {x}", self.addr);
+        Ok(match (&self.addr, self.listen) {
+            (Addr::Unix(p), false) => {
+                let s = UnixStream::connect(p).map_err(e)?;
+                halves(s.try_clone().map_err(e)?, s)
+            }
+            (Addr::Unix(p), true) => {
+                let _ = std::fs::remove_file(p);
+                let l = UnixListener::bind(p).map_err(e)?;
+                let (s, _) = l.accept().map_err(e)?;
+                halves(s.try_clone().map_err(e)?, s)
+            }
+            (Addr::Tcp(h, port), false) => {
+                let s = std::net::TcpStream::connect((h.as_str(), *port)).map_err(e)?;
+                let _ = s.set_nodelay(true);
+                halves(s.try_clone().map_err(e)?, s)
+            }
+            (Addr::Tcp(h, port), true) => {
+                let l = std::net::TcpListener::bind((h.as_str(), *port)).map_err(e)?;
+                let (s, _) = l.accept().map_err(e)?;
+                let _ = s.set_nodelay(true);
+                halves(s.try_clone().map_err(e)?, s)
+            }
+        })
+    }
+}
+
+pub struct Net {
+    pub mac: [u8; 6],
+    link: Box<dyn Link>,
+    /// Frames from the link not yet in the guest.
+    backlog: VecDeque<Vec<u8>>,
+    /// Receive buffers the driver gave, not yet filled.
+    rx_bufs: VecDeque<Chain>,
+    pub sent: u64,
+    pub received: u64,
+    pub dropped: u64,
+    /// Why the link stopped taking frames, if it did.
+    pub link_error: Option<String>,
+}
+
+impl Net {
+    pub fn new(mac: [u8; 6], link: Box<dyn Link>) -> Net {
+        Net {
+            mac,
+            link,
+            backlog: VecDeque::new(),
+            rx_bufs: VecDeque::new(),
+            sent: 0,
+            received: 0,
+            dropped: 0,
+            link_error: None,
+        }
+    }
+
+    pub fn features(&self) -> u32 {
+        F_MAC
+    }
+
+    pub fn config(&self) -> Vec<u8> {
+        self.mac.to_vec()
+    }
+
+    /// The MAC address is writable through the configuration space, as in QEMU.
+    pub fn config_write(&mut self, off: u16, size: u8, v: u32) {
+        for i in 0..u16::from(size) {
+            if let Some(b) = self.mac.get_mut(usize::from(off + i)) {
+                *b = (v >> (8 * i)) as u8;
+            }
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.rx_bufs.clear();
+        self.backlog.clear();
+    }
+
+    /// A frame from the link; the caller then serves the receive queue.
+    pub fn receive(&mut self, frame: Vec<u8>) {
+        if self.backlog.len() >= BACKLOG || frame.len() > MAX_FRAME + 4 {
+            self.dropped += 1;
+            return;
+        }
+        self.backlog.push_back(frame);
+    }
+
+    /// The receive queue's index, for the exit loop.
+    pub const RX_QUEUE: u16 = RX;
+
+    pub(super) fn serve(
+        &mut self,
+        qi: u16,
+        q: &mut Queue,
+        mem: &mut dyn Mem,
+        limit: u64,
+        done: &mut Vec<(u16, u32)>,
+    ) -> Result<(), String> {
+        let chains = q.take(mem, limit)?;
+        match qi {
+            TX => {
+                for c in chains {
+                    let data = gather(mem, &c.readable()).inspect_err(|e| {
+                        q.broken = Some(e.clone());
+                    })?;
+                    if data.len() > HDR && data.len() - HDR <= MAX_FRAME + 4 {
+                        match self.link.send(&data[HDR..]) {
+                            Ok(()) => self.sent += 1,
+                            Err(e) => {
+                                self.dropped += 1;
+                                self.link_error = Some(e.to_string());
+                            }
+                        }
+                    } else {
+                        self.dropped += 1;
+                    }
+                    done.push((c.head, 0));
+                }
+            }
+            _ => self.rx_bufs.extend(chains),
+        }
+        if qi == RX || !self.backlog.is_empty() {
+            while !self.backlog.is_empty() {
+                let Some(c) = self.rx_bufs.pop_front() else {
+                    break;
+                };
+                let frame = self.backlog.pop_front().unwrap_or_default();
+                if c.writable_len() < (HDR + frame.len()) as u64 {
+                    // A buffer too small for the frame: the frame is dropped and the
+                    // buffer given back empty.
+                    self.dropped += 1;
+                    done.push((c.head, 0));
+                    continue;
+                }
+                let mut b = vec![0u8; HDR];
+                b.extend_from_slice(&frame);
+                let n = scatter(mem, &c.writable(), &b)?;
+                self.received += 1;
+                done.push((c.head, n));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Device, Kind};
+    use super::*;
+    use crate::virtio::testing::{Driver, Ram};
+    // What the device wrote to its link.
+    use crate::testdata::Capture as Wire;
+
+    #[test]
+    fn frames_both_ways() {
+        let wire = Wire::default();
+        let net = Net::new([2, 0, 0, 0, 0, 1], Box::new(Stream(wire.clone())));
+        let mut d = Device::new(Kind::Net(net), 11);
+        let mut ram = Ram::new(1 << 20);
+        let lim = 1 << 20;
+        assert_eq!(d.read(0x14, 4), 0x0000_0002);
+        assert_eq!(d.read(0x18, 2), 0x0100);
+        // Queues: rx at pfn 16, tx at pfn 32.
+        d.write(0x0e, 2, 0, &mut ram, lim);
+        d.write(0x08, 4, 16, &mut ram, lim);
+        d.write(0x0e, 2, 1, &mut ram, lim);
+        d.write(0x08, 4, 32, &mut ram, lim);
+        let mut rx = Driver::new(super::super::QUEUE_SIZE, 16);
+        let mut tx = Driver::new(super::super::QUEUE_SIZE, 32);
+        // Transmit one frame: header then data.
+        ram.b[0x1000 + HDR..0x1000 + HDR + 60].fill(0x5a);
+        tx.offer(&mut ram, &[(0x1000, (HDR + 60) as u32, false)]);
+        d.write(0x10, 2, 1, &mut ram, lim);
+        let w = wire.0.lock().unwrap().clone();
+        assert_eq!(w[..4], 60u32.to_be_bytes());
+        assert_eq!(w[4..], [0x5a; 60]);
+        assert_eq!(tx.used_idx(&ram), 1);
+        // A frame arrives before any receive buffer: it waits.
+        if let Kind::Net(n) = &mut d.kind {
+            n.receive(vec![0xa5; 42]);
+        }
+        d.notify(0, &mut ram, lim);
+        assert_eq!(rx.used_idx(&ram), 0);
+        // A buffer is posted: the frame lands in it, after a zero header.
+        ram.b[0x4000..0x4000 + HDR].fill(0xff);
+        rx.offer(&mut ram, &[(0x4000, 1526, true)]);
+        d.read(0x13, 1);
+        d.write(0x10, 2, 0, &mut ram, lim);
+        assert_eq!(rx.used_idx(&ram), 1);
+        assert_eq!(rx.used_entry(&ram, 0), (0, (HDR + 42) as u32));
+        assert_eq!(ram.b[0x4000..0x4000 + HDR], [0; HDR]);
+        assert_eq!(ram.b[0x4000 + HDR..0x4000 + HDR + 42], [0xa5; 42]);
+        assert!(d.line());
+    }
+
+    #[test]
+    fn specs() {
+        assert_eq!(
+            Spec::parse("unix!/tmp/n.sock").unwrap(),
+            Spec {
+                mac: None,
+                listen: false,
+                addr: Addr::Unix("/tmp/n.sock".into())
+            }
+        );
+        assert_eq!(
+            Spec::parse("mac=52:54:00:12:34:56,listen!tcp!127.0.0.1!5555").unwrap(),
+            Spec {
+                mac: Some([0x52, 0x54, 0, 0x12, 0x34, 0x56]),
+                listen: true,
+                addr: Addr::Tcp("127.0.0.1".into(), 5555)
+            }
+        );
+        for bad in [
+            "",
+            "unix!",
+            "tcp!h",
+            "tcp!h!x",
+            "mac=1:2,unix!/a",
+            "mac=52:54:00:12:34:56",
+            "tap!tap0",
+        ] {
+            assert!(Spec::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_mac("02:00:00:00:00:0g"), None);
+    }
+
+    #[test]
+    fn two_links_on_one_socket() {
+        // One side listens (as `-n listen!unix!P`), the other connects (`-n unix!P`).
+        let p = std::env::temp_dir().join(format!("vmx-link-{}.sock", std::process::id()));
+        let listen = Spec::parse(&format!("listen!unix!{}", p.display())).unwrap();
+        let server = std::thread::spawn(move || listen.open().unwrap());
+        let connect = Spec::parse(&format!("unix!{}", p.display())).unwrap();
+        let mut tries = 0;
+        let (mut a_link, mut a_frames) = loop {
+            match connect.open() {
+                Ok(l) => break l,
+                Err(e) => {
+                    tries += 1;
+                    assert!(tries < 1000, "{e}");
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+        };
+        let (mut b_link, mut b_frames) = server.join().unwrap();
+        a_link.send(&[1; 60]).unwrap();
+        a_link.send(&[2; 1514]).unwrap();
+        assert_eq!(b_frames().unwrap(), Some(vec![1; 60]));
+        assert_eq!(b_frames().unwrap(), Some(vec![2; 1514]));
+        b_link.send(&[3; 42]).unwrap();
+        assert_eq!(a_frames().unwrap(), Some(vec![3; 42]));
+        drop((b_link, b_frames));
+        assert_eq!(a_frames().unwrap(), None);
+        let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
+    fn stream_framing() {
+        let mut b: &[u8] = &[0, 0, 0, 3, 1, 2, 3, 0, 0, 0, 1];
+        assert_eq!(read_frame(&mut b).unwrap(), Some(vec![1, 2, 3]));
+        assert!(read_frame(&mut b).is_err()); // cut short
+        let mut b: &[u8] = &[];
+        assert_eq!(read_frame(&mut b).unwrap(), None);
+        let mut b: &[u8] = &[0xff, 0, 0, 0];
+        assert!(read_frame(&mut b).is_err());
+    }
+}

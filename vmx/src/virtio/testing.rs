@@ -1,0 +1,109 @@
+//! The driver's side of legacy virtqueues and a byte-array guest memory, for tests of
+//! the devices (unit tests here and the tool's integration tests).
+
+use super::queue::{Mem, DESC_F_NEXT, DESC_F_WRITE};
+
+/// Guest memory as a byte array, counting transfers.
+pub struct Ram {
+    pub b: Vec<u8>,
+    pub reads: usize,
+    pub writes: usize,
+}
+
+impl Ram {
+    pub fn new(size: usize) -> Ram {
+        Ram {
+            b: vec![0; size],
+            reads: 0,
+            writes: 0,
+        }
+    }
+}
+
+impl Mem for Ram {
+    fn read(&mut self, addr: u64, len: usize) -> Result<Vec<u8>, String> {
+        self.reads += 1;
+        let a = addr as usize;
+        self.b
+            .get(a..a + len)
+            .map(|s| s.to_vec())
+            .ok_or_else(|| "bad arg in system call".into())
+    }
+    fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), String> {
+        self.writes += 1;
+        let a = addr as usize;
+        self.b
+            .get_mut(a..a + data.len())
+            .ok_or("bad arg in system call")?
+            .copy_from_slice(data);
+        Ok(())
+    }
+}
+
+/// The driver's side of a queue at `pfn`, as Linux's virtio_ring lays it out.
+pub struct Driver {
+    pub size: u16,
+    pub pfn: u32,
+    pub avail_idx: u16,
+    pub next_desc: u16,
+}
+
+impl Driver {
+    pub fn new(size: u16, pfn: u32) -> Driver {
+        Driver {
+            size,
+            pfn,
+            avail_idx: 0,
+            next_desc: 0,
+        }
+    }
+    fn base(&self) -> usize {
+        self.pfn as usize * 4096
+    }
+    pub fn desc(&self, ram: &mut Ram, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
+        let o = self.base() + 16 * usize::from(i);
+        ram.b[o..o + 8].copy_from_slice(&addr.to_le_bytes());
+        ram.b[o + 8..o + 12].copy_from_slice(&len.to_le_bytes());
+        ram.b[o + 12..o + 14].copy_from_slice(&flags.to_le_bytes());
+        ram.b[o + 14..o + 16].copy_from_slice(&next.to_le_bytes());
+    }
+    /// Makes a chain of (addr, len, writable) buffers available, using descriptors
+    /// round-robin; returns its head.
+    pub fn offer(&mut self, ram: &mut Ram, bufs: &[(u64, u32, bool)]) -> u16 {
+        let head = self.next_desc;
+        for (i, (a, l, w)) in bufs.iter().enumerate() {
+            let d = self.next_desc;
+            let next = (d + 1) % self.size;
+            let last = i + 1 == bufs.len();
+            let flags = if *w { DESC_F_WRITE } else { 0 } | if last { 0 } else { DESC_F_NEXT };
+            self.desc(ram, d, *a, *l, flags, next);
+            self.next_desc = next;
+        }
+        self.publish(ram, head);
+        head
+    }
+    pub fn publish(&mut self, ram: &mut Ram, head: u16) {
+        let avail = self.base() + 16 * usize::from(self.size);
+        let slot = usize::from(self.avail_idx % self.size);
+        ram.b[avail + 4 + 2 * slot..avail + 6 + 2 * slot].copy_from_slice(&head.to_le_bytes());
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        ram.b[avail + 2..avail + 4].copy_from_slice(&self.avail_idx.to_le_bytes());
+    }
+    pub fn set_avail_idx(&mut self, ram: &mut Ram, idx: u16) {
+        let avail = self.base() + 16 * usize::from(self.size);
+        ram.b[avail + 2..avail + 4].copy_from_slice(&idx.to_le_bytes());
+    }
+    fn used(&self) -> usize {
+        let end = self.base() + 16 * usize::from(self.size) + 6 + 2 * usize::from(self.size);
+        end.div_ceil(4096) * 4096
+    }
+    pub fn used_idx(&self, ram: &Ram) -> u16 {
+        let u = self.used();
+        u16::from_le_bytes([ram.b[u + 2], ram.b[u + 3]])
+    }
+    pub fn used_entry(&self, ram: &Ram, slot: u16) -> (u32, u32) {
+        let o = self.used() + 4 + 8 * usize::from(slot % self.size);
+        let g = |o: usize| u32::from_le_bytes(ram.b[o..o + 4].try_into().unwrap());
+        (g(o), g(o + 4))
+    }
+}
