@@ -17,6 +17,7 @@ pub mod hw;
 pub mod kdev;
 pub mod mem;
 mod ns;
+pub mod place;
 pub mod plan9;
 pub mod regs;
 pub mod segment;

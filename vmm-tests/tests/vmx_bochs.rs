@@ -21,10 +21,16 @@ struct Hv {
 }
 
 impl Hv {
+    /// On `HV_CPUS` CPUs (1 unless set).
     fn boot() -> Hv {
+        Hv::boot_on(Opts::default().cpus)
+    }
+
+    fn boot_on(cpus: u32) -> Hv {
         let m = Machine::bochs(Opts {
             cmdline: format!("owner={OWNER} serve=uart selftest=vmx"),
             virtio_ports: 0,
+            cpus,
             ..Opts::default()
         });
         let c = m.client(OWNER, "");
@@ -338,7 +344,13 @@ fn ept_faults() {
 #[test]
 fn exceptions_and_interrupts() {
     let hv = Hv::boot();
-    let vm = flat32(&hv, "ev", guests::EVENTS);
+    events(&hv, "ev");
+}
+
+/// The events guest from segment `seg`: a trapped int3, an injected #gp, an injected
+/// irq 32 and its ack, each handled by the guest. Returns the VM, done.
+fn events(hv: &Hv, seg: &str) -> Vm {
+    let vm = flat32(hv, seg, guests::EVENTS);
     vm.cmd("extrap 8"); // #BP
     let e = vm.go("");
     assert_eq!(e.what, "#bp", "int3 trapped: {e:?}");
@@ -380,6 +392,7 @@ fn exceptions_and_interrupts() {
     assert_eq!((e.what.as_str(), e.qual), ("io", 0x83_0040), "{e:?}");
     let e = vm.skip(&e);
     assert_eq!((e.what.as_str(), e.qual), ("io", 0x8f_0040), "{e:?}");
+    vm
 }
 
 #[test]
@@ -670,4 +683,57 @@ fn in_kernel_devices_under_a_hammering_guest() {
     let st = hv.status();
     assert!(st.contains("vms 0") && st.contains("segments 0"), "{st}");
     assert_eq!(field(&st, "memfree"), before, "memory left behind: {st}");
+}
+
+/// The counter of the count guest in segment `seg`.
+fn counter(hv: &Hv, seg: &str) -> u32 {
+    let data = hv.c.open(&format!("segment/{seg}/data"), om::READ).unwrap();
+    let b = data.read_at(guests::COUNTER, 4).unwrap();
+    u32::from_le_bytes(b.try_into().unwrap())
+}
+
+/// The CPU the root status places VM `n` on (`vm N cpu C` lines).
+fn placed(hv: &Hv, n: &str) -> u64 {
+    let st = hv.status();
+    let line = st
+        .lines()
+        .find(|l| l.starts_with(&format!("vm {n} cpu ")))
+        .unwrap_or_else(|| panic!("vm {n} not placed in {st:?}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn two_cpus_guests_spin_on_the_other_cpu_while_9p_is_served() {
+    let hv = Hv::boot_on(2);
+    assert_eq!(field(&hv.status(), "cpus"), 2, "{}", hv.status());
+    let a = flat32(&hv, "ca", guests::COUNT);
+    let b = flat32(&hv, "cb", guests::COUNT);
+    a.cmd("go");
+    b.cmd("go");
+    assert_eq!((placed(&hv, &a.n), placed(&hv, &b.n)), (1, 1));
+    let (a0, b0) = (counter(&hv, "ca"), counter(&hv, "cb"));
+    // 9P round trips go on while both spin with interrupts off on cpu 1.
+    for _ in 0..20 {
+        assert!(hv.status().contains("vms 2"));
+    }
+    let (a1, b1) = (counter(&hv, "ca"), counter(&hv, "cb"));
+    assert!(a1 != a0 && b1 != b0, "a {a0}->{a1}, b {b0}->{b1}");
+    assert_eq!(
+        (a.status(), b.status()),
+        ("running".into(), "running".into())
+    );
+    // stop reaches cpu 1: the guest is ready at once and its counter stands still.
+    a.cmd("stop");
+    assert_eq!(a.status(), "ready");
+    let a2 = counter(&hv, "ca");
+    for _ in 0..5 {
+        assert!(hv.status().contains("vms 2"));
+    }
+    assert_eq!(counter(&hv, "ca"), a2, "a stopped guest ran on");
+    assert_ne!(counter(&hv, "cb"), b1, "b stopped with a");
+    // Exceptions and irq reach a third guest there while b spins.
+    let ev = events(&hv, "ev");
+    assert_eq!(placed(&hv, &ev.n), 1);
+    b.cmd("stop");
+    assert_eq!(b.status(), "ready");
 }
