@@ -387,7 +387,7 @@ impl<H: Hw> Namespace<H> {
     /// here or on another CPU (the host must then come back soon rather than halt, to
     /// answer its wait reads).
     pub fn run_guests(&mut self) -> bool {
-        let here = self.runs[0].run(&mut self.hw);
+        let here = self.runs[0].run(&mut self.hw, &mut |_| {});
         here || self.vms.iter().flatten().any(|p| p.busy())
     }
 

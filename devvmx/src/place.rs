@@ -111,10 +111,13 @@ pub struct RunList {
 
 impl RunList {
     /// Enters each running VM of this list once (on its CPU); true while any is busy.
-    pub fn run<H: Hw>(&self, hw: &mut H) -> bool {
+    /// `between` runs before each VM's turn: the CPU takes posted calls there, so the
+    /// boot CPU waits for one VM's run at most, not the whole list's.
+    pub fn run<H: Hw>(&self, hw: &mut H, between: &mut dyn FnMut(&mut H)) -> bool {
         let vms = self.vms.lock().clone();
         let mut any = false;
         for p in &vms {
+            between(hw);
             // A command on the VM holds it: the next round runs it.
             let Some(mut vm) = p.vm.try_lock() else {
                 any = true;

@@ -197,7 +197,9 @@ pub fn ap_main(cpu: usize) -> ! {
         // This CPU has no timer interrupt: a guest halted for its in-kernel devices
         // is polled (their time is the TSC) rather than waited for in hlt.
         match list {
-            Some(l) if l.run(&mut hw) || l.running() => core::hint::spin_loop(),
+            Some(l) if l.run(&mut hw, &mut |hw| arch::xcall::serve(cpu, hw)) || l.running() => {
+                core::hint::spin_loop()
+            }
             _ => arch::cpu::halt_unless(|| mb.pending().is_some()),
         }
     }

@@ -18,6 +18,8 @@ const SEGSIZE: u64 = 0x10_0000;
 struct Hv {
     c: Client,
     m: Machine,
+    /// CPUs in the machine: with more than one, every VM must run on another CPU.
+    cpus: u32,
 }
 
 impl Hv {
@@ -35,7 +37,14 @@ impl Hv {
         });
         let c = m.client(OWNER, "");
         c.set_timeout(Some(Duration::from_secs(120)));
-        Hv { c, m }
+        let hv = Hv { c, m, cpus };
+        assert_eq!(
+            field(&hv.status(), "cpus"),
+            u64::from(cpus),
+            "{}",
+            hv.status()
+        );
+        hv
     }
 
     /// A segment of SEGSIZE named `name` holding `image` at guest-physical LOAD.
@@ -71,6 +80,9 @@ impl Hv {
             .trim()
             .to_string();
         assert!(n.parse::<u32>().is_ok(), "clone read {n:?}");
+        if self.cpus > 1 {
+            assert_ne!(placed(self, &n), 0, "vm {n} on the boot CPU");
+        }
         let wait = self.c.open(&format!("vmx/{n}/wait"), om::READ).unwrap();
         Vm {
             c: self.c.clone(),
