@@ -99,6 +99,20 @@ impl Hv {
     fn memfree(&self) -> u64 {
         field(&self.status(), "memfree")
     }
+
+    /// memfree once no VM and no segment is left (ORCLOSE ends VMs at the clunk, which
+    /// may come after the client's last reply), waiting up to 30 s.
+    fn memfree_when_empty(&self) -> u64 {
+        let start = Instant::now();
+        loop {
+            let st = self.status();
+            if st.contains("vms 0") && st.contains("segments 0") {
+                return field(&st, "memfree");
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "VMs left: {st}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 /// A `key value` line's value from a status or regs text.
@@ -526,15 +540,7 @@ fn create_run_quit_cycles_free_everything() {
         drop(vm);
     }
     hv.c.remove("segment/cy").unwrap();
-    let start = Instant::now();
-    let after = loop {
-        let st = hv.status();
-        if st.contains("vms 0") && st.contains("segments 0") {
-            break field(&st, "memfree");
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "VMs left: {st}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let after = hv.memfree_when_empty();
     assert_eq!(before, after, "memory leaked over 100 VM lifetimes");
 }
 
@@ -748,4 +754,38 @@ fn two_cpus_guests_spin_on_the_other_cpu_while_9p_is_served() {
     assert_eq!(placed(&hv, &ev.n), 1);
     b.cmd("stop");
     assert_eq!(b.status(), "ready");
+}
+
+#[test]
+fn lifetimes_spread_over_three_aps_leak_nothing() {
+    let hv = Hv::boot_on(4);
+    let before = hv.memfree();
+    hv.segment("sp", guests::STEP);
+    let mut live: std::collections::VecDeque<Vm> = Default::default();
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..100 {
+        // Three alive at once: each new VM goes to the AP with the fewest.
+        if live.len() == 3 {
+            let old = live.pop_front().unwrap();
+            if i % 2 == 0 {
+                old.cmd("quit");
+            }
+            drop(old);
+        }
+        let vm = hv.vm();
+        seen.insert(placed(&hv, &vm.n));
+        vm.map(&map_all("sp"));
+        vm.regs(FLAT32);
+        let e = vm.go("");
+        assert_eq!((e.what.as_str(), e.get("ax")), ("io", 3), "{i}: {e:?}");
+        live.push_back(vm);
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), [1, 2, 3]);
+    drop(live);
+    hv.c.remove("segment/sp").unwrap();
+    let after = hv.memfree_when_empty();
+    assert_eq!(
+        before, after,
+        "memory leaked over 100 VM lifetimes on 3 APs"
+    );
 }
