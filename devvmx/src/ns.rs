@@ -965,9 +965,14 @@ impl<H: Hw> Tree for Namespace<H> {
                     }
                     Err(e) => return Err(e),
                 };
-                // A pending wait on a VM running elsewhere with nothing to report
-                // stays pending without asking its CPU.
-                if f == VmF::Wait && p.cpu != 0 && p.quiet() {
+                // A pending wait (or cons read) on a VM running elsewhere with
+                // nothing to report (or no output) stays pending without asking.
+                let quiet = match f {
+                    VmF::Wait => p.quiet(),
+                    VmF::Cons => p.cons_quiet(),
+                    _ => false,
+                };
+                if quiet && p.cpu != 0 && !buf.is_empty() {
                     node.waiting = true;
                     return Ok(Read::Pending);
                 }

@@ -41,6 +41,9 @@ pub struct Placed {
     /// Running with nothing for a wait read: a pending wait need not ask the CPU.
     quiet: AtomicBool,
     uart: AtomicBool,
+    /// Running, not halted, with no console output queued: a pending `cons` read need
+    /// not ask the CPU (kdev's `cons_take` would answer nothing).
+    cons_quiet: AtomicBool,
     counts: Mutex<Counts>,
 }
 
@@ -57,6 +60,7 @@ impl Placed {
             running: AtomicBool::new(false),
             quiet: AtomicBool::new(false),
             uart: AtomicBool::new(false),
+            cons_quiet: AtomicBool::new(false),
             counts: Mutex::new(Counts::default()),
         };
         p.publish(&p.vm.lock());
@@ -77,6 +81,11 @@ impl Placed {
             k.is_some_and(|k| k.has(crate::kdev::UART)),
             Ordering::Release,
         );
+        self.cons_quiet.store(
+            vm.state == State::Running
+                && k.is_some_and(|k| !k.halted && k.board.com[0].tx.is_empty()),
+            Ordering::Release,
+        );
         if let Some(k) = k {
             *self.counts.lock() = k.counts;
         }
@@ -90,6 +99,11 @@ impl Placed {
     /// Running with no report, as last published.
     pub fn quiet(&self) -> bool {
         self.quiet.load(Ordering::Acquire)
+    }
+
+    /// Running with no console output, as last published.
+    pub fn cons_quiet(&self) -> bool {
+        self.cons_quiet.load(Ordering::Acquire)
     }
 
     /// Has the in-kernel UART (a `cons` file).

@@ -195,3 +195,50 @@ fn lifetimes_over_cpus_give_every_frame_back() {
     c.remove(dir);
     assert_eq!(c.ns.hw().frames_free(), before);
 }
+
+#[test]
+fn pending_reads_on_a_running_vm_elsewhere_ask_its_cpu_only_when_it_has_news() {
+    let mut c = smp(&[1]);
+    let v = c.vm();
+    assert_eq!(c.write(v.ctl, 0, b"devices pic uart"), R::Count(16));
+    let cons = c
+        .open_path(&format!("vmx/{}/cons", v.n), protocol::om::RDWR)
+        .unwrap();
+    assert_eq!(c.write(v.ctl, 0, b"go"), R::Count(2));
+    // Preemption-timer exits only: running, nothing to report, no console output.
+    c.ns.hw_mut().exits.extend([Exit::new(52), Exit::new(52)]);
+    run_on(&mut c, &[1]);
+    c.send(
+        WAITTAG,
+        Fcall::Tread {
+            fid: v.wait,
+            offset: 0,
+            count: 512,
+        },
+    );
+    c.start_read(WAITTAG + 1, cons, 64);
+    let calls = c.ns.hw().calls.len();
+    for _ in 0..5 {
+        c.run();
+    }
+    assert_eq!(c.replies(), vec![]);
+    assert_eq!(
+        c.ns.hw().calls.len(),
+        calls,
+        "the boot CPU asked cpu 1 anyway"
+    );
+    // An exit to report: the next poll asks cpu 1 and the wait is answered.
+    c.ns.hw_mut().exits.push_back(Exit::new(10));
+    while !c.ns.hw().exits.is_empty() {
+        run_on(&mut c, &[1]);
+    }
+    c.run();
+    // The exit left the VM ready: the console read ends too, with nothing queued.
+    let mut r = c.replies();
+    r.sort_by_key(|x| x.0);
+    assert!(
+        matches!(&r[..], [(WAITTAG, R::Data(d)), (_, R::Data(e))]
+            if d.starts_with(b".cpuid ") && e.is_empty()),
+        "{r:?}"
+    );
+}
