@@ -383,12 +383,11 @@ impl<H: Hw> Namespace<H> {
             .map_or(0, |id| self.segs.refs(id))
     }
 
-    /// Enters each running VM of this CPU once; true while any VM is still running,
-    /// here or on another CPU (the host must then come back soon rather than halt, to
-    /// answer its wait reads).
+    /// Enters each running VM of this CPU once; true while any VM here is still
+    /// running (the host must then come back soon rather than halt). VMs on other CPUs
+    /// do not keep it up: their CPU wakes it when they have news (`RunList::take_news`).
     pub fn run_guests(&mut self) -> bool {
-        let here = self.runs[0].run(&mut self.hw, &mut |_| {});
-        here || self.vms.iter().flatten().any(|p| p.busy())
+        self.runs[0].run(&mut self.hw, &mut |_| {})
     }
 
     /// Runs `f` on VM `slot`'s CPU with that VM, the segments and that CPU's layer.
@@ -409,7 +408,8 @@ impl<H: Hw> Namespace<H> {
             if let Some(f) = f.take() {
                 let mut vm = p.vm.lock();
                 r = Some(f(hw, segs, &mut vm));
-                p.publish(&vm);
+                // The 9P side is waiting for this: no wake-up needed.
+                let _ = p.publish(&vm);
             }
         });
         r.ok_or(Error::from("vm: its cpu did not answer"))
@@ -576,7 +576,7 @@ impl<H: Hw> Namespace<H> {
             vm.mem.clear(hw, segs, pml4);
             let _ = hw.vmclear(vm.vmcs);
             vm.free_frames(hw);
-            p.publish(&vm);
+            let _ = p.publish(&vm);
         });
         self.maybe_vmxoff();
     }

@@ -67,28 +67,25 @@ impl Placed {
         p
     }
 
-    /// Tells the 9P side what changed (on the VM's CPU, the VM locked).
-    pub(crate) fn publish(&self, vm: &Vm) {
-        self.busy.store(vm.busy(), Ordering::Release);
-        self.running
-            .store(vm.state == State::Running, Ordering::Release);
-        self.quiet.store(
-            vm.state == State::Running && !vm.has_report(),
-            Ordering::Release,
-        );
+    /// Tells the 9P side what changed (on the VM's CPU, the VM locked); true when a
+    /// pending read may now be answered (a flag the 9P side reads changed).
+    pub(crate) fn publish(&self, vm: &Vm) -> bool {
+        let mut news = self.busy.swap(vm.busy(), Ordering::AcqRel) != vm.busy();
+        let running = vm.state == State::Running;
+        news |= self.running.swap(running, Ordering::AcqRel) != running;
+        let quiet = running && !vm.has_report();
+        news |= self.quiet.swap(quiet, Ordering::AcqRel) != quiet;
         let k = vm.kdev.as_ref();
         self.uart.store(
             k.is_some_and(|k| k.has(crate::kdev::UART)),
             Ordering::Release,
         );
-        self.cons_quiet.store(
-            vm.state == State::Running
-                && k.is_some_and(|k| !k.halted && k.board.com[0].tx.is_empty()),
-            Ordering::Release,
-        );
+        let cons_quiet = running && k.is_some_and(|k| !k.halted && k.board.com[0].tx.is_empty());
+        news |= self.cons_quiet.swap(cons_quiet, Ordering::AcqRel) != cons_quiet;
         if let Some(k) = k {
             *self.counts.lock() = k.counts;
         }
+        news
     }
 
     /// Running and not halted, as last published.
@@ -121,6 +118,8 @@ impl Placed {
 #[derive(Default)]
 pub struct RunList {
     vms: Mutex<Vec<Arc<Placed>>>,
+    /// A run published news since `take_news`.
+    news: AtomicBool,
 }
 
 impl RunList {
@@ -138,10 +137,18 @@ impl RunList {
                 continue;
             };
             vm.run(hw);
-            p.publish(&vm);
+            if p.publish(&vm) {
+                self.news.store(true, Ordering::Release);
+            }
             any |= vm.busy();
         }
         any
+    }
+
+    /// Whether a run changed what a pending read on this list's VMs would answer since
+    /// the last call: the CPU then wakes the 9P side rather than let it poll.
+    pub fn take_news(&self) -> bool {
+        self.news.swap(false, Ordering::AcqRel)
     }
 
     pub(crate) fn add(&self, p: Arc<Placed>) {

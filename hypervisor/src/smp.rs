@@ -11,7 +11,7 @@ use crate::mailbox::Mailbox;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use devvmx::place::RunList;
 use spin::Mutex;
 
@@ -33,6 +33,8 @@ static MAILBOX: [Mailbox; cpus::MAX_CPUS] = [const { Mailbox::new() }; cpus::MAX
 /// The VMs each CPU runs, handed over by `give_vms` once the namespace exists.
 static RUNS: [Mutex<Option<Arc<RunList>>>; cpus::MAX_CPUS] =
     [const { Mutex::new(None) }; cpus::MAX_CPUS];
+/// The boot CPU's APIC ID, for the APs' wake-ups when their VMs have news.
+static BOOT_APIC: AtomicU32 = AtomicU32::new(0);
 /// Set by an AP once it has filled in its PerCpu.
 static ONLINE: AtomicBool = AtomicBool::new(false);
 
@@ -54,6 +56,7 @@ pub fn start_aps(ram: &[Region], reserved: &[Region], max: Option<usize>) -> usi
         return 1;
     };
     let boot = lapic::id();
+    BOOT_APIC.store(boot, Ordering::Release);
     let mut aps = cpus::application_processors(&ids, boot);
     aps.truncate(max.unwrap_or(usize::MAX).saturating_sub(1));
     log::info!(
@@ -196,11 +199,19 @@ pub fn ap_main(cpu: usize) -> ! {
         let list = RUNS[cpu].lock().clone();
         // This CPU has no timer interrupt: a guest halted for its in-kernel devices
         // is polled (their time is the TSC) rather than waited for in hlt.
-        match list {
-            Some(l) if l.run(&mut hw, &mut |hw| arch::xcall::serve(cpu, hw)) || l.running() => {
-                core::hint::spin_loop()
-            }
-            _ => arch::cpu::halt_unless(|| mb.pending().is_some()),
+        let Some(l) = list else {
+            arch::cpu::halt_unless(|| mb.pending().is_some());
+            continue;
+        };
+        let busy = l.run(&mut hw, &mut |hw| arch::xcall::serve(cpu, hw));
+        if l.take_news() {
+            // A wait or cons read may be answered now: the boot CPU may be halted.
+            lapic::send_wake(BOOT_APIC.load(Ordering::Acquire));
+        }
+        if busy || l.running() {
+            core::hint::spin_loop();
+        } else {
+            arch::cpu::halt_unless(|| mb.pending().is_some());
         }
     }
 }
