@@ -13,6 +13,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("long", "--64"),
     ("bench", "--32"),
     ("hammer", "--32"),
+    ("count", "--32"),
 ];
 
 fn run(cmd: &mut Command) {

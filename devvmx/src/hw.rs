@@ -124,4 +124,10 @@ pub trait Hw {
     /// vmxproc does; returns after the VM exit with the guest state saved back.
     /// `Err` when the entry instruction itself failed (no exit happened).
     fn enter(&mut self, launched: bool, state: &mut EntryState) -> Result<(), VmxFail>;
+
+    // --- CPUs ---
+    /// Runs `f` on CPU `cpu` with that CPU's layer (at once when it is this CPU) and
+    /// returns once `f` has returned. Another CPU takes it between two guest entries
+    /// (the preemption timer bounds each) or when its wake-up IPI brings it out of hlt.
+    fn on_cpu(&mut self, cpu: usize, f: &mut dyn FnMut(&mut Self));
 }

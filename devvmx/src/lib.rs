@@ -18,6 +18,7 @@ pub mod kdev;
 pub mod mem;
 mod ns;
 pub mod owner;
+pub mod place;
 pub mod plan9;
 pub mod regs;
 pub mod segment;

@@ -2,6 +2,7 @@
 //! `status` file, as a `ninep::Tree`.
 
 use crate::hw::{Hw, Phys, PAGE};
+use crate::place::{pick, Placed, RunList};
 use crate::plan9::{
     lookupcmd, parsecmd, readstr, Cmdtab, EBADARG, EEXIST, EGREG, EISDIR, ENOMEM, ENONEXIST, EPERM,
 };
@@ -10,6 +11,7 @@ use crate::vm::{State, Vm};
 use crate::vmcs::*;
 use alloc::format;
 use alloc::string::{String, ToString};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use ninep::error::EBADATTACH;
 use ninep::{perm, Ctx, Error, Read, Stat, Tree};
@@ -189,7 +191,11 @@ pub struct Namespace<H: Hw> {
     cfg: Config,
     /// Why VT-x cannot be used, if it cannot (the seed's vmxreset checks).
     vmx: Result<(), String>,
-    vms: Vec<Option<Vm>>,
+    vms: Vec<Option<Arc<Placed>>>,
+    /// The CPUs that run VMs other than this (the boot) one, and each one's run list
+    /// (indexed by CPU; the boot CPU's, 0, runs VMs when no other CPU can).
+    vm_cpus: Vec<usize>,
+    runs: Vec<Arc<RunList>>,
     next_gen: u64,
     vmxon: Option<Phys>,
     segs: Segments,
@@ -294,6 +300,8 @@ impl<H: Hw> Namespace<H> {
             cfg,
             vmx,
             vms: Vec::new(),
+            vm_cpus: Vec::new(),
+            runs: alloc::vec![Arc::new(RunList::default())],
             next_gen: 0,
             vmxon: None,
             segs: Segments::new(),
@@ -318,6 +326,26 @@ impl<H: Hw> Namespace<H> {
     /// CPUs the machine runs, for the status file (1 unless the host says more).
     pub fn set_cpus(&mut self, n: usize) {
         self.cpus = n;
+    }
+
+    /// The CPUs other than this one that run VMs (each already in VMX root operation):
+    /// new VMs go to the one with the fewest; with none, this CPU runs them.
+    pub fn set_vm_cpus(&mut self, cpus: &[usize]) {
+        self.vm_cpus = cpus.to_vec();
+        let n = cpus.iter().max().map_or(1, |m| m + 1);
+        while self.runs.len() < n {
+            self.runs.push(Arc::new(RunList::default()));
+        }
+    }
+
+    /// The VMs CPU `cpu` runs (its loop calls [`RunList::run`]).
+    pub fn run_list(&self, cpu: usize) -> Option<Arc<RunList>> {
+        self.runs.get(cpu).cloned()
+    }
+
+    /// The CPU VM `index` runs on.
+    pub fn vm_cpu(&self, index: usize) -> Option<usize> {
+        Some(self.vms.get(index)?.as_ref()?.cpu)
     }
 
     /// Sessions served, for the status file.
@@ -353,7 +381,8 @@ impl<H: Hw> Namespace<H> {
     /// The guest-physical EPT leaf of VM `index` (0 where unmapped), for tests.
     #[cfg(any(test, feature = "testhw"))]
     pub fn ept_entry(&mut self, index: usize, gpa: u64) -> Option<u64> {
-        let pml4 = self.vms.get(index)?.as_ref()?.pml4;
+        let p = self.vms.get(index)?.clone()?;
+        let pml4 = p.vm.lock().pml4;
         Some(crate::ept::lookup(&mut self.hw, pml4, gpa))
     }
 
@@ -375,22 +404,43 @@ impl<H: Hw> Namespace<H> {
             .map_or(0, |id| self.segs.refs(id))
     }
 
-    /// Enters each running VM once; true while any VM is still running (the host
-    /// must then come back soon rather than halt).
+    /// Enters each running VM of this CPU once; true while any VM here is still
+    /// running (the host must then come back soon rather than halt). VMs on other CPUs
+    /// do not keep it up: their CPU wakes it when they have news (`RunList::take_news`).
     pub fn run_guests(&mut self) -> bool {
-        let mut any = false;
-        for vm in self.vms.iter_mut().flatten() {
-            vm.run(&mut self.hw);
-            any |= vm.busy();
-        }
-        any
+        self.runs[0].run(&mut self.hw, &mut |_| {})
+    }
+
+    /// Runs `f` on VM `slot`'s CPU with that VM, the segments and that CPU's layer.
+    fn with_vm<R>(
+        &mut self,
+        slot: usize,
+        gen: u64,
+        f: impl FnOnce(&mut H, &mut Segments, &mut Vm) -> R,
+    ) -> Result<R, Error> {
+        let p = match self.vms.get(slot) {
+            Some(Some(p)) if p.gen == gen => p.clone(),
+            _ => return Err(ENONEXIST.into()),
+        };
+        let segs = &mut self.segs;
+        let mut f = Some(f);
+        let mut r = None;
+        self.hw.on_cpu(p.cpu, &mut |hw| {
+            if let Some(f) = f.take() {
+                let mut vm = p.vm.lock();
+                r = Some(f(hw, segs, &mut vm));
+                // The 9P side is waiting for this: no wake-up needed.
+                let _ = p.publish(&vm);
+            }
+        });
+        r.ok_or(Error::from("vm: its cpu did not answer"))
     }
 
     /// Exits in-kernel devices answered since boot, over every VM.
     pub fn inside_counts(&self) -> crate::kdev::Counts {
         let mut c = self.inside_ended;
-        for k in self.vms.iter().flatten().filter_map(|vm| vm.kdev.as_ref()) {
-            c.add(&k.counts);
+        for p in self.vms.iter().flatten() {
+            c.add(&p.counts());
         }
         c
     }
@@ -430,6 +480,12 @@ impl<H: Hw> Namespace<H> {
                 Err(why) => format!("vmx unavailable: {why}"),
             }
         );
+        // Where each VM runs, once other CPUs run them (with one CPU, as before).
+        if !self.vm_cpus.is_empty() {
+            for p in self.vms.iter().flatten() {
+                s.push_str(&format!("vm {} cpu {}\n", p.index, p.cpu));
+            }
+        }
         // Once any VM has asked for in-kernel devices: what they answered.
         let c = self.inside_counts();
         if self.inside_used {
@@ -441,9 +497,9 @@ impl<H: Hw> Namespace<H> {
         s
     }
 
-    fn vm(&mut self, slot: usize, gen: u64) -> Result<&mut Vm, Error> {
-        match self.vms.get_mut(slot) {
-            Some(Some(vm)) if vm.gen == gen => Ok(vm),
+    fn vm(&self, slot: usize, gen: u64) -> Result<&Arc<Placed>, Error> {
+        match self.vms.get(slot) {
+            Some(Some(p)) if p.gen == gen => Ok(p),
             _ => Err(ENONEXIST.into()),
         }
     }
@@ -462,9 +518,9 @@ impl<H: Hw> Namespace<H> {
         Ok(())
     }
 
-    /// VMXOFF once no VM is left.
+    /// VMXOFF once no VM is left on this CPU.
     fn maybe_vmxoff(&mut self) {
-        if self.vm_count() == 0 {
+        if self.runs[0].is_empty() {
             if let Some(region) = self.vmxon.take() {
                 self.hw.vmxoff();
                 self.hw.free_frame(region);
@@ -486,18 +542,33 @@ impl<H: Hw> Namespace<H> {
         let vpid = (1..=u16::MAX)
             .find(|v| !self.vms.iter().flatten().any(|vm| vm.vpid == *v))
             .ok_or(Error::from("too many VMs"))?;
-        if let Err(e) = self.vmxstart() {
-            self.maybe_vmxoff();
-            return Err(e);
+        let counts: Vec<usize> = self.vm_cpus.iter().map(|&c| self.runs[c].len()).collect();
+        let cpu = pick(&self.vm_cpus, &counts).unwrap_or(0);
+        if cpu == 0 {
+            if let Err(e) = self.vmxstart() {
+                self.maybe_vmxoff();
+                return Err(e);
+            }
         }
         self.next_gen += 1;
         let gen = self.next_gen;
-        match Vm::create(&mut self.hw, slot, gen, vpid) {
-            Ok(vm) => {
+        let made = self.hw.now();
+        let list = self.runs[cpu].clone();
+        let mut made_vm = None;
+        self.hw.on_cpu(cpu, &mut |hw| {
+            made_vm = Some(Vm::create(hw, slot, gen, vpid).map(|mut vm| {
+                vm.made = made;
+                let p = Arc::new(Placed::new(vm, cpu));
+                list.add(p.clone());
+                p
+            }));
+        });
+        match made_vm.unwrap_or(Err(Error::from("vm: its cpu did not answer"))) {
+            Ok(p) => {
                 if slot == self.vms.len() {
-                    self.vms.push(Some(vm));
+                    self.vms.push(Some(p));
                 } else {
-                    self.vms[slot] = Some(vm);
+                    self.vms[slot] = Some(p);
                 }
                 Ok((slot, gen))
             }
@@ -510,17 +581,28 @@ impl<H: Hw> Namespace<H> {
 
     /// cmdquit: the VM goes at once with every frame and segment reference it held.
     fn end_vm(&mut self, slot: usize) {
-        let Some(mut vm) = self.vms.get_mut(slot).and_then(Option::take) else {
+        let Some(p) = self.vms.get_mut(slot).and_then(Option::take) else {
             return;
         };
-        vm.state = State::Ending;
-        if let Some(k) = &vm.kdev {
-            self.inside_ended.add(&k.counts);
-        }
-        let pml4 = vm.pml4;
-        vm.mem.clear(&mut self.hw, &mut self.segs, pml4);
-        let _ = self.hw.vmclear(vm.vmcs);
-        vm.free_frames(&mut self.hw);
+        let list = self.runs[p.cpu].clone();
+        let (segs, ended) = (&mut self.segs, &mut self.inside_ended);
+        // On its CPU: off the run list, its VMCS cleared there, every frame back.
+        self.hw.on_cpu(p.cpu, &mut |hw| {
+            list.remove(slot);
+            let mut vm = p.vm.lock();
+            if vm.vmcs == 0 {
+                return;
+            }
+            vm.state = State::Ending;
+            if let Some(k) = &vm.kdev {
+                ended.add(&k.counts);
+            }
+            let pml4 = vm.pml4;
+            vm.mem.clear(hw, segs, pml4);
+            let _ = hw.vmclear(vm.vmcs);
+            vm.free_frames(hw);
+            let _ = p.publish(&vm);
+        });
         self.maybe_vmxoff();
     }
 
@@ -542,10 +624,7 @@ impl<H: Hw> Namespace<H> {
             gid: uid.to_string(),
             muid: uid.to_string(),
         };
-        let vm = |slot: usize, gen: u64| match self.vms.get(slot) {
-            Some(Some(vm)) if vm.gen == gen => Ok(vm),
-            _ => Err(Error::from(ENONEXIST)),
-        };
+        let vm = |slot: usize, gen: u64| self.vm(slot, gen);
         let boot = self.booted;
         Ok(match node.kind {
             Kind::Root => mk(ROOTQ, true, "/", 0, owner, 0o555, boot),
@@ -607,8 +686,7 @@ impl<H: Hw> Namespace<H> {
                 )
                 .collect(),
             Kind::VmDir(slot, gen) => {
-                let cons = matches!(self.vms.get(slot), Some(Some(vm)) if vm.gen == gen
-                    && vm.kdev.as_ref().is_some_and(|k| k.has(crate::kdev::UART)));
+                let cons = self.vm(slot, gen).is_ok_and(|p| p.uart());
                 VMXDIR
                     .iter()
                     .chain(cons.then_some(&CONS))
@@ -640,30 +718,22 @@ impl<H: Hw> Namespace<H> {
             self.end_vm(slot);
             return Ok(data.len());
         }
-        let (hw, _, vm) = self.parts(slot, gen)?;
-        match cm {
-            Cm::Quit => {}
-            Cm::Go | Cm::Step => {
-                if nf > 2 {
-                    return Err(EBADARG.into());
-                }
-                vm.go(hw, cm == Cm::Step, arg)?;
-            }
-            Cm::Stop => vm.stop()?,
-            Cm::Exc => vm.exc(arg.unwrap_or(""))?,
-            Cm::Irq => {
-                // The seed read `irq a b` as a bare `irq`, withdrawing the interrupt.
-                if nf > 2 {
-                    return Err(EBADARG.into());
-                }
-                vm.irq(arg)?;
-            }
-            Cm::Extrap => vm.extrap(hw, arg.unwrap_or(""))?,
-            Cm::Devices => {
-                vm.devices(&cb.f[1..])?;
-                self.inside_used = true;
-            }
-            Cm::Line => vm.line(&cb.f[1], &cb.f[2])?,
+        if matches!(cm, Cm::Go | Cm::Step | Cm::Irq) && nf > 2 {
+            // The seed read `irq a b` as a bare `irq`, withdrawing the interrupt.
+            return Err(EBADARG.into());
+        }
+        self.with_vm(slot, gen, |hw, _, vm| match cm {
+            Cm::Quit => Ok(()),
+            Cm::Go | Cm::Step => vm.go(hw, cm == Cm::Step, arg),
+            Cm::Stop => vm.stop(),
+            Cm::Exc => vm.exc(arg.unwrap_or("")),
+            Cm::Irq => vm.irq(arg),
+            Cm::Extrap => vm.extrap(hw, arg.unwrap_or("")),
+            Cm::Devices => vm.devices(&cb.f[1..]),
+            Cm::Line => vm.line(&cb.f[1], &cb.f[2]),
+        })??;
+        if cm == Cm::Devices {
+            self.inside_used = true;
         }
         Ok(data.len())
     }
@@ -681,21 +751,15 @@ impl<H: Hw> Namespace<H> {
     /// What OTRUNC (or a length-0 wstat) does to a VM file: `map` loses every mapping
     /// (cmdclearmeminfo); the other files are unchanged.
     fn truncate(&mut self, slot: usize, gen: u64, f: VmF) -> Result<(), Error> {
-        let (hw, segs, vm) = self.parts(slot, gen)?;
+        self.vm(slot, gen)?;
         if f == VmF::Map {
-            let pml4 = vm.pml4;
-            vm.mem.clear(hw, segs, pml4);
-            vm.flush_ept();
+            self.with_vm(slot, gen, |hw, segs, vm| {
+                let pml4 = vm.pml4;
+                vm.mem.clear(hw, segs, pml4);
+                vm.flush_ept();
+            })?;
         }
         Ok(())
-    }
-
-    /// Splits the borrow: the hardware, the segments and one VM.
-    fn parts(&mut self, slot: usize, gen: u64) -> Result<(&mut H, &mut Segments, &mut Vm), Error> {
-        match self.vms.get_mut(slot) {
-            Some(Some(vm)) if vm.gen == gen => Ok((&mut self.hw, &mut self.segs, vm)),
-            _ => Err(ENONEXIST.into()),
-        }
     }
 }
 
@@ -919,7 +983,7 @@ impl<H: Hw> Tree for Namespace<H> {
                 done(readstr(off, buf, &node.aux))
             }
             Kind::VmFile(slot, gen, f) => {
-                let (hw, _, vm) = match self.parts(slot, gen) {
+                let p = match self.vm(slot, gen) {
                     Ok(p) => p,
                     // A wait that was blocked when its VM ended gets Equit, as the
                     // seed's killcmds gave it.
@@ -929,33 +993,46 @@ impl<H: Hw> Tree for Namespace<H> {
                     }
                     Err(e) => return Err(e),
                 };
+                // A pending wait (or cons read) on a VM running elsewhere with
+                // nothing to report (or no output) stays pending without asking.
+                let quiet = match f {
+                    VmF::Wait => p.quiet(),
+                    VmF::Cons => p.cons_quiet(),
+                    _ => false,
+                };
+                if quiet && p.cpu != 0 && !buf.is_empty() {
+                    node.waiting = true;
+                    return Ok(Read::Pending);
+                }
+                let aux = &mut node.aux;
+                let r = self.with_vm(slot, gen, |hw, _, vm| -> Result<Option<usize>, Error> {
+                    Ok(match f {
+                        VmF::Ctl => Some(readstr(off, buf, vm.index.to_string().as_bytes())),
+                        VmF::Regs => {
+                            if off == 0 {
+                                *aux = vm.getregs(hw)?.into_bytes();
+                            }
+                            Some(readstr(off, buf, aux))
+                        }
+                        VmF::Map => {
+                            if off == 0 {
+                                *aux = vm.mem.text().into_bytes();
+                            }
+                            Some(readstr(off, buf, aux))
+                        }
+                        VmF::Status => Some(readstr(off, buf, vm.status_text().as_bytes())),
+                        VmF::Wait => vm.wait(hw)?.map(|line| {
+                            let n = line.len().min(buf.len());
+                            buf[..n].copy_from_slice(&line.as_bytes()[..n]);
+                            n
+                        }),
+                        VmF::Fpregs => Some(readstr(off, buf, &vm.entry.fx.0)),
+                        VmF::Cons => vm.cons_read(hw, buf)?,
+                    })
+                })?;
                 match f {
-                    VmF::Ctl => done(readstr(off, buf, vm.index.to_string().as_bytes())),
-                    VmF::Regs => {
-                        if off == 0 {
-                            node.aux = vm.getregs(hw)?.into_bytes();
-                        }
-                        done(readstr(off, buf, &node.aux))
-                    }
-                    VmF::Map => {
-                        if off == 0 {
-                            node.aux = vm.mem.text().into_bytes();
-                        }
-                        done(readstr(off, buf, &node.aux))
-                    }
-                    VmF::Status => done(readstr(off, buf, vm.status_text().as_bytes())),
-                    VmF::Wait => {
-                        let r = vm.wait(hw).map(|line| {
-                            line.map(|line| {
-                                let n = line.len().min(buf.len());
-                                buf[..n].copy_from_slice(&line.as_bytes()[..n]);
-                                n
-                            })
-                        });
-                        blocking(node, r)
-                    }
-                    VmF::Fpregs => done(readstr(off, buf, &vm.entry.fx.0)),
-                    VmF::Cons => blocking(node, vm.cons_read(hw, buf)),
+                    VmF::Wait | VmF::Cons => blocking(node, r),
+                    _ => r.map(|n| Read::Done(n.unwrap_or(0))),
                 }
             }
             Kind::SegCtl(slot, gen) => {
@@ -980,28 +1057,26 @@ impl<H: Hw> Tree for Namespace<H> {
     fn write(&mut self, ctx: &Ctx, node: &mut Node, off: u64, data: &[u8]) -> Result<usize, Error> {
         match node.kind {
             Kind::VmFile(slot, gen, VmF::Ctl) => self.ctl(slot, gen, data),
-            Kind::VmFile(slot, gen, f) => {
-                let (hw, segs, vm) = self.parts(slot, gen)?;
-                match f {
-                    VmF::Ctl => Err(EGREG.into()),
-                    VmF::Regs => vm.setregs(hw, data),
-                    VmF::Map => {
-                        let pml4 = vm.pml4;
-                        let r = vm.mem.set(hw, segs, pml4, data, ctx.uname);
-                        vm.flush_ept();
-                        r
-                    }
-                    VmF::Fpregs => Ok(vm.setfpregs(off, data)),
-                    VmF::Cons => {
-                        let k = vm.cons().ok_or(Error::from(crate::kdev::ENOCONS))?;
-                        match k.board.type_in(data) {
-                            0 if !data.is_empty() => Err("console input full".into()),
-                            n => Ok(n),
-                        }
-                    }
-                    VmF::Status | VmF::Wait => Err(EGREG.into()),
+            Kind::VmFile(slot, gen, f) => self.with_vm(slot, gen, |hw, segs, vm| match f {
+                VmF::Ctl => Err(EGREG.into()),
+                VmF::Regs => vm.setregs(hw, data),
+                VmF::Map => {
+                    // The EPT is flushed on the VM's CPU before its next entry.
+                    let pml4 = vm.pml4;
+                    let r = vm.mem.set(hw, segs, pml4, data, ctx.uname);
+                    vm.flush_ept();
+                    r
                 }
-            }
+                VmF::Fpregs => Ok(vm.setfpregs(off, data)),
+                VmF::Cons => {
+                    let k = vm.cons().ok_or(Error::from(crate::kdev::ENOCONS))?;
+                    match k.board.type_in(data) {
+                        0 if !data.is_empty() => Err("console input full".into()),
+                        n => Ok(n),
+                    }
+                }
+                VmF::Status | VmF::Wait => Err(EGREG.into()),
+            })?,
             Kind::SegCtl(slot, gen) => {
                 self.segs.ctl(&mut self.hw, slot, gen, data)?;
                 Ok(data.len())

@@ -90,6 +90,14 @@ pub struct TestHw {
     pub invvpid: Vec<u16>,
     /// What `now` answers: wall-clock seconds since 1970, set by the tests.
     pub clock: u32,
+    /// The CPU running now (0, the boot CPU, outside `on_cpu`).
+    pub cpu: usize,
+    /// The other CPUs' VMXON region and current VMCS while another CPU runs.
+    others: BTreeMap<usize, (Option<Phys>, Option<Phys>)>,
+    /// Every VMPTRLD, clear and entry with the CPU it ran on: (vmcs, cpu).
+    pub touched: Vec<(Phys, usize)>,
+    /// The CPUs `on_cpu` was asked for, in order.
+    pub calls: Vec<usize>,
 }
 
 /// Bochs corei7_haswell_4770's VMX capability MSRs and the host MSRs vmcsinit reads.
@@ -132,6 +140,13 @@ impl TestHw {
         hw
     }
 
+    /// CPU `cpu` in VMX root operation on a region of its own, as the kernel's APs are
+    /// before any VM.
+    pub fn ap_vmxon(&mut self, cpu: usize) {
+        let region = self.alloc_frame().expect("a frame for VMXON");
+        self.others.insert(cpu, (Some(region), None));
+    }
+
     /// A machine with `frames` frames of memory and VT-x as Bochs's haswell has it.
     pub fn new(frames: usize) -> Self {
         TestHw {
@@ -155,6 +170,10 @@ impl TestHw {
             invept: Vec::new(),
             invvpid: Vec::new(),
             clock: 0,
+            cpu: 0,
+            others: BTreeMap::new(),
+            touched: Vec::new(),
+            calls: Vec::new(),
         }
     }
 
@@ -320,6 +339,7 @@ impl Hw for TestHw {
     }
 
     fn vmclear(&mut self, vmcs: Phys) -> Result<(), VmxFail> {
+        self.touched.push((vmcs, self.cpu));
         if self.vmxon.is_none() || !self.region_ok(vmcs) {
             return Err(VmxFail);
         }
@@ -331,6 +351,7 @@ impl Hw for TestHw {
     }
 
     fn vmptrld(&mut self, vmcs: Phys) -> Result<(), VmxFail> {
+        self.touched.push((vmcs, self.cpu));
         if self.vmxon.is_none() || !self.region_ok(vmcs) || !self.vmcss.contains_key(&vmcs) {
             return Err(VmxFail);
         }
@@ -368,8 +389,22 @@ impl Hw for TestHw {
         Ok(())
     }
 
+    fn on_cpu(&mut self, cpu: usize, f: &mut dyn FnMut(&mut Self)) {
+        self.calls.push(cpu);
+        if cpu == self.cpu {
+            return f(self);
+        }
+        let prev = (self.cpu, self.vmxon, self.current);
+        let (v, c) = self.others.remove(&cpu).unwrap_or((None, None));
+        (self.cpu, self.vmxon, self.current) = (cpu, v, c);
+        f(self);
+        self.others.insert(cpu, (self.vmxon, self.current));
+        (self.cpu, self.vmxon, self.current) = prev;
+    }
+
     fn enter(&mut self, launched: bool, state: &mut EntryState) -> Result<(), VmxFail> {
         let vmcs = self.current.ok_or(VmxFail)?;
+        self.touched.push((vmcs, self.cpu));
         let v = self.cur()?;
         if v.launched != launched {
             return Err(VmxFail);

@@ -9,8 +9,10 @@ use crate::bootinfo::Region;
 use crate::cpus;
 use crate::mailbox::Mailbox;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use devvmx::place::RunList;
 use spin::Mutex;
 
 /// Each AP's kernel stack.
@@ -23,14 +25,16 @@ struct PerCpu {
     /// VT-x cannot run here: vmxreset's checks, then vmxstart's (the boot CPU's are the
     /// namespace's).
     vmx: Result<u64, String>,
-    /// This CPU's architecture layer (FPU and XCR0 set up on it), for its VMs.
-    #[allow(dead_code)] // the AP's VMs will use it
-    hw: arch::vmx::KernelHw,
 }
 
 static APS: Mutex<Vec<Option<PerCpu>>> = Mutex::new(Vec::new());
 /// Each CPU's doorbell, by CPU number (the boot CPU's, 0, is unused).
 static MAILBOX: [Mailbox; cpus::MAX_CPUS] = [const { Mailbox::new() }; cpus::MAX_CPUS];
+/// The VMs each CPU runs, handed over by `give_vms` once the namespace exists.
+static RUNS: [Mutex<Option<Arc<RunList>>>; cpus::MAX_CPUS] =
+    [const { Mutex::new(None) }; cpus::MAX_CPUS];
+/// The boot CPU's APIC ID, for the APs' wake-ups when their VMs have news.
+static BOOT_APIC: AtomicU32 = AtomicU32::new(0);
 /// Set by an AP once it has filled in its PerCpu.
 static ONLINE: AtomicBool = AtomicBool::new(false);
 
@@ -52,6 +56,7 @@ pub fn start_aps(ram: &[Region], reserved: &[Region], max: Option<usize>) -> usi
         return 1;
     };
     let boot = lapic::id();
+    BOOT_APIC.store(boot, Ordering::Release);
     let mut aps = cpus::application_processors(&ids, boot);
     aps.truncate(max.unwrap_or(usize::MAX).saturating_sub(1));
     log::info!(
@@ -131,13 +136,47 @@ fn ring_all(n: usize) {
     }
 }
 
+/// The APs that can run VMs (online, VMXON done).
+pub fn vm_cpus() -> Vec<usize> {
+    APS.lock()
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.as_ref().is_some_and(|c| c.vmx.is_ok()))
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
+/// Gives CPU `cpu` the list of VMs it runs.
+pub fn give_vms(cpu: usize, list: Arc<RunList>) {
+    if let Some(r) = RUNS.get(cpu) {
+        *r.lock() = Some(list);
+    }
+}
+
+/// Runs `f` on AP `cpu` with its layer, waiting until it has (between two of its guest
+/// entries, or at once when it is halted: the wake-up IPI brings it round).
+pub fn call(cpu: usize, f: &mut dyn FnMut(&mut arch::vmx::KernelHw)) {
+    let apic = APS
+        .lock()
+        .get(cpu.wrapping_sub(1))
+        .and_then(|c| c.as_ref().map(|c| c.apic));
+    let Some(apic) = apic else {
+        log::error!("smp: call for cpu {cpu}, which is not online");
+        return;
+    };
+    arch::xcall::call(cpu, f, || {
+        MAILBOX[cpu].post();
+        lapic::send_wake(apic);
+    });
+}
+
 /// An AP's first Rust, on its own stack: its own descriptor tables, the shared IDT, its
-/// FPU and VMX checks; then it serves its mailbox (nothing to do there yet but answer:
-/// guests still run on the boot CPU), halted between requests.
+/// FPU and VMX checks; then it serves its mailbox (calls from the boot CPU) and runs its
+/// VMs, halted when none runs.
 pub fn ap_main(cpu: usize) -> ! {
     arch::gdt::init_ap();
     arch::idt::init();
-    let mut hw = arch::vmx::KernelHw::new();
+    let mut hw = arch::vmx::KernelHw::new().on(cpu);
     let vmx = devvmx::vmxreset(&mut hw).and_then(|()| {
         devvmx::vmx_cpu_ready(&mut hw)
             .and_then(|()| devvmx::vmxon_region(&mut hw))
@@ -147,7 +186,7 @@ pub fn ap_main(cpu: usize) -> ! {
     lapic::init();
     let apic = lapic::id();
     if let Some(slot) = APS.lock().get_mut(cpu - 1) {
-        *slot = Some(PerCpu { apic, vmx, hw });
+        *slot = Some(PerCpu { apic, vmx });
     }
     lapic::enable();
     ONLINE.store(true, Ordering::Release);
@@ -156,6 +195,23 @@ pub fn ap_main(cpu: usize) -> ! {
         if let Some(ticket) = mb.pending() {
             mb.serve(ticket);
         }
-        arch::cpu::halt_unless(|| mb.pending().is_some());
+        arch::xcall::serve(cpu, &mut hw);
+        let list = RUNS[cpu].lock().clone();
+        // This CPU has no timer interrupt: a guest halted for its in-kernel devices
+        // is polled (their time is the TSC) rather than waited for in hlt.
+        let Some(l) = list else {
+            arch::cpu::halt_unless(|| mb.pending().is_some());
+            continue;
+        };
+        let busy = l.run(&mut hw, &mut |hw| arch::xcall::serve(cpu, hw));
+        if l.take_news() {
+            // A wait or cons read may be answered now: the boot CPU may be halted.
+            lapic::send_wake(BOOT_APIC.load(Ordering::Acquire));
+        }
+        if busy || l.running() {
+            core::hint::spin_loop();
+        } else {
+            arch::cpu::halt_unless(|| mb.pending().is_some());
+        }
     }
 }

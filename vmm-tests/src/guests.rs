@@ -15,6 +15,9 @@ pub const BENCH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bench.bin"));
 /// written forever; counters at [`HAMMER_TICKS`] and [`HAMMER_BYTES`].
 pub const HAMMER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hammer.bin"));
 pub const HAMMER_TICKS: u64 = 0x1200;
+/// Counts forever with interrupts off: a 32-bit counter at [`COUNTER`].
+pub const COUNT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/count.bin"));
+pub const COUNTER: u64 = 0x1200;
 pub const HAMMER_BYTES: u64 = 0x1204;
 
 #[cfg(test)]
@@ -32,6 +35,11 @@ mod tests {
         assert_eq!(&LONG[..2], &[0x48, 0xb8]);
         assert!(TRIPLE.len() < 32);
         assert_eq!(HAMMER.len() as u64, HAMMER_BYTES + 4 - LOAD);
+        // cli; inc dword [0x1200]; jmp back to the inc.
+        assert_eq!(
+            COUNT,
+            &[0xfa, 0xff, 0x05, 0x00, 0x12, 0x00, 0x00, 0xeb, 0xf8]
+        );
         // mov ecx, ebx; jecxz; loop; out 0x80, al; jmp _start.
         assert_eq!(
             BENCH,

@@ -20,18 +20,33 @@ const SEGSIZE: u64 = 0x10_0000;
 struct Hv {
     c: Client,
     m: Machine,
+    /// CPUs in the machine: with more than one, every VM must run on another CPU.
+    cpus: u32,
 }
 
 impl Hv {
+    /// On `HV_CPUS` CPUs (1 unless set).
     fn boot() -> Hv {
+        Hv::boot_on(Opts::default().cpus)
+    }
+
+    fn boot_on(cpus: u32) -> Hv {
         let m = Machine::bochs(Opts {
             cmdline: format!("owner={OWNER} serve=uart selftest=vmx"),
             virtio_ports: 0,
+            cpus,
             ..Opts::default()
         });
         let c = m.client(OWNER, "");
         c.set_timeout(Some(Duration::from_secs(120)));
-        Hv { c, m }
+        let hv = Hv { c, m, cpus };
+        assert_eq!(
+            field(&hv.status(), "cpus"),
+            u64::from(cpus),
+            "{}",
+            hv.status()
+        );
+        hv
     }
 
     /// The same over TCP: the owner presents the secret in the attach name.
@@ -44,7 +59,11 @@ impl Hv {
         });
         let c = m.tcp_client(OWNER, &format!("!{SECRET}"));
         c.set_timeout(Some(Duration::from_secs(120)));
-        Hv { c, m }
+        Hv {
+            c,
+            m,
+            cpus: Opts::default().cpus,
+        }
     }
 
     /// A segment of SEGSIZE named `name` holding `image` at guest-physical LOAD.
@@ -71,7 +90,11 @@ impl Hv {
 
     /// A new VM (vmx/clone opened ORDWR|ORCLOSE, as vmx(1) does).
     fn vm(&self) -> Vm {
-        vm_on(&self.c)
+        let vm = vm_on(&self.c);
+        if self.cpus > 1 {
+            assert_ne!(placed(self, &vm.n), 0, "vm {} on the boot CPU", vm.n);
+        }
+        vm
     }
 
     fn status(&self) -> String {
@@ -386,7 +409,13 @@ fn ept_faults_on(hv: Hv) {
 #[test]
 fn exceptions_and_interrupts() {
     let hv = Hv::boot();
-    let vm = flat32(&hv, "ev", guests::EVENTS);
+    events(&hv, "ev");
+}
+
+/// The events guest from segment `seg`: a trapped int3, an injected #gp, an injected
+/// irq 32 and its ack, each handled by the guest. Returns the VM, done.
+fn events(hv: &Hv, seg: &str) -> Vm {
+    let vm = flat32(hv, seg, guests::EVENTS);
     vm.cmd("extrap 8"); // #BP
     let e = vm.go("");
     assert_eq!(e.what, "#bp", "int3 trapped: {e:?}");
@@ -428,6 +457,7 @@ fn exceptions_and_interrupts() {
     assert_eq!((e.what.as_str(), e.qual), ("io", 0x83_0040), "{e:?}");
     let e = vm.skip(&e);
     assert_eq!((e.what.as_str(), e.qual), ("io", 0x8f_0040), "{e:?}");
+    vm
 }
 
 #[test]
@@ -565,15 +595,7 @@ fn create_run_quit_cycles_free_everything_on(hv: Hv) {
         drop(vm);
     }
     hv.c.remove("segment/cy").unwrap();
-    let start = Instant::now();
-    let after = loop {
-        let st = hv.status();
-        if st.contains("vms 0") && st.contains("segments 0") {
-            break field(&st, "memfree");
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "VMs left: {st}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let after = field(&hv.await_empty(), "memfree");
     assert_eq!(before, after, "memory leaked over 100 VM lifetimes");
 }
 
@@ -742,6 +764,93 @@ fn in_kernel_devices_under_a_hammering_guest() {
     let st = hv.status();
     assert!(st.contains("vms 0") && st.contains("segments 0"), "{st}");
     assert_eq!(field(&st, "memfree"), before, "memory left behind: {st}");
+}
+
+/// The counter of the count guest in segment `seg`.
+fn counter(hv: &Hv, seg: &str) -> u32 {
+    let data = hv.c.open(&format!("segment/{seg}/data"), om::READ).unwrap();
+    let b = data.read_at(guests::COUNTER, 4).unwrap();
+    u32::from_le_bytes(b.try_into().unwrap())
+}
+
+/// The CPU the root status places VM `n` on (`vm N cpu C` lines).
+fn placed(hv: &Hv, n: &str) -> u64 {
+    let st = hv.status();
+    let line = st
+        .lines()
+        .find(|l| l.starts_with(&format!("vm {n} cpu ")))
+        .unwrap_or_else(|| panic!("vm {n} not placed in {st:?}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn two_cpus_guests_spin_on_the_other_cpu_while_9p_is_served() {
+    let hv = Hv::boot_on(2);
+    assert_eq!(field(&hv.status(), "cpus"), 2, "{}", hv.status());
+    let a = flat32(&hv, "ca", guests::COUNT);
+    let b = flat32(&hv, "cb", guests::COUNT);
+    a.cmd("go");
+    b.cmd("go");
+    assert_eq!((placed(&hv, &a.n), placed(&hv, &b.n)), (1, 1));
+    let (a0, b0) = (counter(&hv, "ca"), counter(&hv, "cb"));
+    // 9P round trips go on while both spin with interrupts off on cpu 1.
+    for _ in 0..20 {
+        assert!(hv.status().contains("vms 2"));
+    }
+    let (a1, b1) = (counter(&hv, "ca"), counter(&hv, "cb"));
+    assert!(a1 != a0 && b1 != b0, "a {a0}->{a1}, b {b0}->{b1}");
+    assert_eq!(
+        (a.status(), b.status()),
+        ("running".into(), "running".into())
+    );
+    // stop reaches cpu 1: the guest is ready at once and its counter stands still.
+    a.cmd("stop");
+    assert_eq!(a.status(), "ready");
+    let a2 = counter(&hv, "ca");
+    for _ in 0..5 {
+        assert!(hv.status().contains("vms 2"));
+    }
+    assert_eq!(counter(&hv, "ca"), a2, "a stopped guest ran on");
+    assert_ne!(counter(&hv, "cb"), b1, "b stopped with a");
+    // Exceptions and irq reach a third guest there while b spins.
+    let ev = events(&hv, "ev");
+    assert_eq!(placed(&hv, &ev.n), 1);
+    b.cmd("stop");
+    assert_eq!(b.status(), "ready");
+}
+
+#[test]
+fn lifetimes_spread_over_three_aps_leak_nothing() {
+    let hv = Hv::boot_on(4);
+    let before = hv.memfree();
+    hv.segment("sp", guests::STEP);
+    let mut live: std::collections::VecDeque<Vm> = Default::default();
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..100 {
+        // Three alive at once: each new VM goes to the AP with the fewest.
+        if live.len() == 3 {
+            let old = live.pop_front().unwrap();
+            if i % 2 == 0 {
+                old.cmd("quit");
+            }
+            drop(old);
+        }
+        let vm = hv.vm();
+        seen.insert(placed(&hv, &vm.n));
+        vm.map(&map_all("sp"));
+        vm.regs(FLAT32);
+        let e = vm.go("");
+        assert_eq!((e.what.as_str(), e.get("ax")), ("io", 3), "{i}: {e:?}");
+        live.push_back(vm);
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), [1, 2, 3]);
+    drop(live);
+    hv.c.remove("segment/sp").unwrap();
+    let after = field(&hv.await_empty(), "memfree");
+    assert_eq!(
+        before, after,
+        "memory leaked over 100 VM lifetimes on 3 APs"
+    );
 }
 
 /// A client killed while its `wait` is pending (its VM made ORCLOSE, running a guest that

@@ -111,6 +111,10 @@ pub(super) fn interrupt(vector: u8) {
     if vector == SPURIOUS_VECTOR {
         return;
     }
+    if vector == WAKE_VECTOR {
+        // The boot CPU's idle loop polls again (an AP has news for a pending read).
+        super::cpu::wake();
+    }
     if X2.load(Ordering::Relaxed) {
         wrmsr(MSR_X2_EOI, 0);
     } else {

@@ -16,6 +16,7 @@ pub mod rtc;
 pub mod trap;
 pub mod uart;
 pub mod vmx;
+pub mod xcall;
 
 /// Descriptor tables, the PIC and the timer. Interrupts stay off until the caller enables
 /// them.

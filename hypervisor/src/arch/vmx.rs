@@ -60,6 +60,8 @@ pub struct KernelHw {
     wall: (u32, u64),
     /// The TSC's rate, calibrated against the PIT at boot.
     tsc_hz: u64,
+    /// The CPU this layer belongs to (0, the boot CPU, unless `on`).
+    cpu: usize,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -123,7 +125,14 @@ impl KernelHw {
             feat,
             wall: (0, super::pit::ticks()),
             tsc_hz: super::pit::tsc_hz(),
+            cpu: 0,
         }
+    }
+
+    /// The layer of CPU `cpu` (an AP's, made on it).
+    pub fn on(mut self, cpu: usize) -> KernelHw {
+        self.cpu = cpu;
+        self
     }
 
     /// Sets the wall clock: `secs` since 1970 when the timer had ticked `ticks` times.
@@ -387,6 +396,14 @@ impl Hw for KernelHw {
             unsafe { insn::vmwrite(field, value)? };
         }
         Ok(())
+    }
+
+    fn on_cpu(&mut self, cpu: usize, f: &mut dyn FnMut(&mut Self)) {
+        if cpu == self.cpu {
+            f(self)
+        } else {
+            crate::smp::call(cpu, f)
+        }
     }
 
     fn enter(&mut self, launched: bool, state: &mut EntryState) -> Result<(), VmxFail> {

@@ -85,7 +85,9 @@ fn main() {
     }
     println!(
         "cpus: started/in the machine; RT: a 9P round trip (Tstat of status); busy: while the guests spin; stop->ready: \
-         from the stop write to the status file reading ready, per guest. Guests run on the \
-         boot CPU for now (issue 12 step 2), so more CPUs show only what idle APs cost."
+         from the stop write to the status file reading ready, per guest. With APs the guests \
+         run there (fewest VMs first) and the boot CPU only serves 9P; with one CPU started \
+         they share it with 9P. Bochs emulates its CPUs in one thread, so each CPU it runs \
+         slows the others."
     );
 }
