@@ -4,6 +4,8 @@
 //! - `kernel`: through the hypervisor, driven over 9P by the vmx tool, with the PC devices
 //!   in the hypervisor (its `devices` message);
 //! - `tool`: the same with every device in the tool (`--no-kernel-devices`);
+//! - `tcp`: as `kernel`, the tool on 9P over TCP (Bochs's e1000 and user-mode network,
+//!   attached as the owner with the command line's secret) instead of COM1;
 //! - `native`: the same kernel and initramfs booted by Bochs itself from a GRUB ISO, no
 //!   hypervisor: the anchor for wall time.
 //!
@@ -14,8 +16,8 @@
 //! (every request on the connection), and after `echo $((6*9))` and a poweroff, the
 //! tool's own count of round trips, the exits it saw and those the hypervisor answered.
 //!
-//! `cargo run --release -p vmx --example bench-linux [-- kernel tool native]`
-//! (default: all three). Needs Bochs, grub-mkrescue and the Debian kernel and busybox
+//! `cargo run --release -p vmx --example bench-linux [-- kernel tcp tool native]`
+//! (default: all four). Needs Bochs, grub-mkrescue and the Debian kernel and busybox
 //! that `scripts/setup` unpacks. `BENCH_SECS` bounds each run (default 3600).
 
 use std::io::{Read, Write};
@@ -26,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::channel;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vmm_tests::emu::{self, Machine, Opts};
+use vmm_tests::emu::{self, Machine, Nic, Opts};
 use vmx::layout::Layout;
 use vmx::loader::{self, BootArgs, Module};
 use vmx::session::{self, Options};
@@ -35,25 +37,28 @@ const CMDLINE: &str = "console=ttyS0 panic=-1";
 const MEM_MB: u32 = 128;
 const IPS: u64 = 4_000_000;
 const INIT: &str = "echo vmx-initramfs-$((6*7)); exec sh";
+/// The `tcp` run's `secret=` (the aname `!SECRET` attaches as the owner).
+const SECRET: &str = "bench-linux";
 
 use vmx::testdata::Capture as Buf;
 
-/// A 9P connection that counts the requests it sends (each is one round trip).
-struct Counted {
-    s: UnixStream,
+/// A 9P connection (COM1's unix socket or TCP) that counts the requests it sends (each is
+/// one round trip).
+struct Counted<S> {
+    s: S,
     sent: Arc<AtomicU64>,
     /// Bytes left of the frame being written, and the size field being gathered.
     left: usize,
     head: Vec<u8>,
 }
 
-impl Read for Counted {
+impl<S: Read> Read for Counted<S> {
     fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
         self.s.read(b)
     }
 }
 
-impl Write for Counted {
+impl<S: Write> Write for Counted<S> {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
         let n = self.s.write(b)?;
         let mut d = &b[..n];
@@ -81,17 +86,17 @@ impl Write for Counted {
     }
 }
 
-impl ninep_client::Conn for Counted {
+impl<S: ninep_client::Conn> ninep_client::Conn for Counted<S> {
     fn split(&self) -> std::io::Result<Self> {
         Ok(Counted {
-            s: self.s.try_clone()?,
+            s: self.s.split()?,
             sent: self.sent.clone(),
             left: 0,
             head: Vec::new(),
         })
     }
     fn close(&self) {
-        let _ = self.s.shutdown(std::net::Shutdown::Both);
+        self.s.close();
     }
 }
 
@@ -147,8 +152,28 @@ fn initrd() -> Vec<u8> {
     vmx::cpio::busybox_initramfs(&busybox, INIT)
 }
 
-fn through_the_hypervisor(kernel_devices: bool) -> Figures {
-    let name = if kernel_devices { "kernel" } else { "tool" };
+/// Counts `s`'s requests in `sent` and attaches over it as the tool does.
+fn counted<S: ninep_client::Conn + Read + Write + 'static>(
+    s: S,
+    sent: &Arc<AtomicU64>,
+    aname: &str,
+) -> ninep_client::Client {
+    let conn = Counted {
+        s,
+        sent: sent.clone(),
+        left: 0,
+        head: Vec::new(),
+    };
+    ninep_client::Client::over_msize(conn, "eve", aname, ninep_client::DEFAULT_MSIZE)
+        .expect("attach")
+}
+
+fn through_the_hypervisor(kernel_devices: bool, tcp: bool) -> Figures {
+    let name = match (tcp, kernel_devices) {
+        (true, _) => "tcp",
+        (false, true) => "kernel",
+        (false, false) => "tool",
+    };
     let mut f = Figures::new(name);
     let kernel = std::fs::read(vmx::testdata::debian_kernel()).expect("Debian kernel");
     let layout = Layout::new(u64::from(MEM_MB) << 20).unwrap();
@@ -164,24 +189,31 @@ fn through_the_hypervisor(kernel_devices: bool) -> Figures {
         },
     )
     .expect("load the kernel");
-    let m = Machine::bochs(Opts {
+    let base = Opts {
         virtio_ports: 0,
         mem_mb: 384,
         ips: IPS,
         ..Opts::default()
-    });
-    let mut raw = m.raw(&m.uart_path());
-    emu::sync(&mut raw).expect("sync the serial line");
-    raw.set_read_timeout(None).ok();
-    let sent = Arc::new(AtomicU64::new(0));
-    let conn = Counted {
-        s: raw,
-        sent: sent.clone(),
-        left: 0,
-        head: Vec::new(),
     };
-    let client = ninep_client::Client::over_msize(conn, "eve", "", ninep_client::DEFAULT_MSIZE)
-        .expect("attach");
+    let sent = Arc::new(AtomicU64::new(0));
+    let (m, client) = if tcp {
+        let m = Machine::bochs(Opts {
+            cmdline: format!("owner=eve secret={SECRET} serve=uart,net"),
+            nic: Some(Nic::E1000),
+            ..base
+        });
+        let raw = m.tcp_raw();
+        raw.set_read_timeout(None).ok();
+        let client = counted(raw, &sent, &format!("!{SECRET}"));
+        (m, client)
+    } else {
+        let m = Machine::bochs(base);
+        let mut raw = m.raw(&m.uart_path());
+        emu::sync(&mut raw).expect("sync the serial line");
+        raw.set_read_timeout(None).ok();
+        let client = counted(raw, &sent, "");
+        (m, client)
+    };
     client.set_timeout(None);
     let out = Buf::default();
     let log = Buf::default();
@@ -422,10 +454,11 @@ fn main() {
         "client exits",
         "kernel exits"
     );
-    let runs: [Run; 3] = [
-        ("kernel", || through_the_hypervisor(true)),
+    let runs: [Run; 4] = [
+        ("kernel", || through_the_hypervisor(true, false)),
+        ("tcp", || through_the_hypervisor(true, true)),
         ("native", native),
-        ("tool", || through_the_hypervisor(false)),
+        ("tool", || through_the_hypervisor(false, false)),
     ];
     for (name, run) in runs {
         if want(name) {

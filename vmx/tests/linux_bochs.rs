@@ -8,7 +8,9 @@
 //!
 //! The busybox shell is reached twice: with every PC device in the tool
 //! (`--no-kernel-devices`) and with the PIC, PIT, COM1 and the rest in the hypervisor (the
-//! tool's default; its own answers are printed beside the round trips). The third test
+//! tool's default; its own answers are printed beside the round trips), and the latter
+//! once more with the tool on 9P over TCP (an e1000 on Bochs's user-mode network, the
+//! owner attaching with the command line's secret) instead of COM1. The last test
 //! boots the same kernel from a root disk on the tool's virtio-blk, with a virtio-net card
 //! to a QEMU VM, the devices in the hypervisor: the virtio interrupts reach the guest
 //! through the in-kernel PIC (`line`).
@@ -22,7 +24,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use vmm_tests::emu::{Machine, Opts};
+use vmm_tests::emu::{Machine, Nic, Opts};
 use vmx::layout::Layout;
 use vmx::loader::{self, BootArgs, Module};
 use vmx::session::{self, Options, Report};
@@ -43,6 +45,18 @@ impl Write for Tee {
     }
 }
 
+/// How the tool reaches the hypervisor: its COM1 (Bochs's serial line to a unix socket)
+/// or 9P over TCP through an e1000 on Bochs's user-mode network, attached as the owner
+/// with the command line's secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    Com1,
+    Tcp,
+}
+
+/// The TCP runs' `secret=` (the aname `!SECRET` attaches as the owner).
+const SECRET: &str = "vmx-linux-tcp";
+
 /// The hypervisor under Bochs and one guest run by the tool on a thread, its console
 /// teed to a log file and typed at through a socket.
 struct Guest {
@@ -55,8 +69,10 @@ struct Guest {
 }
 
 impl Guest {
-    /// Boots `kernel` with `initrd`; `devices` makes the tool's devices on its thread.
+    /// Boots `kernel` with `initrd`, the tool on `link`; `devices` makes the tool's
+    /// devices on its thread.
     fn boot(
+        link: Link,
         kernel: &[u8],
         initrd: Vec<u8>,
         log_name: &str,
@@ -76,15 +92,30 @@ impl Guest {
             },
         )
         .unwrap();
-        let m = Machine::bochs(Opts {
+        let base = Opts {
             virtio_ports: 0,
             mem_mb: 384,
             ips: 4_000_000,
             ..Opts::default()
+        };
+        let m = Machine::bochs(match link {
+            Link::Com1 => base,
+            Link::Tcp => Opts {
+                cmdline: format!("owner=eve secret={SECRET} serve=uart,net"),
+                nic: Some(Nic::E1000),
+                ..base
+            },
         });
         // The tool's own message size (vmx dials with it), so the upload costs what it
         // does with the tool.
-        let client = m.client_msize(&m.main_path(), "eve", "", ninep_client::DEFAULT_MSIZE);
+        let msize = ninep_client::DEFAULT_MSIZE;
+        let client = match link {
+            Link::Com1 => m.client_msize(&m.main_path(), "eve", "", msize),
+            Link::Tcp => {
+                ninep_client::Client::over_msize(m.tcp_raw(), "eve", &format!("!{SECRET}"), msize)
+                    .unwrap_or_else(|e| panic!("attach over TCP: {e}\n{}", m.diagnostics()))
+            }
+        };
         client.set_timeout(None);
         let path = std::env::var("VMX_LINUX_LOG").unwrap_or_else(|_| {
             std::env::temp_dir()
@@ -191,21 +222,40 @@ impl Guest {
 #[test]
 #[ignore]
 fn linux_reaches_a_busybox_shell_with_the_tools_devices() {
-    busybox_shell(false);
+    busybox_shell(Link::Com1, false);
 }
 
 #[test]
 #[ignore]
 fn linux_reaches_a_busybox_shell_with_in_kernel_devices() {
-    busybox_shell(true);
+    busybox_shell(Link::Com1, true);
 }
 
-fn busybox_shell(kernel_devices: bool) {
+/// The same over 9P on TCP (Bochs's e1000 and user-mode network) instead of COM1: the
+/// wall time and round trips printed compare with the COM1 run's.
+#[test]
+#[ignore]
+fn linux_reaches_a_busybox_shell_over_tcp() {
+    busybox_shell(Link::Tcp, true);
+}
+
+fn busybox_shell(link: Link, kernel_devices: bool) {
     let kernel = std::fs::read(vmx::testdata::debian_kernel()).unwrap();
     let busybox = std::fs::read(vmx::testdata::busybox()).unwrap();
     let initrd = vmx::cpio::busybox_initramfs(&busybox, "echo vmx-initramfs-$((6*7)); exec sh");
-    let name = if kernel_devices { "inkernel" } else { "bochs" };
-    let mut g = Guest::boot(&kernel, initrd, name, kernel_devices, Default::default);
+    let name = match (link, kernel_devices) {
+        (Link::Tcp, _) => "tcp",
+        (Link::Com1, true) => "inkernel",
+        (Link::Com1, false) => "bochs",
+    };
+    let mut g = Guest::boot(
+        link,
+        &kernel,
+        initrd,
+        name,
+        kernel_devices,
+        Default::default,
+    );
     let mut typed = false;
     loop {
         let t = g.poll();
@@ -248,6 +298,7 @@ fn linux_boots_from_a_virtio_disk_under_bochs() {
     let (mut peer, link, frames) = vmx::testdata::QemuPeer::start(&dir);
     let nic = vmx::virtio::net::Net::new([0x52, 0x54, 0, 0, 0, 1], link);
     let mut g = Guest::boot(
+        Link::Com1,
         &kernel,
         std::fs::read(&initrd).unwrap(),
         "vda",
