@@ -112,7 +112,10 @@ impl Guest {
         let client = match link {
             Link::Com1 => m.client_msize(&m.main_path(), "eve", "", msize),
             Link::Tcp => {
-                ninep_client::Client::over_msize(m.tcp_raw(), "eve", &format!("!{SECRET}"), msize)
+                // No read timeout: the guest may run for minutes between exits.
+                let s = m.tcp_raw();
+                s.set_read_timeout(None).ok();
+                ninep_client::Client::over_msize(s, "eve", &format!("!{SECRET}"), msize)
                     .unwrap_or_else(|e| panic!("attach over TCP: {e}\n{}", m.diagnostics()))
             }
         };
