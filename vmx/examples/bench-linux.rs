@@ -445,10 +445,11 @@ fn main() {
     // In this order, each row printed as it is measured (the tool's run is the slowest).
     let mut rows: Vec<Figures> = Vec::new();
     let header = format!(
-        "{:<8} {:>10} {:>8} {:>14} {:>12} {:>13} {:>14}  note",
+        "{:<8} {:>10} {:>8} {:>8} {:>14} {:>12} {:>13} {:>14}  note",
         "run",
         "prompt s",
         "x native",
+        "boot s",
         "trips->prompt",
         "trips total",
         "client exits",
