@@ -57,12 +57,19 @@ struct Port<T: Tree> {
     name: String,
     link: Box<dyn Link>,
     conn: Conn<T>,
+    /// When the peer sent its last byte (a TCP FIN: it may still read). What it sent is
+    /// answered and sent before the session ends; requests that would wait end with it.
+    finished: Option<u64>,
 }
 
 /// A partial message with no byte for this long is a departed client's remains (a serial
 /// line has no hang-up signal, and an emulator may drop a client's last bytes): the
 /// session starts anew, so the next client's Tversion is not swallowed by it.
 const STALE_TICKS: u64 = 2 * crate::arch::pit::HZ as u64;
+
+/// How long a finished peer's replies may take to leave before its session ends anyway
+/// (a half-closed client that never reads must not hold its session forever).
+const LINGER_TICKS: u64 = 10 * crate::arch::pit::HZ as u64;
 
 /// A link that sends back what it receives: the raw transport's rate, for benchmarks.
 struct Echo {
@@ -122,7 +129,12 @@ impl<T: Host> Server<T> {
             crate::arch::pit::ticks(),
         );
         let name = link.name().into();
-        self.ports.push(Port { name, link, conn });
+        self.ports.push(Port {
+            name,
+            link,
+            conn,
+            finished: None,
+        });
     }
 
     /// Serves every link the listener accepts.
@@ -179,22 +191,18 @@ impl<T: Host> Server<T> {
         self.ports.retain_mut(|p| {
             let name = &p.name;
             let id = p.conn.session_ref().id();
-            match p.link.event() {
-                Some(Event::Reset(how)) => {
-                    log::info!("{name}: peer reset; new session");
-                    p.conn.reset(tree, how);
+            if p.finished.is_none() {
+                match p.link.event() {
+                    Some(Event::Reset(how)) => {
+                        log::info!("{name}: peer reset; new session");
+                        p.conn.reset(tree, how);
+                    }
+                    Some(Event::Closed) => p.finished = Some(now),
+                    None => {}
                 }
-                Some(Event::Closed) => {
-                    log::info!("{name}: closed (session {id})");
-                    p.conn.close(tree);
-                    tree.link_closed(id);
-                    busy = true;
-                    return false;
-                }
-                None => {}
             }
             let room = p.conn.input_space().min(buf.len());
-            if room > 0 {
+            if room > 0 && p.finished.is_none() {
                 let n = p.link.recv(&mut buf[..room]);
                 if n > 0 {
                     p.conn.input(&buf[..n], now);
@@ -214,6 +222,16 @@ impl<T: Host> Server<T> {
                 tree.link_closed(id);
                 busy = true;
                 return false;
+            }
+            // A finished peer's session ends once every reply it can have is on its way.
+            if let Some(t) = p.finished {
+                if p.conn.session().output().is_empty() || now.saturating_sub(t) > LINGER_TICKS {
+                    log::info!("{name}: closed (session {id})");
+                    p.conn.close(tree);
+                    tree.link_closed(id);
+                    busy = true;
+                    return false;
+                }
             }
             true
         });

@@ -479,3 +479,57 @@ fn static_address_and_port() {
         m.log()
     );
 }
+
+/// A client that half-closes (sends its requests, then FIN, and reads on) gets a reply to
+/// every request before the kernel closes its side: here 2,000 Tstats, whose replies are
+/// more than the connection's send buffer holds at once.
+#[test]
+fn a_half_closed_client_gets_every_reply() {
+    use protocol::Fcall;
+    let m = boot(Nic::VirtioNet);
+    let mut s = m.tcp_raw();
+    let frame = |tag: u16, f: &Fcall<'_>| {
+        let mut b = vec![0u8; 256];
+        let n = f.encode(tag, &mut b).unwrap();
+        b.truncate(n);
+        b
+    };
+    const N: u16 = 2_000;
+    let mut burst = emu::tversion(8192);
+    burst.extend(frame(
+        N,
+        &Fcall::Tattach {
+            fid: 1,
+            afid: protocol::NOFID,
+            uname: STRANGER,
+            aname: "",
+        },
+    ));
+    for tag in 0..N {
+        burst.extend(frame(tag, &Fcall::Tstat { fid: 1 }));
+    }
+    s.write_all(&burst).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got)
+        .expect("replies, then the kernel's FIN");
+    let mut rest = &got[..];
+    let mut stats = 0;
+    while rest.len() >= 4 {
+        let n = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+        assert!(
+            n >= 7 && n <= rest.len(),
+            "a cut reply after {stats} Rstats"
+        );
+        let (tag, r) = Fcall::decode(&rest[..n], 8192).unwrap();
+        if let Fcall::Rstat { .. } = r {
+            assert_eq!(tag, stats, "replies in order");
+            stats += 1;
+        }
+        rest = &rest[n..];
+    }
+    assert!(rest.is_empty(), "{} stray bytes", rest.len());
+    assert_eq!(stats, N, "Rstats before the FIN\n{}", m.diagnostics());
+    await_sessions(&m, 0);
+}
