@@ -74,11 +74,14 @@ impl Framer {
 
     /// Does `frame` hold what looks like a Tversion header after its first byte? A frame
     /// that does not decode and holds one is taken for a departed client's partial
-    /// message followed by a new client's Tversion, and skipped up to it.
+    /// message followed by a new client's Tversion, and skipped up to it. Never on a stream
+    /// with a hang-up: one connection holds one client, so a bad frame there is its own
+    /// malformed request and is answered.
     pub fn holds_tversion(&self, frame: &[u8]) -> bool {
-        frame
-            .get(1..)
-            .is_some_and(|rest| find_tversion(rest, self.max).is_some())
+        !self.hangup
+            && frame
+                .get(1..)
+                .is_some_and(|rest| find_tversion(rest, self.max).is_some())
     }
 
     /// Streams with a real hang-up (TCP) end on a frame that can never be valid.

@@ -128,6 +128,7 @@ impl<T: Tree> Conn<T> {
 mod tests {
     use super::*;
     use crate::memfs::Memfs;
+    use alloc::vec;
     use alloc::vec::Vec;
     use protocol::{Fcall, NOTAG};
 
@@ -182,6 +183,48 @@ mod tests {
             let ev = c.process(&mut t, 1);
             assert!(!ev.broken);
             assert_eq!(ev.versions, 1, "{bad:?}");
+        }
+    }
+
+    /// A request that does not decode and happens to hold a Tversion header (here a
+    /// Twalk whose name is one) is a departed client's remains on a line, skipped to that
+    /// Tversion; on a stream it is its own client's request and gets an Rerror.
+    #[test]
+    fn a_tversion_inside_a_bad_frame_is_a_new_client_on_a_line_only() {
+        let tv = tversion();
+        // Twalk fid 0 newfid 1 with one name: the Tversion's bytes and 0xff (not UTF-8).
+        let mut body = vec![
+            protocol::MsgType::Twalk as u8,
+            1,
+            0,
+            0,
+            0,
+            0,
+            0,
+            1,
+            0,
+            0,
+            0,
+            1,
+            0,
+        ];
+        body.extend_from_slice(&(tv.len() as u16 + 1).to_le_bytes());
+        body.extend_from_slice(&tv);
+        body.push(0xff);
+        let mut walk = (body.len() as u32 + 4).to_le_bytes().to_vec();
+        walk.extend_from_slice(&body);
+        for (kind, answered) in [(Kind::Line, false), (Kind::Stream, true)] {
+            let (mut c, mut t) = conn(kind);
+            c.input(&tv, 1);
+            c.process(&mut t, 1);
+            let out = c.session().output().len();
+            c.session().consume_output(out);
+            c.input(&walk, 2);
+            let ev = c.process(&mut t, 2);
+            let out = c.session().output();
+            let rerror = out.len() > 4 && out[4] == protocol::MsgType::Rerror as u8;
+            assert_eq!(rerror, answered, "{kind:?}: {out:?}");
+            assert_eq!(ev.versions, u64::from(!answered), "{kind:?}");
         }
     }
 
