@@ -1,8 +1,8 @@
 //! Port I/O: every I/O port the kernel touches, claimed once here as an [`IoRange`], and
 //! the one place the `in`/`out` instructions run (through the `x86_64` crate's `Port`).
 //!
-//! A device module holds its range and reads and writes registers at offsets inside it;
-//! no safe function takes a port number. Offsets are checked against the range: outside
+//! A device module takes its range from here and reads and writes registers at offsets
+//! inside it; no safe function takes a port number. Offsets are checked against the range: outside
 //! it a read gives all ones and a write is dropped (what an absent device answers), as
 //! [`super::pci::Mmio`] does for memory-mapped registers.
 #![allow(unsafe_code)]
