@@ -6,7 +6,6 @@
 
 extern crate alloc;
 
-#[allow(unsafe_code)]
 mod arch;
 mod bootinfo;
 mod cmdline;

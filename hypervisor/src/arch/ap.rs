@@ -7,6 +7,7 @@
 //! top, CPU number) sit at [`PARAMS`] in the same page. APs start one at a time: the
 //! boot CPU writes the parameters, sends INIT and start-up IPIs, and waits until the AP
 //! has taken them (`started`) before it starts the next.
+#![allow(unsafe_code)]
 
 use super::{lapic, pit};
 use core::sync::atomic::{AtomicU64, Ordering};

@@ -1,5 +1,6 @@
 //! Multiboot headers and the 32-bit entry stub: identity-map the low 4 GiB with 2 MiB
 //! pages, enter long mode on a temporary GDT, and call `kmain(magic, info)`.
+#![allow(unsafe_code)]
 
 core::arch::global_asm!(
     r#"

@@ -1,23 +1,9 @@
-//! Small privileged instructions: port I/O, halting, stopping the machine.
+//! Small privileged instructions: interrupts on and off, halting, stopping the machine.
+#![allow(unsafe_code)]
 
+use super::port::{BOCHS_SHUTDOWN, QEMU_EXIT};
 use core::sync::atomic::{AtomicBool, Ordering};
-use x86_64::instructions::{interrupts, port::Port};
-
-pub fn outb(port: u16, v: u8) {
-    // SAFETY: the ports written are the legacy PC devices this kernel owns (PIC, PIT,
-    // UART, debug console, emulator exit ports); no memory is touched.
-    unsafe { Port::new(port).write(v) }
-}
-
-pub fn inb(port: u16) -> u8 {
-    // SAFETY: as for outb: reads of device registers this kernel owns.
-    unsafe { Port::new(port).read() }
-}
-
-pub fn outl(port: u16, v: u32) {
-    // SAFETY: as for outb.
-    unsafe { Port::new(port).write(v) }
-}
+use x86_64::instructions::interrupts;
 
 /// Set by device interrupts; the idle loop checks it with interrupts off before `hlt`, so
 /// an interrupt that arrives between the last poll and the halt is not slept through.
@@ -49,9 +35,9 @@ pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
 /// shutdown port; on a real machine, halts for good.
 pub fn exit(success: bool) -> ! {
     interrupts::disable();
-    outl(0xf4, if success { 0x10 } else { 0x01 });
+    QEMU_EXIT.write32(0, if success { 0x10 } else { 0x01 });
     for &b in b"Shutdown" {
-        outb(0x8900, b);
+        BOCHS_SHUTDOWN.write8(0, b);
     }
     loop {
         x86_64::instructions::hlt();
@@ -66,6 +52,7 @@ pub fn fault() {
     unsafe { core::ptr::read_volatile(0x0000_1000_0000_0000 as *const u64) };
 }
 
+/// CR2: the address of the last page fault (the trap handler's report, guests' CR2).
 pub fn cr2() -> u64 {
     x86_64::registers::control::Cr2::read_raw()
 }

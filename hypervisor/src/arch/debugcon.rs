@@ -2,6 +2,6 @@
 
 pub fn write(bytes: &[u8]) {
     for &b in bytes {
-        super::cpu::outb(0xe9, b);
+        super::port::DEBUGCON.write8(0, b);
     }
 }

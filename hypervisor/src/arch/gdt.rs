@@ -1,6 +1,7 @@
 //! The kernel's GDT (null, code 0x08, data 0x10, 64-bit TSS 0x18) and TSS, one of each per
 //! CPU (the boot CPU's static, the others' made at start-up). VMX host state reads the
 //! live CPU's.
+#![allow(unsafe_code)]
 
 use spin::Once;
 use x86_64::instructions::segmentation::{Segment, CS, DS, ES, FS, GS, SS};

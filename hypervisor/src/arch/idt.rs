@@ -1,5 +1,6 @@
 //! The IDT: 64 gates (exceptions 0-31, PIC IRQs 32-47, local APIC vectors 48-63) to the
 //! stubs in trap.rs.
+#![allow(unsafe_code)]
 
 use super::gdt::{DOUBLE_FAULT_IST, KCODE};
 use spin::Once;

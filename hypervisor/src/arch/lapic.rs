@@ -2,6 +2,7 @@
 //! the interrupt command register (INIT, start-up, and a wake-up IPI), the spurious vector
 //! and EOI. x2APIC mode (MSRs) where CPUID offers it, else xAPIC (MMIO at the base
 //! IA32_APIC_BASE gives, inside the identity map).
+#![allow(unsafe_code)]
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use x86_64::registers::model_specific::Msr;

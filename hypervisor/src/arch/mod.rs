@@ -1,5 +1,6 @@
 //! The architecture layer: everything that needs `unsafe` (privileged instructions, the
-//! boot stub, raw physical memory) lives here, behind safe functions.
+//! boot stub, raw physical memory, port I/O) lives here, behind safe functions. The
+//! crate denies `unsafe_code`; only the files below that need it allow it, each at its top.
 
 pub mod ap;
 pub mod boot;
@@ -12,6 +13,7 @@ pub mod pci;
 pub mod phys;
 pub mod pic;
 pub mod pit;
+mod port;
 pub mod rtc;
 pub mod trap;
 pub mod uart;

@@ -4,12 +4,14 @@
 //! Every access to device registers or to memory shared with a device goes through
 //! [`Mmio`] or [`DmaFrame`], which check offsets against the region they own, so the drivers
 //! above stay safe code.
+#![allow(unsafe_code)]
 
-use core::arch::asm;
+use super::port::PCI_CONFIG;
 use core::sync::atomic::{fence, Ordering};
 
-const CONFIG_ADDRESS: u16 = 0xCF8;
-const CONFIG_DATA: u16 = 0xCFC;
+/// Offsets in the configuration mechanism's range (ports 0xCF8 and 0xCFC).
+const CONFIG_ADDRESS: u16 = 0;
+const CONFIG_DATA: u16 = 4;
 
 /// Standard configuration header offsets.
 pub const VENDOR_ID: u8 = 0x00;
@@ -26,23 +28,6 @@ const CMD_MEMORY: u16 = 1 << 1;
 const CMD_BUS_MASTER: u16 = 1 << 2;
 const CMD_INTX_DISABLE: u16 = 1 << 10;
 const STATUS_CAP_LIST: u16 = 1 << 4;
-
-fn outl(port: u16, value: u32) {
-    // SAFETY: only called with the PCI configuration ports 0xCF8/0xCFC, which have no effect
-    // on memory; the kernel runs at CPL 0 so the instruction cannot fault.
-    unsafe {
-        asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags))
-    };
-}
-
-fn inl(port: u16) -> u32 {
-    let value: u32;
-    // SAFETY: as in `outl`; reading the configuration data port has no memory effect.
-    unsafe {
-        asm!("in eax, dx", out("eax") value, in("dx") port, options(nomem, nostack, preserves_flags))
-    };
-    value
-}
 
 /// A PCI function's address: bus, device (0..32), function (0..8).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,8 +49,8 @@ impl Bdf {
     pub fn read32(self, offset: u8) -> u32 {
         // Interrupts could interleave another 0xCF8/0xCFC pair only if a handler used PCI
         // configuration space; none does (drivers configure devices from the main loop).
-        outl(CONFIG_ADDRESS, self.address(offset));
-        inl(CONFIG_DATA)
+        PCI_CONFIG.write32(CONFIG_ADDRESS, self.address(offset));
+        PCI_CONFIG.read32(CONFIG_DATA)
     }
 
     pub fn read16(self, offset: u8) -> u16 {
@@ -77,8 +62,8 @@ impl Bdf {
     }
 
     fn write32(self, offset: u8, value: u32) {
-        outl(CONFIG_ADDRESS, self.address(offset));
-        outl(CONFIG_DATA, value);
+        PCI_CONFIG.write32(CONFIG_ADDRESS, self.address(offset));
+        PCI_CONFIG.write32(CONFIG_DATA, value);
     }
 
     fn write16(self, offset: u8, value: u16) {

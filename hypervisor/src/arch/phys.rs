@@ -1,4 +1,5 @@
 //! Physical memory through the identity map (virtual == physical for the low 4 GiB).
+#![allow(unsafe_code)]
 
 /// The identity map's end: addresses below it are mapped.
 pub const MAPPED: u64 = 1 << 32;

@@ -1,10 +1,12 @@
 //! The 8259A pair, remapped to vectors 32-47, and the IRQ handler table.
 
-use super::cpu::{inb, outb, without_interrupts};
+use super::cpu::without_interrupts;
+use super::port::{IoRange, PIC1, PIC2};
 use spin::Mutex;
 
-const PIC1: u16 = 0x20;
-const PIC2: u16 = 0xa0;
+/// Register offsets in each chip's range: commands (ICW1, OCW2/3) and data (ICW2-4, mask).
+const CMD: u16 = 0;
+const DATA: u16 = 1;
 pub const BASE: u8 = 32;
 
 /// Handlers run with interrupts off, before the EOI. A device whose line stays asserted
@@ -13,16 +15,16 @@ type Handlers = [Option<fn()>; 16];
 static HANDLERS: Mutex<Handlers> = Mutex::new([None; 16]);
 
 pub fn init() {
-    outb(PIC1, 0x11); // ICW1: edge, cascade, ICW4 follows
-    outb(PIC2, 0x11);
-    outb(PIC1 + 1, BASE); // ICW2: vector base
-    outb(PIC2 + 1, BASE + 8);
-    outb(PIC1 + 1, 4); // ICW3: slave on IRQ2
-    outb(PIC2 + 1, 2);
-    outb(PIC1 + 1, 1); // ICW4: 8086 mode
-    outb(PIC2 + 1, 1);
-    outb(PIC1 + 1, !(1 << 2)); // all masked but the cascade
-    outb(PIC2 + 1, 0xff);
+    PIC1.write8(CMD, 0x11); // ICW1: edge, cascade, ICW4 follows
+    PIC2.write8(CMD, 0x11);
+    PIC1.write8(DATA, BASE); // ICW2: vector base
+    PIC2.write8(DATA, BASE + 8);
+    PIC1.write8(DATA, 4); // ICW3: slave on IRQ2
+    PIC2.write8(DATA, 2);
+    PIC1.write8(DATA, 1); // ICW4: 8086 mode
+    PIC2.write8(DATA, 1);
+    PIC1.write8(DATA, !(1 << 2)); // all masked but the cascade
+    PIC2.write8(DATA, 0xff);
 }
 
 /// Installs `f` for `irq` and unmasks the line.
@@ -33,39 +35,40 @@ pub fn register(irq: u8, f: fn()) {
 
 pub fn unmask(irq: u8) {
     without_interrupts(|| {
-        let (port, bit) = line(irq);
-        outb(port, inb(port) & !bit);
+        let (pic, bit) = line(irq);
+        pic.write8(DATA, pic.read8(DATA) & !bit);
     })
 }
 
 pub fn mask(irq: u8) {
     without_interrupts(|| {
-        let (port, bit) = line(irq);
-        outb(port, inb(port) | bit);
+        let (pic, bit) = line(irq);
+        pic.write8(DATA, pic.read8(DATA) | bit);
     })
 }
 
-fn line(irq: u8) -> (u16, u8) {
+/// The chip and mask bit of `irq`.
+fn line(irq: u8) -> (&'static IoRange, u8) {
     if irq < 8 {
-        (PIC1 + 1, 1 << irq)
+        (&PIC1, 1 << irq)
     } else {
-        (PIC2 + 1, 1 << (irq & 7))
+        (&PIC2, 1 << (irq & 7))
     }
 }
 
-fn in_service(pic: u16) -> u8 {
-    outb(pic, 0x0b); // OCW3: read ISR
-    inb(pic)
+fn in_service(pic: &IoRange) -> u8 {
+    pic.write8(CMD, 0x0b); // OCW3: read ISR
+    pic.read8(CMD)
 }
 
 /// Called from the trap stub for vector 32 + irq.
 pub(super) fn irq(irq: u8) {
     // Spurious IRQ 7/15: not in service; no EOI to the chip that raised it.
-    if irq == 7 && in_service(PIC1) & 0x80 == 0 {
+    if irq == 7 && in_service(&PIC1) & 0x80 == 0 {
         return;
     }
-    if irq == 15 && in_service(PIC2) & 0x80 == 0 {
-        outb(PIC1, 0x20);
+    if irq == 15 && in_service(&PIC2) & 0x80 == 0 {
+        PIC1.write8(CMD, 0x20);
         return;
     }
     let h = HANDLERS.lock()[irq as usize & 15];
@@ -76,7 +79,7 @@ pub(super) fn irq(irq: u8) {
         super::cpu::wake();
     }
     if irq >= 8 {
-        outb(PIC2, 0x20);
+        PIC2.write8(CMD, 0x20);
     }
-    outb(PIC1, 0x20);
+    PIC1.write8(CMD, 0x20);
 }

@@ -1,16 +1,24 @@
 //! The 8254 timer on IRQ 0: a tick count, and a periodic wake-up for the idle loop.
 
-use super::cpu::{inb, outb};
+use super::port::{PIT, PORT_B};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 pub const HZ: u32 = 100;
+/// Register offsets in the PIT's range.
+const CH0: u16 = 0;
+const CH2: u16 = 2;
+const MODE: u16 = 3;
+/// Port B (0x61) bits: channel 2's gate, the speaker's enable, channel 2's output.
+const GATE2: u8 = 0x01;
+const SPEAKER: u8 = 0x02;
+const OUT2: u8 = 0x20;
 static TICKS: AtomicU64 = AtomicU64::new(0);
 
 pub fn init() {
     let divisor = 1_193_182 / HZ;
-    outb(0x43, 0x34); // channel 0, lo/hi byte, mode 2 (rate generator)
-    outb(0x40, divisor as u8);
-    outb(0x40, (divisor >> 8) as u8);
+    PIT.write8(MODE, 0x34); // channel 0, lo/hi byte, mode 2 (rate generator)
+    PIT.write8(CH0, divisor as u8);
+    PIT.write8(CH0, (divisor >> 8) as u8);
     super::pic::register(0, tick);
 }
 
@@ -55,21 +63,21 @@ pub fn tsc_hz() -> u64 {
 /// whose channel 2 never ends its count is measured against the ticks instead.
 fn calibrate_tsc() -> u64 {
     const COUNT: u64 = 0xffff; // about 55 ms
-    let p61 = inb(0x61);
-    outb(0x61, (p61 & !0x02) | 0x01); // gate 2 on, speaker off
-    outb(0x43, 0xb0); // channel 2, lo/hi byte, mode 0 (interrupt on terminal count)
-    outb(0x42, COUNT as u8);
-    outb(0x42, (COUNT >> 8) as u8);
+    let p61 = PORT_B.read8(0);
+    PORT_B.write8(0, (p61 & !SPEAKER) | GATE2); // gate 2 on, speaker off
+    PIT.write8(MODE, 0xb0); // channel 2, lo/hi byte, mode 0 (interrupt on terminal count)
+    PIT.write8(CH2, COUNT as u8);
+    PIT.write8(CH2, (COUNT >> 8) as u8);
     let (t0, k0) = (super::vmx::rdtsc(), ticks());
     let mut done = false;
     while ticks() - k0 < 20 {
-        if inb(0x61) & 0x20 != 0 {
+        if PORT_B.read8(0) & OUT2 != 0 {
             done = true;
             break;
         }
     }
     let (t1, k1) = (super::vmx::rdtsc(), ticks());
-    outb(0x61, p61);
+    PORT_B.write8(0, p61);
     let dt = t1.wrapping_sub(t0).max(1);
     if done {
         dt * PIT_HZ / COUNT

@@ -1,11 +1,12 @@
 //! The CMOS real-time clock (MC146818, index port 0x70, data port 0x71), read once at
 //! boot for file times. Port I/O only: `devvmx::clock` decodes what is read.
 
+use super::port::RTC;
 use devvmx::clock::RtcRegs;
-use x86_64::instructions::port::Port;
 
-const INDEX: u16 = 0x70;
-const DATA: u16 = 0x71;
+/// Offsets in the RTC's range.
+const INDEX: u16 = 0;
+const DATA: u16 = 1;
 
 // Register indices.
 const SEC: u8 = 0x00;
@@ -20,23 +21,11 @@ const STATUS_B: u8 = 0x0b;
 /// within 244 µs).
 const UIP: u8 = 0x80;
 
-/// Selects a CMOS register for the next `data` read.
-fn select(reg: u8) {
-    // SAFETY: port 0x70 only selects which CMOS byte port 0x71 shows; `reg` is one of
-    // the RTC's registers above with bit 7 clear, which keeps NMIs enabled.
-    unsafe { Port::<u8>::new(INDEX).write(reg) }
-}
-
-/// The selected CMOS register.
-fn data() -> u8 {
-    // SAFETY: reading port 0x71 returns the selected byte and changes nothing (the
-    // status registers C and D, whose reads clear flags, are never selected).
-    unsafe { Port::<u8>::new(DATA).read() }
-}
-
+/// CMOS register `reg`: one of the RTC's registers above, with bit 7 clear (which keeps
+/// NMIs enabled), never the status registers C and D (whose reads clear flags).
 fn cmos(reg: u8) -> u8 {
-    select(reg);
-    data()
+    RTC.write8(INDEX, reg);
+    RTC.read8(DATA)
 }
 
 fn snapshot() -> RtcRegs {

@@ -1,6 +1,7 @@
 //! Interrupt and exception entry: one stub per vector pushes a uniform frame and calls
 //! `trap_dispatch`. Exceptions are fatal (diagnostic on the log, machine stopped);
 //! IRQs go to pic.rs's handlers; the local APIC's vectors (48-63) to lapic.rs.
+#![allow(unsafe_code)]
 
 core::arch::global_asm!(
     r#"

@@ -2,10 +2,10 @@
 //! drops bytes the FIFO cannot hold); transmit goes out of a ring, refilled by the
 //! transmitter-empty interrupt.
 
-use super::cpu::{inb, outb, without_interrupts};
+use super::cpu::without_interrupts;
+use super::port::COM1;
 use spin::Mutex;
 
-pub const COM1: u16 = 0x3f8;
 const IRQ: u8 = 4;
 
 const RBR_THR: u16 = 0;
@@ -74,31 +74,32 @@ static STATE: Mutex<State> = Mutex::new(State {
 
 /// Is there a 16550 at COM1 (its scratch register holds a value)?
 pub fn present() -> bool {
-    outb(COM1 + SCR, 0x5a);
-    inb(COM1 + SCR) == 0x5a
+    COM1.write8(SCR, 0x5a);
+    COM1.read8(SCR) == 0x5a
 }
 
 /// 115200 8N1, FIFOs on, receive interrupt on.
 pub fn init() {
-    outb(COM1 + IER, 0);
-    outb(COM1 + LCR, 0x80); // DLAB
-    outb(COM1 + RBR_THR, 1); // divisor 1: 115200 baud
-    outb(COM1 + IER, 0);
-    outb(COM1 + LCR, 0x03); // 8N1
-                            // FIFO on, both cleared, receive interrupt at every byte. A higher trigger level relies
-                            // on the FIFO's character timeout for the last bytes of a message, and Bochs 2.7 leaves
-                            // that timer running when the FIFO is emptied by polling: it then hands over a byte it
-                            // already gave, a duplicate that corrupts a 9P frame (seen with Linux's v9fs on COM1).
-                            // QEMU hands over one byte per poll at this level, which costs only COM1's speed there.
-    outb(COM1 + IIR_FCR, 0x07);
-    outb(COM1 + MCR, 0x0b); // DTR, RTS, OUT2 (routes the IRQ)
-    while inb(COM1 + LSR) & LSR_DR != 0 {
-        inb(COM1 + RBR_THR);
+    COM1.write8(IER, 0);
+    COM1.write8(LCR, 0x80); // DLAB
+    COM1.write8(RBR_THR, 1); // divisor 1: 115200 baud
+    COM1.write8(IER, 0);
+    COM1.write8(LCR, 0x03); // 8N1
+
+    // FIFO on, both cleared, receive interrupt at every byte. A higher trigger level relies
+    // on the FIFO's character timeout for the last bytes of a message, and Bochs 2.7 leaves
+    // that timer running when the FIFO is emptied by polling: it then hands over a byte it
+    // already gave, a duplicate that corrupts a 9P frame (seen with Linux's v9fs on COM1).
+    // QEMU hands over one byte per poll at this level, which costs only COM1's speed there.
+    COM1.write8(IIR_FCR, 0x07);
+    COM1.write8(MCR, 0x0b); // DTR, RTS, OUT2 (routes the IRQ)
+    while COM1.read8(LSR) & LSR_DR != 0 {
+        COM1.read8(RBR_THR);
     }
     without_interrupts(|| {
         let mut s = STATE.lock();
         s.ier = IER_RDA;
-        outb(COM1 + IER, s.ier);
+        COM1.write8(IER, s.ier);
     });
     super::pic::register(IRQ, on_irq);
 }
@@ -106,19 +107,19 @@ pub fn init() {
 /// Moves bytes between the chip and the rings; called with interrupts off.
 fn service(s: &mut State) {
     for _ in 0..RING {
-        let lsr = inb(COM1 + LSR);
+        let lsr = COM1.read8(LSR);
         if lsr & LSR_DR == 0 {
             break;
         }
-        let b = inb(COM1 + RBR_THR);
+        let b = COM1.read8(RBR_THR);
         if !s.rx.push(b) {
             s.dropped += 1;
         }
     }
-    if inb(COM1 + LSR) & LSR_THRE != 0 {
+    if COM1.read8(LSR) & LSR_THRE != 0 {
         for _ in 0..FIFO {
             match s.tx.pop() {
-                Some(b) => outb(COM1 + RBR_THR, b),
+                Some(b) => COM1.write8(RBR_THR, b),
                 None => break,
             }
         }
@@ -130,7 +131,7 @@ fn service(s: &mut State) {
     };
     if want != s.ier {
         s.ier = want;
-        outb(COM1 + IER, want);
+        COM1.write8(IER, want);
     }
 }
 
@@ -139,7 +140,7 @@ fn on_irq() {
     // Reading IIR acknowledges a THRE interrupt; loop until none is pending.
     for _ in 0..16 {
         service(&mut s);
-        if inb(COM1 + IIR_FCR) & 1 != 0 {
+        if COM1.read8(IIR_FCR) & 1 != 0 {
             break;
         }
     }

@@ -13,6 +13,7 @@
 //! so the registers simply hold the last guest's state between entries; `enter` FXRSTORs
 //! and FXSAVEs the guest's area around each entry. Host XCR0 is limited to x87|SSE
 //! (what FXSAVE covers), so no guest state escapes the FXSAVE area.
+#![allow(unsafe_code)]
 
 mod entry;
 pub mod fields;
@@ -22,6 +23,7 @@ pub mod selftest;
 
 use devvmx::hw::{EntryState, Hw, Phys, VmxFail, PAGE};
 use fields::*;
+use x86_64::registers::debug::{DebugAddressRegister, Dr0, Dr1, Dr2, Dr3};
 
 const CR0_MP: u64 = 1 << 1;
 const CR0_EM: u64 = 1 << 2;
@@ -109,7 +111,7 @@ impl KernelHw {
         unsafe { insn::set_cr4(cr4) };
         let host_xcr0 = if xsave {
             // SAFETY: OSXSAVE is now set and x87|SSE is always a valid XCR0.
-            unsafe { insn::xsetbv(0, XCR0_FX) };
+            unsafe { insn::set_xcr0(XCR0_FX) };
             XCR0_FX
         } else {
             1
@@ -162,8 +164,8 @@ impl KernelHw {
             }
             0x48c => {
                 // EPT_VPID_CAP exists when EPT or VPID can be enabled.
-                // SAFETY: guarded by vmx_ctls2 (CTLS2 exists).
                 (vmx_ctls2)() && {
+                    // SAFETY: guarded by vmx_ctls2 (CTLS2 exists).
                     let a1 = unsafe { insn::rdmsr(MSR_VMX_PROCBASED_CTLS2) } >> 32;
                     a1 & (1 << 1 | 1 << 5) != 0
                 }
@@ -415,41 +417,41 @@ impl Hw for KernelHw {
         // Only x87|SSE bits the host enabled, x87 always: both values are valid XCR0s.
         let xcr0 = (state.xcr0 | 1) & self.host_xcr0;
 
-        let flags = insn::save_cli();
-        if dr7 & DR7_ACTIVE != 0 {
-            // SAFETY: DR0-3 take any address; DR6's upper half must be zero. The host
-            // uses no breakpoints and a VM exit sets DR7 to 0x400.
-            unsafe {
-                insn::set_dr0(state.dr[0]);
-                insn::set_dr1(state.dr[1]);
-                insn::set_dr2(state.dr[2]);
-                insn::set_dr3(state.dr[3]);
-                insn::set_dr6(state.dr[6] & 0xffff_ffff);
+        let rc = super::cpu::without_interrupts(|| {
+            if dr7 & DR7_ACTIVE != 0 {
+                // DR0-3 take any address. The host uses no breakpoints and a VM exit sets
+                // DR7 to 0x400.
+                Dr0::write(state.dr[0]);
+                Dr1::write(state.dr[1]);
+                Dr2::write(state.dr[2]);
+                Dr3::write(state.dr[3]);
+                // SAFETY: DR6's upper half is cleared, as it must be.
+                unsafe { insn::set_dr6(state.dr[6] & 0xffff_ffff) };
             }
-        }
-        // SAFETY: the area is aligned (FxArea) with a masked MXCSR; the kernel uses no
-        // FPU state of its own.
-        unsafe { insn::fxrstor(&state.fx.0) };
-        if xcr0 != self.host_xcr0 {
-            // SAFETY: OSXSAVE is set whenever host_xcr0 != 1, and xcr0 is 1 or 3.
-            unsafe { insn::xsetbv(0, xcr0) };
-        }
-        if state.cr2 != insn::cr2() {
-            // SAFETY: CR2 is only read by the page-fault handler, and interrupts are off.
-            unsafe { insn::set_cr2(state.cr2) };
-        }
-        // SAFETY: interrupts are off; the current VMCS has this kernel's host state
-        // (write_host_state) and HOST_RIP at the trampoline's landing, which returns
-        // here with the callee-saved registers restored.
-        let rc = unsafe { entry::hv_vmx_run(&mut state.regs, launched as u64) };
-        state.cr2 = insn::cr2();
-        if xcr0 != self.host_xcr0 {
-            // SAFETY: back to the host's own valid XCR0.
-            unsafe { insn::xsetbv(0, self.host_xcr0) };
-        }
-        // SAFETY: the area is aligned and writable; CR0.EM/TS are clear.
-        unsafe { insn::fxsave(&mut state.fx.0) };
-        insn::restore_if(flags);
+            // SAFETY: the area is aligned (FxArea) with a masked MXCSR; the kernel uses no
+            // FPU state of its own.
+            unsafe { insn::fxrstor(&state.fx.0) };
+            if xcr0 != self.host_xcr0 {
+                // SAFETY: OSXSAVE is set whenever host_xcr0 != 1, and xcr0 is 1 or 3.
+                unsafe { insn::set_xcr0(xcr0) };
+            }
+            if state.cr2 != super::cpu::cr2() {
+                // SAFETY: CR2 is only read by the page-fault handler, and interrupts are off.
+                unsafe { insn::set_cr2(state.cr2) };
+            }
+            // SAFETY: interrupts are off; the current VMCS has this kernel's host state
+            // (write_host_state) and HOST_RIP at the trampoline's landing, which returns
+            // here with the callee-saved registers restored.
+            let rc = unsafe { entry::hv_vmx_run(&mut state.regs, launched as u64) };
+            state.cr2 = super::cpu::cr2();
+            if xcr0 != self.host_xcr0 {
+                // SAFETY: back to the host's own valid XCR0.
+                unsafe { insn::set_xcr0(self.host_xcr0) };
+            }
+            // SAFETY: the area is aligned and writable; CR0.EM/TS are clear.
+            unsafe { insn::fxsave(&mut state.fx.0) };
+            rc
+        });
         if rc != 0 {
             Err(VmxFail)
         } else {

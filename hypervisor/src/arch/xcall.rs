@@ -2,6 +2,7 @@
 //! and waits until it has run there (a VM's VMCS is only touched on its own CPU). The
 //! CPU runs it from its loop, between two guest entries (the preemption timer bounds
 //! each) or when its wake-up IPI brings it out of `hlt`.
+#![allow(unsafe_code)]
 
 use super::vmx::KernelHw;
 use crate::cpus::MAX_CPUS;

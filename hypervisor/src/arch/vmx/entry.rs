@@ -9,6 +9,7 @@
 //! A VM exit lands at `hv_vmx_exit` (HOST_RIP) with RSP = HOST_RSP; it stores the guest's
 //! registers back through the saved pointer, restores the host's and returns 0 from
 //! `hv_vmx_run` to its caller.
+#![allow(unsafe_code)]
 
 use super::fields::HOST_RSP;
 use devvmx::hw::GuestRegs;

@@ -1,11 +1,22 @@
-//! Raw privileged instructions, one `unsafe fn` each, written as inline assembly.
+//! Raw privileged instructions for [`super::KernelHw`], one function each, over raw
+//! numbers (MSR indices, VMCS field encodings, register values).
 //!
-//! Inline assembly rather than the `x86` crate: the VMX instructions need their CF/ZF
-//! result (VMfailInvalid/VMfailValid) read in the same asm block, the set is small, and
-//! it keeps the kernel free of a dependency whose wrappers we would re-check anyway.
+//! Control registers, MSRs, XCR0 and the descriptor-table registers go through the
+//! `x86_64` crate, the kernel's one home for them. What it lacks is inline assembly here:
+//! the VMX instructions (which need their CF/ZF result, VMfailInvalid/VMfailValid, read
+//! in the same asm block), writes to CR2 and DR6, STR, RDTSC and FXSAVE/FXRSTOR.
+#![allow(unsafe_code)]
 
 use core::arch::asm;
 use devvmx::hw::VmxFail;
+use x86_64::instructions::segmentation::{Segment, CS, DS, ES, FS, GS, SS};
+use x86_64::instructions::tables::{sgdt, sidt};
+use x86_64::registers::control::{Cr0, Cr3, Cr4};
+use x86_64::registers::model_specific::Msr;
+use x86_64::registers::xcontrol::XCr0;
+
+/// Whether interrupts are on (RFLAGS.IF).
+pub use x86_64::instructions::interrupts::are_enabled as interrupts_enabled;
 
 /// Turns the `setbe` result of a VMX instruction (CF=1 or ZF=1) into a `Result`.
 fn check(failed: u8) -> Result<(), VmxFail> {
@@ -114,67 +125,65 @@ pub unsafe fn invvpid(kind: u64, vpid: u16) -> Result<(), VmxFail> {
 /// # Safety
 /// The MSR exists (else #GP).
 pub unsafe fn rdmsr(msr: u32) -> u64 {
-    let (lo, hi): (u32, u32);
     // SAFETY: the caller checked the MSR exists.
-    unsafe {
-        asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nostack, nomem));
-    }
-    (hi as u64) << 32 | lo as u64
+    unsafe { Msr::new(msr).read() }
 }
 
 /// # Safety
 /// The MSR exists and accepts the value, and the new value keeps the host sound.
 pub unsafe fn wrmsr(msr: u32, value: u64) {
     // SAFETY: the caller checked the MSR and value.
-    unsafe {
-        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
-             options(nostack, nomem));
-    }
+    unsafe { Msr::new(msr).write(value) }
 }
 
-macro_rules! read_reg {
-    ($get:ident, $reg:literal) => {
-        pub fn $get() -> u64 {
-            let v: u64;
-            // SAFETY: reading a control register has no side effect at CPL 0.
-            unsafe { asm!(concat!("mov {0}, ", $reg), out(reg) v, options(nostack, nomem)) }
-            v
-        }
-    };
+pub fn cr0() -> u64 {
+    Cr0::read_raw()
 }
 
-macro_rules! write_reg {
-    ($set:ident, $reg:literal) => {
-        /// # Safety
-        /// The new value keeps the host sound (and is architecturally valid).
-        pub unsafe fn $set(v: u64) {
-            // SAFETY: the caller vouches for the value.
-            unsafe { asm!(concat!("mov ", $reg, ", {0}"), in(reg) v, options(nostack, nomem)) }
-        }
-    };
+/// CR3 as the CPU holds it: the top-level table's address and the low flag bits.
+pub fn cr3() -> u64 {
+    let (table, flags) = Cr3::read_raw();
+    table.start_address().as_u64() | u64::from(flags)
 }
 
-read_reg!(cr0, "cr0");
-read_reg!(cr2, "cr2");
-read_reg!(cr3, "cr3");
-read_reg!(cr4, "cr4");
-write_reg!(set_cr0, "cr0");
-write_reg!(set_cr2, "cr2");
-write_reg!(set_cr4, "cr4");
-write_reg!(set_dr0, "dr0");
-write_reg!(set_dr1, "dr1");
-write_reg!(set_dr2, "dr2");
-write_reg!(set_dr3, "dr3");
-write_reg!(set_dr6, "dr6");
+pub fn cr4() -> u64 {
+    Cr4::read_raw()
+}
+
+/// # Safety
+/// The new value keeps the host sound (and is architecturally valid).
+pub unsafe fn set_cr0(v: u64) {
+    // SAFETY: the caller vouches for the value.
+    unsafe { Cr0::write_raw(v) }
+}
+
+/// # Safety
+/// As for `set_cr0`.
+pub unsafe fn set_cr4(v: u64) {
+    // SAFETY: the caller vouches for the value.
+    unsafe { Cr4::write_raw(v) }
+}
+
+/// # Safety
+/// No one still needs the old value: only the page-fault handler reads CR2, and the
+/// caller keeps interrupts off until the guest has run.
+pub unsafe fn set_cr2(v: u64) {
+    // SAFETY: the caller vouches that the old value is not needed.
+    unsafe { asm!("mov cr2, {0}", in(reg) v, options(nostack, nomem)) }
+}
+
+/// # Safety
+/// The upper half of `v` is zero (else #GP).
+pub unsafe fn set_dr6(v: u64) {
+    // SAFETY: the caller vouches for the value; the host uses no breakpoints.
+    unsafe { asm!("mov dr6, {0}", in(reg) v, options(nostack, nomem)) }
+}
 
 /// # Safety
 /// CR4.OSXSAVE is set and `value` is a valid XCR0 for this CPU.
-pub unsafe fn xsetbv(index: u32, value: u64) {
+pub unsafe fn set_xcr0(value: u64) {
     // SAFETY: the caller checked the value.
-    unsafe {
-        asm!("xsetbv", in("ecx") index, in("eax") value as u32, in("edx") (value >> 32) as u32,
-             options(nostack, nomem));
-    }
+    unsafe { XCr0::write_raw(value) }
 }
 
 pub fn rdtsc() -> u64 {
@@ -198,51 +207,23 @@ pub unsafe fn fxrstor(area: *const [u8; 512]) {
     unsafe { asm!("fxrstor64 [{0}]", in(reg) area, options(nostack, readonly)) }
 }
 
-/// Disables interrupts and returns the previous RFLAGS.
-pub fn save_cli() -> u64 {
-    let flags: u64;
-    // SAFETY: pushfq/pop/cli only change IF, which `restore_flags` puts back.
-    unsafe { asm!("pushfq", "pop {0}", "cli", out(reg) flags, options(nomem)) }
-    flags
-}
-
-pub fn interrupts_enabled() -> bool {
-    let flags: u64;
-    // SAFETY: pushfq/pop only read RFLAGS.
-    unsafe { asm!("pushfq", "pop {0}", out(reg) flags, options(nomem)) }
-    flags & (1 << 9) != 0
-}
-
-/// Re-enables interrupts if they were on in `flags` (from `save_cli`).
-pub fn restore_if(flags: u64) {
-    if flags & (1 << 9) != 0 {
-        // SAFETY: interrupts were on before `save_cli`; the kernel's IDT handles them.
-        unsafe { asm!("sti", options(nostack, nomem)) }
-    }
-}
-
 /// The live segment selectors: cs, ss, ds, es, fs, gs, tr.
 pub fn selectors() -> [u16; 7] {
-    let (cs, ss, ds, es, fs, gs, tr): (u16, u16, u16, u16, u16, u16, u16);
-    // SAFETY: reading selectors has no side effect.
-    unsafe {
-        asm!("mov {0:x}, cs", "mov {1:x}, ss", "mov {2:x}, ds", "mov {3:x}, es",
-             "mov {4:x}, fs", "mov {5:x}, gs", "str {6:x}",
-             out(reg) cs, out(reg) ss, out(reg) ds, out(reg) es, out(reg) fs, out(reg) gs,
-             out(reg) tr, options(nostack, nomem));
-    }
-    [cs, ss, ds, es, fs, gs, tr]
+    let tr: u16;
+    // SAFETY: STR only reads the task register's selector.
+    unsafe { asm!("str {0:x}", out(reg) tr, options(nostack, nomem)) }
+    [
+        CS::get_reg().0,
+        SS::get_reg().0,
+        DS::get_reg().0,
+        ES::get_reg().0,
+        FS::get_reg().0,
+        GS::get_reg().0,
+        tr,
+    ]
 }
 
 /// The live GDTR and IDTR bases.
 pub fn descriptor_tables() -> (u64, u64) {
-    let mut gdtr = [0u8; 10];
-    let mut idtr = [0u8; 10];
-    // SAFETY: SGDT/SIDT store 10 bytes each into the local buffers.
-    unsafe {
-        asm!("sgdt [{0}]", "sidt [{1}]", in(reg) gdtr.as_mut_ptr(), in(reg) idtr.as_mut_ptr(),
-             options(nostack));
-    }
-    let base = |b: &[u8; 10]| u64::from_le_bytes([b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9]]);
-    (base(&gdtr), base(&idtr))
+    (sgdt().base.as_u64(), sidt().base.as_u64())
 }
