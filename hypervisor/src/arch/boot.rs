@@ -1,6 +1,7 @@
 //! Multiboot headers and the 32-bit entry stub: identity-map the low 4 GiB with 2 MiB
 //! pages, enter long mode on a temporary GDT, and call `kmain(magic, info)`.
 
+#[cfg(target_os = "none")] // the kernel's entry: only in the image, never on the host
 core::arch::global_asm!(
     r#"
 .section .multiboot, "a"
