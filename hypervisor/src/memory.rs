@@ -9,7 +9,7 @@ use spin::Mutex;
 
 const _: () = assert!(crate::frames::LIMIT == phys::MAPPED);
 
-#[global_allocator]
+#[cfg_attr(target_os = "none", global_allocator)]
 static HEAP: LockedHeap = LockedHeap::empty();
 
 static FRAMES: Mutex<FrameMap> = Mutex::new(FrameMap::new());

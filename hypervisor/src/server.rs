@@ -34,8 +34,8 @@ pub trait Host: Tree {
     }
 }
 
-/// The #X device on the kernel's VT-x layer.
-impl Host for devvmx::Namespace<crate::arch::vmx::KernelHw> {
+/// The #X device on any VT-x layer: the kernel's `KernelHw`, and `TestHw` in the host tests.
+impl<H: devvmx::hw::Hw> Host for devvmx::Namespace<H> {
     fn run_guests(&mut self) -> bool {
         devvmx::Namespace::run_guests(self)
     }

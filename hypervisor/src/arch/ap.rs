@@ -17,6 +17,7 @@ pub const TRAMPOLINE: u64 = 0x8000;
 /// The parameter block: CR3, stack top, CPU number (u64 each).
 const PARAMS: u64 = TRAMPOLINE + 0xfc0;
 
+#[cfg(target_os = "none")] // an AP's entry (through boot.rs's long_mode32): only in the image
 core::arch::global_asm!(
     r#"
 .section .rodata.ap_trampoline, "a"

@@ -2,6 +2,7 @@
 //! pages, enter long mode on a temporary GDT, and call `kmain(magic, info)`.
 #![allow(unsafe_code)]
 
+#[cfg(target_os = "none")] // the kernel's entry: only in the image, never on the host
 core::arch::global_asm!(
     r#"
 .section .multiboot, "a"

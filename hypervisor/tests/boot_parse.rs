@@ -1,25 +1,8 @@
-//! The kernel's boot-time parsers, compiled for the host: the Multiboot information
-//! structures and the command line. Both must be total: any bytes give a value.
+//! The kernel's boot-time parsers on the host: the Multiboot information structures and
+//! the command line. Both must be total: any bytes give a value.
 
-extern crate alloc;
-
-/// bootinfo.rs reads loader memory through this; here there is none.
-mod arch {
-    pub mod phys {
-        pub fn boot_bytes(_pa: u64, _len: usize) -> &'static [u8] {
-            &[]
-        }
-    }
-}
-
-#[allow(dead_code)]
-#[path = "../../hypervisor/src/bootinfo.rs"]
-mod bootinfo;
-#[allow(dead_code)]
-#[path = "../../hypervisor/src/cmdline.rs"]
-mod cmdline;
-
-use bootinfo::{parse_mb1, parse_mb2, Region};
+use hypervisor::bootinfo::{self, parse_mb1, parse_mb2, Region};
+use hypervisor::cmdline;
 
 fn tag(ty: u32, body: &[u8]) -> Vec<u8> {
     let mut t = Vec::new();

@@ -4,17 +4,8 @@
 //! without a panic; and the APs' mailboxes (hypervisor/src/mailbox.rs) with threads for
 //! CPUs.
 
-extern crate alloc;
-
-#[allow(dead_code)]
-#[path = "../../hypervisor/src/cpus.rs"]
-mod cpus;
-
-#[path = "../../hypervisor/src/mailbox.rs"]
-mod mailbox;
-
-use cpus::{PhysMem, Source};
-use mailbox::Mailbox;
+use hypervisor::cpus::{self, PhysMem, Source};
+use hypervisor::mailbox::Mailbox;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The low 1 MiB and a high window where the tables go, as the firmware would leave them.

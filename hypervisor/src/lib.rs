@@ -1,24 +1,28 @@
 //! The hypervisor kernel: boots from Multiboot, owns the machine, and serves the 9P
 //! namespace over its transports. Only `arch` holds `unsafe`.
-#![no_std]
-#![no_main]
+//!
+//! A library, so the host tests its hardware-free parts in place (`cargo test -p
+//! hypervisor`); the kernel image is the thin `hypervisor` bin (kernel.rs) built for
+//! `x86_64-unknown-none`, and only that target gets the entry point, the panic handler
+//! and the global heap.
+#![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
 extern crate alloc;
 
 mod arch;
-mod bootinfo;
-mod cmdline;
-mod cpus;
+pub mod bootinfo;
+pub mod cmdline;
+pub mod cpus;
 mod drivers;
-mod frames;
+pub mod frames;
 mod logger;
-mod mailbox;
+pub mod mailbox;
 mod memory;
 mod net;
-mod server;
+pub mod server;
 mod smp;
-mod transport;
+pub mod transport;
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -157,6 +161,7 @@ fn kmain(magic: u32, info: u32) -> ! {
     server.run()
 }
 
+#[cfg(target_os = "none")]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     log::error!("kernel panic: {info}");

@@ -2,23 +2,8 @@
 //! frames lie in RAM, outside the first MiB, the kernel and the loader's structures, and
 //! never overlap; frames go out once and come back once.
 
-mod arch {
-    pub mod phys {
-        pub fn boot_bytes(_pa: u64, _len: usize) -> &'static [u8] {
-            &[]
-        }
-    }
-}
-
-#[allow(dead_code)]
-#[path = "../../hypervisor/src/bootinfo.rs"]
-mod bootinfo;
-#[allow(dead_code)]
-#[path = "../../hypervisor/src/frames.rs"]
-mod frames;
-
-use bootinfo::Region;
-use frames::{FrameMap, FRAME};
+use hypervisor::bootinfo::Region;
+use hypervisor::frames::{self, FrameMap, FRAME};
 
 fn r(start: u64, end: u64) -> Region {
     Region { start, end }

@@ -1,0 +1,234 @@
+//! The main loop (hypervisor/src/server.rs) on the host: links and a listener made of byte
+//! queues the test shares, serving the #X namespace over the TestHw double. The test is
+//! the client at the far end of each link, speaking 9P frames as a transport carries them.
+
+use devvmx::testhw::TestHw;
+use devvmx::{Config, Namespace};
+use hypervisor::server::Server;
+use hypervisor::transport::{Event, Kind, Link, Listener};
+use ninep::testing::R;
+use protocol::{om, Fcall, Wnames, NOFID, NOTAG};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+/// Both ends of a link: what the client sent (the kernel receives) and what the kernel
+/// sent, plus the next peer event.
+#[derive(Default)]
+struct Wire {
+    to_kernel: VecDeque<u8>,
+    from_kernel: Vec<u8>,
+    event: Option<Event>,
+}
+
+struct TestLink {
+    wire: Rc<RefCell<Wire>>,
+    name: &'static str,
+    kind: Kind,
+    network: bool,
+}
+
+impl Link for TestLink {
+    fn recv(&mut self, buf: &mut [u8]) -> usize {
+        let mut w = self.wire.borrow_mut();
+        let n = buf.len().min(w.to_kernel.len());
+        for (b, x) in buf.iter_mut().zip(w.to_kernel.drain(..n)) {
+            *b = x;
+        }
+        n
+    }
+    fn send(&mut self, data: &[u8]) -> usize {
+        self.wire.borrow_mut().from_kernel.extend_from_slice(data);
+        data.len()
+    }
+    fn event(&mut self) -> Option<Event> {
+        self.wire.borrow_mut().event.take()
+    }
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn kind(&self) -> Kind {
+        self.kind
+    }
+    fn network(&self) -> bool {
+        self.network
+    }
+}
+
+/// A TCP listener stand-in: hands out the links queued in it.
+struct TestListener {
+    pending: Rc<RefCell<Vec<TestLink>>>,
+}
+
+impl Listener for TestListener {
+    fn poll(&mut self) -> bool {
+        false
+    }
+    fn accept(&mut self) -> Option<Box<dyn Link>> {
+        let l = self.pending.borrow_mut().pop()?;
+        Some(Box::new(l))
+    }
+    fn address(&self) -> Option<String> {
+        Some("tcp!10.0.2.15!564".into())
+    }
+}
+
+type Srv = Server<Namespace<TestHw>>;
+
+fn server(echo: &[&str]) -> Srv {
+    let ns = Namespace::new(
+        TestHw::new(4096),
+        Config {
+            owner: "eve".into(),
+            version: "test",
+        },
+    );
+    Server::new(ns, echo.iter().map(|s| s.to_string()).collect())
+}
+
+fn link(name: &'static str, kind: Kind, network: bool) -> (TestLink, Rc<RefCell<Wire>>) {
+    let wire = Rc::new(RefCell::new(Wire::default()));
+    let l = TestLink {
+        wire: wire.clone(),
+        name,
+        kind,
+        network,
+    };
+    (l, wire)
+}
+
+/// Sends one request down the wire and steps the server until its reply comes back.
+fn rpc(s: &mut Srv, wire: &Rc<RefCell<Wire>>, tag: u16, f: Fcall<'_>) -> R {
+    let mut buf = vec![0u8; 8192];
+    let n = f.encode(tag, &mut buf).unwrap();
+    wire.borrow_mut().to_kernel.extend(&buf[..n]);
+    for _ in 0..10 {
+        s.step();
+        let mut w = wire.borrow_mut();
+        if let Some(size) = protocol::frame_size(&w.from_kernel) {
+            let frame: Vec<u8> = w.from_kernel.drain(..size as usize).collect();
+            let (t, reply) = Fcall::decode(&frame, 1 << 20).unwrap();
+            assert_eq!(t, tag);
+            return R::from(reply);
+        }
+    }
+    panic!("no reply to tag {tag}");
+}
+
+/// Tversion and Tattach of `uname` on fid 0.
+fn attach(s: &mut Srv, wire: &Rc<RefCell<Wire>>, uname: &str) -> R {
+    let v = rpc(
+        s,
+        wire,
+        NOTAG,
+        Fcall::Tversion {
+            msize: 8192,
+            version: "9P2000",
+        },
+    );
+    assert_eq!(v, R::Version(8192, "9P2000".into()));
+    let attach = Fcall::Tattach {
+        fid: 0,
+        afid: NOFID,
+        uname,
+        aname: "",
+    };
+    rpc(s, wire, 1, attach)
+}
+
+/// The root `status` file, read through fid 1.
+fn status(s: &mut Srv, wire: &Rc<RefCell<Wire>>) -> String {
+    let walk = Fcall::Twalk {
+        fid: 0,
+        newfid: 1,
+        wnames: Wnames::new(&["status"]).unwrap(),
+    };
+    assert!(matches!(rpc(s, wire, 2, walk), R::Qids(q) if q.len() == 1));
+    assert!(matches!(
+        rpc(
+            s,
+            wire,
+            3,
+            Fcall::Topen {
+                fid: 1,
+                mode: om::READ
+            }
+        ),
+        R::Open(_)
+    ));
+    let read = Fcall::Tread {
+        fid: 1,
+        offset: 0,
+        count: 4096,
+    };
+    let R::Data(d) = rpc(s, wire, 4, read) else {
+        panic!("status unread");
+    };
+    assert_eq!(rpc(s, wire, 5, Fcall::Tclunk { fid: 1 }), R::Ok);
+    String::from_utf8(d).unwrap()
+}
+
+#[test]
+fn links_and_accepted_connections_each_serve_a_session() {
+    let mut s = server(&[]);
+    let (uart, uart_wire) = link("uart", Kind::Line, false);
+    s.add(Box::new(uart));
+    let accepted = Rc::new(RefCell::new(Vec::new()));
+    s.add_listener(Box::new(TestListener {
+        pending: accepted.clone(),
+    }));
+    assert!(matches!(attach(&mut s, &uart_wire, "eve"), R::Open(_)));
+    let st = status(&mut s, &uart_wire);
+    assert!(st.contains("\nsessions 1\n"), "{st}");
+    assert!(st.contains("\nnet tcp!10.0.2.15!564\n"), "{st}");
+
+    // A network link: the owner's uname alone is not believed there.
+    let (tcp, tcp_wire) = link("tcp!10.0.2.2!40000", Kind::Stream, true);
+    accepted.borrow_mut().push(tcp);
+    assert_eq!(
+        attach(&mut s, &tcp_wire, "eve"),
+        R::Error(devvmx::owner::ENOSECRET.into())
+    );
+    assert!(matches!(attach(&mut s, &tcp_wire, "glenda"), R::Open(_)));
+    let st = status(&mut s, &uart_wire);
+    assert!(st.contains("\nsessions 2\n"), "{st}");
+}
+
+#[test]
+fn a_closed_link_is_dropped_and_a_broken_stream_hung_up() {
+    let mut s = server(&[]);
+    let (uart, uart_wire) = link("uart", Kind::Line, false);
+    let (tcp, tcp_wire) = link("tcp!10.0.2.2!40000", Kind::Stream, true);
+    let (tcp2, tcp2_wire) = link("tcp!10.0.2.2!40001", Kind::Stream, true);
+    s.add(Box::new(uart));
+    s.add(Box::new(tcp));
+    s.add(Box::new(tcp2));
+    for w in [&uart_wire, &tcp_wire, &tcp2_wire] {
+        assert!(matches!(attach(&mut s, w, "glenda"), R::Open(_)));
+    }
+    tcp_wire.borrow_mut().event = Some(Event::Closed);
+    // A frame shorter than its header can never be valid on a stream.
+    tcp2_wire.borrow_mut().to_kernel.extend([3, 0, 0, 0]);
+    let st = status(&mut s, &uart_wire);
+    assert!(st.contains("\nsessions 1\n"), "{st}");
+    // Neither link is read again.
+    for w in [&tcp_wire, &tcp2_wire] {
+        assert!(w.borrow().to_kernel.is_empty());
+        w.borrow_mut().to_kernel.extend([1, 2, 3]);
+    }
+    s.step();
+    for w in [&tcp_wire, &tcp2_wire] {
+        assert_eq!(w.borrow().to_kernel.len(), 3);
+    }
+}
+
+#[test]
+fn echo_links_send_back_what_they_receive() {
+    let mut s = server(&["virtio:9p.1"]);
+    let (l, wire) = link("virtio:9p.1", Kind::Line, false);
+    s.add(Box::new(l));
+    wire.borrow_mut().to_kernel.extend(b"not 9P at all");
+    assert!(s.step());
+    assert_eq!(wire.borrow().from_kernel, b"not 9P at all");
+    assert!(!s.step(), "nothing moves once echoed");
+}
