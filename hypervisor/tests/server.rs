@@ -19,6 +19,8 @@ struct Wire {
     to_kernel: VecDeque<u8>,
     from_kernel: Vec<u8>,
     event: Option<Event>,
+    /// At most this many bytes taken per `send` (a full TCP send buffer), if set.
+    send_cap: Option<usize>,
 }
 
 struct TestLink {
@@ -38,8 +40,10 @@ impl Link for TestLink {
         n
     }
     fn send(&mut self, data: &[u8]) -> usize {
-        self.wire.borrow_mut().from_kernel.extend_from_slice(data);
-        data.len()
+        let mut w = self.wire.borrow_mut();
+        let n = data.len().min(w.send_cap.unwrap_or(usize::MAX));
+        w.from_kernel.extend_from_slice(&data[..n]);
+        n
     }
     fn event(&mut self) -> Option<Event> {
         self.wire.borrow_mut().event.take()
@@ -220,6 +224,45 @@ fn a_closed_link_is_dropped_and_a_broken_stream_hung_up() {
     for w in [&tcp_wire, &tcp2_wire] {
         assert_eq!(w.borrow().to_kernel.len(), 3);
     }
+}
+
+/// A peer that finished sending (a TCP FIN: it still reads) gets a reply to every request
+/// it sent, however slowly its link takes them, before its session ends.
+#[test]
+fn a_finished_peer_gets_every_reply_before_its_link_is_dropped() {
+    let mut s = server(&[]);
+    let (tcp, wire) = link("tcp!10.0.2.2!40000", Kind::Stream, true);
+    s.add(Box::new(tcp));
+    assert!(matches!(attach(&mut s, &wire, "glenda"), R::Open(_)));
+    const N: u16 = 300;
+    let mut buf = [0u8; 64];
+    for tag in 0..N {
+        let n = Fcall::Tstat { fid: 0 }.encode(tag, &mut buf).unwrap();
+        wire.borrow_mut().to_kernel.extend(&buf[..n]);
+    }
+    wire.borrow_mut().send_cap = Some(100);
+    s.step();
+    assert!(wire.borrow().to_kernel.is_empty(), "every request read");
+    // Like TCP, the FIN is reported once every byte before it was read.
+    wire.borrow_mut().event = Some(Event::Closed);
+    let mut steps = 0;
+    while Rc::strong_count(&wire) > 1 {
+        s.step();
+        steps += 1;
+        assert!(steps < 10_000, "the finished link is never dropped");
+    }
+    let w = wire.borrow();
+    let mut rest = &w.from_kernel[..];
+    let mut stats = 0;
+    while let Some(size) = protocol::frame_size(rest) {
+        let (tag, r) = Fcall::decode(&rest[..size as usize], 1 << 20).unwrap();
+        assert!(matches!(r, Fcall::Rstat { .. }), "{r:?}");
+        assert_eq!(tag, stats);
+        stats += 1;
+        rest = &rest[size as usize..];
+    }
+    assert!(rest.is_empty(), "a cut reply");
+    assert_eq!(stats, N);
 }
 
 #[test]
