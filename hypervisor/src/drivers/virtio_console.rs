@@ -10,6 +10,10 @@
 //!
 //! Everything is polled: each `Link` call first drains the device's used rings. The
 //! device's INTx only wakes the idle loop.
+//!
+//! The control messages (their encoding, the events, which queues a port uses) are the
+//! `virtio` crate's `console` module, host-tested there; this file is the device glue:
+//! buffers on the rings, the ports' open/close bookkeeping and the [`Link`] of each port.
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -23,22 +27,10 @@ use crate::arch::pci::{Bdf, DmaFrame, FRAME_SIZE};
 use crate::drivers::intx;
 use crate::drivers::virtio::{self, Queue, Transport};
 use crate::transport::{Event, Link};
+use ::virtio::console::{self as control, Control, Event as ControlEvent};
+use ::virtio::feature::CONSOLE_MULTIPORT;
+use ::virtio::Id;
 use ninep::link::Reset;
-
-const VIRTIO_CONSOLE: u16 = 3;
-const F_MULTIPORT: u64 = 1 << 1;
-/// Device configuration: cols u16, rows u16, max_nr_ports u32, emerg_wr u32.
-const CONFIG_MAX_NR_PORTS: u64 = 4;
-
-/// Control events (virtio 1.x, 5.3.6.2).
-const DEVICE_READY: u16 = 0;
-const DEVICE_ADD: u16 = 1;
-const DEVICE_REMOVE: u16 = 2;
-const PORT_READY: u16 = 3;
-const CONSOLE_PORT: u16 = 4;
-const RESIZE: u16 = 5;
-const PORT_OPEN: u16 = 6;
-const PORT_NAME: u16 = 7;
 
 /// Port ids served (QEMU's default max_nr_ports is 31). Each costs two ring frames up front.
 const MAX_PORTS: u32 = 32;
@@ -52,44 +44,6 @@ const CTRL_SLOTS: u16 = (FRAME_SIZE / CTRL_SLOT) as u16;
 const ROUNDS: usize = 8;
 /// Bound on polls while waiting for the device to announce its ports.
 const SETTLE_POLLS: u32 = 5_000_000;
-
-/// A control message header: port id, event, value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Control {
-    id: u32,
-    event: u16,
-    value: u16,
-}
-
-impl Control {
-    fn encode(self) -> [u8; 8] {
-        let mut b = [0u8; 8];
-        b[0..4].copy_from_slice(&self.id.to_le_bytes());
-        b[4..6].copy_from_slice(&self.event.to_le_bytes());
-        b[6..8].copy_from_slice(&self.value.to_le_bytes());
-        b
-    }
-
-    /// The header and the bytes after it; None for a message shorter than a header.
-    fn decode(b: &[u8]) -> Option<(Control, &[u8])> {
-        let (head, rest) = b.split_first_chunk::<8>()?;
-        let id = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-        let event = u16::from_le_bytes([head[4], head[5]]);
-        let value = u16::from_le_bytes([head[6], head[7]]);
-        Some((Control { id, event, value }, rest))
-    }
-}
-
-/// Queue indices (receive, transmit) of a port: port 0 uses 0/1, the control queues are 2/3,
-/// port n > 0 uses 2n+2 / 2n+3.
-fn queue_pair(id: u32) -> (u16, u16) {
-    if id == 0 {
-        (0, 1)
-    } else {
-        let rx = (2 * id + 2) as u16;
-        (rx, rx + 1)
-    }
-}
 
 struct PortState {
     rx: Queue,
@@ -309,11 +263,11 @@ impl Console {
     pub fn new(bdf: Bdf) -> Result<Console, &'static str> {
         let transport = Transport::new(bdf)?;
         bdf.enable(true);
-        let features = transport.negotiate(F_MULTIPORT)?;
-        let multiport = features & F_MULTIPORT != 0;
+        let features = transport.negotiate(CONSOLE_MULTIPORT)?;
+        let multiport = features & CONSOLE_MULTIPORT != 0;
         let max_ports = if multiport {
             transport
-                .config_read32(CONFIG_MAX_NR_PORTS)
+                .config_read32(control::CONFIG_MAX_NR_PORTS)
                 .clamp(1, MAX_PORTS)
         } else {
             1
@@ -351,11 +305,8 @@ impl Console {
                     c.rx.post(pa, CTRL_SLOT as u32, true, slot);
                 }
                 console.transport.notify(&c.rx);
-                c.pending.push_back(Control {
-                    id: 0,
-                    event: DEVICE_READY,
-                    value: 1,
-                });
+                c.pending
+                    .push_back(Control::new(0, ControlEvent::DeviceReady, 1));
             }
             None => {
                 // Without multiport the single port is always there and always open.
@@ -381,8 +332,8 @@ impl Console {
         spare: &mut Vec<Queue>,
     ) -> Result<(Option<ControlQueues>, Vec<PortState>), &'static str> {
         let control = if multiport {
-            let rx = transport.setup_queue(2, CTRL_SLOTS)?;
-            let tx = match transport.setup_queue(3, virtio::MAX_QUEUE) {
+            let rx = transport.setup_queue(control::CONTROL_RX, CTRL_SLOTS)?;
+            let tx = match transport.setup_queue(control::CONTROL_TX, virtio::MAX_QUEUE) {
                 Ok(tx) => tx,
                 Err(e) => {
                     spare.push(rx);
@@ -406,7 +357,9 @@ impl Console {
         };
         let mut ports = Vec::new();
         for id in 0..max_ports {
-            let (rxi, txi) = queue_pair(id);
+            let Ok((rxi, txi)) = control::queue_pair(id) else {
+                break;
+            };
             if txi >= transport.num_queues() {
                 break;
             }
@@ -526,8 +479,10 @@ impl Console {
             let len = (len as usize).min(CTRL_SLOT);
             c.rx_buf
                 .read_bytes(usize::from(slot) * CTRL_SLOT, &mut b[..len]);
-            if let Some((msg, rest)) = Control::decode(&b[..len]) {
-                let name = rest.split(|&x| x == 0).next().unwrap_or(&[]);
+            // A message shorter than a header is dropped; one with an unknown event is
+            // kept (it still counts as control traffic) and ignored by `handle`.
+            if let Ok((msg, rest)) = Control::decode(&b[..len]) {
+                let name = control::port_name(rest);
                 messages.push((msg, String::from_utf8_lossy(name).into()));
             }
             let pa = c.rx_buf.pa() + (usize::from(slot) * CTRL_SLOT) as u64;
@@ -548,46 +503,33 @@ impl Console {
 
     fn handle(&mut self, msg: Control, name: String) {
         let id = msg.id;
-        let Some(port) = usize::try_from(id).ok().and_then(|i| self.ports.get_mut(i)) else {
-            if msg.event == DEVICE_ADD {
-                log::warn!(
-                    "virtio-console: port {} beyond the {} served",
-                    id,
-                    self.ports.len()
-                );
-                self.send_control(Control {
-                    id,
-                    event: PORT_READY,
-                    value: 0,
-                });
+        let event = msg.event();
+        let index = match msg.port(self.ports.len()) {
+            Ok(index) => index,
+            Err(e) => {
+                if event == Ok(ControlEvent::DeviceAdd) {
+                    log::warn!("virtio-console: {e}");
+                    self.send_control(Control::new(id, ControlEvent::PortReady, 0));
+                }
+                return;
             }
+        };
+        let Some(port) = self.ports.get_mut(index) else {
             return;
         };
-        match msg.event {
-            DEVICE_ADD => {
+        match event {
+            Ok(ControlEvent::DeviceAdd) => {
                 if !port.fill(&self.transport) {
                     log::warn!("virtio-console: out of memory for port {}", id);
-                    self.send_control(Control {
-                        id,
-                        event: PORT_READY,
-                        value: 0,
-                    });
+                    self.send_control(Control::new(id, ControlEvent::PortReady, 0));
                     return;
                 }
                 port.added = true;
-                self.send_control(Control {
-                    id,
-                    event: PORT_READY,
-                    value: 1,
-                });
+                self.send_control(Control::new(id, ControlEvent::PortReady, 1));
                 // The device delivers nothing to a port the guest has not opened.
-                self.send_control(Control {
-                    id,
-                    event: PORT_OPEN,
-                    value: 1,
-                });
+                self.send_control(Control::new(id, ControlEvent::PortOpen, 1));
             }
-            DEVICE_REMOVE => {
+            Ok(ControlEvent::DeviceRemove) => {
                 port.added = false;
                 if port.open {
                     port.open = false;
@@ -595,7 +537,7 @@ impl Console {
                     port.events.push(false);
                 }
             }
-            PORT_OPEN => {
+            Ok(ControlEvent::PortOpen) => {
                 let open = msg.value != 0;
                 if open != port.open {
                     log::info!(
@@ -609,9 +551,9 @@ impl Console {
                     port.events.push(open);
                 }
             }
-            PORT_NAME => port.name = name,
-            CONSOLE_PORT | RESIZE => {}
-            _ => {}
+            Ok(ControlEvent::PortName) => port.name = name,
+            // Console ports, resizes, driver-only events and unknown ones: nothing to do.
+            Ok(_) | Err(_) => {}
         }
     }
 
@@ -687,7 +629,7 @@ impl Link for Port {
 /// afterwards). Labels are leaked strings: ports live as long as the kernel.
 pub fn probe() -> Vec<Port> {
     let mut ports = Vec::new();
-    for bdf in virtio::find(VIRTIO_CONSOLE) {
+    for bdf in virtio::find(Id::Console) {
         let mut console = match Console::new(bdf) {
             Ok(c) => c,
             Err(e) => {

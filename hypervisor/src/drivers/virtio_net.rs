@@ -9,12 +9,10 @@ use crate::arch::pci::{DmaFrame, FRAME_SIZE};
 use crate::drivers::intx;
 use crate::drivers::nic::{Nic, MTU_FRAME};
 use crate::drivers::virtio::{self, Queue, Transport};
+use ::virtio::feature::NET_MAC;
+use ::virtio::net::HDR_LEN as HDR;
+use ::virtio::Id;
 
-const VIRTIO_NET: u16 = 1;
-const F_MAC: u64 = 1 << 5;
-/// virtio_net_hdr with num_buffers (VERSION_1): flags, gso_type, hdr_len, gso_size,
-/// csum_start, csum_offset, num_buffers.
-const HDR: usize = 12;
 const RX_QUEUE: u16 = 0;
 const TX_QUEUE: u16 = 1;
 /// Buffers per queue, one frame each.
@@ -33,7 +31,7 @@ pub struct VirtioNet {
 
 impl VirtioNet {
     fn new(transport: Transport) -> Result<VirtioNet, &'static str> {
-        let features = transport.negotiate(F_MAC)?;
+        let features = transport.negotiate(NET_MAC)?;
         let rx = transport.setup_queue(RX_QUEUE, BUFFERS)?;
         let tx = transport.setup_queue(TX_QUEUE, BUFFERS)?;
         let frames =
@@ -43,7 +41,7 @@ impl VirtioNet {
             return Err("virtio-net: out of memory for buffers");
         };
         let mut mac = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
-        if features & F_MAC != 0 {
+        if features & NET_MAC != 0 {
             let lo = transport.config_read32(0).to_le_bytes();
             let hi = transport.config_read32(4).to_le_bytes();
             mac = [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1]];
@@ -138,7 +136,7 @@ impl Drop for VirtioNet {
 
 /// The first virtio-net device that initialises. Call with interrupts off.
 pub fn probe() -> Option<VirtioNet> {
-    for bdf in virtio::find(VIRTIO_NET) {
+    for bdf in virtio::find(Id::Net) {
         bdf.enable(true);
         let dev = Transport::new(bdf).and_then(VirtioNet::new);
         match dev {
