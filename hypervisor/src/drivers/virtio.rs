@@ -10,7 +10,7 @@
 
 use alloc::vec::Vec;
 
-use crate::arch::pci::{dma_fence, Bdf, DmaFrame, Mmio};
+use crate::arch::pci::{dma_fence, Bdf, DmaFrame, Mmio, FRAME_SIZE};
 use virtio::feature::VERSION_1;
 use virtio::pci::{CapCfgType, CAP_VENDOR};
 use virtio::ring::{fit_queue_size, Layout, DESC_F_WRITE, USED_F_NO_NOTIFY};
@@ -308,5 +308,112 @@ impl Queue {
 
     fn device_wants_notify(&self) -> bool {
         self.ring.read16(self.layout.used_flags()) & USED_F_NO_NOTIFY == 0
+    }
+}
+
+/// A queue and the DMA frames it carries, one frame per buffer, each posted with its index
+/// as the token: the receive and transmit buffer handling virtio-net and virtio-console
+/// share. A receive queue keeps every frame posted for the device to fill ([`post_all`],
+/// [`repost`] once read); a transmit queue posts a free frame per [`send`] and gets it
+/// back when the device has used it ([`reap`]).
+///
+/// [`post_all`]: Buffers::post_all
+/// [`repost`]: Buffers::repost
+/// [`send`]: Buffers::send
+/// [`reap`]: Buffers::reap
+pub struct Buffers {
+    queue: Queue,
+    frames: Vec<DmaFrame>,
+    /// Transmit: the frames not posted.
+    free: Vec<u16>,
+}
+
+impl Buffers {
+    /// The queue, with no frames yet.
+    pub fn new(queue: Queue) -> Buffers {
+        Buffers {
+            queue,
+            frames: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    pub fn has_frames(&self) -> bool {
+        !self.frames.is_empty()
+    }
+
+    /// Allocates `count` frames (at most the queue's size), all free; false, keeping none,
+    /// when memory runs out.
+    pub fn alloc(&mut self, count: u16) -> bool {
+        let count = count.min(self.queue.size());
+        let Some(frames) = (0..count)
+            .map(|_| DmaFrame::new())
+            .collect::<Option<Vec<_>>>()
+        else {
+            return false;
+        };
+        self.frames = frames;
+        self.free = (0..count).collect();
+        true
+    }
+
+    /// Gives every frame back (for a set whose partner could not be allocated).
+    pub fn release(&mut self) {
+        self.frames.clear();
+        self.free.clear();
+    }
+
+    /// Receive: posts every frame for the device to fill. The caller notifies.
+    pub fn post_all(&mut self) {
+        self.free.clear();
+        for (i, frame) in self.frames.iter().enumerate() {
+            self.queue
+                .post(frame.pa(), FRAME_SIZE as u32, true, i as u16);
+        }
+    }
+
+    /// Receive: posts frame `b` again once read. The caller notifies.
+    pub fn repost(&mut self, b: u16) {
+        if let Some(frame) = self.frames.get(usize::from(b)) {
+            self.queue.post(frame.pa(), FRAME_SIZE as u32, true, b);
+        }
+    }
+
+    /// The next used buffer: its frame's index and the byte count the device wrote.
+    pub fn pop_used(&mut self) -> Option<(u16, u32)> {
+        self.queue.pop_used()
+    }
+
+    pub fn frame(&self, b: u16) -> Option<&DmaFrame> {
+        self.frames.get(usize::from(b))
+    }
+
+    /// Transmit: takes back every frame the device has used.
+    pub fn reap(&mut self) {
+        while let Some((b, _)) = self.queue.pop_used() {
+            self.free.push(b);
+        }
+    }
+
+    /// Transmit: whether a frame is free.
+    pub fn can_send(&self) -> bool {
+        !self.free.is_empty()
+    }
+
+    /// Transmit: fills a free frame with `fill` (which returns the bytes it wrote) and
+    /// posts it. None when no frame is free or the ring is full. The caller notifies.
+    pub fn send(&mut self, fill: impl FnOnce(&DmaFrame) -> usize) -> Option<usize> {
+        let b = self.free.pop()?;
+        let frame = self.frames.get(usize::from(b))?;
+        let len = fill(frame);
+        if !self.queue.post(frame.pa(), len as u32, false, b) {
+            self.free.push(b);
+            return None;
+        }
+        Some(len)
     }
 }

@@ -25,7 +25,7 @@ use core::cell::RefCell;
 
 use crate::arch::pci::{Bdf, DmaFrame, FRAME_SIZE};
 use crate::drivers::intx;
-use crate::drivers::virtio::{self, Queue, Transport};
+use crate::drivers::virtio::{self, Buffers, Queue, Transport};
 use crate::transport::{Event, Link};
 use ::virtio::console::{self as control, Control, Event as ControlEvent};
 use ::virtio::feature::CONSOLE_MULTIPORT;
@@ -46,11 +46,8 @@ const ROUNDS: usize = 8;
 const SETTLE_POLLS: u32 = 5_000_000;
 
 struct PortState {
-    rx: Queue,
-    tx: Queue,
-    rx_bufs: Vec<DmaFrame>,
-    tx_bufs: Vec<DmaFrame>,
-    tx_free: Vec<u16>,
+    rx: Buffers,
+    tx: Buffers,
     /// Received buffers not yet consumed: (buffer, length, bytes already read).
     ready: VecDeque<(u16, usize, usize)>,
     added: bool,
@@ -66,11 +63,8 @@ struct PortState {
 impl PortState {
     fn new(rx: Queue, tx: Queue) -> PortState {
         PortState {
-            rx,
-            tx,
-            rx_bufs: Vec::new(),
-            tx_bufs: Vec::new(),
-            tx_free: Vec::new(),
+            rx: Buffers::new(rx),
+            tx: Buffers::new(tx),
             ready: VecDeque::new(),
             added: false,
             open: false,
@@ -82,32 +76,18 @@ impl PortState {
 
     /// Allocates and posts the port's buffers (once; they stay posted across remove/add).
     fn fill(&mut self, transport: &Transport) -> bool {
-        if !self.rx_bufs.is_empty() {
+        if self.rx.has_frames() {
             return true;
         }
-        let rx_count = RX_BUFFERS.min(self.rx.size());
-        let tx_count = TX_BUFFERS.min(self.tx.size());
-        let mut rx_bufs = Vec::new();
-        let mut tx_bufs = Vec::new();
-        for _ in 0..rx_count {
-            rx_bufs.push(DmaFrame::new());
-        }
-        for _ in 0..tx_count {
-            tx_bufs.push(DmaFrame::new());
-        }
-        let (Some(rx_bufs), Some(tx_bufs)) = (
-            rx_bufs.into_iter().collect::<Option<Vec<_>>>(),
-            tx_bufs.into_iter().collect::<Option<Vec<_>>>(),
-        ) else {
+        if !self.rx.alloc(RX_BUFFERS) {
             return false;
-        };
-        for (i, buf) in rx_bufs.iter().enumerate() {
-            self.rx.post(buf.pa(), FRAME_SIZE as u32, true, i as u16);
         }
-        self.rx_bufs = rx_bufs;
-        self.tx_bufs = tx_bufs;
-        self.tx_free = (0..tx_count).collect();
-        transport.notify(&self.rx);
+        if !self.tx.alloc(TX_BUFFERS) {
+            self.rx.release();
+            return false;
+        }
+        self.rx.post_all();
+        transport.notify(self.rx.queue());
         true
     }
 
@@ -123,11 +103,11 @@ impl PortState {
             let Some((b, _, _)) = self.ready.pop_front() else {
                 break;
             };
-            self.repost(b);
+            self.rx.repost(b);
             any = true;
         }
         if any {
-            transport.notify(&self.rx);
+            transport.notify(self.rx.queue());
         }
     }
 
@@ -154,28 +134,20 @@ impl PortState {
         }
     }
 
-    fn repost(&mut self, b: u16) {
-        if let Some(buf) = self.rx_bufs.get(usize::from(b)) {
-            self.rx.post(buf.pa(), FRAME_SIZE as u32, true, b);
-        }
-    }
-
     /// Moves used buffers off both rings; `classify` then decides what received data is for.
     fn reap(&mut self, transport: &Transport) {
-        while let Some((b, _)) = self.tx.pop_used() {
-            self.tx_free.push(b);
-        }
+        self.tx.reap();
         let mut reposted = false;
         while let Some((b, len)) = self.rx.pop_used() {
             if len > 0 {
                 self.ready.push_back((b, (len as usize).min(FRAME_SIZE), 0));
             } else {
-                self.repost(b);
+                self.rx.repost(b);
                 reposted = true;
             }
         }
         if reposted {
-            transport.notify(&self.rx);
+            transport.notify(self.rx.queue());
         }
     }
 
@@ -189,7 +161,7 @@ impl PortState {
             let Some(&mut (b, len, ref mut pos)) = self.ready.front_mut() else {
                 break;
             };
-            let got = match self.rx_bufs.get(usize::from(b)) {
+            let got = match self.rx.frame(b) {
                 Some(buf) => {
                     let end = (n + len - *pos).min(out.len());
                     buf.read_bytes(*pos, &mut out[n..end])
@@ -200,12 +172,12 @@ impl PortState {
             n += got;
             if *pos >= len || got == 0 {
                 self.ready.pop_front();
-                self.repost(b);
+                self.rx.repost(b);
                 reposted = true;
             }
         }
         if reposted {
-            transport.notify(&self.rx);
+            transport.notify(self.rx.queue());
         }
         n
     }
@@ -217,19 +189,13 @@ impl PortState {
         }
         let mut n = 0;
         while n < data.len() {
-            let Some(b) = self.tx_free.pop() else { break };
-            let Some(buf) = self.tx_bufs.get(usize::from(b)) else {
+            let Some(chunk) = self.tx.send(|buf| buf.write_bytes(0, &data[n..])) else {
                 break;
             };
-            let chunk = buf.write_bytes(0, &data[n..]);
-            if !self.tx.post(buf.pa(), chunk as u32, false, b) {
-                self.tx_free.push(b);
-                break;
-            }
             n += chunk;
         }
         if n > 0 {
-            transport.notify(&self.tx);
+            transport.notify(self.tx.queue());
         }
         n
     }
