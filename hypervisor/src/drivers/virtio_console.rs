@@ -548,36 +548,32 @@ pub struct Port {
     label: &'static str,
 }
 
-impl Link for Port {
-    fn recv(&mut self, buf: &mut [u8]) -> usize {
+impl Port {
+    /// Polls the device, then runs `f` on this port's state (None if the port is gone).
+    fn polled<R>(&self, f: impl FnOnce(&mut PortState, &Transport) -> R) -> Option<R> {
         let mut c = self.console.borrow_mut();
         c.poll();
         let Console {
             transport, ports, ..
         } = &mut *c;
-        match ports.get_mut(self.id as usize) {
-            Some(p) => p.recv(transport, buf),
-            None => 0,
-        }
+        ports.get_mut(self.id as usize).map(|p| f(p, transport))
+    }
+}
+
+impl Link for Port {
+    fn recv(&mut self, buf: &mut [u8]) -> usize {
+        self.polled(|p, transport| p.recv(transport, buf))
+            .unwrap_or(0)
     }
 
     fn send(&mut self, data: &[u8]) -> usize {
-        let mut c = self.console.borrow_mut();
-        c.poll();
-        let Console {
-            transport, ports, ..
-        } = &mut *c;
-        match ports.get_mut(self.id as usize) {
-            Some(p) => p.send(transport, data),
-            None => data.len(),
-        }
+        self.polled(|p, transport| p.send(transport, data))
+            .unwrap_or(data.len())
     }
 
     fn event(&mut self) -> Option<Event> {
-        let mut c = self.console.borrow_mut();
-        c.poll();
-        c.port(self.id)
-            .and_then(|p| p.reset.take())
+        self.polled(|p, _| p.reset.take())
+            .flatten()
             .map(Event::Reset)
     }
 
