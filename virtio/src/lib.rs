@@ -8,7 +8,8 @@
 //!   ([`console::Event`]), PCI capability types ([`pci::CapCfgType`]);
 //! - what `virtio-spec` does not have: the PCI vendor and device ids ([`pci`]), the
 //!   split ring's layout arithmetic ([`ring::Layout`]) and its descriptor and used-entry
-//!   encodings, and the console's control messages ([`console::Control`]).
+//!   encodings, the console's control messages ([`console::Control`]) and the network
+//!   header's lengths ([`net`]).
 //!
 //! Decoders are total: short or unknown input is an error, never a panic.
 #![no_std]

@@ -39,7 +39,7 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// Descriptor table, then the available ring (flags, idx, ring[size], used_event),
+    /// Descriptor table, then the available ring (flags, idx, `ring[size]`, used_event),
     /// then the used ring at the next multiple of `used_align` (a power of two).
     pub const fn new(size: u16, used_align: usize) -> Layout {
         let n = size as usize;
@@ -65,7 +65,7 @@ impl Layout {
         Layout::new(size, LEGACY_ALIGN)
     }
 
-    /// The end of the used ring (flags, idx, ring[size], avail_event).
+    /// The end of the used ring (flags, idx, `ring[size]`, avail_event).
     pub const fn end(&self) -> usize {
         self.used + 6 + USED_ELEM_SIZE * self.size as usize
     }
