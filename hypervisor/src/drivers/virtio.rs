@@ -4,29 +4,19 @@
 //! The modern interface lets the driver place each ring part at its own address and shrink
 //! queues, so every virtqueue fits in one 4 KiB frame and no contiguous allocation is needed.
 
+//!
+//! The specification's numbers, the ring layout and the device ids are the `virtio`
+//! crate's (shared with the vmx tool's devices); this file is what touches the device.
+
 use alloc::vec::Vec;
 
-use crate::arch::pci::{dma_fence, Bdf, DmaFrame, Mmio};
+use crate::arch::pci::{dma_fence, Bdf, DmaFrame, Mmio, FRAME_SIZE};
+use virtio::feature::VERSION_1;
+use virtio::pci::{CapCfgType, CAP_VENDOR};
+use virtio::ring::{fit_queue_size, Layout, DESC_F_WRITE, USED_F_NO_NOTIFY};
+use virtio::{DeviceStatus, Id};
 
-pub const VENDOR: u16 = 0x1AF4;
-
-/// Device status bits.
-const ACKNOWLEDGE: u8 = 1;
-const DRIVER: u8 = 2;
-const DRIVER_OK: u8 = 4;
-const FEATURES_OK: u8 = 8;
-const FAILED: u8 = 0x80;
-
-pub const F_VERSION_1: u64 = 1 << 32;
-
-/// Vendor capability types (virtio 1.x, 4.1.4).
-const CAP_VENDOR: u8 = 0x09;
-const CAP_COMMON: u8 = 1;
-const CAP_NOTIFY: u8 = 2;
-const CAP_ISR: u8 = 3;
-const CAP_DEVICE: u8 = 4;
-
-/// Common configuration registers.
+/// Common configuration registers (4.1.4.3).
 const DEVICE_FEATURE_SELECT: u64 = 0x00;
 const DEVICE_FEATURE: u64 = 0x04;
 const DRIVER_FEATURE_SELECT: u64 = 0x08;
@@ -45,24 +35,11 @@ const QUEUE_DEVICE: u64 = 0x30;
 const COMMON_LEN: u32 = 0x38;
 const NO_VECTOR: u16 = 0xFFFF;
 
-/// PCI device ids of a virtio device type: transitional (0x1000 + legacy id) and modern.
-pub fn pci_ids(virtio_type: u16) -> [u16; 2] {
-    let transitional = match virtio_type {
-        1 => 0x1000, // network
-        2 => 0x1001, // block
-        3 => 0x1003, // console
-        _ => 0,
-    };
-    [transitional, 0x1040 + virtio_type]
-}
-
-/// Every PCI function that is a virtio device of `virtio_type`.
-pub fn find(virtio_type: u16) -> Vec<Bdf> {
-    let ids = pci_ids(virtio_type);
+/// Every PCI function that is a virtio `device`, transitional or modern.
+pub fn find(device: Id) -> Vec<Bdf> {
     let mut found = Vec::new();
     crate::arch::pci::scan(|bdf| {
-        let dev = bdf.device();
-        if bdf.vendor() == VENDOR && dev != 0 && ids.contains(&dev) {
+        if virtio::pci::is_device(bdf.vendor(), bdf.device(), device) {
             found.push(bdf);
         }
     });
@@ -93,16 +70,20 @@ impl Transport {
             let offset = bdf.read32(at + 8);
             let length = bdf.read32(at + 12);
             // The first capability of each type is the preferred one (4.1.4).
-            match cfg_type {
-                CAP_COMMON if common.is_none() => {
+            match CapCfgType::from(cfg_type) {
+                CapCfgType::Common if common.is_none() => {
                     common = Mmio::new(bdf, bar, offset, length.min(COMMON_LEN))
                 }
-                CAP_NOTIFY if notify.is_none() => {
+                CapCfgType::Notify if notify.is_none() => {
                     multiplier = bdf.read32(at + 16);
                     notify = Mmio::new(bdf, bar, offset, length);
                 }
-                CAP_ISR if isr.is_none() => isr = Mmio::new(bdf, bar, offset, length.min(4)),
-                CAP_DEVICE if device.is_none() => device = Mmio::new(bdf, bar, offset, length),
+                CapCfgType::Isr if isr.is_none() => {
+                    isr = Mmio::new(bdf, bar, offset, length.min(4))
+                }
+                CapCfgType::Device if device.is_none() => {
+                    device = Mmio::new(bdf, bar, offset, length)
+                }
                 _ => {}
             }
         }
@@ -124,8 +105,9 @@ impl Transport {
         self.common.read8(DEVICE_STATUS)
     }
 
-    fn set_status(&self, bits: u8) {
-        self.common.write8(DEVICE_STATUS, self.status() | bits);
+    fn set_status(&self, bits: DeviceStatus) {
+        self.common
+            .write8(DEVICE_STATUS, self.status() | bits.bits());
     }
 
     /// Resets the device; it then forgets every queue address, so DMA stops.
@@ -146,25 +128,25 @@ impl Transport {
     /// accepted set.
     pub fn negotiate(&self, wanted: u64) -> Result<u64, &'static str> {
         self.reset();
-        self.set_status(ACKNOWLEDGE);
-        self.set_status(DRIVER);
+        self.set_status(DeviceStatus::ACKNOWLEDGE);
+        self.set_status(DeviceStatus::DRIVER);
         let mut offered = 0u64;
         for half in 0..2u32 {
             self.common.write32(DEVICE_FEATURE_SELECT, half);
             offered |= u64::from(self.common.read32(DEVICE_FEATURE)) << (32 * half);
         }
-        if offered & F_VERSION_1 == 0 {
+        if offered & VERSION_1 == 0 {
             self.fail();
             return Err("virtio: device does not offer VERSION_1");
         }
-        let accepted = offered & (wanted | F_VERSION_1);
+        let accepted = offered & (wanted | VERSION_1);
         for half in 0..2u32 {
             self.common.write32(DRIVER_FEATURE_SELECT, half);
             self.common
                 .write32(DRIVER_FEATURE, (accepted >> (32 * half)) as u32);
         }
-        self.set_status(FEATURES_OK);
-        if self.status() & FEATURES_OK == 0 {
+        self.set_status(DeviceStatus::FEATURES_OK);
+        if self.status() & DeviceStatus::FEATURES_OK.bits() == 0 {
             self.fail();
             return Err("virtio: device refused the features");
         }
@@ -172,11 +154,11 @@ impl Transport {
     }
 
     pub fn fail(&self) {
-        self.set_status(FAILED);
+        self.set_status(DeviceStatus::FAILED);
     }
 
     pub fn driver_ok(&self) {
-        self.set_status(DRIVER_OK);
+        self.set_status(DeviceStatus::DRIVER_OK);
     }
 
     pub fn num_queues(&self) -> u16 {
@@ -195,7 +177,7 @@ impl Transport {
             return Err("virtio: queue too small");
         }
         let ring = DmaFrame::new().ok_or("virtio: out of memory for a virtqueue")?;
-        let layout = Layout::new(size);
+        let layout = Layout::modern(size);
         self.common.write16(QUEUE_SIZE, size);
         self.common.write16(QUEUE_MSIX_VECTOR, NO_VECTOR);
         self.common
@@ -208,7 +190,7 @@ impl Transport {
             u64::from(self.common.read16(QUEUE_NOTIFY_OFF)) * u64::from(self.notify_multiplier);
         dma_fence();
         self.common.write16(QUEUE_ENABLE, 1);
-        Ok(Queue::new(index, size, ring, layout, notify_off))
+        Ok(Queue::new(index, ring, layout, notify_off))
     }
 
     /// Tells the device that `queue` has new available buffers, unless it asked not to be told.
@@ -241,51 +223,14 @@ impl Transport {
     }
 }
 
-/// The largest power of two not above `n` (split rings need powers of two in legacy mode
-/// and QEMU keeps that rule), 0 for 0.
-fn fit_queue_size(n: u16) -> u16 {
-    if n == 0 {
-        0
-    } else {
-        1 << (15 - n.leading_zeros())
-    }
-}
-
-/// Where the three parts of a split ring sit inside the queue's frame.
-#[derive(Clone, Copy)]
-struct Layout {
-    desc: usize,
-    avail: usize,
-    used: usize,
-}
-
-impl Layout {
-    const fn new(size: u16) -> Layout {
-        let n = size as usize;
-        let desc = 0;
-        let avail = desc + 16 * n;
-        // avail: flags, idx, ring[n], used_event; used must be 4-aligned.
-        let used = (avail + 6 + 2 * n + 3) & !3;
-        Layout { desc, avail, used }
-    }
-
-    const fn end(self, size: u16) -> usize {
-        self.used + 6 + 8 * size as usize
-    }
-}
-
 /// The largest queue that fits in one frame (128: 3342 bytes; 256 would need 6.6 KiB).
 pub const MAX_QUEUE: u16 = 128;
-const _: () = assert!(Layout::new(MAX_QUEUE).end(MAX_QUEUE) <= crate::arch::pci::FRAME_SIZE);
-
-const DESC_F_WRITE: u16 = 2;
-const USED_F_NO_NOTIFY: u16 = 1;
+const _: () = assert!(Layout::modern(MAX_QUEUE).end() <= crate::arch::pci::FRAME_SIZE);
 
 /// A split virtqueue whose buffers are single descriptors. Each posted buffer carries a
 /// caller's token (e.g. the index of the buffer frame) that comes back when it is used.
 pub struct Queue {
     index: u16,
-    size: u16,
     ring: DmaFrame,
     layout: Layout,
     notify_off: u64,
@@ -297,10 +242,10 @@ pub struct Queue {
 }
 
 impl Queue {
-    fn new(index: u16, size: u16, ring: DmaFrame, layout: Layout, notify_off: u64) -> Queue {
+    fn new(index: u16, ring: DmaFrame, layout: Layout, notify_off: u64) -> Queue {
+        let size = layout.size;
         Queue {
             index,
-            size,
             ring,
             layout,
             notify_off,
@@ -312,7 +257,7 @@ impl Queue {
     }
 
     pub fn size(&self) -> u16 {
-        self.size
+        self.layout.size
     }
 
     /// Posts one buffer (`device_writes`: a receive buffer). The caller notifies afterwards.
@@ -320,19 +265,18 @@ impl Queue {
         let Some(d) = self.free.pop() else {
             return false;
         };
-        let at = self.layout.desc + 16 * usize::from(d);
+        let at = self.layout.desc_at(d);
         self.ring.write64(at, pa);
         self.ring.write32(at + 8, len);
         self.ring
             .write16(at + 12, if device_writes { DESC_F_WRITE } else { 0 });
         self.ring.write16(at + 14, 0);
         self.tokens[usize::from(d)] = Some(token);
-        let slot = usize::from(self.avail_idx % self.size);
-        self.ring.write16(self.layout.avail + 4 + 2 * slot, d);
+        self.ring.write16(self.layout.avail_slot(self.avail_idx), d);
         self.avail_idx = self.avail_idx.wrapping_add(1);
         // The descriptor and ring slot must be visible before the index that publishes them.
         dma_fence();
-        self.ring.write16(self.layout.avail + 2, self.avail_idx);
+        self.ring.write16(self.layout.avail_idx(), self.avail_idx);
         true
     }
 
@@ -340,13 +284,12 @@ impl Queue {
     /// naming a descriptor that is not outstanding (a broken device) is skipped.
     pub fn pop_used(&mut self) -> Option<(u16, u32)> {
         loop {
-            let used_idx = self.ring.read16(self.layout.used + 2);
+            let used_idx = self.ring.read16(self.layout.used_idx());
             if used_idx == self.last_used {
                 return None;
             }
             dma_fence();
-            let slot = usize::from(self.last_used % self.size);
-            let at = self.layout.used + 4 + 8 * slot;
+            let at = self.layout.used_slot(self.last_used);
             let id = self.ring.read32(at);
             let len = self.ring.read32(at + 4);
             self.last_used = self.last_used.wrapping_add(1);
@@ -364,6 +307,113 @@ impl Queue {
     }
 
     fn device_wants_notify(&self) -> bool {
-        self.ring.read16(self.layout.used) & USED_F_NO_NOTIFY == 0
+        self.ring.read16(self.layout.used_flags()) & USED_F_NO_NOTIFY == 0
+    }
+}
+
+/// A queue and the DMA frames it carries, one frame per buffer, each posted with its index
+/// as the token: the receive and transmit buffer handling virtio-net and virtio-console
+/// share. A receive queue keeps every frame posted for the device to fill ([`post_all`],
+/// [`repost`] once read); a transmit queue posts a free frame per [`send`] and gets it
+/// back when the device has used it ([`reap`]).
+///
+/// [`post_all`]: Buffers::post_all
+/// [`repost`]: Buffers::repost
+/// [`send`]: Buffers::send
+/// [`reap`]: Buffers::reap
+pub struct Buffers {
+    queue: Queue,
+    frames: Vec<DmaFrame>,
+    /// Transmit: the frames not posted.
+    free: Vec<u16>,
+}
+
+impl Buffers {
+    /// The queue, with no frames yet.
+    pub fn new(queue: Queue) -> Buffers {
+        Buffers {
+            queue,
+            frames: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    pub fn has_frames(&self) -> bool {
+        !self.frames.is_empty()
+    }
+
+    /// Allocates `count` frames (at most the queue's size), all free; false, keeping none,
+    /// when memory runs out.
+    pub fn alloc(&mut self, count: u16) -> bool {
+        let count = count.min(self.queue.size());
+        let Some(frames) = (0..count)
+            .map(|_| DmaFrame::new())
+            .collect::<Option<Vec<_>>>()
+        else {
+            return false;
+        };
+        self.frames = frames;
+        self.free = (0..count).collect();
+        true
+    }
+
+    /// Gives every frame back (for a set whose partner could not be allocated).
+    pub fn release(&mut self) {
+        self.frames.clear();
+        self.free.clear();
+    }
+
+    /// Receive: posts every frame for the device to fill. The caller notifies.
+    pub fn post_all(&mut self) {
+        self.free.clear();
+        for (i, frame) in self.frames.iter().enumerate() {
+            self.queue
+                .post(frame.pa(), FRAME_SIZE as u32, true, i as u16);
+        }
+    }
+
+    /// Receive: posts frame `b` again once read. The caller notifies.
+    pub fn repost(&mut self, b: u16) {
+        if let Some(frame) = self.frames.get(usize::from(b)) {
+            self.queue.post(frame.pa(), FRAME_SIZE as u32, true, b);
+        }
+    }
+
+    /// The next used buffer: its frame's index and the byte count the device wrote.
+    pub fn pop_used(&mut self) -> Option<(u16, u32)> {
+        self.queue.pop_used()
+    }
+
+    pub fn frame(&self, b: u16) -> Option<&DmaFrame> {
+        self.frames.get(usize::from(b))
+    }
+
+    /// Transmit: takes back every frame the device has used.
+    pub fn reap(&mut self) {
+        while let Some((b, _)) = self.queue.pop_used() {
+            self.free.push(b);
+        }
+    }
+
+    /// Transmit: whether a frame is free.
+    pub fn can_send(&self) -> bool {
+        !self.free.is_empty()
+    }
+
+    /// Transmit: fills a free frame with `fill` (which returns the bytes it wrote) and
+    /// posts it. None when no frame is free or the ring is full. The caller notifies.
+    pub fn send(&mut self, fill: impl FnOnce(&DmaFrame) -> usize) -> Option<usize> {
+        let b = self.free.pop()?;
+        let frame = self.frames.get(usize::from(b))?;
+        let len = fill(frame);
+        if !self.queue.post(frame.pa(), len as u32, false, b) {
+            self.free.push(b);
+            return None;
+        }
+        Some(len)
     }
 }

@@ -10,6 +10,10 @@
 //!
 //! Everything is polled: each `Link` call first drains the device's used rings. The
 //! device's INTx only wakes the idle loop.
+//!
+//! The control messages (their encoding, the events, which queues a port uses) are the
+//! `virtio` crate's `console` module, host-tested there; this file is the device glue:
+//! buffers on the rings, the ports' open/close bookkeeping and the [`Link`] of each port.
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -21,24 +25,12 @@ use core::cell::RefCell;
 
 use crate::arch::pci::{Bdf, DmaFrame, FRAME_SIZE};
 use crate::drivers::intx;
-use crate::drivers::virtio::{self, Queue, Transport};
+use crate::drivers::virtio::{self, Buffers, Queue, Transport};
 use crate::transport::{Event, Link};
+use ::virtio::console::{self as control, Control, Event as ControlEvent};
+use ::virtio::feature::CONSOLE_MULTIPORT;
+use ::virtio::Id;
 use ninep::link::Reset;
-
-const VIRTIO_CONSOLE: u16 = 3;
-const F_MULTIPORT: u64 = 1 << 1;
-/// Device configuration: cols u16, rows u16, max_nr_ports u32, emerg_wr u32.
-const CONFIG_MAX_NR_PORTS: u64 = 4;
-
-/// Control events (virtio 1.x, 5.3.6.2).
-const DEVICE_READY: u16 = 0;
-const DEVICE_ADD: u16 = 1;
-const DEVICE_REMOVE: u16 = 2;
-const PORT_READY: u16 = 3;
-const CONSOLE_PORT: u16 = 4;
-const RESIZE: u16 = 5;
-const PORT_OPEN: u16 = 6;
-const PORT_NAME: u16 = 7;
 
 /// Port ids served (QEMU's default max_nr_ports is 31). Each costs two ring frames up front.
 const MAX_PORTS: u32 = 32;
@@ -53,50 +45,9 @@ const ROUNDS: usize = 8;
 /// Bound on polls while waiting for the device to announce its ports.
 const SETTLE_POLLS: u32 = 5_000_000;
 
-/// A control message header: port id, event, value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Control {
-    id: u32,
-    event: u16,
-    value: u16,
-}
-
-impl Control {
-    fn encode(self) -> [u8; 8] {
-        let mut b = [0u8; 8];
-        b[0..4].copy_from_slice(&self.id.to_le_bytes());
-        b[4..6].copy_from_slice(&self.event.to_le_bytes());
-        b[6..8].copy_from_slice(&self.value.to_le_bytes());
-        b
-    }
-
-    /// The header and the bytes after it; None for a message shorter than a header.
-    fn decode(b: &[u8]) -> Option<(Control, &[u8])> {
-        let (head, rest) = b.split_first_chunk::<8>()?;
-        let id = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-        let event = u16::from_le_bytes([head[4], head[5]]);
-        let value = u16::from_le_bytes([head[6], head[7]]);
-        Some((Control { id, event, value }, rest))
-    }
-}
-
-/// Queue indices (receive, transmit) of a port: port 0 uses 0/1, the control queues are 2/3,
-/// port n > 0 uses 2n+2 / 2n+3.
-fn queue_pair(id: u32) -> (u16, u16) {
-    if id == 0 {
-        (0, 1)
-    } else {
-        let rx = (2 * id + 2) as u16;
-        (rx, rx + 1)
-    }
-}
-
 struct PortState {
-    rx: Queue,
-    tx: Queue,
-    rx_bufs: Vec<DmaFrame>,
-    tx_bufs: Vec<DmaFrame>,
-    tx_free: Vec<u16>,
+    rx: Buffers,
+    tx: Buffers,
     /// Received buffers not yet consumed: (buffer, length, bytes already read).
     ready: VecDeque<(u16, usize, usize)>,
     added: bool,
@@ -112,11 +63,8 @@ struct PortState {
 impl PortState {
     fn new(rx: Queue, tx: Queue) -> PortState {
         PortState {
-            rx,
-            tx,
-            rx_bufs: Vec::new(),
-            tx_bufs: Vec::new(),
-            tx_free: Vec::new(),
+            rx: Buffers::new(rx),
+            tx: Buffers::new(tx),
             ready: VecDeque::new(),
             added: false,
             open: false,
@@ -128,32 +76,18 @@ impl PortState {
 
     /// Allocates and posts the port's buffers (once; they stay posted across remove/add).
     fn fill(&mut self, transport: &Transport) -> bool {
-        if !self.rx_bufs.is_empty() {
+        if self.rx.has_frames() {
             return true;
         }
-        let rx_count = RX_BUFFERS.min(self.rx.size());
-        let tx_count = TX_BUFFERS.min(self.tx.size());
-        let mut rx_bufs = Vec::new();
-        let mut tx_bufs = Vec::new();
-        for _ in 0..rx_count {
-            rx_bufs.push(DmaFrame::new());
-        }
-        for _ in 0..tx_count {
-            tx_bufs.push(DmaFrame::new());
-        }
-        let (Some(rx_bufs), Some(tx_bufs)) = (
-            rx_bufs.into_iter().collect::<Option<Vec<_>>>(),
-            tx_bufs.into_iter().collect::<Option<Vec<_>>>(),
-        ) else {
+        if !self.rx.alloc(RX_BUFFERS) {
             return false;
-        };
-        for (i, buf) in rx_bufs.iter().enumerate() {
-            self.rx.post(buf.pa(), FRAME_SIZE as u32, true, i as u16);
         }
-        self.rx_bufs = rx_bufs;
-        self.tx_bufs = tx_bufs;
-        self.tx_free = (0..tx_count).collect();
-        transport.notify(&self.rx);
+        if !self.tx.alloc(TX_BUFFERS) {
+            self.rx.release();
+            return false;
+        }
+        self.rx.post_all();
+        transport.notify(self.rx.queue());
         true
     }
 
@@ -169,11 +103,11 @@ impl PortState {
             let Some((b, _, _)) = self.ready.pop_front() else {
                 break;
             };
-            self.repost(b);
+            self.rx.repost(b);
             any = true;
         }
         if any {
-            transport.notify(&self.rx);
+            transport.notify(self.rx.queue());
         }
     }
 
@@ -200,28 +134,20 @@ impl PortState {
         }
     }
 
-    fn repost(&mut self, b: u16) {
-        if let Some(buf) = self.rx_bufs.get(usize::from(b)) {
-            self.rx.post(buf.pa(), FRAME_SIZE as u32, true, b);
-        }
-    }
-
     /// Moves used buffers off both rings; `classify` then decides what received data is for.
     fn reap(&mut self, transport: &Transport) {
-        while let Some((b, _)) = self.tx.pop_used() {
-            self.tx_free.push(b);
-        }
+        self.tx.reap();
         let mut reposted = false;
         while let Some((b, len)) = self.rx.pop_used() {
             if len > 0 {
                 self.ready.push_back((b, (len as usize).min(FRAME_SIZE), 0));
             } else {
-                self.repost(b);
+                self.rx.repost(b);
                 reposted = true;
             }
         }
         if reposted {
-            transport.notify(&self.rx);
+            transport.notify(self.rx.queue());
         }
     }
 
@@ -235,7 +161,7 @@ impl PortState {
             let Some(&mut (b, len, ref mut pos)) = self.ready.front_mut() else {
                 break;
             };
-            let got = match self.rx_bufs.get(usize::from(b)) {
+            let got = match self.rx.frame(b) {
                 Some(buf) => {
                     let end = (n + len - *pos).min(out.len());
                     buf.read_bytes(*pos, &mut out[n..end])
@@ -246,12 +172,12 @@ impl PortState {
             n += got;
             if *pos >= len || got == 0 {
                 self.ready.pop_front();
-                self.repost(b);
+                self.rx.repost(b);
                 reposted = true;
             }
         }
         if reposted {
-            transport.notify(&self.rx);
+            transport.notify(self.rx.queue());
         }
         n
     }
@@ -263,19 +189,13 @@ impl PortState {
         }
         let mut n = 0;
         while n < data.len() {
-            let Some(b) = self.tx_free.pop() else { break };
-            let Some(buf) = self.tx_bufs.get(usize::from(b)) else {
+            let Some(chunk) = self.tx.send(|buf| buf.write_bytes(0, &data[n..])) else {
                 break;
             };
-            let chunk = buf.write_bytes(0, &data[n..]);
-            if !self.tx.post(buf.pa(), chunk as u32, false, b) {
-                self.tx_free.push(b);
-                break;
-            }
             n += chunk;
         }
         if n > 0 {
-            transport.notify(&self.tx);
+            transport.notify(self.tx.queue());
         }
         n
     }
@@ -309,11 +229,11 @@ impl Console {
     pub fn new(bdf: Bdf) -> Result<Console, &'static str> {
         let transport = Transport::new(bdf)?;
         bdf.enable(true);
-        let features = transport.negotiate(F_MULTIPORT)?;
-        let multiport = features & F_MULTIPORT != 0;
+        let features = transport.negotiate(CONSOLE_MULTIPORT)?;
+        let multiport = features & CONSOLE_MULTIPORT != 0;
         let max_ports = if multiport {
             transport
-                .config_read32(CONFIG_MAX_NR_PORTS)
+                .config_read32(control::CONFIG_MAX_NR_PORTS)
                 .clamp(1, MAX_PORTS)
         } else {
             1
@@ -351,11 +271,8 @@ impl Console {
                     c.rx.post(pa, CTRL_SLOT as u32, true, slot);
                 }
                 console.transport.notify(&c.rx);
-                c.pending.push_back(Control {
-                    id: 0,
-                    event: DEVICE_READY,
-                    value: 1,
-                });
+                c.pending
+                    .push_back(Control::new(0, ControlEvent::DeviceReady, 1));
             }
             None => {
                 // Without multiport the single port is always there and always open.
@@ -381,8 +298,8 @@ impl Console {
         spare: &mut Vec<Queue>,
     ) -> Result<(Option<ControlQueues>, Vec<PortState>), &'static str> {
         let control = if multiport {
-            let rx = transport.setup_queue(2, CTRL_SLOTS)?;
-            let tx = match transport.setup_queue(3, virtio::MAX_QUEUE) {
+            let rx = transport.setup_queue(control::CONTROL_RX, CTRL_SLOTS)?;
+            let tx = match transport.setup_queue(control::CONTROL_TX, virtio::MAX_QUEUE) {
                 Ok(tx) => tx,
                 Err(e) => {
                     spare.push(rx);
@@ -406,7 +323,9 @@ impl Console {
         };
         let mut ports = Vec::new();
         for id in 0..max_ports {
-            let (rxi, txi) = queue_pair(id);
+            let Ok((rxi, txi)) = control::queue_pair(id) else {
+                break;
+            };
             if txi >= transport.num_queues() {
                 break;
             }
@@ -526,8 +445,10 @@ impl Console {
             let len = (len as usize).min(CTRL_SLOT);
             c.rx_buf
                 .read_bytes(usize::from(slot) * CTRL_SLOT, &mut b[..len]);
-            if let Some((msg, rest)) = Control::decode(&b[..len]) {
-                let name = rest.split(|&x| x == 0).next().unwrap_or(&[]);
+            // A message shorter than a header is dropped; one with an unknown event is
+            // kept (it still counts as control traffic) and ignored by `handle`.
+            if let Ok((msg, rest)) = Control::decode(&b[..len]) {
+                let name = control::port_name(rest);
                 messages.push((msg, String::from_utf8_lossy(name).into()));
             }
             let pa = c.rx_buf.pa() + (usize::from(slot) * CTRL_SLOT) as u64;
@@ -548,46 +469,33 @@ impl Console {
 
     fn handle(&mut self, msg: Control, name: String) {
         let id = msg.id;
-        let Some(port) = usize::try_from(id).ok().and_then(|i| self.ports.get_mut(i)) else {
-            if msg.event == DEVICE_ADD {
-                log::warn!(
-                    "virtio-console: port {} beyond the {} served",
-                    id,
-                    self.ports.len()
-                );
-                self.send_control(Control {
-                    id,
-                    event: PORT_READY,
-                    value: 0,
-                });
+        let event = msg.event();
+        let index = match msg.port(self.ports.len()) {
+            Ok(index) => index,
+            Err(e) => {
+                if event == Ok(ControlEvent::DeviceAdd) {
+                    log::warn!("virtio-console: {e}");
+                    self.send_control(Control::new(id, ControlEvent::PortReady, 0));
+                }
+                return;
             }
+        };
+        let Some(port) = self.ports.get_mut(index) else {
             return;
         };
-        match msg.event {
-            DEVICE_ADD => {
+        match event {
+            Ok(ControlEvent::DeviceAdd) => {
                 if !port.fill(&self.transport) {
                     log::warn!("virtio-console: out of memory for port {}", id);
-                    self.send_control(Control {
-                        id,
-                        event: PORT_READY,
-                        value: 0,
-                    });
+                    self.send_control(Control::new(id, ControlEvent::PortReady, 0));
                     return;
                 }
                 port.added = true;
-                self.send_control(Control {
-                    id,
-                    event: PORT_READY,
-                    value: 1,
-                });
+                self.send_control(Control::new(id, ControlEvent::PortReady, 1));
                 // The device delivers nothing to a port the guest has not opened.
-                self.send_control(Control {
-                    id,
-                    event: PORT_OPEN,
-                    value: 1,
-                });
+                self.send_control(Control::new(id, ControlEvent::PortOpen, 1));
             }
-            DEVICE_REMOVE => {
+            Ok(ControlEvent::DeviceRemove) => {
                 port.added = false;
                 if port.open {
                     port.open = false;
@@ -595,7 +503,7 @@ impl Console {
                     port.events.push(false);
                 }
             }
-            PORT_OPEN => {
+            Ok(ControlEvent::PortOpen) => {
                 let open = msg.value != 0;
                 if open != port.open {
                     log::info!(
@@ -609,9 +517,9 @@ impl Console {
                     port.events.push(open);
                 }
             }
-            PORT_NAME => port.name = name,
-            CONSOLE_PORT | RESIZE => {}
-            _ => {}
+            Ok(ControlEvent::PortName) => port.name = name,
+            // Console ports, resizes, driver-only events and unknown ones: nothing to do.
+            Ok(_) | Err(_) => {}
         }
     }
 
@@ -640,36 +548,32 @@ pub struct Port {
     label: &'static str,
 }
 
-impl Link for Port {
-    fn recv(&mut self, buf: &mut [u8]) -> usize {
+impl Port {
+    /// Polls the device, then runs `f` on this port's state (None if the port is gone).
+    fn polled<R>(&self, f: impl FnOnce(&mut PortState, &Transport) -> R) -> Option<R> {
         let mut c = self.console.borrow_mut();
         c.poll();
         let Console {
             transport, ports, ..
         } = &mut *c;
-        match ports.get_mut(self.id as usize) {
-            Some(p) => p.recv(transport, buf),
-            None => 0,
-        }
+        ports.get_mut(self.id as usize).map(|p| f(p, transport))
+    }
+}
+
+impl Link for Port {
+    fn recv(&mut self, buf: &mut [u8]) -> usize {
+        self.polled(|p, transport| p.recv(transport, buf))
+            .unwrap_or(0)
     }
 
     fn send(&mut self, data: &[u8]) -> usize {
-        let mut c = self.console.borrow_mut();
-        c.poll();
-        let Console {
-            transport, ports, ..
-        } = &mut *c;
-        match ports.get_mut(self.id as usize) {
-            Some(p) => p.send(transport, data),
-            None => data.len(),
-        }
+        self.polled(|p, transport| p.send(transport, data))
+            .unwrap_or(data.len())
     }
 
     fn event(&mut self) -> Option<Event> {
-        let mut c = self.console.borrow_mut();
-        c.poll();
-        c.port(self.id)
-            .and_then(|p| p.reset.take())
+        self.polled(|p, _| p.reset.take())
+            .flatten()
             .map(Event::Reset)
     }
 
@@ -687,7 +591,7 @@ impl Link for Port {
 /// afterwards). Labels are leaked strings: ports live as long as the kernel.
 pub fn probe() -> Vec<Port> {
     let mut ports = Vec::new();
-    for bdf in virtio::find(VIRTIO_CONSOLE) {
+    for bdf in virtio::find(Id::Console) {
         let mut console = match Console::new(bdf) {
             Ok(c) => c,
             Err(e) => {

@@ -5,16 +5,14 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::arch::pci::{DmaFrame, FRAME_SIZE};
+use crate::arch::pci::FRAME_SIZE;
 use crate::drivers::intx;
 use crate::drivers::nic::{Nic, MTU_FRAME};
-use crate::drivers::virtio::{self, Queue, Transport};
+use crate::drivers::virtio::{self, Buffers, Transport};
+use ::virtio::feature::NET_MAC;
+use ::virtio::net::HDR_LEN as HDR;
+use ::virtio::Id;
 
-const VIRTIO_NET: u16 = 1;
-const F_MAC: u64 = 1 << 5;
-/// virtio_net_hdr with num_buffers (VERSION_1): flags, gso_type, hdr_len, gso_size,
-/// csum_start, csum_offset, num_buffers.
-const HDR: usize = 12;
 const RX_QUEUE: u16 = 0;
 const TX_QUEUE: u16 = 1;
 /// Buffers per queue, one frame each.
@@ -23,46 +21,36 @@ const BUFFERS: u16 = 64;
 pub struct VirtioNet {
     transport: Transport,
     irqs: intx::Seen,
-    rx: Queue,
-    tx: Queue,
-    rx_bufs: Vec<DmaFrame>,
-    tx_bufs: Vec<DmaFrame>,
-    tx_free: Vec<u16>,
+    rx: Buffers,
+    tx: Buffers,
     mac: [u8; 6],
 }
 
 impl VirtioNet {
     fn new(transport: Transport) -> Result<VirtioNet, &'static str> {
-        let features = transport.negotiate(F_MAC)?;
-        let rx = transport.setup_queue(RX_QUEUE, BUFFERS)?;
-        let tx = transport.setup_queue(TX_QUEUE, BUFFERS)?;
-        let frames =
-            |n: u16| -> Option<Vec<DmaFrame>> { (0..n).map(|_| DmaFrame::new()).collect() };
-        let (Some(rx_bufs), Some(tx_bufs)) = (frames(rx.size()), frames(tx.size())) else {
+        let features = transport.negotiate(NET_MAC)?;
+        let mut rx = Buffers::new(transport.setup_queue(RX_QUEUE, BUFFERS)?);
+        let mut tx = Buffers::new(transport.setup_queue(TX_QUEUE, BUFFERS)?);
+        if !(rx.alloc(BUFFERS) && tx.alloc(BUFFERS)) {
             transport.reset();
             return Err("virtio-net: out of memory for buffers");
-        };
+        }
         let mut mac = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
-        if features & F_MAC != 0 {
+        if features & NET_MAC != 0 {
             let lo = transport.config_read32(0).to_le_bytes();
             let hi = transport.config_read32(4).to_le_bytes();
             mac = [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1]];
         }
         let mut n = VirtioNet {
-            tx_free: (0..tx_bufs.len() as u16).collect(),
             transport,
             irqs: intx::Seen::default(),
             rx,
             tx,
-            rx_bufs,
-            tx_bufs,
             mac,
         };
-        for i in 0..n.rx_bufs.len() {
-            n.rx.post(n.rx_bufs[i].pa(), FRAME_SIZE as u32, true, i as u16);
-        }
+        n.rx.post_all();
         n.transport.driver_ok();
-        n.transport.notify(&n.rx);
+        n.transport.notify(n.rx.queue());
         Ok(n)
     }
 
@@ -71,9 +59,7 @@ impl VirtioNet {
             self.transport.ack_interrupt();
             intx::unmask();
         }
-        while let Some((b, _)) = self.tx.pop_used() {
-            self.tx_free.push(b);
-        }
+        self.tx.reap();
     }
 }
 
@@ -90,12 +76,12 @@ impl Nic for VirtioNet {
         self.ack();
         loop {
             let (b, len) = self.rx.pop_used()?;
-            let buf = self.rx_bufs.get(usize::from(b))?;
+            let buf = self.rx.frame(b)?;
             let len = (len as usize).min(FRAME_SIZE);
             let mut frame = vec![0; len.saturating_sub(HDR)];
             buf.read_bytes(HDR, &mut frame);
-            self.rx.post(buf.pa(), FRAME_SIZE as u32, true, b);
-            self.transport.notify(&self.rx);
+            self.rx.repost(b);
+            self.transport.notify(self.rx.queue());
             if !frame.is_empty() {
                 return Some(frame);
             }
@@ -104,7 +90,7 @@ impl Nic for VirtioNet {
 
     fn can_send(&mut self) -> bool {
         self.ack();
-        !self.tx_free.is_empty()
+        self.tx.can_send()
     }
 
     fn send(&mut self, frame: &[u8]) -> bool {
@@ -112,19 +98,15 @@ impl Nic for VirtioNet {
         if frame.len() > MTU_FRAME {
             return true; // dropped: no stack sends one
         }
-        let Some(b) = self.tx_free.pop() else {
-            return false;
-        };
-        let Some(buf) = self.tx_bufs.get(usize::from(b)) else {
-            return false;
-        };
-        buf.write_bytes(0, &[0; HDR]);
-        buf.write_bytes(HDR, frame);
-        if !self.tx.post(buf.pa(), (HDR + frame.len()) as u32, false, b) {
-            self.tx_free.push(b);
+        let sent = self.tx.send(|buf| {
+            buf.write_bytes(0, &[0; HDR]);
+            buf.write_bytes(HDR, frame);
+            HDR + frame.len()
+        });
+        if sent.is_none() {
             return false;
         }
-        self.transport.notify(&self.tx);
+        self.transport.notify(self.tx.queue());
         true
     }
 }
@@ -138,7 +120,7 @@ impl Drop for VirtioNet {
 
 /// The first virtio-net device that initialises. Call with interrupts off.
 pub fn probe() -> Option<VirtioNet> {
-    for bdf in virtio::find(VIRTIO_NET) {
+    for bdf in virtio::find(Id::Net) {
         bdf.enable(true);
         let dev = Transport::new(bdf).and_then(VirtioNet::new);
         match dev {

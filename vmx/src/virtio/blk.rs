@@ -4,25 +4,26 @@
 //! "unsupported".
 
 use super::queue::{gather, scatter, Chain, Mem};
+use ::virtio::feature::{legacy, BLK_FLUSH, BLK_RO};
+use ::virtio::spec::blk::{S, T};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
 pub const SECTOR: u64 = 512;
 
-/// Request types.
-const T_IN: u32 = 0;
-const T_OUT: u32 = 1;
-const T_FLUSH: u32 = 4;
-const T_GET_ID: u32 = 8;
-/// Status bytes.
-const S_OK: u8 = 0;
-const S_IOERR: u8 = 1;
-const S_UNSUPP: u8 = 2;
+/// The request types served and the status bytes (the specification's, from `virtio`).
+const T_IN: u32 = T::In as u32;
+const T_OUT: u32 = T::Out as u32;
+const T_FLUSH: u32 = T::Flush as u32;
+const T_GET_ID: u32 = T::GetId as u32;
+const S_OK: u8 = S::Ok as u8;
+const S_IOERR: u8 = S::Ioerr as u8;
+const S_UNSUPP: u8 = S::Unsupp as u8;
 
-/// Feature bits.
-pub const F_RO: u32 = 1 << 5;
-pub const F_FLUSH: u32 = 1 << 9;
+/// Feature bits, as the legacy transport's 32-bit register holds them.
+pub const F_RO: u32 = legacy(BLK_RO);
+pub const F_FLUSH: u32 = legacy(BLK_FLUSH);
 
 /// The bytes behind a disk.
 pub trait Backing: Send {

@@ -12,10 +12,11 @@ pub mod queue;
 pub mod testing;
 
 use crate::dev::pci::{Function, Pci};
+use ::virtio::pci::{modern_id, transitional_id, VENDOR};
+use ::virtio::{DeviceStatus, Id};
 pub use queue::Mem;
 use queue::Queue;
 
-pub const VENDOR: u16 = 0x1af4;
 /// Entries per queue (the table and available ring are read whole on each notify).
 pub const QUEUE_SIZE: u16 = 128;
 /// Where the BIOS would have put the devices' I/O BARs, one block of [`BAR_SIZE`] each.
@@ -35,10 +36,8 @@ const R_STATUS: u16 = 0x12;
 const R_ISR: u16 = 0x13;
 const R_CONFIG: u16 = 0x14;
 
-/// Device status bits.
-pub const S_DRIVER_OK: u8 = 4;
 /// Set by the device when it stopped for a bad request (virtio 1.0's DEVICE_NEEDS_RESET).
-pub const S_NEEDS_RESET: u8 = 0x40;
+pub const S_NEEDS_RESET: u8 = DeviceStatus::DEVICE_NEEDS_RESET.bits();
 
 pub enum Kind {
     Blk(blk::Blk),
@@ -47,10 +46,10 @@ pub enum Kind {
 
 impl Kind {
     /// Virtio device type.
-    fn id(&self) -> u16 {
+    fn id(&self) -> Id {
         match self {
-            Kind::Blk(_) => 2,
-            Kind::Net(_) => 1,
+            Kind::Blk(_) => Id::Block,
+            Kind::Net(_) => Id::Net,
         }
     }
     /// PCI class code (base, sub, interface).
@@ -110,11 +109,14 @@ impl Device {
     }
 
     /// The PCI function the device appears as.
+    /// A legacy device shows its transitional id (every type served here has one).
     pub fn function(&self) -> Function {
+        let id = self.kind.id();
+        let device = transitional_id(id).unwrap_or_else(|| modern_id(id));
         Function {
-            id: u32::from(0x1000 + self.kind.id() - 1) << 16 | u32::from(VENDOR),
+            id: u32::from(device) << 16 | u32::from(VENDOR),
             class_rev: self.kind.class() << 8,
-            subsystem: u32::from(self.kind.id()) << 16 | u32::from(VENDOR),
+            subsystem: u32::from(u8::from(id)) << 16 | u32::from(VENDOR),
             bar_size: u32::from(BAR_SIZE),
             irq: self.irq,
         }

@@ -7,13 +7,14 @@
 //! link's reader thread hands it a frame.
 
 use super::queue::{gather, scatter, Chain, Mem, Queue};
+use ::virtio::feature::{legacy, NET_MAC};
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 
 /// Feature bit: the configuration holds a MAC address.
-pub const F_MAC: u32 = 1 << 5;
+pub const F_MAC: u32 = legacy(NET_MAC);
 /// The legacy header without mergeable buffers.
-pub const HDR: usize = 10;
+pub const HDR: usize = ::virtio::net::LEGACY_HDR_LEN;
 /// Frames waiting for receive buffers, at most (the rest are dropped, as a NIC would).
 const BACKLOG: usize = 256;
 /// The largest frame taken from either side (Ethernet, no jumbo frames).

@@ -10,22 +10,17 @@
 //! can panic the tool: a bad ring (an index running ahead, a descriptor out of the
 //! table, a loop, an indirect descriptor, a buffer outside guest memory) breaks the queue
 //! with a reason, and it stays broken until the driver resets the device.
+//!
+//! The ring's layout, flags and entry encodings are the `virtio` crate's ([`Layout`]).
+
+use ::virtio::ring::{Desc, Layout, UsedElem, LEGACY_ALIGN};
+pub use ::virtio::ring::{AVAIL_F_NO_INTERRUPT, DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_WRITE};
 
 /// Guest-physical memory as the device sees it.
 pub trait Mem {
     fn read(&mut self, addr: u64, len: usize) -> Result<Vec<u8>, String>;
     fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), String>;
 }
-
-/// The legacy transport's queue alignment and page size for the PFN.
-pub const ALIGN: u64 = 4096;
-
-/// Descriptor flags.
-pub const DESC_F_NEXT: u16 = 1;
-pub const DESC_F_WRITE: u16 = 2;
-pub const DESC_F_INDIRECT: u16 = 4;
-/// Available ring flag: the driver wants no interrupt.
-pub const AVAIL_F_NO_INTERRUPT: u16 = 1;
 
 /// One buffer of a descriptor chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,8 +97,12 @@ pub fn scatter(mem: &mut dyn Mem, bufs: &[Buf], data: &[u8]) -> Result<u32, Stri
     Ok(done as u32)
 }
 
+/// The little-endian u16 at `off` in `b` (0 past its end; callers read inside it).
 fn u16_at(b: &[u8], off: usize) -> u16 {
-    u16::from_le_bytes([b[off], b[off + 1]])
+    match b.get(off..off + 2) {
+        Some(&[lo, hi]) => u16::from_le_bytes([lo, hi]),
+        _ => 0,
+    }
 }
 
 /// One virtqueue's device side.
@@ -144,22 +143,18 @@ impl Queue {
         self.pfn != 0 && self.broken.is_none()
     }
 
-    fn desc_addr(&self) -> u64 {
-        u64::from(self.pfn) * ALIGN
+    fn layout(&self) -> Layout {
+        Layout::legacy(self.size)
     }
 
-    fn avail_addr(&self) -> u64 {
-        self.desc_addr() + 16 * u64::from(self.size)
-    }
-
-    fn used_addr(&self) -> u64 {
-        let end = self.avail_addr() + 6 + 2 * u64::from(self.size);
-        end.div_ceil(ALIGN) * ALIGN
+    /// Guest-physical address of `offset` in the ring (from the descriptor table).
+    fn addr(&self, offset: usize) -> u64 {
+        u64::from(self.pfn) * LEGACY_ALIGN as u64 + offset as u64
     }
 
     /// The end of the used ring (flags, index, entries, avail_event).
     fn end(&self) -> u64 {
-        self.used_addr() + 6 + 8 * u64::from(self.size)
+        self.addr(self.layout().end())
     }
 
     /// Whether the driver wants an interrupt for used buffers (as of the last take).
@@ -184,24 +179,24 @@ impl Queue {
         if self.end() > limit {
             let why = format!(
                 "queue at {:#x}..{:#x} lies past the end of guest memory ({limit:#x})",
-                self.desc_addr(),
+                self.addr(0),
                 self.end()
             );
             return Err(self.fail(why));
         }
-        let n = usize::from(self.size);
-        // The descriptor table and the available ring are adjacent: one read.
-        let len = 16 * n + 4 + 2 * n;
-        let ring = match mem.read(self.desc_addr(), len) {
+        let layout = self.layout();
+        // The descriptor table and the available ring (without used_event) are adjacent:
+        // one read.
+        let len = layout.avail_slot(0) + 2 * usize::from(self.size);
+        let ring = match mem.read(self.addr(0), len) {
             Ok(r) => r,
             Err(e) => return Err(self.fail(format!("reading the queue: {e}"))),
         };
         if ring.len() != len {
             return Err(self.fail("short read of the queue".into()));
         }
-        let avail = 16 * n;
-        self.no_interrupt = u16_at(&ring, avail) & AVAIL_F_NO_INTERRUPT != 0;
-        let idx = u16_at(&ring, avail + 2);
+        self.no_interrupt = u16_at(&ring, layout.avail_flags()) & AVAIL_F_NO_INTERRUPT != 0;
+        let idx = u16_at(&ring, layout.avail_idx());
         let count = idx.wrapping_sub(self.last_avail);
         if count > self.size {
             let why = format!(
@@ -212,8 +207,7 @@ impl Queue {
         }
         let mut chains = Vec::with_capacity(usize::from(count));
         for i in 0..count {
-            let slot = usize::from(self.last_avail.wrapping_add(i) % self.size);
-            let head = u16_at(&ring, avail + 4 + 2 * slot);
+            let head = u16_at(&ring, layout.avail_slot(self.last_avail.wrapping_add(i)));
             match self.chain(&ring, head, limit) {
                 Ok(c) => chains.push(c),
                 Err(why) => return Err(self.fail(why)),
@@ -239,12 +233,15 @@ impl Queue {
                     self.size
                 ));
             }
-            let o = 16 * usize::from(d);
-            let e = &ring[o..o + 16];
-            let addr = u64::from_le_bytes(e[0..8].try_into().unwrap_or([0; 8]));
-            let len = u32::from_le_bytes(e[8..12].try_into().unwrap_or([0; 4]));
-            let flags = u16_at(e, 12);
-            let next = u16_at(e, 14);
+            let Some(Desc {
+                addr,
+                len,
+                flags,
+                next,
+            }) = ring.get(self.layout().desc_at(d)..).and_then(Desc::decode)
+            else {
+                return Err(format!("descriptor {d} is outside the ring read"));
+            };
             if flags & DESC_F_INDIRECT != 0 {
                 return Err(format!("descriptor {d} is indirect, a feature not offered"));
             }
@@ -274,23 +271,28 @@ impl Queue {
         if done.is_empty() {
             return Ok(());
         }
-        let mut entries = Vec::with_capacity(done.len());
-        for (head, len) in done {
-            let mut e = [0u8; 8];
-            e[..4].copy_from_slice(&u32::from(*head).to_le_bytes());
-            e[4..].copy_from_slice(&len.to_le_bytes());
-            entries.push(e);
-        }
+        let layout = self.layout();
+        let entries: Vec<[u8; 8]> = done
+            .iter()
+            .map(|&(head, len)| {
+                UsedElem {
+                    id: u32::from(head),
+                    len,
+                }
+                .encode()
+            })
+            .collect();
         let mut i = 0;
         while i < entries.len() {
-            let slot = self.used_idx.wrapping_add(i as u16) % self.size;
+            let idx = self.used_idx.wrapping_add(i as u16);
+            let slot = idx % self.size;
             let k = (usize::from(self.size - slot)).min(entries.len() - i);
             let bytes: Vec<u8> = entries[i..i + k].iter().flatten().copied().collect();
-            mem.write(self.used_addr() + 4 + 8 * u64::from(slot), &bytes)?;
+            mem.write(self.addr(layout.used_slot(idx)), &bytes)?;
             i += k;
         }
         self.used_idx = self.used_idx.wrapping_add(done.len() as u16);
-        mem.write(self.used_addr() + 2, &self.used_idx.to_le_bytes())
+        mem.write(self.addr(layout.used_idx()), &self.used_idx.to_le_bytes())
     }
 }
 

@@ -2,6 +2,7 @@
 //! the devices (unit tests here and the tool's integration tests).
 
 use super::queue::{Mem, DESC_F_NEXT, DESC_F_WRITE};
+use ::virtio::ring::{Desc, Layout, LEGACY_ALIGN};
 
 /// Guest memory as a byte array, counting transfers.
 pub struct Ram {
@@ -58,14 +59,20 @@ impl Driver {
         }
     }
     fn base(&self) -> usize {
-        self.pfn as usize * 4096
+        self.pfn as usize * LEGACY_ALIGN
+    }
+    fn layout(&self) -> Layout {
+        Layout::legacy(self.size)
     }
     pub fn desc(&self, ram: &mut Ram, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
-        let o = self.base() + 16 * usize::from(i);
-        ram.b[o..o + 8].copy_from_slice(&addr.to_le_bytes());
-        ram.b[o + 8..o + 12].copy_from_slice(&len.to_le_bytes());
-        ram.b[o + 12..o + 14].copy_from_slice(&flags.to_le_bytes());
-        ram.b[o + 14..o + 16].copy_from_slice(&next.to_le_bytes());
+        let o = self.base() + self.layout().desc_at(i);
+        let d = Desc {
+            addr,
+            len,
+            flags,
+            next,
+        };
+        ram.b[o..o + 16].copy_from_slice(&d.encode());
     }
     /// Makes a chain of (addr, len, writable) buffers available, using descriptors
     /// round-robin; returns its head.
@@ -83,26 +90,21 @@ impl Driver {
         head
     }
     pub fn publish(&mut self, ram: &mut Ram, head: u16) {
-        let avail = self.base() + 16 * usize::from(self.size);
-        let slot = usize::from(self.avail_idx % self.size);
-        ram.b[avail + 4 + 2 * slot..avail + 6 + 2 * slot].copy_from_slice(&head.to_le_bytes());
+        let slot = self.base() + self.layout().avail_slot(self.avail_idx);
+        ram.b[slot..slot + 2].copy_from_slice(&head.to_le_bytes());
         self.avail_idx = self.avail_idx.wrapping_add(1);
-        ram.b[avail + 2..avail + 4].copy_from_slice(&self.avail_idx.to_le_bytes());
+        self.set_avail_idx(ram, self.avail_idx);
     }
     pub fn set_avail_idx(&mut self, ram: &mut Ram, idx: u16) {
-        let avail = self.base() + 16 * usize::from(self.size);
-        ram.b[avail + 2..avail + 4].copy_from_slice(&idx.to_le_bytes());
-    }
-    fn used(&self) -> usize {
-        let end = self.base() + 16 * usize::from(self.size) + 6 + 2 * usize::from(self.size);
-        end.div_ceil(4096) * 4096
+        let at = self.base() + self.layout().avail_idx();
+        ram.b[at..at + 2].copy_from_slice(&idx.to_le_bytes());
     }
     pub fn used_idx(&self, ram: &Ram) -> u16 {
-        let u = self.used();
-        u16::from_le_bytes([ram.b[u + 2], ram.b[u + 3]])
+        let u = self.base() + self.layout().used_idx();
+        u16::from_le_bytes([ram.b[u], ram.b[u + 1]])
     }
     pub fn used_entry(&self, ram: &Ram, slot: u16) -> (u32, u32) {
-        let o = self.used() + 4 + 8 * usize::from(slot % self.size);
+        let o = self.base() + self.layout().used_slot(slot);
         let g = |o: usize| u32::from_le_bytes(ram.b[o..o + 4].try_into().unwrap());
         (g(o), g(o + 4))
     }

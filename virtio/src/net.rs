@@ -1,0 +1,20 @@
+//! virtio-net (virtio 1.x, 5.1): the header before every frame in a buffer.
+
+use virtio_spec as spec;
+
+/// `virtio_net_hdr` as a VERSION_1 device uses it (flags, gso_type, hdr_len, gso_size,
+/// csum_start, csum_offset, num_buffers): 12 bytes.
+pub const HDR_LEN: usize = core::mem::size_of::<spec::net::Hdr>();
+
+/// The legacy (0.9.5) header without mergeable receive buffers: no `num_buffers`.
+pub const LEGACY_HDR_LEN: usize = HDR_LEN - 2;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_lengths() {
+        assert_eq!((HDR_LEN, LEGACY_HDR_LEN), (12, 10));
+    }
+}
