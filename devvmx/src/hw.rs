@@ -8,6 +8,8 @@
 //! Physical addresses name 4 KiB host frames. The kernel maps all physical memory, so a
 //! frame's bytes are reachable through [`Hw::frame`].
 
+pub use crate::vmcs::{Msr, VmcsField};
+
 /// A host physical address.
 pub type Phys = u64;
 
@@ -88,9 +90,9 @@ pub trait Hw {
     /// CPUID leaf/subleaf: eax, ebx, ecx, edx.
     fn cpuid(&mut self, leaf: u32, subleaf: u32) -> [u32; 4];
     /// RDMSR; `None` where the MSR does not exist (#GP).
-    fn rdmsr(&mut self, msr: u32) -> Option<u64>;
+    fn rdmsr(&mut self, msr: Msr) -> Option<u64>;
     /// WRMSR; `false` where it faults.
-    fn wrmsr(&mut self, msr: u32, value: u64) -> bool;
+    fn wrmsr(&mut self, msr: Msr, value: u64) -> bool;
     fn cr0(&self) -> u64;
     fn cr4(&self) -> u64;
     /// Sets CR0 and CR4 (VMXON wants CR4.VMXE and CR0.NE).
@@ -110,8 +112,8 @@ pub trait Hw {
     fn vmclear(&mut self, vmcs: Phys) -> Result<(), VmxFail>;
     /// Makes `vmcs` current; the layer may skip the instruction when it already is.
     fn vmptrld(&mut self, vmcs: Phys) -> Result<(), VmxFail>;
-    fn vmread(&mut self, field: u32) -> Result<u64, VmxFail>;
-    fn vmwrite(&mut self, field: u32, value: u64) -> Result<(), VmxFail>;
+    fn vmread(&mut self, field: VmcsField) -> Result<u64, VmxFail>;
+    fn vmwrite(&mut self, field: VmcsField, value: u64) -> Result<(), VmxFail>;
     /// INVEPT single-context (type 1) of `eptp`.
     fn invept(&mut self, eptp: u64) -> Result<(), VmxFail>;
     /// INVVPID single-context (type 1) of `vpid`.

@@ -22,6 +22,7 @@ pub mod place;
 pub mod plan9;
 pub mod regs;
 pub mod segment;
+pub mod selftest;
 #[cfg(any(test, feature = "testhw"))]
 pub mod testhw;
 pub mod vm;

@@ -224,14 +224,15 @@ pub fn vmxreset<H: Hw>(hw: &mut H) -> Result<(), String> {
     let mut msr = hw
         .rdmsr(IA32_FEATURE_CONTROL)
         .ok_or("IA32_FEATURE_CONTROL unreadable")?;
-    if msr & 5 != 5 {
-        if msr & 1 == 0 {
-            hw.wrmsr(IA32_FEATURE_CONTROL, msr | 5);
+    const ON: u64 = FEATURE_CONTROL_LOCK | FEATURE_CONTROL_VMXON;
+    if msr & ON != ON {
+        if msr & FEATURE_CONTROL_LOCK == 0 {
+            hw.wrmsr(IA32_FEATURE_CONTROL, msr | ON);
             msr = hw
                 .rdmsr(IA32_FEATURE_CONTROL)
                 .ok_or("IA32_FEATURE_CONTROL unreadable")?;
         }
-        if msr & 5 != 5 {
+        if msr & ON != ON {
             return Err("VMXON disabled by firmware (IA32_FEATURE_CONTROL)".into());
         }
     }
@@ -264,7 +265,7 @@ pub fn vmx_cpu_ready<H: Hw>(hw: &mut H) -> Result<(), Error> {
     hw.set_cr4(cr4 | CR4VMXE);
     let cr0 = hw.cr0();
     hw.set_cr0(cr0 | 0x20);
-    let fixed = |hw: &mut H, cr: u64, f0: u32, f1: u32, what: &'static str| {
+    let fixed = |hw: &mut H, cr: u64, f0: Msr, f1: Msr, what: &'static str| {
         let a = hw.rdmsr(f0).ok_or(Error::from(what))?;
         let b = hw.rdmsr(f1).ok_or(Error::from(what))?;
         if cr & !a & !b | !cr & a & b != 0 {

@@ -24,11 +24,6 @@ pub const PREEMPT_QUANTUM: u64 = 0x4000;
 /// before the host serves 9P again.
 pub const INSIDE_MAX: usize = 256;
 
-/// Exit reasons the in-kernel devices may answer.
-const EXIT_CPUID: u32 = 10;
-const EXIT_HLT: u32 = 12;
-const EXIT_IO: u32 = 30;
-const EXIT_RDMSR: u32 = 31;
 /// RFLAGS.IF.
 const RFLAGS_IF: u64 = 1 << 9;
 
@@ -73,8 +68,6 @@ const RFLAGS_TF: u64 = 1 << 8;
 const DBG_BS: u64 = 1 << 14;
 /// An exception exit's interruption information for a hardware #DB (valid, type 3, vector 1).
 const DB_EXIT_INFO: u32 = 1 << 31 | 3 << 8 | 1;
-/// Exit reason of the monitor trap flag.
-const EXIT_MONTRAP: u32 = 37;
 
 /// A step done with RFLAGS.TF on a CPU without the monitor trap flag, armed until the
 /// step reports an exit.
@@ -134,7 +127,7 @@ fn fpinit() -> FxArea {
     fx
 }
 
-fn rdmsr<H: Hw>(hw: &mut H, msr: u32, err: &'static str) -> Result<u64, Error> {
+fn rdmsr<H: Hw>(hw: &mut H, msr: Msr, err: &'static str) -> Result<u64, Error> {
     hw.rdmsr(msr).ok_or(Error::from(err))
 }
 
@@ -232,13 +225,13 @@ impl Vm {
     }
 
     fn vmcsinit<H: Hw>(&mut self, hw: &mut H) -> Result<(), Error> {
-        let w = |hw: &mut H, f: u32, v: u64| vmcs::write(hw, f, v);
+        let w = |hw: &mut H, f: VmcsField, v: u64| vmcs::write(hw, f, v);
         self.entry = EntryState::default();
         self.launched = false;
         self.onentry = 0;
 
         let basic = rdmsr(hw, VMX_BASIC_MSR, "rdmsr(VMX_BASIC_MSR) failed")?;
-        let (procb_ctls, pinb_ctls) = if basic & 1 << 55 != 0 {
+        let (procb_ctls, pinb_ctls) = if basic & VMX_BASIC_TRUECTLS != 0 {
             (
                 rdmsr(
                     hw,
@@ -259,7 +252,7 @@ impl Vm {
         };
 
         rdmsr(hw, VMX_PINB_CTLS_MSR, "rdmsr(VMX_PINB_CTLS_MSR failed")?;
-        let mut x = pinb_ctls as u32 | 1 << 1 | 1 << 2 | 1 << 4;
+        let mut x = pinb_ctls as u32 | PINB_DEFAULT1;
         x |= PINB_EXITIRQ | PINB_EXITNMI;
         // Not in the seed: the preemption timer, where the CPU has it.
         x |= PINB_PREEMPT;
@@ -268,7 +261,7 @@ impl Vm {
         self.preempt = x & PINB_PREEMPT != 0;
 
         let msr = rdmsr(hw, VMX_PROCB_CTLS_MSR, "rdmsr(VMX_PROCB_CTLS_MSR failed")?;
-        let mut x = procb_ctls as u32 | 1 << 1 | 7 << 4 | 1 << 8 | 1 << 13 | 1 << 14 | 1 << 26;
+        let mut x = procb_ctls as u32 | PROCB_DEFAULT1;
         x |= PROCB_TSCOFFSET | PROCB_EXITMWAIT | PROCB_EXITMONITOR | PROCB_EXITHLT;
         x |= PROCB_EXITMOVDR | PROCB_EXITIO | PROCB_MSRBITMAP;
         x |= PROCB_USECTLS2;
@@ -391,7 +384,7 @@ impl Vm {
     }
 
     /// vmxaddmsr: an MSR switched through the autoload areas.
-    fn addmsr<H: Hw>(&mut self, hw: &mut H, msr: u32, gval: u64) -> Result<(), Error> {
+    fn addmsr<H: Hw>(&mut self, hw: &mut H, msr: Msr, gval: u64) -> Result<(), Error> {
         if self.nmsr >= MAXMSR {
             return Err("too many MSRs".into());
         }
@@ -400,7 +393,7 @@ impl Vm {
         let host = hw.rdmsr(msr).unwrap_or(0);
         for (frame, v) in [(self.msrhost, host), (self.msrguest, gval)] {
             let f = hw.frame(frame);
-            f[i..i + 8].copy_from_slice(&(msr as u64).to_le_bytes());
+            f[i..i + 8].copy_from_slice(&(msr.0 as u64).to_le_bytes());
             f[i + 8..i + 16].copy_from_slice(&v.to_le_bytes());
         }
         let n = self.nmsr as u64;
@@ -410,7 +403,7 @@ impl Vm {
     }
 
     /// vmxtrapmsr with TRAPRD|TRAPWR both set (`trap`) or both clear.
-    fn trapmsr<H: Hw>(&mut self, hw: &mut H, msr: u32, trap: bool) {
+    fn trapmsr<H: Hw>(&mut self, hw: &mut H, Msr(msr): Msr, trap: bool) {
         if msr >= 0x2000 && msr.wrapping_sub(0xc000_0000) >= 0x2000 {
             return;
         }
@@ -593,7 +586,7 @@ impl Vm {
 
     /// The exit fields a TF step's #DB exit reads as: those of the MTF exit it stands
     /// for (reason 37, qualification 0, no event). The rest are the CPU's.
-    fn exit_override(&self) -> &'static [(u32, u64)] {
+    fn exit_override(&self) -> &'static [(VmcsField, u64)] {
         if self.synthetic {
             &[
                 (VM_EXREASON, EXIT_MONTRAP as u64),

@@ -10,8 +10,8 @@
 //! registers back through the saved pointer, restores the host's and returns 0 from
 //! `hv_vmx_run` to its caller.
 
-use super::fields::HOST_RSP;
 use devvmx::hw::GuestRegs;
+use devvmx::vmcs::HOST_RSP;
 
 core::arch::global_asm!(
     ".pushsection .text.hv_vmx, \"ax\", @progbits",
@@ -90,7 +90,7 @@ core::arch::global_asm!(
     "ret",
     ".size hv_vmx_exit, . - hv_vmx_exit",
     ".popsection",
-    host_rsp = const HOST_RSP,
+    host_rsp = const HOST_RSP.0,
 );
 
 extern "sysv64" {
