@@ -12,7 +12,7 @@
 //! Generic over [`Hw`]: the kernel runs it on its `KernelHw` at boot, host tests on
 //! `TestHw` with scripted exits. [`Env`] is what it needs from the kernel besides `Hw`.
 
-use crate::hw::{EntryState, Hw, Msr, VmcsField, VmxFail};
+use crate::hw::{alloc_array, EntryState, Frame, Hw, Msr, Phys, VmcsField, VmxFail};
 use crate::vmcs::*;
 use core::fmt;
 
@@ -118,35 +118,37 @@ fn run_on<H: Hw, E: Env>(hw: &mut H, env: &mut E) -> Result<(), &'static str> {
     }
 
     let rev = (basic & 0x7fff_ffff) as u32;
-    let vmxon = hw.alloc_frame().ok_or("no memory")?;
-    let vmcs = hw.alloc_frame().ok_or("no memory")?;
-    let pml4 = hw.alloc_frame().ok_or("no memory")?;
-    let pdpt = hw.alloc_frame().ok_or("no memory")?;
-    let pd = hw.alloc_frame().ok_or("no memory")?;
-    let pt = hw.alloc_frame().ok_or("no memory")?;
-    let page = hw.alloc_frame().ok_or("no memory")?;
+    let frames: [Frame; 7] = alloc_array(hw).ok_or("no memory")?;
+    let [vmxon, vmcs, pml4, pdpt, pd, pt, page] = &frames;
     hw.frame(vmxon)[..4].copy_from_slice(&rev.to_le_bytes());
     hw.frame(vmcs)[..4].copy_from_slice(&rev.to_le_bytes());
     // EPT: guest-physical page 0 -> `page`, RWX, write-back leaf.
-    let link = |hw: &mut H, table: u64, next: u64| {
-        hw.frame(table)[..8].copy_from_slice(&(next | 7).to_le_bytes());
+    let link = |hw: &mut H, table: &Frame, next: u64| {
+        hw.frame(table)[..8].copy_from_slice(&next.to_le_bytes());
     };
-    link(hw, pml4, pdpt);
-    link(hw, pdpt, pd);
-    link(hw, pd, pt);
-    hw.frame(pt)[..8].copy_from_slice(&(page | 7 | 6 << 3).to_le_bytes());
+    link(hw, pml4, pdpt.pa() | 7);
+    link(hw, pdpt, pd.pa() | 7);
+    link(hw, pd, pt.pa() | 7);
+    link(hw, pt, page.pa() | 7 | 6 << 3);
     hw.frame(page)[..GUEST_CODE.len()].copy_from_slice(&GUEST_CODE);
 
-    vm(hw.vmxon(vmxon), "vmxon")?;
-    let result = guest(hw, env, vmcs, pml4);
-    hw.vmxoff();
-    for f in [vmxon, vmcs, pml4, pdpt, pd, pt, page] {
+    let result = vm(hw.vmxon(vmxon), "vmxon").and_then(|()| {
+        let r = guest(hw, env, vmcs, pml4.pa());
+        hw.vmxoff();
+        r
+    });
+    for f in frames {
         hw.free_frame(f);
     }
     result
 }
 
-fn guest<H: Hw, E: Env>(hw: &mut H, env: &mut E, vmcs: u64, pml4: u64) -> Result<(), &'static str> {
+fn guest<H: Hw, E: Env>(
+    hw: &mut H,
+    env: &mut E,
+    vmcs: &Frame,
+    pml4: Phys,
+) -> Result<(), &'static str> {
     vm(hw.vmclear(vmcs), "vmclear")?;
     vm(hw.vmptrld(vmcs), "vmptrld")?;
     let pin = adjust(hw, VMX_PINB_CTLS_MSR, PINB_EXITIRQ)?;

@@ -3,7 +3,7 @@
 //! values measured in shared/notes/emulators.md, the rest typical of that CPU), and VM
 //! entries apply scripted exits.
 
-use crate::hw::{EntryState, Hw, Phys, VmxFail, PAGE};
+use crate::hw::{EntryState, Frame, Hw, Phys, VmxFail, PAGE};
 use crate::vmcs::*;
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
@@ -145,7 +145,7 @@ impl TestHw {
     /// before any VM.
     pub fn ap_vmxon(&mut self, cpu: usize) {
         let region = self.alloc_frame().expect("a frame for VMXON");
-        self.others.insert(cpu, (Some(region), None));
+        self.others.insert(cpu, (Some(region.pa()), None));
     }
 
     /// A machine with `frames` frames of memory and VT-x as Bochs's haswell has it.
@@ -208,6 +208,15 @@ impl TestHw {
         self.current
     }
 
+    /// The bytes at physical address `pa`, which must be in an allocated frame: the test
+    /// double's memory as a test inspects it (the `Hw` trait's [`Hw::frame`] takes only
+    /// a [`Frame`]; this inherent method is the tests' way in by address).
+    pub fn frame(&mut self, pa: Phys) -> &mut [u8; PAGE] {
+        self.frames
+            .get_mut(&pa)
+            .unwrap_or_else(|| panic!("frame {pa:#x} not allocated"))
+    }
+
     /// Does `pa` name a frame that is allocated now?
     pub fn is_allocated(&self, pa: Phys) -> bool {
         self.frames.contains_key(&pa)
@@ -239,7 +248,7 @@ fn width_mask(field: VmcsField) -> u64 {
 }
 
 impl Hw for TestHw {
-    fn alloc_frame(&mut self) -> Option<Phys> {
+    fn alloc_frame(&mut self) -> Option<Frame> {
         if self.frames.len() >= self.total {
             return None;
         }
@@ -249,10 +258,11 @@ impl Hw for TestHw {
             pa
         });
         self.frames.insert(pa, Box::new([0; PAGE]));
-        Some(pa)
+        Some(Frame::new(pa))
     }
 
-    fn free_frame(&mut self, pa: Phys) {
+    fn free_frame(&mut self, f: Frame) {
+        let pa = f.pa();
         assert!(
             self.frames.remove(&pa).is_some(),
             "free of frame {pa:#x} not allocated"
@@ -260,10 +270,8 @@ impl Hw for TestHw {
         self.freed.push(pa);
     }
 
-    fn frame(&mut self, pa: Phys) -> &mut [u8; PAGE] {
-        self.frames
-            .get_mut(&pa)
-            .unwrap_or_else(|| panic!("frame {pa:#x} not allocated"))
+    fn frame(&mut self, f: &Frame) -> &mut [u8; PAGE] {
+        TestHw::frame(self, f.pa())
     }
 
     fn frames_free(&self) -> usize {
@@ -329,7 +337,8 @@ impl Hw for TestHw {
         self.tsc_rate
     }
 
-    fn vmxon(&mut self, region: Phys) -> Result<(), VmxFail> {
+    fn vmxon(&mut self, region: &Frame) -> Result<(), VmxFail> {
+        let region = region.pa();
         if self.vmxon.is_some() || self.cr4 & CR4VMXE == 0 || !self.region_ok(region) {
             return Err(VmxFail);
         }
@@ -342,7 +351,8 @@ impl Hw for TestHw {
         self.current = None;
     }
 
-    fn vmclear(&mut self, vmcs: Phys) -> Result<(), VmxFail> {
+    fn vmclear(&mut self, vmcs: &Frame) -> Result<(), VmxFail> {
+        let vmcs = vmcs.pa();
         self.touched.push((vmcs, self.cpu));
         if self.vmxon.is_none() || !self.region_ok(vmcs) {
             return Err(VmxFail);
@@ -354,7 +364,8 @@ impl Hw for TestHw {
         Ok(())
     }
 
-    fn vmptrld(&mut self, vmcs: Phys) -> Result<(), VmxFail> {
+    fn vmptrld(&mut self, vmcs: &Frame) -> Result<(), VmxFail> {
+        let vmcs = vmcs.pa();
         self.touched.push((vmcs, self.cpu));
         if self.vmxon.is_none() || !self.region_ok(vmcs) || !self.vmcss.contains_key(&vmcs) {
             return Err(VmxFail);

@@ -19,7 +19,7 @@ mod insn;
 pub use insn::rdtsc;
 pub mod selftest;
 
-use devvmx::hw::{EntryState, Hw, Msr, Phys, VmcsField, VmxFail, PAGE};
+use devvmx::hw::{EntryState, Frame, Hw, Msr, Phys, VmcsField, VmxFail, PAGE};
 use devvmx::vmcs::*;
 
 const CR0_MP: u64 = 1 << 1;
@@ -215,18 +215,19 @@ fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
 }
 
 impl Hw for KernelHw {
-    fn alloc_frame(&mut self) -> Option<Phys> {
+    fn alloc_frame(&mut self) -> Option<Frame> {
         crate::memory::alloc_frame()
     }
 
-    fn free_frame(&mut self, pa: Phys) {
-        crate::memory::free_frame(pa)
+    fn free_frame(&mut self, f: Frame) {
+        crate::memory::free_frame(f)
     }
 
-    fn frame(&mut self, pa: Phys) -> &mut [u8; PAGE] {
-        // SAFETY: physical memory is identity-mapped and `pa` is a 4 KiB frame the caller
-        // got from alloc_frame and owns; the borrow of self keeps the reference local.
-        unsafe { &mut *(pa as *mut [u8; PAGE]) }
+    fn frame(&mut self, f: &Frame) -> &mut [u8; PAGE] {
+        // SAFETY: physical memory is identity-mapped and `f` is a 4 KiB frame from the
+        // allocator (only it makes Frames), not yet given back since the caller holds it;
+        // the borrows of self and of `f` keep the reference local.
+        unsafe { &mut *(f.pa() as *mut [u8; PAGE]) }
     }
 
     fn frames_free(&self) -> usize {
@@ -296,10 +297,10 @@ impl Hw for KernelHw {
         self.tsc_hz
     }
 
-    fn vmxon(&mut self, region: Phys) -> Result<(), VmxFail> {
+    fn vmxon(&mut self, region: &Frame) -> Result<(), VmxFail> {
         // SAFETY: a failed VMXON sets flags (or faults only on CR0/CR4/feature-control
         // violations, which the #X logic checks before, as vmxstart does).
-        unsafe { insn::vmxon(region) }
+        unsafe { insn::vmxon(region.pa()) }
     }
 
     fn vmxoff(&mut self) {
@@ -309,7 +310,8 @@ impl Hw for KernelHw {
         unsafe { insn::vmxoff() }
     }
 
-    fn vmclear(&mut self, vmcs: Phys) -> Result<(), VmxFail> {
+    fn vmclear(&mut self, vmcs: &Frame) -> Result<(), VmxFail> {
+        let vmcs = vmcs.pa();
         if self.current == Some(vmcs) {
             self.current = None;
         }
@@ -317,7 +319,8 @@ impl Hw for KernelHw {
         unsafe { insn::vmclear(vmcs) }
     }
 
-    fn vmptrld(&mut self, vmcs: Phys) -> Result<(), VmxFail> {
+    fn vmptrld(&mut self, vmcs: &Frame) -> Result<(), VmxFail> {
+        let vmcs = vmcs.pa();
         if self.current == Some(vmcs) {
             return Ok(());
         }
