@@ -358,14 +358,19 @@ mod tests {
     }
 
     /// The exits Bochs gives the self-test's guest: `out 0x80, al` (2 bytes), `hlt` at 2,
-    /// external interrupts (TestHw's default exit), then the preemption timer at 3.
-    fn bochs_like(hw: &mut TestHw) {
+    /// `spins` external interrupts, then the preemption timer at 3.
+    fn bochs_like(hw: &mut TestHw, spins: usize) {
         let mut out = Exit::new(EXIT_IO);
         out.qual = 0x80_0040;
         out.ilen = 2;
         let mut hlt = Exit::new(EXIT_HLT);
         hlt.set = vec![(GUEST_RIP, 2)];
         hw.exits.extend([out, hlt]);
+        hw.exits
+            .extend(core::iter::repeat_n(Exit::new(EXIT_EXTIRQ), spins));
+        let mut preempt = Exit::new(EXIT_PREEMPT);
+        preempt.set = vec![(GUEST_RIP, 3)];
+        hw.exits.push_back(preempt);
     }
 
     fn run_with(hw: &mut TestHw, irqs: bool) -> (bool, Vec<(Level, String)>) {
@@ -378,35 +383,42 @@ mod tests {
         (ok, host.lines)
     }
 
-    fn has(lines: &[(Level, String)], want: &str) -> bool {
-        lines.iter().any(|(_, l)| l == want)
+    /// A passing run on a 16-frame TestHw with Bochs's exits: the machine after, and the log.
+    fn passing(spins: usize, irqs: bool) -> (TestHw, Vec<(Level, String)>) {
+        let mut hw = TestHw::new(16);
+        bochs_like(&mut hw, spins);
+        let (ok, lines) = run_with(&mut hw, irqs);
+        assert!(ok, "{lines:?}");
+        (hw, lines)
+    }
+
+    /// Each wanted line is in the log.
+    fn logged(lines: &[(Level, String)], wants: &[&str]) {
+        for want in wants {
+            assert!(
+                lines.iter().any(|(_, l)| l == want),
+                "no {want:?} in {lines:?}"
+            );
+        }
     }
 
     #[test]
     fn passes_on_the_exits_a_real_cpu_gives() {
-        let mut hw = TestHw::new(16);
-        bochs_like(&mut hw);
         // Interrupts on: the guest spins until the clock (a tick a read) has moved 3,
         // which takes two external-interrupt exits (reads 102, 103; 104 ends the loop and
         // the log reads 105); then the preemption timer ends the IF=0 spin.
-        let mut preempt = Exit::new(EXIT_PREEMPT);
-        preempt.set = vec![(GUEST_RIP, 3)];
-        hw.exits
-            .extend([Exit::new(EXIT_EXTIRQ), Exit::new(EXIT_EXTIRQ), preempt]);
-        let (ok, lines) = run_with(&mut hw, true);
-        assert!(ok, "{lines:?}");
-        for want in [
-            "vmx selftest: exit 0x1e qual 0x800040 ax 0x5a",
-            "vmx selftest: exit 0xc rip 0x2",
-            "vmx selftest: 2 external-interrupt exits, ticks 101 -> 105",
-            "vmx selftest: vmresume of a clear VMCS failed cleanly",
-            "vmx selftest: ok",
-        ] {
-            assert!(has(&lines, want), "no {want:?} in {lines:?}");
-        }
-        assert!(lines
-            .iter()
-            .any(|(_, l)| l.starts_with("vmx selftest: IF=0 spin: exit 0x34 rip 0x3 after ")));
+        let (hw, lines) = passing(2, true);
+        logged(
+            &lines,
+            &[
+                "vmx selftest: exit 0x1e qual 0x800040 ax 0x5a",
+                "vmx selftest: exit 0xc rip 0x2",
+                "vmx selftest: 2 external-interrupt exits, ticks 101 -> 105",
+                "vmx selftest: IF=0 spin: exit 0x34 rip 0x3 after 1000 tsc cycles",
+                "vmx selftest: vmresume of a clear VMCS failed cleanly",
+                "vmx selftest: ok",
+            ],
+        );
         // The controls it asked for, adjusted to the CPU's capabilities.
         let vmcs = hw.entries[0].vmcs;
         assert_eq!(
@@ -424,17 +436,15 @@ mod tests {
 
     #[test]
     fn without_interrupts_skips_the_spin() {
-        let mut hw = TestHw::new(16);
-        bochs_like(&mut hw);
-        let mut preempt = Exit::new(EXIT_PREEMPT);
-        preempt.set = vec![(GUEST_RIP, 3)];
-        hw.exits.push_back(preempt);
-        let (ok, lines) = run_with(&mut hw, false);
-        assert!(ok, "{lines:?}");
-        assert!(has(
+        let (_, lines) = passing(0, false);
+        logged(
             &lines,
-            "vmx selftest: interrupts off, external-interrupt exits not tried"
-        ));
+            &[
+                "vmx selftest: interrupts off, external-interrupt exits not tried",
+                "vmx selftest: IF=0 spin: exit 0x34 rip 0x3 after 1000 tsc cycles",
+                "vmx selftest: ok",
+            ],
+        );
     }
 
     #[test]

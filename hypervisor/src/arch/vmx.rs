@@ -154,8 +154,8 @@ impl KernelHw {
             }
             VMX_EPT_VPID_CAP_MSR => {
                 // EPT_VPID_CAP exists when EPT or VPID can be enabled.
-                // SAFETY: guarded by vmx_ctls2 (CTLS2 exists).
                 (vmx_ctls2)() && {
+                    // SAFETY: guarded by vmx_ctls2 (CTLS2 exists).
                     let a1 = unsafe { insn::rdmsr(VMX_PROCB_CTLS2_MSR.0) } >> 32;
                     a1 & (PROCB_EPT | PROCB_VPID) as u64 != 0
                 }
