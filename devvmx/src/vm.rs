@@ -5,7 +5,7 @@
 
 use crate::ept::Ept;
 use crate::event::{ackline, eventparse, internal_exit, waitline, ExitInfo, VmIntr};
-use crate::hw::{alloc_array, EntryState, Frame, FxArea, Hw, Msr, VmcsField, PAGE};
+use crate::hw::{alloc_array, EntryState, Frame, FxArea, Hw, Msr, VmcsField, VmxFail, PAGE};
 use crate::kdev::{self, KDev};
 use crate::mem::MemMap;
 use crate::plan9::{quote, strtoul, truncate, Tail, EBADARG, EGREG, ENOMEM, ERRMAX};
@@ -210,7 +210,8 @@ impl Vm {
 
     /// Makes this VM's VMCS the current one.
     pub fn load<H: Hw>(&self, hw: &mut H) -> Result<(), Error> {
-        hw.vmptrld(&self.frames()?.vmcs)
+        let vmcs = self.frames.as_ref().map(|f| &f.vmcs);
+        vmcs.map_or(Err(VmxFail), |f| hw.vmptrld(f))
             .map_err(|_| Error::from("vmptrld failed"))
     }
 
