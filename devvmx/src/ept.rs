@@ -1,22 +1,31 @@
 //! EPT tables in host frames: the seed's eptwalk, eptfree and the leaf writes of
 //! epttranslate.
+//!
+//! Frames stay typed: each table's [`Frame`] handle is kept in a tree beside the entries
+//! the CPU reads ([`Ept`]), and walks go down through those handles. No frame is ever
+//! rebuilt from an address read back from an entry (the seed's walks did that), so
+//! [`Hw::frame`] is only ever handed a frame this crate got from [`Hw::alloc_frame`].
 
-use crate::hw::{Hw, Phys};
+use crate::hw::{Frame, Hw, Phys};
 use crate::plan9::ENOMEM;
+use alloc::collections::btree_map::{BTreeMap, Entry};
+use core::mem;
 use ninep::Error;
 
 /// Present, writable, executable (and user-executable): what the seed puts in every
 /// non-leaf entry.
 const TABLE: u64 = 0x407;
 
-pub fn get<H: Hw>(hw: &mut H, tab: Phys, i: usize) -> u64 {
+/// An entry (only the tests read entries back: walks go through the handles).
+#[cfg(any(test, feature = "testhw"))]
+fn get<H: Hw>(hw: &mut H, tab: &Frame, i: usize) -> u64 {
     let f = hw.frame(tab);
     let mut b = [0u8; 8];
     b.copy_from_slice(&f[i * 8..i * 8 + 8]);
     u64::from_le_bytes(b)
 }
 
-pub fn set<H: Hw>(hw: &mut H, tab: Phys, i: usize, v: u64) {
+fn set<H: Hw>(hw: &mut H, tab: &Frame, i: usize, v: u64) {
     hw.frame(tab)[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
 }
 
@@ -24,71 +33,123 @@ fn index(addr: u64, level: u32) -> usize {
     (addr >> (12 + 9 * level) & 0x1ff) as usize
 }
 
-/// eptwalk: the page table and index of `addr`'s leaf entry, making tables on the way.
-pub fn walk<H: Hw>(hw: &mut H, pml4: Phys, addr: u64) -> Result<(Phys, usize), Error> {
-    let mut tab = pml4;
-    for level in (1..=3).rev() {
-        let i = index(addr, level);
-        let mut v = get(hw, tab, i);
-        if v & 3 == 0 {
-            let nt = hw.alloc_frame().ok_or(Error::from(ENOMEM))?;
-            v = nt | TABLE;
-            set(hw, tab, i, v);
-        }
-        tab = v & 0x000f_ffff_ffff_f000;
-    }
-    Ok((tab, index(addr, 0)))
+/// One table: its frame, and the tables its present entries point at (by entry index;
+/// none below a last-level table, whose entries are leaves).
+struct Table {
+    frame: Frame,
+    next: BTreeMap<usize, Table>,
 }
 
-/// Clears the leaves of [addr, end) without making tables for absent ranges (the seed
-/// walked, and so allocated, every page of an unmapped range).
-pub fn clear<H: Hw>(hw: &mut H, pml4: Phys, addr: u64, end: u64) {
-    let mut p = addr;
-    'outer: while p < end {
-        let mut tab = pml4;
+impl Table {
+    fn new(frame: Frame) -> Table {
+        Table {
+            frame,
+            next: BTreeMap::new(),
+        }
+    }
+
+    /// eptfree below this table: every table under it freed (post-order, entries in
+    /// ascending order, as the seed's recursion), its entries cleared.
+    fn free_below<H: Hw>(&mut self, hw: &mut H) {
+        for (i, mut t) in mem::take(&mut self.next) {
+            t.free_below(hw);
+            set(hw, &self.frame, i, 0);
+            hw.free_frame(t.frame);
+        }
+    }
+}
+
+/// A VM's EPT: the PML4 and every table below it, each with its own frame handle.
+#[derive(Default)]
+pub struct Ept {
+    root: Option<Table>,
+}
+
+impl Ept {
+    /// An EPT whose PML4 is `pml4` (a zeroed frame).
+    pub fn new(pml4: Frame) -> Ept {
+        Ept {
+            root: Some(Table::new(pml4)),
+        }
+    }
+
+    /// The PML4's physical address, for the EPT pointer (0 once released).
+    pub fn pml4(&self) -> Phys {
+        self.root.as_ref().map_or(0, |t| t.frame.pa())
+    }
+
+    /// eptwalk and the leaf write of epttranslate: `leaf` becomes the entry of `addr`,
+    /// making tables on the way.
+    pub fn map<H: Hw>(&mut self, hw: &mut H, addr: u64, leaf: u64) -> Result<(), Error> {
+        let Some(mut tab) = self.root.as_mut() else {
+            return Err(ENOMEM.into());
+        };
         for level in (1..=3).rev() {
-            let v = get(hw, tab, index(p, level));
-            if v & 3 == 0 {
-                // Nothing mapped below this entry: skip the range it covers.
-                let span = 1u64 << (12 + 9 * level);
-                p = (p & !(span - 1)).saturating_add(span);
-                continue 'outer;
-            }
-            tab = v & 0x000f_ffff_ffff_f000;
+            let i = index(addr, level);
+            tab = match tab.next.entry(i) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    let nt = hw.alloc_frame().ok_or(Error::from(ENOMEM))?;
+                    set(hw, &tab.frame, i, nt.pa() | TABLE);
+                    e.insert(Table::new(nt))
+                }
+            };
         }
-        set(hw, tab, index(p, 0), 0);
-        p += 4096;
+        set(hw, &tab.frame, index(addr, 0), leaf);
+        Ok(())
     }
-}
 
-/// eptfree: frees every table below `tab` (level 0 is the PML4, which is kept but
-/// emptied). Leaves point at segment frames, which are not the tables' to free.
-pub fn free<H: Hw>(hw: &mut H, tab: Phys, level: u32) {
-    if level < 3 {
-        for i in 0..512 {
-            let v = get(hw, tab, i);
-            if v & 3 == 0 {
-                continue;
+    /// Clears the leaves of [addr, end) without making tables for absent ranges (the
+    /// seed walked, and so allocated, every page of an unmapped range).
+    pub fn clear<H: Hw>(&self, hw: &mut H, addr: u64, end: u64) {
+        let Some(root) = &self.root else {
+            return;
+        };
+        let mut p = addr;
+        'outer: while p < end {
+            let mut tab = root;
+            for level in (1..=3).rev() {
+                match tab.next.get(&index(p, level)) {
+                    Some(t) => tab = t,
+                    None => {
+                        // Nothing mapped below this entry: skip the range it covers.
+                        let span = 1u64 << (12 + 9 * level);
+                        p = (p & !(span - 1)).saturating_add(span);
+                        continue 'outer;
+                    }
+                }
             }
-            free(hw, v & 0x000f_ffff_ffff_f000, level + 1);
-            set(hw, tab, i, 0);
+            set(hw, &tab.frame, index(p, 0), 0);
+            p += 4096;
         }
     }
-    if level > 0 {
-        hw.free_frame(tab);
-    }
-}
 
-/// The leaf entry for guest-physical `addr`, 0 where there is none (for tests).
-#[cfg(any(test, feature = "testhw"))]
-pub fn lookup<H: Hw>(hw: &mut H, pml4: Phys, addr: u64) -> u64 {
-    let mut tab = pml4;
-    for level in (1..=3).rev() {
-        let v = get(hw, tab, index(addr, level));
-        if v & 3 == 0 {
+    /// eptfree: frees every table below the PML4, which is kept but emptied. Leaves point
+    /// at segment frames, which are not the tables' to free.
+    pub fn free<H: Hw>(&mut self, hw: &mut H) {
+        if let Some(root) = &mut self.root {
+            root.free_below(hw);
+        }
+    }
+
+    /// The PML4's frame, given up with every table below it freed (at quit).
+    pub fn release<H: Hw>(&mut self, hw: &mut H) -> Option<Frame> {
+        self.free(hw);
+        self.root.take().map(|t| t.frame)
+    }
+
+    /// The leaf entry for guest-physical `addr`, 0 where there is none (for tests).
+    #[cfg(any(test, feature = "testhw"))]
+    pub fn lookup<H: Hw>(&self, hw: &mut H, addr: u64) -> u64 {
+        let Some(mut tab) = self.root.as_ref() else {
             return 0;
+        };
+        for level in (1..=3).rev() {
+            match tab.next.get(&index(addr, level)) {
+                Some(t) => tab = t,
+                None => return 0,
+            }
         }
-        tab = v & 0x000f_ffff_ffff_f000;
+        get(hw, &tab.frame, index(addr, 0))
     }
-    get(hw, tab, index(addr, 0))
 }

@@ -5,14 +5,92 @@
 //! segments) is safe Rust in this crate. Each method is one privileged operation; none of
 //! them decides anything.
 //!
-//! Physical addresses name 4 KiB host frames. The kernel maps all physical memory, so a
-//! frame's bytes are reachable through [`Hw::frame`].
+//! Host memory comes in [`Frame`]s: 4 KiB host frames that only an allocator makes
+//! ([`Hw::alloc_frame`]; in the kernel, the holder of the one [`FrameMint`]) and
+//! [`Hw::free_frame`] consumes. The kernel maps all physical memory, so a frame's bytes
+//! are reachable through [`Hw::frame`], which takes a frame, never an address.
+
+pub use crate::vmcs::{Msr, VmcsField};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// A host physical address.
 pub type Phys = u64;
 
 /// Size of a host frame and of a guest page.
 pub const PAGE: usize = 4096;
+
+/// A 4 KiB host frame from [`Hw::alloc_frame`], held by its one owner until
+/// [`Hw::free_frame`] takes it back. Not `Clone`: a frame has one owner, and [`Hw::frame`]
+/// (its bytes) and the VMX instructions that take a region ([`Hw::vmxon`], [`Hw::vmclear`],
+/// [`Hw::vmptrld`]) take a `&Frame`, so none of them can be handed an arbitrary address
+/// (the Hubris `USlice` idea). Nothing outside this crate turns a `u64` into a `Frame`
+/// except the holder of the one [`FrameMint`], the kernel's frame allocator.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a frame not given back with Hw::free_frame leaks"]
+pub struct Frame {
+    pa: Phys,
+}
+
+impl Frame {
+    /// Within this crate: the test double's allocator.
+    #[cfg(any(test, feature = "testhw"))]
+    pub(crate) fn new(pa: Phys) -> Frame {
+        Frame { pa }
+    }
+
+    /// Its physical address (for EPT entries, VMCS pointers and the like).
+    pub fn pa(&self) -> Phys {
+        self.pa
+    }
+}
+
+/// The right to make [`Frame`]s from addresses: one per program. The first
+/// [`FrameMint::take`] gets it (the kernel's frame allocator, at boot) and every later one
+/// gets `None`, so no other code can forge a frame.
+#[derive(Debug)]
+pub struct FrameMint(());
+
+static MINTED: AtomicBool = AtomicBool::new(false);
+
+impl FrameMint {
+    /// The mint, the first time it is asked for.
+    pub fn take() -> Option<FrameMint> {
+        (!MINTED.swap(true, Ordering::SeqCst)).then_some(FrameMint(()))
+    }
+
+    /// A frame the allocator has just handed out at `pa`.
+    pub fn frame(&self, pa: Phys) -> Frame {
+        Frame { pa }
+    }
+
+    /// A frame given back to the allocator: its address, for the allocator's own books.
+    pub fn reclaim(&self, f: Frame) -> Phys {
+        f.pa
+    }
+}
+
+/// `n` frames, or `None` with every frame taken given back when memory runs out.
+pub fn alloc_frames<H: Hw>(hw: &mut H, n: usize) -> Option<Vec<Frame>> {
+    let mut frames = Vec::with_capacity(n);
+    for _ in 0..n {
+        match hw.alloc_frame() {
+            Some(f) => frames.push(f),
+            None => {
+                for f in frames {
+                    hw.free_frame(f);
+                }
+                return None;
+            }
+        }
+    }
+    Some(frames)
+}
+
+/// [`alloc_frames`] as an array.
+pub fn alloc_array<H: Hw, const N: usize>(hw: &mut H) -> Option<[Frame; N]> {
+    alloc_frames(hw, N)?.try_into().ok()
+}
 
 /// Guest general registers that the VMCS does not hold (rsp and rip live in the VMCS).
 /// The order is the one the entry trampoline saves and restores.
@@ -69,11 +147,11 @@ pub struct VmxFail;
 pub trait Hw {
     // --- memory ---
     /// A zeroed 4 KiB frame, or `None` when memory is exhausted.
-    fn alloc_frame(&mut self) -> Option<Phys>;
-    /// Returns a frame from `alloc_frame`.
-    fn free_frame(&mut self, pa: Phys);
-    /// The bytes of a frame from `alloc_frame`.
-    fn frame(&mut self, pa: Phys) -> &mut [u8; PAGE];
+    fn alloc_frame(&mut self) -> Option<Frame>;
+    /// Gives a frame back.
+    fn free_frame(&mut self, f: Frame);
+    /// A frame's bytes.
+    fn frame(&mut self, f: &Frame) -> &mut [u8; PAGE];
     /// Frames free and in all, for the status file.
     fn frames_free(&self) -> usize;
     fn frames_total(&self) -> usize;
@@ -88,9 +166,9 @@ pub trait Hw {
     /// CPUID leaf/subleaf: eax, ebx, ecx, edx.
     fn cpuid(&mut self, leaf: u32, subleaf: u32) -> [u32; 4];
     /// RDMSR; `None` where the MSR does not exist (#GP).
-    fn rdmsr(&mut self, msr: u32) -> Option<u64>;
+    fn rdmsr(&mut self, msr: Msr) -> Option<u64>;
     /// WRMSR; `false` where it faults.
-    fn wrmsr(&mut self, msr: u32, value: u64) -> bool;
+    fn wrmsr(&mut self, msr: Msr, value: u64) -> bool;
     fn cr0(&self) -> u64;
     fn cr4(&self) -> u64;
     /// Sets CR0 and CR4 (VMXON wants CR4.VMXE and CR0.NE).
@@ -105,13 +183,13 @@ pub trait Hw {
     fn tsc_hz(&self) -> u64;
 
     // --- VMX instructions ---
-    fn vmxon(&mut self, region: Phys) -> Result<(), VmxFail>;
+    fn vmxon(&mut self, region: &Frame) -> Result<(), VmxFail>;
     fn vmxoff(&mut self);
-    fn vmclear(&mut self, vmcs: Phys) -> Result<(), VmxFail>;
+    fn vmclear(&mut self, vmcs: &Frame) -> Result<(), VmxFail>;
     /// Makes `vmcs` current; the layer may skip the instruction when it already is.
-    fn vmptrld(&mut self, vmcs: Phys) -> Result<(), VmxFail>;
-    fn vmread(&mut self, field: u32) -> Result<u64, VmxFail>;
-    fn vmwrite(&mut self, field: u32, value: u64) -> Result<(), VmxFail>;
+    fn vmptrld(&mut self, vmcs: &Frame) -> Result<(), VmxFail>;
+    fn vmread(&mut self, field: VmcsField) -> Result<u64, VmxFail>;
+    fn vmwrite(&mut self, field: VmcsField, value: u64) -> Result<(), VmxFail>;
     /// INVEPT single-context (type 1) of `eptp`.
     fn invept(&mut self, eptp: u64) -> Result<(), VmxFail>;
     /// INVVPID single-context (type 1) of `vpid`.

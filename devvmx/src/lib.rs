@@ -5,6 +5,12 @@
 //! `status` file. Everything here is safe, architecture-independent Rust; the kernel
 //! implements [`hw::Hw`] and `testhw::TestHw` (feature `testhw`) implements it on the host.
 //! DEVIATIONS.md lists where and why this differs from the seed.
+//!
+//! Where names live: every VT-x name (VMCS field encodings as [`vmcs::VmcsField`], MSR
+//! numbers as [`vmcs::Msr`], control bits, exit reasons) is in [`vmcs`], the one table the
+//! kernel's architecture layer uses too. Host memory is [`hw::Frame`]s, which only an
+//! allocator makes; the EPT keeps its tables' frames ([`ept::Ept`]). The VMX self-test the
+//! kernel runs at boot (`selftest=vmx`) is [`selftest`], generic over [`hw::Hw`].
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -22,6 +28,7 @@ pub mod place;
 pub mod plan9;
 pub mod regs;
 pub mod segment;
+pub mod selftest;
 #[cfg(any(test, feature = "testhw"))]
 pub mod testhw;
 pub mod vm;

@@ -2,8 +2,8 @@
 //! list (each entry runs to the next one's address; a list head at 0 with no segment
 //! closes it), parsed and printed in the seed's line format, and reflected in EPT.
 
-use crate::ept;
-use crate::hw::{Hw, Phys, PAGE};
+use crate::ept::Ept;
+use crate::hw::{Hw, PAGE};
 use crate::plan9::{hex, records, tokenize, Tail, EGREG};
 use crate::segment::{SegId, Segments};
 use alloc::format;
@@ -78,8 +78,8 @@ impl MemMap {
     }
 
     /// cmdclearmeminfo: every mapping and EPT table gone.
-    pub fn clear<H: Hw>(&mut self, hw: &mut H, segs: &mut Segments, pml4: Phys) {
-        ept::free(hw, pml4, 0);
+    pub fn clear<H: Hw>(&mut self, hw: &mut H, segs: &mut Segments, ept: &mut Ept) {
+        ept.free(hw);
         for m in self.list.drain(..) {
             if let Some(id) = m.seg {
                 segs.put(hw, id);
@@ -93,7 +93,7 @@ impl MemMap {
         &mut self,
         hw: &mut H,
         segs: &mut Segments,
-        pml4: Phys,
+        ept: &mut Ept,
         data: &[u8],
         uname: &str,
     ) -> Result<usize, Error> {
@@ -104,7 +104,7 @@ impl MemMap {
                 continue;
             }
             let (mp, end) = parse_line(hw, &f, segs, uname)?;
-            if let Err(e) = translate(hw, segs, pml4, &mp, end) {
+            if let Err(e) = translate(hw, segs, ept, &mp, end) {
                 if let Some(id) = mp.seg {
                     segs.put(hw, id);
                 }
@@ -269,24 +269,24 @@ fn parse_line<H: Hw>(
 fn translate<H: Hw>(
     hw: &mut H,
     segs: &Segments,
-    pml4: Phys,
+    ept: &mut Ept,
     mp: &VmMem,
     end: u64,
 ) -> Result<(), Error> {
     let Some(id) = mp.seg else {
-        ept::clear(hw, pml4, mp.addr, end);
+        ept.clear(hw, mp.addr, end);
         return Ok(());
     };
     let m = segs.mem(id).ok_or(Error::from(EGREG))?;
     let mut p = mp.addr;
     let mut v = mp.off;
     while p != end {
-        let pa = *m
+        let pa = m
             .frames
             .get((v / PAGE as u64) as usize)
-            .ok_or(Error::from(EGREG))?;
-        let (tab, i) = ept::walk(hw, pml4, p)?;
-        ept::set(hw, tab, i, pa | mp.attr as u64);
+            .ok_or(Error::from(EGREG))?
+            .pa();
+        ept.map(hw, p, pa | mp.attr as u64)?;
         p += PAGE as u64;
         v += PAGE as u64;
     }

@@ -1,7 +1,7 @@
 //! The served tree: a root holding `vmx/` (the #X device), `segment/` (segment(3)) and a
 //! `status` file, as a `ninep::Tree`.
 
-use crate::hw::{Hw, Phys, PAGE};
+use crate::hw::{Frame, Hw, PAGE};
 use crate::place::{pick, Placed, RunList};
 use crate::plan9::{
     lookupcmd, parsecmd, readstr, Cmdtab, EBADARG, EEXIST, EGREG, EISDIR, ENOMEM, ENONEXIST, EPERM,
@@ -197,7 +197,7 @@ pub struct Namespace<H: Hw> {
     vm_cpus: Vec<usize>,
     runs: Vec<Arc<RunList>>,
     next_gen: u64,
-    vmxon: Option<Phys>,
+    vmxon: Option<Frame>,
     segs: Segments,
     sessions: usize,
     /// CPUs the machine runs (the status file).
@@ -224,14 +224,15 @@ pub fn vmxreset<H: Hw>(hw: &mut H) -> Result<(), String> {
     let mut msr = hw
         .rdmsr(IA32_FEATURE_CONTROL)
         .ok_or("IA32_FEATURE_CONTROL unreadable")?;
-    if msr & 5 != 5 {
-        if msr & 1 == 0 {
-            hw.wrmsr(IA32_FEATURE_CONTROL, msr | 5);
+    const ON: u64 = FEATURE_CONTROL_LOCK | FEATURE_CONTROL_VMXON;
+    if msr & ON != ON {
+        if msr & FEATURE_CONTROL_LOCK == 0 {
+            hw.wrmsr(IA32_FEATURE_CONTROL, msr | ON);
             msr = hw
                 .rdmsr(IA32_FEATURE_CONTROL)
                 .ok_or("IA32_FEATURE_CONTROL unreadable")?;
         }
-        if msr & 5 != 5 {
+        if msr & ON != ON {
             return Err("VMXON disabled by firmware (IA32_FEATURE_CONTROL)".into());
         }
     }
@@ -264,7 +265,7 @@ pub fn vmx_cpu_ready<H: Hw>(hw: &mut H) -> Result<(), Error> {
     hw.set_cr4(cr4 | CR4VMXE);
     let cr0 = hw.cr0();
     hw.set_cr0(cr0 | 0x20);
-    let fixed = |hw: &mut H, cr: u64, f0: u32, f1: u32, what: &'static str| {
+    let fixed = |hw: &mut H, cr: u64, f0: Msr, f1: Msr, what: &'static str| {
         let a = hw.rdmsr(f0).ok_or(Error::from(what))?;
         let b = hw.rdmsr(f1).ok_or(Error::from(what))?;
         if cr & !a & !b | !cr & a & b != 0 {
@@ -280,11 +281,11 @@ pub fn vmx_cpu_ready<H: Hw>(hw: &mut H) -> Result<(), Error> {
 
 /// VMXON on this CPU (made ready by `vmx_cpu_ready`) with a fresh region carrying the VMCS
 /// revision: the region, which stays in use until VMXOFF.
-pub fn vmxon_region<H: Hw>(hw: &mut H) -> Result<Phys, Error> {
+pub fn vmxon_region<H: Hw>(hw: &mut H) -> Result<Frame, Error> {
     let basic = hw.rdmsr(VMX_BASIC_MSR).unwrap_or(0);
     let region = hw.alloc_frame().ok_or(Error::from(ENOMEM))?;
-    hw.frame(region)[0..4].copy_from_slice(&(basic as u32).to_le_bytes());
-    if hw.vmxon(region).is_err() {
+    hw.frame(&region)[0..4].copy_from_slice(&(basic as u32).to_le_bytes());
+    if hw.vmxon(&region).is_err() {
         hw.free_frame(region);
         return Err("vmxon failed".into());
     }
@@ -382,8 +383,8 @@ impl<H: Hw> Namespace<H> {
     #[cfg(any(test, feature = "testhw"))]
     pub fn ept_entry(&mut self, index: usize, gpa: u64) -> Option<u64> {
         let p = self.vms.get(index)?.clone()?;
-        let pml4 = p.vm.lock().pml4;
-        Some(crate::ept::lookup(&mut self.hw, pml4, gpa))
+        let vm = p.vm.lock();
+        Some(vm.ept.lookup(&mut self.hw, gpa))
     }
 
     /// The VPID of VM `index`, for tests.
@@ -590,16 +591,15 @@ impl<H: Hw> Namespace<H> {
         self.hw.on_cpu(p.cpu, &mut |hw| {
             list.remove(slot);
             let mut vm = p.vm.lock();
-            if vm.vmcs == 0 {
+            if !vm.has_frames() {
                 return;
             }
             vm.state = State::Ending;
             if let Some(k) = &vm.kdev {
                 ended.add(&k.counts);
             }
-            let pml4 = vm.pml4;
-            vm.mem.clear(hw, segs, pml4);
-            let _ = hw.vmclear(vm.vmcs);
+            vm.clear_map(hw, segs);
+            vm.vmclear(hw);
             vm.free_frames(hw);
             let _ = p.publish(&vm);
         });
@@ -754,8 +754,7 @@ impl<H: Hw> Namespace<H> {
         self.vm(slot, gen)?;
         if f == VmF::Map {
             self.with_vm(slot, gen, |hw, segs, vm| {
-                let pml4 = vm.pml4;
-                vm.mem.clear(hw, segs, pml4);
+                vm.clear_map(hw, segs);
                 vm.flush_ept();
             })?;
         }
@@ -1062,8 +1061,7 @@ impl<H: Hw> Tree for Namespace<H> {
                 VmF::Regs => vm.setregs(hw, data),
                 VmF::Map => {
                     // The EPT is flushed on the VM's CPU before its next entry.
-                    let pml4 = vm.pml4;
-                    let r = vm.mem.set(hw, segs, pml4, data, ctx.uname);
+                    let r = vm.set_map(hw, segs, data, ctx.uname);
                     vm.flush_ept();
                     r
                 }

@@ -10,7 +10,7 @@ use ninep::Error;
 /// Where a register lives: a VMCS field or the VM's own state.
 #[derive(Clone, Copy, Debug)]
 enum Loc {
-    Vmcs(u32),
+    Vmcs(VmcsField),
     /// GuestRegs by position: ax bx cx dx bp si di r8..r15.
     Ureg(usize),
     Cr2,
@@ -247,7 +247,7 @@ fn load<H: Hw>(hw: &mut H, st: &mut EntryState, loc: Loc) -> Result<u64, Error> 
 pub fn getregs<H: Hw>(
     hw: &mut H,
     st: &mut EntryState,
-    exit: &[(u32, u64)],
+    exit: &[(VmcsField, u64)],
 ) -> Result<String, Error> {
     let mut s = String::new();
     for r in &GUESTREGS {
@@ -283,7 +283,12 @@ pub fn getreg<H: Hw>(hw: &mut H, st: &mut EntryState, name: &str) -> Result<u64,
 }
 
 /// What the guest reads from a control register: shadow bits where the mask owns them.
-fn fake<H: Hw>(hw: &mut H, real: u32, mask: u32, shadow: u32) -> Result<u64, Error> {
+fn fake<H: Hw>(
+    hw: &mut H,
+    real: VmcsField,
+    mask: VmcsField,
+    shadow: VmcsField,
+) -> Result<u64, Error> {
     let g = vmcs::read(hw, real)?;
     let m = vmcs::read(hw, mask)?;
     let s = vmcs::read(hw, shadow)?;
@@ -308,7 +313,8 @@ fn updatelma<H: Hw>(hw: &mut H) -> Result<(), Error> {
     }
     vmcs::write(hw, GUEST_IA32_EFER, nefer)?;
     let ectrl = vmcs::read(hw, VMENTRY_CTLS)?;
-    vmcs::write(hw, VMENTRY_CTLS, ectrl & !0x200 | nefer >> 1 & 0x200)
+    let guest64 = VMENTRY_GUEST64 as u64;
+    vmcs::write(hw, VMENTRY_CTLS, ectrl & !guest64 | nefer >> 1 & guest64)
 }
 
 /// Sets one register by name, with the seed's special rules.

@@ -3,7 +3,7 @@
 //! by `map` lines. The memory is reference counted as putseg/incref do: the named entry
 //! holds one reference and each guest mapping one more.
 
-use crate::hw::{Hw, Phys, PAGE};
+use crate::hw::{alloc_frames, Frame, Hw, PAGE};
 use crate::plan9::{parsecmd, strtoull, EBADARG, EBADCTL, EEXIST, ENOVMEM};
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -21,7 +21,7 @@ pub type SegId = u32;
 /// A segment's memory.
 pub struct SegMem {
     pub base: u64,
-    pub frames: Vec<Phys>,
+    pub frames: Vec<Frame>,
     refs: usize,
 }
 
@@ -148,18 +148,7 @@ impl Segments {
         if npages > hw.frames_free() {
             return Err(ENOVMEM.into());
         }
-        let mut frames = Vec::with_capacity(npages);
-        for _ in 0..npages {
-            match hw.alloc_frame() {
-                Some(pa) => frames.push(pa),
-                None => {
-                    for pa in frames {
-                        hw.free_frame(pa);
-                    }
-                    return Err(ENOVMEM.into());
-                }
-            }
-        }
+        let frames = alloc_frames(hw, npages).ok_or(Error::from(ENOVMEM))?;
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         self.mems.insert(
@@ -225,7 +214,7 @@ impl Segments {
             let at = off as usize + done;
             let (page, inpage) = (at / PAGE, at % PAGE);
             let k = (PAGE - inpage).min(n - done);
-            let f = hw.frame(m.frames[page]);
+            let f = hw.frame(&m.frames[page]);
             match write {
                 Some(src) => f[inpage..inpage + k].copy_from_slice(&src[done..done + k]),
                 None => buf[done..done + k].copy_from_slice(&f[inpage..inpage + k]),
@@ -274,8 +263,8 @@ impl Segments {
         m.refs -= 1;
         if m.refs == 0 {
             if let Some(m) = self.mems.remove(&id) {
-                for pa in m.frames {
-                    hw.free_frame(pa);
+                for f in m.frames {
+                    hw.free_frame(f);
                 }
             }
         }

@@ -3,7 +3,7 @@
 //! values measured in shared/notes/emulators.md, the rest typical of that CPU), and VM
 //! entries apply scripted exits.
 
-use crate::hw::{EntryState, Hw, Phys, VmxFail, PAGE};
+use crate::hw::{EntryState, Frame, Hw, Phys, VmxFail, PAGE};
 use crate::vmcs::*;
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
@@ -24,7 +24,7 @@ pub struct Exit {
     pub ax: Option<u64>,
     pub cx: Option<u64>,
     /// Other fields the exit sets (e.g. GUEST_RIP).
-    pub set: Vec<(u32, u64)>,
+    pub set: Vec<(VmcsField, u64)>,
     /// The entry instruction itself fails (VMfail): no exit happens.
     pub fail: bool,
     /// TSC ticks the guest runs before this exit.
@@ -62,7 +62,7 @@ pub struct EntryLog {
 
 #[derive(Default)]
 struct VmcsState {
-    fields: BTreeMap<u32, u64>,
+    fields: BTreeMap<VmcsField, u64>,
     launched: bool,
 }
 
@@ -71,6 +71,7 @@ pub struct TestHw {
     freed: Vec<Phys>,
     next: Phys,
     total: usize,
+    /// MSR values by number (raw, so tests can set any MSR).
     pub msrs: BTreeMap<u32, u64>,
     pub cpuid_vmx: bool,
     cr0: u64,
@@ -101,24 +102,24 @@ pub struct TestHw {
 }
 
 /// Bochs corei7_haswell_4770's VMX capability MSRs and the host MSRs vmcsinit reads.
-pub const HASWELL_MSRS: [(u32, u64); 23] = [
+pub const HASWELL_MSRS: [(Msr, u64); 23] = [
     (IA32_FEATURE_CONTROL, 0x5),
-    (0x480, 0x00d8_1000_0000_002b),
-    (0x481, 0x0000_007f_0000_0016),
-    (0x482, 0xfff9_fffe_0401_e172),
-    (0x483, 0x003f_ffff_0003_6dff),
-    (0x484, 0x0000_ffff_0000_11ff),
-    (0x485, 0x0000_0000_0000_0005),
-    (0x486, 0x8000_0021),
-    (0x487, 0xffff_ffff),
-    (0x488, 0x2000),
-    (0x489, 0x0037_27ff),
-    (0x48b, 0x0004_7fff_0000_0000),
-    (0x48c, 0x0000_0f01_0633_4141),
-    (0x48d, 0x0000_007f_0000_0016),
-    (0x48e, 0xfff9_fffe_0400_6172),
-    (0x48f, 0x003f_ffff_0003_6dfb),
-    (0x490, 0x0000_ffff_0000_11fb),
+    (VMX_BASIC_MSR, 0x00d8_1000_0000_002b),
+    (VMX_PINB_CTLS_MSR, 0x0000_007f_0000_0016),
+    (VMX_PROCB_CTLS_MSR, 0xfff9_fffe_0401_e172),
+    (VMX_VMEXIT_CTLS_MSR, 0x003f_ffff_0003_6dff),
+    (VMX_VMENTRY_CTLS_MSR, 0x0000_ffff_0000_11ff),
+    (VMX_MISC_MSR, 0x0000_0000_0000_0005),
+    (VMX_CR0_FIXED0, 0x8000_0021),
+    (VMX_CR0_FIXED1, 0xffff_ffff),
+    (VMX_CR4_FIXED0, 0x2000),
+    (VMX_CR4_FIXED1, 0x0037_27ff),
+    (VMX_PROCB_CTLS2_MSR, 0x0004_7fff_0000_0000),
+    (VMX_EPT_VPID_CAP_MSR, 0x0000_0f01_0633_4141),
+    (VMX_TRUE_PINB_CTLS_MSR, 0x0000_007f_0000_0016),
+    (VMX_TRUE_PROCB_CTLS_MSR, 0xfff9_fffe_0400_6172),
+    (VMX_TRUE_EXIT_CTLS_MSR, 0x003f_ffff_0003_6dfb),
+    (VMX_TRUE_ENTRY_CTLS_MSR, 0x0000_ffff_0000_11fb),
     (IA32_PAT, 0x0007_0406_0007_0406),
     (EFER, 0xd01),
     (STAR, 0x0023_0010_0000_0000),
@@ -133,7 +134,7 @@ impl TestHw {
     pub fn without_mtf(frames: usize) -> Self {
         let mut hw = TestHw::new(frames);
         for msr in [VMX_PROCB_CTLS_MSR, VMX_TRUE_PROCB_CTLS_MSR] {
-            if let Some(v) = hw.msrs.get_mut(&msr) {
+            if let Some(v) = hw.msrs.get_mut(&msr.0) {
                 *v &= !((PROCB_MONTRAP as u64) << 32);
             }
         }
@@ -144,7 +145,7 @@ impl TestHw {
     /// before any VM.
     pub fn ap_vmxon(&mut self, cpu: usize) {
         let region = self.alloc_frame().expect("a frame for VMXON");
-        self.others.insert(cpu, (Some(region), None));
+        self.others.insert(cpu, (Some(region.pa()), None));
     }
 
     /// A machine with `frames` frames of memory and VT-x as Bochs's haswell has it.
@@ -154,7 +155,7 @@ impl TestHw {
             freed: Vec::new(),
             next: 0x10_0000,
             total: frames,
-            msrs: HASWELL_MSRS.into_iter().collect(),
+            msrs: HASWELL_MSRS.into_iter().map(|(m, v)| (m.0, v)).collect(),
             cpuid_vmx: true,
             cr0: 0x8001_0033,
             cr4: 0x6a0,
@@ -193,7 +194,9 @@ impl TestHw {
     }
 
     /// A field of the VMCS at `region`, as the CPU holds it.
-    pub fn field(&self, region: Phys, f: u32) -> u64 {
+    /// (Tests may name a field by its raw encoding.)
+    pub fn field(&self, region: Phys, f: impl Into<VmcsField>) -> u64 {
+        let f = f.into();
         self.vmcss
             .get(&region)
             .and_then(|v| v.fields.get(&f).copied())
@@ -205,13 +208,22 @@ impl TestHw {
         self.current
     }
 
+    /// The bytes at physical address `pa`, which must be in an allocated frame: the test
+    /// double's memory as a test inspects it (the `Hw` trait's [`Hw::frame`] takes only
+    /// a [`Frame`]; this inherent method is the tests' way in by address).
+    pub fn frame(&mut self, pa: Phys) -> &mut [u8; PAGE] {
+        self.frames
+            .get_mut(&pa)
+            .unwrap_or_else(|| panic!("frame {pa:#x} not allocated"))
+    }
+
     /// Does `pa` name a frame that is allocated now?
     pub fn is_allocated(&self, pa: Phys) -> bool {
         self.frames.contains_key(&pa)
     }
 
     fn revision(&self) -> u32 {
-        self.msrs.get(&VMX_BASIC_MSR).map_or(0, |v| *v as u32) & 0x7fff_ffff
+        self.msrs.get(&VMX_BASIC_MSR.0).map_or(0, |v| *v as u32) & 0x7fff_ffff
     }
 
     fn region_ok(&self, pa: Phys) -> bool {
@@ -227,8 +239,8 @@ impl TestHw {
 }
 
 /// VMWRITE keeps only as many bits as the field has.
-fn width_mask(field: u32) -> u64 {
-    match field >> 13 & 3 {
+fn width_mask(field: VmcsField) -> u64 {
+    match field.0 >> 13 & 3 {
         0 => 0xffff,
         2 => 0xffff_ffff,
         _ => u64::MAX,
@@ -236,7 +248,7 @@ fn width_mask(field: u32) -> u64 {
 }
 
 impl Hw for TestHw {
-    fn alloc_frame(&mut self) -> Option<Phys> {
+    fn alloc_frame(&mut self) -> Option<Frame> {
         if self.frames.len() >= self.total {
             return None;
         }
@@ -246,10 +258,11 @@ impl Hw for TestHw {
             pa
         });
         self.frames.insert(pa, Box::new([0; PAGE]));
-        Some(pa)
+        Some(Frame::new(pa))
     }
 
-    fn free_frame(&mut self, pa: Phys) {
+    fn free_frame(&mut self, f: Frame) {
+        let pa = f.pa();
         assert!(
             self.frames.remove(&pa).is_some(),
             "free of frame {pa:#x} not allocated"
@@ -257,10 +270,8 @@ impl Hw for TestHw {
         self.freed.push(pa);
     }
 
-    fn frame(&mut self, pa: Phys) -> &mut [u8; PAGE] {
-        self.frames
-            .get_mut(&pa)
-            .unwrap_or_else(|| panic!("frame {pa:#x} not allocated"))
+    fn frame(&mut self, f: &Frame) -> &mut [u8; PAGE] {
+        TestHw::frame(self, f.pa())
     }
 
     fn frames_free(&self) -> usize {
@@ -284,15 +295,16 @@ impl Hw for TestHw {
         }
     }
 
-    fn rdmsr(&mut self, msr: u32) -> Option<u64> {
-        self.msrs.get(&msr).copied()
+    fn rdmsr(&mut self, msr: Msr) -> Option<u64> {
+        self.msrs.get(&msr.0).copied()
     }
 
-    fn wrmsr(&mut self, msr: u32, value: u64) -> bool {
-        if msr == IA32_FEATURE_CONTROL && self.msrs.get(&msr).is_some_and(|v| v & 1 != 0) {
+    fn wrmsr(&mut self, msr: Msr, value: u64) -> bool {
+        let locked = |v: &u64| v & FEATURE_CONTROL_LOCK != 0;
+        if msr == IA32_FEATURE_CONTROL && self.msrs.get(&msr.0).is_some_and(locked) {
             return false;
         }
-        self.msrs.insert(msr, value);
+        self.msrs.insert(msr.0, value);
         true
     }
 
@@ -325,7 +337,8 @@ impl Hw for TestHw {
         self.tsc_rate
     }
 
-    fn vmxon(&mut self, region: Phys) -> Result<(), VmxFail> {
+    fn vmxon(&mut self, region: &Frame) -> Result<(), VmxFail> {
+        let region = region.pa();
         if self.vmxon.is_some() || self.cr4 & CR4VMXE == 0 || !self.region_ok(region) {
             return Err(VmxFail);
         }
@@ -338,7 +351,8 @@ impl Hw for TestHw {
         self.current = None;
     }
 
-    fn vmclear(&mut self, vmcs: Phys) -> Result<(), VmxFail> {
+    fn vmclear(&mut self, vmcs: &Frame) -> Result<(), VmxFail> {
+        let vmcs = vmcs.pa();
         self.touched.push((vmcs, self.cpu));
         if self.vmxon.is_none() || !self.region_ok(vmcs) {
             return Err(VmxFail);
@@ -350,7 +364,8 @@ impl Hw for TestHw {
         Ok(())
     }
 
-    fn vmptrld(&mut self, vmcs: Phys) -> Result<(), VmxFail> {
+    fn vmptrld(&mut self, vmcs: &Frame) -> Result<(), VmxFail> {
+        let vmcs = vmcs.pa();
         self.touched.push((vmcs, self.cpu));
         if self.vmxon.is_none() || !self.region_ok(vmcs) || !self.vmcss.contains_key(&vmcs) {
             return Err(VmxFail);
@@ -359,11 +374,11 @@ impl Hw for TestHw {
         Ok(())
     }
 
-    fn vmread(&mut self, field: u32) -> Result<u64, VmxFail> {
+    fn vmread(&mut self, field: VmcsField) -> Result<u64, VmxFail> {
         Ok(self.cur()?.fields.get(&field).copied().unwrap_or(0))
     }
 
-    fn vmwrite(&mut self, field: u32, value: u64) -> Result<(), VmxFail> {
+    fn vmwrite(&mut self, field: VmcsField, value: u64) -> Result<(), VmxFail> {
         self.cur()?.fields.insert(field, value & width_mask(field));
         Ok(())
     }
@@ -383,9 +398,9 @@ impl Hw for TestHw {
 
     fn write_host_state(&mut self) -> Result<(), VmxFail> {
         let v = self.cur()?;
-        v.fields.insert(0xC02, 0x08);
-        v.fields.insert(0xC04, 0x10);
-        v.fields.insert(0xC0C, 0x18);
+        v.fields.insert(HOST_CS, 0x08);
+        v.fields.insert(HOST_SS, 0x10);
+        v.fields.insert(HOST_TR, 0x18);
         Ok(())
     }
 
@@ -409,7 +424,7 @@ impl Hw for TestHw {
         if v.launched != launched {
             return Err(VmxFail);
         }
-        let f = |v: &VmcsState, k: u32| v.fields.get(&k).copied().unwrap_or(0);
+        let f = |v: &VmcsState, k: VmcsField| v.fields.get(&k).copied().unwrap_or(0);
         let log = EntryLog {
             vmcs,
             launched,

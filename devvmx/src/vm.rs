@@ -3,12 +3,14 @@
 //! vmxproc loop). The seed ran commands on a kernel process per VM; here they run when
 //! the request arrives and the guest runs only inside `Namespace::run_guests`.
 
+use crate::ept::Ept;
 use crate::event::{ackline, eventparse, internal_exit, waitline, ExitInfo, VmIntr};
-use crate::hw::{EntryState, FxArea, Hw, Phys, PAGE};
+use crate::hw::{alloc_array, EntryState, Frame, FxArea, Hw, Msr, VmcsField, VmxFail, PAGE};
 use crate::kdev::{self, KDev};
 use crate::mem::MemMap;
-use crate::plan9::{quote, strtoul, truncate, Tail, EBADARG, ENOMEM, ERRMAX};
+use crate::plan9::{quote, strtoul, truncate, Tail, EBADARG, EGREG, ENOMEM, ERRMAX};
 use crate::regs;
+use crate::segment::Segments;
 use crate::vmcs::{self, *};
 use alloc::boxed::Box;
 use alloc::format;
@@ -24,11 +26,6 @@ pub const PREEMPT_QUANTUM: u64 = 0x4000;
 /// before the host serves 9P again.
 pub const INSIDE_MAX: usize = 256;
 
-/// Exit reasons the in-kernel devices may answer.
-const EXIT_CPUID: u32 = 10;
-const EXIT_HLT: u32 = 12;
-const EXIT_IO: u32 = 30;
-const EXIT_RDMSR: u32 = 31;
 /// RFLAGS.IF.
 const RFLAGS_IF: u64 = 1 << 9;
 
@@ -73,8 +70,6 @@ const RFLAGS_TF: u64 = 1 << 8;
 const DBG_BS: u64 = 1 << 14;
 /// An exception exit's interruption information for a hardware #DB (valid, type 3, vector 1).
 const DB_EXIT_INFO: u32 = 1 << 31 | 3 << 8 | 1;
-/// Exit reason of the monitor trap flag.
-const EXIT_MONTRAP: u32 = 37;
 
 /// A step done with RFLAGS.TF on a CPU without the monitor trap flag, armed until the
 /// step reports an exit.
@@ -91,11 +86,10 @@ pub struct Vm {
     pub gen: u64,
     pub state: State,
     pub errstr: String,
-    pub vmcs: Phys,
-    pub pml4: Phys,
-    pub msrbits: Phys,
-    pub msrhost: Phys,
-    pub msrguest: Phys,
+    /// Its own frames besides the EPT's; `None` once given back (at quit).
+    frames: Option<VmFrames>,
+    /// The EPT, which owns its tables' frames.
+    pub ept: Ept,
     pub entry: EntryState,
     pub vpid: u16,
     pub mem: MemMap,
@@ -126,6 +120,16 @@ pub struct Vm {
     pub kdev: Option<Box<KDev>>,
 }
 
+/// The frames a VM owns besides its EPT tables.
+struct VmFrames {
+    vmcs: Frame,
+    /// The MSR bitmap.
+    msrbits: Frame,
+    /// The MSR load/store areas: the host's (loaded at exit) and the guest's.
+    msrhost: Frame,
+    msrguest: Frame,
+}
+
 /// The initial FXSAVE image of a freshly initialised FPU (fpinit): FCW 0x37f, MXCSR 0x1f80.
 fn fpinit() -> FxArea {
     let mut fx = FxArea::default();
@@ -134,7 +138,7 @@ fn fpinit() -> FxArea {
     fx
 }
 
-fn rdmsr<H: Hw>(hw: &mut H, msr: u32, err: &'static str) -> Result<u64, Error> {
+fn rdmsr<H: Hw>(hw: &mut H, msr: Msr, err: &'static str) -> Result<u64, Error> {
     hw.rdmsr(msr).ok_or(Error::from(err))
 }
 
@@ -142,16 +146,20 @@ impl Vm {
     /// vmxstart after VMXON plus vmcsinit: a ready VM, or an error with every frame it
     /// took given back.
     pub fn create<H: Hw>(hw: &mut H, index: usize, gen: u64, vpid: u16) -> Result<Vm, Error> {
+        let [vmcs, pml4, msrbits, msrhost, msrguest] =
+            alloc_array(hw).ok_or(Error::from(ENOMEM))?;
         let mut vm = Vm {
             index,
             gen,
             state: State::Init,
             errstr: String::new(),
-            vmcs: 0,
-            pml4: 0,
-            msrbits: 0,
-            msrhost: 0,
-            msrguest: 0,
+            frames: Some(VmFrames {
+                vmcs,
+                msrbits,
+                msrhost,
+                msrguest,
+            }),
+            ept: Ept::new(pml4),
             entry: EntryState::default(),
             vpid,
             mem: MemMap::default(),
@@ -178,28 +186,23 @@ impl Vm {
                 Ok(vm)
             }
             Err(e) => {
-                if vm.vmcs != 0 {
-                    let _ = hw.vmclear(vm.vmcs);
-                }
+                vm.vmclear(hw);
                 vm.free_frames(hw);
                 Err(e)
             }
         }
     }
 
+    /// Its frames, while it has them.
+    fn frames(&self) -> Result<&VmFrames, Error> {
+        self.frames.as_ref().ok_or(Error::from(EGREG))
+    }
+
     fn start<H: Hw>(&mut self, hw: &mut H) -> Result<(), Error> {
-        for f in [
-            &mut self.vmcs,
-            &mut self.pml4,
-            &mut self.msrbits,
-            &mut self.msrhost,
-            &mut self.msrguest,
-        ] {
-            *f = hw.alloc_frame().ok_or(Error::from(ENOMEM))?;
-        }
         let basic = hw.rdmsr(VMX_BASIC_MSR).unwrap_or(0);
-        hw.frame(self.vmcs)[0..4].copy_from_slice(&(basic as u32).to_le_bytes());
-        hw.vmclear(self.vmcs)
+        let vmcs = &self.frames()?.vmcs;
+        hw.frame(vmcs)[0..4].copy_from_slice(&(basic as u32).to_le_bytes());
+        hw.vmclear(vmcs)
             .map_err(|_| Error::from("vmclear failed"))?;
         self.load(hw)?;
         self.vmcsinit(hw)
@@ -207,38 +210,65 @@ impl Vm {
 
     /// Makes this VM's VMCS the current one.
     pub fn load<H: Hw>(&self, hw: &mut H) -> Result<(), Error> {
-        hw.vmptrld(self.vmcs)
+        let vmcs = self.frames.as_ref().map(|f| &f.vmcs);
+        vmcs.map_or(Err(VmxFail), |f| hw.vmptrld(f))
             .map_err(|_| Error::from("vmptrld failed"))
+    }
+
+    /// Does it still hold its frames (it has not quit)?
+    pub fn has_frames(&self) -> bool {
+        self.frames.is_some()
+    }
+
+    /// VMCLEAR of its VMCS (a failure is ignored: there is nothing left to undo).
+    pub fn vmclear<H: Hw>(&self, hw: &mut H) {
+        if let Some(f) = &self.frames {
+            let _ = hw.vmclear(&f.vmcs);
+        }
     }
 
     /// Returns the VM's own frames (the map must have been cleared first).
     pub fn free_frames<H: Hw>(&mut self, hw: &mut H) {
-        for f in [
-            &mut self.vmcs,
-            &mut self.pml4,
-            &mut self.msrbits,
-            &mut self.msrhost,
-            &mut self.msrguest,
-        ] {
-            if *f != 0 {
-                hw.free_frame(*f);
-                *f = 0;
+        let pml4 = self.ept.release(hw);
+        if let Some(f) = self.frames.take() {
+            hw.free_frame(f.vmcs);
+            if let Some(pml4) = pml4 {
+                hw.free_frame(pml4);
             }
+            hw.free_frame(f.msrbits);
+            hw.free_frame(f.msrhost);
+            hw.free_frame(f.msrguest);
         }
     }
 
+    /// cmdclearmeminfo: every mapping and EPT table gone.
+    pub fn clear_map<H: Hw>(&mut self, hw: &mut H, segs: &mut Segments) {
+        self.mem.clear(hw, segs, &mut self.ept);
+    }
+
+    /// cmdsetmeminfo on this VM's map and EPT.
+    pub fn set_map<H: Hw>(
+        &mut self,
+        hw: &mut H,
+        segs: &mut Segments,
+        data: &[u8],
+        uname: &str,
+    ) -> Result<usize, Error> {
+        self.mem.set(hw, segs, &mut self.ept, data, uname)
+    }
+
     pub fn eptp(&self) -> u64 {
-        self.pml4 | 3 << 3
+        self.ept.pml4() | 3 << 3
     }
 
     fn vmcsinit<H: Hw>(&mut self, hw: &mut H) -> Result<(), Error> {
-        let w = |hw: &mut H, f: u32, v: u64| vmcs::write(hw, f, v);
+        let w = |hw: &mut H, f: VmcsField, v: u64| vmcs::write(hw, f, v);
         self.entry = EntryState::default();
         self.launched = false;
         self.onentry = 0;
 
         let basic = rdmsr(hw, VMX_BASIC_MSR, "rdmsr(VMX_BASIC_MSR) failed")?;
-        let (procb_ctls, pinb_ctls) = if basic & 1 << 55 != 0 {
+        let (procb_ctls, pinb_ctls) = if basic & VMX_BASIC_TRUECTLS != 0 {
             (
                 rdmsr(
                     hw,
@@ -259,7 +289,7 @@ impl Vm {
         };
 
         rdmsr(hw, VMX_PINB_CTLS_MSR, "rdmsr(VMX_PINB_CTLS_MSR failed")?;
-        let mut x = pinb_ctls as u32 | 1 << 1 | 1 << 2 | 1 << 4;
+        let mut x = pinb_ctls as u32 | PINB_DEFAULT1;
         x |= PINB_EXITIRQ | PINB_EXITNMI;
         // Not in the seed: the preemption timer, where the CPU has it.
         x |= PINB_PREEMPT;
@@ -268,7 +298,7 @@ impl Vm {
         self.preempt = x & PINB_PREEMPT != 0;
 
         let msr = rdmsr(hw, VMX_PROCB_CTLS_MSR, "rdmsr(VMX_PROCB_CTLS_MSR failed")?;
-        let mut x = procb_ctls as u32 | 1 << 1 | 7 << 4 | 1 << 8 | 1 << 13 | 1 << 14 | 1 << 26;
+        let mut x = procb_ctls as u32 | PROCB_DEFAULT1;
         x |= PROCB_TSCOFFSET | PROCB_EXITMWAIT | PROCB_EXITMONITOR | PROCB_EXITHLT;
         x |= PROCB_EXITMOVDR | PROCB_EXITIO | PROCB_MSRBITMAP;
         x |= PROCB_USECTLS2;
@@ -368,12 +398,14 @@ impl Vm {
         self.entry.fx = fpinit();
         self.entry.xcr0 = hw.host_xcr0() & 1;
 
-        hw.frame(self.msrbits).fill(0xff);
+        let f = self.frames()?;
+        let (guest, host, bits) = (f.msrguest.pa(), f.msrhost.pa(), f.msrbits.pa());
+        hw.frame(&f.msrbits).fill(0xff);
         self.trapmsr(hw, EFER, false);
-        w(hw, VMENTRY_MSRLDADDR, self.msrguest)?;
-        w(hw, VMEXIT_MSRSTADDR, self.msrguest)?;
-        w(hw, VMEXIT_MSRLDADDR, self.msrhost)?;
-        w(hw, MSR_BITMAP, self.msrbits)?;
+        w(hw, VMENTRY_MSRLDADDR, guest)?;
+        w(hw, VMEXIT_MSRSTADDR, guest)?;
+        w(hw, VMEXIT_MSRLDADDR, host)?;
+        w(hw, MSR_BITMAP, bits)?;
 
         if self.procbctls & PROCB_TSCOFFSET != 0 {
             // The guest's TSC starts at 0 (the seed started it at the host's TSC again).
@@ -391,16 +423,17 @@ impl Vm {
     }
 
     /// vmxaddmsr: an MSR switched through the autoload areas.
-    fn addmsr<H: Hw>(&mut self, hw: &mut H, msr: u32, gval: u64) -> Result<(), Error> {
+    fn addmsr<H: Hw>(&mut self, hw: &mut H, msr: Msr, gval: u64) -> Result<(), Error> {
         if self.nmsr >= MAXMSR {
             return Err("too many MSRs".into());
         }
         let i = self.nmsr * 16;
         self.nmsr += 1;
         let host = hw.rdmsr(msr).unwrap_or(0);
-        for (frame, v) in [(self.msrhost, host), (self.msrguest, gval)] {
+        let fr = self.frames()?;
+        for (frame, v) in [(&fr.msrhost, host), (&fr.msrguest, gval)] {
             let f = hw.frame(frame);
-            f[i..i + 8].copy_from_slice(&(msr as u64).to_le_bytes());
+            f[i..i + 8].copy_from_slice(&(msr.0 as u64).to_le_bytes());
             f[i + 8..i + 16].copy_from_slice(&v.to_le_bytes());
         }
         let n = self.nmsr as u64;
@@ -410,13 +443,16 @@ impl Vm {
     }
 
     /// vmxtrapmsr with TRAPRD|TRAPWR both set (`trap`) or both clear.
-    fn trapmsr<H: Hw>(&mut self, hw: &mut H, msr: u32, trap: bool) {
+    fn trapmsr<H: Hw>(&mut self, hw: &mut H, Msr(msr): Msr, trap: bool) {
         if msr >= 0x2000 && msr.wrapping_sub(0xc000_0000) >= 0x2000 {
             return;
         }
         let m = msr & 0x1fff | msr >> 18 & 0x2000;
         let bit = 1u32 << (m & 31);
-        let f = hw.frame(self.msrbits);
+        let Some(fr) = &self.frames else {
+            return;
+        };
+        let f = hw.frame(&fr.msrbits);
         for word in [m / 32, m / 32 + 512] {
             let at = word as usize * 4;
             let mut v = u32::from_le_bytes([f[at], f[at + 1], f[at + 2], f[at + 3]]);
@@ -593,7 +629,7 @@ impl Vm {
 
     /// The exit fields a TF step's #DB exit reads as: those of the MTF exit it stands
     /// for (reason 37, qualification 0, no event). The rest are the CPU's.
-    fn exit_override(&self) -> &'static [(u32, u64)] {
+    fn exit_override(&self) -> &'static [(VmcsField, u64)] {
         if self.synthetic {
             &[
                 (VM_EXREASON, EXIT_MONTRAP as u64),

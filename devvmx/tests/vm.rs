@@ -477,7 +477,7 @@ fn no_vmx_still_serves_the_tree() {
     hw.msrs.insert(0x3a, 0);
     let mut c = Client::with_hw(hw);
     assert!(c.open_path("vmx/clone", om::RDWR).is_ok());
-    assert_eq!(c.ns.hw_mut().rdmsr(0x3a), Some(5));
+    assert_eq!(c.ns.hw_mut().rdmsr(IA32_FEATURE_CONTROL), Some(5));
 }
 
 #[test]
@@ -545,12 +545,12 @@ fn vmcsinit_controls_msr_bitmap_and_autoload() {
     };
     let msrs = [STAR, LSTAR, CSTAR, SFMASK, KERNEL_GSBASE];
     for (i, m) in msrs.iter().enumerate() {
-        assert_eq!(entry(hw, guest, i), (*m as u64, 0));
+        assert_eq!(entry(hw, guest, i), (m.0 as u64, 0));
         let want = hw.rdmsr(*m).unwrap_or(0);
-        assert_eq!(entry(hw, host, i), (*m as u64, want));
+        assert_eq!(entry(hw, host, i), (m.0 as u64, want));
     }
     // The MSR bitmap traps everything but EFER and the syscall/segment-base MSRs.
-    let bit = |hw: &mut TestHw, msr: u32, write: bool| {
+    let bit = |hw: &mut TestHw, Msr(msr): Msr, write: bool| {
         let m = (msr & 0x1fff | msr >> 18 & 0x2000) as usize + if write { 0x4000 } else { 0 };
         hw.frame(bitmap)[m / 8] >> (m % 8) & 1
     };
@@ -566,7 +566,7 @@ fn vmcsinit_controls_msr_bitmap_and_autoload() {
     ] {
         assert_eq!((bit(hw, m, false), bit(hw, m, true)), (0, 0), "{m:#x}");
     }
-    for m in [0x10, IA32_PAT, 0x1b, 0xc000_0103, 0x1fff] {
+    for m in [TSC_MSR, IA32_PAT, APIC_BASE, TSC_AUX, Msr(0x1fff)] {
         assert_eq!((bit(hw, m, false), bit(hw, m, true)), (1, 1), "{m:#x}");
     }
 }

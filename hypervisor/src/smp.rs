@@ -24,7 +24,7 @@ struct PerCpu {
     /// This CPU's VMXON region (it stays in VMX root operation, ready for VMs), or why
     /// VT-x cannot run here: vmxreset's checks, then vmxstart's (the boot CPU's are the
     /// namespace's).
-    vmx: Result<u64, String>,
+    vmx: Result<devvmx::hw::Frame, String>,
 }
 
 static APS: Mutex<Vec<Option<PerCpu>>> = Mutex::new(Vec::new());
@@ -98,8 +98,9 @@ pub fn start_aps(ram: &[Region], reserved: &[Region], max: Option<usize>) -> usi
         match &APS.lock()[n - 1] {
             Some(c) => match &c.vmx {
                 Ok(region) => log::info!(
-                    "smp: cpu {n} (APIC {}) online, vmx ok (VMXON region {region:#x})",
-                    c.apic
+                    "smp: cpu {n} (APIC {}) online, vmx ok (VMXON region {:#x})",
+                    c.apic,
+                    region.pa()
                 ),
                 Err(why) => log::info!("smp: cpu {n} (APIC {}) online, no vmx: {why}", c.apic),
             },

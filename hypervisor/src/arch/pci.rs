@@ -319,13 +319,18 @@ impl Mmio {
 /// offsets from their own layout and clamp anything a device reports.
 pub struct DmaFrame {
     pa: u64,
+    /// The allocator's frame, given back on drop.
+    frame: Option<devvmx::hw::Frame>,
 }
 
 pub const FRAME_SIZE: usize = 4096;
 
 impl DmaFrame {
     pub fn new() -> Option<DmaFrame> {
-        crate::memory::alloc_frame().map(|pa| DmaFrame { pa })
+        crate::memory::alloc_frame().map(|f| DmaFrame {
+            pa: f.pa(),
+            frame: Some(f),
+        })
     }
 
     /// The frame's physical address, for the device.
@@ -415,7 +420,9 @@ impl DmaFrame {
 
 impl Drop for DmaFrame {
     fn drop(&mut self) {
-        crate::memory::free_frame(self.pa);
+        if let Some(f) = self.frame.take() {
+            crate::memory::free_frame(f);
+        }
     }
 }
 

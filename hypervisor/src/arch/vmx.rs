@@ -16,13 +16,12 @@
 #![allow(unsafe_code)]
 
 mod entry;
-pub mod fields;
 mod insn;
 pub use insn::rdtsc;
 pub mod selftest;
 
-use devvmx::hw::{EntryState, Hw, Phys, VmxFail, PAGE};
-use fields::*;
+use devvmx::hw::{EntryState, Frame, Hw, Msr, Phys, VmcsField, VmxFail, PAGE};
+use devvmx::vmcs::*;
 use x86_64::registers::debug::{DebugAddressRegister, Dr0, Dr1, Dr2, Dr3};
 
 const CR0_MP: u64 = 1 << 1;
@@ -34,14 +33,6 @@ const CR4_OSXMMEXCPT: u64 = 1 << 10;
 const CR4_OSXSAVE: u64 = 1 << 18;
 /// XCR0 bits the host allows guests: x87 and SSE, the state FXSAVE switches.
 const XCR0_FX: u64 = 0b11;
-
-const MSR_FEATURE_CONTROL: u32 = 0x3a;
-const MSR_VMX_BASIC: u32 = 0x480;
-const MSR_VMX_PROCBASED_CTLS2: u32 = 0x48b;
-const MSR_PAT: u32 = 0x277;
-const MSR_EFER: u32 = 0xc000_0080;
-const MSR_FS_BASE: u32 = 0xc000_0100;
-const MSR_GS_BASE: u32 = 0xc000_0101;
 
 /// DR7 bits that enable breakpoints or detection (the seed's `~0xd400` test).
 const DR7_ACTIVE: u64 = !0xd400;
@@ -144,58 +135,59 @@ impl KernelHw {
     }
 
     /// Whether `msr` exists on this CPU, from CPUID and the VMX capability MSRs.
-    fn msr_exists(&self, msr: u32) -> bool {
+    fn msr_exists(&self, msr: Msr) -> bool {
         let f = &self.feat;
         let vmx_ctls2 = || {
             // SAFETY: 0x480-0x48b exist whenever CPUID.1:ECX.VMX is set (checked first).
-            f.vmx() && unsafe { insn::rdmsr(MSR_VMX_PROCBASED_CTLS2) } >> 32 != 0
+            f.vmx() && unsafe { insn::rdmsr(VMX_PROCB_CTLS2_MSR.0) } >> 32 != 0
         };
+        let within = |first: Msr, last: Msr| (first.0..=last.0).contains(&msr.0);
         match msr {
-            0x10 => Features::has(f.edx1, 4),                           // TSC
-            0x1b => Features::has(f.edx1, 9),                           // APIC_BASE
-            MSR_FEATURE_CONTROL => f.vmx() || Features::has(f.ecx1, 6), // VMX or SMX
-            0xfe | 0x2ff => Features::has(f.edx1, 12),                  // MTRRs
-            0x174..=0x176 => Features::has(f.edx1, 11),                 // SYSENTER
-            MSR_PAT => Features::has(f.edx1, 16),
-            0x480..=0x48a => f.vmx(),
-            MSR_VMX_PROCBASED_CTLS2 => {
+            TSC_MSR => Features::has(f.edx1, 4),
+            APIC_BASE => Features::has(f.edx1, 9),
+            IA32_FEATURE_CONTROL => f.vmx() || Features::has(f.ecx1, 6), // VMX or SMX
+            MTRR_CAP | MTRR_DEF_TYPE => Features::has(f.edx1, 12),
+            SYSENTER_CS | SYSENTER_ESP | SYSENTER_EIP => Features::has(f.edx1, 11),
+            IA32_PAT => Features::has(f.edx1, 16),
+            _ if within(VMX_BASIC_MSR, VMX_VMCS_ENUM) => f.vmx(),
+            VMX_PROCB_CTLS2_MSR => {
                 // SAFETY: PROCBASED_CTLS exists with VMX; bit 63 says CTLS2 exists.
-                f.vmx() && unsafe { insn::rdmsr(0x482) } >> 63 != 0
+                f.vmx() && unsafe { insn::rdmsr(VMX_PROCB_CTLS_MSR.0) } >> 63 != 0
             }
-            0x48c => {
+            VMX_EPT_VPID_CAP_MSR => {
                 // EPT_VPID_CAP exists when EPT or VPID can be enabled.
                 (vmx_ctls2)() && {
                     // SAFETY: guarded by vmx_ctls2 (CTLS2 exists).
-                    let a1 = unsafe { insn::rdmsr(MSR_VMX_PROCBASED_CTLS2) } >> 32;
-                    a1 & (1 << 1 | 1 << 5) != 0
+                    let a1 = unsafe { insn::rdmsr(VMX_PROCB_CTLS2_MSR.0) } >> 32;
+                    a1 & (PROCB_EPT | PROCB_VPID) as u64 != 0
                 }
             }
-            0x48d..=0x490 => {
+            _ if within(VMX_TRUE_PINB_CTLS_MSR, VMX_TRUE_ENTRY_CTLS_MSR) => {
                 // SAFETY: VMX_BASIC exists with VMX; bit 55 says the TRUE controls exist.
-                f.vmx() && unsafe { insn::rdmsr(MSR_VMX_BASIC) } >> 55 & 1 != 0
+                f.vmx() && unsafe { insn::rdmsr(VMX_BASIC_MSR.0) } & VMX_BASIC_TRUECTLS != 0
             }
-            0x491 => {
+            VMX_VMFUNC_MSR => {
                 // VMFUNC exists when "enable VM functions" can be set.
                 // SAFETY: guarded by vmx_ctls2 (CTLS2 exists).
-                (vmx_ctls2)() && unsafe { insn::rdmsr(MSR_VMX_PROCBASED_CTLS2) } >> 45 & 1 != 0
+                (vmx_ctls2)() && unsafe { insn::rdmsr(VMX_PROCB_CTLS2_MSR.0) } >> 45 & 1 != 0
             }
-            MSR_EFER | 0xc000_0081 | 0xc000_0082 | 0xc000_0084 => true, // every x86_64 CPU
-            0xc000_0083 | MSR_FS_BASE | MSR_GS_BASE | 0xc000_0102 => Features::has(f.edx81, 29),
-            0xc000_0103 => Features::has(f.edx81, 27), // TSC_AUX
+            EFER | STAR | LSTAR | SFMASK => true, // every x86_64 CPU
+            CSTAR | FSBASE | GSBASE | KERNEL_GSBASE => Features::has(f.edx81, 29),
+            TSC_AUX => Features::has(f.edx81, 27),
             _ => false,
         }
     }
 
-    fn host_msr(&self, msr: u32) -> u64 {
+    fn host_msr(&self, msr: Msr) -> u64 {
         self.rdmsr_known(msr).unwrap_or(0)
     }
 
-    fn rdmsr_known(&self, msr: u32) -> Option<u64> {
+    fn rdmsr_known(&self, msr: Msr) -> Option<u64> {
         if !self.msr_exists(msr) {
             return None;
         }
         // SAFETY: msr_exists vouched for the MSR.
-        Some(unsafe { insn::rdmsr(msr) })
+        Some(unsafe { insn::rdmsr(msr.0) })
     }
 
     /// The base of the TSS that TR selects, read from its 16-byte GDT descriptor.
@@ -225,18 +217,19 @@ fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
 }
 
 impl Hw for KernelHw {
-    fn alloc_frame(&mut self) -> Option<Phys> {
+    fn alloc_frame(&mut self) -> Option<Frame> {
         crate::memory::alloc_frame()
     }
 
-    fn free_frame(&mut self, pa: Phys) {
-        crate::memory::free_frame(pa)
+    fn free_frame(&mut self, f: Frame) {
+        crate::memory::free_frame(f)
     }
 
-    fn frame(&mut self, pa: Phys) -> &mut [u8; PAGE] {
-        // SAFETY: physical memory is identity-mapped and `pa` is a 4 KiB frame the caller
-        // got from alloc_frame and owns; the borrow of self keeps the reference local.
-        unsafe { &mut *(pa as *mut [u8; PAGE]) }
+    fn frame(&mut self, f: &Frame) -> &mut [u8; PAGE] {
+        // SAFETY: physical memory is identity-mapped and `f` is a 4 KiB frame from the
+        // allocator (only it makes Frames), not yet given back since the caller holds it;
+        // the borrows of self and of `f` keep the reference local.
+        unsafe { &mut *(f.pa() as *mut [u8; PAGE]) }
     }
 
     fn frames_free(&self) -> usize {
@@ -257,21 +250,21 @@ impl Hw for KernelHw {
         cpuid(leaf, subleaf)
     }
 
-    fn rdmsr(&mut self, msr: u32) -> Option<u64> {
+    fn rdmsr(&mut self, msr: Msr) -> Option<u64> {
         self.rdmsr_known(msr)
     }
 
-    fn wrmsr(&mut self, msr: u32, value: u64) -> bool {
+    fn wrmsr(&mut self, msr: Msr, value: u64) -> bool {
         if !self.msr_exists(msr) {
             return false;
         }
         // A locked IA32_FEATURE_CONTROL faults on any write.
-        if msr == MSR_FEATURE_CONTROL && self.host_msr(msr) & 1 != 0 {
+        if msr == IA32_FEATURE_CONTROL && self.host_msr(msr) & FEATURE_CONTROL_LOCK != 0 {
             return false;
         }
         // SAFETY: the MSR exists; the #X logic writes only IA32_FEATURE_CONTROL (unlocked,
         // checked above) to enable VMXON.
-        unsafe { insn::wrmsr(msr, value) };
+        unsafe { insn::wrmsr(msr.0, value) };
         true
     }
 
@@ -306,10 +299,10 @@ impl Hw for KernelHw {
         self.tsc_hz
     }
 
-    fn vmxon(&mut self, region: Phys) -> Result<(), VmxFail> {
+    fn vmxon(&mut self, region: &Frame) -> Result<(), VmxFail> {
         // SAFETY: a failed VMXON sets flags (or faults only on CR0/CR4/feature-control
         // violations, which the #X logic checks before, as vmxstart does).
-        unsafe { insn::vmxon(region) }
+        unsafe { insn::vmxon(region.pa()) }
     }
 
     fn vmxoff(&mut self) {
@@ -319,7 +312,8 @@ impl Hw for KernelHw {
         unsafe { insn::vmxoff() }
     }
 
-    fn vmclear(&mut self, vmcs: Phys) -> Result<(), VmxFail> {
+    fn vmclear(&mut self, vmcs: &Frame) -> Result<(), VmxFail> {
+        let vmcs = vmcs.pa();
         if self.current == Some(vmcs) {
             self.current = None;
         }
@@ -327,7 +321,8 @@ impl Hw for KernelHw {
         unsafe { insn::vmclear(vmcs) }
     }
 
-    fn vmptrld(&mut self, vmcs: Phys) -> Result<(), VmxFail> {
+    fn vmptrld(&mut self, vmcs: &Frame) -> Result<(), VmxFail> {
+        let vmcs = vmcs.pa();
         if self.current == Some(vmcs) {
             return Ok(());
         }
@@ -337,20 +332,20 @@ impl Hw for KernelHw {
         r
     }
 
-    fn vmread(&mut self, field: u32) -> Result<u64, VmxFail> {
+    fn vmread(&mut self, field: VmcsField) -> Result<u64, VmxFail> {
         // SAFETY: VMREAD has no effect beyond its result.
-        unsafe { insn::vmread(field) }
+        unsafe { insn::vmread(field.0) }
     }
 
-    fn vmwrite(&mut self, field: u32, value: u64) -> Result<(), VmxFail> {
+    fn vmwrite(&mut self, field: VmcsField, value: u64) -> Result<(), VmxFail> {
         // A guest cannot reach host-state fields through here: the #X logic writes
         // guest and control fields; host state comes only from write_host_state.
-        if field >> 10 & 3 == 3 {
+        if field.is_host_state() {
             return Err(VmxFail);
         }
         // SAFETY: guest/control fields only (checked above): the VM-entry checks reject
         // bad guest state without harming the host.
-        unsafe { insn::vmwrite(field, value) }
+        unsafe { insn::vmwrite(field.0, value) }
     }
 
     fn invept(&mut self, eptp: u64) -> Result<(), VmxFail> {
@@ -369,23 +364,23 @@ impl Hw for KernelHw {
         // Host selector fields need RPL 0 and TI 0.
         let sel = |s: u16| (s & !7) as u64;
         let host = [
-            (HOST_CS_SEL, sel(cs)),
-            (HOST_SS_SEL, sel(ss)),
-            (HOST_DS_SEL, sel(ds)),
-            (HOST_ES_SEL, sel(es)),
-            (HOST_FS_SEL, sel(fs)),
-            (HOST_GS_SEL, sel(gs)),
-            (HOST_TR_SEL, sel(tr)),
+            (HOST_CS, sel(cs)),
+            (HOST_SS, sel(ss)),
+            (HOST_DS, sel(ds)),
+            (HOST_ES, sel(es)),
+            (HOST_FS, sel(fs)),
+            (HOST_GS, sel(gs)),
+            (HOST_TR, sel(tr)),
             (HOST_CR0, insn::cr0()),
             (HOST_CR3, insn::cr3()),
             (HOST_CR4, insn::cr4()),
-            (HOST_FS_BASE, self.host_msr(MSR_FS_BASE)),
-            (HOST_GS_BASE, self.host_msr(MSR_GS_BASE)),
-            (HOST_TR_BASE, Self::tr_base(gdt, tr)),
-            (HOST_GDTR_BASE, gdt),
-            (HOST_IDTR_BASE, idt),
-            (HOST_PAT, self.host_msr(MSR_PAT)),
-            (HOST_EFER, self.host_msr(MSR_EFER)),
+            (HOST_FSBASE, self.host_msr(FSBASE)),
+            (HOST_GSBASE, self.host_msr(GSBASE)),
+            (HOST_TRBASE, Self::tr_base(gdt, tr)),
+            (HOST_GDTR, gdt),
+            (HOST_IDTR, idt),
+            (HOST_IA32_PAT, self.host_msr(IA32_PAT)),
+            (HOST_IA32_EFER, self.host_msr(EFER)),
             (HOST_SYSENTER_CS, 0),
             (HOST_SYSENTER_ESP, 0),
             (HOST_SYSENTER_EIP, 0),
@@ -395,7 +390,7 @@ impl Hw for KernelHw {
         for (field, value) in host {
             // SAFETY: these are the running kernel's own values, and HOST_RIP is the
             // trampoline's exit landing, so a VM exit resumes this kernel intact.
-            unsafe { insn::vmwrite(field, value)? };
+            unsafe { insn::vmwrite(field.0, value)? };
         }
         Ok(())
     }

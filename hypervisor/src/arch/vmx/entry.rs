@@ -11,8 +11,8 @@
 //! `hv_vmx_run` to its caller.
 #![allow(unsafe_code)]
 
-use super::fields::HOST_RSP;
 use devvmx::hw::GuestRegs;
+use devvmx::vmcs::HOST_RSP;
 
 core::arch::global_asm!(
     ".pushsection .text.hv_vmx, \"ax\", @progbits",
@@ -91,7 +91,7 @@ core::arch::global_asm!(
     "ret",
     ".size hv_vmx_exit, . - hv_vmx_exit",
     ".popsection",
-    host_rsp = const HOST_RSP,
+    host_rsp = const HOST_RSP.0,
 );
 
 extern "sysv64" {
