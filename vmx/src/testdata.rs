@@ -211,6 +211,74 @@ impl QemuPeer {
     }
 }
 
+/// A shell command line that runs `cmd` and then prints `TAG-secs A B`, the guest's
+/// uptime before and after (its own clock, as dd and ping of busybox report no times).
+pub fn timed(cmd: &str, tag: &str) -> String {
+    format!(
+        "a=$(cut -d' ' -f1 /proc/uptime); {cmd}; echo {tag}-secs $a $(cut -d' ' -f1 /proc/uptime)"
+    )
+}
+
+/// The seconds the last [`timed`] command with `tag` took, from the console's `text`.
+pub fn timed_secs(text: &str, tag: &str) -> Option<f64> {
+    let head = format!("{tag}-secs ");
+    text.lines().rev().find_map(|l| {
+        let f: Vec<f64> = l
+            .strip_prefix(&head)?
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        match f[..] {
+            [a, b] => Some(b - a),
+            _ => None,
+        }
+    })
+}
+
+/// Runs `ip ARGS` (iproute2); panics with its error.
+pub fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {}: {} (the TAP tests need root with CAP_NET_ADMIN and /dev/net/tun)",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+}
+
+/// A persistent TUN or TAP device made for one test (`ip tuntap add`), named `vmxt`, the
+/// process ID and `letter`; removed on drop.
+pub struct HostDev(pub String);
+
+impl HostDev {
+    pub fn new(letter: char, mode: &str) -> HostDev {
+        let name = format!("vmxt{}{letter}", std::process::id());
+        // One left by a killed run of a process with the same ID.
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &name])
+            .output();
+        ip(&["tuntap", "add", "dev", &name, "mode", mode]);
+        HostDev(name)
+    }
+
+    /// Gives the host's side `cidr` and brings it up.
+    pub fn up(&self, cidr: &str) {
+        ip(&["addr", "add", cidr, "dev", &self.0]);
+        ip(&["link", "set", &self.0, "up"]);
+    }
+}
+
+impl Drop for HostDev {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.0])
+            .output();
+    }
+}
+
 /// The guest's side of a virtio-net card, for tests that play its driver (rings in a byte
 /// array, as `virtio::testing` lays them out): the card on `link`, 8 receive buffers
 /// posted, a thread reading `frames` from the link.

@@ -13,43 +13,10 @@
 
 use std::process::Command;
 use std::time::{Duration, Instant};
-use vmx::testdata::{ether, NicDriver};
+use vmx::testdata::{ether, HostDev, NicDriver};
 use vmx::virtio::net::Spec;
 
 const OURS: [u8; 6] = [0x52, 0x54, 0, 0x77, 0, 2];
-
-/// Runs `ip ARGS`; panics with its error.
-fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("run ip (iproute2)");
-    assert!(
-        out.status.success(),
-        "ip {}: {} (this test needs root with CAP_NET_ADMIN and /dev/net/tun)",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-}
-
-/// A persistent TUN or TAP device made for one test (`ip tuntap add`), removed on drop.
-struct HostDev(String);
-
-impl HostDev {
-    fn new(letter: char, mode: &str) -> HostDev {
-        let name = format!("vmxt{}{letter}", std::process::id());
-        // One left by a killed run of a process with the same ID.
-        let _ = Command::new("ip").args(["link", "del", &name]).output();
-        ip(&["tuntap", "add", "dev", &name, "mode", mode]);
-        HostDev(name)
-    }
-}
-
-impl Drop for HostDev {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.0]).output();
-    }
-}
 
 fn open(
     name: &str,
@@ -97,8 +64,7 @@ fn arp_and_ping_with_the_host_kernel_over_a_tap() {
     let n = (std::process::id() % 250) as u8;
     let (host_ip, our_ip) = ([10, 77, n, 1], [10, 77, n, 2]);
     let (link, frames) = open(&dev.0).unwrap_or_else(|e| panic!("{e}"));
-    ip(&["addr", "add", &format!("10.77.{n}.1/24"), "dev", &dev.0]);
-    ip(&["link", "set", &dev.0, "up"]);
+    dev.up(&format!("10.77.{n}.1/24"));
     let host_mac = std::fs::read_to_string(format!("/sys/class/net/{}/address", dev.0)).unwrap();
     let host_mac = vmx::virtio::net::parse_mac(host_mac.trim()).unwrap();
     let mut nic = NicDriver::new(OURS, link, frames);
