@@ -521,46 +521,45 @@ fn disk_and_net() -> Io {
     );
     peer.up("10.0.0.2/24");
     let start = g.start;
-    let text = || g.out.text();
+    let out = g.out.clone();
+    let text = move || out.text();
     if !wait_for(start, &text, "vmx-rootfs: root is /dev/vda") || !wait_for(start, &text, "/ # ") {
         r.note = format!("no shell on /dev/vda: {}", tail(&text()));
         return r;
     }
-    // Markers the shell computes, so that the echo of the typed line does not match.
-    let dd = vmx::testdata::timed(
-        &format!("dd if=/dev/vda of=/dev/null bs=64k count={}", DD_MIB * 16),
-        "dd",
+    let dd = format!(
+        "echo 3 > /proc/sys/vm/drop_caches; {}",
+        vmx::testdata::timed(
+            &format!("dd if=/dev/vda of=/dev/null bs=64k count={}", DD_MIB * 16),
+            "dd",
+        )
     );
-    let dd = format!("echo 3 > /proc/sys/vm/drop_caches; {dd}; echo dd-$((1+1))-done\n");
-    let (t0, n0) = (Instant::now(), g.trips());
-    g.keys.write_all(dd.as_bytes()).unwrap();
-    if !wait_for(start, &text, "dd-2-done\r\n") {
-        r.note = format!("no end of dd: {}", tail(&text()));
-        return r;
+    // Markers the shell computes, so that the echo of the typed line does not match.
+    match typed(
+        &mut g,
+        &format!("{dd}; echo dd-$((1+1))-done\n"),
+        "dd-2-done\r\n",
+    ) {
+        Ok((wall, trips)) => (r.dd_wall, r.dd_trips) = (Some(wall), Some(trips)),
+        Err(e) => {
+            r.note = e;
+            return r;
+        }
     }
-    r.dd_wall = Some(t0.elapsed());
-    r.dd_trips = Some(g.trips() - n0);
     r.dd_secs = vmx::testdata::timed_secs(&text(), "dd");
     let ping = format!(
         "ip link set eth0 up; ip addr add 10.0.0.1/24 dev eth0; ping -c {PINGS} -W 30 10.0.0.2; echo ping-$((2+2))-done\n"
     );
-    let (t0, n0) = (Instant::now(), g.trips());
-    g.keys.write_all(ping.as_bytes()).unwrap();
-    if !wait_for(start, &text, "ping-4-done\r\n") {
-        r.note = format!("no end of ping: {}", tail(&text()));
-        return r;
+    match typed(&mut g, &ping, "ping-4-done\r\n") {
+        Ok((wall, trips)) => (r.ping_wall, r.ping_trips) = (Some(wall), Some(trips)),
+        Err(e) => {
+            r.note = e;
+            return r;
+        }
     }
-    r.ping_wall = Some(t0.elapsed());
-    r.ping_trips = Some(g.trips() - n0);
     r.ping_ms = ping_avg(&text());
     // The anchors: the same in the QEMU VM (its console is its own).
-    let q = format!(
-        "{}ping -c {PINGS} -W 30 10.0.0.1; echo qping-$((2+2))-done\n",
-        dd.replace("echo dd-", "echo qdd-")
-            .trim_end_matches('\n')
-            .to_string()
-            + "; "
-    );
+    let q = format!("{dd}; ping -c {PINGS} -W 30 10.0.0.1; echo qping-$((2+2))-done\n");
     peer.stdin.write_all(q.as_bytes()).unwrap();
     let ptext = || peer.text();
     if wait_for(Instant::now(), &ptext, "qping-4-done") {
@@ -589,6 +588,17 @@ fn disk_and_net() -> Io {
     }
     let _ = std::fs::remove_dir_all(&dir);
     r
+}
+
+/// Types `cmd` at the guest and waits for `done` on its console: the wall time it took
+/// and the 9P requests meanwhile.
+fn typed(g: &mut Guest, cmd: &str, done: &str) -> Result<(Duration, u64), String> {
+    let (t0, n0) = (Instant::now(), g.trips());
+    g.keys.write_all(cmd.as_bytes()).unwrap();
+    if !wait_for(g.start, &|| g.out.text(), done) {
+        return Err(format!("no {done:?}: {}", tail(&g.out.text())));
+    }
+    Ok((t0.elapsed(), g.trips() - n0))
 }
 
 /// The `io` run's table.
