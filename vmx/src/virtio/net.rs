@@ -78,22 +78,31 @@ impl Link for Tap {
     }
 }
 
-/// What a user can do about an error opening a TAP device, by errno (Linux's numbers).
-const TAP_ADVICE: &[(i32, &str)] = &[
-    (1, "not permitted: making a TAP device, or attaching to one made for another user, needs CAP_NET_ADMIN (root); root can make one for you with `ip tuntap add NAME mode tap user YOU`"),
-    (2, "no /dev/net/tun (is the tun module loaded? modprobe tun)"),
-    (13, "no access to /dev/net/tun"),
-    (16, "the device is busy (another process has it open)"),
-    (19, "no TUN/TAP driver behind /dev/net/tun (modprobe tun)"),
-    (22, "not a TAP device (a TUN device or another interface has that name?)"),
+/// What a user can do about an error opening TAP device NAME: by errno (Linux's
+/// numbers) and, where it matters, whether an interface of that name exists.
+const TAP_ADVICE: &[(i32, Option<bool>, &str)] = &[
+    (1, Some(false), "no such device, and making one needs CAP_NET_ADMIN (root); root can make one for you with `ip tuntap add NAME mode tap user YOU`"),
+    (1, Some(true), "not permitted: it was made for another user, and attaching to it needs CAP_NET_ADMIN (root)"),
+    (2, None, "no /dev/net/tun (is the tun module loaded? modprobe tun)"),
+    (13, None, "no access to /dev/net/tun"),
+    (16, None, "the device is busy (another process has it open)"),
+    (19, None, "no TUN/TAP driver behind /dev/net/tun (modprobe tun)"),
+    (22, None, "not a TAP device (a TUN device or another interface has that name?)"),
 ];
 
-/// `-n tap!NAME`'s error: what went wrong, what to do, and the system's words.
-pub fn tap_error(name: &str, e: &std::io::Error) -> String {
+/// `-n tap!NAME`'s error: what went wrong, what to do, and the system's words; `exists`
+/// tells whether the host has an interface NAME.
+pub fn tap_error(name: &str, exists: bool, e: &std::io::Error) -> String {
     let advice = e
         .raw_os_error()
-        .and_then(|n| TAP_ADVICE.iter().find(|(k, _)| *k == n))
-        .map_or(String::new(), |(_, a)| format!("{a}: "));
+        .and_then(|n| {
+            TAP_ADVICE
+                .iter()
+                .find(|(k, w, _)| *k == n && w.is_none_or(|w| w == exists))
+        })
+        .map_or(String::new(), |(_, _, a)| {
+            format!("{}: ", a.replace("NAME", name))
+        });
     format!("-n tap!{name}: {advice}{e}")
 }
 
@@ -101,8 +110,10 @@ impl Tap {
     /// Attaches to TAP device `name` (creating it, with CAP_NET_ADMIN, if there is none;
     /// a created device goes away when the tool ends): the link and its frame source.
     pub fn open(name: &str) -> Result<(Box<dyn Link>, FrameSource), String> {
-        let dev = tun_tap::Iface::without_packet_info(name, tun_tap::Mode::Tap)
-            .map_err(|e| tap_error(name, &e))?;
+        let dev = tun_tap::Iface::without_packet_info(name, tun_tap::Mode::Tap).map_err(|e| {
+            let exists = std::path::Path::new("/sys/class/net").join(name).exists();
+            tap_error(name, exists, &e)
+        })?;
         let dev = std::sync::Arc::new(dev);
         let r = dev.clone();
         // A frame larger than the interface's MTU allows never arrives whole otherwise.
@@ -450,9 +461,18 @@ mod tests {
 
     #[test]
     fn tap_errors_say_what_to_do() {
-        let e = |n| tap_error("tap9", &std::io::Error::from_raw_os_error(n));
+        let e = |n| tap_error("tap9", true, &std::io::Error::from_raw_os_error(n));
         assert!(e(1).starts_with("-n tap!tap9: not permitted: "), "{}", e(1));
         assert!(e(1).contains("CAP_NET_ADMIN"));
+        let absent = tap_error("tap9", false, &std::io::Error::from_raw_os_error(1));
+        assert!(
+            absent.starts_with("-n tap!tap9: no such device, "),
+            "{absent}"
+        );
+        assert!(
+            absent.contains("ip tuntap add tap9 mode tap user YOU"),
+            "{absent}"
+        );
         assert!(e(2).contains("/dev/net/tun"));
         assert!(e(16).contains("busy"));
         assert!(e(22).contains("not a TAP device"));
