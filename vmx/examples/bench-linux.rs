@@ -527,6 +527,10 @@ fn disk_and_net() -> Io {
         r.note = format!("no shell on /dev/vda: {}", tail(&text()));
         return r;
     }
+    eprintln!(
+        "io: shell on /dev/vda after {:.0} s",
+        start.elapsed().as_secs_f64()
+    );
     let dd = format!(
         "echo 3 > /proc/sys/vm/drop_caches; {}",
         vmx::testdata::timed(
@@ -547,6 +551,7 @@ fn disk_and_net() -> Io {
         }
     }
     r.dd_secs = vmx::testdata::timed_secs(&text(), "dd");
+    eprintln!("io: dd done after {:.0} s", start.elapsed().as_secs_f64());
     let ping = format!(
         "ip link set eth0 up; ip addr add 10.0.0.1/24 dev eth0; ping -c {PINGS} -W 30 10.0.0.2; echo ping-$((2+2))-done\n"
     );
@@ -558,6 +563,10 @@ fn disk_and_net() -> Io {
         }
     }
     r.ping_ms = ping_avg(&text());
+    eprintln!(
+        "io: pings done after {:.0} s",
+        start.elapsed().as_secs_f64()
+    );
     // The anchors: the same in the QEMU VM (its console is its own).
     let q = format!("{dd}; ping -c {PINGS} -W 30 10.0.0.1; echo qping-$((2+2))-done\n");
     peer.stdin.write_all(q.as_bytes()).unwrap();
