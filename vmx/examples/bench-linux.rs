@@ -194,6 +194,25 @@ impl Guest {
     fn trips(&self) -> u64 {
         self.sent.load(Ordering::Relaxed) - self.base
     }
+
+    /// Waits for `what` on the console: why not, if the run ended first or the time ran
+    /// out.
+    fn wait(&self, what: &str) -> Result<(), String> {
+        while self.start.elapsed() < limit() {
+            if self.out.text().contains(what) {
+                return Ok(());
+            }
+            if let Ok(r) = self.rx.try_recv() {
+                let why = r.map_or_else(|e| e, |r| format!("{:?}", r.outcome));
+                return Err(format!(
+                    "the run ended ({why}) before {what:?}: {}",
+                    tail(&self.out.text())
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Err(format!("no {what:?}: {}", tail(&self.out.text())))
+    }
 }
 
 /// Boots the Debian kernel with `initrd` under the hypervisor, the tool on COM1 (or TCP)
@@ -502,9 +521,10 @@ fn disk_and_net() -> Io {
     std::fs::create_dir_all(&dir).unwrap();
     let copy = dir.join("root.ext4");
     std::fs::copy(&disk, &copy).unwrap();
+    // Writable, as the initramfs mounts it so.
     let blk = vmx::virtio::blk::Blk::new(
-        Box::new(vmx::virtio::blk::FileDisk::open(&copy, true).expect("the disk copy")),
-        true,
+        Box::new(vmx::virtio::blk::FileDisk::open(&copy, false).expect("the disk copy")),
+        false,
         "root.ext4",
     );
     let (mut peer, link, frames) = vmx::testdata::QemuPeer::start(&dir);
@@ -523,8 +543,11 @@ fn disk_and_net() -> Io {
     let start = g.start;
     let out = g.out.clone();
     let text = move || out.text();
-    if !wait_for(start, &text, "vmx-rootfs: root is /dev/vda") || !wait_for(start, &text, "/ # ") {
-        r.note = format!("no shell on /dev/vda: {}", tail(&text()));
+    if let Err(e) = g
+        .wait("vmx-rootfs: root is /dev/vda")
+        .and_then(|()| g.wait("/ # "))
+    {
+        r.note = e;
         return r;
     }
     eprintln!(
@@ -604,9 +627,7 @@ fn disk_and_net() -> Io {
 fn typed(g: &mut Guest, cmd: &str, done: &str) -> Result<(Duration, u64), String> {
     let (t0, n0) = (Instant::now(), g.trips());
     g.keys.write_all(cmd.as_bytes()).unwrap();
-    if !wait_for(g.start, &|| g.out.text(), done) {
-        return Err(format!("no {done:?}: {}", tail(&g.out.text())));
-    }
+    g.wait(done)?;
     Ok((t0.elapsed(), g.trips() - n0))
 }
 
