@@ -116,7 +116,8 @@ impl Tap {
         })?;
         let dev = std::sync::Arc::new(dev);
         let r = dev.clone();
-        // A frame larger than the interface's MTU allows never arrives whole otherwise.
+        // Room for anything the host sends (its MTU may be above Ethernet's): a frame too
+        // long for the device is read whole and dropped there, not cut short.
         let mut buf = vec![0u8; 1 << 16];
         let source: FrameSource = Box::new(move || loop {
             match r.recv(&mut buf) {
