@@ -38,12 +38,17 @@ fn main() {
             .arg(Path::new(&out).join(name))
             .arg(&obj));
     }
+    // The flat 32-bit set-up several guests `.include` (vmx's demo guest too).
+    println!("cargo:rerun-if-changed=guests/flat32.inc");
     for (name, arch) in GUESTS {
         let src = format!("guests/{name}.S");
         println!("cargo:rerun-if-changed={src}");
         let obj = Path::new(&out).join(format!("{name}.o"));
         let bin = Path::new(&out).join(format!("{name}.bin"));
-        run(Command::new("as").arg(arch).arg("-o").arg(&obj).arg(&src));
+        run(Command::new("as")
+            .args([arch, "-I", "guests", "-o"])
+            .arg(&obj)
+            .arg(&src));
         let emul = if *arch == "--64" {
             "elf_x86_64"
         } else {

@@ -1,4 +1,5 @@
-//! Assembles the demo guest (guest/demo.S) into a multiboot ELF kernel with binutils.
+//! Assembles the demo guest (guest/demo.S) into a multiboot ELF kernel with binutils; it
+//! includes the test guests' flat 32-bit set-up (vmm-tests/guests/flat32.inc).
 
 use std::path::Path;
 use std::process::Command;
@@ -14,9 +15,14 @@ fn main() {
     let out = std::env::var("OUT_DIR").expect("OUT_DIR");
     let src = "guest/demo.S";
     println!("cargo:rerun-if-changed={src}");
+    let inc = "../vmm-tests/guests";
+    println!("cargo:rerun-if-changed={inc}/flat32.inc");
     let obj = Path::new(&out).join("demo.o");
     let elf = Path::new(&out).join("demo.elf");
-    run(Command::new("as").args(["--32", "-o"]).arg(&obj).arg(src));
+    run(Command::new("as")
+        .args(["--32", "-I", inc, "-o"])
+        .arg(&obj)
+        .arg(src));
     // -N: one read-write-execute segment, no page padding, so the header sits near the
     // start of the file; linked and loaded at 1 MiB.
     run(Command::new("ld")

@@ -1,16 +1,8 @@
 # 32-bit flat with its own GDT and IDT: exceptions and interrupts.
     .code32
     .intel_syntax noprefix
-    .globl _start
-_start:
-    lgdt [gdtr]
-    ljmp 0x08, offset 1f
-1:  mov ax, 0x10
-    mov ds, ax
-    mov es, ax
-    mov ss, ax
-    mov esp, 0x8000
-    lidt [idtr]
+    .include "flat32.inc"
+    flat32_start
     int3                    # #bp exit when the client traps it (extrap 8)
     out 0x80, al            # the client now posts `exc #gp,0`
     out 0x81, al            # reached after the #gp handler ran
@@ -37,13 +29,7 @@ irq_handler:
     iret
 
     .p2align 3
-gdt:
-    .quad 0
-    .quad 0x00cf9b000000ffff    # 0x08: 32-bit code, flat
-    .quad 0x00cf93000000ffff    # 0x10: data, flat
-gdtr:
-    .word gdtr - gdt - 1
-    .long gdt
+    flat32_gdt
 
 # An interrupt gate: offset split around selector 0x08 and type 0x8e.
     .macro gate handler

@@ -5,16 +5,8 @@
 # is the marker `out 0x99` once the devices are set up.
     .code32
     .intel_syntax noprefix
-    .globl _start
-_start:
-    lgdt [gdtr]
-    ljmp 0x08, offset 1f
-1:  mov ax, 0x10
-    mov ds, ax
-    mov es, ax
-    mov ss, ax
-    mov esp, 0x8000
-    lidt [idtr]
+    .include "flat32.inc"
+    flat32_start
     mov al, 0x11            # ICW1 to both chips
     out 0x20, al
     out 0xa0, al
@@ -60,13 +52,7 @@ timer:
     iret
 
     .p2align 3
-gdt:
-    .quad 0
-    .quad 0x00cf9b000000ffff    # 0x08: 32-bit code, flat
-    .quad 0x00cf93000000ffff    # 0x10: data, flat
-gdtr:
-    .word gdtr - gdt - 1
-    .long gdt
+    flat32_gdt
     .p2align 3
 idt:
     .rept 32

@@ -7,7 +7,13 @@
 //! - `tcp`: as `kernel`, the tool on 9P over TCP (Bochs's e1000 and user-mode network,
 //!   attached as the owner with the command line's secret) instead of COM1;
 //! - `native`: the same kernel and initramfs booted by Bochs itself from a GRUB ISO, no
-//!   hypervisor: the anchor for wall time.
+//!   hypervisor: the anchor for wall time;
+//! - `io`: the kernel on `vmx/mkroot`'s root disk (the tool's virtio-blk) with a
+//!   virtio-net card to a QEMU VM, the devices in the hypervisor: MB/s of a dd from
+//!   /dev/vda (on the guest's clock and on the wall) and 9P round trips per MB during it,
+//!   ping's round-trip time to the QEMU VM and 9P round trips per ping; beside them the
+//!   anchors, the QEMU VM (TCG) doing the same dd on its own virtio-blk and pinging the
+//!   guest back (its clock is the host's). Its own table, after the others.
 //!
 //! For each: wall time to the prompt (from `clone` for the hypervisor runs, image upload
 //! included; from Bochs's start for the native one) and its ratio to the native boot;
@@ -16,22 +22,22 @@
 //! (every request on the connection), and after `echo $((6*9))` and a poweroff, the
 //! tool's own count of round trips, the exits it saw and those the hypervisor answered.
 //!
-//! `cargo run --release -p vmx --example bench-linux [-- kernel tcp tool native]`
-//! (default: all four). Needs Bochs, grub-mkrescue and the Debian kernel and busybox
-//! that `scripts/setup` unpacks. `BENCH_SECS` bounds each run (default 3600).
+//! `cargo run --release -p vmx --example bench-linux [-- kernel tcp tool native io]`
+//! (default: all five). Needs Bochs, grub-mkrescue, QEMU and the Debian kernel, busybox
+//! and root disk that `scripts/setup` makes. `BENCH_SECS` bounds each run (default 3600).
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::channel;
+use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vmm_tests::emu::{self, Machine, Nic, Opts};
 use vmx::layout::Layout;
 use vmx::loader::{self, BootArgs, Module};
-use vmx::session::{self, Options};
+use vmx::session::{self, Options, Report};
 
 const CMDLINE: &str = "console=ttyS0 panic=-1";
 const MEM_MB: u32 = 128;
@@ -168,13 +174,55 @@ fn counted<S: ninep_client::Conn + Read + Write + 'static>(
         .expect("attach")
 }
 
-fn through_the_hypervisor(kernel_devices: bool, tcp: bool) -> Figures {
-    let name = match (tcp, kernel_devices) {
-        (true, _) => "tcp",
-        (false, true) => "kernel",
-        (false, false) => "tool",
-    };
-    let mut f = Figures::new(name);
+/// A guest under the hypervisor in Bochs, run by the tool on a thread: its console and
+/// log, the keys typed at it, the run's report when it ends, the 9P requests counted.
+struct Guest {
+    /// Bochs, ended on drop.
+    _bochs: Machine,
+    out: Buf,
+    log: Buf,
+    keys: UnixStream,
+    rx: Receiver<Result<Report, String>>,
+    sent: Arc<AtomicU64>,
+    /// Requests before the tool's first (the attach).
+    base: u64,
+    start: Instant,
+}
+
+impl Guest {
+    /// Requests on the connection since the tool started.
+    fn trips(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed) - self.base
+    }
+
+    /// Waits for `what` on the console: why not, if the run ended first or the time ran
+    /// out.
+    fn wait(&self, what: &str) -> Result<(), String> {
+        while self.start.elapsed() < limit() {
+            if self.out.text().contains(what) {
+                return Ok(());
+            }
+            if let Ok(r) = self.rx.try_recv() {
+                let why = r.map_or_else(|e| e, |r| format!("{:?}", r.outcome));
+                return Err(format!(
+                    "the run ended ({why}) before {what:?}: {}",
+                    tail(&self.out.text())
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Err(format!("no {what:?}: {}", tail(&self.out.text())))
+    }
+}
+
+/// Boots the Debian kernel with `initrd` under the hypervisor, the tool on COM1 (or TCP)
+/// with its `devices`.
+fn boot(
+    kernel_devices: bool,
+    tcp: bool,
+    initrd: Vec<u8>,
+    devices: impl FnOnce() -> session::Devices<'static> + Send + 'static,
+) -> Guest {
     let kernel = std::fs::read(vmx::testdata::debian_kernel()).expect("Debian kernel");
     let layout = Layout::new(u64::from(MEM_MB) << 20).unwrap();
     let img = loader::load(
@@ -184,7 +232,7 @@ fn through_the_hypervisor(kernel_devices: bool, tcp: bool) -> Figures {
             cmdline: CMDLINE.into(),
             modules: vec![Module {
                 name: "initrd".into(),
-                data: initrd(),
+                data: initrd,
             }],
         },
     )
@@ -217,7 +265,7 @@ fn through_the_hypervisor(kernel_devices: bool, tcp: bool) -> Figures {
     client.set_timeout(None);
     let out = Buf::default();
     let log = Buf::default();
-    let (mut keys, input) = UnixStream::pair().unwrap();
+    let (keys, input) = UnixStream::pair().unwrap();
     let (tx, rx) = channel();
     let base = sent.load(Ordering::Relaxed);
     let start = Instant::now();
@@ -234,13 +282,34 @@ fn through_the_hypervisor(kernel_devices: bool, tcp: bool) -> Figures {
                 trace: None,
                 kernel_devices,
                 pipeline: true,
-                devices: Default::default(),
+                devices: devices(),
             };
             let _ = tx.send(session::run(client, &layout, &img, opts));
         }
     });
-    let text = || out.text();
-    let logged = || log.text();
+    Guest {
+        _bochs: m,
+        out,
+        log,
+        keys,
+        rx,
+        sent,
+        base,
+        start,
+    }
+}
+
+fn through_the_hypervisor(kernel_devices: bool, tcp: bool) -> Figures {
+    let name = match (tcp, kernel_devices) {
+        (true, _) => "tcp",
+        (false, true) => "kernel",
+        (false, false) => "tool",
+    };
+    let mut f = Figures::new(name);
+    let mut g = boot(kernel_devices, tcp, initrd(), Default::default);
+    let start = g.start;
+    let text = || g.out.text();
+    let logged = || g.log.text();
     if !wait_for(start, &logged, "(100%)") {
         f.note = format!("no upload: {}", tail(&logged()));
         return f;
@@ -252,14 +321,14 @@ fn through_the_hypervisor(kernel_devices: bool, tcp: bool) -> Figures {
     }
     f.prompt = Some(start.elapsed());
     f.boot = f.prompt.map(|p| p - loaded);
-    f.trips_to_prompt = Some(sent.load(Ordering::Relaxed) - base);
-    keys.write_all(b"echo $((6*9))\n").unwrap();
+    f.trips_to_prompt = Some(g.trips());
+    g.keys.write_all(b"echo $((6*9))\n").unwrap();
     if !wait_for(start, &text, "54\r\n") {
         f.note = "no answer to echo".into();
         return f;
     }
-    keys.write_all(b"poweroff -f\n").unwrap();
-    match rx.recv_timeout(Duration::from_secs(600)) {
+    g.keys.write_all(b"poweroff -f\n").unwrap();
+    match g.rx.recv_timeout(Duration::from_secs(600)) {
         Ok(Ok(r)) => {
             f.trips_total = Some(r.stats.total().1);
             f.client_exits = Some(
@@ -280,7 +349,6 @@ fn through_the_hypervisor(kernel_devices: bool, tcp: bool) -> Figures {
         Ok(Err(e)) => f.note = e,
         Err(_) => f.note = "no end after poweroff".into(),
     }
-    drop(m);
     f
 }
 
@@ -407,6 +475,207 @@ fn native() -> Figures {
     f
 }
 
+/// What the `io` run measured, each beside its anchor in the QEMU VM.
+#[derive(Default)]
+struct Io {
+    /// Seconds of the dd on the reader's clock, in the guest and in the QEMU VM.
+    dd_secs: Option<f64>,
+    qemu_dd_secs: Option<f64>,
+    /// Wall time from typing the dd to its end marker, and the 9P requests meanwhile.
+    dd_wall: Option<Duration>,
+    dd_trips: Option<u64>,
+    /// ping's average round trip (the sender's clock): guest to QEMU, QEMU to guest.
+    ping_ms: Option<f64>,
+    qemu_ping_ms: Option<f64>,
+    /// Wall time and 9P requests for the guest's pings.
+    ping_wall: Option<Duration>,
+    ping_trips: Option<u64>,
+    /// virtio-blk over the whole run: MiB moved and round trips per MiB (the tool's own).
+    disk_report: String,
+    note: String,
+}
+
+/// MiB the `io` run reads from /dev/vda, in 64 KiB blocks.
+const DD_MIB: u64 = 4;
+/// Pings each way.
+const PINGS: u32 = 10;
+
+/// busybox ping's average ("round-trip min/avg/max = A/B/C ms"), the last one printed.
+fn ping_avg(text: &str) -> Option<f64> {
+    let l = text.lines().rev().find(|l| l.contains("min/avg/max = "))?;
+    l.split(" = ").nth(1)?.split('/').nth(1)?.parse().ok()
+}
+
+/// Debian's kernel on `vmx/mkroot`'s root disk (a copy on the tool's virtio-blk), with a
+/// virtio-net card to a QEMU VM (TCG, the same kernel and disk) on a unix stream socket,
+/// the PC devices in the hypervisor: the guest reads DD_MIB from /dev/vda with dd (caches
+/// dropped) and pings the QEMU VM; the QEMU VM then does the same dd on its own virtio-blk
+/// and pings the guest, the anchors. A guest and a QEMU VM rather than two guests under
+/// the one Bochs: the two would share Bochs's one emulated CPU, each boot taking minutes
+/// alone, so a pair of Linux guests is a long run for one figure (ping), and the QEMU
+/// VM's clock is the host's, so its side of the ping is wall time.
+fn disk_and_net() -> Io {
+    let mut r = Io::default();
+    let (disk, initrd) = vmx::testdata::root_disk();
+    let dir = std::env::temp_dir().join(format!("bench-linux-io-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("root.ext4");
+    std::fs::copy(&disk, &copy).unwrap();
+    // Writable, as the initramfs mounts it so.
+    let blk = vmx::virtio::blk::Blk::new(
+        Box::new(vmx::virtio::blk::FileDisk::open(&copy, false).expect("the disk copy")),
+        false,
+        "root.ext4",
+    );
+    let (mut peer, link, frames) = vmx::testdata::QemuPeer::start(&dir);
+    let nic = vmx::virtio::net::Net::new([0x52, 0x54, 0, 0, 0, 1], link);
+    let mut g = boot(
+        true,
+        false,
+        std::fs::read(&initrd).expect("mkroot's initrd"),
+        move || session::Devices {
+            disks: vec![blk],
+            nets: vec![(nic, frames)],
+            ..Default::default()
+        },
+    );
+    peer.up("10.0.0.2/24");
+    let start = g.start;
+    let out = g.out.clone();
+    let text = move || out.text();
+    if let Err(e) = g
+        .wait("vmx-rootfs: root is /dev/vda")
+        .and_then(|()| g.wait("/ # "))
+    {
+        r.note = e;
+        return r;
+    }
+    eprintln!(
+        "io: shell on /dev/vda after {:.0} s",
+        start.elapsed().as_secs_f64()
+    );
+    let dd = format!(
+        "echo 3 > /proc/sys/vm/drop_caches; {}",
+        vmx::testdata::timed(
+            &format!("dd if=/dev/vda of=/dev/null bs=64k count={}", DD_MIB * 16),
+            "dd",
+        )
+    );
+    // Markers the shell computes, so that the echo of the typed line does not match.
+    match typed(
+        &mut g,
+        &format!("{dd}; echo dd-$((1+1))-done\n"),
+        "dd-2-done\r\n",
+    ) {
+        Ok((wall, trips)) => (r.dd_wall, r.dd_trips) = (Some(wall), Some(trips)),
+        Err(e) => {
+            r.note = e;
+            return r;
+        }
+    }
+    r.dd_secs = vmx::testdata::timed_secs(&text(), "dd");
+    eprintln!("io: dd done after {:.0} s", start.elapsed().as_secs_f64());
+    let ping = format!(
+        "ip link set eth0 up; ip addr add 10.0.0.1/24 dev eth0; ping -c {PINGS} -W 30 10.0.0.2; echo ping-$((2+2))-done\n"
+    );
+    match typed(&mut g, &ping, "ping-4-done\r\n") {
+        Ok((wall, trips)) => (r.ping_wall, r.ping_trips) = (Some(wall), Some(trips)),
+        Err(e) => {
+            r.note = e;
+            return r;
+        }
+    }
+    r.ping_ms = ping_avg(&text());
+    eprintln!(
+        "io: pings done after {:.0} s",
+        start.elapsed().as_secs_f64()
+    );
+    // The anchors: the same in the QEMU VM (its console is its own).
+    let q = format!("{dd}; ping -c {PINGS} -W 30 10.0.0.1; echo qping-$((2+2))-done\n");
+    peer.stdin.write_all(q.as_bytes()).unwrap();
+    let ptext = || peer.text();
+    if wait_for(Instant::now(), &ptext, "qping-4-done") {
+        r.qemu_dd_secs = vmx::testdata::timed_secs(&ptext(), "dd");
+        r.qemu_ping_ms = ping_avg(&ptext());
+    } else {
+        r.note = format!("the QEMU VM did not finish: {}", tail(&ptext()));
+    }
+    g.keys.write_all(b"poweroff -f\n").unwrap();
+    match g.rx.recv_timeout(Duration::from_secs(600)) {
+        Ok(Ok(rep)) => {
+            r.disk_report = rep
+                .stats
+                .report()
+                .lines()
+                .find(|l| l.starts_with("virtio-blk: "))
+                .unwrap_or_default()
+                .to_string();
+            eprintln!(
+                "--- io: round trips by exit reason ---\n{}",
+                rep.stats.report()
+            );
+        }
+        Ok(Err(e)) => r.note = e,
+        Err(_) => r.note = "no end after poweroff".into(),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    r
+}
+
+/// Types `cmd` at the guest and waits for `done` on its console: the wall time it took
+/// and the 9P requests meanwhile.
+fn typed(g: &mut Guest, cmd: &str, done: &str) -> Result<(Duration, u64), String> {
+    let (t0, n0) = (Instant::now(), g.trips());
+    g.keys.write_all(cmd.as_bytes()).unwrap();
+    g.wait(done)?;
+    Ok((t0.elapsed(), g.trips() - n0))
+}
+
+/// The `io` run's table.
+fn io_table(r: &Io) -> String {
+    let f = |v: Option<f64>, d: usize| v.map_or("-".to_string(), |v| format!("{v:.d$}"));
+    let mbs = |secs: Option<f64>| {
+        secs.filter(|s| *s > 0.0)
+            .map(|s| DD_MIB as f64 * 1.048576 / s)
+    };
+    let wall = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
+    let per_mb = r.dd_trips.map(|n| n as f64 / (DD_MIB as f64 * 1.048576));
+    let per_ping = r.ping_trips.map(|n| n as f64 / f64::from(PINGS));
+    format!(
+        "{:<34} {:>14} {:>14}\n\
+         {:<34} {:>14} {:>14}\n\
+         {:<34} {:>14} {:>14}\n\
+         {:<34} {:>14} {:>14}\n\
+         {:<34} {:>14} {:>14}\n\
+         {:<34} {:>14} {:>14}\n\
+         {:<34} {:>14} {:>14}\n\
+         {}\n{}",
+        "io (Debian on a virtio root disk)",
+        "Bochs + vmx",
+        "QEMU VM (TCG)",
+        format!("dd {DD_MIB} MiB of /dev/vda: MB/s (own clock)"),
+        f(mbs(r.dd_secs), 3),
+        f(mbs(r.qemu_dd_secs), 1),
+        "  MB/s, wall (typed to done)",
+        f(mbs(wall(r.dd_wall)), 3),
+        "-",
+        "  9P round trips per MB",
+        f(per_mb, 0),
+        "-",
+        format!("ping x{PINGS}: avg ms (sender's clock)"),
+        f(r.ping_ms, 2),
+        f(r.qemu_ping_ms, 2),
+        "  wall s for the pings",
+        f(wall(r.ping_wall), 1),
+        "-",
+        "  9P round trips per ping",
+        f(per_ping, 0),
+        "-",
+        r.disk_report,
+        r.note
+    )
+}
+
 /// A named way to boot.
 type Run = (&'static str, fn() -> Figures);
 
@@ -467,9 +736,15 @@ fn main() {
             eprintln!("{header}\n{}", row(rows.last().unwrap(), &rows));
         }
     }
-    println!("{header}");
+    let io = want("io").then(disk_and_net);
+    if !rows.is_empty() {
+        println!("{header}");
+    }
     for r in &rows {
         println!("{}", row(r, &rows));
+    }
+    if let Some(io) = io {
+        println!("{}", io_table(&io));
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     eprintln!("bench-linux: load average after: {}", load.trim());

@@ -10,6 +10,7 @@
 
         .intel_syntax noprefix
         .code32
+        .include "flat32.inc"           # vmm-tests/guests: the flat GDT and its loading
 
         .set COM1, 0x3f8
         .set DONE, 0xf4
@@ -28,12 +29,7 @@ _start:
         mov [mbmagic], eax
         mov [mbinfo], ebx
         # A GDT of our own: interrupt gates need a code selector to load.
-        lgdt [gdtr]
-        ljmp 0x08, offset 1f
-1:      mov ax, 0x10
-        mov ds, ax
-        mov es, ax
-        mov ss, ax
+        flat32_segments
 
         call uart_init
         lea esi, hello
@@ -239,11 +235,7 @@ rtc_bcd:
 
         .data
         .align 8
-gdt:    .quad 0
-        .quad 0x00cf9a000000ffff        # 0x08: flat 32-bit code
-        .quad 0x00cf92000000ffff        # 0x10: flat 32-bit data
-gdtr:   .word gdtr - gdt - 1
-        .long gdt
+        flat32_gdt 0x00cf9a000000ffff, 0x00cf92000000ffff  # accessed bits clear
         .align 4
 idtr:   .word 33 * 8 - 1
         .long idt

@@ -24,7 +24,7 @@ use vmx::session::{self, Options};
 #[command(
     name = "vmx",
     version,
-    after_help = "Examples:\n  vmx -a tcp!localhost!5640 --demo\n  vmx -a unix!/tmp/hv.sock -M 256M -m initrd.cpio.gz vmlinuz console=ttyS0\n  vmx -a tcp!localhost!5640 --raw 0x1000 guest.bin\n  vmx -a tcp!localhost!5640 -M 256M --busybox /bin/busybox vmlinuz console=ttyS0\n  vmx -a unix!/tmp/hv.sock -M 128M -d root.img -m initrd vmlinuz console=ttyS0 root=/dev/vda\n  vmx -a unix!/tmp/hv.sock -n listen!unix!/tmp/lan.sock ...   (a second vmx: -n unix!/tmp/lan.sock)\n\nThe guest ends the run by writing its exit status to port 0xf4."
+    after_help = "Examples:\n  vmx -a tcp!localhost!5640 --demo\n  vmx -a unix!/tmp/hv.sock -M 256M -m initrd.cpio.gz vmlinuz console=ttyS0\n  vmx -a tcp!localhost!5640 --raw 0x1000 guest.bin\n  vmx -a tcp!localhost!5640 -M 256M --busybox /bin/busybox vmlinuz console=ttyS0\n  vmx -a unix!/tmp/hv.sock -M 128M -d root.img -m initrd vmlinuz console=ttyS0 root=/dev/vda\n  vmx -a unix!/tmp/hv.sock -n listen!unix!/tmp/lan.sock ...   (a second vmx: -n unix!/tmp/lan.sock)\n  vmx -a unix!/tmp/hv.sock -n tap!tap0 ...   (the host's side: ip addr add 10.9.0.1/24 dev tap0)\n\nThe guest ends the run by writing its exit status to port 0xf4."
 )]
 struct Args {
     /// Hypervisor 9P address as a Plan 9 dial string: tcp!HOST!PORT or unix!/PATH
@@ -73,7 +73,10 @@ struct Args {
     /// `-netdev stream` framing (4-byte big-endian length, then the frame):
     /// `unix!/PATH` or `tcp!HOST!PORT` connects to a peer (QEMU with
     /// `-netdev stream,server=on,...`, or another vmx), `listen!unix!/PATH` or
-    /// `listen!tcp!HOST!PORT` waits for one before the guest starts. Prefix
+    /// `listen!tcp!HOST!PORT` waits for one before the guest starts. Or `tap!NAME`: the
+    /// Linux TAP device NAME, the guest's frames on the host's side of it (made with
+    /// `ip tuntap add NAME mode tap user YOU`, then `ip addr add`/`ip link set NAME up`;
+    /// as root, a NAME that does not exist is made and goes away with the tool). Prefix
     /// `mac=XX:XX:XX:XX:XX:XX,` to choose the address (default 52:54:00 and bytes of the
     /// process ID). Repeatable; the cards follow the disks on the PCI bus.
     #[arg(short = 'n', long = "net", value_name = "[mac=MAC,]LINK")]

@@ -19,8 +19,8 @@ fn vmx(args: &[&str]) -> (bool, String) {
 fn device_flags_are_checked() {
     let (ok, e) = vmx(&["-d", "/nonexistent/disk.img"]);
     assert!(!ok && e.contains("-d /nonexistent/disk.img"), "{e}");
-    let (ok, e) = vmx(&["-n", "tap!tap0"]);
-    assert!(!ok && e.contains("-n \"tap!tap0\": expected"), "{e}");
+    let (ok, e) = vmx(&["-n", "listen!tap!tap0"]);
+    assert!(!ok && e.contains("-n \"listen!tap!tap0\": expected"), "{e}");
     let (ok, e) = vmx(&["-n", "unix!/nonexistent/lan.sock"]);
     assert!(!ok && e.contains("-n unix!/nonexistent/lan.sock: "), "{e}");
     let (ok, e) = vmx(&["-C", "stdio"]);

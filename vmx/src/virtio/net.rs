@@ -62,13 +62,84 @@ pub fn read_frame(r: &mut dyn Read) -> std::io::Result<Option<Vec<u8>>> {
     Ok(Some(f))
 }
 
-/// A TAP device (or anything else that takes one frame per write).
-pub struct Tap(pub std::fs::File);
+/// A Linux TAP device (IFF_TAP | IFF_NO_PI): one Ethernet frame per read and per write,
+/// no framing. Opened through `tun-tap` (the tool has no `unsafe` for the ioctl); the
+/// reader thread and the device share the one descriptor.
+pub struct Tap(pub std::sync::Arc<tun_tap::Iface>);
 
 impl Link for Tap {
     fn send(&mut self, frame: &[u8]) -> std::io::Result<()> {
-        self.0.write_all(frame)
+        match self.0.send(frame)? {
+            n if n == frame.len() => Ok(()),
+            n => Err(std::io::Error::new(
+                std::io::ErrorKind::WriteZero,
+                format!("the TAP device took {n} of {} bytes", frame.len()),
+            )),
+        }
     }
+}
+
+/// What a user can do about an error opening TAP device NAME: by errno (Linux's
+/// numbers) and, where it matters, whether an interface of that name exists.
+const TAP_ADVICE: &[(i32, Option<bool>, &str)] = &[
+    (1, Some(false), "no such device, and making one needs CAP_NET_ADMIN (root); root can make one for you with `ip tuntap add NAME mode tap user YOU`"),
+    (1, Some(true), "not permitted: it was made for another user, and attaching to it needs CAP_NET_ADMIN (root)"),
+    (2, None, "no /dev/net/tun (is the tun module loaded? modprobe tun)"),
+    (13, None, "no access to /dev/net/tun"),
+    (16, None, "the device is busy (another process has it open)"),
+    (19, None, "no TUN/TAP driver behind /dev/net/tun (modprobe tun)"),
+    (22, None, "not a TAP device (a TUN device or another interface has that name?)"),
+];
+
+/// `-n tap!NAME`'s error: what went wrong, what to do, and the system's words; `exists`
+/// tells whether the host has an interface NAME.
+pub fn tap_error(name: &str, exists: bool, e: &std::io::Error) -> String {
+    let advice = e
+        .raw_os_error()
+        .and_then(|n| {
+            TAP_ADVICE
+                .iter()
+                .find(|(k, w, _)| *k == n && w.is_none_or(|w| w == exists))
+        })
+        .map_or(String::new(), |(_, _, a)| {
+            format!("{}: ", a.replace("NAME", name))
+        });
+    format!("-n tap!{name}: {advice}{e}")
+}
+
+impl Tap {
+    /// Attaches to TAP device `name` (creating it, with CAP_NET_ADMIN, if there is none;
+    /// a created device goes away when the tool ends): the link and its frame source.
+    pub fn open(name: &str) -> Result<(Box<dyn Link>, FrameSource), String> {
+        let dev = tun_tap::Iface::without_packet_info(name, tun_tap::Mode::Tap).map_err(|e| {
+            let exists = std::path::Path::new("/sys/class/net").join(name).exists();
+            tap_error(name, exists, &e)
+        })?;
+        let dev = std::sync::Arc::new(dev);
+        let r = dev.clone();
+        // Room for anything the host sends (its MTU may be above Ethernet's): a frame too
+        // long for the device is read whole and dropped there, not cut short.
+        let mut buf = vec![0u8; 1 << 16];
+        let source: FrameSource = Box::new(move || loop {
+            match r.recv(&mut buf) {
+                Ok(0) => return Ok(None),
+                Ok(n) => return Ok(Some(buf[..n].to_vec())),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        });
+        Ok((Box::new(Tap(dev)), source))
+    }
+}
+
+/// A Linux interface name as the kernel takes it: 1 to 15 bytes, no `/`, `:` or white
+/// space, not `.` or `..`; and no `%` (a pattern the kernel would fill in, leaving the
+/// user without the name).
+pub fn valid_ifname(n: &str) -> bool {
+    (1..16).contains(&n.len())
+        && n != "."
+        && n != ".."
+        && !n.contains(|c: char| c == '/' || c == ':' || c == '%' || c.is_whitespace())
 }
 
 /// Reads the next frame from a network link: Ok(None) when it ends.
@@ -76,8 +147,9 @@ pub type FrameSource = Box<dyn FnMut() -> std::io::Result<Option<Vec<u8>>> + Sen
 
 /// A `-n` argument: `[mac=XX:XX:XX:XX:XX:XX,]LINK`, LINK one of `unix!/PATH` or
 /// `tcp!HOST!PORT` (connect to a peer speaking QEMU's stream framing, e.g. QEMU's
-/// `-netdev stream,server=on`), or `listen!unix!/PATH`, `listen!tcp!HOST!PORT` (wait for
-/// one peer, e.g. another vmx or QEMU's `-netdev stream,server=off`).
+/// `-netdev stream,server=on`), `listen!unix!/PATH`, `listen!tcp!HOST!PORT` (wait for
+/// one peer, e.g. another vmx or QEMU's `-netdev stream,server=off`), or `tap!NAME` (a
+/// Linux TAP device).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Spec {
     pub mac: Option<[u8; 6]>,
@@ -90,6 +162,8 @@ pub struct Spec {
 pub enum Addr {
     Unix(String),
     Tcp(String, u16),
+    /// A TAP device's interface name.
+    Tap(String),
 }
 
 impl std::fmt::Display for Addr {
@@ -97,6 +171,7 @@ impl std::fmt::Display for Addr {
         match self {
             Addr::Unix(p) => write!(f, "unix!{p}"),
             Addr::Tcp(h, p) => write!(f, "tcp!{h}!{p}"),
+            Addr::Tap(n) => write!(f, "tap!{n}"),
         }
     }
 }
@@ -117,7 +192,7 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
 impl Spec {
     pub fn parse(s: &str) -> Result<Spec, String> {
         let bad = || {
-            format!("-n {s:?}: expected [mac=XX:XX:XX:XX:XX:XX,][listen!]unix!/PATH or [listen!]tcp!HOST!PORT")
+            format!("-n {s:?}: expected [mac=XX:XX:XX:XX:XX:XX,] then [listen!]unix!/PATH, [listen!]tcp!HOST!PORT or tap!NAME (an interface name of at most 15 bytes)")
         };
         let (mac, rest) = match s.strip_prefix("mac=") {
             Some(r) => {
@@ -135,6 +210,7 @@ impl Spec {
             ["tcp", h, p] if !h.is_empty() => {
                 Addr::Tcp(h.to_string(), p.parse().map_err(|_| bad())?)
             }
+            ["tap", n] if !listen && valid_ifname(n) => Addr::Tap(n.to_string()),
             _ => return Err(bad()),
         };
         Ok(Spec { mac, listen, addr })
@@ -170,6 +246,7 @@ impl Spec {
                 let _ = s.set_nodelay(true);
                 halves(s.try_clone().map_err(e)?, s)
             }
+            (Addr::Tap(n), _) => Tap::open(n)?,
         })
     }
 }
@@ -366,11 +443,44 @@ mod tests {
             "tcp!h!x",
             "mac=1:2,unix!/a",
             "mac=52:54:00:12:34:56",
-            "tap!tap0",
+            "tap!",
+            "listen!tap!tap0",
+            "tap!sixteen-bytes-xx",
+            "tap!a/b",
+            "tap!a:1",
+            "tap!tap%d",
+            "tap!..",
+            "tap!a b",
         ] {
             assert!(Spec::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_mac("02:00:00:00:00:0g"), None);
+        let tap = Spec::parse("mac=02:00:00:00:00:01,tap!fifteen-bytes-x").unwrap();
+        assert_eq!(tap.addr, Addr::Tap("fifteen-bytes-x".into()));
+        assert_eq!(tap.addr.to_string(), "tap!fifteen-bytes-x");
+        assert!(!tap.listen);
+    }
+
+    #[test]
+    fn tap_errors_say_what_to_do() {
+        let e = |n| tap_error("tap9", true, &std::io::Error::from_raw_os_error(n));
+        assert!(e(1).starts_with("-n tap!tap9: not permitted: "), "{}", e(1));
+        assert!(e(1).contains("CAP_NET_ADMIN"));
+        let absent = tap_error("tap9", false, &std::io::Error::from_raw_os_error(1));
+        assert!(
+            absent.starts_with("-n tap!tap9: no such device, "),
+            "{absent}"
+        );
+        assert!(
+            absent.contains("ip tuntap add tap9 mode tap user YOU"),
+            "{absent}"
+        );
+        assert!(e(2).contains("/dev/net/tun"));
+        assert!(e(16).contains("busy"));
+        assert!(e(22).contains("not a TAP device"));
+        // Any other error still names the device and says what the system said.
+        let other = std::io::Error::from_raw_os_error(5);
+        assert_eq!(e(5), format!("-n tap!tap9: {other}"));
     }
 
     #[test]
