@@ -1,4 +1,8 @@
-//! Events: the `exc`/`irq` argument syntax (the seed's eventparse) and the `wait` line.
+//! Events: the `exc`/`irq` argument syntax (the seed's eventparse) and the `wait` line:
+//! `REASON QUAL pc PC sp SP ilen ILEN iinfo IINFO [excode C] [va VA] [pa PA] [ax AX]`,
+//! hex numbers, as the seed's cmdwait prints it; after a `clock` message (an extension,
+//! DEVIATIONS.md) ` time NS` ends it, the guest's clock in ns. `*ack VECTOR` (decimal)
+//! reports an accepted interrupt.
 
 use crate::plan9::{hex, strtoul, EBADCTL};
 use alloc::format;
@@ -187,6 +191,8 @@ pub struct ExitInfo {
     pub va: u64,
     pub pa: u64,
     pub ax: u64,
+    /// The guest's clock at the exit in ns, after a `clock` message (an extension).
+    pub time: Option<u64>,
 }
 
 /// The seed's cmdwait line for an exit.
@@ -227,6 +233,9 @@ pub fn waitline(e: &ExitInfo) -> String {
     }
     if rno == 30 {
         s.push_str(&format!(" ax {}", hex(e.ax)));
+    }
+    if let Some(t) = e.time {
+        s.push_str(&format!(" time {}", hex(t)));
     }
     s.push('\n');
     s
@@ -303,6 +312,15 @@ mod tests {
         assert_eq!(
             waitline(&io),
             "io 0x800008 pc 0x1003 sp 0x7000 ilen 0x1 iinfo 0x0 ax 0x41\n"
+        );
+        // After a `clock` message the guest's clock comes last, after ax.
+        let timed = ExitInfo {
+            time: Some(1_500_000),
+            ..io
+        };
+        assert_eq!(
+            waitline(&timed),
+            "io 0x800008 pc 0x1003 sp 0x7000 ilen 0x1 iinfo 0x0 ax 0x41 time 0x16e360\n"
         );
         let gp = ExitInfo {
             reason: 0,

@@ -134,9 +134,11 @@ enum Cm {
     Extrap,
     Devices,
     Line,
+    Clock,
+    Advance,
 }
 
-const VMXCTLMSG: [Cmdtab<Cm>; 9] = [
+const VMXCTLMSG: [Cmdtab<Cm>; 11] = [
     Cmdtab {
         index: Cm::Quit,
         cmd: "quit",
@@ -182,6 +184,17 @@ const VMXCTLMSG: [Cmdtab<Cm>; 9] = [
         index: Cm::Line,
         cmd: "line",
         narg: 3,
+    },
+    // Extension: the guest's clock for a client's devices (DEVIATIONS.md).
+    Cmdtab {
+        index: Cm::Clock,
+        cmd: "clock",
+        narg: 1,
+    },
+    Cmdtab {
+        index: Cm::Advance,
+        cmd: "advance",
+        narg: 2,
     },
 ];
 
@@ -731,6 +744,11 @@ impl<H: Hw> Namespace<H> {
             Cm::Extrap => vm.extrap(hw, arg.unwrap_or("")),
             Cm::Devices => vm.devices(&cb.f[1..]),
             Cm::Line => vm.line(&cb.f[1], &cb.f[2]),
+            Cm::Clock => {
+                vm.clock();
+                Ok(())
+            }
+            Cm::Advance => vm.advance(hw, &cb.f[1]),
         })??;
         if cm == Cm::Devices {
             self.inside_used = true;

@@ -7,7 +7,7 @@ use crate::event::{ackline, eventparse, internal_exit, waitline, ExitInfo, VmInt
 use crate::hw::{EntryState, FxArea, Hw, Phys, PAGE};
 use crate::kdev::{self, KDev};
 use crate::mem::MemMap;
-use crate::plan9::{quote, strtoul, truncate, Tail, EBADARG, ENOMEM, ERRMAX};
+use crate::plan9::{quote, strtoul, strtoull, truncate, Tail, EBADARG, ENOMEM, ERRMAX};
 use crate::regs;
 use crate::vmcs::{self, *};
 use alloc::boxed::Box;
@@ -124,6 +124,8 @@ pub struct Vm {
     synthetic: bool,
     /// In-kernel devices, after a `devices` message.
     pub kdev: Option<Box<KDev>>,
+    /// Exit lines carry the guest's clock (after a `clock` message).
+    clock: bool,
 }
 
 /// The initial FXSAVE image of a freshly initialised FPU (fpinit): FCW 0x37f, MXCSR 0x1f80.
@@ -171,6 +173,7 @@ impl Vm {
             tfstep: None,
             synthetic: false,
             kdev: None,
+            clock: false,
         };
         match vm.start(hw) {
             Ok(()) => {
@@ -464,6 +467,35 @@ impl Vm {
         Ok(())
     }
 
+    /// The `clock` message: from now on every exit's wait line ends with the guest's
+    /// clock, so a client's devices can run on the time the guest's TSC shows.
+    pub fn clock(&mut self) {
+        self.clock = true;
+    }
+
+    /// The `advance NS` message: the guest's clock (its TSC) moves on by NS ns, time it
+    /// spent halted at its client, whose devices ran meanwhile. Not while it runs. With
+    /// no TSC offsetting the guest's clock is the host's, which ran anyway.
+    pub fn advance<H: Hw>(&mut self, hw: &mut H, ns: &str) -> Result<(), Error> {
+        let (v, n) = strtoull(ns, 0);
+        if n == 0 || n != ns.len() {
+            return Err(EBADARG.into());
+        }
+        match self.state {
+            State::Running => return Err("VM running".into()),
+            State::Ready => {}
+            _ => return Err("VM not ready".into()),
+        }
+        if self.procbctls & PROCB_TSCOFFSET == 0 {
+            return Ok(());
+        }
+        let ticks = u128::from(v) * u128::from(hw.tsc_hz().max(1)) / 1_000_000_000;
+        let ticks = u64::try_from(ticks).map_err(|_| Error::from(EBADARG))?;
+        self.load(hw)?;
+        self.tscoffset = self.tscoffset.wrapping_add(ticks);
+        vmcs::write(hw, VMCS_TSC_OFFSET, self.tscoffset)
+    }
+
     /// The in-kernel UART, if there is one (for `cons`).
     pub fn cons(&mut self) -> Option<&mut KDev> {
         self.kdev.as_deref_mut().filter(|k| k.has(kdev::UART))
@@ -662,6 +694,7 @@ impl Vm {
             va: r(hw, VM_GUESTVA)?,
             pa: r(hw, VM_GUESTPA)?,
             ax: self.entry.regs.ax,
+            time: self.clock.then(|| self.guest_ns(hw)),
         };
         Ok(Some(waitline(&e)))
     }
