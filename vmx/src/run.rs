@@ -4,7 +4,7 @@
 //! vmx(1)'s exith.c and vmx.c runloop.
 
 use crate::cpu::{self, Msr};
-use crate::dev::{Machine, Stop};
+use crate::dev::{clock::GuestClock, Machine, Stop};
 use crate::exit::{Exit, Io};
 use crate::paging::{self, Mode};
 use crate::regs::Regs;
@@ -173,6 +173,9 @@ pub struct Runner<'a, V: Vmfs> {
     exits: u64,
     last: String,
     last_status: u64,
+    /// The guest's clock from the exit lines (the hypervisor's `clock` extension), which
+    /// the devices then run on; None: they run on the host's.
+    pub guest_clock: Option<GuestClock>,
 }
 
 /// How often -D prints a status line while the guest runs.
@@ -214,6 +217,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             exits: 0,
             last: String::new(),
             last_status: 0,
+            guest_clock: None,
         }
     }
 
@@ -321,7 +325,34 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         self.ctl(&format!("exc {what}"))
     }
 
+    /// Moves the devices' clock on, to the time of an exit line (`exit`) or as far as
+    /// the time since allows; gives the host's time.
+    fn tick(&mut self, exit: Option<u64>) -> u64 {
+        let (host, wall) = (self.clock)();
+        let t = match self.guest_clock.as_mut() {
+            Some(g) => {
+                if let Some(t) = exit {
+                    g.exit(t);
+                }
+                g.target(host, self.machine.deadline())
+            }
+            None => host,
+        };
+        self.machine.advance(t, wall);
+        host
+    }
+
     fn launch(&mut self) -> Result<(), String> {
+        if let Some(mut g) = self.guest_clock {
+            let ahead = g.catch_up(self.machine.now);
+            g.run((self.clock)().0);
+            self.guest_clock = Some(g);
+            // The devices ran ahead of the guest (a timer raised while it ran, time
+            // halted here): its TSC moves on to agree with them.
+            if let Some(d) = ahead {
+                self.ctl(&format!("advance {d}"))?;
+            }
+        }
         let r = self.regs.take_go();
         let cmd = if r.is_empty() {
             "go".to_string()
@@ -403,8 +434,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         let mut count = 0;
         let mut wait_read = 0;
         loop {
-            let (now, wall) = (self.clock)();
-            self.machine.advance(now, wall);
+            let now = self.tick(None);
             self.sync_irq()?;
             self.flush_output();
             if let Some(s) = self.machine.stop {
@@ -433,7 +463,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                         self.machine.pic.pending(),
                         self.machine
                             .deadline()
-                            .map(|d| d.saturating_sub(now) / 1_000_000)
+                            .map(|d| d.saturating_sub(self.machine.now) / 1_000_000)
                     )
                 };
                 let msg = format!(
@@ -444,13 +474,21 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                 );
                 let _ = writeln!(self.log, "{msg}");
             }
-            let deadline = match (self.machine.deadline(), self.debug) {
-                (Some(d), true) => Some(d.min(now + STATUS_EVERY)),
-                (None, true) => Some(now + STATUS_EVERY),
+            // Host ns until the devices' next deadline may be due.
+            let due = self
+                .machine
+                .deadline()
+                .and_then(|d| match &self.guest_clock {
+                    Some(g) => g.wait(now, d),
+                    None => Some(d.saturating_sub(now)),
+                });
+            let due = match (due, self.debug) {
+                (Some(d), true) => Some(d.min(STATUS_EVERY)),
+                (None, true) => Some(STATUS_EVERY),
                 (d, false) => d,
             };
-            let ev = match deadline {
-                Some(d) => events.recv_timeout(Duration::from_nanos(d.saturating_sub(now))),
+            let ev = match due {
+                Some(d) => events.recv_timeout(Duration::from_nanos(d)),
                 None => events.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             (count, wait_read) = (1, 0);
@@ -465,9 +503,8 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                     }
                     self.exits += 1;
                     self.last = line.clone();
+                    self.tick(e.time);
                     self.traced('<', &line);
-                    let (now, wall) = (self.clock)();
-                    self.machine.advance(now, wall);
                     if let Some(o) = self.handle(&e)? {
                         self.flush_output();
                         self.account(&reason, count, wait_read);
@@ -675,6 +712,10 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             return Ok(Some(Outcome::Halted { pc }));
         }
         self.halted = true;
+        if let Some(mut g) = self.guest_clock {
+            g.halt((self.clock)().0);
+            self.guest_clock = Some(g);
+        }
         Ok(None)
     }
 

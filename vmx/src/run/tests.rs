@@ -280,6 +280,72 @@ fn timer_wakes_a_halted_guest() {
 }
 
 #[test]
+fn on_the_guests_clock_a_halt_gives_the_guest_its_time() {
+    let mut steps: Vec<Vec<String>> = Vec::new();
+    let mut pc = 0x1000;
+    let setup = [
+        (0x21, 0xfe),
+        (0xa1, 0xff),
+        (0x43, 0x34),
+        (0x40, 0x9c),
+        (0x40, 0x2e),
+    ];
+    // The exit lines carry the guest's clock: 1 us apart, while the fake host clock
+    // moves 1 ms a read.
+    let mut t = 0;
+    for (port, v) in pcdev::pic::INIT_SEQUENCE.into_iter().chain(setup) {
+        t += 1000;
+        steps.push(vec![format!(
+            "{} time {t:#x}",
+            io_line(port, 1, false, pc, v.into())
+        )]);
+        pc += 1;
+    }
+    t += 1000;
+    let halted_at = t;
+    steps.push(vec![format!(
+        ".hlt 0x0 pc {pc:#x} sp 0x8000 ilen 0x1 iinfo 0x0 time {t:#x}"
+    )]);
+    pc += 1;
+    steps.push(vec![
+        "*ack 32".into(),
+        io_line(0x20, 1, false, 0x2000, 0x20),
+    ]);
+    steps.push(vec![io_line(0xf4, 1, false, pc, 0)]);
+    let (r, _) = run_with(steps, &[("flags", 0x202), ("pc", 0x1000)], vec![], |r| {
+        r.guest_clock = Some(GuestClock::default());
+    });
+    assert_eq!(r.outcome, Ok(Outcome::Done(0)));
+    // On the host's clock the 10 ms timer would have fired during the setup's exits
+    // (1 ms each); on the guest's it fires after the halt, and the guest's clock is
+    // moved on by the time it halted here before it runs again.
+    let i = r
+        .ctl
+        .iter()
+        .position(|c| c == "irq 32")
+        .expect("irq posted");
+    assert!(
+        i > pcdev::pic::INIT_SEQUENCE.len() + setup.len(),
+        "{:?}",
+        r.ctl
+    );
+    let d: u64 = r.ctl[i + 1]
+        .strip_prefix("advance ")
+        .and_then(|d| d.parse().ok())
+        .unwrap_or_else(|| panic!("{:?}", r.ctl));
+    // The timer was set at guest time 13 us (the last setup write), due 10 ms later
+    // (11,932 PIT ticks); the halted guest is given the time up to the wake-up, which
+    // the fake host clock's 1 ms steps may overshoot.
+    let due = 13_000 + 10_000_000;
+    assert!(
+        (due - halted_at..due - halted_at + 3_000_000).contains(&d),
+        "{d}"
+    );
+    assert_eq!(r.ctl[i + 2], format!("go pc={pc:#x};"));
+    assert_eq!(r.ctl.iter().filter(|c| c.starts_with("advance")).count(), 1);
+}
+
+#[test]
 fn halt_with_interrupts_off_ends_the_run() {
     let r = run(
         vec![vec![
