@@ -239,11 +239,12 @@ fn efer_pat_and_cr0_through_regs() {
     assert_eq!(r.ctl[2], "go cr0real=0x500;pc=0x1005;");
 }
 
-#[test]
-fn timer_wakes_a_halted_guest() {
+/// A guest that starts PIT channel 0 at 100 Hz with only IRQ0 unmasked, halts, takes the
+/// interrupt (its handler sends EOI) and is done. With `clock` the exit lines carry the
+/// guest's clock, 1 us apart. Gives the steps, the pc after the hlt and the hlt's time.
+fn timer_then_halt(clock: bool) -> (Vec<Vec<String>>, u64, u64) {
     let mut steps: Vec<Vec<String>> = Vec::new();
     let mut pc = 0x1000;
-    // PIC: master at 0x20 with only IRQ0 unmasked; PIT channel 0 at 100 Hz.
     let setup = [
         (0x21, 0xfe),
         (0xa1, 0xff),
@@ -251,12 +252,23 @@ fn timer_wakes_a_halted_guest() {
         (0x40, 0x9c),
         (0x40, 0x2e),
     ];
+    let mut t = 0;
+    let time = |t: u64| {
+        if clock {
+            format!(" time {t:#x}")
+        } else {
+            String::new()
+        }
+    };
     for (port, v) in pcdev::pic::INIT_SEQUENCE.into_iter().chain(setup) {
-        steps.push(vec![io_line(port, 1, false, pc, v.into())]);
+        t += 1000;
+        steps.push(vec![io_line(port, 1, false, pc, v.into()) + &time(t)]);
         pc += 1;
     }
+    t += 1000;
     steps.push(vec![format!(
-        ".hlt 0x0 pc {pc:#x} sp 0x8000 ilen 0x1 iinfo 0x0"
+        ".hlt 0x0 pc {pc:#x} sp 0x8000 ilen 0x1 iinfo 0x0{}",
+        time(t)
     )]);
     pc += 1;
     // After the wake-up go: the interrupt is taken, the handler sends EOI, then done.
@@ -265,13 +277,28 @@ fn timer_wakes_a_halted_guest() {
         io_line(0x20, 1, false, 0x2000, 0x20),
     ]);
     steps.push(vec![io_line(0xf4, 1, false, pc, 0)]);
-    let r = run(steps, &[("flags", 0x202), ("pc", 0x1000)], vec![]);
+    (steps, pc, t)
+}
+
+/// Runs [`timer_then_halt`] to its end; gives the run, where `irq 32` is in its ctl
+/// commands, the pc after the hlt and the hlt's time.
+fn wake_by_timer(clock: bool) -> (Run, usize, u64, u64) {
+    let (steps, pc, halted_at) = timer_then_halt(clock);
+    let (r, _) = run_with(steps, &[("flags", 0x202), ("pc", 0x1000)], vec![], |r| {
+        r.guest_clock = clock.then(GuestClock::default);
+    });
     assert_eq!(r.outcome, Ok(Outcome::Done(0)));
     let i = r
         .ctl
         .iter()
         .position(|c| c == "irq 32")
         .expect("irq posted");
+    (r, i, pc, halted_at)
+}
+
+#[test]
+fn timer_wakes_a_halted_guest() {
+    let (r, i, pc, _) = wake_by_timer(false);
     // The wake-up go follows the irq and carries the pc past hlt.
     assert_eq!(r.ctl[i + 1], format!("go pc={pc:#x};"));
     assert_eq!(r.ctl.iter().filter(|c| c.starts_with("irq")).count(), 1);
@@ -281,41 +308,7 @@ fn timer_wakes_a_halted_guest() {
 
 #[test]
 fn on_the_guests_clock_a_halt_gives_the_guest_its_time() {
-    let mut steps: Vec<Vec<String>> = Vec::new();
-    let mut pc = 0x1000;
-    let setup = [
-        (0x21, 0xfe),
-        (0xa1, 0xff),
-        (0x43, 0x34),
-        (0x40, 0x9c),
-        (0x40, 0x2e),
-    ];
-    // The exit lines carry the guest's clock: 1 us apart, while the fake host clock
-    // moves 1 ms a read.
-    let mut t = 0;
-    for (port, v) in pcdev::pic::INIT_SEQUENCE.into_iter().chain(setup) {
-        t += 1000;
-        steps.push(vec![format!(
-            "{} time {t:#x}",
-            io_line(port, 1, false, pc, v.into())
-        )]);
-        pc += 1;
-    }
-    t += 1000;
-    let halted_at = t;
-    steps.push(vec![format!(
-        ".hlt 0x0 pc {pc:#x} sp 0x8000 ilen 0x1 iinfo 0x0 time {t:#x}"
-    )]);
-    pc += 1;
-    steps.push(vec![
-        "*ack 32".into(),
-        io_line(0x20, 1, false, 0x2000, 0x20),
-    ]);
-    steps.push(vec![io_line(0xf4, 1, false, pc, 0)]);
-    let (r, _) = run_with(steps, &[("flags", 0x202), ("pc", 0x1000)], vec![], |r| {
-        r.guest_clock = Some(GuestClock::default());
-    });
-    assert_eq!(r.outcome, Ok(Outcome::Done(0)));
+    let (r, i, pc, halted_at) = wake_by_timer(true);
     // On the host's clock the 10 ms timer would have fired during the setup's exits
     // (1 ms each); on the guest's it fires after the halt, and the guest's clock is
     // moved on by the time it halted here before it runs again.
@@ -324,11 +317,7 @@ fn on_the_guests_clock_a_halt_gives_the_guest_its_time() {
         .iter()
         .position(|c| c == "irq 32")
         .expect("irq posted");
-    assert!(
-        i > pcdev::pic::INIT_SEQUENCE.len() + setup.len(),
-        "{:?}",
-        r.ctl
-    );
+    assert!(i > pcdev::pic::INIT_SEQUENCE.len() + 5, "{:?}", r.ctl);
     let d: u64 = r.ctl[i + 1]
         .strip_prefix("advance ")
         .and_then(|d| d.parse().ok())
