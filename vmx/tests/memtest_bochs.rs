@@ -185,7 +185,18 @@ fn memtest_pass(kernel_devices: bool) {
         m.diagnostics()
     );
     // The header and the pass's status lines came first, on the same screen.
-    for want in ["Memtest86+ v", "Memory  :", "Pass:  0", "Errors: 0"] {
+    for want in [
+        "Memtest86+ v",
+        "Memory  :",
+        "Pass:  0",
+        "Errors: 0",
+        "CLK/Temp: ",
+    ] {
         assert!(t.contains(want), "no {want:?} in:\n{t}");
     }
+    // The clock it measured: N/A when its TSC calibration against PIT channel 2 failed.
+    assert!(
+        !t.contains("CLK/Temp: N/A"),
+        "memtest measured no CPU clock:\n{t}"
+    );
 }
