@@ -473,9 +473,10 @@ impl Vm {
         self.clock = true;
     }
 
-    /// The `advance NS` message: the guest's clock (its TSC) moves on by NS ns, time it
-    /// spent halted at its client, whose devices ran meanwhile. Not while it runs. With
-    /// no TSC offsetting the guest's clock is the host's, which ran anyway.
+    /// The `advance NS` message: the guest's clock (its TSC) moves on by NS ns, the time
+    /// its client's devices ran ahead of it (while it halted at the client, or to a timer
+    /// raised while it ran). Not while it runs. With no TSC offsetting the guest's clock
+    /// is the host's, which ran anyway.
     pub fn advance<H: Hw>(&mut self, hw: &mut H, ns: &str) -> Result<(), Error> {
         let (v, n) = strtoull(ns, 0);
         if n == 0 || n != ns.len() {
