@@ -136,9 +136,10 @@ enum Cm {
     Line,
     Clock,
     Advance,
+    Alarm,
 }
 
-const VMXCTLMSG: [Cmdtab<Cm>; 11] = [
+const VMXCTLMSG: [Cmdtab<Cm>; 12] = [
     Cmdtab {
         index: Cm::Quit,
         cmd: "quit",
@@ -195,6 +196,11 @@ const VMXCTLMSG: [Cmdtab<Cm>; 11] = [
         index: Cm::Advance,
         cmd: "advance",
         narg: 2,
+    },
+    Cmdtab {
+        index: Cm::Alarm,
+        cmd: "alarm",
+        narg: 0,
     },
 ];
 
@@ -731,7 +737,7 @@ impl<H: Hw> Namespace<H> {
             self.end_vm(slot);
             return Ok(data.len());
         }
-        if matches!(cm, Cm::Go | Cm::Step | Cm::Irq) && nf > 2 {
+        if matches!(cm, Cm::Go | Cm::Step | Cm::Irq | Cm::Alarm) && nf > 2 {
             // The seed read `irq a b` as a bare `irq`, withdrawing the interrupt.
             return Err(EBADARG.into());
         }
@@ -749,6 +755,7 @@ impl<H: Hw> Namespace<H> {
                 Ok(())
             }
             Cm::Advance => vm.advance(hw, &cb.f[1]),
+            Cm::Alarm => vm.alarm(arg),
         })??;
         if cm == Cm::Devices {
             self.inside_used = true;

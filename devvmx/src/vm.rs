@@ -126,6 +126,9 @@ pub struct Vm {
     pub kdev: Option<Box<KDev>>,
     /// Exit lines carry the guest's clock (after a `clock` message).
     clock: bool,
+    /// The `alarm` message's time (guest ns): the first internal exit at or after it
+    /// goes to the client.
+    alarm: Option<u64>,
 }
 
 /// The initial FXSAVE image of a freshly initialised FPU (fpinit): FCW 0x37f, MXCSR 0x1f80.
@@ -174,6 +177,7 @@ impl Vm {
             synthetic: false,
             kdev: None,
             clock: false,
+            alarm: None,
         };
         match vm.start(hw) {
             Ok(()) => {
@@ -497,6 +501,24 @@ impl Vm {
         vmcs::write(hw, VMCS_TSC_OFFSET, self.tscoffset)
     }
 
+    /// The `alarm [NS]` message: the first exit the kernel would keep (a preemption
+    /// timer or host interrupt) once the guest's clock has reached NS ns goes to the
+    /// client instead, so a client's timer due then is raised on time although the
+    /// guest makes no exit of its own. Once; a bare `alarm` withdraws it.
+    pub fn alarm(&mut self, ns: Option<&str>) -> Result<(), Error> {
+        self.alarm = match ns {
+            None => None,
+            Some(s) => {
+                let (v, n) = strtoull(s, 0);
+                if n == 0 || n != s.len() {
+                    return Err(EBADARG.into());
+                }
+                Some(v)
+            }
+        };
+        Ok(())
+    }
+
     /// The in-kernel UART, if there is one (for `cons`).
     pub fn cons(&mut self) -> Option<&mut KDev> {
         self.kdev.as_deref_mut().filter(|k| k.has(kdev::UART))
@@ -667,7 +689,8 @@ impl Vm {
     pub fn wait<H: Hw>(&mut self, hw: &mut H) -> Result<Option<String>, Error> {
         if self.got & GOTIRQACK != 0 {
             self.got &= !GOTIRQACK;
-            return Ok(Some(ackline(&self.irqack)));
+            let time = self.clock.then(|| self.guest_ns(hw));
+            return Ok(Some(ackline(&self.irqack, time)));
         }
         if self.got & GOTEXIT == 0 {
             // The seed blocked for good on a dead VM: a remote client would hang.
@@ -862,7 +885,12 @@ impl Vm {
         if self.onentry & STEP == 0 && self.kdev.is_some() && self.inside(hw, reason)? {
             return Ok(true);
         }
-        self.processexit(reason);
+        // The client's alarm: an internal exit past it is reported (an extension).
+        let alarm = internal_exit(reason) && self.alarm.is_some_and(|a| self.guest_ns(hw) >= a);
+        if alarm {
+            self.alarm = None;
+        }
+        self.processexit(reason, alarm);
         Ok(false)
     }
 
@@ -1000,8 +1028,8 @@ impl Vm {
         vmcs::write(hw, VMENTRY_INTRILEN, e.ilen as u64)
     }
 
-    fn processexit(&mut self, reason: u32) {
-        if internal_exit(reason) {
+    fn processexit(&mut self, reason: u32, alarm: bool) {
+        if internal_exit(reason) && !alarm {
             return;
         }
         self.state = State::Ready;

@@ -400,6 +400,13 @@ fn clock_puts_guest_time_on_exit_lines_and_advance_moves_it() {
         e[n - 1].tsc_offset.wrapping_sub(e[n - 2].tsc_offset),
         10_000_000 - 3_000_000 - 1000
     );
+    // An accepted interrupt's line carries the clock too.
+    c.write_path(&format!("vmx/{}/regs", v.n), b"flags 0x202\n");
+    c.write(v.ctl, 0, b"irq 33");
+    let l4 = run(&mut c, 8000);
+    assert!(l4.starts_with("*ack 33 time 0x"), "{l4}");
+    assert!(time_of(&l4) >= time_of(&l3), "{l3}{l4}");
+    assert!(line(c.read(v.wait, 0, 512)).starts_with(".hlt "));
     // Errors: its arguments, and a running VM.
     for (msg, want) in [
         ("clock on", "wrong #args in control message \"clock on\""),
@@ -412,6 +419,53 @@ fn clock_puts_guest_time_on_exit_lines_and_advance_moves_it() {
     }
     c.write(v.ctl, 0, b"go");
     assert_eq!(c.write(v.ctl, 0, b"advance 1"), err("VM running"));
+}
+
+#[test]
+fn alarm_reports_the_first_internal_exit_past_it() {
+    let mut c = Client::new();
+    let v = vm(&mut c);
+    c.write(v.ctl, 0, b"clock");
+    c.ns.hw_mut().exits.push_back(Exit::new(12));
+    c.write(v.ctl, 0, b"go");
+    c.run();
+    let t0 = time_of(&line(c.read(v.wait, 0, 512)));
+    // Preemption-timer exits 11 us apart (10,000 ticks in the guest and a read's step):
+    // the third is the first past the alarm.
+    let alarm = format!("alarm {}", t0 + 25_000);
+    assert_eq!(
+        c.write(v.ctl, 0, alarm.as_bytes()),
+        R::Count(alarm.len() as u32)
+    );
+    let preempt = Exit {
+        guest_ticks: 10_000,
+        ..Exit::new(52)
+    };
+    c.ns.hw_mut()
+        .exits
+        .extend([preempt.clone(), preempt.clone(), preempt.clone()]);
+    c.write(v.ctl, 0, b"go");
+    wait_start(&mut c, v.wait);
+    c.run();
+    c.run();
+    assert_eq!(c.replies(), vec![], "an exit before the alarm was reported");
+    let l = line(wait_after_run(&mut c));
+    assert!(l.starts_with("preempt 0x0 pc "), "{l}");
+    assert!(time_of(&l) >= t0 + 25_000, "{l}");
+    // It went off: the next preemption stays inside; a withdrawn alarm never goes off.
+    c.write(v.ctl, 0, format!("alarm {}", t0).as_bytes());
+    c.write(v.ctl, 0, b"alarm");
+    c.ns.hw_mut().exits.extend([preempt, Exit::new(12)]);
+    c.write(v.ctl, 0, b"go");
+    c.run();
+    c.run();
+    assert!(line(c.read(v.wait, 0, 512)).starts_with(".hlt "));
+    for (msg, want) in [
+        ("alarm soon", "bad arg in system call"),
+        ("alarm 1 2", "bad arg in system call"),
+    ] {
+        assert_eq!(c.write(v.ctl, 0, msg.as_bytes()), err(want), "{msg}");
+    }
 }
 
 #[test]

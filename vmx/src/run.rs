@@ -176,6 +176,8 @@ pub struct Runner<'a, V: Vmfs> {
     /// The guest's clock from the exit lines (the hypervisor's `clock` extension), which
     /// the devices then run on; None: they run on the host's.
     pub guest_clock: Option<GuestClock>,
+    /// The deadline the hypervisor's `alarm` was last set to.
+    alarm: Option<u64>,
 }
 
 /// How often -D prints a status line while the guest runs.
@@ -218,6 +220,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             last: String::new(),
             last_status: 0,
             guest_clock: None,
+            alarm: None,
         }
     }
 
@@ -325,16 +328,18 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         self.ctl(&format!("exc {what}"))
     }
 
-    /// Moves the devices' clock on, to the time of an exit line (`exit`) or as far as
+    /// Moves the devices' clock on, to the time of a wait line (`line`) or as far as
     /// the time since allows; gives the host's time.
-    fn tick(&mut self, exit: Option<u64>) -> u64 {
+    fn tick(&mut self, line: Option<&Exit>) -> u64 {
         let (host, wall) = (self.clock)();
         let t = match self.guest_clock.as_mut() {
             Some(g) => {
-                if let Some(t) = exit {
-                    g.exit(t);
+                match line.and_then(|e| Some((e.time?, e.is_notification()))) {
+                    Some((t, false)) => g.exit(t),
+                    Some((t, true)) => g.seen(t, host),
+                    None => {}
                 }
-                g.target(host, self.machine.deadline())
+                g.target(host)
             }
             None => host,
         };
@@ -347,10 +352,15 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             let ahead = g.catch_up(self.machine.now);
             g.run((self.clock)().0);
             self.guest_clock = Some(g);
-            // The devices ran ahead of the guest (a timer raised while it ran, time
-            // halted here): its TSC moves on to agree with them.
+            // The guest halted here: its TSC moves on to the devices' time.
             if let Some(d) = ahead {
                 self.ctl(&format!("advance {d}"))?;
+            }
+            // It runs until the devices' next deadline, at the latest.
+            let due = self.machine.deadline();
+            if due != self.alarm {
+                self.alarm = due;
+                self.ctl(&due.map_or("alarm".into(), |d| format!("alarm {d}")))?;
             }
         }
         let r = self.regs.take_go();
@@ -503,7 +513,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                     }
                     self.exits += 1;
                     self.last = line.clone();
-                    self.tick(e.time);
+                    self.tick(Some(&e));
                     self.traced('<', &line);
                     if let Some(o) = self.handle(&e)? {
                         self.flush_output();
@@ -593,6 +603,9 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             ".cpuid" => self.cpuid(e)?,
             ".hlt" => return self.hlt(e),
             "*ack" => self.machine.irq_ack(e.qual as u8),
+            // Exits the hypervisor keeps, reported when its alarm went off: the devices'
+            // deadline has come (the clock moved on with the line); the guest resumes.
+            "extirq" | "preempt" | "irqwin" | "nmiwin" => self.alarm = None,
             ".rdmsr" | ".wrmsr" => self.msr(e)?,
             "movcr" => self.movcr(e)?,
             ".movdr" => self.movdr(e)?,

@@ -5,15 +5,16 @@
 //! `clock` extension (devvmx/DEVIATIONS.md) every exit line carries the guest's clock,
 //! and the devices run on it, as the in-kernel devices do:
 //!
-//! - at an exit, exactly the time the line carries;
-//! - while the guest runs, not past it: but a timer due by then (the latest the guest's
-//!   clock can be is its time at the `go` plus the host time since, as it runs no faster
-//!   than the host's) is raised at its deadline, so a guest that makes no exits still
-//!   gets its timer interrupts;
-//! - while it halts here, with the host's clock: a halted guest's time passes.
+//! - at an exit or an `*ack`, exactly the time the line carries;
+//! - while the guest runs, not past it: the host's clock says nothing of the guest's
+//!   (a round trip is mostly time the guest is stopped, hidden from it; an emulator's
+//!   guest time may outrun the host's). The hypervisor's `alarm` stops the guest for the
+//!   tool at the devices' next deadline instead, so a guest that makes no exits still
+//!   gets its timer interrupts, on time;
+//! - while it halts here, on with the host's clock: a halted guest's time passes. Before
+//!   the next `go` the hypervisor moves the guest's clock on by that time (`advance NS`),
+//!   so the guest's TSC and the devices agree again.
 //!
-//! Before the next `go` the hypervisor moves the guest's clock on (`advance NS`) by what
-//! the devices ran ahead of it, so the guest's TSC and the devices agree again.
 //! Pure: host time comes in as numbers.
 
 /// The guest's clock as the exit lines tell it, between exits estimated from the host's.
@@ -33,6 +34,15 @@ impl GuestClock {
         self.since = None;
     }
 
+    /// A notification (`*ack`) said the guest's clock is `t` at host time `host`; the
+    /// guest did not stop, and the bound grows from there.
+    pub fn seen(&mut self, t: u64, host: u64) {
+        self.at = self.at.max(t);
+        if let Some((_, halted)) = self.since {
+            self.since = Some((host, halted));
+        }
+    }
+
     /// The guest runs from host time `host` (a `go`).
     pub fn run(&mut self, host: u64) {
         self.since = Some((host, false));
@@ -43,7 +53,8 @@ impl GuestClock {
         self.since = Some((host, true));
     }
 
-    /// The latest the guest's clock can be at host time `host`.
+    /// The guest's clock at host time `host`: its last known time plus the host time
+    /// since it resumed (while it halts here, that is the time it is given).
     pub fn bound(&self, host: u64) -> u64 {
         match self.since {
             Some((s, _)) => self.at.saturating_add(host.saturating_sub(s)),
@@ -51,26 +62,24 @@ impl GuestClock {
         }
     }
 
-    /// Where the devices' clock goes at host time `host`, given their next deadline:
-    /// the guest's time when it is stopped, the bound while it halts, and while it runs
-    /// the deadline once the bound has passed it (else no further than the last exit).
-    pub fn target(&self, host: u64, deadline: Option<u64>) -> u64 {
-        let bound = self.bound(host);
+    /// Where the devices' clock goes at host time `host`: while the guest halts here,
+    /// on with the host's clock; else the guest's time at its last exit or notification
+    /// (while it runs, the hypervisor's alarm stops it at the devices' next deadline).
+    pub fn target(&self, host: u64) -> u64 {
         match self.since {
-            Some((_, true)) => bound,
-            Some((_, false)) => match deadline {
-                Some(d) if d <= bound => d,
-                _ => self.at,
-            },
-            None => self.at,
+            Some((_, true)) => self.bound(host),
+            _ => self.at,
         }
     }
 
-    /// Host ns from `host` until the devices' `deadline` (guest time) may be due; None
-    /// while the guest is stopped (its clock does not move).
+    /// Host ns from `host` until the devices' `deadline` (guest time) is due while the
+    /// guest halts here; None otherwise (stopped its clock does not move, running the
+    /// hypervisor's alarm tells).
     pub fn wait(&self, host: u64, deadline: u64) -> Option<u64> {
-        self.since
-            .map(|_| deadline.saturating_sub(self.bound(host)))
+        match self.since {
+            Some((_, true)) => Some(deadline.saturating_sub(self.bound(host))),
+            _ => None,
+        }
     }
 
     /// Before a `go`: how far the devices' clock `now` ran ahead of the guest's, which
@@ -91,28 +100,27 @@ mod tests {
     const MS: u64 = 1_000_000;
 
     #[test]
-    fn exits_are_exact_and_the_run_only_bounds() {
+    fn the_lines_set_the_clock_and_host_time_does_not() {
         let mut c = GuestClock::default();
         c.exit(5 * MS);
         // Stopped: host time does not move it.
-        assert_eq!(c.target(100 * MS, Some(6 * MS)), 5 * MS);
+        assert_eq!(c.target(100 * MS), 5 * MS);
         assert_eq!(c.wait(100 * MS, 6 * MS), None);
+        // Running: nor does it (the round trip is mostly time the guest is stopped);
+        // the hypervisor's alarm is what stops it at a deadline.
         c.run(100 * MS);
-        // Running: the bound grows with the host's clock, the devices stay put...
-        assert_eq!(c.bound(100 * MS + 300_000), 5 * MS + 300_000);
-        assert_eq!(c.target(100 * MS + 300_000, Some(6 * MS)), 5 * MS);
-        assert_eq!(c.wait(100 * MS + 300_000, 6 * MS), Some(700_000));
-        // ...until a deadline is due, which they reach and no further.
-        assert_eq!(c.target(102 * MS, Some(6 * MS)), 6 * MS);
-        assert_eq!(c.target(102 * MS, None), 5 * MS);
-        // The next exit says less time passed: the devices ran 0.6 ms ahead, which
-        // the guest's clock is given before it runs again.
-        c.exit(5 * MS + 400_000);
-        assert_eq!(c.catch_up(6 * MS), Some(600_000));
-        assert_eq!(c.catch_up(6 * MS), None);
+        assert_eq!(c.target(900 * MS), 5 * MS);
+        assert_eq!(c.wait(900 * MS, 6 * MS), None);
+        assert_eq!(c.catch_up(5 * MS), None);
+        // A notification while it runs gives its time then.
+        c.seen(7 * MS, 901 * MS);
+        assert_eq!(c.target(950 * MS), 7 * MS);
         // An exit never takes the clock back (the advance's rounding).
-        c.exit(6 * MS - 1);
-        assert_eq!(c.target(0, None), 6 * MS);
+        c.exit(7 * MS - 1);
+        assert_eq!(c.target(0), 7 * MS);
+        // A notification after a stop does not start it again.
+        c.seen(9 * MS, 300 * MS);
+        assert_eq!(c.target(400 * MS), 9 * MS);
     }
 
     #[test]
@@ -120,10 +128,12 @@ mod tests {
         let mut c = GuestClock::default();
         c.exit(2 * MS);
         c.halt(50 * MS);
-        assert_eq!(c.target(53 * MS, Some(10 * MS)), 5 * MS);
+        assert_eq!(c.target(53 * MS), 5 * MS);
         assert_eq!(c.wait(53 * MS, 10 * MS), Some(5 * MS));
-        assert_eq!(c.target(58 * MS, Some(10 * MS)), 10 * MS);
+        assert_eq!(c.target(58 * MS), 10 * MS);
+        // The devices went to 10 ms: the guest is given the 8 ms before it runs.
         assert_eq!(c.catch_up(10 * MS), Some(8 * MS));
+        assert_eq!(c.catch_up(10 * MS), None);
     }
 
     /// memtest's calibration: PIT channel 2 counts 50 ms (mode 0, gate on through port
@@ -138,7 +148,7 @@ mod tests {
             // Each poll is a round trip of 2 ms on the host.
             host += 2 * MS;
             c.exit(guest);
-            m.advance(c.target(host, m.deadline()), 0);
+            m.advance(c.target(host), 0);
             c.run(host);
         };
         at(&mut m, &mut c, 1000);

@@ -318,15 +318,59 @@ fn on_the_guests_clock_a_halt_gives_the_guest_its_time() {
         .and_then(|d| d.parse().ok())
         .unwrap_or_else(|| panic!("{:?}", r.ctl));
     // The timer was set at guest time 13 us (the last setup write), due 10 ms later
-    // (11,932 PIT ticks); the halted guest is given the time up to the wake-up, which
-    // the fake host clock's 1 ms steps may overshoot.
-    let due = 13_000 + 10_000_000;
+    // (11,932 PIT ticks, 10,000,151 ns), which the hypervisor's alarm was told before
+    // the halt; the halted guest is given the time up to the wake-up, which the fake
+    // host clock's 1 ms steps may overshoot.
+    let due = 13_000 + PERIOD;
+    let first = r.ctl.iter().position(|c| *c == format!("alarm {due}"));
+    assert!(first.is_some_and(|a| a < i), "{:?}", r.ctl);
     assert!(
         (due - halted_at..due - halted_at + 3_000_000).contains(&d),
         "{d}"
     );
-    assert_eq!(r.ctl[i + 2], format!("go pc={pc:#x};"));
+    // Then the alarm for the next tick, and the go.
+    assert_eq!(r.ctl[i + 2], format!("alarm {}", due + PERIOD));
+    assert_eq!(r.ctl[i + 3], format!("go pc={pc:#x};"));
     assert_eq!(r.ctl.iter().filter(|c| c.starts_with("advance")).count(), 1);
+}
+
+/// The PIT's period in [`timer_then_halt`], in ns.
+const PERIOD: u64 = 10_000_151;
+
+#[test]
+fn on_the_guests_clock_the_alarm_brings_the_timer() {
+    // The guest runs instead of halting; the hypervisor stops it for the alarm.
+    let (mut steps, pc, t) = timer_then_halt(true);
+    let due = 13_000 + PERIOD;
+    let n = steps.len() - 3;
+    steps[n] = vec![format!(
+        "preempt 0x0 pc {:#x} sp 0x8000 ilen 0x0 iinfo 0x0 time {:#x}",
+        pc - 1,
+        due + 500
+    )];
+    let (r, _) = run_with(steps, &[("flags", 0x202), ("pc", 0x1000)], vec![], |r| {
+        r.guest_clock = Some(GuestClock::default());
+    });
+    assert!(t < due);
+    // The run ends at the done port, one byte past the hlt this guest never ran.
+    assert_eq!(r.outcome, Ok(Outcome::Done(0)));
+    let i = r
+        .ctl
+        .iter()
+        .position(|c| c == "irq 32")
+        .expect("irq posted");
+    assert_eq!(r.ctl[i - 2], format!("alarm {due}"));
+    // The alarm's exit brought the devices to the guest's time: no advance, the next
+    // tick's alarm, and the guest resumes where it was.
+    assert!(r.ctl[i - 1].starts_with("go"), "{:?}", r.ctl);
+    assert_eq!(r.ctl[i + 1], format!("alarm {}", due + PERIOD));
+    assert_eq!(r.ctl[i + 2], "go");
+    assert!(
+        !r.ctl.iter().any(|c| c.starts_with("advance")),
+        "{:?}",
+        r.ctl
+    );
+    assert!(!r.log.contains("unknown"), "{}", r.log);
 }
 
 #[test]
