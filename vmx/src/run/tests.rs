@@ -284,6 +284,13 @@ fn timer_then_halt(clock: bool) -> (Vec<Vec<String>>, u64, u64) {
 /// commands, the pc after the hlt and the hlt's time.
 fn wake_by_timer(clock: bool) -> (Run, usize, u64, u64) {
     let (steps, pc, halted_at) = timer_then_halt(clock);
+    let (r, i) = run_timer(steps, clock);
+    (r, i, pc, halted_at)
+}
+
+/// Runs a guest that takes one timer interrupt (on the guest's clock if `clock`) to its
+/// end; gives the run and where `irq 32` is in its ctl commands.
+fn run_timer(steps: Vec<Vec<String>>, clock: bool) -> (Run, usize) {
     let (r, _) = run_with(steps, &[("flags", 0x202), ("pc", 0x1000)], vec![], |r| {
         r.guest_clock = clock.then(GuestClock::default);
     });
@@ -293,7 +300,7 @@ fn wake_by_timer(clock: bool) -> (Run, usize, u64, u64) {
         .iter()
         .position(|c| c == "irq 32")
         .expect("irq posted");
-    (r, i, pc, halted_at)
+    (r, i)
 }
 
 #[test]
@@ -348,17 +355,9 @@ fn on_the_guests_clock_the_alarm_brings_the_timer() {
         pc - 1,
         due + 500
     )];
-    let (r, _) = run_with(steps, &[("flags", 0x202), ("pc", 0x1000)], vec![], |r| {
-        r.guest_clock = Some(GuestClock::default());
-    });
     assert!(t < due);
     // The run ends at the done port, one byte past the hlt this guest never ran.
-    assert_eq!(r.outcome, Ok(Outcome::Done(0)));
-    let i = r
-        .ctl
-        .iter()
-        .position(|c| c == "irq 32")
-        .expect("irq posted");
+    let (r, i) = run_timer(steps, true);
     assert_eq!(r.ctl[i - 2], format!("alarm {due}"));
     // The alarm's exit brought the devices to the guest's time: no advance, the next
     // tick's alarm, and the guest resumes where it was.
