@@ -118,9 +118,10 @@ pub fn run(
         false
     };
     // The devices here run on the guest's clock when the hypervisor tells it.
-    let guest_clock = match vm.guest_clock() {
-        Ok(c) => c,
-        Err(e) => {
+    let guest_clock = match (!kernel).then(|| vm.guest_clock()) {
+        None => false,
+        Some(Ok(c)) => c,
+        Some(Err(e)) => {
             let _ = vm.close();
             return Err(e);
         }
@@ -263,7 +264,7 @@ pub fn run(
     runner.attach(bus);
     runner.com2_out = com2_out;
     runner.preset(&img.regs);
-    runner.guest_clock = guest_clock.then(GuestClock::default);
+    runner.guest_clock = guest_clock.then(GuestClock::outside);
     if let Some(go) = go {
         runner.kernel_devices(go);
     }

@@ -25,9 +25,20 @@ pub struct GuestClock {
     /// Since when (host ns) the guest has run (false) or halted here (true); None while
     /// it is stopped for the tool.
     since: Option<(u64, bool)>,
+    /// The hypervisor does not hide the time the guest is out for the tool
+    /// (`clock outside`): a halt's time passes for the guest by itself.
+    outside: bool,
 }
 
 impl GuestClock {
+    /// The clock of `clock outside`.
+    pub fn outside() -> GuestClock {
+        GuestClock {
+            outside: true,
+            ..GuestClock::default()
+        }
+    }
+
     /// An exit line said the guest's clock is `t`; the guest is stopped.
     pub fn exit(&mut self, t: u64) {
         self.at = self.at.max(t);
@@ -84,8 +95,11 @@ impl GuestClock {
 
     /// Before a `go`: how far the devices' clock `now` ran ahead of the guest's, which
     /// the hypervisor is to add to it (`advance NS`); the guest's clock is then `now`.
+    /// None with `outside`, where the guest's clock ran on by itself.
     pub fn catch_up(&mut self, now: u64) -> Option<u64> {
-        let d = now.checked_sub(self.at).filter(|d| *d > 0)?;
+        let d = now
+            .checked_sub(self.at)
+            .filter(|d| *d > 0 && !self.outside)?;
         self.at = now;
         Some(d)
     }
@@ -134,6 +148,12 @@ mod tests {
         // The devices went to 10 ms: the guest is given the 8 ms before it runs.
         assert_eq!(c.catch_up(10 * MS), Some(8 * MS));
         assert_eq!(c.catch_up(10 * MS), None);
+        // Unless the hypervisor hides nothing: its clock ran on by itself.
+        let mut o = GuestClock::outside();
+        o.exit(2 * MS);
+        o.halt(50 * MS);
+        assert_eq!(o.target(58 * MS), 10 * MS);
+        assert_eq!(o.catch_up(10 * MS), None);
     }
 
     /// memtest's calibration: PIT channel 2 counts 50 ms (mode 0, gate on through port
