@@ -7,13 +7,14 @@
 //!
 //! - at an exit or an `*ack`, exactly the time the line carries;
 //! - while the guest runs, not past it: the host's clock says nothing of the guest's
-//!   (a round trip is mostly time the guest is stopped, hidden from it; an emulator's
-//!   guest time may outrun the host's). The hypervisor's `alarm` stops the guest for the
-//!   tool at the devices' next deadline instead, so a guest that makes no exits still
-//!   gets its timer interrupts, on time;
-//! - while it halts here, on with the host's clock: a halted guest's time passes. Before
-//!   the next `go` the hypervisor moves the guest's clock on by that time (`advance NS`),
-//!   so the guest's TSC and the devices agree again.
+//!   (an emulator's guest time runs at its own rate; on the hidden clock a round trip is
+//!   mostly time hidden from the guest). The hypervisor's `alarm` stops the guest for
+//!   the tool at the devices' next deadline instead, so a guest that makes no exits
+//!   still gets its timer interrupts, on time;
+//! - while it halts here, on with the host's clock: a halted guest's time passes. On the
+//!   hidden clock the hypervisor moves the guest's clock on by that time before the next
+//!   `go` (`advance NS`), so the guest's TSC and the devices agree again; with `clock
+//!   outside` (what the tool asks for) it ran on by itself.
 //!
 //! Pure: host time comes in as numbers.
 
