@@ -178,7 +178,15 @@ pub struct Runner<'a, V: Vmfs> {
     pub guest_clock: Option<GuestClock>,
     /// The deadline the hypervisor's `alarm` was last set to.
     alarm: Option<u64>,
+    /// On the guest's clock, the host time an interrupt hold ends (0: none) and the
+    /// host time of the last `*ack` and of the last clock reading.
+    host_hold: u64,
+    acked_host: Option<u64>,
+    host: u64,
 }
+
+/// A millisecond in ns: the shortest interrupt hold.
+const MS: u64 = 1_000_000;
 
 /// How often -D prints a status line while the guest runs.
 const STATUS_EVERY: u64 = 10_000_000_000;
@@ -221,6 +229,9 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             last_status: 0,
             guest_clock: None,
             alarm: None,
+            host_hold: 0,
+            acked_host: None,
+            host: 0,
         }
     }
 
@@ -332,6 +343,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
     /// the time since allows; gives the host's time.
     fn tick(&mut self, line: Option<&Exit>) -> u64 {
         let (host, wall) = (self.clock)();
+        self.host = host;
         let t = match self.guest_clock.as_mut() {
             Some(g) => {
                 match line.and_then(|e| Some((e.time?, e.is_notification()))) {
@@ -356,12 +368,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             if let Some(d) = ahead {
                 self.ctl(&format!("advance {d}"))?;
             }
-            // It runs until the devices' next deadline, at the latest.
-            let due = self.machine.deadline();
-            if due != self.alarm {
-                self.alarm = due;
-                self.ctl(&due.map_or("alarm".into(), |d| format!("alarm {d}")))?;
-            }
+            self.set_alarm()?;
         }
         let r = self.regs.take_go();
         let cmd = if r.is_empty() {
@@ -375,6 +382,21 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             self.launches += 1;
             self.cons_idle = false;
             let _ = s.send(());
+        }
+        Ok(())
+    }
+
+    /// On the guest's clock: the guest runs until the devices' next deadline, at the
+    /// latest, unless an interrupt hold is on (its end wakes the loop).
+    fn set_alarm(&mut self) -> Result<(), String> {
+        let due = if self.host_hold > 0 {
+            None
+        } else {
+            self.machine.deadline()
+        };
+        if due != self.alarm {
+            self.alarm = due;
+            self.ctl(&due.map_or("alarm".into(), |d| format!("alarm {d}")))?;
         }
         Ok(())
     }
@@ -445,6 +467,13 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         let mut wait_read = 0;
         loop {
             let now = self.tick(None);
+            if self.host_hold > 0 && now >= self.host_hold {
+                self.host_hold = 0;
+                self.machine.release();
+                if self.running {
+                    self.set_alarm()?;
+                }
+            }
             self.sync_irq()?;
             self.flush_output();
             if let Some(s) = self.machine.stop {
@@ -492,6 +521,11 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                     Some(g) => g.wait(now, d),
                     None => Some(d.saturating_sub(now)),
                 });
+            let due = match (due, self.host_hold) {
+                (d, 0) => d,
+                (None, h) => Some(h.saturating_sub(now)),
+                (Some(d), h) => Some(d.min(h.saturating_sub(now))),
+            };
             let due = match (due, self.debug) {
                 (Some(d), true) => Some(d.min(STATUS_EVERY)),
                 (None, true) => Some(STATUS_EVERY),
@@ -572,18 +606,29 @@ impl<'a, V: Vmfs> Runner<'a, V> {
 
     /// Keeps interrupts from starving the code they interrupt: once the guest ends an
     /// interrupt, the next one waits as long again as that one took from acceptance to
-    /// its end, unless the guest goes idle (hlt) first.
+    /// its end, unless the guest goes idle (hlt) first. On the guest's clock the hold is
+    /// in host time: a handler costs round trips (its port accesses) that the guest's
+    /// time does not see, and with a tick every few ms of its own work the guest would
+    /// do little but take ticks over a slow link. The PIT's counts stay on the guest's
+    /// time; only the interrupt waits.
     fn pace(&mut self, e: &Exit) {
-        let now = self.machine.now;
+        let (now, host) = (self.machine.now, self.host);
         if e.name == "*ack" {
             self.acked_at = Some(now);
+            self.acked_host = Some(host);
         } else if e.name == ".hlt" {
             self.machine.release();
+            self.host_hold = 0;
         }
         if self.machine.pic.take_eoi() {
-            if let Some(a) = self.acked_at.take() {
-                self.machine
-                    .hold(now + now.saturating_sub(a).max(1_000_000));
+            let (a, ah) = (self.acked_at.take(), self.acked_host.take());
+            match (self.guest_clock.is_some(), a, ah) {
+                (false, Some(a), _) => self.machine.hold(now + now.saturating_sub(a).max(MS)),
+                (true, _, Some(ah)) => {
+                    self.host_hold = host + host.saturating_sub(ah).max(MS);
+                    self.machine.hold(u64::MAX);
+                }
+                _ => {}
             }
         }
     }

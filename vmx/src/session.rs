@@ -264,7 +264,7 @@ pub fn run(
     runner.attach(bus);
     runner.com2_out = com2_out;
     runner.preset(&img.regs);
-    runner.guest_clock = guest_clock.then(GuestClock::outside);
+    runner.guest_clock = guest_clock.then(GuestClock::default);
     if let Some(go) = go {
         runner.kernel_devices(go);
     }

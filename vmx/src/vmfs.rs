@@ -158,11 +158,10 @@ impl NinepVm {
         }
     }
 
-    /// Asks for the guest's clock on every exit line, the time out for the tool not
-    /// hidden (`clock outside` on ctl), for the devices here ([`crate::dev::clock`]).
-    /// Ok(false) when the hypervisor has no such message.
+    /// Asks for the guest's clock on every exit line (`clock` on ctl), for the devices
+    /// here ([`crate::dev::clock`]). Ok(false) when the hypervisor has no such message.
     pub fn guest_clock(&mut self) -> Result<bool, String> {
-        self.extension("clock outside")
+        self.extension("clock")
     }
 
     /// Asks the hypervisor to run these PC devices itself (`devices ...` on ctl) and

@@ -370,6 +370,15 @@ fn on_the_guests_clock_the_alarm_brings_the_timer() {
         r.ctl
     );
     assert!(!r.log.contains("unknown"), "{}", r.log);
+    // The handler's EOI starts a hold in host time: the alarm is withdrawn until it
+    // ends, and the go after the EOI carries no new one.
+    let eoi = r
+        .ctl
+        .iter()
+        .rposition(|c| c == "alarm")
+        .expect("alarm withdrawn");
+    assert!(eoi > i + 2, "{:?}", r.ctl);
+    assert!(r.ctl[eoi + 1].starts_with("go"), "{:?}", r.ctl);
 }
 
 #[test]
