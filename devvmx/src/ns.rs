@@ -190,7 +190,7 @@ const VMXCTLMSG: [Cmdtab<Cm>; 12] = [
     Cmdtab {
         index: Cm::Clock,
         cmd: "clock",
-        narg: 0,
+        narg: 1,
     },
     Cmdtab {
         index: Cm::Advance,
@@ -737,7 +737,7 @@ impl<H: Hw> Namespace<H> {
             self.end_vm(slot);
             return Ok(data.len());
         }
-        if matches!(cm, Cm::Go | Cm::Step | Cm::Irq | Cm::Alarm | Cm::Clock) && nf > 2 {
+        if matches!(cm, Cm::Go | Cm::Step | Cm::Irq | Cm::Alarm) && nf > 2 {
             // The seed read `irq a b` as a bare `irq`, withdrawing the interrupt.
             return Err(EBADARG.into());
         }
@@ -750,7 +750,10 @@ impl<H: Hw> Namespace<H> {
             Cm::Extrap => vm.extrap(hw, arg.unwrap_or("")),
             Cm::Devices => vm.devices(&cb.f[1..]),
             Cm::Line => vm.line(&cb.f[1], &cb.f[2]),
-            Cm::Clock => vm.clock(arg),
+            Cm::Clock => {
+                vm.clock();
+                Ok(())
+            }
             Cm::Advance => vm.advance(hw, &cb.f[1]),
             Cm::Alarm => vm.alarm(arg),
         })??;

@@ -126,8 +126,6 @@ pub struct Vm {
     pub kdev: Option<Box<KDev>>,
     /// Exit lines carry the guest's clock (after a `clock` message).
     clock: bool,
-    /// After `clock outside`: the time out for the client is not hidden from the guest.
-    outside: bool,
     /// The `alarm` message's time (guest ns): the first internal exit at or after it
     /// goes to the client.
     alarm: Option<u64>,
@@ -179,7 +177,6 @@ impl Vm {
             synthetic: false,
             kdev: None,
             clock: false,
-            outside: false,
             alarm: None,
         };
         match vm.start(hw) {
@@ -474,17 +471,10 @@ impl Vm {
         Ok(())
     }
 
-    /// The `clock [outside]` message: from now on every exit's wait line ends with the
-    /// guest's clock, so a client's devices can run on the time the guest's TSC shows;
-    /// with `outside` the time the guest is out for its client is no longer hidden.
-    pub fn clock(&mut self, arg: Option<&str>) -> Result<(), Error> {
-        self.outside = match arg {
-            None => false,
-            Some("outside") => true,
-            Some(_) => return Err(EBADARG.into()),
-        };
+    /// The `clock` message: from now on every exit's wait line ends with the guest's
+    /// clock, so a client's devices can run on the time the guest's TSC shows.
+    pub fn clock(&mut self) {
         self.clock = true;
-        Ok(())
     }
 
     /// The `advance NS` message: the guest's clock (its TSC) moves on by NS ns, the time
@@ -862,7 +852,7 @@ impl Vm {
         self.synthetic = false;
 
         let start = hw.rdtsc();
-        if let Some(end) = self.tsc_end.filter(|_| !self.outside) {
+        if let Some(end) = self.tsc_end {
             // Hide the time spent outside the guest (the seed's sign was inverted, so
             // the guest's clock ran ahead by that time instead).
             self.tscoffset = self.tscoffset.wrapping_sub(start.wrapping_sub(end));

@@ -6,15 +6,14 @@
 //! and the devices run on it, as the in-kernel devices do:
 //!
 //! - at an exit or an `*ack`, exactly the time the line carries;
-//! - while the guest runs, not past it: the host's clock says nothing of the guest's
-//!   (an emulator's guest time runs at its own rate; on the hidden clock a round trip is
-//!   mostly time hidden from the guest). The hypervisor's `alarm` stops the guest for
-//!   the tool at the devices' next deadline instead, so a guest that makes no exits
-//!   still gets its timer interrupts, on time;
-//! - while it halts here, on with the host's clock: a halted guest's time passes. On the
-//!   hidden clock the hypervisor moves the guest's clock on by that time before the next
-//!   `go` (`advance NS`), so the guest's TSC and the devices agree again; with `clock
-//!   outside` (what the tool asks for) it ran on by itself.
+//! - while the guest runs, not past it: the host's clock says nothing of the guest's (a
+//!   round trip is mostly time hidden from the guest; an emulator's guest time runs at
+//!   its own rate). The hypervisor's `alarm` stops the guest for the tool at the
+//!   devices' next deadline instead, so a guest that makes no exits still gets its
+//!   timer interrupts, on time;
+//! - while it halts here, on with the host's clock: a halted guest's time passes. The
+//!   hypervisor moves the guest's clock on by that time before the next `go`
+//!   (`advance NS`), so the guest's TSC and the devices agree again.
 //!
 //! Pure: host time comes in as numbers.
 
@@ -26,20 +25,9 @@ pub struct GuestClock {
     /// Since when (host ns) the guest has run (false) or halted here (true); None while
     /// it is stopped for the tool.
     since: Option<(u64, bool)>,
-    /// The hypervisor does not hide the time the guest is out for the tool
-    /// (`clock outside`): a halt's time passes for the guest by itself.
-    outside: bool,
 }
 
 impl GuestClock {
-    /// The clock of `clock outside`.
-    pub fn outside() -> GuestClock {
-        GuestClock {
-            outside: true,
-            ..GuestClock::default()
-        }
-    }
-
     /// An exit line said the guest's clock is `t`; the guest is stopped.
     pub fn exit(&mut self, t: u64) {
         self.at = self.at.max(t);
@@ -96,11 +84,8 @@ impl GuestClock {
 
     /// Before a `go`: how far the devices' clock `now` ran ahead of the guest's, which
     /// the hypervisor is to add to it (`advance NS`); the guest's clock is then `now`.
-    /// None with `outside`, where the guest's clock ran on by itself.
     pub fn catch_up(&mut self, now: u64) -> Option<u64> {
-        let d = now
-            .checked_sub(self.at)
-            .filter(|d| *d > 0 && !self.outside)?;
+        let d = now.checked_sub(self.at).filter(|d| *d > 0)?;
         self.at = now;
         Some(d)
     }
@@ -149,12 +134,6 @@ mod tests {
         // The devices went to 10 ms: the guest is given the 8 ms before it runs.
         assert_eq!(c.catch_up(10 * MS), Some(8 * MS));
         assert_eq!(c.catch_up(10 * MS), None);
-        // Unless the hypervisor hides nothing: its clock ran on by itself.
-        let mut o = GuestClock::outside();
-        o.exit(2 * MS);
-        o.halt(50 * MS);
-        assert_eq!(o.target(58 * MS), 10 * MS);
-        assert_eq!(o.catch_up(10 * MS), None);
     }
 
     /// memtest's calibration: PIT channel 2 counts 50 ms (mode 0, gate on through port
