@@ -1,4 +1,8 @@
-//! Events: the `exc`/`irq` argument syntax (the seed's eventparse) and the `wait` line.
+//! Events: the `exc`/`irq` argument syntax (the seed's eventparse) and the `wait` line:
+//! `REASON QUAL pc PC sp SP ilen ILEN iinfo IINFO [excode C] [va VA] [pa PA] [ax AX]`,
+//! hex numbers, as the seed's cmdwait prints it; after a `clock` message (an extension,
+//! DEVIATIONS.md) ` time NS` ends it, the guest's clock in ns. `*ack VECTOR` (decimal)
+//! reports an accepted interrupt (` time NS` too after `clock`).
 
 use crate::plan9::{hex, strtoul, EBADCTL};
 use alloc::format;
@@ -187,6 +191,8 @@ pub struct ExitInfo {
     pub va: u64,
     pub pa: u64,
     pub ax: u64,
+    /// The guest's clock at the exit in ns, after a `clock` message (an extension).
+    pub time: Option<u64>,
 }
 
 /// The seed's cmdwait line for an exit.
@@ -228,13 +234,25 @@ pub fn waitline(e: &ExitInfo) -> String {
     if rno == 30 {
         s.push_str(&format!(" ax {}", hex(e.ax)));
     }
+    push_time(&mut s, e.time);
     s.push('\n');
     s
 }
 
-/// The line reporting an accepted interrupt.
-pub fn ackline(irq: &VmIntr) -> String {
-    format!("*ack {}\n", irq.info & 0xff)
+/// The `clock` extension's last field.
+fn push_time(s: &mut String, time: Option<u64>) {
+    if let Some(t) = time {
+        s.push_str(&format!(" time {}", hex(t)));
+    }
+}
+
+/// The line reporting an accepted interrupt; after a `clock` message with the guest's
+/// clock.
+pub fn ackline(irq: &VmIntr, time: Option<u64>) -> String {
+    let mut s = format!("*ack {}", irq.info & 0xff);
+    push_time(&mut s, time);
+    s.push('\n');
+    s
 }
 
 /// Exits the seed handles inside (external interrupt, INIT, SIPI, SMIs, interrupt and NMI
@@ -304,6 +322,15 @@ mod tests {
             waitline(&io),
             "io 0x800008 pc 0x1003 sp 0x7000 ilen 0x1 iinfo 0x0 ax 0x41\n"
         );
+        // After a `clock` message the guest's clock comes last, after ax.
+        let timed = ExitInfo {
+            time: Some(1_500_000),
+            ..io
+        };
+        assert_eq!(
+            waitline(&timed),
+            "io 0x800008 pc 0x1003 sp 0x7000 ilen 0x1 iinfo 0x0 ax 0x41 time 0x16e360\n"
+        );
         let gp = ExitInfo {
             reason: 0,
             intr: 0x8000_0b0d,
@@ -356,11 +383,24 @@ mod tests {
         };
         assert!(waitline(&big).starts_with("?99 "));
         assert_eq!(
-            ackline(&VmIntr {
-                info: 0x8000_0020,
-                ..VmIntr::default()
-            }),
+            ackline(
+                &VmIntr {
+                    info: 0x8000_0020,
+                    ..VmIntr::default()
+                },
+                None
+            ),
             "*ack 32\n"
+        );
+        assert_eq!(
+            ackline(
+                &VmIntr {
+                    info: 0x8000_0020,
+                    ..VmIntr::default()
+                },
+                Some(0x10)
+            ),
+            "*ack 32 time 0x10\n"
         );
     }
 

@@ -134,9 +134,12 @@ enum Cm {
     Extrap,
     Devices,
     Line,
+    Clock,
+    Advance,
+    Alarm,
 }
 
-const VMXCTLMSG: [Cmdtab<Cm>; 9] = [
+const VMXCTLMSG: [Cmdtab<Cm>; 12] = [
     Cmdtab {
         index: Cm::Quit,
         cmd: "quit",
@@ -182,6 +185,22 @@ const VMXCTLMSG: [Cmdtab<Cm>; 9] = [
         index: Cm::Line,
         cmd: "line",
         narg: 3,
+    },
+    // Extension: the guest's clock for a client's devices (DEVIATIONS.md).
+    Cmdtab {
+        index: Cm::Clock,
+        cmd: "clock",
+        narg: 1,
+    },
+    Cmdtab {
+        index: Cm::Advance,
+        cmd: "advance",
+        narg: 2,
+    },
+    Cmdtab {
+        index: Cm::Alarm,
+        cmd: "alarm",
+        narg: 0,
     },
 ];
 
@@ -718,7 +737,7 @@ impl<H: Hw> Namespace<H> {
             self.end_vm(slot);
             return Ok(data.len());
         }
-        if matches!(cm, Cm::Go | Cm::Step | Cm::Irq) && nf > 2 {
+        if matches!(cm, Cm::Go | Cm::Step | Cm::Irq | Cm::Alarm) && nf > 2 {
             // The seed read `irq a b` as a bare `irq`, withdrawing the interrupt.
             return Err(EBADARG.into());
         }
@@ -731,6 +750,12 @@ impl<H: Hw> Namespace<H> {
             Cm::Extrap => vm.extrap(hw, arg.unwrap_or("")),
             Cm::Devices => vm.devices(&cb.f[1..]),
             Cm::Line => vm.line(&cb.f[1], &cb.f[2]),
+            Cm::Clock => {
+                vm.clock();
+                Ok(())
+            }
+            Cm::Advance => vm.advance(hw, &cb.f[1]),
+            Cm::Alarm => vm.alarm(arg),
         })??;
         if cm == Cm::Devices {
             self.inside_used = true;

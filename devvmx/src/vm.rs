@@ -8,7 +8,7 @@ use crate::event::{ackline, eventparse, internal_exit, waitline, ExitInfo, VmInt
 use crate::hw::{alloc_array, EntryState, Frame, FxArea, Hw, Msr, VmcsField, VmxFail, PAGE};
 use crate::kdev::{self, KDev};
 use crate::mem::MemMap;
-use crate::plan9::{quote, strtoul, truncate, Tail, EBADARG, EGREG, ENOMEM, ERRMAX};
+use crate::plan9::{quote, strtoul, strtoull, truncate, Tail, EBADARG, EGREG, ENOMEM, ERRMAX};
 use crate::regs;
 use crate::segment::Segments;
 use crate::vmcs::{self, *};
@@ -118,6 +118,11 @@ pub struct Vm {
     synthetic: bool,
     /// In-kernel devices, after a `devices` message.
     pub kdev: Option<Box<KDev>>,
+    /// Exit lines carry the guest's clock (after a `clock` message).
+    clock: bool,
+    /// The `alarm` message's time (guest ns): the first internal exit at or after it
+    /// goes to the client.
+    alarm: Option<u64>,
 }
 
 /// The frames a VM owns besides its EPT tables.
@@ -179,6 +184,8 @@ impl Vm {
             tfstep: None,
             synthetic: false,
             kdev: None,
+            clock: false,
+            alarm: None,
         };
         match vm.start(hw) {
             Ok(()) => {
@@ -500,6 +507,54 @@ impl Vm {
         Ok(())
     }
 
+    /// The `clock` message: from now on every exit's wait line ends with the guest's
+    /// clock, so a client's devices can run on the time the guest's TSC shows.
+    pub fn clock(&mut self) {
+        self.clock = true;
+    }
+
+    /// The `advance NS` message: the guest's clock (its TSC) moves on by NS ns, the time
+    /// its client's devices ran ahead of it (while it halted at the client, or to a timer
+    /// raised while it ran). Not while it runs. With no TSC offsetting the guest's clock
+    /// is the host's, which ran anyway.
+    pub fn advance<H: Hw>(&mut self, hw: &mut H, ns: &str) -> Result<(), Error> {
+        let (v, n) = strtoull(ns, 0);
+        if n == 0 || n != ns.len() {
+            return Err(EBADARG.into());
+        }
+        match self.state {
+            State::Running => return Err("VM running".into()),
+            State::Ready => {}
+            _ => return Err("VM not ready".into()),
+        }
+        if self.procbctls & PROCB_TSCOFFSET == 0 {
+            return Ok(());
+        }
+        let ticks = u128::from(v) * u128::from(hw.tsc_hz().max(1)) / 1_000_000_000;
+        let ticks = u64::try_from(ticks).map_err(|_| Error::from(EBADARG))?;
+        self.load(hw)?;
+        self.tscoffset = self.tscoffset.wrapping_add(ticks);
+        vmcs::write(hw, VMCS_TSC_OFFSET, self.tscoffset)
+    }
+
+    /// The `alarm [NS]` message: the first exit the kernel would keep (a preemption
+    /// timer or host interrupt) once the guest's clock has reached NS ns goes to the
+    /// client instead, so a client's timer due then is raised on time although the
+    /// guest makes no exit of its own. Once; a bare `alarm` withdraws it.
+    pub fn alarm(&mut self, ns: Option<&str>) -> Result<(), Error> {
+        self.alarm = match ns {
+            None => None,
+            Some(s) => {
+                let (v, n) = strtoull(s, 0);
+                if n == 0 || n != s.len() {
+                    return Err(EBADARG.into());
+                }
+                Some(v)
+            }
+        };
+        Ok(())
+    }
+
     /// The in-kernel UART, if there is one (for `cons`).
     pub fn cons(&mut self) -> Option<&mut KDev> {
         self.kdev.as_deref_mut().filter(|k| k.has(kdev::UART))
@@ -670,7 +725,8 @@ impl Vm {
     pub fn wait<H: Hw>(&mut self, hw: &mut H) -> Result<Option<String>, Error> {
         if self.got & GOTIRQACK != 0 {
             self.got &= !GOTIRQACK;
-            return Ok(Some(ackline(&self.irqack)));
+            let time = self.clock.then(|| self.guest_ns(hw));
+            return Ok(Some(ackline(&self.irqack, time)));
         }
         if self.got & GOTEXIT == 0 {
             // The seed blocked for good on a dead VM: a remote client would hang.
@@ -698,6 +754,7 @@ impl Vm {
             va: r(hw, VM_GUESTVA)?,
             pa: r(hw, VM_GUESTPA)?,
             ax: self.entry.regs.ax,
+            time: self.clock.then(|| self.guest_ns(hw)),
         };
         Ok(Some(waitline(&e)))
     }
@@ -864,7 +921,12 @@ impl Vm {
         if self.onentry & STEP == 0 && self.kdev.is_some() && self.inside(hw, reason)? {
             return Ok(true);
         }
-        self.processexit(reason);
+        // The client's alarm: an internal exit past it is reported (an extension).
+        let alarm = internal_exit(reason) && self.alarm.is_some_and(|a| self.guest_ns(hw) >= a);
+        if alarm {
+            self.alarm = None;
+        }
+        self.processexit(reason, alarm);
         Ok(false)
     }
 
@@ -1002,8 +1064,8 @@ impl Vm {
         vmcs::write(hw, VMENTRY_INTRILEN, e.ilen as u64)
     }
 
-    fn processexit(&mut self, reason: u32) {
-        if internal_exit(reason) {
+    fn processexit(&mut self, reason: u32, alarm: bool) {
+        if internal_exit(reason) && !alarm {
             return;
         }
         self.state = State::Ready;

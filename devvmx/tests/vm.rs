@@ -352,6 +352,122 @@ fn tsc_offset_hides_host_time() {
     assert_eq!(e[1].tsc_offset.wrapping_sub(e[2].tsc_offset), 50_000);
 }
 
+/// The guest's clock in a wait line's `time` field.
+fn time_of(l: &str) -> u64 {
+    let v = l.trim_end().rsplit_once(" time 0x").expect(l).1;
+    u64::from_str_radix(v, 16).unwrap()
+}
+
+#[test]
+fn clock_puts_guest_time_on_exit_lines_and_advance_moves_it() {
+    let mut c = Client::new();
+    let v = vm(&mut c);
+    // 2 GHz: a tick is half a nanosecond.
+    c.ns.hw_mut().tsc_rate = 2_000_000_000;
+    let run = |c: &mut Client, ticks: u64| {
+        c.ns.hw_mut().exits.push_back(Exit {
+            guest_ticks: ticks,
+            ..Exit::new(12)
+        });
+        assert_eq!(c.write(v.ctl, 0, b"go"), R::Count(2));
+        c.run();
+        // Time outside the guest, which the TSC offset hides.
+        c.ns.hw_mut().advance_tsc(3_000_000);
+        line(c.read(v.wait, 0, 512))
+    };
+    // Without the message the seed's line.
+    let seed = run(&mut c, 8000);
+    assert_eq!(seed, ".hlt 0x0 pc 0x0 sp 0x0 ilen 0x0 iinfo 0x0\n");
+    assert_eq!(c.write(v.ctl, 0, b"clock"), R::Count(5));
+    let l1 = run(&mut c, 8000);
+    assert!(
+        l1.starts_with(".hlt 0x0 pc 0x0 sp 0x0 ilen 0x0 iinfo 0x0 time 0x"),
+        "{l1}"
+    );
+    let l2 = run(&mut c, 8000);
+    // Only the guest's run counts: 8000 ticks and the read's step of 1000, 4.5 us.
+    let t1 = time_of(&l1);
+    assert!((4499..=4501).contains(&(time_of(&l2) - t1)), "{l1}{l2}");
+    // The client's devices ran 5 ms while the guest halted at it.
+    assert_eq!(c.write(v.ctl, 0, b"advance 5000000"), R::Count(15));
+    let l3 = run(&mut c, 8000);
+    let d = time_of(&l3) - time_of(&l2);
+    assert!((5_004_499..=5_004_501).contains(&d), "{d}");
+    let e = &c.ns.hw().entries;
+    let n = e.len();
+    // The offset hid the 3 ms outside and one read's step, less the 10,000,000 ticks.
+    assert_eq!(
+        e[n - 1].tsc_offset.wrapping_sub(e[n - 2].tsc_offset),
+        10_000_000 - 3_000_000 - 1000
+    );
+    // An accepted interrupt's line carries the clock too.
+    c.write_path(&format!("vmx/{}/regs", v.n), b"flags 0x202\n");
+    c.write(v.ctl, 0, b"irq 33");
+    let l4 = run(&mut c, 8000);
+    assert!(l4.starts_with("*ack 33 time 0x"), "{l4}");
+    assert!(time_of(&l4) >= time_of(&l3), "{l3}{l4}");
+    assert!(line(c.read(v.wait, 0, 512)).starts_with(".hlt "));
+    // Errors: its arguments, and a running VM.
+    for (msg, want) in [
+        ("clock on", "wrong #args in control message \"clock on\""),
+        ("advance", "wrong #args in control message \"advance\""),
+        ("advance 5ms", "bad arg in system call"),
+        ("advance -1", "bad arg in system call"),
+        ("advance 0xffffffffffffffff", "bad arg in system call"),
+    ] {
+        assert_eq!(c.write(v.ctl, 0, msg.as_bytes()), err(want), "{msg}");
+    }
+    c.write(v.ctl, 0, b"go");
+    assert_eq!(c.write(v.ctl, 0, b"advance 1"), err("VM running"));
+}
+
+#[test]
+fn alarm_reports_the_first_internal_exit_past_it() {
+    let mut c = Client::new();
+    let v = vm(&mut c);
+    c.write(v.ctl, 0, b"clock");
+    c.ns.hw_mut().exits.push_back(Exit::new(12));
+    c.write(v.ctl, 0, b"go");
+    c.run();
+    let t0 = time_of(&line(c.read(v.wait, 0, 512)));
+    // Preemption-timer exits 11 us apart (10,000 ticks in the guest and a read's step):
+    // the third is the first past the alarm.
+    let alarm = format!("alarm {}", t0 + 25_000);
+    assert_eq!(
+        c.write(v.ctl, 0, alarm.as_bytes()),
+        R::Count(alarm.len() as u32)
+    );
+    let preempt = Exit {
+        guest_ticks: 10_000,
+        ..Exit::new(52)
+    };
+    c.ns.hw_mut()
+        .exits
+        .extend([preempt.clone(), preempt.clone(), preempt.clone()]);
+    c.write(v.ctl, 0, b"go");
+    wait_start(&mut c, v.wait);
+    c.run();
+    c.run();
+    assert_eq!(c.replies(), vec![], "an exit before the alarm was reported");
+    let l = line(wait_after_run(&mut c));
+    assert!(l.starts_with("preempt 0x0 pc "), "{l}");
+    assert!(time_of(&l) >= t0 + 25_000, "{l}");
+    // It went off: the next preemption stays inside; a withdrawn alarm never goes off.
+    c.write(v.ctl, 0, format!("alarm {}", t0).as_bytes());
+    c.write(v.ctl, 0, b"alarm");
+    c.ns.hw_mut().exits.extend([preempt, Exit::new(12)]);
+    c.write(v.ctl, 0, b"go");
+    c.run();
+    c.run();
+    assert!(line(c.read(v.wait, 0, 512)).starts_with(".hlt "));
+    for (msg, want) in [
+        ("alarm soon", "bad arg in system call"),
+        ("alarm 1 2", "bad arg in system call"),
+    ] {
+        assert_eq!(c.write(v.ctl, 0, msg.as_bytes()), err(want), "{msg}");
+    }
+}
+
 #[test]
 fn fpregs_read_and_clamped_writes() {
     let mut c = Client::new();

@@ -1,5 +1,6 @@
 //! #X wait lines: `REASON QUAL pc PC sp SP ilen ILEN iinfo IINFO [excode C] [va VA]
-//! [pa PA] [ax AX]`, or `*ack VECTOR`. The first word names the exit, the second is the
+//! [pa PA] [ax AX] [time NS]` (`time`, the guest's clock, after the hypervisor's `clock`
+//! extension), or `*ack VECTOR`. The first word names the exit, the second is the
 //! exit qualification; the rest are name/value pairs, read by name as vmx(1) does.
 
 use crate::layout::parse_u64;
@@ -18,6 +19,8 @@ pub struct Exit {
     pub pa: Option<u64>,
     pub va: Option<u64>,
     pub excode: Option<u64>,
+    /// The guest's clock in ns at the exit (the `clock` extension).
+    pub time: Option<u64>,
 }
 
 impl Exit {
@@ -52,6 +55,7 @@ impl Exit {
                 "pa" => e.pa = Some(v),
                 "va" => e.va = Some(v),
                 "excode" => e.excode = Some(v),
+                "time" => e.time = Some(v),
                 _ => {}
             }
         }
@@ -106,7 +110,10 @@ mod tests {
             (e.pc, e.sp, e.ax, e.ilen),
             (Some(0x100123), Some(0x101470), Some(0x48), 1)
         );
-        assert_eq!(e.pa, None);
+        assert_eq!((e.pa, e.time), (None, None));
+        let e = Exit::parse("io 0x3f80000 pc 0x1 sp 0x2 ilen 0x1 iinfo 0x0 ax 0x48 time 0x16e360")
+            .unwrap();
+        assert_eq!((e.ax, e.time), (Some(0x48), Some(1_500_000)));
         let io = Io::decode(e.qual);
         assert_eq!(
             io,

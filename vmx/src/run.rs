@@ -4,7 +4,7 @@
 //! vmx(1)'s exith.c and vmx.c runloop.
 
 use crate::cpu::{self, Msr};
-use crate::dev::{Machine, Stop};
+use crate::dev::{clock::GuestClock, Machine, Stop};
 use crate::exit::{Exit, Io};
 use crate::paging::{self, Mode};
 use crate::regs::Regs;
@@ -173,7 +173,20 @@ pub struct Runner<'a, V: Vmfs> {
     exits: u64,
     last: String,
     last_status: u64,
+    /// The guest's clock from the exit lines (the hypervisor's `clock` extension), which
+    /// the devices then run on; None: they run on the host's.
+    pub guest_clock: Option<GuestClock>,
+    /// The deadline the hypervisor's `alarm` was last set to.
+    alarm: Option<u64>,
+    /// On the guest's clock, the host time an interrupt hold ends (0: none) and the
+    /// host time of the last `*ack` and of the last clock reading.
+    host_hold: u64,
+    acked_host: Option<u64>,
+    host: u64,
 }
+
+/// A millisecond in ns: the shortest interrupt hold.
+const MS: u64 = 1_000_000;
 
 /// How often -D prints a status line while the guest runs.
 const STATUS_EVERY: u64 = 10_000_000_000;
@@ -214,6 +227,11 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             exits: 0,
             last: String::new(),
             last_status: 0,
+            guest_clock: None,
+            alarm: None,
+            host_hold: 0,
+            acked_host: None,
+            host: 0,
         }
     }
 
@@ -321,7 +339,37 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         self.ctl(&format!("exc {what}"))
     }
 
+    /// Moves the devices' clock on, to the time of a wait line (`line`) or as far as
+    /// the time since allows; gives the host's time.
+    fn tick(&mut self, line: Option<&Exit>) -> u64 {
+        let (host, wall) = (self.clock)();
+        self.host = host;
+        let t = match self.guest_clock.as_mut() {
+            Some(g) => {
+                match line.and_then(|e| Some((e.time?, e.is_notification()))) {
+                    Some((t, false)) => g.exit(t),
+                    Some((t, true)) => g.seen(t, host),
+                    None => {}
+                }
+                g.target(host)
+            }
+            None => host,
+        };
+        self.machine.advance(t, wall);
+        host
+    }
+
     fn launch(&mut self) -> Result<(), String> {
+        if let Some(mut g) = self.guest_clock {
+            let ahead = g.catch_up(self.machine.now);
+            g.run((self.clock)().0);
+            self.guest_clock = Some(g);
+            // The guest halted here: its TSC moves on to the devices' time.
+            if let Some(d) = ahead {
+                self.ctl(&format!("advance {d}"))?;
+            }
+            self.set_alarm()?;
+        }
         let r = self.regs.take_go();
         let cmd = if r.is_empty() {
             "go".to_string()
@@ -334,6 +382,21 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             self.launches += 1;
             self.cons_idle = false;
             let _ = s.send(());
+        }
+        Ok(())
+    }
+
+    /// On the guest's clock: the guest runs until the devices' next deadline, at the
+    /// latest, unless an interrupt hold is on (its end wakes the loop).
+    fn set_alarm(&mut self) -> Result<(), String> {
+        let due = if self.host_hold > 0 {
+            None
+        } else {
+            self.machine.deadline()
+        };
+        if due != self.alarm {
+            self.alarm = due;
+            self.ctl(&due.map_or("alarm".into(), |d| format!("alarm {d}")))?;
         }
         Ok(())
     }
@@ -403,8 +466,14 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         let mut count = 0;
         let mut wait_read = 0;
         loop {
-            let (now, wall) = (self.clock)();
-            self.machine.advance(now, wall);
+            let now = self.tick(None);
+            if self.host_hold > 0 && now >= self.host_hold {
+                self.host_hold = 0;
+                self.machine.release();
+                if self.running {
+                    self.set_alarm()?;
+                }
+            }
             self.sync_irq()?;
             self.flush_output();
             if let Some(s) = self.machine.stop {
@@ -433,7 +502,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                         self.machine.pic.pending(),
                         self.machine
                             .deadline()
-                            .map(|d| d.saturating_sub(now) / 1_000_000)
+                            .map(|d| d.saturating_sub(self.machine.now) / 1_000_000)
                     )
                 };
                 let msg = format!(
@@ -444,13 +513,26 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                 );
                 let _ = writeln!(self.log, "{msg}");
             }
-            let deadline = match (self.machine.deadline(), self.debug) {
-                (Some(d), true) => Some(d.min(now + STATUS_EVERY)),
-                (None, true) => Some(now + STATUS_EVERY),
+            // Host ns until the devices' next deadline may be due.
+            let due = self
+                .machine
+                .deadline()
+                .and_then(|d| match &self.guest_clock {
+                    Some(g) => g.wait(now, d),
+                    None => Some(d.saturating_sub(now)),
+                });
+            let due = match (due, self.host_hold) {
+                (d, 0) => d,
+                (None, h) => Some(h.saturating_sub(now)),
+                (Some(d), h) => Some(d.min(h.saturating_sub(now))),
+            };
+            let due = match (due, self.debug) {
+                (Some(d), true) => Some(d.min(STATUS_EVERY)),
+                (None, true) => Some(STATUS_EVERY),
                 (d, false) => d,
             };
-            let ev = match deadline {
-                Some(d) => events.recv_timeout(Duration::from_nanos(d.saturating_sub(now))),
+            let ev = match due {
+                Some(d) => events.recv_timeout(Duration::from_nanos(d)),
                 None => events.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             (count, wait_read) = (1, 0);
@@ -465,9 +547,8 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                     }
                     self.exits += 1;
                     self.last = line.clone();
+                    self.tick(Some(&e));
                     self.traced('<', &line);
-                    let (now, wall) = (self.clock)();
-                    self.machine.advance(now, wall);
                     if let Some(o) = self.handle(&e)? {
                         self.flush_output();
                         self.account(&reason, count, wait_read);
@@ -525,18 +606,29 @@ impl<'a, V: Vmfs> Runner<'a, V> {
 
     /// Keeps interrupts from starving the code they interrupt: once the guest ends an
     /// interrupt, the next one waits as long again as that one took from acceptance to
-    /// its end, unless the guest goes idle (hlt) first.
+    /// its end, unless the guest goes idle (hlt) first. On the guest's clock the hold is
+    /// in host time: a handler costs round trips (its port accesses) that the guest's
+    /// time does not see, and with a tick every few ms of its own work the guest would
+    /// do little but take ticks over a slow link. The PIT's counts stay on the guest's
+    /// time; only the interrupt waits.
     fn pace(&mut self, e: &Exit) {
-        let now = self.machine.now;
+        let (now, host) = (self.machine.now, self.host);
         if e.name == "*ack" {
             self.acked_at = Some(now);
+            self.acked_host = Some(host);
         } else if e.name == ".hlt" {
             self.machine.release();
+            self.host_hold = 0;
         }
         if self.machine.pic.take_eoi() {
-            if let Some(a) = self.acked_at.take() {
-                self.machine
-                    .hold(now + now.saturating_sub(a).max(1_000_000));
+            let (a, ah) = (self.acked_at.take(), self.acked_host.take());
+            match (self.guest_clock.is_some(), a, ah) {
+                (false, Some(a), _) => self.machine.hold(now + now.saturating_sub(a).max(MS)),
+                (true, _, Some(ah)) => {
+                    self.host_hold = host + host.saturating_sub(ah).max(MS);
+                    self.machine.hold(u64::MAX);
+                }
+                _ => {}
             }
         }
     }
@@ -556,6 +648,9 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             ".cpuid" => self.cpuid(e)?,
             ".hlt" => return self.hlt(e),
             "*ack" => self.machine.irq_ack(e.qual as u8),
+            // Exits the hypervisor keeps, reported when its alarm went off: the devices'
+            // deadline has come (the clock moved on with the line); the guest resumes.
+            "extirq" | "preempt" | "irqwin" | "nmiwin" => self.alarm = None,
             ".rdmsr" | ".wrmsr" => self.msr(e)?,
             "movcr" => self.movcr(e)?,
             ".movdr" => self.movdr(e)?,
@@ -675,6 +770,10 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             return Ok(Some(Outcome::Halted { pc }));
         }
         self.halted = true;
+        if let Some(mut g) = self.guest_clock {
+            g.halt((self.clock)().0);
+            self.guest_clock = Some(g);
+        }
         Ok(None)
     }
 

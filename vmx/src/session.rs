@@ -1,7 +1,7 @@
 //! One guest run over 9P, from a dialed client to the outcome: segment and VM, image
 //! upload, the wait and terminal reader threads, the exit loop, and closing the VM.
 
-use crate::dev::Machine;
+use crate::dev::{clock::GuestClock, Machine};
 use crate::layout::Layout;
 use crate::loader::Image;
 use crate::run::{Event, Outcome, Runner, Stats};
@@ -117,12 +117,25 @@ pub fn run(
     } else {
         false
     };
+    // The devices here run on the guest's clock when the hypervisor tells it.
+    let guest_clock = match (!kernel).then(|| vm.guest_clock()) {
+        None => false,
+        Some(Ok(c)) => c,
+        Some(Err(e)) => {
+            let _ = vm.close();
+            return Err(e);
+        }
+    };
     // The status file's counts before this VM ran (zeros the first time).
     let base = kernel.then(|| inkernel(&vm.client).unwrap_or([0; 4]));
     let _ = writeln!(
         o.log,
         "vmx: PC devices {}",
-        if kernel { "in the hypervisor" } else { "here" }
+        match (kernel, guest_clock) {
+            (true, _) => "in the hypervisor",
+            (false, true) => "here, on the guest's clock",
+            (false, false) => "here, on the host's clock (the hypervisor tells no guest time)",
+        }
     );
     let every = Duration::from_millis(if o.tty { 250 } else { 5000 });
     if let Err(e) = upload::send(&mut vm, img, &mut o.log, o.tty, every) {
@@ -251,6 +264,7 @@ pub fn run(
     runner.attach(bus);
     runner.com2_out = com2_out;
     runner.preset(&img.regs);
+    runner.guest_clock = guest_clock.then(GuestClock::default);
     if let Some(go) = go {
         runner.kernel_devices(go);
     }

@@ -142,19 +142,33 @@ impl NinepVm {
         })
     }
 
-    /// Asks the hypervisor to run these PC devices itself (`devices ...` on ctl) and
-    /// opens the console of its UART. Ok(false) when the hypervisor has no such message.
-    pub fn kernel_devices(&mut self, msg: &str) -> Result<bool, String> {
+    /// A ctl message of one of the hypervisor's extensions (devvmx/DEVIATIONS.md):
+    /// Ok(false) when it has no such message (9front's #X).
+    fn extension(&mut self, msg: &str) -> Result<bool, String> {
         self.trip();
         match self.ctl.write_str(msg) {
-            Ok(_) => {}
+            Ok(_) => Ok(true),
             Err(x)
                 if x.remote()
                     .is_some_and(|r| r.starts_with("unknown control message")) =>
             {
-                return Ok(false)
+                Ok(false)
             }
-            Err(x) => return Err(format!("vmx/{}/ctl {msg}: {x}", self.id)),
+            Err(x) => Err(format!("vmx/{}/ctl {msg}: {x}", self.id)),
+        }
+    }
+
+    /// Asks for the guest's clock on every exit line (`clock` on ctl), for the devices
+    /// here ([`crate::dev::clock`]). Ok(false) when the hypervisor has no such message.
+    pub fn guest_clock(&mut self) -> Result<bool, String> {
+        self.extension("clock")
+    }
+
+    /// Asks the hypervisor to run these PC devices itself (`devices ...` on ctl) and
+    /// opens the console of its UART. Ok(false) when the hypervisor has no such message.
+    pub fn kernel_devices(&mut self, msg: &str) -> Result<bool, String> {
+        if !self.extension(msg)? {
+            return Ok(false);
         }
         self.trip();
         let cons = self

@@ -4,6 +4,7 @@
 //! Pure: time comes in as numbers, bytes go out in buffers; the exit loop does the 9P and
 //! the terminal.
 
+pub mod clock;
 pub mod pci;
 
 use crate::layout::Layout;
@@ -21,7 +22,8 @@ const PCI_PORTS: std::ops::RangeInclusive<u16> = 0xcf8..=0xcff;
 pub struct Machine {
     pub board: Board,
     pub pci: pci::Pci,
-    /// Nanoseconds on the loop's monotonic clock.
+    /// Nanoseconds on the devices' clock: the guest's ([`clock::GuestClock`]) when the
+    /// hypervisor tells it, else the loop's monotonic clock.
     pub now: u64,
     /// Unix time in seconds, for the RTC.
     pub wall: i64,

@@ -239,11 +239,12 @@ fn efer_pat_and_cr0_through_regs() {
     assert_eq!(r.ctl[2], "go cr0real=0x500;pc=0x1005;");
 }
 
-#[test]
-fn timer_wakes_a_halted_guest() {
+/// A guest that starts PIT channel 0 at 100 Hz with only IRQ0 unmasked, halts, takes the
+/// interrupt (its handler sends EOI) and is done. With `clock` the exit lines carry the
+/// guest's clock, 1 us apart. Gives the steps, the pc after the hlt and the hlt's time.
+fn timer_then_halt(clock: bool) -> (Vec<Vec<String>>, u64, u64) {
     let mut steps: Vec<Vec<String>> = Vec::new();
     let mut pc = 0x1000;
-    // PIC: master at 0x20 with only IRQ0 unmasked; PIT channel 0 at 100 Hz.
     let setup = [
         (0x21, 0xfe),
         (0xa1, 0xff),
@@ -251,12 +252,23 @@ fn timer_wakes_a_halted_guest() {
         (0x40, 0x9c),
         (0x40, 0x2e),
     ];
+    let mut t = 0;
+    let time = |t: u64| {
+        if clock {
+            format!(" time {t:#x}")
+        } else {
+            String::new()
+        }
+    };
     for (port, v) in pcdev::pic::INIT_SEQUENCE.into_iter().chain(setup) {
-        steps.push(vec![io_line(port, 1, false, pc, v.into())]);
+        t += 1000;
+        steps.push(vec![io_line(port, 1, false, pc, v.into()) + &time(t)]);
         pc += 1;
     }
+    t += 1000;
     steps.push(vec![format!(
-        ".hlt 0x0 pc {pc:#x} sp 0x8000 ilen 0x1 iinfo 0x0"
+        ".hlt 0x0 pc {pc:#x} sp 0x8000 ilen 0x1 iinfo 0x0{}",
+        time(t)
     )]);
     pc += 1;
     // After the wake-up go: the interrupt is taken, the handler sends EOI, then done.
@@ -265,18 +277,108 @@ fn timer_wakes_a_halted_guest() {
         io_line(0x20, 1, false, 0x2000, 0x20),
     ]);
     steps.push(vec![io_line(0xf4, 1, false, pc, 0)]);
-    let r = run(steps, &[("flags", 0x202), ("pc", 0x1000)], vec![]);
+    (steps, pc, t)
+}
+
+/// Runs [`timer_then_halt`] to its end; gives the run, where `irq 32` is in its ctl
+/// commands, the pc after the hlt and the hlt's time.
+fn wake_by_timer(clock: bool) -> (Run, usize, u64, u64) {
+    let (steps, pc, halted_at) = timer_then_halt(clock);
+    let (r, i) = run_timer(steps, clock);
+    (r, i, pc, halted_at)
+}
+
+/// Runs a guest that takes one timer interrupt (on the guest's clock if `clock`) to its
+/// end; gives the run and where `irq 32` is in its ctl commands.
+fn run_timer(steps: Vec<Vec<String>>, clock: bool) -> (Run, usize) {
+    let (r, _) = run_with(steps, &[("flags", 0x202), ("pc", 0x1000)], vec![], |r| {
+        r.guest_clock = clock.then(GuestClock::default);
+    });
     assert_eq!(r.outcome, Ok(Outcome::Done(0)));
     let i = r
         .ctl
         .iter()
         .position(|c| c == "irq 32")
         .expect("irq posted");
+    (r, i)
+}
+
+#[test]
+fn timer_wakes_a_halted_guest() {
+    let (r, i, pc, _) = wake_by_timer(false);
     // The wake-up go follows the irq and carries the pc past hlt.
     assert_eq!(r.ctl[i + 1], format!("go pc={pc:#x};"));
     assert_eq!(r.ctl.iter().filter(|c| c.starts_with("irq")).count(), 1);
     assert!(r.stats.by_reason.contains_key("(timer)"));
     assert_eq!(r.stats.by_reason["*ack"].0, 1);
+}
+
+#[test]
+fn on_the_guests_clock_a_halt_gives_the_guest_its_time() {
+    let (r, i, pc, halted_at) = wake_by_timer(true);
+    // On the host's clock the 10 ms timer would have fired during the setup's exits
+    // (1 ms each); on the guest's it fires after the halt, and the guest's clock is
+    // moved on by the time it halted here before it runs again.
+    assert!(i > pcdev::pic::INIT_SEQUENCE.len() + 5, "{:?}", r.ctl);
+    let d: u64 = r.ctl[i + 1]
+        .strip_prefix("advance ")
+        .and_then(|d| d.parse().ok())
+        .unwrap_or_else(|| panic!("{:?}", r.ctl));
+    // The timer was set at guest time 13 us (the last setup write), due 10 ms later
+    // (11,932 PIT ticks, 10,000,151 ns), which the hypervisor's alarm was told before
+    // the halt; the halted guest is given the time up to the wake-up, which the fake
+    // host clock's 1 ms steps may overshoot.
+    let due = 13_000 + PERIOD;
+    let first = r.ctl.iter().position(|c| *c == format!("alarm {due}"));
+    assert!(first.is_some_and(|a| a < i), "{:?}", r.ctl);
+    assert!(
+        (due - halted_at..due - halted_at + 3_000_000).contains(&d),
+        "{d}"
+    );
+    // Then the alarm for the next tick, and the go.
+    assert_eq!(r.ctl[i + 2], format!("alarm {}", due + PERIOD));
+    assert_eq!(r.ctl[i + 3], format!("go pc={pc:#x};"));
+    assert_eq!(r.ctl.iter().filter(|c| c.starts_with("advance")).count(), 1);
+}
+
+/// The PIT's period in [`timer_then_halt`], in ns.
+const PERIOD: u64 = 10_000_151;
+
+#[test]
+fn on_the_guests_clock_the_alarm_brings_the_timer() {
+    // The guest runs instead of halting; the hypervisor stops it for the alarm.
+    let (mut steps, pc, t) = timer_then_halt(true);
+    let due = 13_000 + PERIOD;
+    let n = steps.len() - 3;
+    steps[n] = vec![format!(
+        "preempt 0x0 pc {:#x} sp 0x8000 ilen 0x0 iinfo 0x0 time {:#x}",
+        pc - 1,
+        due + 500
+    )];
+    assert!(t < due);
+    // The run ends at the done port, one byte past the hlt this guest never ran.
+    let (r, i) = run_timer(steps, true);
+    assert_eq!(r.ctl[i - 2], format!("alarm {due}"));
+    // The alarm's exit brought the devices to the guest's time: no advance, the next
+    // tick's alarm, and the guest resumes where it was.
+    assert!(r.ctl[i - 1].starts_with("go"), "{:?}", r.ctl);
+    assert_eq!(r.ctl[i + 1], format!("alarm {}", due + PERIOD));
+    assert_eq!(r.ctl[i + 2], "go");
+    assert!(
+        !r.ctl.iter().any(|c| c.starts_with("advance")),
+        "{:?}",
+        r.ctl
+    );
+    assert!(!r.log.contains("unknown"), "{}", r.log);
+    // The handler's EOI starts a hold in host time: the alarm is withdrawn until it
+    // ends, and the go after the EOI carries no new one.
+    let eoi = r
+        .ctl
+        .iter()
+        .rposition(|c| c == "alarm")
+        .expect("alarm withdrawn");
+    assert!(eoi > i + 2, "{:?}", r.ctl);
+    assert!(r.ctl[eoi + 1].starts_with("go"), "{:?}", r.ctl);
 }
 
 #[test]
