@@ -140,68 +140,20 @@ enum Cm {
 }
 
 const VMXCTLMSG: [Cmdtab<Cm>; 12] = [
-    Cmdtab {
-        index: Cm::Quit,
-        cmd: "quit",
-        narg: 1,
-    },
-    Cmdtab {
-        index: Cm::Go,
-        cmd: "go",
-        narg: 0,
-    },
-    Cmdtab {
-        index: Cm::Stop,
-        cmd: "stop",
-        narg: 1,
-    },
-    Cmdtab {
-        index: Cm::Step,
-        cmd: "step",
-        narg: 0,
-    },
-    Cmdtab {
-        index: Cm::Exc,
-        cmd: "exc",
-        narg: 2,
-    },
-    Cmdtab {
-        index: Cm::Irq,
-        cmd: "irq",
-        narg: 0,
-    },
-    Cmdtab {
-        index: Cm::Extrap,
-        cmd: "extrap",
-        narg: 2,
-    },
+    Cmdtab::new(Cm::Quit, "quit", 1),
+    Cmdtab::new(Cm::Go, "go", 0),
+    Cmdtab::new(Cm::Stop, "stop", 1),
+    Cmdtab::new(Cm::Step, "step", 0),
+    Cmdtab::new(Cm::Exc, "exc", 2),
+    Cmdtab::new(Cm::Irq, "irq", 0),
+    Cmdtab::new(Cm::Extrap, "extrap", 2),
     // Extensions: in-kernel devices (DEVIATIONS.md).
-    Cmdtab {
-        index: Cm::Devices,
-        cmd: "devices",
-        narg: 0,
-    },
-    Cmdtab {
-        index: Cm::Line,
-        cmd: "line",
-        narg: 3,
-    },
+    Cmdtab::new(Cm::Devices, "devices", 0),
+    Cmdtab::new(Cm::Line, "line", 3),
     // Extension: the guest's clock for a client's devices (DEVIATIONS.md).
-    Cmdtab {
-        index: Cm::Clock,
-        cmd: "clock",
-        narg: 1,
-    },
-    Cmdtab {
-        index: Cm::Advance,
-        cmd: "advance",
-        narg: 2,
-    },
-    Cmdtab {
-        index: Cm::Alarm,
-        cmd: "alarm",
-        narg: 0,
-    },
+    Cmdtab::new(Cm::Clock, "clock", 1),
+    Cmdtab::new(Cm::Advance, "advance", 2),
+    Cmdtab::new(Cm::Alarm, "alarm", 0),
 ];
 
 /// The #X device and segments over a [`Hw`].

@@ -259,6 +259,13 @@ pub struct Cmdtab<T: Copy> {
     pub narg: usize,
 }
 
+impl<T: Copy> Cmdtab<T> {
+    /// One table row, as the seed writes `{CMquit, "quit", 1}`.
+    pub const fn new(index: T, cmd: &'static str, narg: usize) -> Self {
+        Cmdtab { index, cmd, narg }
+    }
+}
+
 /// lookupcmd: the entry for the first field, or Plan 9's error.
 pub fn lookupcmd<T: Copy>(cb: &Cmdbuf, tab: &[Cmdtab<T>]) -> Result<T, Error> {
     let Some(f0) = cb.f.first() else {
@@ -352,18 +359,7 @@ mod tests {
             Quit,
             Go,
         }
-        let tab = [
-            Cmdtab {
-                index: C::Quit,
-                cmd: "quit",
-                narg: 1,
-            },
-            Cmdtab {
-                index: C::Go,
-                cmd: "go",
-                narg: 0,
-            },
-        ];
+        let tab = [Cmdtab::new(C::Quit, "quit", 1), Cmdtab::new(C::Go, "go", 0)];
         assert_eq!(lookupcmd(&parsecmd(b"quit\n"), &tab), Ok(C::Quit));
         assert_eq!(lookupcmd(&parsecmd(b"go a b"), &tab), Ok(C::Go));
         assert_eq!(
