@@ -3,3 +3,4 @@ pub mod bench;
 pub mod emu;
 pub mod guests;
 pub mod linux;
+pub mod status;

@@ -65,10 +65,7 @@ fn regs(mode: Mode, rng: &mut Rng) -> String {
 }
 
 fn status_field(c: &Client, key: &str) -> String {
-    let st = String::from_utf8(c.read_file("status").expect("read status")).unwrap();
-    st.lines()
-        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
-        .unwrap_or_else(|| panic!("no {key} in {st:?}"))
+    vmm_tests::status::text(&vmm_tests::status::read(c), key)
 }
 
 /// A wait line's kind: its first word.

@@ -1,12 +1,9 @@
 //! 9P over TCP/IP under Bochs: the kernel's e1000 driver and TCP stack on Bochs's slirp,
 //! reached through its host forward on 127.0.0.1.
 
-use ninep_client::Client;
 use vmm_tests::emu::{Machine, Nic, Opts};
 
-fn status(c: &Client) -> String {
-    String::from_utf8(c.read_file("status").expect("read status")).expect("text")
-}
+use vmm_tests::status::read as status;
 
 #[test]
 fn e1000_serves_9p_over_slirp() {

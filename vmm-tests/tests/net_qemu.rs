@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 use vmm_tests::emu::{self, Machine, Nic, Opts};
+use vmm_tests::status::{num, read as status, text as field};
 
 const SECRET: &str = "opensesame";
 const OWNER: &str = "eve";
@@ -20,21 +21,6 @@ fn boot(nic: Nic) -> Machine {
         nic: Some(nic),
         ..Opts::default()
     })
-}
-
-fn status(c: &Client) -> String {
-    String::from_utf8(c.read_file("status").expect("read status")).expect("text")
-}
-
-fn field(st: &str, key: &str) -> String {
-    st.lines()
-        .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix(' ')))
-        .unwrap_or_else(|| panic!("status has no {key}: {st}"))
-        .to_string()
-}
-
-fn num(st: &str, key: &str) -> u64 {
-    field(st, key).parse().unwrap()
 }
 
 /// Polls `status` on a fresh connection until `sessions` reads `want` (closing

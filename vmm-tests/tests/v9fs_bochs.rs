@@ -75,14 +75,7 @@ impl Rig {
 }
 
 /// A `key value` line's value from the status file.
-fn field(text: &str, key: &str) -> String {
-    text.lines()
-        .find_map(|l| {
-            let mut w = l.split_whitespace();
-            (w.next() == Some(key)).then(|| w.collect::<Vec<_>>().join(" "))
-        })
-        .unwrap_or_else(|| panic!("no {key} in {text:?}"))
-}
+use vmm_tests::status::text as field;
 
 /// The (type, tag) of each 9P frame in a stream.
 fn frames(mut b: &[u8]) -> Vec<(u8, u16)> {

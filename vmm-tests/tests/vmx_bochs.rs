@@ -98,7 +98,7 @@ impl Hv {
     }
 
     fn status(&self) -> String {
-        String::from_utf8(self.c.read_file("status").unwrap()).unwrap()
+        vmm_tests::status::read(&self.c)
     }
 
     fn memfree(&self) -> u64 {
@@ -139,17 +139,7 @@ fn vm_on(c: &Client) -> Vm {
 }
 
 /// A `key value` line's value from a status or regs text.
-fn field(text: &str, key: &str) -> u64 {
-    let line = text
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(key))
-        .unwrap_or_else(|| panic!("no {key} in {text:?}"));
-    let v = line.split_whitespace().nth(1).unwrap();
-    match v.strip_prefix("0x") {
-        Some(h) => u64::from_str_radix(h, 16).unwrap(),
-        None => v.parse().unwrap(),
-    }
-}
+use vmm_tests::status::num as field;
 
 /// A wait line: its first word and `key value` pairs.
 #[derive(Debug)]

@@ -10,23 +10,7 @@ pub const OWNER: &str = "eve";
 pub const STRANGER: &str = "glenda";
 
 /// `key value` lines of the root status file.
-pub fn status(c: &Client) -> Vec<(String, String)> {
-    let text = c.read_file("status").expect("read status");
-    let text = String::from_utf8(text).expect("status is text");
-    text.lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-        .collect()
-}
-
-pub fn field(st: &[(String, String)], key: &str) -> u64 {
-    st.iter()
-        .find(|(k, _)| k == key)
-        .unwrap_or_else(|| panic!("status has no {key}: {st:?}"))
-        .1
-        .parse()
-        .unwrap_or_else(|_| panic!("status {key} is not a number: {st:?}"))
-}
+pub use vmm_tests::status::{num as field, read as status};
 
 fn names(c: &Client, path: &str) -> Vec<String> {
     let mut n: Vec<String> = c
@@ -53,7 +37,7 @@ pub fn namespace(m: &Machine, link: &Path) {
     assert!(names(&c, "vmx").contains(&"clone".to_string()));
 
     let st = status(&c);
-    let version = &st.iter().find(|(k, _)| k == "version").expect("version").1;
+    let version = vmm_tests::status::text(&st, "version");
     assert!(version.contains("hypervisor"), "version line: {version}");
     let (free, total) = (field(&st, "memfree"), field(&st, "memtotal"));
     assert!(
