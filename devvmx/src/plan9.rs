@@ -71,6 +71,13 @@ pub fn strtoull(s: &str, base: u32) -> (u64, usize) {
     strtoun(s, base, u64::MAX)
 }
 
+/// A field that must be one number and nothing else (strtoull, base 0, consuming all of
+/// a nonempty `s`), as the seed checks `*end == 0` after strtoull.
+pub fn strtoull_whole(s: &str) -> Option<u64> {
+    let (v, n) = strtoull(s, 0);
+    (n != 0 && n == s.len()).then_some(v)
+}
+
 /// strtoul: Plan 9's ulong is 32 bits on amd64 too.
 pub fn strtoul(s: &str, base: u32) -> (u32, usize) {
     let (v, n) = strtoun(s, base, u32::MAX as u64);

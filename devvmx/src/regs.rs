@@ -2,7 +2,7 @@
 //! `name value` lines (and as `name=value;` in `go`/`step`).
 
 use crate::hw::{EntryState, Hw};
-use crate::plan9::{getfields, hexw, records, strtoull, Tail};
+use crate::plan9::{getfields, hexw, records, strtoull_whole, Tail};
 use crate::vmcs::{self, *};
 use alloc::string::String;
 use ninep::Error;
@@ -296,11 +296,7 @@ fn fake<H: Hw>(
 }
 
 fn parseval(s: &str) -> Result<u64, Error> {
-    let (v, n) = strtoull(s, 0);
-    if n == 0 || n != s.len() {
-        return Err("invalid value".into());
-    }
-    Ok(v)
+    strtoull_whole(s).ok_or_else(|| "invalid value".into())
 }
 
 /// updatelma: EFER.LMA = LME && CR0.PG, and the IA-32e mode guest entry control with it.

@@ -8,7 +8,9 @@ use crate::event::{ackline, eventparse, internal_exit, waitline, ExitInfo, VmInt
 use crate::hw::{alloc_array, EntryState, Frame, FxArea, Hw, Msr, VmcsField, VmxFail, PAGE};
 use crate::kdev::{self, KDev};
 use crate::mem::MemMap;
-use crate::plan9::{quote, strtoul, strtoull, truncate, Tail, EBADARG, EGREG, ENOMEM, ERRMAX};
+use crate::plan9::{
+    quote, strtoul, strtoull_whole, truncate, Tail, EBADARG, EGREG, ENOMEM, ERRMAX,
+};
 use crate::regs;
 use crate::segment::Segments;
 use crate::vmcs::{self, *};
@@ -518,10 +520,7 @@ impl Vm {
     /// raised while it ran). Not while it runs. With no TSC offsetting the guest's clock
     /// is the host's, which ran anyway.
     pub fn advance<H: Hw>(&mut self, hw: &mut H, ns: &str) -> Result<(), Error> {
-        let (v, n) = strtoull(ns, 0);
-        if n == 0 || n != ns.len() {
-            return Err(EBADARG.into());
-        }
+        let v = strtoull_whole(ns).ok_or(Error::from(EBADARG))?;
         match self.state {
             State::Running => return Err("VM running".into()),
             State::Ready => {}
@@ -544,13 +543,7 @@ impl Vm {
     pub fn alarm(&mut self, ns: Option<&str>) -> Result<(), Error> {
         self.alarm = match ns {
             None => None,
-            Some(s) => {
-                let (v, n) = strtoull(s, 0);
-                if n == 0 || n != s.len() {
-                    return Err(EBADARG.into());
-                }
-                Some(v)
-            }
+            Some(s) => Some(strtoull_whole(s).ok_or(Error::from(EBADARG))?),
         };
         Ok(())
     }
