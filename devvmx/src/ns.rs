@@ -189,7 +189,7 @@ pub struct Namespace<H: Hw> {
 /// vmxreset: can VMs run on this CPU? Sets the IA32_FEATURE_CONTROL lock and VMXON bits where
 /// the firmware left the MSR unlocked, as the seed does.
 pub fn vmxreset<H: Hw>(hw: &mut H) -> Result<(), String> {
-    if hw.cpuid(1, 0)[2] & 1 << 5 == 0 {
+    if hw.cpuid(1, 0)[2] & CPUID1_ECX_VMX == 0 {
         return Err("cpuid says no VMX".into());
     }
     let mut msr = hw

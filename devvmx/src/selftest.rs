@@ -77,7 +77,7 @@ fn read<H: Hw>(hw: &mut H, f: VmcsField) -> Result<u64, &'static str> {
 }
 
 fn run_on<H: Hw, E: Env>(hw: &mut H, env: &mut E) -> Result<(), &'static str> {
-    if hw.cpuid(1, 0)[2] & (1 << 5) == 0 {
+    if hw.cpuid(1, 0)[2] & CPUID1_ECX_VMX == 0 {
         return Err("no VMX in CPUID");
     }
     let fc = hw

@@ -245,6 +245,9 @@ pub const CR4PKE: u64 = 1 << 22;
 pub const CR0KERNEL: u64 = CR0RSVD | 0x30 | 0xFFFF_FFFF_0000_0000;
 pub const CR4KERNEL: u64 = CR4RSVD | CR4VMXE | CR4SMXE | CR4MCE | CR4PKE | 0xFFFF_FFFF_0000_0000;
 
+/// CPUID leaf 1, ECX: VT-x (the seed tests `ecx & (1<<5)`).
+pub const CPUID1_ECX_VMX: u32 = 1 << 5;
+
 // MSRs (the seed writes 0x3a bare; the others after pc64's names).
 pub const IA32_FEATURE_CONTROL: Msr = Msr(0x3a);
 /// IA32_FEATURE_CONTROL: lock, and VMXON outside SMX.

@@ -71,7 +71,7 @@ impl Features {
         word & (1 << bit) != 0
     }
     fn vmx(&self) -> bool {
-        Self::has(self.ecx1, 5)
+        self.ecx1 & CPUID1_ECX_VMX != 0
     }
 }
 
