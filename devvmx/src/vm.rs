@@ -945,16 +945,14 @@ impl Vm {
                     return Ok(false);
                 };
                 let ax = self.entry.regs.ax;
-                let v = u64::from(k.io(dev, port, size, input, ax as u32, now));
+                let v = k.io(dev, port, size, input, ax as u32, now);
                 if k.board.stop.take().is_some() {
                     // A reset through the i8042: the client's to see, as its io exit.
                     k.board.kbd.reset = false;
                     return Ok(false);
                 }
                 if input {
-                    let mask = u64::from(pcdev::size_mask(size));
-                    // A 32-bit in zero-extends into rax, as a 32-bit register write does.
-                    self.entry.regs.ax = if size == 4 { v } else { ax & !mask | v };
+                    self.entry.regs.ax = pcdev::merge_in(ax, size, v);
                 }
             }
             EXIT_CPUID if k.has(kdev::CPU) => {

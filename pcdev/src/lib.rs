@@ -105,6 +105,18 @@ pub fn size_mask(size: u8) -> u32 {
     }
 }
 
+/// `rax` after an `in` of `size` bytes (1, 2 or 4) read `val`: the low `size` bytes replaced,
+/// and a 32-bit read zero-extending into the whole register, as a 32-bit register write does.
+pub fn merge_in(rax: u64, size: u8, val: u32) -> u64 {
+    let mask = u64::from(size_mask(size));
+    let v = u64::from(val) & mask;
+    if mask == u64::from(u32::MAX) {
+        v
+    } else {
+        rax & !mask | v
+    }
+}
+
 /// The devices of a PC, wired to the PIC.
 #[derive(Clone, Debug)]
 pub struct Board {
@@ -198,5 +210,20 @@ impl Board {
         let n = self.com[0].receive(bytes);
         self.sync_lines();
         n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_in;
+
+    #[test]
+    fn an_in_replaces_its_bytes_and_a_32_bit_in_zero_extends() {
+        let rax = 0x1122_3344_5566_7788;
+        assert_eq!(merge_in(rax, 1, 0xab), 0x1122_3344_5566_77ab);
+        assert_eq!(merge_in(rax, 2, 0xabcd), 0x1122_3344_5566_abcd);
+        assert_eq!(merge_in(rax, 4, 0xdead_beef), 0xdead_beef);
+        // Bits above the access are not the device's to set.
+        assert_eq!(merge_in(rax, 1, 0xffab), 0x1122_3344_5566_77ab);
     }
 }

@@ -715,13 +715,8 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             let limit = self.virtio.limit;
             let d = &mut self.virtio.devs[i];
             if io.input {
-                let v = u64::from(d.read(off, io.size));
-                let ax = match io.size {
-                    1 => ax & !0xff | v,
-                    2 => ax & !0xffff | v,
-                    _ => v,
-                };
-                self.regs.set("ax", ax);
+                let v = d.read(off, io.size);
+                self.regs.set("ax", pcdev::merge_in(ax, io.size, v));
             } else if let Some(w) =
                 d.write(off, io.size, ax as u32, &mut VmMem(&mut self.vm), limit)
             {
@@ -732,13 +727,8 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             return Ok(None);
         }
         if io.input {
-            let v = u64::from(self.machine.io_in(io.port, io.size));
-            let ax = match io.size {
-                1 => ax & !0xff | v,
-                2 => ax & !0xffff | v,
-                _ => v,
-            };
-            self.regs.set("ax", ax);
+            let v = self.machine.io_in(io.port, io.size);
+            self.regs.set("ax", pcdev::merge_in(ax, io.size, v));
         } else {
             self.machine.io_out(io.port, io.size, ax as u32);
         }
