@@ -96,7 +96,7 @@ fn kmain(magic: u32, info: u32) -> ! {
         }
     }
     let nic = if cfg.net {
-        let nic = drivers::nic::probe();
+        let nic = drivers::probe_nic();
         if nic.is_none() {
             log::warn!("no NIC served (virtio-net, e1000): no 9P over TCP");
         }
