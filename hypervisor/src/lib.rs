@@ -115,7 +115,9 @@ fn kmain(magic: u32, info: u32) -> ! {
     }
 
     let mut ns = devvmx::Namespace::new(
-        arch::vmx::KernelHw::new().with_wall_clock(boot_time, boot_ticks),
+        arch::vmx::KernelHw::new()
+            .with_router(smp::call)
+            .with_wall_clock(boot_time, boot_ticks),
         devvmx::Config {
             owner: cfg.owner.clone(),
             version: VERSION,
