@@ -29,9 +29,13 @@ pub mod plan9;
 pub mod regs;
 pub mod segment;
 pub mod selftest;
+pub mod status;
+pub mod table;
 #[cfg(any(test, feature = "testhw"))]
 pub mod testhw;
 pub mod vm;
 pub mod vmcs;
+pub mod vtx;
 
-pub use ns::{vmx_cpu_ready, vmxon_region, vmxreset, Config, Namespace, Node, EQUIT};
+pub use ns::{Config, Namespace, Node, EQUIT};
+pub use status::Facts;

@@ -1,14 +1,14 @@
 //! The served tree: a root holding `vmx/` (the #X device), `segment/` (segment(3)) and a
 //! `status` file, as a `ninep::Tree`.
 
-use crate::hw::{Frame, Hw, PAGE};
-use crate::place::{pick, Placed, RunList};
+use crate::hw::Hw;
 use crate::plan9::{
-    lookupcmd, parsecmd, readstr, Cmdtab, EBADARG, EEXIST, EGREG, EISDIR, ENOMEM, ENONEXIST, EPERM,
+    lookupcmd, parsecmd, readstr, Cmdtab, EBADARG, EEXIST, EGREG, EISDIR, ENONEXIST, EPERM,
 };
 use crate::segment::Segments;
-use crate::vm::{State, Vm};
-use crate::vmcs::*;
+use crate::status::{self, Facts};
+use crate::table::VmTable;
+use crate::vm::Vm;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
@@ -160,130 +160,26 @@ const VMXCTLMSG: [Cmdtab<Cm>; 12] = [
 pub struct Namespace<H: Hw> {
     hw: H,
     cfg: Config,
-    /// Why VT-x cannot be used, if it cannot (the seed's vmxreset checks).
-    vmx: Result<(), String>,
-    vms: Vec<Option<Arc<Placed>>>,
-    /// The CPUs that run VMs other than this (the boot) one, and each one's run list
-    /// (indexed by CPU; the boot CPU's, 0, runs VMs when no other CPU can).
-    vm_cpus: Vec<usize>,
-    runs: Vec<Arc<RunList>>,
-    next_gen: u64,
-    vmxon: Option<Frame>,
+    vms: VmTable,
     segs: Segments,
-    sessions: usize,
-    /// CPUs the machine runs (the status file).
-    cpus: usize,
     /// When the namespace was made (the kernel's boot): the times of the root, `vmx/`,
     /// `segment/`, `status` and `clone`.
     booted: u32,
-    /// What in-kernel devices answered for VMs that have ended.
-    inside_ended: crate::kdev::Counts,
-    /// Some VM asked for in-kernel devices since boot.
-    inside_used: bool,
-    /// Who may be the owner on network links.
-    owners: crate::owner::Owners,
-    /// Where network clients reach the host, for the status file.
-    network: Option<String>,
-}
-
-/// vmxreset: can VMs run on this CPU? Sets the IA32_FEATURE_CONTROL lock and VMXON bits where
-/// the firmware left the MSR unlocked, as the seed does.
-pub fn vmxreset<H: Hw>(hw: &mut H) -> Result<(), String> {
-    if hw.cpuid(1, 0)[2] & CPUID1_ECX_VMX == 0 {
-        return Err("cpuid says no VMX".into());
-    }
-    let mut msr = hw
-        .rdmsr(IA32_FEATURE_CONTROL)
-        .ok_or("IA32_FEATURE_CONTROL unreadable")?;
-    const ON: u64 = FEATURE_CONTROL_LOCK | FEATURE_CONTROL_VMXON;
-    if msr & ON != ON {
-        if msr & FEATURE_CONTROL_LOCK == 0 {
-            hw.wrmsr(IA32_FEATURE_CONTROL, msr | ON);
-            msr = hw
-                .rdmsr(IA32_FEATURE_CONTROL)
-                .ok_or("IA32_FEATURE_CONTROL unreadable")?;
-        }
-        if msr & ON != ON {
-            return Err("VMXON disabled by firmware (IA32_FEATURE_CONTROL)".into());
-        }
-    }
-    let procb = hw
-        .rdmsr(VMX_PROCB_CTLS_MSR)
-        .ok_or("IA32_VMX_PROCBASED_CTLS unreadable")?;
-    if (procb as i64) >= 0 {
-        return Err("no secondary processor-based controls".into());
-    }
-    let ctls2 = hw
-        .rdmsr(VMX_PROCB_CTLS2_MSR)
-        .ok_or("IA32_VMX_PROCBASED_CTLS2 unreadable")?
-        >> 32;
-    if ctls2 & PROCB_EPT as u64 == 0 {
-        return Err("no EPT".into());
-    }
-    if ctls2 & PROCB_VPID as u64 == 0 {
-        return Err("no VPID".into());
-    }
-    if ctls2 & PROCB_UNRESTR as u64 == 0 {
-        return Err("no unrestricted guest".into());
-    }
-    Ok(())
-}
-
-/// The seed's vmxstart on this CPU before VMXON: CR4.VMXE, CR0.NE, and the fixed bits of
-/// both checked against the VMX capability MSRs.
-pub fn vmx_cpu_ready<H: Hw>(hw: &mut H) -> Result<(), Error> {
-    let cr4 = hw.cr4();
-    hw.set_cr4(cr4 | CR4VMXE);
-    let cr0 = hw.cr0();
-    hw.set_cr0(cr0 | 0x20);
-    let fixed = |hw: &mut H, cr: u64, f0: Msr, f1: Msr, what: &'static str| {
-        let a = hw.rdmsr(f0).ok_or(Error::from(what))?;
-        let b = hw.rdmsr(f1).ok_or(Error::from(what))?;
-        if cr & !a & !b | !cr & a & b != 0 {
-            return Err(Error::from(what));
-        }
-        Ok(())
-    };
-    let cr0 = hw.cr0();
-    fixed(hw, cr0, VMX_CR0_FIXED0, VMX_CR0_FIXED1, "invalid CR0 value")?;
-    let cr4 = hw.cr4();
-    fixed(hw, cr4, VMX_CR4_FIXED0, VMX_CR4_FIXED1, "invalid CR4 value")
-}
-
-/// VMXON on this CPU (made ready by `vmx_cpu_ready`) with a fresh region carrying the VMCS
-/// revision: the region, which stays in use until VMXOFF.
-pub fn vmxon_region<H: Hw>(hw: &mut H) -> Result<Frame, Error> {
-    let basic = hw.rdmsr(VMX_BASIC_MSR).unwrap_or(0);
-    let region = hw.alloc_frame().ok_or(Error::from(ENOMEM))?;
-    hw.frame(&region)[0..4].copy_from_slice(&(basic as u32).to_le_bytes());
-    if hw.vmxon(&region).is_err() {
-        hw.free_frame(region);
-        return Err("vmxon failed".into());
-    }
-    Ok(region)
+    /// What the host last told.
+    facts: Facts,
 }
 
 impl<H: Hw> Namespace<H> {
     pub fn new(mut hw: H, cfg: Config) -> Self {
-        let vmx = vmxreset(&mut hw);
+        let vms = VmTable::new(crate::vtx::vmxreset(&mut hw));
         let booted = hw.now();
         Namespace {
             hw,
             cfg,
-            vmx,
-            vms: Vec::new(),
-            vm_cpus: Vec::new(),
-            runs: alloc::vec![Arc::new(RunList::default())],
-            next_gen: 0,
-            vmxon: None,
+            vms,
             segs: Segments::new(),
-            sessions: 0,
-            cpus: 1,
             booted,
-            inside_ended: Default::default(),
-            inside_used: false,
-            owners: Default::default(),
-            network: None,
+            facts: Facts::default(),
         }
     }
 
@@ -295,73 +191,46 @@ impl<H: Hw> Namespace<H> {
         &mut self.hw
     }
 
-    /// CPUs the machine runs, for the status file (1 unless the host says more).
-    pub fn set_cpus(&mut self, n: usize) {
-        self.cpus = n;
+    /// The VM table: where VMs run, and each CPU's run list.
+    pub fn vms(&self) -> &VmTable {
+        &self.vms
     }
 
-    /// The CPUs other than this one that run VMs (each already in VMX root operation):
-    /// new VMs go to the one with the fewest; with none, this CPU runs them.
-    pub fn set_vm_cpus(&mut self, cpus: &[usize]) {
-        self.vm_cpus = cpus.to_vec();
-        let n = cpus.iter().max().map_or(1, |m| m + 1);
-        while self.runs.len() < n {
-            self.runs.push(Arc::new(RunList::default()));
-        }
+    /// The VM table, to tell it which CPUs run VMs ([`VmTable::set_cpus`]).
+    pub fn vms_mut(&mut self) -> &mut VmTable {
+        &mut self.vms
     }
 
-    /// The VMs CPU `cpu` runs (its loop calls [`RunList::run`]).
-    pub fn run_list(&self, cpu: usize) -> Option<Arc<RunList>> {
-        self.runs.get(cpu).cloned()
+    /// What the host last told ([`Namespace::set_facts`]).
+    pub fn facts(&self) -> &Facts {
+        &self.facts
     }
 
-    /// The CPU VM `index` runs on.
-    pub fn vm_cpu(&self, index: usize) -> Option<usize> {
-        Some(self.vms.get(index)?.as_ref()?.cpu)
-    }
-
-    /// Sessions served, for the status file.
-    pub fn set_sessions(&mut self, n: usize) {
-        self.sessions = n;
-    }
-
-    /// The secret a network client presents to attach as the owner (`owner.rs`).
-    pub fn set_secret(&mut self, secret: Option<String>) {
-        self.owners.set_secret(secret);
-    }
-
-    /// Session `id` serves a network link (a claimed uname is not proof) or not.
-    pub fn set_network_session(&mut self, id: u32, network: bool) {
-        self.owners.set_network(id, network);
-    }
-
-    /// Where network clients reach the host ("tcp!10.0.2.15!564"), for `status`.
-    pub fn set_network(&mut self, address: Option<&str>) {
-        self.network = address.map(String::from);
+    /// The host's facts, for the status file and the owner's attach on network links.
+    pub fn set_facts(&mut self, facts: Facts) {
+        self.facts = facts;
     }
 
     /// Why VMs cannot run here, if they cannot.
     pub fn vmx_unavailable(&self) -> Option<&str> {
-        self.vmx.as_ref().err().map(String::as_str)
+        self.vms.unavailable()
     }
 
     /// VMs in existence.
     pub fn vm_count(&self) -> usize {
-        self.vms.iter().flatten().count()
+        self.vms.count()
     }
 
     /// The guest-physical EPT leaf of VM `index` (0 where unmapped), for tests.
     #[cfg(any(test, feature = "testhw"))]
     pub fn ept_entry(&mut self, index: usize, gpa: u64) -> Option<u64> {
-        let p = self.vms.get(index)?.clone()?;
-        let vm = p.vm.lock();
-        Some(vm.ept.lookup(&mut self.hw, gpa))
+        self.vms.ept_entry(&mut self.hw, index, gpa)
     }
 
     /// The VPID of VM `index`, for tests.
     #[cfg(any(test, feature = "testhw"))]
     pub fn vpid(&self, index: usize) -> Option<u16> {
-        Some(self.vms.get(index)?.as_ref()?.vpid)
+        Some(self.vms.at(index)?.vpid)
     }
 
     /// References held on the memory of segment `name` (0 when unsized or gone).
@@ -380,7 +249,7 @@ impl<H: Hw> Namespace<H> {
     /// running (the host must then come back soon rather than halt). VMs on other CPUs
     /// do not keep it up: their CPU wakes it when they have news (`RunList::take_news`).
     pub fn run_guests(&mut self) -> bool {
-        self.runs[0].run(&mut self.hw, &mut |_| {})
+        self.vms.run_here(&mut self.hw)
     }
 
     /// Runs `f` on VM `slot`'s CPU with that VM, the segments and that CPU's layer.
@@ -390,31 +259,7 @@ impl<H: Hw> Namespace<H> {
         gen: u64,
         f: impl FnOnce(&mut H, &mut Segments, &mut Vm) -> R,
     ) -> Result<R, Error> {
-        let p = match self.vms.get(slot) {
-            Some(Some(p)) if p.gen == gen => p.clone(),
-            _ => return Err(ENONEXIST.into()),
-        };
-        let segs = &mut self.segs;
-        let mut f = Some(f);
-        let mut r = None;
-        self.hw.on_cpu(p.cpu, &mut |hw| {
-            if let Some(f) = f.take() {
-                let mut vm = p.vm.lock();
-                r = Some(f(hw, segs, &mut vm));
-                // The 9P side is waiting for this: no wake-up needed.
-                let _ = p.publish(&vm);
-            }
-        });
-        r.ok_or(Error::from("vm: its cpu did not answer"))
-    }
-
-    /// Exits in-kernel devices answered since boot, over every VM.
-    pub fn inside_counts(&self) -> crate::kdev::Counts {
-        let mut c = self.inside_ended;
-        for p in self.vms.iter().flatten() {
-            c.add(&p.counts());
-        }
-        c
+        self.vms.with_vm(&mut self.hw, &mut self.segs, slot, gen, f)
     }
 
     /// `vmx/cpuid`: the leaves a guest with the `cpu` device is told about, one a line:
@@ -432,149 +277,26 @@ impl<H: Hw> Namespace<H> {
     }
 
     fn status_text(&self) -> String {
-        let pg = PAGE as u64;
-        let mut s = format!(
-            "version {}\nowner {}\nmemfree {}\nmemtotal {}\ncpus {}\nvms {}\nsegments {}\nsessions {}\n{}{}\n",
-            self.cfg.version,
-            self.cfg.owner,
-            self.hw.frames_free() as u64 * pg,
-            self.hw.frames_total() as u64 * pg,
-            self.cpus,
-            self.vm_count(),
-            self.segs.count(),
-            self.sessions,
-            match &self.network {
-                Some(a) => format!("net {a}\n"),
-                None => String::new(),
-            },
-            match &self.vmx {
-                Ok(()) => String::from("vmx ok"),
-                Err(why) => format!("vmx unavailable: {why}"),
-            }
-        );
-        // Where each VM runs, once other CPUs run them (with one CPU, as before).
-        if !self.vm_cpus.is_empty() {
-            for p in self.vms.iter().flatten() {
-                s.push_str(&format!("vm {} cpu {}\n", p.index, p.cpu));
-            }
-        }
-        // Once any VM has asked for in-kernel devices: what they answered.
-        let c = self.inside_counts();
-        if self.inside_used {
-            s.push_str(&format!(
-                "inkernel io {} hlt {} irq {} cpu {}\n",
-                c.io, c.hlt, c.irq, c.cpu
-            ));
-        }
-        s
+        let shown = status::Shown {
+            version: self.cfg.version,
+            owner: &self.cfg.owner,
+            frames: (self.hw.frames_free(), self.hw.frames_total()),
+            segments: self.segs.count(),
+        };
+        status::text(&shown, &self.facts, &self.vms)
     }
 
-    fn vm(&self, slot: usize, gen: u64) -> Result<&Arc<Placed>, Error> {
-        match self.vms.get(slot) {
-            Some(Some(p)) if p.gen == gen => Ok(p),
-            _ => Err(ENONEXIST.into()),
-        }
+    fn vm(&self, slot: usize, gen: u64) -> Result<&Arc<crate::place::Placed>, Error> {
+        self.vms.get(slot, gen)
     }
 
     fn is_owner(&self, ctx: &Ctx) -> bool {
         ctx.uname == self.cfg.owner
     }
 
-    /// vmxstart's part before the VMCS: this CPU made ready (`vmx_cpu_ready`), and VMXON
-    /// for the first VM.
-    fn vmxstart(&mut self) -> Result<(), Error> {
-        vmx_cpu_ready(&mut self.hw)?;
-        if self.vmxon.is_none() {
-            self.vmxon = Some(vmxon_region(&mut self.hw)?);
-        }
-        Ok(())
-    }
-
-    /// VMXOFF once no VM is left on this CPU.
-    fn maybe_vmxoff(&mut self) {
-        if self.runs[0].is_empty() {
-            if let Some(region) = self.vmxon.take() {
-                self.hw.vmxoff();
-                self.hw.free_frame(region);
-            }
-        }
-    }
-
-    /// vmxnew: a ready VM in the first free slot.
-    fn vmxnew(&mut self) -> Result<(usize, u64), Error> {
-        if let Err(why) = &self.vmx {
-            return Err(format!("no vmx: {why}").into());
-        }
-        let slot = self
-            .vms
-            .iter()
-            .position(Option::is_none)
-            .unwrap_or(self.vms.len());
-        // One VPID per VM (the seed gave every VM VPID 1).
-        let vpid = (1..=u16::MAX)
-            .find(|v| !self.vms.iter().flatten().any(|vm| vm.vpid == *v))
-            .ok_or(Error::from("too many VMs"))?;
-        let counts: Vec<usize> = self.vm_cpus.iter().map(|&c| self.runs[c].len()).collect();
-        let cpu = pick(&self.vm_cpus, &counts).unwrap_or(0);
-        if cpu == 0 {
-            if let Err(e) = self.vmxstart() {
-                self.maybe_vmxoff();
-                return Err(e);
-            }
-        }
-        self.next_gen += 1;
-        let gen = self.next_gen;
-        let made = self.hw.now();
-        let list = self.runs[cpu].clone();
-        let mut made_vm = None;
-        self.hw.on_cpu(cpu, &mut |hw| {
-            made_vm = Some(Vm::create(hw, slot, gen, vpid).map(|mut vm| {
-                vm.made = made;
-                let p = Arc::new(Placed::new(vm, cpu));
-                list.add(p.clone());
-                p
-            }));
-        });
-        match made_vm.unwrap_or(Err(Error::from("vm: its cpu did not answer"))) {
-            Ok(p) => {
-                if slot == self.vms.len() {
-                    self.vms.push(Some(p));
-                } else {
-                    self.vms[slot] = Some(p);
-                }
-                Ok((slot, gen))
-            }
-            Err(e) => {
-                self.maybe_vmxoff();
-                Err(e)
-            }
-        }
-    }
-
     /// cmdquit: the VM goes at once with every frame and segment reference it held.
     fn end_vm(&mut self, slot: usize) {
-        let Some(p) = self.vms.get_mut(slot).and_then(Option::take) else {
-            return;
-        };
-        let list = self.runs[p.cpu].clone();
-        let (segs, ended) = (&mut self.segs, &mut self.inside_ended);
-        // On its CPU: off the run list, its VMCS cleared there, every frame back.
-        self.hw.on_cpu(p.cpu, &mut |hw| {
-            list.remove(slot);
-            let mut vm = p.vm.lock();
-            if !vm.has_frames() {
-                return;
-            }
-            vm.state = State::Ending;
-            if let Some(k) = &vm.kdev {
-                ended.add(&k.counts);
-            }
-            vm.clear_map(hw, segs);
-            vm.vmclear(hw);
-            vm.free_frames(hw);
-            let _ = p.publish(&vm);
-        });
-        self.maybe_vmxoff();
+        self.vms.end(&mut self.hw, &mut self.segs, slot);
     }
 
     fn stat_of(&self, node: &Node) -> Result<Stat, Error> {
@@ -649,12 +371,7 @@ impl<H: Hw> Namespace<H> {
                 .map(n)
                 .collect(),
             Kind::VmxDir => core::iter::once(n(Kind::Clone))
-                .chain(
-                    self.vms
-                        .iter()
-                        .flatten()
-                        .map(|vm| n(Kind::VmDir(vm.index, vm.gen))),
-                )
+                .chain(self.vms.iter().map(|vm| n(Kind::VmDir(vm.index, vm.gen))))
                 .collect(),
             Kind::VmDir(slot, gen) => {
                 let cons = self.vm(slot, gen).is_ok_and(|p| p.uart());
@@ -710,7 +427,7 @@ impl<H: Hw> Namespace<H> {
             Cm::Alarm => vm.alarm(arg),
         })??;
         if cm == Cm::Devices {
-            self.inside_used = true;
+            self.vms.devices_used();
         }
         Ok(data.len())
     }
@@ -792,6 +509,7 @@ impl<H: Hw> Tree for Namespace<H> {
 
     fn attach(&mut self, ctx: &Ctx, aname: &str) -> Result<Node, Error> {
         let aname = self
+            .facts
             .owners
             .attach(&self.cfg.owner, ctx.uname, ctx.session, aname)?;
         match aname {
@@ -834,8 +552,7 @@ impl<H: Hw> Tree for Namespace<H> {
                     .parse::<usize>()
                     .ok()
                     .filter(|i| i.to_string() == name)
-                    .and_then(|i| self.vms.get(i))
-                    .and_then(Option::as_ref)
+                    .and_then(|i| self.vms.at(i))
                     .ok_or(Error::from(ENONEXIST))?;
                 n(Kind::VmDir(vm.index, vm.gen))
             }
@@ -883,7 +600,7 @@ impl<H: Hw> Tree for Namespace<H> {
                 if !self.is_owner(ctx) {
                     return Err(EPERM.into());
                 }
-                let (slot, gen) = self.vmxnew()?;
+                let (slot, gen) = self.vms.create(&mut self.hw)?;
                 node.kind = Kind::VmFile(slot, gen, VmF::Ctl);
             }
             Kind::VmFile(slot, gen, f) => {
