@@ -2,7 +2,7 @@
 //! told apart from a new VM in the same slot), their VPIDs, the CPU each runs on and that
 //! CPU's run list, and the boot CPU's VMX root operation, on while it runs a VM. Making a
 //! VM (the seed's vmxnew), ending one (cmdquit) and every command on one
-//! ([`VmTable::with_vm`]) happen on the VM's own CPU through [`Hw::on_cpu`].
+//! (`VmTable::with_vm`) happen on the VM's own CPU through [`Hw::on_cpu`].
 
 use crate::hw::Hw;
 use crate::kdev::Counts;
