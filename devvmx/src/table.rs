@@ -37,7 +37,7 @@ pub struct VmTable {
 
 impl VmTable {
     /// An empty table; `vmx` says whether VT-x can be used (vmxreset on the boot CPU).
-    pub fn new(vmx: Result<(), String>) -> Self {
+    pub(crate) fn new(vmx: Result<(), String>) -> Self {
         VmTable {
             vmx,
             vms: Vec::new(),
@@ -71,12 +71,12 @@ impl VmTable {
     }
 
     /// Why VMs cannot run here, if they cannot.
-    pub fn unavailable(&self) -> Option<&str> {
+    pub(crate) fn unavailable(&self) -> Option<&str> {
         self.vmx.as_ref().err().map(String::as_str)
     }
 
     /// VMs in existence.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.vms.iter().flatten().count()
     }
 

@@ -1,6 +1,6 @@
 //! VT-x on one CPU: can VMs run here (the seed's vmxreset checks), this CPU made ready
 //! for VMX root operation (vmxstart's checks of CR0 and CR4), and VMXON on a region of
-//! its own. The boot CPU's VMX root operation lasts while it runs a VM ([`Vmxon`], kept by
+//! its own. The boot CPU's VMX root operation lasts while it runs a VM (`Vmxon`, kept by
 //! the VM table); each other CPU that runs VMs does this once at start-up and stays in VMX
 //! root operation (the kernel's `smp.rs`).
 
@@ -90,12 +90,12 @@ pub fn vmxon_region<H: Hw>(hw: &mut H) -> Result<Frame, Error> {
 /// This CPU's VMX root operation, on from the first VM until the last ends (the seed's
 /// vmxstart before the VMCS, and vmxstop).
 #[derive(Default)]
-pub struct Vmxon(Option<Frame>);
+pub(crate) struct Vmxon(Option<Frame>);
 
 impl Vmxon {
     /// vmxstart's part before the VMCS: this CPU made ready (`vmx_cpu_ready`), and VMXON
     /// unless already on.
-    pub fn start<H: Hw>(&mut self, hw: &mut H) -> Result<(), Error> {
+    pub(crate) fn start<H: Hw>(&mut self, hw: &mut H) -> Result<(), Error> {
         vmx_cpu_ready(hw)?;
         if self.0.is_none() {
             self.0 = Some(vmxon_region(hw)?);
@@ -104,7 +104,7 @@ impl Vmxon {
     }
 
     /// VMXOFF, and the region back, if on.
-    pub fn stop<H: Hw>(&mut self, hw: &mut H) {
+    pub(crate) fn stop<H: Hw>(&mut self, hw: &mut H) {
         if let Some(region) = self.0.take() {
             hw.vmxoff();
             hw.free_frame(region);
