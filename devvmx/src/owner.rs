@@ -11,7 +11,7 @@ use alloc::string::String;
 /// Refusal of the owner's uname without the secret on a network link.
 pub const ENOSECRET: &str = "permission denied: the owner must present the secret";
 
-#[derive(Default)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Owners {
     secret: Option<String>,
     /// Sessions serving network links.

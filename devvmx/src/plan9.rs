@@ -8,18 +8,14 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use ninep::Error;
 
-// port/error.h
+// port/error.h: those a 9P server in general gives live in ninep (their one home); the
+// rest are #X's and segment(3)'s own.
+pub use ninep::error::{EBADARG, EEXIST, EISDIR, ENONEXIST, EPERM};
 pub const EBADCTL: &str = "bad process or channel control request";
-pub const EBADARG: &str = "bad arg in system call";
-pub const ENONEXIST: &str = "file does not exist";
-pub const EPERM: &str = "permission denied";
-pub const EINTR: &str = "interrupted";
-pub const EEXIST: &str = "file already exists";
 pub const EGREG: &str = "the front fell off";
 pub const ENOMEM: &str = "kernel allocate failed";
 pub const ENOVMEM: &str = "virtual memory allocation failed";
 pub const ECMDARGS: &str = "wrong #args in control message";
-pub const EISDIR: &str = "file is a directory";
 
 /// Plan 9's ERRMAX: the longest error string a process sees.
 pub const ERRMAX: usize = 128;

@@ -19,14 +19,14 @@ fn smp(cpus: &[usize]) -> Client {
         hw.ap_vmxon(cpu);
     }
     let mut c = Client::with_hw(hw);
-    c.ns.set_vm_cpus(cpus);
+    c.ns.vms_mut().set_cpus(cpus);
     c
 }
 
 /// Each CPU in `cpus` runs its VMs once (on that CPU), then the session answers.
 fn run_on(c: &mut Client, cpus: &[usize]) {
     for &cpu in cpus {
-        let list = c.ns.run_list(cpu).unwrap();
+        let list = c.ns.vms().run_list(cpu).unwrap();
         c.ns.hw_mut().on_cpu(cpu, &mut |hw| {
             list.run(hw, &mut |_| {});
         });
@@ -65,7 +65,7 @@ fn vms_spread_over_the_other_cpus_and_refill_the_emptiest() {
     let mut c = smp(&[1, 2]);
     let vms: Vec<Vm> = (0..5).map(|_| c.vm()).collect();
     assert_eq!(placement(&mut c), SPREAD);
-    assert_eq!(c.ns.vm_cpu(3), Some(2));
+    assert_eq!(c.ns.vms().cpu_of(3), Some(2));
     // Two of cpu 2's VMs end: the next VMs go there.
     for v in [&vms[1], &vms[3]] {
         assert_eq!(c.write(v.ctl, 0, b"quit"), R::Count(4));
@@ -99,7 +99,7 @@ fn commands_and_wait_lines_go_through_the_vms_cpu() {
     c.segment("s", 0x4000);
     let _a = c.vm();
     let b = c.vm();
-    assert_eq!(c.ns.vm_cpu(1), Some(2));
+    assert_eq!(c.ns.vms().cpu_of(1), Some(2));
     let map = "rwx wb 0x0 0x4000 s 0x0\n";
     assert_eq!(
         c.write_path(&format!("vmx/{}/map", b.n), map.as_bytes()),

@@ -76,7 +76,10 @@ fn clone_gives_ctl_and_tree() {
         "{st}"
     );
     // The host says how many CPUs run.
-    c.ns.set_cpus(4);
+    c.ns.set_facts(devvmx::Facts {
+        cpus: 4,
+        ..c.ns.facts().clone()
+    });
     assert!(c.read_text("status").contains("\ncpus 4\nvms 2\n"));
     // Attach names give the subtrees directly; .. stays at their top.
     assert!(matches!(c.attach(20, OWNER, "vmx"), R::Open(0)));

@@ -96,7 +96,7 @@ fn kmain(magic: u32, info: u32) -> ! {
         }
     }
     let nic = if cfg.net {
-        let nic = drivers::nic::probe();
+        let nic = drivers::probe_nic();
         if nic.is_none() {
             log::warn!("no NIC served (virtio-net, e1000): no 9P over TCP");
         }
@@ -115,22 +115,30 @@ fn kmain(magic: u32, info: u32) -> ! {
     }
 
     let mut ns = devvmx::Namespace::new(
-        arch::vmx::KernelHw::new().with_wall_clock(boot_time, boot_ticks),
+        arch::vmx::KernelHw::new()
+            .with_router(smp::call)
+            .with_wall_clock(boot_time, boot_ticks),
         devvmx::Config {
             owner: cfg.owner.clone(),
             version: VERSION,
         },
     );
-    ns.set_cpus(ncpu);
+    let mut facts = devvmx::Facts {
+        cpus: ncpu,
+        ..Default::default()
+    };
+    facts
+        .owners
+        .set_secret(cfg.secret.as_ref().map(|s| s.0.clone()));
+    ns.set_facts(facts);
     // VMs run on the other CPUs when any can run them; else here, between 9P requests.
     let vm_cpus = smp::vm_cpus();
-    ns.set_vm_cpus(&vm_cpus);
+    ns.vms_mut().set_cpus(&vm_cpus);
     for cpu in vm_cpus {
-        if let Some(list) = ns.run_list(cpu) {
+        if let Some(list) = ns.vms().run_list(cpu) {
             smp::give_vms(cpu, list);
         }
     }
-    ns.set_secret(cfg.secret.as_ref().map(|s| s.0.clone()));
     let mut server = server::Server::new(ns, cfg.echo.clone());
     if let Some(nic) = nic {
         let addressing = match cfg.ip {

@@ -7,56 +7,15 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
+use devvmx::hw::Hw;
+use devvmx::{Facts, Namespace};
 use ninep::link::Conn;
-use ninep::{Limits, Tree};
+use ninep::Limits;
 
-/// What the loop needs from the served tree beyond 9P.
-pub trait Host: Tree {
-    /// Runs guests a little; true while a VM is running (the loop must not halt).
-    fn run_guests(&mut self) -> bool {
-        false
-    }
-    /// Sessions with a client attached, for the status file.
-    fn set_sessions(&mut self, n: usize) {
-        let _ = n;
-    }
-    /// Session `id` serves a network link (a claimed uname is not proof there) or not.
-    fn link_opened(&mut self, id: u32, network: bool) {
-        let _ = (id, network);
-    }
-    /// Where network clients reach the host ("tcp!10.0.2.15!564"), for the status file.
-    fn set_network(&mut self, address: Option<&str>) {
-        let _ = address;
-    }
-    /// Session `id` is gone for good.
-    fn link_closed(&mut self, id: u32) {
-        let _ = id;
-    }
-}
-
-/// The #X device on any VT-x layer: the kernel's `KernelHw`, and `TestHw` in the host tests.
-impl<H: devvmx::hw::Hw> Host for devvmx::Namespace<H> {
-    fn run_guests(&mut self) -> bool {
-        devvmx::Namespace::run_guests(self)
-    }
-    fn set_sessions(&mut self, n: usize) {
-        devvmx::Namespace::set_sessions(self, n)
-    }
-    fn link_opened(&mut self, id: u32, network: bool) {
-        self.set_network_session(id, network)
-    }
-    fn link_closed(&mut self, id: u32) {
-        self.set_network_session(id, false)
-    }
-    fn set_network(&mut self, address: Option<&str>) {
-        devvmx::Namespace::set_network(self, address)
-    }
-}
-
-struct Port<T: Tree> {
+struct Port<H: Hw> {
     name: String,
     link: Box<dyn Link>,
-    conn: Conn<T>,
+    conn: Conn<Namespace<H>>,
     /// When the peer sent its last byte (a TCP FIN: it may still read). What it sent is
     /// answered and sent before the session ends; requests that would wait end with it.
     finished: Option<u64>,
@@ -78,13 +37,16 @@ struct Echo {
     pending: Vec<u8>,
 }
 
-pub struct Server<T: Host> {
-    tree: T,
-    ports: Vec<Port<T>>,
+/// Serves the #X device on any VT-x layer: the kernel's `KernelHw`, and `TestHw` in the
+/// host tests (hypervisor/tests/server.rs).
+pub struct Server<H: Hw> {
+    tree: Namespace<H>,
+    /// What the tree is told about the host (`cpus`, the secret: as the kernel made it):
+    /// sessions and the network kept up to date here, handed over whole when they change.
+    facts: Facts,
+    ports: Vec<Port<H>>,
     echoes: Vec<Echo>,
     listeners: Vec<Box<dyn Listener>>,
-    /// The listeners' addresses last given to the tree.
-    addresses: Option<String>,
     /// Links (by name) that echo instead of serving 9P.
     echo_names: Vec<String>,
     buf: Vec<u8>,
@@ -92,14 +54,14 @@ pub struct Server<T: Host> {
     limits: Limits,
 }
 
-impl<T: Host> Server<T> {
-    pub fn new(tree: T, echo_names: Vec<String>) -> Self {
+impl<H: Hw> Server<H> {
+    pub fn new(tree: Namespace<H>, echo_names: Vec<String>) -> Self {
         Server {
+            facts: tree.facts().clone(),
             tree,
             ports: Vec::new(),
             echoes: Vec::new(),
             listeners: Vec::new(),
-            addresses: None,
             echo_names,
             buf: vec![0; 16 * 1024],
             next_id: 1,
@@ -120,7 +82,9 @@ impl<T: Host> Server<T> {
         let id = self.next_id;
         self.next_id += 1;
         log::info!("serving 9P on {} (session {id})", link.name());
-        self.tree.link_opened(id, link.network());
+        // A claimed uname is not proof on a network link.
+        self.facts.owners.set_network(id, link.network());
+        self.tree.set_facts(self.facts.clone());
         let conn = Conn::new(
             id,
             self.limits,
@@ -154,9 +118,9 @@ impl<T: Host> Server<T> {
         }
         let addresses: Vec<String> = self.listeners.iter().filter_map(|l| l.address()).collect();
         let addresses = (!addresses.is_empty()).then(|| addresses.join(" "));
-        if addresses != self.addresses {
-            self.tree.set_network(addresses.as_deref());
-            self.addresses = addresses;
+        if addresses != self.facts.network {
+            self.facts.network = addresses;
+            self.tree.set_facts(self.facts.clone());
         }
         busy
     }
@@ -187,6 +151,7 @@ impl<T: Host> Server<T> {
         });
         let now = crate::arch::pit::ticks();
         let tree = &mut self.tree;
+        let facts = &mut self.facts;
         let buf = &mut self.buf;
         self.ports.retain_mut(|p| {
             let name = &p.name;
@@ -219,7 +184,8 @@ impl<T: Host> Server<T> {
             if ev.broken {
                 log::warn!("{name}: a frame that can never be valid; hanging up (session {id})");
                 p.conn.close(tree);
-                tree.link_closed(id);
+                facts.owners.set_network(id, false);
+                tree.set_facts(facts.clone());
                 busy = true;
                 return false;
             }
@@ -228,7 +194,8 @@ impl<T: Host> Server<T> {
                 if p.conn.session().output().is_empty() || now.saturating_sub(t) > LINGER_TICKS {
                     log::info!("{name}: closed (session {id})");
                     p.conn.close(tree);
-                    tree.link_closed(id);
+                    facts.owners.set_network(id, false);
+                    tree.set_facts(facts.clone());
                     busy = true;
                     return false;
                 }
@@ -241,7 +208,10 @@ impl<T: Host> Server<T> {
             .iter()
             .filter(|p| p.conn.session_ref().stats().fids > 0)
             .count();
-        self.tree.set_sessions(attached);
+        if attached != self.facts.sessions {
+            self.facts.sessions = attached;
+            self.tree.set_facts(self.facts.clone());
+        }
         for p in &mut self.ports {
             let s = p.conn.session();
             s.poll(&mut self.tree);

@@ -13,6 +13,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use devvmx::place::RunList;
+use devvmx::vtx;
 use spin::Mutex;
 
 /// Each AP's kernel stack.
@@ -178,9 +179,9 @@ pub fn ap_main(cpu: usize) -> ! {
     arch::gdt::init_ap();
     arch::idt::init();
     let mut hw = arch::vmx::KernelHw::new().on(cpu);
-    let vmx = devvmx::vmxreset(&mut hw).and_then(|()| {
-        devvmx::vmx_cpu_ready(&mut hw)
-            .and_then(|()| devvmx::vmxon_region(&mut hw))
+    let vmx = vtx::vmxreset(&mut hw).and_then(|()| {
+        vtx::vmx_cpu_ready(&mut hw)
+            .and_then(|()| vtx::vmxon_region(&mut hw))
             .map_err(|e| String::from(&*e.0))
     });
     // The same APIC mode as the boot CPU's (x2APIC registers fault in xAPIC mode).

@@ -77,7 +77,7 @@ impl Listener for TestListener {
     }
 }
 
-type Srv = Server<Namespace<TestHw>>;
+type Srv = Server<TestHw>;
 
 fn server(echo: &[&str]) -> Srv {
     let ns = Namespace::new(

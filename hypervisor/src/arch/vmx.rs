@@ -55,6 +55,17 @@ pub struct KernelHw {
     tsc_hz: u64,
     /// The CPU this layer belongs to (0, the boot CPU, unless `on`).
     cpu: usize,
+    /// How a closure reaches another CPU's layer (`on_cpu`): the kernel's CPU table
+    /// hands it in (`with_router`), so this layer does not reach up to it.
+    route: Router,
+}
+
+/// Runs a closure on CPU `cpu` with that CPU's layer, returning once it has run.
+pub type Router = fn(cpu: usize, f: &mut dyn FnMut(&mut KernelHw));
+
+/// The router of a layer given none: no other CPU is reachable.
+fn unrouted(cpu: usize, _f: &mut dyn FnMut(&mut KernelHw)) {
+    log::error!("vmx: a call for cpu {cpu}, and no way to other CPUs");
 }
 
 #[derive(Clone, Copy, Default)]
@@ -119,12 +130,19 @@ impl KernelHw {
             wall: (0, super::pit::ticks()),
             tsc_hz: super::pit::tsc_hz(),
             cpu: 0,
+            route: unrouted,
         }
     }
 
     /// The layer of CPU `cpu` (an AP's, made on it).
     pub fn on(mut self, cpu: usize) -> KernelHw {
         self.cpu = cpu;
+        self
+    }
+
+    /// Reaches other CPUs through `route` (the kernel's `smp::call`).
+    pub fn with_router(mut self, route: Router) -> KernelHw {
+        self.route = route;
         self
     }
 
@@ -399,7 +417,7 @@ impl Hw for KernelHw {
         if cpu == self.cpu {
             f(self)
         } else {
-            crate::smp::call(cpu, f)
+            (self.route)(cpu, f)
         }
     }
 

@@ -2,7 +2,6 @@
 //! Receive is interrupt-driven: a frame's arrival raises the device's line, which wakes
 //! the idle loop (`drivers::intx`), and the stack then polls.
 
-use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 /// Largest Ethernet frame handled (no VLAN tag, no FCS).
@@ -18,15 +17,4 @@ pub trait Nic {
     fn send(&mut self, frame: &[u8]) -> bool;
     /// Whether `send` would take a frame now.
     fn can_send(&mut self) -> bool;
-}
-
-/// The first NIC found: virtio-net, then the e1000 family. Call with interrupts off.
-pub fn probe() -> Option<Box<dyn Nic>> {
-    if let Some(n) = super::virtio_net::probe() {
-        return Some(Box::new(n));
-    }
-    if let Some(n) = super::e1000::probe() {
-        return Some(Box::new(n));
-    }
-    None
 }
