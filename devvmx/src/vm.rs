@@ -28,9 +28,6 @@ pub const PREEMPT_QUANTUM: u64 = 0x4000;
 /// before the host serves 9P again.
 pub const INSIDE_MAX: usize = 256;
 
-/// RFLAGS.IF.
-const RFLAGS_IF: u64 = 1 << 9;
-
 /// Room in one frame for the MSR load/store areas (16 bytes an entry). The seed's
 /// MAXMSR was 512 over two pages that need not be contiguous here.
 pub const MAXMSR: usize = PAGE / 16;
@@ -66,12 +63,11 @@ const POSTIRQ: u32 = 16;
 const GOTEXIT: u32 = 1;
 const GOTIRQACK: u32 = 2;
 
-/// RFLAGS.TF, and the BS bit of the pending debug exceptions and of a #DB exit's
-/// qualification (as DR6).
-const RFLAGS_TF: u64 = 1 << 8;
-const DBG_BS: u64 = 1 << 14;
-/// An exception exit's interruption information for a hardware #DB (valid, type 3, vector 1).
-const DB_EXIT_INFO: u32 = 1 << 31 | 3 << 8 | 1;
+/// An exception exit's interruption information for a hardware #DB.
+const DB_EXIT_INFO: IntrInfo = IntrInfo::new(IntrKind::HwException, VEC_DB);
+
+/// Blocking by STI or MOV SS: the guest cannot take an interrupt now.
+const CANINTR_BLOCKED: u64 = CANINTR_STI | CANINTR_MOVSS;
 
 /// A step done with RFLAGS.TF on a CPU without the monitor trap flag, armed until the
 /// step reports an exit.
@@ -143,10 +139,6 @@ fn fpinit() -> FxArea {
     fx.0[0..2].copy_from_slice(&0x037fu16.to_le_bytes());
     fx.0[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
     fx
-}
-
-fn rdmsr<H: Hw>(hw: &mut H, msr: Msr, err: &'static str) -> Result<u64, Error> {
-    hw.rdmsr(msr).ok_or(Error::from(err))
 }
 
 impl Vm {
@@ -267,7 +259,7 @@ impl Vm {
     }
 
     pub fn eptp(&self) -> u64 {
-        self.ept.pml4() | 3 << 3
+        self.ept.pml4() | EPTP_WALK4
     }
 
     fn vmcsinit<H: Hw>(&mut self, hw: &mut H) -> Result<(), Error> {
@@ -276,28 +268,20 @@ impl Vm {
         self.launched = false;
         self.onentry = 0;
 
-        let basic = rdmsr(hw, VMX_BASIC_MSR, "rdmsr(VMX_BASIC_MSR) failed")?;
+        let basic = vmcs::rdmsr(hw, VMX_BASIC_MSR)?;
+        // The seed read VMX_PINB_CTLS_MSR once more here and dropped the value.
         let (procb_ctls, pinb_ctls) = if basic & VMX_BASIC_TRUECTLS != 0 {
             (
-                rdmsr(
-                    hw,
-                    VMX_TRUE_PROCB_CTLS_MSR,
-                    "rdmsr(VMX_TRUE_PROCB_CTLS_MSR) failed",
-                )?,
-                rdmsr(
-                    hw,
-                    VMX_TRUE_PINB_CTLS_MSR,
-                    "rdmsr(VMX_TRUE_PINB_CTLS_MSR) failed",
-                )?,
+                vmcs::rdmsr(hw, VMX_TRUE_PROCB_CTLS_MSR)?,
+                vmcs::rdmsr(hw, VMX_TRUE_PINB_CTLS_MSR)?,
             )
         } else {
             (
-                rdmsr(hw, VMX_PROCB_CTLS_MSR, "rdmsr(VMX_PROCB_CTLS_MSR) failed")?,
-                rdmsr(hw, VMX_PINB_CTLS_MSR, "rdmsr(VMX_PINB_CTLS_MSR) failed")?,
+                vmcs::rdmsr(hw, VMX_PROCB_CTLS_MSR)?,
+                vmcs::rdmsr(hw, VMX_PINB_CTLS_MSR)?,
             )
         };
 
-        rdmsr(hw, VMX_PINB_CTLS_MSR, "rdmsr(VMX_PINB_CTLS_MSR failed")?;
         let mut x = pinb_ctls as u32 | PINB_DEFAULT1;
         x |= PINB_EXITIRQ | PINB_EXITNMI;
         // Not in the seed: the preemption timer, where the CPU has it.
@@ -306,7 +290,7 @@ impl Vm {
         w(hw, PINB_CTLS, x as u64)?;
         self.preempt = x & PINB_PREEMPT != 0;
 
-        let msr = rdmsr(hw, VMX_PROCB_CTLS_MSR, "rdmsr(VMX_PROCB_CTLS_MSR failed")?;
+        let msr = vmcs::rdmsr(hw, VMX_PROCB_CTLS_MSR)?;
         let mut x = procb_ctls as u32 | PROCB_DEFAULT1;
         x |= PROCB_TSCOFFSET | PROCB_EXITMWAIT | PROCB_EXITMONITOR | PROCB_EXITHLT;
         x |= PROCB_EXITMOVDR | PROCB_EXITIO | PROCB_MSRBITMAP;
@@ -316,21 +300,17 @@ impl Vm {
         self.procbctls = x;
         self.mtf = (msr >> 32) as u32 & PROCB_MONTRAP != 0;
 
-        let msr = rdmsr(hw, VMX_PROCB_CTLS2_MSR, "rdmsr(VMX_PROCB_CTLS2_MSR failed")?;
+        let msr = vmcs::rdmsr(hw, VMX_PROCB_CTLS2_MSR)?;
         let x = (PROCB_EPT | PROCB_VPID | PROCB_UNRESTR) & (msr >> 32) as u32;
         w(hw, PROCB_CTLS2, x as u64)?;
 
-        let msr = rdmsr(hw, VMX_VMEXIT_CTLS_MSR, "rdmsr(VMX_VMEXIT_CTLS_MSR failed")?;
+        let msr = vmcs::rdmsr(hw, VMX_VMEXIT_CTLS_MSR)?;
         let mut x = msr as u32 | VMEXIT_HOST64;
         x |= VMEXIT_LD_IA32_PAT | VMEXIT_LD_IA32_EFER | VMEXIT_ST_DEBUG | VMEXIT_ST_IA32_EFER;
         x &= (msr >> 32) as u32;
         w(hw, VMEXIT_CTLS, x as u64)?;
 
-        let msr = rdmsr(
-            hw,
-            VMX_VMENTRY_CTLS_MSR,
-            "rdmsr(VMX_VMENTRY_CTLS_MSR failed",
-        )?;
+        let msr = vmcs::rdmsr(hw, VMX_VMENTRY_CTLS_MSR)?;
         let mut x = msr as u32;
         x |= VMENTRY_LD_IA32_PAT | VMENTRY_LD_IA32_EFER | VMENTRY_LD_DEBUG;
         x &= (msr >> 32) as u32;
@@ -343,7 +323,7 @@ impl Vm {
         hw.write_host_state()
             .map_err(|_| Error::from("vmcswrite failed (host state)"))?;
 
-        w(hw, EXC_BITMAP, 1 << 18 | 1 << 1)?;
+        w(hw, EXC_BITMAP, 1 << VEC_MC | 1 << VEC_DB)?;
         w(hw, PFAULT_MASK, 0)?;
         w(hw, PFAULT_MATCH, 0)?;
 
@@ -379,15 +359,19 @@ impl Vm {
         ] {
             w(hw, f, data as u64)?;
         }
-        w(hw, GUEST_LDTRPERM, 1 << 16)?;
+        w(hw, GUEST_LDTRPERM, SEGUNUSABLE as u64)?;
 
         let (cr0, cr4) = (hw.cr0(), hw.cr4());
         w(hw, GUEST_CR0MASK, CR0KERNEL)?;
         w(hw, GUEST_CR4MASK, CR4KERNEL)?;
-        w(hw, GUEST_CR0, cr0 & CR0KERNEL | 0x31)?;
+        w(hw, GUEST_CR0, cr0 & CR0KERNEL | CR0_PE | CR0_ET | CR0_NE)?;
         w(hw, GUEST_CR3, 0)?;
         w(hw, GUEST_CR4, cr4 & CR4KERNEL)?;
-        w(hw, GUEST_CR0SHADOW, cr0 & CR0KERNEL | 0x31)?;
+        w(
+            hw,
+            GUEST_CR0SHADOW,
+            cr0 & CR0KERNEL | CR0_PE | CR0_ET | CR0_NE,
+        )?;
         w(hw, GUEST_CR4SHADOW, cr4 & !CR4VMXE & CR4KERNEL)?;
 
         w(hw, GUEST_IA32_PAT, 0x0007_0406_0007_0406)?;
@@ -400,7 +384,7 @@ impl Vm {
         w(hw, VM_EPTP, self.eptp())?;
         w(hw, VM_VPID, self.vpid as u64)?;
 
-        w(hw, GUEST_RFLAGS, 2)?;
+        w(hw, GUEST_RFLAGS, RFLAGS_RSVD1)?;
 
         self.onentry = FLUSHVPID | FLUSHEPT;
 
@@ -660,9 +644,9 @@ impl Vm {
         self.load(hw)?;
         if let Some(t) = &mut self.tfstep {
             // A TF step is under way: the client's bitmap comes back when it ends.
-            if v & 1 << 1 == 0 {
+            if v & 1 << VEC_DB == 0 {
                 t.bitmap = Some(v as u64);
-                return vmcs::write(hw, EXC_BITMAP, v as u64 | 1 << 1);
+                return vmcs::write(hw, EXC_BITMAP, v as u64 | 1 << VEC_DB);
             }
             t.bitmap = None;
         }
@@ -736,9 +720,9 @@ impl Vm {
             None => vmcs::read(hw, f),
         };
         let e = ExitInfo {
-            reason: r(hw, VM_EXREASON)? as u32,
+            reason: ExitReason(r(hw, VM_EXREASON)? as u32),
             qual: r(hw, VM_EXQUALIF)?,
-            intr: r(hw, VM_EXINTRINFO)? as u32,
+            intr: IntrInfo(r(hw, VM_EXINTRINFO)? as u32),
             pc: r(hw, GUEST_RIP)?,
             sp: r(hw, GUEST_RSP)?,
             ilen: r(hw, VM_EXINSTRLEN)?,
@@ -836,7 +820,7 @@ impl Vm {
             // the exception injected on the same entry; it waits for the next window.
             let rflags = vmcs::read(hw, GUEST_RFLAGS)?;
             let canintr = vmcs::read(hw, GUEST_CANINTR)?;
-            if !injected && rflags & 1 << 9 != 0 && canintr & 3 == 0 {
+            if !injected && rflags & RFLAGS_IF != 0 && canintr & CANINTR_BLOCKED == 0 {
                 self.inject(hw, self.irq)?;
                 self.onentry &= !POSTIRQ;
                 self.got |= GOTIRQACK;
@@ -851,7 +835,7 @@ impl Vm {
                 // be, acknowledged here (no `*ack` line).
                 let rflags = vmcs::read(hw, GUEST_RFLAGS)?;
                 let canintr = vmcs::read(hw, GUEST_CANINTR)?;
-                if !injected && rflags & RFLAGS_IF != 0 && canintr & 3 == 0 {
+                if !injected && rflags & RFLAGS_IF != 0 && canintr & CANINTR_BLOCKED == 0 {
                     self.inject(hw, VmIntr::external(v))?;
                     kinjected = Some(v);
                     if let Some(k) = self.kdev.as_mut() {
@@ -893,9 +877,9 @@ impl Vm {
             self.tsc_end = Some(end);
         }
         rc.map_err(|_| Error::from("vmlaunch failed"))?;
-        let reason = vmcs::read(hw, VM_EXREASON)? as u32;
+        let reason = ExitReason(vmcs::read(hw, VM_EXREASON)? as u32);
         // A failed entry leaves the VMCS unlaunched: the next try must VMLAUNCH again.
-        if reason & 1 << 31 == 0 {
+        if !reason.entry_failed() {
             self.launched = true;
         }
         if self.tfstep.is_some() {
@@ -904,8 +888,8 @@ impl Vm {
         if let Some(v) = kinjected {
             // An exit during the interrupt's delivery (an EPT fault on the IDT or stack,
             // say) leaves it in the IDT-vectoring information: deliver it again.
-            let idt = vmcs::read(hw, VM_IDTVECINFO)? as u32;
-            if idt & 0x8000_07ff == VmIntr::external(v).info {
+            let idt = IntrInfo(vmcs::read(hw, VM_IDTVECINFO)? as u32);
+            if idt.event() == VmIntr::external(v).info {
                 if let Some(k) = self.kdev.as_mut() {
                     k.redeliver = Some(v);
                 }
@@ -926,13 +910,13 @@ impl Vm {
     /// Answers an exit with the in-kernel devices where it can: port I/O to a chosen
     /// device, and a halt with interrupts on (the PIC will wake it). Anything else goes
     /// to the client as before.
-    fn inside<H: Hw>(&mut self, hw: &mut H, reason: u32) -> Result<bool, Error> {
+    fn inside<H: Hw>(&mut self, hw: &mut H, reason: ExitReason) -> Result<bool, Error> {
         let now = self.guest_ns(hw);
         let Some(k) = self.kdev.as_mut() else {
             return Ok(false);
         };
         match reason {
-            EXIT_IO => {
+            r if r.is(EXIT_IO) => {
                 let q = vmcs::read(hw, VM_EXQUALIF)?;
                 let port = (q >> 16) as u16;
                 let size = (q & 7) as u8 + 1;
@@ -955,7 +939,7 @@ impl Vm {
                     self.entry.regs.ax = pcdev::merge_in(ax, size, v);
                 }
             }
-            EXIT_CPUID if k.has(kdev::CPU) => {
+            r if r.is(EXIT_CPUID) && k.has(kdev::CPU) => {
                 let r = &mut self.entry.regs;
                 let (leaf, sub) = (r.ax as u32, r.cx as u32);
                 let v = pcdev::cpu::guest_cpuid(leaf, sub, &mut |l, s| hw.cpuid(l, s))
@@ -963,7 +947,7 @@ impl Vm {
                 (r.ax, r.bx, r.cx, r.dx) = (v[0].into(), v[1].into(), v[2].into(), v[3].into());
                 k.counts.cpu += 1;
             }
-            EXIT_RDMSR if k.has(kdev::CPU) => {
+            r if r.is(EXIT_RDMSR) && k.has(kdev::CPU) => {
                 // The MSRs that live in the VMCS, read as the regs file reads them; the
                 // client keeps the rest (and takes every write).
                 let v = match pcdev::cpu::msr(self.entry.regs.cx as u32) {
@@ -975,7 +959,7 @@ impl Vm {
                 self.entry.regs.dx = v >> 32;
                 k.counts.cpu += 1;
             }
-            EXIT_HLT if k.has(kdev::PIC) => {
+            r if r.is(EXIT_HLT) && k.has(kdev::PIC) => {
                 if vmcs::read(hw, GUEST_RFLAGS)? & RFLAGS_IF == 0 {
                     return Ok(false);
                 }
@@ -1004,28 +988,28 @@ impl Vm {
         });
         vmcs::write(hw, GUEST_RFLAGS, rflags | RFLAGS_TF)?;
         let bm = vmcs::read(hw, EXC_BITMAP)?;
-        if bm & 1 << 1 == 0 {
+        if bm & 1 << VEC_DB == 0 {
             t.bitmap = Some(bm);
-            vmcs::write(hw, EXC_BITMAP, bm | 1 << 1)?;
+            vmcs::write(hw, EXC_BITMAP, bm | 1 << VEC_DB)?;
         }
         // Blocking by STI or MOV SS would defer the trap past a second instruction
         // (and with TF set, VM entry wants BS pending, which would trap before the
         // first): the step drops it. Interrupts reach the host, not the guest, here.
         let intr = vmcs::read(hw, GUEST_CANINTR)?;
-        if intr & 3 != 0 {
-            vmcs::write(hw, GUEST_CANINTR, intr & !3)?;
+        if intr & CANINTR_BLOCKED != 0 {
+            vmcs::write(hw, GUEST_CANINTR, intr & !CANINTR_BLOCKED)?;
         }
         Ok(())
     }
 
     /// After an exit of a TF step: its own #DB (single-step, no breakpoint matched)
     /// reads as the MTF exit; any exit reported ends the step and undoes what it set.
-    fn tf_exit<H: Hw>(&mut self, hw: &mut H, reason: u32) -> Result<(), Error> {
-        if reason == 0 {
-            let info = vmcs::read(hw, VM_EXINTRINFO)? as u32;
+    fn tf_exit<H: Hw>(&mut self, hw: &mut H, reason: ExitReason) -> Result<(), Error> {
+        if reason.is(EXIT_EXC) {
+            let info = IntrInfo(vmcs::read(hw, VM_EXINTRINFO)? as u32);
             let qual = vmcs::read(hw, VM_EXQUALIF)?;
             self.synthetic =
-                info & 0x8000_07ff == DB_EXIT_INFO && qual & DBG_BS != 0 && qual & 0xf == 0;
+                info.event() == DB_EXIT_INFO && qual & DBG_BS != 0 && qual & DBG_B0_3 == 0;
         }
         if internal_exit(reason) {
             return Ok(());
@@ -1050,12 +1034,12 @@ impl Vm {
     }
 
     fn inject<H: Hw>(&mut self, hw: &mut H, e: VmIntr) -> Result<(), Error> {
-        vmcs::write(hw, VMENTRY_INTRINFO, e.info as u64)?;
+        vmcs::write(hw, VMENTRY_INTRINFO, e.info.0 as u64)?;
         vmcs::write(hw, VMENTRY_INTRCODE, e.code as u64)?;
         vmcs::write(hw, VMENTRY_INTRILEN, e.ilen as u64)
     }
 
-    fn processexit(&mut self, reason: u32, alarm: bool) {
+    fn processexit(&mut self, reason: ExitReason, alarm: bool) {
         if internal_exit(reason) && !alarm {
             return;
         }
