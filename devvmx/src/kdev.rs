@@ -11,6 +11,9 @@ use alloc::string::String;
 use ninep::Error;
 use pcdev::{Board, Dev};
 
+mod exit;
+pub(crate) use exit::Answered;
+
 /// `cons` of a VM without an in-kernel UART.
 pub const ENOCONS: &str = "no in-kernel uart";
 

@@ -301,6 +301,11 @@ pub const EXIT_PREEMPT: u16 = 52;
 
 /// An EPT violation's qualification: the guest linear address field is valid.
 pub const EPTQUAL_VA: u64 = 1 << 7;
+/// An I/O exit's qualification: access size less one (bits 2:0), an IN, a string
+/// instruction; the port is in bits 31:16.
+pub const IOQUAL_SIZE: u64 = 7;
+pub const IOQUAL_IN: u64 = 1 << 3;
+pub const IOQUAL_STRING: u64 = 1 << 4;
 
 /// The kind of an event (interruption information bits 10:8).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -371,6 +376,8 @@ pub const RFLAGS_RSVD1: u64 = 1 << 1;
 /// Guest interruptibility: blocking by STI and by MOV SS.
 pub const CANINTR_STI: u64 = 1 << 0;
 pub const CANINTR_MOVSS: u64 = 1 << 1;
+/// Blocking by STI or MOV SS: the guest cannot take an interrupt now.
+pub const CANINTR_BLOCKED: u64 = CANINTR_STI | CANINTR_MOVSS;
 /// Pending debug exceptions (and a #DB exit's qualification, as DR6): the breakpoint
 /// conditions B0-B3 and single-step (BS).
 pub const DBG_B0_3: u64 = 0xf;
