@@ -19,7 +19,7 @@ pub struct VmIntr {
 }
 
 /// Exception names by vector, as wait prints them and eventparse accepts them.
-pub const EXCEPT: [Option<&str>; 21] = [
+pub(crate) const EXCEPT: [Option<&str>; 21] = [
     Some("#de"),
     Some("#db"),
     None,
@@ -44,7 +44,7 @@ pub const EXCEPT: [Option<&str>; 21] = [
 ];
 
 /// Exit reason names by basic exit reason.
-pub const EXITREASONS: [Option<&str>; 65] = [
+pub(crate) const EXITREASONS: [Option<&str>; 65] = [
     Some("exc"),
     Some("extirq"),
     Some("triplef"),
@@ -114,7 +114,7 @@ pub const EXITREASONS: [Option<&str>; 65] = [
 
 impl VmIntr {
     /// An external interrupt with `vector` (valid, type 0).
-    pub fn external(vector: u8) -> VmIntr {
+    pub(crate) fn external(vector: u8) -> VmIntr {
         VmIntr {
             info: IntrInfo::new(IntrKind::External, vector),
             ..VmIntr::default()
@@ -181,24 +181,24 @@ pub fn eventparse(s: &str) -> Result<VmIntr, Error> {
 
 /// What a VM exit left in the VMCS, for the wait line.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct ExitInfo {
-    pub reason: ExitReason,
-    pub qual: u64,
-    pub intr: IntrInfo,
-    pub pc: u64,
-    pub sp: u64,
-    pub ilen: u64,
-    pub iinfo: u64,
-    pub excode: u64,
-    pub va: u64,
-    pub pa: u64,
-    pub ax: u64,
+pub(crate) struct ExitInfo {
+    pub(crate) reason: ExitReason,
+    pub(crate) qual: u64,
+    pub(crate) intr: IntrInfo,
+    pub(crate) pc: u64,
+    pub(crate) sp: u64,
+    pub(crate) ilen: u64,
+    pub(crate) iinfo: u64,
+    pub(crate) excode: u64,
+    pub(crate) va: u64,
+    pub(crate) pa: u64,
+    pub(crate) ax: u64,
     /// The guest's clock at the exit in ns, after a `clock` message (an extension).
-    pub time: Option<u64>,
+    pub(crate) time: Option<u64>,
 }
 
 /// The seed's cmdwait line for an exit.
-pub fn waitline(e: &ExitInfo) -> String {
+pub(crate) fn waitline(e: &ExitInfo) -> String {
     let basic = e.reason.basic();
     let rno = usize::from(basic);
     let mut s = String::new();
@@ -251,7 +251,7 @@ fn push_time(s: &mut String, time: Option<u64>) {
 
 /// The line reporting an accepted interrupt; after a `clock` message with the guest's
 /// clock.
-pub fn ackline(irq: &VmIntr, time: Option<u64>) -> String {
+pub(crate) fn ackline(irq: &VmIntr, time: Option<u64>) -> String {
     let mut s = format!("*ack {}", irq.info.vector());
     push_time(&mut s, time);
     s.push('\n');
@@ -272,7 +272,7 @@ const INTERNAL: [u16; 8] = [
 ];
 
 /// Is this an exit the kernel keeps ([`INTERNAL`]) rather than reports?
-pub fn internal_exit(reason: ExitReason) -> bool {
+pub(crate) fn internal_exit(reason: ExitReason) -> bool {
     !reason.entry_failed() && INTERNAL.contains(&reason.basic())
 }
 

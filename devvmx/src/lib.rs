@@ -6,32 +6,47 @@
 //! implements [`hw::Hw`] and `testhw::TestHw` (feature `testhw`) implements it on the host.
 //! DEVIATIONS.md lists where and why this differs from the seed.
 //!
-//! Where names live: every VT-x name (VMCS field encodings as [`vmcs::VmcsField`], MSR
-//! numbers as [`vmcs::Msr`], control bits, exit reasons) is in [`vmcs`], the one table the
-//! kernel's architecture layer uses too. Host memory is [`hw::Frame`]s, which only an
-//! allocator makes; the EPT keeps its tables' frames ([`ept::Ept`]). The VMX self-test the
-//! kernel runs at boot (`selftest=vmx`) is [`selftest`], generic over [`hw::Hw`].
+//! The interface others use: [`Namespace`] and [`Config`] (the server), the per-CPU
+//! bring-up [`vmxreset`], [`vmx_cpu_ready`] and [`vmxon_region`] (the kernel's CPUs),
+//! [`hw`] (the machine trait and its frames), [`vmcs`] (VT-x names), [`place`] (the VMs a
+//! CPU runs), [`selftest`] (`selftest=vmx` at boot), [`clock`] (the CMOS date), [`owner`]
+//! and [`plan9`] (error strings a server or test names), [`kdev`] (the in-kernel devices'
+//! limits) and [`event`] (the `exc`/`irq` syntax, fuzzed).
+//!
+//! Inside, one job a module: `ns` maps the files to calls; `vm` is one VM (its ctl
+//! commands and reports), with `vm::init` (vmcsinit and the MSR areas), `vm::entry` (one
+//! VM entry: injection, wake-ups, the exit) and `vm::step` (single-stepping by RFLAGS.TF
+//! where the CPU has no monitor trap flag); `kdev` holds the in-kernel devices and their
+//! answers to exits; `regs` the `regs` file's table; `mem` the `map` file over `ept`'s
+//! tables; `segment` the global segments.
+//!
+//! Where names live: every VT-x name is in [`vmcs`], the one table the kernel's
+//! architecture layer uses too: VMCS field encodings as [`vmcs::VmcsField`], grouped by
+//! [`vmcs::Width`] (which the encoding carries), MSR numbers and their names as
+//! [`vmcs::Msr`], control bits, exit reasons ([`vmcs::ExitReason`]), interruption
+//! information ([`vmcs::IntrInfo`]) and the guest-state bits the device tests. Host memory
+//! is [`hw::Frame`]s, which only an allocator makes; the EPT keeps its tables' frames.
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
 pub mod clock;
-pub mod ept;
+mod ept;
 pub mod event;
 pub mod hw;
 pub mod kdev;
-pub mod mem;
+mod mem;
 mod ns;
 pub mod owner;
 pub mod place;
 pub mod plan9;
-pub mod regs;
-pub mod segment;
+mod regs;
+mod segment;
 pub mod selftest;
 #[cfg(any(test, feature = "testhw"))]
 pub mod testhw;
-pub mod vm;
+mod vm;
 pub mod vmcs;
 
 pub use ns::{vmx_cpu_ready, vmxon_region, vmxreset, Config, Namespace, Node, EQUIT};

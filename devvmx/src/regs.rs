@@ -203,7 +203,7 @@ fn load<H: Hw>(hw: &mut H, st: &mut EntryState, loc: Loc) -> Result<u64, Error> 
 
 /// cmdgetregs: every register, one `name 0x...` line each.
 /// `exit` overrides VMCS fields (a synthesized exit's reason and qualification).
-pub fn getregs<H: Hw>(
+pub(crate) fn getregs<H: Hw>(
     hw: &mut H,
     st: &mut EntryState,
     exit: &[(VmcsField, u64)],
@@ -229,7 +229,7 @@ pub fn getregs<H: Hw>(
 }
 
 /// One register of the regs file by name, as a read of the file gives it.
-pub fn getreg<H: Hw>(hw: &mut H, st: &mut EntryState, name: &str) -> Result<u64, Error> {
+pub(crate) fn getreg<H: Hw>(hw: &mut H, st: &mut EntryState, name: &str) -> Result<u64, Error> {
     let r = GUESTREGS
         .iter()
         .find(|r| r.name == name)
@@ -273,7 +273,12 @@ fn updatelma<H: Hw>(hw: &mut H) -> Result<(), Error> {
 }
 
 /// Sets one register by name, with the seed's special rules.
-pub fn setreg<H: Hw>(hw: &mut H, st: &mut EntryState, name: &str, val: &str) -> Result<(), Error> {
+pub(crate) fn setreg<H: Hw>(
+    hw: &mut H,
+    st: &mut EntryState,
+    name: &str,
+    val: &str,
+) -> Result<(), Error> {
     let Some(r) = GUESTREGS.iter().find(|r| r.name == name) else {
         return Err("unknown register".into());
     };
@@ -322,7 +327,7 @@ pub fn setreg<H: Hw>(hw: &mut H, st: &mut EntryState, name: &str, val: &str) -> 
 /// setregs: records ended by `rs`, each split into fields at any of `fs`; a record must
 /// have two fields. Returns the bytes consumed ([`records`] decides what a last record
 /// without its `rs` does). Records before an error stay applied.
-pub fn setregs<H: Hw>(
+pub(crate) fn setregs<H: Hw>(
     hw: &mut H,
     st: &mut EntryState,
     data: &[u8],

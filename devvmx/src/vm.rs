@@ -28,7 +28,7 @@ use ninep::Error;
 use step::TfStep;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     Init,
     Ready,
     Running,
@@ -37,7 +37,7 @@ pub enum State {
 }
 
 impl State {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             State::Init => "init",
             State::Ready => "ready",
@@ -58,20 +58,20 @@ const POSTIRQ: u32 = 16;
 const GOTEXIT: u32 = 1;
 const GOTIRQACK: u32 = 2;
 
-pub struct Vm {
-    pub index: usize,
-    pub gen: u64,
-    pub state: State,
-    pub errstr: String,
+pub(crate) struct Vm {
+    pub(crate) index: usize,
+    pub(crate) gen: u64,
+    pub(crate) state: State,
+    pub(crate) errstr: String,
     /// Its own frames besides the EPT's; `None` once given back (at quit).
     frames: Option<VmFrames>,
     /// The EPT, which owns its tables' frames.
-    pub ept: Ept,
-    pub entry: EntryState,
-    pub vpid: u16,
-    pub mem: MemMap,
+    pub(crate) ept: Ept,
+    pub(crate) entry: EntryState,
+    pub(crate) vpid: u16,
+    pub(crate) mem: MemMap,
     /// When the VM was made ([`Hw::now`]): its directory's and files' times.
-    pub made: u32,
+    pub(crate) made: u32,
     tscoffset: u64,
     /// vmcsinit's adjusted processor-based controls: what every entry starts from.
     procbctls: u32,
@@ -94,7 +94,7 @@ pub struct Vm {
     /// The last exit was a TF step's #DB, reported as the MTF exit it stands for.
     synthetic: bool,
     /// In-kernel devices, after a `devices` message.
-    pub kdev: Option<Box<KDev>>,
+    pub(crate) kdev: Option<Box<KDev>>,
     /// Exit lines carry the guest's clock (after a `clock` message).
     clock: bool,
     /// The `alarm` message's time (guest ns): the first internal exit at or after it
@@ -115,7 +115,12 @@ struct VmFrames {
 impl Vm {
     /// vmxstart after VMXON plus vmcsinit: a ready VM, or an error with every frame it
     /// took given back.
-    pub fn create<H: Hw>(hw: &mut H, index: usize, gen: u64, vpid: u16) -> Result<Vm, Error> {
+    pub(crate) fn create<H: Hw>(
+        hw: &mut H,
+        index: usize,
+        gen: u64,
+        vpid: u16,
+    ) -> Result<Vm, Error> {
         let [vmcs, pml4, msrbits, msrhost, msrguest] =
             alloc_array(hw).ok_or(Error::from(ENOMEM))?;
         let mut vm = Vm {
@@ -181,26 +186,26 @@ impl Vm {
     }
 
     /// Makes this VM's VMCS the current one.
-    pub fn load<H: Hw>(&self, hw: &mut H) -> Result<(), Error> {
+    pub(crate) fn load<H: Hw>(&self, hw: &mut H) -> Result<(), Error> {
         let vmcs = self.frames.as_ref().map(|f| &f.vmcs);
         vmcs.map_or(Err(VmxFail), |f| hw.vmptrld(f))
             .map_err(|_| Error::from("vmptrld failed"))
     }
 
     /// Does it still hold its frames (it has not quit)?
-    pub fn has_frames(&self) -> bool {
+    pub(crate) fn has_frames(&self) -> bool {
         self.frames.is_some()
     }
 
     /// VMCLEAR of its VMCS (a failure is ignored: there is nothing left to undo).
-    pub fn vmclear<H: Hw>(&self, hw: &mut H) {
+    pub(crate) fn vmclear<H: Hw>(&self, hw: &mut H) {
         if let Some(f) = &self.frames {
             let _ = hw.vmclear(&f.vmcs);
         }
     }
 
     /// Returns the VM's own frames (the map must have been cleared first).
-    pub fn free_frames<H: Hw>(&mut self, hw: &mut H) {
+    pub(crate) fn free_frames<H: Hw>(&mut self, hw: &mut H) {
         let pml4 = self.ept.release(hw);
         if let Some(f) = self.frames.take() {
             hw.free_frame(f.vmcs);
@@ -214,12 +219,12 @@ impl Vm {
     }
 
     /// cmdclearmeminfo: every mapping and EPT table gone.
-    pub fn clear_map<H: Hw>(&mut self, hw: &mut H, segs: &mut Segments) {
+    pub(crate) fn clear_map<H: Hw>(&mut self, hw: &mut H, segs: &mut Segments) {
         self.mem.clear(hw, segs, &mut self.ept);
     }
 
     /// cmdsetmeminfo on this VM's map and EPT.
-    pub fn set_map<H: Hw>(
+    pub(crate) fn set_map<H: Hw>(
         &mut self,
         hw: &mut H,
         segs: &mut Segments,
@@ -229,13 +234,13 @@ impl Vm {
         self.mem.set(hw, segs, &mut self.ept, data, uname)
     }
 
-    pub fn eptp(&self) -> u64 {
+    pub(crate) fn eptp(&self) -> u64 {
         self.ept.pml4() | EPTP_WALK4
     }
 
     /// The `devices` message: the kernel answers the named devices from now on. Once
     /// per VM, and not while it runs.
-    pub fn devices(&mut self, args: &[String]) -> Result<(), Error> {
+    pub(crate) fn devices(&mut self, args: &[String]) -> Result<(), Error> {
         let c = kdev::parse(args)?;
         if self.state == State::Running {
             return Err("VM running".into());
@@ -248,7 +253,7 @@ impl Vm {
     }
 
     /// The `line IRQ LEVEL` message: a client's device drives an in-kernel PIC input.
-    pub fn line(&mut self, irq: &str, level: &str) -> Result<(), Error> {
+    pub(crate) fn line(&mut self, irq: &str, level: &str) -> Result<(), Error> {
         let k = self
             .kdev
             .as_mut()
@@ -270,7 +275,7 @@ impl Vm {
 
     /// The `clock` message: from now on every exit's wait line ends with the guest's
     /// clock, so a client's devices can run on the time the guest's TSC shows.
-    pub fn clock(&mut self) {
+    pub(crate) fn clock(&mut self) {
         self.clock = true;
     }
 
@@ -278,7 +283,7 @@ impl Vm {
     /// its client's devices ran ahead of it (while it halted at the client, or to a timer
     /// raised while it ran). Not while it runs. With no TSC offsetting the guest's clock
     /// is the host's, which ran anyway.
-    pub fn advance<H: Hw>(&mut self, hw: &mut H, ns: &str) -> Result<(), Error> {
+    pub(crate) fn advance<H: Hw>(&mut self, hw: &mut H, ns: &str) -> Result<(), Error> {
         let v = strtoull_whole(ns).ok_or(Error::from(EBADARG))?;
         match self.state {
             State::Running => return Err("VM running".into()),
@@ -299,7 +304,7 @@ impl Vm {
     /// timer or host interrupt) once the guest's clock has reached NS ns goes to the
     /// client instead, so a client's timer due then is raised on time although the
     /// guest makes no exit of its own. Once; a bare `alarm` withdraws it.
-    pub fn alarm(&mut self, ns: Option<&str>) -> Result<(), Error> {
+    pub(crate) fn alarm(&mut self, ns: Option<&str>) -> Result<(), Error> {
         self.alarm = match ns {
             None => None,
             Some(s) => Some(strtoull_whole(s).ok_or(Error::from(EBADARG))?),
@@ -308,7 +313,7 @@ impl Vm {
     }
 
     /// The in-kernel UART, if there is one (for `cons`).
-    pub fn cons(&mut self) -> Option<&mut KDev> {
+    pub(crate) fn cons(&mut self) -> Option<&mut KDev> {
         self.kdev.as_deref_mut().filter(|k| k.has(kdev::UART))
     }
 
@@ -316,7 +321,11 @@ impl Vm {
     /// or it has waited long enough (guest time), or the guest halts or stops; a stopped
     /// VM with nothing queued reads 0 bytes (all output up to the stop has been read); a
     /// dead one fails with its error.
-    pub fn cons_read<H: Hw>(&mut self, hw: &mut H, buf: &mut [u8]) -> Result<Option<usize>, Error> {
+    pub(crate) fn cons_read<H: Hw>(
+        &mut self,
+        hw: &mut H,
+        buf: &mut [u8],
+    ) -> Result<Option<usize>, Error> {
         let now = self.guest_ns(hw);
         let state = self.state;
         let k = self.cons().ok_or(Error::from(kdev::ENOCONS))?;
@@ -346,12 +355,12 @@ impl Vm {
 
     /// Running and not halted waiting for an in-kernel interrupt: the host should come
     /// back soon.
-    pub fn busy(&self) -> bool {
+    pub(crate) fn busy(&self) -> bool {
         self.state == State::Running && !self.kdev.as_ref().is_some_and(|k| k.halted)
     }
 
     /// The status file's text.
-    pub fn status_text(&self) -> String {
+    pub(crate) fn status_text(&self) -> String {
         match self.state {
             State::Dead => format!("dead {}\n", quote(&self.errstr, true)),
             s => format!("{}\n", s.name()),
@@ -359,7 +368,12 @@ impl Vm {
     }
 
     /// cmdgo (`step` is step): needs a ready VM; `regs` are `name=value;` records.
-    pub fn go<H: Hw>(&mut self, hw: &mut H, step: bool, regs: Option<&str>) -> Result<(), Error> {
+    pub(crate) fn go<H: Hw>(
+        &mut self,
+        hw: &mut H,
+        step: bool,
+        regs: Option<&str>,
+    ) -> Result<(), Error> {
         if self.state != State::Ready {
             return Err("VM not ready".into());
         }
@@ -379,7 +393,7 @@ impl Vm {
         Ok(())
     }
 
-    pub fn stop(&mut self) -> Result<(), Error> {
+    pub(crate) fn stop(&mut self) -> Result<(), Error> {
         if self.state != State::Ready && self.state != State::Running {
             return Err("VM not ready or running".into());
         }
@@ -389,7 +403,7 @@ impl Vm {
 
     /// cmdexcept. The seed made the writer wait while an exception was posted; a
     /// single-threaded server cannot, so that is an error.
-    pub fn exc(&mut self, s: &str) -> Result<(), Error> {
+    pub(crate) fn exc(&mut self, s: &str) -> Result<(), Error> {
         if self.onentry & POSTEX != 0 {
             return Err("exception already pending".into());
         }
@@ -399,7 +413,7 @@ impl Vm {
     }
 
     /// cmdirq: posts an interrupt, or withdraws the posted one.
-    pub fn irq(&mut self, s: Option<&str>) -> Result<(), Error> {
+    pub(crate) fn irq(&mut self, s: Option<&str>) -> Result<(), Error> {
         match s {
             None => self.onentry &= !POSTIRQ,
             Some(s) => {
@@ -411,7 +425,7 @@ impl Vm {
     }
 
     /// cmdextrap: the exception bitmap.
-    pub fn extrap<H: Hw>(&mut self, hw: &mut H, s: &str) -> Result<(), Error> {
+    pub(crate) fn extrap<H: Hw>(&mut self, hw: &mut H, s: &str) -> Result<(), Error> {
         let (v, n) = strtoul(s, 0);
         if n == 0 || n != s.len() {
             return Err(EBADARG.into());
@@ -421,19 +435,19 @@ impl Vm {
         vmcs::write(hw, EXC_BITMAP, bm)
     }
 
-    pub fn getregs<H: Hw>(&mut self, hw: &mut H) -> Result<String, Error> {
+    pub(crate) fn getregs<H: Hw>(&mut self, hw: &mut H) -> Result<String, Error> {
         self.load(hw)?;
         let ov = self.exit_override();
         regs::getregs(hw, &mut self.entry, ov)
     }
 
-    pub fn setregs<H: Hw>(&mut self, hw: &mut H, data: &[u8]) -> Result<usize, Error> {
+    pub(crate) fn setregs<H: Hw>(&mut self, hw: &mut H, data: &[u8]) -> Result<usize, Error> {
         self.load(hw)?;
         regs::setregs(hw, &mut self.entry, data, b'\n', &[' ', '\t'], Tail::Leave)
     }
 
     /// cmdsetfpregs, with the clamp fixed (the seed computed sizeof - n, not sizeof - off).
-    pub fn setfpregs(&mut self, off: u64, data: &[u8]) -> usize {
+    pub(crate) fn setfpregs(&mut self, off: u64, data: &[u8]) -> usize {
         let fx = &mut self.entry.fx.0;
         let n = data.len().min(fx.len());
         let Ok(off) = usize::try_from(off) else {
@@ -448,12 +462,12 @@ impl Vm {
     }
 
     /// The map changed: EPT must be flushed before the next entry.
-    pub fn flush_ept(&mut self) {
+    pub(crate) fn flush_ept(&mut self) {
         self.onentry |= FLUSHEPT;
     }
 
     /// cmdwait: the next report, or `None` while there is none.
-    pub fn wait<H: Hw>(&mut self, hw: &mut H) -> Result<Option<String>, Error> {
+    pub(crate) fn wait<H: Hw>(&mut self, hw: &mut H) -> Result<Option<String>, Error> {
         if self.got & GOTIRQACK != 0 {
             self.got &= !GOTIRQACK;
             let time = self.clock.then(|| self.guest_ns(hw));
@@ -491,7 +505,7 @@ impl Vm {
     }
 
     /// Is there something for a wait read?
-    pub fn has_report(&self) -> bool {
+    pub(crate) fn has_report(&self) -> bool {
         self.got & (GOTEXIT | GOTIRQACK) != 0
     }
 }

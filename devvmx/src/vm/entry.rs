@@ -24,7 +24,7 @@ impl Vm {
     /// One entry of a running VM (vmxproc's loop body). An error kills the VM with it.
     /// With in-kernel devices, the guest is entered again at once (up to [`INSIDE_MAX`]
     /// times) while they answer its exits, and a halted guest waits here for its PIC.
-    pub fn run<H: Hw>(&mut self, hw: &mut H) {
+    pub(crate) fn run<H: Hw>(&mut self, hw: &mut H) {
         for _ in 0..INSIDE_MAX {
             if self.state != State::Running || !self.wake(hw) {
                 return;
