@@ -61,26 +61,26 @@ impl Table {
 
 /// A VM's EPT: the PML4 and every table below it, each with its own frame handle.
 #[derive(Default)]
-pub struct Ept {
+pub(crate) struct Ept {
     root: Option<Table>,
 }
 
 impl Ept {
     /// An EPT whose PML4 is `pml4` (a zeroed frame).
-    pub fn new(pml4: Frame) -> Ept {
+    pub(crate) fn new(pml4: Frame) -> Ept {
         Ept {
             root: Some(Table::new(pml4)),
         }
     }
 
     /// The PML4's physical address, for the EPT pointer (0 once released).
-    pub fn pml4(&self) -> Phys {
+    pub(crate) fn pml4(&self) -> Phys {
         self.root.as_ref().map_or(0, |t| t.frame.pa())
     }
 
     /// eptwalk and the leaf write of epttranslate: `leaf` becomes the entry of `addr`,
     /// making tables on the way.
-    pub fn map<H: Hw>(&mut self, hw: &mut H, addr: u64, leaf: u64) -> Result<(), Error> {
+    pub(crate) fn map<H: Hw>(&mut self, hw: &mut H, addr: u64, leaf: u64) -> Result<(), Error> {
         let Some(mut tab) = self.root.as_mut() else {
             return Err(ENOMEM.into());
         };
@@ -101,7 +101,7 @@ impl Ept {
 
     /// Clears the leaves of [addr, end) without making tables for absent ranges (the
     /// seed walked, and so allocated, every page of an unmapped range).
-    pub fn clear<H: Hw>(&self, hw: &mut H, addr: u64, end: u64) {
+    pub(crate) fn clear<H: Hw>(&self, hw: &mut H, addr: u64, end: u64) {
         let Some(root) = &self.root else {
             return;
         };
@@ -126,21 +126,21 @@ impl Ept {
 
     /// eptfree: frees every table below the PML4, which is kept but emptied. Leaves point
     /// at segment frames, which are not the tables' to free.
-    pub fn free<H: Hw>(&mut self, hw: &mut H) {
+    pub(crate) fn free<H: Hw>(&mut self, hw: &mut H) {
         if let Some(root) = &mut self.root {
             root.free_below(hw);
         }
     }
 
     /// The PML4's frame, given up with every table below it freed (at quit).
-    pub fn release<H: Hw>(&mut self, hw: &mut H) -> Option<Frame> {
+    pub(crate) fn release<H: Hw>(&mut self, hw: &mut H) -> Option<Frame> {
         self.free(hw);
         self.root.take().map(|t| t.frame)
     }
 
     /// The leaf entry for guest-physical `addr`, 0 where there is none (for tests).
     #[cfg(any(test, feature = "testhw"))]
-    pub fn lookup<H: Hw>(&self, hw: &mut H, addr: u64) -> u64 {
+    pub(crate) fn lookup<H: Hw>(&self, hw: &mut H, addr: u64) -> u64 {
         let Some(mut tab) = self.root.as_ref() else {
             return 0;
         };

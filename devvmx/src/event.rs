@@ -5,6 +5,7 @@
 //! reports an accepted interrupt (` time NS` too after `clock`).
 
 use crate::plan9::{hex, strtoul, EBADCTL};
+use crate::vmcs::*;
 use alloc::format;
 use alloc::string::String;
 use ninep::Error;
@@ -12,13 +13,13 @@ use ninep::Error;
 /// An event to inject: VM-entry interruption information, error code, instruction length.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VmIntr {
-    pub info: u32,
+    pub info: IntrInfo,
     pub code: u32,
     pub ilen: u32,
 }
 
 /// Exception names by vector, as wait prints them and eventparse accepts them.
-pub const EXCEPT: [Option<&str>; 21] = [
+pub(crate) const EXCEPT: [Option<&str>; 21] = [
     Some("#de"),
     Some("#db"),
     None,
@@ -43,7 +44,7 @@ pub const EXCEPT: [Option<&str>; 21] = [
 ];
 
 /// Exit reason names by basic exit reason.
-pub const EXITREASONS: [Option<&str>; 65] = [
+pub(crate) const EXITREASONS: [Option<&str>; 65] = [
     Some("exc"),
     Some("extirq"),
     Some("triplef"),
@@ -113,9 +114,9 @@ pub const EXITREASONS: [Option<&str>; 65] = [
 
 impl VmIntr {
     /// An external interrupt with `vector` (valid, type 0).
-    pub fn external(vector: u8) -> VmIntr {
+    pub(crate) fn external(vector: u8) -> VmIntr {
         VmIntr {
-            info: 1 << 31 | u32::from(vector),
+            info: IntrInfo::new(IntrKind::External, vector),
             ..VmIntr::default()
         }
     }
@@ -130,40 +131,41 @@ impl VmIntr {
 /// instead turned a bare `3`/`4` into a hardware exception); a vector must have digits
 /// and be 0..=255 (the seed let `-1` through as an int and read an empty one as 0).
 pub fn eventparse(s: &str) -> Result<VmIntr, Error> {
-    let mut vi = VmIntr {
-        info: 1 << 31,
-        ..VmIntr::default()
-    };
     let (mut q, r) = match s.find(',') {
         Some(i) => (&s[..i], Some(&s[i + 1..])),
         None => (s, None),
     };
     let named = EXCEPT.iter().position(|e| *e == Some(q));
+    let mut kind = IntrKind::External;
     if let Some(rest) = q.strip_prefix('#') {
         q = rest;
-        vi.info |= 3 << 8;
+        kind = IntrKind::HwException;
     }
     let vec = match named {
-        Some(i) => i as u32,
+        Some(i) => i as u8,
         None => {
             let (v, n) = strtoul(q, 10);
-            if n == 0 || n != q.len() || v > 255 || q.starts_with(['-', '+', ' ', '\t']) {
-                return Err(EBADCTL.into());
+            let v = u8::try_from(v).ok();
+            match v {
+                Some(v) if n != 0 && n == q.len() && !q.starts_with(['-', '+', ' ', '\t']) => v,
+                _ => return Err(EBADCTL.into()),
             }
-            v
         }
     };
-    vi.info |= vec;
-    if vi.info & 0x7ff == (3 << 8 | 3) || vi.info & 0x7ff == (3 << 8 | 4) {
-        vi.info += 3 << 8;
+    if kind == IntrKind::HwException && matches!(vec, VEC_BP | VEC_OF) {
+        kind = IntrKind::SwException;
     }
+    let mut vi = VmIntr {
+        info: IntrInfo::new(kind, vec),
+        ..VmIntr::default()
+    };
     let Some(mut r) = r else {
         return Ok(vi);
     };
     if !r.starts_with(',') {
         let (v, n) = strtoul(r, 0);
         vi.code = v;
-        vi.info |= 1 << 11;
+        vi.info = vi.info.with_code();
         r = &r[n..];
     }
     if let Some(rest) = r.strip_prefix(',') {
@@ -179,31 +181,32 @@ pub fn eventparse(s: &str) -> Result<VmIntr, Error> {
 
 /// What a VM exit left in the VMCS, for the wait line.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct ExitInfo {
-    pub reason: u32,
-    pub qual: u64,
-    pub intr: u32,
-    pub pc: u64,
-    pub sp: u64,
-    pub ilen: u64,
-    pub iinfo: u64,
-    pub excode: u64,
-    pub va: u64,
-    pub pa: u64,
-    pub ax: u64,
+pub(crate) struct ExitInfo {
+    pub(crate) reason: ExitReason,
+    pub(crate) qual: u64,
+    pub(crate) intr: IntrInfo,
+    pub(crate) pc: u64,
+    pub(crate) sp: u64,
+    pub(crate) ilen: u64,
+    pub(crate) iinfo: u64,
+    pub(crate) excode: u64,
+    pub(crate) va: u64,
+    pub(crate) pa: u64,
+    pub(crate) ax: u64,
     /// The guest's clock at the exit in ns, after a `clock` message (an extension).
-    pub time: Option<u64>,
+    pub(crate) time: Option<u64>,
 }
 
 /// The seed's cmdwait line for an exit.
-pub fn waitline(e: &ExitInfo) -> String {
-    let rno = e.reason as u16 as usize;
+pub(crate) fn waitline(e: &ExitInfo) -> String {
+    let basic = e.reason.basic();
+    let rno = usize::from(basic);
     let mut s = String::new();
-    if e.reason & 1 << 31 != 0 {
+    if e.reason.entry_failed() {
         s.push('!');
     }
-    if rno == 0 && e.intr & 1 << 31 != 0 {
-        let v = (e.intr & 0xff) as usize;
+    if basic == EXIT_EXC && e.intr.valid() {
+        let v = usize::from(e.intr.vector());
         match EXCEPT.get(v).copied().flatten() {
             Some(n) => s.push_str(n),
             None => s.push_str(&format!("#{v}")),
@@ -222,16 +225,16 @@ pub fn waitline(e: &ExitInfo) -> String {
         hex(e.ilen),
         hex(e.iinfo)
     ));
-    if e.intr & 1 << 11 != 0 {
+    if e.intr.has_code() {
         s.push_str(&format!(" excode {}", hex(e.excode)));
     }
-    if rno == 48 && e.qual & 0x80 != 0 {
+    if basic == EXIT_EPTFAULT && e.qual & EPTQUAL_VA != 0 {
         s.push_str(&format!(" va {}", hex(e.va)));
     }
-    if rno == 48 || rno == 49 {
+    if basic == EXIT_EPTFAULT || basic == EXIT_EPTINVAL {
         s.push_str(&format!(" pa {}", hex(e.pa)));
     }
-    if rno == 30 {
+    if basic == EXIT_IO {
         s.push_str(&format!(" ax {}", hex(e.ax)));
     }
     push_time(&mut s, e.time);
@@ -248,8 +251,8 @@ fn push_time(s: &mut String, time: Option<u64>) {
 
 /// The line reporting an accepted interrupt; after a `clock` message with the guest's
 /// clock.
-pub fn ackline(irq: &VmIntr, time: Option<u64>) -> String {
-    let mut s = format!("*ack {}", irq.info & 0xff);
+pub(crate) fn ackline(irq: &VmIntr, time: Option<u64>) -> String {
+    let mut s = format!("*ack {}", irq.info.vector());
     push_time(&mut s, time);
     s.push('\n');
     s
@@ -257,8 +260,20 @@ pub fn ackline(irq: &VmIntr, time: Option<u64>) -> String {
 
 /// Exits the seed handles inside (external interrupt, INIT, SIPI, SMIs, interrupt and NMI
 /// windows) plus the VMX preemption timer, which the kernel uses to regain control.
-pub fn internal_exit(reason: u32) -> bool {
-    reason & 1 << 31 == 0 && matches!(reason & 0xffff, 1 | 3..=8 | 52)
+const INTERNAL: [u16; 8] = [
+    EXIT_EXTIRQ,
+    EXIT_INITSIG,
+    EXIT_SIPI,
+    EXIT_SMIIO,
+    EXIT_SMIOTHER,
+    EXIT_IRQWIN,
+    EXIT_NMIWIN,
+    EXIT_PREEMPT,
+];
+
+/// Is this an exit the kernel keeps ([`INTERNAL`]) rather than reports?
+pub(crate) fn internal_exit(reason: ExitReason) -> bool {
+    !reason.entry_failed() && INTERNAL.contains(&reason.basic())
 }
 
 #[cfg(test)]
@@ -269,7 +284,7 @@ mod tests {
 
     fn ev(s: &str) -> Parsed {
         eventparse(s)
-            .map(|v| (v.info, v.code, v.ilen))
+            .map(|v| (v.info.0, v.code, v.ilen))
             .map_err(|e| e.as_str().into())
     }
 
@@ -310,7 +325,7 @@ mod tests {
     #[test]
     fn wait_lines() {
         let io = ExitInfo {
-            reason: 30,
+            reason: ExitReason(30),
             qual: 0x800008,
             pc: 0x1003,
             sp: 0x7000,
@@ -332,8 +347,8 @@ mod tests {
             "io 0x800008 pc 0x1003 sp 0x7000 ilen 0x1 iinfo 0x0 ax 0x41 time 0x16e360\n"
         );
         let gp = ExitInfo {
-            reason: 0,
-            intr: 0x8000_0b0d,
+            reason: ExitReason(0),
+            intr: IntrInfo(0x8000_0b0d),
             excode: 0x10,
             ..ExitInfo::default()
         };
@@ -342,12 +357,12 @@ mod tests {
             "#gp 0x0 pc 0x0 sp 0x0 ilen 0x0 iinfo 0x0 excode 0x10\n"
         );
         let v15 = ExitInfo {
-            intr: 0x8000_030f,
+            intr: IntrInfo(0x8000_030f),
             ..ExitInfo::default()
         };
         assert!(waitline(&v15).starts_with("#15 0x0 "));
         let ept = ExitInfo {
-            reason: 48,
+            reason: ExitReason(48),
             qual: 0x181,
             va: 0xdead000,
             pa: 0x200000,
@@ -358,14 +373,14 @@ mod tests {
             "eptfault 0x181 pc 0x0 sp 0x0 ilen 0x0 iinfo 0x0 va 0xdead000 pa 0x200000\n"
         );
         let ept_nova = ExitInfo {
-            reason: 48,
+            reason: ExitReason(48),
             qual: 0x1,
             pa: 0x3000,
             ..ExitInfo::default()
         };
         assert!(waitline(&ept_nova).ends_with("iinfo 0x0 pa 0x3000\n"));
         let fail = ExitInfo {
-            reason: 0x8000_0021,
+            reason: ExitReason(0x8000_0021),
             ..ExitInfo::default()
         };
         assert_eq!(
@@ -373,19 +388,19 @@ mod tests {
             "!entrystate 0x0 pc 0x0 sp 0x0 ilen 0x0 iinfo 0x0\n"
         );
         let unknown = ExitInfo {
-            reason: 35,
+            reason: ExitReason(35),
             ..ExitInfo::default()
         };
         assert!(waitline(&unknown).starts_with("?35 "));
         let big = ExitInfo {
-            reason: 99,
+            reason: ExitReason(99),
             ..ExitInfo::default()
         };
         assert!(waitline(&big).starts_with("?99 "));
         assert_eq!(
             ackline(
                 &VmIntr {
-                    info: 0x8000_0020,
+                    info: IntrInfo(0x8000_0020),
                     ..VmIntr::default()
                 },
                 None
@@ -395,7 +410,7 @@ mod tests {
         assert_eq!(
             ackline(
                 &VmIntr {
-                    info: 0x8000_0020,
+                    info: IntrInfo(0x8000_0020),
                     ..VmIntr::default()
                 },
                 Some(0x10)
@@ -407,10 +422,10 @@ mod tests {
     #[test]
     fn internal_exits() {
         for r in [1, 3, 4, 5, 6, 7, 8, 52] {
-            assert!(internal_exit(r));
+            assert!(internal_exit(ExitReason(r)));
         }
         for r in [0, 2, 9, 10, 12, 30, 37, 48, 0x8000_0001] {
-            assert!(!internal_exit(r));
+            assert!(!internal_exit(ExitReason(r)));
         }
     }
 }

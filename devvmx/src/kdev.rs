@@ -11,19 +11,22 @@ use alloc::string::String;
 use ninep::Error;
 use pcdev::{Board, Dev};
 
+mod exit;
+pub(crate) use exit::Answered;
+
 /// `cons` of a VM without an in-kernel UART.
-pub const ENOCONS: &str = "no in-kernel uart";
+pub(crate) const ENOCONS: &str = "no in-kernel uart";
 
 /// Device names of the `devices` message, and the bit each sets.
-pub const PIC: u8 = 1 << 0;
-pub const PIT: u8 = 1 << 1;
-pub const UART: u8 = 1 << 2;
-pub const RTC: u8 = 1 << 3;
-pub const KBD: u8 = 1 << 4;
-pub const QUIET: u8 = 1 << 5;
-pub const CPU: u8 = 1 << 6;
+pub(crate) const PIC: u8 = 1 << 0;
+pub(crate) const PIT: u8 = 1 << 1;
+pub(crate) const UART: u8 = 1 << 2;
+pub(crate) const RTC: u8 = 1 << 3;
+pub(crate) const KBD: u8 = 1 << 4;
+pub(crate) const QUIET: u8 = 1 << 5;
+pub(crate) const CPU: u8 = 1 << 6;
 
-pub const NAMES: [(&str, u8); 7] = [
+pub(crate) const NAMES: [(&str, u8); 7] = [
     ("pic", PIC),
     ("pit", PIT),
     ("uart", UART),
@@ -48,14 +51,14 @@ pub const CONS_DELAY: u64 = 50_000_000;
 
 /// The parsed `devices` message: which devices, and the RTC's Unix time at guest time 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Choice {
-    pub set: u8,
-    pub rtc_base: i64,
+pub(crate) struct Choice {
+    pub(crate) set: u8,
+    pub(crate) rtc_base: i64,
 }
 
 /// Parses the arguments of `devices NAME...`: names from [`NAMES`], each at most once;
 /// `rtc` may carry the Unix time the clock starts from, `rtc=SECONDS`.
-pub fn parse(args: &[String]) -> Result<Choice, Error> {
+pub(crate) fn parse(args: &[String]) -> Result<Choice, Error> {
     let mut c = Choice {
         set: 0,
         rtc_base: 0,
@@ -116,21 +119,21 @@ impl Counts {
 }
 
 /// One VM's in-kernel devices.
-pub struct KDev {
-    pub board: Board,
-    pub set: u8,
+pub(crate) struct KDev {
+    pub(crate) board: Board,
+    pub(crate) set: u8,
     rtc_base: i64,
     /// The guest halted with interrupts on; it is not entered until the PIC has one.
-    pub halted: bool,
+    pub(crate) halted: bool,
     /// Guest time when COM1's output queue last went from empty to not.
     tx_since: Option<u64>,
     /// A vector whose delivery an exit cut short: injected again on the next entry.
-    pub redeliver: Option<u8>,
-    pub counts: Counts,
+    pub(crate) redeliver: Option<u8>,
+    pub(crate) counts: Counts,
 }
 
 impl KDev {
-    pub fn new(c: Choice) -> KDev {
+    pub(crate) fn new(c: Choice) -> KDev {
         // The kernel does not know the guest's memory layout: the CMOS holds no sizes
         // (guests that want them from the CMOS keep the tool's RTC).
         let rtc = pcdev::rtc::Rtc::new(0, 0, 0);
@@ -145,12 +148,12 @@ impl KDev {
         }
     }
 
-    pub fn has(&self, bit: u8) -> bool {
+    pub(crate) fn has(&self, bit: u8) -> bool {
         self.set & bit != 0
     }
 
     /// The device answering `port` here, if it is one of the chosen.
-    pub fn claims(&self, port: u16) -> Option<Dev> {
+    pub(crate) fn claims(&self, port: u16) -> Option<Dev> {
         let dev = pcdev::lookup(port)?;
         let bit = match dev {
             Dev::Pic => PIC,
@@ -171,7 +174,15 @@ impl KDev {
     }
 
     /// A port access of the guest at guest time `now` (ns): the value read for an `in`.
-    pub fn io(&mut self, dev: Dev, port: u16, size: u8, input: bool, val: u32, now: u64) -> u32 {
+    pub(crate) fn io(
+        &mut self,
+        dev: Dev,
+        port: u16,
+        size: u8,
+        input: bool,
+        val: u32,
+        now: u64,
+    ) -> u32 {
         self.counts.io += 1;
         self.board.advance(now);
         let wall = self.wall(now);
@@ -189,7 +200,7 @@ impl KDev {
     /// COM1's output for a console read at guest time `now`: None while a running
     /// guest's output is still short and young (see [`CONS_BATCH`]); else what fits in
     /// `buf` (possibly nothing).
-    pub fn cons_take(&mut self, buf: &mut [u8], running: bool, now: u64) -> Option<usize> {
+    pub(crate) fn cons_take(&mut self, buf: &mut [u8], running: bool, now: u64) -> Option<usize> {
         let queued = self.board.com[0].tx.len();
         let young = self
             .tx_since
@@ -205,7 +216,7 @@ impl KDev {
     }
 
     /// The vector the PIC wants the CPU to take at guest time `now`, if any.
-    pub fn pending(&mut self, now: u64) -> Option<u8> {
+    pub(crate) fn pending(&mut self, now: u64) -> Option<u8> {
         if !self.has(PIC) {
             return None;
         }

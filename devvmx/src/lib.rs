@@ -6,45 +6,54 @@
 //! implements [`hw::Hw`] and `testhw::TestHw` (feature `testhw`) implements it on the host.
 //! DEVIATIONS.md lists where and why this differs from the seed.
 //!
-//! The layers, top down: `ns` maps each file to a call (`ns/files.rs`: names, qids,
-//! stats; `ns/vmfile.rs`: a VM's files and its ctl messages); [`status`] is the root
-//! status file and the host's [`Facts`] it shows, handed over whole by the host;
-//! [`table`] is the VM table (slots and generations, VPIDs, which CPU runs each VM and
-//! each CPU's run list in [`place`], the boot CPU's VMXON while it runs a VM; vmxnew,
-//! cmdquit and every command on a VM's own CPU); [`vm`] is one VM; [`vtx`] is VT-x on one
-//! CPU (the seed's vmxreset checks, vmxstart's CR checks and VMXON), which the kernel's
-//! other CPUs use directly at start-up; [`segment`] the segments; [`owner`] who may be
-//! the owner on a network link. Error strings are Plan 9's, from [`plan9`] (those every
-//! 9P server gives are `ninep::error`'s, re-exported there).
+//! The interface others use: [`Namespace`] and [`Config`] (the server) with the host's
+//! [`Facts`] ([`status`], handed over whole), [`table`] (the VM table: slots and
+//! generations, VPIDs, which CPU runs each VM and each CPU's run list in [`place`], the boot
+//! CPU's VMXON while it runs a VM), [`vtx`] (VT-x on one CPU: the seed's vmxreset checks,
+//! vmxstart's CR checks and VMXON, which the kernel's other CPUs use at start-up), [`hw`]
+//! (the machine trait and its frames), [`vmcs`] (VT-x names), [`selftest`] (`selftest=vmx`
+//! at boot), [`clock`] (the CMOS date), [`owner`] (who may be the owner on a network link)
+//! and [`plan9`] (error strings a server or test names; those every 9P server gives are
+//! `ninep::error`'s, re-exported there), [`kdev`] (the in-kernel devices' limits) and
+//! [`event`] (the `exc`/`irq` syntax, fuzzed).
 //!
-//! Where names live: every VT-x name (VMCS field encodings as [`vmcs::VmcsField`], MSR
-//! numbers as [`vmcs::Msr`], control bits, exit reasons) is in [`vmcs`], the one table the
-//! kernel's architecture layer uses too. Host memory is [`hw::Frame`]s, which only an
-//! allocator makes; the EPT keeps its tables' frames ([`ept::Ept`]). The VMX self-test the
-//! kernel runs at boot (`selftest=vmx`) is [`selftest`], generic over [`hw::Hw`].
+//! Inside, one job a module: `ns` maps each file to a call (`ns/files.rs`: names, qids,
+//! stats; `ns/vmfile.rs`: a VM's files and its ctl messages); `vm` is one VM (its ctl
+//! commands and reports), with `vm::init` (vmcsinit and the MSR areas), `vm::entry` (one
+//! VM entry: injection, wake-ups, the exit) and `vm::step` (single-stepping by RFLAGS.TF
+//! where the CPU has no monitor trap flag); `kdev` holds the in-kernel devices and their
+//! answers to exits; `regs` the `regs` file's table; `mem` the `map` file over `ept`'s
+//! tables; `segment` the global segments.
+//!
+//! Where names live: every VT-x name is in [`vmcs`], the one table the kernel's
+//! architecture layer uses too: VMCS field encodings as [`vmcs::VmcsField`], grouped by
+//! [`vmcs::Width`] (which the encoding carries), MSR numbers and their names as
+//! [`vmcs::Msr`], control bits, exit reasons ([`vmcs::ExitReason`]), interruption
+//! information ([`vmcs::IntrInfo`]) and the guest-state bits the device tests. Host memory
+//! is [`hw::Frame`]s, which only an allocator makes; the EPT keeps its tables' frames.
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
 pub mod clock;
-pub mod ept;
+mod ept;
 pub mod event;
 pub mod hw;
 pub mod kdev;
-pub mod mem;
+mod mem;
 mod ns;
 pub mod owner;
 pub mod place;
 pub mod plan9;
-pub mod regs;
-pub mod segment;
+mod regs;
+mod segment;
 pub mod selftest;
 pub mod status;
 pub mod table;
 #[cfg(any(test, feature = "testhw"))]
 pub mod testhw;
-pub mod vm;
+mod vm;
 pub mod vmcs;
 pub mod vtx;
 

@@ -12,17 +12,17 @@ use alloc::vec::Vec;
 use ninep::Error;
 
 /// Memory types by the EPT memory-type field.
-pub const MTYPE: [&str; 8] = ["uc", "wc", "02", "03", "wt", "wp", "wb", "07"];
+pub(crate) const MTYPE: [&str; 8] = ["uc", "wc", "02", "03", "wt", "wp", "wb", "07"];
 
 /// One range: from `addr` to the next entry's address.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VmMem {
-    pub addr: u64,
-    pub seg: Option<SegId>,
-    pub off: u64,
-    pub name: String,
+pub(crate) struct VmMem {
+    pub(crate) addr: u64,
+    pub(crate) seg: Option<SegId>,
+    pub(crate) off: u64,
+    pub(crate) name: String,
     /// EPT leaf bits: rwx (x also sets bit 10), memory type << 3, 0x40 ignore PAT.
-    pub attr: u16,
+    pub(crate) attr: u16,
 }
 
 impl VmMem {
@@ -40,8 +40,8 @@ impl VmMem {
 
 /// A VM's map.
 #[derive(Default)]
-pub struct MemMap {
-    pub list: Vec<VmMem>,
+pub(crate) struct MemMap {
+    pub(crate) list: Vec<VmMem>,
 }
 
 fn vmokpage(a: u64) -> bool {
@@ -50,7 +50,7 @@ fn vmokpage(a: u64) -> bool {
 
 impl MemMap {
     /// cmdgetmeminfo: one line per mapped range.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let mut s = String::new();
         for (i, m) in self.list.iter().enumerate() {
             if m.seg.is_none() {
@@ -78,7 +78,7 @@ impl MemMap {
     }
 
     /// cmdclearmeminfo: every mapping and EPT table gone.
-    pub fn clear<H: Hw>(&mut self, hw: &mut H, segs: &mut Segments, ept: &mut Ept) {
+    pub(crate) fn clear<H: Hw>(&mut self, hw: &mut H, segs: &mut Segments, ept: &mut Ept) {
         ept.free(hw);
         for m in self.list.drain(..) {
             if let Some(id) = m.seg {
@@ -89,7 +89,7 @@ impl MemMap {
 
     /// cmdsetmeminfo: applies each complete line in turn; returns the bytes consumed
     /// through the last newline. Lines before an error stay applied, as in the seed.
-    pub fn set<H: Hw>(
+    pub(crate) fn set<H: Hw>(
         &mut self,
         hw: &mut H,
         segs: &mut Segments,

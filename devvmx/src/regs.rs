@@ -41,167 +41,126 @@ enum Wr {
 
 struct GuestReg {
     loc: Loc,
-    /// In bytes; printed with twice as many hex digits.
-    size: usize,
     name: &'static str,
     rd: Rd,
     wr: Wr,
 }
 
-const fn r(loc: Loc, size: usize, name: &'static str) -> GuestReg {
+const fn r(loc: Loc, name: &'static str) -> GuestReg {
     GuestReg {
         loc,
-        size,
         name,
         rd: Rd::Plain,
         wr: Wr::Plain,
     }
 }
 
-const fn rw(loc: Loc, size: usize, name: &'static str, rd: Rd, wr: Wr) -> GuestReg {
-    GuestReg {
-        loc,
-        size,
-        name,
-        rd,
-        wr,
+const fn rw(loc: Loc, name: &'static str, rd: Rd, wr: Wr) -> GuestReg {
+    GuestReg { loc, name, rd, wr }
+}
+
+/// A register the client may read but not set.
+const fn ro(loc: Loc, name: &'static str) -> GuestReg {
+    rw(loc, name, Rd::Plain, Wr::Readonly)
+}
+
+impl GuestReg {
+    /// In bytes, printed with twice as many hex digits: a VMCS field's width, or 8 for
+    /// the VM's own state.
+    fn size(&self) -> usize {
+        match self.loc {
+            Loc::Vmcs(f) => f.width().bytes(),
+            _ => 8,
+        }
     }
 }
 
 use Loc::{Vmcs as V, *};
 
-/// The seed's guestregs[], amd64 (RMACH) edition; size 0 there is 8 here.
+/// The seed's guestregs[], amd64 (RMACH) edition; sizes come from [`GuestReg::size`].
 static GUESTREGS: [GuestReg; 82] = [
-    r(V(GUEST_RIP), 8, "pc"),
-    r(V(GUEST_RSP), 8, "sp"),
-    r(V(GUEST_RFLAGS), 8, "flags"),
-    r(Ureg(0), 8, "ax"),
-    r(Ureg(1), 8, "bx"),
-    r(Ureg(2), 8, "cx"),
-    r(Ureg(3), 8, "dx"),
-    r(Ureg(4), 8, "bp"),
-    r(Ureg(5), 8, "si"),
-    r(Ureg(6), 8, "di"),
-    r(Ureg(7), 8, "r8"),
-    r(Ureg(8), 8, "r9"),
-    r(Ureg(9), 8, "r10"),
-    r(Ureg(10), 8, "r11"),
-    r(Ureg(11), 8, "r12"),
-    r(Ureg(12), 8, "r13"),
-    r(Ureg(13), 8, "r14"),
-    r(Ureg(14), 8, "r15"),
-    r(V(GUEST_GDTRBASE), 8, "gdtrbase"),
-    r(V(GUEST_GDTRLIMIT), 4, "gdtrlimit"),
-    r(V(GUEST_IDTRBASE), 8, "idtrbase"),
-    r(V(GUEST_IDTRLIMIT), 4, "idtrlimit"),
-    r(V(GUEST_CS), 2, "cs"),
-    r(V(GUEST_CSBASE), 8, "csbase"),
-    r(V(GUEST_CSLIMIT), 4, "cslimit"),
-    r(V(GUEST_CSPERM), 4, "csperm"),
-    r(V(GUEST_DS), 2, "ds"),
-    r(V(GUEST_DSBASE), 8, "dsbase"),
-    r(V(GUEST_DSLIMIT), 4, "dslimit"),
-    r(V(GUEST_DSPERM), 4, "dsperm"),
-    r(V(GUEST_ES), 2, "es"),
-    r(V(GUEST_ESBASE), 8, "esbase"),
-    r(V(GUEST_ESLIMIT), 4, "eslimit"),
-    r(V(GUEST_ESPERM), 4, "esperm"),
-    r(V(GUEST_FS), 2, "fs"),
-    r(V(GUEST_FSBASE), 8, "fsbase"),
-    r(V(GUEST_FSLIMIT), 4, "fslimit"),
-    r(V(GUEST_FSPERM), 4, "fsperm"),
-    r(V(GUEST_GS), 2, "gs"),
-    r(V(GUEST_GSBASE), 8, "gsbase"),
-    r(V(GUEST_GSLIMIT), 4, "gslimit"),
-    r(V(GUEST_GSPERM), 4, "gsperm"),
-    r(V(GUEST_SS), 2, "ss"),
-    r(V(GUEST_SSBASE), 8, "ssbase"),
-    r(V(GUEST_SSLIMIT), 4, "sslimit"),
-    r(V(GUEST_SSPERM), 4, "ssperm"),
-    r(V(GUEST_TR), 2, "tr"),
-    r(V(GUEST_TRBASE), 8, "trbase"),
-    r(V(GUEST_TRLIMIT), 4, "trlimit"),
-    r(V(GUEST_TRPERM), 4, "trperm"),
-    r(V(GUEST_LDTR), 2, "ldtr"),
-    r(V(GUEST_LDTRBASE), 8, "ldtrbase"),
-    r(V(GUEST_LDTRLIMIT), 4, "ldtrlimit"),
-    r(V(GUEST_LDTRPERM), 4, "ldtrperm"),
-    rw(V(GUEST_CR0), 8, "cr0real", Rd::Plain, Wr::Cr0Real),
-    rw(V(GUEST_CR0SHADOW), 8, "cr0fake", Rd::Cr0Fake, Wr::Plain),
-    rw(V(GUEST_CR0MASK), 8, "cr0mask", Rd::Plain, Wr::Cr0Mask),
-    r(Cr2, 8, "cr2"),
-    r(V(GUEST_CR3), 8, "cr3"),
-    rw(V(GUEST_CR4), 8, "cr4real", Rd::Plain, Wr::Cr4Real),
-    rw(V(GUEST_CR4SHADOW), 8, "cr4fake", Rd::Cr4Fake, Wr::Plain),
-    rw(V(GUEST_CR4MASK), 8, "cr4mask", Rd::Plain, Wr::Cr4Mask),
-    r(V(GUEST_IA32_PAT), 8, "pat"),
-    rw(V(GUEST_IA32_EFER), 8, "efer", Rd::Plain, Wr::Efer),
-    r(Dr(0), 8, "dr0"),
-    r(Dr(1), 8, "dr1"),
-    r(Dr(2), 8, "dr2"),
-    r(Dr(3), 8, "dr3"),
-    rw(Dr(6), 8, "dr6", Rd::Plain, Wr::Dr6),
-    rw(Xcr0, 8, "xcr0", Rd::Plain, Wr::Xcr0),
-    rw(V(GUEST_DR7), 8, "dr7", Rd::Plain, Wr::Dr7),
-    rw(
-        V(VM_INSTRERR),
-        4,
-        "instructionerror",
-        Rd::Plain,
-        Wr::Readonly,
-    ),
-    rw(V(VM_EXREASON), 4, "exitreason", Rd::Plain, Wr::Readonly),
-    rw(
-        V(VM_EXQUALIF),
-        8,
-        "exitqualification",
-        Rd::Plain,
-        Wr::Readonly,
-    ),
-    rw(
-        V(VM_EXINTRINFO),
-        4,
-        "exitinterruptinfo",
-        Rd::Plain,
-        Wr::Readonly,
-    ),
-    rw(
-        V(VM_EXINTRCODE),
-        4,
-        "exitinterruptcode",
-        Rd::Plain,
-        Wr::Readonly,
-    ),
-    rw(
-        V(VM_EXINSTRLEN),
-        4,
-        "exitinstructionlen",
-        Rd::Plain,
-        Wr::Readonly,
-    ),
-    rw(
-        V(VM_EXINSTRINFO),
-        4,
-        "exitinstructioninfo",
-        Rd::Plain,
-        Wr::Readonly,
-    ),
-    rw(V(VM_GUESTVA), 8, "exitva", Rd::Plain, Wr::Readonly),
-    rw(V(VM_GUESTPA), 8, "exitpa", Rd::Plain, Wr::Readonly),
-    rw(
-        V(VM_IDTVECINFO),
-        4,
-        "idtinterruptinfo",
-        Rd::Plain,
-        Wr::Readonly,
-    ),
-    rw(
-        V(VM_IDTVECCODE),
-        4,
-        "idtinterruptcode",
-        Rd::Plain,
-        Wr::Readonly,
-    ),
+    r(V(GUEST_RIP), "pc"),
+    r(V(GUEST_RSP), "sp"),
+    r(V(GUEST_RFLAGS), "flags"),
+    r(Ureg(0), "ax"),
+    r(Ureg(1), "bx"),
+    r(Ureg(2), "cx"),
+    r(Ureg(3), "dx"),
+    r(Ureg(4), "bp"),
+    r(Ureg(5), "si"),
+    r(Ureg(6), "di"),
+    r(Ureg(7), "r8"),
+    r(Ureg(8), "r9"),
+    r(Ureg(9), "r10"),
+    r(Ureg(10), "r11"),
+    r(Ureg(11), "r12"),
+    r(Ureg(12), "r13"),
+    r(Ureg(13), "r14"),
+    r(Ureg(14), "r15"),
+    r(V(GUEST_GDTRBASE), "gdtrbase"),
+    r(V(GUEST_GDTRLIMIT), "gdtrlimit"),
+    r(V(GUEST_IDTRBASE), "idtrbase"),
+    r(V(GUEST_IDTRLIMIT), "idtrlimit"),
+    r(V(GUEST_CS), "cs"),
+    r(V(GUEST_CSBASE), "csbase"),
+    r(V(GUEST_CSLIMIT), "cslimit"),
+    r(V(GUEST_CSPERM), "csperm"),
+    r(V(GUEST_DS), "ds"),
+    r(V(GUEST_DSBASE), "dsbase"),
+    r(V(GUEST_DSLIMIT), "dslimit"),
+    r(V(GUEST_DSPERM), "dsperm"),
+    r(V(GUEST_ES), "es"),
+    r(V(GUEST_ESBASE), "esbase"),
+    r(V(GUEST_ESLIMIT), "eslimit"),
+    r(V(GUEST_ESPERM), "esperm"),
+    r(V(GUEST_FS), "fs"),
+    r(V(GUEST_FSBASE), "fsbase"),
+    r(V(GUEST_FSLIMIT), "fslimit"),
+    r(V(GUEST_FSPERM), "fsperm"),
+    r(V(GUEST_GS), "gs"),
+    r(V(GUEST_GSBASE), "gsbase"),
+    r(V(GUEST_GSLIMIT), "gslimit"),
+    r(V(GUEST_GSPERM), "gsperm"),
+    r(V(GUEST_SS), "ss"),
+    r(V(GUEST_SSBASE), "ssbase"),
+    r(V(GUEST_SSLIMIT), "sslimit"),
+    r(V(GUEST_SSPERM), "ssperm"),
+    r(V(GUEST_TR), "tr"),
+    r(V(GUEST_TRBASE), "trbase"),
+    r(V(GUEST_TRLIMIT), "trlimit"),
+    r(V(GUEST_TRPERM), "trperm"),
+    r(V(GUEST_LDTR), "ldtr"),
+    r(V(GUEST_LDTRBASE), "ldtrbase"),
+    r(V(GUEST_LDTRLIMIT), "ldtrlimit"),
+    r(V(GUEST_LDTRPERM), "ldtrperm"),
+    rw(V(GUEST_CR0), "cr0real", Rd::Plain, Wr::Cr0Real),
+    rw(V(GUEST_CR0SHADOW), "cr0fake", Rd::Cr0Fake, Wr::Plain),
+    rw(V(GUEST_CR0MASK), "cr0mask", Rd::Plain, Wr::Cr0Mask),
+    r(Cr2, "cr2"),
+    r(V(GUEST_CR3), "cr3"),
+    rw(V(GUEST_CR4), "cr4real", Rd::Plain, Wr::Cr4Real),
+    rw(V(GUEST_CR4SHADOW), "cr4fake", Rd::Cr4Fake, Wr::Plain),
+    rw(V(GUEST_CR4MASK), "cr4mask", Rd::Plain, Wr::Cr4Mask),
+    r(V(GUEST_IA32_PAT), "pat"),
+    rw(V(GUEST_IA32_EFER), "efer", Rd::Plain, Wr::Efer),
+    r(Dr(0), "dr0"),
+    r(Dr(1), "dr1"),
+    r(Dr(2), "dr2"),
+    r(Dr(3), "dr3"),
+    rw(Dr(6), "dr6", Rd::Plain, Wr::Dr6),
+    rw(Xcr0, "xcr0", Rd::Plain, Wr::Xcr0),
+    rw(V(GUEST_DR7), "dr7", Rd::Plain, Wr::Dr7),
+    ro(V(VM_INSTRERR), "instructionerror"),
+    ro(V(VM_EXREASON), "exitreason"),
+    ro(V(VM_EXQUALIF), "exitqualification"),
+    ro(V(VM_EXINTRINFO), "exitinterruptinfo"),
+    ro(V(VM_EXINTRCODE), "exitinterruptcode"),
+    ro(V(VM_EXINSTRLEN), "exitinstructionlen"),
+    ro(V(VM_EXINSTRINFO), "exitinstructioninfo"),
+    ro(V(VM_GUESTVA), "exitva"),
+    ro(V(VM_GUESTPA), "exitpa"),
+    ro(V(VM_IDTVECINFO), "idtinterruptinfo"),
+    ro(V(VM_IDTVECCODE), "idtinterruptcode"),
 ];
 
 fn ureg(st: &mut EntryState, i: usize) -> &mut u64 {
@@ -244,7 +203,7 @@ fn load<H: Hw>(hw: &mut H, st: &mut EntryState, loc: Loc) -> Result<u64, Error> 
 
 /// cmdgetregs: every register, one `name 0x...` line each.
 /// `exit` overrides VMCS fields (a synthesized exit's reason and qualification).
-pub fn getregs<H: Hw>(
+pub(crate) fn getregs<H: Hw>(
     hw: &mut H,
     st: &mut EntryState,
     exit: &[(VmcsField, u64)],
@@ -263,14 +222,14 @@ pub fn getregs<H: Hw>(
         };
         s.push_str(r.name);
         s.push(' ');
-        s.push_str(&hexw(v, r.size * 2));
+        s.push_str(&hexw(v, r.size() * 2));
         s.push('\n');
     }
     Ok(s)
 }
 
 /// One register of the regs file by name, as a read of the file gives it.
-pub fn getreg<H: Hw>(hw: &mut H, st: &mut EntryState, name: &str) -> Result<u64, Error> {
+pub(crate) fn getreg<H: Hw>(hw: &mut H, st: &mut EntryState, name: &str) -> Result<u64, Error> {
     let r = GUESTREGS
         .iter()
         .find(|r| r.name == name)
@@ -303,7 +262,7 @@ fn parseval(s: &str) -> Result<u64, Error> {
 fn updatelma<H: Hw>(hw: &mut H) -> Result<(), Error> {
     let cr0 = vmcs::read(hw, GUEST_CR0)?;
     let efer = vmcs::read(hw, GUEST_IA32_EFER)?;
-    let nefer = efer & !0x400 | efer << 2 & cr0 >> 21 & 0x400;
+    let nefer = efer & !EFER_LMA | efer << 2 & cr0 >> 21 & EFER_LMA;
     if efer == nefer {
         return Ok(());
     }
@@ -314,7 +273,12 @@ fn updatelma<H: Hw>(hw: &mut H) -> Result<(), Error> {
 }
 
 /// Sets one register by name, with the seed's special rules.
-pub fn setreg<H: Hw>(hw: &mut H, st: &mut EntryState, name: &str, val: &str) -> Result<(), Error> {
+pub(crate) fn setreg<H: Hw>(
+    hw: &mut H,
+    st: &mut EntryState,
+    name: &str,
+    val: &str,
+) -> Result<(), Error> {
     let Some(r) = GUESTREGS.iter().find(|r| r.name == name) else {
         return Err("unknown register".into());
     };
@@ -363,7 +327,7 @@ pub fn setreg<H: Hw>(hw: &mut H, st: &mut EntryState, name: &str, val: &str) -> 
 /// setregs: records ended by `rs`, each split into fields at any of `fs`; a record must
 /// have two fields. Returns the bytes consumed ([`records`] decides what a last record
 /// without its `rs` does). Records before an error stay applied.
-pub fn setregs<H: Hw>(
+pub(crate) fn setregs<H: Hw>(
     hw: &mut H,
     st: &mut EntryState,
     data: &[u8],

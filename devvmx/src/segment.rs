@@ -12,78 +12,83 @@ use alloc::vec::Vec;
 use ninep::Error;
 
 /// globalseg[] has 100 slots in devsegment.c.
-pub const MAXSEG: usize = 100;
+pub(crate) const MAXSEG: usize = 100;
 /// amd64 USTKTOP: the highest address a segment may reach.
-pub const USTKTOP: u64 = 0x0000_7fff_ffff_f000;
+pub(crate) const USTKTOP: u64 = 0x0000_7fff_ffff_f000;
 
-pub type SegId = u32;
+pub(crate) type SegId = u32;
 
 /// A segment's memory.
-pub struct SegMem {
-    pub base: u64,
-    pub frames: Vec<Frame>,
+pub(crate) struct SegMem {
+    pub(crate) base: u64,
+    pub(crate) frames: Vec<Frame>,
     refs: usize,
 }
 
 impl SegMem {
-    pub fn size(&self) -> u64 {
+    pub(crate) fn size(&self) -> u64 {
         self.frames.len() as u64 * PAGE as u64
     }
 }
 
 /// A named global segment (devsegment's Globalseg).
-pub struct Global {
-    pub name: String,
-    pub uid: String,
-    pub perm: u32,
-    pub seg: Option<SegId>,
+pub(crate) struct Global {
+    pub(crate) name: String,
+    pub(crate) uid: String,
+    pub(crate) perm: u32,
+    pub(crate) seg: Option<SegId>,
     /// Tells a new segment in a reused slot from the one an old fid named.
-    pub gen: u64,
+    pub(crate) gen: u64,
     /// When it was made: the directory's and ctl's times.
-    pub made: u32,
+    pub(crate) made: u32,
     /// When `data` last changed (a write, the sizing, or a wstat's mtime): its times.
-    pub written: u32,
+    pub(crate) written: u32,
 }
 
 #[derive(Default)]
-pub struct Segments {
-    pub globals: Vec<Option<Global>>,
+pub(crate) struct Segments {
+    pub(crate) globals: Vec<Option<Global>>,
     mems: BTreeMap<SegId, SegMem>,
     next_id: SegId,
     next_gen: u64,
 }
 
 impl Segments {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Named segments in existence.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.globals.iter().flatten().count()
     }
 
-    pub fn global(&self, slot: usize, gen: u64) -> Result<&Global, Error> {
+    pub(crate) fn global(&self, slot: usize, gen: u64) -> Result<&Global, Error> {
         match self.globals.get(slot) {
             Some(Some(g)) if g.gen == gen => Ok(g),
             _ => Err("global segment disappeared".into()),
         }
     }
 
-    pub fn global_mut(&mut self, slot: usize, gen: u64) -> Result<&mut Global, Error> {
+    pub(crate) fn global_mut(&mut self, slot: usize, gen: u64) -> Result<&mut Global, Error> {
         match self.globals.get_mut(slot) {
             Some(Some(g)) if g.gen == gen => Ok(g),
             _ => Err("global segment disappeared".into()),
         }
     }
 
-    pub fn mem(&self, id: SegId) -> Option<&SegMem> {
+    pub(crate) fn mem(&self, id: SegId) -> Option<&SegMem> {
         self.mems.get(&id)
     }
 
     /// segmentcreate: a new, unsized segment owned by `uid`, made at `now`; its slot and
     /// generation.
-    pub fn create(&mut self, name: &str, uid: &str, now: u32) -> Result<(usize, u64), Error> {
+    pub(crate) fn create(
+        &mut self,
+        name: &str,
+        uid: &str,
+        now: u32,
+    ) -> Result<(usize, u64), Error> {
         if self.globals.iter().flatten().any(|g| g.name == name) {
             return Err(EEXIST.into());
         }
@@ -109,7 +114,7 @@ impl Segments {
     }
 
     /// segmentremove: the name goes at once; the memory when no mapping holds it.
-    pub fn remove<H: Hw>(&mut self, hw: &mut H, slot: usize) {
+    pub(crate) fn remove<H: Hw>(&mut self, hw: &mut H, slot: usize) {
         if let Some(Some(g)) = self.globals.get_mut(slot).map(Option::take) {
             if let Some(id) = g.seg {
                 self.put(hw, id);
@@ -118,7 +123,7 @@ impl Segments {
     }
 
     /// The ctl write: `va ADDR LEN [sticky|fixed]` sizes the segment once.
-    pub fn ctl<H: Hw>(
+    pub(crate) fn ctl<H: Hw>(
         &mut self,
         hw: &mut H,
         slot: usize,
@@ -167,7 +172,7 @@ impl Segments {
     }
 
     /// The ctl read: devsegment's "va %#p %#p\n".
-    pub fn ctl_text(&self, slot: usize, gen: u64) -> Result<String, Error> {
+    pub(crate) fn ctl_text(&self, slot: usize, gen: u64) -> Result<String, Error> {
         let g = self.global(slot, gen)?;
         let m = g
             .seg
@@ -178,7 +183,7 @@ impl Segments {
 
     /// segio: reads stop at the end (0 at or past it); writes must fit, and set the time
     /// `data` was written.
-    pub fn io<H: Hw>(
+    pub(crate) fn io<H: Hw>(
         &mut self,
         hw: &mut H,
         slot: usize,
@@ -229,7 +234,7 @@ impl Segments {
 
     /// Looks a segment up by name for a guest mapping (globalsegattach) and takes a
     /// reference on its memory.
-    pub fn attach(&mut self, name: &str, uname: &str) -> Result<Option<SegId>, Error> {
+    pub(crate) fn attach(&mut self, name: &str, uname: &str) -> Result<Option<SegId>, Error> {
         let Some(g) = self.globals.iter().flatten().find(|g| g.name == name) else {
             return Ok(None);
         };
@@ -249,14 +254,14 @@ impl Segments {
         Ok(Some(id))
     }
 
-    pub fn incref(&mut self, id: SegId) {
+    pub(crate) fn incref(&mut self, id: SegId) {
         if let Some(m) = self.mems.get_mut(&id) {
             m.refs += 1;
         }
     }
 
     /// putseg: drops a reference; the last one frees the frames.
-    pub fn put<H: Hw>(&mut self, hw: &mut H, id: SegId) {
+    pub(crate) fn put<H: Hw>(&mut self, hw: &mut H, id: SegId) {
         let Some(m) = self.mems.get_mut(&id) else {
             return;
         };
@@ -272,7 +277,7 @@ impl Segments {
 
     /// References held on a segment's memory (for tests).
     #[cfg(any(test, feature = "testhw"))]
-    pub fn refs(&self, id: SegId) -> usize {
+    pub(crate) fn refs(&self, id: SegId) -> usize {
         self.mems.get(&id).map_or(0, |m| m.refs)
     }
 }

@@ -169,7 +169,7 @@ fn guest<H: Hw, E: Env>(
         VMENTRY_LD_IA32_PAT | VMENTRY_LD_IA32_EFER,
     )?;
     let c0f0 = hw.rdmsr(VMX_CR0_FIXED0).unwrap_or(0);
-    let guest_cr0 = (c0f0 & !(1 | 1 << 31)) | 0x30; // real mode: no PE/PG, NE|ET
+    let guest_cr0 = (c0f0 & !(CR0_PE | CR0_PG)) | CR0_NE | CR0_ET; // real mode
     let guest_cr4 = hw.rdmsr(VMX_CR4_FIXED0).unwrap_or(CR4VMXE);
     let fields: [(VmcsField, u64); 29] = [
         (PINB_CTLS, pin),
@@ -253,7 +253,10 @@ fn guest<H: Hw, E: Env>(
         return Err("second exit is not hlt at 2");
     }
     vm(hw.vmwrite(GUEST_RIP, 3), "vmwrite rip")?;
-    vm(hw.vmwrite(GUEST_RFLAGS, 0x202), "vmwrite rflags")?;
+    vm(
+        hw.vmwrite(GUEST_RFLAGS, RFLAGS_IF | RFLAGS_RSVD1),
+        "vmwrite rflags",
+    )?;
     if env.interrupts_enabled() {
         let t0 = env.ticks();
         let mut exits = 0;
@@ -360,15 +363,15 @@ mod tests {
     /// The exits Bochs gives the self-test's guest: `out 0x80, al` (2 bytes), `hlt` at 2,
     /// `spins` external interrupts, then the preemption timer at 3.
     fn bochs_like(hw: &mut TestHw, spins: usize) {
-        let mut out = Exit::new(EXIT_IO);
+        let mut out = Exit::new(EXIT_IO.into());
         out.qual = 0x80_0040;
         out.ilen = 2;
-        let mut hlt = Exit::new(EXIT_HLT);
+        let mut hlt = Exit::new(EXIT_HLT.into());
         hlt.set = vec![(GUEST_RIP, 2)];
         hw.exits.extend([out, hlt]);
         hw.exits
-            .extend(core::iter::repeat_n(Exit::new(EXIT_EXTIRQ), spins));
-        let mut preempt = Exit::new(EXIT_PREEMPT);
+            .extend(core::iter::repeat_n(Exit::new(EXIT_EXTIRQ.into()), spins));
+        let mut preempt = Exit::new(EXIT_PREEMPT.into());
         preempt.set = vec![(GUEST_RIP, 3)];
         hw.exits.push_back(preempt);
     }
@@ -450,7 +453,7 @@ mod tests {
     #[test]
     fn a_wrong_exit_fails_with_the_reason() {
         let mut hw = TestHw::new(16);
-        hw.exits.push_back(Exit::new(EXIT_HLT));
+        hw.exits.push_back(Exit::new(EXIT_HLT.into()));
         let (ok, lines) = run_with(&mut hw, false);
         assert!(!ok);
         let last = &lines.last().unwrap();

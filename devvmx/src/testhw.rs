@@ -238,15 +238,6 @@ impl TestHw {
     }
 }
 
-/// VMWRITE keeps only as many bits as the field has.
-fn width_mask(field: VmcsField) -> u64 {
-    match field.0 >> 13 & 3 {
-        0 => 0xffff,
-        2 => 0xffff_ffff,
-        _ => u64::MAX,
-    }
-}
-
 impl Hw for TestHw {
     fn alloc_frame(&mut self) -> Option<Frame> {
         if self.frames.len() >= self.total {
@@ -290,7 +281,12 @@ impl Hw for TestHw {
         match leaf {
             // "GenuineIntel", leaves up to 0xd.
             0 => [0xd, 0x756e_6547, 0x6c65_746e, 0x4965_6e69],
-            1 => [0x306c3, 0, if self.cpuid_vmx { 1 << 5 } else { 0 }, 0],
+            1 => [
+                0x306c3,
+                0,
+                if self.cpuid_vmx { CPUID1_ECX_VMX } else { 0 },
+                0,
+            ],
             _ => [0; 4],
         }
     }
@@ -379,7 +375,9 @@ impl Hw for TestHw {
     }
 
     fn vmwrite(&mut self, field: VmcsField, value: u64) -> Result<(), VmxFail> {
-        self.cur()?.fields.insert(field, value & width_mask(field));
+        self.cur()?
+            .fields
+            .insert(field, value & field.width().mask());
         Ok(())
     }
 
@@ -463,12 +461,13 @@ impl Hw for TestHw {
             v.fields.insert(k, x);
         }
         for (k, x) in &e.set {
-            v.fields.insert(*k, *x & width_mask(*k));
+            v.fields.insert(*k, *x & k.width().mask());
         }
         // Every exit clears the valid bit of the entry interruption information.
-        let info = v.fields.get(&VMENTRY_INTRINFO).copied().unwrap_or(0);
-        v.fields.insert(VMENTRY_INTRINFO, info & !(1 << 31));
-        if e.reason & 1 << 31 == 0 {
+        let info = IntrInfo(v.fields.get(&VMENTRY_INTRINFO).copied().unwrap_or(0) as u32);
+        v.fields
+            .insert(VMENTRY_INTRINFO, info.invalidated().0.into());
+        if !ExitReason(e.reason).entry_failed() {
             v.launched = true;
         }
         if let Some(ax) = e.ax {

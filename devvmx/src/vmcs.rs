@@ -1,17 +1,54 @@
-//! The one table of VT-x names: VMCS field encodings, control bits and MSR numbers, named
-//! as in the seed (devvmx.c) where the seed names them. The kernel's architecture layer
-//! (hypervisor/src/arch/vmx) and the self-test use these names too; nothing else declares
-//! an encoding.
+//! The one table of VT-x names: VMCS field encodings grouped by width, control bits, exit
+//! reasons, interruption information, MSR numbers and the guest-state bits the device
+//! tests, named as in the seed (devvmx.c) where the seed names them. The kernel's
+//! architecture layer (hypervisor/src/arch/vmx) and the self-test use these names too;
+//! nothing else declares an encoding.
 //!
 //! Fields and MSRs are distinct types, so [`Hw::vmread`] cannot be handed an MSR nor
 //! [`Hw::rdmsr`] a field. Control bits are plain `u32` masks of the control they belong to
 //! (`PINB_*` in `PINB_CTLS`, `PROCB_*` in `PROCB_CTLS` or `PROCB_CTLS2`, `VMEXIT_*`,
-//! `VMENTRY_*`).
+//! `VMENTRY_*`). Values the CPU reports or takes as a whole are types: [`ExitReason`],
+//! [`IntrInfo`].
 #![allow(missing_docs)]
+
+use crate::hw::Hw;
+use crate::plan9::hexw;
+use alloc::format;
+use ninep::Error;
 
 /// A VMCS field encoding (SDM Vol. 3 Appendix B): what VMREAD and VMWRITE take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct VmcsField(pub u32);
+
+/// A VMCS field's width: encoding bits 14:13, the one place it is written down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Width {
+    W16,
+    W64,
+    W32,
+    /// Natural width: 64 bits on this (64-bit) host.
+    Natural,
+}
+
+impl Width {
+    /// Bytes the field holds.
+    pub const fn bytes(self) -> usize {
+        match self {
+            Width::W16 => 2,
+            Width::W32 => 4,
+            Width::W64 | Width::Natural => 8,
+        }
+    }
+
+    /// The bits a VMWRITE keeps.
+    pub const fn mask(self) -> u64 {
+        match self {
+            Width::W16 => 0xffff,
+            Width::W32 => 0xffff_ffff,
+            Width::W64 | Width::Natural => u64::MAX,
+        }
+    }
+}
 
 impl VmcsField {
     /// The field `i` places after this one in a run of same-kind fields (the guest
@@ -25,6 +62,16 @@ impl VmcsField {
     pub const fn is_host_state(self) -> bool {
         self.0 >> 10 & 3 == 3
     }
+
+    /// Its width, from its encoding.
+    pub const fn width(self) -> Width {
+        match self.0 >> 13 & 3 {
+            0 => Width::W16,
+            1 => Width::W64,
+            2 => Width::W32,
+            _ => Width::Natural,
+        }
+    }
 }
 
 /// A raw encoding (the `regs` file's table, tests).
@@ -34,39 +81,146 @@ impl From<u32> for VmcsField {
     }
 }
 
-/// A model-specific register number: what RDMSR and WRMSR take.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Msr(pub u32);
-
-impl core::fmt::LowerHex for Msr {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        core::fmt::LowerHex::fmt(&self.0, f)
-    }
+/// Declares the fields of one width, one row a line; each encoding is checked at compile
+/// time to be of the width its group says.
+macro_rules! fields {
+    ($width:ident { $($(#[$m:meta])* $name:ident = $enc:expr;)* }) => {
+        $(
+            $(#[$m])*
+            pub const $name: VmcsField = VmcsField($enc);
+            const _: () = assert!(matches!($name.width(), Width::$width));
+        )*
+    };
 }
 
-pub const VMX_BASIC_MSR: Msr = Msr(0x480);
-pub const VMX_PINB_CTLS_MSR: Msr = Msr(0x481);
-pub const VMX_PROCB_CTLS_MSR: Msr = Msr(0x482);
-pub const VMX_VMEXIT_CTLS_MSR: Msr = Msr(0x483);
-pub const VMX_VMENTRY_CTLS_MSR: Msr = Msr(0x484);
-pub const VMX_MISC_MSR: Msr = Msr(0x485);
-pub const VMX_CR0_FIXED0: Msr = Msr(0x486);
-pub const VMX_CR0_FIXED1: Msr = Msr(0x487);
-pub const VMX_CR4_FIXED0: Msr = Msr(0x488);
-pub const VMX_CR4_FIXED1: Msr = Msr(0x489);
-pub const VMX_VMCS_ENUM: Msr = Msr(0x48A);
-pub const VMX_PROCB_CTLS2_MSR: Msr = Msr(0x48B);
-/// Not named by the seed: the EPT and VPID capabilities.
-pub const VMX_EPT_VPID_CAP_MSR: Msr = Msr(0x48C);
-pub const VMX_TRUE_PINB_CTLS_MSR: Msr = Msr(0x48D);
-pub const VMX_TRUE_PROCB_CTLS_MSR: Msr = Msr(0x48E);
-pub const VMX_TRUE_EXIT_CTLS_MSR: Msr = Msr(0x48F);
-pub const VMX_TRUE_ENTRY_CTLS_MSR: Msr = Msr(0x490);
-pub const VMX_VMFUNC_MSR: Msr = Msr(0x491);
-/// VMX_BASIC bit 55: the TRUE_* control capability MSRs exist.
-pub const VMX_BASIC_TRUECTLS: u64 = 1 << 55;
+fields!(W16 {
+    VM_VPID = 0x000;
+    GUEST_ES = 0x800;
+    GUEST_CS = 0x802;
+    GUEST_SS = 0x804;
+    GUEST_DS = 0x806;
+    GUEST_FS = 0x808;
+    GUEST_GS = 0x80A;
+    GUEST_LDTR = 0x80C;
+    GUEST_TR = 0x80E;
+    // Host state: written only by the architecture layer (`Hw::write_host_state`).
+    HOST_ES = 0xC00;
+    HOST_CS = 0xC02;
+    HOST_SS = 0xC04;
+    HOST_DS = 0xC06;
+    HOST_FS = 0xC08;
+    HOST_GS = 0xC0A;
+    HOST_TR = 0xC0C;
+});
 
-pub const PINB_CTLS: VmcsField = VmcsField(0x4000);
+fields!(W64 {
+    MSR_BITMAP = 0x2004;
+    VMEXIT_MSRSTADDR = 0x2006;
+    VMEXIT_MSRLDADDR = 0x2008;
+    VMENTRY_MSRLDADDR = 0x200A;
+    VMCS_TSC_OFFSET = 0x2010;
+    VM_EPTP = 0x201A;
+    VM_GUESTPA = 0x2400;
+    VMCS_LINK = 0x2800;
+    GUEST_IA32_PAT = 0x2804;
+    GUEST_IA32_EFER = 0x2806;
+    HOST_IA32_PAT = 0x2C00;
+    HOST_IA32_EFER = 0x2C02;
+});
+
+fields!(W32 {
+    PINB_CTLS = 0x4000;
+    PROCB_CTLS = 0x4002;
+    EXC_BITMAP = 0x4004;
+    PFAULT_MASK = 0x4006;
+    PFAULT_MATCH = 0x4008;
+    CR3_TARGCNT = 0x400A;
+    VMEXIT_CTLS = 0x400C;
+    VMEXIT_MSRSTCNT = 0x400E;
+    VMEXIT_MSRLDCNT = 0x4010;
+    VMENTRY_CTLS = 0x4012;
+    VMENTRY_MSRLDCNT = 0x4014;
+    VMENTRY_INTRINFO = 0x4016;
+    VMENTRY_INTRCODE = 0x4018;
+    VMENTRY_INTRILEN = 0x401A;
+    PROCB_CTLS2 = 0x401E;
+    VM_INSTRERR = 0x4400;
+    VM_EXREASON = 0x4402;
+    VM_EXINTRINFO = 0x4404;
+    VM_EXINTRCODE = 0x4406;
+    VM_IDTVECINFO = 0x4408;
+    VM_IDTVECCODE = 0x440A;
+    VM_EXINSTRLEN = 0x440C;
+    VM_EXINSTRINFO = 0x440E;
+    GUEST_ESLIMIT = 0x4800;
+    GUEST_CSLIMIT = 0x4802;
+    GUEST_SSLIMIT = 0x4804;
+    GUEST_DSLIMIT = 0x4806;
+    GUEST_FSLIMIT = 0x4808;
+    GUEST_GSLIMIT = 0x480A;
+    GUEST_LDTRLIMIT = 0x480C;
+    GUEST_TRLIMIT = 0x480E;
+    GUEST_GDTRLIMIT = 0x4810;
+    GUEST_IDTRLIMIT = 0x4812;
+    GUEST_ESPERM = 0x4814;
+    GUEST_CSPERM = 0x4816;
+    GUEST_SSPERM = 0x4818;
+    GUEST_DSPERM = 0x481A;
+    GUEST_FSPERM = 0x481C;
+    GUEST_GSPERM = 0x481E;
+    GUEST_LDTRPERM = 0x4820;
+    GUEST_TRPERM = 0x4822;
+    GUEST_CANINTR = 0x4824;
+    /// Not named by the seed (vmcsinit leaves them at 0): activity state and SYSENTER.
+    GUEST_ACTIVITY = 0x4826;
+    GUEST_SYSENTER_CS = 0x482A;
+    VMX_PREEMPT_TIMER = 0x482E;
+    /// Not named by the seed (it left them at 0): the host's SYSENTER state.
+    HOST_SYSENTER_CS = 0x4C00;
+});
+
+fields!(Natural {
+    GUEST_CR0MASK = 0x6000;
+    GUEST_CR4MASK = 0x6002;
+    GUEST_CR0SHADOW = 0x6004;
+    GUEST_CR4SHADOW = 0x6006;
+    VM_EXQUALIF = 0x6400;
+    VM_GUESTVA = 0x640A;
+    GUEST_CR0 = 0x6800;
+    GUEST_CR3 = 0x6802;
+    GUEST_CR4 = 0x6804;
+    GUEST_ESBASE = 0x6806;
+    GUEST_CSBASE = 0x6808;
+    GUEST_SSBASE = 0x680A;
+    GUEST_DSBASE = 0x680C;
+    GUEST_FSBASE = 0x680E;
+    GUEST_GSBASE = 0x6810;
+    GUEST_LDTRBASE = 0x6812;
+    GUEST_TRBASE = 0x6814;
+    GUEST_GDTRBASE = 0x6816;
+    GUEST_IDTRBASE = 0x6818;
+    GUEST_DR7 = 0x681A;
+    GUEST_RSP = 0x681C;
+    GUEST_RIP = 0x681E;
+    GUEST_RFLAGS = 0x6820;
+    GUEST_PENDING_DBG = 0x6822;
+    GUEST_SYSENTER_ESP = 0x6824;
+    GUEST_SYSENTER_EIP = 0x6826;
+    HOST_CR0 = 0x6C00;
+    HOST_CR3 = 0x6C02;
+    HOST_CR4 = 0x6C04;
+    HOST_FSBASE = 0x6C06;
+    HOST_GSBASE = 0x6C08;
+    HOST_TRBASE = 0x6C0A;
+    HOST_GDTR = 0x6C0C;
+    HOST_IDTR = 0x6C0E;
+    HOST_SYSENTER_ESP = 0x6C10;
+    HOST_SYSENTER_EIP = 0x6C12;
+    HOST_RSP = 0x6C14;
+    HOST_RIP = 0x6C16;
+});
+
+// Control bits, by the control field they belong to.
 pub const PINB_EXITIRQ: u32 = 1 << 0;
 pub const PINB_EXITNMI: u32 = 1 << 3;
 pub const PINB_PREEMPT: u32 = 1 << 6;
@@ -74,7 +228,6 @@ pub const PINB_PREEMPT: u32 = 1 << 6;
 /// bits").
 pub const PINB_DEFAULT1: u32 = 1 << 1 | 1 << 2 | 1 << 4;
 
-pub const PROCB_CTLS: VmcsField = VmcsField(0x4002);
 pub const PROCB_IRQWIN: u32 = 1 << 2;
 pub const PROCB_TSCOFFSET: u32 = 1 << 3;
 pub const PROCB_EXITHLT: u32 = 1 << 7;
@@ -88,188 +241,240 @@ pub const PROCB_USECTLS2: u32 = 1 << 31;
 /// Reserved primary processor-based bits that are 1 by default (as the seed's).
 pub const PROCB_DEFAULT1: u32 = 1 << 1 | 7 << 4 | 1 << 8 | 1 << 13 | 1 << 14 | 1 << 26;
 
-pub const PROCB_CTLS2: VmcsField = VmcsField(0x401E);
 pub const PROCB_EPT: u32 = 1 << 1;
 pub const PROCB_VPID: u32 = 1 << 5;
 pub const PROCB_UNRESTR: u32 = 1 << 7;
 
-pub const EXC_BITMAP: VmcsField = VmcsField(0x4004);
-pub const PFAULT_MASK: VmcsField = VmcsField(0x4006);
-pub const PFAULT_MATCH: VmcsField = VmcsField(0x4008);
-pub const CR3_TARGCNT: VmcsField = VmcsField(0x400a);
-pub const MSR_BITMAP: VmcsField = VmcsField(0x2004);
-
-pub const VMEXIT_CTLS: VmcsField = VmcsField(0x400c);
 pub const VMEXIT_ST_DEBUG: u32 = 1 << 2;
 pub const VMEXIT_HOST64: u32 = 1 << 9;
 pub const VMEXIT_LD_IA32_PAT: u32 = 1 << 19;
 pub const VMEXIT_ST_IA32_EFER: u32 = 1 << 20;
 pub const VMEXIT_LD_IA32_EFER: u32 = 1 << 21;
 
-pub const VMEXIT_MSRSTCNT: VmcsField = VmcsField(0x400e);
-pub const VMEXIT_MSRLDCNT: VmcsField = VmcsField(0x4010);
-pub const VMEXIT_MSRSTADDR: VmcsField = VmcsField(0x2006);
-pub const VMEXIT_MSRLDADDR: VmcsField = VmcsField(0x2008);
-pub const VMENTRY_MSRLDADDR: VmcsField = VmcsField(0x200A);
-
-pub const VMENTRY_CTLS: VmcsField = VmcsField(0x4012);
 pub const VMENTRY_LD_DEBUG: u32 = 1 << 2;
 pub const VMENTRY_GUEST64: u32 = 1 << 9;
 pub const VMENTRY_LD_IA32_PAT: u32 = 1 << 14;
 pub const VMENTRY_LD_IA32_EFER: u32 = 1 << 15;
 
-pub const VMENTRY_MSRLDCNT: VmcsField = VmcsField(0x4014);
-pub const VMENTRY_INTRINFO: VmcsField = VmcsField(0x4016);
-pub const VMENTRY_INTRCODE: VmcsField = VmcsField(0x4018);
-pub const VMENTRY_INTRILEN: VmcsField = VmcsField(0x401a);
+/// EPTP: a 4-level walk (bits 5:3 hold the walk length less one), write-back off.
+pub const EPTP_WALK4: u64 = 3 << 3;
 
-pub const VMCS_TSC_OFFSET: VmcsField = VmcsField(0x2010);
-pub const VMCS_LINK: VmcsField = VmcsField(0x2800);
+/// A VM exit's reason (VM_EXREASON, SDM Vol. 3 24.9.1): the basic reason in bits 15:0,
+/// bit 31 set when the entry itself failed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitReason(pub u32);
 
-pub const GUEST_ES: VmcsField = VmcsField(0x800);
-pub const GUEST_CS: VmcsField = VmcsField(0x802);
-pub const GUEST_SS: VmcsField = VmcsField(0x804);
-pub const GUEST_DS: VmcsField = VmcsField(0x806);
-pub const GUEST_FS: VmcsField = VmcsField(0x808);
-pub const GUEST_GS: VmcsField = VmcsField(0x80A);
-pub const GUEST_LDTR: VmcsField = VmcsField(0x80C);
-pub const GUEST_TR: VmcsField = VmcsField(0x80E);
-pub const GUEST_CR0: VmcsField = VmcsField(0x6800);
-pub const GUEST_CR3: VmcsField = VmcsField(0x6802);
-pub const GUEST_CR4: VmcsField = VmcsField(0x6804);
-pub const GUEST_ESLIMIT: VmcsField = VmcsField(0x4800);
-pub const GUEST_CSLIMIT: VmcsField = VmcsField(0x4802);
-pub const GUEST_SSLIMIT: VmcsField = VmcsField(0x4804);
-pub const GUEST_DSLIMIT: VmcsField = VmcsField(0x4806);
-pub const GUEST_FSLIMIT: VmcsField = VmcsField(0x4808);
-pub const GUEST_GSLIMIT: VmcsField = VmcsField(0x480A);
-pub const GUEST_LDTRLIMIT: VmcsField = VmcsField(0x480C);
-pub const GUEST_TRLIMIT: VmcsField = VmcsField(0x480E);
-pub const GUEST_GDTRLIMIT: VmcsField = VmcsField(0x4810);
-pub const GUEST_IDTRLIMIT: VmcsField = VmcsField(0x4812);
-pub const GUEST_ESPERM: VmcsField = VmcsField(0x4814);
-pub const GUEST_CSPERM: VmcsField = VmcsField(0x4816);
-pub const GUEST_SSPERM: VmcsField = VmcsField(0x4818);
-pub const GUEST_DSPERM: VmcsField = VmcsField(0x481A);
-pub const GUEST_FSPERM: VmcsField = VmcsField(0x481C);
-pub const GUEST_GSPERM: VmcsField = VmcsField(0x481E);
-pub const GUEST_LDTRPERM: VmcsField = VmcsField(0x4820);
-pub const GUEST_TRPERM: VmcsField = VmcsField(0x4822);
-pub const GUEST_CR0MASK: VmcsField = VmcsField(0x6000);
-pub const GUEST_CR4MASK: VmcsField = VmcsField(0x6002);
-pub const GUEST_CR0SHADOW: VmcsField = VmcsField(0x6004);
-pub const GUEST_CR4SHADOW: VmcsField = VmcsField(0x6006);
-pub const GUEST_ESBASE: VmcsField = VmcsField(0x6806);
-pub const GUEST_CSBASE: VmcsField = VmcsField(0x6808);
-pub const GUEST_SSBASE: VmcsField = VmcsField(0x680A);
-pub const GUEST_DSBASE: VmcsField = VmcsField(0x680C);
-pub const GUEST_FSBASE: VmcsField = VmcsField(0x680E);
-pub const GUEST_GSBASE: VmcsField = VmcsField(0x6810);
-pub const GUEST_LDTRBASE: VmcsField = VmcsField(0x6812);
-pub const GUEST_TRBASE: VmcsField = VmcsField(0x6814);
-pub const GUEST_GDTRBASE: VmcsField = VmcsField(0x6816);
-pub const GUEST_IDTRBASE: VmcsField = VmcsField(0x6818);
-pub const GUEST_DR7: VmcsField = VmcsField(0x681A);
-pub const GUEST_RSP: VmcsField = VmcsField(0x681C);
-pub const GUEST_RIP: VmcsField = VmcsField(0x681E);
-pub const GUEST_RFLAGS: VmcsField = VmcsField(0x6820);
-pub const GUEST_IA32_PAT: VmcsField = VmcsField(0x2804);
-pub const GUEST_IA32_EFER: VmcsField = VmcsField(0x2806);
+impl ExitReason {
+    /// The basic exit reason ([`EXIT_CPUID`] and the rest).
+    pub const fn basic(self) -> u16 {
+        self.0 as u16
+    }
 
-pub const GUEST_CANINTR: VmcsField = VmcsField(0x4824);
-/// Not named by the seed (vmcsinit leaves them at 0): activity state and SYSENTER.
-pub const GUEST_ACTIVITY: VmcsField = VmcsField(0x4826);
-pub const GUEST_SYSENTER_CS: VmcsField = VmcsField(0x482A);
-pub const GUEST_SYSENTER_ESP: VmcsField = VmcsField(0x6824);
-pub const GUEST_SYSENTER_EIP: VmcsField = VmcsField(0x6826);
-pub const GUEST_PENDING_DBG: VmcsField = VmcsField(0x6822);
+    /// The VM entry failed (the VMCS stays unlaunched).
+    pub const fn entry_failed(self) -> bool {
+        self.0 & 1 << 31 != 0
+    }
 
-pub const VM_INSTRERR: VmcsField = VmcsField(0x4400);
-pub const VM_EXREASON: VmcsField = VmcsField(0x4402);
-pub const VM_EXINTRINFO: VmcsField = VmcsField(0x4404);
-pub const VM_EXINTRCODE: VmcsField = VmcsField(0x4406);
-pub const VM_IDTVECINFO: VmcsField = VmcsField(0x4408);
-pub const VM_IDTVECCODE: VmcsField = VmcsField(0x440A);
-pub const VM_EXINSTRLEN: VmcsField = VmcsField(0x440C);
-pub const VM_EXINSTRINFO: VmcsField = VmcsField(0x440E);
-pub const VM_EXQUALIF: VmcsField = VmcsField(0x6400);
-pub const VM_GUESTVA: VmcsField = VmcsField(0x640A);
-pub const VM_GUESTPA: VmcsField = VmcsField(0x2400);
+    /// Exactly basic reason `basic`, from a successful entry, with no other bit set.
+    pub const fn is(self, basic: u16) -> bool {
+        self.0 == basic as u32
+    }
+}
 
-pub const VMX_PREEMPT_TIMER: VmcsField = VmcsField(0x482E);
+// Basic exit reasons (SDM Vol. 3 Appendix C) this crate and the self-test act on.
+pub const EXIT_EXC: u16 = 0;
+pub const EXIT_EXTIRQ: u16 = 1;
+pub const EXIT_INITSIG: u16 = 3;
+pub const EXIT_SIPI: u16 = 4;
+pub const EXIT_SMIIO: u16 = 5;
+pub const EXIT_SMIOTHER: u16 = 6;
+pub const EXIT_IRQWIN: u16 = 7;
+pub const EXIT_NMIWIN: u16 = 8;
+pub const EXIT_CPUID: u16 = 10;
+pub const EXIT_HLT: u16 = 12;
+pub const EXIT_IO: u16 = 30;
+pub const EXIT_RDMSR: u16 = 31;
+pub const EXIT_MONTRAP: u16 = 37;
+pub const EXIT_EPTFAULT: u16 = 48;
+pub const EXIT_EPTINVAL: u16 = 49;
+pub const EXIT_PREEMPT: u16 = 52;
 
-pub const VM_VPID: VmcsField = VmcsField(0x000);
-pub const VM_EPTP: VmcsField = VmcsField(0x201A);
+/// An EPT violation's qualification: the guest linear address field is valid.
+pub const EPTQUAL_VA: u64 = 1 << 7;
+/// An I/O exit's qualification: access size less one (bits 2:0), an IN, a string
+/// instruction; the port is in bits 31:16.
+pub const IOQUAL_SIZE: u64 = 7;
+pub const IOQUAL_IN: u64 = 1 << 3;
+pub const IOQUAL_STRING: u64 = 1 << 4;
 
-// Host state: written only by the architecture layer (`Hw::write_host_state`).
-pub const HOST_ES: VmcsField = VmcsField(0xC00);
-pub const HOST_CS: VmcsField = VmcsField(0xC02);
-pub const HOST_SS: VmcsField = VmcsField(0xC04);
-pub const HOST_DS: VmcsField = VmcsField(0xC06);
-pub const HOST_FS: VmcsField = VmcsField(0xC08);
-pub const HOST_GS: VmcsField = VmcsField(0xC0A);
-pub const HOST_TR: VmcsField = VmcsField(0xC0C);
-pub const HOST_CR0: VmcsField = VmcsField(0x6C00);
-pub const HOST_CR3: VmcsField = VmcsField(0x6C02);
-pub const HOST_CR4: VmcsField = VmcsField(0x6C04);
-pub const HOST_FSBASE: VmcsField = VmcsField(0x6C06);
-pub const HOST_GSBASE: VmcsField = VmcsField(0x6C08);
-pub const HOST_TRBASE: VmcsField = VmcsField(0x6C0A);
-pub const HOST_GDTR: VmcsField = VmcsField(0x6C0C);
-pub const HOST_IDTR: VmcsField = VmcsField(0x6C0E);
-pub const HOST_RSP: VmcsField = VmcsField(0x6C14);
-pub const HOST_RIP: VmcsField = VmcsField(0x6C16);
-pub const HOST_IA32_PAT: VmcsField = VmcsField(0x2C00);
-pub const HOST_IA32_EFER: VmcsField = VmcsField(0x2C02);
-/// Not named by the seed (it left them at 0): the host's SYSENTER state.
-pub const HOST_SYSENTER_CS: VmcsField = VmcsField(0x4C00);
-pub const HOST_SYSENTER_ESP: VmcsField = VmcsField(0x6C10);
-pub const HOST_SYSENTER_EIP: VmcsField = VmcsField(0x6C12);
+/// The kind of an event (interruption information bits 10:8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IntrKind {
+    External = 0,
+    Nmi = 2,
+    HwException = 3,
+    SwInterrupt = 4,
+    PrivSwException = 5,
+    SwException = 6,
+}
 
-// Exit reasons (SDM Vol. 3 Appendix C) this crate and the self-test act on.
-pub const EXIT_EXTIRQ: u32 = 1;
-pub const EXIT_CPUID: u32 = 10;
-pub const EXIT_HLT: u32 = 12;
-pub const EXIT_IO: u32 = 30;
-pub const EXIT_RDMSR: u32 = 31;
-pub const EXIT_MONTRAP: u32 = 37;
-pub const EXIT_PREEMPT: u32 = 52;
+/// Interruption information (SDM Vol. 3 24.8.3, 24.9.2, 24.9.3): what VM entry injects
+/// (VMENTRY_INTRINFO) and what an exit reports (VM_EXINTRINFO, VM_IDTVECINFO). Vector in
+/// bits 7:0, kind in 10:8, an error code in bit 11, valid in bit 31.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IntrInfo(pub u32);
 
-// Control register bits the host keeps (the seed's CR0KERNEL/CR4KERNEL).
-pub const CR0RSVD: u64 = 0x1ffaffc0;
-pub const CR4RSVD: u64 = 0xff889000;
+impl IntrInfo {
+    const VALID: u32 = 1 << 31;
+    const CODE: u32 = 1 << 11;
+
+    /// A valid event of `kind` with `vector`, without an error code.
+    pub const fn new(kind: IntrKind, vector: u8) -> IntrInfo {
+        IntrInfo(Self::VALID | (kind as u32) << 8 | vector as u32)
+    }
+
+    /// The same with its error code valid.
+    pub const fn with_code(self) -> IntrInfo {
+        IntrInfo(self.0 | Self::CODE)
+    }
+
+    /// The same, no longer valid (as every exit leaves the entry field).
+    pub const fn invalidated(self) -> IntrInfo {
+        IntrInfo(self.0 & !Self::VALID)
+    }
+
+    pub const fn valid(self) -> bool {
+        self.0 & Self::VALID != 0
+    }
+
+    pub const fn has_code(self) -> bool {
+        self.0 & Self::CODE != 0
+    }
+
+    pub const fn vector(self) -> u8 {
+        self.0 as u8
+    }
+
+    /// Valid bit, kind and vector only: the event itself, whatever else an exit reports
+    /// with it (its error code bit, NMI unblocking).
+    pub const fn event(self) -> IntrInfo {
+        IntrInfo(self.0 & (Self::VALID | 0x7ff))
+    }
+}
+
+// Exception vectors the device and the step act on.
+pub const VEC_DB: u8 = 1;
+pub const VEC_BP: u8 = 3;
+pub const VEC_OF: u8 = 4;
+pub const VEC_MC: u8 = 18;
+
+// Guest state bits.
+pub const RFLAGS_TF: u64 = 1 << 8;
+pub const RFLAGS_IF: u64 = 1 << 9;
+/// RFLAGS bit 1, reserved, always set.
+pub const RFLAGS_RSVD1: u64 = 1 << 1;
+/// Guest interruptibility: blocking by STI and by MOV SS.
+pub const CANINTR_STI: u64 = 1 << 0;
+pub const CANINTR_MOVSS: u64 = 1 << 1;
+/// Blocking by STI or MOV SS: the guest cannot take an interrupt now.
+pub const CANINTR_BLOCKED: u64 = CANINTR_STI | CANINTR_MOVSS;
+/// Pending debug exceptions (and a #DB exit's qualification, as DR6): the breakpoint
+/// conditions B0-B3 and single-step (BS).
+pub const DBG_B0_3: u64 = 0xf;
+pub const DBG_BS: u64 = 1 << 14;
+
+// Control register bits.
+pub const CR0_PE: u64 = 1 << 0;
+pub const CR0_ET: u64 = 1 << 4;
+pub const CR0_NE: u64 = 1 << 5;
+pub const CR0_PG: u64 = 1 << 31;
 pub const CR4MCE: u64 = 1 << 6;
 pub const CR4VMXE: u64 = 1 << 13;
 pub const CR4SMXE: u64 = 1 << 14;
 pub const CR4PKE: u64 = 1 << 22;
-pub const CR0KERNEL: u64 = CR0RSVD | 0x30 | 0xFFFF_FFFF_0000_0000;
+// Control register bits the host keeps (the seed's CR0KERNEL/CR4KERNEL).
+pub const CR0RSVD: u64 = 0x1ffaffc0;
+pub const CR4RSVD: u64 = 0xff889000;
+pub const CR0KERNEL: u64 = CR0RSVD | CR0_ET | CR0_NE | 0xFFFF_FFFF_0000_0000;
 pub const CR4KERNEL: u64 = CR4RSVD | CR4VMXE | CR4SMXE | CR4MCE | CR4PKE | 0xFFFF_FFFF_0000_0000;
+/// EFER.LMA, which follows LME (bit 8) and CR0.PG.
+pub const EFER_LMA: u64 = 1 << 10;
 
 /// CPUID leaf 1, ECX: VT-x (the seed tests `ecx & (1<<5)`).
 pub const CPUID1_ECX_VMX: u32 = 1 << 5;
 
-// MSRs (the seed writes 0x3a bare; the others after pc64's names).
-pub const IA32_FEATURE_CONTROL: Msr = Msr(0x3a);
+/// A model-specific register number: what RDMSR and WRMSR take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Msr(pub u32);
+
+impl core::fmt::LowerHex for Msr {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::LowerHex::fmt(&self.0, f)
+    }
+}
+
+/// Declares the named MSRs, one row a line, and the table of their names.
+macro_rules! msrs {
+    ($($(#[$m:meta])* $name:ident = $n:expr;)*) => {
+        $( $(#[$m])* pub const $name: Msr = Msr($n); )*
+        /// Every named MSR with its name.
+        const MSR_NAMES: &[(Msr, &str)] = &[$(($name, stringify!($name))),*];
+    };
+}
+
+msrs! {
+    VMX_BASIC_MSR = 0x480;
+    VMX_PINB_CTLS_MSR = 0x481;
+    VMX_PROCB_CTLS_MSR = 0x482;
+    VMX_VMEXIT_CTLS_MSR = 0x483;
+    VMX_VMENTRY_CTLS_MSR = 0x484;
+    VMX_MISC_MSR = 0x485;
+    VMX_CR0_FIXED0 = 0x486;
+    VMX_CR0_FIXED1 = 0x487;
+    VMX_CR4_FIXED0 = 0x488;
+    VMX_CR4_FIXED1 = 0x489;
+    VMX_VMCS_ENUM = 0x48A;
+    VMX_PROCB_CTLS2_MSR = 0x48B;
+    /// Not named by the seed: the EPT and VPID capabilities.
+    VMX_EPT_VPID_CAP_MSR = 0x48C;
+    VMX_TRUE_PINB_CTLS_MSR = 0x48D;
+    VMX_TRUE_PROCB_CTLS_MSR = 0x48E;
+    VMX_TRUE_EXIT_CTLS_MSR = 0x48F;
+    VMX_TRUE_ENTRY_CTLS_MSR = 0x490;
+    VMX_VMFUNC_MSR = 0x491;
+    // Host MSRs (the seed writes 0x3a bare; the others after pc64's names).
+    IA32_FEATURE_CONTROL = 0x3a;
+    TSC_MSR = 0x10;
+    APIC_BASE = 0x1b;
+    MTRR_CAP = 0xfe;
+    SYSENTER_CS = 0x174;
+    SYSENTER_ESP = 0x175;
+    SYSENTER_EIP = 0x176;
+    IA32_PAT = 0x277;
+    MTRR_DEF_TYPE = 0x2ff;
+    EFER = 0xc000_0080;
+    STAR = 0xc000_0081;
+    LSTAR = 0xc000_0082;
+    CSTAR = 0xc000_0083;
+    SFMASK = 0xc000_0084;
+    FSBASE = 0xc000_0100;
+    GSBASE = 0xc000_0101;
+    KERNEL_GSBASE = 0xc000_0102;
+    TSC_AUX = 0xc000_0103;
+}
+
+impl Msr {
+    /// Its name in this table, if it has one.
+    pub fn name(self) -> Option<&'static str> {
+        MSR_NAMES.iter().find(|(m, _)| *m == self).map(|&(_, n)| n)
+    }
+}
+
+/// VMX_BASIC bit 55: the TRUE_* control capability MSRs exist.
+pub const VMX_BASIC_TRUECTLS: u64 = 1 << 55;
 /// IA32_FEATURE_CONTROL: lock, and VMXON outside SMX.
 pub const FEATURE_CONTROL_LOCK: u64 = 1 << 0;
 pub const FEATURE_CONTROL_VMXON: u64 = 1 << 2;
-pub const TSC_MSR: Msr = Msr(0x10);
-pub const APIC_BASE: Msr = Msr(0x1b);
-pub const MTRR_CAP: Msr = Msr(0xfe);
-pub const SYSENTER_CS: Msr = Msr(0x174);
-pub const SYSENTER_ESP: Msr = Msr(0x175);
-pub const SYSENTER_EIP: Msr = Msr(0x176);
-pub const IA32_PAT: Msr = Msr(0x277);
-pub const MTRR_DEF_TYPE: Msr = Msr(0x2ff);
-pub const EFER: Msr = Msr(0xc000_0080);
-pub const STAR: Msr = Msr(0xc000_0081);
-pub const LSTAR: Msr = Msr(0xc000_0082);
-pub const CSTAR: Msr = Msr(0xc000_0083);
-pub const SFMASK: Msr = Msr(0xc000_0084);
-pub const FSBASE: Msr = Msr(0xc000_0100);
-pub const GSBASE: Msr = Msr(0xc000_0101);
-pub const KERNEL_GSBASE: Msr = Msr(0xc000_0102);
-pub const TSC_AUX: Msr = Msr(0xc000_0103);
 
 // Segment descriptor bits (pc64/mem.h), for the initial access rights.
 pub const SEGDATA: u32 = 0x10 << 8;
@@ -281,11 +486,8 @@ pub const SEGD: u32 = 1 << 22;
 pub const SEGW: u32 = 1 << 9;
 pub const SEGR: u32 = 1 << 9;
 pub const SEGG: u32 = 1 << 23;
-
-use crate::hw::Hw;
-use crate::plan9::hexw;
-use alloc::format;
-use ninep::Error;
+/// VMCS access rights: the segment is unusable.
+pub const SEGUNUSABLE: u32 = 1 << 16;
 
 /// vmcsread: a field of the current VMCS, or the seed's error.
 pub fn read<H: Hw>(hw: &mut H, field: VmcsField) -> Result<u64, Error> {
@@ -302,5 +504,13 @@ pub fn write<H: Hw>(hw: &mut H, field: VmcsField, v: u64) -> Result<(), Error> {
             hexw(v, 16)
         )
         .into()
+    })
+}
+
+/// A named MSR, or the seed's error, `rdmsr(NAME) failed`, with the MSR's name.
+pub fn rdmsr<H: Hw>(hw: &mut H, msr: Msr) -> Result<u64, Error> {
+    hw.rdmsr(msr).ok_or_else(|| {
+        let name = msr.name().map_or_else(|| format!("{msr:#x}"), Into::into);
+        format!("rdmsr({name}) failed").into()
     })
 }

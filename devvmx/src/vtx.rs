@@ -59,7 +59,7 @@ pub fn vmx_cpu_ready<H: Hw>(hw: &mut H) -> Result<(), Error> {
     let cr4 = hw.cr4();
     hw.set_cr4(cr4 | CR4VMXE);
     let cr0 = hw.cr0();
-    hw.set_cr0(cr0 | 0x20);
+    hw.set_cr0(cr0 | CR0_NE);
     let fixed = |hw: &mut H, cr: u64, f0: Msr, f1: Msr, what: &'static str| {
         let a = hw.rdmsr(f0).ok_or(Error::from(what))?;
         let b = hw.rdmsr(f1).ok_or(Error::from(what))?;

@@ -600,6 +600,27 @@ fn no_vmx_still_serves_the_tree() {
 }
 
 #[test]
+fn an_unreadable_capability_msr_names_itself_and_no_vm_appears() {
+    for (msr, name) in [
+        (VMX_VMEXIT_CTLS_MSR, "VMX_VMEXIT_CTLS_MSR"),
+        (VMX_VMENTRY_CTLS_MSR, "VMX_VMENTRY_CTLS_MSR"),
+        (VMX_TRUE_PINB_CTLS_MSR, "VMX_TRUE_PINB_CTLS_MSR"),
+    ] {
+        let mut hw = TestHw::new(64);
+        hw.msrs.remove(&msr.0);
+        let mut c = Client::with_hw(hw);
+        let free = c.ns.hw().frames_free();
+        assert_eq!(
+            c.open_path("vmx/clone", om::RDWR),
+            Err(err(&format!("rdmsr({name}) failed")))
+        );
+        assert_eq!(c.ns.vm_count(), 0);
+        // Every frame it took is given back.
+        assert_eq!(c.ns.hw().frames_free(), free);
+    }
+}
+
+#[test]
 fn out_of_memory_on_clone_gives_back_what_it_took() {
     let hw = TestHw::new(8);
     let mut c = Client::with_hw(hw);

@@ -1,0 +1,94 @@
+//! The in-kernel devices' answers to a VM exit: port I/O to a chosen device, cpuid and
+//! reads of the MSRs that live in the VMCS (with `cpu`), and a halt with interrupts on
+//! (the PIC will wake the guest). Anything else goes to the client as before.
+
+use super::{KDev, CPU, PIC};
+use crate::hw::{EntryState, Hw};
+use crate::regs;
+use crate::vmcs::{self, *};
+use ninep::Error;
+
+/// How the in-kernel devices took an exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Answered {
+    /// Not theirs: the exit goes to the client.
+    No,
+    /// Answered: the guest goes on after the instruction.
+    Done,
+    /// A halt with interrupts on, answered: the guest waits here for the PIC.
+    Halted,
+}
+
+impl KDev {
+    /// Answers the exit `reason` where the devices can, at guest time `now`, with the
+    /// guest's registers in `entry`; an answered instruction is skipped.
+    pub(crate) fn answer<H: Hw>(
+        &mut self,
+        hw: &mut H,
+        entry: &mut EntryState,
+        reason: ExitReason,
+        now: u64,
+    ) -> Result<Answered, Error> {
+        let answered = match reason {
+            r if r.is(EXIT_IO) => {
+                let q = vmcs::read(hw, VM_EXQUALIF)?;
+                let port = (q >> 16) as u16;
+                let size = (q & IOQUAL_SIZE) as u8 + 1;
+                let input = q & IOQUAL_IN != 0;
+                // String and rep I/O go to the client (the tool reports them).
+                if q & IOQUAL_STRING != 0 || !matches!(size, 1 | 2 | 4) {
+                    return Ok(Answered::No);
+                }
+                let Some(dev) = self.claims(port) else {
+                    return Ok(Answered::No);
+                };
+                let ax = entry.regs.ax;
+                let v = self.io(dev, port, size, input, ax as u32, now);
+                if self.board.stop.take().is_some() {
+                    // A reset through the i8042: the client's to see, as its io exit.
+                    self.board.kbd.reset = false;
+                    return Ok(Answered::No);
+                }
+                if input {
+                    entry.regs.ax = pcdev::merge_in(ax, size, v);
+                }
+                Answered::Done
+            }
+            r if r.is(EXIT_CPUID) && self.has(CPU) => {
+                let r = &mut entry.regs;
+                let (leaf, sub) = (r.ax as u32, r.cx as u32);
+                let v = pcdev::cpu::guest_cpuid(leaf, sub, &mut |l, s| hw.cpuid(l, s))
+                    .unwrap_or([0; 4]);
+                (r.ax, r.bx, r.cx, r.dx) = (v[0].into(), v[1].into(), v[2].into(), v[3].into());
+                self.counts.cpu += 1;
+                Answered::Done
+            }
+            r if r.is(EXIT_RDMSR) && self.has(CPU) => {
+                // The MSRs that live in the VMCS, read as the regs file reads them; the
+                // client keeps the rest (and takes every write).
+                let v = match pcdev::cpu::msr(entry.regs.cx as u32) {
+                    Some(pcdev::cpu::Msr::Reg(name)) => regs::getreg(hw, entry, name)?,
+                    Some(pcdev::cpu::Msr::Zero) => 0,
+                    _ => return Ok(Answered::No),
+                };
+                entry.regs.ax = v & 0xffff_ffff;
+                entry.regs.dx = v >> 32;
+                self.counts.cpu += 1;
+                Answered::Done
+            }
+            r if r.is(EXIT_HLT) && self.has(PIC) => {
+                if vmcs::read(hw, GUEST_RFLAGS)? & RFLAGS_IF == 0 {
+                    return Ok(Answered::No);
+                }
+                self.halted = true;
+                self.counts.hlt += 1;
+                Answered::Halted
+            }
+            _ => return Ok(Answered::No),
+        };
+        let rip = vmcs::read(hw, GUEST_RIP)?;
+        let ilen = vmcs::read(hw, VM_EXINSTRLEN)?;
+        vmcs::write(hw, GUEST_RIP, rip.wrapping_add(ilen))?;
+        Ok(answered)
+    }
+}
