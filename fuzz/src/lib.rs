@@ -6,9 +6,11 @@ use ninep::memfs::{Memfs, ROOT};
 use ninep::{Limits, Session};
 use protocol::{Fcall, MsgType, Wnames, NOFID, NOTAG};
 
+mod fwcfg;
 pub mod runner;
 mod virtqueue;
 
+pub use fwcfg::fwcfg;
 pub use virtqueue::virtqueue;
 
 /// Decoding is total, and whatever decodes re-encodes to the same frame.
@@ -205,12 +207,13 @@ pub fn preamble() -> Vec<u8> {
     out
 }
 
-/// Well-formed frames of every T-message, valid #X texts and good virtqueues: the seeds
-/// the mutator starts from.
+/// Well-formed frames of every T-message, valid #X texts, good virtqueues and fw_cfg
+/// accesses: the seeds the mutator starts from.
 pub fn seeds() -> Vec<Vec<u8>> {
     let mut s = frame_seeds();
     s.extend(vmx_seeds());
     s.extend(virtqueue::seeds());
+    s.extend(fwcfg::seeds());
     s
 }
 
@@ -279,6 +282,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("eventparse", eventparse),
     ("vmx_files", vmx_files),
     ("virtqueue", virtqueue),
+    ("fwcfg", fwcfg),
 ];
 
 /// The #X event syntax (`exc`/`irq` arguments): a value or Ebadctl, and a value is a
