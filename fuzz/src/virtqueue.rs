@@ -4,7 +4,7 @@
 //! would. Every take is chains inside the table and guest memory, or a reason that sticks
 //! until reset; nothing panics.
 
-use virtio::queue::{gather, scatter, Queue};
+use virtio::queue::{gather, gather_into, scatter, Queue};
 use virtio::ring::Layout;
 use virtio::testing::{Driver, Ram};
 
@@ -52,6 +52,10 @@ pub fn virtqueue(data: &[u8]) {
                     let rd = c.readable();
                     if rd.iter().map(|b| u64::from(b.len)).sum::<u64>() <= 0x4000 {
                         let _ = gather(&mut ram, &rd);
+                    }
+                    let mut head = [0u8; 64];
+                    if let Ok(n) = gather_into(&mut ram, &rd, &mut head) {
+                        assert!(n <= head.len());
                     }
                     let n = scatter(&mut ram, &c.writable(), &[0xa5; 64]).unwrap_or(0);
                     done.push((c.head, n));

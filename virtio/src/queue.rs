@@ -78,7 +78,29 @@ fn runs(bufs: &[Buf]) -> impl Iterator<Item = (u64, u64)> + '_ {
     })
 }
 
-/// Reads the buffers' bytes, one read per contiguous run.
+/// Reads the buffers' first bytes into `out`, one read per contiguous run, without
+/// allocating: as many as fit (the rest are left unread); returns how many were read.
+/// The way for a device whose buffers must stay bounded (a chain may name all of guest
+/// memory, many times over).
+pub fn gather_into<M: GuestMem + ?Sized>(
+    mem: &mut M,
+    bufs: &[Buf],
+    out: &mut [u8],
+) -> Result<usize, String> {
+    let mut at = 0;
+    for (a, n) in runs(bufs) {
+        let k = usize::try_from(n).unwrap_or(usize::MAX).min(out.len() - at);
+        if k == 0 {
+            break;
+        }
+        mem.read(a, &mut out[at..at + k])?;
+        at += k;
+    }
+    Ok(at)
+}
+
+/// Reads the buffers' bytes, one read per contiguous run, into a vector of their total
+/// length (the tool's way; see [`gather_into`] for a bounded one).
 pub fn gather<M: GuestMem + ?Sized>(mem: &mut M, bufs: &[Buf]) -> Result<Vec<u8>, String> {
     let total: u64 = bufs.iter().map(|b| u64::from(b.len)).sum();
     let total = usize::try_from(total).map_err(|_| format!("buffers of {total} bytes"))?;

@@ -70,9 +70,18 @@ fn gather_and_scatter_merge_adjacent_buffers() {
     assert_eq!(ram.writes, 2);
     assert_eq!(&ram.b[0x300..0x304], b"1234");
     assert_eq!(&ram.b[0x400..0x402], b"56");
+    // Into a bounded buffer: as much as fits, in the same runs.
+    let mut small = [0u8; 6];
+    assert_eq!(gather_into(&mut ram, &bufs, &mut small).unwrap(), 6);
+    assert_eq!(&small, b"abcdef");
+    assert_eq!(ram.reads, 2);
+    let mut big = [0u8; 16];
+    assert_eq!(gather_into(&mut ram, &bufs, &mut big).unwrap(), 8);
+    assert_eq!(gather_into(&mut ram, &bufs, &mut []).unwrap(), 0);
     // Memory that fails an access is an error, not a panic, both ways.
     let far = [buf(0x1_0000_0000, 4, false), buf(u64::MAX, 1, true)];
     assert_eq!(gather(&mut ram, &far).unwrap_err(), OUTSIDE);
+    assert_eq!(gather_into(&mut ram, &far, &mut big).unwrap_err(), OUTSIDE);
     assert_eq!(scatter(&mut ram, &far, b"x").unwrap_err(), OUTSIDE);
 }
 
