@@ -6,7 +6,12 @@ use ninep::memfs::{Memfs, ROOT};
 use ninep::{Limits, Session};
 use protocol::{Fcall, MsgType, Wnames, NOFID, NOTAG};
 
+mod fwcfg;
 pub mod runner;
+mod virtqueue;
+
+pub use fwcfg::fwcfg;
+pub use virtqueue::virtqueue;
 
 /// Decoding is total, and whatever decodes re-encodes to the same frame.
 pub fn decode(data: &[u8]) {
@@ -202,11 +207,13 @@ pub fn preamble() -> Vec<u8> {
     out
 }
 
-/// Well-formed frames of every T-message and valid #X texts: the seeds the mutator
-/// starts from.
+/// Well-formed frames of every T-message, valid #X texts, good virtqueues and fw_cfg
+/// accesses: the seeds the mutator starts from.
 pub fn seeds() -> Vec<Vec<u8>> {
     let mut s = frame_seeds();
     s.extend(vmx_seeds());
+    s.extend(virtqueue::seeds());
+    s.extend(fwcfg::seeds());
     s
 }
 
@@ -274,6 +281,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("session", session),
     ("eventparse", eventparse),
     ("vmx_files", vmx_files),
+    ("virtqueue", virtqueue),
+    ("fwcfg", fwcfg),
 ];
 
 /// The #X event syntax (`exc`/`irq` arguments): a value or Ebadctl, and a value is a

@@ -7,10 +7,16 @@
 //! one connection (a write to a queue) can answer a read blocked on another. Replies are
 //! queued per connection under the lock and written outside it, in order, so a client
 //! that does not read its replies stalls only the threads that write to it.
+//!
+//! A socket has a hang-up, so each connection is a [`Kind::Stream`] link, as the
+//! kernel's TCP is: a frame that can never be valid (a size below the header or above
+//! msize, an R-message before a session) ends the connection, instead of the line's
+//! silent skip to the next Tversion that would leave the client waiting forever.
 #![forbid(unsafe_code)]
 
+use ninep::link::{Conn as Link, Kind};
 use ninep::memfs::{Memfs, ROOT};
-use ninep::{Limits, Session, Tree};
+use ninep::{Limits, Tree};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -44,7 +50,7 @@ impl Outbox {
 }
 
 struct Conn<T: Tree> {
-    session: Session<T>,
+    link: Link<T>,
     out: Arc<Outbox>,
 }
 
@@ -69,17 +75,25 @@ trait Stream: Read + Write + Send + 'static {
     fn dup(&self) -> io::Result<Self>
     where
         Self: Sized;
+    /// Hangs up: the peer reads end of file.
+    fn hang_up(&self);
 }
 
 impl Stream for TcpStream {
     fn dup(&self) -> io::Result<Self> {
         self.try_clone()
     }
+    fn hang_up(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Both);
+    }
 }
 
 impl Stream for UnixStream {
     fn dup(&self) -> io::Result<Self> {
         self.try_clone()
+    }
+    fn hang_up(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Both);
     }
 }
 
@@ -91,13 +105,14 @@ fn next_id() -> u32 {
 
 /// Queues a session's replies; returns the outbox to drain if there were any.
 fn take_output<T: Tree>(c: &mut Conn<T>) -> Option<Arc<Outbox>> {
-    let o = c.session.output();
+    let session = c.link.session();
+    let o = session.output();
     if o.is_empty() {
         return None;
     }
     lock(&c.out.queue).push_back(o.to_vec());
     let n = o.len();
-    c.session.consume_output(n);
+    session.consume_output(n);
     Some(c.out.clone())
 }
 
@@ -127,26 +142,29 @@ where
         lock(&state).conns.insert(
             id,
             Conn {
-                session: Session::new(id, limits),
+                // Time plays no part on a stream: no partial message goes stale.
+                link: Link::new(id, limits, Kind::Stream, 0, 0),
                 out,
             },
         );
         let mut buf = vec![0u8; 1 << 17];
-        while let Ok(n @ 1..) = r.read(&mut buf) {
+        let mut broken = false;
+        while !broken {
+            let Ok(n @ 1..) = r.read(&mut buf) else { break };
             let mut off = 0;
-            while off < n {
+            while off < n && !broken {
                 let mut ready: Vec<Arc<Outbox>> = Vec::new();
                 {
                     let mut st = lock(&state);
                     let State { tree, conns } = &mut *st;
                     let Some(c) = conns.get_mut(&id) else { return };
-                    off += c.session.input(&buf[off..n]);
-                    c.session.process(tree);
+                    off += c.link.input(&buf[off..n], 0);
+                    broken = c.link.process(tree, 0).broken;
                     ready.extend(take_output(c));
                     // What this connection did may answer reads pending on the others.
                     for (cid, c) in conns.iter_mut() {
-                        if *cid != id && c.session.has_pending() {
-                            c.session.poll(tree);
+                        if *cid != id && c.link.session_ref().has_pending() {
+                            c.link.session().poll(tree);
                             ready.extend(take_output(c));
                         }
                     }
@@ -159,8 +177,11 @@ where
         let mut st = lock(&state);
         let State { tree, conns } = &mut *st;
         if let Some(mut c) = conns.remove(&id) {
-            c.session.reset(tree);
+            c.link.close(tree);
         }
+        drop(st);
+        // The replies to what came before a broken frame went out above.
+        r.hang_up();
     }
 
     /// Accepts connections on a unix socket at `path` (a stale socket file is replaced).

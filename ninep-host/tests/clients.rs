@@ -4,7 +4,7 @@
 
 use ninep_client::{dm, om, Client, Error, Stat};
 use ninep_host::{big_byte, BIG_LEN};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -227,26 +227,107 @@ fn ninep_client_over_tcp() {
     assert_eq!(c.read_file("dir/b").unwrap(), b"beta\n");
 }
 
-/// Garbage, then a good Tversion (what `Client::over` sends first), on both transports.
+/// Both transports' streams, one fresh connection each.
+fn streams(h: &Host) -> [Box<dyn RawStream>; 2] {
+    let u = UnixStream::connect(&h.unix).unwrap();
+    let t = TcpStream::connect(&h.tcp).unwrap();
+    [Box::new(u), Box::new(t)]
+}
+
+trait RawStream: std::io::Read + Write {
+    fn set_timeout(&self, d: Duration);
+}
+
+impl RawStream for UnixStream {
+    fn set_timeout(&self, d: Duration) {
+        self.set_read_timeout(Some(d)).unwrap();
+    }
+}
+
+impl RawStream for TcpStream {
+    fn set_timeout(&self, d: Duration) {
+        self.set_read_timeout(Some(d)).unwrap();
+    }
+}
+
+/// A Tversion frame offering `msize`.
+fn tversion(msize: u32) -> Vec<u8> {
+    let v = b"9P2000";
+    let size = 4 + 1 + 2 + 4 + 2 + v.len();
+    let mut b = (size as u32).to_le_bytes().to_vec();
+    b.push(100);
+    b.extend_from_slice(&u16::MAX.to_le_bytes());
+    b.extend_from_slice(&msize.to_le_bytes());
+    b.extend_from_slice(&(v.len() as u16).to_le_bytes());
+    b.extend_from_slice(v);
+    b
+}
+
+/// Reads until end of file; Err if the host keeps the connection open past `wait`.
+fn read_to_hangup(s: &mut dyn RawStream, wait: Duration) -> Result<Vec<u8>, String> {
+    s.set_timeout(wait);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Ok(got),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(got),
+            Err(e) => return Err(format!("no hang-up after {wait:?} ({e}); got {got:02x?}")),
+        }
+    }
+}
+
+/// A socket has a hang-up: a frame larger than the session's msize ends the connection
+/// (the client sees end of file at once), instead of every later request being dropped
+/// in silence until the next Tversion. A new connection is served.
+#[test]
+fn a_frame_past_msize_hangs_up_the_socket() {
+    let h = Host::start();
+    for mut s in streams(&h) {
+        s.write_all(&tversion(8192)).unwrap();
+        let mut rversion = [0u8; 19];
+        s.read_exact(&mut rversion).unwrap();
+        assert_eq!(rversion[4], 101, "{rversion:02x?}");
+        // A Twrite header claiming 9000 bytes, then a well-formed Tclunk the host must not
+        // answer: it belongs to the broken stream.
+        let mut big = 9000u32.to_le_bytes().to_vec();
+        big.extend_from_slice(&[118, 1, 0]);
+        s.write_all(&big).unwrap();
+        s.write_all(&[11, 0, 0, 0, 120, 2, 0, 9, 0, 0, 0]).unwrap();
+        let rest = read_to_hangup(&mut *s, Duration::from_secs(5)).unwrap();
+        assert_eq!(rest, b"");
+    }
+    let c = dial(&h.unix_addr(), OWNER);
+    assert_eq!(c.read_file("hello").unwrap(), b"hello, world\n");
+}
+
+/// Garbage first: what can never be a frame (a size below the header or past any msize)
+/// hangs up; an even type of a plausible size is a request, answered with Rerror, and a
+/// Tversion after it starts the session. On both transports.
 #[test]
 fn malformed_frame_then_tversion() {
     let h = Host::start();
-    let garbage: &[&[u8]] = &[
+    let ends: &[&[u8]] = &[
         b"\x03\x00\x00\x00",
-        b"\x0b\x00\x00\x00\x06\x01\x00abcd",
         b"\xff\xff\xff\x7fnot a frame at all",
         &[0u8; 100],
     ];
-    for g in garbage {
-        let mut s = UnixStream::connect(&h.unix).unwrap();
-        s.write_all(g).unwrap();
-        let c = Client::over_msize(s, OWNER, "", 8192).unwrap();
-        assert_eq!(c.read_file("hello").unwrap(), b"hello, world\n");
-        let mut s = TcpStream::connect(&h.tcp).unwrap();
-        s.write_all(g).unwrap();
-        let c = Client::over_msize(s, OWNER, "", 8192).unwrap();
-        assert_eq!(c.read_file("dir/a").unwrap(), b"alpha\n");
+    for g in ends {
+        for mut s in streams(&h) {
+            s.write_all(g).unwrap();
+            read_to_hangup(&mut *s, Duration::from_secs(5)).unwrap();
+        }
     }
+    let g = b"\x0b\x00\x00\x00\x06\x01\x00abcd";
+    let s = UnixStream::connect(&h.unix).unwrap();
+    (&s).write_all(g).unwrap();
+    let c = Client::over_msize(s, OWNER, "", 8192).unwrap();
+    assert_eq!(c.read_file("hello").unwrap(), b"hello, world\n");
+    let mut s = TcpStream::connect(&h.tcp).unwrap();
+    s.write_all(g).unwrap();
+    let c = Client::over_msize(s, OWNER, "", 8192).unwrap();
+    assert_eq!(c.read_file("dir/a").unwrap(), b"alpha\n");
 }
 
 #[test]

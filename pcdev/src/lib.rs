@@ -3,6 +3,9 @@
 //! The vmx tool runs them in user space over 9P; the kernel runs the same code for the
 //! VMs that ask for in-kernel devices (devvmx's `devices` ctl message).
 //!
+//! [`fwcfg`] is QEMU's firmware configuration device, for firmware (SeaBIOS) in the
+//! guest; the board's builder fills it and puts it on its ports.
+//!
 //! [`Board`] is the set of devices on their ports ([`lookup`]) with the interrupt lines
 //! wired into the PIC. PCI configuration space is not here: the tool keeps it, so a
 //! guest's PCI view has one home.
@@ -12,6 +15,7 @@
 extern crate alloc;
 
 pub mod cpu;
+pub mod fwcfg;
 pub mod i8042;
 pub mod pic;
 pub mod pit;

@@ -1,6 +1,6 @@
 //! The MC146818 CMOS RTC (ports 0x70, 0x71): time of day from the host's clock, status
 //! registers A-D, and the CMOS bytes a PC BIOS leaves behind (memory sizes, equipment,
-//! checksum). No periodic or alarm interrupts: writes enabling them are kept and
+//! checksum; [`Rtc::set_ram`] for the sizes SeaBIOS reads, above 4 GiB included). No periodic or alarm interrupts: writes enabling them are kept and
 //! reported back, but IRQ 8 never fires.
 
 #[derive(Clone, Debug)]
@@ -61,14 +61,48 @@ impl Rtc {
         let above = (mem.saturating_sub(16 << 20) >> 16).min(0xffff);
         c[0x34] = above as u8;
         c[0x35] = (above >> 8) as u8;
-        let sum: u16 = c[0x10..0x2e].iter().map(|&b| u16::from(b)).sum();
-        c[0x2e] = (sum >> 8) as u8;
-        c[0x2f] = sum as u8;
-        Rtc {
+        let mut r = Rtc {
             index: 0,
             cmos: c,
             offset: 0,
+        };
+        r.checksum();
+        r
+    }
+
+    /// The standard checksum over 0x10-0x2d, at 0x2e (high) and 0x2f.
+    fn checksum(&mut self) {
+        let sum: u16 = self.cmos[0x10..0x2e].iter().map(|&b| u16::from(b)).sum();
+        self.cmos[0x2e] = (sum >> 8) as u8;
+        self.cmos[0x2f] = sum as u8;
+    }
+
+    /// Puts a little-endian value of `bytes` bytes at `reg`.
+    fn put(&mut self, reg: usize, bytes: usize, v: u64) {
+        for i in 0..bytes {
+            self.cmos[reg + i] = (v >> (8 * i)) as u8;
         }
+    }
+
+    /// The memory sizes of a PC with `below_4g` bytes of RAM from address 0 and
+    /// `above_4g` from 4 GiB, as QEMU's CMOS holds them and SeaBIOS reads them without
+    /// fw_cfg: 640 KiB of base memory (0x15), KiB above 1 MiB up to 64 MiB (0x17 and
+    /// 0x30), 64 KiB units above 16 MiB (0x34) and above 4 GiB (0x5b-0x5d, 24 bits).
+    pub fn set_ram(&mut self, below_4g: u64, above_4g: u64) {
+        const MIB: u64 = 1 << 20;
+        self.put(0x15, 2, 640);
+        let ext = (below_4g.saturating_sub(MIB) >> 10).min(0xffff);
+        self.put(0x17, 2, ext);
+        self.put(0x30, 2, ext);
+        let above_16m = (below_4g.saturating_sub(16 * MIB) >> 16).min(0xffff);
+        self.put(0x34, 2, above_16m);
+        self.put(0x5b, 3, (above_4g >> 16).min(0xff_ffff));
+        self.checksum();
+    }
+
+    /// The number of CPUs SeaBIOS starts (register 0x5f holds it less one).
+    pub fn set_cpus(&mut self, n: u8) {
+        self.cmos[0x5f] = n.saturating_sub(1);
     }
 
     fn encode(&self, v: u8) -> u8 {
@@ -230,5 +264,54 @@ mod tests {
         // Status C reads clear.
         r.write(0x70, 0x0c, T);
         assert_eq!(r.read(0x71, T), 0);
+    }
+
+    /// The sizes SeaBIOS's qemu_preinit and qemu_cfg_e820 compute from CMOS.
+    fn seabios_sizes(r: &mut Rtc) -> (u64, u64) {
+        let mut g = |i| u64::from(get(r, i));
+        let rs = (g(0x34) << 16) | (g(0x35) << 24);
+        let below = if rs != 0 {
+            rs + (16 << 20)
+        } else {
+            ((g(0x30) << 10) | (g(0x31) << 18)) + (1 << 20)
+        };
+        let high = (g(0x5b) << 16) | (g(0x5c) << 24) | (g(0x5d) << 32);
+        (below, high)
+    }
+
+    #[test]
+    fn ram_sizes_as_seabios_reads_them() {
+        const MIB: u64 = 1 << 20;
+        for (below, above) in [
+            (8 * MIB, 0),
+            (16 * MIB, 0),
+            (64 * MIB, 0),
+            (256 * MIB, 0),
+            (3 * 1024 * MIB, 0),
+            (3 * 1024 * MIB, 5 * 1024 * MIB),
+            (2 * 1024 * MIB, 1 << 39),
+        ] {
+            let mut r = Rtc::new(0, 0, 0);
+            r.set_ram(below, above);
+            assert_eq!(
+                seabios_sizes(&mut r),
+                (below, above),
+                "{below:#x} {above:#x}"
+            );
+            let sum: u16 = (0x10..0x2e).map(|i| u16::from(get(&mut r, i))).sum();
+            assert_eq!(
+                u16::from(get(&mut r, 0x2e)) << 8 | u16::from(get(&mut r, 0x2f)),
+                sum
+            );
+        }
+        // Sizes too large for the registers saturate instead of wrapping.
+        let mut r = Rtc::new(0, 0, 0);
+        r.set_ram(u64::MAX, u64::MAX);
+        assert_eq!(get(&mut r, 0x35), 0xff);
+        assert_eq!(get(&mut r, 0x5d), 0xff);
+        r.set_cpus(4);
+        assert_eq!(get(&mut r, 0x5f), 3);
+        r.set_cpus(0);
+        assert_eq!(get(&mut r, 0x5f), 0);
     }
 }

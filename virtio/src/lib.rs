@@ -9,16 +9,26 @@
 //! - what `virtio-spec` does not have: the PCI vendor and device ids ([`pci`]), the
 //!   split ring's layout arithmetic ([`ring::Layout`]) and its descriptor and used-entry
 //!   encodings, the console's control messages ([`console::Control`]) and the network
-//!   header's lengths ([`net`]).
+//!   header's lengths ([`net`]);
+//! - the device side of a legacy split ring ([`queue`], with the `alloc` feature, on by
+//!   default): the tool's virtio devices and the kernel's walk guest rings with the same
+//!   code, guest memory behind [`queue::GuestMem`]; [`testing`] is a driver for tests.
 //!
 //! Decoders are total: short or unknown input is an error, never a panic.
 #![no_std]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
 pub mod console;
 pub mod net;
 pub mod pci;
+#[cfg(feature = "alloc")]
+pub mod queue;
 pub mod ring;
+#[cfg(feature = "alloc")]
+pub mod testing;
 
 pub use virtio_spec as spec;
 pub use virtio_spec::{DeviceStatus, Id};

@@ -3,8 +3,9 @@
 //! them. Reads, writes (unless read-only), flushes and the device ID; anything else is
 //! "unsupported".
 
-use super::queue::{gather, scatter, Chain, Mem};
+use super::Mem;
 use ::virtio::feature::{legacy, BLK_FLUSH, BLK_RO};
+use ::virtio::queue::{gather, scatter, Chain};
 use ::virtio::spec::blk::{S, T};
 use std::fs::File;
 use std::io;
@@ -200,9 +201,9 @@ impl Blk {
 
 #[cfg(test)]
 mod tests {
-    use super::super::queue::Queue;
     use super::*;
     use crate::virtio::testing::{Driver, Ram};
+    use ::virtio::queue::Queue;
 
     fn disk() -> Vec<u8> {
         (0..8 * 512u32)

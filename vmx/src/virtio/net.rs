@@ -6,8 +6,9 @@
 //! or a TAP device) and arrive through [`Net::receive`], called by the exit loop when the
 //! link's reader thread hands it a frame.
 
-use super::queue::{gather, scatter, Chain, Mem, Queue};
+use super::Mem;
 use ::virtio::feature::{legacy, NET_MAC};
+use ::virtio::queue::{gather, scatter, Chain, Queue};
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 
