@@ -31,7 +31,7 @@ impl Hv {
     }
 
     fn boot_on(cpus: u32) -> Hv {
-        let m = Machine::bochs(Opts {
+        let m = Machine::vtx(Opts {
             cmdline: format!("owner={OWNER} serve=uart selftest=vmx"),
             virtio_ports: 0,
             cpus,
@@ -51,7 +51,7 @@ impl Hv {
 
     /// The same over TCP: the owner presents the secret in the attach name.
     fn boot_tcp() -> Hv {
-        let m = Machine::bochs(Opts {
+        let m = Machine::vtx(Opts {
             cmdline: format!("owner={OWNER} secret={SECRET} serve=uart,net selftest=vmx"),
             virtio_ports: 0,
             nic: Some(Nic::E1000),
