@@ -2,7 +2,7 @@
 //! reaches an interactive shell under Bochs, driven only over 9P, and the 9P round trips
 //! the boot took are printed by exit reason. Slow (an upload of ~10 MB over the emulated
 //! serial line, then every port access of the boot a round trip), so ignored by default:
-//! `cargo test -p vmx --test linux_bochs -- --ignored --nocapture`. The guest's console
+//! `cargo test -p vmm-tests --test tool_linux_bochs -- --ignored --nocapture`. The guest's console
 //! is copied to $VMX_LINUX_LOG (default $TMPDIR/vmx-linux-NAME-PID.out) as it arrives,
 //! every wait line and ctl command to the same name with `.trace` added.
 //!
@@ -15,7 +15,7 @@
 //! to a QEMU VM, the devices in the hypervisor: the virtio interrupts reach the guest
 //! through the in-kernel PIC (`line`).
 //!
-//! Needs the Debian kernel and busybox-static as the QEMU tests do (see linux_qemu.rs),
+//! Needs the Debian kernel and busybox-static as the QEMU tests do (see tool_linux_qemu.rs),
 //! and for the second test `vmx/mkroot`'s disk and initramfs (scripts/setup makes them),
 //! e2fsprogs' debugfs and qemu-system-x86_64.
 
@@ -283,7 +283,7 @@ fn busybox_shell(link: Link, kernel_devices: bool) {
 /// are printed), pings a QEMU VM on the tool's virtio-net (a unix stream socket in QEMU's
 /// framing; round-trip times printed) and powers off; the file is then read back from the
 /// image with debugfs.
-/// `cargo test -p vmx --test linux_bochs -- --ignored --nocapture` (a few minutes).
+/// `cargo test -p vmm-tests --test tool_linux_bochs -- --ignored --nocapture` (a few minutes).
 #[test]
 #[ignore]
 fn linux_boots_from_a_virtio_disk_under_bochs() {
@@ -410,7 +410,7 @@ fn received(t: &str) -> u32 {
 /// The TAP analogue of the ping above: the same root-disk guest, its virtio-net card on a
 /// Linux TAP device (`-n tap!NAME`) whose host side has 10.78.N.1/24, pings the host's
 /// own kernel. Needs root and /dev/net/tun (fails, does not skip, without them).
-/// `cargo test -p vmx --test linux_bochs -- --ignored --nocapture linux_pings_the_host_over_a_tap`
+/// `cargo test -p vmm-tests --test tool_linux_bochs -- --ignored --nocapture linux_pings_the_host_over_a_tap`
 #[test]
 #[ignore]
 fn linux_pings_the_host_over_a_tap() {

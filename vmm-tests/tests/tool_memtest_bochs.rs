@@ -7,7 +7,7 @@
 //! takes the two-second redraws, so memtest's TSC calibration against the PIT held.
 //!
 //! Slow (Bochs), so ignored by default:
-//! `cargo test -p vmx --test memtest_bochs -- --ignored --nocapture`. The guest's console
+//! `cargo test -p vmm-tests --test tool_memtest_bochs -- --ignored --nocapture`. The guest's console
 //! goes to $VMX_MEMTEST_LOG.kernel or .tool (default $TMPDIR/vmx-memtest-bochs-PID) as it arrives, and
 //! every wait line and ctl command to the same name with `.trace` added. Two tests: the
 //! PC devices in the hypervisor, and in the tool (`--no-kernel-devices`, on the guest's

@@ -1,4 +1,5 @@
-//! The #X device on VT-x under Bochs (the only VMX emulator here): the hypervisor boots
+//! The #X device on VT-x under Bochs, or under QEMU on KVM where the host has VT-x
+//! (`Machine::vtx`, vmm_tests::emu::vtx; `HV_ACCEL=kvm|bochs` chooses): the hypervisor boots
 //! from the GRUB ISO (vmm_tests::emu), serves 9P on COM1, and each test drives guests from
 //! vmm-tests/guests through segment/ and vmx/ as a remote vmx(1) would: a segment
 //! created, sized and filled over 9P, map and regs written, `go` on ctl, exits read from
