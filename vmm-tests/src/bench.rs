@@ -1,12 +1,39 @@
-//! What the benchmark binaries share: the raw 9P rate of a line, the machine's load, and
-//! the bench guest (guests/bench.S) in a segment and a VM, as vmx(1) would set it up.
+//! What the benchmark binaries share: their prerequisites checked up front, the raw 9P
+//! rate of a line, the machine's load, and the bench guest (guests/bench.S) in a segment
+//! and a VM, as vmx(1) would set it up.
+//!
+//! The benchmarks are the `bench-*` binaries of this crate (src/bin), each run with
+//! `cargo run --release -p vmm-tests --bin bench-NAME`: they print figures and assert
+//! nothing. A missing prerequisite ends one with a single line saying what to run.
 
+use crate::fixtures::Missing;
 use crate::guests;
 use ninep_client::{dm, om, Client, File};
 use std::time::{Duration, Instant};
 
 /// Segment size of the bench guest's segment.
 pub const SEGSIZE: u64 = 0x10_0000;
+
+/// The image `r` found, or the end of benchmark `name` with one line on stderr: `NAME:
+/// WHAT missing: run scripts/setup (or set ENV)`.
+pub fn require<T>(name: &str, r: Result<T, Missing>) -> T {
+    r.unwrap_or_else(|e| {
+        eprintln!("{name}: {e}");
+        std::process::exit(2)
+    })
+}
+
+/// Ends benchmark `name` with one line on stderr when one of `programs` is not on `PATH`
+/// (Bochs, QEMU, grub-mkrescue: `scripts/setup` installs them).
+pub fn require_programs(name: &str, programs: &[&str]) {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for p in programs {
+        if !std::env::split_paths(&path).any(|d| d.join(p).is_file()) {
+            eprintln!("{name}: {p} missing: run scripts/setup");
+            std::process::exit(2);
+        }
+    }
+}
 
 /// Tstat round trips on `status` for `secs`: (per second, mean latency).
 pub fn tstat(c: &Client, secs: f64) -> (f64, Duration) {

@@ -1,6 +1,9 @@
-//! Integration tests that boot the kernel in emulators and drive it over 9P.
+//! The test harness: boots the kernel in emulators and drives it over 9P ([`emu`]), the
+//! test guests ([`guests`]), Linux as a 9P client ([`linux`]), what tests and benchmarks
+//! set up around the machine ([`fixtures`]), and what the benchmarks share ([`bench`]).
 pub mod bench;
 pub mod emu;
+pub mod fixtures;
 pub mod guests;
 pub mod linux;
 pub mod status;

@@ -7,7 +7,7 @@
 //! pass through a relay on the host that records them ([`Linux::ninep_bytes`]).
 //!
 //! The initramfs is made at test time from the kernel and busybox that `scripts/setup`
-//! unpacks (found by `vmx::testdata`) with `vmx::cpio`: busybox's archive, then a second
+//! unpacks (found by `crate::fixtures::images`) with `vmx::cpio`: busybox's archive, then a second
 //! archive (the kernel unpacks concatenated archives) holding v9fs's modules and the e1000
 //! driver, decompressed on the host when they are `.ko.xz` or `.ko.zst`, and the files a
 //! test adds.
@@ -15,6 +15,7 @@
 //! Each command runs through `eval` in the init shell (so `exec 3<>FILE` keeps its fd for
 //! later commands) and is followed by a marker carrying its exit status.
 
+use crate::fixtures::{images, need};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -182,7 +183,7 @@ fn module_tree(kernel: &Path) -> PathBuf {
 /// The initramfs: busybox and the init shell, then the modules, `readonce` and `files`
 /// (path, data).
 pub fn initramfs(kernel: &Path, files: &[(&str, &[u8])]) -> Vec<u8> {
-    let busybox = std::fs::read(vmx::testdata::busybox()).expect("read busybox");
+    let busybox = std::fs::read(need(images::busybox())).expect("read busybox");
     let mut img = cpio::busybox_initramfs(&busybox, &INIT.replace("@ADDR@", CLIENT_ADDR));
     let mods = modules(&module_tree(kernel), WANTED);
     let mut entries = vec![
@@ -238,7 +239,7 @@ impl Linux {
     /// Boots Debian's kernel with [`initramfs`] (plus `files`), able to reach the 9P
     /// server by `link`, and waits for its shell.
     pub fn boot(link: Link, files: &[(&str, &[u8])], timeout: Duration) -> Linux {
-        let kernel = vmx::testdata::debian_kernel();
+        let kernel = need(images::debian_kernel());
         static N: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "linux-client-{}-{}",
@@ -529,7 +530,7 @@ mod tests {
 
     #[test]
     fn modules_come_after_their_dependencies() {
-        let kernel = vmx::testdata::debian_kernel();
+        let kernel = need(images::debian_kernel());
         let mods = modules(&module_tree(&kernel), WANTED);
         let names: Vec<&str> = mods.iter().map(|(n, _)| n.as_str()).collect();
         let at = |n: &str| {

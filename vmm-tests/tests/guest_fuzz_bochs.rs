@@ -143,7 +143,7 @@ fn fuzz(programs: usize) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(programs);
     println!("guest fuzz: seed {seed}, {programs} programs");
-    let m = Machine::bochs(Opts {
+    let m = Machine::vtx(Opts {
         cmdline: format!("owner={OWNER} serve=uart"),
         virtio_ports: 0,
         ..Opts::default()

@@ -1,4 +1,5 @@
-//! The #X device on VT-x under Bochs (the only VMX emulator here): the hypervisor boots
+//! The #X device on VT-x under Bochs, or under QEMU on KVM where the host has VT-x
+//! (`Machine::vtx`, vmm_tests::emu::vtx; `HV_ACCEL=kvm|bochs` chooses): the hypervisor boots
 //! from the GRUB ISO (vmm_tests::emu), serves 9P on COM1, and each test drives guests from
 //! vmm-tests/guests through segment/ and vmx/ as a remote vmx(1) would: a segment
 //! created, sized and filled over 9P, map and regs written, `go` on ctl, exits read from
@@ -31,7 +32,7 @@ impl Hv {
     }
 
     fn boot_on(cpus: u32) -> Hv {
-        let m = Machine::bochs(Opts {
+        let m = Machine::vtx(Opts {
             cmdline: format!("owner={OWNER} serve=uart selftest=vmx"),
             virtio_ports: 0,
             cpus,
@@ -51,7 +52,7 @@ impl Hv {
 
     /// The same over TCP: the owner presents the secret in the attach name.
     fn boot_tcp() -> Hv {
-        let m = Machine::bochs(Opts {
+        let m = Machine::vtx(Opts {
             cmdline: format!("owner={OWNER} secret={SECRET} serve=uart,net selftest=vmx"),
             virtio_ports: 0,
             nic: Some(Nic::E1000),

@@ -14,7 +14,6 @@ pub mod paging;
 pub mod regs;
 pub mod run;
 pub mod session;
-pub mod testdata;
 pub mod upload;
 pub mod virtio;
 pub mod vmfs;

@@ -129,6 +129,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn main() {
+    bench::require_programs("bench-exits", &["bochs", "grub-mkrescue"]);
     let secs: f64 = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())

@@ -22,6 +22,7 @@ const OWNER: &str = "eve";
 const CPUS: [(u32, u32); 4] = [(1, 1), (2, 2), (4, 4), (4, 1)];
 
 fn main() {
+    bench::require_programs("bench-smp", &["bochs", "grub-mkrescue"]);
     let mut args = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse::<f64>().ok());

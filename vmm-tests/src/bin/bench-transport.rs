@@ -10,6 +10,7 @@
 use ninep_client::{dm, om, Client};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
+use vmm_tests::bench;
 use vmm_tests::emu::{Machine, Nic, Opts};
 /// Runs `f` repeatedly for `secs`; returns operations per second.
 fn rate(secs: f64, mut f: impl FnMut() -> u64) -> f64 {
@@ -114,6 +115,7 @@ fn tcp_client(m: &Machine, msize: u32) -> Client {
 }
 
 fn main() {
+    bench::require_programs("bench-transport", &["qemu-system-x86_64", "grub-mkrescue"]);
     let secs: f64 = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
@@ -165,6 +167,7 @@ fn main() {
     drop((v, t, u, echo, techo, m));
 
     if std::env::args().any(|a| a == "--bochs") {
+        bench::require_programs("bench-transport", &["bochs"]);
         let b = Machine::bochs(Opts {
             cmdline: format!("owner=eve secret={SECRET} serve=uart,net echoport=7"),
             virtio_ports: 0,

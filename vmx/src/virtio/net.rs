@@ -374,8 +374,21 @@ mod tests {
     use super::super::{Device, Kind};
     use super::*;
     use crate::virtio::testing::{Driver, Ram};
-    // What the device wrote to its link.
-    use crate::testdata::Capture as Wire;
+    use std::sync::{Arc, Mutex};
+
+    /// What the device wrote to its link.
+    #[derive(Clone, Default)]
+    struct Wire(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Wire {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
 
     #[test]
     fn frames_both_ways() {

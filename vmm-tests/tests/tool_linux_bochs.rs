@@ -2,7 +2,7 @@
 //! reaches an interactive shell under Bochs, driven only over 9P, and the 9P round trips
 //! the boot took are printed by exit reason. Slow (an upload of ~10 MB over the emulated
 //! serial line, then every port access of the boot a round trip), so ignored by default:
-//! `cargo test -p vmx --test linux_bochs -- --ignored --nocapture`. The guest's console
+//! `cargo test -p vmm-tests --test tool_linux_bochs -- --ignored --nocapture`. The guest's console
 //! is copied to $VMX_LINUX_LOG (default $TMPDIR/vmx-linux-NAME-PID.out) as it arrives,
 //! every wait line and ctl command to the same name with `.trace` added.
 //!
@@ -15,7 +15,7 @@
 //! to a QEMU VM, the devices in the hypervisor: the virtio interrupts reach the guest
 //! through the in-kernel PIC (`line`).
 //!
-//! Needs the Debian kernel and busybox-static as the QEMU tests do (see linux_qemu.rs),
+//! Needs the Debian kernel and busybox-static as the QEMU tests do (see tool_linux_qemu.rs),
 //! and for the second test `vmx/mkroot`'s disk and initramfs (scripts/setup makes them),
 //! e2fsprogs' debugfs and qemu-system-x86_64.
 
@@ -25,6 +25,7 @@ use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vmm_tests::emu::{Machine, Nic, Opts};
+use vmm_tests::fixtures::{images, need};
 use vmx::layout::Layout;
 use vmx::loader::{self, BootArgs, Module};
 use vmx::session::{self, Options, Report};
@@ -98,7 +99,7 @@ impl Guest {
             ips: 4_000_000,
             ..Opts::default()
         };
-        let m = Machine::bochs(match link {
+        let m = Machine::vtx(match link {
             Link::Com1 => base,
             Link::Tcp => Opts {
                 cmdline: format!("owner=eve secret={SECRET} serve=uart,net"),
@@ -243,8 +244,8 @@ fn linux_reaches_a_busybox_shell_over_tcp() {
 }
 
 fn busybox_shell(link: Link, kernel_devices: bool) {
-    let kernel = std::fs::read(vmx::testdata::debian_kernel()).unwrap();
-    let busybox = std::fs::read(vmx::testdata::busybox()).unwrap();
+    let kernel = std::fs::read(need(images::debian_kernel())).unwrap();
+    let busybox = std::fs::read(need(images::busybox())).unwrap();
     let initrd = vmx::cpio::busybox_initramfs(&busybox, "echo vmx-initramfs-$((6*7)); exec sh");
     let name = match (link, kernel_devices) {
         (Link::Tcp, _) => "tcp",
@@ -282,13 +283,13 @@ fn busybox_shell(link: Link, kernel_devices: bool) {
 /// are printed), pings a QEMU VM on the tool's virtio-net (a unix stream socket in QEMU's
 /// framing; round-trip times printed) and powers off; the file is then read back from the
 /// image with debugfs.
-/// `cargo test -p vmx --test linux_bochs -- --ignored --nocapture` (a few minutes).
+/// `cargo test -p vmm-tests --test tool_linux_bochs -- --ignored --nocapture` (a few minutes).
 #[test]
 #[ignore]
 fn linux_boots_from_a_virtio_disk_under_bochs() {
     let dir = scratch("vda");
     // The network peer: a QEMU VM listening on a unix socket; the tool connects to it.
-    let (mut peer, link, frames) = vmx::testdata::QemuPeer::start(&dir);
+    let (mut peer, link, frames) = vmm_tests::fixtures::QemuPeer::start(&dir);
     let (mut g, copy) = boot_from_disk(&dir, "vda", link, frames);
     // The peer's address, once its shell is up (a few seconds under TCG).
     peer.up("10.0.0.2/24");
@@ -297,7 +298,8 @@ fn linux_boots_from_a_virtio_disk_under_bochs() {
     loop {
         let t = g.poll();
         if !typed && t.contains("vmx-rootfs: root is /dev/vda / ext4") && t.contains("/ # ") {
-            let dd = vmx::testdata::timed("dd if=/dev/vda of=/dev/null bs=64k count=32", "dd");
+            let dd =
+                vmm_tests::fixtures::timed("dd if=/dev/vda of=/dev/null bs=64k count=32", "dd");
             g.keys
                 .write_all(
                     format!(
@@ -318,7 +320,7 @@ fn linux_boots_from_a_virtio_disk_under_bochs() {
                 2.0 * 1.048576 / secs
             );
             // Guest seconds for 2 MiB read from /dev/vda (the guest's clock, not asserted).
-            if let Some(s) = vmx::testdata::timed_secs(&t, "dd") {
+            if let Some(s) = vmm_tests::fixtures::timed_secs(&t, "dd") {
                 eprintln!(
                     "disk read in the guest: 2 MiB in {s:.2} s of guest time, {:.3} MB/s",
                     2.0 * 1.048576 / s.max(0.001)
@@ -371,8 +373,8 @@ fn boot_from_disk(
     link: Box<dyn vmx::virtio::net::Link>,
     frames: vmx::virtio::net::FrameSource,
 ) -> (Guest, std::path::PathBuf) {
-    let kernel = std::fs::read(vmx::testdata::debian_kernel()).unwrap();
-    let (disk, initrd) = vmx::testdata::root_disk();
+    let kernel = std::fs::read(need(images::debian_kernel())).unwrap();
+    let (disk, initrd) = need(images::root_disk());
     let copy = dir.join("root.ext4");
     std::fs::copy(&disk, &copy).unwrap();
     let blk = vmx::virtio::blk::Blk::new(
@@ -408,11 +410,11 @@ fn received(t: &str) -> u32 {
 /// The TAP analogue of the ping above: the same root-disk guest, its virtio-net card on a
 /// Linux TAP device (`-n tap!NAME`) whose host side has 10.78.N.1/24, pings the host's
 /// own kernel. Needs root and /dev/net/tun (fails, does not skip, without them).
-/// `cargo test -p vmx --test linux_bochs -- --ignored --nocapture linux_pings_the_host_over_a_tap`
+/// `cargo test -p vmm-tests --test tool_linux_bochs -- --ignored --nocapture linux_pings_the_host_over_a_tap`
 #[test]
 #[ignore]
 fn linux_pings_the_host_over_a_tap() {
-    let tap = vmx::testdata::HostDev::new('g', "tap");
+    let tap = vmm_tests::fixtures::HostDev::new('g', "tap");
     let n = std::process::id() % 250;
     tap.up(&format!("10.78.{n}.1/24"));
     let (link, frames) = vmx::virtio::net::Spec::parse(&format!("tap!{}", tap.0))

@@ -11,6 +11,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use vmm_tests::fixtures::{images, need};
 use vmx::layout::Layout;
 use vmx::loader::{self, BootArgs, Image, Module};
 
@@ -121,7 +122,7 @@ table:
 /// Boots `args` with the Debian kernel through the shim; returns the serial output once
 /// it contains `until` (or QEMU exits, or two minutes pass).
 fn boot(args: BootArgs, mem: u64, until: &str) -> String {
-    let kernel = std::fs::read(vmx::testdata::debian_kernel()).unwrap();
+    let kernel = std::fs::read(need(images::debian_kernel())).unwrap();
     let layout = Layout::new(mem).unwrap();
     let img = loader::load(&kernel, &layout, &args).unwrap();
     let dir = std::env::temp_dir().join(format!(
@@ -213,7 +214,7 @@ fn debian_kernel_boots_from_the_linux_plan() {
 }
 
 fn busybox() -> Vec<u8> {
-    std::fs::read(vmx::testdata::busybox()).expect("busybox")
+    std::fs::read(need(images::busybox())).expect("busybox")
 }
 
 #[test]

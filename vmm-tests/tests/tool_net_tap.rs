@@ -13,7 +13,7 @@
 
 use std::process::Command;
 use std::time::{Duration, Instant};
-use vmx::testdata::{ether, ip, HostDev, NicDriver};
+use vmm_tests::fixtures::{ether, ip, HostDev, NicDriver};
 use vmx::virtio::net::Spec;
 
 const OURS: [u8; 6] = [0x52, 0x54, 0, 0x77, 0, 2];
@@ -138,7 +138,7 @@ fn tap_errors_say_what_is_wrong() {
 fn vmx_without_caps(name: &str) -> String {
     let out = Command::new("setpriv")
         .args(["--bounding-set=-all", "--inh-caps=-all", "--"])
-        .arg(env!("CARGO_BIN_EXE_vmx"))
+        .arg(vmm_tests::fixtures::tool::vmx())
         .args(["-a", "unix!/nonexistent/vmx-tap-test.sock", "--demo", "-n"])
         .arg(format!("tap!{name}"))
         .output()

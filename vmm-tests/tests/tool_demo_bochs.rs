@@ -8,15 +8,15 @@ use std::sync::mpsc::channel;
 
 use std::time::Duration;
 use vmm_tests::emu::{Machine, Opts};
+use vmm_tests::fixtures::Capture as Buf;
 use vmx::layout::Layout;
 use vmx::loader::{self, BootArgs};
 use vmx::run::Outcome;
 use vmx::session::{self, Options};
-use vmx::testdata::Capture as Buf;
 
 #[test]
 fn demo_guest_runs_over_9p_under_bochs() {
-    let m = Machine::bochs(Opts {
+    let m = Machine::vtx(Opts {
         virtio_ports: 0,
         ..Opts::default()
     });
@@ -26,7 +26,7 @@ fn demo_guest_runs_over_9p_under_bochs() {
 
     // The same through the command line, on a new connection to the same hypervisor.
     let vmx = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vmx"))
+        let out = std::process::Command::new(vmm_tests::fixtures::tool::vmx())
             .arg("-a")
             .arg(Machine::dial_string(&m.uart_path()))
             .args(args)

@@ -3,7 +3,7 @@
 //! Without `--addr` it serves the test tree in-process on a unix socket (the same engine
 //! and host loop as `ninep-host`) and measures over it; with `--addr` (a dial string) it
 //! measures whatever server is there, which must have a `hello` file and a writable root.
-//! Figures, not assertions: run it with `cargo run --release -p ninep-host --bin bench-9p`.
+//! Figures, not assertions: run it with `cargo run --release -p vmm-tests --bin bench-9p`.
 
 use ninep::Limits;
 use ninep_client::{om, Client};

@@ -11,11 +11,11 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use vmm_tests::fixtures::Capture as W;
 use vmx::layout::Layout;
 use vmx::loader;
 use vmx::run::Outcome;
 use vmx::session::{self, Options};
-use vmx::testdata::Capture as W;
 
 type Ns = Arc<Mutex<Namespace<TestHw>>>;
 

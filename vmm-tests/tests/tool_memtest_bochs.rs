@@ -7,7 +7,7 @@
 //! takes the two-second redraws, so memtest's TSC calibration against the PIT held.
 //!
 //! Slow (Bochs), so ignored by default:
-//! `cargo test -p vmx --test memtest_bochs -- --ignored --nocapture`. The guest's console
+//! `cargo test -p vmm-tests --test tool_memtest_bochs -- --ignored --nocapture`. The guest's console
 //! goes to $VMX_MEMTEST_LOG.kernel or .tool (default $TMPDIR/vmx-memtest-bochs-PID) as it arrives, and
 //! every wait line and ctl command to the same name with `.trace` added. Two tests: the
 //! PC devices in the hypervisor, and in the tool (`--no-kernel-devices`, on the guest's
@@ -83,7 +83,7 @@ fn memtest_runs_a_pass_with_the_tools_devices() {
 
 fn memtest_pass(kernel_devices: bool) {
     let image = memtest_image();
-    let m = Machine::bochs(Opts {
+    let m = Machine::vtx(Opts {
         virtio_ports: 0,
         mem_mb: 256,
         ips: 4_000_000,
@@ -97,7 +97,7 @@ fn memtest_pass(kernel_devices: bool) {
             .display()
             .to_string(),
     };
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vmx"));
+    let mut cmd = Command::new(vmm_tests::fixtures::tool::vmx());
     cmd.arg("-a")
         .arg(Machine::dial_string(&m.uart_path()))
         .args(["-M", "32M", "--stats", "-D", "--trace"])

@@ -22,7 +22,7 @@
 //! (every request on the connection), and after `echo $((6*9))` and a poweroff, the
 //! tool's own count of round trips, the exits it saw and those the hypervisor answered.
 //!
-//! `cargo run --release -p vmx --example bench-linux [-- kernel tcp tool native io]`
+//! `cargo run --release -p vmm-tests --bin bench-linux [-- kernel tcp tool native io]`
 //! (default: all five). Needs Bochs, grub-mkrescue, QEMU and the Debian kernel, busybox
 //! and root disk that `scripts/setup` makes. `BENCH_SECS` bounds each run (default 3600).
 
@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vmm_tests::bench;
 use vmm_tests::emu::{self, Machine, Nic, Opts};
 use vmx::layout::Layout;
 use vmx::loader::{self, BootArgs, Module};
@@ -46,7 +47,7 @@ const INIT: &str = "echo vmx-initramfs-$((6*7)); exec sh";
 /// The `tcp` run's `secret=` (the aname `!SECRET` attaches as the owner).
 const SECRET: &str = "bench-linux";
 
-use vmx::testdata::Capture as Buf;
+use vmm_tests::fixtures::{images, need, Capture as Buf};
 
 /// A 9P connection (COM1's unix socket or TCP) that counts the requests it sends (each is
 /// one round trip).
@@ -154,7 +155,7 @@ fn wait_for(start: Instant, text: &dyn Fn() -> String, what: &str) -> bool {
 }
 
 fn initrd() -> Vec<u8> {
-    let busybox = std::fs::read(vmx::testdata::busybox()).expect("busybox");
+    let busybox = std::fs::read(need(images::busybox())).expect("busybox");
     vmx::cpio::busybox_initramfs(&busybox, INIT)
 }
 
@@ -223,7 +224,7 @@ fn boot(
     initrd: Vec<u8>,
     devices: impl FnOnce() -> session::Devices<'static> + Send + 'static,
 ) -> Guest {
-    let kernel = std::fs::read(vmx::testdata::debian_kernel()).expect("Debian kernel");
+    let kernel = std::fs::read(need(images::debian_kernel())).expect("Debian kernel");
     let layout = Layout::new(u64::from(MEM_MB) << 20).unwrap();
     let img = loader::load(
         &kernel,
@@ -368,7 +369,7 @@ fn native() -> Figures {
     let _ = std::fs::remove_dir_all(&dir);
     let stage = dir.join("iso");
     std::fs::create_dir_all(stage.join("boot/grub")).unwrap();
-    std::fs::copy(vmx::testdata::debian_kernel(), stage.join("boot/vmlinuz")).unwrap();
+    std::fs::copy(need(images::debian_kernel()), stage.join("boot/vmlinuz")).unwrap();
     std::fs::write(stage.join("boot/initrd"), initrd()).unwrap();
     std::fs::write(
         stage.join("boot/grub/grub.cfg"),
@@ -516,7 +517,7 @@ fn ping_avg(text: &str) -> Option<f64> {
 /// VM's clock is the host's, so its side of the ping is wall time.
 fn disk_and_net() -> Io {
     let mut r = Io::default();
-    let (disk, initrd) = vmx::testdata::root_disk();
+    let (disk, initrd) = need(images::root_disk());
     let dir = std::env::temp_dir().join(format!("bench-linux-io-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let copy = dir.join("root.ext4");
@@ -527,7 +528,7 @@ fn disk_and_net() -> Io {
         false,
         "root.ext4",
     );
-    let (mut peer, link, frames) = vmx::testdata::QemuPeer::start(&dir);
+    let (mut peer, link, frames) = vmm_tests::fixtures::QemuPeer::start(&dir);
     let nic = vmx::virtio::net::Net::new([0x52, 0x54, 0, 0, 0, 1], link);
     let mut g = boot(
         true,
@@ -556,7 +557,7 @@ fn disk_and_net() -> Io {
     );
     let dd = format!(
         "echo 3 > /proc/sys/vm/drop_caches; {}",
-        vmx::testdata::timed(
+        vmm_tests::fixtures::timed(
             &format!("dd if=/dev/vda of=/dev/null bs=64k count={}", DD_MIB * 16),
             "dd",
         )
@@ -573,7 +574,7 @@ fn disk_and_net() -> Io {
             return r;
         }
     }
-    r.dd_secs = vmx::testdata::timed_secs(&text(), "dd");
+    r.dd_secs = vmm_tests::fixtures::timed_secs(&text(), "dd");
     eprintln!("io: dd done after {:.0} s", start.elapsed().as_secs_f64());
     let ping = format!(
         "ip link set eth0 up; ip addr add 10.0.0.1/24 dev eth0; ping -c {PINGS} -W 30 10.0.0.2; echo ping-$((2+2))-done\n"
@@ -595,7 +596,7 @@ fn disk_and_net() -> Io {
     peer.stdin.write_all(q.as_bytes()).unwrap();
     let ptext = || peer.text();
     if wait_for(Instant::now(), &ptext, "qping-4-done") {
-        r.qemu_dd_secs = vmx::testdata::timed_secs(&ptext(), "dd");
+        r.qemu_dd_secs = vmm_tests::fixtures::timed_secs(&ptext(), "dd");
         r.qemu_ping_ms = ping_avg(&ptext());
     } else {
         r.note = format!("the QEMU VM did not finish: {}", tail(&ptext()));
@@ -709,6 +710,16 @@ fn row(r: &Figures, rows: &[Figures]) -> String {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let want = |n: &str| args.is_empty() || args.iter().any(|a| a == n);
+    // Everything a run needs, checked before the first: one line, not a panic, when not.
+    bench::require_programs(
+        "bench-linux",
+        &["bochs", "grub-mkrescue", "qemu-system-x86_64"],
+    );
+    bench::require("bench-linux", images::debian_kernel());
+    bench::require("bench-linux", images::busybox());
+    if want("io") {
+        bench::require("bench-linux", images::root_disk());
+    }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     eprintln!("bench-linux: load average before: {}", load.trim());
     // In this order, each row printed as it is measured (the tool's run is the slowest).

@@ -6,7 +6,7 @@
 //! QEMU's stream framing. Nothing leaves the unix socket.
 
 use std::time::{Duration, Instant};
-use vmx::testdata::{ether, NicDriver};
+use vmm_tests::fixtures::{ether, NicDriver};
 
 const OURS: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];
 const PEER: [u8; 6] = [0x52, 0x54, 0, 0, 0, 2];
@@ -17,7 +17,7 @@ const PEER_IP: [u8; 4] = [10, 0, 0, 2];
 fn arp_with_a_qemu_vm_over_a_stream_socket() {
     let dir = std::env::temp_dir().join(format!("vmx-net-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (mut peer, link, frames) = vmx::testdata::QemuPeer::start(&dir);
+    let (mut peer, link, frames) = vmm_tests::fixtures::QemuPeer::start(&dir);
     let mut nic = NicDriver::new(OURS, link, frames);
     peer.up("10.0.0.2/24");
 
