@@ -44,6 +44,7 @@ pub mod status;
 pub mod table;
 #[cfg(any(test, feature = "testhw"))]
 pub mod testhw;
+pub mod throttle;
 pub mod vm;
 pub mod vmcs;
 pub mod vtx;
