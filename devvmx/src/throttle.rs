@@ -67,7 +67,7 @@ impl Verdict {
     /// Is this failure worth a log line? The first 16, then every 64th: a guesser cannot
     /// flood the log.
     pub fn worth_logging(&self) -> bool {
-        self.failures > 0 && (self.failures <= 16 || self.failures % 64 == 0)
+        self.failures > 0 && (self.failures <= 16 || self.failures.is_multiple_of(64))
     }
 }
 
