@@ -12,8 +12,8 @@
 //! CPU's VMXON while it runs a VM), [`vtx`] (VT-x on one CPU: the seed's vmxreset checks,
 //! vmxstart's CR checks and VMXON, which the kernel's other CPUs use at start-up), [`hw`]
 //! (the machine trait and its frames), [`vmcs`] (VT-x names), [`selftest`] (`selftest=vmx`
-//! at boot), [`clock`] (the CMOS date), [`owner`] (who may be the owner on a network link)
-//! and [`plan9`] (error strings a server or test names; those every 9P server gives are
+//! at boot), [`clock`] (the CMOS date), [`owner`] (who may be the owner on a network link),
+//! [`throttle`] (what a wrong secret costs) and [`plan9`] (error strings a server or test names; those every 9P server gives are
 //! `ninep::error`'s, re-exported there), [`kdev`] (the in-kernel devices' limits) and
 //! [`event`] (the `exc`/`irq` syntax, fuzzed).
 //!
@@ -53,6 +53,7 @@ pub mod status;
 pub mod table;
 #[cfg(any(test, feature = "testhw"))]
 pub mod testhw;
+pub mod throttle;
 mod vm;
 pub mod vmcs;
 pub mod vtx;

@@ -3,7 +3,8 @@
 //! secret (`secret=` on the kernel command line) in the attach name: `vmx!SECRET`,
 //! `segment!SECRET`, or `!SECRET` for the root. Any other uname is an ordinary user, and
 //! may read what others may read. The secret crosses the network in clear, as any 9P
-//! without auth does: keep the port on a trusted network.
+//! without auth does: keep the port on a trusted network. Wrong secrets cost their sender
+//! time: the kernel holds such replies as `crate::throttle` decides.
 
 use alloc::collections::BTreeSet;
 use alloc::string::String;
@@ -48,6 +49,12 @@ impl Owners {
         }
     }
 
+    /// Does an attach by `uname` on `session` stand or fall by the secret? (The owner's,
+    /// on a network link: what `throttle` slows when it is wrong.)
+    pub fn checks(&self, owner: &str, uname: &str, session: u32) -> bool {
+        uname == owner && self.network.contains(&session)
+    }
+
     /// Checks an attach by `uname` on `session` (`owner` is the host owner); returns the
     /// attach name to serve.
     pub fn attach<'a>(
@@ -58,7 +65,7 @@ impl Owners {
         aname: &'a str,
     ) -> Result<&'a str, &'static str> {
         let (name, given) = split_aname(aname);
-        if uname == owner && self.network.contains(&session) {
+        if self.checks(owner, uname, session) {
             let ok = match (&self.secret, given) {
                 (Some(s), Some(g)) => ct_eq(s.as_bytes(), g.as_bytes()),
                 _ => false,

@@ -13,6 +13,7 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::RefCell;
+use core::net::IpAddr;
 
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
@@ -307,7 +308,8 @@ impl Listener for TcpListener {
     fn accept(&mut self) -> Option<Box<dyn Link>> {
         let mut st = self.stack.borrow_mut();
         let (h, echo) = st.take_connected()?;
-        let name = match st.sockets.get::<tcp::Socket>(h).remote_endpoint() {
+        let remote = st.sockets.get::<tcp::Socket>(h).remote_endpoint();
+        let name = match remote {
             Some(ep) => format!("tcp!{}!{}", ep.addr, ep.port),
             None => String::from("tcp!?"),
         };
@@ -316,6 +318,7 @@ impl Listener for TcpListener {
             stack: self.stack.clone(),
             handle: h,
             name,
+            peer: remote.map(|ep| ep.addr.into()),
             echo,
             closed: false,
         }))
@@ -331,6 +334,8 @@ pub struct TcpLink {
     stack: Rc<RefCell<Stack>>,
     handle: SocketHandle,
     name: String,
+    /// The peer's address.
+    peer: Option<IpAddr>,
     echo: bool,
     /// `Event::Closed` was reported.
     closed: bool,
@@ -387,6 +392,10 @@ impl Link for TcpLink {
 
     fn network(&self) -> bool {
         true
+    }
+
+    fn peer(&self) -> Option<IpAddr> {
+        self.peer
     }
 
     fn echo(&self) -> bool {

@@ -4,10 +4,12 @@
 
 use crate::transport::{Event, Link, Listener};
 use alloc::boxed::Box;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
+use core::net::IpAddr;
 use devvmx::hw::Hw;
+use devvmx::throttle::{Strikes, Throttle};
 use devvmx::{Facts, Namespace};
 use ninep::link::Conn;
 use ninep::Limits;
@@ -19,6 +21,18 @@ struct Port<H: Hw> {
     /// When the peer sent its last byte (a TCP FIN: it may still read). What it sent is
     /// answered and sent before the session ends; requests that would wait end with it.
     finished: Option<u64>,
+    gate: Gate,
+}
+
+/// What a connection's wrong owner secrets cost it.
+#[derive(Default)]
+struct Gate {
+    /// The peer's address, for counting wrong secrets.
+    peer: Option<IpAddr>,
+    /// Wrong secrets on this connection.
+    strikes: Strikes,
+    /// When the held attach reply goes out (milliseconds), once the throttle has said.
+    release_at: Option<u64>,
 }
 
 /// A partial message with no byte for this long is a departed client's remains (a serial
@@ -29,6 +43,11 @@ const STALE_TICKS: u64 = 2 * crate::arch::pit::HZ as u64;
 /// How long a finished peer's replies may take to leave before its session ends anyway
 /// (a half-closed client that never reads must not hold its session forever).
 const LINGER_TICKS: u64 = 10 * crate::arch::pit::HZ as u64;
+
+/// The kernel's clock in milliseconds (the tick count), the throttle's unit.
+fn millis() -> u64 {
+    crate::arch::pit::ticks() * 1000 / u64::from(crate::arch::pit::HZ)
+}
 
 /// A link that sends back what it receives: the raw transport's rate, for benchmarks.
 struct Echo {
@@ -47,11 +66,56 @@ pub struct Server<H: Hw> {
     ports: Vec<Port<H>>,
     echoes: Vec<Echo>,
     listeners: Vec<Box<dyn Listener>>,
+    /// Wrong owner secrets by source address: what they cost.
+    throttle: Throttle,
+    /// The throttle's clock, in milliseconds.
+    millis: fn() -> u64,
     /// Links (by name) that echo instead of serving 9P.
     echo_names: Vec<String>,
     buf: Vec<u8>,
     next_id: u32,
     limits: Limits,
+}
+
+impl Gate {
+    /// A held owner's attach on `conn` (link `name`): asks the throttle once when its
+    /// reply may go (logging a wrong secret by address and count, never its text), and
+    /// releases it at that time (`ms`). True if a reply was released.
+    fn step<T: ninep::Tree>(
+        &mut self,
+        name: &str,
+        conn: &mut Conn<T>,
+        throttle: &mut Throttle,
+        ms: u64,
+    ) -> bool {
+        let Some(ok) = conn.session_ref().held() else {
+            self.release_at = None;
+            return false;
+        };
+        let at = match self.release_at {
+            Some(at) => at,
+            None => {
+                let v = throttle.verdict(&mut self.strikes, self.peer, ok, ms);
+                if v.worth_logging() {
+                    let from = self
+                        .peer
+                        .map_or_else(|| String::from("?"), |a| a.to_string());
+                    log::warn!(
+                        "{name}: wrong secret for the owner, failure {} from {from}: answered in {} ms",
+                        v.failures,
+                        v.at - ms
+                    );
+                }
+                *self.release_at.insert(v.at)
+            }
+        };
+        if ms < at {
+            return false;
+        }
+        conn.session().release_held();
+        self.release_at = None;
+        true
+    }
 }
 
 impl<H: Hw> Server<H> {
@@ -62,11 +126,19 @@ impl<H: Hw> Server<H> {
             ports: Vec::new(),
             echoes: Vec::new(),
             listeners: Vec::new(),
+            throttle: Throttle::new(),
+            millis,
             echo_names,
             buf: vec![0; 16 * 1024],
             next_id: 1,
             limits: Limits::default(),
         }
+    }
+
+    /// Replaces the throttle's clock (milliseconds; the kernel's tick count by default):
+    /// host tests drive their own.
+    pub fn set_clock(&mut self, millis: fn() -> u64) {
+        self.millis = millis;
     }
 
     /// Serves a new link with a session of its own (or echoes it, if `echo=` names it).
@@ -85,16 +157,22 @@ impl<H: Hw> Server<H> {
         // A claimed uname is not proof on a network link.
         self.facts.owners.set_network(id, link.network());
         self.tree.set_facts(self.facts.clone());
-        let conn = Conn::new(
+        let mut conn = Conn::new(
             id,
             self.limits,
             link.kind(),
             STALE_TICKS,
             crate::arch::pit::ticks(),
         );
+        // The owner's attaches are answered when the throttle says.
+        conn.session().set_gate(link.network());
         let name = link.name().into();
         self.ports.push(Port {
             name,
+            gate: Gate {
+                peer: link.peer(),
+                ..Gate::default()
+            },
             link,
             conn,
             finished: None,
@@ -150,9 +228,11 @@ impl<H: Hw> Server<H> {
             true
         });
         let now = crate::arch::pit::ticks();
+        let ms = (self.millis)();
         let tree = &mut self.tree;
         let facts = &mut self.facts;
         let buf = &mut self.buf;
+        let throttle = &mut self.throttle;
         self.ports.retain_mut(|p| {
             let name = &p.name;
             let id = p.conn.session_ref().id();
@@ -161,6 +241,7 @@ impl<H: Hw> Server<H> {
                     Some(Event::Reset(how)) => {
                         log::info!("{name}: peer reset; new session");
                         p.conn.reset(tree, how);
+                        p.gate.release_at = None;
                     }
                     Some(Event::Closed) => p.finished = Some(now),
                     None => {}
@@ -189,9 +270,12 @@ impl<H: Hw> Server<H> {
                 busy = true;
                 return false;
             }
+            busy |= p.gate.step(name, &mut p.conn, throttle, ms);
             // A finished peer's session ends once every reply it can have is on its way.
             if let Some(t) = p.finished {
-                if p.conn.session().output().is_empty() || now.saturating_sub(t) > LINGER_TICKS {
+                let s = p.conn.session_ref();
+                let sent = s.output().is_empty() && s.held().is_none();
+                if sent || now.saturating_sub(t) > LINGER_TICKS {
                     log::info!("{name}: closed (session {id})");
                     p.conn.close(tree);
                     facts.owners.set_network(id, false);

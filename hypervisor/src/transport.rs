@@ -4,6 +4,7 @@
 
 use alloc::boxed::Box;
 use alloc::string::String;
+use core::net::IpAddr;
 pub use ninep::link::{Kind, Reset};
 
 /// Something that happened to the link's peer.
@@ -33,6 +34,10 @@ pub trait Link {
     /// A network link: a claimed uname is not proof (a cable to the machine is).
     fn network(&self) -> bool {
         false
+    }
+    /// The peer's network address, where it has one (wrong secrets are counted by it).
+    fn peer(&self) -> Option<IpAddr> {
+        None
     }
     /// Sends back what it receives instead of serving 9P (the raw rate, for benchmarks).
     fn echo(&self) -> bool {

@@ -8,8 +8,9 @@ use hypervisor::server::Server;
 use hypervisor::transport::{Event, Kind, Link, Listener};
 use ninep::testing::R;
 use protocol::{om, Fcall, Wnames, NOFID, NOTAG};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::rc::Rc;
 
 /// Both ends of a link: what the client sent (the kernel receives) and what the kernel
@@ -28,6 +29,7 @@ struct TestLink {
     name: &'static str,
     kind: Kind,
     network: bool,
+    peer: Option<IpAddr>,
 }
 
 impl Link for TestLink {
@@ -57,6 +59,9 @@ impl Link for TestLink {
     fn network(&self) -> bool {
         self.network
     }
+    fn peer(&self) -> Option<IpAddr> {
+        self.peer
+    }
 }
 
 /// A TCP listener stand-in: hands out the links queued in it.
@@ -79,24 +84,59 @@ impl Listener for TestListener {
 
 type Srv = Server<TestHw>;
 
-fn server(echo: &[&str]) -> Srv {
-    let ns = Namespace::new(
+thread_local! {
+    /// The server's throttle clock (ms), and how far it moves at each reading (once a
+    /// step): 50 ms unless a test stops it.
+    static CLOCK: Cell<(u64, u64)> = const { Cell::new((0, 50)) };
+}
+
+fn clock() -> u64 {
+    CLOCK.with(|c| {
+        let (now, step) = c.get();
+        c.set((now + step, step));
+        now
+    })
+}
+
+/// Stops the clock at `ms`.
+fn set_clock(ms: u64) {
+    CLOCK.with(|c| c.set((ms, 0)));
+}
+
+/// A server whose owner is eve, and whose secret is `secret` if given.
+fn server_with(echo: &[&str], secret: Option<&str>) -> Srv {
+    let mut ns = Namespace::new(
         TestHw::new(4096),
         Config {
             owner: "eve".into(),
             version: "test",
         },
     );
-    Server::new(ns, echo.iter().map(|s| s.to_string()).collect())
+    let mut facts = ns.facts().clone();
+    facts.owners.set_secret(secret.map(String::from));
+    ns.set_facts(facts);
+    let mut s = Server::new(ns, echo.iter().map(|s| s.to_string()).collect());
+    s.set_clock(clock);
+    s
+}
+
+fn server(echo: &[&str]) -> Srv {
+    server_with(echo, None)
 }
 
 fn link(name: &'static str, kind: Kind, network: bool) -> (TestLink, Rc<RefCell<Wire>>) {
     let wire = Rc::new(RefCell::new(Wire::default()));
+    // The address a `tcp!ADDR!PORT` name gives.
+    let peer = name
+        .strip_prefix("tcp!")
+        .and_then(|r| r.split('!').next())
+        .and_then(|a| a.parse().ok());
     let l = TestLink {
         wire: wire.clone(),
         name,
         kind,
         network,
+        peer,
     };
     (l, wire)
 }
@@ -121,6 +161,17 @@ fn rpc(s: &mut Srv, wire: &Rc<RefCell<Wire>>, tag: u16, f: Fcall<'_>) -> R {
 
 /// Tversion and Tattach of `uname` on fid 0.
 fn attach(s: &mut Srv, wire: &Rc<RefCell<Wire>>, uname: &str) -> R {
+    version(s, wire);
+    let attach = Fcall::Tattach {
+        fid: 0,
+        afid: NOFID,
+        uname,
+        aname: "",
+    };
+    rpc(s, wire, 1, attach)
+}
+
+fn version(s: &mut Srv, wire: &Rc<RefCell<Wire>>) {
     let v = rpc(
         s,
         wire,
@@ -131,13 +182,6 @@ fn attach(s: &mut Srv, wire: &Rc<RefCell<Wire>>, uname: &str) -> R {
         },
     );
     assert_eq!(v, R::Version(8192, "9P2000".into()));
-    let attach = Fcall::Tattach {
-        fid: 0,
-        afid: NOFID,
-        uname,
-        aname: "",
-    };
-    rpc(s, wire, 1, attach)
 }
 
 /// The root `status` file, read through fid 1.
@@ -274,4 +318,70 @@ fn echo_links_send_back_what_they_receive() {
     assert!(s.step());
     assert_eq!(wire.borrow().from_kernel, b"not 9P at all");
     assert!(!s.step(), "nothing moves once echoed");
+}
+
+/// Sends the owner's attach of `aname` on fid `fid` (tag 7), without waiting.
+fn send_owner_attach(wire: &Rc<RefCell<Wire>>, fid: u32, aname: &str) {
+    let mut buf = [0u8; 256];
+    let f = Fcall::Tattach {
+        fid,
+        afid: NOFID,
+        uname: "eve",
+        aname,
+    };
+    let n = f.encode(7, &mut buf).unwrap();
+    wire.borrow_mut().to_kernel.extend(&buf[..n]);
+}
+
+/// The reply on the wire, if one came.
+fn reply(wire: &Rc<RefCell<Wire>>) -> Option<R> {
+    let mut w = wire.borrow_mut();
+    let size = protocol::frame_size(&w.from_kernel)? as usize;
+    let frame: Vec<u8> = w.from_kernel.drain(..size).collect();
+    Some(R::from(Fcall::decode(&frame, 1 << 20).unwrap().1))
+}
+
+/// Wrong secrets are answered after the throttle's delay (devvmx::throttle), on the
+/// server's clock; the other connections are served meanwhile, a right secret from
+/// another address at once, and from the guesser's connection once its last wrong guess
+/// was answered.
+#[test]
+fn wrong_secrets_wait_and_nobody_else_does() {
+    use devvmx::throttle::delay;
+    let mut s = server_with(&[], Some("s3"));
+    set_clock(1000);
+    let (good, good_wire) = link("tcp!10.0.2.2!40000", Kind::Stream, true);
+    let (guess, guess_wire) = link("tcp!10.0.2.2!40001", Kind::Stream, true);
+    let (other, other_wire) = link("tcp!10.0.2.3!40000", Kind::Stream, true);
+    for l in [good, guess, other] {
+        s.add(Box::new(l));
+    }
+    assert!(matches!(attach(&mut s, &good_wire, "glenda"), R::Open(_)));
+    version(&mut s, &guess_wire);
+    version(&mut s, &other_wire);
+    let enosecret = R::Error(devvmx::owner::ENOSECRET.into());
+    let mut now = 1000;
+    for n in 1..=4 {
+        send_owner_attach(&guess_wire, 0, "vmx!guess");
+        s.step();
+        assert_eq!(reply(&guess_wire), None, "failure {n} answered at once");
+        // The glenda client is served meanwhile.
+        let st = status(&mut s, &good_wire);
+        assert!(st.contains("sessions"), "{st}");
+        set_clock(now + delay(n) - 1);
+        s.step();
+        assert_eq!(reply(&guess_wire), None, "failure {n} answered early");
+        now += delay(n);
+        set_clock(now);
+        s.step();
+        assert_eq!(reply(&guess_wire), Some(enosecret.clone()), "failure {n}");
+    }
+    // Another address: the right secret at once.
+    send_owner_attach(&other_wire, 0, "!s3");
+    s.step();
+    assert!(matches!(reply(&other_wire), Some(R::Open(_))));
+    // The guesser's own connection: the right secret, with its wrong ones answered.
+    send_owner_attach(&guess_wire, 1, "!s3");
+    s.step();
+    assert!(matches!(reply(&guess_wire), Some(R::Open(_))));
 }

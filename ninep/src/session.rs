@@ -4,6 +4,11 @@
 //! [`Session::process`] to answer what can be answered (and to retry reads that were left
 //! pending), and sends what [`Session::output`] holds. A read the tree cannot answer yet
 //! (the #X `wait` file) stays pending without holding up other requests.
+//!
+//! With [`Session::set_gate`], the reply to an attach the tree gates ([`Tree::gated`]: an
+//! owner's attach that presents a secret) is held until the transport calls
+//! [`Session::release_held`], and the session takes no further request meanwhile: a transport
+//! can make wrong secrets cost their sender time without stalling other connections.
 
 use crate::error::*;
 use crate::framer::{Framer, Next};
@@ -59,6 +64,13 @@ struct Fid<N> {
     dir: Option<DirRead>,
 }
 
+/// A gated attach's reply, encoded, waiting for the transport.
+struct Held {
+    reply: Vec<u8>,
+    /// Whether it is an Rattach (else an Rerror).
+    ok: bool,
+}
+
 struct Pending {
     tag: u16,
     fid: u32,
@@ -84,6 +96,9 @@ pub struct Session<T: Tree> {
     versioned: bool,
     fids: BTreeMap<u32, Fid<T::Node>>,
     pending: Vec<Pending>,
+    /// Hold gated attaches' replies ([`Session::set_gate`]).
+    gate: bool,
+    held: Option<Held>,
     out: Vec<u8>,
     /// Bytes of `out` already handed to the transport.
     out_start: usize,
@@ -105,6 +120,8 @@ impl<T: Tree> Session<T> {
             versioned: false,
             fids: BTreeMap::new(),
             pending: Vec::new(),
+            gate: false,
+            held: None,
             out: Vec::new(),
             out_start: 0,
             scratch: Vec::new(),
@@ -141,6 +158,24 @@ impl<T: Tree> Session<T> {
         !self.pending.is_empty()
     }
 
+    /// Holds the reply to each attach the tree gates until [`Session::release_held`].
+    pub fn set_gate(&mut self, on: bool) {
+        self.gate = on;
+    }
+
+    /// A gated attach's reply is held: whether it attaches (an Rattach, not an Rerror).
+    /// No further request is taken until it is released.
+    pub fn held(&self) -> Option<bool> {
+        self.held.as_ref().map(|h| h.ok)
+    }
+
+    /// Queues the held reply for sending; requests are taken again.
+    pub fn release_held(&mut self) {
+        if let Some(h) = self.held.take() {
+            self.out.extend_from_slice(&h.reply);
+        }
+    }
+
     /// How many received bytes [`Session::input`] takes now.
     pub fn input_space(&self) -> usize {
         self.framer.space()
@@ -166,10 +201,11 @@ impl<T: Tree> Session<T> {
     }
 
     /// Retries pending reads, then answers every complete request received, retrying
-    /// pending reads after each (another session's writes are seen at the next call).
+    /// pending reads after each (another session's writes are seen at the next call), until
+    /// a gated attach's reply is held.
     pub fn process(&mut self, tree: &mut T) {
         self.poll(tree);
-        while self.output().len() < self.limits.max_output {
+        while self.held.is_none() && self.output().len() < self.limits.max_output {
             let msize = if self.versioned {
                 self.msize
             } else {
@@ -265,6 +301,7 @@ impl<T: Tree> Session<T> {
     /// The transport went away: every fid is clunked and every request forgotten.
     pub fn reset(&mut self, tree: &mut T) {
         self.clunk_all(tree);
+        self.held = None;
         self.framer.clear();
         self.out.clear();
         self.out_start = 0;
@@ -342,7 +379,23 @@ impl<T: Tree> Session<T> {
                 afid,
                 uname,
                 aname,
-            } => self.attach(tree, fid, afid, uname, aname),
+            } => {
+                let ctx = Ctx {
+                    uname,
+                    session: self.id,
+                };
+                let gated = self.gate && tree.gated(&ctx, aname);
+                let r = self.attach(tree, fid, afid, uname, aname);
+                if gated {
+                    let ok = r.is_ok();
+                    let start = self.out.len();
+                    self.reply(tag, r);
+                    let reply = self.out.split_off(start);
+                    self.held = Some(Held { reply, ok });
+                    return;
+                }
+                r
+            }
             Fcall::Tflush { oldtag } => {
                 // The flushed request gets no reply; the Rflush says it never will.
                 self.pending.retain(|p| p.tag != oldtag);

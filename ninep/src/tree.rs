@@ -34,6 +34,14 @@ pub trait Tree {
     /// The root of the tree for this attach name, or an error for an unknown one.
     fn attach(&mut self, ctx: &Ctx, aname: &str) -> Result<Self::Node, Error>;
 
+    /// Is this attach a claim the tree checks (an owner's secret in the attach name)? On
+    /// a session whose transport asked for it ([`crate::Session::set_gate`]), the reply to
+    /// such an attach, right or wrong, is held until the transport releases it.
+    fn gated(&self, ctx: &Ctx, aname: &str) -> bool {
+        let _ = (ctx, aname);
+        false
+    }
+
     /// One step of a walk from directory `dir`; `..` must be answered too (the root's
     /// parent is the root). The engine has already checked that `dir` is a directory.
     fn walk(&mut self, ctx: &Ctx, dir: &Self::Node, name: &str) -> Result<Self::Node, Error>;

@@ -206,6 +206,12 @@ impl<H: Hw> Tree for Namespace<H> {
         }
     }
 
+    fn gated(&self, ctx: &Ctx, _aname: &str) -> bool {
+        self.facts
+            .owners
+            .checks(&self.cfg.owner, ctx.uname, ctx.session)
+    }
+
     fn walk(&mut self, _ctx: &Ctx, dir: &Node, name: &str) -> Result<Node, Error> {
         let top = dir.top;
         let n = |k| Ok(Node::new(top, k));
