@@ -7,7 +7,7 @@ use crate::cpu::{self, Msr};
 use crate::dev::{clock::GuestClock, Machine, Stop};
 use crate::exit::{Exit, Io};
 use crate::paging::{self, Mode};
-use crate::regs::Regs;
+use crate::regs::{Reg, Regs};
 use crate::virtio::{self, Mem};
 use crate::vmfs::Vmfs;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -130,11 +130,6 @@ impl Stats {
     }
 }
 
-const GPR: [&str; 16] = [
-    "ax", "cx", "dx", "bx", "sp", "bp", "si", "di", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
-    "r15",
-];
-
 pub struct Runner<'a, V: Vmfs> {
     pub vm: V,
     pub machine: Machine,
@@ -183,6 +178,16 @@ pub struct Runner<'a, V: Vmfs> {
     host_hold: u64,
     acked_host: Option<u64>,
     host: u64,
+}
+
+/// RFLAGS.IF.
+const FLAGS_IF: u64 = 1 << 9;
+
+/// Where an MSR lives: pcdev's [`Msr`] with its register as a [`Reg`].
+enum Place {
+    Reg(Reg),
+    Kept(u64),
+    Zero,
 }
 
 /// A millisecond in ns: the shortest interrupt hold.
@@ -275,9 +280,9 @@ impl<'a, V: Vmfs> Runner<'a, V> {
     }
 
     /// Sets registers for the first `go` (the loader's).
-    pub fn preset(&mut self, regs: &[(&str, u64)]) {
-        for (n, v) in regs {
-            self.regs.set(n, *v);
+    pub fn preset(&mut self, regs: &[(Reg, u64)]) {
+        for (r, v) in regs {
+            self.regs.set(*r, *v);
         }
     }
 
@@ -298,8 +303,8 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         self.mark_blocking = blocking;
     }
 
-    fn get(&mut self, name: &str) -> Result<u64, String> {
-        if let Some(v) = self.regs.known(name) {
+    fn get(&mut self, r: Reg) -> Result<u64, String> {
+        if let Some(v) = self.regs.known(r) {
             return Ok(v);
         }
         let text = self
@@ -308,13 +313,13 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             .map_err(|e| format!("reading regs: {e}"))?;
         self.regs.load(&text)?;
         self.regs
-            .known(name)
-            .ok_or_else(|| format!("the hypervisor has no register {name:?}"))
+            .known(r)
+            .ok_or_else(|| format!("the hypervisor has no register {:?}", r.name()))
     }
 
     fn skip(&mut self, e: &Exit) -> Result<(), String> {
-        let pc = self.get("pc")?;
-        self.regs.set("pc", pc.wrapping_add(e.ilen));
+        let pc = self.get(Reg::Pc)?;
+        self.regs.set(Reg::Pc, pc.wrapping_add(e.ilen));
         Ok(())
     }
 
@@ -637,9 +642,9 @@ impl<'a, V: Vmfs> Runner<'a, V> {
     fn handle(&mut self, e: &Exit) -> Result<Option<Outcome>, String> {
         if !e.is_notification() {
             self.running = false;
-            for (n, v) in [("pc", e.pc), ("sp", e.sp), ("ax", e.ax)] {
+            for (r, v) in [(Reg::Pc, e.pc), (Reg::Sp, e.sp), (Reg::Ax, e.ax)] {
                 if let Some(v) = v {
-                    self.regs.poke(n, v);
+                    self.regs.poke(r, v);
                 }
             }
         }
@@ -655,14 +660,14 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             "movcr" => self.movcr(e)?,
             ".movdr" => self.movdr(e)?,
             "#db" => {
-                let dr6 = self.get("dr6")?;
-                self.regs.set("dr6", dr6 | e.qual);
+                let dr6 = self.get(Reg::Dr6)?;
+                self.regs.set(Reg::Dr6, dr6 | e.qual);
                 self.exc("#db")?;
             }
             ".xsetbv" => {
-                if self.get("cx")? as u32 == 0 {
-                    let v = (self.get("dx")? & 0xffff_ffff) << 32 | (self.get("ax")? & 0xffff_ffff);
-                    self.regs.set("xcr0", v);
+                if self.get(Reg::Cx)? as u32 == 0 {
+                    let v = self.edx_eax()?;
+                    self.regs.set(Reg::Xcr0, v);
                     self.skip(e)?;
                 } else {
                     self.exc("#gp,0")?;
@@ -699,6 +704,11 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         Ok(None)
     }
 
+    /// edx:eax as one value (wrmsr, xsetbv).
+    fn edx_eax(&mut self) -> Result<u64, String> {
+        Ok((self.get(Reg::Dx)? & 0xffff_ffff) << 32 | (self.get(Reg::Ax)? & 0xffff_ffff))
+    }
+
     fn io(&mut self, e: &Exit) -> Result<Option<Outcome>, String> {
         let io = Io::decode(e.qual);
         if io.string {
@@ -710,13 +720,13 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             );
             return Ok(Some(Outcome::Unhandled(self.diagnose(e, &why))));
         }
-        let ax = self.get("ax")?;
+        let ax = self.get(Reg::Ax)?;
         if let Some((i, off)) = self.machine.pci.io_bar(io.port) {
             let limit = self.virtio.limit;
             let d = &mut self.virtio.devs[i];
             if io.input {
                 let v = d.read(off, io.size);
-                self.regs.set("ax", pcdev::merge_in(ax, io.size, v));
+                self.regs.set(Reg::Ax, pcdev::merge_in(ax, io.size, v));
             } else if let Some(w) =
                 d.write(off, io.size, ax as u32, &mut VmMem(&mut self.vm), limit)
             {
@@ -728,7 +738,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         }
         if io.input {
             let v = self.machine.io_in(io.port, io.size);
-            self.regs.set("ax", pcdev::merge_in(ax, io.size, v));
+            self.regs.set(Reg::Ax, pcdev::merge_in(ax, io.size, v));
         } else {
             self.machine.io_out(io.port, io.size, ax as u32);
         }
@@ -737,14 +747,14 @@ impl<'a, V: Vmfs> Runner<'a, V> {
     }
 
     fn cpuid(&mut self, e: &Exit) -> Result<(), String> {
-        let leaf = self.get("ax")? as u32;
-        let sub = self.get("cx")? as u32;
+        let leaf = self.get(Reg::Ax)? as u32;
+        let sub = self.get(Reg::Cx)? as u32;
         let (r, known) = cpu::cpuid(leaf, sub);
         if !known {
             self.warn(format!("unknown cpuid leaf {leaf:#x}: zeros"));
         }
-        for (n, v) in ["ax", "bx", "cx", "dx"].iter().zip(r) {
-            self.regs.set(n, u64::from(v));
+        for (reg, v) in [Reg::Ax, Reg::Bx, Reg::Cx, Reg::Dx].into_iter().zip(r) {
+            self.regs.set(reg, u64::from(v));
         }
         self.skip(e)
     }
@@ -755,8 +765,8 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             return Ok(None);
         }
         // Nothing pending: with interrupts off nothing ever will be.
-        if self.get("flags")? & (1 << 9) == 0 {
-            let pc = self.get("pc")?;
+        if self.get(Reg::Flags)? & FLAGS_IF == 0 {
+            let pc = self.get(Reg::Pc)?;
             return Ok(Some(Outcome::Halted { pc }));
         }
         self.halted = true;
@@ -769,27 +779,34 @@ impl<'a, V: Vmfs> Runner<'a, V> {
 
     fn msr(&mut self, e: &Exit) -> Result<(), String> {
         let rd = e.name == ".rdmsr";
-        let idx = self.get("cx")? as u32;
+        let idx = self.get(Reg::Cx)? as u32;
+        // pcdev names the registers behind MSRs as the regs file does (a test in
+        // regs.rs checks each is a [`Reg`]).
+        let msr = cpu::msr(idx).map(|m| match m {
+            Msr::Reg(n) => Reg::from_name(n).map_or(Place::Zero, Place::Reg),
+            Msr::Kept(v) => Place::Kept(v),
+            Msr::Zero => Place::Zero,
+        });
         if rd {
-            let v = match cpu::msr(idx) {
-                Some(Msr::Reg(r)) => self.get(r)?,
-                Some(Msr::Kept(init)) => *self.kept.get(&idx).unwrap_or(&init),
-                Some(Msr::Zero) => 0,
+            let v = match msr {
+                Some(Place::Reg(r)) => self.get(r)?,
+                Some(Place::Kept(init)) => *self.kept.get(&idx).unwrap_or(&init),
+                Some(Place::Zero) => 0,
                 None => {
                     self.warn(format!("read from unknown MSR {idx:#x}: 0"));
                     0
                 }
             };
-            self.regs.set("ax", v & 0xffff_ffff);
-            self.regs.set("dx", v >> 32);
+            self.regs.set(Reg::Ax, v & 0xffff_ffff);
+            self.regs.set(Reg::Dx, v >> 32);
         } else {
-            let v = (self.get("dx")? & 0xffff_ffff) << 32 | (self.get("ax")? & 0xffff_ffff);
-            match cpu::msr(idx) {
-                Some(Msr::Reg(r)) => self.regs.set(r, v),
-                Some(Msr::Kept(_)) => {
+            let v = self.edx_eax()?;
+            match msr {
+                Some(Place::Reg(r)) => self.regs.set(r, v),
+                Some(Place::Kept(_)) => {
                     self.kept.insert(idx, v);
                 }
-                Some(Msr::Zero) => {}
+                Some(Place::Zero) => {}
                 None => self.warn(format!("write to unknown MSR {idx:#x} ignored")),
             }
         }
@@ -798,26 +815,26 @@ impl<'a, V: Vmfs> Runner<'a, V> {
 
     fn movcr(&mut self, e: &Exit) -> Result<(), String> {
         let q = e.qual;
-        let gpr = GPR[(q >> 8 & 15) as usize];
+        let gpr = Reg::GPR[(q >> 8 & 15) as usize];
         match (q & 15, q >> 4 & 3) {
             (0, 0) => {
                 let v = self.get(gpr)?;
-                self.regs.set("cr0real", v);
+                self.regs.set(Reg::Cr0Real, v);
             }
             (0, 1) => {
-                let v = self.get("cr0fake")?;
+                let v = self.get(Reg::Cr0Fake)?;
                 self.regs.set(gpr, v);
             }
             (0, 2) => {
-                let v = self.get("cr0real")?;
-                self.regs.set("cr0real", v & !8);
+                let v = self.get(Reg::Cr0Real)?;
+                self.regs.set(Reg::Cr0Real, v & !8);
             }
             (4, 0) => {
                 let v = self.get(gpr)?;
-                self.regs.set("cr4real", v);
+                self.regs.set(Reg::Cr4Real, v);
             }
             (4, 1) => {
-                let v = self.get("cr4fake")?;
+                let v = self.get(Reg::Cr4Fake)?;
                 self.regs.set(gpr, v);
             }
             (cr, op) => {
@@ -831,13 +848,21 @@ impl<'a, V: Vmfs> Runner<'a, V> {
     }
 
     fn movdr(&mut self, e: &Exit) -> Result<(), String> {
-        const DR: [&str; 8] = ["dr0", "dr1", "dr2", "dr3", "", "", "dr6", "dr7"];
+        const DR: [Option<Reg>; 8] = [
+            Some(Reg::Dr0),
+            Some(Reg::Dr1),
+            Some(Reg::Dr2),
+            Some(Reg::Dr3),
+            None,
+            None,
+            Some(Reg::Dr6),
+            Some(Reg::Dr7),
+        ];
         let q = e.qual;
-        let dr = DR[(q & 7) as usize];
-        if dr.is_empty() {
+        let Some(dr) = DR[(q & 7) as usize] else {
             return self.exc("#gp,0");
-        }
-        let gpr = GPR[(q >> 8 & 15) as usize];
+        };
+        let gpr = Reg::GPR[(q >> 8 & 15) as usize];
         if q & 16 != 0 {
             let v = self.get(dr)?;
             self.regs.set(gpr, v);
@@ -861,18 +886,18 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         };
         let mut r = Regs::new();
         let _ = r.load(&text);
-        let g = |n: &str| r.known(n).unwrap_or(0);
-        let pc = e.pc.unwrap_or(g("pc"));
+        let g = |n: Reg| r.known(n).unwrap_or(0);
+        let pc = e.pc.unwrap_or(g(Reg::Pc));
         let mode = Mode {
-            cr0: g("cr0real"),
-            cr3: g("cr3"),
-            cr4: g("cr4real"),
-            efer: g("efer"),
+            cr0: g(Reg::Cr0Real),
+            cr3: g(Reg::Cr3),
+            cr4: g(Reg::Cr4Real),
+            efer: g(Reg::Efer),
         };
         let lin = if mode.efer & (1 << 10) != 0 {
             pc
         } else {
-            g("csbase").wrapping_add(pc) & 0xffff_ffff
+            g(Reg::CsBase).wrapping_add(pc) & 0xffff_ffff
         };
         let vm = &mut self.vm;
         let mut read = |a: u64, n: usize| -> Option<u64> {
