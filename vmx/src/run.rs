@@ -4,7 +4,7 @@
 //! vmx(1)'s exith.c and vmx.c runloop.
 
 use crate::cpu::{self, Msr};
-use crate::dev::{clock::GuestClock, Machine, Stop};
+use crate::dev::{clock::GuestClock, Machine, Seen, Stop};
 use crate::exit::{Exit, Io};
 use crate::paging::{self, Mode};
 use crate::regs::{Reg, Regs};
@@ -157,8 +157,6 @@ pub struct Runner<'a, V: Vmfs> {
     pub virtio: virtio::Bus,
     /// Where COM2's output goes (nowhere by default).
     pub com2_out: Option<Box<dyn Write + 'a>>,
-    /// When the guest last accepted an interrupt (a `*ack`), for the hold after its EOI.
-    acked_at: Option<u64>,
     /// With in-kernel devices: tells the `cons` reader that the guest runs again.
     kernel: Option<std::sync::mpsc::Sender<()>>,
     /// `go`s so far, and whether the console has been read dry since the last.
@@ -173,10 +171,7 @@ pub struct Runner<'a, V: Vmfs> {
     pub guest_clock: Option<GuestClock>,
     /// The deadline the hypervisor's `alarm` was last set to.
     alarm: Option<u64>,
-    /// On the guest's clock, the host time an interrupt hold ends (0: none) and the
-    /// host time of the last `*ack` and of the last clock reading.
-    host_hold: u64,
-    acked_host: Option<u64>,
+    /// The host time of the last clock reading.
     host: u64,
 }
 
@@ -189,9 +184,6 @@ enum Place {
     Kept(u64),
     Zero,
 }
-
-/// A millisecond in ns: the shortest interrupt hold.
-const MS: u64 = 1_000_000;
 
 /// How often -D prints a status line while the guest runs.
 const STATUS_EVERY: u64 = 10_000_000_000;
@@ -225,7 +217,6 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             pipeline: false,
             virtio: virtio::Bus::new(0),
             com2_out: None,
-            acked_at: None,
             kernel: None,
             launches: 0,
             cons_idle: false,
@@ -234,8 +225,6 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             last_status: 0,
             guest_clock: None,
             alarm: None,
-            host_hold: 0,
-            acked_host: None,
             host: 0,
         }
     }
@@ -394,7 +383,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
     /// On the guest's clock: the guest runs until the devices' next deadline, at the
     /// latest, unless an interrupt hold is on (its end wakes the loop).
     fn set_alarm(&mut self) -> Result<(), String> {
-        let due = if self.host_hold > 0 {
+        let due = if self.machine.pace.host_hold().is_some() {
             None
         } else {
             self.machine.deadline()
@@ -472,12 +461,8 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         let mut wait_read = 0;
         loop {
             let now = self.tick(None);
-            if self.host_hold > 0 && now >= self.host_hold {
-                self.host_hold = 0;
-                self.machine.release();
-                if self.running {
-                    self.set_alarm()?;
-                }
+            if self.machine.pace.expire(now) && self.running {
+                self.set_alarm()?;
             }
             self.sync_irq()?;
             self.flush_output();
@@ -526,10 +511,10 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                     Some(g) => g.wait(now, d),
                     None => Some(d.saturating_sub(now)),
                 });
-            let due = match (due, self.host_hold) {
-                (d, 0) => d,
-                (None, h) => Some(h.saturating_sub(now)),
-                (Some(d), h) => Some(d.min(h.saturating_sub(now))),
+            let due = match (due, self.machine.pace.host_hold()) {
+                (d, None) => d,
+                (None, Some(h)) => Some(h.saturating_sub(now)),
+                (Some(d), Some(h)) => Some(d.min(h.saturating_sub(now))),
             };
             let due = match (due, self.debug) {
                 (Some(d), true) => Some(d.min(STATUS_EVERY)),
@@ -609,33 +594,16 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         }
     }
 
-    /// Keeps interrupts from starving the code they interrupt: once the guest ends an
-    /// interrupt, the next one waits as long again as that one took from acceptance to
-    /// its end, unless the guest goes idle (hlt) first. On the guest's clock the hold is
-    /// in host time: a handler costs round trips (its port accesses) that the guest's
-    /// time does not see, and with a tick every few ms of its own work the guest would
-    /// do little but take ticks over a slow link. The PIT's counts stay on the guest's
-    /// time; only the interrupt waits.
+    /// After an exit: the interrupt pacing (`dev::pace`) learns of acceptances, halts
+    /// and EOIs.
     fn pace(&mut self, e: &Exit) {
-        let (now, host) = (self.machine.now, self.host);
-        if e.name == "*ack" {
-            self.acked_at = Some(now);
-            self.acked_host = Some(host);
-        } else if e.name == ".hlt" {
-            self.machine.release();
-            self.host_hold = 0;
-        }
-        if self.machine.pic.take_eoi() {
-            let (a, ah) = (self.acked_at.take(), self.acked_host.take());
-            match (self.guest_clock.is_some(), a, ah) {
-                (false, Some(a), _) => self.machine.hold(now + now.saturating_sub(a).max(MS)),
-                (true, _, Some(ah)) => {
-                    self.host_hold = host + host.saturating_sub(ah).max(MS);
-                    self.machine.hold(u64::MAX);
-                }
-                _ => {}
-            }
-        }
+        let seen = match e.name.as_str() {
+            "*ack" => Seen::Ack,
+            ".hlt" => Seen::Halt,
+            _ => Seen::Other,
+        };
+        self.machine
+            .pace(seen, self.host, self.guest_clock.is_some());
     }
 
     /// Handles one exit; Some when the run must end.

@@ -5,9 +5,11 @@
 //! the terminal.
 
 pub mod clock;
+pub mod pace;
 pub mod pci;
 
 use crate::layout::Layout;
+pub use pace::{Pace, Seen};
 pub use pcdev::{i8042, pic, pit, rtc, uart};
 pub use pcdev::{Board, Stop, DEBUGCON_PORT, DONE_PORT};
 use std::collections::BTreeMap;
@@ -29,10 +31,10 @@ pub struct Machine {
     pub wall: i64,
     /// Accesses to ports nobody handles, by port (reads give all ones).
     pub unknown: BTreeMap<u16, u64>,
+    /// The hold on new interrupts.
+    pub pace: Pace,
     /// The vector #X was last told to post with `irq N` (None: it has none pending).
     posted: Option<u8>,
-    /// No new interrupt is posted before this time (see [`Machine::hold`]).
-    hold: u64,
     /// PIC input levels last told to the in-kernel PIC (see [`Machine::line_commands`]).
     sent_lines: u16,
 }
@@ -46,8 +48,8 @@ impl Machine {
             now: 0,
             wall: 0,
             unknown: BTreeMap::new(),
+            pace: Pace::default(),
             posted: None,
-            hold: 0,
             sent_lines: 0,
         }
     }
@@ -90,25 +92,19 @@ impl Machine {
 
     /// When [`Machine::advance`] or [`Machine::irq_command`] next has something to do.
     pub fn deadline(&self) -> Option<u64> {
-        let held = (self.now < self.hold && self.posted.is_none() && self.pic.pending().is_some())
-            .then_some(self.hold);
+        let held =
+            (self.pace.holds(self.now) && self.posted.is_none() && self.pic.pending().is_some())
+                .then_some(self.pace.until());
         match (self.pit.deadline(), held) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
-    /// Posts no new interrupt before `until` (ns). Over a slow link an interrupt handler
-    /// takes longer than a timer period: posting the next tick as soon as the handler
-    /// ends its interrupt would inject it at the handler's iret, again and again, and the
-    /// interrupted code would never run. Withdrawing a posted interrupt is never held.
-    pub fn hold(&mut self, until: u64) {
-        self.hold = until;
-    }
-
-    /// Lifts a hold (the guest is idle: nothing to protect).
-    pub fn release(&mut self) {
-        self.hold = 0;
+    /// Paces interrupts after an exit the guest made (`seen`) at host time `host`.
+    pub fn pace(&mut self, seen: Seen, host: u64, on_guest_clock: bool) {
+        let eoi = self.board.pic.take_eoi();
+        self.pace.exit(seen, eoi, self.now, host, on_guest_clock);
     }
 
     /// Terminal input for COM1.
@@ -136,7 +132,8 @@ impl Machine {
     /// PIC no longer asserts, None when they agree.
     pub fn irq_command(&mut self) -> Option<String> {
         let want = self.pic.pending();
-        if want == self.posted || (want.is_some() && self.posted.is_none() && self.now < self.hold)
+        if want == self.posted
+            || (want.is_some() && self.posted.is_none() && self.pace.holds(self.now))
         {
             return None;
         }
@@ -262,7 +259,7 @@ mod tests {
         m.io_out(0x43, 1, 0x30); // one-shot: no later PIT deadline
         m.io_out(0x40, 1, 0x9c);
         m.io_out(0x40, 1, 0x2e);
-        m.hold(25_000_000);
+        m.pace.hold(25_000_000);
         let d = m.pit.deadline().unwrap();
         m.advance(d, 0);
         assert_eq!(m.irq_command(), None); // held
@@ -270,10 +267,10 @@ mod tests {
         m.advance(25_000_000, 0);
         assert_eq!(m.irq_command().as_deref(), Some("irq 32"));
         // A withdrawal goes through a hold.
-        m.hold(u64::MAX);
+        m.pace.hold(u64::MAX);
         m.io_out(0x21, 1, 0xff);
         assert_eq!(m.irq_command().as_deref(), Some("irq"));
-        m.release();
+        m.pace.release();
         m.io_out(0x21, 1, 0xfe);
         assert_eq!(m.irq_command().as_deref(), Some("irq 32"));
     }
