@@ -153,8 +153,6 @@ pub struct Runner<'a, V: Vmfs> {
     /// Send `go`, `irq` and `exc` without waiting for their replies (see
     /// [`Vmfs::ctl_nowait`]).
     pub pipeline: bool,
-    /// The virtio devices (on the PCI bus through [`Runner::attach`]).
-    pub virtio: virtio::Bus,
     /// Where COM2's output goes (nowhere by default).
     pub com2_out: Option<Box<dyn Write + 'a>>,
     /// With in-kernel devices: tells the `cons` reader that the guest runs again.
@@ -215,7 +213,6 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             mark,
             mark_blocking,
             pipeline: false,
-            virtio: virtio::Bus::new(0),
             com2_out: None,
             kernel: None,
             launches: 0,
@@ -239,28 +236,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
 
     /// Puts the virtio devices on the machine's PCI bus.
     pub fn attach(&mut self, bus: virtio::Bus) {
-        bus.attach(&mut self.machine.pci);
-        self.virtio = bus;
-    }
-
-    /// The virtio devices' interrupt lines into the PIC.
-    fn virtio_lines(&mut self) {
-        for d in &self.virtio.devs {
-            self.machine.pic.set_line(d.irq, d.line());
-        }
-    }
-
-    /// Serves a device's queue outside an exit (a frame arrived).
-    fn virtio_notify(&mut self, i: usize, q: u16) {
-        let limit = self.virtio.limit;
-        let Some(d) = self.virtio.devs.get_mut(i) else {
-            return;
-        };
-        if let Some(w) = d.notify(q, &mut VmMem(&mut self.vm), limit) {
-            let msg = format!("virtio device {i} stopped: {w}");
-            self.warn(msg);
-        }
-        self.virtio_lines();
+        self.machine.attach(bus);
     }
 
     /// The VM handle back, when the run is over.
@@ -444,6 +420,9 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             let _ = w.write_all(&o2);
             let _ = w.flush();
         }
+        for w in std::mem::take(&mut self.machine.warnings) {
+            self.warn(w);
+        }
         if !self.machine.unknown.is_empty() {
             let ports: Vec<(u16, u64)> = std::mem::take(&mut self.machine.unknown)
                 .into_iter()
@@ -531,8 +510,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                     wait_read = 1;
                     let e = Exit::parse(&line)?;
                     reason = e.name.clone();
-                    if e.name == "io" && self.machine.pci.io_bar(Io::decode(e.qual).port).is_some()
-                    {
+                    if e.name == "io" && self.machine.virtio_port(Io::decode(e.qual).port) {
                         reason = "io/virtio".into();
                     }
                     self.exits += 1;
@@ -574,11 +552,15 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                 Ok(Event::Frame(i, f)) => {
                     reason = "(net)".into();
                     if let Some(virtio::Kind::Net(n)) =
-                        self.virtio.devs.get_mut(i).map(|d| &mut d.kind)
+                        self.machine.virtio.devs.get_mut(i).map(|d| &mut d.kind)
                     {
                         n.receive(f);
                     }
-                    self.virtio_notify(i, virtio::net::Net::RX_QUEUE);
+                    self.machine.virtio_notify(
+                        i,
+                        virtio::net::Net::RX_QUEUE,
+                        &mut VmMem(&mut self.vm),
+                    );
                 }
                 Ok(Event::LinkDown(i, why)) => {
                     reason = "(net)".into();
@@ -689,26 +671,12 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             return Ok(Some(Outcome::Unhandled(self.diagnose(e, &why))));
         }
         let ax = self.get(Reg::Ax)?;
-        if let Some((i, off)) = self.machine.pci.io_bar(io.port) {
-            let limit = self.virtio.limit;
-            let d = &mut self.virtio.devs[i];
-            if io.input {
-                let v = d.read(off, io.size);
-                self.regs.set(Reg::Ax, pcdev::merge_in(ax, io.size, v));
-            } else if let Some(w) =
-                d.write(off, io.size, ax as u32, &mut VmMem(&mut self.vm), limit)
-            {
-                self.warn(format!("virtio device {i} stopped: {w}"));
-            }
-            self.virtio_lines();
-            self.skip(e)?;
-            return Ok(None);
-        }
         if io.input {
             let v = self.machine.io_in(io.port, io.size);
             self.regs.set(Reg::Ax, pcdev::merge_in(ax, io.size, v));
         } else {
-            self.machine.io_out(io.port, io.size, ax as u32);
+            self.machine
+                .io_out_to(io.port, io.size, ax as u32, &mut VmMem(&mut self.vm));
         }
         self.skip(e)?;
         Ok(None)

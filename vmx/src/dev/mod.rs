@@ -1,14 +1,17 @@
 //! The emulated PC around the guest CPU: pcdev's board (the port map of vmx(1)'s io.c and
 //! its devices, the same code the kernel runs for in-kernel devices), PCI configuration
-//! space, and the `irq` commands that keep #X's pending interrupt in step with the PIC.
-//! Pure: time comes in as numbers, bytes go out in buffers; the exit loop does the 9P and
-//! the terminal.
+//! space with the virtio devices on it, the pacing of interrupts, and the `irq` commands
+//! that keep #X's pending interrupt in step with the PIC. Every port the guest reaches
+//! goes through [`Machine::io_in`] and [`Machine::io_out_to`]. Pure: time comes in as
+//! numbers, guest memory through [`Mem`], bytes go out in buffers; the exit loop does the
+//! 9P and the terminal.
 
 pub mod clock;
 pub mod pace;
 pub mod pci;
 
 use crate::layout::Layout;
+use crate::virtio::{self, Mem};
 pub use pace::{Pace, Seen};
 pub use pcdev::{i8042, pic, pit, rtc, uart};
 pub use pcdev::{Board, Stop, DEBUGCON_PORT, DONE_PORT};
@@ -19,11 +22,14 @@ use std::ops::{Deref, DerefMut};
 /// the board's (one home for the guest's PCI view).
 const PCI_PORTS: std::ops::RangeInclusive<u16> = 0xcf8..=0xcff;
 
-/// The board (pcdev's devices) with PCI, the clock and the bookkeeping of #X's posted
-/// interrupt. Derefs to the [`Board`].
+/// The board (pcdev's devices) with PCI and the virtio devices on it, the clock, the
+/// interrupt pacing and the bookkeeping of #X's posted interrupt. Derefs to the
+/// [`Board`].
 pub struct Machine {
     pub board: Board,
     pub pci: pci::Pci,
+    /// The virtio devices (on the PCI bus through [`Machine::attach`]).
+    pub virtio: virtio::Bus,
     /// Nanoseconds on the devices' clock: the guest's ([`clock::GuestClock`]) when the
     /// hypervisor tells it, else the loop's monotonic clock.
     pub now: u64,
@@ -31,6 +37,8 @@ pub struct Machine {
     pub wall: i64,
     /// Accesses to ports nobody handles, by port (reads give all ones).
     pub unknown: BTreeMap<u16, u64>,
+    /// Warnings for the log since the loop last took them (a virtio device stopped).
+    pub warnings: Vec<String>,
     /// The hold on new interrupts.
     pub pace: Pace,
     /// The vector #X was last told to post with `irq N` (None: it has none pending).
@@ -39,23 +47,54 @@ pub struct Machine {
     sent_lines: u16,
 }
 
+/// No guest memory, for an `out` made outside an exit: a queue notify then stops its
+/// device.
+struct NoMem;
+
+impl Mem for NoMem {
+    fn read(&mut self, _: u64, _: usize) -> Result<Vec<u8>, String> {
+        Err("no guest memory".into())
+    }
+    fn write(&mut self, _: u64, _: &[u8]) -> Result<(), String> {
+        Err("no guest memory".into())
+    }
+}
+
 impl Machine {
     pub fn new(layout: &Layout) -> Machine {
         let rtc = rtc::Rtc::new(layout.base_kb(), layout.ext_kb(), layout.mem());
         Machine {
             board: Board::new(rtc, 0),
             pci: pci::Pci::new(),
+            virtio: virtio::Bus::new(0),
             now: 0,
             wall: 0,
             unknown: BTreeMap::new(),
+            warnings: Vec::new(),
             pace: Pace::default(),
             posted: None,
             sent_lines: 0,
         }
     }
 
+    /// Puts the virtio devices on the PCI bus.
+    pub fn attach(&mut self, bus: virtio::Bus) {
+        bus.attach(&mut self.pci);
+        self.virtio = bus;
+    }
+
+    /// Whether `port` is in a virtio device's BAR.
+    pub fn virtio_port(&self, port: u16) -> bool {
+        self.pci.io_bar(port).is_some()
+    }
+
     /// An `in` of `size` bytes (1, 2 or 4) from `port`.
     pub fn io_in(&mut self, port: u16, size: u8) -> u32 {
+        if let Some((i, off)) = self.pci.io_bar(port) {
+            let v = self.virtio.devs[i].read(off, size);
+            self.virtio_lines();
+            return v;
+        }
         if PCI_PORTS.contains(&port) {
             return self.pci.read(port, size) & pcdev::size_mask(size);
         }
@@ -68,8 +107,18 @@ impl Machine {
         }
     }
 
-    /// An `out` of `size` bytes of `val` to `port`.
-    pub fn io_out(&mut self, port: u16, size: u8, val: u32) {
+    /// An `out` of `size` bytes of `val` to `port`; `mem` is guest memory, for a virtio
+    /// device serving a queue.
+    pub fn io_out_to(&mut self, port: u16, size: u8, val: u32, mem: &mut dyn Mem) {
+        if let Some((i, off)) = self.pci.io_bar(port) {
+            let limit = self.virtio.limit;
+            if let Some(w) = self.virtio.devs[i].write(off, size, val, mem, limit) {
+                self.warnings
+                    .push(format!("virtio device {i} stopped: {w}"));
+            }
+            self.virtio_lines();
+            return;
+        }
         if PCI_PORTS.contains(&port) {
             self.pci.write(port, size, val & pcdev::size_mask(size));
             if self.pci.reset {
@@ -80,6 +129,31 @@ impl Machine {
         match pcdev::lookup(port) {
             Some(dev) => self.board.io_out(dev, port, size, val, self.now, self.wall),
             None => *self.unknown.entry(port).or_default() += 1,
+        }
+    }
+
+    /// An `out` with no guest memory at hand (the devices alone, in tests).
+    pub fn io_out(&mut self, port: u16, size: u8, val: u32) {
+        self.io_out_to(port, size, val, &mut NoMem);
+    }
+
+    /// Serves virtio device `i`'s queue `q` outside an exit (a frame arrived).
+    pub fn virtio_notify(&mut self, i: usize, q: u16, mem: &mut dyn Mem) {
+        let limit = self.virtio.limit;
+        let Some(d) = self.virtio.devs.get_mut(i) else {
+            return;
+        };
+        if let Some(w) = d.notify(q, mem, limit) {
+            self.warnings
+                .push(format!("virtio device {i} stopped: {w}"));
+        }
+        self.virtio_lines();
+    }
+
+    /// The virtio devices' interrupt lines into the PIC.
+    fn virtio_lines(&mut self) {
+        for d in &self.virtio.devs {
+            self.board.pic.set_line(d.irq, d.line());
         }
     }
 
