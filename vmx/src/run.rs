@@ -1,16 +1,22 @@
 //! The exit loop: launch the guest with `go`, read exits from `wait` (a reader thread
-//! turns them into [`Event`]s, together with terminal input), emulate what each exit
-//! asks for, keep #X's posted interrupt in step with the PIC, and launch again. After
-//! vmx(1)'s exith.c and vmx.c runloop.
+//! turns them into [`Event`]s, together with terminal input), have each exit emulated
+//! ([`emulate`]), keep #X's posted interrupt in step with the PIC, and launch again.
+//! After vmx(1)'s vmx.c runloop. Diagnosis (warnings, trace, status line, the report of
+//! an unhandled exit) is in [`diagnose`], the round-trip counts in [`stats`].
 
-use crate::cpu::{self, Msr};
+mod diagnose;
+mod emulate;
+mod stats;
+
 use crate::dev::{clock::GuestClock, Machine, Seen, Stop};
 use crate::exit::{Exit, Io};
-use crate::paging::{self, Mode};
-use crate::regs::{Reg, Regs};
+use crate::regs::Reg;
 use crate::virtio::{self, Mem};
 use crate::vmfs::Vmfs;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use diagnose::{Notes, STATUS_EVERY};
+use emulate::Cpu;
+use stats::Marks;
+pub use stats::Stats;
 use std::io::Write;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
@@ -69,75 +75,15 @@ pub enum Outcome {
     Unhandled(String),
 }
 
-/// 9P round trips and exits, by exit reason.
-#[derive(Clone, Debug, Default)]
-pub struct Stats {
-    /// Reason -> (events, round trips, latency-bound round trips). Round trips count the
-    /// `wait` read that brought the exit and every request made while handling it, up to
-    /// and including the `go`; latency-bound ones are those the loop waited for (the
-    /// wait read and every request but pipelined ctl writes, which travel with it).
-    pub by_reason: BTreeMap<String, (u64, u64, u64)>,
-    /// Wall time of the run.
-    pub elapsed: std::time::Duration,
-    /// Bytes the virtio disks moved between image and guest.
-    pub disk_bytes: u64,
-}
-
-impl Stats {
-    pub fn total(&self) -> (u64, u64, u64) {
-        self.by_reason
-            .values()
-            .fold((0, 0, 0), |a, v| (a.0 + v.0, a.1 + v.1, a.2 + v.2))
-    }
-
-    /// A table for --stats.
-    pub fn report(&self) -> String {
-        let mut s = format!(
-            "{:<14} {:>10} {:>12} {:>9} {:>14} {:>9}\n",
-            "exit", "count", "round trips", "per exit", "latency-bound", "per exit"
-        );
-        let per = |t: u64, n: u64| if n == 0 { 0.0 } else { t as f64 / n as f64 };
-        let mut rows: Vec<_> = self.by_reason.iter().collect();
-        rows.sort_by(|a, b| b.1 .1.cmp(&a.1 .1).then(a.0.cmp(b.0)));
-        for (name, (n, t, l)) in rows {
-            s.push_str(&format!(
-                "{name:<14} {n:>10} {t:>12} {:>9.2} {l:>14} {:>9.2}\n",
-                per(*t, *n),
-                per(*l, *n)
-            ));
-        }
-        let (n, t, l) = self.total();
-        s.push_str(&format!(
-            "{:<14} {n:>10} {t:>12} {:>9} {l:>14}\n",
-            "total", ""
-        ));
-        if self.disk_bytes > 0 {
-            let mb = self.disk_bytes as f64 / (1 << 20) as f64;
-            let trips = self.by_reason.get("io/virtio").map_or(0, |r| r.1);
-            s.push_str(&format!(
-                "virtio-blk: {mb:.2} MiB moved, {:.0} round trips per MiB (io/virtio exits, queue and buffer transfers)\n",
-                trips as f64 / mb
-            ));
-        }
-        if !self.elapsed.is_zero() {
-            s.push_str(&format!(
-                "wall time {:.2} s, {:.2} ms per latency-bound round trip\n",
-                self.elapsed.as_secs_f64(),
-                self.elapsed.as_secs_f64() * 1e3 / l.max(1) as f64
-            ));
-        }
-        s
-    }
-}
-
 pub struct Runner<'a, V: Vmfs> {
     pub vm: V,
+    /// The devices, the virtio bus among them, and the interrupt pacing.
     pub machine: Machine,
     pub stats: Stats,
-    regs: Regs,
+    marks: Marks,
+    cpu: Cpu,
     running: bool,
     halted: bool,
-    kept: HashMap<u32, u64>,
     /// Monotonic nanoseconds and Unix seconds.
     clock: Box<dyn FnMut() -> (u64, i64) + 'a>,
     out: Box<dyn Write + 'a>,
@@ -146,10 +92,7 @@ pub struct Runner<'a, V: Vmfs> {
     pub debug: bool,
     /// Every wait line read (`<`) and ctl command written (`>`), with milliseconds.
     pub trace: Option<Box<dyn Write + 'a>>,
-    warned: HashSet<String>,
-    mark: u64,
-    /// Blocking round trips at `mark`.
-    mark_blocking: u64,
+    notes: Notes,
     /// Send `go`, `irq` and `exc` without waiting for their replies (see
     /// [`Vmfs::ctl_nowait`]).
     pub pipeline: bool,
@@ -160,10 +103,6 @@ pub struct Runner<'a, V: Vmfs> {
     /// `go`s so far, and whether the console has been read dry since the last.
     launches: u64,
     cons_idle: bool,
-    /// Exits so far and the last one, for the status line.
-    exits: u64,
-    last: String,
-    last_status: u64,
     /// The guest's clock from the exit lines (the hypervisor's `clock` extension), which
     /// the devices then run on; None: they run on the host's.
     pub guest_clock: Option<GuestClock>,
@@ -173,19 +112,6 @@ pub struct Runner<'a, V: Vmfs> {
     host: u64,
 }
 
-/// RFLAGS.IF.
-const FLAGS_IF: u64 = 1 << 9;
-
-/// Where an MSR lives: pcdev's [`Msr`] with its register as a [`Reg`].
-enum Place {
-    Reg(Reg),
-    Kept(u64),
-    Zero,
-}
-
-/// How often -D prints a status line while the guest runs.
-const STATUS_EVERY: u64 = 10_000_000_000;
-
 impl<'a, V: Vmfs> Runner<'a, V> {
     pub fn new(
         vm: V,
@@ -194,32 +120,25 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         out: Box<dyn Write + 'a>,
         log: Box<dyn Write + 'a>,
     ) -> Runner<'a, V> {
-        let mark = vm.round_trips();
-        let mark_blocking = vm.blocking_trips();
         Runner {
+            marks: Marks::new(&vm),
             vm,
             machine,
             stats: Stats::default(),
-            regs: Regs::new(),
+            cpu: Cpu::default(),
             running: false,
             halted: false,
-            kept: HashMap::new(),
             clock,
             out,
             log,
             debug: false,
             trace: None,
-            warned: HashSet::new(),
-            mark,
-            mark_blocking,
+            notes: Notes::default(),
             pipeline: false,
             com2_out: None,
             kernel: None,
             launches: 0,
             cons_idle: false,
-            exits: 0,
-            last: String::new(),
-            last_status: 0,
             guest_clock: None,
             alarm: None,
             host: 0,
@@ -247,51 +166,13 @@ impl<'a, V: Vmfs> Runner<'a, V> {
     /// Sets registers for the first `go` (the loader's).
     pub fn preset(&mut self, regs: &[(Reg, u64)]) {
         for (r, v) in regs {
-            self.regs.set(*r, *v);
-        }
-    }
-
-    fn warn(&mut self, msg: String) {
-        if self.debug || self.warned.insert(msg.clone()) {
-            let _ = writeln!(self.log, "vmx: {msg}");
+            self.cpu.regs.set(*r, *v);
         }
     }
 
     fn account(&mut self, reason: &str, events: u64, extra: u64) {
-        let now = self.vm.round_trips();
-        let blocking = self.vm.blocking_trips();
-        let e = self.stats.by_reason.entry(reason.to_string()).or_default();
-        e.0 += events;
-        e.1 += now - self.mark + extra;
-        e.2 += blocking - self.mark_blocking + extra;
-        self.mark = now;
-        self.mark_blocking = blocking;
-    }
-
-    fn get(&mut self, r: Reg) -> Result<u64, String> {
-        if let Some(v) = self.regs.known(r) {
-            return Ok(v);
-        }
-        let text = self
-            .vm
-            .read_regs()
-            .map_err(|e| format!("reading regs: {e}"))?;
-        self.regs.load(&text)?;
-        self.regs
-            .known(r)
-            .ok_or_else(|| format!("the hypervisor has no register {:?}", r.name()))
-    }
-
-    fn skip(&mut self, e: &Exit) -> Result<(), String> {
-        let pc = self.get(Reg::Pc)?;
-        self.regs.set(Reg::Pc, pc.wrapping_add(e.ilen));
-        Ok(())
-    }
-
-    fn traced(&mut self, dir: char, what: &str) {
-        if let Some(t) = self.trace.as_mut() {
-            let _ = writeln!(t, "{:.3} {dir} {what}", self.machine.now as f64 / 1e6);
-        }
+        self.marks
+            .account(&mut self.stats, &self.vm, reason, events, extra);
     }
 
     /// A ctl command whose answer nothing here depends on: pipelined when allowed.
@@ -303,10 +184,6 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             self.vm.ctl(cmd)
         };
         r.map_err(|e| format!("ctl {cmd}: {e}"))
-    }
-
-    fn exc(&mut self, what: &str) -> Result<(), String> {
-        self.ctl(&format!("exc {what}"))
     }
 
     /// Moves the devices' clock on, to the time of a wait line (`line`) or as far as
@@ -329,6 +206,17 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         host
     }
 
+    /// After an exit: the interrupt pacing (`dev::pace`) learns of acceptances, halts and EOIs.
+    fn pace(&mut self, e: &Exit) {
+        let seen = match e.name.as_str() {
+            "*ack" => Seen::Ack,
+            ".hlt" => Seen::Halt,
+            _ => Seen::Other,
+        };
+        self.machine
+            .pace(seen, self.host, self.guest_clock.is_some());
+    }
+
     fn launch(&mut self) -> Result<(), String> {
         if let Some(mut g) = self.guest_clock {
             let ahead = g.catch_up(self.machine.now);
@@ -340,7 +228,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             }
             self.set_alarm()?;
         }
-        let r = self.regs.take_go();
+        let r = self.cpu.regs.take_go();
         let cmd = if r.is_empty() {
             "go".to_string()
         } else {
@@ -420,17 +308,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             let _ = w.write_all(&o2);
             let _ = w.flush();
         }
-        for w in std::mem::take(&mut self.machine.warnings) {
-            self.warn(w);
-        }
-        if !self.machine.unknown.is_empty() {
-            let ports: Vec<(u16, u64)> = std::mem::take(&mut self.machine.unknown)
-                .into_iter()
-                .collect();
-            for (p, _) in ports {
-                self.warn(format!("access to unknown i/o port {p:#x} ignored"));
-            }
-        }
+        self.machine_warnings();
     }
 
     /// Runs the guest until it stops; Err on a 9P failure.
@@ -460,28 +338,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                 self.launch()?;
             }
             self.account(&reason, count, wait_read);
-            if self.debug && now.saturating_sub(self.last_status) >= STATUS_EVERY {
-                self.last_status = now;
-                let devices = if self.kernel.is_some() {
-                    "PIC, PIT and COM1 in the hypervisor".to_string()
-                } else {
-                    format!(
-                        "irq posted {:?}, PIC wants {:?}, timer due in {:?} ms",
-                        self.machine.posted(),
-                        self.machine.pic.pending(),
-                        self.machine
-                            .deadline()
-                            .map(|d| d.saturating_sub(self.machine.now) / 1_000_000)
-                    )
-                };
-                let msg = format!(
-                    "vmx: status at {}s: {} exits, the last `{}`; {devices}",
-                    now / 1_000_000_000,
-                    self.exits,
-                    self.last,
-                );
-                let _ = writeln!(self.log, "{msg}");
-            }
+            self.status(now);
             // Host ns until the devices' next deadline may be due.
             let due = self
                 .machine
@@ -513,8 +370,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                     if e.name == "io" && self.machine.virtio_port(Io::decode(e.qual).port) {
                         reason = "io/virtio".into();
                     }
-                    self.exits += 1;
-                    self.last = line.clone();
+                    self.noted(&line);
                     self.tick(Some(&e));
                     self.traced('<', &line);
                     if let Some(o) = self.handle(&e)? {
@@ -574,306 +430,6 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                 Err(RecvTimeoutError::Disconnected) => return Err("the wait reader ended".into()),
             }
         }
-    }
-
-    /// After an exit: the interrupt pacing (`dev::pace`) learns of acceptances, halts
-    /// and EOIs.
-    fn pace(&mut self, e: &Exit) {
-        let seen = match e.name.as_str() {
-            "*ack" => Seen::Ack,
-            ".hlt" => Seen::Halt,
-            _ => Seen::Other,
-        };
-        self.machine
-            .pace(seen, self.host, self.guest_clock.is_some());
-    }
-
-    /// Handles one exit; Some when the run must end.
-    fn handle(&mut self, e: &Exit) -> Result<Option<Outcome>, String> {
-        if !e.is_notification() {
-            self.running = false;
-            for (r, v) in [(Reg::Pc, e.pc), (Reg::Sp, e.sp), (Reg::Ax, e.ax)] {
-                if let Some(v) = v {
-                    self.regs.poke(r, v);
-                }
-            }
-        }
-        match e.name.as_str() {
-            "io" => return self.io(e),
-            ".cpuid" => self.cpuid(e)?,
-            ".hlt" => return self.hlt(e),
-            "*ack" => self.machine.irq_ack(e.qual as u8),
-            // Exits the hypervisor keeps, reported when its alarm went off: the devices'
-            // deadline has come (the clock moved on with the line); the guest resumes.
-            "extirq" | "preempt" | "irqwin" | "nmiwin" => self.alarm = None,
-            ".rdmsr" | ".wrmsr" => self.msr(e)?,
-            "movcr" => self.movcr(e)?,
-            ".movdr" => self.movdr(e)?,
-            "#db" => {
-                let dr6 = self.get(Reg::Dr6)?;
-                self.regs.set(Reg::Dr6, dr6 | e.qual);
-                self.exc("#db")?;
-            }
-            ".xsetbv" => {
-                if self.get(Reg::Cx)? as u32 == 0 {
-                    let v = self.edx_eax()?;
-                    self.regs.set(Reg::Xcr0, v);
-                    self.skip(e)?;
-                } else {
-                    self.exc("#gp,0")?;
-                }
-            }
-            "eptfault" => {
-                let why = format!(
-                    "{} guest-physical address {:#x} (nothing is mapped there and no device is emulated)",
-                    if e.qual & 2 != 0 { "write to" } else { "access to" },
-                    e.pa.unwrap_or(0)
-                );
-                return Ok(Some(Outcome::Unhandled(self.diagnose(e, &why))));
-            }
-            n if n.starts_with('.') => {
-                let msg = format!(
-                    "unknown instruction {} at pc {:#x}: #ud injected",
-                    &n[1..],
-                    e.pc.unwrap_or(0)
-                );
-                self.warn(msg);
-                self.exc("#ud")?;
-            }
-            n if n.starts_with('*') => self.warn(format!("unknown notification {n} ignored")),
-            n => {
-                let why = match n {
-                    "triplef" => "triple fault".to_string(),
-                    _ if n.starts_with('!') => format!("VM entry failed ({})", &n[1..]),
-                    _ if n.starts_with('#') => format!("exception {n} in the guest"),
-                    _ => format!("exit {n} is not handled"),
-                };
-                return Ok(Some(Outcome::Unhandled(self.diagnose(e, &why))));
-            }
-        }
-        Ok(None)
-    }
-
-    /// edx:eax as one value (wrmsr, xsetbv).
-    fn edx_eax(&mut self) -> Result<u64, String> {
-        Ok((self.get(Reg::Dx)? & 0xffff_ffff) << 32 | (self.get(Reg::Ax)? & 0xffff_ffff))
-    }
-
-    fn io(&mut self, e: &Exit) -> Result<Option<Outcome>, String> {
-        let io = Io::decode(e.qual);
-        if io.string {
-            let why = format!(
-                "string i/o ({}{}) on port {:#x} is not emulated",
-                if io.rep { "rep " } else { "" },
-                if io.input { "ins" } else { "outs" },
-                io.port
-            );
-            return Ok(Some(Outcome::Unhandled(self.diagnose(e, &why))));
-        }
-        let ax = self.get(Reg::Ax)?;
-        if io.input {
-            let v = self.machine.io_in(io.port, io.size);
-            self.regs.set(Reg::Ax, pcdev::merge_in(ax, io.size, v));
-        } else {
-            self.machine
-                .io_out_to(io.port, io.size, ax as u32, &mut VmMem(&mut self.vm));
-        }
-        self.skip(e)?;
-        Ok(None)
-    }
-
-    fn cpuid(&mut self, e: &Exit) -> Result<(), String> {
-        let leaf = self.get(Reg::Ax)? as u32;
-        let sub = self.get(Reg::Cx)? as u32;
-        let (r, known) = cpu::cpuid(leaf, sub);
-        if !known {
-            self.warn(format!("unknown cpuid leaf {leaf:#x}: zeros"));
-        }
-        for (reg, v) in [Reg::Ax, Reg::Bx, Reg::Cx, Reg::Dx].into_iter().zip(r) {
-            self.regs.set(reg, u64::from(v));
-        }
-        self.skip(e)
-    }
-
-    fn hlt(&mut self, e: &Exit) -> Result<Option<Outcome>, String> {
-        self.skip(e)?;
-        if self.machine.irq_posted() {
-            return Ok(None);
-        }
-        // Nothing pending: with interrupts off nothing ever will be.
-        if self.get(Reg::Flags)? & FLAGS_IF == 0 {
-            let pc = self.get(Reg::Pc)?;
-            return Ok(Some(Outcome::Halted { pc }));
-        }
-        self.halted = true;
-        if let Some(mut g) = self.guest_clock {
-            g.halt((self.clock)().0);
-            self.guest_clock = Some(g);
-        }
-        Ok(None)
-    }
-
-    fn msr(&mut self, e: &Exit) -> Result<(), String> {
-        let rd = e.name == ".rdmsr";
-        let idx = self.get(Reg::Cx)? as u32;
-        // pcdev names the registers behind MSRs as the regs file does (a test in
-        // regs.rs checks each is a [`Reg`]).
-        let msr = cpu::msr(idx).map(|m| match m {
-            Msr::Reg(n) => Reg::from_name(n).map_or(Place::Zero, Place::Reg),
-            Msr::Kept(v) => Place::Kept(v),
-            Msr::Zero => Place::Zero,
-        });
-        if rd {
-            let v = match msr {
-                Some(Place::Reg(r)) => self.get(r)?,
-                Some(Place::Kept(init)) => *self.kept.get(&idx).unwrap_or(&init),
-                Some(Place::Zero) => 0,
-                None => {
-                    self.warn(format!("read from unknown MSR {idx:#x}: 0"));
-                    0
-                }
-            };
-            self.regs.set(Reg::Ax, v & 0xffff_ffff);
-            self.regs.set(Reg::Dx, v >> 32);
-        } else {
-            let v = self.edx_eax()?;
-            match msr {
-                Some(Place::Reg(r)) => self.regs.set(r, v),
-                Some(Place::Kept(_)) => {
-                    self.kept.insert(idx, v);
-                }
-                Some(Place::Zero) => {}
-                None => self.warn(format!("write to unknown MSR {idx:#x} ignored")),
-            }
-        }
-        self.skip(e)
-    }
-
-    fn movcr(&mut self, e: &Exit) -> Result<(), String> {
-        let q = e.qual;
-        let gpr = Reg::GPR[(q >> 8 & 15) as usize];
-        match (q & 15, q >> 4 & 3) {
-            (0, 0) => {
-                let v = self.get(gpr)?;
-                self.regs.set(Reg::Cr0Real, v);
-            }
-            (0, 1) => {
-                let v = self.get(Reg::Cr0Fake)?;
-                self.regs.set(gpr, v);
-            }
-            (0, 2) => {
-                let v = self.get(Reg::Cr0Real)?;
-                self.regs.set(Reg::Cr0Real, v & !8);
-            }
-            (4, 0) => {
-                let v = self.get(gpr)?;
-                self.regs.set(Reg::Cr4Real, v);
-            }
-            (4, 1) => {
-                let v = self.get(Reg::Cr4Fake)?;
-                self.regs.set(gpr, v);
-            }
-            (cr, op) => {
-                self.warn(format!(
-                    "control register access CR{cr} type {op} not emulated: #ud injected"
-                ));
-                return self.exc("#ud");
-            }
-        }
-        self.skip(e)
-    }
-
-    fn movdr(&mut self, e: &Exit) -> Result<(), String> {
-        const DR: [Option<Reg>; 8] = [
-            Some(Reg::Dr0),
-            Some(Reg::Dr1),
-            Some(Reg::Dr2),
-            Some(Reg::Dr3),
-            None,
-            None,
-            Some(Reg::Dr6),
-            Some(Reg::Dr7),
-        ];
-        let q = e.qual;
-        let Some(dr) = DR[(q & 7) as usize] else {
-            return self.exc("#gp,0");
-        };
-        let gpr = Reg::GPR[(q >> 8 & 15) as usize];
-        if q & 16 != 0 {
-            let v = self.get(dr)?;
-            self.regs.set(gpr, v);
-        } else {
-            let v = self.get(gpr)?;
-            self.regs.set(dr, v);
-        }
-        self.skip(e)
-    }
-
-    /// The report for an exit that ends the run: why, the exit line, the bytes at pc and
-    /// the registers, read fresh from the hypervisor.
-    pub fn diagnose(&mut self, e: &Exit, why: &str) -> String {
-        let mut s = format!("vmx: unhandled exit: {why}\n  exit line: {}\n", e.raw);
-        let text = match self.vm.read_regs() {
-            Ok(t) => t,
-            Err(x) => {
-                s.push_str(&format!("  (registers unreadable: {x})\n"));
-                return s;
-            }
-        };
-        let mut r = Regs::new();
-        let _ = r.load(&text);
-        let g = |n: Reg| r.known(n).unwrap_or(0);
-        let pc = e.pc.unwrap_or(g(Reg::Pc));
-        let mode = Mode {
-            cr0: g(Reg::Cr0Real),
-            cr3: g(Reg::Cr3),
-            cr4: g(Reg::Cr4Real),
-            efer: g(Reg::Efer),
-        };
-        let lin = if mode.efer & (1 << 10) != 0 {
-            pc
-        } else {
-            g(Reg::CsBase).wrapping_add(pc) & 0xffff_ffff
-        };
-        let vm = &mut self.vm;
-        let mut read = |a: u64, n: usize| -> Option<u64> {
-            let b = vm.read_mem(a, n).ok()?;
-            Some(b.iter().rev().fold(0u64, |acc, &x| acc << 8 | u64::from(x)))
-        };
-        match paging::translate(lin, mode, &mut read) {
-            Some(pa) => match self.vm.read_mem(pa, 16) {
-                Ok(b) => {
-                    let hex: Vec<String> = b.iter().map(|x| format!("{x:02x}")).collect();
-                    s.push_str(&format!(
-                        "  instruction bytes at pc {pc:#x} (physical {pa:#x}): {}\n",
-                        hex.join(" ")
-                    ));
-                }
-                Err(x) => s.push_str(&format!(
-                    "  instruction bytes at pc {pc:#x} (physical {pa:#x}) unreadable: {x}\n"
-                )),
-            },
-            None => s.push_str(&format!(
-                "  pc {pc:#x} (linear {lin:#x}) is not mapped by the guest's page tables\n"
-            )),
-        }
-        s.push_str("  registers:\n");
-        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        for row in lines.chunks(4) {
-            let cells: Vec<String> = row
-                .iter()
-                .map(|l| {
-                    let mut f = l.split_whitespace();
-                    format!(
-                        "{:>10} {:<20}",
-                        f.next().unwrap_or(""),
-                        f.next().unwrap_or("")
-                    )
-                })
-                .collect();
-            s.push_str(&format!("  {}\n", cells.join(" ").trim_end()));
-        }
-        s
     }
 }
 

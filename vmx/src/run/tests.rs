@@ -4,7 +4,7 @@
 use super::*;
 use crate::layout::Layout;
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::sync::mpsc::{channel, Sender};
 
