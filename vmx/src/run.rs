@@ -75,6 +75,8 @@ pub enum Outcome {
     Unhandled(String),
 }
 
+/// One guest's run on a VM: the loop's state; the handlers ([`emulate`]), diagnosis
+/// ([`diagnose`]) and counts ([`stats`]) work on it from their files.
 pub struct Runner<'a, V: Vmfs> {
     pub vm: V,
     /// The devices, the virtio bus among them, and the interrupt pacing.
@@ -206,7 +208,8 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         host
     }
 
-    /// After an exit: the interrupt pacing (`dev::pace`) learns of acceptances, halts and EOIs.
+    /// After an exit: the interrupt pacing (`dev::pace`) learns of acceptances, halts
+    /// and EOIs.
     fn pace(&mut self, e: &Exit) {
         let seen = match e.name.as_str() {
             "*ack" => Seen::Ack,
