@@ -85,12 +85,19 @@ impl Machine {
 
     /// Whether `port` is in a virtio device's BAR.
     pub fn virtio_port(&self, port: u16) -> bool {
-        self.pci.io_bar(port).is_some()
+        self.virtio_bar(port).is_some()
+    }
+
+    /// The virtio device whose enabled BAR holds `port`, and the offset in it.
+    fn virtio_bar(&self, port: u16) -> Option<(usize, u16)> {
+        self.pci
+            .io_bar(port)
+            .filter(|&(i, _)| i < self.virtio.devs.len())
     }
 
     /// An `in` of `size` bytes (1, 2 or 4) from `port`.
     pub fn io_in(&mut self, port: u16, size: u8) -> u32 {
-        if let Some((i, off)) = self.pci.io_bar(port) {
+        if let Some((i, off)) = self.virtio_bar(port) {
             let v = self.virtio.devs[i].read(off, size);
             self.virtio_lines();
             return v;
@@ -110,13 +117,10 @@ impl Machine {
     /// An `out` of `size` bytes of `val` to `port`; `mem` is guest memory, for a virtio
     /// device serving a queue.
     pub fn io_out_to(&mut self, port: u16, size: u8, val: u32, mem: &mut dyn Mem) {
-        if let Some((i, off)) = self.pci.io_bar(port) {
+        if let Some((i, off)) = self.virtio_bar(port) {
             let limit = self.virtio.limit;
-            if let Some(w) = self.virtio.devs[i].write(off, size, val, mem, limit) {
-                self.warnings
-                    .push(format!("virtio device {i} stopped: {w}"));
-            }
-            self.virtio_lines();
+            let w = self.virtio.devs[i].write(off, size, val, mem, limit);
+            self.virtio_after(i, w);
             return;
         }
         if PCI_PORTS.contains(&port) {
@@ -143,7 +147,14 @@ impl Machine {
         let Some(d) = self.virtio.devs.get_mut(i) else {
             return;
         };
-        if let Some(w) = d.notify(q, mem, limit) {
+        let w = d.notify(q, mem, limit);
+        self.virtio_after(i, w);
+    }
+
+    /// After device `i` did something: the warning if it stopped (`why`), and the
+    /// devices' interrupt lines into the PIC.
+    fn virtio_after(&mut self, i: usize, why: Option<String>) {
+        if let Some(w) = why {
             self.warnings
                 .push(format!("virtio device {i} stopped: {w}"));
         }
