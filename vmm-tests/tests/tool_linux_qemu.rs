@@ -23,7 +23,7 @@ fn shim(img: &Image, dir: &std::path::Path) -> PathBuf {
     let reg = |n: &str| {
         img.regs
             .iter()
-            .find(|r| r.0 == n)
+            .find(|r| r.0.name() == n)
             .map(|r| r.1)
             .unwrap_or_else(|| panic!("plan sets no {n}"))
     };

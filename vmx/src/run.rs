@@ -1,16 +1,22 @@
 //! The exit loop: launch the guest with `go`, read exits from `wait` (a reader thread
-//! turns them into [`Event`]s, together with terminal input), emulate what each exit
-//! asks for, keep #X's posted interrupt in step with the PIC, and launch again. After
-//! vmx(1)'s exith.c and vmx.c runloop.
+//! turns them into [`Event`]s, together with terminal input), have each exit emulated
+//! ([`emulate`]), keep #X's posted interrupt in step with the PIC, and launch again.
+//! After vmx(1)'s vmx.c runloop. Diagnosis (warnings, trace, status line, the report of
+//! an unhandled exit) is in [`diagnose`], the round-trip counts in [`stats`].
 
-use crate::cpu::{self, Msr};
-use crate::dev::{clock::GuestClock, Machine, Stop};
+mod diagnose;
+mod emulate;
+mod stats;
+
+use crate::dev::{clock::GuestClock, Machine, Seen, Stop};
 use crate::exit::{Exit, Io};
-use crate::paging::{self, Mode};
-use crate::regs::Regs;
+use crate::regs::Reg;
 use crate::virtio::{self, Mem};
 use crate::vmfs::Vmfs;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use diagnose::{Notes, STATUS_EVERY};
+use emulate::Cpu;
+use stats::Marks;
+pub use stats::Stats;
 use std::io::Write;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
@@ -69,80 +75,17 @@ pub enum Outcome {
     Unhandled(String),
 }
 
-/// 9P round trips and exits, by exit reason.
-#[derive(Clone, Debug, Default)]
-pub struct Stats {
-    /// Reason -> (events, round trips, latency-bound round trips). Round trips count the
-    /// `wait` read that brought the exit and every request made while handling it, up to
-    /// and including the `go`; latency-bound ones are those the loop waited for (the
-    /// wait read and every request but pipelined ctl writes, which travel with it).
-    pub by_reason: BTreeMap<String, (u64, u64, u64)>,
-    /// Wall time of the run.
-    pub elapsed: std::time::Duration,
-    /// Bytes the virtio disks moved between image and guest.
-    pub disk_bytes: u64,
-}
-
-impl Stats {
-    pub fn total(&self) -> (u64, u64, u64) {
-        self.by_reason
-            .values()
-            .fold((0, 0, 0), |a, v| (a.0 + v.0, a.1 + v.1, a.2 + v.2))
-    }
-
-    /// A table for --stats.
-    pub fn report(&self) -> String {
-        let mut s = format!(
-            "{:<14} {:>10} {:>12} {:>9} {:>14} {:>9}\n",
-            "exit", "count", "round trips", "per exit", "latency-bound", "per exit"
-        );
-        let per = |t: u64, n: u64| if n == 0 { 0.0 } else { t as f64 / n as f64 };
-        let mut rows: Vec<_> = self.by_reason.iter().collect();
-        rows.sort_by(|a, b| b.1 .1.cmp(&a.1 .1).then(a.0.cmp(b.0)));
-        for (name, (n, t, l)) in rows {
-            s.push_str(&format!(
-                "{name:<14} {n:>10} {t:>12} {:>9.2} {l:>14} {:>9.2}\n",
-                per(*t, *n),
-                per(*l, *n)
-            ));
-        }
-        let (n, t, l) = self.total();
-        s.push_str(&format!(
-            "{:<14} {n:>10} {t:>12} {:>9} {l:>14}\n",
-            "total", ""
-        ));
-        if self.disk_bytes > 0 {
-            let mb = self.disk_bytes as f64 / (1 << 20) as f64;
-            let trips = self.by_reason.get("io/virtio").map_or(0, |r| r.1);
-            s.push_str(&format!(
-                "virtio-blk: {mb:.2} MiB moved, {:.0} round trips per MiB (io/virtio exits, queue and buffer transfers)\n",
-                trips as f64 / mb
-            ));
-        }
-        if !self.elapsed.is_zero() {
-            s.push_str(&format!(
-                "wall time {:.2} s, {:.2} ms per latency-bound round trip\n",
-                self.elapsed.as_secs_f64(),
-                self.elapsed.as_secs_f64() * 1e3 / l.max(1) as f64
-            ));
-        }
-        s
-    }
-}
-
-const GPR: [&str; 16] = [
-    "ax", "cx", "dx", "bx", "sp", "bp", "si", "di", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
-    "r15",
-];
-
+/// One guest's run on a VM: the loop's state; the handlers ([`emulate`]), diagnosis
+/// ([`diagnose`]) and counts ([`stats`]) work on it from their files.
 pub struct Runner<'a, V: Vmfs> {
     pub vm: V,
+    /// The devices, the virtio bus among them, and the interrupt pacing.
     pub machine: Machine,
     pub stats: Stats,
-    regs: Regs,
+    marks: Marks,
+    cpu: Cpu,
     running: bool,
     halted: bool,
-    kept: HashMap<u32, u64>,
     /// Monotonic nanoseconds and Unix seconds.
     clock: Box<dyn FnMut() -> (u64, i64) + 'a>,
     out: Box<dyn Write + 'a>,
@@ -151,45 +94,25 @@ pub struct Runner<'a, V: Vmfs> {
     pub debug: bool,
     /// Every wait line read (`<`) and ctl command written (`>`), with milliseconds.
     pub trace: Option<Box<dyn Write + 'a>>,
-    warned: HashSet<String>,
-    mark: u64,
-    /// Blocking round trips at `mark`.
-    mark_blocking: u64,
+    notes: Notes,
     /// Send `go`, `irq` and `exc` without waiting for their replies (see
     /// [`Vmfs::ctl_nowait`]).
     pub pipeline: bool,
-    /// The virtio devices (on the PCI bus through [`Runner::attach`]).
-    pub virtio: virtio::Bus,
     /// Where COM2's output goes (nowhere by default).
     pub com2_out: Option<Box<dyn Write + 'a>>,
-    /// When the guest last accepted an interrupt (a `*ack`), for the hold after its EOI.
-    acked_at: Option<u64>,
     /// With in-kernel devices: tells the `cons` reader that the guest runs again.
     kernel: Option<std::sync::mpsc::Sender<()>>,
     /// `go`s so far, and whether the console has been read dry since the last.
     launches: u64,
     cons_idle: bool,
-    /// Exits so far and the last one, for the status line.
-    exits: u64,
-    last: String,
-    last_status: u64,
     /// The guest's clock from the exit lines (the hypervisor's `clock` extension), which
     /// the devices then run on; None: they run on the host's.
     pub guest_clock: Option<GuestClock>,
     /// The deadline the hypervisor's `alarm` was last set to.
     alarm: Option<u64>,
-    /// On the guest's clock, the host time an interrupt hold ends (0: none) and the
-    /// host time of the last `*ack` and of the last clock reading.
-    host_hold: u64,
-    acked_host: Option<u64>,
+    /// The host time of the last clock reading.
     host: u64,
 }
-
-/// A millisecond in ns: the shortest interrupt hold.
-const MS: u64 = 1_000_000;
-
-/// How often -D prints a status line while the guest runs.
-const STATUS_EVERY: u64 = 10_000_000_000;
 
 impl<'a, V: Vmfs> Runner<'a, V> {
     pub fn new(
@@ -199,38 +122,27 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         out: Box<dyn Write + 'a>,
         log: Box<dyn Write + 'a>,
     ) -> Runner<'a, V> {
-        let mark = vm.round_trips();
-        let mark_blocking = vm.blocking_trips();
         Runner {
+            marks: Marks::new(&vm),
             vm,
             machine,
             stats: Stats::default(),
-            regs: Regs::new(),
+            cpu: Cpu::default(),
             running: false,
             halted: false,
-            kept: HashMap::new(),
             clock,
             out,
             log,
             debug: false,
             trace: None,
-            warned: HashSet::new(),
-            mark,
-            mark_blocking,
+            notes: Notes::default(),
             pipeline: false,
-            virtio: virtio::Bus::new(0),
             com2_out: None,
-            acked_at: None,
             kernel: None,
             launches: 0,
             cons_idle: false,
-            exits: 0,
-            last: String::new(),
-            last_status: 0,
             guest_clock: None,
             alarm: None,
-            host_hold: 0,
-            acked_host: None,
             host: 0,
         }
     }
@@ -245,28 +157,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
 
     /// Puts the virtio devices on the machine's PCI bus.
     pub fn attach(&mut self, bus: virtio::Bus) {
-        bus.attach(&mut self.machine.pci);
-        self.virtio = bus;
-    }
-
-    /// The virtio devices' interrupt lines into the PIC.
-    fn virtio_lines(&mut self) {
-        for d in &self.virtio.devs {
-            self.machine.pic.set_line(d.irq, d.line());
-        }
-    }
-
-    /// Serves a device's queue outside an exit (a frame arrived).
-    fn virtio_notify(&mut self, i: usize, q: u16) {
-        let limit = self.virtio.limit;
-        let Some(d) = self.virtio.devs.get_mut(i) else {
-            return;
-        };
-        if let Some(w) = d.notify(q, &mut VmMem(&mut self.vm), limit) {
-            let msg = format!("virtio device {i} stopped: {w}");
-            self.warn(msg);
-        }
-        self.virtio_lines();
+        self.machine.attach(bus);
     }
 
     /// The VM handle back, when the run is over.
@@ -275,53 +166,15 @@ impl<'a, V: Vmfs> Runner<'a, V> {
     }
 
     /// Sets registers for the first `go` (the loader's).
-    pub fn preset(&mut self, regs: &[(&str, u64)]) {
-        for (n, v) in regs {
-            self.regs.set(n, *v);
-        }
-    }
-
-    fn warn(&mut self, msg: String) {
-        if self.debug || self.warned.insert(msg.clone()) {
-            let _ = writeln!(self.log, "vmx: {msg}");
+    pub fn preset(&mut self, regs: &[(Reg, u64)]) {
+        for (r, v) in regs {
+            self.cpu.regs.set(*r, *v);
         }
     }
 
     fn account(&mut self, reason: &str, events: u64, extra: u64) {
-        let now = self.vm.round_trips();
-        let blocking = self.vm.blocking_trips();
-        let e = self.stats.by_reason.entry(reason.to_string()).or_default();
-        e.0 += events;
-        e.1 += now - self.mark + extra;
-        e.2 += blocking - self.mark_blocking + extra;
-        self.mark = now;
-        self.mark_blocking = blocking;
-    }
-
-    fn get(&mut self, name: &str) -> Result<u64, String> {
-        if let Some(v) = self.regs.known(name) {
-            return Ok(v);
-        }
-        let text = self
-            .vm
-            .read_regs()
-            .map_err(|e| format!("reading regs: {e}"))?;
-        self.regs.load(&text)?;
-        self.regs
-            .known(name)
-            .ok_or_else(|| format!("the hypervisor has no register {name:?}"))
-    }
-
-    fn skip(&mut self, e: &Exit) -> Result<(), String> {
-        let pc = self.get("pc")?;
-        self.regs.set("pc", pc.wrapping_add(e.ilen));
-        Ok(())
-    }
-
-    fn traced(&mut self, dir: char, what: &str) {
-        if let Some(t) = self.trace.as_mut() {
-            let _ = writeln!(t, "{:.3} {dir} {what}", self.machine.now as f64 / 1e6);
-        }
+        self.marks
+            .account(&mut self.stats, &self.vm, reason, events, extra);
     }
 
     /// A ctl command whose answer nothing here depends on: pipelined when allowed.
@@ -333,10 +186,6 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             self.vm.ctl(cmd)
         };
         r.map_err(|e| format!("ctl {cmd}: {e}"))
-    }
-
-    fn exc(&mut self, what: &str) -> Result<(), String> {
-        self.ctl(&format!("exc {what}"))
     }
 
     /// Moves the devices' clock on, to the time of a wait line (`line`) or as far as
@@ -359,6 +208,18 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         host
     }
 
+    /// After an exit: the interrupt pacing (`dev::pace`) learns of acceptances, halts
+    /// and EOIs.
+    fn pace(&mut self, e: &Exit) {
+        let seen = match e.name.as_str() {
+            "*ack" => Seen::Ack,
+            ".hlt" => Seen::Halt,
+            _ => Seen::Other,
+        };
+        self.machine
+            .pace(seen, self.host, self.guest_clock.is_some());
+    }
+
     fn launch(&mut self) -> Result<(), String> {
         if let Some(mut g) = self.guest_clock {
             let ahead = g.catch_up(self.machine.now);
@@ -370,7 +231,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             }
             self.set_alarm()?;
         }
-        let r = self.regs.take_go();
+        let r = self.cpu.regs.take_go();
         let cmd = if r.is_empty() {
             "go".to_string()
         } else {
@@ -389,7 +250,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
     /// On the guest's clock: the guest runs until the devices' next deadline, at the
     /// latest, unless an interrupt hold is on (its end wakes the loop).
     fn set_alarm(&mut self) -> Result<(), String> {
-        let due = if self.host_hold > 0 {
+        let due = if self.machine.pace.host_hold().is_some() {
             None
         } else {
             self.machine.deadline()
@@ -450,14 +311,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
             let _ = w.write_all(&o2);
             let _ = w.flush();
         }
-        if !self.machine.unknown.is_empty() {
-            let ports: Vec<(u16, u64)> = std::mem::take(&mut self.machine.unknown)
-                .into_iter()
-                .collect();
-            for (p, _) in ports {
-                self.warn(format!("access to unknown i/o port {p:#x} ignored"));
-            }
-        }
+        self.machine_warnings();
     }
 
     /// Runs the guest until it stops; Err on a 9P failure.
@@ -467,12 +321,8 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         let mut wait_read = 0;
         loop {
             let now = self.tick(None);
-            if self.host_hold > 0 && now >= self.host_hold {
-                self.host_hold = 0;
-                self.machine.release();
-                if self.running {
-                    self.set_alarm()?;
-                }
+            if self.machine.pace.expire(now) && self.running {
+                self.set_alarm()?;
             }
             self.sync_irq()?;
             self.flush_output();
@@ -491,28 +341,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                 self.launch()?;
             }
             self.account(&reason, count, wait_read);
-            if self.debug && now.saturating_sub(self.last_status) >= STATUS_EVERY {
-                self.last_status = now;
-                let devices = if self.kernel.is_some() {
-                    "PIC, PIT and COM1 in the hypervisor".to_string()
-                } else {
-                    format!(
-                        "irq posted {:?}, PIC wants {:?}, timer due in {:?} ms",
-                        self.machine.posted(),
-                        self.machine.pic.pending(),
-                        self.machine
-                            .deadline()
-                            .map(|d| d.saturating_sub(self.machine.now) / 1_000_000)
-                    )
-                };
-                let msg = format!(
-                    "vmx: status at {}s: {} exits, the last `{}`; {devices}",
-                    now / 1_000_000_000,
-                    self.exits,
-                    self.last,
-                );
-                let _ = writeln!(self.log, "{msg}");
-            }
+            self.status(now);
             // Host ns until the devices' next deadline may be due.
             let due = self
                 .machine
@@ -521,10 +350,10 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                     Some(g) => g.wait(now, d),
                     None => Some(d.saturating_sub(now)),
                 });
-            let due = match (due, self.host_hold) {
-                (d, 0) => d,
-                (None, h) => Some(h.saturating_sub(now)),
-                (Some(d), h) => Some(d.min(h.saturating_sub(now))),
+            let due = match (due, self.machine.pace.host_hold()) {
+                (d, None) => d,
+                (None, Some(h)) => Some(h.saturating_sub(now)),
+                (Some(d), Some(h)) => Some(d.min(h.saturating_sub(now))),
             };
             let due = match (due, self.debug) {
                 (Some(d), true) => Some(d.min(STATUS_EVERY)),
@@ -541,12 +370,10 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                     wait_read = 1;
                     let e = Exit::parse(&line)?;
                     reason = e.name.clone();
-                    if e.name == "io" && self.machine.pci.io_bar(Io::decode(e.qual).port).is_some()
-                    {
+                    if e.name == "io" && self.machine.virtio_port(Io::decode(e.qual).port) {
                         reason = "io/virtio".into();
                     }
-                    self.exits += 1;
-                    self.last = line.clone();
+                    self.noted(&line);
                     self.tick(Some(&e));
                     self.traced('<', &line);
                     if let Some(o) = self.handle(&e)? {
@@ -584,11 +411,15 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                 Ok(Event::Frame(i, f)) => {
                     reason = "(net)".into();
                     if let Some(virtio::Kind::Net(n)) =
-                        self.virtio.devs.get_mut(i).map(|d| &mut d.kind)
+                        self.machine.virtio.devs.get_mut(i).map(|d| &mut d.kind)
                     {
                         n.receive(f);
                     }
-                    self.virtio_notify(i, virtio::net::Net::RX_QUEUE);
+                    self.machine.virtio_notify(
+                        i,
+                        virtio::net::Net::RX_QUEUE,
+                        &mut VmMem(&mut self.vm),
+                    );
                 }
                 Ok(Event::LinkDown(i, why)) => {
                     reason = "(net)".into();
@@ -602,317 +433,6 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                 Err(RecvTimeoutError::Disconnected) => return Err("the wait reader ended".into()),
             }
         }
-    }
-
-    /// Keeps interrupts from starving the code they interrupt: once the guest ends an
-    /// interrupt, the next one waits as long again as that one took from acceptance to
-    /// its end, unless the guest goes idle (hlt) first. On the guest's clock the hold is
-    /// in host time: a handler costs round trips (its port accesses) that the guest's
-    /// time does not see, and with a tick every few ms of its own work the guest would
-    /// do little but take ticks over a slow link. The PIT's counts stay on the guest's
-    /// time; only the interrupt waits.
-    fn pace(&mut self, e: &Exit) {
-        let (now, host) = (self.machine.now, self.host);
-        if e.name == "*ack" {
-            self.acked_at = Some(now);
-            self.acked_host = Some(host);
-        } else if e.name == ".hlt" {
-            self.machine.release();
-            self.host_hold = 0;
-        }
-        if self.machine.pic.take_eoi() {
-            let (a, ah) = (self.acked_at.take(), self.acked_host.take());
-            match (self.guest_clock.is_some(), a, ah) {
-                (false, Some(a), _) => self.machine.hold(now + now.saturating_sub(a).max(MS)),
-                (true, _, Some(ah)) => {
-                    self.host_hold = host + host.saturating_sub(ah).max(MS);
-                    self.machine.hold(u64::MAX);
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// Handles one exit; Some when the run must end.
-    fn handle(&mut self, e: &Exit) -> Result<Option<Outcome>, String> {
-        if !e.is_notification() {
-            self.running = false;
-            for (n, v) in [("pc", e.pc), ("sp", e.sp), ("ax", e.ax)] {
-                if let Some(v) = v {
-                    self.regs.poke(n, v);
-                }
-            }
-        }
-        match e.name.as_str() {
-            "io" => return self.io(e),
-            ".cpuid" => self.cpuid(e)?,
-            ".hlt" => return self.hlt(e),
-            "*ack" => self.machine.irq_ack(e.qual as u8),
-            // Exits the hypervisor keeps, reported when its alarm went off: the devices'
-            // deadline has come (the clock moved on with the line); the guest resumes.
-            "extirq" | "preempt" | "irqwin" | "nmiwin" => self.alarm = None,
-            ".rdmsr" | ".wrmsr" => self.msr(e)?,
-            "movcr" => self.movcr(e)?,
-            ".movdr" => self.movdr(e)?,
-            "#db" => {
-                let dr6 = self.get("dr6")?;
-                self.regs.set("dr6", dr6 | e.qual);
-                self.exc("#db")?;
-            }
-            ".xsetbv" => {
-                if self.get("cx")? as u32 == 0 {
-                    let v = (self.get("dx")? & 0xffff_ffff) << 32 | (self.get("ax")? & 0xffff_ffff);
-                    self.regs.set("xcr0", v);
-                    self.skip(e)?;
-                } else {
-                    self.exc("#gp,0")?;
-                }
-            }
-            "eptfault" => {
-                let why = format!(
-                    "{} guest-physical address {:#x} (nothing is mapped there and no device is emulated)",
-                    if e.qual & 2 != 0 { "write to" } else { "access to" },
-                    e.pa.unwrap_or(0)
-                );
-                return Ok(Some(Outcome::Unhandled(self.diagnose(e, &why))));
-            }
-            n if n.starts_with('.') => {
-                let msg = format!(
-                    "unknown instruction {} at pc {:#x}: #ud injected",
-                    &n[1..],
-                    e.pc.unwrap_or(0)
-                );
-                self.warn(msg);
-                self.exc("#ud")?;
-            }
-            n if n.starts_with('*') => self.warn(format!("unknown notification {n} ignored")),
-            n => {
-                let why = match n {
-                    "triplef" => "triple fault".to_string(),
-                    _ if n.starts_with('!') => format!("VM entry failed ({})", &n[1..]),
-                    _ if n.starts_with('#') => format!("exception {n} in the guest"),
-                    _ => format!("exit {n} is not handled"),
-                };
-                return Ok(Some(Outcome::Unhandled(self.diagnose(e, &why))));
-            }
-        }
-        Ok(None)
-    }
-
-    fn io(&mut self, e: &Exit) -> Result<Option<Outcome>, String> {
-        let io = Io::decode(e.qual);
-        if io.string {
-            let why = format!(
-                "string i/o ({}{}) on port {:#x} is not emulated",
-                if io.rep { "rep " } else { "" },
-                if io.input { "ins" } else { "outs" },
-                io.port
-            );
-            return Ok(Some(Outcome::Unhandled(self.diagnose(e, &why))));
-        }
-        let ax = self.get("ax")?;
-        if let Some((i, off)) = self.machine.pci.io_bar(io.port) {
-            let limit = self.virtio.limit;
-            let d = &mut self.virtio.devs[i];
-            if io.input {
-                let v = d.read(off, io.size);
-                self.regs.set("ax", pcdev::merge_in(ax, io.size, v));
-            } else if let Some(w) =
-                d.write(off, io.size, ax as u32, &mut VmMem(&mut self.vm), limit)
-            {
-                self.warn(format!("virtio device {i} stopped: {w}"));
-            }
-            self.virtio_lines();
-            self.skip(e)?;
-            return Ok(None);
-        }
-        if io.input {
-            let v = self.machine.io_in(io.port, io.size);
-            self.regs.set("ax", pcdev::merge_in(ax, io.size, v));
-        } else {
-            self.machine.io_out(io.port, io.size, ax as u32);
-        }
-        self.skip(e)?;
-        Ok(None)
-    }
-
-    fn cpuid(&mut self, e: &Exit) -> Result<(), String> {
-        let leaf = self.get("ax")? as u32;
-        let sub = self.get("cx")? as u32;
-        let (r, known) = cpu::cpuid(leaf, sub);
-        if !known {
-            self.warn(format!("unknown cpuid leaf {leaf:#x}: zeros"));
-        }
-        for (n, v) in ["ax", "bx", "cx", "dx"].iter().zip(r) {
-            self.regs.set(n, u64::from(v));
-        }
-        self.skip(e)
-    }
-
-    fn hlt(&mut self, e: &Exit) -> Result<Option<Outcome>, String> {
-        self.skip(e)?;
-        if self.machine.irq_posted() {
-            return Ok(None);
-        }
-        // Nothing pending: with interrupts off nothing ever will be.
-        if self.get("flags")? & (1 << 9) == 0 {
-            let pc = self.get("pc")?;
-            return Ok(Some(Outcome::Halted { pc }));
-        }
-        self.halted = true;
-        if let Some(mut g) = self.guest_clock {
-            g.halt((self.clock)().0);
-            self.guest_clock = Some(g);
-        }
-        Ok(None)
-    }
-
-    fn msr(&mut self, e: &Exit) -> Result<(), String> {
-        let rd = e.name == ".rdmsr";
-        let idx = self.get("cx")? as u32;
-        if rd {
-            let v = match cpu::msr(idx) {
-                Some(Msr::Reg(r)) => self.get(r)?,
-                Some(Msr::Kept(init)) => *self.kept.get(&idx).unwrap_or(&init),
-                Some(Msr::Zero) => 0,
-                None => {
-                    self.warn(format!("read from unknown MSR {idx:#x}: 0"));
-                    0
-                }
-            };
-            self.regs.set("ax", v & 0xffff_ffff);
-            self.regs.set("dx", v >> 32);
-        } else {
-            let v = (self.get("dx")? & 0xffff_ffff) << 32 | (self.get("ax")? & 0xffff_ffff);
-            match cpu::msr(idx) {
-                Some(Msr::Reg(r)) => self.regs.set(r, v),
-                Some(Msr::Kept(_)) => {
-                    self.kept.insert(idx, v);
-                }
-                Some(Msr::Zero) => {}
-                None => self.warn(format!("write to unknown MSR {idx:#x} ignored")),
-            }
-        }
-        self.skip(e)
-    }
-
-    fn movcr(&mut self, e: &Exit) -> Result<(), String> {
-        let q = e.qual;
-        let gpr = GPR[(q >> 8 & 15) as usize];
-        match (q & 15, q >> 4 & 3) {
-            (0, 0) => {
-                let v = self.get(gpr)?;
-                self.regs.set("cr0real", v);
-            }
-            (0, 1) => {
-                let v = self.get("cr0fake")?;
-                self.regs.set(gpr, v);
-            }
-            (0, 2) => {
-                let v = self.get("cr0real")?;
-                self.regs.set("cr0real", v & !8);
-            }
-            (4, 0) => {
-                let v = self.get(gpr)?;
-                self.regs.set("cr4real", v);
-            }
-            (4, 1) => {
-                let v = self.get("cr4fake")?;
-                self.regs.set(gpr, v);
-            }
-            (cr, op) => {
-                self.warn(format!(
-                    "control register access CR{cr} type {op} not emulated: #ud injected"
-                ));
-                return self.exc("#ud");
-            }
-        }
-        self.skip(e)
-    }
-
-    fn movdr(&mut self, e: &Exit) -> Result<(), String> {
-        const DR: [&str; 8] = ["dr0", "dr1", "dr2", "dr3", "", "", "dr6", "dr7"];
-        let q = e.qual;
-        let dr = DR[(q & 7) as usize];
-        if dr.is_empty() {
-            return self.exc("#gp,0");
-        }
-        let gpr = GPR[(q >> 8 & 15) as usize];
-        if q & 16 != 0 {
-            let v = self.get(dr)?;
-            self.regs.set(gpr, v);
-        } else {
-            let v = self.get(gpr)?;
-            self.regs.set(dr, v);
-        }
-        self.skip(e)
-    }
-
-    /// The report for an exit that ends the run: why, the exit line, the bytes at pc and
-    /// the registers, read fresh from the hypervisor.
-    pub fn diagnose(&mut self, e: &Exit, why: &str) -> String {
-        let mut s = format!("vmx: unhandled exit: {why}\n  exit line: {}\n", e.raw);
-        let text = match self.vm.read_regs() {
-            Ok(t) => t,
-            Err(x) => {
-                s.push_str(&format!("  (registers unreadable: {x})\n"));
-                return s;
-            }
-        };
-        let mut r = Regs::new();
-        let _ = r.load(&text);
-        let g = |n: &str| r.known(n).unwrap_or(0);
-        let pc = e.pc.unwrap_or(g("pc"));
-        let mode = Mode {
-            cr0: g("cr0real"),
-            cr3: g("cr3"),
-            cr4: g("cr4real"),
-            efer: g("efer"),
-        };
-        let lin = if mode.efer & (1 << 10) != 0 {
-            pc
-        } else {
-            g("csbase").wrapping_add(pc) & 0xffff_ffff
-        };
-        let vm = &mut self.vm;
-        let mut read = |a: u64, n: usize| -> Option<u64> {
-            let b = vm.read_mem(a, n).ok()?;
-            Some(b.iter().rev().fold(0u64, |acc, &x| acc << 8 | u64::from(x)))
-        };
-        match paging::translate(lin, mode, &mut read) {
-            Some(pa) => match self.vm.read_mem(pa, 16) {
-                Ok(b) => {
-                    let hex: Vec<String> = b.iter().map(|x| format!("{x:02x}")).collect();
-                    s.push_str(&format!(
-                        "  instruction bytes at pc {pc:#x} (physical {pa:#x}): {}\n",
-                        hex.join(" ")
-                    ));
-                }
-                Err(x) => s.push_str(&format!(
-                    "  instruction bytes at pc {pc:#x} (physical {pa:#x}) unreadable: {x}\n"
-                )),
-            },
-            None => s.push_str(&format!(
-                "  pc {pc:#x} (linear {lin:#x}) is not mapped by the guest's page tables\n"
-            )),
-        }
-        s.push_str("  registers:\n");
-        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        for row in lines.chunks(4) {
-            let cells: Vec<String> = row
-                .iter()
-                .map(|l| {
-                    let mut f = l.split_whitespace();
-                    format!(
-                        "{:>10} {:<20}",
-                        f.next().unwrap_or(""),
-                        f.next().unwrap_or("")
-                    )
-                })
-                .collect();
-            s.push_str(&format!("  {}\n", cells.join(" ").trim_end()));
-        }
-        s
     }
 }
 

@@ -272,6 +272,7 @@ pub fn run(
     let mut stats = runner.stats.clone();
     stats.elapsed = start.elapsed();
     stats.disk_bytes = runner
+        .machine
         .virtio
         .devs
         .iter()

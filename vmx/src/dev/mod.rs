@@ -1,13 +1,18 @@
 //! The emulated PC around the guest CPU: pcdev's board (the port map of vmx(1)'s io.c and
 //! its devices, the same code the kernel runs for in-kernel devices), PCI configuration
-//! space, and the `irq` commands that keep #X's pending interrupt in step with the PIC.
-//! Pure: time comes in as numbers, bytes go out in buffers; the exit loop does the 9P and
-//! the terminal.
+//! space with the virtio devices on it, the pacing of interrupts, and the `irq` commands
+//! that keep #X's pending interrupt in step with the PIC. Every port the guest reaches
+//! goes through [`Machine::io_in`] and [`Machine::io_out_to`]. Pure: time comes in as
+//! numbers, guest memory through [`Mem`], bytes go out in buffers; the exit loop does the
+//! 9P and the terminal.
 
 pub mod clock;
+pub mod pace;
 pub mod pci;
 
 use crate::layout::Layout;
+use crate::virtio::{self, Mem};
+pub use pace::{Pace, Seen};
 pub use pcdev::{i8042, pic, pit, rtc, uart};
 pub use pcdev::{Board, Stop, DEBUGCON_PORT, DONE_PORT};
 use std::collections::BTreeMap;
@@ -17,11 +22,14 @@ use std::ops::{Deref, DerefMut};
 /// the board's (one home for the guest's PCI view).
 const PCI_PORTS: std::ops::RangeInclusive<u16> = 0xcf8..=0xcff;
 
-/// The board (pcdev's devices) with PCI, the clock and the bookkeeping of #X's posted
-/// interrupt. Derefs to the [`Board`].
+/// The board (pcdev's devices) with PCI and the virtio devices on it, the clock, the
+/// interrupt pacing and the bookkeeping of #X's posted interrupt. Derefs to the
+/// [`Board`].
 pub struct Machine {
     pub board: Board,
     pub pci: pci::Pci,
+    /// The virtio devices (on the PCI bus through [`Machine::attach`]).
+    pub virtio: virtio::Bus,
     /// Nanoseconds on the devices' clock: the guest's ([`clock::GuestClock`]) when the
     /// hypervisor tells it, else the loop's monotonic clock.
     pub now: u64,
@@ -29,12 +37,27 @@ pub struct Machine {
     pub wall: i64,
     /// Accesses to ports nobody handles, by port (reads give all ones).
     pub unknown: BTreeMap<u16, u64>,
+    /// Warnings for the log since the loop last took them (a virtio device stopped).
+    pub warnings: Vec<String>,
+    /// The hold on new interrupts.
+    pub pace: Pace,
     /// The vector #X was last told to post with `irq N` (None: it has none pending).
     posted: Option<u8>,
-    /// No new interrupt is posted before this time (see [`Machine::hold`]).
-    hold: u64,
     /// PIC input levels last told to the in-kernel PIC (see [`Machine::line_commands`]).
     sent_lines: u16,
+}
+
+/// No guest memory, for an `out` made outside an exit: a queue notify then stops its
+/// device.
+struct NoMem;
+
+impl Mem for NoMem {
+    fn read(&mut self, _: u64, _: usize) -> Result<Vec<u8>, String> {
+        Err("no guest memory".into())
+    }
+    fn write(&mut self, _: u64, _: &[u8]) -> Result<(), String> {
+        Err("no guest memory".into())
+    }
 }
 
 impl Machine {
@@ -43,17 +66,42 @@ impl Machine {
         Machine {
             board: Board::new(rtc, 0),
             pci: pci::Pci::new(),
+            virtio: virtio::Bus::new(0),
             now: 0,
             wall: 0,
             unknown: BTreeMap::new(),
+            warnings: Vec::new(),
+            pace: Pace::default(),
             posted: None,
-            hold: 0,
             sent_lines: 0,
         }
     }
 
+    /// Puts the virtio devices on the PCI bus.
+    pub fn attach(&mut self, bus: virtio::Bus) {
+        bus.attach(&mut self.pci);
+        self.virtio = bus;
+    }
+
+    /// Whether `port` is in a virtio device's BAR.
+    pub fn virtio_port(&self, port: u16) -> bool {
+        self.virtio_bar(port).is_some()
+    }
+
+    /// The virtio device whose enabled BAR holds `port`, and the offset in it.
+    fn virtio_bar(&self, port: u16) -> Option<(usize, u16)> {
+        self.pci
+            .io_bar(port)
+            .filter(|&(i, _)| i < self.virtio.devs.len())
+    }
+
     /// An `in` of `size` bytes (1, 2 or 4) from `port`.
     pub fn io_in(&mut self, port: u16, size: u8) -> u32 {
+        if let Some((i, off)) = self.virtio_bar(port) {
+            let v = self.virtio.devs[i].read(off, size);
+            self.virtio_lines();
+            return v;
+        }
         if PCI_PORTS.contains(&port) {
             return self.pci.read(port, size) & pcdev::size_mask(size);
         }
@@ -66,8 +114,15 @@ impl Machine {
         }
     }
 
-    /// An `out` of `size` bytes of `val` to `port`.
-    pub fn io_out(&mut self, port: u16, size: u8, val: u32) {
+    /// An `out` of `size` bytes of `val` to `port`; `mem` is guest memory, for a virtio
+    /// device serving a queue.
+    pub fn io_out_to(&mut self, port: u16, size: u8, val: u32, mem: &mut dyn Mem) {
+        if let Some((i, off)) = self.virtio_bar(port) {
+            let limit = self.virtio.limit;
+            let w = self.virtio.devs[i].write(off, size, val, mem, limit);
+            self.virtio_after(i, w);
+            return;
+        }
         if PCI_PORTS.contains(&port) {
             self.pci.write(port, size, val & pcdev::size_mask(size));
             if self.pci.reset {
@@ -81,6 +136,38 @@ impl Machine {
         }
     }
 
+    /// An `out` with no guest memory at hand (the devices alone, in tests).
+    pub fn io_out(&mut self, port: u16, size: u8, val: u32) {
+        self.io_out_to(port, size, val, &mut NoMem);
+    }
+
+    /// Serves virtio device `i`'s queue `q` outside an exit (a frame arrived).
+    pub fn virtio_notify(&mut self, i: usize, q: u16, mem: &mut dyn Mem) {
+        let limit = self.virtio.limit;
+        let Some(d) = self.virtio.devs.get_mut(i) else {
+            return;
+        };
+        let w = d.notify(q, mem, limit);
+        self.virtio_after(i, w);
+    }
+
+    /// After device `i` did something: the warning if it stopped (`why`), and the
+    /// devices' interrupt lines into the PIC.
+    fn virtio_after(&mut self, i: usize, why: Option<String>) {
+        if let Some(w) = why {
+            self.warnings
+                .push(format!("virtio device {i} stopped: {w}"));
+        }
+        self.virtio_lines();
+    }
+
+    /// The virtio devices' interrupt lines into the PIC.
+    fn virtio_lines(&mut self) {
+        for d in &self.virtio.devs {
+            self.board.pic.set_line(d.irq, d.line());
+        }
+    }
+
     /// Moves the clock to `now` ns / `wall` s and raises the timer interrupts due.
     pub fn advance(&mut self, now: u64, wall: i64) {
         self.now = self.now.max(now);
@@ -90,25 +177,19 @@ impl Machine {
 
     /// When [`Machine::advance`] or [`Machine::irq_command`] next has something to do.
     pub fn deadline(&self) -> Option<u64> {
-        let held = (self.now < self.hold && self.posted.is_none() && self.pic.pending().is_some())
-            .then_some(self.hold);
+        let held =
+            (self.pace.holds(self.now) && self.posted.is_none() && self.pic.pending().is_some())
+                .then_some(self.pace.until());
         match (self.pit.deadline(), held) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
-    /// Posts no new interrupt before `until` (ns). Over a slow link an interrupt handler
-    /// takes longer than a timer period: posting the next tick as soon as the handler
-    /// ends its interrupt would inject it at the handler's iret, again and again, and the
-    /// interrupted code would never run. Withdrawing a posted interrupt is never held.
-    pub fn hold(&mut self, until: u64) {
-        self.hold = until;
-    }
-
-    /// Lifts a hold (the guest is idle: nothing to protect).
-    pub fn release(&mut self) {
-        self.hold = 0;
+    /// Paces interrupts after an exit the guest made (`seen`) at host time `host`.
+    pub fn pace(&mut self, seen: Seen, host: u64, on_guest_clock: bool) {
+        let eoi = self.board.pic.take_eoi();
+        self.pace.exit(seen, eoi, self.now, host, on_guest_clock);
     }
 
     /// Terminal input for COM1.
@@ -136,7 +217,8 @@ impl Machine {
     /// PIC no longer asserts, None when they agree.
     pub fn irq_command(&mut self) -> Option<String> {
         let want = self.pic.pending();
-        if want == self.posted || (want.is_some() && self.posted.is_none() && self.now < self.hold)
+        if want == self.posted
+            || (want.is_some() && self.posted.is_none() && self.pace.holds(self.now))
         {
             return None;
         }
@@ -262,7 +344,7 @@ mod tests {
         m.io_out(0x43, 1, 0x30); // one-shot: no later PIT deadline
         m.io_out(0x40, 1, 0x9c);
         m.io_out(0x40, 1, 0x2e);
-        m.hold(25_000_000);
+        m.pace.hold(25_000_000);
         let d = m.pit.deadline().unwrap();
         m.advance(d, 0);
         assert_eq!(m.irq_command(), None); // held
@@ -270,10 +352,10 @@ mod tests {
         m.advance(25_000_000, 0);
         assert_eq!(m.irq_command().as_deref(), Some("irq 32"));
         // A withdrawal goes through a hold.
-        m.hold(u64::MAX);
+        m.pace.hold(u64::MAX);
         m.io_out(0x21, 1, 0xff);
         assert_eq!(m.irq_command().as_deref(), Some("irq"));
-        m.release();
+        m.pace.release();
         m.io_out(0x21, 1, 0xfe);
         assert_eq!(m.irq_command().as_deref(), Some("irq 32"));
     }
@@ -344,5 +426,45 @@ mod tests {
         let mut m = machine();
         m.io_out(0xcf8, 4, 0x8000_0000);
         assert_eq!(m.io_in(0xcfc, 4), 0x1237_8086);
+    }
+
+    /// A virtio BAR goes to its device, through the same `in`/`out` as every port: the
+    /// register reads, the interrupt line into the PIC, and a queue served from guest
+    /// memory on a notify (a notify with no memory at hand stops the device, with a
+    /// warning for the log).
+    #[test]
+    fn virtio_bars_through_the_machine() {
+        use crate::virtio::testing::{Driver, Ram};
+        use crate::virtio::{blk, Bus, Kind, IO_BASE, QUEUE_SIZE};
+        let mut m = machine();
+        let mut bus = Bus::new(1 << 20);
+        let disk: Vec<u8> = (0..2048u32).map(|i| (i / 512) as u8).collect();
+        bus.add(Kind::Blk(blk::Blk::new(Box::new(disk), false, "d")))
+            .unwrap();
+        m.attach(bus);
+        assert!(!m.virtio_port(IO_BASE));
+        m.io_out(0xcf8, 4, 0x8000_0804);
+        m.io_out(0xcfc, 2, 1);
+        assert!(m.virtio_port(IO_BASE));
+        assert_eq!(m.io_in(IO_BASE, 4), blk::F_FLUSH);
+        let mut ram = Ram::new(1 << 20);
+        m.io_out_to(IO_BASE + 0x08, 4, 16, &mut ram);
+        m.io_out_to(IO_BASE + 0x12, 1, 7, &mut ram);
+        let mut drv = Driver::new(QUEUE_SIZE, 16);
+        ram.b[0x1008] = 2; // sector 2
+        drv.offer(
+            &mut ram,
+            &[(0x1000, 16, false), (0x2000, 512, true), (0x3000, 1, true)],
+        );
+        m.io_out_to(IO_BASE + 0x10, 2, 0, &mut ram);
+        assert_eq!(ram.b[0x2000..0x2200], [2u8; 512]);
+        assert!(m.pic.lines() >> m.virtio.devs[0].irq & 1 != 0);
+        assert_eq!(m.io_in(IO_BASE + 0x13, 1), 1); // the ISR read lowers the line
+        assert_eq!(m.pic.lines() >> m.virtio.devs[0].irq & 1, 0);
+        assert!(m.warnings.is_empty() && m.unknown.is_empty());
+        drv.offer(&mut ram, &[(0x1000, 16, false)]);
+        m.io_out(IO_BASE + 0x10, 2, 0);
+        assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+        assert!(m.warnings[0].starts_with("virtio device 0 stopped: "));
     }
 }

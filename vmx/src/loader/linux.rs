@@ -7,6 +7,7 @@
 
 use super::{align_up, err, le16, le32, put16, put32, put64, BootArgs, Image, LoadError};
 use crate::layout::{Layout, PAGE};
+use crate::regs::Reg;
 
 pub const ZERO_PAGE: u64 = 0x1000;
 pub const CMDLINE: u64 = 0x20000;
@@ -189,17 +190,17 @@ pub fn load(k: &[u8], layout: &Layout, args: &BootArgs) -> Result<Image, LoadErr
     img.push(GDT, gdt);
 
     img.regs = vec![
-        ("pc", u64::from(h.code32_start)),
-        ("si", ZERO_PAGE),
-        ("bp", 0),
-        ("di", 0),
-        ("bx", 0),
-        ("gdtrbase", GDT),
-        ("gdtrlimit", 31),
-        ("cs", 0x10),
-        ("ds", 0x18),
-        ("es", 0x18),
-        ("ss", 0x18),
+        (Reg::Pc, u64::from(h.code32_start)),
+        (Reg::Si, ZERO_PAGE),
+        (Reg::Bp, 0),
+        (Reg::Di, 0),
+        (Reg::Bx, 0),
+        (Reg::GdtrBase, GDT),
+        (Reg::GdtrLimit, 31),
+        (Reg::Cs, 0x10),
+        (Reg::Ds, 0x18),
+        (Reg::Es, 0x18),
+        (Reg::Ss, 0x18),
     ];
     Ok(img)
 }
@@ -242,7 +243,7 @@ mod tests {
         let img = load_any(&k, &l, &a).unwrap();
         assert_eq!(img.format, "linux");
         assert_eq!(img.entry(), 0x100000);
-        assert!(img.regs.contains(&("si", 0x1000)));
+        assert!(img.regs.contains(&(Reg::Si, 0x1000)));
         assert_eq!(img.read(0x100000, 5000), code);
         let zp = img.read(ZERO_PAGE, 4096);
         assert_eq!(zp[0x1f1], 2);

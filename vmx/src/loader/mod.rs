@@ -9,6 +9,7 @@ pub mod linux;
 pub mod multiboot;
 
 use crate::layout::Layout;
+use crate::regs::Reg;
 use std::fmt;
 
 /// Bytes to place at a guest-physical address.
@@ -31,14 +32,14 @@ pub struct Image {
     /// "multiboot", "linux" or "raw".
     pub format: &'static str,
     pub chunks: Vec<Chunk>,
-    pub regs: Vec<(&'static str, u64)>,
+    pub regs: Vec<(Reg, u64)>,
 }
 
 impl Image {
     pub fn entry(&self) -> u64 {
         self.regs
             .iter()
-            .find(|(n, _)| *n == "pc")
+            .find(|(r, _)| *r == Reg::Pc)
             .map_or(0, |r| r.1)
     }
 
@@ -138,7 +139,7 @@ pub fn load_raw(data: &[u8], addr: u64, layout: &Layout) -> Result<Image, LoadEr
     let mut img = Image {
         format: "raw",
         chunks: vec![],
-        regs: vec![("pc", addr)],
+        regs: vec![(Reg::Pc, addr)],
     };
     img.push(addr, data.to_vec());
     Ok(img)

@@ -5,6 +5,7 @@
 
 use super::{align_up, elf, err, le32, put32, put64, BootArgs, Image, LoadError};
 use crate::layout::{Layout, PAGE};
+use crate::regs::Reg;
 
 pub const MAGIC: u32 = 0x1bad_b002;
 /// What the kernel finds in eax.
@@ -87,7 +88,11 @@ pub fn load(k: &[u8], h: &Header, layout: &Layout, args: &BootArgs) -> Result<Im
     }
     let info = align_up(kend, PAGE);
     build_info(info, layout, args, &mut img)?;
-    img.regs = vec![("pc", entry), ("ax", u64::from(BOOT_MAGIC)), ("bx", info)];
+    img.regs = vec![
+        (Reg::Pc, entry),
+        (Reg::Ax, u64::from(BOOT_MAGIC)),
+        (Reg::Bx, info),
+    ];
     Ok(img)
 }
 
@@ -305,8 +310,8 @@ mod tests {
         assert_eq!(img.read(0x100000, 2), vec![0xcc, 0xcc]);
         assert_eq!(img.read(0x100030, 6), vec![0xb8, 1, 0, 0, 0, 0xf4]);
         let info = 0x103000;
-        assert!(img.regs.contains(&("ax", 0x2badb002)));
-        assert!(img.regs.contains(&("bx", info)));
+        assert!(img.regs.contains(&(Reg::Ax, 0x2badb002)));
+        assert!(img.regs.contains(&(Reg::Bx, info)));
         let flags = u32_at(&img, info);
         assert_eq!(flags, 1 | 1 << 2 | 1 << 3 | 1 << 6 | 1 << 9);
         assert_eq!(u32_at(&img, info + 4), 640);
@@ -355,7 +360,7 @@ mod tests {
         assert_eq!(img.entry(), 0x200000);
         assert_eq!(img.read(0x200000, 64), code);
         // Info after bss, page aligned; no cmdline or modules flags.
-        assert!(img.regs.contains(&("bx", 0x202000)));
+        assert!(img.regs.contains(&(Reg::Bx, 0x202000)));
         assert_eq!(u32_at(&img, 0x202000), 1 | 1 << 6 | 1 << 9);
     }
 

@@ -4,7 +4,7 @@
 use super::*;
 use crate::layout::Layout;
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::sync::mpsc::{channel, Sender};
 
@@ -131,7 +131,7 @@ fn run_with<'a>(
         Box::new(W(out.clone())),
         Box::new(W(log.clone())),
     );
-    r.preset(&[("pc", 0x1000)]);
+    r.preset(&[(Reg::Pc, 0x1000)]);
     setup(&mut r);
     let outcome = r.run(&rx);
     let stats = r.stats.clone();
