@@ -127,7 +127,7 @@ impl Stack {
         let mac = nic.mac();
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         // Initial sequence numbers and ephemeral choices: varies per boot.
-        config.random_seed = crate::arch::vmx::rdtsc()
+        config.random_seed = crate::arch::cpu::rdtsc()
             ^ u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0]);
         let iface = Interface::new(config, &mut Dev(&mut *nic), now());
         let mut s = Stack {

@@ -68,7 +68,7 @@ fn calibrate_tsc() -> u64 {
     PIT.write8(MODE, 0xb0); // channel 2, lo/hi byte, mode 0 (interrupt on terminal count)
     PIT.write8(CH2, COUNT as u8);
     PIT.write8(CH2, (COUNT >> 8) as u8);
-    let (t0, k0) = (super::vmx::rdtsc(), ticks());
+    let (t0, k0) = (super::cpu::rdtsc(), ticks());
     let mut done = false;
     while ticks() - k0 < 20 {
         if PORT_B.read8(0) & OUT2 != 0 {
@@ -76,7 +76,7 @@ fn calibrate_tsc() -> u64 {
             break;
         }
     }
-    let (t1, k1) = (super::vmx::rdtsc(), ticks());
+    let (t1, k1) = (super::cpu::rdtsc(), ticks());
     PORT_B.write8(0, p61);
     let dt = t1.wrapping_sub(t0).max(1);
     if done {

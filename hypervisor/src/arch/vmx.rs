@@ -17,7 +17,7 @@
 
 mod entry;
 mod insn;
-pub use insn::rdtsc;
+use super::cpu::rdtsc;
 pub mod selftest;
 
 use devvmx::hw::{EntryState, Frame, Hw, Msr, Phys, VmcsField, VmxFail, PAGE};
@@ -292,7 +292,7 @@ impl Hw for KernelHw {
     }
 
     fn rdtsc(&mut self) -> u64 {
-        insn::rdtsc()
+        rdtsc()
     }
 
     fn tsc_hz(&self) -> u64 {
