@@ -10,6 +10,7 @@
 
 extern crate alloc;
 
+pub mod acpi;
 mod arch;
 pub mod bootinfo;
 pub mod cmdline;
@@ -35,8 +36,23 @@ fn kmain(magic: u32, info: u32) -> ! {
     logger::init(log::LevelFilter::Info);
     arch::init();
     log::info!("{VERSION} booting");
+    let Some(boot) = bootinfo::from_loader(magic, info) else {
+        log::error!("not loaded by Multiboot (magic {magic:#x})");
+        arch::cpu::exit(false);
+    };
+    // The ACPI tables: the PM timer for the clock now, the MADT for the CPUs later.
+    let firmware = arch::phys::firmware_bytes;
+    let rsdp = acpi::find_rsdp(&firmware);
+    match rsdp {
+        Some((pa, src)) => log::info!("acpi: rsdp {pa:#x} from {}", src.name()),
+        None => log::warn!("acpi: no rsdp"),
+    }
+    let pm = rsdp
+        .and_then(|(r, _)| acpi::find_table(&firmware, r, b"FACP"))
+        .and_then(acpi::pm_timer);
+    arch::timer::init(pm);
     // The wall clock for file times: the RTC now, the timer's ticks after.
-    let (rtc, boot_ticks) = (arch::rtc::read(), arch::pit::ticks());
+    let (rtc, boot_ticks) = (arch::rtc::read(), arch::timer::ticks());
     let boot_time = match rtc.decode() {
         Some(d) => {
             log::info!(
@@ -54,10 +70,6 @@ fn kmain(magic: u32, info: u32) -> ! {
             log::warn!("rtc {rtc:?} holds no date: file times start at 1970");
             0
         }
-    };
-    let Some(boot) = bootinfo::from_loader(magic, info) else {
-        log::error!("not loaded by Multiboot (magic {magic:#x})");
-        arch::cpu::exit(false);
     };
     let (kstart, kend) = arch::boot::kernel_range();
     let kernel = Region {

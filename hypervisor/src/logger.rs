@@ -1,7 +1,7 @@
 //! The `log` crate's backend: lines on port 0xE9, stamped with timer ticks. No lock, so an
 //! exception inside a log call can still log.
 
-use crate::arch::{debugcon, pit};
+use crate::arch::{debugcon, timer};
 use core::fmt::Write;
 
 struct E9;
@@ -22,12 +22,12 @@ impl log::Log for Logger {
 
     fn log(&self, r: &log::Record) {
         if self.enabled(r.metadata()) {
-            let t = pit::ticks();
+            let t = timer::ticks();
             let _ = writeln!(
                 E9,
                 "[{:5}.{:02}] {:5} {}",
-                t / pit::HZ as u64,
-                t % pit::HZ as u64,
+                t / timer::HZ as u64,
+                t % timer::HZ as u64,
                 r.level(),
                 r.args()
             );

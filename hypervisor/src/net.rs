@@ -46,7 +46,9 @@ pub enum Addressing {
 }
 
 fn now() -> Instant {
-    Instant::from_millis(crate::arch::pit::ticks() as i64 * (1000 / crate::arch::pit::HZ as i64))
+    Instant::from_millis(
+        crate::arch::timer::ticks() as i64 * (1000 / crate::arch::timer::HZ as i64),
+    )
 }
 
 /// smoltcp's view of a NIC.

@@ -58,6 +58,8 @@ pub struct Opts {
     /// client slower than the harness's (Linux under QEMU writes a message in pieces) can
     /// look gone to the kernel's 2 s partial-message rule. Costs serial speed.
     pub slowdown: bool,
+    /// More QEMU arguments, after the harness's own (a machine type, firmware).
+    pub qemu_args: Vec<String>,
 }
 
 /// The NIC models the kernel drives.
@@ -136,6 +138,7 @@ impl Default for Opts {
             tcp_echo: false,
             guest_fwd: ("", 564),
             slowdown: false,
+            qemu_args: Vec::new(),
         }
     }
 }
@@ -343,6 +346,7 @@ impl Machine {
                     ));
             }
         }
+        cmd.args(&opts.qemu_args);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
