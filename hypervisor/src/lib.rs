@@ -42,6 +42,9 @@ fn kmain(magic: u32, info: u32) -> ! {
     };
     // The ACPI tables: the PM timer for the clock now, the MADT for the CPUs later.
     let firmware = arch::phys::firmware_bytes;
+    if let Some(pa) = boot.rsdp() {
+        acpi::set_loader_rsdp(pa);
+    }
     let rsdp = acpi::find_rsdp(&firmware);
     match rsdp {
         Some((pa, src)) => log::info!("acpi: rsdp {pa:#x} from {}", src.name()),
