@@ -118,7 +118,7 @@ pub fn init() -> Option<Mode> {
         return Some(Mode::X2Apic);
     }
     let pa = base & 0xf_ffff_f000;
-    if pa + 0x1000 > super::phys::MAPPED {
+    if pa + 0x1000 > super::paging::LOW {
         return None;
     }
     if base & BASE_ENABLE == 0 {

@@ -9,6 +9,7 @@ pub mod debugcon;
 pub mod gdt;
 pub mod idt;
 pub mod lapic;
+pub mod paging;
 pub mod pci;
 pub mod phys;
 pub mod pic;
