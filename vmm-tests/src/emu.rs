@@ -67,6 +67,8 @@ pub struct Opts {
 pub enum Nic {
     VirtioNet,
     E1000,
+    /// The 82574L (QEMU only).
+    E1000e,
 }
 
 /// The log line that says the kernel serves 9P over TCP.
@@ -329,6 +331,7 @@ impl Machine {
                 .arg(match nic {
                     Nic::VirtioNet => "virtio-net-pci,netdev=n0",
                     Nic::E1000 => "e1000,netdev=n0",
+                    Nic::E1000e => "e1000e,netdev=n0",
                 });
             port
         });

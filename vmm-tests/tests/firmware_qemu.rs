@@ -153,3 +153,40 @@ fn uefi_boots_the_iso_with_all_of_6_gib_and_four_cpus() {
         "4.5 GiB in segments: {st}"
     );
 }
+
+#[test]
+fn uefi_serves_9p_over_an_82574l() {
+    let uefi = Uefi::new();
+    let m = Machine::qemu(Opts {
+        cmdline: format!("owner={OWNER} secret={SECRET} serve=net"),
+        mem_mb: 512,
+        virtio_ports: 0,
+        nic: Some(Nic::E1000e),
+        qemu_args: uefi.args.clone(),
+        ..Opts::default()
+    });
+    let log = m.log();
+    assert!(log.contains("e1000e Bdf"), "{log}");
+    assert!(log.contains("e1000e: mac "), "{log}");
+    let out = emu::python(PY9P_STATUS, &["127.0.0.1", &m.tcp_port().to_string()]);
+    assert!(out.contains("python-9p ok"), "{out}");
+    // Bulk data both ways through the 82574L's rings.
+    let c = m.tcp_client(OWNER, &format!("!{SECRET}"));
+    c.create("segment", "bulk", dm::DIR | 0o777, om::READ)
+        .expect("create a segment");
+    let ctl = c.open("segment/bulk/ctl", om::WRITE).unwrap();
+    ctl.write_str("va 0x10000000 0x100000").expect("size it");
+    let data = c.open("segment/bulk/data", om::RDWR).unwrap();
+    let bytes: Vec<u8> = (0..256 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
+    data.write_all_at(0, &bytes).expect("write 256 KiB");
+    let mut back = Vec::new();
+    while back.len() < bytes.len() {
+        let chunk = data
+            .read_at(back.len() as u64, c.max_io())
+            .expect("read back");
+        assert!(!chunk.is_empty());
+        back.extend_from_slice(&chunk);
+    }
+    back.truncate(bytes.len());
+    assert!(back == bytes, "segment data came back changed");
+}
