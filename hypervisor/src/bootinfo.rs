@@ -31,6 +31,30 @@ pub struct BootInfo {
     /// The offset in the structure of the loader's copy of the RSDP (Multiboot2 tag 15,
     /// else 14), and whether it came from tag 15 (ACPI 2.0+).
     rsdp: Option<(usize, bool)>,
+    /// The screen the loader left (Multiboot2 tag 8).
+    pub framebuffer: Option<Framebuffer>,
+}
+
+/// What a Multiboot2 framebuffer tag says of the screen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Framebuffer {
+    pub addr: u64,
+    /// Bytes per row (text: per row of cells).
+    pub pitch: u32,
+    /// Pixels, or text columns.
+    pub width: u32,
+    /// Pixels, or text rows.
+    pub height: u32,
+    pub bpp: u8,
+    pub kind: FramebufferKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FramebufferKind {
+    Indexed,
+    Rgb,
+    /// VGA text: two bytes a cell (character, attribute).
+    EgaText,
 }
 
 impl BootInfo {
@@ -43,6 +67,7 @@ impl BootInfo {
             info: Region::default(),
             loader,
             rsdp: None,
+            framebuffer: None,
         }
     }
 
@@ -88,6 +113,7 @@ fn u64_at(b: &[u8], off: usize) -> Option<u64> {
 /// Multiboot2 tag types.
 const MB2_CMDLINE: u32 = 1;
 const MB2_MMAP: u32 = 6;
+const MB2_FRAMEBUFFER: u32 = 8;
 const MB2_ACPI_OLD: u32 = 14;
 const MB2_ACPI_NEW: u32 = 15;
 const MB2_EFI_MMAP: u32 = 17;
@@ -119,6 +145,24 @@ fn efi_regions(bi: &mut BootInfo, tag: &[u8]) {
     }
 }
 
+/// A framebuffer tag's screen: address, pitch, width, height, bits per pixel, type.
+fn framebuffer(tag: &[u8]) -> Option<Framebuffer> {
+    let kind = match *tag.get(29)? {
+        0 => FramebufferKind::Indexed,
+        1 => FramebufferKind::Rgb,
+        2 => FramebufferKind::EgaText,
+        _ => return None,
+    };
+    Some(Framebuffer {
+        addr: u64_at(tag, 8)?,
+        pitch: u32_at(tag, 16)?,
+        width: u32_at(tag, 20)?,
+        height: u32_at(tag, 24)?,
+        bpp: *tag.get(28)?,
+        kind,
+    })
+}
+
 /// Parses a Multiboot2 information structure: the memory map from tag 6 (the EFI map, tag
 /// 17, where there is no tag 6), the command line, the RSDP's copy from tag 15 or 14.
 pub fn parse_mb2(info: &[u8]) -> BootInfo {
@@ -142,6 +186,7 @@ pub fn parse_mb2(info: &[u8]) -> BootInfo {
                 bi.rsdp = Some((off + 8, false))
             }
             MB2_EFI_MMAP => efi_map = Some(tag),
+            MB2_FRAMEBUFFER => bi.framebuffer = framebuffer(tag),
             MB2_MMAP => {
                 let esize = u32_at(tag, 8).unwrap_or(0) as usize;
                 if esize >= 20 {

@@ -14,6 +14,7 @@ pub mod acpi;
 mod arch;
 pub mod bootinfo;
 pub mod cmdline;
+mod console;
 pub mod cpus;
 mod drivers;
 pub mod frames;
@@ -94,6 +95,11 @@ fn kmain(magic: u32, info: u32) -> ! {
         memory::free_frames(),
         memory::total_frames()
     );
+
+    // The screen (it needs the heap): the log from here on, the address to mount on top.
+    if console::init(boot.framebuffer) {
+        log::info!("screen: the log on the text screen too");
+    }
 
     // Links are probed with interrupts off (drivers register their IRQ handlers).
     let mut links: Vec<Box<dyn transport::Link>> = Vec::new();

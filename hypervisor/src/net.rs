@@ -179,6 +179,12 @@ impl Stack {
             cidr.address(),
             self.port
         );
+        crate::console::set_title(&alloc::format!(
+            "{}: 9P on tcp!{}!{}",
+            crate::VERSION,
+            cidr.address(),
+            self.port
+        ));
     }
 
     /// Keeps `BACKLOG` sockets listening on the 9P port (one on the echo port) while there

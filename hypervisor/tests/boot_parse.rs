@@ -280,3 +280,30 @@ fn multiboot2_efi_memory_map_when_there_is_no_mmap_tag() {
     bad[..4].copy_from_slice(&8u32.to_le_bytes());
     assert_eq!(parse_mb2(&mb2(&[tag(17, &bad)])).regions(), &[]);
 }
+
+#[test]
+fn multiboot2_framebuffer_tag() {
+    // GRUB under a BIOS in text mode: EGA text, 80x25 at 0xb8000.
+    let mut fb = Vec::new();
+    fb.extend_from_slice(&0xb8000u64.to_le_bytes());
+    fb.extend_from_slice(&160u32.to_le_bytes());
+    fb.extend_from_slice(&80u32.to_le_bytes());
+    fb.extend_from_slice(&25u32.to_le_bytes());
+    fb.extend_from_slice(&[16, 2, 0, 0]);
+    let bi = parse_mb2(&mb2(&[tag(8, &fb)]));
+    assert_eq!(
+        bi.framebuffer,
+        Some(bootinfo::Framebuffer {
+            addr: 0xb8000,
+            pitch: 160,
+            width: 80,
+            height: 25,
+            bpp: 16,
+            kind: bootinfo::FramebufferKind::EgaText,
+        })
+    );
+    // An unknown type, or a tag cut short: no screen.
+    fb[21] = 7;
+    assert_eq!(parse_mb2(&mb2(&[tag(8, &fb)])).framebuffer, None);
+    assert_eq!(parse_mb2(&mb2(&[tag(8, &fb[..10])])).framebuffer, None);
+}

@@ -65,3 +65,80 @@ impl Drop for Uefi {
 pub fn no_pit() -> Vec<String> {
     ["-machine", "pc,pit=off"].map(String::from).to_vec()
 }
+
+/// QEMU's machine protocol on a unix socket of its own (`-qmp unix:PATH,server=on,wait=off`):
+/// the harness's `-monitor none` stays, and a test can still read guest memory.
+pub struct Qmp {
+    pub path: PathBuf,
+}
+
+impl Qmp {
+    pub fn new() -> Qmp {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "hv-qmp-{}-{}.sock",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        Qmp { path }
+    }
+
+    /// The QEMU arguments that open the socket.
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            "-qmp".into(),
+            format!("unix:{},server=on,wait=off", self.path.display()),
+        ]
+    }
+
+    /// `len` bytes of guest physical memory at `pa` (QMP `pmemsave` into a file beside the
+    /// socket).
+    pub fn read_phys(&self, pa: u64, len: usize) -> Vec<u8> {
+        use std::io::{BufRead, BufReader, Write};
+        let file = self.path.with_extension("mem");
+        let s = std::os::unix::net::UnixStream::connect(&self.path).expect("connect to QMP");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .ok();
+        let mut r = BufReader::new(s.try_clone().expect("clone the QMP socket"));
+        let mut w = s;
+        let mut reply = |cmd: String| -> String {
+            if !cmd.is_empty() {
+                w.write_all(cmd.as_bytes()).expect("send to QMP");
+            }
+            // Skip asynchronous events; the answer is the next "return" or "error" (or,
+            // first of all, the greeting).
+            loop {
+                let mut line = String::new();
+                r.read_line(&mut line).expect("read QMP");
+                assert!(!line.is_empty(), "QMP closed");
+                if !line.contains("\"event\"") {
+                    return line;
+                }
+            }
+        };
+        let greeting = reply(String::new());
+        assert!(greeting.contains("QMP"), "{greeting}");
+        let ok = reply("{\"execute\":\"qmp_capabilities\"}\n".into());
+        assert!(ok.contains("return"), "{ok}");
+        let ok = reply(format!(
+            "{{\"execute\":\"pmemsave\",\"arguments\":{{\"val\":{pa},\"size\":{len},\"filename\":\"{}\"}}}}\n",
+            file.display()
+        ));
+        assert!(ok.contains("return"), "pmemsave: {ok}");
+        let bytes = std::fs::read(&file).expect("read the saved memory");
+        let _ = std::fs::remove_file(&file);
+        bytes
+    }
+}
+
+impl Default for Qmp {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Qmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

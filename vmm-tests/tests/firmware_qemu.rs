@@ -6,7 +6,7 @@
 use ninep_client::{dm, om, Client};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vmm_tests::emu::{self, Machine, Nic, Opts};
-use vmm_tests::firmware::{no_pit, Uefi};
+use vmm_tests::firmware::{no_pit, Qmp, Uefi};
 use vmm_tests::status::{num, read as status, text as field};
 
 const SECRET: &str = "opensesame";
@@ -189,4 +189,42 @@ fn uefi_serves_9p_over_an_82574l() {
     }
     back.truncate(bytes.len());
     assert!(back == bytes, "segment data came back changed");
+}
+
+/// The VGA text screen's characters, row by row.
+fn screen_text(cells: &[u8], cols: usize) -> Vec<String> {
+    cells
+        .chunks(2 * cols)
+        .map(|row| row.iter().step_by(2).map(|&b| b as char).collect())
+        .collect()
+}
+
+#[test]
+fn the_address_to_mount_is_on_the_screen() {
+    let qmp = Qmp::new();
+    let m = Machine::qemu(Opts {
+        cmdline: format!("owner={OWNER} secret={SECRET} serve=net"),
+        virtio_ports: 0,
+        nic: Some(Nic::VirtioNet),
+        qemu_args: qmp.args(),
+        ..Opts::default()
+    });
+    assert!(
+        m.log().contains("screen: the log on the text screen too"),
+        "{}",
+        m.log()
+    );
+    // GRUB under SeaBIOS leaves VGA text mode: 80x25 cells at 0xb8000.
+    let rows = screen_text(&qmp.read_phys(0xb8000, 80 * 25 * 2), 80);
+    let title = rows[0].trim_end();
+    assert!(
+        title.ends_with(": 9P on tcp!10.0.2.15!564"),
+        "title {title:?}\n{}",
+        rows.join("\n")
+    );
+    assert!(
+        rows.iter().any(|r| r.contains("ready; owner eve")),
+        "the log is on the screen:\n{}",
+        rows.join("\n")
+    );
 }

@@ -21,6 +21,7 @@ pub mod timer;
 pub mod trap;
 mod tsc;
 pub mod uart;
+pub mod vga;
 pub mod vmx;
 pub mod xcall;
 
