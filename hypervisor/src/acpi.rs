@@ -3,6 +3,7 @@
 //! its signature through the XSDT or RSDT, and the FADT's power-management timer. Pure and
 //! total over a reader of physical memory, so the host tests run it on synthetic images.
 
+use crate::le::{u16_at, u32_at, u64_at};
 use spin::Once;
 
 /// Physical memory as the firmware left it: `len` bytes at `pa`, or an empty slice where
@@ -15,18 +16,6 @@ impl<F: Fn(u64, usize) -> &'static [u8]> PhysMem for F {
     fn read(&self, pa: u64, len: usize) -> &[u8] {
         self(pa, len)
     }
-}
-
-pub(crate) fn u16_at(b: &[u8], off: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(off..off + 2)?.try_into().ok()?))
-}
-
-pub(crate) fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
-}
-
-pub(crate) fn u64_at(b: &[u8], off: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
 }
 
 pub(crate) fn checksum_ok(b: &[u8]) -> bool {

@@ -4,6 +4,7 @@
 //! structure yields fewer regions, never a fault.
 
 use crate::arch::phys::boot_bytes;
+use crate::le::{u32_at, u64_at};
 
 pub const MB2_MAGIC: u32 = 0x36d7_6289;
 pub const MB1_MAGIC: u32 = 0x2bad_b002;
@@ -100,14 +101,6 @@ impl BootInfo {
         self.cmdline[..n].copy_from_slice(&s[..n]);
         self.cmdline_len = n;
     }
-}
-
-fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
-}
-
-fn u64_at(b: &[u8], off: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
 }
 
 /// Multiboot2 tag types.

@@ -2,7 +2,8 @@
 //! through the RSDP, then the XSDT or RSDT), else the Intel MP table. Pure and total over a reader of
 //! physical memory, so the host tests run it on synthetic BIOS images.
 
-use crate::acpi::{checksum_ok, find_rsdp, find_table, scan, u16_at, u32_at, PhysMem};
+use crate::acpi::{checksum_ok, find_rsdp, find_table, scan, PhysMem};
+use crate::le::{u16_at, u32_at};
 use alloc::vec::Vec;
 
 /// CPUs beyond this many are left in wait-for-SIPI (and logged).

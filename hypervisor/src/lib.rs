@@ -18,6 +18,7 @@ mod console;
 pub mod cpus;
 mod drivers;
 pub mod frames;
+mod le;
 mod logger;
 pub mod mailbox;
 mod memory;
