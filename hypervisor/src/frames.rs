@@ -41,6 +41,15 @@ impl FrameMap {
         }
     }
 
+    /// Makes room for frames below `end` (a physical address) at once, so adding them does
+    /// not grow the bitmaps piecemeal.
+    pub fn reserve(&mut self, end: u64) {
+        let words = (end.min(LIMIT) / FRAME).div_ceil(64) as usize;
+        let more = words.saturating_sub(self.usable.len());
+        self.usable.reserve_exact(more);
+        self.free.reserve_exact(more);
+    }
+
     /// Adds a frame (a frame number, below LIMIT / FRAME) to those managed.
     pub fn add(&mut self, frame: usize) {
         let (w, b) = (frame / 64, 1u64 << (frame % 64));

@@ -76,6 +76,8 @@ pub fn init(ram: &[Region], reserved: &[Region]) -> Option<Region> {
     let plan = crate::frames::plan(ram, reserved)?;
     let heap = plan.heap;
     phys::init_heap(&HEAP, heap.start, (heap.end - heap.start) as usize);
+    let top = crate::frames::top(ram);
+    crate::arch::cpu::without_interrupts(|| FRAMES.lock().reserve(top));
     let add = |range: core::ops::Range<u64>| {
         crate::arch::cpu::without_interrupts(|| {
             let mut map = FRAMES.lock();
@@ -85,7 +87,6 @@ pub fn init(ram: &[Region], reserved: &[Region]) -> Option<Region> {
         })
     };
     add(0..LOW);
-    let top = crate::frames::top(ram);
     if top > LOW {
         if crate::arch::paging::map_ram(top, table_frame) {
             add(LOW..LIMIT);
