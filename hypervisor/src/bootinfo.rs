@@ -1,8 +1,10 @@
-//! What the boot loader tells us: usable RAM and the command line, from a Multiboot2
-//! (GRUB) or Multiboot1 (QEMU -kernel) information structure. Parsing is total: a malformed
+//! What the boot loader tells us: usable RAM, the command line and (Multiboot2) the ACPI
+//! RSDP, from a Multiboot2 (GRUB, BIOS or UEFI) or Multiboot1 (QEMU -kernel) information
+//! structure. Parsing is total: a malformed
 //! structure yields fewer regions, never a fault.
 
 use crate::arch::phys::boot_bytes;
+use crate::le::{u32_at, u64_at};
 
 pub const MB2_MAGIC: u32 = 0x36d7_6289;
 pub const MB1_MAGIC: u32 = 0x2bad_b002;
@@ -27,6 +29,33 @@ pub struct BootInfo {
     /// Where the loader's structure lies (kept out of the frame allocator).
     pub info: Region,
     pub loader: &'static str,
+    /// The offset in the structure of the loader's copy of the RSDP (Multiboot2 tag 15,
+    /// else 14), and whether it came from tag 15 (ACPI 2.0+).
+    rsdp: Option<(usize, bool)>,
+    /// The screen the loader left (Multiboot2 tag 8).
+    pub framebuffer: Option<Framebuffer>,
+}
+
+/// What a Multiboot2 framebuffer tag says of the screen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Framebuffer {
+    pub addr: u64,
+    /// Bytes per row (text: per row of cells).
+    pub pitch: u32,
+    /// Pixels, or text columns.
+    pub width: u32,
+    /// Pixels, or text rows.
+    pub height: u32,
+    pub bpp: u8,
+    pub kind: FramebufferKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FramebufferKind {
+    Indexed,
+    Rgb,
+    /// VGA text: two bytes a cell (character, attribute).
+    EgaText,
 }
 
 impl BootInfo {
@@ -38,7 +67,14 @@ impl BootInfo {
             cmdline_len: 0,
             info: Region::default(),
             loader,
+            rsdp: None,
+            framebuffer: None,
         }
+    }
+
+    /// The physical address of the loader's copy of the RSDP, where it gave one.
+    pub fn rsdp(&self) -> Option<u64> {
+        self.rsdp.map(|(off, _)| self.info.start + off as u64)
     }
 
     pub fn regions(&self) -> &[Region] {
@@ -67,20 +103,67 @@ impl BootInfo {
     }
 }
 
-fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
+/// Multiboot2 tag types.
+const MB2_CMDLINE: u32 = 1;
+const MB2_MMAP: u32 = 6;
+const MB2_FRAMEBUFFER: u32 = 8;
+const MB2_ACPI_OLD: u32 = 14;
+const MB2_ACPI_NEW: u32 = 15;
+const MB2_EFI_MMAP: u32 = 17;
+/// The memory map's type for usable RAM.
+const MMAP_AVAILABLE: u32 = 1;
+/// EFI memory types free once boot services have exited: loader code and data, boot
+/// services code and data, conventional memory.
+const EFI_USABLE: [u32; 5] = [1, 2, 3, 4, 7];
+const EFI_PAGE: u64 = 4096;
+
+/// The usable RAM in an EFI memory map (Multiboot2 tag 17's body after its header:
+/// descriptor size, version, then the descriptors).
+fn efi_regions(bi: &mut BootInfo, tag: &[u8]) {
+    let dsize = u32_at(tag, 8).unwrap_or(0) as usize;
+    if dsize < 40 {
+        return;
+    }
+    let mut e = 16;
+    while e + dsize <= tag.len() {
+        let (kind, base, pages) = (
+            u32_at(tag, e).unwrap_or(0),
+            u64_at(tag, e + 8).unwrap_or(0),
+            u64_at(tag, e + 24).unwrap_or(0),
+        );
+        if EFI_USABLE.contains(&kind) {
+            bi.add_region(base, pages.saturating_mul(EFI_PAGE));
+        }
+        e += dsize;
+    }
 }
 
-fn u64_at(b: &[u8], off: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
+/// A framebuffer tag's screen: address, pitch, width, height, bits per pixel, type.
+fn framebuffer(tag: &[u8]) -> Option<Framebuffer> {
+    let kind = match *tag.get(29)? {
+        0 => FramebufferKind::Indexed,
+        1 => FramebufferKind::Rgb,
+        2 => FramebufferKind::EgaText,
+        _ => return None,
+    };
+    Some(Framebuffer {
+        addr: u64_at(tag, 8)?,
+        pitch: u32_at(tag, 16)?,
+        width: u32_at(tag, 20)?,
+        height: u32_at(tag, 24)?,
+        bpp: *tag.get(28)?,
+        kind,
+    })
 }
 
-/// Parses a Multiboot2 information structure.
+/// Parses a Multiboot2 information structure: the memory map from tag 6 (the EFI map, tag
+/// 17, where there is no tag 6), the command line, the RSDP's copy from tag 15 or 14.
 pub fn parse_mb2(info: &[u8]) -> BootInfo {
     let mut bi = BootInfo::new("multiboot2");
     let total = u32_at(info, 0).unwrap_or(0) as usize;
     let info = &info[..total.min(info.len())];
     let mut off = 8;
+    let mut efi_map = None;
     while let (Some(ty), Some(size)) = (u32_at(info, off), u32_at(info, off + 4)) {
         let size = size as usize;
         if ty == 0 || size < 8 {
@@ -90,8 +173,14 @@ pub fn parse_mb2(info: &[u8]) -> BootInfo {
             break;
         };
         match ty {
-            1 => bi.set_cmdline(&tag[8..]),
-            6 => {
+            MB2_CMDLINE => bi.set_cmdline(&tag[8..]),
+            MB2_ACPI_NEW if size >= 8 + 36 => bi.rsdp = Some((off + 8, true)),
+            MB2_ACPI_OLD if size >= 8 + 20 && !bi.rsdp.is_some_and(|(_, new)| new) => {
+                bi.rsdp = Some((off + 8, false))
+            }
+            MB2_EFI_MMAP => efi_map = Some(tag),
+            MB2_FRAMEBUFFER => bi.framebuffer = framebuffer(tag),
+            MB2_MMAP => {
                 let esize = u32_at(tag, 8).unwrap_or(0) as usize;
                 if esize >= 20 {
                     let mut e = 16;
@@ -101,7 +190,7 @@ pub fn parse_mb2(info: &[u8]) -> BootInfo {
                             u64_at(tag, e + 8).unwrap_or(0),
                             u32_at(tag, e + 16).unwrap_or(0),
                         );
-                        if kind == 1 {
+                        if kind == MMAP_AVAILABLE {
                             bi.add_region(base, len);
                         }
                         e += esize;
@@ -111,6 +200,9 @@ pub fn parse_mb2(info: &[u8]) -> BootInfo {
             _ => {}
         }
         off += size.div_ceil(8) * 8;
+    }
+    if let (0, Some(tag)) = (bi.nregions, efi_map) {
+        efi_regions(&mut bi, tag);
     }
     bi
 }
@@ -135,7 +227,7 @@ pub fn parse_mb1(info: &[u8], mem: impl Fn(u64, usize) -> &'static [u8]) -> Boot
                 u64_at(map, e + 12).unwrap_or(0),
                 u32_at(map, e + 20).unwrap_or(0),
             );
-            if kind == 1 {
+            if kind == MMAP_AVAILABLE {
                 bi.add_region(base, len);
             }
             e += size as usize + 4;

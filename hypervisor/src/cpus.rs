@@ -1,7 +1,9 @@
-//! The machine's processors from the firmware's tables: the ACPI MADT (found through the
-//! RSDP, then the XSDT or RSDT), else the Intel MP table. Pure and total over a reader of
+//! The machine's processors from the firmware's tables: the ACPI MADT (acpi.rs finds it
+//! through the RSDP, then the XSDT or RSDT), else the Intel MP table. Pure and total over a reader of
 //! physical memory, so the host tests run it on synthetic BIOS images.
 
+use crate::acpi::{checksum_ok, find_rsdp, find_table, scan, PhysMem};
+use crate::le::{u16_at, u32_at};
 use alloc::vec::Vec;
 
 /// CPUs beyond this many are left in wait-for-SIPI (and logged).
@@ -12,105 +14,6 @@ pub const MAX_CPUS: usize = 16;
 pub enum Source {
     Madt,
     MpTable,
-}
-
-/// Physical memory as the firmware left it: `len` bytes at `pa`, or an empty slice where
-/// nothing can be read.
-pub trait PhysMem {
-    fn read(&self, pa: u64, len: usize) -> &[u8];
-}
-
-impl<F: Fn(u64, usize) -> &'static [u8]> PhysMem for F {
-    fn read(&self, pa: u64, len: usize) -> &[u8] {
-        self(pa, len)
-    }
-}
-
-fn u16_at(b: &[u8], off: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(off..off + 2)?.try_into().ok()?))
-}
-
-fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
-}
-
-fn u64_at(b: &[u8], off: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
-}
-
-fn checksum_ok(b: &[u8]) -> bool {
-    b.iter().fold(0u8, |s, &x| s.wrapping_add(x)) == 0
-}
-
-/// The BIOS areas both specifications say to search: the first KiB of the EBDA (its
-/// segment at 0x40E), the last KiB of base memory (its size in KiB at 0x413), and the BIOS
-/// ROM at 0xE0000 (ACPI) or 0xF0000 (MP) to 1 MiB.
-fn search_areas(mem: &impl PhysMem, rom: u64) -> [(u64, usize); 3] {
-    let ebda = u16_at(mem.read(0x40e, 2), 0).map_or(0, |s| u64::from(s) << 4);
-    let base_kib = u16_at(mem.read(0x413, 2), 0).map_or(640, u64::from);
-    let top = base_kib.clamp(1, 640) * 1024 - 1024;
-    [
-        (ebda, if ebda == 0 { 0 } else { 1024 }),
-        (top, 1024),
-        (rom, (0x10_0000 - rom) as usize),
-    ]
-}
-
-/// The first 16-byte-aligned structure in the search areas that starts with `sig` and
-/// passes `ok`.
-fn scan(mem: &impl PhysMem, rom: u64, sig: &[u8], ok: impl Fn(u64) -> bool) -> Option<u64> {
-    for (start, len) in search_areas(mem, rom) {
-        let area = mem.read(start, len);
-        for off in (0..area.len()).step_by(16) {
-            if area[off..].starts_with(sig) && ok(start + off as u64) {
-                return Some(start + off as u64);
-            }
-        }
-    }
-    None
-}
-
-/// The ACPI RSDP: "RSD PTR " with a valid ACPI 1.0 checksum.
-pub fn find_rsdp(mem: &impl PhysMem) -> Option<u64> {
-    scan(mem, 0xe0000, b"RSD PTR ", |pa| {
-        let b = mem.read(pa, 20);
-        b.len() == 20 && checksum_ok(b)
-    })
-}
-
-/// An ACPI table at `pa` whose header and checksum are good: all of its bytes.
-fn sdt(mem: &impl PhysMem, pa: u64) -> Option<&[u8]> {
-    let len = u32_at(mem.read(pa, 36), 4)? as usize;
-    if !(36..=1 << 20).contains(&len) {
-        return None;
-    }
-    let b = mem.read(pa, len);
-    (b.len() == len && checksum_ok(b)).then_some(b)
-}
-
-/// The MADT through the RSDP at `rsdp`: the XSDT where revision >= 2 gives one, else the
-/// RSDT.
-fn find_madt(mem: &impl PhysMem, rsdp: u64) -> Option<&[u8]> {
-    let r = mem.read(rsdp, 36);
-    let rev = *r.get(15)?;
-    let xsdt = if rev >= 2 && r.len() == 36 && checksum_ok(r) {
-        u64_at(r, 24).filter(|&x| x != 0)
-    } else {
-        None
-    };
-    let (root, width) = match xsdt {
-        Some(x) => (x, 8),
-        None => (u64::from(u32_at(r, 16)?), 4),
-    };
-    let root = sdt(mem, root)?;
-    root[36..].chunks_exact(width).find_map(|e| {
-        let pa = if width == 8 {
-            u64_at(e, 0)?
-        } else {
-            u64::from(u32_at(e, 0)?)
-        };
-        sdt(mem, pa).filter(|t| t.starts_with(b"APIC"))
-    })
 }
 
 /// Enabled processors' APIC IDs in a MADT: processor local APIC (type 0) and local x2APIC
@@ -184,7 +87,7 @@ fn mp_cpus(mem: &impl PhysMem) -> Option<Vec<u32>> {
 /// [`MAX_CPUS`]), from the MADT, else the MP table; None when neither lists a CPU.
 pub fn discover(mem: &impl PhysMem) -> Option<(Source, Vec<u32>)> {
     let madt = find_rsdp(mem)
-        .and_then(|r| find_madt(mem, r))
+        .and_then(|(r, _)| find_table(mem, r, b"APIC"))
         .map(madt_cpus)
         .filter(|c| !c.is_empty());
     let (src, mut ids) = match madt {

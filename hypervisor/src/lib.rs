@@ -10,12 +10,15 @@
 
 extern crate alloc;
 
+pub mod acpi;
 mod arch;
 pub mod bootinfo;
 pub mod cmdline;
+mod console;
 pub mod cpus;
 mod drivers;
 pub mod frames;
+mod le;
 mod logger;
 pub mod mailbox;
 mod memory;
@@ -35,8 +38,26 @@ fn kmain(magic: u32, info: u32) -> ! {
     logger::init(log::LevelFilter::Info);
     arch::init();
     log::info!("{VERSION} booting");
+    let Some(boot) = bootinfo::from_loader(magic, info) else {
+        log::error!("not loaded by Multiboot (magic {magic:#x})");
+        arch::cpu::exit(false);
+    };
+    // The ACPI tables: the PM timer for the clock now, the MADT for the CPUs later.
+    let firmware = arch::phys::firmware_bytes;
+    if let Some(pa) = boot.rsdp() {
+        acpi::set_loader_rsdp(pa);
+    }
+    let rsdp = acpi::find_rsdp(&firmware);
+    match rsdp {
+        Some((pa, src)) => log::info!("acpi: rsdp {pa:#x} from {}", src.name()),
+        None => log::warn!("acpi: no rsdp"),
+    }
+    let pm = rsdp
+        .and_then(|(r, _)| acpi::find_table(&firmware, r, b"FACP"))
+        .and_then(acpi::pm_timer);
+    arch::timer::init(pm);
     // The wall clock for file times: the RTC now, the timer's ticks after.
-    let (rtc, boot_ticks) = (arch::rtc::read(), arch::pit::ticks());
+    let (rtc, boot_ticks) = (arch::rtc::read(), arch::timer::ticks());
     let boot_time = match rtc.decode() {
         Some(d) => {
             log::info!(
@@ -54,10 +75,6 @@ fn kmain(magic: u32, info: u32) -> ! {
             log::warn!("rtc {rtc:?} holds no date: file times start at 1970");
             0
         }
-    };
-    let Some(boot) = bootinfo::from_loader(magic, info) else {
-        log::error!("not loaded by Multiboot (magic {magic:#x})");
-        arch::cpu::exit(false);
     };
     let (kstart, kend) = arch::boot::kernel_range();
     let kernel = Region {
@@ -79,6 +96,11 @@ fn kmain(magic: u32, info: u32) -> ! {
         memory::free_frames(),
         memory::total_frames()
     );
+
+    // The screen (it needs the heap): the log from here on, the address to mount on top.
+    if console::init(boot.framebuffer) {
+        log::info!("screen: the log on the text screen too");
+    }
 
     // Links are probed with interrupts off (drivers register their IRQ handlers).
     let mut links: Vec<Box<dyn transport::Link>> = Vec::new();

@@ -47,7 +47,9 @@ pub enum Addressing {
 }
 
 fn now() -> Instant {
-    Instant::from_millis(crate::arch::pit::ticks() as i64 * (1000 / crate::arch::pit::HZ as i64))
+    Instant::from_millis(
+        crate::arch::timer::ticks() as i64 * (1000 / crate::arch::timer::HZ as i64),
+    )
 }
 
 /// smoltcp's view of a NIC.
@@ -128,7 +130,7 @@ impl Stack {
         let mac = nic.mac();
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         // Initial sequence numbers and ephemeral choices: varies per boot.
-        config.random_seed = crate::arch::vmx::rdtsc()
+        config.random_seed = crate::arch::cpu::rdtsc()
             ^ u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0]);
         let iface = Interface::new(config, &mut Dev(&mut *nic), now());
         let mut s = Stack {
@@ -178,6 +180,12 @@ impl Stack {
             cidr.address(),
             self.port
         );
+        crate::console::set_title(&alloc::format!(
+            "{}: 9P on tcp!{}!{}",
+            crate::VERSION,
+            cidr.address(),
+            self.port
+        ));
     }
 
     /// Keeps `BACKLOG` sockets listening on the 9P port (one on the echo port) while there

@@ -38,15 +38,15 @@ struct Gate {
 /// A partial message with no byte for this long is a departed client's remains (a serial
 /// line has no hang-up signal, and an emulator may drop a client's last bytes): the
 /// session starts anew, so the next client's Tversion is not swallowed by it.
-const STALE_TICKS: u64 = 2 * crate::arch::pit::HZ as u64;
+const STALE_TICKS: u64 = 2 * crate::arch::timer::HZ as u64;
 
 /// How long a finished peer's replies may take to leave before its session ends anyway
 /// (a half-closed client that never reads must not hold its session forever).
-const LINGER_TICKS: u64 = 10 * crate::arch::pit::HZ as u64;
+const LINGER_TICKS: u64 = 10 * crate::arch::timer::HZ as u64;
 
 /// The kernel's clock in milliseconds (the tick count), the throttle's unit.
 fn millis() -> u64 {
-    crate::arch::pit::ticks() * 1000 / u64::from(crate::arch::pit::HZ)
+    crate::arch::timer::ticks() * 1000 / u64::from(crate::arch::timer::HZ)
 }
 
 /// A link that sends back what it receives: the raw transport's rate, for benchmarks.
@@ -162,7 +162,7 @@ impl<H: Hw> Server<H> {
             self.limits,
             link.kind(),
             STALE_TICKS,
-            crate::arch::pit::ticks(),
+            crate::arch::timer::ticks(),
         );
         // The owner's attaches are answered when the throttle says.
         conn.session().set_gate(link.network());
@@ -227,7 +227,7 @@ impl<H: Hw> Server<H> {
             }
             true
         });
-        let now = crate::arch::pit::ticks();
+        let now = crate::arch::timer::ticks();
         let ms = (self.millis)();
         let tree = &mut self.tree;
         let facts = &mut self.facts;

@@ -48,7 +48,7 @@ pub fn start_aps(ram: &[Region], reserved: &[Region], max: Option<usize>) -> usi
         return 1;
     };
     if ids.len() < 2 || max == Some(1) {
-        // One CPU to run: the local APIC stays as the firmware left it, as before SMP.
+        // One CPU to run: no APs to wake (timer.rs has started the tick already).
         log::info!("smp: {} CPUs in the {src:?}; one CPU", ids.len());
         return 1;
     }
@@ -90,7 +90,7 @@ pub fn start_aps(ram: &[Region], reserved: &[Region], max: Option<usize>) -> usi
         }
         // Its set-up is short; a fault in it stops the machine (trap.rs). A second is
         // plenty, and a CPU that takes longer is not waited for.
-        if !arch::pit::wait(100, || ONLINE.load(Ordering::Acquire)) {
+        if !arch::timer::wait(100, || ONLINE.load(Ordering::Acquire)) {
             log::warn!(
                 "smp: cpu {n} (APIC {apic}) started but never came online; no more CPUs started"
             );
@@ -128,9 +128,9 @@ fn ring_all(n: usize) {
         let ring = || {
             let ticket = MAILBOX[cpu].post();
             lapic::send_wake(apic);
-            arch::pit::wait(100, || MAILBOX[cpu].done(ticket))
+            arch::timer::wait(100, || MAILBOX[cpu].done(ticket))
         };
-        if ring() && !arch::pit::wait(1, || false) && ring() {
+        if ring() && !arch::timer::wait(1, || false) && ring() {
             log::info!("smp: cpu {cpu} answers its doorbell");
         } else {
             log::warn!("smp: cpu {cpu} did not answer its doorbell");

@@ -43,14 +43,14 @@ fn plan_keeps_out_of_reserved_ranges() {
     }
     let mut n = 0u64;
     let mut last = 0;
-    frames::free_frames(&ram, plan.holes(), |pa| {
+    frames::free_frames(&ram, plan.holes(), 0..frames::LIMIT, |pa| {
         let f = r(pa, pa + FRAME);
         assert_eq!(pa % FRAME, 0);
         assert!(pa >= last, "in order, once each");
         last = pa + FRAME;
         assert!(
             pa + FRAME <= frames::LIMIT,
-            "above the identity map: {pa:#x}"
+            "above the managed frames: {pa:#x}"
         );
         assert!(ram.iter().any(|&m| pa >= m.start && pa + FRAME <= m.end));
         for hole in [r(0, 1 << 20), kernel, info, heap] {
@@ -58,9 +58,48 @@ fn plan_keeps_out_of_reserved_ranges() {
         }
         n += 1;
     });
-    // Usable RAM above 1 MiB and below 4 GiB, less the kernel, the info page and the heap.
-    let expect = (0x1ffe0000 - 0x22a000) / FRAME - 1 - (64 << 20) / FRAME;
+    // Usable RAM above 1 MiB, less the kernel, the info page and the heap, and the GiB
+    // above 4 GiB.
+    let expect = (0x1ffe0000 - 0x22a000) / FRAME - 1 - (64 << 20) / FRAME + (1 << 30) / FRAME;
     assert_eq!(n, expect);
+    assert!(heap.end <= frames::LOW, "the heap stays low: {heap:?}");
+    assert_eq!(frames::top(&ram), 0x1_4000_0000);
+    // In two passes, as the kernel adds them (low, then high once mapped): the same frames.
+    let mut m = 0u64;
+    frames::free_frames(&ram, plan.holes(), 0..frames::LOW, |pa| {
+        assert!(pa < frames::LOW);
+        m += 1;
+    });
+    frames::free_frames(&ram, plan.holes(), frames::LOW..frames::LIMIT, |pa| {
+        assert!(pa >= frames::LOW);
+        m += 1;
+    });
+    assert_eq!(m, n);
+}
+
+#[test]
+fn frames_above_4_gib_go_out_first_and_low_ones_on_request() {
+    let low = (frames::LOW / FRAME) as usize;
+    let mut map = FrameMap::new();
+    for f in (256..260).chain(low..low + 3) {
+        map.add(f);
+    }
+    map.add((frames::LIMIT / FRAME) as usize); // past the limit: not managed
+    assert_eq!(map.total, 7);
+    assert_eq!(map.alloc_low(), Some(256));
+    let mut high: Vec<_> = (0..3).map(|_| map.alloc().unwrap()).collect();
+    high.sort();
+    assert_eq!(high, vec![low, low + 1, low + 2], "high frames first");
+    assert_eq!(map.alloc(), Some(257), "then the low ones");
+    assert!(map.free(low + 1));
+    assert_eq!(
+        map.alloc_low(),
+        Some(258),
+        "alloc_low never hands out a high one"
+    );
+    assert_eq!(map.alloc_low(), Some(259));
+    assert_eq!(map.alloc_low(), None);
+    assert_eq!(map.alloc(), Some(low + 1));
 }
 
 #[test]

@@ -189,3 +189,121 @@ fn command_line() {
         "/boot/hv owner=ken secret=... serve=net"
     );
 }
+
+/// An ACPI RSDP copy as GRUB puts it in tags 14 (20 bytes) and 15 (36 bytes).
+fn rsdp_copy(rev: u8, len: usize) -> Vec<u8> {
+    let mut r = b"RSD PTR ".to_vec();
+    r.resize(len, 0);
+    r[15] = rev;
+    r
+}
+
+#[test]
+fn multiboot2_acpi_tags_give_the_rsdp_the_newer_first() {
+    // Tag 14 alone: its body's offset in the structure.
+    let info = mb2(&[tag(1, b"x\0"), tag(14, &rsdp_copy(0, 20))]);
+    let bi = parse_mb2(&info);
+    // Header 8, tag 1 (8 + 2 padded to 16), then tag 14's header.
+    assert_eq!(bi.rsdp(), Some(8 + 16 + 8));
+    assert_eq!(&info[32..40], b"RSD PTR ");
+    // Both: tag 15 (ACPI 2.0+) wins, in either order.
+    let info = mb2(&[tag(15, &rsdp_copy(2, 36)), tag(14, &rsdp_copy(0, 20))]);
+    assert_eq!(parse_mb2(&info).rsdp(), Some(16));
+    let info = mb2(&[tag(14, &rsdp_copy(0, 20)), tag(15, &rsdp_copy(2, 36))]);
+    assert_eq!(parse_mb2(&info).rsdp(), Some(8 + 32 + 8));
+    // A tag too short for an RSDP, or none: no RSDP.
+    assert_eq!(parse_mb2(&mb2(&[tag(14, b"RSD PTR ")])).rsdp(), None);
+    assert_eq!(parse_mb2(&mb2(&[tag(1, b"x\0")])).rsdp(), None);
+}
+
+fn efi_descriptor(kind: u32, base: u64, pages: u64) -> Vec<u8> {
+    let mut d = vec![0u8; 48];
+    d[0..4].copy_from_slice(&kind.to_le_bytes());
+    d[8..16].copy_from_slice(&base.to_le_bytes());
+    d[24..32].copy_from_slice(&pages.to_le_bytes());
+    d
+}
+
+fn efi_map(descs: &[Vec<u8>]) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&48u32.to_le_bytes()); // descriptor size (larger than the 40 defined)
+    m.extend_from_slice(&1u32.to_le_bytes()); // version
+    for d in descs {
+        m.extend_from_slice(d);
+    }
+    m
+}
+
+#[test]
+fn multiboot2_efi_memory_map_when_there_is_no_mmap_tag() {
+    let efi = efi_map(&[
+        efi_descriptor(7, 0, 0x9f),               // conventional
+        efi_descriptor(6, 0x9f000, 1),            // runtime services data
+        efi_descriptor(4, 0x100000, 0x100),       // boot services data: free now
+        efi_descriptor(9, 0x200000, 0x10),        // ACPI reclaim
+        efi_descriptor(7, 0x1_0000_0000, 0x8000), // above 4 GiB
+        efi_descriptor(11, 0xfec0_0000, 1),       // MMIO
+    ]);
+    let bi = parse_mb2(&mb2(&[tag(17, &efi)]));
+    assert_eq!(
+        bi.regions(),
+        &[
+            Region {
+                start: 0,
+                end: 0x9f000
+            },
+            Region {
+                start: 0x100000,
+                end: 0x200000
+            },
+            Region {
+                start: 0x1_0000_0000,
+                end: 0x1_0800_0000
+            }
+        ]
+    );
+    // With the Multiboot2 map there too, that one counts.
+    let mut map = Vec::new();
+    map.extend_from_slice(&24u32.to_le_bytes());
+    map.extend_from_slice(&0u32.to_le_bytes());
+    map.extend(mmap_entry(0x100000, 0x100000, 1));
+    let bi = parse_mb2(&mb2(&[tag(17, &efi), tag(6, &map)]));
+    assert_eq!(
+        bi.regions(),
+        &[Region {
+            start: 0x100000,
+            end: 0x200000
+        }]
+    );
+    // A descriptor size below the defined 40 bytes: nothing.
+    let mut bad = efi.clone();
+    bad[..4].copy_from_slice(&8u32.to_le_bytes());
+    assert_eq!(parse_mb2(&mb2(&[tag(17, &bad)])).regions(), &[]);
+}
+
+#[test]
+fn multiboot2_framebuffer_tag() {
+    // GRUB under a BIOS in text mode: EGA text, 80x25 at 0xb8000.
+    let mut fb = Vec::new();
+    fb.extend_from_slice(&0xb8000u64.to_le_bytes());
+    fb.extend_from_slice(&160u32.to_le_bytes());
+    fb.extend_from_slice(&80u32.to_le_bytes());
+    fb.extend_from_slice(&25u32.to_le_bytes());
+    fb.extend_from_slice(&[16, 2, 0, 0]);
+    let bi = parse_mb2(&mb2(&[tag(8, &fb)]));
+    assert_eq!(
+        bi.framebuffer,
+        Some(bootinfo::Framebuffer {
+            addr: 0xb8000,
+            pitch: 160,
+            width: 80,
+            height: 25,
+            bpp: 16,
+            kind: bootinfo::FramebufferKind::EgaText,
+        })
+    );
+    // An unknown type, or a tag cut short: no screen.
+    fb[21] = 7;
+    assert_eq!(parse_mb2(&mb2(&[tag(8, &fb)])).framebuffer, None);
+    assert_eq!(parse_mb2(&mb2(&[tag(8, &fb[..10])])).framebuffer, None);
+}

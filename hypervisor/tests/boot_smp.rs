@@ -4,7 +4,8 @@
 //! without a panic; and the APs' mailboxes (hypervisor/src/mailbox.rs) with threads for
 //! CPUs.
 
-use hypervisor::cpus::{self, PhysMem, Source};
+use hypervisor::acpi::PhysMem;
+use hypervisor::cpus::{self, Source};
 use hypervisor::mailbox::Mailbox;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 

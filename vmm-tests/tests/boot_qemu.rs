@@ -25,7 +25,7 @@ fn one_cpu_unless_asked() {
         ..Opts::default()
     });
     all_cpus_up(&m, &m.uart_path(), 1, false);
-    // With one CPU the local APIC is left as the firmware set it.
+    // With one CPU no AP is started (the boot CPU's local APIC runs only its tick).
     assert!(
         m.log().contains("smp: 1 CPUs in the Madt; one CPU"),
         "{}",

@@ -9,7 +9,7 @@
 //! has taken them (`started`) before it starts the next.
 #![allow(unsafe_code)]
 
-use super::{lapic, pit};
+use super::{lapic, timer};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// The trampoline's page: SIPI vector 8.
@@ -125,11 +125,11 @@ pub fn start(apic: u32, cpu: usize, stack_top: u64) -> bool {
     let started = || STARTED.load(Ordering::Acquire) == cpu as u64;
     lapic::send_init(apic);
     // 10 ms after INIT, then one start-up IPI and a second if the first went unheard.
-    pit::wait(2, || false);
+    timer::wait(2, || false);
     lapic::send_startup(apic, TRAMPOLINE);
-    if pit::wait(2, started) {
+    if timer::wait(2, started) {
         return true;
     }
     lapic::send_startup(apic, TRAMPOLINE);
-    pit::wait(100, started)
+    timer::wait(100, started)
 }

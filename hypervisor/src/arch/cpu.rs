@@ -1,4 +1,5 @@
-//! Small privileged instructions: interrupts on and off, halting, stopping the machine.
+//! Small privileged instructions: interrupts on and off, halting, stopping the machine,
+//! the time-stamp counter.
 #![allow(unsafe_code)]
 
 use super::port::{BOCHS_SHUTDOWN, QEMU_EXIT};
@@ -67,4 +68,12 @@ pub fn halt_unless(ready: impl Fn() -> bool) {
         // sti; hlt: the one-instruction interrupt shadow of sti closes the race.
         interrupts::enable_and_hlt();
     }
+}
+
+/// The time-stamp counter.
+pub fn rdtsc() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: RDTSC reads a counter (CR4.TSD is clear in this kernel).
+    unsafe { core::arch::asm!("rdtsc", out("eax") lo, out("edx") hi, options(nostack, nomem)) }
+    u64::from(hi) << 32 | u64::from(lo)
 }

@@ -1,6 +1,7 @@
-//! The local APIC, as far as starting and waking the other CPUs needs: this CPU's APIC ID,
-//! the interrupt command register (INIT, start-up, and a wake-up IPI), the spurious vector
-//! and EOI. x2APIC mode (MSRs) where CPUID offers it, else xAPIC (MMIO at the base
+//! The local APIC, as far as starting and waking the other CPUs and the boot CPU's tick
+//! need: this CPU's APIC ID, the interrupt command register (INIT, start-up, and a wake-up
+//! IPI), the spurious vector and EOI, LINT0/1 in virtual-wire mode (the 8259's interrupts
+//! pass through), and the APIC timer (TSC-deadline or periodic). x2APIC mode (MSRs) where CPUID offers it, else xAPIC (MMIO at the base
 //! IA32_APIC_BASE gives, inside the identity map).
 #![allow(unsafe_code)]
 
@@ -27,11 +28,40 @@ const ICR_INIT: u32 = 0x4500;
 const ICR_STARTUP: u32 = 0x4600;
 /// ICR: fixed delivery, level assert (OR the vector in).
 const ICR_FIXED: u32 = 0x4000;
+/// The local vector table's timer, LINT0 and LINT1 entries, the timer's initial and current
+/// counts and its divide configuration (xAPIC offsets; x2APIC MSR 0x800 + offset / 16).
+const REG_LVT_TIMER: u64 = 0x320;
+const REG_LVT_LINT0: u64 = 0x350;
+const REG_LVT_LINT1: u64 = 0x360;
+const REG_TIMER_INIT: u64 = 0x380;
+const REG_TIMER_CURRENT: u64 = 0x390;
+const REG_TIMER_DIVIDE: u64 = 0x3e0;
+const X2_MSR_BASE: u32 = 0x800;
+/// LVT delivery modes (bits 8-10) and the mask bit.
+const LVT_NMI: u32 = 0b100 << 8;
+const LVT_EXTINT: u32 = 0b111 << 8;
+const LVT_MASKED: u32 = 1 << 16;
+/// The LVT timer's modes (bits 17-18), the vector ORed in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum TimerMode {
+    OneShot = 0,
+    Periodic = 1 << 17,
+    TscDeadline = 2 << 17,
+}
+/// The timer's divide configuration value for "divide by 16".
+const DIVIDE_16: u32 = 0b0011;
+/// IA32_TSC_DEADLINE: the TSC value at which the timer fires in TSC-deadline mode.
+const MSR_TSC_DEADLINE: u32 = 0x6e0;
+/// CPUID.1:ECX: the APIC timer has TSC-deadline mode.
+const CPUID1_ECX_TSC_DEADLINE: u32 = 1 << 24;
 
 /// The local APIC's vectors: from here to 63 (the PIC has 32-47).
 pub const FIRST_VECTOR: u8 = 48;
 /// The wake-up IPI: it only ends a `hlt` (the woken CPU looks at its mailbox).
 pub const WAKE_VECTOR: u8 = 48;
+/// The APIC timer's interrupt: the boot CPU's tick (timer.rs).
+pub const TIMER_VECTOR: u8 = 49;
 /// The spurious-interrupt vector (its low four bits set, as older APICs require).
 const SPURIOUS_VECTOR: u8 = 63;
 
@@ -45,7 +75,9 @@ fn rdmsr(msr: u32) -> u64 {
 }
 
 fn wrmsr(msr: u32, v: u64) {
-    // SAFETY: as for rdmsr; the values written enable the APIC or send an IPI.
+    // SAFETY: as for rdmsr, and IA32_TSC_DEADLINE only after CPUID said the timer has
+    // TSC-deadline mode; the values written enable the APIC, send an IPI, set a local
+    // vector entry or program the timer.
     unsafe { Msr::new(msr).write(v) }
 }
 
@@ -86,7 +118,7 @@ pub fn init() -> Option<Mode> {
         return Some(Mode::X2Apic);
     }
     let pa = base & 0xf_ffff_f000;
-    if pa + 0x1000 > super::phys::MAPPED {
+    if pa + 0x1000 > super::paging::LOW {
         return None;
     }
     if base & BASE_ENABLE == 0 {
@@ -115,6 +147,9 @@ pub(super) fn interrupt(vector: u8) {
     if vector == WAKE_VECTOR {
         // The boot CPU's idle loop polls again (an AP has news for a pending read).
         super::cpu::wake();
+    }
+    if vector == TIMER_VECTOR {
+        super::timer::apic_tick();
     }
     if X2.load(Ordering::Relaxed) {
         wrmsr(MSR_X2_EOI, 0);
@@ -158,4 +193,55 @@ pub fn send_init(dest: u32) {
 pub fn send_startup(dest: u32, page: u64) {
     debug_assert!(page < 0x10_0000 && page.is_multiple_of(4096));
     send(dest, ICR_STARTUP | (page >> 12) as u32);
+}
+
+/// Reads the register at xAPIC offset `reg` in whichever mode this CPU's APIC is.
+fn read_reg(reg: u64) -> u32 {
+    if X2.load(Ordering::Relaxed) {
+        rdmsr(X2_MSR_BASE + (reg >> 4) as u32) as u32
+    } else {
+        mmio_read(reg)
+    }
+}
+
+/// Writes the register at xAPIC offset `reg` in whichever mode this CPU's APIC is.
+fn write_reg(reg: u64, v: u32) {
+    if X2.load(Ordering::Relaxed) {
+        wrmsr(X2_MSR_BASE + (reg >> 4) as u32, u64::from(v));
+    } else {
+        mmio_write(reg, v);
+    }
+}
+
+/// The boot CPU in virtual-wire mode: LINT0 takes the 8259's interrupts (ExtINT), LINT1
+/// NMIs, as the MP specification sets them; the firmware may have left them masked.
+pub fn virtual_wire() {
+    write_reg(REG_LVT_LINT0, LVT_EXTINT);
+    write_reg(REG_LVT_LINT1, LVT_NMI);
+}
+
+/// Whether this CPU's APIC timer offers TSC-deadline mode.
+pub fn has_tsc_deadline() -> bool {
+    core::arch::x86_64::__cpuid(1).ecx & CPUID1_ECX_TSC_DEADLINE != 0
+}
+
+/// Programs the timer: `mode` on [`TIMER_VECTOR`] (masked where `masked`), counting the
+/// bus clock divided by 16 down from `count` (ignored in TSC-deadline mode).
+pub fn timer(mode: TimerMode, count: u32, masked: bool) {
+    let mask = if masked { LVT_MASKED } else { 0 };
+    write_reg(REG_TIMER_DIVIDE, DIVIDE_16);
+    write_reg(REG_LVT_TIMER, mode as u32 | mask | u32::from(TIMER_VECTOR));
+    if mode != TimerMode::TscDeadline {
+        write_reg(REG_TIMER_INIT, count);
+    }
+}
+
+/// The timer's current count (one-shot and periodic modes).
+pub fn timer_current() -> u32 {
+    read_reg(REG_TIMER_CURRENT)
+}
+
+/// Arms TSC-deadline mode: the timer fires when the TSC reaches `tsc`.
+pub fn set_deadline(tsc: u64) {
+    wrmsr(MSR_TSC_DEADLINE, tsc);
 }

@@ -9,22 +9,26 @@ pub mod debugcon;
 pub mod gdt;
 pub mod idt;
 pub mod lapic;
+pub mod paging;
 pub mod pci;
 pub mod phys;
 pub mod pic;
 pub mod pit;
+mod pmtimer;
 mod port;
 pub mod rtc;
+pub mod timer;
 pub mod trap;
+mod tsc;
 pub mod uart;
+pub mod vga;
 pub mod vmx;
 pub mod xcall;
 
-/// Descriptor tables, the PIC and the timer. Interrupts stay off until the caller enables
-/// them.
+/// Descriptor tables and the PIC (the tick starts later: `timer::init`, once the ACPI
+/// tables are known). Interrupts stay off until the caller enables them.
 pub fn init() {
     gdt::init();
     idt::init();
     pic::init();
-    pit::init();
 }

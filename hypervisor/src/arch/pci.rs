@@ -228,18 +228,18 @@ pub struct Mmio {
     len: u64,
 }
 
-/// The highest address the identity map is guaranteed to cover.
-const IDENTITY_LIMIT: u64 = 1 << 32;
-
 impl Mmio {
     /// The window `offset..offset+len` of memory BAR `index`, if the BAR is a memory BAR
-    /// that holds the whole window and lies in the identity-mapped low 4 GiB.
+    /// that holds the whole window; one above 4 GiB is identity-mapped uncached here.
     pub fn new(bdf: Bdf, index: u8, offset: u32, len: u32) -> Option<Mmio> {
         let Some(Bar::Memory { base, size }) = bdf.bar(index) else {
             return None;
         };
         let end = u64::from(offset).checked_add(u64::from(len))?;
-        if end > size || base.checked_add(end)? > IDENTITY_LIMIT || len == 0 {
+        if end > size
+            || len == 0
+            || !super::paging::map_mmio(base + u64::from(offset), u64::from(len))
+        {
             return None;
         }
         Some(Mmio {
@@ -311,7 +311,8 @@ impl Mmio {
     }
 }
 
-/// One zeroed 4 KiB physical frame owned by this value and shared with a device by its
+/// One zeroed 4 KiB physical frame below 4 GiB (devices that cannot address higher can
+/// reach it) owned by this value and shared with a device by its
 /// physical address (identity-mapped, so also a valid pointer). Freed on drop.
 ///
 /// Accesses are volatile because the device reads and writes the frame concurrently.
@@ -327,7 +328,7 @@ pub const FRAME_SIZE: usize = 4096;
 
 impl DmaFrame {
     pub fn new() -> Option<DmaFrame> {
-        crate::memory::alloc_frame().map(|f| DmaFrame {
+        crate::memory::alloc_low_frame().map(|f| DmaFrame {
             pa: f.pa(),
             frame: Some(f),
         })

@@ -1,13 +1,13 @@
-//! Physical memory through the identity map (virtual == physical for the low 4 GiB).
+//! Physical memory through the identity map (virtual == physical: the low 4 GiB from the
+//! boot stub, all RAM after `paging::map_ram`).
 #![allow(unsafe_code)]
 
-/// The identity map's end: addresses below it are mapped.
-pub const MAPPED: u64 = 1 << 32;
+use super::paging::{mapped_end, LOW};
 
 /// Bytes the boot loader left at `pa` (boot information, command line). The caller copies
 /// out what it needs before the memory is handed to the frame allocator.
 pub fn boot_bytes(pa: u64, len: usize) -> &'static [u8] {
-    if pa == 0 || pa.saturating_add(len as u64) > MAPPED {
+    if pa == 0 || pa.saturating_add(len as u64) > LOW {
         return &[];
     }
     // SAFETY: the range is identity-mapped RAM written by the loader, read-only here and
@@ -17,7 +17,7 @@ pub fn boot_bytes(pa: u64, len: usize) -> &'static [u8] {
 
 /// Zeroes the 4 KiB frame at `pa`.
 pub fn zero_frame(pa: u64) {
-    assert!(pa.is_multiple_of(4096) && pa + 4096 <= MAPPED);
+    assert!(pa.is_multiple_of(4096) && pa + 4096 <= mapped_end());
     // SAFETY: `pa` is a free RAM frame owned by the allocator, identity-mapped.
     unsafe { core::ptr::write_bytes(pa as *mut u8, 0, 4096) }
 }
@@ -32,7 +32,7 @@ pub fn init_heap(heap: &linked_list_allocator::LockedHeap, start: u64, size: usi
 /// The firmware's tables (BIOS data area, EBDA, ROM, ACPI and MP tables) at `pa`: empty
 /// where the range is not in the identity map.
 pub fn firmware_bytes(pa: u64, len: usize) -> &'static [u8] {
-    if pa.saturating_add(len as u64) > MAPPED {
+    if pa.saturating_add(len as u64) > mapped_end() {
         return &[];
     }
     // SAFETY: the range is identity-mapped; the firmware's areas are ROM or RAM the

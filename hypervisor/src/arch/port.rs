@@ -64,6 +64,14 @@ impl IoRange {
 
 // The claims: one per device, each the only range over its ports.
 
+/// The ACPI PM timer's 32-bit counter at `base` (the FADT's PM_TMR_BLK), claimed once at
+/// boot by pmtimer.rs.
+pub fn claim_pm_timer(base: u16) -> IoRange {
+    // SAFETY: the firmware's FADT names these four ports as the PM timer's counter, a
+    // read-only register whose reads change nothing; pmtimer.rs only reads it.
+    unsafe { IoRange::claim(base, 4) }
+}
+
 /// The master 8259 (command 0x20, data 0x21).
 // SAFETY: the interrupt controller is the kernel's; it only routes IRQs.
 pub static PIC1: IoRange = unsafe { IoRange::claim(0x20, 2) };

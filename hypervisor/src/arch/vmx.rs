@@ -17,7 +17,7 @@
 
 mod entry;
 mod insn;
-pub use insn::rdtsc;
+use super::cpu::rdtsc;
 pub mod selftest;
 
 use devvmx::hw::{EntryState, Frame, Hw, Msr, Phys, VmcsField, VmxFail, PAGE};
@@ -127,8 +127,8 @@ impl KernelHw {
             host_xcr0,
             mxcsr_mask: if mask == 0 { 0xffbf } else { mask },
             feat,
-            wall: (0, super::pit::ticks()),
-            tsc_hz: super::pit::tsc_hz(),
+            wall: (0, super::timer::ticks()),
+            tsc_hz: super::timer::tsc_hz(),
             cpu: 0,
             route: unrouted,
         }
@@ -260,7 +260,7 @@ impl Hw for KernelHw {
 
     fn now(&self) -> u32 {
         let (secs, at) = self.wall;
-        let since = super::pit::ticks().saturating_sub(at) / super::pit::HZ as u64;
+        let since = super::timer::ticks().saturating_sub(at) / super::timer::HZ as u64;
         secs.saturating_add(since.try_into().unwrap_or(u32::MAX))
     }
 
@@ -310,7 +310,7 @@ impl Hw for KernelHw {
     }
 
     fn rdtsc(&mut self) -> u64 {
-        insn::rdtsc()
+        rdtsc()
     }
 
     fn tsc_hz(&self) -> u64 {

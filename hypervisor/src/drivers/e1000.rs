@@ -1,8 +1,10 @@
 //! Intel 8254x gigabit NICs (the e1000 family: 82540EM as Bochs and QEMU emulate it, and
-//! its close relatives): legacy receive and transmit descriptors in one frame per ring, one
-//! frame per buffer, receive interrupts on the PCI INTx line. Registers from Intel's
-//! "PCI/PCI-X Family of Gigabit Ethernet Controllers Software Developer's Manual"
-//! (8254x), sections 13 (registers) and 3 (descriptors).
+//! its close relatives) and the 82574L (e1000e, QEMU `-device e1000e`), which keeps the
+//! 8254x's legacy descriptors and register map: legacy receive and transmit descriptors in
+//! one frame per ring, one frame per buffer, receive interrupts on the PCI INTx line.
+//! Registers from Intel's "PCI/PCI-X Family of Gigabit Ethernet Controllers Software
+//! Developer's Manual" (8254x), sections 13 (registers) and 3 (descriptors), and the 82574
+//! GbE Controller Family datasheet (section 10: EERD's other layout).
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -12,9 +14,61 @@ use crate::drivers::intx;
 use crate::drivers::nic::{Nic, MTU_FRAME};
 
 const INTEL: u16 = 0x8086;
+
+/// Where a family's EERD (EEPROM read) register keeps its fields.
+#[derive(Clone, Copy)]
+struct Eerd {
+    /// The word address's shift.
+    addr_shift: u32,
+    /// The done bit.
+    done: u32,
+}
+
+/// The 8254x's EERD: address at bit 8, done at bit 4.
+const EERD_8254X: Eerd = Eerd {
+    addr_shift: 8,
+    done: 1 << 4,
+};
+/// The 82574's: address at bit 2, done at bit 1.
+const EERD_82574: Eerd = Eerd {
+    addr_shift: 2,
+    done: 1 << 1,
+};
+
+/// A device id served, its name in the log and its EERD.
+struct Model {
+    device: u16,
+    name: &'static str,
+    eerd: Eerd,
+}
+
 /// Device ids served: 82540EM, 82540EM (LOM), 82540EP (LOM), 82540EP, 82540EP (LP),
-/// 82545EM (copper). Later parts (e1000e: 82571 on, ICH/PCH) program differently.
-const DEVICES: [u16; 6] = [0x100E, 0x1015, 0x1016, 0x1017, 0x101E, 0x100F];
+/// 82545EM (copper), and the 82574L. Other e1000e parts (82571-82573, the ICH/PCH
+/// I217/I219) need more set-up than this driver does (see hypervisor/README.md).
+const MODELS: [Model; 7] = [
+    Model::e1000(0x100E),
+    Model::e1000(0x1015),
+    Model::e1000(0x1016),
+    Model::e1000(0x1017),
+    Model::e1000(0x101E),
+    Model::e1000(0x100F),
+    Model {
+        device: 0x10D3,
+        name: "e1000e",
+        eerd: EERD_82574,
+    },
+];
+
+impl Model {
+    /// An 8254x.
+    const fn e1000(device: u16) -> Model {
+        Model {
+            device,
+            name: "e1000",
+            eerd: EERD_8254X,
+        }
+    }
+}
 
 /// Register offsets in BAR 0.
 const CTRL: u64 = 0x0000;
@@ -61,7 +115,6 @@ const INT_RXDMT0: u32 = 1 << 4;
 const INT_RXO: u32 = 1 << 6;
 const INT_RXT0: u32 = 1 << 7;
 const EERD_START: u32 = 1;
-const EERD_DONE: u32 = 1 << 4;
 
 /// Descriptors per ring (a multiple of 8: ring lengths are multiples of 128 bytes).
 const RING: usize = 64;
@@ -76,6 +129,7 @@ const CMD_IFCS: u32 = 1 << 1;
 const CMD_RS: u32 = 1 << 3;
 
 pub struct E1000 {
+    model: &'static Model,
     regs: Mmio,
     irqs: intx::Seen,
     rx_ring: DmaFrame,
@@ -91,7 +145,7 @@ pub struct E1000 {
 }
 
 impl E1000 {
-    fn new(bdf: Bdf) -> Result<E1000, &'static str> {
+    fn new(bdf: Bdf, model: &'static Model) -> Result<E1000, &'static str> {
         bdf.enable(true);
         let regs = Mmio::new(bdf, 0, 0, WINDOW).ok_or("e1000: BAR 0 is not a usable memory BAR")?;
         let frames =
@@ -113,6 +167,7 @@ impl E1000 {
         regs.write32(IMC, !0);
         let _ = regs.read32(ICR);
         let mut n = E1000 {
+            model,
             mac: [0; 6],
             regs,
             irqs: intx::Seen::default(),
@@ -175,11 +230,13 @@ impl E1000 {
         }
         let mut mac = [0u8; 6];
         for word in 0..3u32 {
-            self.regs.write32(EERD, EERD_START | word << 8);
+            let eerd = self.model.eerd;
+            self.regs
+                .write32(EERD, EERD_START | word << eerd.addr_shift);
             let mut v = 0;
             for _ in 0..100_000 {
                 v = self.regs.read32(EERD);
-                if v & EERD_DONE != 0 {
+                if v & eerd.done != 0 {
                     break;
                 }
             }
@@ -209,7 +266,7 @@ impl E1000 {
 
 impl Nic for E1000 {
     fn model(&self) -> &'static str {
-        "e1000"
+        self.model.name
     }
 
     fn mac(&self) -> [u8; 6] {
@@ -281,27 +338,29 @@ impl Drop for E1000 {
     }
 }
 
-/// The first 8254x that initialises. Call with interrupts off.
+/// The first 8254x or 82574L that initialises. Call with interrupts off.
 pub fn probe() -> Option<E1000> {
     let mut found = Vec::new();
     crate::arch::pci::scan(|bdf| {
-        if bdf.vendor() == INTEL && DEVICES.contains(&bdf.device()) {
-            found.push(bdf);
+        let model = MODELS.iter().find(|m| m.device == bdf.device());
+        if let (INTEL, Some(model)) = (bdf.vendor(), model) {
+            found.push((bdf, model));
         }
     });
-    for bdf in found {
-        match E1000::new(bdf) {
+    for (bdf, model) in found {
+        match E1000::new(bdf, model) {
             Ok(n) => {
                 let irq = intx::register(bdf.interrupt_line());
                 log::info!(
-                    "e1000 {bdf:?} ({:04x}): mac {:02x?}, irq {irq:?}, status {:#x}",
+                    "{} {bdf:?} ({:04x}): mac {:02x?}, irq {irq:?}, status {:#x}",
+                    model.name,
                     bdf.device(),
                     n.mac,
                     n.regs.read32(STATUS)
                 );
                 return Some(n);
             }
-            Err(e) => log::warn!("e1000 {bdf:?} not served: {e}"),
+            Err(e) => log::warn!("{} {bdf:?} not served: {e}", model.name),
         }
     }
     None

@@ -74,6 +74,8 @@ pub struct Opts {
     /// client slower than the harness's (Linux under QEMU writes a message in pieces) can
     /// look gone to the kernel's 2 s partial-message rule. Costs serial speed.
     pub slowdown: bool,
+    /// More QEMU arguments, after the harness's own (a machine type, firmware).
+    pub qemu_args: Vec<String>,
 }
 
 /// The NIC models the kernel drives.
@@ -81,6 +83,8 @@ pub struct Opts {
 pub enum Nic {
     VirtioNet,
     E1000,
+    /// The 82574L (QEMU only).
+    E1000e,
 }
 
 /// The log line that says the kernel serves 9P over TCP.
@@ -121,6 +125,7 @@ impl Default for Opts {
             tcp_echo: false,
             guest_fwd: ("", 564),
             slowdown: false,
+            qemu_args: Vec::new(),
         }
     }
 }

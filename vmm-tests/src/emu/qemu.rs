@@ -64,6 +64,7 @@ impl Machine {
                 .arg(match nic {
                     Nic::VirtioNet => "virtio-net-pci,netdev=n0",
                     Nic::E1000 => "e1000,netdev=n0",
+                    Nic::E1000e => "e1000e,netdev=n0",
                 });
             port
         });
@@ -71,6 +72,7 @@ impl Machine {
             &["virtio", &opts.virtio_ports.to_string()],
             &dir,
         ));
+        cmd.args(&opts.qemu_args);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -4,7 +4,7 @@
 //! Control registers, MSRs, XCR0 and the descriptor-table registers go through the
 //! `x86_64` crate, the kernel's one home for them. What it lacks is inline assembly here:
 //! the VMX instructions (which need their CF/ZF result, VMfailInvalid/VMfailValid, read
-//! in the same asm block), writes to CR2 and DR6, STR, RDTSC and FXSAVE/FXRSTOR.
+//! in the same asm block), writes to CR2 and DR6, STR and FXSAVE/FXRSTOR.
 #![allow(unsafe_code)]
 
 use core::arch::asm;
@@ -184,13 +184,6 @@ pub unsafe fn set_dr6(v: u64) {
 pub unsafe fn set_xcr0(value: u64) {
     // SAFETY: the caller checked the value.
     unsafe { XCr0::write_raw(value) }
-}
-
-pub fn rdtsc() -> u64 {
-    let (lo, hi): (u32, u32);
-    // SAFETY: RDTSC reads a counter (CR4.TSD is clear in this kernel).
-    unsafe { asm!("rdtsc", out("eax") lo, out("edx") hi, options(nostack, nomem)) }
-    (hi as u64) << 32 | lo as u64
 }
 
 /// # Safety

@@ -12,7 +12,7 @@ impl Env for Kernel {
     }
 
     fn ticks(&self) -> u64 {
-        crate::arch::pit::ticks()
+        crate::arch::timer::ticks()
     }
 
     fn log(&mut self, level: Level, line: core::fmt::Arguments) {

@@ -1,0 +1,230 @@
+//! The kernel on firmware and boards unlike the PC/AT the other tests boot: UEFI (OVMF,
+//! q35) with 6 GiB and four CPUs from the one hybrid ISO, and a PC without a PIT (the TSC's
+//! rate from the ACPI PM timer, the tick from the local APIC timer). QEMU TCG: no VT-x
+//! needed.
+
+use ninep_client::{dm, om, Client};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use vmm_tests::emu::{self, Machine, Nic, Opts};
+use vmm_tests::firmware::{no_pit, Qmp, Uefi};
+use vmm_tests::status::{num, read as status, text as field};
+
+const SECRET: &str = "opensesame";
+const OWNER: &str = "eve";
+
+/// A new segment's modification time, seconds since 1970 by the kernel's clock.
+fn segment_time(c: &Client, name: &str) -> u32 {
+    c.create("segment", name, dm::DIR | 0o777, om::READ)
+        .expect("create a segment");
+    c.stat(&format!("segment/{name}")).expect("stat it").mtime
+}
+
+fn host_time() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("host clock after 1970")
+        .as_secs() as i64
+}
+
+#[test]
+fn without_a_pit_the_clock_comes_from_the_pm_timer_and_keeps_time() {
+    let m = Machine::qemu(Opts {
+        cmdline: format!("owner={OWNER} secret={SECRET} serve=net"),
+        virtio_ports: 0,
+        nic: Some(Nic::VirtioNet),
+        qemu_args: no_pit(),
+        ..Opts::default()
+    });
+    let log = m.log();
+    let clock = log
+        .lines()
+        .find(|l| l.contains("clock: tsc "))
+        .unwrap_or_else(|| panic!("no clock line: {log}"));
+    assert!(clock.contains("from acpi pm timer"), "{clock}");
+    assert!(
+        clock.contains("tick 100 Hz from local apic timer"),
+        "{clock}"
+    );
+
+    let c = m.tcp_client(OWNER, &format!("!{SECRET}"));
+    let st = status(&c);
+    assert_eq!(field(&st, "net"), "tcp!10.0.2.15!564", "{st}");
+    // The kernel's seconds (the RTC at boot, then its ticks) against the host's: a file
+    // made now carries the host's time, and one made 5 s later 5 s more.
+    let first = segment_time(&c, "t0");
+    assert!(
+        (i64::from(first) - host_time()).abs() <= 2,
+        "kernel time {first}, host {}",
+        host_time()
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    let second = segment_time(&c, "t1");
+    let host = host_time();
+    assert!(
+        (4..=6).contains(&(second - first)),
+        "5 host seconds were {} kernel seconds\n{log}",
+        second - first
+    );
+    assert!(
+        (i64::from(second) - host).abs() <= 2,
+        "kernel {second}, host {host}"
+    );
+}
+
+const PY9P_STATUS: &str = r#"
+import sys
+import py9p.client as client
+c = client.Client.connect_tcp(sys.argv[1], int(sys.argv[2]), msize=8192)
+c.transport.settimeout(60)
+assert c.negotiate().version == "9P2000"
+c.attach(0, uname="glenda", aname="")
+c.walk(0, 1, "status")
+c.open(1)
+text = c.read(1, 4000).decode()
+assert "net tcp!10.0.2.15!564" in text, text
+print(text)
+print("python-9p ok")
+"#;
+
+const GIB: u64 = 1 << 30;
+
+#[test]
+fn uefi_boots_the_iso_with_all_of_6_gib_and_four_cpus() {
+    let uefi = Uefi::new();
+    let m = Machine::qemu(Opts {
+        cmdline: format!("owner={OWNER} secret={SECRET} serve=net"),
+        mem_mb: 6 * 1024,
+        cpus: 4,
+        virtio_ports: 0,
+        nic: Some(Nic::VirtioNet),
+        qemu_args: uefi.args.clone(),
+        ..Opts::default()
+    });
+    let log = m.log();
+    assert!(
+        log.contains("acpi: rsdp ") && log.contains(" from multiboot2 tag"),
+        "{log}"
+    );
+    // Every CPU the MADT lists came up and woke for its doorbell (TCG: no VMX on them).
+    for n in 1..4 {
+        assert!(
+            log.contains(&format!("smp: cpu {n} (APIC {n}) online, no vmx"))
+                && log.contains(&format!("smp: cpu {n} answers its doorbell\n")),
+            "cpu {n}:\n{log}"
+        );
+    }
+
+    // python-9p over TCP (virtio-net, its BAR above 4 GiB under OVMF).
+    let out = emu::python(PY9P_STATUS, &["127.0.0.1", &m.tcp_port().to_string()]);
+    assert!(out.contains("python-9p ok"), "{out}");
+    let c = m.tcp_client(OWNER, &format!("!{SECRET}"));
+    let st = status(&c);
+    assert_eq!(num(&st, "cpus"), 4, "{st}");
+    let total = num(&st, "memtotal");
+    assert!(
+        total > 5 * GIB,
+        "status counts {total} bytes of 6 GiB: {st}"
+    );
+
+    // Segments totalling more than 4 GiB: each written at its first and last page and read
+    // back (the frames above 4 GiB go out first). TCG zeroes 1.5 GiB in about 15 s.
+    c.set_timeout(Some(Duration::from_secs(120)));
+    let size = 3 * GIB / 2;
+    for i in 0..3u8 {
+        let name = format!("big{i}");
+        c.create("segment", &name, dm::DIR | 0o777, om::READ)
+            .expect("create a segment");
+        let ctl = c.open(&format!("segment/{name}/ctl"), om::WRITE).unwrap();
+        ctl.write_str(&format!("va 0x10000000 {size:#x}"))
+            .unwrap_or_else(|e| panic!("segment {i} of {size:#x} bytes: {e}\n{}", m.diagnostics()));
+        let data = c.open(&format!("segment/{name}/data"), om::RDWR).unwrap();
+        for off in [0, size - 4096] {
+            let bytes: Vec<u8> = (0..4096u32)
+                .map(|b| (b as u8) ^ i ^ (off >> 12) as u8)
+                .collect();
+            data.write_all_at(off, &bytes).expect("write a page");
+            assert_eq!(data.read_at(off, 4096).expect("read it back"), bytes);
+        }
+    }
+    let st = status(&c);
+    assert_eq!(num(&st, "segments"), 3, "{st}");
+    assert!(
+        total - num(&st, "memfree") >= 4 * GIB + GIB / 2,
+        "4.5 GiB in segments: {st}"
+    );
+}
+
+#[test]
+fn uefi_serves_9p_over_an_82574l() {
+    let uefi = Uefi::new();
+    let m = Machine::qemu(Opts {
+        cmdline: format!("owner={OWNER} secret={SECRET} serve=net"),
+        mem_mb: 512,
+        virtio_ports: 0,
+        nic: Some(Nic::E1000e),
+        qemu_args: uefi.args.clone(),
+        ..Opts::default()
+    });
+    let log = m.log();
+    assert!(log.contains("e1000e Bdf"), "{log}");
+    assert!(log.contains("e1000e: mac "), "{log}");
+    let out = emu::python(PY9P_STATUS, &["127.0.0.1", &m.tcp_port().to_string()]);
+    assert!(out.contains("python-9p ok"), "{out}");
+    // Bulk data both ways through the 82574L's rings.
+    let c = m.tcp_client(OWNER, &format!("!{SECRET}"));
+    c.create("segment", "bulk", dm::DIR | 0o777, om::READ)
+        .expect("create a segment");
+    let ctl = c.open("segment/bulk/ctl", om::WRITE).unwrap();
+    ctl.write_str("va 0x10000000 0x100000").expect("size it");
+    let data = c.open("segment/bulk/data", om::RDWR).unwrap();
+    let bytes: Vec<u8> = (0..256 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
+    data.write_all_at(0, &bytes).expect("write 256 KiB");
+    let mut back = Vec::new();
+    while back.len() < bytes.len() {
+        let chunk = data
+            .read_at(back.len() as u64, c.max_io())
+            .expect("read back");
+        assert!(!chunk.is_empty());
+        back.extend_from_slice(&chunk);
+    }
+    back.truncate(bytes.len());
+    assert!(back == bytes, "segment data came back changed");
+}
+
+/// The VGA text screen's characters, row by row.
+fn screen_text(cells: &[u8], cols: usize) -> Vec<String> {
+    cells
+        .chunks(2 * cols)
+        .map(|row| row.iter().step_by(2).map(|&b| b as char).collect())
+        .collect()
+}
+
+#[test]
+fn the_address_to_mount_is_on_the_screen() {
+    let qmp = Qmp::new();
+    let m = Machine::qemu(Opts {
+        cmdline: format!("owner={OWNER} secret={SECRET} serve=net"),
+        virtio_ports: 0,
+        nic: Some(Nic::VirtioNet),
+        qemu_args: qmp.args(),
+        ..Opts::default()
+    });
+    assert!(
+        m.log().contains("screen: the log on the text screen too"),
+        "{}",
+        m.log()
+    );
+    // GRUB under SeaBIOS leaves VGA text mode: 80x25 cells at 0xb8000.
+    let rows = screen_text(&qmp.read_phys(0xb8000, 80 * 25 * 2), 80);
+    let title = rows[0].trim_end();
+    assert!(
+        title.ends_with(": 9P on tcp!10.0.2.15!564"),
+        "title {title:?}\n{}",
+        rows.join("\n")
+    );
+    assert!(
+        rows.iter().any(|r| r.contains("ready; owner eve")),
+        "the log is on the screen:\n{}",
+        rows.join("\n")
+    );
+}
