@@ -7,10 +7,12 @@ use ninep::{Limits, Session};
 use protocol::{Fcall, MsgType, Wnames, NOFID, NOTAG};
 
 mod fwcfg;
+mod netswitch;
 pub mod runner;
 mod virtqueue;
 
 pub use fwcfg::fwcfg;
+pub use netswitch::netswitch;
 pub use virtqueue::virtqueue;
 
 /// Decoding is total, and whatever decodes re-encodes to the same frame.
@@ -207,13 +209,14 @@ pub fn preamble() -> Vec<u8> {
     out
 }
 
-/// Well-formed frames of every T-message, valid #X texts, good virtqueues and fw_cfg
-/// accesses: the seeds the mutator starts from.
+/// Well-formed frames of every T-message, valid #X texts, good virtqueues, fw_cfg
+/// accesses and switched networks: the seeds the mutator starts from.
 pub fn seeds() -> Vec<Vec<u8>> {
     let mut s = frame_seeds();
     s.extend(vmx_seeds());
     s.extend(virtqueue::seeds());
     s.extend(fwcfg::seeds());
+    s.extend(netswitch::seeds());
     s
 }
 
@@ -283,6 +286,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("vmx_files", vmx_files),
     ("virtqueue", virtqueue),
     ("fwcfg", fwcfg),
+    ("netswitch", netswitch),
 ];
 
 /// The #X event syntax (`exc`/`irq` arguments): a value or Ebadctl, and a value is a
