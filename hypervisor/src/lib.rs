@@ -25,6 +25,7 @@ mod memory;
 mod net;
 pub mod server;
 mod smp;
+mod switch;
 pub mod transport;
 
 use alloc::boxed::Box;
@@ -177,12 +178,25 @@ fn kmain(magic: u32, info: u32) -> ! {
             nic.mac(),
             cfg.port
         );
-        server.add_listener(Box::new(net::TcpListener::new(net::Stack::new(
-            nic,
-            addressing,
-            cfg.port,
-            cfg.echo_port,
-        ))));
+        let (nic, switch) = if cfg.switch {
+            match switch::SwitchedNic::new(nic) {
+                Ok(s) => {
+                    log::info!("switch: the NIC is its uplink (promiscuous), the interface a port");
+                    let sw = s.switch();
+                    (Box::new(s) as Box<dyn drivers::nic::Nic>, Some(sw))
+                }
+                Err((nic, e)) => {
+                    log::warn!("switch: {e}; the NIC serves the interface alone");
+                    (nic, None)
+                }
+            }
+        } else {
+            (nic, None)
+        };
+        server.add_listener(Box::new(net::TcpListener::new(
+            net::Stack::new(nic, addressing, cfg.port, cfg.echo_port),
+            switch,
+        )));
     }
     for link in links {
         server.add(link);

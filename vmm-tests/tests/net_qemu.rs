@@ -15,8 +15,13 @@ const OWNER: &str = "eve";
 const STRANGER: &str = "glenda";
 
 fn boot(nic: Nic) -> Machine {
+    boot_with(nic, "")
+}
+
+/// Boots with `extra` words on the command line.
+fn boot_with(nic: Nic, extra: &str) -> Machine {
     Machine::qemu(Opts {
-        cmdline: format!("owner={OWNER} secret={SECRET} serve=uart,virtio,net"),
+        cmdline: format!("owner={OWNER} secret={SECRET} serve=uart,virtio,net {extra}"),
         virtio_ports: 1,
         nic: Some(nic),
         ..Opts::default()
@@ -147,6 +152,40 @@ fn clients_over_virtio_net() {
 fn clients_over_e1000() {
     let m = boot(Nic::E1000);
     clients(&m);
+}
+
+/// With `switch`, the NIC is the switch's uplink (e1000 in promiscuous mode) and the
+/// kernel's interface a port: the clients work as before, and `status` shows the ports
+/// and their counters.
+#[test]
+fn clients_through_the_switch() {
+    for nic in [Nic::E1000, Nic::VirtioNet] {
+        let m = boot_with(nic, "switch");
+        clients(&m);
+        let c = Client::dial(&m.tcp_dial(), STRANGER, "").expect("dial");
+        let st = status(&c);
+        let line = |p: &str| {
+            st.lines()
+                .find(|l| l.starts_with(p))
+                .unwrap_or_else(|| panic!("no {p:?} line in {st}"))
+                .split(' ')
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        let up = line("switch port 0 uplink - in ");
+        let host = line("switch port 1 host ");
+        // Words: switch port N KIND MAC in N out N full N spoof N bad N queued N.
+        let n = |w: &[String], i: usize| w[i].parse::<u64>().unwrap();
+        assert!(n(&up, 6) > 100, "frames from the wire: {st}");
+        assert!(n(&host, 8) > 100, "frames for the interface: {st}");
+        assert!(n(&host, 6) > 100, "frames from the interface: {st}");
+        assert_eq!(
+            n(&host, 12),
+            0,
+            "the interface sends from its own address: {st}"
+        );
+        assert!(st.contains("\nswitch table "), "{st}");
+    }
 }
 
 /// The owner over the network only with the secret, in the attach name; serial believes.
