@@ -4,7 +4,7 @@
 //! address only when addressed to it or to a group; a frame from a port that owns an
 //! address with another source, or with a source another port owns, goes nowhere.
 
-use netswitch::{Config, Mac, PortId, Switch, Verdict, KINDS};
+use netswitch::{qfile, Config, Mac, PortId, Switch, Verdict, KINDS};
 
 /// Small bounds, so that the fuzzer reaches them.
 const CONFIG: Config = Config {
@@ -23,17 +23,21 @@ fn mac(b: u8) -> Mac {
     }
 }
 
-/// Input: steps of 3 bytes `[op, a, b]`. op % 5: 0 adds a port of kind a % 4 (address
+/// Input: steps of 3 bytes `[op, a, b]`. op % 7: 0 adds a port of kind a % 4 (address
 /// mac(b) if the kind owns one), 1 removes port a, 2 sets port a's address to mac(b), 3
 /// sends from port a a frame to mac(b) from mac(b >> 4) whose length is op's top bits
-/// scaled, 4 reads port a's next frame. Time advances by a's top bits on each send.
+/// scaled, 4 reads port a's next frame, 5 writes the next b bytes of input to port a's
+/// queue file, 6 reads port a's queue file with a count of 8 b. Time advances by a's
+/// top bits on each send.
 pub fn netswitch(data: &[u8]) {
     let mut sw = Switch::new(CONFIG);
     let mut now = 0u64;
-    for step in data.chunks_exact(3) {
-        let [op, a, b] = [step[0], step[1], step[2]];
+    let mut rest = data;
+    while let [op, a, b, tail @ ..] = rest {
+        let (op, a, b) = (*op, *a, *b);
+        rest = tail;
         let port = PortId(u16::from(a % 8));
-        match op % 5 {
+        match op % 7 {
             0 => {
                 let kind = KINDS[usize::from(a) % KINDS.len()].kind;
                 let m = kind.info().owns_address.then(|| mac(b));
@@ -51,11 +55,17 @@ pub fn netswitch(data: &[u8]) {
                 let len = [13, 14, 60, 1518, 1519, 42, 100, 1000][usize::from(op >> 5)];
                 send(&mut sw, port, mac(b), mac(b >> 4), len, now);
             }
-            _ => {
+            4 => {
                 let before = sw.queued(port);
                 let f = sw.pop(port);
                 assert_eq!(f.is_some(), before > 0);
             }
+            5 => {
+                let (w, tail) = rest.split_at(usize::from(b).min(rest.len()));
+                rest = tail;
+                qfile_write(&mut sw, port, w, now);
+            }
+            _ => qfile_read(&mut sw, port, usize::from(b) * 8),
         }
         for p in 0..CONFIG.ports + 2 {
             assert!(sw.queued(PortId(p)) <= CONFIG.queue);
@@ -112,6 +122,41 @@ fn send(sw: &mut Switch, from: PortId, dst: Mac, src: Mac, len: usize, now: u64)
     }
 }
 
+/// A write of a queue file delivers all its frames or, when it is bad, none.
+fn qfile_write(sw: &mut Switch, p: PortId, w: &[u8], now: u64) {
+    let total = |sw: &Switch| -> u64 {
+        (0..CONFIG.ports)
+            .filter_map(|i| sw.counters(PortId(i)))
+            .map(|c| c.input + c.spoof + c.bad)
+            .sum()
+    };
+    let before = total(sw);
+    match qfile::write(sw, p, w, now) {
+        Ok(n) => {
+            assert_eq!(qfile::decode(w).map(|f| f.len()), Ok(n));
+            assert_eq!(total(sw), before + n as u64, "every frame counted once");
+        }
+        Err(_) => assert_eq!(total(sw), before, "a bad write delivered a frame"),
+    }
+}
+
+/// A read of a queue file returns whole frames within its count, or takes nothing.
+fn qfile_read(sw: &mut Switch, p: PortId, count: usize) {
+    let before = sw.queued(p);
+    match qfile::read(sw, p, count) {
+        Ok(b) => {
+            assert!(b.len() <= count);
+            let frames = qfile::decode(&b).expect("a read decodes");
+            assert_eq!(sw.queued(p), before - frames.len());
+        }
+        Err(qfile::Error::Short(n)) => {
+            assert!(n > count);
+            assert_eq!(sw.queued(p), before, "a short read took a frame");
+        }
+        Err(e) => assert_eq!((e, sw.kind(p)), (qfile::Error::NoPort, None)),
+    }
+}
+
 /// A network of every kind of port and traffic among them.
 pub fn seeds() -> Vec<Vec<u8>> {
     let add = |k: u8, m: u8| [0u8, k, m];
@@ -129,11 +174,20 @@ pub fn seeds() -> Vec<Vec<u8>> {
         send(4, 3, 6),
         send(1, 9, 2),
         [4, 1, 0],
+        [6, 4, 200],
         [2, 0, 7],
         [1, 3, 0],
     ] {
         s.extend_from_slice(&step);
     }
+    // The client's queue file takes a frame for guest 1.
+    let mut f = vec![0u8; 60];
+    f[..6].copy_from_slice(&mac(1).0);
+    f[6..12].copy_from_slice(&mac(6).0);
+    let mut w = Vec::new();
+    qfile::encode(&f, &mut w);
+    s.extend_from_slice(&[5, 4, w.len() as u8]);
+    s.extend_from_slice(&w);
     vec![s]
 }
 

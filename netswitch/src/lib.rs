@@ -29,6 +29,7 @@
 extern crate alloc;
 
 pub mod frame;
+pub mod qfile;
 pub mod table;
 
 pub use frame::{Mac, HEADER_LEN, MAX_FRAME};
@@ -343,6 +344,11 @@ impl Switch {
     /// The next frame queued for port `p`.
     pub fn pop(&mut self, p: PortId) -> Option<Vec<u8>> {
         self.port_mut(p)?.queue.pop_front()
+    }
+
+    /// The length of the next frame queued for port `p`.
+    pub fn peek_len(&self, p: PortId) -> Option<usize> {
+        self.port(p)?.queue.front().map(Vec::len)
     }
 
     /// Frames queued for port `p`.
