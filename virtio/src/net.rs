@@ -1,10 +1,13 @@
 //! virtio-net (virtio 1.x, 5.1): the header before every frame in a buffer, the longest
-//! frame a card takes, and (with `alloc`) the device side of a legacy card ([`device`]).
+//! frame a card takes, and (with `alloc`) the device side of a legacy card ([`device`])
+//! and its port on a switch ([`port`]).
 
 use virtio_spec as spec;
 
 #[cfg(feature = "alloc")]
 pub mod device;
+#[cfg(feature = "alloc")]
+pub mod port;
 
 /// The longest frame a card takes or delivers (no FCS, room for a VLAN tag): Ethernet's,
 /// as the switch its frames may cross counts it.
