@@ -162,7 +162,7 @@ fn kmain(magic: u32, info: u32) -> ! {
             smp::give_vms(cpu, list);
         }
     }
-    let mut server = server::Server::new(ns, cfg.echo.clone());
+    let mut listener = None;
     if let Some(nic) = nic {
         let addressing = match cfg.ip {
             Some((addr, prefix)) => net::Addressing::Static {
@@ -193,10 +193,21 @@ fn kmain(magic: u32, info: u32) -> ! {
         } else {
             (nic, None)
         };
-        server.add_listener(Box::new(net::TcpListener::new(
+        if let Some(sw) = &switch {
+            // Client ports: `switch/clone` in the namespace.
+            ns.set_switch(devvmx::HostSwitch {
+                switch: sw.clone(),
+                millis: arch::timer::millis,
+            });
+        }
+        listener = Some(net::TcpListener::new(
             net::Stack::new(nic, addressing, cfg.port, cfg.echo_port),
             switch,
-        )));
+        ));
+    }
+    let mut server = server::Server::new(ns, cfg.echo.clone());
+    if let Some(l) = listener {
+        server.add_listener(Box::new(l));
     }
     for link in links {
         server.add(link);

@@ -17,9 +17,9 @@ use spin::Mutex;
 
 use crate::drivers::nic::Nic;
 
-/// One switch, shared by its ports' owners (the network stack here; VM cards on other
-/// CPUs).
-pub type Shared = Arc<Mutex<Switch>>;
+/// One switch, shared by its ports' owners (the network stack here, the namespace's
+/// queue files, VM cards on other CPUs).
+pub use devvmx::SharedSwitch as Shared;
 
 /// The network stack's NIC when the switch is on: the switch's host port, with the real
 /// NIC behind the uplink port.
