@@ -195,9 +195,9 @@ impl<H: Hw> Namespace<H> {
     pub(super) fn children(&self, dir: &Node) -> Vec<Node> {
         let n = |k| Node::new(dir.top, k);
         match dir.kind {
+            // `switch` is walkable, not listed: a listing of the root stays the seed's.
             Kind::Root => [Kind::VmxDir, Kind::SegTop, Kind::Status]
                 .into_iter()
-                .chain(self.switch.is_some().then_some(Kind::SwitchDir))
                 .map(n)
                 .collect(),
             Kind::SwitchDir => alloc::vec![n(Kind::SwitchClone)],

@@ -1,5 +1,5 @@
-//! The host switch's files (an extension, DEVIATIONS.md): `switch/clone`, listed when the
-//! host runs a switch. Opening it (the owner only) adds a `client` port to the switch and
+//! The host switch's files (an extension, DEVIATIONS.md): `switch/clone`, there when the
+//! host runs a switch (walkable, not listed in the root). Opening it (the owner only) adds a `client` port to the switch and
 //! turns the fid into that port's queue file, whose text is `netswitch::qfile`'s: a read
 //! returns the whole frames queued for the port that fit its count (`frame N\n` and N
 //! bytes each) and waits while none is queued; a write delivers whole frames, all or
