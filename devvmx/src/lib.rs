@@ -58,5 +58,5 @@ mod vm;
 pub mod vmcs;
 pub mod vtx;
 
-pub use ns::{Config, Namespace, Node, EQUIT};
+pub use ns::{Config, HostSwitch, Namespace, Node, SharedSwitch, EQUIT};
 pub use status::Facts;

@@ -20,6 +20,9 @@ pub struct Facts {
     pub network: Option<String>,
     /// Who may be the owner on network links: the secret, and which sessions serve one.
     pub owners: Owners,
+    /// The host's Ethernet switch, when it runs one: its lines of the status file, each
+    /// `switch ...` and ending in a newline.
+    pub switch: Option<String>,
 }
 
 impl Default for Facts {
@@ -30,6 +33,7 @@ impl Default for Facts {
             sessions: 0,
             network: None,
             owners: Owners::default(),
+            switch: None,
         }
     }
 }
@@ -77,6 +81,9 @@ pub(crate) fn text(shown: &Shown<'_>, facts: &Facts, vms: &VmTable) -> String {
             "inkernel io {} hlt {} irq {} cpu {}\n",
             c.io, c.hlt, c.irq, c.cpu
         ));
+    }
+    if let Some(sw) = &facts.switch {
+        s.push_str(sw);
     }
     s
 }

@@ -81,6 +81,14 @@ fn clone_gives_ctl_and_tree() {
         ..c.ns.facts().clone()
     });
     assert!(c.read_text("status").contains("\ncpus 4\nvms 2\n"));
+    // And, when it runs a switch, its lines last.
+    c.ns.set_facts(devvmx::Facts {
+        switch: Some("switch table 0/8 evicted 0\n".into()),
+        ..c.ns.facts().clone()
+    });
+    assert!(c
+        .read_text("status")
+        .ends_with("vmx ok\nswitch table 0/8 evicted 0\n"));
     // Attach names give the subtrees directly; .. stays at their top.
     assert!(matches!(c.attach(20, OWNER, "vmx"), R::Open(0)));
     assert_eq!(

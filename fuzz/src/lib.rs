@@ -7,10 +7,12 @@ use ninep::{Limits, Session};
 use protocol::{Fcall, MsgType, Wnames, NOFID, NOTAG};
 
 mod fwcfg;
+mod netswitch;
 pub mod runner;
 mod virtqueue;
 
 pub use fwcfg::fwcfg;
+pub use netswitch::netswitch;
 pub use virtqueue::virtqueue;
 
 /// Decoding is total, and whatever decodes re-encodes to the same frame.
@@ -207,13 +209,14 @@ pub fn preamble() -> Vec<u8> {
     out
 }
 
-/// Well-formed frames of every T-message, valid #X texts, good virtqueues and fw_cfg
-/// accesses: the seeds the mutator starts from.
+/// Well-formed frames of every T-message, valid #X texts, good virtqueues, fw_cfg
+/// accesses and switched networks: the seeds the mutator starts from.
 pub fn seeds() -> Vec<Vec<u8>> {
     let mut s = frame_seeds();
     s.extend(vmx_seeds());
     s.extend(virtqueue::seeds());
     s.extend(fwcfg::seeds());
+    s.extend(netswitch::seeds());
     s
 }
 
@@ -283,6 +286,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("vmx_files", vmx_files),
     ("virtqueue", virtqueue),
     ("fwcfg", fwcfg),
+    ("netswitch", netswitch),
 ];
 
 /// The #X event syntax (`exc`/`irq` arguments): a value or Ebadctl, and a value is a
@@ -297,9 +301,10 @@ pub fn eventparse(data: &[u8]) {
     }
 }
 
-/// Writes to the #X and segment files (ctl, regs, map, fpregs, cons, segment ctl and data),
-/// runs the guest on scripted exits, reads every file back, then ends the VM and the
-/// segment: nothing may panic, and every frame must come back.
+/// Writes to the #X and segment files (ctl, regs, map, fpregs, cons, segment ctl and data,
+/// a switch port's queue file), runs the guest on scripted exits, reads every file back,
+/// then ends the VM, the segment and the port: nothing may panic, every frame must come
+/// back and the switch keeps no port.
 pub fn vmx_files(data: &[u8]) {
     use devvmx::hw::Hw;
     use devvmx::testhw::{Exit, TestHw};
@@ -318,6 +323,16 @@ pub fn vmx_files(data: &[u8]) {
             version: "fuzz",
         },
     );
+    let switch = std::sync::Arc::new(spin::Mutex::new(::netswitch::Switch::new(
+        ::netswitch::Config {
+            queue: 4,
+            ..Default::default()
+        },
+    )));
+    ns.set_switch(devvmx::HostSwitch {
+        switch: switch.clone(),
+        millis: || 0,
+    });
     let start = ns.hw().frames_free();
     let ctx = Ctx {
         uname: "eve",
@@ -355,20 +370,29 @@ pub fn vmx_files(data: &[u8]) {
         .collect();
     let mut sdata = walk(&mut ns, &["segment", "s", "data"]).expect("data");
     ns.open(&ctx, &mut sdata, 2).expect("open data");
+    // Two client ports: what one writes (broadcast, unknown unicast) the other reads.
+    let mut ports: Vec<_> = (0..2)
+        .map(|_| {
+            let mut p = walk(&mut ns, &["switch", "clone"]).expect("switch clone");
+            ns.open(&ctx, &mut p, 2).expect("open switch clone");
+            p
+        })
+        .collect();
     // Records separated by 0xfe: the first byte of each picks the file.
     for rec in data.split(|&b| b == 0xfe) {
         let Some((&sel, body)) = rec.split_first() else {
             continue;
         };
         let off = body.len() as u64 * 37 % 0x9000;
-        let _ = match sel % 7 {
+        let _ = match sel % 8 {
             0 => ns.write(&ctx, &mut files[0], 0, body),
             1 => ns.write(&ctx, &mut files[1], 0, body),
             2 => ns.write(&ctx, &mut files[2], 0, body),
             3 => ns.write(&ctx, &mut files[3], off, body),
             4 => ns.write(&ctx, &mut sctl, 0, body),
             5 => ns.write(&ctx, &mut sdata, off, body),
-            _ => ns.write(&ctx, &mut files[6], 0, body),
+            6 => ns.write(&ctx, &mut files[6], 0, body),
+            _ => ns.write(&ctx, &mut ports[usize::from(sel >> 7)], 0, body),
         };
         ns.run_guests();
     }
@@ -382,6 +406,22 @@ pub fn vmx_files(data: &[u8]) {
             Ok(Read::Pending) | Err(_) => {}
         }
     }
+    for p in ports.iter_mut() {
+        match ns.read(&ctx, p, 0, &mut buf) {
+            Ok(Read::Done(n)) => {
+                ::netswitch::qfile::decode(&buf[..n]).expect("a port's read is whole frames");
+            }
+            Ok(Read::Pending) | Err(_) => {}
+        }
+    }
+    for p in ports {
+        ns.clunk(&ctx, p, true);
+    }
+    assert_eq!(
+        switch.lock().status().to_string().lines().count(),
+        1,
+        "a port stayed"
+    );
     let _ = ns.read(&ctx, &mut sctl, 0, &mut buf);
     let _ = ns.read(&ctx, &mut sdata, 0x7ff0, &mut buf);
     // The VM may already be gone through a "quit" in the input.
@@ -395,7 +435,7 @@ pub fn vmx_files(data: &[u8]) {
 
 /// Valid #X texts, the seeds the mutator starts from for the devvmx targets.
 fn vmx_seeds() -> Vec<Vec<u8>> {
-    let texts: [&[u8]; 14] = [
+    let texts: [&[u8]; 15] = [
         b"#gp,0",
         b"#bp,,1",
         b"32",
@@ -411,6 +451,8 @@ fn vmx_seeds() -> Vec<Vec<u8>> {
         // In-kernel devices: the console, a client's PIC line.
         b"\x00devices pic pit uart rtc=0 kbd quiet cpu\xfe\x06hi\xfe\x00line 4 1\xfe\x00go",
         b"\x00devices pic uart\xfe\x00go\xfe\x00devices pit\xfe\x06x\xfe\x00line 11 0",
+        // A broadcast frame written to the first switch port.
+        b"\x07frame 14\n\xff\xff\xff\xff\xff\xff\x02\x00\x00\x00\x00\x01\x08\x00",
     ];
     texts.iter().map(|t| t.to_vec()).collect()
 }

@@ -1,5 +1,6 @@
 //! The kernel command line: `owner=NAME secret=S serve=uart,virtio,net ip=ADDR/LEN gw=ADDR
-//! port=N log=info cpus=N`. Unknown words (GRUB puts the kernel's path first) are ignored.
+//! port=N log=info cpus=N switch`. Unknown words (GRUB puts the kernel's path first) are
+//! ignored.
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -32,6 +33,9 @@ pub struct Config {
     /// `cpus=N`: start at most N CPUs, the boot CPU included (at least 1; default all the
     /// firmware lists), as plan9.ini's `*ncpu`.
     pub cpus: Option<usize>,
+    /// `switch`: the NIC is the uplink of the hypervisor's Ethernet switch (promiscuous),
+    /// the kernel's interface one of its ports (`switch.rs`).
+    pub switch: bool,
 }
 
 impl Default for Config {
@@ -51,6 +55,7 @@ impl Default for Config {
             selftest_fault: false,
             echo: Vec::new(),
             cpus: None,
+            switch: false,
         }
     }
 }
@@ -58,6 +63,10 @@ impl Default for Config {
 pub fn parse(line: &str) -> Config {
     let mut c = Config::default();
     for word in line.split_ascii_whitespace() {
+        if word == "switch" {
+            c.switch = true;
+            continue;
+        }
         let Some((key, value)) = word.split_once('=') else {
             continue;
         };

@@ -25,6 +25,7 @@ mod memory;
 mod net;
 pub mod server;
 mod smp;
+mod switch;
 pub mod transport;
 
 use alloc::boxed::Box;
@@ -161,7 +162,7 @@ fn kmain(magic: u32, info: u32) -> ! {
             smp::give_vms(cpu, list);
         }
     }
-    let mut server = server::Server::new(ns, cfg.echo.clone());
+    let mut listener = None;
     if let Some(nic) = nic {
         let addressing = match cfg.ip {
             Some((addr, prefix)) => net::Addressing::Static {
@@ -177,12 +178,36 @@ fn kmain(magic: u32, info: u32) -> ! {
             nic.mac(),
             cfg.port
         );
-        server.add_listener(Box::new(net::TcpListener::new(net::Stack::new(
-            nic,
-            addressing,
-            cfg.port,
-            cfg.echo_port,
-        ))));
+        let (nic, switch) = if cfg.switch {
+            match switch::SwitchedNic::new(nic) {
+                Ok(s) => {
+                    log::info!("switch: the NIC is its uplink (promiscuous), the interface a port");
+                    let sw = s.switch();
+                    (Box::new(s) as Box<dyn drivers::nic::Nic>, Some(sw))
+                }
+                Err((nic, e)) => {
+                    log::warn!("switch: {e}; the NIC serves the interface alone");
+                    (nic, None)
+                }
+            }
+        } else {
+            (nic, None)
+        };
+        if let Some(sw) = &switch {
+            // Client ports: `switch/clone` in the namespace.
+            ns.set_switch(devvmx::HostSwitch {
+                switch: sw.clone(),
+                millis: arch::timer::millis,
+            });
+        }
+        listener = Some(net::TcpListener::new(
+            net::Stack::new(nic, addressing, cfg.port, cfg.echo_port),
+            switch,
+        ));
+    }
+    let mut server = server::Server::new(ns, cfg.echo.clone());
+    if let Some(l) = listener {
+        server.add_listener(Box::new(l));
     }
     for link in links {
         server.add(link);

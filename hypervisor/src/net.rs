@@ -47,9 +47,7 @@ pub enum Addressing {
 }
 
 fn now() -> Instant {
-    Instant::from_millis(
-        crate::arch::timer::ticks() as i64 * (1000 / crate::arch::timer::HZ as i64),
-    )
+    Instant::from_millis(crate::arch::timer::millis() as i64)
 }
 
 /// smoltcp's view of a NIC.
@@ -294,12 +292,15 @@ impl Stack {
 /// The listener: polls the stack and hands out connections.
 pub struct TcpListener {
     stack: Rc<RefCell<Stack>>,
+    /// The switch the stack's NIC is a port of (`switch` on the command line).
+    switch: Option<crate::switch::Shared>,
 }
 
 impl TcpListener {
-    pub fn new(stack: Stack) -> TcpListener {
+    pub fn new(stack: Stack, switch: Option<crate::switch::Shared>) -> TcpListener {
         TcpListener {
             stack: Rc::new(RefCell::new(stack)),
+            switch,
         }
     }
 
@@ -334,6 +335,10 @@ impl Listener for TcpListener {
 
     fn address(&self) -> Option<String> {
         TcpListener::address(self)
+    }
+
+    fn switch_status(&self) -> Option<String> {
+        self.switch.as_ref().map(crate::switch::status)
     }
 }
 

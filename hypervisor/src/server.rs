@@ -44,11 +44,6 @@ const STALE_TICKS: u64 = 2 * crate::arch::timer::HZ as u64;
 /// (a half-closed client that never reads must not hold its session forever).
 const LINGER_TICKS: u64 = 10 * crate::arch::timer::HZ as u64;
 
-/// The kernel's clock in milliseconds (the tick count), the throttle's unit.
-fn millis() -> u64 {
-    crate::arch::timer::ticks() * 1000 / u64::from(crate::arch::timer::HZ)
-}
-
 /// A link that sends back what it receives: the raw transport's rate, for benchmarks.
 struct Echo {
     link: Box<dyn Link>,
@@ -72,6 +67,9 @@ pub struct Server<H: Hw> {
     millis: fn() -> u64,
     /// Links (by name) that echo instead of serving 9P.
     echo_names: Vec<String>,
+    /// When the switch's status lines were last made (by `millis`): at most once per
+    /// timer tick, not on every pass.
+    switch_at: Option<u64>,
     buf: Vec<u8>,
     next_id: u32,
     limits: Limits,
@@ -127,8 +125,10 @@ impl<H: Hw> Server<H> {
             echoes: Vec::new(),
             listeners: Vec::new(),
             throttle: Throttle::new(),
-            millis,
+            // The kernel's clock in milliseconds (the tick count), the throttle's unit.
+            millis: crate::arch::timer::millis,
             echo_names,
+            switch_at: None,
             buf: vec![0; 16 * 1024],
             next_id: 1,
             limits: Limits::default(),
@@ -199,6 +199,15 @@ impl<H: Hw> Server<H> {
         if addresses != self.facts.network {
             self.facts.network = addresses;
             self.tree.set_facts(self.facts.clone());
+        }
+        let now = (self.millis)();
+        if self.switch_at != Some(now) {
+            self.switch_at = Some(now);
+            let switch = self.listeners.iter().find_map(|l| l.switch_status());
+            if switch != self.facts.switch {
+                self.facts.switch = switch;
+                self.tree.set_facts(self.facts.clone());
+            }
         }
         busy
     }

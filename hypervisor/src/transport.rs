@@ -53,4 +53,8 @@ pub trait Listener {
     fn accept(&mut self) -> Option<Box<dyn Link>>;
     /// Where clients reach it ("tcp!10.0.2.15!564"), once known.
     fn address(&self) -> Option<String>;
+    /// The status lines of the switch its stack sits on, if any (`switch.rs`).
+    fn switch_status(&self) -> Option<String> {
+        None
+    }
 }

@@ -173,6 +173,12 @@ fn command_line() {
     assert_eq!(n.port, 5640);
     assert_eq!(n.echo_port, None);
     assert_eq!(cmdline::parse("echoport=7").echo_port, Some(7));
+    assert!(!c.switch, "the switch is opt-in");
+    assert!(cmdline::parse("/boot/hypervisor switch serve=net").switch);
+    assert!(
+        !cmdline::parse("switch=1 /boot/switch").switch,
+        "only the bare word"
+    );
     assert_eq!(n.secret, Some(cmdline::Secret("s3cr3t".into())));
     assert!(
         !format!("{n:?}").contains("s3cr3t"),

@@ -12,7 +12,10 @@
 //!   header's lengths ([`net`]);
 //! - the device side of a legacy split ring ([`queue`], with the `alloc` feature, on by
 //!   default): the tool's virtio devices and the kernel's walk guest rings with the same
-//!   code, guest memory behind [`queue::GuestMem`]; [`testing`] is a driver for tests.
+//!   code, guest memory behind [`queue::GuestMem`]; [`testing`] is a driver for tests;
+//! - the device side of a legacy virtio-net card ([`net::device`]), independent of its
+//!   transport, its frames crossing a [`net::device::FramePort`]: the tool's link, or a
+//!   port of the kernel's switch ([`net::port`], over `netswitch`).
 //!
 //! Decoders are total: short or unknown input is an error, never a panic.
 #![no_std]

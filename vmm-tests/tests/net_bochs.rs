@@ -7,8 +7,19 @@ use vmm_tests::status::read as status;
 
 #[test]
 fn e1000_serves_9p_over_slirp() {
+    serves("owner=eve serve=uart,net");
+}
+
+/// The same through the switch: Bochs's e1000 in promiscuous mode as its uplink.
+#[test]
+fn e1000_serves_9p_through_the_switch() {
+    let st = serves("owner=eve serve=uart,net switch");
+    assert!(st.contains("\nswitch port 1 host "), "{st}");
+}
+
+fn serves(cmdline: &str) -> String {
     let m = Machine::bochs(Opts {
-        cmdline: "owner=eve serve=uart,net".into(),
+        cmdline: cmdline.into(),
         virtio_ports: 0,
         nic: Some(Nic::E1000),
         ..Opts::default()
@@ -16,4 +27,5 @@ fn e1000_serves_9p_over_slirp() {
     let c = m.tcp_client("glenda", "");
     let st = status(&c);
     assert!(st.contains("net tcp!10.0.2.15!564"), "{st}");
+    st
 }

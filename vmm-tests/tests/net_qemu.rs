@@ -15,8 +15,13 @@ const OWNER: &str = "eve";
 const STRANGER: &str = "glenda";
 
 fn boot(nic: Nic) -> Machine {
+    boot_with(nic, "")
+}
+
+/// Boots with `extra` words on the command line.
+fn boot_with(nic: Nic, extra: &str) -> Machine {
     Machine::qemu(Opts {
-        cmdline: format!("owner={OWNER} secret={SECRET} serve=uart,virtio,net"),
+        cmdline: format!("owner={OWNER} secret={SECRET} serve=uart,virtio,net {extra}"),
         virtio_ports: 1,
         nic: Some(nic),
         ..Opts::default()
@@ -147,6 +152,98 @@ fn clients_over_virtio_net() {
 fn clients_over_e1000() {
     let m = boot(Nic::E1000);
     clients(&m);
+}
+
+/// With `switch`, the NIC is the switch's uplink (e1000 in promiscuous mode) and the
+/// kernel's interface a port: the clients work as before, and `status` shows the ports
+/// and their counters.
+#[test]
+fn clients_through_the_switch() {
+    for nic in [Nic::E1000, Nic::VirtioNet] {
+        let m = boot_with(nic, "switch");
+        clients(&m);
+        let c = Client::dial(&m.tcp_dial(), STRANGER, "").expect("dial");
+        let st = status(&c);
+        let line = |p: &str| {
+            st.lines()
+                .find(|l| l.starts_with(p))
+                .unwrap_or_else(|| panic!("no {p:?} line in {st}"))
+                .split(' ')
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        let up = line("switch port 0 uplink - in ");
+        let host = line("switch port 1 host ");
+        // Words: switch port N KIND MAC in N out N full N spoof N bad N queued N.
+        let n = |w: &[String], i: usize| w[i].parse::<u64>().unwrap();
+        assert!(n(&up, 6) > 100, "frames from the wire: {st}");
+        assert!(n(&host, 8) > 100, "frames for the interface: {st}");
+        assert!(n(&host, 6) > 100, "frames from the interface: {st}");
+        assert_eq!(
+            n(&host, 12),
+            0,
+            "the interface sends from its own address: {st}"
+        );
+        assert!(st.contains("\nswitch table "), "{st}");
+        a_client_port_reaches_the_lan(&m);
+    }
+}
+
+/// A client's port on the switch (`switch/clone`) is on the LAN: an ARP request for
+/// slirp's gateway written to it gets slirp's reply back through it.
+fn a_client_port_reaches_the_lan(m: &Machine) {
+    const MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x99];
+    let o = m.tcp_client(OWNER, &format!("!{SECRET}"));
+    let port = o.open("switch/clone", om::RDWR).expect("open switch/clone");
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&MAC);
+    arp.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    arp.extend_from_slice(&MAC);
+    arp.extend_from_slice(&[10, 0, 2, 99, 0, 0, 0, 0, 0, 0, 10, 0, 2, 2]);
+    let mut w = format!("frame {}\n", arp.len()).into_bytes();
+    w.extend_from_slice(&arp);
+    port.write_at(0, &w).expect("write the ARP request");
+    // Frames until slirp's reply: each read only once (on another connection) a frame
+    // is queued for the port, so that no read blocks forever if none ever comes.
+    let c = m.tcp_client(STRANGER, "");
+    let start = Instant::now();
+    let is_reply = |f: &[u8]| {
+        f.len() >= 42
+            && f[..6] == MAC
+            && f[12..14] == [0x08, 0x06]
+            && f[20..22] == [0, 2]
+            && f[28..32] == [10, 0, 2, 2]
+    };
+    let mut seen = Vec::new();
+    loop {
+        let st = status(&c);
+        let queued = st
+            .lines()
+            .find(|l| l.starts_with("switch ") && l.contains(" client - "))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok());
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no ARP reply from slirp: {st}\nframes: {seen:02x?}"
+        );
+        if queued.unwrap_or(0) == 0 {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        // Whole frames, each "frame N\n" and N bytes.
+        let got = port.read_at(0, 8192).expect("read the port");
+        let mut b = &got[..];
+        while !b.is_empty() {
+            let nl = b.iter().position(|&x| x == b'\n').expect("a header line");
+            let head = std::str::from_utf8(&b[..nl]).expect("a text header");
+            let n: usize = head.strip_prefix("frame ").unwrap().parse().unwrap();
+            seen.push(b[nl + 1..nl + 1 + n].to_vec());
+            b = &b[nl + 1 + n..];
+        }
+        if seen.iter().any(|f| is_reply(f)) {
+            return;
+        }
+    }
 }
 
 /// The owner over the network only with the secret, in the attach name; serial believes.

@@ -4,7 +4,7 @@
 
 use super::Namespace;
 use crate::hw::Hw;
-use crate::plan9::EPERM;
+use crate::plan9::{ENONEXIST, EPERM};
 use alloc::string::ToString;
 use alloc::vec::Vec;
 use ninep::{Error, Stat};
@@ -65,6 +65,10 @@ pub(super) enum Kind {
     SegDir(usize, u64),
     SegCtl(usize, u64),
     SegData(usize, u64),
+    /// `switch/`, its `clone`, and an opened clone: a client port's queue file.
+    SwitchDir,
+    SwitchClone,
+    SwitchPort(u16),
 }
 
 /// A file of the tree, with what an open fid keeps: the text a read at offset 0 made
@@ -95,6 +99,8 @@ const SEGQ: u64 = 1 << 62;
 const QCLONE: u64 = 1;
 /// `vmx/cpuid` (an extension): below the first VM's qid paths, as clone.
 const QCPUID: u64 = 2;
+/// `switch/` (an extension): its own tag; clone 1, port N's queue file 2 + N.
+const SWQ: u64 = 1 << 61;
 
 fn qidpath(slot: usize, file: u64) -> u64 {
     ((slot as u64 + 1) << 8) | file
@@ -142,6 +148,23 @@ impl<H: Hw> Namespace<H> {
                 mk(qidpath(slot, f as u64), false, name, 0, owner, mode, made)
             }
             Kind::SegTop => mk(SEGQ, true, "segment", 0, owner, 0o777, boot),
+            Kind::SwitchDir => mk(SWQ, true, "switch", 0, owner, 0o555, boot),
+            Kind::SwitchClone => mk(SWQ | 1, false, "clone", 0, owner, 0o660, boot),
+            Kind::SwitchPort(p) => {
+                if !self.port_exists(p) {
+                    return Err(ENONEXIST.into());
+                }
+                let name = p.to_string();
+                mk(
+                    SWQ | (2 + u64::from(p)),
+                    false,
+                    &name,
+                    0,
+                    owner,
+                    0o660,
+                    boot,
+                )
+            }
             Kind::SegDir(slot, gen) => {
                 let g = self.segs.global(slot, gen)?;
                 mk(segpath(slot, 1), true, &g.name, 0, &g.uid, 0o777, g.made)
@@ -172,10 +195,12 @@ impl<H: Hw> Namespace<H> {
     pub(super) fn children(&self, dir: &Node) -> Vec<Node> {
         let n = |k| Node::new(dir.top, k);
         match dir.kind {
+            // `switch` is walkable, not listed: a listing of the root stays the seed's.
             Kind::Root => [Kind::VmxDir, Kind::SegTop, Kind::Status]
                 .into_iter()
                 .map(n)
                 .collect(),
+            Kind::SwitchDir => alloc::vec![n(Kind::SwitchClone)],
             Kind::VmxDir => core::iter::once(n(Kind::Clone))
                 .chain(self.vms.iter().map(|vm| n(Kind::VmDir(vm.index, vm.gen))))
                 .collect(),

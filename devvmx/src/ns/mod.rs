@@ -19,10 +19,12 @@ use ninep::{perm, Ctx, Error, Read, Stat, Tree};
 use protocol::{dm, om, Dir, Qid};
 
 mod files;
+mod switch;
 mod vmfile;
 
 pub use files::Node;
 use files::{Kind, Top, VmF, Wstat, CONS, VMXDIR};
+pub use switch::{HostSwitch, SharedSwitch};
 
 /// What the kernel tells the namespace.
 #[derive(Clone, Debug)]
@@ -47,6 +49,8 @@ pub struct Namespace<H: Hw> {
     booted: u32,
     /// What the host last told.
     facts: Facts,
+    /// The host's switch, when it runs one (`switch/`).
+    switch: Option<HostSwitch>,
 }
 
 impl<H: Hw> Namespace<H> {
@@ -60,6 +64,7 @@ impl<H: Hw> Namespace<H> {
             segs: Segments::new(),
             booted,
             facts: Facts::default(),
+            switch: None,
         }
     }
 
@@ -219,6 +224,7 @@ impl<H: Hw> Tree for Namespace<H> {
             return match dir.kind {
                 Kind::VmxDir if top == Top::Root => n(Kind::Root),
                 Kind::SegTop if top == Top::Root => n(Kind::Root),
+                Kind::SwitchDir => n(Kind::Root),
                 Kind::VmDir(..) => n(Kind::VmxDir),
                 Kind::SegDir(..) => n(Kind::SegTop),
                 k => n(k),
@@ -230,6 +236,11 @@ impl<H: Hw> Tree for Namespace<H> {
                 "vmx" => n(Kind::VmxDir),
                 "segment" => n(Kind::SegTop),
                 "status" => n(Kind::Status),
+                "switch" if self.switch.is_some() => n(Kind::SwitchDir),
+                _ => Err(ENONEXIST.into()),
+            },
+            Kind::SwitchDir => match name {
+                "clone" => n(Kind::SwitchClone),
                 _ => Err(ENONEXIST.into()),
             },
             Kind::VmxDir => {
@@ -274,6 +285,12 @@ impl<H: Hw> Tree for Namespace<H> {
         }
     }
 
+    fn clunk(&mut self, _ctx: &Ctx, node: Node, _opened: bool) {
+        if let Kind::SwitchPort(p) = node.kind {
+            self.close_port(p);
+        }
+    }
+
     fn stat(&mut self, _ctx: &Ctx, node: &Node) -> Result<Stat, Error> {
         self.stat_of(node)
     }
@@ -282,6 +299,7 @@ impl<H: Hw> Tree for Namespace<H> {
         match node.kind {
             // Opening clone opens the new VM's ctl (0660): vmxopen checks the ctl's mode.
             Kind::Clone => self.is_owner(ctx) && need & perm::EXEC == 0,
+            Kind::SwitchClone => self.is_owner(ctx) && perm::allowed(st, ctx.uname, need),
             _ => perm::allowed(st, ctx.uname, need),
         }
     }
@@ -294,6 +312,12 @@ impl<H: Hw> Tree for Namespace<H> {
                 }
                 let (slot, gen) = self.vms.create(&mut self.hw)?;
                 node.kind = Kind::VmFile(slot, gen, VmF::Ctl);
+            }
+            Kind::SwitchClone => {
+                if !self.is_owner(ctx) {
+                    return Err(EPERM.into());
+                }
+                node.kind = Kind::SwitchPort(self.open_port()?);
             }
             Kind::VmFile(slot, gen, f) => {
                 self.vm(slot, gen)?;
@@ -382,7 +406,8 @@ impl<H: Hw> Tree for Namespace<H> {
                 }
                 done(readstr(off, buf, &node.aux))
             }
-            Kind::Clone => Err(EGREG.into()),
+            Kind::SwitchPort(p) => self.read_port(p, buf),
+            Kind::Clone | Kind::SwitchClone => Err(EGREG.into()),
             _ => Err(EISDIR.into()),
         }
     }
@@ -400,6 +425,7 @@ impl<H: Hw> Tree for Namespace<H> {
                 self.segs
                     .io(&mut self.hw, slot, gen, off, &mut none, Some(data))
             }
+            Kind::SwitchPort(p) => self.write_port(p, data),
             _ => Err(EPERM.into()),
         }
     }

@@ -106,6 +106,11 @@ pub fn ticks() -> u64 {
     TICKS.load(Ordering::Relaxed)
 }
 
+/// Milliseconds since boot, at the ticks' resolution.
+pub fn millis() -> u64 {
+    ticks() * u64::from(1000 / HZ)
+}
+
 /// Busy-waits until `until` holds or `n` timer ticks (interrupts must be on) pass;
 /// whether it held.
 pub fn wait(n: u64, until: impl Fn() -> bool) -> bool {

@@ -100,6 +100,9 @@ const WINDOW: u32 = 0x6000;
 const CTRL_SLU: u32 = 1 << 6;
 const CTRL_RST: u32 = 1 << 26;
 const RCTL_EN: u32 = 1 << 1;
+/// Unicast and multicast promiscuous: every frame, whatever its destination.
+const RCTL_UPE: u32 = 1 << 3;
+const RCTL_MPE: u32 = 1 << 4;
 const RCTL_BAM: u32 = 1 << 15;
 /// Buffer size 2048 (BSIZE 00, BSEX 0); strip the CRC.
 const RCTL_SECRC: u32 = 1 << 26;
@@ -297,6 +300,11 @@ impl Nic for E1000 {
                 return Some(frame);
             }
         }
+    }
+
+    fn promiscuous(&mut self) {
+        let r = self.regs.read32(RCTL);
+        self.regs.write32(RCTL, r | RCTL_UPE | RCTL_MPE);
     }
 
     fn can_send(&mut self) -> bool {

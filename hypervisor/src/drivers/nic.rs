@@ -17,4 +17,8 @@ pub trait Nic {
     fn send(&mut self, frame: &[u8]) -> bool;
     /// Whether `send` would take a frame now.
     fn can_send(&mut self) -> bool;
+    /// Receives every frame on the wire, whatever its destination (a bridge's uplink).
+    /// A device that does so already (virtio-net without the control queue's receive
+    /// filter) does nothing.
+    fn promiscuous(&mut self) {}
 }

@@ -1,28 +1,20 @@
-//! virtio-net (device type 1) with a MAC address and nothing else offered: queue 0
-//! receives, queue 1 transmits, every buffer starts with the 10-byte legacy header
-//! (no offloads, so it is all zeros on receive and ignored on transmit).
-//!
-//! Frames leave through a [`Link`] (a stream socket in QEMU's `-netdev stream` framing,
-//! or a TAP device) and arrive through [`Net::receive`], called by the exit loop when the
-//! link's reader thread hands it a frame.
+//! The tool's virtio-net cards: the device model is the `virtio` crate's
+//! ([`::virtio::net::device`], shared with the kernel), its frames cross a [`Link`] (a
+//! stream socket in QEMU's `-netdev stream` framing, or a TAP device). Frames from the
+//! link arrive through [`Net::receive`], called by the exit loop when the link's reader
+//! thread hands it one, and wait in a bounded backlog until the guest has a receive
+//! buffer.
 
 use super::Mem;
-use ::virtio::feature::{legacy, NET_MAC};
-use ::virtio::queue::{gather, scatter, Chain, Queue};
+pub use ::virtio::net::device::HDR;
+use ::virtio::net::device::{self, FramePort};
+pub use ::virtio::net::MAX_FRAME;
+use ::virtio::queue::Queue;
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 
-/// Feature bit: the configuration holds a MAC address.
-pub const F_MAC: u32 = legacy(NET_MAC);
-/// The legacy header without mergeable buffers.
-pub const HDR: usize = ::virtio::net::LEGACY_HDR_LEN;
 /// Frames waiting for receive buffers, at most (the rest are dropped, as a NIC would).
 const BACKLOG: usize = 256;
-/// The largest frame taken from either side (Ethernet, no jumbo frames).
-pub const MAX_FRAME: usize = 1514;
-
-const RX: u16 = 0;
-const TX: u16 = 1;
 
 /// Where frames go.
 pub trait Link: Send {
@@ -43,7 +35,7 @@ impl<W: Write + Send> Link for Stream<W> {
 }
 
 /// Reads one frame in stream framing: Ok(None) at a clean end of stream; an error for
-/// a length beyond [`MAX_FRAME`] plus a VLAN tag's room (the stream cannot be resynced).
+/// a length beyond [`MAX_FRAME`] and a header's room (the stream cannot be resynced).
 pub fn read_frame(r: &mut dyn Read) -> std::io::Result<Option<Vec<u8>>> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len) {
@@ -52,7 +44,7 @@ pub fn read_frame(r: &mut dyn Read) -> std::io::Result<Option<Vec<u8>>> {
         Err(e) => return Err(e),
     }
     let n = u32::from_be_bytes(len) as usize;
-    if n > MAX_FRAME + 4 + HDR {
+    if n > MAX_FRAME + HDR {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!("frame length {n} in the stream is too large"),
@@ -252,67 +244,70 @@ impl Spec {
     }
 }
 
-pub struct Net {
-    pub mac: [u8; 6],
+/// A card's port as the tool serves it: the link, and the frames from it not yet taken
+/// by the guest.
+struct LinkPort {
     link: Box<dyn Link>,
-    /// Frames from the link not yet in the guest.
     backlog: VecDeque<Vec<u8>>,
-    /// Receive buffers the driver gave, not yet filled.
-    rx_bufs: VecDeque<Chain>,
-    pub sent: u64,
-    pub received: u64,
+}
+
+impl FramePort for LinkPort {
+    fn send(&mut self, frame: &[u8]) -> Result<(), String> {
+        self.link.send(frame).map_err(|e| e.to_string())
+    }
+    fn next(&mut self) -> Option<Vec<u8>> {
+        self.backlog.pop_front()
+    }
+}
+
+pub struct Net {
+    pub dev: device::Net,
+    port: LinkPort,
+    /// Frames from the link dropped before the guest could take them (backlog full or
+    /// too long); the model counts the rest.
     pub dropped: u64,
-    /// Why the link stopped taking frames, if it did.
-    pub link_error: Option<String>,
 }
 
 impl Net {
     pub fn new(mac: [u8; 6], link: Box<dyn Link>) -> Net {
         Net {
-            mac,
-            link,
-            backlog: VecDeque::new(),
-            rx_bufs: VecDeque::new(),
-            sent: 0,
-            received: 0,
+            dev: device::Net::new(mac),
+            port: LinkPort {
+                link,
+                backlog: VecDeque::new(),
+            },
             dropped: 0,
-            link_error: None,
         }
     }
 
     pub fn features(&self) -> u32 {
-        F_MAC
+        self.dev.features()
     }
 
     pub fn config(&self) -> Vec<u8> {
-        self.mac.to_vec()
+        self.dev.config()
     }
 
-    /// The MAC address is writable through the configuration space, as in QEMU.
     pub fn config_write(&mut self, off: u16, size: u8, v: u32) {
-        for i in 0..u16::from(size) {
-            if let Some(b) = self.mac.get_mut(usize::from(off + i)) {
-                *b = (v >> (8 * i)) as u8;
-            }
-        }
+        self.dev.config_write(off, size, v);
     }
 
     pub fn reset(&mut self) {
-        self.rx_bufs.clear();
-        self.backlog.clear();
+        self.dev.reset();
+        self.port.backlog.clear();
     }
 
     /// A frame from the link; the caller then serves the receive queue.
     pub fn receive(&mut self, frame: Vec<u8>) {
-        if self.backlog.len() >= BACKLOG || frame.len() > MAX_FRAME + 4 {
+        if self.port.backlog.len() >= BACKLOG || frame.len() > MAX_FRAME {
             self.dropped += 1;
             return;
         }
-        self.backlog.push_back(frame);
+        self.port.backlog.push_back(frame);
     }
 
     /// The receive queue's index, for the exit loop.
-    pub const RX_QUEUE: u16 = RX;
+    pub const RX_QUEUE: u16 = device::RX;
 
     pub(super) fn serve(
         &mut self,
@@ -322,50 +317,7 @@ impl Net {
         limit: u64,
         done: &mut Vec<(u16, u32)>,
     ) -> Result<(), String> {
-        let chains = q.take(mem, limit)?;
-        match qi {
-            TX => {
-                for c in chains {
-                    let data = gather(mem, &c.readable()).inspect_err(|e| {
-                        q.broken = Some(e.clone());
-                    })?;
-                    if data.len() > HDR && data.len() - HDR <= MAX_FRAME + 4 {
-                        match self.link.send(&data[HDR..]) {
-                            Ok(()) => self.sent += 1,
-                            Err(e) => {
-                                self.dropped += 1;
-                                self.link_error = Some(e.to_string());
-                            }
-                        }
-                    } else {
-                        self.dropped += 1;
-                    }
-                    done.push((c.head, 0));
-                }
-            }
-            _ => self.rx_bufs.extend(chains),
-        }
-        if qi == RX || !self.backlog.is_empty() {
-            while !self.backlog.is_empty() {
-                let Some(c) = self.rx_bufs.pop_front() else {
-                    break;
-                };
-                let frame = self.backlog.pop_front().unwrap_or_default();
-                if c.writable_len() < (HDR + frame.len()) as u64 {
-                    // A buffer too small for the frame: the frame is dropped and the
-                    // buffer given back empty.
-                    self.dropped += 1;
-                    done.push((c.head, 0));
-                    continue;
-                }
-                let mut b = vec![0u8; HDR];
-                b.extend_from_slice(&frame);
-                let n = scatter(mem, &c.writable(), &b)?;
-                self.received += 1;
-                done.push((c.head, n));
-            }
-        }
-        Ok(())
+        self.dev.serve(qi, q, mem, limit, &mut self.port, done)
     }
 }
 
