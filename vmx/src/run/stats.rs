@@ -3,6 +3,11 @@
 use crate::vmfs::Vmfs;
 use std::collections::BTreeMap;
 
+/// The reasons of console reads: those that brought output, and those that came back
+/// empty (the VM stopped with all its output read).
+pub const CONS: &str = "(cons)";
+pub const CONS_EMPTY: &str = "(cons/empty)";
+
 /// 9P round trips and exits, by exit reason.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
