@@ -29,6 +29,15 @@ impl Stats {
             .fold((0, 0, 0), |a, v| (a.0 + v.0, a.1 + v.1, a.2 + v.2))
     }
 
+    /// Round trips of console reads (with output and empty).
+    pub fn console_trips(&self) -> u64 {
+        [CONS, CONS_EMPTY]
+            .iter()
+            .filter_map(|k| self.by_reason.get(*k))
+            .map(|r| r.1)
+            .sum()
+    }
+
     /// A table for --stats.
     pub fn report(&self) -> String {
         let mut s = format!(

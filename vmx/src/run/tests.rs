@@ -608,3 +608,13 @@ fn a_virtio_interrupt_drives_the_in_kernel_pic() {
     );
     assert!(!r.ctl.iter().any(|c| c.starts_with("irq")), "{:?}", r.ctl);
 }
+
+#[test]
+fn console_round_trips_count_reads_with_output_and_empty_ones() {
+    let mut s = Stats::default();
+    s.by_reason.insert(CONS.into(), (3, 3, 3));
+    s.by_reason.insert(CONS_EMPTY.into(), (1, 1, 1));
+    s.by_reason.insert("io".into(), (5, 10, 5));
+    assert_eq!(s.console_trips(), 4);
+    assert!(s.report().contains("(cons/empty)"));
+}
