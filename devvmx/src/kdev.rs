@@ -11,7 +11,9 @@ use alloc::string::String;
 use ninep::Error;
 use pcdev::{Board, Dev};
 
+mod cons;
 mod exit;
+pub use cons::{CONS_BATCH, CONS_DELAY, CONS_IDLE, CONS_LIMIT};
 pub(crate) use exit::Answered;
 
 /// `cons` of a VM without an in-kernel UART.
@@ -38,16 +40,6 @@ pub(crate) const NAMES: [(&str, u8); 7] = [
 
 /// Devices that raise interrupts, and so need the in-kernel PIC.
 const NEED_PIC: u8 = PIT | UART | KBD;
-
-/// Most bytes COM1 queues each way (guest output nobody read, client input the guest
-/// has not read): beyond it the transmitter reads busy and `cons` writes are short.
-pub const CONS_LIMIT: usize = 64 * 1024;
-
-/// A console read waits for this many bytes, or for the oldest to be [`CONS_DELAY`] ns
-/// old (guest time), while the guest runs: each read is a round trip, and a guest prints
-/// a byte at a time.
-pub const CONS_BATCH: usize = 4096;
-pub const CONS_DELAY: u64 = 50_000_000;
 
 /// The parsed `devices` message: which devices, and the RTC's Unix time at guest time 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,8 +117,8 @@ pub(crate) struct KDev {
     rtc_base: i64,
     /// The guest halted with interrupts on; it is not entered until the PIC has one.
     pub(crate) halted: bool,
-    /// Guest time when COM1's output queue last went from empty to not.
-    tx_since: Option<u64>,
+    /// When COM1's output is due for a waiting `cons` read.
+    batch: cons::Batch,
     /// A vector whose delivery an exit cut short: injected again on the next entry.
     pub(crate) redeliver: Option<u8>,
     pub(crate) counts: Counts,
@@ -142,7 +134,7 @@ impl KDev {
             set: c.set,
             rtc_base: c.rtc_base,
             halted: false,
-            tx_since: None,
+            batch: cons::Batch::default(),
             redeliver: None,
             counts: Counts::default(),
         }
@@ -189,27 +181,35 @@ impl KDev {
         if input {
             self.board.io_in(dev, port, size, now, wall)
         } else {
+            let queued = self.board.com[0].tx.len();
             self.board.io_out(dev, port, size, val, now, wall);
-            if !self.board.com[0].tx.is_empty() {
-                self.tx_since.get_or_insert(now);
+            if self.board.com[0].tx.len() > queued {
+                self.batch.queued(now);
             }
             0
         }
     }
 
-    /// COM1's output for a console read at guest time `now`: None while a running
-    /// guest's output is still short and young (see [`CONS_BATCH`]); else what fits in
-    /// `buf` (possibly nothing).
-    pub(crate) fn cons_take(&mut self, buf: &mut [u8], running: bool, now: u64) -> Option<usize> {
-        let queued = self.board.com[0].tx.len();
-        let young = self
-            .tx_since
-            .is_some_and(|t| now.saturating_sub(t) < CONS_DELAY);
-        if running && !self.halted && queued < CONS_BATCH.min(buf.len()) && (queued == 0 || young) {
+    /// The guest halted here at guest time `now`, waiting for an interrupt.
+    pub(crate) fn halt(&mut self, now: u64) {
+        self.halted = true;
+        self.batch.halt(now);
+    }
+
+    /// The guest runs again at `now`: an interrupt came, or the client said `go`.
+    pub(crate) fn wake(&mut self, now: u64) {
+        self.halted = false;
+        self.batch.wake(now);
+    }
+
+    /// COM1's output for a `cons` read at guest time `now`: with `wait`, None until it
+    /// is due (see [`cons`]); else what fits in `buf` (possibly nothing).
+    pub(crate) fn cons_take(&mut self, buf: &mut [u8], wait: bool, now: u64) -> Option<usize> {
+        if wait && !self.batch.due(self.board.com[0].tx.len(), buf.len(), now) {
             return None;
         }
         let n = self.board.com[0].take(buf);
-        self.tx_since = (!self.board.com[0].tx.is_empty()).then_some(now);
+        self.batch.taken(self.board.com[0].tx.len(), now);
         // Room again may raise the THR-empty interrupt.
         self.board.sync_lines();
         Some(n)

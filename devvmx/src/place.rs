@@ -44,6 +44,8 @@ pub struct Placed {
     /// Running, not halted, with no console output queued: a pending `cons` read need
     /// not ask the CPU (kdev's `cons_take` would answer nothing).
     cons_quiet: AtomicBool,
+    /// Stopped for its client (not dead): a `cons` read that waited goes on waiting.
+    cons_held: AtomicBool,
     counts: Mutex<Counts>,
 }
 
@@ -61,6 +63,7 @@ impl Placed {
             quiet: AtomicBool::new(false),
             uart: AtomicBool::new(false),
             cons_quiet: AtomicBool::new(false),
+            cons_held: AtomicBool::new(false),
             counts: Mutex::new(Counts::default()),
         };
         p.publish(&p.vm.lock());
@@ -82,6 +85,8 @@ impl Placed {
         );
         let cons_quiet = running && k.is_some_and(|k| !k.halted && k.board.com[0].tx.is_empty());
         news |= self.cons_quiet.swap(cons_quiet, Ordering::AcqRel) != cons_quiet;
+        let held = !running && vm.state != State::Dead;
+        news |= self.cons_held.swap(held, Ordering::AcqRel) != held;
         if let Some(k) = k {
             *self.counts.lock() = k.counts;
         }
@@ -98,9 +103,10 @@ impl Placed {
         self.quiet.load(Ordering::Acquire)
     }
 
-    /// Running with no console output, as last published.
-    pub fn cons_quiet(&self) -> bool {
-        self.cons_quiet.load(Ordering::Acquire)
+    /// A `cons` read (`waiting`: one that already waited) would wait, as last
+    /// published: the guest runs with no output, or the VM is stopped and it waited.
+    pub fn cons_quiet(&self, waiting: bool) -> bool {
+        self.cons_quiet.load(Ordering::Acquire) || waiting && self.cons_held.load(Ordering::Acquire)
     }
 
     /// Has the in-kernel UART (a `cons` file).

@@ -317,21 +317,29 @@ impl Vm {
         self.kdev.as_deref_mut().filter(|k| k.has(kdev::UART))
     }
 
-    /// A read of `cons`: Ok(None) to wait. Output is answered when there is enough of it,
-    /// or it has waited long enough (guest time), or the guest halts or stops; a stopped
-    /// VM with nothing queued reads 0 bytes (all output up to the stop has been read); a
-    /// dead one fails with its error.
+    /// A read of `cons` (`waiting`: one that already waited): Ok(None) to wait. While the
+    /// guest runs, output is answered when it is due (kdev's `cons` rule). While the VM
+    /// is stopped for its client a new read answers at once, with 0 bytes when nothing is
+    /// queued (so the client knows it has all the output up to the stop), and one that
+    /// waited goes on waiting: a stop does not cost a round trip. A dead VM's read fails
+    /// with its error once nothing is queued.
     pub(crate) fn cons_read<H: Hw>(
         &mut self,
         hw: &mut H,
         buf: &mut [u8],
+        waiting: bool,
     ) -> Result<Option<usize>, Error> {
         let now = self.guest_ns(hw);
         let state = self.state;
         let k = self.cons().ok_or(Error::from(kdev::ENOCONS))?;
-        match k.cons_take(buf, state == State::Running, now) {
+        let r = match state {
+            State::Running => k.cons_take(buf, true, now),
+            State::Dead => k.cons_take(buf, false, now),
+            _ if waiting => None,
+            _ => k.cons_take(buf, false, now),
+        };
+        match r {
             Some(0) if state == State::Dead => Err(self.errstr.clone().into()),
-            Some(0) if state == State::Running && !buf.is_empty() => Ok(None),
             r => Ok(r),
         }
     }
@@ -385,9 +393,10 @@ impl Vm {
         if step {
             self.onentry |= STEP;
         }
+        let now = self.guest_ns(hw);
         if let Some(k) = self.kdev.as_mut() {
             // A `go` runs the guest: one halted here resumes after its hlt.
-            k.halted = false;
+            k.wake(now);
         }
         self.state = State::Running;
         Ok(())

@@ -305,19 +305,23 @@ fn cons_feeds_the_uart_and_its_interrupt_is_injected_without_an_ack_line() {
     assert_eq!(e[1].intr_info & 1 << 31, 0);
     assert_eq!(e[1].ax & 0xff, 0x04, "IIR: received data");
     assert_eq!(e[2].ax & 0xff, u64::from(b'x'));
-    // The echo reached the console read; the cpuid reached wait, with no *ack first.
-    let mut r = c.replies();
-    r.sort_by_key(|x| x.0);
+    // The cpuid reached wait, with no *ack first; the echo waits for the guest to go
+    // idle (a stop for the client is not that).
     assert_eq!(
-        r,
-        vec![
-            (
-                WAITTAG,
-                R::Data(b".cpuid 0x0 pc 0x11 sp 0x0 ilen 0x0 iinfo 0x0\n".to_vec())
-            ),
-            (CONSTAG, R::Data(b"X".to_vec())),
-        ]
+        c.replies(),
+        vec![(
+            WAITTAG,
+            R::Data(b".cpuid 0x0 pc 0x11 sp 0x0 ilen 0x0 iinfo 0x0\n".to_vec())
+        )]
     );
+    c.ns.hw_mut().exits.push_back(hlt());
+    ctl(&mut c, &v, b"go");
+    c.run();
+    assert_eq!(c.replies(), vec![]);
+    // Halted long enough: the echo comes back.
+    c.ns.hw_mut().advance_tsc(kdev::CONS_IDLE);
+    c.run();
+    assert_eq!(c.replies(), vec![(CONSTAG, R::Data(b"X".to_vec()))]);
 }
 
 #[test]
@@ -556,6 +560,90 @@ fn console_output_of_a_running_guest_is_read_in_batches() {
         got = c.replies();
     }
     assert_eq!(got, vec![(CONSTAG, R::Data(vec![b'z'; kdev::CONS_BATCH]))]);
+}
+
+#[test]
+fn a_stop_for_the_client_costs_a_waiting_console_read_nothing() {
+    let mut c = client();
+    let v = vm(&mut c);
+    let mut e = uart_guest(&mut c, &v);
+    e.extend([out(0x3f8, u64::from(b'a')), out(0x3f8, u64::from(b'b'))]);
+    e.push(Exit::new(10));
+    c.ns.hw_mut().exits.extend(e);
+    let cons = c.open_path(&format!("vmx/{}/cons", v.n), om::RDWR).unwrap();
+    let fresh = c.open_path(&format!("vmx/{}/cons", v.n), om::READ).unwrap();
+    ctl(&mut c, &v, b"go");
+    c.start_read(CONSTAG, cons, 8192);
+    c.run();
+    // The cpuid stopped the VM for its client: the waiting read is not answered (each
+    // rpc below checks that its reply is the only one).
+    assert!(matches!(c.read(v.wait, 0, 512), R::Data(d) if d.starts_with(b".cpuid ")));
+    assert_eq!(c.replies(), vec![]);
+    // A read sent while it is stopped answers at once: the output up to the stop, then
+    // nothing (all of it has been read).
+    assert_eq!(c.read(fresh, 0, 8192), R::Data(b"ab".to_vec()));
+    assert_eq!(c.read(fresh, 0, 8192), R::Data(vec![]));
+    // The guest goes on, prints and goes idle: the read that waited gets that.
+    c.ns.hw_mut()
+        .exits
+        .extend([out(0x3f8, u64::from(b'c')), hlt()]);
+    ctl(&mut c, &v, b"go");
+    c.run();
+    assert_eq!(c.replies(), vec![]);
+    c.ns.hw_mut().advance_tsc(kdev::CONS_IDLE);
+    c.run();
+    assert_eq!(c.replies(), vec![(CONSTAG, R::Data(b"c".to_vec()))]);
+    // A dead VM's waiting read gets what is left, then the VM's error.
+    c.start_read(CONSTAG, cons, 8192);
+    assert_eq!(c.write(cons, 0, b"q"), R::Count(1));
+    c.ns.hw_mut().exits.extend([
+        inb(0x3fa),
+        inb(0x3f8),
+        out(0x3f8, u64::from(b'Q')),
+        out(0x20, 0x20),
+        Exit {
+            fail: true,
+            ..Exit::default()
+        },
+    ]);
+    c.run();
+    assert_eq!(c.replies(), vec![(CONSTAG, R::Data(b"Q".to_vec()))]);
+    assert_eq!(c.read(cons, 0, 8192), err("vmlaunch failed"));
+}
+
+#[test]
+fn a_guest_that_halts_briefly_between_lines_keeps_its_output_batched() {
+    let mut c = client();
+    let v = vm(&mut c);
+    let mut e = uart_guest(&mut c, &v);
+    // One tick of channel 0 in 10 ms (mode 0): the guest halts until then.
+    e.extend([out(0x43, 0x30), out(0x40, 0x9c), out(0x40, 0x2e)]);
+    e.extend([out(0x3f8, u64::from(b'a')), hlt()]);
+    let setup = e.len();
+    c.ns.hw_mut().exits.extend(e);
+    let cons = c.open_path(&format!("vmx/{}/cons", v.n), om::RDWR).unwrap();
+    ctl(&mut c, &v, b"go");
+    c.start_read(CONSTAG, cons, 8192);
+    c.run();
+    assert_eq!(c.ns.hw().entries.len(), setup);
+    // Halted short of CONS_IDLE, the tick wakes it: it prints a line and halts again.
+    c.ns.hw_mut().advance_tsc(kdev::CONS_IDLE / 2);
+    c.run();
+    assert_eq!(c.replies(), vec![]);
+    c.ns.hw_mut().advance_tsc(11_000_000);
+    c.ns.hw_mut()
+        .exits
+        .extend([out(0x20, 0x20), out(0x3f8, u64::from(b'b')), hlt()]);
+    c.run();
+    assert_eq!(c.ns.hw().exits.len(), 0, "woken by the tick");
+    assert_eq!(c.replies(), vec![]);
+    // Idle for CONS_IDLE since the newest byte: both lines in one reply.
+    c.ns.hw_mut().advance_tsc(kdev::CONS_IDLE - 1);
+    c.run();
+    assert_eq!(c.replies(), vec![]);
+    c.ns.hw_mut().advance_tsc(1);
+    c.run();
+    assert_eq!(c.replies(), vec![(CONSTAG, R::Data(b"ab".to_vec()))]);
 }
 
 #[test]

@@ -181,6 +181,10 @@ fn the_same_guest_with_the_devices_in_the_kernel() {
     assert_eq!(s.get(".cpuid"), None, "{:?}", s);
     assert_eq!(s[".hlt"], (1, 2, 2), "{:?}", s);
     assert_eq!(report.inkernel, Some([3, 0, 0, 1]));
+    // The stop at the cpuid cost the console nothing: "OK" came in the drain at the end,
+    // one read and the empty one after it.
+    assert_eq!(s["(cons)"], (1, 1, 1), "{:?}", s);
+    assert_eq!(s["(cons/empty)"], (1, 1, 1), "{:?}", s);
 }
 
 /// Sets up a VM as the tool does, then loses the connection (a killed tool): returns the

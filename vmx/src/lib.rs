@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cons;
 pub mod cpio;
 pub mod cpu;
 pub mod demo;

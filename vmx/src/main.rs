@@ -272,7 +272,7 @@ fn run(a: Args) -> Result<ExitCode, String> {
     };
     if a.stats {
         eprint!(
-            "vmx: 9P round trips by exit reason (wait read + handling + go{}; (cons): console reads; (load): set-up and upload):\n{}",
+            "vmx: 9P round trips by exit reason (wait read + handling + go{}; (cons): console reads with output, (cons/empty): those that found the VM stopped and everything read; (load): set-up and upload):\n{}",
             if a.no_pipeline { "" } else { ", go pipelined" },
             report.stats.report()
         );

@@ -8,6 +8,7 @@ mod diagnose;
 mod emulate;
 mod stats;
 
+use crate::cons::Cmd as ConsCmd;
 use crate::dev::{clock::GuestClock, Machine, Seen, Stop};
 use crate::exit::{Exit, Io};
 use crate::regs::Reg;
@@ -15,8 +16,8 @@ use crate::virtio::{self, Mem};
 use crate::vmfs::Vmfs;
 use diagnose::{Notes, STATUS_EVERY};
 use emulate::Cpu;
-use stats::Marks;
 pub use stats::Stats;
+use stats::{Marks, CONS, CONS_EMPTY};
 use std::io::Write;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
@@ -100,8 +101,9 @@ pub struct Runner<'a, V: Vmfs> {
     pub pipeline: bool,
     /// Where COM2's output goes (nowhere by default).
     pub com2_out: Option<Box<dyn Write + 'a>>,
-    /// With in-kernel devices: tells the `cons` reader that the guest runs again.
-    kernel: Option<std::sync::mpsc::Sender<()>>,
+    /// With in-kernel devices: tells the `cons` reader that the guest runs again, or
+    /// to drain.
+    kernel: Option<std::sync::mpsc::Sender<ConsCmd>>,
     /// `go`s so far, and whether the console has been read dry since the last.
     launches: u64,
     cons_idle: bool,
@@ -149,9 +151,10 @@ impl<'a, V: Vmfs> Runner<'a, V> {
 
     /// The hypervisor runs the PIC, PIT, COM1 and the rest (its `devices` message took):
     /// COM1 arrives through `cons` (a reader thread sending [`Event::Cons`] and
-    /// [`Event::ConsIdle`]), and `go_signal` tells that reader the guest runs again.
-    /// This machine's devices then only drive PIC lines in the kernel (`line`).
-    pub fn kernel_devices(&mut self, go_signal: std::sync::mpsc::Sender<()>) {
+    /// [`Event::ConsIdle`]), and `go_signal` tells that reader the guest runs again
+    /// (and, at the end, to drain). This machine's devices then only drive PIC lines in
+    /// the kernel (`line`).
+    pub fn kernel_devices(&mut self, go_signal: std::sync::mpsc::Sender<ConsCmd>) {
         self.kernel = Some(go_signal);
     }
 
@@ -242,7 +245,7 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         if let Some(s) = &self.kernel {
             self.launches += 1;
             self.cons_idle = false;
-            let _ = s.send(());
+            let _ = s.send(ConsCmd::Launched);
         }
         Ok(())
     }
@@ -281,17 +284,20 @@ impl<'a, V: Vmfs> Runner<'a, V> {
     /// Before a run ends with in-kernel devices: takes the console's output up to the
     /// stop (until a `cons` read after the last launch comes back empty).
     fn drain_cons(&mut self, events: &Receiver<Event>) {
-        if self.kernel.is_none() {
+        let Some(s) = &self.kernel else {
             return;
+        };
+        if !self.cons_idle {
+            let _ = s.send(ConsCmd::Drain);
         }
         while !self.cons_idle {
             match events.recv_timeout(Duration::from_secs(60)) {
                 Ok(Event::Cons(b)) => {
                     self.write_out(&b);
-                    self.account("(cons)", 1, 1);
+                    self.account(CONS, 1, 1);
                 }
                 Ok(Event::ConsIdle(n)) => {
-                    self.account("(cons)", 1, 1);
+                    self.account(CONS_EMPTY, 1, 1);
                     self.cons_idle = n == self.launches;
                 }
                 Ok(Event::ConsFailed(_)) | Err(_) => return,
@@ -393,12 +399,12 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                     }
                 }
                 Ok(Event::Cons(b)) => {
-                    reason = "(cons)".into();
+                    reason = CONS.into();
                     wait_read = 1;
                     self.write_out(&b);
                 }
                 Ok(Event::ConsIdle(n)) => {
-                    reason = "(cons)".into();
+                    reason = CONS_EMPTY.into();
                     wait_read = 1;
                     self.cons_idle = n == self.launches;
                 }

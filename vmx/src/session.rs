@@ -178,14 +178,14 @@ pub fn run(
         }
     });
     let go = if kernel {
-        let cons = match vm.open_cons() {
+        let cons = match vm.open_cons().and_then(|c| Ok((c, vm.open_cons()?))) {
             Ok(c) => c,
             Err(e) => {
                 let _ = vm.close();
                 return Err(e);
             }
         };
-        Some(spawn_cons(cons, tx.clone()))
+        Some(crate::cons::spawn(cons.0, cons.1, tx.clone()))
     } else {
         None
     };
@@ -309,40 +309,6 @@ pub fn run(
         kernel_devices: kernel,
         inkernel: counts,
     })
-}
-
-/// Reads the in-kernel UART's console: output as it comes; when a read comes back empty
-/// (the VM stopped with everything read) it says so and waits for the next launch.
-fn spawn_cons(cons: ninep_client::File, tx: Sender<Event>) -> Sender<()> {
-    let (go, launched) = channel::<()>();
-    std::thread::spawn(move || {
-        // Launches signalled before the read in flight was sent: an empty read then
-        // covers every stop up to the last of them.
-        let mut seen = 0u64;
-        loop {
-            while launched.try_recv().is_ok() {
-                seen += 1;
-            }
-            match cons.read_at(0, 8192) {
-                Ok(b) if b.is_empty() => {
-                    if tx.send(Event::ConsIdle(seen)).is_err() || launched.recv().is_err() {
-                        return;
-                    }
-                    seen += 1;
-                }
-                Ok(b) => {
-                    if tx.send(Event::Cons(b)).is_err() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.send(Event::ConsFailed(e.to_string()));
-                    return;
-                }
-            }
-        }
-    });
-    go
 }
 
 fn spawn_input(r: Box<dyn Read + Send>, tx: Sender<Event>) {

@@ -80,7 +80,7 @@ impl KDev {
                 if vmcs::read(hw, GUEST_RFLAGS)? & RFLAGS_IF == 0 {
                     return Ok(Answered::No);
                 }
-                self.halted = true;
+                self.halt(now);
                 self.counts.hlt += 1;
                 Answered::Halted
             }

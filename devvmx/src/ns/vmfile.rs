@@ -115,13 +115,14 @@ impl<H: Hw> Namespace<H> {
         // (or no output) stays pending without asking.
         let quiet = match f {
             VmF::Wait => p.quiet(),
-            VmF::Cons => p.cons_quiet(),
+            VmF::Cons => p.cons_quiet(node.waiting),
             _ => false,
         };
         if quiet && p.cpu != 0 && !buf.is_empty() {
             node.waiting = true;
             return Ok(Read::Pending);
         }
+        let waiting = node.waiting;
         let aux = &mut node.aux;
         let r = self.with_vm(slot, gen, |hw, _, vm| -> Result<Option<usize>, Error> {
             Ok(match f {
@@ -145,7 +146,7 @@ impl<H: Hw> Namespace<H> {
                     n
                 }),
                 VmF::Fpregs => Some(readstr(off, buf, &vm.entry.fx.0)),
-                VmF::Cons => vm.cons_read(hw, buf)?,
+                VmF::Cons => vm.cons_read(hw, buf, waiting)?,
             })
         })?;
         match f {

@@ -55,7 +55,7 @@ impl Vm {
             return true;
         };
         if posted || k.pending(now).is_some() {
-            k.halted = false;
+            k.wake(now);
             return true;
         }
         false

@@ -20,7 +20,8 @@
 //! for the hypervisor runs the part after the upload ("boot s": the kernel and initramfs
 //! cross the emulated serial line at about 70 KiB/s first), 9P round trips to the prompt
 //! (every request on the connection), and after `echo $((6*9))` and a poweroff, the
-//! tool's own count of round trips, the exits it saw and those the hypervisor answered.
+//! tool's own count of round trips, of them the console's reads (`cons`, with the
+//! devices in the hypervisor), the exits it saw and those the hypervisor answered.
 //!
 //! `cargo run --release -p vmm-tests --bin bench-linux [-- kernel tcp tool native io]`
 //! (default: all five). Needs Bochs, grub-mkrescue, QEMU and the Debian kernel, busybox
@@ -114,6 +115,8 @@ struct Figures {
     boot: Option<Duration>,
     trips_to_prompt: Option<u64>,
     trips_total: Option<u64>,
+    /// Of those, the console's reads (the in-kernel UART's `cons`).
+    cons_trips: Option<u64>,
     client_exits: Option<u64>,
     kernel_exits: Option<u64>,
     note: String,
@@ -127,6 +130,7 @@ impl Figures {
             boot: None,
             trips_to_prompt: None,
             trips_total: None,
+            cons_trips: None,
             client_exits: None,
             kernel_exits: None,
             note: String::new(),
@@ -332,6 +336,7 @@ fn through_the_hypervisor(kernel_devices: bool, tcp: bool) -> Figures {
     match g.rx.recv_timeout(Duration::from_secs(600)) {
         Ok(Ok(r)) => {
             f.trips_total = Some(r.stats.total().1);
+            f.cons_trips = kernel_devices.then(|| r.stats.console_trips());
             f.client_exits = Some(
                 r.stats
                     .by_reason
@@ -690,7 +695,7 @@ fn row(r: &Figures, rows: &[Figures]) -> String {
     let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
     let s = r.prompt.map(|d| d.as_secs_f64());
     format!(
-        "{:<8} {:>10} {:>8} {:>8} {:>14} {:>12} {:>13} {:>14}  {}",
+        "{:<8} {:>10} {:>8} {:>8} {:>14} {:>12} {:>13} {:>13} {:>14}  {}",
         r.name,
         s.map_or("-".into(), |s| format!("{s:.1}")),
         match (s, native_s) {
@@ -701,6 +706,7 @@ fn row(r: &Figures, rows: &[Figures]) -> String {
             .map_or("-".into(), |d| format!("{:.1}", d.as_secs_f64())),
         opt(r.trips_to_prompt),
         opt(r.trips_total),
+        opt(r.cons_trips),
         opt(r.client_exits),
         opt(r.kernel_exits),
         r.note
@@ -725,13 +731,14 @@ fn main() {
     // In this order, each row printed as it is measured (the tool's run is the slowest).
     let mut rows: Vec<Figures> = Vec::new();
     let header = format!(
-        "{:<8} {:>10} {:>8} {:>8} {:>14} {:>12} {:>13} {:>14}  note",
+        "{:<8} {:>10} {:>8} {:>8} {:>14} {:>12} {:>13} {:>13} {:>14}  note",
         "run",
         "prompt s",
         "x native",
         "boot s",
         "trips->prompt",
         "trips total",
+        "console trips",
         "client exits",
         "kernel exits"
     );

@@ -3,6 +3,11 @@
 use crate::vmfs::Vmfs;
 use std::collections::BTreeMap;
 
+/// The reasons of console reads: those that brought output, and those that came back
+/// empty (the VM stopped with all its output read).
+pub const CONS: &str = "(cons)";
+pub const CONS_EMPTY: &str = "(cons/empty)";
+
 /// 9P round trips and exits, by exit reason.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
@@ -22,6 +27,15 @@ impl Stats {
         self.by_reason
             .values()
             .fold((0, 0, 0), |a, v| (a.0 + v.0, a.1 + v.1, a.2 + v.2))
+    }
+
+    /// Round trips of console reads (with output and empty).
+    pub fn console_trips(&self) -> u64 {
+        [CONS, CONS_EMPTY]
+            .iter()
+            .filter_map(|k| self.by_reason.get(*k))
+            .map(|r| r.1)
+            .sum()
     }
 
     /// A table for --stats.
