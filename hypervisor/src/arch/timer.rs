@@ -77,14 +77,24 @@ pub fn init(pm: Option<PmTimer>) -> Tick {
 }
 
 /// The APIC timer's count over one tick: its one-shot count down (masked) over `period`
-/// TSC cycles.
+/// TSC cycles, the least of three tries. An emulator's vCPU descheduled between reading
+/// the count and the TSC makes a try too long (QEMU TCG's APIC timer runs on the host's
+/// clock); the tick's interrupt at such a rate would come seconds apart. Too short a
+/// try only wakes the idle loop more often.
 fn apic_count_per_tick(period: u64) -> u32 {
-    lapic::timer(TimerMode::OneShot, u32::MAX, true);
-    let t0 = super::cpu::rdtsc();
-    while super::cpu::rdtsc().wrapping_sub(t0) < period {
-        core::hint::spin_loop();
-    }
-    (u32::MAX - lapic::timer_current()).max(1)
+    (0..3)
+        .map(|_| {
+            lapic::timer(TimerMode::OneShot, u32::MAX, true);
+            let c0 = lapic::timer_current();
+            let t0 = super::cpu::rdtsc();
+            while super::cpu::rdtsc().wrapping_sub(t0) < period {
+                core::hint::spin_loop();
+            }
+            c0.saturating_sub(lapic::timer_current())
+        })
+        .min()
+        .unwrap_or(0)
+        .max(1)
 }
 
 /// The APIC timer's interrupt (lapic.rs): in TSC-deadline mode the next deadline (one
