@@ -3,6 +3,12 @@
 //! timer (TSC-deadline mode where the CPU offers it, else periodic mode with its rate
 //! measured against the TSC), or from the PIT's channel 0 where there is no local APIC.
 //! `init` also finds the TSC's rate (tsc.rs) and logs which clocks it chose.
+//!
+//! The count itself is read off the TSC (whole periods since `init`), not counted in the
+//! interrupt: an emulator on a loaded host (QEMU TCG's periodic APIC timer) delivers
+//! fewer interrupts than periods passed, coalescing the ones its vCPU was not run for,
+//! and a tick so counted ran at a quarter to a half of the host's time there. The
+//! interrupt only ends the idle loop's `hlt` once a tick.
 
 use super::lapic::{self, TimerMode};
 use crate::acpi::PmTimer;
@@ -10,7 +16,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 pub const HZ: u32 = 100;
 
-static TICKS: AtomicU64 = AtomicU64::new(0);
+/// The TSC at `init`: tick 0.
+static START: AtomicU64 = AtomicU64::new(0);
 /// TSC-deadline mode: the TSC value the timer fires at next, and the TSC cycles per tick.
 static DEADLINE: AtomicU64 = AtomicU64::new(0);
 static PERIOD: AtomicU64 = AtomicU64::new(0);
@@ -37,8 +44,9 @@ impl Tick {
 /// the boot CPU. Interrupts stay off until the caller enables them.
 pub fn init(pm: Option<PmTimer>) -> Tick {
     let (hz, src) = super::tsc::calibrate(pm);
-    let period = hz / u64::from(HZ);
+    let period = (hz / u64::from(HZ)).max(1);
     PERIOD.store(period, Ordering::Relaxed);
+    START.store(super::cpu::rdtsc(), Ordering::Relaxed);
     let tick = match lapic::init() {
         Some(_) => {
             lapic::enable();
@@ -55,7 +63,7 @@ pub fn init(pm: Option<PmTimer>) -> Tick {
             }
         }
         None => {
-            super::pit::start_tick(HZ, count);
+            super::pit::start_tick(HZ, || {});
             Tick::Pit
         }
     };
@@ -69,24 +77,29 @@ pub fn init(pm: Option<PmTimer>) -> Tick {
 }
 
 /// The APIC timer's count over one tick: its one-shot count down (masked) over `period`
-/// TSC cycles.
+/// TSC cycles, the least of three tries. An emulator's vCPU descheduled between reading
+/// the count and the TSC makes a try too long (QEMU TCG's APIC timer runs on the host's
+/// clock); the tick's interrupt at such a rate would come seconds apart. Too short a
+/// try only wakes the idle loop more often.
 fn apic_count_per_tick(period: u64) -> u32 {
-    lapic::timer(TimerMode::OneShot, u32::MAX, true);
-    let t0 = super::cpu::rdtsc();
-    while super::cpu::rdtsc().wrapping_sub(t0) < period {
-        core::hint::spin_loop();
-    }
-    (u32::MAX - lapic::timer_current()).max(1)
+    (0..3)
+        .map(|_| {
+            lapic::timer(TimerMode::OneShot, u32::MAX, true);
+            let c0 = lapic::timer_current();
+            let t0 = super::cpu::rdtsc();
+            while super::cpu::rdtsc().wrapping_sub(t0) < period {
+                core::hint::spin_loop();
+            }
+            c0.saturating_sub(lapic::timer_current())
+        })
+        .min()
+        .unwrap_or(0)
+        .max(1)
 }
 
-fn count() {
-    TICKS.fetch_add(1, Ordering::Relaxed);
-}
-
-/// The APIC timer's interrupt (lapic.rs): one tick, and in TSC-deadline mode the next
-/// deadline (one period on, or one period from now where the interrupt came late).
+/// The APIC timer's interrupt (lapic.rs): in TSC-deadline mode the next deadline (one
+/// period on, or one period from now where the interrupt came late).
 pub(super) fn apic_tick() {
-    count();
     let period = PERIOD.load(Ordering::Relaxed);
     let last = DEADLINE.load(Ordering::Relaxed);
     if last != 0 {
@@ -101,9 +114,14 @@ pub(super) fn apic_tick() {
     }
 }
 
-/// Timer ticks since boot (HZ per second).
+/// Timer ticks since `init` (HZ per second): whole periods of the TSC, so none is lost to
+/// a late or coalesced interrupt (0 before `init`).
 pub fn ticks() -> u64 {
-    TICKS.load(Ordering::Relaxed)
+    let period = PERIOD.load(Ordering::Relaxed);
+    if period == 0 {
+        return 0;
+    }
+    super::cpu::rdtsc().wrapping_sub(START.load(Ordering::Relaxed)) / period
 }
 
 /// Milliseconds since boot, at the ticks' resolution.
@@ -111,7 +129,7 @@ pub fn millis() -> u64 {
     ticks() * u64::from(1000 / HZ)
 }
 
-/// Busy-waits until `until` holds or `n` timer ticks (interrupts must be on) pass;
+/// Busy-waits until `until` holds or `n` timer ticks pass;
 /// whether it held.
 pub fn wait(n: u64, until: impl Fn() -> bool) -> bool {
     let end = ticks() + n;
