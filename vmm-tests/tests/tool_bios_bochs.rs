@@ -251,3 +251,9 @@ fn iso_boots_linux_to_a_shell_under_bochs() {
     nothing_left(&m);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("vmx-bios-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}

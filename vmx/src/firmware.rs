@@ -57,10 +57,10 @@ pub fn check_rom(rom: &[u8]) -> Result<(), String> {
             crate::layout::ROM_MAX >> 20
         ));
     }
-    // The reset vector, 16 bytes below the end: a jump (far, near or short), as every
-    // PC BIOS has there.
+    // The reset vector, 16 bytes below the end: a jump (0xe9 near, 0xea far, 0xeb
+    // short), as every PC BIOS has there.
     let v = rom[rom.len() - 16];
-    if !matches!(v, 0xea | 0xe9 | 0xeb) {
+    if !matches!(v, 0xe9..=0xeb) {
         return Err(format!(
             "not a BIOS ROM: no jump at the reset vector (byte {v:#04x} at 0xfffffff0)"
         ));
