@@ -11,7 +11,7 @@
 //!
 //! Bad firmware and bad disks: a file that is not a ROM is refused by the tool before it
 //! dials (vmx/tests/cli.rs); a disk with no boot sector makes SeaBIOS say so on the
-//! console, and a truncated ISO makes GRUB say it cannot read it. After each run
+//! console, and so does it for a truncated ISO whose boot code gives up. After each run
 //! the tool (killed once the console said enough, since SeaBIOS retries forever) leaves
 //! no VM and no segment on the hypervisor.
 
@@ -196,15 +196,21 @@ fn seabios_boots_to_its_console_under_bochs() {
     eprintln!("--- SeaBIOS, the ISO to GRUB's menu ---\n{text}");
     nothing_left(&m);
 
-    // The same ISO cut short (its first 2 MiB: the boot code and GRUB's core, not the
-    // kernel's blocks): GRUB says it cannot read what it needs.
+    // The same ISO cut short (its first 2 MiB): the boot sector's code cannot reach GRUB's
+    // core and says so ("GRUB Geom Error"), gives the boot back to the firmware, and
+    // SeaBIOS finds nothing else.
     let data = std::fs::read(&iso).unwrap();
     let short = dir.join("short.iso");
     std::fs::write(&short, &data[..2 << 20]).unwrap();
     let mut r = Run::start(&m, &["--bios", "-M", "128M", "-d", short.to_str().unwrap()]);
     r.expect(
         &m,
-        &["SeaBIOS (version", "Booting from Hard Disk", "error"],
+        &[
+            "SeaBIOS (version",
+            "Booting from Hard Disk",
+            "GRUB Geom Error",
+            "No bootable device",
+        ],
         Duration::from_secs(600),
     );
     let text = r.stop();

@@ -55,7 +55,17 @@ pub struct Machine {
     /// to it since the loop last took it. Off, the port is unclaimed and SeaBIOS, reading
     /// all ones there, leaves it alone (each byte would cost an exit).
     pub fw_debug: Option<Vec<u8>>,
+    /// System control port A ([`PORT_A`]) on a firmware machine.
+    port_a: bool,
 }
+
+/// System control port A (0x92): bit 1 the A20 gate, bit 0 a fast reset. Firmware and
+/// boot loaders read it and write it back around every A20 switch; reading all ones
+/// there (no device) shows a reset in progress, and GRUB's boot code then waits forever.
+pub const PORT_A: u16 = 0x92;
+/// Port A's reading: A20 on (the guest's memory never wraps at 1 MiB).
+const PORT_A_A20: u32 = 0x02;
+const PORT_A_RESET: u32 = 0x01;
 
 /// QEMU's debug console for firmware (SeaBIOS's `dprintf`): reads give
 /// [`FW_DEBUG_READBACK`] when it is there, bytes written are the log.
@@ -109,6 +119,7 @@ impl Machine {
             sent_lines: 0,
             fwcfg: None,
             fw_debug: None,
+            port_a: false,
         }
     }
 
@@ -117,6 +128,7 @@ impl Machine {
     pub fn firmware(&mut self, layout: &Layout, fwcfg: FwCfg) {
         self.board.rtc.set_ram(layout.mem(), 0);
         self.fwcfg = Some(fwcfg);
+        self.port_a = true;
     }
 
     /// Puts the virtio devices on the PCI bus.
@@ -153,6 +165,9 @@ impl Machine {
         if port == FW_DEBUG_PORT && self.fw_debug.is_some() {
             return FW_DEBUG_READBACK;
         }
+        if port == PORT_A && self.port_a {
+            return PORT_A_A20;
+        }
         match pcdev::lookup(port) {
             Some(dev) => self.board.io_in(dev, port, size, self.now, self.wall),
             None => {
@@ -186,6 +201,12 @@ impl Machine {
         }
         if let (Some(log), FW_DEBUG_PORT) = (self.fw_debug.as_mut(), port) {
             log.push(val as u8);
+            return;
+        }
+        if port == PORT_A && self.port_a {
+            if val & PORT_A_RESET != 0 {
+                self.board.stop = Some(Stop::Reset);
+            }
             return;
         }
         match pcdev::lookup(port) {
@@ -502,6 +523,12 @@ mod tests {
         assert_eq!(ram.b[0x100..0x104], [0; 4]);
         // Only the read before the device was there went unanswered.
         assert_eq!(m.unknown.keys().collect::<Vec<_>>(), [&0x511]);
+        // Port A: A20 on, no reset in progress; a write with bit 0 resets.
+        assert_eq!(m.io_in(PORT_A, 1), 0x02);
+        m.io_out(PORT_A, 1, 0x02);
+        assert_eq!(m.stop, None);
+        m.io_out(PORT_A, 1, 0x03);
+        assert_eq!(m.stop, Some(Stop::Reset));
     }
 
     #[test]
