@@ -37,8 +37,8 @@ pub const PAGE: u64 = 4096;
 pub const MIN_MEM: u64 = 1 << 20;
 /// Everything sits below 4 GiB: the loaders hand 32-bit addresses to 32-bit entry points.
 pub const MAX_MEM: u64 = 0xf000_0000;
-/// The local APIC's registers on a PC.
-pub const APIC_BASE: u64 = 0xfee0_0000;
+/// The pages of a PC's I/O APIC and local APIC registers.
+pub const APIC_PAGES: [u64; 2] = [0xfec0_0000, 0xfee0_0000];
 /// The end of the 32-bit address space, where a firmware ROM ends.
 pub const FOUR_GIB: u64 = 1 << 32;
 /// The largest firmware ROM: 16 MiB, a PC's flash window below 4 GiB (and above
@@ -130,8 +130,8 @@ impl Layout {
             .collect()
     }
 
-    /// Bytes of the segment: guest RAM, one scratch page, then with a ROM the local
-    /// APIC's stand-in page ([`Layout::apic_offset`]) and the ROM.
+    /// Bytes of the segment: guest RAM, one scratch page, then with a ROM the APICs'
+    /// stand-in pages ([`Layout::apic_offset`]) and the ROM.
     pub fn segment_size(&self) -> u64 {
         match self.rom {
             0 => self.mem + PAGE,
@@ -153,17 +153,19 @@ impl Layout {
         Ok(self)
     }
 
-    /// Offset in the segment of the page mapped read-write at the local APIC's address
-    /// ([`APIC_BASE`]) in firmware layouts: the guest has no local APIC (cpuid says so),
-    /// but SeaBIOS reads its version register while building the MP table, and a page of
-    /// RAM answers that read (with 0) where nothing mapped would stop the guest.
-    pub fn apic_offset(&self) -> u64 {
-        self.mem + PAGE
+    /// Offsets in the segment of the pages mapped read-write at the APICs' addresses
+    /// ([`APIC_PAGES`]) in firmware layouts, in that table's order: the guest has no local
+    /// APIC (cpuid says so) and no I/O APIC, but SeaBIOS reads the local APIC's version
+    /// while it builds the MP table, and Linux, reading that table, writes the I/O APIC's
+    /// register select; a page of RAM takes those accesses (reads give 0 or what was
+    /// written) where nothing mapped would stop the guest on an EPT violation.
+    pub fn apic_offset(&self, i: usize) -> u64 {
+        self.mem + PAGE * (1 + i as u64)
     }
 
     /// Offset of the ROM in the segment.
     pub fn rom_offset(&self) -> u64 {
-        self.apic_offset() + PAGE
+        self.apic_offset(APIC_PAGES.len())
     }
 
     /// The guest-physical address the ROM is mapped at (it ends at 4 GiB), if any.
@@ -182,11 +184,13 @@ impl Layout {
     pub fn map_text(&self, segment: &str) -> String {
         let mut t = format!("rwx wb {:#x} {:#x} {segment} {:#x}\n", 0, self.mem, 0);
         if let Some(base) = self.rom_base() {
-            t += &format!(
-                "rw- wb {APIC_BASE:#x} {:#x} {segment} {:#x}\n",
-                APIC_BASE + PAGE,
-                self.apic_offset()
-            );
+            for (i, a) in APIC_PAGES.iter().enumerate() {
+                t += &format!(
+                    "rw- wb {a:#x} {:#x} {segment} {:#x}\n",
+                    a + PAGE,
+                    self.apic_offset(i)
+                );
+            }
             t += &format!(
                 "r-x wb {base:#x} {FOUR_GIB:#x} {segment} {:#x}\n",
                 self.rom_offset()
@@ -262,14 +266,15 @@ mod tests {
     #[test]
     fn layout_with_rom() {
         let l = Layout::new(64 << 20).unwrap().with_rom(128 << 10).unwrap();
-        assert_eq!(l.rom_offset(), (64 << 20) + 8192);
+        assert_eq!(l.rom_offset(), (64 << 20) + 3 * 4096);
         assert_eq!(l.rom_base(), Some(0xfffe_0000));
-        assert_eq!(l.segment_size(), (64 << 20) + 8192 + (128 << 10));
+        assert_eq!(l.segment_size(), (64 << 20) + 3 * 4096 + (128 << 10));
         assert_eq!(
             l.map_text("vm"),
             "rwx wb 0x0 0x4000000 vm 0x0\n\
-             rw- wb 0xfee00000 0xfee01000 vm 0x4001000\n\
-             r-x wb 0xfffe0000 0x100000000 vm 0x4002000\n"
+             rw- wb 0xfec00000 0xfec01000 vm 0x4001000\n\
+             rw- wb 0xfee00000 0xfee01000 vm 0x4002000\n\
+             r-x wb 0xfffe0000 0x100000000 vm 0x4003000\n"
         );
         let l = Layout::new(64 << 20).unwrap();
         assert!(l.clone().with_rom(0).is_err());
