@@ -37,12 +37,22 @@ pub const PAGE: u64 = 4096;
 pub const MIN_MEM: u64 = 1 << 20;
 /// Everything sits below 4 GiB: the loaders hand 32-bit addresses to 32-bit entry points.
 pub const MAX_MEM: u64 = 0xf000_0000;
+/// The pages of a PC's I/O APIC and local APIC registers.
+pub const APIC_PAGES: [u64; 2] = [0xfec0_0000, 0xfee0_0000];
+/// The end of the 32-bit address space, where a firmware ROM ends.
+pub const FOUR_GIB: u64 = 1 << 32;
+/// The largest firmware ROM: 16 MiB, a PC's flash window below 4 GiB (and above
+/// [`MAX_MEM`], so it never overlaps RAM).
+pub const ROM_MAX: u64 = 16 << 20;
 
 /// The layout for a guest with `mem` bytes of RAM.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
     mem: u64,
     regions: Vec<Region>,
+    /// Bytes of a firmware ROM kept in the segment after the scratch page and mapped
+    /// read-only just below 4 GiB ([`Layout::with_rom`]); 0: none.
+    rom: u64,
 }
 
 impl Layout {
@@ -80,7 +90,11 @@ impl Layout {
                 kind: Kind::Ram,
             },
         ];
-        Ok(Layout { mem, regions })
+        Ok(Layout {
+            mem,
+            regions,
+            rom: 0,
+        })
     }
 
     /// Guest RAM size in bytes (the end of guest-physical memory).
@@ -116,9 +130,47 @@ impl Layout {
             .collect()
     }
 
-    /// Bytes of the segment: guest RAM then one scratch page.
+    /// Bytes of the segment: guest RAM, one scratch page, then with a ROM the APICs'
+    /// stand-in pages ([`Layout::apic_offset`]) and the ROM.
     pub fn segment_size(&self) -> u64 {
-        self.mem + PAGE
+        match self.rom {
+            0 => self.mem + PAGE,
+            rom => self.rom_offset() + rom,
+        }
+    }
+
+    /// The layout with a firmware ROM of `len` bytes (a multiple of 4 KiB, at most
+    /// [`ROM_MAX`]): it sits in the segment after the scratch page
+    /// ([`Layout::rom_offset`]) and is mapped read-only and executable at the top of the
+    /// 4 GiB space, where the CPU's reset vector reads it.
+    pub fn with_rom(mut self, len: u64) -> Result<Layout, String> {
+        if len == 0 || !len.is_multiple_of(PAGE) || len > ROM_MAX {
+            return Err(format!(
+                "ROM size {len:#x} is not a multiple of 4 KiB up to {ROM_MAX:#x}"
+            ));
+        }
+        self.rom = len;
+        Ok(self)
+    }
+
+    /// Offsets in the segment of the pages mapped read-write at the APICs' addresses
+    /// ([`APIC_PAGES`]) in firmware layouts, in that table's order: the guest has no local
+    /// APIC (cpuid says so) and no I/O APIC, but SeaBIOS reads the local APIC's version
+    /// while it builds the MP table, and Linux, reading that table, writes the I/O APIC's
+    /// register select; a page of RAM takes those accesses (reads give 0 or what was
+    /// written) where nothing mapped would stop the guest on an EPT violation.
+    pub fn apic_offset(&self, i: usize) -> u64 {
+        self.mem + PAGE * (1 + i as u64)
+    }
+
+    /// Offset of the ROM in the segment.
+    pub fn rom_offset(&self) -> u64 {
+        self.apic_offset(APIC_PAGES.len())
+    }
+
+    /// The guest-physical address the ROM is mapped at (it ends at 4 GiB), if any.
+    pub fn rom_base(&self) -> Option<u64> {
+        (self.rom != 0).then(|| FOUR_GIB - self.rom)
     }
 
     /// Offset of the scratch page in the segment (never mapped into the guest).
@@ -128,8 +180,23 @@ impl Layout {
 
     /// The text written to `map`: all of guest RAM in one line (vmx(1) merges adjacent
     /// regions of one segment the same way), identity offsets.
+    /// With a ROM, a second line maps it read-only below 4 GiB.
     pub fn map_text(&self, segment: &str) -> String {
-        format!("rwx wb {:#x} {:#x} {segment} {:#x}\n", 0, self.mem, 0)
+        let mut t = format!("rwx wb {:#x} {:#x} {segment} {:#x}\n", 0, self.mem, 0);
+        if let Some(base) = self.rom_base() {
+            for (i, a) in APIC_PAGES.iter().enumerate() {
+                t += &format!(
+                    "rw- wb {a:#x} {:#x} {segment} {:#x}\n",
+                    a + PAGE,
+                    self.apic_offset(i)
+                );
+            }
+            t += &format!(
+                "r-x wb {base:#x} {FOUR_GIB:#x} {segment} {:#x}\n",
+                self.rom_offset()
+            );
+        }
+        t
     }
 }
 
@@ -194,6 +261,25 @@ mod tests {
         assert!(!l.contains(0x3fff000, 0x1001));
         assert!(!l.contains(u64::MAX, 2));
         assert_eq!(l.segment_size(), (64 << 20) + 4096);
+    }
+
+    #[test]
+    fn layout_with_rom() {
+        let l = Layout::new(64 << 20).unwrap().with_rom(128 << 10).unwrap();
+        assert_eq!(l.rom_offset(), (64 << 20) + 3 * 4096);
+        assert_eq!(l.rom_base(), Some(0xfffe_0000));
+        assert_eq!(l.segment_size(), (64 << 20) + 3 * 4096 + (128 << 10));
+        assert_eq!(
+            l.map_text("vm"),
+            "rwx wb 0x0 0x4000000 vm 0x0\n\
+             rw- wb 0xfec00000 0xfec01000 vm 0x4001000\n\
+             rw- wb 0xfee00000 0xfee01000 vm 0x4002000\n\
+             r-x wb 0xfffe0000 0x100000000 vm 0x4003000\n"
+        );
+        let l = Layout::new(64 << 20).unwrap();
+        assert!(l.clone().with_rom(0).is_err());
+        assert!(l.clone().with_rom(1000).is_err());
+        assert!(l.with_rom(32 << 20).is_err());
     }
 
     #[test]

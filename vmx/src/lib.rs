@@ -9,6 +9,7 @@ pub mod cpu;
 pub mod demo;
 pub mod dev;
 pub mod exit;
+pub mod firmware;
 pub mod layout;
 pub mod loader;
 pub mod paging;

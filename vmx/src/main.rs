@@ -92,6 +92,14 @@ struct Args {
     #[arg(long, value_name = "BUSYBOX")]
     busybox: Option<PathBuf>,
 
+    /// Boot firmware instead of a kernel: FILE (default /usr/share/seabios/bios.bin,
+    /// Debian's `seabios`) is a BIOS ROM, mapped read-only below 4 GiB and its last
+    /// 128 KiB at 0xe0000; the guest starts at the reset vector in real mode and the
+    /// firmware boots from the -d disks. QEMU's fw_cfg device tells it the memory size
+    /// and its serial console (COM1).
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = vmx::firmware::DEFAULT_BIOS)]
+    bios: Option<PathBuf>,
+
     /// Run the bundled demo guest instead of KERNEL.
     #[arg(long)]
     demo: bool,
@@ -162,7 +170,28 @@ fn read(p: &PathBuf) -> Result<Vec<u8>, String> {
 
 fn run(a: Args) -> Result<ExitCode, String> {
     let mem = parse_size(&a.mem)?;
-    let layout = Layout::new(mem)?;
+    let mut layout = Layout::new(mem)?;
+    if let Some(rom) = &a.bios {
+        if a.kernel.is_some() || a.demo || a.raw.is_some() || !a.modules.is_empty() {
+            return Err(
+                "--bios boots the firmware, which boots the disks: no KERNEL, --demo, --raw or -m"
+                    .into(),
+            );
+        }
+        let data = read(rom)?;
+        vmx::firmware::check_rom(&data).map_err(|e| format!("{}: {e}", rom.display()))?;
+        layout = layout.with_rom(data.len() as u64)?;
+        let img =
+            vmx::firmware::load(&data, &layout).map_err(|e| format!("{}: {e}", rom.display()))?;
+        let fwcfg = vmx::firmware::fw_cfg(&layout)?;
+        eprintln!(
+            "vmx: {}: firmware, {}, reset vector in real mode, {} of memory",
+            rom.display(),
+            vmx::upload::human(data.len() as f64),
+            vmx::upload::human(mem as f64)
+        );
+        return boot(&a, &layout, &img, Some(fwcfg));
+    }
     // With --demo every positional word is a kernel argument.
     let (kernel, name, cmdline) = if a.demo {
         let mut args: Vec<String> = a.kernel.iter().map(|p| p.display().to_string()).collect();
@@ -201,13 +230,13 @@ fn run(a: Args) -> Result<ExitCode, String> {
             data: vmx::cpio::busybox_initramfs(&read(b)?, script),
         });
     }
-    let boot = BootArgs { cmdline, modules };
+    let args = BootArgs { cmdline, modules };
     let img = match &a.raw {
         Some(addr) => {
             let addr = parse_u64(addr).ok_or_else(|| format!("--raw: bad address {addr:?}"))?;
             loader::load_raw(&kernel, addr, &layout)
         }
-        None => loader::load(&kernel, &layout, &boot),
+        None => loader::load(&kernel, &layout, &args),
     }
     .map_err(|e| format!("{name}: {e}"))?;
     eprintln!(
@@ -217,12 +246,22 @@ fn run(a: Args) -> Result<ExitCode, String> {
         img.entry(),
         vmx::upload::human(mem as f64)
     );
+    boot(&a, &layout, &img, None)
+}
 
+/// Runs a loaded image (with fw_cfg for firmware) and reports how the guest ended.
+fn boot(
+    a: &Args,
+    layout: &Layout,
+    img: &loader::Image,
+    fwcfg: Option<pcdev::fwcfg::FwCfg>,
+) -> Result<ExitCode, String> {
     let addr = a
         .addr
         .clone()
         .ok_or("no hypervisor address: give -a DIAL or set VMX_ADDR")?;
-    let devices = devices(&a)?;
+    let mut devices = devices(a)?;
+    devices.fwcfg = fwcfg;
     let client = ninep_client::Client::dial(&addr, &a.user, &a.aname)
         .map_err(|e| format!("dial {addr}: {e}"))?;
     let (input, out) = wire_com(&a.com1, "-c")?;
@@ -246,7 +285,7 @@ fn run(a: Args) -> Result<ExitCode, String> {
         pipeline: !a.no_pipeline,
         devices,
     };
-    let report = session::run(client, &layout, &img, opts)?;
+    let report = session::run(client, layout, img, opts)?;
     let _ = std::io::stdout().flush();
     let code = match report.outcome {
         Ok(Outcome::Done(v)) => {

@@ -7,6 +7,7 @@
 mod diagnose;
 mod emulate;
 mod stats;
+mod strio;
 
 use crate::cons::Cmd as ConsCmd;
 use crate::dev::{clock::GuestClock, Machine, Seen, Stop};
@@ -311,6 +312,9 @@ impl<'a, V: Vmfs> Runner<'a, V> {
         if !o.is_empty() {
             let _ = self.out.write_all(&o);
             let _ = self.out.flush();
+        }
+        if let Some(d) = self.machine.fw_debug.as_mut().filter(|d| !d.is_empty()) {
+            let _ = self.log.write_all(&std::mem::take(d));
         }
         let o2 = std::mem::take(&mut self.machine.com[1].tx);
         if let (Some(w), false) = (self.com2_out.as_mut(), o2.is_empty()) {

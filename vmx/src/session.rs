@@ -49,6 +49,9 @@ pub struct Devices<'a> {
     pub nets: Vec<(Net, FrameSource)>,
     /// COM2's input (read by a thread) and output.
     pub com2: Option<Serial<'a>>,
+    /// QEMU's fw_cfg device, for firmware in the guest (`--bios`; see
+    /// [`crate::firmware`]).
+    pub fwcfg: Option<pcdev::fwcfg::FwCfg>,
 }
 
 /// The devices the tool asks the hypervisor for (its `devices` ctl message; the RTC's
@@ -257,7 +260,13 @@ pub fn run(
             .map_or(0, |d| d.as_secs() as i64);
         (start.elapsed().as_nanos() as u64, wall)
     };
-    let mut runner = Runner::new(vm, Machine::new(layout), Box::new(clock), o.out, o.log);
+    let mut machine = Machine::new(layout);
+    if let Some(f) = o.devices.fwcfg.take() {
+        machine.firmware(layout, f);
+        // With -D the firmware's own debug log goes to the log.
+        machine.fw_debug = o.debug.then(Vec::new);
+    }
+    let mut runner = Runner::new(vm, machine, Box::new(clock), o.out, o.log);
     runner.debug = o.debug;
     runner.trace = o.trace;
     runner.pipeline = o.pipeline;

@@ -38,3 +38,51 @@ fn device_flags_are_checked() {
     );
     let _ = std::fs::remove_file(&img);
 }
+
+/// `--bios` with a file that is not a ROM: one line naming the file and what is wrong,
+/// before any dial; a good ROM gets as far as dialing.
+#[test]
+fn bios_files_are_checked() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_vmx"))
+            .args(["-a", "unix!/nonexistent/vmx-cli-test.sock"])
+            .args(args)
+            .output()
+            .expect("run vmx");
+        let e = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{e}");
+        e
+    };
+    let dir = std::env::temp_dir();
+    let file = |name: &str, data: &[u8]| {
+        let p = dir.join(format!("vmx-cli-{}-{name}", std::process::id()));
+        std::fs::write(&p, data).unwrap();
+        p.display().to_string()
+    };
+    let small = file("small.rom", &[0xea; 1000]);
+    let e = run(&["--bios", &small]);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(
+        e.contains(&small) && e.contains("not a BIOS ROM: 1000 bytes"),
+        "{e}"
+    );
+    let odd = file("odd.rom", &vec![0xea; 100 << 10]);
+    assert!(run(&["--bios", &odd]).contains("not a multiple of 64 KiB"));
+    let zeros = file("zeros.rom", &vec![0; 128 << 10]);
+    assert!(run(&["--bios", &zeros]).contains("no jump at the reset vector"));
+    let e = run(&["--bios", "/nonexistent/bios.bin"]);
+    assert!(e.contains("/nonexistent/bios.bin"), "{e}");
+    let e = run(&["--bios", &small, "--demo"]);
+    assert!(e.contains("--bios boots the firmware"), "{e}");
+    let mut rom = vec![0u8; 64 << 10];
+    rom[(64 << 10) - 16] = 0xea;
+    let good = file("good.rom", &rom);
+    let e = run(&["--bios", &good]);
+    assert!(
+        e.contains("dial unix!/nonexistent/vmx-cli-test.sock"),
+        "{e}"
+    );
+    for p in [small, odd, zeros, good] {
+        let _ = std::fs::remove_file(p);
+    }
+}

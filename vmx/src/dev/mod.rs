@@ -13,6 +13,7 @@ pub mod pci;
 use crate::layout::Layout;
 use crate::virtio::{self, Mem};
 pub use pace::{Pace, Seen};
+use pcdev::fwcfg::{self, DmaMem, FwCfg};
 pub use pcdev::{i8042, pic, pit, rtc, uart};
 pub use pcdev::{Board, Stop, DEBUGCON_PORT, DONE_PORT};
 use std::collections::BTreeMap;
@@ -21,6 +22,9 @@ use std::ops::{Deref, DerefMut};
 /// PCI configuration mechanism #1 and the PIIX reset control register: the tool's, not
 /// the board's (one home for the guest's PCI view).
 const PCI_PORTS: std::ops::RangeInclusive<u16> = 0xcf8..=0xcff;
+
+/// fw_cfg's selector, data and DMA ports (when the machine has the device).
+const FWCFG_PORTS: std::ops::RangeInclusive<u16> = fwcfg::PORT_SELECT..=fwcfg::PORT_LAST;
 
 /// The board (pcdev's devices) with PCI and the virtio devices on it, the clock, the
 /// interrupt pacing and the bookkeeping of #X's posted interrupt. Derefs to the
@@ -45,6 +49,45 @@ pub struct Machine {
     posted: Option<u8>,
     /// PIC input levels last told to the in-kernel PIC (see [`Machine::line_commands`]).
     sent_lines: u16,
+    /// QEMU's fw_cfg device on ports 0x510-0x51b, for firmware in the guest (`--bios`).
+    pub fwcfg: Option<FwCfg>,
+    /// QEMU's firmware debug port ([`FW_DEBUG_PORT`]), when on: what the firmware wrote
+    /// to it since the loop last took it. Off, the port is unclaimed and SeaBIOS, reading
+    /// all ones there, leaves it alone (each byte would cost an exit).
+    pub fw_debug: Option<Vec<u8>>,
+    /// System control port A ([`PORT_A`]) on a firmware machine.
+    port_a: bool,
+}
+
+/// System control port A (0x92): bit 1 the A20 gate, bit 0 a fast reset. Firmware and
+/// boot loaders read it and write it back around every A20 switch; reading all ones
+/// there (no device) shows a reset in progress, and GRUB's boot code then waits forever.
+pub const PORT_A: u16 = 0x92;
+/// Port A's reading: A20 on (the guest's memory never wraps at 1 MiB).
+const PORT_A_A20: u32 = 0x02;
+const PORT_A_RESET: u32 = 0x01;
+
+/// QEMU's debug console for firmware (SeaBIOS's `dprintf`): reads give
+/// [`FW_DEBUG_READBACK`] when it is there, bytes written are the log.
+pub const FW_DEBUG_PORT: u16 = 0x402;
+pub const FW_DEBUG_READBACK: u32 = 0xe9;
+
+/// Guest memory for fw_cfg's DMA, through the virtio devices' [`Mem`].
+struct FwMem<'m>(&'m mut dyn Mem);
+
+impl DmaMem for FwMem<'_> {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> bool {
+        match self.0.read(addr, buf.len()) {
+            Ok(d) if d.len() == buf.len() => {
+                buf.copy_from_slice(&d);
+                true
+            }
+            _ => false,
+        }
+    }
+    fn write(&mut self, addr: u64, data: &[u8]) -> bool {
+        self.0.write(addr, data).is_ok()
+    }
 }
 
 /// No guest memory, for an `out` made outside an exit: a queue notify then stops its
@@ -74,7 +117,18 @@ impl Machine {
             pace: Pace::default(),
             posted: None,
             sent_lines: 0,
+            fwcfg: None,
+            fw_debug: None,
+            port_a: false,
         }
+    }
+
+    /// Puts QEMU's fw_cfg device on its ports, and the memory sizes a BIOS reads in the
+    /// CMOS, for firmware in the guest.
+    pub fn firmware(&mut self, layout: &Layout, fwcfg: FwCfg) {
+        self.board.rtc.set_ram(layout.mem(), 0);
+        self.fwcfg = Some(fwcfg);
+        self.port_a = true;
     }
 
     /// Puts the virtio devices on the PCI bus.
@@ -105,6 +159,15 @@ impl Machine {
         if PCI_PORTS.contains(&port) {
             return self.pci.read(port, size) & pcdev::size_mask(size);
         }
+        if let (Some(f), true) = (self.fwcfg.as_mut(), FWCFG_PORTS.contains(&port)) {
+            return f.read(port, size);
+        }
+        if port == FW_DEBUG_PORT && self.fw_debug.is_some() {
+            return FW_DEBUG_READBACK;
+        }
+        if port == PORT_A && self.port_a {
+            return PORT_A_A20;
+        }
         match pcdev::lookup(port) {
             Some(dev) => self.board.io_in(dev, port, size, self.now, self.wall),
             None => {
@@ -126,6 +189,22 @@ impl Machine {
         if PCI_PORTS.contains(&port) {
             self.pci.write(port, size, val & pcdev::size_mask(size));
             if self.pci.reset {
+                self.board.stop = Some(Stop::Reset);
+            }
+            return;
+        }
+        if let (Some(f), true) = (self.fwcfg.as_mut(), FWCFG_PORTS.contains(&port)) {
+            if let Some(dma) = f.write(port, size, val) {
+                f.transfer(dma, &mut FwMem(mem));
+            }
+            return;
+        }
+        if let (Some(log), FW_DEBUG_PORT) = (self.fw_debug.as_mut(), port) {
+            log.push(val as u8);
+            return;
+        }
+        if port == PORT_A && self.port_a {
+            if val & PORT_A_RESET != 0 {
                 self.board.stop = Some(Stop::Reset);
             }
             return;
@@ -419,6 +498,37 @@ mod tests {
             assert_eq!(reads, s.reads, "{}", s.name);
             assert!(m.unknown.is_empty(), "{}", s.name);
         }
+    }
+
+    /// fw_cfg answers only on a firmware machine: its signature byte by byte, and a DMA
+    /// transfer into guest memory.
+    #[test]
+    fn fw_cfg_on_a_firmware_machine() {
+        use crate::virtio::testing::Ram;
+        let mut m = machine();
+        assert_eq!(m.io_in(0x511, 1), 0xff);
+        let layout = Layout::new(64 << 20).unwrap();
+        m.firmware(&layout, crate::firmware::fw_cfg(&layout).unwrap());
+        m.io_out(0x510, 2, 0);
+        let sig: Vec<u8> = (0..4).map(|_| m.io_in(0x511, 1) as u8).collect();
+        assert_eq!(sig, b"QEMU");
+        let mut ram = Ram::new(1 << 16);
+        // Descriptor at 0x100: read 4 bytes of item 0 (selected) to 0x200.
+        let ctl = (fwcfg::DMA_READ | fwcfg::DMA_SELECT).to_be_bytes();
+        ram.b[0x100..0x104].copy_from_slice(&ctl);
+        ram.b[0x104..0x108].copy_from_slice(&4u32.to_be_bytes());
+        ram.b[0x108..0x110].copy_from_slice(&0x200u64.to_be_bytes());
+        m.io_out_to(0x518, 4, 0x100u32.swap_bytes(), &mut ram);
+        assert_eq!(&ram.b[0x200..0x204], b"QEMU");
+        assert_eq!(ram.b[0x100..0x104], [0; 4]);
+        // Only the read before the device was there went unanswered.
+        assert_eq!(m.unknown.keys().collect::<Vec<_>>(), [&0x511]);
+        // Port A: A20 on, no reset in progress; a write with bit 0 resets.
+        assert_eq!(m.io_in(PORT_A, 1), 0x02);
+        m.io_out(PORT_A, 1, 0x02);
+        assert_eq!(m.stop, None);
+        m.io_out(PORT_A, 1, 0x03);
+        assert_eq!(m.stop, Some(Stop::Reset));
     }
 
     #[test]

@@ -58,7 +58,11 @@ impl Pci {
         self.slots
             .iter()
             .position(|s| {
-                s.command & 1 != 0 && s.bar != 0 && (s.bar..s.bar + s.f.bar_size).contains(&p)
+                s.command & 1 != 0
+                    && s.bar != 0
+                    && s.bar
+                        .checked_add(s.f.bar_size)
+                        .is_some_and(|end| (s.bar..end).contains(&p))
             })
             .map(|i| (i, (p - self.slots[i].bar) as u16))
     }
@@ -138,8 +142,12 @@ impl Pci {
                 };
                 match reg {
                     0x04 => s.command = v as u16 & 0x0105,
+                    // All 32 bits kept, as QEMU's BARs do: firmware sizes a BAR by
+                    // writing all ones and reading back 0xffff_ffc1 (SeaBIOS takes
+                    // 0x0000_ffc1 for a 4 GiB-sized one and gives up); addresses above
+                    // 0xffff then decode no port.
                     0x10 if size == 4 => {
-                        s.bar = v & !(s.f.bar_size - 1) & 0xffff;
+                        s.bar = v & !(s.f.bar_size - 1);
                     }
                     _ => {}
                 }
@@ -173,5 +181,34 @@ mod tests {
         assert!(!p.reset);
         p.write(0xcf9, 1, 0x06);
         assert!(p.reset);
+    }
+
+    /// An I/O BAR sized as firmware does: all ones written, the size's mask read back
+    /// in all 32 bits; then placed where firmware puts it, and decoding there.
+    #[test]
+    fn io_bar_sizing() {
+        let mut p = Pci::new();
+        let f = Function {
+            id: 0x1001_1af4,
+            class_rev: 0x0100_0000,
+            subsystem: 0x0002_1af4,
+            bar_size: 64,
+            irq: 11,
+        };
+        p.add(f, 0x1000);
+        p.write(0xcf8, 4, 0x8000_0810);
+        p.write(0xcfc, 4, 0xffff_ffff);
+        assert_eq!(p.read(0xcfc, 4), 0xffff_ffc1);
+        p.write(0xcf8, 4, 0x8000_0804);
+        p.write(0xcfc, 2, 1);
+        assert_eq!(p.io_bar(0xffff), None); // decoding on while sized: no port, no overflow
+        p.write(0xcfc, 2, 0);
+        p.write(0xcf8, 4, 0x8000_0810);
+        p.write(0xcfc, 4, 0xc000);
+        assert_eq!(p.read(0xcfc, 4), 0xc001);
+        p.write(0xcf8, 4, 0x8000_0804);
+        p.write(0xcfc, 2, 1);
+        assert_eq!(p.io_bar(0xc004), Some((0, 4)));
+        assert_eq!(p.io_bar(0x1004), None);
     }
 }

@@ -28,7 +28,7 @@ pub(super) struct Cpu {
 }
 
 impl<V: Vmfs> Runner<'_, V> {
-    fn get(&mut self, r: Reg) -> Result<u64, String> {
+    pub(super) fn get(&mut self, r: Reg) -> Result<u64, String> {
         if let Some(v) = self.cpu.regs.known(r) {
             return Ok(v);
         }
@@ -43,11 +43,11 @@ impl<V: Vmfs> Runner<'_, V> {
             .ok_or_else(|| format!("the hypervisor has no register {:?}", r.name()))
     }
 
-    fn set(&mut self, r: Reg, v: u64) {
+    pub(super) fn set(&mut self, r: Reg, v: u64) {
         self.cpu.regs.set(r, v);
     }
 
-    fn skip(&mut self, e: &Exit) -> Result<(), String> {
+    pub(super) fn skip(&mut self, e: &Exit) -> Result<(), String> {
         let pc = self.get(Reg::Pc)?;
         self.set(Reg::Pc, pc.wrapping_add(e.ilen));
         Ok(())
@@ -131,13 +131,7 @@ impl<V: Vmfs> Runner<'_, V> {
     fn io(&mut self, e: &Exit) -> Result<Option<Outcome>, String> {
         let io = Io::decode(e.qual);
         if io.string {
-            let why = format!(
-                "string i/o ({}{}) on port {:#x} is not emulated",
-                if io.rep { "rep " } else { "" },
-                if io.input { "ins" } else { "outs" },
-                io.port
-            );
-            return Ok(Some(Outcome::Unhandled(self.diagnose(e, &why))));
+            return self.string_io(e, io);
         }
         let ax = self.get(Reg::Ax)?;
         if io.input {

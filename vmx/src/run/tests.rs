@@ -444,13 +444,16 @@ fn unhandled_mmio_string_io_and_bad_lines() {
         vec![vec![format!(
             "io {q:#x} pc 0x1000 sp 0x0 ilen 0x2 iinfo 0x0 ax 0x0"
         )]],
-        &[("pc", 0x1000)],
+        &[("pc", 0x1000), ("cr0real", 0x8000_0011)],
         vec![0; 0x2000],
     );
     let Ok(Outcome::Unhandled(s)) = r.outcome else {
         panic!()
     };
-    assert!(s.contains("string i/o (rep outs) on port 0x3f8"), "{s}");
+    assert!(
+        s.contains("string i/o on port 0x3f8 with paging on is not emulated"),
+        "{s}"
+    );
 
     let r = run(vec![vec!["garbage".into()]], &[], vec![]);
     assert!(r.outcome.unwrap_err().contains("invalid wait message"));
@@ -617,4 +620,50 @@ fn console_round_trips_count_reads_with_output_and_empty_ones() {
     s.by_reason.insert("io".into(), (5, 10, 5));
     assert_eq!(s.console_trips(), 4);
     assert!(s.report().contains("(cons/empty)"));
+}
+
+/// String I/O with paging off, as firmware does it: `rep outsb` of a string to COM1 in
+/// real mode (16-bit addresses: SI and CX count in their low halves), an `insb` of
+/// fw_cfg's signature's first byte to ES:DI, and a `rep` with CX 0 that moves nothing.
+#[test]
+fn string_io_in_real_mode() {
+    let outs = 0x3f8u64 << 16 | 0x10 | 0x20;
+    let ins = 0x511u64 << 16 | 0x10 | 8;
+    let line = |q: u64, pc: u64| format!("io {q:#x} pc {pc:#x} sp 0x0 ilen 0x2 iinfo 0x0 ax 0x0");
+    let mut mem = vec![0u8; 0x3000];
+    mem[0x1500..0x1503].copy_from_slice(b"hi\n");
+    let (r, mem) = run_with(
+        vec![
+            vec![line(outs, 0x1000)],
+            vec![line(ins, 0x1002)],
+            vec![line(outs, 0x1004)],
+            vec![io_line(crate::dev::DONE_PORT, 1, false, 0x1006, 0)],
+        ],
+        &[
+            ("pc", 0x1000),
+            ("cr0real", 0x10),
+            ("cx", 0xdead_0003),
+            ("si", 0x500),
+            ("di", 0x600),
+            ("dsbase", 0x1000),
+            ("esbase", 0x2000),
+            ("exitva", 0x1500),
+            ("flags", 2),
+        ],
+        mem,
+        |r| {
+            let layout = Layout::new(16 << 20).unwrap();
+            r.machine
+                .firmware(&layout, crate::firmware::fw_cfg(&layout).unwrap());
+        },
+    );
+    assert_eq!(r.outcome, Ok(Outcome::Done(0)), "{}", r.log);
+    assert_eq!(r.out, b"hi\n");
+    assert_eq!(&mem[0x2600..0x2602], b"Q\0");
+    // Each instruction moved on; CX counted down in its low 16 bits only.
+    assert!(r.ctl[1].contains("pc=0x1002"), "{:?}", r.ctl);
+    assert!(r.ctl[1].contains("cx=0xdead0000"), "{:?}", r.ctl);
+    assert!(r.ctl[1].contains("si=0x503"), "{:?}", r.ctl);
+    assert!(r.ctl.iter().any(|c| c.contains("di=0x601")), "{:?}", r.ctl);
+    assert!(r.ctl.iter().any(|c| c.contains("pc=0x1006")), "{:?}", r.ctl);
 }

@@ -1,0 +1,265 @@
+//! Firmware in the guest under Bochs: the hypervisor boots from its ISO and serves 9P on
+//! COM1, and the tool runs Debian's SeaBIOS (`vmx --bios`) from the reset vector in real
+//! mode (unrestricted guest), the PC devices in the hypervisor. SeaBIOS finds QEMU's
+//! fw_cfg on the tool's machine, mirrors its screen to COM1 (`etc/sercon-port`) and
+//! reports what it boots: its banner and boot messages are asserted on the guest's COM1.
+//!
+//! Disk images: a hybrid ISO made with `grub-mkrescue` (Debian's kernel, a busybox
+//! initramfs, GRUB on the serial console) on the tool's virtio-blk: SeaBIOS boots it and
+//! GRUB's menu appears on COM1; the whole way to a shell answering 54 is the ignored
+//! (slow) test below.
+//!
+//! Bad firmware and bad disks: a file that is not a ROM is refused by the tool before it
+//! dials (vmx/tests/cli.rs); a disk with no boot sector makes SeaBIOS say so on the
+//! console, and so does it for a truncated ISO whose boot code gives up. After each run
+//! the tool (killed once the console said enough, since SeaBIOS retries forever) leaves
+//! no VM and no segment on the hypervisor.
+
+use std::io::{Read, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+use vmm_tests::emu::{Machine, Opts};
+use vmm_tests::fixtures::bootiso;
+
+/// The ROM the tests boot (the `seabios` package; scripts/setup installs it).
+const BIOS: &str = vmx::firmware::DEFAULT_BIOS;
+
+/// The tool's COM1 (its stdout) as it arrives, and its log.
+struct Run {
+    child: Child,
+    /// COM1's input.
+    input: ChildStdin,
+    out: Receiver<Vec<u8>>,
+    text: String,
+}
+
+impl Run {
+    fn start(m: &Machine, args: &[&str]) -> Run {
+        let mut child = Command::new(vmm_tests::fixtures::tool::vmx())
+            .arg("-a")
+            .arg(Machine::dial_string(&m.uart_path()))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("run vmx");
+        let mut stdout = child.stdout.take().unwrap();
+        let input = child.stdin.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            let mut b = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut b) {
+                if n == 0 || tx.send(b[..n].to_vec()).is_err() {
+                    return;
+                }
+            }
+        });
+        Run {
+            child,
+            input,
+            out: rx,
+            text: String::new(),
+        }
+    }
+
+    /// Waits until the console holds every one of `what`, in order; panics after
+    /// `timeout` or if the tool ends first.
+    fn expect(&mut self, m: &Machine, what: &[&str], timeout: Duration) {
+        let start = Instant::now();
+        let mut from = 0;
+        for w in what {
+            loop {
+                if let Some(i) = self.text[from..].find(w) {
+                    from += i + w.len();
+                    break;
+                }
+                let left = timeout.saturating_sub(start.elapsed());
+                match self.out.recv_timeout(left.min(Duration::from_secs(5))) {
+                    Ok(b) => self.text.push_str(&String::from_utf8_lossy(&b)),
+                    Err(_) if left.is_zero() => panic!(
+                        "no {w:?} on the console in {timeout:?}:\n{}\n{}",
+                        self.text,
+                        m.diagnostics()
+                    ),
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!(
+                        "vmx ended ({:?}) before {w:?}:\n{}\n{}",
+                        self.child.try_wait(),
+                        self.text,
+                        m.diagnostics()
+                    ),
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+
+    /// Types `line` on COM1.
+    fn type_line(&mut self, line: &str) {
+        self.input
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("write to vmx's COM1");
+    }
+
+    /// Ends the tool (SeaBIOS waits and retries the boot forever).
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.text
+    }
+}
+
+/// No VM and no segment is left on the hypervisor.
+fn nothing_left(m: &Machine) {
+    let start = Instant::now();
+    loop {
+        let c = m.client("eve", "");
+        let vms: Vec<String> = c
+            .ls("vmx")
+            .expect("ls vmx")
+            .into_iter()
+            .map(|s| s.name)
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            .collect();
+        let segs: Vec<String> = c
+            .ls("segment")
+            .expect("ls segment")
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        if vms.is_empty() && segs.is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "left on the hypervisor: VMs {vms:?}, segments {segs:?}\n{}",
+            m.diagnostics()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn seabios_boots_to_its_console_under_bochs() {
+    assert!(
+        std::path::Path::new(BIOS).exists(),
+        "{BIOS} is missing: scripts/setup installs Debian's seabios"
+    );
+    let m = Machine::vtx(Opts {
+        virtio_ports: 0,
+        ..Opts::default()
+    });
+
+    // No disk: the banner, then nothing to boot.
+    let mut r = Run::start(&m, &["--bios", "-M", "32M"]);
+    r.expect(
+        &m,
+        &["SeaBIOS (version", "No bootable device"],
+        Duration::from_secs(400),
+    );
+    let text = r.stop();
+    eprintln!("--- SeaBIOS, no disk ---\n{text}");
+    nothing_left(&m);
+
+    // A disk of zeros: no boot sector, and SeaBIOS says so.
+    let dir = tempfile_dir();
+    let blank = dir.join("blank.img");
+    std::fs::write(&blank, vec![0u8; 1 << 20]).unwrap();
+    let mut r = Run::start(&m, &["--bios", "-M", "32M", "-d", blank.to_str().unwrap()]);
+    r.expect(
+        &m,
+        &[
+            "SeaBIOS (version",
+            "not a bootable disk",
+            "No bootable device",
+        ],
+        Duration::from_secs(400),
+    );
+    let text = r.stop();
+    eprintln!("--- SeaBIOS, a disk of zeros ---\n{text}");
+    nothing_left(&m);
+
+    // The hybrid ISO on virtio-blk: SeaBIOS boots it and GRUB's menu appears on COM1.
+    let iso = bootiso::grub_iso(&dir);
+    let mut r = Run::start(&m, &["--bios", "-M", "128M", "-d", iso.to_str().unwrap()]);
+    r.expect(
+        &m,
+        &[
+            "SeaBIOS (version",
+            "Booting from Hard Disk",
+            bootiso::MENU_ENTRY,
+        ],
+        Duration::from_secs(600),
+    );
+    let text = r.stop();
+    eprintln!("--- SeaBIOS, the ISO to GRUB's menu ---\n{text}");
+    nothing_left(&m);
+
+    // The same ISO cut short (its first 2 MiB): the boot sector's code cannot reach GRUB's
+    // core and says so ("GRUB Geom Error"), gives the boot back to the firmware, and
+    // SeaBIOS finds nothing else.
+    let data = std::fs::read(&iso).unwrap();
+    let short = dir.join("short.iso");
+    std::fs::write(&short, &data[..2 << 20]).unwrap();
+    let mut r = Run::start(&m, &["--bios", "-M", "128M", "-d", short.to_str().unwrap()]);
+    r.expect(
+        &m,
+        &[
+            "SeaBIOS (version",
+            "Booting from Hard Disk",
+            "GRUB Geom Error",
+            "No bootable device",
+        ],
+        Duration::from_secs(600),
+    );
+    let text = r.stop();
+    eprintln!("--- SeaBIOS, a truncated ISO ---\n{text}");
+    nothing_left(&m);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The whole way: SeaBIOS, GRUB, Debian's kernel from the ISO on the tool's virtio-blk,
+/// the busybox shell, which answers 54. Slow under Bochs (GRUB reads the kernel and the
+/// initramfs through SeaBIOS's virtio-blk driver, then Linux boots):
+/// `cargo test -p vmm-tests --test tool_bios_bochs -- --ignored --nocapture`.
+#[test]
+#[ignore = "a full Linux boot through SeaBIOS and GRUB under Bochs takes more than 6 minutes"]
+fn iso_boots_linux_to_a_shell_under_bochs() {
+    let m = Machine::vtx(Opts {
+        virtio_ports: 0,
+        ..Opts::default()
+    });
+    let dir = tempfile_dir();
+    let iso = bootiso::grub_iso(&dir);
+    let start = Instant::now();
+    let mut r = Run::start(
+        &m,
+        &[
+            "--bios",
+            "--stats",
+            "-M",
+            "128M",
+            "-d",
+            iso.to_str().unwrap(),
+        ],
+    );
+    r.expect(&m, &[bootiso::MENU_ENTRY], Duration::from_secs(900));
+    let grub = start.elapsed();
+    r.expect(&m, &[bootiso::SHELL_BANNER], Duration::from_secs(1800));
+    let shell = start.elapsed();
+    r.type_line("echo $((6*9))");
+    r.expect(&m, &["54"], Duration::from_secs(120));
+    let text = r.stop();
+    eprintln!(
+        "--- the ISO to a shell ---\n{text}\n--- GRUB's menu after {grub:?}, the shell after {shell:?} ---"
+    );
+    nothing_left(&m);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("vmx-bios-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
