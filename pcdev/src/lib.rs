@@ -7,8 +7,9 @@
 //! guest; the board's builder fills it and puts it on its ports.
 //!
 //! [`Board`] is the set of devices on their ports ([`lookup`]) with the interrupt lines
-//! wired into the PIC. PCI configuration space is not here: the tool keeps it, so a
-//! guest's PCI view has one home.
+//! wired into the PIC. [`pci`] is configuration mechanism #1 with the i440FX host bridge:
+//! one model of a guest's PCI view, run by the tool or, for VMs that ask for `pci`, by
+//! the kernel.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -17,6 +18,7 @@ extern crate alloc;
 pub mod cpu;
 pub mod fwcfg;
 pub mod i8042;
+pub mod pci;
 pub mod pic;
 pub mod pit;
 pub mod rtc;

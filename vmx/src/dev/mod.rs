@@ -8,12 +8,11 @@
 
 pub mod clock;
 pub mod pace;
-pub mod pci;
 
 use crate::layout::Layout;
 use crate::virtio::{self, Mem};
 pub use pace::{Pace, Seen};
-pub use pcdev::{i8042, pic, pit, rtc, uart};
+pub use pcdev::{i8042, pci, pic, pit, rtc, uart};
 pub use pcdev::{Board, Stop, DEBUGCON_PORT, DONE_PORT};
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};

@@ -1,7 +1,13 @@
 //! PCI configuration mechanism #1 (0xcf8 address, 0xcfc-0xcff data) with an i440FX host
 //! bridge at 00:00.0 and the functions devices add (00:01.0, 00:02.0, ...: the virtio
 //! devices, each with one I/O BAR and an INTA line); and the PIIX reset control register
-//! at 0xcf9.
+//! at 0xcf9. The host bridge keeps the i440FX PAM registers (0x59-0x5f) as stored bytes
+//! (SeaBIOS writes them to shadow its ROM); nothing acts on them here.
+//!
+//! One model for both sides: the vmx tool runs it in user space, the kernel for the VMs
+//! that ask for `pci` in their `devices`.
+
+use alloc::vec::Vec;
 
 /// A type-0 function with one I/O BAR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,6 +24,10 @@ pub struct Function {
     pub irq: u8,
 }
 
+/// The host bridge's first PAM register (config offset) and how many there are.
+pub const PAM_FIRST: u32 = 0x59;
+const PAM_LEN: usize = 7;
+
 #[derive(Clone, Debug)]
 struct Slot {
     f: Function,
@@ -33,6 +43,8 @@ pub struct Pci {
     /// The guest asked for a reset through 0xcf9.
     pub reset: bool,
     rcr: u8,
+    /// The PAM registers, config bytes 0x59-0x5f of the host bridge.
+    pam: [u8; PAM_LEN],
     /// Devices 1, 2, ... on bus 0.
     slots: Vec<Slot>,
 }
@@ -91,8 +103,19 @@ impl Pci {
             0x04 => u32::from(self.command) | 0x0280 << 16, // status: fast b2b, medium devsel
             0x08 => 0x0600_0002,                            // host bridge, revision 2
             0x0c => 0x0000_0000,                            // header type 0, single function
+            r if (PAM_FIRST & !3..PAM_FIRST + PAM_LEN as u32).contains(&r) => {
+                (0..4).fold(0, |v, i| v | u32::from(self.pam_byte(r + i)) << (8 * i))
+            }
             _ => 0,
         }
+    }
+
+    /// The PAM register at config offset `off` (0 outside 0x59-0x5f).
+    pub fn pam_byte(&self, off: u32) -> u8 {
+        off.checked_sub(PAM_FIRST)
+            .and_then(|i| self.pam.get(i as usize))
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn read(&mut self, port: u16, size: u8) -> u32 {
@@ -123,9 +146,20 @@ impl Pci {
                     self.reset = true;
                 }
             }
-            // Only the host bridge's command register takes writes.
+            // The host bridge's command register and PAM bytes take writes.
             (0xcfc, 2 | 4) if self.addr & 0x80ff_fffc == 0x8000_0004 => {
                 self.command = v as u16 & 0x0147;
+            }
+            (0xcfc..=0xcff, _) if self.addr & 0x80ff_ff00 == 0x8000_0000 => {
+                let base = (self.addr & 0xfc) + u32::from(port & 3);
+                for i in 0..u32::from(size.min(4)) {
+                    if let Some(b) = base
+                        .checked_sub(PAM_FIRST)
+                        .and_then(|j| self.pam.get_mut((j + i) as usize))
+                    {
+                        *b = (v >> (8 * i)) as u8;
+                    }
+                }
             }
             // A function's command register (I/O decoding, bus master) and BAR.
             (0xcfc, 2 | 4) if self.addr & 0x80ff_0000 == 0x8000_0000 => {
@@ -173,5 +207,24 @@ mod tests {
         assert!(!p.reset);
         p.write(0xcf9, 1, 0x06);
         assert!(p.reset);
+    }
+
+    #[test]
+    fn pam_registers_keep_what_firmware_writes() {
+        let mut p = Pci::new();
+        p.write(0xcf8, 4, 0x8000_0058);
+        assert_eq!(p.read(0xcfc, 4), 0);
+        p.write(0xcfd, 1, 0x30); // 0x59
+        p.write(0xcfe, 2, 0x3333); // 0x5a-0x5b
+        assert_eq!(p.read(0xcfc, 4), 0x3333_3000);
+        p.write(0xcf8, 4, 0x8000_005c);
+        p.write(0xcfc, 4, 0x1122_3344); // 0x5c-0x5f
+        assert_eq!(p.read(0xcfc, 4), 0x1122_3344);
+        assert_eq!(p.pam_byte(0x5f), 0x11);
+        assert_eq!(p.pam_byte(0x60), 0);
+        // Byte 0x58 is not a PAM register and stays zero.
+        p.write(0xcf8, 4, 0x8000_0058);
+        p.write(0xcfc, 1, 0xff);
+        assert_eq!(p.read(0xcfc, 1), 0);
     }
 }
