@@ -12,6 +12,7 @@ use ninep::Error;
 use pcdev::{Board, Dev};
 
 mod exit;
+mod pci;
 pub(crate) use exit::Answered;
 
 /// `cons` of a VM without an in-kernel UART.
@@ -25,8 +26,9 @@ pub(crate) const RTC: u8 = 1 << 3;
 pub(crate) const KBD: u8 = 1 << 4;
 pub(crate) const QUIET: u8 = 1 << 5;
 pub(crate) const CPU: u8 = 1 << 6;
+pub(crate) const PCI: u8 = 1 << 7;
 
-pub(crate) const NAMES: [(&str, u8); 7] = [
+pub(crate) const NAMES: [(&str, u8); 8] = [
     ("pic", PIC),
     ("pit", PIT),
     ("uart", UART),
@@ -34,6 +36,7 @@ pub(crate) const NAMES: [(&str, u8); 7] = [
     ("kbd", KBD),
     ("quiet", QUIET),
     ("cpu", CPU),
+    ("pci", PCI),
 ];
 
 /// Devices that raise interrupts, and so need the in-kernel PIC.
@@ -121,6 +124,8 @@ impl Counts {
 /// One VM's in-kernel devices.
 pub(crate) struct KDev {
     pub(crate) board: Board,
+    /// PCI configuration space, with `pci`.
+    pub(crate) pci: pcdev::pci::Pci,
     pub(crate) set: u8,
     rtc_base: i64,
     /// The guest halted with interrupts on; it is not entered until the PIC has one.
@@ -139,6 +144,7 @@ impl KDev {
         let rtc = pcdev::rtc::Rtc::new(0, 0, 0);
         KDev {
             board: Board::new(rtc, CONS_LIMIT),
+            pci: pcdev::pci::Pci::new(),
             set: c.set,
             rtc_base: c.rtc_base,
             halted: false,
@@ -239,9 +245,9 @@ mod tests {
     #[test]
     fn names() {
         assert_eq!(
-            p("pic pit uart rtc=100 kbd quiet cpu"),
+            p("pic pit uart rtc=100 kbd quiet cpu pci"),
             Ok(Choice {
-                set: 0x7f,
+                set: 0xff,
                 rtc_base: 100
             })
         );

@@ -252,6 +252,19 @@ impl Vm {
         Ok(())
     }
 
+    /// The `pci add ...` message: a client's function on the in-kernel PCI bus (see
+    /// `kdev::pci`). Not while the VM runs.
+    pub(crate) fn pci(&mut self, args: &[String]) -> Result<(), Error> {
+        if self.state == State::Running {
+            return Err("VM running".into());
+        }
+        let k = self.kdev.as_mut().ok_or(Error::from("no in-kernel pci"))?;
+        match args.split_first() {
+            Some((add, rest)) if add == "add" => k.pci_add(rest),
+            _ => Err(EBADARG.into()),
+        }
+    }
+
     /// The `line IRQ LEVEL` message: a client's device drives an in-kernel PIC input.
     pub(crate) fn line(&mut self, irq: &str, level: &str) -> Result<(), Error> {
         let k = self

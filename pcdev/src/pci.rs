@@ -24,9 +24,30 @@ pub struct Function {
     pub irq: u8,
 }
 
+/// PCI configuration mechanism #1's ports, the PIIX reset control register among them.
+pub const PORTS: core::ops::RangeInclusive<u16> = 0xcf8..=0xcff;
+
 /// The host bridge's first PAM register (config offset) and how many there are.
 pub const PAM_FIRST: u32 = 0x59;
 const PAM_LEN: usize = 7;
+
+impl Function {
+    /// The arguments of devvmx's `pci add` message for this function with its I/O BAR at
+    /// `bar`: `VVVV:DDDD CCSSPP SVVV:SDDD BARSIZE IRQ BAR` (revision 0).
+    pub fn add_args(&self, bar: u32) -> alloc::string::String {
+        alloc::format!(
+            "{:04x}:{:04x} {:06x} {:04x}:{:04x} {} {} {:#x}",
+            self.id & 0xffff,
+            self.id >> 16,
+            self.class_rev >> 8,
+            self.subsystem & 0xffff,
+            self.subsystem >> 16,
+            self.bar_size,
+            self.irq,
+            bar
+        )
+    }
+}
 
 #[derive(Clone, Debug)]
 struct Slot {
@@ -61,6 +82,30 @@ impl Pci {
             command: 0,
             bar: bar & !(f.bar_size - 1),
         });
+    }
+
+    /// Every function decodes its I/O BAR where it was added: for a client whose
+    /// functions sit on a bus served elsewhere (the kernel's, `pci add`), so the guest's
+    /// command register writes do not reach it.
+    pub fn enable_io(&mut self) {
+        for s in &mut self.slots {
+            s.command |= 1;
+        }
+    }
+
+    /// The functions in the order added, each with its BAR.
+    pub fn functions(&self) -> impl Iterator<Item = (Function, u32)> + '_ {
+        self.slots.iter().map(|s| (s.f, s.bar))
+    }
+
+    /// How many functions were added.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// No function was added.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
     }
 
     /// The function (in the order added) whose enabled I/O BAR holds `port`, and the

@@ -1,4 +1,5 @@
-//! The in-kernel devices' answers to a VM exit: port I/O to a chosen device, cpuid and
+//! The in-kernel devices' answers to a VM exit: port I/O to a chosen device (PCI
+//! configuration space among them), cpuid and
 //! reads of the MSRs that live in the VMCS (with `cpu`), and a halt with interrupts on
 //! (the PIC will wake the guest). Anything else goes to the client as before.
 
@@ -39,11 +40,19 @@ impl KDev {
                 if q & IOQUAL_STRING != 0 || !matches!(size, 1 | 2 | 4) {
                     return Ok(Answered::No);
                 }
-                let Some(dev) = self.claims(port) else {
-                    return Ok(Answered::No);
-                };
                 let ax = entry.regs.ax;
-                let v = self.io(dev, port, size, input, ax as u32, now);
+                let v = if self.pci_claims(port) {
+                    // None: a reset through 0xcf9, the client's to see as its io exit.
+                    let Some(v) = self.pci_io(port, size, input, ax as u32) else {
+                        return Ok(Answered::No);
+                    };
+                    v
+                } else {
+                    let Some(dev) = self.claims(port) else {
+                        return Ok(Answered::No);
+                    };
+                    self.io(dev, port, size, input, ax as u32, now)
+                };
                 if self.board.stop.take().is_some() {
                     // A reset through the i8042: the client's to see, as its io exit.
                     self.board.kbd.reset = false;

@@ -17,9 +17,9 @@ pub use pcdev::{Board, Stop, DEBUGCON_PORT, DONE_PORT};
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
 
-/// PCI configuration mechanism #1 and the PIIX reset control register: the tool's, not
-/// the board's (one home for the guest's PCI view).
-const PCI_PORTS: std::ops::RangeInclusive<u16> = 0xcf8..=0xcff;
+/// PCI configuration mechanism #1 and the PIIX reset control register: pcdev's PCI
+/// model, here or (`pci` in the hypervisor's devices) in the kernel.
+use pcdev::pci::PORTS as PCI_PORTS;
 
 /// The board (pcdev's devices) with PCI and the virtio devices on it, the clock, the
 /// interrupt pacing and the bookkeeping of #X's posted interrupt. Derefs to the

@@ -279,8 +279,21 @@ impl Bus {
     /// Puts every device on the PCI bus, with its BAR where firmware would have put it.
     pub fn attach(&self, pci: &mut Pci) {
         for (i, d) in self.devs.iter().enumerate() {
-            pci.add(d.function(), u32::from(IO_BASE + BAR_SIZE * i as u16));
+            pci.add(d.function(), Self::bar(i));
         }
+    }
+
+    fn bar(i: usize) -> u32 {
+        u32::from(IO_BASE + BAR_SIZE * i as u16)
+    }
+
+    /// Puts every device on the hypervisor's PCI bus (`pci add`), at the BARs
+    /// [`Bus::attach`] gives them here: their port I/O still comes here as exits.
+    pub fn kernel_pci(&self, vm: &mut dyn crate::vmfs::Vmfs) -> Result<(), String> {
+        for (i, d) in self.devs.iter().enumerate() {
+            vm.ctl(&format!("pci add {}", d.function().add_args(Self::bar(i))))?;
+        }
+        Ok(())
     }
 }
 
