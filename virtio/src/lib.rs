@@ -12,7 +12,10 @@
 //!   header's lengths ([`net`]);
 //! - the device side of a legacy split ring ([`queue`], with the `alloc` feature, on by
 //!   default): the tool's virtio devices and the kernel's walk guest rings with the same
-//!   code, guest memory behind [`queue::GuestMem`]; [`testing`] is a driver for tests.
+//!   code, guest memory behind [`queue::GuestMem`]; [`testing`] is a driver for tests;
+//! - the device side of the legacy PCI transport ([`legacy`]: registers, queues, the PCI
+//!   function as pcdev's model takes it) and virtio-blk's device model ([`blk`], over a
+//!   [`blk::Backend`]), both with `alloc`: the tool's disks and the kernel's.
 //!
 //! Decoders are total: short or unknown input is an error, never a panic.
 #![no_std]
@@ -21,7 +24,11 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+#[cfg(feature = "alloc")]
+pub mod blk;
 pub mod console;
+#[cfg(feature = "alloc")]
+pub mod legacy;
 pub mod net;
 pub mod pci;
 #[cfg(feature = "alloc")]
