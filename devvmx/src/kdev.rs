@@ -14,6 +14,7 @@ use pcdev::{Board, Dev};
 mod exit;
 mod pci;
 pub(crate) use exit::Answered;
+pub(crate) use pci::Route;
 
 /// `cons` of a VM without an in-kernel UART.
 pub(crate) const ENOCONS: &str = "no in-kernel uart";
@@ -132,6 +133,9 @@ pub(crate) struct KDev {
     pub(crate) halted: bool,
     /// Guest time when COM1's output queue last went from empty to not.
     tx_since: Option<u64>,
+    /// The io exit now at the client names this qualification instead of the CPU's (a
+    /// client's PCI function reached through a BAR the guest moved).
+    pub(crate) qual: Option<u64>,
     /// A vector whose delivery an exit cut short: injected again on the next entry.
     pub(crate) redeliver: Option<u8>,
     pub(crate) counts: Counts,
@@ -149,6 +153,7 @@ impl KDev {
             rtc_base: c.rtc_base,
             halted: false,
             tx_since: None,
+            qual: None,
             redeliver: None,
             counts: Counts::default(),
         }

@@ -502,7 +502,10 @@ impl Vm {
         };
         let e = ExitInfo {
             reason: ExitReason(r(hw, VM_EXREASON)? as u32),
-            qual: r(hw, VM_EXQUALIF)?,
+            qual: match self.kdev.as_ref().and_then(|k| k.qual) {
+                Some(q) => q,
+                None => r(hw, VM_EXQUALIF)?,
+            },
             intr: IntrInfo(r(hw, VM_EXINTRINFO)? as u32),
             pc: r(hw, GUEST_RIP)?,
             sp: r(hw, GUEST_RSP)?,

@@ -1,6 +1,7 @@
 //! PCI configuration space in the kernel through 9P over TestHw: `pci` in `devices`, a
 //! client's function added with `pci add` and read back by the guest, its BAR's port I/O
-//! still reaching the client as an `io` exit, and the PIIX reset reaching the client.
+//! still reaching the client as an `io` exit (at the port the client gave, wherever the
+//! guest moved the BAR), and the PIIX reset reaching the client.
 
 mod common;
 use common::*;
@@ -64,7 +65,15 @@ fn the_guest_reads_a_clients_function_in_the_kernel_and_its_bar_reaches_the_clie
         io(0xcfc, 2, true, 0x5555_0000),
         io(0xcf8, 4, false, 0x8000_1000), // device 2: none
         io(0xcfc, 4, true, 0),
+        io(0xc010, 2, true, 0x1234), // decoding off: no device
+        io(0xcf8, 4, false, 0x8000_0804),
+        io(0xcfc, 2, false, 1), // I/O decoding on
         io(0xc010, 2, true, 0),
+        // Firmware moves the BAR: the client still sees its home ports.
+        io(0xcf8, 4, false, 0x8000_0810),
+        io(0xcfc, 4, false, 0xd000),
+        io(0xd012, 1, false, 7),
+        io(0xc012, 1, true, 0), // no device there now
         io(0xcf9, 1, false, 0x06),
         Exit::new(10),
     ]);
@@ -84,9 +93,16 @@ fn the_guest_reads_a_clients_function_in_the_kernel_and_its_bar_reaches_the_clie
         assert_eq!(e[6].ax, 0xc001, "its I/O BAR");
         assert_eq!(e[8].ax, 0x5555_010a, "INTA on line 10");
         assert_eq!(e[10].ax, 0xffff_ffff, "no device 2");
+        assert_eq!(e[11].ax, 0xffff, "no device at a BAR not decoded");
+        assert_eq!(e.len(), 14);
     }
     assert_eq!(c.write(v.ctl, 0, b"go"), R::Count(2));
     c.run();
+    let l = line(&mut c);
+    assert!(l.starts_with("io 0xc0120000 ") && l.ends_with(" ax 0x7\n"), "{l}");
+    assert_eq!(c.write(v.ctl, 0, b"go"), R::Count(2));
+    c.run();
+    assert_eq!(c.ns.hw().entries.last().unwrap().ax & 0xff, 0xff);
     // The reset through 0xcf9 is the client's to act on.
     assert!(line(&mut c).starts_with("io 0xcf90000 "));
     assert_eq!(c.write(v.ctl, 0, b"go"), R::Count(2));

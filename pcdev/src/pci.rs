@@ -54,6 +54,9 @@ struct Slot {
     f: Function,
     command: u16,
     bar: u32,
+    /// Where the BAR was when added: its home, where a client serving the function
+    /// elsewhere decodes it.
+    home: u32,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -77,10 +80,12 @@ impl Pci {
 
     /// Adds a function as the next device, its BAR at `bar` (as firmware assigns it).
     pub fn add(&mut self, f: Function, bar: u32) {
+        let bar = bar & !(f.bar_size - 1);
         self.slots.push(Slot {
             f,
             command: 0,
-            bar: bar & !(f.bar_size - 1),
+            bar,
+            home: bar,
         });
     }
 
@@ -96,6 +101,22 @@ impl Pci {
     /// The functions in the order added, each with its BAR.
     pub fn functions(&self) -> impl Iterator<Item = (Function, u32)> + '_ {
         self.slots.iter().map(|s| (s.f, s.bar))
+    }
+
+    /// For functions served elsewhere: the port in the function's home (its BAR where it
+    /// was added) that an access to `port` through an enabled BAR stands for, wherever
+    /// the guest has moved the BAR.
+    pub fn home_port(&self, port: u16) -> Option<u16> {
+        let (i, off) = self.io_bar(port)?;
+        u16::try_from(self.slots[i].home + u32::from(off)).ok()
+    }
+
+    /// Whether `port` lies in some function's home range.
+    pub fn in_home(&self, port: u16) -> bool {
+        let p = u32::from(port);
+        self.slots
+            .iter()
+            .any(|s| (s.home..s.home + s.f.bar_size).contains(&p))
     }
 
     /// How many functions were added.
@@ -252,6 +273,28 @@ mod tests {
         assert!(!p.reset);
         p.write(0xcf9, 1, 0x06);
         assert!(p.reset);
+    }
+
+    #[test]
+    fn a_moved_bar_still_names_its_home_port() {
+        let mut p = Pci::new();
+        let f = Function {
+            id: 0x1001_1af4,
+            class_rev: 0x0100_0000,
+            subsystem: 0x0002_1af4,
+            bar_size: 0x40,
+            irq: 10,
+        };
+        p.add(f, 0xc000);
+        assert_eq!(p.home_port(0xc010), None); // I/O decoding off
+        p.write(0xcf8, 4, 0x8000_0810);
+        p.write(0xcfc, 4, 0xd000);
+        p.write(0xcf8, 4, 0x8000_0804);
+        p.write(0xcfc, 2, 1);
+        assert_eq!(p.home_port(0xd010), Some(0xc010));
+        assert_eq!(p.home_port(0xc010), None);
+        assert!(p.in_home(0xc03f) && !p.in_home(0xc040) && !p.in_home(0xd000));
+        assert_eq!(p.functions().next(), Some((f, 0xd000)));
     }
 
     #[test]

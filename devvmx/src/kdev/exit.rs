@@ -3,7 +3,7 @@
 //! reads of the MSRs that live in the VMCS (with `cpu`), and a halt with interrupts on
 //! (the PIC will wake the guest). Anything else goes to the client as before.
 
-use super::{KDev, CPU, PIC};
+use super::{KDev, Route, CPU, PIC};
 use crate::hw::{EntryState, Hw};
 use crate::regs;
 use crate::vmcs::{self, *};
@@ -30,6 +30,7 @@ impl KDev {
         reason: ExitReason,
         now: u64,
     ) -> Result<Answered, Error> {
+        self.qual = None;
         let answered = match reason {
             r if r.is(EXIT_IO) => {
                 let q = vmcs::read(hw, VM_EXQUALIF)?;
@@ -41,17 +42,30 @@ impl KDev {
                     return Ok(Answered::No);
                 }
                 let ax = entry.regs.ax;
-                let v = if self.pci_claims(port) {
-                    // None: a reset through 0xcf9, the client's to see as its io exit.
-                    let Some(v) = self.pci_io(port, size, input, ax as u32) else {
+                let v = match self.pci_route(port) {
+                    Route::Config => {
+                        // None: a reset through 0xcf9, the client's to see as its io exit.
+                        let Some(v) = self.pci_io(port, size, input, ax as u32) else {
+                            return Ok(Answered::No);
+                        };
+                        v
+                    }
+                    Route::Home(home) => {
+                        if home != port {
+                            self.qual = Some(q & !(0xffff << 16) | u64::from(home) << 16);
+                        }
                         return Ok(Answered::No);
-                    };
-                    v
-                } else {
-                    let Some(dev) = self.claims(port) else {
-                        return Ok(Answered::No);
-                    };
-                    self.io(dev, port, size, input, ax as u32, now)
+                    }
+                    Route::Nothing => {
+                        self.counts.io += 1;
+                        pcdev::size_mask(size)
+                    }
+                    Route::No => {
+                        let Some(dev) = self.claims(port) else {
+                            return Ok(Answered::No);
+                        };
+                        self.io(dev, port, size, input, ax as u32, now)
+                    }
                 };
                 if self.board.stop.take().is_some() {
                     // A reset through the i8042: the client's to see, as its io exit.

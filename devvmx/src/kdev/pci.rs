@@ -1,7 +1,8 @@
 //! PCI configuration space in the kernel (`pci` in `devices`): 0xcf8-0xcff answered with
 //! pcdev's model, the same code the vmx tool runs; and the `pci add` message, by which a
 //! client puts a function of its own on the bus (its BAR's port I/O still comes to the
-//! client as `io` exits). The PIIX reset (a write to 0xcf9 asking for one) goes to the
+//! client as `io` exits, at the ports it gave even where the guest (its firmware) moved
+//! the BAR). The PIIX reset (a write to 0xcf9 asking for one) goes to the
 //! client as its exit, as an i8042 reset does.
 
 use super::{KDev, PCI};
@@ -52,10 +53,35 @@ pub(crate) fn parse_add(args: &[String]) -> Result<(Function, u32), Error> {
     Ok((f, bar))
 }
 
+/// How the in-kernel bus takes a port access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// Configuration space: answered here.
+    Config,
+    /// A client's function through its enabled BAR: the exit goes to the client with the
+    /// port at the function's home (where the client added it).
+    Home(u16),
+    /// A port in a client's home range that no enabled BAR maps now (the guest moved it
+    /// or turned decoding off): no device, answered here.
+    Nothing,
+    /// Not the bus's.
+    No,
+}
+
 impl KDev {
-    /// Whether the kernel answers the PCI configuration port `port`.
-    pub(crate) fn pci_claims(&self, port: u16) -> bool {
-        self.has(PCI) && PORTS.contains(&port)
+    /// How the in-kernel bus takes an access to `port`.
+    pub(crate) fn pci_route(&self, port: u16) -> Route {
+        if !self.has(PCI) {
+            return Route::No;
+        }
+        if PORTS.contains(&port) {
+            return Route::Config;
+        }
+        match self.pci.home_port(port) {
+            Some(home) => Route::Home(home),
+            None if self.pci.in_home(port) => Route::Nothing,
+            None => Route::No,
+        }
     }
 
     /// A port access to PCI configuration space: the value of an `in`; None when the
