@@ -99,7 +99,10 @@ fn the_guest_reads_a_clients_function_in_the_kernel_and_its_bar_reaches_the_clie
     assert_eq!(c.write(v.ctl, 0, b"go"), R::Count(2));
     c.run();
     let l = line(&mut c);
-    assert!(l.starts_with("io 0xc0120000 ") && l.ends_with(" ax 0x7\n"), "{l}");
+    assert!(
+        l.starts_with("io 0xc0120000 ") && l.ends_with(" ax 0x7\n"),
+        "{l}"
+    );
     assert_eq!(c.write(v.ctl, 0, b"go"), R::Count(2));
     c.run();
     assert_eq!(c.ns.hw().entries.last().unwrap().ax & 0xff, 0xff);
