@@ -30,7 +30,6 @@ impl KDev {
         reason: ExitReason,
         now: u64,
     ) -> Result<Answered, Error> {
-        self.qual = None;
         let answered = match reason {
             r if r.is(EXIT_IO) => {
                 let q = vmcs::read(hw, VM_EXQUALIF)?;
