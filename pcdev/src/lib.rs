@@ -87,6 +87,8 @@ const PORTS: &[(u16, u16, Dev)] = &[
     (0x00, 0x1f, Dev::Quiet), // DMA
     (0xc0, 0xdf, Dev::Quiet), // DMA
     (0x81, 0x8f, Dev::Quiet), // DMA pages
+    (0x2e, 0x2f, Dev::Quiet), // Super I/O configuration (Linux probes for a chip)
+    (0x4e, 0x4f, Dev::Quiet), // Super I/O, the second address
 ];
 
 /// The device at `port`, if any.
@@ -231,5 +233,13 @@ mod tests {
         assert_eq!(merge_in(rax, 4, 0xdead_beef), 0xdead_beef);
         // Bits above the access are not the device's to set.
         assert_eq!(merge_in(rax, 1, 0xffab), 0x1122_3344_5566_77ab);
+    }
+
+    #[test]
+    fn super_io_probes_find_no_chip() {
+        for port in [0x2e, 0x2f, 0x4e, 0x4f] {
+            assert_eq!(super::lookup(port), Some(super::Dev::Quiet), "{port:#x}");
+        }
+        assert_eq!(super::lookup(0x30), None);
     }
 }
