@@ -13,8 +13,10 @@ use pcdev::{Board, Dev};
 
 mod cons;
 mod exit;
+mod pci;
 pub use cons::{CONS_BATCH, CONS_DELAY, CONS_IDLE, CONS_LIMIT};
 pub(crate) use exit::Answered;
+pub(crate) use pci::Route;
 
 /// `cons` of a VM without an in-kernel UART.
 pub(crate) const ENOCONS: &str = "no in-kernel uart";
@@ -27,8 +29,9 @@ pub(crate) const RTC: u8 = 1 << 3;
 pub(crate) const KBD: u8 = 1 << 4;
 pub(crate) const QUIET: u8 = 1 << 5;
 pub(crate) const CPU: u8 = 1 << 6;
+pub(crate) const PCI: u8 = 1 << 7;
 
-pub(crate) const NAMES: [(&str, u8); 7] = [
+pub(crate) const NAMES: [(&str, u8); 8] = [
     ("pic", PIC),
     ("pit", PIT),
     ("uart", UART),
@@ -36,6 +39,7 @@ pub(crate) const NAMES: [(&str, u8); 7] = [
     ("kbd", KBD),
     ("quiet", QUIET),
     ("cpu", CPU),
+    ("pci", PCI),
 ];
 
 /// Devices that raise interrupts, and so need the in-kernel PIC.
@@ -113,12 +117,17 @@ impl Counts {
 /// One VM's in-kernel devices.
 pub(crate) struct KDev {
     pub(crate) board: Board,
+    /// PCI configuration space, with `pci`.
+    pub(crate) pci: pcdev::pci::Pci,
     pub(crate) set: u8,
     rtc_base: i64,
     /// The guest halted with interrupts on; it is not entered until the PIC has one.
     pub(crate) halted: bool,
     /// When COM1's output is due for a waiting `cons` read.
     batch: cons::Batch,
+    /// The io exit now at the client names this qualification instead of the CPU's (a
+    /// client's PCI function reached through a BAR the guest moved).
+    pub(crate) qual: Option<u64>,
     /// A vector whose delivery an exit cut short: injected again on the next entry.
     pub(crate) redeliver: Option<u8>,
     pub(crate) counts: Counts,
@@ -131,10 +140,12 @@ impl KDev {
         let rtc = pcdev::rtc::Rtc::new(0, 0, 0);
         KDev {
             board: Board::new(rtc, CONS_LIMIT),
+            pci: pcdev::pci::Pci::new(),
             set: c.set,
             rtc_base: c.rtc_base,
             halted: false,
             batch: cons::Batch::default(),
+            qual: None,
             redeliver: None,
             counts: Counts::default(),
         }
@@ -239,9 +250,9 @@ mod tests {
     #[test]
     fn names() {
         assert_eq!(
-            p("pic pit uart rtc=100 kbd quiet cpu"),
+            p("pic pit uart rtc=100 kbd quiet cpu pci"),
             Ok(Choice {
-                set: 0x7f,
+                set: 0xff,
                 rtc_base: 100
             })
         );

@@ -252,6 +252,19 @@ impl Vm {
         Ok(())
     }
 
+    /// The `pci add ...` message: a client's function on the in-kernel PCI bus (see
+    /// `kdev::pci`). Not while the VM runs.
+    pub(crate) fn pci(&mut self, args: &[String]) -> Result<(), Error> {
+        if self.state == State::Running {
+            return Err("VM running".into());
+        }
+        let k = self.kdev.as_mut().ok_or(Error::from("no in-kernel pci"))?;
+        match args.split_first() {
+            Some((add, rest)) if add == "add" => k.pci_add(rest),
+            _ => Err(EBADARG.into()),
+        }
+    }
+
     /// The `line IRQ LEVEL` message: a client's device drives an in-kernel PIC input.
     pub(crate) fn line(&mut self, irq: &str, level: &str) -> Result<(), Error> {
         let k = self
@@ -498,7 +511,10 @@ impl Vm {
         };
         let e = ExitInfo {
             reason: ExitReason(r(hw, VM_EXREASON)? as u32),
-            qual: r(hw, VM_EXQUALIF)?,
+            qual: match self.kdev.as_ref().and_then(|k| k.qual) {
+                Some(q) => q,
+                None => r(hw, VM_EXQUALIF)?,
+            },
             intr: IntrInfo(r(hw, VM_EXINTRINFO)? as u32),
             pc: r(hw, GUEST_RIP)?,
             sp: r(hw, GUEST_RSP)?,

@@ -435,7 +435,7 @@ pub fn vmx_files(data: &[u8]) {
 
 /// Valid #X texts, the seeds the mutator starts from for the devvmx targets.
 fn vmx_seeds() -> Vec<Vec<u8>> {
-    let texts: [&[u8]; 15] = [
+    let texts: [&[u8]; 17] = [
         b"#gp,0",
         b"#bp,,1",
         b"32",
@@ -453,6 +453,9 @@ fn vmx_seeds() -> Vec<Vec<u8>> {
         b"\x00devices pic uart\xfe\x00go\xfe\x00devices pit\xfe\x06x\xfe\x00line 11 0",
         // A broadcast frame written to the first switch port.
         b"\x07frame 14\n\xff\xff\xff\xff\xff\xff\x02\x00\x00\x00\x00\x01\x08\x00",
+        // In-kernel PCI and a client's function on it.
+        b"\x00devices pic pci\xfe\x00pci add 1af4:1001 010000 1af4:0002 64 10 0xc000\xfe\x00go",
+        b"\x00pci add 1af4:1000 020000 1af4:0001 32 11 0xc040\xfe\x00devices pci\xfe\x00pci x",
     ];
     texts.iter().map(|t| t.to_vec()).collect()
 }

@@ -2,8 +2,10 @@
 //! tool's virtio devices and the kernel's share) over a guest memory whose ring bytes are
 //! the input's, rewritten a byte at a time between notifications as a racing driver
 //! would. Every take is chains inside the table and guest memory, or a reason that sticks
-//! until reset; nothing panics.
+//! until reset; nothing panics. Each chain is also served as a virtio-blk request
+//! (`virtio::blk`, the device model both sides run) from a small disk.
 
+use virtio::blk::Blk;
 use virtio::queue::{gather, gather_into, scatter, Queue};
 use virtio::ring::Layout;
 use virtio::testing::{Driver, Ram};
@@ -34,6 +36,7 @@ pub fn virtqueue(data: &[u8]) {
 
     let mut q = Queue::new(size);
     q.pfn = pfn;
+    let mut blk = Blk::new(Box::new(vec![0x5a; 8 * 512]), b1 & 8 != 0, "fuzz");
     let mut given = 0u16;
     for _ in 0..ROUNDS {
         match q.take(&mut ram, limit) {
@@ -49,6 +52,9 @@ pub fn virtqueue(data: &[u8]) {
                     }
                     // The device's use of the buffers: errors (memory that fails) are
                     // allowed, panics are not.
+                    // Requests read the header and move data within the chain's
+                    // buffers; a chain that carries none is an error, never a panic.
+                    let _ = blk.serve(c, &mut ram);
                     let rd = c.readable();
                     if rd.iter().map(|b| u64::from(b.len)).sum::<u64>() <= 0x4000 {
                         let _ = gather(&mut ram, &rd);

@@ -7,8 +7,9 @@
 //! guest; the board's builder fills it and puts it on its ports.
 //!
 //! [`Board`] is the set of devices on their ports ([`lookup`]) with the interrupt lines
-//! wired into the PIC. PCI configuration space is not here: the tool keeps it, so a
-//! guest's PCI view has one home.
+//! wired into the PIC. [`pci`] is configuration mechanism #1 with the i440FX host bridge:
+//! one model of a guest's PCI view, run by the tool or, for VMs that ask for `pci`, by
+//! the kernel.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -17,6 +18,7 @@ extern crate alloc;
 pub mod cpu;
 pub mod fwcfg;
 pub mod i8042;
+pub mod pci;
 pub mod pic;
 pub mod pit;
 pub mod rtc;
@@ -85,6 +87,8 @@ const PORTS: &[(u16, u16, Dev)] = &[
     (0x00, 0x1f, Dev::Quiet), // DMA
     (0xc0, 0xdf, Dev::Quiet), // DMA
     (0x81, 0x8f, Dev::Quiet), // DMA pages
+    (0x2e, 0x2f, Dev::Quiet), // Super I/O configuration (Linux probes for a chip)
+    (0x4e, 0x4f, Dev::Quiet), // Super I/O, the second address
 ];
 
 /// The device at `port`, if any.
@@ -229,5 +233,13 @@ mod tests {
         assert_eq!(merge_in(rax, 4, 0xdead_beef), 0xdead_beef);
         // Bits above the access are not the device's to set.
         assert_eq!(merge_in(rax, 1, 0xffab), 0x1122_3344_5566_77ab);
+    }
+
+    #[test]
+    fn super_io_probes_find_no_chip() {
+        for port in [0x2e, 0x2f, 0x4e, 0x4f] {
+            assert_eq!(super::lookup(port), Some(super::Dev::Quiet), "{port:#x}");
+        }
+        assert_eq!(super::lookup(0x30), None);
     }
 }

@@ -16,6 +16,9 @@
 //! - the device side of a legacy virtio-net card ([`net::device`]), independent of its
 //!   transport, its frames crossing a [`net::device::FramePort`]: the tool's link, or a
 //!   port of the kernel's switch ([`net::port`], over `netswitch`).
+//! - the device side of the legacy PCI transport ([`legacy`]: registers, queues, the PCI
+//!   function as pcdev's model takes it) and virtio-blk's device model ([`blk`], over a
+//!   [`blk::Backend`]), both with `alloc`: the tool's disks and the kernel's.
 //!
 //! Decoders are total: short or unknown input is an error, never a panic.
 #![no_std]
@@ -24,7 +27,11 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+#[cfg(feature = "alloc")]
+pub mod blk;
 pub mod console;
+#[cfg(feature = "alloc")]
+pub mod legacy;
 pub mod net;
 pub mod pci;
 #[cfg(feature = "alloc")]

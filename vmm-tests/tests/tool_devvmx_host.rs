@@ -111,8 +111,17 @@ fn script() -> Vec<Exit> {
 
 /// Runs the script through the tool against devvmx served on a socket pair.
 fn run_script(kernel_devices: bool) -> (Ns, session::Report, Vec<u8>, String) {
+    run_with(kernel_devices, script(), Default::default())
+}
+
+/// Runs `exits` with `devices` through the tool against devvmx served on a socket pair.
+fn run_with(
+    kernel_devices: bool,
+    exits: Vec<Exit>,
+    devices: session::Devices<'static>,
+) -> (Ns, session::Report, Vec<u8>, String) {
     let mut hw = TestHw::new(4096);
-    hw.exits.extend(script());
+    hw.exits.extend(exits);
     let (ns, server, client, _) = connect(hw);
     let layout = Layout::new(4 << 20).unwrap();
     let code = vec![0x90u8; 6000];
@@ -128,7 +137,7 @@ fn run_script(kernel_devices: bool) -> (Ns, session::Report, Vec<u8>, String) {
         trace: None,
         kernel_devices,
         pipeline: true,
-        devices: Default::default(),
+        devices,
     };
     let report = session::run(client, &layout, &img, opts).unwrap();
     server.join().unwrap();
@@ -185,6 +194,52 @@ fn the_same_guest_with_the_devices_in_the_kernel() {
     // one read and the empty one after it.
     assert_eq!(s["(cons)"], (1, 1, 1), "{:?}", s);
     assert_eq!(s["(cons/empty)"], (1, 1, 1), "{:?}", s);
+}
+
+/// A 32-bit port access.
+fn io32(port: u16, input: bool, ax: u64) -> Exit {
+    Exit {
+        qual: 3 | io(port, input, ax).qual,
+        ..io(port, input, ax)
+    }
+}
+
+#[test]
+fn the_tools_disk_sits_on_the_kernels_pci_bus_and_its_bar_stays_the_tools() {
+    let disk = vmx::virtio::blk::Blk::new(Box::new(vec![0u8; 4096]), false, "d");
+    let exits = vec![
+        io32(0xcf8, false, 0x8000_0800), // 00:01.0
+        io32(0xcfc, true, 0),
+        io32(0xcf8, false, 0x8000_0810), // its BAR
+        io32(0xcfc, true, 0),
+        io32(vmx::virtio::IO_BASE, true, 0), // host features: the tool's device
+        Exit {
+            ilen: 1,
+            ..Exit::new(12)
+        },
+    ];
+    let devices = session::Devices {
+        disks: vec![disk],
+        ..Default::default()
+    };
+    let (ns, report, _, log) = run_with(true, exits, devices);
+    assert_eq!(report.outcome, Ok(Outcome::Halted { pc: 0x1006 }), "{log}");
+    assert!(
+        log.contains("PC devices in the hypervisor, PCI configuration space too"),
+        "{log}"
+    );
+    let ns = ns.lock().unwrap();
+    let ax: Vec<u64> = ns.hw().entries.iter().map(|e| e.ax & 0xffff_ffff).collect();
+    // The configuration reads were the kernel's (no entry of the client's between), the
+    // BAR's the tool's: virtio-blk's FLUSH feature.
+    assert_eq!(ax[2], 0x1001_1af4, "{ax:x?}");
+    assert_eq!(ax[4], u64::from(vmx::virtio::IO_BASE) | 1, "{ax:x?}");
+    assert_eq!(ax[5], u64::from(vmx::virtio::blk::F_FLUSH), "{ax:x?}");
+    drop(ns);
+    let s = &report.stats.by_reason;
+    // One exit came to the tool for the four configuration accesses and the BAR's read.
+    assert_eq!(s.get("io"), None, "{s:?}");
+    assert_eq!(s["io/virtio"].0, 1, "{s:?}");
 }
 
 /// Sets up a VM as the tool does, then loses the connection (a killed tool): returns the

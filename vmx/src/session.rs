@@ -55,9 +55,13 @@ pub struct Devices<'a> {
 }
 
 /// The devices the tool asks the hypervisor for (its `devices` ctl message; the RTC's
-/// clock is appended): all but COM2, PCI and the done and debug ports, which stay here;
+/// clock is appended): all but COM2, [`KERNEL_PCI`] and the done and debug ports, which stay here;
 /// and the CPU's cpuid and VMCS-held MSRs, answered from the real CPU the guest runs on.
 pub const KERNEL_DEVICES: &str = "devices pic pit uart kbd quiet cpu rtc";
+/// PCI configuration space, asked for with the rest where the hypervisor has it: the
+/// tool's virtio functions then go on the kernel's bus (`pci add`), their BARs still the
+/// tool's.
+pub const KERNEL_PCI: &str = "pci";
 
 /// What a run ended with and what it cost.
 pub struct Report {
@@ -110,7 +114,15 @@ pub fn run(
         let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        match vm.kernel_devices(&format!("{KERNEL_DEVICES}={wall}")) {
+        let base = format!("{KERNEL_DEVICES}={wall}");
+        // PCI in the kernel too where the hypervisor has it.
+        let r = match vm.kernel_devices(&format!("{base} {KERNEL_PCI}")) {
+            Err(e) if e.ends_with(&format!("unknown device {KERNEL_PCI}")) => {
+                vm.kernel_devices(&base).map(|k| (k, false))
+            }
+            r => r.map(|k| (k, k)),
+        };
+        match r {
             Ok(k) => k,
             Err(e) => {
                 let _ = vm.close();
@@ -118,8 +130,9 @@ pub fn run(
             }
         }
     } else {
-        false
+        (false, false)
     };
+    let (kernel, kernel_pci) = kernel;
     // The devices here run on the guest's clock when the hypervisor tells it.
     let guest_clock = match (!kernel).then(|| vm.guest_clock()) {
         None => false,
@@ -135,6 +148,7 @@ pub fn run(
         o.log,
         "vmx: PC devices {}",
         match (kernel, guest_clock) {
+            (true, _) if kernel_pci => "in the hypervisor, PCI configuration space too",
             (true, _) => "in the hypervisor",
             (false, true) => "here, on the guest's clock",
             (false, false) => "here, on the host's clock (the hypervisor tells no guest time)",
@@ -217,6 +231,12 @@ pub fn run(
         let _ = vm.close();
         return Err(e);
     }
+    if kernel_pci {
+        if let Err(e) = bus.kernel_pci(&mut vm) {
+            let _ = vm.close();
+            return Err(e);
+        }
+    }
     for (k, mut src) in sources.into_iter().enumerate() {
         let tx = tx.clone();
         let i = ndisks + k;
@@ -271,6 +291,9 @@ pub fn run(
     runner.trace = o.trace;
     runner.pipeline = o.pipeline;
     runner.attach(bus);
+    if kernel_pci {
+        runner.machine.pci.enable_io();
+    }
     runner.com2_out = com2_out;
     runner.preset(&img.regs);
     runner.guest_clock = guest_clock.then(GuestClock::default);

@@ -1,8 +1,9 @@
-//! The in-kernel devices' answers to a VM exit: port I/O to a chosen device, cpuid and
+//! The in-kernel devices' answers to a VM exit: port I/O to a chosen device (PCI
+//! configuration space among them), cpuid and
 //! reads of the MSRs that live in the VMCS (with `cpu`), and a halt with interrupts on
 //! (the PIC will wake the guest). Anything else goes to the client as before.
 
-use super::{KDev, CPU, PIC};
+use super::{KDev, Route, CPU, PIC};
 use crate::hw::{EntryState, Hw};
 use crate::regs;
 use crate::vmcs::{self, *};
@@ -39,11 +40,32 @@ impl KDev {
                 if q & IOQUAL_STRING != 0 || !matches!(size, 1 | 2 | 4) {
                     return Ok(Answered::No);
                 }
-                let Some(dev) = self.claims(port) else {
-                    return Ok(Answered::No);
-                };
                 let ax = entry.regs.ax;
-                let v = self.io(dev, port, size, input, ax as u32, now);
+                let v = match self.pci_route(port) {
+                    Route::Config => {
+                        // None: a reset through 0xcf9, the client's to see as its io exit.
+                        let Some(v) = self.pci_io(port, size, input, ax as u32) else {
+                            return Ok(Answered::No);
+                        };
+                        v
+                    }
+                    Route::Home(home) => {
+                        if home != port {
+                            self.qual = Some(q & !(0xffff << 16) | u64::from(home) << 16);
+                        }
+                        return Ok(Answered::No);
+                    }
+                    Route::Nothing => {
+                        self.counts.io += 1;
+                        pcdev::size_mask(size)
+                    }
+                    Route::No => {
+                        let Some(dev) = self.claims(port) else {
+                            return Ok(Answered::No);
+                        };
+                        self.io(dev, port, size, input, ax as u32, now)
+                    }
+                };
                 if self.board.stop.take().is_some() {
                     // A reset through the i8042: the client's to see, as its io exit.
                     self.board.kbd.reset = false;

@@ -22,9 +22,10 @@ enum Cm {
     Clock,
     Advance,
     Alarm,
+    Pci,
 }
 
-const VMXCTLMSG: [Cmdtab<Cm>; 12] = [
+const VMXCTLMSG: [Cmdtab<Cm>; 13] = [
     Cmdtab::new(Cm::Quit, "quit", 1),
     Cmdtab::new(Cm::Go, "go", 0),
     Cmdtab::new(Cm::Stop, "stop", 1),
@@ -39,6 +40,8 @@ const VMXCTLMSG: [Cmdtab<Cm>; 12] = [
     Cmdtab::new(Cm::Clock, "clock", 1),
     Cmdtab::new(Cm::Advance, "advance", 2),
     Cmdtab::new(Cm::Alarm, "alarm", 0),
+    // Extension: a client's function on the in-kernel PCI bus (DEVIATIONS.md).
+    Cmdtab::new(Cm::Pci, "pci", 0),
 ];
 
 impl<H: Hw> Namespace<H> {
@@ -71,6 +74,7 @@ impl<H: Hw> Namespace<H> {
             }
             Cm::Advance => vm.advance(hw, &cb.f[1]),
             Cm::Alarm => vm.alarm(arg),
+            Cm::Pci => vm.pci(&cb.f[1..]),
         })??;
         if cm == Cm::Devices {
             self.vms.devices_used();

@@ -165,6 +165,10 @@ impl Vm {
         if self.tfstep.is_some() {
             self.tf_exit(hw, reason)?;
         }
+        if let Some(k) = self.kdev.as_mut() {
+            // A rewritten io qualification was for the exit before this one.
+            k.qual = None;
+        }
         if let Some(v) = kinjected {
             // An exit during the interrupt's delivery (an EPT fault on the IDT or stack,
             // say) leaves it in the IDT-vectoring information: deliver it again.

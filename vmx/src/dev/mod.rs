@@ -8,20 +8,19 @@
 
 pub mod clock;
 pub mod pace;
-pub mod pci;
 
 use crate::layout::Layout;
 use crate::virtio::{self, Mem};
 pub use pace::{Pace, Seen};
 use pcdev::fwcfg::{self, DmaMem, FwCfg};
-pub use pcdev::{i8042, pic, pit, rtc, uart};
+pub use pcdev::{i8042, pci, pic, pit, rtc, uart};
 pub use pcdev::{Board, Stop, DEBUGCON_PORT, DONE_PORT};
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
 
-/// PCI configuration mechanism #1 and the PIIX reset control register: the tool's, not
-/// the board's (one home for the guest's PCI view).
-const PCI_PORTS: std::ops::RangeInclusive<u16> = 0xcf8..=0xcff;
+/// PCI configuration mechanism #1 and the PIIX reset control register: pcdev's PCI
+/// model, here or (`pci` in the hypervisor's devices) in the kernel.
+use pcdev::pci::PORTS as PCI_PORTS;
 
 /// fw_cfg's selector, data and DMA ports (when the machine has the device).
 const FWCFG_PORTS: std::ops::RangeInclusive<u16> = fwcfg::PORT_SELECT..=fwcfg::PORT_LAST;

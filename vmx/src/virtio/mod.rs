@@ -1,58 +1,37 @@
-//! Legacy (0.9.5) virtio PCI devices, as vmx(1)'s virtio.c offers them to guests: each
-//! one a PCI function (vendor 0x1af4, device 0x1000 + type - 1, revision 0) with its
-//! registers in an I/O BAR and its interrupt on the PIC line its configuration space
-//! reports. Queue memory is the guest's, reached over 9P through [`Mem`].
-//!
-//! The devices are the tool's, as is the PCI configuration space they appear in (ports
-//! 0xcf8-0xcff): one view of the bus, whatever else moves into the hypervisor.
+//! The tool's legacy (0.9.5) virtio PCI devices, as vmx(1)'s virtio.c offers them to
+//! guests. The transport (registers, queues, the PCI function each appears as) and the
+//! block device are the `virtio` crate's ([`::virtio::legacy`], [`::virtio::blk`]),
+//! shared with the kernel; here are the device kinds the tool serves, their BARs and
+//! lines, and guest memory reached over 9P through [`Mem`].
 
 pub mod blk;
 pub mod net;
 pub mod queue;
 pub mod testing;
 
-use crate::dev::pci::{Function, Pci};
-use ::virtio::pci::{modern_id, transitional_id, VENDOR};
-use ::virtio::{DeviceStatus, Id};
+use crate::dev::pci::Pci;
+pub use ::virtio::legacy::{Model, Serve, BAR_SIZE, QUEUE_SIZE, S_NEEDS_RESET};
+use ::virtio::Id;
 pub use queue::Mem;
 use queue::Queue;
 
-/// Entries per queue (the table and available ring are read whole on each notify).
-pub const QUEUE_SIZE: u16 = 128;
 /// Where the BIOS would have put the devices' I/O BARs, one block of [`BAR_SIZE`] each.
 pub const IO_BASE: u16 = 0xc000;
-pub const BAR_SIZE: u16 = 0x40;
 /// PIC lines for the devices, in order (those no legacy device uses).
 pub const IRQS: [u8; 6] = [10, 11, 5, 9, 7, 15];
-
-/// Legacy register block offsets (without MSI-X).
-const R_HOST_FEATURES: u16 = 0x00;
-const R_GUEST_FEATURES: u16 = 0x04;
-const R_QUEUE_PFN: u16 = 0x08;
-const R_QUEUE_SIZE: u16 = 0x0c;
-const R_QUEUE_SEL: u16 = 0x0e;
-const R_QUEUE_NOTIFY: u16 = 0x10;
-const R_STATUS: u16 = 0x12;
-const R_ISR: u16 = 0x13;
-const R_CONFIG: u16 = 0x14;
-
-/// Set by the device when it stopped for a bad request (virtio 1.0's DEVICE_NEEDS_RESET).
-pub const S_NEEDS_RESET: u8 = DeviceStatus::DEVICE_NEEDS_RESET.bits();
 
 pub enum Kind {
     Blk(blk::Blk),
     Net(net::Net),
 }
 
-impl Kind {
-    /// Virtio device type.
+impl Model for Kind {
     fn id(&self) -> Id {
         match self {
             Kind::Blk(_) => Id::Block,
             Kind::Net(_) => Id::Net,
         }
     }
-    /// PCI class code (base, sub, interface).
     fn class(&self) -> u32 {
         match self {
             Kind::Blk(_) => 0x01_00_00,
@@ -77,177 +56,43 @@ impl Kind {
             Kind::Net(n) => n.config(),
         }
     }
-}
-
-/// One device and its legacy transport state.
-pub struct Device {
-    pub kind: Kind,
-    pub queues: Vec<Queue>,
-    /// The PIC line.
-    pub irq: u8,
-    guest_features: u32,
-    sel: u16,
-    pub status: u8,
-    isr: u8,
-    /// Why the device stopped, if it did (until the driver resets it).
-    pub error: Option<String>,
-}
-
-impl Device {
-    pub fn new(kind: Kind, irq: u8) -> Device {
-        let queues = (0..kind.queues()).map(|_| Queue::new(QUEUE_SIZE)).collect();
-        Device {
-            kind,
-            queues,
-            irq,
-            guest_features: 0,
-            sel: 0,
-            status: 0,
-            isr: 0,
-            error: None,
+    fn config_write(&mut self, off: u16, size: u8, v: u32) {
+        if let Kind::Net(n) = self {
+            n.config_write(off, size, v);
         }
     }
-
-    /// The PCI function the device appears as.
-    /// A legacy device shows its transitional id (every type served here has one).
-    pub fn function(&self) -> Function {
-        let id = self.kind.id();
-        let device = transitional_id(id).unwrap_or_else(|| modern_id(id));
-        Function {
-            id: u32::from(device) << 16 | u32::from(VENDOR),
-            class_rev: self.kind.class() << 8,
-            subsystem: u32::from(u8::from(id)) << 16 | u32::from(VENDOR),
-            bar_size: u32::from(BAR_SIZE),
-            irq: self.irq,
-        }
-    }
-
-    /// Whether the interrupt line is up (ISR bit 0 or 1 set).
-    pub fn line(&self) -> bool {
-        self.isr & 3 != 0
-    }
-
     fn reset(&mut self) {
-        for q in &mut self.queues {
-            q.reset();
-        }
-        self.guest_features = 0;
-        self.sel = 0;
-        self.status = 0;
-        self.isr = 0;
-        self.error = None;
-        if let Kind::Net(n) = &mut self.kind {
+        if let Kind::Net(n) = self {
             n.reset();
         }
     }
+}
 
-    fn regs(&self) -> Vec<u8> {
-        let q = self.queues.get(usize::from(self.sel));
-        let mut r = Vec::with_capacity(64);
-        debug_assert_eq!(r.len(), usize::from(R_HOST_FEATURES));
-        r.extend_from_slice(&self.kind.features().to_le_bytes());
-        r.extend_from_slice(&self.guest_features.to_le_bytes());
-        r.extend_from_slice(&q.map_or(0, |q| q.pfn).to_le_bytes());
-        debug_assert_eq!(r.len(), usize::from(R_QUEUE_SIZE));
-        r.extend_from_slice(&q.map_or(0, |q| q.size).to_le_bytes());
-        r.extend_from_slice(&self.sel.to_le_bytes());
-        r.extend_from_slice(&[0, 0, self.status, self.isr]);
-        debug_assert_eq!(r.len(), usize::from(R_CONFIG));
-        r.extend_from_slice(&self.kind.config());
-        r
-    }
-
-    /// An `in` of `size` bytes at `off` in the BAR. Reading the ISR clears it.
-    pub fn read(&mut self, off: u16, size: u8) -> u32 {
-        let r = self.regs();
-        let mut v = 0u32;
-        for i in (0..u16::from(size)).rev() {
-            let b = r.get(usize::from(off + i)).copied().unwrap_or(0xff);
-            v = v << 8 | u32::from(b);
-        }
-        if (off..off + u16::from(size)).contains(&R_ISR) {
-            self.isr = 0;
-        }
-        v
-    }
-
-    /// An `out` to the BAR; a queue notify serves the queue at once (the guest is
-    /// stopped, so its memory holds still). Returns a warning when the device broke.
-    pub fn write(
+impl<'a> Serve<dyn Mem + 'a> for Kind {
+    fn serve(
         &mut self,
-        off: u16,
-        size: u8,
-        v: u32,
-        mem: &mut dyn Mem,
+        qi: u16,
+        q: &mut Queue,
+        mem: &mut (dyn Mem + 'a),
         limit: u64,
-    ) -> Option<String> {
-        match (off, size) {
-            (R_GUEST_FEATURES, 4) => self.guest_features = v & self.kind.features(),
-            (R_QUEUE_PFN, 4) => {
-                if let Some(q) = self.queues.get_mut(usize::from(self.sel)) {
-                    q.pfn = v;
+    ) -> Result<bool, String> {
+        match self {
+            Kind::Blk(b) => b.serve_queue(q, mem, limit),
+            Kind::Net(n) => {
+                let mut done = Vec::new();
+                n.serve(qi, q, mem, limit, &mut done)?;
+                if done.is_empty() {
+                    return Ok(false);
                 }
-            }
-            (R_QUEUE_SEL, 2) => self.sel = v as u16,
-            (R_QUEUE_NOTIFY, 2) => return self.notify(v as u16, mem, limit),
-            (R_STATUS, 1) => {
-                if v == 0 {
-                    self.reset();
-                } else {
-                    self.status = v as u8 | (self.status & S_NEEDS_RESET);
-                }
-            }
-            (o, _) if o >= R_CONFIG => {
-                if let Kind::Net(n) = &mut self.kind {
-                    n.config_write(o - R_CONFIG, size, v);
-                }
-            }
-            _ => {}
-        }
-        None
-    }
-
-    /// Serves queue `q` (its notify, or new work from the host side for a network
-    /// device's receive queue).
-    pub fn notify(&mut self, q: u16, mem: &mut dyn Mem, limit: u64) -> Option<String> {
-        if self.error.is_some() || usize::from(q) >= self.queues.len() {
-            return None;
-        }
-        match self.serve(q, mem, limit) {
-            Ok(()) => None,
-            Err(why) => {
-                self.status |= S_NEEDS_RESET;
-                self.isr |= 2; // configuration change: the driver looks at the status
-                self.error = Some(why.clone());
-                Some(why)
+                q.put(mem, &done)?;
+                Ok(q.wants_interrupt())
             }
         }
-    }
-
-    fn serve(&mut self, qi: u16, mem: &mut dyn Mem, limit: u64) -> Result<(), String> {
-        let q = &mut self.queues[usize::from(qi)];
-        let mut done = Vec::new();
-        match &mut self.kind {
-            Kind::Blk(b) => {
-                let chains = q.take(mem, limit)?;
-                for c in &chains {
-                    let n = b.serve(c, mem).inspect_err(|e| {
-                        q.broken = Some(e.clone());
-                    })?;
-                    done.push((c.head, n));
-                }
-            }
-            Kind::Net(n) => n.serve(qi, q, mem, limit, &mut done)?,
-        }
-        if !done.is_empty() {
-            q.put(mem, &done)?;
-            if q.wants_interrupt() {
-                self.isr |= 1;
-            }
-        }
-        Ok(())
     }
 }
+
+/// One device and its legacy transport state.
+pub type Device = ::virtio::legacy::Device<Kind>;
 
 /// The tool's virtio devices, registered as PCI functions in slot order.
 pub struct Bus {
@@ -279,8 +124,21 @@ impl Bus {
     /// Puts every device on the PCI bus, with its BAR where firmware would have put it.
     pub fn attach(&self, pci: &mut Pci) {
         for (i, d) in self.devs.iter().enumerate() {
-            pci.add(d.function(), u32::from(IO_BASE + BAR_SIZE * i as u16));
+            pci.add(d.function(), Self::bar(i));
         }
+    }
+
+    fn bar(i: usize) -> u32 {
+        u32::from(IO_BASE + BAR_SIZE * i as u16)
+    }
+
+    /// Puts every device on the hypervisor's PCI bus (`pci add`), at the BARs
+    /// [`Bus::attach`] gives them here: their port I/O still comes here as exits.
+    pub fn kernel_pci(&self, vm: &mut dyn crate::vmfs::Vmfs) -> Result<(), String> {
+        for (i, d) in self.devs.iter().enumerate() {
+            vm.ctl(&format!("pci add {}", d.function().add_args(Self::bar(i))))?;
+        }
+        Ok(())
     }
 }
 
@@ -288,6 +146,10 @@ impl Bus {
 mod tests {
     use super::*;
     use crate::virtio::testing::{Driver, Ram};
+    use ::virtio::legacy::{
+        R_CONFIG, R_GUEST_FEATURES, R_HOST_FEATURES, R_ISR, R_QUEUE_NOTIFY, R_QUEUE_PFN,
+        R_QUEUE_SEL, R_QUEUE_SIZE, R_STATUS,
+    };
 
     fn blk_device() -> Device {
         let disk: Vec<u8> = (0..4096u32).map(|i| (i / 512) as u8).collect();
