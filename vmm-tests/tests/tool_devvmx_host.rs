@@ -212,6 +212,11 @@ fn the_tools_disk_sits_on_the_kernels_pci_bus_and_its_bar_stays_the_tools() {
         io32(0xcfc, true, 0),
         io32(0xcf8, false, 0x8000_0810), // its BAR
         io32(0xcfc, true, 0),
+        io32(0xcf8, false, 0x8000_0804), // its command register
+        Exit {
+            qual: 1 | io(0xcfc, false, 1).qual,
+            ..io(0xcfc, false, 1)
+        }, // I/O decoding on, as a driver turns it on before it touches the BAR
         io32(vmx::virtio::IO_BASE, true, 0), // host features: the tool's device
         Exit {
             ilen: 1,
@@ -223,7 +228,7 @@ fn the_tools_disk_sits_on_the_kernels_pci_bus_and_its_bar_stays_the_tools() {
         ..Default::default()
     };
     let (ns, report, _, log) = run_with(true, exits, devices);
-    assert_eq!(report.outcome, Ok(Outcome::Halted { pc: 0x1006 }), "{log}");
+    assert_eq!(report.outcome, Ok(Outcome::Halted { pc: 0x1008 }), "{log}");
     assert!(
         log.contains("PC devices in the hypervisor, PCI configuration space too"),
         "{log}"
@@ -234,10 +239,10 @@ fn the_tools_disk_sits_on_the_kernels_pci_bus_and_its_bar_stays_the_tools() {
     // BAR's the tool's: virtio-blk's FLUSH feature.
     assert_eq!(ax[2], 0x1001_1af4, "{ax:x?}");
     assert_eq!(ax[4], u64::from(vmx::virtio::IO_BASE) | 1, "{ax:x?}");
-    assert_eq!(ax[5], u64::from(vmx::virtio::blk::F_FLUSH), "{ax:x?}");
+    assert_eq!(ax[7], u64::from(vmx::virtio::blk::F_FLUSH), "{ax:x?}");
     drop(ns);
     let s = &report.stats.by_reason;
-    // One exit came to the tool for the four configuration accesses and the BAR's read.
+    // One exit came to the tool for the six configuration accesses and the BAR's read.
     assert_eq!(s.get("io"), None, "{s:?}");
     assert_eq!(s["io/virtio"].0, 1, "{s:?}");
 }
