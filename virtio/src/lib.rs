@@ -37,7 +37,7 @@ pub mod pci;
 #[cfg(feature = "alloc")]
 pub mod queue;
 pub mod ring;
-#[cfg(feature = "alloc")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use virtio_spec as spec;

@@ -7,6 +7,7 @@
 pub mod blk;
 pub mod net;
 pub mod queue;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 use crate::dev::pci::Pci;
