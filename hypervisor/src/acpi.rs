@@ -142,17 +142,8 @@ pub fn find_table<'m>(mem: &'m impl PhysMem, rsdp: u64, sig: &[u8; 4]) -> Option
     })
 }
 
-/// The ACPI power-management timer: a free-running 3.579545 MHz counter at an I/O port.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PmTimer {
-    pub port: u16,
-    /// The counter's width: 32 bits where the FADT says TMR_VAL_EXT, else 24.
-    pub bits: u32,
-}
-
-impl PmTimer {
-    pub const HZ: u64 = 3_579_545;
-}
+/// The timer the FADT describes: its home is arch, which counts on it.
+pub use crate::arch::PmTimer;
 
 /// FADT offsets: PM_TMR_BLK (a 32-bit port), PM_TMR_LEN, the flags, X_PM_TMR_BLK (a
 /// generic address: space, width, offset, access size, 64-bit address).

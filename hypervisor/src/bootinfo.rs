@@ -36,27 +36,8 @@ pub struct BootInfo {
     pub framebuffer: Option<Framebuffer>,
 }
 
-/// What a Multiboot2 framebuffer tag says of the screen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Framebuffer {
-    pub addr: u64,
-    /// Bytes per row (text: per row of cells).
-    pub pitch: u32,
-    /// Pixels, or text columns.
-    pub width: u32,
-    /// Pixels, or text rows.
-    pub height: u32,
-    pub bpp: u8,
-    pub kind: FramebufferKind,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FramebufferKind {
-    Indexed,
-    Rgb,
-    /// VGA text: two bytes a cell (character, attribute).
-    EgaText,
-}
+/// The screen a Multiboot2 framebuffer tag describes: its home is arch, which writes it.
+pub use crate::arch::vga::{Framebuffer, FramebufferKind};
 
 impl BootInfo {
     fn new(loader: &'static str) -> Self {

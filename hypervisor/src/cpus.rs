@@ -6,8 +6,8 @@ use crate::acpi::{checksum_ok, find_rsdp, find_table, scan, PhysMem};
 use crate::le::{u16_at, u32_at};
 use alloc::vec::Vec;
 
-/// CPUs beyond this many are left in wait-for-SIPI (and logged).
-pub const MAX_CPUS: usize = 16;
+/// The CPUs the kernel runs: its home is arch, whose per-CPU call slots it sizes.
+pub use crate::arch::MAX_CPUS;
 
 /// Which table the CPU list came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -86,6 +86,7 @@ fn kmain(magic: u32, info: u32) -> ! {
         log::error!("no room for the heap in {:?}", boot.regions());
         arch::cpu::exit(false);
     };
+    arch::frame_source::install(memory::SOURCE);
     let cfg = cmdline::parse(boot.cmdline());
     log::set_max_level(cfg.log);
     log::info!(

@@ -5,6 +5,7 @@
 //! Frames leave here as `devvmx::hw::Frame`s: this allocator holds the program's one
 //! `FrameMint` (taken at `init`), so nothing else can turn an address into a frame.
 
+use crate::arch::frame_source::FrameSource;
 use crate::arch::phys;
 use crate::bootinfo::Region;
 use crate::frames::{FrameMap, FRAME, LIMIT, LOW};
@@ -17,6 +18,16 @@ static HEAP: LockedHeap = LockedHeap::empty();
 
 static FRAMES: Mutex<FrameMap> = Mutex::new(FrameMap::new());
 static MINT: Once<FrameMint> = Once::new();
+
+/// What arch gets of this allocator (`kmain` hands it down: arch calls nothing above it).
+pub const SOURCE: FrameSource = FrameSource {
+    alloc: alloc_frame,
+    alloc_low: alloc_low_frame,
+    table: table_frame,
+    free: free_frame,
+    free_count: free_frames,
+    total: total_frames,
+};
 
 /// A zeroed 4 KiB frame (its physical address is also its virtual one: identity-mapped),
 /// above 4 GiB where there is RAM there.

@@ -76,7 +76,7 @@ pub fn start_aps(ram: &[Region], reserved: &[Region], max: Option<usize>) -> usi
         );
         return 1;
     }
-    ap::install();
+    ap::install(ap_main);
     let mut n = 1;
     for apic in aps {
         APS.lock().push(None);

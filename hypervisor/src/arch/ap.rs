@@ -1,7 +1,8 @@
 //! Starting an application processor: a trampoline page below 1 MiB that takes a CPU from
 //! the real mode a start-up IPI leaves it in to long mode on the boot CPU's page tables
 //! (protected mode from 16 bits, then boot.rs's `long_mode32`, as the boot CPU's 32-bit
-//! stub does), then onto its own stack in `crate::smp::ap_main(cpu)`.
+//! stub does), then onto its own stack in the kernel's AP entry, which the kernel hands
+//! [`install`] (arch calls nothing above it).
 //!
 //! The trampoline runs at the fixed address [`TRAMPOLINE`]; its parameters (CR3, stack
 //! top, CPU number) sit at [`PARAMS`] in the same page. APs start one at a time: the
@@ -90,15 +91,21 @@ extern "C" {
 /// The CPU number the last started AP took from the parameters (0: none yet).
 static STARTED: AtomicU64 = AtomicU64::new(0);
 
+/// The kernel's first Rust on an AP, given to [`install`] before any start-up IPI.
+static ENTRY: spin::Once<fn(usize) -> !> = spin::Once::new();
+
 #[no_mangle]
 extern "C" fn ap_entry(cpu: u64) -> ! {
     STARTED.store(cpu, Ordering::Release);
-    crate::smp::ap_main(cpu as usize)
+    let entry = ENTRY.get().expect("an AP started before ap::install");
+    entry(cpu as usize)
 }
 
-/// Copies the trampoline into its page. The caller has checked the page is RAM that
-/// nothing else uses (the frame allocator never hands out the first MiB).
-pub fn install() {
+/// Copies the trampoline into its page and keeps `entry`, where each AP goes on its own
+/// stack with its CPU number. The caller has checked the page is RAM that nothing else
+/// uses (the frame allocator never hands out the first MiB).
+pub fn install(entry: fn(usize) -> !) {
+    ENTRY.call_once(|| entry);
     let start = core::ptr::addr_of!(ap_tramp_start);
     let len = core::ptr::addr_of!(ap_tramp_end) as usize - start as usize;
     assert!(len <= (PARAMS - TRAMPOLINE) as usize, "trampoline too big");

@@ -146,6 +146,8 @@ pub fn kernel_range() -> (u64, u64) {
 }
 
 /// Called by the entry stub in long mode with the loader's magic and information address.
+/// The image's entry is the one call from arch up into the kernel: everything else above
+/// arch is handed down to it (the AP entry, the frame source).
 #[no_mangle]
 extern "C" fn kmain(magic: u32, info: u32) -> ! {
     crate::kmain(magic, info)

@@ -6,6 +6,7 @@ pub mod ap;
 pub mod boot;
 pub mod cpu;
 pub mod debugcon;
+pub mod frame_source;
 pub mod gdt;
 pub mod idt;
 pub mod lapic;
@@ -24,6 +25,11 @@ pub mod uart;
 pub mod vga;
 pub mod vmx;
 pub mod xcall;
+
+pub use pmtimer::PmTimer;
+
+/// CPUs beyond this many are left in wait-for-SIPI (and logged).
+pub const MAX_CPUS: usize = 16;
 
 /// Descriptor tables and the PIC (the tick starts later: `timer::init`, once the ACPI
 /// tables are known). Interrupts stay off until the caller enables them.

@@ -106,5 +106,5 @@ pub fn map_mmio(base: u64, len: u64) -> bool {
     let Some(end) = base.checked_add(len) else {
         return false;
     };
-    end <= LOW || map(base.max(LOW), end, true, &mut crate::memory::table_frame)
+    end <= LOW || map(base.max(LOW), end, true, &mut super::frame_source::table)
 }

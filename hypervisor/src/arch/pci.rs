@@ -328,7 +328,7 @@ pub const FRAME_SIZE: usize = 4096;
 
 impl DmaFrame {
     pub fn new() -> Option<DmaFrame> {
-        crate::memory::alloc_low_frame().map(|f| DmaFrame {
+        super::frame_source::alloc_low().map(|f| DmaFrame {
             pa: f.pa(),
             frame: Some(f),
         })
@@ -422,7 +422,7 @@ impl DmaFrame {
 impl Drop for DmaFrame {
     fn drop(&mut self) {
         if let Some(f) = self.frame.take() {
-            crate::memory::free_frame(f);
+            super::frame_source::free(f);
         }
     }
 }

@@ -3,7 +3,18 @@
 //! not state it and a board has no PIT.
 
 use super::port::{claim_pm_timer, IoRange};
-use crate::acpi::PmTimer;
+
+/// The ACPI power-management timer: a free-running 3.579545 MHz counter at an I/O port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PmTimer {
+    pub port: u16,
+    /// The counter's width: 32 bits where the FADT says TMR_VAL_EXT, else 24.
+    pub bits: u32,
+}
+
+impl PmTimer {
+    pub const HZ: u64 = 3_579_545;
+}
 
 /// Polls of the counter before a timer that does not move is given up on (a dead port
 /// reads all ones): far more than the 50 ms measured even at a microsecond a read.

@@ -11,7 +11,7 @@
 //! interrupt only ends the idle loop's `hlt` once a tick.
 
 use super::lapic::{self, TimerMode};
-use crate::acpi::PmTimer;
+use super::PmTimer;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 pub const HZ: u32 = 100;

@@ -2,7 +2,7 @@
 //! guest devices and of the APIC timer's tick): what CPUID leaf 0x15 or 0x16 states where
 //! the CPU says it, else measured against the ACPI PM timer, else against the PIT.
 
-use crate::acpi::PmTimer;
+use super::PmTimer;
 use core::arch::x86_64::__cpuid;
 use spin::Once;
 

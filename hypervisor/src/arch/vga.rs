@@ -2,7 +2,27 @@
 //! cells of a character byte and an attribute byte, written in place.
 #![allow(unsafe_code)]
 
-use crate::bootinfo::{Framebuffer, FramebufferKind};
+/// What a Multiboot2 framebuffer tag says of the screen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Framebuffer {
+    pub addr: u64,
+    /// Bytes per row (text: per row of cells).
+    pub pitch: u32,
+    /// Pixels, or text columns.
+    pub width: u32,
+    /// Pixels, or text rows.
+    pub height: u32,
+    pub bpp: u8,
+    pub kind: FramebufferKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FramebufferKind {
+    Indexed,
+    Rgb,
+    /// VGA text: two bytes a cell (character, attribute).
+    EgaText,
+}
 
 /// A text screen's cells.
 pub struct TextScreen {

@@ -236,11 +236,11 @@ fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
 
 impl Hw for KernelHw {
     fn alloc_frame(&mut self) -> Option<Frame> {
-        crate::memory::alloc_frame()
+        super::frame_source::alloc()
     }
 
     fn free_frame(&mut self, f: Frame) {
-        crate::memory::free_frame(f)
+        super::frame_source::free(f)
     }
 
     fn frame(&mut self, f: &Frame) -> &mut [u8; PAGE] {
@@ -251,11 +251,11 @@ impl Hw for KernelHw {
     }
 
     fn frames_free(&self) -> usize {
-        crate::memory::free_frames()
+        super::frame_source::free_count()
     }
 
     fn frames_total(&self) -> usize {
-        crate::memory::total_frames()
+        super::frame_source::total()
     }
 
     fn now(&self) -> u32 {

@@ -5,7 +5,7 @@
 #![allow(unsafe_code)]
 
 use super::vmx::KernelHw;
-use crate::cpus::MAX_CPUS;
+use super::MAX_CPUS;
 use spin::Mutex;
 
 type Call = dyn FnMut(&mut KernelHw);
