@@ -34,6 +34,16 @@ fn run_on(c: &mut Client, cpus: &[usize]) {
     c.run();
 }
 
+/// Five polls of the server answer nothing and make no call to another CPU.
+fn polls_answer_nothing_and_ask_no_cpu(c: &mut Client, why: &str) {
+    let calls = c.ns.hw().calls.len();
+    for _ in 0..5 {
+        c.run();
+    }
+    assert_eq!(c.replies(), vec![]);
+    assert_eq!(c.ns.hw().calls.len(), calls, "{why}");
+}
+
 fn placement(c: &mut Client) -> Vec<String> {
     c.read_text("status")
         .lines()
@@ -217,16 +227,7 @@ fn pending_reads_on_a_running_vm_elsewhere_ask_its_cpu_only_when_it_has_news() {
         },
     );
     c.start_read(WAITTAG + 1, cons, 64);
-    let calls = c.ns.hw().calls.len();
-    for _ in 0..5 {
-        c.run();
-    }
-    assert_eq!(c.replies(), vec![]);
-    assert_eq!(
-        c.ns.hw().calls.len(),
-        calls,
-        "the boot CPU asked cpu 1 anyway"
-    );
+    polls_answer_nothing_and_ask_no_cpu(&mut c, "the boot CPU asked cpu 1 anyway");
     // An exit to report: the next poll asks cpu 1 and the wait is answered.
     c.ns.hw_mut().exits.push_back(Exit::new(10));
     while !c.ns.hw().exits.is_empty() {
@@ -240,15 +241,9 @@ fn pending_reads_on_a_running_vm_elsewhere_ask_its_cpu_only_when_it_has_news() {
         matches!(&r[..], [(WAITTAG, R::Data(d))] if d.starts_with(b".cpuid ")),
         "{r:?}"
     );
-    let calls = c.ns.hw().calls.len();
-    for _ in 0..5 {
-        c.run();
-    }
-    assert_eq!(c.replies(), vec![]);
-    assert_eq!(
-        c.ns.hw().calls.len(),
-        calls,
-        "the boot CPU asked cpu 1 for a read that waits on a stopped VM"
+    polls_answer_nothing_and_ask_no_cpu(
+        &mut c,
+        "the boot CPU asked cpu 1 for a read that waits on a stopped VM",
     );
     // A new read is answered at once, with nothing queued: all the output is read.
     let fresh = c
