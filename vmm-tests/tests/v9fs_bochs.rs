@@ -235,11 +235,24 @@ fn session(t: Transport) {
 
     // A read of wait with no exit to come blocks; killing its reader makes v9fs flush it
     // (Tflush, answered by Rflush) and the session goes on.
+    let treads = |r: &Rig| {
+        let sent = frames(&r.linux.ninep_bytes(true));
+        sent.iter().filter(|f| f.0 == 116).count()
+    };
+    let before = treads(&r);
     r.ok(&format!("readonce {vm}/wait & echo $! > /tmp/wpid"));
-    let out = r.ok(
-        "p=$(cat /tmp/wpid); until grep -q p9_client_rpc /proc/$p/wchan; do sleep 0.1; done; \
-         kill -9 $p; wait $p; echo status=$?",
-    );
+    r.ok("p=$(cat /tmp/wpid); until grep -q p9_client_rpc /proc/$p/wchan; do sleep 0.1; done");
+    // The Tread must be on the wire before the reader dies: v9fs drops a request it has
+    // not sent yet without a Tflush, which a loaded host's slow transport can make happen.
+    let sent_by = std::time::Instant::now() + Duration::from_secs(30);
+    while treads(&r) == before {
+        assert!(
+            std::time::Instant::now() < sent_by,
+            "the wait read's Tread never went out"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = r.ok("p=$(cat /tmp/wpid); kill -9 $p; wait $p; echo status=$?");
     assert!(out.contains("status=137"), "the reader was killed: {out}");
     assert_eq!(r.ok(&format!("cat {vm}/status")), "ready\n");
     let sent = frames(&r.linux.ninep_bytes(true));
