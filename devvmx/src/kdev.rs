@@ -13,6 +13,7 @@ use pcdev::{Board, Dev};
 
 mod cons;
 mod exit;
+mod net;
 mod pci;
 pub use cons::{CONS_BATCH, CONS_DELAY, CONS_IDLE, CONS_LIMIT};
 pub(crate) use exit::Answered;
@@ -131,6 +132,8 @@ pub(crate) struct KDev {
     /// A vector whose delivery an exit cut short: injected again on the next entry.
     pub(crate) redeliver: Option<u8>,
     pub(crate) counts: Counts,
+    /// virtio-net cards served here (`pci net`, kdev/net.rs).
+    nets: alloc::vec::Vec<net::Card>,
 }
 
 impl KDev {
@@ -148,6 +151,7 @@ impl KDev {
             qual: None,
             redeliver: None,
             counts: Counts::default(),
+            nets: alloc::vec::Vec::new(),
         }
     }
 

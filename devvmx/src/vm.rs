@@ -253,14 +253,20 @@ impl Vm {
     }
 
     /// The `pci add ...` message: a client's function on the in-kernel PCI bus (see
-    /// `kdev::pci`). Not while the VM runs.
-    pub(crate) fn pci(&mut self, args: &[String]) -> Result<(), Error> {
+    /// `kdev::pci`); `pci net ...`: a virtio-net card served here on the host's switch
+    /// `sw` (see `kdev::net`). Not while the VM runs.
+    pub(crate) fn pci(
+        &mut self,
+        sw: Option<&crate::ns::HostSwitch>,
+        args: &[String],
+    ) -> Result<(), Error> {
         if self.state == State::Running {
             return Err("VM running".into());
         }
         let k = self.kdev.as_mut().ok_or(Error::from("no in-kernel pci"))?;
         match args.split_first() {
             Some((add, rest)) if add == "add" => k.pci_add(rest),
+            Some((net, rest)) if net == "net" => k.pci_net(sw, rest),
             _ => Err(EBADARG.into()),
         }
     }

@@ -59,6 +59,7 @@ impl<H: Hw> Namespace<H> {
             // The seed read `irq a b` as a bare `irq`, withdrawing the interrupt.
             return Err(EBADARG.into());
         }
+        let sw = self.switch.clone();
         self.with_vm(slot, gen, |hw, _, vm| match cm {
             Cm::Quit => Ok(()),
             Cm::Go | Cm::Step => vm.go(hw, cm == Cm::Step, arg),
@@ -74,7 +75,7 @@ impl<H: Hw> Namespace<H> {
             }
             Cm::Advance => vm.advance(hw, &cb.f[1]),
             Cm::Alarm => vm.alarm(arg),
-            Cm::Pci => vm.pci(&cb.f[1..]),
+            Cm::Pci => vm.pci(sw.as_ref(), &cb.f[1..]),
         })??;
         if cm == Cm::Devices {
             self.vms.devices_used();

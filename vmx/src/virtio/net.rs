@@ -169,17 +169,9 @@ impl std::fmt::Display for Addr {
     }
 }
 
-/// Parses a MAC address `XX:XX:XX:XX:XX:XX`.
+/// Parses a MAC address `XX:XX:XX:XX:XX:XX` (the switch's syntax, `netswitch::Mac`).
 pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let v: Vec<u8> = s
-        .split(':')
-        .map(|p| {
-            (p.len() == 2)
-                .then(|| u8::from_str_radix(p, 16).ok())
-                .flatten()
-        })
-        .collect::<Option<_>>()?;
-    v.try_into().ok()
+    netswitch::Mac::parse(s).map(|m| m.0)
 }
 
 impl Spec {
