@@ -40,8 +40,6 @@ extern crate alloc;
 pub mod clock;
 mod ept;
 pub mod event;
-// Its first user, the in-kernel virtio-blk, comes next.
-#[allow(dead_code)]
 mod guestmem;
 pub mod hw;
 pub mod kdev;

@@ -58,6 +58,9 @@ pub(crate) fn parse_add(args: &[String]) -> Result<(Function, u32), Error> {
 pub(crate) enum Route {
     /// Configuration space: answered here.
     Config,
+    /// A function the kernel serves (its index on the bus), through its enabled BAR at
+    /// this offset: answered here.
+    Kernel(usize, u16),
     /// A client's function through its enabled BAR: the exit goes to the client with the
     /// port at the function's home (where the client added it).
     Home(u16),
@@ -76,6 +79,11 @@ impl KDev {
         }
         if PORTS.contains(&port) {
             return Route::Config;
+        }
+        if let Some((slot, off)) = self.pci.io_bar(port) {
+            if self.disk_at(slot).is_some() {
+                return Route::Kernel(slot, off);
+            }
         }
         match self.pci.home_port(port) {
             Some(home) => Route::Home(home),
@@ -110,6 +118,19 @@ impl KDev {
         }
         self.pci.add(f, bar);
         Ok(())
+    }
+
+    /// The `pci blk ...` message: a disk the kernel serves (kdev/blk.rs).
+    pub(crate) fn pci_blk(
+        &mut self,
+        segs: &mut crate::segment::Segments,
+        args: &[String],
+        uname: &str,
+    ) -> Result<(), Error> {
+        if !self.has(PCI) {
+            return Err("no in-kernel pci".into());
+        }
+        self.blk_add(segs, args, uname)
     }
 }
 
