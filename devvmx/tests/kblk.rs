@@ -221,17 +221,23 @@ fn a_queue_disk_is_served_by_the_client_through_blkq() {
     header(&mut ram, 0xb000, T_OUT, 0);
     d.offer(&mut ram, &[(0xb000, 0x210, false), (0x8101, 1, true)]);
     upload(&mut c, "ram", 0, &ram.b);
-    let mut exits = setup_exits();
-    exits.extend(notify_exits());
-    let (line, _) = run(&mut c, &v, exits);
-    assert!(line.starts_with(".cpuid "), "{line}");
+    // The client's read waits for the guest's requests (a short one: the record is
+    // cut, and the next read has the rest).
+    c.start_read(7, q, 5);
+    c.process();
+    assert_eq!(c.replies(), vec![]);
+    c.ns.hw_mut().exits.extend(setup_exits());
+    c.ns.hw_mut().exits.extend(notify_exits());
+    assert_eq!(c.write(v.ctl, 0, b"go"), R::Count(2));
+    c.run();
+    let rec = b"0 1 r 1024 1024\n";
+    assert_eq!(c.replies(), vec![(7, R::Data(rec[..5].to_vec()))]);
     let got = download(&mut c, "ram", 0, RAM);
     assert_eq!(got[0x8101], S_IOERR);
-
-    // The read, in a read cut short, then the rest; then nothing (the read waits).
-    let rec = b"0 1 r 1024 1024\n";
-    assert_eq!(c.read(q, 0, 5), R::Data(rec[..5].to_vec()));
     assert_eq!(c.read(q, 0, 100), R::Data(rec[5..].to_vec()));
+    c.start_read(8, q, 100);
+    c.process();
+    assert_eq!(c.replies(), vec![]);
     // Completed in two writes, the data cut anywhere; an unknown tag is dropped.
     let mut w = b"0 9 ok 3\nabc0 1 ok 1024\n".to_vec();
     w.extend(vec![0x5a; 600]);
@@ -250,8 +256,24 @@ fn a_queue_disk_is_served_by_the_client_through_blkq() {
     // The completion raised the interrupt.
     let (_, ax) = run(&mut c, &v, vec![io(BAR + R_ISR, 1, true, 0), Exit::new(10)]);
     assert_eq!(ax[1] & 0xff, 1);
+    // The waiting read ends with its VM.
+    c.send(
+        9,
+        protocol::Fcall::Twrite {
+            fid: v.ctl,
+            offset: 0,
+            data: b"quit",
+        },
+    );
+    c.process();
+    let mut r = c.replies();
+    r.sort_by_key(|(t, _)| *t);
+    assert_eq!(r, vec![(8, err(devvmx::EQUIT)), (9, R::Count(4))]);
     c.clunk(q);
-    end(c, &v, &["ram"], free0);
+    let d = c.fid();
+    c.walk(0, d, &["segment", "ram"]);
+    assert_eq!(c.remove(d), R::Ok);
+    assert_eq!(c.ns.hw().frames_free(), free0);
 }
 
 #[test]
