@@ -65,10 +65,19 @@ fn disk_bytes(len: usize) -> Vec<u8> {
 /// A VM with 64 KiB of RAM (segment `ram`) at 0 and the in-kernel pic and pci; the
 /// frames free before it.
 fn machine() -> (Client, Vm, usize) {
+    machine_on(&[])
+}
+
+/// As [`machine`], with VMs on `cpus` (none: the boot CPU runs them).
+fn machine_on(cpus: &[usize]) -> (Client, Vm, usize) {
     let mut hw = TestHw::new(4096);
     hw.tsc_step = 0;
+    for &cpu in cpus {
+        hw.ap_vmxon(cpu);
+    }
     let free0 = hw.frames_free();
     let mut c = Client::with_hw(hw);
+    c.ns.vms_mut().set_cpus(cpus);
     let v = c.vm();
     c.segment("ram", RAM as u64);
     let line = b"rwx wb 0 0x10000 ram 0\n";
@@ -372,4 +381,40 @@ fn disks_need_the_in_kernel_pci_and_pic_and_a_whole_line() {
         names.ends_with(&["blk".into(), "blkdirty".into(), "blkq".into()]),
         "{names:?}"
     );
+}
+
+#[test]
+fn a_waiting_blkq_read_of_a_vm_on_another_cpu_asks_no_cpu_until_the_guest_notifies() {
+    let (mut c, v, _) = machine_on(&[1]);
+    assert_eq!(ctl(&mut c, &v, "pci blk queue 4096"), R::Count(18));
+    let q = c.open_path(&format!("vmx/{}/blkq", v.n), om::RDWR).unwrap();
+    let mut ram = Ram::new(RAM);
+    let mut d = Driver::new(128, PFN);
+    ram.b[0x8000..0x8004].copy_from_slice(&virtio::blk::T_FLUSH.to_le_bytes());
+    d.offer(&mut ram, &[(0x8000, 16, false), (0x8100, 1, true)]);
+    upload(&mut c, "ram", 0, &ram.b);
+    c.start_read(7, q, 100);
+    c.process();
+    let calls = c.ns.hw().calls.len();
+    for _ in 0..5 {
+        c.run();
+    }
+    assert_eq!(c.replies(), vec![]);
+    assert_eq!(
+        c.ns.hw().calls.len(),
+        calls,
+        "a waiting blkq read asked the VM's cpu"
+    );
+    c.ns.hw_mut().exits.extend(setup_exits());
+    c.ns.hw_mut().exits.extend(notify_exits());
+    assert_eq!(c.write(v.ctl, 0, b"go"), R::Count(2));
+    let list = c.ns.vms().run_list(1).unwrap();
+    c.ns.hw_mut().on_cpu(1, &mut |hw| {
+        list.run(hw, &mut |_| {});
+    });
+    c.run();
+    assert_eq!(c.replies(), vec![(7, R::Data(b"0 1 f 0 0\n".to_vec()))]);
+    assert_eq!(c.write(q, 0, b"0 1 ok 0\n"), R::Count(9));
+    ram.b = download(&mut c, "ram", 0, RAM);
+    assert_eq!((d.used_idx(&ram), ram.b[0x8100]), (1, S_OK));
 }
