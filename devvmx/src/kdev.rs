@@ -11,6 +11,8 @@ use alloc::string::String;
 use ninep::Error;
 use pcdev::{Board, Dev};
 
+mod blk;
+mod blkq;
 mod cons;
 mod exit;
 mod net;
@@ -134,6 +136,10 @@ pub(crate) struct KDev {
     pub(crate) counts: Counts,
     /// virtio-net cards served here (`pci net`, kdev/net.rs).
     nets: alloc::vec::Vec<net::Card>,
+    /// virtio-blk disks on the in-kernel bus (`pci blk`, kdev/blk.rs), and the client's
+    /// position in their queue file (kdev/blkq.rs).
+    pub(crate) disks: alloc::vec::Vec<blk::KBlk>,
+    pub(crate) blkq: blkq::BlkQ,
 }
 
 impl KDev {
@@ -152,6 +158,8 @@ impl KDev {
             redeliver: None,
             counts: Counts::default(),
             nets: alloc::vec::Vec::new(),
+            disks: alloc::vec::Vec::new(),
+            blkq: blkq::BlkQ::default(),
         }
     }
 

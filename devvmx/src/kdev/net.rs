@@ -1,4 +1,4 @@
-//! virtio-net cards in the kernel (`pci net MAC IRQ BAR`, an extension: DEVIATIONS.md):
+//! virtio-net cards in the kernel (`pci net MAC`, an extension: DEVIATIONS.md):
 //! a legacy virtio-net function on the in-kernel PCI bus whose BAR, rings and frames are
 //! served here, with the `virtio` crate's transport and device (the code the vmx tool
 //! runs), as a `guest` port of the host's switch. Frames between two VMs' cards, or
@@ -13,17 +13,25 @@
 //! that PIC.
 
 use super::{KDev, PCI, PIC};
+use crate::guestmem::GuestRam;
+use crate::hw::Hw;
+use crate::mem::MemMap;
 use crate::ns::HostSwitch;
-use crate::plan9::{strtoull_whole, EBADARG};
+use crate::plan9::EBADARG;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use netswitch::{Kind, Mac, PortId};
 use ninep::Error;
-use virtio::legacy::{Device, Model, Serve, BAR_SIZE};
+use virtio::legacy::{Device, Model, Serve};
 use virtio::net::device::{Net, RX};
 use virtio::net::port::SwitchPort;
 use virtio::queue::{GuestMem, Queue};
 use virtio::{DeviceStatus, Id};
+
+/// `pci net` on a VM without the in-kernel bus or PIC.
+const ENEEDS: &str = "in-kernel cards need the in-kernel pci and pic";
+/// `pci net` on a host that hands no switch to the namespace.
+const ENOSWITCH: &str = "no switch";
 
 /// PCI class of a network controller (Ethernet).
 const CLASS_ETHERNET: u32 = 0x02_00_00;
@@ -97,63 +105,47 @@ impl<M: GuestMem + ?Sized> Serve<M> for NetKind {
     }
 }
 
-/// One card: the device, and the function's home BAR on the in-kernel bus.
+/// One card: the device, and its function's index on the in-kernel bus.
 pub(crate) struct Card {
     dev: Device<NetKind>,
-    /// Where the card was added (its BAR's home); accesses come as offsets from it.
-    home: u16,
-}
-
-/// Parses the arguments of `pci net MAC IRQ BAR` after `net`: the MAC, the PIC line
-/// and the I/O BAR's port (a multiple of the BAR's size).
-pub(crate) fn parse(args: &[String]) -> Result<(Mac, u8, u16), Error> {
-    let [mac, irq, bar] = args else {
-        return Err(EBADARG.into());
-    };
-    let bad = || Error::from(EBADARG);
-    let mac = Mac::parse(mac).ok_or_else(bad)?;
-    let irq = strtoull_whole(irq)
-        .filter(|n| *n < 16)
-        .and_then(|n| u8::try_from(n).ok())
-        .ok_or_else(bad)?;
-    let size = u64::from(BAR_SIZE);
-    let bar = strtoull_whole(bar)
-        .filter(|b| *b != 0 && b % size == 0 && b + size <= 0x1_0000)
-        .and_then(|b| u16::try_from(b).ok())
-        .ok_or_else(bad)?;
-    Ok((mac, irq, bar))
+    slot: usize,
 }
 
 impl Card {
-    /// The PCI line the card raises.
-    fn irq(&self) -> u8 {
-        self.dev.irq
-    }
-
     fn driver_ok(&self) -> bool {
         self.dev.status & DeviceStatus::DRIVER_OK.bits() != 0
+    }
+
+    /// Frames wait at the card's port.
+    fn waiting(&self) -> bool {
+        let p = &self.dev.kind.port;
+        p.sw.switch.lock().queued(p.id) > 0
+    }
+}
+
+/// Parses the arguments of `pci net MAC` after `net`.
+pub(crate) fn parse(args: &[String]) -> Result<Mac, Error> {
+    match args {
+        [mac] => Mac::parse(mac).ok_or_else(|| EBADARG.into()),
+        _ => Err(EBADARG.into()),
     }
 }
 
 impl KDev {
-    /// The `pci net MAC IRQ BAR` message: a virtio-net card served here as the next
-    /// function on bus 0, joined to `sw` as a guest port with address MAC.
+    /// The `pci net MAC` message: a virtio-net card served here as the next function on
+    /// bus 0 (placed as [`KDev::place`] says), joined to `sw` as a guest port with
+    /// address MAC.
     pub(crate) fn pci_net(
         &mut self,
         sw: Option<&HostSwitch>,
         args: &[String],
     ) -> Result<(), Error> {
-        if !self.has(PCI) {
-            return Err("no in-kernel pci".into());
+        if !self.has(PCI) || !self.has(PIC) {
+            return Err(ENEEDS.into());
         }
-        if !self.has(PIC) {
-            return Err("no in-kernel pic".into());
-        }
-        let (mac, irq, bar) = parse(args)?;
-        let sw = sw.ok_or_else(|| Error::from("no switch"))?;
-        if self.pci.len() >= super::pci::MAX_FUNCTIONS {
-            return Err("pci bus full".into());
-        }
+        let mac = parse(args)?;
+        let sw = sw.ok_or_else(|| Error::from(ENOSWITCH))?;
+        let (bar, irq) = self.place()?;
         let id = sw
             .switch
             .lock()
@@ -167,75 +159,81 @@ impl KDev {
             },
             irq,
         );
+        let slot = self.pci.len();
         self.pci.add(dev.function(), u32::from(bar));
-        self.nets.push(Card { dev, home: bar });
+        self.nets.push(Card { dev, slot });
         Ok(())
     }
 
-    /// The card whose BAR's home holds `home`, and the offset in it.
-    fn card_at(&mut self, home: u16) -> Option<(&mut Card, u16)> {
-        self.nets.iter_mut().find_map(|c| {
-            let off = home.checked_sub(c.home)?;
-            (off < BAR_SIZE).then_some((c, off))
-        })
+    /// The card whose function is at `slot` on the bus.
+    pub(crate) fn net_at(&self, slot: usize) -> Option<usize> {
+        self.nets.iter().position(|c| c.slot == slot)
     }
 
-    /// Whether `home` (a port of a function's home, [`super::Route::Home`]) is a card's.
-    pub(crate) fn is_net(&self, home: u16) -> bool {
-        self.nets
-            .iter()
-            .any(|c| home.checked_sub(c.home).is_some_and(|o| o < BAR_SIZE))
-    }
-
-    /// A port access to a card's BAR at its home port `home`: the value of an `in`. A
-    /// queue notify serves the queue from guest memory `mem` (ending at `limit`) at once.
-    pub(crate) fn net_io<M: GuestMem + ?Sized>(
+    /// A port access to card `i`'s BAR at offset `off`, an `out` of `val` or (None) an
+    /// `in`: the value of an `in`. A queue notify serves the queue at once over the VM's
+    /// memory `map`.
+    pub(crate) fn net_io<H: Hw>(
         &mut self,
-        home: u16,
+        hw: &mut H,
+        map: &MemMap,
+        i: usize,
+        off: u16,
         size: u8,
-        input: bool,
-        val: u32,
+        val: Option<u32>,
+    ) -> u32 {
+        let mut mem = GuestRam::new(hw, map);
+        let limit = mem.limit();
+        self.net_io_in(i, off, size, val, &mut mem, limit)
+    }
+
+    /// [`KDev::net_io`] in memory `mem` ending at `limit`.
+    fn net_io_in<M: GuestMem + ?Sized>(
+        &mut self,
+        i: usize,
+        off: u16,
+        size: u8,
+        val: Option<u32>,
         mem: &mut M,
         limit: u64,
     ) -> u32 {
         self.counts.io += 1;
-        let Some((c, off)) = self.card_at(home) else {
+        let Some(c) = self.nets.get_mut(i) else {
             return pcdev::size_mask(size);
         };
-        let v = if input {
-            c.dev.read(off, size)
-        } else {
-            // A bad ring breaks the card, with its reason kept in the device until the
-            // driver resets it.
-            let _ = c.dev.write(off, size, val, mem, limit);
-            0
+        let v = match val {
+            // A bad ring breaks the card, its reason kept in the device until the driver
+            // resets it.
+            Some(val) => {
+                let _ = c.dev.write(off, size, val, mem, limit);
+                0
+            }
+            None => c.dev.read(off, size),
         };
-        let (irq, line) = (c.irq(), c.dev.line());
-        self.board.pic.set_line(irq, line);
+        self.board.pic.set_line(c.dev.irq, c.dev.line());
         v
     }
 
-    /// Puts frames waiting at each card's port into the guest's receive buffers, and
-    /// raises the cards' lines for them: before each entry, so a halted guest wakes.
-    pub(crate) fn net_poll<M: GuestMem + ?Sized>(&mut self, mem: &mut M, limit: u64) {
-        for c in &mut self.nets {
-            if !c.driver_ok() || c.dev.error.is_some() {
-                continue;
-            }
-            let waiting = {
-                let k = &c.dev.kind;
-                k.port.sw.switch.lock().queued(k.port.id) > 0
-            };
-            if waiting {
-                let _ = c.dev.notify(RX, mem, limit);
-            }
-            self.board.pic.set_line(c.dev.irq, c.dev.line());
+    /// Puts the frames waiting at each card's port into the guest's receive buffers (in
+    /// the VM's memory `map`) and raises the cards' lines for them: before each entry,
+    /// so a guest halted for its PIC wakes when a frame arrives.
+    pub(crate) fn net_poll<H: Hw>(&mut self, hw: &mut H, map: &MemMap) {
+        if self.nets.is_empty() {
+            return;
         }
+        let mut mem = GuestRam::new(hw, map);
+        let limit = mem.limit();
+        self.net_poll_in(&mut mem, limit);
     }
 
-    /// Whether any card is on this VM's bus.
-    pub(crate) fn has_nets(&self) -> bool {
-        !self.nets.is_empty()
+    /// [`KDev::net_poll`] in memory `mem` ending at `limit`.
+    fn net_poll_in<M: GuestMem + ?Sized>(&mut self, mem: &mut M, limit: u64) {
+        for c in &mut self.nets {
+            if c.driver_ok() && c.dev.error.is_none() && c.waiting() {
+                let _ = c.dev.notify(RX, mem, limit);
+                self.board.pic.set_line(c.dev.irq, c.dev.line());
+            }
+        }
     }
 }
 

@@ -8,11 +8,23 @@
 use super::{KDev, PCI};
 use crate::plan9::{strtoull, strtoull_whole, EBADARG};
 use alloc::string::String;
+use alloc::vec::Vec;
 use ninep::Error;
 use pcdev::pci::{Function, PORTS};
+use virtio::legacy::BAR_SIZE;
 
 /// Most functions a client may add: devices 1-31 of bus 0.
 pub const MAX_FUNCTIONS: usize = 31;
+
+/// The bus has no room for another function.
+const EBUSFULL: &str = "pci bus full";
+
+/// Where the kernel's own functions' BARs go: the first free block of [`BAR_SIZE`] from
+/// here (where firmware, and the tool, put legacy virtio BARs).
+const BAR_BASE: u16 = 0xc000;
+/// PIC lines for the kernel's own functions: the first one no function on the bus uses
+/// (the tool's order).
+const IRQS: [u8; 6] = [10, 11, 5, 9, 7, 15];
 
 /// A hex field of exactly `digits` digits.
 fn hex(s: &str, digits: usize) -> Option<u32> {
@@ -58,6 +70,9 @@ pub(crate) fn parse_add(args: &[String]) -> Result<(Function, u32), Error> {
 pub(crate) enum Route {
     /// Configuration space: answered here.
     Config,
+    /// A function the kernel serves (its index on the bus), through its enabled BAR at
+    /// this offset: answered here.
+    Kernel(usize, u16),
     /// A client's function through its enabled BAR: the exit goes to the client with the
     /// port at the function's home (where the client added it).
     Home(u16),
@@ -76,6 +91,11 @@ impl KDev {
         }
         if PORTS.contains(&port) {
             return Route::Config;
+        }
+        if let Some((slot, off)) = self.pci.io_bar(port) {
+            if self.disk_at(slot).is_some() || self.net_at(slot).is_some() {
+                return Route::Kernel(slot, off);
+            }
         }
         match self.pci.home_port(port) {
             Some(home) => Route::Home(home),
@@ -106,10 +126,42 @@ impl KDev {
         }
         let (f, bar) = parse_add(args)?;
         if self.pci.len() >= MAX_FUNCTIONS {
-            return Err("pci bus full".into());
+            return Err(EBUSFULL.into());
         }
         self.pci.add(f, bar);
         Ok(())
+    }
+
+    /// Where the kernel's next function goes (kdev/blk.rs, kdev/net.rs): its BAR's home,
+    /// the first block of [`BAR_SIZE`] from [`BAR_BASE`] that no function covers, and
+    /// its line, the first of [`IRQS`] no function uses.
+    pub(crate) fn place(&self) -> Result<(u16, u8), Error> {
+        if self.pci.len() >= MAX_FUNCTIONS {
+            return Err(EBUSFULL.into());
+        }
+        let used: Vec<u8> = self.pci.functions().map(|(f, _)| f.irq).collect();
+        let irq = *IRQS
+            .iter()
+            .find(|i| !used.contains(i))
+            .ok_or(Error::from("no free interrupt line"))?;
+        let bar = (0..0x3ff)
+            .map(|i| BAR_BASE + i * BAR_SIZE)
+            .find(|b| (*b..*b + BAR_SIZE).all(|p| !self.pci.in_home(p)))
+            .ok_or(Error::from("no free i/o ports"))?;
+        Ok((bar, irq))
+    }
+
+    /// The `pci blk ...` message: a disk the kernel serves (kdev/blk.rs).
+    pub(crate) fn pci_blk(
+        &mut self,
+        segs: &mut crate::segment::Segments,
+        args: &[String],
+        uname: &str,
+    ) -> Result<(), Error> {
+        if !self.has(PCI) {
+            return Err("no in-kernel pci".into());
+        }
+        self.blk_add(segs, args, uname)
     }
 }
 

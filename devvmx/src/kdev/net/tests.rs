@@ -3,7 +3,6 @@
 
 use super::super::{parse as parse_devices, KDev};
 use super::*;
-use alloc::format;
 use alloc::string::ToString;
 use alloc::sync::Arc;
 use alloc::vec;
@@ -15,8 +14,9 @@ use virtio::testing::{Driver, Ram};
 const LIMIT: u64 = 1 << 20;
 const MA: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
 const MB: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
-const BAR: u16 = 0xc040;
-const IRQ: u8 = 11;
+/// Where the first function the kernel places goes.
+const BAR: u32 = 0xc000;
+const IRQ: u8 = 10;
 
 fn words(s: &str) -> Vec<String> {
     s.split_whitespace().map(|w| w.to_string()).collect()
@@ -40,8 +40,7 @@ struct Guest {
 impl Guest {
     fn new(sw: &HostSwitch, mac: [u8; 6]) -> Guest {
         let mut k = KDev::new(parse_devices(&words("pic pci")).unwrap());
-        k.pci_net(Some(sw), &words(&format!("{} {IRQ} {BAR:#x}", Mac(mac))))
-            .unwrap();
+        k.pci_net(Some(sw), &words(&Mac(mac).to_string())).unwrap();
         let mut g = Guest {
             k,
             ram: Ram::new(LIMIT as usize),
@@ -59,11 +58,11 @@ impl Guest {
 
     fn out(&mut self, off: u16, size: u8, v: u32) {
         self.k
-            .net_io(BAR + off, size, false, v, &mut self.ram, LIMIT);
+            .net_io_in(0, off, size, Some(v), &mut self.ram, LIMIT);
     }
 
     fn inb(&mut self, off: u16) -> u32 {
-        self.k.net_io(BAR + off, 1, true, 0, &mut self.ram, LIMIT)
+        self.k.net_io_in(0, off, 1, None, &mut self.ram, LIMIT)
     }
 
     fn port(&self) -> PortId {
@@ -88,7 +87,7 @@ impl Guest {
     }
 
     fn poll(&mut self) {
-        self.k.net_poll(&mut self.ram, LIMIT);
+        self.k.net_poll_in(&mut self.ram, LIMIT);
     }
 }
 
@@ -102,16 +101,12 @@ fn frame(dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
 #[test]
 fn net_lines() {
     let p = |s: &str| parse(&words(s)).map_err(|e| String::from(e.as_str()));
-    assert_eq!(p("02:00:00:00:00:0a 11 0xc040"), Ok((Mac(MA), 11, 0xc040)));
+    assert_eq!(p("02:00:00:00:00:0a"), Ok(Mac(MA)));
     for bad in [
         "",
+        "02:00:00:00:00",
         "02:00:00:00:00:0a 11",
-        "02:00:00:00:00:0a 11 0xc040 x",
-        "02:00:00:00:00 11 0xc040",
-        "02:00:00:00:00:0a 16 0xc040",
-        "02:00:00:00:00:0a 11 0xc020",
-        "02:00:00:00:00:0a 11 0",
-        "02:00:00:00:00:0a 11 0x10000",
+        "02-00-00-00-00-0a",
     ] {
         assert_eq!(p(bad), Err(EBADARG.into()), "{bad}");
     }
@@ -120,22 +115,35 @@ fn net_lines() {
 #[test]
 fn a_card_needs_the_bus_the_pic_and_a_switch() {
     let sw = host_switch();
-    let line = words("02:00:00:00:00:0a 11 0xc040");
+    let line = words("02:00:00:00:00:0a");
     let e = |k: &mut KDev, sw| String::from(k.pci_net(sw, &line).unwrap_err().as_str());
     let mut k = KDev::new(parse_devices(&words("pic")).unwrap());
-    assert_eq!(e(&mut k, Some(&sw)), "no in-kernel pci");
+    assert_eq!(e(&mut k, Some(&sw)), ENEEDS);
     let mut k = KDev::new(parse_devices(&words("pci")).unwrap());
-    assert_eq!(e(&mut k, Some(&sw)), "no in-kernel pic");
+    assert_eq!(e(&mut k, Some(&sw)), ENEEDS);
     let mut k = KDev::new(parse_devices(&words("pic pci")).unwrap());
-    assert_eq!(e(&mut k, None), "no switch");
-    let group = words("01:00:5e:00:00:01 11 0xc040");
+    assert_eq!(e(&mut k, None), ENOSWITCH);
+    let group = words("01:00:5e:00:00:01");
     assert!(k.pci_net(Some(&sw), &group).is_err(), "a group address");
     assert!(k.pci_net(Some(&sw), &line).is_ok());
-    // The function on the bus: 1af4:1000, class 020000, its BAR where it was put.
-    let (f, bar) = k.pci.functions().next().unwrap();
+    assert_eq!(e(&mut k, Some(&sw)), "mac address in use on the switch");
+    assert!(k.pci_net(Some(&sw), &words("02:00:00:00:00:0b")).is_ok());
+    // The functions on the bus: 1af4:1000, class 020000, each placed after the last.
+    let f: Vec<_> = k
+        .pci
+        .functions()
+        .map(|(f, bar)| (f.id, f.class_rev >> 8, f.irq, bar))
+        .collect();
     assert_eq!(
-        (f.id, f.class_rev >> 8, f.irq, bar),
-        (0x1000_1af4, 0x02_0000, 11, 0xc040)
+        f,
+        [
+            (0x1000_1af4, 0x02_0000, IRQ, BAR),
+            (0x1000_1af4, 0x02_0000, 11, BAR + 0x40)
+        ]
+    );
+    assert_eq!(
+        (k.net_at(0), k.net_at(1), k.net_at(2)),
+        (Some(0), Some(1), None)
     );
 }
 
@@ -145,8 +153,8 @@ fn two_vms_exchange_frames_through_the_switch() {
     let mut a = Guest::new(&sw, MA);
     let mut b = Guest::new(&sw, MB);
     // The driver reads the MAC from the configuration.
-    assert_eq!(a.k.net_io(BAR + 0x14, 1, true, 0, &mut a.ram, LIMIT), 2);
-    assert_eq!(a.k.net_io(BAR + 0x19, 1, true, 0, &mut a.ram, LIMIT), 0xa);
+    assert_eq!(a.inb(0x14), 2);
+    assert_eq!(a.inb(0x19), 0xa);
     b.give_rx(0x4000);
     // A broadcast from A (B learns nothing yet; the switch learns A).
     a.send(&frame([0xff; 6], MA));
