@@ -32,6 +32,11 @@ impl<H: Hw> Namespace<H> {
         self.switch = Some(s);
     }
 
+    /// Whether the host handed a switch over.
+    pub fn has_switch(&self) -> bool {
+        self.switch.is_some()
+    }
+
     fn host_switch(&self) -> Result<&HostSwitch, Error> {
         self.switch
             .as_ref()
