@@ -11,7 +11,7 @@ use common::*;
 use devvmx::hw::Hw;
 use devvmx::testhw::{Exit, TestHw};
 use devvmx::HostSwitch;
-use netswitch::{Config, Kind, Mac, PortId, Switch};
+use netswitch::{Kind, Mac, PortId, Switch};
 use protocol::om;
 use std::sync::Arc;
 use virtio::legacy::{R_GUEST_FEATURES, R_ISR, R_QUEUE_NOTIFY, R_QUEUE_PFN, R_QUEUE_SEL, R_STATUS};
@@ -162,12 +162,9 @@ fn client() -> (Client, Arc<spin::Mutex<Switch>>) {
     let mut hw = TestHw::new(4096);
     hw.tsc_step = 0;
     let mut c = Client::with_hw(hw);
-    let sw = Arc::new(spin::Mutex::new(Switch::new(Config::default())));
-    c.ns.set_switch(HostSwitch {
-        switch: sw.clone(),
-        millis: || 0,
-    });
-    (c, sw)
+    let sw = HostSwitch::unbridged(|| 0);
+    c.ns.set_switch(sw.clone());
+    (c, sw.switch)
 }
 
 fn guest_ports(sw: &Switch) -> Vec<(u16, Mac)> {

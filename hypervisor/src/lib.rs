@@ -206,13 +206,10 @@ fn kmain(magic: u32, info: u32) -> ! {
             switch,
         ));
     }
-    if !ns.has_switch() {
+    if ns.switch().is_none() {
         // Without `switch` (or a NIC) the VMs' cards still meet on a switch of their own:
         // guest to guest, nothing bridged.
-        ns.set_switch(devvmx::HostSwitch {
-            switch: switch::unbridged(),
-            millis: arch::timer::millis,
-        });
+        ns.set_switch(devvmx::HostSwitch::unbridged(arch::timer::millis));
     }
     let mut server = server::Server::new(ns, cfg.echo.clone());
     if let Some(l) = listener {

@@ -3,7 +3,7 @@
 //! interface (smoltcp) is its host port, so the interface still gets the frames for its
 //! MAC and every broadcast and multicast, and the rest is switched. VM cards and client
 //! queue files join the same switch as more ports ([`Shared`]). Without `switch` they
-//! join one with neither ([`unbridged`]): guests reach each other, not the LAN.
+//! join one with neither (`devvmx::HostSwitch::unbridged`): guests reach each other, not the LAN.
 //!
 //! [`SwitchedNic`] is the host port as the network stack sees a NIC: receiving first
 //! moves what the NIC received into the switch and what the switch queued for the NIC
@@ -111,12 +111,6 @@ impl Nic for SwitchedNic {
         let sw = self.switch.lock();
         sw.queued(self.uplink) < sw.queue_limit()
     }
-}
-
-/// A switch with no uplink and no host port, for the VMs' cards when the NIC is not
-/// bridged (no `switch` on the command line, or no NIC).
-pub fn unbridged() -> Shared {
-    Arc::new(Mutex::new(Switch::new(Config::default())))
 }
 
 /// The switch's status text, each line prefixed `switch ` (as the root status file

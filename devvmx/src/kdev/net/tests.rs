@@ -4,9 +4,7 @@
 use super::super::{parse as parse_devices, KDev};
 use super::*;
 use alloc::string::ToString;
-use alloc::sync::Arc;
 use alloc::vec;
-use netswitch::{Config, Switch};
 use virtio::legacy::{R_GUEST_FEATURES, R_ISR, R_QUEUE_NOTIFY, R_QUEUE_PFN, R_QUEUE_SEL, R_STATUS};
 use virtio::net::device::{HDR, TX};
 use virtio::testing::{Driver, Ram};
@@ -23,10 +21,7 @@ fn words(s: &str) -> Vec<String> {
 }
 
 fn host_switch() -> HostSwitch {
-    HostSwitch {
-        switch: Arc::new(spin::Mutex::new(Switch::new(Config::default()))),
-        millis: || 0,
-    }
+    HostSwitch::unbridged(|| 0)
 }
 
 /// One VM: its devices, its memory and its driver's queues (receive at page 16,
