@@ -16,8 +16,8 @@
 //! ```
 //!
 //! where a read's `ok` carries its LENGTH bytes of data (any other length is an I/O
-//! error) and everything else carries 0. Numbers are decimal (or C-style hex); OFFSET and
-//! LENGTH are bytes. A completion for a request the device no longer has (the driver
+//! error) and everything else carries 0. Numbers are decimal digits; OFFSET and LENGTH
+//! are bytes. A completion for a request the device no longer has (the driver
 //! reset it) is read and dropped. Requests outstanding are bounded by the queue's size
 //! (128): a driver offering more breaks its device.
 
@@ -26,7 +26,6 @@ use super::KDev;
 use crate::guestmem::GuestRam;
 use crate::hw::Hw;
 use crate::mem::MemMap;
-use crate::plan9::strtoull_whole;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -111,7 +110,13 @@ fn completion(line: &[u8]) -> Result<(usize, u64, bool, u64), Error> {
     let [disk, tag, status, len] = f[..] else {
         return Err(bad());
     };
-    let num = |s: &str| strtoull_whole(s).ok_or_else(bad);
+    let num = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+            .ok_or_else(bad)
+    };
     let ok = match status {
         "ok" => true,
         "err" => false,
