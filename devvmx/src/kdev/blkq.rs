@@ -32,6 +32,8 @@ use alloc::vec::Vec;
 use ninep::Error;
 use virtio::blk::{Op, Request};
 
+/// A completion line that does not parse (the line follows).
+const EBADLINE: &str = "bad blkq completion";
 /// Longest completion line.
 const MAX_LINE: usize = 80;
 
@@ -99,12 +101,7 @@ impl BlkQ {
 
 /// Parses `DISK TAG STATUS LENGTH`.
 fn completion(line: &[u8]) -> Result<(usize, u64, bool, u64), Error> {
-    let bad = || {
-        Error::from(format!(
-            "bad blkq completion {}",
-            String::from_utf8_lossy(line)
-        ))
-    };
+    let bad = || Error::from(format!("{EBADLINE} {}", String::from_utf8_lossy(line)));
     let s = core::str::from_utf8(line).map_err(|_| bad())?;
     let f: Vec<&str> = s.split_ascii_whitespace().collect();
     let [disk, tag, status, len] = f[..] else {
@@ -242,7 +239,7 @@ impl KDev {
                         if self.blkq.line.len() > MAX_LINE {
                             let line = core::mem::take(&mut self.blkq.line);
                             return Err(Error::from(format!(
-                                "bad blkq completion {}",
+                                "{EBADLINE} {}",
                                 String::from_utf8_lossy(&line[..MAX_LINE])
                             )));
                         }
