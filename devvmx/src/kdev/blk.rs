@@ -18,7 +18,7 @@ use super::KDev;
 use crate::guestmem::GuestRam;
 use crate::hw::{Hw, PAGE};
 use crate::plan9::{quote, strtoull_whole, EBADARG};
-use crate::segment::{SegRef, Segments};
+use crate::segment::{SegRef, Segments, ENOSEG};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
@@ -212,9 +212,7 @@ impl KDev {
         let (bar, irq) = self.place()?;
         let (disk, ro, name) = match spec {
             Spec::Seg(name, ro) => {
-                let seg = segs
-                    .attach(&name, uname)?
-                    .ok_or(Error::from("no such segment"))?;
+                let seg = segs.attach(&name, uname)?.ok_or(Error::from(ENOSEG))?;
                 let pages = seg.frames().len();
 
                 let dirty = vec![0u64; pages.div_ceil(64)];

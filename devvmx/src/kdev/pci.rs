@@ -16,8 +16,10 @@ use virtio::legacy::BAR_SIZE;
 /// Most functions a client may add: devices 1-31 of bus 0.
 pub const MAX_FUNCTIONS: usize = 31;
 
-/// The bus has no room for another function.
-const EBUSFULL: &str = "pci bus full";
+/// A PCI message to a VM without the in-kernel bus.
+pub(crate) const ENOPCI: &str = "no in-kernel pci";
+/// The bus has [`MAX_FUNCTIONS`] functions.
+pub(crate) const EBUSFULL: &str = "pci bus full";
 
 /// Where the kernel's own functions' BARs go: the first free block of [`BAR_SIZE`] from
 /// here (where firmware, and the tool, put legacy virtio BARs).
@@ -122,7 +124,7 @@ impl KDev {
     /// The `pci add ...` message: the client's function as the next device on bus 0.
     pub(crate) fn pci_add(&mut self, args: &[String]) -> Result<(), Error> {
         if !self.has(PCI) {
-            return Err("no in-kernel pci".into());
+            return Err(ENOPCI.into());
         }
         let (f, bar) = parse_add(args)?;
         if self.pci.len() >= MAX_FUNCTIONS {
@@ -159,7 +161,7 @@ impl KDev {
         uname: &str,
     ) -> Result<(), Error> {
         if !self.has(PCI) {
-            return Err("no in-kernel pci".into());
+            return Err(ENOPCI.into());
         }
         self.blk_add(segs, args, uname)
     }
