@@ -150,9 +150,11 @@ fn bring_up() -> Vec<Exit> {
     e
 }
 
+/// `sti; hlt`, as guests idle: the hlt exits in the STI shadow.
 fn hlt() -> Exit {
     Exit {
         ilen: 1,
+        set: vec![(devvmx::vmcs::GUEST_CANINTR, devvmx::vmcs::CANINTR_STI)],
         ..Exit::new(12)
     }
 }
@@ -260,7 +262,7 @@ fn two_vms_exchange_frames_in_the_kernel_and_their_ports_go_with_them() {
     assert_eq!(
         e[entries + n].intr_info,
         0x8000_0000 | IRQ10_VECTOR,
-        "B woke with its card's vector"
+        "B woke with its card's vector, the STI shadow over with its hlt"
     );
     assert_eq!(e[entries + n + 1].ax & 0xff, 1, "B's ISR");
     b.ram = download(&mut c, "ramb");

@@ -1,10 +1,13 @@
 # Two guests on the hypervisor's switch through in-kernel virtio-net cards (`pci net`):
 # a legacy virtio-net driver found on PCI 00:01.0 (I/O decoding on, its BAR read from
-# configuration space), polling its rings with interrupts off. ROLE 1 pings: a broadcast
+# configuration space). ROLE 1 pings, polling its rings with interrupts off: a broadcast
 # frame of type 0x88b5 carrying a sequence number, then waits for the answer with that
 # number, PINGS times, counting them in DONE, then `out 0x8f` (the only exit its client
-# sees; `out 0x8e` if an answer was wrong). Any other ROLE echoes: each frame goes back
-# to its sender from this card's MAC, payload unchanged, counted in DONE; it never exits.
+# sees; `out 0x8e` if an answer was wrong). Any other ROLE echoes, halted between frames:
+# the 8259 pair initialised (vectors 0x20-0x2f, all unmasked), `sti; hlt` until the card's
+# interrupt (its handler reads the ISR, which lowers the line, and ends the interrupt),
+# then each frame received goes back to its sender from this card's MAC, payload
+# unchanged, counted in DONE; it never exits.
     .code32
     .intel_syntax noprefix
     .include "flat32.inc"
@@ -83,9 +86,33 @@
     rep movsb
     cmp dword ptr [ROLE], 1
     je pinger
+    mov al, 0x11                # ICW1 to both chips
+    out 0x20, al
+    out 0xa0, al
+    mov al, 0x20                # ICW2: vectors 0x20 and 0x28
+    out 0x21, al
+    mov al, 0x28
+    out 0xa1, al
+    mov al, 4                   # ICW3: the slave on IR2
+    out 0x21, al
+    mov al, 2
+    out 0xa1, al
+    mov al, 1                   # ICW4: 8086 mode
+    out 0x21, al
+    out 0xa1, al
+    xor al, al                  # every line unmasked
+    out 0x21, al
+    out 0xa1, al
 
 echo:
-    call await_rx
+    mov ax, [RXQ + 0x1002]      # a frame already in?
+    cmp ax, [RXSEEN]
+    jne 1f
+    sti                         # no: wait for the card's interrupt
+    hlt
+    cli
+    jmp echo
+1:  inc dword ptr [RXSEEN]
     mov esi, RXBUF + HDR + 12   # type and payload back as they came
     mov edi, FRAME + 12
     mov ecx, FLEN - 12
@@ -128,6 +155,20 @@ bad:
     out 0x8e, al
     jmp bad
 
+# The card's interrupt: reading the ISR lowers its line; then the end of interrupt to
+# both chips (whichever line it came on).
+card_irq:
+    push eax
+    push edx
+    lea edx, [ebx + 0x13]
+    in al, dx
+    mov al, 0x20
+    out 0xa0, al
+    out 0x20, al
+    pop edx
+    pop eax
+    iret
+
 # Offers receive descriptor 0 again and notifies queue 0.
 post_rx:
     mov eax, [RXAV]
@@ -169,6 +210,15 @@ await_rx:
 
     .p2align 3
     flat32_gdt
+
+    .p2align 3
+idt:
+    .rept 32
+    .quad 0
+    .endr
+    .rept 16                    # 0x20-0x2f: the PIC's lines, the card's among them
+    gate card_irq
+    .endr
 idtr:
-    .word 0
-    .long 0
+    .word idtr - idt - 1
+    .long idt

@@ -948,9 +948,11 @@ fn owner_only_actions_need_the_secret_over_tcp() {
 
 /// Two guests with in-kernel virtio-net cards (`pci net`) on the kernel's switch (its
 /// own, unbridged: no `switch` on the command line), both on the second CPU: one pings
-/// the other PINGS times through the switch, each polling its rings with interrupts off.
-/// The client's link carries the `go` and the `wait` read that reports the end, however
-/// many pings: no round trip per ping. The cards' ports and memory go with the VMs.
+/// the other PINGS times through the switch, polling its rings with interrupts off; the
+/// other answers each, halted in the kernel between frames and woken by its card's
+/// interrupt through its in-kernel PIC. The client's link carries the `go` and the `wait`
+/// read that reports the end, however many pings: no round trip per ping. The cards'
+/// ports and memory go with the VMs.
 #[test]
 fn two_guests_ping_through_the_kernel_switch_with_no_round_trip_per_ping() {
     const PINGS: u32 = 20;
@@ -998,4 +1000,15 @@ fn two_guests_ping_through_the_kernel_switch_with_no_round_trip_per_ping() {
     hv.c.remove("segment/pb").unwrap();
     let st = hv.await_empty();
     assert_eq!(field(&st, "memfree"), before, "memory left behind: {st}");
+    // The echoing guest halted inside for each ping and took its card's interrupt:
+    // `inkernel io N hlt N irq N cpu N`.
+    let inside = vmm_tests::status::text(&st, "inkernel");
+    let count = |k: &str| -> u64 {
+        let w: Vec<&str> = inside.split_whitespace().collect();
+        let i = w.iter().position(|x| *x == k).unwrap();
+        w[i + 1].parse().unwrap()
+    };
+    eprintln!("after both VMs: inkernel {inside}");
+    assert!(count("hlt") >= u64::from(PINGS), "{st}");
+    assert!(count("irq") >= u64::from(PINGS), "{st}");
 }

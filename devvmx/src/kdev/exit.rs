@@ -122,6 +122,13 @@ impl KDev {
         let rip = vmcs::read(hw, GUEST_RIP)?;
         let ilen = vmcs::read(hw, VM_EXINSTRLEN)?;
         vmcs::write(hw, GUEST_RIP, rip.wrapping_add(ilen))?;
+        // The instruction is done, so an STI or MOV SS shadow it sat in is over, as the
+        // CPU ends it: `sti; hlt` woken here takes its interrupt before the next
+        // instruction (a `cli` there would otherwise shut it out).
+        let intr = vmcs::read(hw, GUEST_CANINTR)?;
+        if intr & CANINTR_BLOCKED != 0 {
+            vmcs::write(hw, GUEST_CANINTR, intr & !CANINTR_BLOCKED)?;
+        }
         Ok(answered)
     }
 }
