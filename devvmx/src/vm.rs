@@ -11,6 +11,7 @@
 mod disk;
 mod entry;
 mod init;
+mod net;
 mod step;
 
 use crate::ept::Ept;

@@ -311,3 +311,74 @@ fn two_vms_exchange_frames_in_the_kernel_and_their_ports_go_with_them() {
     }
     assert_eq!(c.ns.hw().frames_free(), free0);
 }
+
+#[test]
+fn a_hostile_ring_breaks_only_its_card_with_a_reason_in_net() {
+    let (mut c, sw) = client();
+    let plain = c.vm();
+    assert!(!c
+        .ls(&format!("vmx/{}", plain.n))
+        .contains(&"net".to_string()));
+    let fid = c
+        .open_path(&format!("vmx/{}/net", plain.n), om::READ)
+        .unwrap();
+    assert_eq!(c.read(fid, 0, 100), err("no in-kernel cards"));
+    c.clunk(fid);
+    let mut a = Guest::new(&mut c, "rama", MA);
+    let mut b = Guest::new(&mut c, "ramb", MB);
+    assert!(c.ls(&format!("vmx/{}", a.v.n)).contains(&"net".to_string()));
+    let net = |c: &mut Client, g: &Guest| c.read_text(&format!("vmx/{}/net", g.v.n));
+    let mut e = bring_up();
+    e.push(Exit::new(10));
+    a.run(&mut c, e);
+    a.wait(&mut c);
+    assert_eq!(
+        net(&mut c, &a),
+        "0 02:00:00:00:00:0a 0xc000 10 0 sent 0 received 0 dropped 0 ok\n"
+    );
+    // A's driver claims 200 new transmit buffers in a ring of 128: its card breaks, with
+    // the reason, and B's goes on.
+    a.drv[1].set_avail_idx(&mut a.ram, 200);
+    a.run(
+        &mut c,
+        vec![
+            out(R_QUEUE_NOTIFY, 2, TX.into()),
+            io(BAR + R_STATUS, 1, true, 0),
+            Exit::new(10),
+        ],
+    );
+    a.wait(&mut c);
+    let t = net(&mut c, &a);
+    assert!(
+        t.starts_with("0 02:00:00:00:00:0a 0xc000 10 0 sent 0 received 0 dropped 0 broken '"),
+        "{t}"
+    );
+    assert!(t.contains("200"), "{t}");
+    assert_eq!(
+        c.ns.hw().entries.last().unwrap().ax & 0x40,
+        0x40,
+        "DEVICE_NEEDS_RESET in the status"
+    );
+    let mut e = bring_up();
+    e.push(Exit::new(10));
+    b.run(&mut c, e);
+    b.wait(&mut c);
+    assert!(net(&mut c, &b).ends_with(" ok\n"));
+    // The driver resets A's card: it works again.
+    a.drv[1] = virtio::testing::Driver::new(128, TX_PFN);
+    a.ram.b[0x8000..0x9000].fill(0);
+    let f = frame(MB, MA);
+    a.ram.b[TX_BUF + HDR..TX_BUF + HDR + f.len()].copy_from_slice(&f);
+    a.drv[1].offer(
+        &mut a.ram,
+        &[(TX_BUF as u64, (HDR + f.len()) as u32, false)],
+    );
+    let mut e = vec![out(R_STATUS, 1, 0)];
+    e.extend(bring_up());
+    e.extend([out(R_QUEUE_NOTIFY, 2, TX.into()), Exit::new(10)]);
+    a.run(&mut c, e);
+    a.wait(&mut c);
+    let t = net(&mut c, &a);
+    assert!(t.ends_with(" sent 1 received 0 dropped 0 ok\n"), "{t}");
+    assert_eq!(sw.lock().queued(PortId(1)), 1, "B's port has A's frame");
+}

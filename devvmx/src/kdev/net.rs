@@ -17,7 +17,8 @@ use crate::guestmem::GuestRam;
 use crate::hw::Hw;
 use crate::mem::MemMap;
 use crate::ns::HostSwitch;
-use crate::plan9::EBADARG;
+use crate::plan9::{quote, EBADARG};
+use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use netswitch::{Kind, Mac, PortId};
@@ -212,6 +213,36 @@ impl KDev {
         };
         self.board.pic.set_line(c.dev.irq, c.dev.line());
         v
+    }
+
+    /// Whether a card is on the bus.
+    pub(crate) fn has_nets(&self) -> bool {
+        !self.nets.is_empty()
+    }
+
+    /// The `net` file: a line per card, `N MAC BAR IRQ PORT sent N received N dropped N
+    /// STATE`, STATE `ok` or `broken` and the reason (quoted).
+    pub(crate) fn net_text(&self) -> String {
+        let mut s = String::new();
+        for (i, c) in self.nets.iter().enumerate() {
+            let bar = self.pci.functions().nth(c.slot).map_or(0, |(_, b)| b);
+            let n = &c.dev.kind.net;
+            let k = n.counters;
+            s.push_str(&format!(
+                "{i} {} {bar:#x} {} {} sent {} received {} dropped {} ",
+                Mac(n.mac),
+                c.dev.irq,
+                c.dev.kind.port.id.0,
+                k.sent,
+                k.received,
+                k.dropped,
+            ));
+            match &c.dev.error {
+                None => s.push_str("ok\n"),
+                Some(why) => s.push_str(&format!("broken {}\n", quote(why, true))),
+            }
+        }
+        s
     }
 
     /// Puts the frames waiting at each card's port into the guest's receive buffers (in

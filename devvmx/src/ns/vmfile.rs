@@ -172,6 +172,12 @@ impl<H: Hw> Namespace<H> {
                     Some(readstr(off, buf, aux))
                 }
                 VmF::BlkQ => vm.blkq_read(hw, buf)?,
+                VmF::Net => {
+                    if off == 0 {
+                        *aux = vm.nets()?.net_text().into_bytes();
+                    }
+                    Some(readstr(off, buf, aux))
+                }
             })
         })?;
         match f {
@@ -208,7 +214,7 @@ impl<H: Hw> Namespace<H> {
                 }
             }
             VmF::BlkQ => vm.blkq_write(hw, data),
-            VmF::Status | VmF::Wait | VmF::Blk | VmF::BlkDirty => Err(EGREG.into()),
+            VmF::Status | VmF::Wait | VmF::Blk | VmF::BlkDirty | VmF::Net => Err(EGREG.into()),
         })?
     }
 }
