@@ -11,10 +11,11 @@ use crate::vmcs::{self, *};
 use alloc::string::String;
 use ninep::Error;
 
-/// VMX-preemption timer units a guest runs before the host regains control. Host
-/// interrupts also end a run (external-interrupt exiting), but Bochs 2.7 does not exit for
-/// them while the guest's IF is clear, so the timer bounds every entry.
-const PREEMPT_QUANTUM: u64 = 0x4000;
+/// TSC ticks a guest runs before the host regains control, through the VMX-preemption
+/// timer at the CPU's rate (0x4000 timer units at Bochs's rate of 5). Host interrupts also
+/// end a run (external-interrupt exiting), but Bochs 2.7 does not exit for them while the
+/// guest's IF is clear, so the timer bounds every entry.
+pub(crate) const PREEMPT_QUANTUM_TSC: u64 = 0x4000 << 5;
 
 /// Entries in a row one `run` makes while the in-kernel devices answer every exit,
 /// before the host serves 9P again.
@@ -138,8 +139,9 @@ impl Vm {
             self.onentry &= !FLUSHEPT;
         }
         vmcs::write(hw, PROCB_CTLS, procb as u64)?;
-        if self.preempt {
-            vmcs::write(hw, VMX_PREEMPT_TIMER, PREEMPT_QUANTUM)?;
+        if let Some(rate) = self.preempt {
+            let ticks = rate.ticks(PREEMPT_QUANTUM_TSC);
+            vmcs::write(hw, VMX_PREEMPT_TIMER, ticks.into())?;
         }
         self.got &= !GOTEXIT;
         self.synthetic = false;
