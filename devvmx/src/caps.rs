@@ -135,15 +135,21 @@ impl PreemptRate {
 
     /// The timer value that runs out after about `tsc` TSC ticks: at least 1 (a 0 exits
     /// before the guest's first instruction), at most what the 32-bit field holds.
-    pub const fn ticks(self, tsc: u64) -> u32 {
+    pub const fn ticks(self, tsc: u128) -> u32 {
         let t = tsc >> self.0;
         if t == 0 {
             1
-        } else if t > u32::MAX as u64 {
+        } else if t > u32::MAX as u128 {
             u32::MAX
         } else {
             t as u32
         }
+    }
+
+    /// The timer value that runs out after about `ns` nanoseconds of a TSC that ticks at
+    /// `tsc_hz` (`Hw::tsc_hz`).
+    pub const fn ticks_in_ns(self, ns: u64, tsc_hz: u64) -> u32 {
+        self.ticks(ns as u128 * tsc_hz as u128 / 1_000_000_000)
     }
 }
 

@@ -166,10 +166,19 @@ fn without_vpid_vms_run_without() {
 
 #[test]
 fn the_preemption_timer_runs_at_the_rate_vmx_misc_gives() {
-    // The quantum is 0x80000 TSC ticks: the timer counts TSC >> rate.
-    for (rate, ticks) in [(5u64, 0x4000u64), (0, 0x8_0000), (19, 1), (31, 1)] {
+    // The quantum is 2.048 ms: at TestHw's 1 GHz TSC 2_048_000 ticks, and the timer
+    // counts TSC >> rate; at an 8 MHz TSC (Bochs's) 16384. Bochs's rate is 0.
+    for (rate, hz, ticks) in [
+        (5u64, 1_000_000_000, 64_000u64),
+        (0, 1_000_000_000, 2_048_000),
+        (0, 8_000_000, 0x4000),
+        (5, 8_000_000, 0x200),
+        (21, 1_000_000_000, 1),
+        (0, 4_000_000_000_000, u32::MAX.into()),
+    ] {
         let mut hw = TestHw::new(256);
-        hw.msrs.insert(VMX_MISC_MSR.0, 0x0300_0000 | rate);
+        hw.tsc_rate = hz;
+        hw.msrs.insert(VMX_MISC_MSR.0, 0x2004_01e0 | rate);
         let mut c = Client::with_hw(hw);
         let v = c.vm();
         let vmcs = c.ns.hw().current().unwrap();
@@ -178,7 +187,7 @@ fn the_preemption_timer_runs_at_the_rate_vmx_misc_gives() {
         assert_eq!(
             c.ns.hw().field(vmcs, VMX_PREEMPT_TIMER),
             ticks,
-            "rate {rate}"
+            "rate {rate} at {hz} Hz"
         );
     }
     // A CPU without the timer: the control stays clear and the field (absent) is never
