@@ -79,12 +79,15 @@ impl Controls {
 }
 
 /// The controls this crate cannot run without, each with the name a refusal gives
-/// (`no NAME`). Every other control it sets is optional: `Allowed::adjust` leaves out
-/// what a CPU cannot do.
+/// (`no NAME`): those that keep the guest off the host's ports and interrupts, and those
+/// whose VMCS fields it writes unconditionally (the MSR bitmap's address, the PAT and EFER
+/// fields exist only where their controls do). Every other control it sets is optional:
+/// `Allowed::adjust` leaves out what a CPU cannot do.
 const NEEDED: &[(Field, u32, &str)] = &[
     (Field::Pin, PINB_EXITIRQ, "external-interrupt exiting"),
     (Field::Pin, PINB_EXITNMI, "NMI exiting"),
     (Field::Procb, PROCB_EXITIO, "unconditional I/O exiting"),
+    (Field::Procb, PROCB_MSRBITMAP, "MSR bitmaps"),
     (
         Field::Procb,
         PROCB_USECTLS2,
@@ -93,8 +96,10 @@ const NEEDED: &[(Field, u32, &str)] = &[
     (Field::Procb2, PROCB_EPT, "EPT"),
     (Field::Procb2, PROCB_UNRESTR, "unrestricted guest"),
     (Field::Exit, VMEXIT_HOST64, "64-bit host address space"),
+    (Field::Exit, VMEXIT_LD_IA32_PAT, "PAT load on exit"),
     (Field::Exit, VMEXIT_LD_IA32_EFER, "EFER load on exit"),
     (Field::Exit, VMEXIT_ST_IA32_EFER, "EFER save on exit"),
+    (Field::Entry, VMENTRY_LD_IA32_PAT, "PAT load on entry"),
     (Field::Entry, VMENTRY_LD_IA32_EFER, "EFER load on entry"),
     (Field::Entry, VMENTRY_GUEST64, "IA-32e mode guest"),
 ];

@@ -5,6 +5,7 @@
 
 mod common;
 use common::*;
+use devvmx::caps::EptVpidCap;
 use devvmx::hw::Hw;
 use devvmx::testhw::{Exit, TestHw};
 use devvmx::vmcs::*;
@@ -43,11 +44,15 @@ fn true_controls_where_vmx_basic_says_so() {
     }
     let (c, vmcs) = cloned(hw);
     assert_eq!(c.ns.hw().field(vmcs, PROCB_CTLS), 0xb580_65fa);
-    // An allowed-1 setting the TRUE exit MSR lacks (PAT load) is left out.
+    // An optional allowed-1 setting the TRUE exit MSR lacks (saving the debug controls)
+    // is left out.
     let mut hw = TestHw::new(256);
-    hw.disallow(&[VMX_TRUE_EXIT_CTLS_MSR], VMEXIT_LD_IA32_PAT);
+    hw.disallow(&[VMX_TRUE_EXIT_CTLS_MSR], VMEXIT_ST_DEBUG);
     let (c, vmcs) = cloned(hw);
-    assert_eq!(c.ns.hw().field(vmcs, VMEXIT_CTLS), 0x3b_6fff & !(1 << 19));
+    assert_eq!(
+        c.ns.hw().field(vmcs, VMEXIT_CTLS),
+        0x3b_6fff & !u64::from(VMEXIT_ST_DEBUG)
+    );
 
     // Without them (bit 55 clear, the TRUE MSRs absent): the plain MSRs' default-1 bits,
     // CR3 exiting included.
@@ -72,13 +77,19 @@ fn a_cpu_lacking_what_vms_need_is_refused_by_name() {
         }
     };
     let cases: Vec<(Lack, &str)> = vec![
-        (Box::new(cap_without(1 << 6)), "no EPT 4-level page walk"),
         (
-            Box::new(cap_without(1 << 14)),
+            Box::new(cap_without(EptVpidCap::WALK4)),
+            "no EPT 4-level page walk",
+        ),
+        (
+            Box::new(cap_without(EptVpidCap::WB)),
             "no write-back EPT paging structures",
         ),
-        (Box::new(cap_without(1 << 20)), "no INVEPT"),
-        (Box::new(cap_without(1 << 25)), "no single-context INVEPT"),
+        (Box::new(cap_without(EptVpidCap::INVEPT)), "no INVEPT"),
+        (
+            Box::new(cap_without(EptVpidCap::INVEPT_SINGLE)),
+            "no single-context INVEPT",
+        ),
         (
             Box::new(|hw| hw.disallow(&[VMX_TRUE_PINB_CTLS_MSR], PINB_EXITIRQ)),
             "no external-interrupt exiting",
@@ -90,6 +101,14 @@ fn a_cpu_lacking_what_vms_need_is_refused_by_name() {
         (
             Box::new(|hw| hw.disallow(&[VMX_TRUE_EXIT_CTLS_MSR], VMEXIT_HOST64)),
             "no 64-bit host address space",
+        ),
+        (
+            Box::new(move |hw| hw.disallow(&procb, PROCB_MSRBITMAP)),
+            "no MSR bitmaps",
+        ),
+        (
+            Box::new(|hw| hw.disallow(&[VMX_TRUE_ENTRY_CTLS_MSR], VMENTRY_LD_IA32_PAT)),
+            "no PAT load on entry",
         ),
         (
             Box::new(|hw| hw.disallow(&[VMX_TRUE_ENTRY_CTLS_MSR], VMENTRY_GUEST64)),
@@ -139,7 +158,7 @@ fn without_vpid_vms_run_without() {
     // clear, the VPID field (absent on such a CPU) is not written, nothing is flushed by
     // VPID.
     let no_invvpid = |hw: &mut TestHw| {
-        *hw.msrs.get_mut(&VMX_EPT_VPID_CAP_MSR.0).unwrap() &= !(1 << 41);
+        *hw.msrs.get_mut(&VMX_EPT_VPID_CAP_MSR.0).unwrap() &= !EptVpidCap::INVVPID_SINGLE;
     };
     let no_vpid = |hw: &mut TestHw| hw.disallow(&[VMX_PROCB_CTLS2_MSR], PROCB_VPID);
     for lack in [&no_invvpid as &dyn Fn(&mut TestHw), &no_vpid] {
