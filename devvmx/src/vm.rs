@@ -12,6 +12,7 @@ mod entry;
 mod init;
 mod step;
 
+use crate::caps::{Caps, PreemptRate};
 use crate::ept::Ept;
 use crate::event::{ackline, eventparse, waitline, ExitInfo, VmIntr};
 use crate::hw::{alloc_array, EntryState, Frame, Hw, VmxFail};
@@ -84,8 +85,10 @@ pub(crate) struct Vm {
     nmsr: usize,
     /// The TSC at the last exit, to hide the time spent outside the guest.
     tsc_end: Option<u64>,
-    /// The VMX-preemption timer is on (pin-based control 6 allowed).
-    preempt: bool,
+    /// The CPU's VT-x (vmxreset's), which vmcsinit and `regs` follow.
+    caps: Caps,
+    /// The VMX-preemption timer is on (pin-based control 6 allowed), at this rate.
+    preempt: Option<PreemptRate>,
     /// The CPU has the monitor trap flag (Bochs 2.7's haswell has not): else `step`
     /// single-steps with RFLAGS.TF.
     mtf: bool,
@@ -117,6 +120,7 @@ impl Vm {
     /// took given back.
     pub(crate) fn create<H: Hw>(
         hw: &mut H,
+        caps: &Caps,
         index: usize,
         gen: u64,
         vpid: u16,
@@ -149,7 +153,8 @@ impl Vm {
             irqack: VmIntr::default(),
             nmsr: 0,
             tsc_end: None,
-            preempt: false,
+            caps: *caps,
+            preempt: None,
             mtf: false,
             tfstep: None,
             synthetic: false,
@@ -176,9 +181,8 @@ impl Vm {
     }
 
     fn start<H: Hw>(&mut self, hw: &mut H) -> Result<(), Error> {
-        let basic = hw.rdmsr(VMX_BASIC_MSR).unwrap_or(0);
         let vmcs = &self.frames()?.vmcs;
-        hw.frame(vmcs)[0..4].copy_from_slice(&(basic as u32).to_le_bytes());
+        hw.frame(vmcs)[0..4].copy_from_slice(&self.caps.basic.revision().to_le_bytes());
         hw.vmclear(vmcs)
             .map_err(|_| Error::from("vmclear failed"))?;
         self.load(hw)?;
@@ -235,7 +239,7 @@ impl Vm {
     }
 
     pub(crate) fn eptp(&self) -> u64 {
-        self.ept.pml4() | EPTP_WALK4
+        Caps::eptp(self.ept.pml4())
     }
 
     /// The `devices` message: the kernel answers the named devices from now on. Once
@@ -401,7 +405,15 @@ impl Vm {
         if let Some(r) = regs {
             self.load(hw)?;
             // A last assignment without its `;` counts (the seed dropped it).
-            regs::setregs(hw, &mut self.entry, r.as_bytes(), b';', &['='], Tail::Take)?;
+            regs::setregs(
+                hw,
+                &mut self.entry,
+                &self.caps,
+                r.as_bytes(),
+                b';',
+                &['='],
+                Tail::Take,
+            )?;
         }
         if step {
             self.onentry |= STEP;
@@ -465,7 +477,15 @@ impl Vm {
 
     pub(crate) fn setregs<H: Hw>(&mut self, hw: &mut H, data: &[u8]) -> Result<usize, Error> {
         self.load(hw)?;
-        regs::setregs(hw, &mut self.entry, data, b'\n', &[' ', '\t'], Tail::Leave)
+        regs::setregs(
+            hw,
+            &mut self.entry,
+            &self.caps,
+            data,
+            b'\n',
+            &[' ', '\t'],
+            Tail::Leave,
+        )
     }
 
     /// cmdsetfpregs, with the clamp fixed (the seed computed sizeof - n, not sizeof - off).

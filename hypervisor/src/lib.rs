@@ -147,6 +147,10 @@ fn kmain(magic: u32, info: u32) -> ! {
             version: VERSION,
         },
     );
+    match ns.vms().vmx() {
+        Ok(caps) => log::info!("vmx ok: {}", caps.describe()),
+        Err(why) => log::warn!("vmx unavailable: {why}"),
+    }
     let mut facts = devvmx::Facts {
         cpus: ncpu,
         ..Default::default()
