@@ -258,6 +258,18 @@ impl Machine {
             .unwrap_or_default()
     }
 
+    /// The log's line for the NIC the kernel served, `MODEL Bdf {..} ...: mac [..], MODE...`
+    /// (MODE: how it signals, e.g. `msi-x vector 50 (entry 0 of 3)`, `msi vector 50`,
+    /// `intx irq 11`).
+    pub fn nic_line(&self, model: &str) -> String {
+        let log = self.log();
+        let start = format!("{model} Bdf");
+        log.lines()
+            .find(|l| l.contains(&start) && l.contains(": mac "))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no {start:?} line in the log:\n{log}"))
+    }
+
     /// The last lines of the log and of the emulator's error output, for failure messages.
     pub fn diagnostics(&self) -> String {
         let tail = |text: String, n: usize| {
