@@ -120,6 +120,7 @@ fn uefi_boots_the_iso_with_all_of_6_gib_and_four_cpus() {
     assert!(line.contains(", msi-x vector 50 (entry 0 of "), "{line}");
     let out = emu::python(PY9P_STATUS, &["127.0.0.1", &m.tcp_port().to_string()]);
     assert!(out.contains("python-9p ok"), "{out}");
+    assert!(m.got_device_message(), "{}", m.log());
     let c = m.tcp_client(OWNER, &format!("!{SECRET}"));
     let st = status(&c);
     assert_eq!(num(&st, "cpus"), 4, "{st}");
@@ -174,6 +175,7 @@ fn uefi_serves_9p_over_an_82574l() {
     assert!(log.contains("e1000e: mac "), "{log}");
     let out = emu::python(PY9P_STATUS, &["127.0.0.1", &m.tcp_port().to_string()]);
     assert!(out.contains("python-9p ok"), "{out}");
+    assert!(m.got_device_message(), "{}", m.log());
     // Bulk data both ways through the 82574L's rings.
     let c = m.tcp_client(OWNER, &format!("!{SECRET}"));
     c.create("segment", "bulk", dm::DIR | 0o777, om::READ)

@@ -149,6 +149,7 @@ fn clients_over_virtio_net() {
     let line = m.nic_line("virtio-net");
     assert!(line.contains(", msi-x vector 50 (entry 0 of "), "{line}");
     clients(&m);
+    assert!(m.got_device_message(), "{}", m.log());
 }
 
 #[test]

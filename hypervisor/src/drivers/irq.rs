@@ -6,6 +6,7 @@
 //! reads its device's cause register when the count moves.
 
 use core::fmt;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::arch::lapic;
 use crate::arch::pci::Bdf;
@@ -98,10 +99,24 @@ impl Interrupt {
     pub fn service(&mut self, quiet: impl FnOnce()) {
         if self.seen.take() {
             quiet();
-            if let Mode::Intx(_) = self.mode {
-                intx::unmask();
+            match self.mode {
+                Mode::Intx(_) => intx::unmask(),
+                Mode::Msi | Mode::MsiX { .. } => first_message(),
+                Mode::Polled => {}
             }
         }
+    }
+}
+
+/// Says once that a device message arrived: a wrong address or vector would otherwise only
+/// show as a NIC polled at the tick's rate.
+fn first_message() {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if lapic::messages() != 0 && !SAID.swap(true, Ordering::Relaxed) {
+        log::info!(
+            "irq: the first device message arrived on vector {}",
+            lapic::DEVICE_VECTOR
+        );
     }
 }
 

@@ -270,6 +270,12 @@ impl Machine {
             .unwrap_or_else(|| panic!("no {start:?} line in the log:\n{log}"))
     }
 
+    /// Whether the kernel has logged that a device's MSI or MSI-X message reached it.
+    pub fn got_device_message(&self) -> bool {
+        self.log()
+            .contains("irq: the first device message arrived on vector 50")
+    }
+
     /// The last lines of the log and of the emulator's error output, for failure messages.
     pub fn diagnostics(&self) -> String {
         let tail = |text: String, n: usize| {
