@@ -11,12 +11,14 @@ use alloc::string::String;
 use ninep::Error;
 use pcdev::{Board, Dev};
 
+mod blk;
+mod blkq;
 mod cons;
 mod exit;
 mod pci;
 pub use cons::{CONS_BATCH, CONS_DELAY, CONS_IDLE, CONS_LIMIT};
 pub(crate) use exit::Answered;
-pub(crate) use pci::Route;
+pub(crate) use pci::{Route, ENOPCI};
 
 /// `cons` of a VM without an in-kernel UART.
 pub(crate) const ENOCONS: &str = "no in-kernel uart";
@@ -131,6 +133,10 @@ pub(crate) struct KDev {
     /// A vector whose delivery an exit cut short: injected again on the next entry.
     pub(crate) redeliver: Option<u8>,
     pub(crate) counts: Counts,
+    /// virtio-blk disks on the in-kernel bus (`pci blk`, kdev/blk.rs), and the client's
+    /// position in their queue file (kdev/blkq.rs).
+    pub(crate) disks: alloc::vec::Vec<blk::KBlk>,
+    pub(crate) blkq: blkq::BlkQ,
 }
 
 impl KDev {
@@ -148,6 +154,8 @@ impl KDev {
             qual: None,
             redeliver: None,
             counts: Counts::default(),
+            disks: alloc::vec::Vec::new(),
+            blkq: blkq::BlkQ::default(),
         }
     }
 
