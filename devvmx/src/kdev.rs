@@ -13,9 +13,11 @@ use pcdev::{Board, Dev};
 
 mod cons;
 mod exit;
+mod firmware;
 mod pci;
 pub use cons::{CONS_BATCH, CONS_DELAY, CONS_IDLE, CONS_LIMIT};
 pub(crate) use exit::Answered;
+pub(crate) use firmware::FwPort;
 pub(crate) use pci::Route;
 
 /// `cons` of a VM without an in-kernel UART.
@@ -131,12 +133,14 @@ pub(crate) struct KDev {
     /// A vector whose delivery an exit cut short: injected again on the next entry.
     pub(crate) redeliver: Option<u8>,
     pub(crate) counts: Counts,
+    /// A firmware machine (`firmware`, see [`firmware`]).
+    firmware: bool,
 }
 
 impl KDev {
     pub(crate) fn new(c: Choice) -> KDev {
         // The kernel does not know the guest's memory layout: the CMOS holds no sizes
-        // (guests that want them from the CMOS keep the tool's RTC).
+        // until a `firmware` message gives them.
         let rtc = pcdev::rtc::Rtc::new(0, 0, 0);
         KDev {
             board: Board::new(rtc, CONS_LIMIT),
@@ -148,6 +152,7 @@ impl KDev {
             qual: None,
             redeliver: None,
             counts: Counts::default(),
+            firmware: false,
         }
     }
 

@@ -265,6 +265,16 @@ impl Vm {
         }
     }
 
+    /// The `firmware MEM` message: the in-kernel devices make a firmware machine (see
+    /// `kdev::firmware`). Not while the VM runs.
+    pub(crate) fn firmware(&mut self, args: &[String]) -> Result<(), Error> {
+        if self.state == State::Running {
+            return Err("VM running".into());
+        }
+        let k = self.kdev.as_mut().ok_or(Error::from("no in-kernel rtc"))?;
+        k.firmware(args)
+    }
+
     /// The `line IRQ LEVEL` message: a client's device drives an in-kernel PIC input.
     pub(crate) fn line(&mut self, irq: &str, level: &str) -> Result<(), Error> {
         let k = self
@@ -334,7 +344,8 @@ impl Vm {
     /// guest runs, output is answered when it is due (kdev's `cons` rule). While the VM
     /// is stopped for its client a new read answers at once, with 0 bytes when nothing is
     /// queued (so the client knows it has all the output up to the stop), and one that
-    /// waited goes on waiting: a stop does not cost a round trip. A dead VM's read fails
+    /// waited goes on waiting: a stop does not cost a round trip (on a firmware machine
+    /// it answers too, so a shell's `cat` ends at the stop). A dead VM's read fails
     /// with its error once nothing is queued.
     pub(crate) fn cons_read<H: Hw>(
         &mut self,
@@ -348,7 +359,8 @@ impl Vm {
         let r = match state {
             State::Running => k.cons_take(buf, true, now),
             State::Dead => k.cons_take(buf, false, now),
-            _ if waiting => None,
+            // A firmware machine's client is a shell: a stop ends its waiting read too.
+            _ if waiting && !k.is_firmware() => None,
             _ => k.cons_take(buf, false, now),
         };
         match r {
