@@ -11,6 +11,8 @@ use alloc::string::String;
 use ninep::Error;
 use pcdev::{Board, Dev};
 
+mod blk;
+mod blkq;
 mod cons;
 mod exit;
 mod firmware;
@@ -18,7 +20,7 @@ mod pci;
 pub use cons::{CONS_BATCH, CONS_DELAY, CONS_IDLE, CONS_LIMIT};
 pub(crate) use exit::Answered;
 pub(crate) use firmware::FwPort;
-pub(crate) use pci::Route;
+pub(crate) use pci::{Route, ENOPCI};
 
 /// `cons` of a VM without an in-kernel UART.
 pub(crate) const ENOCONS: &str = "no in-kernel uart";
@@ -135,6 +137,10 @@ pub(crate) struct KDev {
     pub(crate) counts: Counts,
     /// A firmware machine (`firmware`, see [`firmware`]).
     firmware: bool,
+    /// virtio-blk disks on the in-kernel bus (`pci blk`, kdev/blk.rs), and the client's
+    /// position in their queue file (kdev/blkq.rs).
+    pub(crate) disks: alloc::vec::Vec<blk::KBlk>,
+    pub(crate) blkq: blkq::BlkQ,
 }
 
 impl KDev {
@@ -153,6 +159,8 @@ impl KDev {
             redeliver: None,
             counts: Counts::default(),
             firmware: false,
+            disks: alloc::vec::Vec::new(),
+            blkq: blkq::BlkQ::default(),
         }
     }
 

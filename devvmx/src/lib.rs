@@ -22,7 +22,8 @@
 //! commands and reports), with `vm::init` (vmcsinit and the MSR areas), `vm::entry` (one
 //! VM entry: injection, wake-ups, the exit) and `vm::step` (single-stepping by RFLAGS.TF
 //! where the CPU has no monitor trap flag); `kdev` holds the in-kernel devices and their
-//! answers to exits; `regs` the `regs` file's table; `mem` the `map` file over `ept`'s
+//! answers to exits; `guestmem` a VM's memory as those devices reach it (on its
+//! CPU, through its map's shared segment frames); `regs` the `regs` file's table; `mem` the `map` file over `ept`'s
 //! tables; `segment` the global segments.
 //!
 //! Where names live: every VT-x name is in [`vmcs`], the one table the kernel's
@@ -39,6 +40,7 @@ extern crate alloc;
 pub mod clock;
 mod ept;
 pub mod event;
+mod guestmem;
 pub mod hw;
 pub mod kdev;
 mod mem;

@@ -5,7 +5,7 @@
 use crate::ept::Ept;
 use crate::hw::{Hw, PAGE};
 use crate::plan9::{hex, records, tokenize, Tail, EGREG};
-use crate::segment::{SegId, Segments};
+use crate::segment::{SegRef, Segments, ENOSEG};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -18,7 +18,7 @@ pub(crate) const MTYPE: [&str; 8] = ["uc", "wc", "02", "03", "wt", "wp", "wb", "
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct VmMem {
     pub(crate) addr: u64,
-    pub(crate) seg: Option<SegId>,
+    pub(crate) seg: Option<SegRef>,
     pub(crate) off: u64,
     pub(crate) name: String,
     /// EPT leaf bits: rwx (x also sets bit 10), memory type << 3, 0x40 ignore PAT.
@@ -49,6 +49,24 @@ fn vmokpage(a: u64) -> bool {
 }
 
 impl MemMap {
+    /// The range holding guest-physical `at` and where it ends (the next entry's
+    /// address); None before the first entry or past the last.
+    pub(crate) fn range_at(&self, at: u64) -> Option<(&VmMem, u64)> {
+        let i = self.list.partition_point(|m| m.addr <= at);
+        let m = self.list.get(i.checked_sub(1)?)?;
+        Some((m, self.list.get(i)?.addr))
+    }
+
+    /// The end of the highest mapped range (0 with nothing mapped).
+    pub(crate) fn end(&self) -> u64 {
+        self.list
+            .windows(2)
+            .filter(|w| w[0].seg.is_some())
+            .map(|w| w[1].addr)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// cmdgetmeminfo: one line per mapped range.
     pub(crate) fn text(&self) -> String {
         let mut s = String::new();
@@ -81,8 +99,8 @@ impl MemMap {
     pub(crate) fn clear<H: Hw>(&mut self, hw: &mut H, segs: &mut Segments, ept: &mut Ept) {
         ept.free(hw);
         for m in self.list.drain(..) {
-            if let Some(id) = m.seg {
-                segs.put(hw, id);
+            if let Some(r) = m.seg {
+                segs.put(hw, r);
             }
         }
     }
@@ -104,9 +122,9 @@ impl MemMap {
                 continue;
             }
             let (mp, end) = parse_line(hw, &f, segs, uname)?;
-            if let Err(e) = translate(hw, segs, ept, &mp, end) {
-                if let Some(id) = mp.seg {
-                    segs.put(hw, id);
+            if let Err(e) = translate(hw, ept, &mp, end) {
+                if let Some(r) = mp.seg {
+                    segs.put(hw, r);
                 }
                 return Err(e);
             }
@@ -125,8 +143,8 @@ impl MemMap {
             Some(i) if l[i].addr >= mp.addr => i,
             _ => {
                 let q = p.map_or_else(VmMem::head, |i| l[i].clone());
-                if let Some(id) = q.seg {
-                    segs.incref(id);
+                if let Some(r) = &q.seg {
+                    segs.incref(r);
                 }
                 let at = p.map_or(0, |i| i + 1);
                 l.insert(at, q);
@@ -142,8 +160,8 @@ impl MemMap {
         l.insert(j, mp);
         // Everything between the new range and the continuation is covered by it.
         for m in l.drain(j + 1..qi + 1) {
-            if let Some(id) = m.seg {
-                segs.put(hw, id);
+            if let Some(r) = m.seg {
+                segs.put(hw, r);
             }
         }
         let mut i = 0;
@@ -161,8 +179,9 @@ impl MemMap {
                         && m.attr == prev.attr));
             if joins {
                 let m = l.remove(i);
-                if let Some(id) = m.seg {
-                    segs.put(hw, id);
+                drop(prev);
+                if let Some(r) = m.seg {
+                    segs.put(hw, r);
                 }
             } else {
                 i += 1;
@@ -231,11 +250,9 @@ fn parse_line<H: Hw>(
         if rc != 6 {
             return Err("number of fields wrong".into());
         }
-        let id = segs
-            .attach(&f[4], uname)?
-            .ok_or(Error::from("no such segment"))?;
+        let r = segs.attach(&f[4], uname)?.ok_or(Error::from(ENOSEG))?;
         let checked = (|| {
-            let size = segs.mem(id).map_or(0, |m| m.size());
+            let size = (r.frames().len() * PAGE) as u64;
             if end - addr > size {
                 return Err(Error::from("out of bounds"));
             }
@@ -252,12 +269,12 @@ fn parse_line<H: Hw>(
         })();
         match checked {
             Ok(off) => {
-                mp.seg = Some(id);
+                mp.seg = Some(r);
                 mp.off = off;
                 mp.name = f[4].clone();
             }
             Err(e) => {
-                segs.put(hw, id);
+                segs.put(hw, r);
                 return Err(e);
             }
         }
@@ -266,23 +283,16 @@ fn parse_line<H: Hw>(
 }
 
 /// epttranslate: leaf entries for a mapped range, cleared ones for an unmapped one.
-fn translate<H: Hw>(
-    hw: &mut H,
-    segs: &Segments,
-    ept: &mut Ept,
-    mp: &VmMem,
-    end: u64,
-) -> Result<(), Error> {
-    let Some(id) = mp.seg else {
+fn translate<H: Hw>(hw: &mut H, ept: &mut Ept, mp: &VmMem, end: u64) -> Result<(), Error> {
+    let Some(r) = &mp.seg else {
         ept.clear(hw, mp.addr, end);
         return Ok(());
     };
-    let m = segs.mem(id).ok_or(Error::from(EGREG))?;
     let mut p = mp.addr;
     let mut v = mp.off;
     while p != end {
-        let pa = m
-            .frames
+        let pa = r
+            .frames()
             .get((v / PAGE as u64) as usize)
             .ok_or(Error::from(EGREG))?
             .pa();

@@ -41,6 +41,10 @@ pub struct Placed {
     /// Running with nothing for a wait read: a pending wait need not ask the CPU.
     quiet: AtomicBool,
     uart: AtomicBool,
+    /// Has in-kernel disks (the `blk` files).
+    disks: AtomicBool,
+    /// A `blkq` read would find requests.
+    blkq_ready: AtomicBool,
     /// Running, not halted, with no console output queued: a pending `cons` read need
     /// not ask the CPU (kdev's `cons_take` would answer nothing).
     cons_quiet: AtomicBool,
@@ -62,6 +66,8 @@ impl Placed {
             running: AtomicBool::new(false),
             quiet: AtomicBool::new(false),
             uart: AtomicBool::new(false),
+            disks: AtomicBool::new(false),
+            blkq_ready: AtomicBool::new(false),
             cons_quiet: AtomicBool::new(false),
             cons_held: AtomicBool::new(false),
             counts: Mutex::new(Counts::default()),
@@ -83,6 +89,10 @@ impl Placed {
             k.is_some_and(|k| k.has(crate::kdev::UART)),
             Ordering::Release,
         );
+        self.disks
+            .store(k.is_some_and(|k| !k.disks.is_empty()), Ordering::Release);
+        let ready = k.is_some_and(|k| k.blkq.ready(&k.disks));
+        news |= self.blkq_ready.swap(ready, Ordering::AcqRel) != ready;
         let cons_quiet = running && k.is_some_and(|k| !k.halted && k.board.com[0].tx.is_empty());
         news |= self.cons_quiet.swap(cons_quiet, Ordering::AcqRel) != cons_quiet;
         // A firmware machine answers a waiting read at a stop (`Vm::cons_read`).
@@ -113,6 +123,16 @@ impl Placed {
     /// Has the in-kernel UART (a `cons` file).
     pub fn uart(&self) -> bool {
         self.uart.load(Ordering::Acquire)
+    }
+
+    /// Has in-kernel disks, as last published.
+    pub fn disks(&self) -> bool {
+        self.disks.load(Ordering::Acquire)
+    }
+
+    /// A `blkq` read would find requests, as last published.
+    pub fn blkq_ready(&self) -> bool {
+        self.blkq_ready.load(Ordering::Acquire)
     }
 
     /// What its in-kernel devices answered, as last published.

@@ -1,13 +1,17 @@
 //! Global segments after 9front's segment(3) (`#g`): named, sized once through `ctl`,
 //! backed by zeroed host frames, read and written through `data`, and mapped into guests
 //! by `map` lines. The memory is reference counted as putseg/incref do: the named entry
-//! holds one reference and each guest mapping one more.
+//! holds one reference and each guest mapping one more. A mapping's reference is a
+//! [`SegRef`], which also shares the segment's frame list, so the VM's own CPU reaches
+//! the memory its map names (`guestmem`) without the boot CPU's `Segments`; the frames
+//! go back through [`Hw::free_frame`] once, when the last reference is put.
 
 use crate::hw::{alloc_frames, Frame, Hw, PAGE};
 use crate::plan9::{parsecmd, strtoull, EBADARG, EBADCTL, EEXIST, ENOVMEM};
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use ninep::Error;
 
@@ -18,16 +22,50 @@ pub(crate) const USTKTOP: u64 = 0x0000_7fff_ffff_f000;
 
 pub(crate) type SegId = u32;
 
+/// A name that no segment has (a `map` line's, a disk's).
+pub(crate) const ENOSEG: &str = "no such segment";
+
 /// A segment's memory.
 pub(crate) struct SegMem {
     pub(crate) base: u64,
-    pub(crate) frames: Vec<Frame>,
+    /// Shared with every mapping's [`SegRef`]; freed when the last reference is put.
+    pub(crate) frames: Arc<Vec<Frame>>,
     refs: usize,
 }
 
 impl SegMem {
     pub(crate) fn size(&self) -> u64 {
         self.frames.len() as u64 * PAGE as u64
+    }
+}
+
+/// A guest mapping's reference on a segment's memory: counted in the segment's `refs`,
+/// and sharing its frames. Cloning it is taking a reference ([`Segments::incref`] counts
+/// it); every reference ends in [`Segments::put`], which consumes it.
+#[derive(Clone)]
+pub(crate) struct SegRef {
+    pub(crate) id: SegId,
+    frames: Arc<Vec<Frame>>,
+}
+
+impl SegRef {
+    /// The segment's frames, in order.
+    pub(crate) fn frames(&self) -> &[Frame] {
+        &self.frames
+    }
+}
+
+impl PartialEq for SegRef {
+    fn eq(&self, o: &SegRef) -> bool {
+        self.id == o.id
+    }
+}
+
+impl Eq for SegRef {}
+
+impl core::fmt::Debug for SegRef {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "SegRef({})", self.id)
     }
 }
 
@@ -117,7 +155,7 @@ impl Segments {
     pub(crate) fn remove<H: Hw>(&mut self, hw: &mut H, slot: usize) {
         if let Some(Some(g)) = self.globals.get_mut(slot).map(Option::take) {
             if let Some(id) = g.seg {
-                self.put(hw, id);
+                self.drop_ref(hw, id);
             }
         }
     }
@@ -160,7 +198,7 @@ impl Segments {
             id,
             SegMem {
                 base: va,
-                frames,
+                frames: Arc::new(frames),
                 refs: 1,
             },
         );
@@ -234,7 +272,7 @@ impl Segments {
 
     /// Looks a segment up by name for a guest mapping (globalsegattach) and takes a
     /// reference on its memory.
-    pub(crate) fn attach(&mut self, name: &str, uname: &str) -> Result<Option<SegId>, Error> {
+    pub(crate) fn attach(&mut self, name: &str, uname: &str) -> Result<Option<SegRef>, Error> {
         let Some(g) = self.globals.iter().flatten().find(|g| g.name == name) else {
             return Ok(None);
         };
@@ -250,25 +288,46 @@ impl Segments {
         let id = g
             .seg
             .ok_or(Error::from("global segment not assigned a virtual address"))?;
-        self.incref(id);
-        Ok(Some(id))
+        let m = self
+            .mems
+            .get_mut(&id)
+            .ok_or(Error::from("global segment not assigned a virtual address"))?;
+        m.refs += 1;
+        Ok(Some(SegRef {
+            id,
+            frames: m.frames.clone(),
+        }))
     }
 
-    pub(crate) fn incref(&mut self, id: SegId) {
-        if let Some(m) = self.mems.get_mut(&id) {
+    /// Counts a clone of a mapping's reference (a range split in two).
+    pub(crate) fn incref(&mut self, r: &SegRef) {
+        if let Some(m) = self.mems.get_mut(&r.id) {
             m.refs += 1;
         }
     }
 
-    /// putseg: drops a reference; the last one frees the frames.
-    pub(crate) fn put<H: Hw>(&mut self, hw: &mut H, id: SegId) {
+    /// putseg: drops a mapping's reference; the last one frees the frames.
+    pub(crate) fn put<H: Hw>(&mut self, hw: &mut H, r: SegRef) {
+        let id = r.id;
+        drop(r);
+        self.drop_ref(hw, id);
+    }
+
+    /// Drops a counted reference (the named entry's, or a mapping's already released
+    /// share); at the last one the frames go back, exactly once: every other share of
+    /// the list has been dropped by then.
+    fn drop_ref<H: Hw>(&mut self, hw: &mut H, id: SegId) {
         let Some(m) = self.mems.get_mut(&id) else {
             return;
         };
         m.refs -= 1;
         if m.refs == 0 {
-            if let Some(m) = self.mems.remove(&id) {
-                for f in m.frames {
+            if let Some(frames) = self
+                .mems
+                .remove(&id)
+                .and_then(|m| Arc::into_inner(m.frames))
+            {
+                for f in frames {
                     hw.free_frame(f);
                 }
             }

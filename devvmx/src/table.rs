@@ -224,6 +224,7 @@ impl VmTable {
                 ended.add(&k.counts);
             }
             vm.clear_map(hw, segs);
+            vm.release_devices(hw, segs);
             vm.vmclear(hw);
             vm.free_frames(hw);
             let _ = p.publish(&vm);

@@ -8,6 +8,7 @@
 //! [`step`] single-steps by RFLAGS.TF where the CPU has no monitor trap flag. The
 //! in-kernel devices' answers to exits are in `kdev`.
 
+mod disk;
 mod entry;
 mod init;
 mod step;
@@ -253,14 +254,21 @@ impl Vm {
     }
 
     /// The `pci add ...` message: a client's function on the in-kernel PCI bus (see
-    /// `kdev::pci`). Not while the VM runs.
-    pub(crate) fn pci(&mut self, args: &[String]) -> Result<(), Error> {
+    /// `kdev::pci`); `pci blk ...`, a disk the kernel serves (`kdev::blk`). Not while
+    /// the VM runs.
+    pub(crate) fn pci(
+        &mut self,
+        segs: &mut Segments,
+        args: &[String],
+        uname: &str,
+    ) -> Result<(), Error> {
         if self.state == State::Running {
             return Err("VM running".into());
         }
-        let k = self.kdev.as_mut().ok_or(Error::from("no in-kernel pci"))?;
+        let k = self.kdev.as_mut().ok_or(Error::from(kdev::ENOPCI))?;
         match args.split_first() {
             Some((add, rest)) if add == "add" => k.pci_add(rest),
+            Some((blk, rest)) if blk == "blk" => k.pci_blk(segs, rest, uname),
             _ => Err(EBADARG.into()),
         }
     }
@@ -273,6 +281,13 @@ impl Vm {
         }
         let k = self.kdev.as_mut().ok_or(Error::from("no in-kernel rtc"))?;
         k.firmware(args)
+    }
+
+    /// The VM ends: what its in-kernel devices hold of the segments goes back.
+    pub(crate) fn release_devices<H: Hw>(&mut self, hw: &mut H, segs: &mut Segments) {
+        if let Some(k) = self.kdev.as_mut() {
+            k.release_disks(hw, segs);
+        }
     }
 
     /// The `line IRQ LEVEL` message: a client's device drives an in-kernel PIC input.

@@ -7,11 +7,13 @@ use ninep::{Limits, Session};
 use protocol::{Fcall, MsgType, Wnames, NOFID, NOTAG};
 
 mod fwcfg;
+mod kblk;
 mod netswitch;
 pub mod runner;
 mod virtqueue;
 
 pub use fwcfg::fwcfg;
+pub use kblk::kblk;
 pub use netswitch::netswitch;
 pub use virtqueue::virtqueue;
 
@@ -210,13 +212,14 @@ pub fn preamble() -> Vec<u8> {
 }
 
 /// Well-formed frames of every T-message, valid #X texts, good virtqueues, fw_cfg
-/// accesses and switched networks: the seeds the mutator starts from.
+/// accesses, switched networks and in-kernel disks' rings: the seeds the mutator starts from.
 pub fn seeds() -> Vec<Vec<u8>> {
     let mut s = frame_seeds();
     s.extend(vmx_seeds());
     s.extend(virtqueue::seeds());
     s.extend(fwcfg::seeds());
     s.extend(netswitch::seeds());
+    s.extend(kblk::seeds());
     s
 }
 
@@ -287,6 +290,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("virtqueue", virtqueue),
     ("fwcfg", fwcfg),
     ("netswitch", netswitch),
+    ("kblk", kblk),
 ];
 
 /// The #X event syntax (`exc`/`irq` arguments): a value or Ebadctl, and a value is a

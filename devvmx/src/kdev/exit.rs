@@ -1,10 +1,12 @@
 //! The in-kernel devices' answers to a VM exit: port I/O to a chosen device (PCI
-//! configuration space among them), cpuid and
+//! configuration space and the kernel's own PCI functions among them, the latter over the
+//! VM's memory map), cpuid and
 //! reads of the MSRs that live in the VMCS (with `cpu`), and a halt with interrupts on
 //! (the PIC will wake the guest). Anything else goes to the client as before.
 
 use super::{FwPort, KDev, Route, CPU, PIC};
 use crate::hw::{EntryState, Hw};
+use crate::mem::MemMap;
 use crate::regs;
 use crate::vmcs::{self, *};
 use ninep::Error;
@@ -26,6 +28,7 @@ impl KDev {
     pub(crate) fn answer<H: Hw>(
         &mut self,
         hw: &mut H,
+        map: &MemMap,
         entry: &mut EntryState,
         reason: ExitReason,
         now: u64,
@@ -49,6 +52,13 @@ impl KDev {
                         };
                         v
                     }
+                    Route::Kernel(slot, off) => match self.disk_at(slot) {
+                        Some(i) => {
+                            let val = (!input).then_some(ax as u32);
+                            self.blk_io(hw, map, i, off, size, val)
+                        }
+                        None => pcdev::size_mask(size),
+                    },
                     Route::Home(home) => {
                         if home != port {
                             self.qual = Some(q & !(0xffff << 16) | u64::from(home) << 16);

@@ -14,6 +14,11 @@ use pcdev::pci::{Function, PORTS};
 /// Most functions a client may add: devices 1-31 of bus 0.
 pub const MAX_FUNCTIONS: usize = 31;
 
+/// A PCI message to a VM without the in-kernel bus.
+pub(crate) const ENOPCI: &str = "no in-kernel pci";
+/// The bus has [`MAX_FUNCTIONS`] functions.
+pub(crate) const EBUSFULL: &str = "pci bus full";
+
 /// A hex field of exactly `digits` digits.
 fn hex(s: &str, digits: usize) -> Option<u32> {
     let (v, n) = strtoull(s, 16);
@@ -58,6 +63,9 @@ pub(crate) fn parse_add(args: &[String]) -> Result<(Function, u32), Error> {
 pub(crate) enum Route {
     /// Configuration space: answered here.
     Config,
+    /// A function the kernel serves (its index on the bus), through its enabled BAR at
+    /// this offset: answered here.
+    Kernel(usize, u16),
     /// A client's function through its enabled BAR: the exit goes to the client with the
     /// port at the function's home (where the client added it).
     Home(u16),
@@ -76,6 +84,11 @@ impl KDev {
         }
         if PORTS.contains(&port) {
             return Route::Config;
+        }
+        if let Some((slot, off)) = self.pci.io_bar(port) {
+            if self.disk_at(slot).is_some() {
+                return Route::Kernel(slot, off);
+            }
         }
         match self.pci.home_port(port) {
             Some(home) => Route::Home(home),
@@ -102,14 +115,27 @@ impl KDev {
     /// The `pci add ...` message: the client's function as the next device on bus 0.
     pub(crate) fn pci_add(&mut self, args: &[String]) -> Result<(), Error> {
         if !self.has(PCI) {
-            return Err("no in-kernel pci".into());
+            return Err(ENOPCI.into());
         }
         let (f, bar) = parse_add(args)?;
         if self.pci.len() >= MAX_FUNCTIONS {
-            return Err("pci bus full".into());
+            return Err(EBUSFULL.into());
         }
         self.pci.add(f, bar);
         Ok(())
+    }
+
+    /// The `pci blk ...` message: a disk the kernel serves (kdev/blk.rs).
+    pub(crate) fn pci_blk(
+        &mut self,
+        segs: &mut crate::segment::Segments,
+        args: &[String],
+        uname: &str,
+    ) -> Result<(), Error> {
+        if !self.has(PCI) {
+            return Err(ENOPCI.into());
+        }
+        self.blk_add(segs, args, uname)
     }
 }
 

@@ -28,6 +28,9 @@ pub(super) enum VmF {
     Wait = 5,
     Fpregs = 6,
     Cons = 7,
+    Blk = 8,
+    BlkDirty = 9,
+    BlkQ = 10,
 }
 
 /// The seed's vmxdir[]: name, file, mode.
@@ -44,10 +47,19 @@ pub(super) const VMXDIR: [(&str, VmF, u32); 6] = [
 /// whose `devices` include `uart`.
 pub(super) const CONS: (&str, VmF, u32) = ("cons", VmF::Cons, 0o660);
 
+/// The in-kernel disks' files (extensions, kdev/blk.rs and kdev/blkq.rs): listed only
+/// in the directory of a VM with a `pci blk` disk.
+pub(super) const BLKFILES: [(&str, VmF, u32); 3] = [
+    ("blk", VmF::Blk, 0o440),
+    ("blkdirty", VmF::BlkDirty, 0o440),
+    ("blkq", VmF::BlkQ, 0o660),
+];
+
 fn vmxfile(f: VmF) -> &'static (&'static str, VmF, u32) {
     VMXDIR
         .iter()
         .chain(core::iter::once(&CONS))
+        .chain(BLKFILES.iter())
         .find(|e| e.1 == f)
         .unwrap_or(&CONS)
 }
@@ -206,9 +218,11 @@ impl<H: Hw> Namespace<H> {
                 .collect(),
             Kind::VmDir(slot, gen) => {
                 let cons = self.vm(slot, gen).is_ok_and(|p| p.uart());
+                let disks = self.vm(slot, gen).is_ok_and(|p| p.disks());
                 VMXDIR
                     .iter()
                     .chain(cons.then_some(&CONS))
+                    .chain(BLKFILES.iter().filter(|_| disks))
                     .map(|(_, f, _)| n(Kind::VmFile(slot, gen, *f)))
                     .collect()
             }

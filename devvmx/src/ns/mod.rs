@@ -23,7 +23,7 @@ mod switch;
 mod vmfile;
 
 pub use files::Node;
-use files::{Kind, Top, VmF, Wstat, CONS, VMXDIR};
+use files::{Kind, Top, VmF, Wstat, BLKFILES, CONS, VMXDIR};
 pub use switch::{HostSwitch, SharedSwitch};
 
 /// What the kernel tells the namespace.
@@ -262,6 +262,7 @@ impl<H: Hw> Tree for Namespace<H> {
             Kind::VmDir(slot, gen) => VMXDIR
                 .iter()
                 .chain(core::iter::once(&CONS))
+                .chain(BLKFILES.iter())
                 .find(|(f, _, _)| *f == name)
                 .map(|(_, f, _)| Node::new(top, Kind::VmFile(slot, gen, *f)))
                 .ok_or(Error::from(ENONEXIST)),
@@ -414,7 +415,7 @@ impl<H: Hw> Tree for Namespace<H> {
 
     fn write(&mut self, ctx: &Ctx, node: &mut Node, off: u64, data: &[u8]) -> Result<usize, Error> {
         match node.kind {
-            Kind::VmFile(slot, gen, VmF::Ctl) => self.ctl(slot, gen, data),
+            Kind::VmFile(slot, gen, VmF::Ctl) => self.ctl(slot, gen, data, ctx.uname),
             Kind::VmFile(slot, gen, f) => self.write_vm(ctx, slot, gen, f, off, data),
             Kind::SegCtl(slot, gen) => {
                 self.segs.ctl(&mut self.hw, slot, gen, data)?;

@@ -48,7 +48,13 @@ const VMXCTLMSG: [Cmdtab<Cm>; 14] = [
 ];
 
 impl<H: Hw> Namespace<H> {
-    pub(super) fn ctl(&mut self, slot: usize, gen: u64, data: &[u8]) -> Result<usize, Error> {
+    pub(super) fn ctl(
+        &mut self,
+        slot: usize,
+        gen: u64,
+        data: &[u8],
+        uname: &str,
+    ) -> Result<usize, Error> {
         let cb = parsecmd(data);
         let cm = lookupcmd(&cb, &VMXCTLMSG)?;
         let arg = cb.f.get(1).map(String::as_str);
@@ -62,7 +68,7 @@ impl<H: Hw> Namespace<H> {
             // The seed read `irq a b` as a bare `irq`, withdrawing the interrupt.
             return Err(EBADARG.into());
         }
-        self.with_vm(slot, gen, |hw, _, vm| match cm {
+        self.with_vm(slot, gen, |hw, segs, vm| match cm {
             Cm::Quit => Ok(()),
             Cm::Go | Cm::Step => vm.go(hw, cm == Cm::Step, arg),
             Cm::Stop => vm.stop(),
@@ -77,7 +83,7 @@ impl<H: Hw> Namespace<H> {
             }
             Cm::Advance => vm.advance(hw, &cb.f[1]),
             Cm::Alarm => vm.alarm(arg),
-            Cm::Pci => vm.pci(&cb.f[1..]),
+            Cm::Pci => vm.pci(segs, &cb.f[1..], uname),
             Cm::Firmware => vm.firmware(&cb.f[1..]),
         })??;
         if cm == Cm::Devices {
@@ -124,6 +130,7 @@ impl<H: Hw> Namespace<H> {
         let quiet = match f {
             VmF::Wait => p.quiet(),
             VmF::Cons => p.cons_quiet(node.waiting),
+            VmF::BlkQ => !p.blkq_ready(),
             _ => false,
         };
         if quiet && p.cpu != 0 && !buf.is_empty() {
@@ -155,10 +162,23 @@ impl<H: Hw> Namespace<H> {
                 }),
                 VmF::Fpregs => Some(readstr(off, buf, &vm.entry.fx.0)),
                 VmF::Cons => vm.cons_read(hw, buf, waiting)?,
+                VmF::Blk => {
+                    if off == 0 {
+                        *aux = vm.disks()?.blk_text().into_bytes();
+                    }
+                    Some(readstr(off, buf, aux))
+                }
+                VmF::BlkDirty => {
+                    if off == 0 {
+                        *aux = vm.disks()?.take_dirty().into_bytes();
+                    }
+                    Some(readstr(off, buf, aux))
+                }
+                VmF::BlkQ => vm.blkq_read(hw, buf)?,
             })
         })?;
         match f {
-            VmF::Wait | VmF::Cons => blocking(node, r),
+            VmF::Wait | VmF::Cons | VmF::BlkQ => blocking(node, r),
             _ => r.map(|n| Read::Done(n.unwrap_or(0))),
         }
     }
@@ -190,7 +210,8 @@ impl<H: Hw> Namespace<H> {
                     n => Ok(n),
                 }
             }
-            VmF::Status | VmF::Wait => Err(EGREG.into()),
+            VmF::BlkQ => vm.blkq_write(hw, data),
+            VmF::Status | VmF::Wait | VmF::Blk | VmF::BlkDirty => Err(EGREG.into()),
         })?
     }
 }
