@@ -7,9 +7,12 @@
 //! registers, says `go` and copies `cons` out; SeaBIOS's banner and its "No bootable
 //! device" arrive there. SeaBIOS then waits 60 s of its time before it resets (the stop
 //! that ends the script by itself), longer than a test should: the script is stopped
-//! with TERM, as a user would with ^C, and leaves no VM and no segment behind. A file
-//! that is not a ROM is refused by the script with a clear error before it makes
-//! anything.
+//! with TERM, as a user would with ^C, and leaves no VM and no segment behind. Then a
+//! disk image (a boot sector that prints and halts with interrupts off) on the
+//! hypervisor's virtio-blk, from a segment (`-d`): SeaBIOS boots it, its message
+//! arrives on `cons`, and its halt stops the VM, which ends the script by itself, again
+//! leaving nothing behind. A file that is not a ROM is refused by the script with a
+//! clear error before it makes anything.
 
 use std::time::{Duration, Instant};
 use vmm_tests::emu::{Machine, Nic, Opts};
@@ -57,6 +60,52 @@ impl Rig {
     }
 }
 
+/// A 1 MiB disk whose boot sector prints "booted from the kernel's disk" on COM1, then
+/// `cli; hlt`, which stops the VM for its client and so ends the script by itself.
+/// (xor ax,ax; mov ds,ax; mov si,msg; mov dx,0x3f8; a lodsb/out loop to the NUL; cli;
+/// hlt.) A disk under 16 heads of 63 sectors (504 KiB) has no cylinder for SeaBIOS's
+/// CHS geometry, and its boot read of sector 1 fails.
+fn boot_sector() -> Vec<u8> {
+    const MSG: &[u8] = b"booted from the kernel's disk\r\n\0";
+    let code: [u8; 22] = [
+        0x31, 0xc0, 0x8e, 0xd8, 0xbe, 0x16, 0x7c, 0xba, 0xf8, 0x03, 0xac, 0x84, 0xc0, 0x74, 0x03,
+        0xee, 0xeb, 0xf8, 0xfa, 0xf4, 0xeb, 0xfc,
+    ];
+    let mut d = vec![0u8; 1 << 20];
+    d[..code.len()].copy_from_slice(&code);
+    d[code.len()..code.len() + MSG.len()].copy_from_slice(MSG);
+    d[510] = 0x55;
+    d[511] = 0xaa;
+    d
+}
+
+/// Starts `cmd` in the client's background with its output in `file`, and polls that
+/// file until it holds `what` (panicking if the script says anything else first, or
+/// after [`BOOT`]); the output then.
+fn run_until(r: &mut Rig, cmd: &str, file: &str, what: &str, bad: Option<&str>) -> String {
+    let start = Instant::now();
+    r.ok(&format!("{cmd} > {file} 2>&1 & echo $! > /tmp/pid"));
+    loop {
+        let con = r.ok(&format!("cat {file}"));
+        if con.contains(what) {
+            eprintln!(
+                "vmboot: the script's start to {what:?}: {:?}",
+                start.elapsed()
+            );
+            return con;
+        }
+        if let Some(b) = bad {
+            assert!(!con.contains(b), "the script stopped:\n{con}");
+        }
+        assert!(
+            start.elapsed() < BOOT,
+            "no {what:?} after {BOOT:?}:\n{con}\n{}",
+            r.hv.diagnostics()
+        );
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
+
 #[test]
 fn vmboot_boots_seabios_over_v9fs() {
     let rom = std::fs::read(vmx::firmware::DEFAULT_BIOS).expect("the seabios package's ROM");
@@ -71,7 +120,11 @@ fn vmboot_boots_seabios_over_v9fs() {
     });
     let linux = Linux::boot(
         Link::Tcp(hv.tcp_port()),
-        &[("vmboot", &script), ("bios.bin", &rom)],
+        &[
+            ("vmboot", &script),
+            ("bios.bin", &rom),
+            ("mbr.img", &boot_sector()),
+        ],
         Duration::from_secs(120),
     );
     let mut r = Rig { linux, hv };
@@ -98,23 +151,14 @@ fn vmboot_boots_seabios_over_v9fs() {
     );
     r.nothing_left(&memfree);
 
-    // SeaBIOS, in the background; its console and the script's words in /tmp/con.
-    let start = Instant::now();
-    r.ok("sh /vmboot -m 16 /mnt /bios.bin > /tmp/con 2>&1 & echo $! > /tmp/pid");
-    let mut con = String::new();
-    while !con.contains("No bootable device") {
-        assert!(
-            start.elapsed() < BOOT,
-            "no \"No bootable device\" after {BOOT:?}:\n{con}\n{}",
-            r.hv.diagnostics()
-        );
-        std::thread::sleep(Duration::from_secs(5));
-        con = r.ok("cat /tmp/con");
-        assert!(!con.contains("vmboot: "), "the script stopped:\n{con}");
-    }
-    eprintln!(
-        "vmboot: the script's start to \"No bootable device\": {:?}",
-        start.elapsed()
+    // SeaBIOS with no disk, in the background; its console and the script's words in
+    // /tmp/con.
+    let con = run_until(
+        &mut r,
+        "sh /vmboot -m 16 /mnt /bios.bin",
+        "/tmp/con",
+        "No bootable device",
+        Some("vmboot: "),
     );
     let banner = con.find("SeaBIOS (version").expect("SeaBIOS's banner");
     let nodisk = con.find("No bootable device").expect("no disk, said so");
@@ -126,5 +170,28 @@ fn vmboot_boots_seabios_over_v9fs() {
     assert!(r.ok("cat /mnt/vmx/*/status").contains("running"));
     let out = r.ok("p=$(cat /tmp/pid); kill -TERM $p; wait $p; echo status=$?");
     assert!(out.contains("status=143"), "{out}");
+    r.nothing_left(&memfree);
+
+    // A disk image on the hypervisor's virtio-blk: SeaBIOS boots its boot sector, whose
+    // `cli; hlt` stops the VM, and the script ends by itself.
+    let con = run_until(
+        &mut r,
+        "(sh /vmboot -d /mbr.img /mnt /bios.bin; echo exit=$?)",
+        "/tmp/con2",
+        "exit=",
+        None,
+    );
+    let booting = con
+        .find("Booting from Hard Disk")
+        .expect("SeaBIOS found the disk");
+    let booted = con
+        .find("booted from the kernel's disk")
+        .expect("the boot sector ran");
+    assert!(booting < booted, "{con}");
+    assert!(
+        con.contains("the guest stopped: ready, exitreason 0x0000000c"),
+        "{con}"
+    );
+    assert!(con.contains("exit=0"), "{con}");
     r.nothing_left(&memfree);
 }
