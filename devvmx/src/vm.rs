@@ -277,6 +277,16 @@ impl Vm {
         }
     }
 
+    /// The `firmware MEM` message: the in-kernel devices make a firmware machine (see
+    /// `kdev::firmware`). Not while the VM runs.
+    pub(crate) fn firmware(&mut self, args: &[String]) -> Result<(), Error> {
+        if self.state == State::Running {
+            return Err("VM running".into());
+        }
+        let k = self.kdev.as_mut().ok_or(Error::from("no in-kernel rtc"))?;
+        k.firmware(args)
+    }
+
     /// The VM ends: what its in-kernel devices hold of the segments goes back.
     pub(crate) fn release_devices<H: Hw>(&mut self, hw: &mut H, segs: &mut Segments) {
         if let Some(k) = self.kdev.as_mut() {
@@ -353,7 +363,8 @@ impl Vm {
     /// guest runs, output is answered when it is due (kdev's `cons` rule). While the VM
     /// is stopped for its client a new read answers at once, with 0 bytes when nothing is
     /// queued (so the client knows it has all the output up to the stop), and one that
-    /// waited goes on waiting: a stop does not cost a round trip. A dead VM's read fails
+    /// waited goes on waiting: a stop does not cost a round trip (on a firmware machine
+    /// it answers too, so a shell's `cat` ends at the stop). A dead VM's read fails
     /// with its error once nothing is queued.
     pub(crate) fn cons_read<H: Hw>(
         &mut self,
@@ -367,7 +378,8 @@ impl Vm {
         let r = match state {
             State::Running => k.cons_take(buf, true, now),
             State::Dead => k.cons_take(buf, false, now),
-            _ if waiting => None,
+            // A firmware machine's client is a shell: a stop ends its waiting read too.
+            _ if waiting && !k.is_firmware() => None,
             _ => k.cons_take(buf, false, now),
         };
         match r {
