@@ -100,7 +100,8 @@ impl Placed {
         news |= self.blkq_ready.swap(ready, Ordering::AcqRel) != ready;
         let cons_quiet = running && k.is_some_and(|k| !k.halted && k.board.com[0].tx.is_empty());
         news |= self.cons_quiet.swap(cons_quiet, Ordering::AcqRel) != cons_quiet;
-        let held = !running && vm.state != State::Dead;
+        // A firmware machine answers a waiting read at a stop (`Vm::cons_read`).
+        let held = !running && vm.state != State::Dead && !k.is_some_and(|k| k.is_firmware());
         news |= self.cons_held.swap(held, Ordering::AcqRel) != held;
         if let Some(k) = k {
             *self.counts.lock() = k.counts;

@@ -18,11 +18,13 @@ mod console;
 pub mod cpus;
 mod drivers;
 pub mod frames;
+pub mod glyph;
 mod le;
 mod logger;
 pub mod mailbox;
 mod memory;
 mod net;
+pub mod screen;
 pub mod server;
 mod smp;
 mod switch;
@@ -100,8 +102,9 @@ fn kmain(magic: u32, info: u32) -> ! {
     );
 
     // The screen (it needs the heap): the log from here on, the address to mount on top.
-    if console::init(boot.framebuffer) {
-        log::info!("screen: the log on the text screen too");
+    match console::init(boot.framebuffer) {
+        Some(what) => log::info!("screen: the log on {what} too"),
+        None => log::info!("screen: none to write on ({:?})", boot.framebuffer),
     }
 
     // Links are probed with interrupts off (drivers register their IRQ handlers).
@@ -147,6 +150,10 @@ fn kmain(magic: u32, info: u32) -> ! {
             version: VERSION,
         },
     );
+    match ns.vms().vmx() {
+        Ok(caps) => log::info!("vmx ok: {}", caps.describe()),
+        Err(why) => log::warn!("vmx unavailable: {why}"),
+    }
     let mut facts = devvmx::Facts {
         cpus: ncpu,
         ..Default::default()

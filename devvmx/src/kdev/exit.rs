@@ -4,7 +4,7 @@
 //! reads of the MSRs that live in the VMCS (with `cpu`), and a halt with interrupts on
 //! (the PIC will wake the guest). Anything else goes to the client as before.
 
-use super::{KDev, Route, CPU, PIC};
+use super::{FwPort, KDev, Route, CPU, PIC};
 use crate::hw::{EntryState, Hw};
 use crate::mem::MemMap;
 use crate::regs;
@@ -70,12 +70,14 @@ impl KDev {
                         self.counts.io += 1;
                         pcdev::size_mask(size)
                     }
-                    Route::No => {
-                        let Some(dev) = self.claims(port) else {
-                            return Ok(Answered::No);
-                        };
-                        self.io(dev, port, size, input, ax as u32, now)
-                    }
+                    Route::No => match self.claims(port) {
+                        Some(dev) => self.io(dev, port, size, input, ax as u32, now),
+                        // A firmware machine has no port for the client but resets.
+                        None => match self.firmware_io(port, size, input, ax as u32, now) {
+                            Some(FwPort::Value(v)) => v,
+                            Some(FwPort::Reset) | None => return Ok(Answered::No),
+                        },
+                    },
                 };
                 if self.board.stop.take().is_some() {
                     // A reset through the i8042: the client's to see, as its io exit.

@@ -23,9 +23,10 @@ enum Cm {
     Advance,
     Alarm,
     Pci,
+    Firmware,
 }
 
-const VMXCTLMSG: [Cmdtab<Cm>; 13] = [
+const VMXCTLMSG: [Cmdtab<Cm>; 14] = [
     Cmdtab::new(Cm::Quit, "quit", 1),
     Cmdtab::new(Cm::Go, "go", 0),
     Cmdtab::new(Cm::Stop, "stop", 1),
@@ -42,6 +43,8 @@ const VMXCTLMSG: [Cmdtab<Cm>; 13] = [
     Cmdtab::new(Cm::Alarm, "alarm", 0),
     // Extension: a client's function on the in-kernel PCI bus (DEVIATIONS.md).
     Cmdtab::new(Cm::Pci, "pci", 0),
+    // Extension: a firmware machine, for a BIOS driven from a shell (DEVIATIONS.md).
+    Cmdtab::new(Cm::Firmware, "firmware", 2),
 ];
 
 impl<H: Hw> Namespace<H> {
@@ -82,6 +85,7 @@ impl<H: Hw> Namespace<H> {
             Cm::Advance => vm.advance(hw, &cb.f[1]),
             Cm::Alarm => vm.alarm(arg),
             Cm::Pci => vm.pci(segs, sw.as_ref(), &cb.f[1..], uname),
+            Cm::Firmware => vm.firmware(&cb.f[1..]),
         })??;
         if cm == Cm::Devices {
             self.vms.devices_used();
