@@ -240,10 +240,11 @@ fn the_tools_disk_sits_on_the_kernels_pci_bus_and_its_bar_stays_the_tools() {
     let ns = ns.lock().unwrap();
     let ax: Vec<u64> = ns.hw().entries.iter().map(|e| e.ax & 0xffff_ffff).collect();
     // The configuration reads were the kernel's (no entry of the client's between), the
-    // BAR's the tool's: virtio-blk's FLUSH feature.
+    // BAR's the tool's: virtio-blk's FLUSH and SEG_MAX features.
     assert_eq!(ax[2], 0x1001_1af4, "{ax:x?}");
     assert_eq!(ax[4], u64::from(vmx::virtio::IO_BASE) | 1, "{ax:x?}");
-    assert_eq!(ax[7], u64::from(vmx::virtio::blk::F_FLUSH), "{ax:x?}");
+    let features = vmx::virtio::blk::F_FLUSH | vmx::virtio::blk::F_SEG_MAX;
+    assert_eq!(ax[7], u64::from(features), "{ax:x?}");
     drop(ns);
     let s = &report.stats.by_reason;
     // One exit came to the tool for the six configuration accesses and the BAR's read.
