@@ -30,6 +30,9 @@ struct Outbox {
     queue: Mutex<VecDeque<Vec<u8>>>,
     /// Held while writing, so queued replies leave in the order they were queued.
     stream: Mutex<Box<dyn Write + Send>>,
+    /// A sent chunk's buffer, handed back to the session to encode the next replies in
+    /// (the session's output moves here and back without a copy).
+    spare: Mutex<Vec<u8>>,
 }
 
 impl Outbox {
@@ -45,6 +48,7 @@ impl Outbox {
                 lock(&self.queue).clear();
                 break;
             }
+            *lock(&self.spare) = chunk;
         }
     }
 }
@@ -106,13 +110,12 @@ fn next_id() -> u32 {
 /// Queues a session's replies; returns the outbox to drain if there were any.
 fn take_output<T: Tree>(c: &mut Conn<T>) -> Option<Arc<Outbox>> {
     let session = c.link.session();
-    let o = session.output();
-    if o.is_empty() {
+    if session.output().is_empty() {
         return None;
     }
-    lock(&c.out.queue).push_back(o.to_vec());
-    let n = o.len();
-    session.consume_output(n);
+    let spare = core::mem::take(&mut *lock(&c.out.spare));
+    let chunk = session.take_output(spare);
+    lock(&c.out.queue).push_back(chunk);
     Some(c.out.clone())
 }
 
@@ -138,6 +141,7 @@ where
         let out = Arc::new(Outbox {
             queue: Mutex::new(VecDeque::new()),
             stream: Mutex::new(Box::new(w)),
+            spare: Mutex::new(Vec::new()),
         });
         lock(&state).conns.insert(
             id,

@@ -144,9 +144,24 @@ impl Framer {
     /// The next complete frame, with sizes checked against `msize`. The frame stays at
     /// the head until `consume` is called with its length.
     pub fn next(&mut self, msize: u32) -> Next<'_> {
+        match self.next_len(msize) {
+            Some(len) => Next::Frame(self.head(len)),
+            None => Next::Empty,
+        }
+    }
+
+    /// The first `len` bytes at the head: the frame [`Framer::next_len`] found, borrowed
+    /// without holding the framer mutably (a session decodes it in place).
+    pub fn head(&self, len: usize) -> &[u8] {
+        let end = (self.start + len).min(self.buf.len());
+        &self.buf[self.start..end]
+    }
+
+    /// As [`Framer::next`], giving the length of the complete frame at the head.
+    pub fn next_len(&mut self, msize: u32) -> Option<usize> {
         loop {
             if self.broken {
-                return Next::Empty;
+                return None;
             }
             let head = &self.buf[self.start..];
             if !self.synced {
@@ -162,28 +177,25 @@ impl Framer {
                         let drop = head.len() - keep;
                         self.start += drop;
                         self.discarded += drop as u64;
-                        return Next::Empty;
+                        return None;
                     }
                 }
                 continue;
             }
-            let Some(size) = protocol::frame_size(head) else {
-                return Next::Empty;
-            };
+            let size = protocol::frame_size(head)?;
             let ty_ok = self.any_type || head.get(4).is_none_or(|&ty| is_tmessage(ty));
             if self.hangup && ((size as usize) < HEADER_LEN || size > msize) {
                 self.broken = true;
-                return Next::Empty;
+                return None;
             }
             if (size as usize) < HEADER_LEN || size > msize || !ty_ok {
                 self.resync();
                 continue;
             }
             if head.len() < size as usize {
-                return Next::Empty;
+                return None;
             }
-            let (s, e) = (self.start, self.start + size as usize);
-            return Next::Frame(&self.buf[s..e]);
+            return Some(size as usize);
         }
     }
 
