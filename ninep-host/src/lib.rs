@@ -151,31 +151,40 @@ where
                 out,
             },
         );
-        let mut buf = vec![0u8; 1 << 17];
         let mut broken = false;
         while !broken {
-            let Ok(n @ 1..) = r.read(&mut buf) else { break };
-            let mut off = 0;
-            while off < n && !broken {
-                let mut ready: Vec<Arc<Outbox>> = Vec::new();
-                {
-                    let mut st = lock(&state);
-                    let State { tree, conns } = &mut *st;
-                    let Some(c) = conns.get_mut(&id) else { return };
-                    off += c.link.input(&buf[off..n], 0);
-                    broken = c.link.process(tree, 0).broken;
-                    ready.extend(take_output(c));
-                    // What this connection did may answer reads pending on the others.
-                    for (cid, c) in conns.iter_mut() {
-                        if *cid != id && c.link.session_ref().has_pending() {
-                            c.link.session().poll(tree);
-                            ready.extend(take_output(c));
-                        }
+            // Receive straight into the session's input buffer, outside the lock: only
+            // this thread feeds this session, so no one else touches its framer meanwhile.
+            let lent = lock(&state).conns.get_mut(&id).map(|c| c.link.lend_input());
+            let Some((mut buf, at)) = lent else { return };
+            // No room (the framer holds a whole frame the session has yet to take):
+            // process without receiving.
+            let got = match buf.get_mut(at..) {
+                Some(room) if !room.is_empty() => r.read(room).ok(),
+                _ => Some(usize::MAX),
+            };
+            let n = got.filter(|&n| n != usize::MAX).unwrap_or(0);
+            let mut ready: Vec<Arc<Outbox>> = Vec::new();
+            {
+                let mut st = lock(&state);
+                let State { tree, conns } = &mut *st;
+                let Some(c) = conns.get_mut(&id) else { return };
+                c.link.give_back_input(buf, n, 0);
+                if matches!(got, None | Some(0)) {
+                    break;
+                }
+                broken = c.link.process(tree, 0).broken;
+                ready.extend(take_output(c));
+                // What this connection did may answer reads pending on the others.
+                for (cid, c) in conns.iter_mut() {
+                    if *cid != id && c.link.session_ref().has_pending() {
+                        c.link.session().poll(tree);
+                        ready.extend(take_output(c));
                     }
                 }
-                for o in ready {
-                    o.drain();
-                }
+            }
+            for o in ready {
+                o.drain();
             }
         }
         let mut st = lock(&state);

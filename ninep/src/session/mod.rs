@@ -138,6 +138,17 @@ impl<T: Tree> Session<T> {
         self.framer.push(bytes)
     }
 
+    /// Lends the input buffer so a transport can receive into it without a copy
+    /// ([`Framer::lend`]); [`Session::give_back_input`] returns it.
+    pub fn lend_input(&mut self) -> (Vec<u8>, usize) {
+        self.framer.lend()
+    }
+
+    /// Returns the lent input buffer with `n` bytes received at the offset lent.
+    pub fn give_back_input(&mut self, buf: Vec<u8>, n: usize) {
+        self.framer.give_back(buf, n);
+    }
+
     /// Replies ready to send.
     pub fn output(&self) -> &[u8] {
         self.e.out.pending()
