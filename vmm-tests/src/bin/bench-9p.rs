@@ -1,18 +1,18 @@
-//! `bench-9p [--addr DIAL] [--secs N] [--reps N] [--lib9p PLAN9]`: 9P operations and bytes
-//! per second, our engine beside plan9port's lib9p.
+//! `bench-9p [--tcp] [--addr DIAL] [--secs N] [--reps N] [--lib9p PLAN9]`: 9P operations
+//! and bytes per second, our engine beside plan9port's lib9p.
 //!
-//! Without `--addr` it serves the test tree from a child process on a unix socket (the
-//! same engine and host loop as `ninep-host`) and, given a plan9port tree whose lib9p,
-//! lib9 and libthread are built (`--lib9p DIR`, or `$PLAN9`), builds
-//! `vmm-tests/bench/lib9p-peer.c` against it: lib9p's `srv` and File tree serving the
-//! same `hello` file and writable root, one forked process per connection. Every figure
-//! is measured on both, alternating, `--reps` times; the medians and their ratio are
-//! printed. With `--addr` (a dial string) it measures whatever server is there, which
-//! must have a `hello` file and a writable root. `--vs NAME=DIAL[=PID]` adds another
-//! such server to every row (e.g. an older build's `ninep-host --unix PATH`; with its
-//! PID its CPU time is counted too); `--rows TEXT`
-//! measures only the rows whose name holds TEXT. Figures, not assertions: run it with
-//! `cargo run --release -p vmm-tests --bin bench-9p`.
+//! Without `--addr` it serves the test tree from a child process (the same engine and
+//! host loop as `ninep-host`) on a unix socket, or on TCP at 127.0.0.1 with `--tcp`, and,
+//! given a plan9port tree whose lib9p, lib9 and libthread are built (`--lib9p DIR`, or
+//! `$PLAN9`), builds `vmm-tests/bench/lib9p-peer.c` against it: lib9p's `srv` and File
+//! tree serving the same `hello` file and writable root, one forked process per
+//! connection. Every figure is measured on both, alternating, `--reps` times; the medians
+//! and their ratio are printed, and each server's CPU time per file or MiB. With `--addr`
+//! (a dial string) it measures whatever server is there, which must have a `hello` file
+//! and a writable root. `--vs NAME=DIAL[=PID]` adds another such server to every row
+//! (e.g. an older build's `ninep-host --unix PATH`; with its PID its CPU time is counted
+//! too); `--rows TEXT` measures only the rows whose name holds TEXT. Figures, not
+//! assertions: run it with `cargo run --release -p vmm-tests --bin bench-9p`.
 
 use ninep::Limits;
 use ninep_client::{om, Client};
@@ -116,10 +116,10 @@ fn ops_threads(addr: &str, secs: f64) -> Figure {
 
 /// The same operations from a bare synchronous client (no reader thread, one request in
 /// flight): what the server and the socket cost without ninep-client's demultiplexing.
-fn raw_ops(path: &str, secs: f64) -> Figure {
+fn raw_ops(addr: &str, secs: f64) -> Figure {
     use protocol::{Fcall, Wnames, NOFID, NOTAG};
     use std::io::{Read, Write};
-    let mut s = ok(std::os::unix::net::UnixStream::connect(path));
+    let mut s = ok(connect(addr));
     let mut buf = vec![0u8; 8192];
     let mut rpc = |tag: u16, f: Fcall<'_>| {
         let n = ok(f.encode(tag, &mut buf));
@@ -256,10 +256,23 @@ fn measure(row: &Row, p: &Peer, secs: f64) -> Option<(f64, Option<f64>)> {
     Some((fig.rate(), cpu))
 }
 
-impl Peer {
-    fn unix_path(&self) -> Option<&str> {
-        self.addr.strip_prefix("unix!")
+/// A socket both ways.
+trait Stream: std::io::Read + std::io::Write {}
+impl<S: std::io::Read + std::io::Write> Stream for S {}
+
+/// Connects to `unix!PATH` or `tcp!HOST!PORT` (with TCP_NODELAY, as ninep-client and
+/// ninep-host set it).
+fn connect(addr: &str) -> std::io::Result<Box<dyn Stream>> {
+    if let Some(p) = addr.strip_prefix("unix!") {
+        return Ok(Box::new(std::os::unix::net::UnixStream::connect(p)?));
     }
+    let hp = addr
+        .strip_prefix("tcp!")
+        .unwrap_or(addr)
+        .replacen('!', ":", 1);
+    let s = std::net::TcpStream::connect(hp)?;
+    s.set_nodelay(true)?;
+    Ok(Box::new(s))
 }
 
 /// Measures a row on a server for a number of seconds (`None`: not on this server).
@@ -287,7 +300,7 @@ fn rows() -> Vec<Row> {
         Row {
             what: "walk+open+read+clunk, bare sync client".into(),
             unit: "files/s",
-            measure: Box::new(|p, s| p.unix_path().map(|path| raw_ops(path, s))),
+            measure: Box::new(|p, s| Some(raw_ops(&p.addr, s))),
         },
     ];
     let sizes = [
@@ -318,18 +331,39 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// Serves the test tree on a unix socket at `path` until killed (the child `--serve`).
-fn serve(path: &Path) -> ! {
+/// Serves the test tree at `unix!PATH` or `tcp!HOST!PORT` until killed (the child
+/// `--serve`).
+fn serve(addr: &str) -> ! {
     let server = Server::new(test_tree("glenda"), Limits::default());
-    if let Err(e) = server.listen_unix(path) {
-        die(&format!("listen {}: {e}", path.display()));
+    let r = match addr.strip_prefix("unix!") {
+        Some(p) => server.listen_unix(Path::new(p)),
+        None => {
+            let hp = addr
+                .strip_prefix("tcp!")
+                .unwrap_or(addr)
+                .replacen('!', ":", 1);
+            server.listen_tcp(&hp).map(|_| ())
+        }
+    };
+    if let Err(e) = r {
+        die(&format!("listen {addr}: {e}"));
     }
     server.run();
     std::process::exit(0)
 }
 
-/// Starts `cmd` as a server and waits for its socket at `path`; returns its pid.
-fn start(mut cmd: Command, path: &Path, what: &str) -> u32 {
+/// Where a server this run starts listens: a unix socket in `dir`, or a free TCP port
+/// on 127.0.0.1.
+fn listen_addr(tcp: bool, dir: &Path, name: &str) -> String {
+    if !tcp {
+        return format!("unix!{}", dir.join(format!("{name}.sock")).display());
+    }
+    let l = ok(std::net::TcpListener::bind("127.0.0.1:0"));
+    format!("tcp!127.0.0.1!{}", ok(l.local_addr()).port())
+}
+
+/// Starts `cmd` as a server and waits for it to answer at `addr`; returns its pid.
+fn start(mut cmd: Command, addr: &str, what: &str) -> u32 {
     let child = cmd
         .stdin(Stdio::null())
         .spawn()
@@ -340,9 +374,9 @@ fn start(mut cmd: Command, path: &Path, what: &str) -> u32 {
         .unwrap_or_else(|e| e.into_inner())
         .push(child);
     let t = Instant::now();
-    while std::os::unix::net::UnixStream::connect(path).is_err() {
+    while connect(addr).is_err() {
         if t.elapsed() > Duration::from_secs(10) {
-            die(&format!("{what} did not listen on {}", path.display()));
+            die(&format!("{what} did not listen on {addr}"));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -393,7 +427,7 @@ fn build_peer(plan9: &Path, dir: &Path) -> PathBuf {
 }
 
 const USAGE: &str =
-    "usage: bench-9p [--addr DIAL] [--secs N] [--reps N] [--lib9p PLAN9] [--vs NAME=DIAL[=PID]]... [--rows TEXT]";
+    "usage: bench-9p [--tcp] [--addr DIAL] [--secs N] [--reps N] [--lib9p PLAN9] [--vs NAME=DIAL[=PID]]... [--rows TEXT]";
 
 fn main() {
     let mut addr = None;
@@ -402,10 +436,15 @@ fn main() {
     let mut plan9 = std::env::var_os("PLAN9").map(PathBuf::from);
     let mut vs = Vec::new();
     let mut only = None;
+    let mut tcp = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
+        if a == "--tcp" {
+            tcp = true;
+            continue;
+        }
         match (a.as_str(), args.next()) {
-            ("--serve", Some(v)) => serve(Path::new(&v)),
+            ("--serve", Some(v)) => serve(&v),
             ("--addr", Some(v)) => addr = Some(v),
             ("--secs", Some(v)) => secs = v.parse().unwrap_or_else(|_| die("bad --secs")),
             ("--reps", Some(v)) => reps = v.parse().unwrap_or_else(|_| die("bad --reps")),
@@ -439,25 +478,25 @@ fn main() {
             pid: None,
         }),
         None => {
-            let sock = dir.join("ninep.sock");
+            let addr = listen_addr(tcp, &dir, "ninep");
             let mut cmd = Command::new(ok(std::env::current_exe()));
-            cmd.arg("--serve").arg(&sock);
-            let pid = start(cmd, &sock, "the engine's server");
+            cmd.arg("--serve").arg(&addr);
+            let pid = start(cmd, &addr, "the engine's server");
             peers.push(Peer {
                 name: "ours".into(),
-                addr: format!("unix!{}", sock.display()),
+                addr,
                 pid: Some(pid),
             });
             match &plan9 {
                 Some(p) => {
                     let exe = build_peer(p, &dir);
-                    let sock = dir.join("lib9p.sock");
+                    let addr = listen_addr(tcp, &dir, "lib9p");
                     let mut cmd = Command::new(exe);
-                    cmd.arg(format!("unix!{}", sock.display()));
-                    let pid = start(cmd, &sock, "the lib9p peer");
+                    cmd.arg(&addr);
+                    let pid = start(cmd, &addr, "the lib9p peer");
                     peers.push(Peer {
                         name: "lib9p".into(),
-                        addr: format!("unix!{}", sock.display()),
+                        addr,
                         pid: Some(pid),
                     });
                 }
@@ -470,7 +509,7 @@ fn main() {
     }
     peers.extend(vs);
     println!(
-        "bench-9p: {}; unix sockets, {secs} s per figure, median of {reps} (servers alternating); load {}",
+        "bench-9p: {}; {secs} s per figure, median of {reps} (servers alternating); load {}",
         peers
             .iter()
             .map(|p| format!("{} {}", p.name, p.addr))
