@@ -152,6 +152,8 @@ where
             },
         );
         let mut broken = false;
+        // The outboxes with replies to send after each step (kept, so no step allocates).
+        let mut ready: Vec<Arc<Outbox>> = Vec::new();
         while !broken {
             // Receive straight into the session's input buffer, outside the lock: only
             // this thread feeds this session, so no one else touches its framer meanwhile.
@@ -164,7 +166,6 @@ where
                 _ => Some(usize::MAX),
             };
             let n = got.filter(|&n| n != usize::MAX).unwrap_or(0);
-            let mut ready: Vec<Arc<Outbox>> = Vec::new();
             {
                 let mut st = lock(&state);
                 let State { tree, conns } = &mut *st;
@@ -183,7 +184,7 @@ where
                     }
                 }
             }
-            for o in ready {
+            for o in ready.drain(..) {
                 o.drain();
             }
         }
