@@ -221,6 +221,144 @@ fn read_rate(addr: &str, msize: u32, secs: f64) -> Figure {
     mib(got, t)
 }
 
+/// The engine alone, in this process, with no socket: a Session on the test tree fed
+/// encoded requests and drained, as a transport would. Returns (files/s for
+/// walk+open+read+clunk, MiB/s of 64 KiB Twrites, MiB/s of 64 KiB Treads): the engine's
+/// own cost, which the socket rows add the kernel's and the scheduler's to.
+fn engine_alone(secs: f64) -> (f64, f64, f64) {
+    use ninep::Session;
+    use protocol::{Fcall, Wnames, NOFID, NOTAG};
+    const MSIZE: u32 = 64 * 1024 + 24;
+    let mut tree = test_tree("glenda");
+    let mut s: Session<ninep::memfs::Memfs> = Session::new(1, Limits::default());
+    let enc = |tag: u16, f: Fcall<'_>| {
+        let mut b = vec![0u8; MSIZE as usize];
+        let n = ok(f.encode(tag, &mut b));
+        b.truncate(n);
+        b
+    };
+    let rpc = |s: &mut Session<_>, tree: &mut _, req: &[u8]| {
+        s.input(req);
+        s.process(tree);
+        let n = s.output().len();
+        if n == 0 || s.output()[4] == protocol::MsgType::Rerror as u8 {
+            die("the engine alone: no reply, or Rerror");
+        }
+        s.consume_output(n);
+    };
+    let version = "9P2000";
+    rpc(
+        &mut s,
+        &mut tree,
+        &enc(
+            NOTAG,
+            Fcall::Tversion {
+                msize: MSIZE,
+                version,
+            },
+        ),
+    );
+    let (uname, aname) = ("glenda", "");
+    let attach = Fcall::Tattach {
+        fid: 0,
+        afid: NOFID,
+        uname,
+        aname,
+    };
+    rpc(&mut s, &mut tree, &enc(1, attach));
+    let hello = ok(Wnames::new(&["hello"]));
+    let script = [
+        enc(
+            1,
+            Fcall::Twalk {
+                fid: 0,
+                newfid: 1,
+                wnames: hello,
+            },
+        ),
+        enc(
+            1,
+            Fcall::Topen {
+                fid: 1,
+                mode: om::READ,
+            },
+        ),
+        enc(
+            1,
+            Fcall::Tread {
+                fid: 1,
+                offset: 0,
+                count: 64,
+            },
+        ),
+        enc(1, Fcall::Tclunk { fid: 1 }),
+    ];
+    let (n, t) = repeat(secs, || {
+        for req in &script {
+            rpc(&mut s, &mut tree, req);
+        }
+    });
+    let files = n as f64 / t.as_secs_f64();
+    let name = "bench-engine";
+    let create = Fcall::Tcreate {
+        fid: 1,
+        name,
+        perm: 0o644,
+        mode: om::RDWR,
+    };
+    rpc(
+        &mut s,
+        &mut tree,
+        &enc(
+            1,
+            Fcall::Twalk {
+                fid: 0,
+                newfid: 1,
+                wnames: ok(Wnames::new(&[])),
+            },
+        ),
+    );
+    rpc(&mut s, &mut tree, &enc(1, create));
+    let data = vec![0x5au8; 65536];
+    let writes: Vec<Vec<u8>> = (0..128u64)
+        .map(|i| {
+            enc(
+                1,
+                Fcall::Twrite {
+                    fid: 1,
+                    offset: i * 65536,
+                    data: &data,
+                },
+            )
+        })
+        .collect();
+    let (n, t) = repeat(secs, || {
+        for w in &writes {
+            rpc(&mut s, &mut tree, w);
+        }
+    });
+    let w = mib(n * 128 * 65536, t).rate();
+    let reads: Vec<Vec<u8>> = (0..128u64)
+        .map(|i| {
+            enc(
+                1,
+                Fcall::Tread {
+                    fid: 1,
+                    offset: i * 65536,
+                    count: 65536,
+                },
+            )
+        })
+        .collect();
+    let (n, t) = repeat(secs, || {
+        for r in &reads {
+            rpc(&mut s, &mut tree, r);
+        }
+    });
+    let r = mib(n * 128 * 65536, t).rate();
+    (files, w, r)
+}
+
 /// A server measured: its dial string, and its process when this run started it.
 struct Peer {
     name: String,
@@ -473,6 +611,7 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("bench-9p-{}", std::process::id()));
     ok(std::fs::create_dir_all(&dir));
     let mut peers = Vec::new();
+    let addr_given = addr.clone();
     match addr {
         Some(a) => peers.push(Peer {
             name: "server".into(),
@@ -519,6 +658,13 @@ fn main() {
             .join(", "),
         vmm_tests::bench::load_average()
     );
+    if addr_given.is_none() {
+        let (files, w, r) = engine_alone(secs);
+        println!(
+            "engine alone (in-process, no socket): {files:.0} walk+open+read+clunk/s, \
+             64 KiB Twrite {w:.0} MiB/s, 64 KiB Tread {r:.0} MiB/s"
+        );
+    }
     let mut head = format!("{:<42}{:>8}", "", "");
     for p in &peers {
         head += &format!("{:>10}", p.name);
