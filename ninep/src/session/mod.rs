@@ -73,6 +73,8 @@ pub struct Session<T: Tree> {
     /// Everything but the framing, apart so a request decoded in the framer's buffer
     /// can be answered without copying it out.
     e: Engine<T>,
+    /// The last `process` stopped at the output limit with bytes still held.
+    stalled: bool,
 }
 
 impl<T: Tree> Session<T> {
@@ -81,6 +83,7 @@ impl<T: Tree> Session<T> {
         Session {
             framer: Framer::new(limits.max_msize),
             e: Engine::new(id, limits),
+            stalled: false,
         }
     }
 
@@ -166,10 +169,26 @@ impl<T: Tree> Session<T> {
         self.e.out.take(spare)
     }
 
+    /// The last [`Session::process`] stopped at the output limit ([`Limits::max_output`])
+    /// with received bytes still to take: once the output is sent, the transport calls
+    /// `process` again without waiting for more input (a client may have sent all its
+    /// requests and be waiting for their replies).
+    pub fn stalled(&self) -> bool {
+        self.stalled
+    }
+
     /// Retries pending reads, then answers every complete request received, retrying
     /// pending reads after each (another session's writes are seen at the next call), until
     /// a gated attach's reply is held.
     pub fn process(&mut self, tree: &mut T) {
+        self.take_requests(tree);
+        self.stalled = self.e.held.is_none()
+            && self.e.out.pending().len() >= self.e.limits.max_output
+            && self.framer.held() > 0
+            && !self.framer.broken();
+    }
+
+    fn take_requests(&mut self, tree: &mut T) {
         self.e.poll(tree);
         while self.e.held.is_none() && self.e.out.pending().len() < self.e.limits.max_output {
             let msize = if self.e.versioned {
