@@ -16,6 +16,7 @@ mod blkq;
 mod cons;
 mod exit;
 mod firmware;
+mod net;
 mod pci;
 pub use cons::{CONS_BATCH, CONS_DELAY, CONS_IDLE, CONS_LIMIT};
 pub(crate) use exit::Answered;
@@ -137,6 +138,8 @@ pub(crate) struct KDev {
     pub(crate) counts: Counts,
     /// A firmware machine (`firmware`, see [`firmware`]).
     firmware: bool,
+    /// virtio-net cards served here (`pci net`, kdev/net.rs).
+    nets: alloc::vec::Vec<net::Card>,
     /// virtio-blk disks on the in-kernel bus (`pci blk`, kdev/blk.rs), and the client's
     /// position in their queue file (kdev/blkq.rs).
     pub(crate) disks: alloc::vec::Vec<blk::KBlk>,
@@ -159,6 +162,7 @@ impl KDev {
             redeliver: None,
             counts: Counts::default(),
             firmware: false,
+            nets: alloc::vec::Vec::new(),
             disks: alloc::vec::Vec::new(),
             blkq: blkq::BlkQ::default(),
         }

@@ -11,6 +11,7 @@
 mod disk;
 mod entry;
 mod init;
+mod net;
 mod step;
 
 use crate::caps::{Caps, PreemptRate};
@@ -258,11 +259,13 @@ impl Vm {
     }
 
     /// The `pci add ...` message: a client's function on the in-kernel PCI bus (see
-    /// `kdev::pci`); `pci blk ...`, a disk the kernel serves (`kdev::blk`). Not while
-    /// the VM runs.
+    /// `kdev::pci`); `pci blk ...`, a disk the kernel serves (`kdev::blk`); `pci net
+    /// ...`, a virtio-net card the kernel serves on the host's switch `sw` (`kdev::net`).
+    /// Not while the VM runs.
     pub(crate) fn pci(
         &mut self,
         segs: &mut Segments,
+        sw: Option<&crate::ns::HostSwitch>,
         args: &[String],
         uname: &str,
     ) -> Result<(), Error> {
@@ -272,6 +275,7 @@ impl Vm {
         let k = self.kdev.as_mut().ok_or(Error::from(kdev::ENOPCI))?;
         match args.split_first() {
             Some((add, rest)) if add == "add" => k.pci_add(rest),
+            Some((net, rest)) if net == "net" => k.pci_net(sw, rest),
             Some((blk, rest)) if blk == "blk" => k.pci_blk(segs, rest, uname),
             _ => Err(EBADARG.into()),
         }

@@ -68,6 +68,7 @@ impl<H: Hw> Namespace<H> {
             // The seed read `irq a b` as a bare `irq`, withdrawing the interrupt.
             return Err(EBADARG.into());
         }
+        let sw = self.switch.clone();
         self.with_vm(slot, gen, |hw, segs, vm| match cm {
             Cm::Quit => Ok(()),
             Cm::Go | Cm::Step => vm.go(hw, cm == Cm::Step, arg),
@@ -83,7 +84,7 @@ impl<H: Hw> Namespace<H> {
             }
             Cm::Advance => vm.advance(hw, &cb.f[1]),
             Cm::Alarm => vm.alarm(arg),
-            Cm::Pci => vm.pci(segs, &cb.f[1..], uname),
+            Cm::Pci => vm.pci(segs, sw.as_ref(), &cb.f[1..], uname),
             Cm::Firmware => vm.firmware(&cb.f[1..]),
         })??;
         if cm == Cm::Devices {
@@ -175,6 +176,12 @@ impl<H: Hw> Namespace<H> {
                     Some(readstr(off, buf, aux))
                 }
                 VmF::BlkQ => vm.blkq_read(hw, buf)?,
+                VmF::Net => {
+                    if off == 0 {
+                        *aux = vm.nets()?.net_text().into_bytes();
+                    }
+                    Some(readstr(off, buf, aux))
+                }
             })
         })?;
         match f {
@@ -211,7 +218,7 @@ impl<H: Hw> Namespace<H> {
                 }
             }
             VmF::BlkQ => vm.blkq_write(hw, data),
-            VmF::Status | VmF::Wait | VmF::Blk | VmF::BlkDirty => Err(EGREG.into()),
+            VmF::Status | VmF::Wait | VmF::Blk | VmF::BlkDirty | VmF::Net => Err(EGREG.into()),
         })?
     }
 }

@@ -29,7 +29,15 @@ impl Vm {
     /// times) while they answer its exits, and a halted guest waits here for its PIC.
     pub(crate) fn run<H: Hw>(&mut self, hw: &mut H) {
         for _ in 0..INSIDE_MAX {
-            if self.state != State::Running || !self.wake(hw) {
+            if self.state != State::Running {
+                return;
+            }
+            // Frames for the VM's in-kernel cards go in before the wake-up test: one
+            // may raise the interrupt a halted guest waits for.
+            if let Some(k) = self.kdev.as_mut() {
+                k.net_poll(hw, &self.mem);
+            }
+            if !self.wake(hw) {
                 return;
             }
             match self.enter(hw) {
