@@ -16,7 +16,9 @@
 //! test (vmm_tests::fixtures::bootiso: grub-mkrescue, GRUB on COM1) goes the same way,
 //! copied into its segment with `cp`: SeaBIOS boots it from the kernel's virtio-blk and
 //! GRUB's menu arrives on `cons`; TERM then ends the script (GRUB goes on to boot Linux),
-//! which leaves nothing behind.
+//! which leaves nothing behind. (Measured: the ISO, 19.7 MB, is uploaded and SeaBIOS's
+//! banner is on `cons` 25 s after the script's start, GRUB's menu after 75 s; the whole
+//! test takes about 4.5 minutes.)
 
 use std::time::{Duration, Instant};
 use vmm_tests::emu::{Machine, Nic, Opts};
