@@ -12,10 +12,17 @@
 //! hypervisor's virtio-blk, from a segment (`-d`): SeaBIOS boots it, its message
 //! arrives on `cons`, and its halt stops the VM, which ends the script by itself, again
 //! leaving nothing behind. A file that is not a ROM is refused by the script with a
-//! clear error before it makes anything.
+//! clear error before it makes anything. Last, the hybrid ISO of the tool's firmware
+//! test (vmm_tests::fixtures::bootiso: grub-mkrescue, GRUB on COM1) goes the same way,
+//! copied into its segment with `cp`: SeaBIOS boots it from the kernel's virtio-blk and
+//! GRUB's menu arrives on `cons`; TERM then ends the script (GRUB goes on to boot Linux),
+//! which leaves nothing behind. (Measured: the ISO, 19.7 MB, is uploaded and SeaBIOS's
+//! banner is on `cons` 25 s after the script's start, GRUB's menu after 75 s; the whole
+//! test takes about 4.5 minutes.)
 
 use std::time::{Duration, Instant};
 use vmm_tests::emu::{Machine, Nic, Opts};
+use vmm_tests::fixtures::bootiso;
 use vmm_tests::linux::{Link, Linux, GATEWAY};
 use vmm_tests::status::text as field;
 
@@ -25,6 +32,9 @@ const SECRET: &str = "vmboot-test-secret";
 const STEP: Duration = Duration::from_secs(120);
 /// The script's start to SeaBIOS's "No bootable device": the ROM's upload and POST.
 const BOOT: Duration = Duration::from_secs(300);
+/// The script's start to GRUB's menu from the ISO: its upload (some MiB over the
+/// e1000 of a Bochs that runs no faster than the host's clock) and SeaBIOS's POST.
+const ISO_BOOT: Duration = Duration::from_secs(900);
 
 struct Rig {
     linux: Linux,
@@ -85,6 +95,19 @@ fn boot_sector() -> Vec<u8> {
 fn run_until(r: &mut Rig, cmd: &str, file: &str, what: &str, bad: Option<&str>) -> String {
     let start = Instant::now();
     r.ok(&format!("{cmd} > {file} 2>&1 & echo $! > /tmp/pid"));
+    wait_for(r, file, what, bad, start, BOOT)
+}
+
+/// Polls `file` until it holds `what` (panicking if it holds `bad` first, or `timeout`
+/// after `start`); the output then.
+fn wait_for(
+    r: &mut Rig,
+    file: &str,
+    what: &str,
+    bad: Option<&str>,
+    start: Instant,
+    timeout: Duration,
+) -> String {
     loop {
         let con = r.ok(&format!("cat {file}"));
         if con.contains(what) {
@@ -98,8 +121,8 @@ fn run_until(r: &mut Rig, cmd: &str, file: &str, what: &str, bad: Option<&str>) 
             assert!(!con.contains(b), "the script stopped:\n{con}");
         }
         assert!(
-            start.elapsed() < BOOT,
-            "no {what:?} after {BOOT:?}:\n{con}\n{}",
+            start.elapsed() < timeout,
+            "no {what:?} after {timeout:?}:\n{con}\n{}",
             r.hv.diagnostics()
         );
         std::thread::sleep(Duration::from_secs(5));
@@ -111,6 +134,10 @@ fn vmboot_boots_seabios_over_v9fs() {
     let rom = std::fs::read(vmx::firmware::DEFAULT_BIOS).expect("the seabios package's ROM");
     let script = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/vmboot"))
         .expect("scripts/vmboot");
+    let dir = std::env::temp_dir().join(format!("vmboot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let iso = std::fs::read(bootiso::grub_iso(&dir)).expect("the ISO");
+    eprintln!("vmboot: the ISO is {} bytes", iso.len());
     let hv = Machine::bochs(Opts {
         cmdline: format!("owner={OWNER} secret={SECRET} serve=net"),
         virtio_ports: 0,
@@ -124,6 +151,7 @@ fn vmboot_boots_seabios_over_v9fs() {
             ("vmboot", &script),
             ("bios.bin", &rom),
             ("mbr.img", &boot_sector()),
+            ("boot.iso", &iso),
         ],
         Duration::from_secs(120),
     );
@@ -195,4 +223,37 @@ fn vmboot_boots_seabios_over_v9fs() {
     assert!(con[stopped..].contains("exitreason 0x0000000c"), "{con}");
     assert!(con.contains("exit=0"), "{con}");
     r.nothing_left(&memfree);
+
+    // The ISO the same way, with `cp` into its segment: SeaBIOS boots it from the
+    // kernel's virtio-blk (its debug port on `cons`), then GRUB's menu comes on COM1,
+    // also `cons`. The upload's end is SeaBIOS's banner.
+    let start = Instant::now();
+    r.ok("sh /vmboot -m 64 -d /boot.iso /mnt /bios.bin > /tmp/con3 2>&1 & echo $! > /tmp/pid");
+    wait_for(
+        &mut r,
+        "/tmp/con3",
+        "SeaBIOS (version",
+        Some("vmboot: "),
+        start,
+        ISO_BOOT,
+    );
+    let con = wait_for(
+        &mut r,
+        "/tmp/con3",
+        bootiso::MENU_ENTRY,
+        Some("vmboot: "),
+        start,
+        ISO_BOOT,
+    );
+    let booting = con
+        .find("Booting from Hard Disk")
+        .expect("SeaBIOS found the disk");
+    let menu = con.find(bootiso::MENU_ENTRY).expect("GRUB's menu");
+    assert!(booting < menu, "{con}");
+    // GRUB goes on to Linux (in 64 MiB): TERM ends the script,
+    // which removes the VM and the segments.
+    let out = r.ok("p=$(cat /tmp/pid); kill -TERM $p; wait $p; echo status=$?");
+    assert!(out.contains("status=143"), "{out}");
+    r.nothing_left(&memfree);
+    let _ = std::fs::remove_dir_all(&dir);
 }
