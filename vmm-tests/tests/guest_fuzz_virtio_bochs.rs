@@ -11,7 +11,8 @@
 //! each, `blk` must be readable with both disks on it; the reasons broken disks give are
 //! counted and printed. The host must keep serving, no VM may be left and `memfree` must
 //! come back to its first value. 400 programs here (about a minute under Bochs); the
-//! ignored long run does 10,000 (about 25 minutes; GUEST_FUZZ_PROGRAMS and GUEST_FUZZ_SEED override; the seed is printed):
+//! ignored long run does 10,000 (about 25 minutes; GUEST_FUZZ_PROGRAMS and
+//! GUEST_FUZZ_SEED override; the seed is printed):
 //!
 //! cargo test -p vmm-tests --test guest_fuzz_virtio_bochs -- --ignored --nocapture
 
