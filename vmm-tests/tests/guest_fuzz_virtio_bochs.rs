@@ -82,7 +82,7 @@ fn ring(rng: &mut Rng) -> Vec<u8> {
             flags |= DESC_F_NEXT;
         }
         for (f, one_in) in [(DESC_F_WRITE, 2), (DESC_F_INDIRECT, 16)] {
-            if rng.next_u64() % one_in == 0 {
+            if rng.next_u64().is_multiple_of(one_in) {
                 flags |= f;
             }
         }
@@ -109,7 +109,7 @@ fn ring(rng: &mut Rng) -> Vec<u8> {
     b[layout.avail_flags()..][..2].copy_from_slice(&flags.to_le_bytes());
     b[layout.avail_idx()..][..2].copy_from_slice(&idx.to_le_bytes());
     for s in 0..QSIZE {
-        let head = if rng.next_u64() % 8 == 0 {
+        let head = if rng.next_u64().is_multiple_of(8) {
             rng.next_u64() as u16
         } else {
             rng.next_u64() as u16 % QSIZE
@@ -192,7 +192,7 @@ fn program(mode: Mode, rng: &mut Rng) -> Vec<u8> {
         a.io(true, 2);
     }
     // Mostly a queue at one of the rings, notified, first.
-    if rng.next_u64() % 4 != 0 {
+    if !rng.next_u64().is_multiple_of(4) {
         let bar = pick(rng, &BARS);
         a.load(bar + 0x08, pick(rng, &RING_PFNS));
         a.io(true, 4);
