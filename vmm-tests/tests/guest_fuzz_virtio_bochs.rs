@@ -10,7 +10,7 @@
 //! writes, reads, anything), then runs 64 random bytes as guest_fuzz_bochs's do. After
 //! each, `blk` must be readable with both disks on it; the reasons broken disks give are
 //! counted and printed. The host must keep serving, no VM may be left and `memfree` must
-//! come back to its first value. 400 programs here (about a minute under Bochs); the
+//! come back to its first value. 300 programs here (about a minute under Bochs); the
 //! ignored long run does 10,000 (about 25 minutes; GUEST_FUZZ_PROGRAMS and
 //! GUEST_FUZZ_SEED override; the seed is printed):
 //!
@@ -355,7 +355,7 @@ fn fuzz(programs: usize) {
 
 #[test]
 fn random_guests_with_random_virtio_traffic() {
-    fuzz(400);
+    fuzz(300);
 }
 
 #[test]
