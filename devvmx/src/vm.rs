@@ -11,6 +11,7 @@
 mod disk;
 mod entry;
 mod init;
+mod net;
 mod step;
 
 use crate::caps::{Caps, PreemptRate};
@@ -261,11 +262,13 @@ impl Vm {
     }
 
     /// The `pci add ...` message: a client's function on the in-kernel PCI bus (see
-    /// `kdev::pci`); `pci blk ...`, a disk the kernel serves (`kdev::blk`). Not while
-    /// the VM runs.
+    /// `kdev::pci`); `pci blk ...`, a disk the kernel serves (`kdev::blk`); `pci net
+    /// ...`, a virtio-net card the kernel serves on the host's switch `sw` (`kdev::net`).
+    /// Not while the VM runs.
     pub(crate) fn pci(
         &mut self,
         segs: &mut Segments,
+        sw: Option<&crate::ns::HostSwitch>,
         args: &[String],
         uname: &str,
     ) -> Result<(), Error> {
@@ -275,9 +278,20 @@ impl Vm {
         let k = self.kdev.as_mut().ok_or(Error::from(kdev::ENOPCI))?;
         match args.split_first() {
             Some((add, rest)) if add == "add" => k.pci_add(rest),
+            Some((net, rest)) if net == "net" => k.pci_net(sw, rest),
             Some((blk, rest)) if blk == "blk" => k.pci_blk(segs, rest, uname),
             _ => Err(EBADARG.into()),
         }
+    }
+
+    /// The `firmware MEM` message: the in-kernel devices make a firmware machine (see
+    /// `kdev::firmware`). Not while the VM runs.
+    pub(crate) fn firmware(&mut self, args: &[String]) -> Result<(), Error> {
+        if self.state == State::Running {
+            return Err("VM running".into());
+        }
+        let k = self.kdev.as_mut().ok_or(Error::from("no in-kernel rtc"))?;
+        k.firmware(args)
     }
 
     /// The VM ends: what its in-kernel devices hold of the segments goes back.
@@ -356,7 +370,8 @@ impl Vm {
     /// guest runs, output is answered when it is due (kdev's `cons` rule). While the VM
     /// is stopped for its client a new read answers at once, with 0 bytes when nothing is
     /// queued (so the client knows it has all the output up to the stop), and one that
-    /// waited goes on waiting: a stop does not cost a round trip. A dead VM's read fails
+    /// waited goes on waiting: a stop does not cost a round trip (on a firmware machine
+    /// it answers too, so a shell's `cat` ends at the stop). A dead VM's read fails
     /// with its error once nothing is queued.
     pub(crate) fn cons_read<H: Hw>(
         &mut self,
@@ -370,7 +385,8 @@ impl Vm {
         let r = match state {
             State::Running => k.cons_take(buf, true, now),
             State::Dead => k.cons_take(buf, false, now),
-            _ if waiting => None,
+            // A firmware machine's client is a shell: a stop ends its waiting read too.
+            _ if waiting && !k.is_firmware() => None,
             _ => k.cons_take(buf, false, now),
         };
         match r {

@@ -202,7 +202,7 @@ fn kmain(magic: u32, info: u32) -> ! {
             (nic, None)
         };
         if let Some(sw) = &switch {
-            // Client ports: `switch/clone` in the namespace.
+            // VM cards and client ports (`switch/clone`) join the NIC's switch.
             ns.set_switch(devvmx::HostSwitch {
                 switch: sw.clone(),
                 millis: arch::timer::millis,
@@ -212,6 +212,11 @@ fn kmain(magic: u32, info: u32) -> ! {
             net::Stack::new(nic, addressing, cfg.port, cfg.echo_port),
             switch,
         ));
+    }
+    if ns.switch().is_none() {
+        // Without `switch` (or a NIC) the VMs' cards still meet on a switch of their own:
+        // guest to guest, nothing bridged.
+        ns.set_switch(devvmx::HostSwitch::unbridged(arch::timer::millis));
     }
     let mut server = server::Server::new(ns, cfg.echo.clone());
     if let Some(l) = listener {
