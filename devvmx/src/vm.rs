@@ -87,6 +87,8 @@ pub(crate) struct Vm {
     nmsr: usize,
     /// The TSC at the last exit, to hide the time spent outside the guest.
     tsc_end: Option<u64>,
+    /// The host's TSC at the last exit (the in-kernel devices' answers are timed from it).
+    exit_tsc: u64,
     /// The CPU's VT-x (vmxreset's), which vmcsinit and `regs` follow.
     caps: Caps,
     /// The VMX-preemption timer is on (pin-based control 6 allowed), at this rate.
@@ -155,6 +157,7 @@ impl Vm {
             irqack: VmIntr::default(),
             nmsr: 0,
             tsc_end: None,
+            exit_tsc: 0,
             caps: *caps,
             preempt: None,
             mtf: false,

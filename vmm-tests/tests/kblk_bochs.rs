@@ -8,52 +8,18 @@
 //! python-9p (an independent client, plain 9P reads and writes) reads and completes.
 //! Nothing is left after the VM and segments.
 
-use ninep_client::{dm, om, Client};
+mod kblk_common;
+
+use kblk_common::{header, machine, segment, text, NOTIFY_AND_EXIT, OWNER, SETUP};
+use ninep_client::om;
 use std::time::Duration;
 use virtio::blk::{S_OK, T_IN, T_OUT};
 use virtio::testing::{Driver, Ram};
-use vmm_tests::emu::{python, Machine, Opts};
+use vmm_tests::emu::python;
 use vmm_tests::guests::LOAD;
 use vmm_tests::status::num as field;
 
-const OWNER: &str = "eve";
 const SEG: u64 = 0x10000;
-
-/// The guest: decoding on for 00:01.0 and 00:02.0, queue PFNs 4 and 6 (BARs 0xc000 and
-/// 0xc040), then forever: notify both queues, `out 0x99, al`.
-const GUEST: &[u8] = &[
-    0x66, 0xba, 0xf8, 0x0c, // mov dx, 0xcf8
-    0xb8, 0x04, 0x08, 0x00, 0x80, // mov eax, 0x80000804
-    0xef, // out dx, eax
-    0x66, 0xba, 0xfc, 0x0c, // mov dx, 0xcfc
-    0x66, 0xb8, 0x01, 0x00, // mov ax, 1
-    0x66, 0xef, // out dx, ax
-    0x66, 0xba, 0xf8, 0x0c, // mov dx, 0xcf8
-    0xb8, 0x04, 0x10, 0x00, 0x80, // mov eax, 0x80001004
-    0xef, // out dx, eax
-    0x66, 0xba, 0xfc, 0x0c, // mov dx, 0xcfc
-    0x66, 0xb8, 0x01, 0x00, // mov ax, 1
-    0x66, 0xef, // out dx, ax
-    0x66, 0xba, 0x08, 0xc0, // mov dx, 0xc008
-    0xb8, 0x04, 0x00, 0x00, 0x00, // mov eax, 4
-    0xef, // out dx, eax
-    0x66, 0xba, 0x48, 0xc0, // mov dx, 0xc048
-    0xb8, 0x06, 0x00, 0x00, 0x00, // mov eax, 6
-    0xef, // out dx, eax
-    // loop:
-    0x66, 0xba, 0x10, 0xc0, // mov dx, 0xc010
-    0x31, 0xc0, // xor eax, eax
-    0x66, 0xef, // out dx, ax
-    0x66, 0xba, 0x50, 0xc0, // mov dx, 0xc050
-    0x66, 0xef, // out dx, ax
-    0xe6, 0x99, // out 0x99, al
-    0xeb, 0xee, // jmp loop
-];
-
-fn header(ram: &mut Ram, at: usize, ty: u32, sector: u64) {
-    ram.b[at..at + 4].copy_from_slice(&ty.to_le_bytes());
-    ram.b[at + 8..at + 16].copy_from_slice(&sector.to_le_bytes());
-}
 
 /// python-9p serves VM N's queue disk: reads the two requests (the write's data with it)
 /// and completes them in one write, the read's data included.
@@ -77,10 +43,6 @@ c.clunk(1)
 print("python blkq ok")
 "#;
 
-fn text(c: &Client, path: &str) -> String {
-    String::from_utf8(c.read_file(path).unwrap()).unwrap()
-}
-
 /// The next wait line, which must be the guest's `out 0x99`; the pc after it.
 fn exit_99(wait: &ninep_client::File) -> u64 {
     let line = String::from_utf8(wait.read_at(0, 512).expect("wait")).unwrap();
@@ -96,11 +58,7 @@ fn exit_99(wait: &ninep_client::File) -> u64 {
 
 #[test]
 fn a_segment_disk_and_a_queue_disk_served_in_the_kernel() {
-    let m = Machine::vtx(Opts {
-        cmdline: format!("owner={OWNER} serve=uart"),
-        virtio_ports: 0,
-        ..Opts::default()
-    });
+    let m = machine();
     let client = || {
         let c = m.client(OWNER, "");
         c.set_timeout(Some(Duration::from_secs(120)));
@@ -108,18 +66,12 @@ fn a_segment_disk_and_a_queue_disk_served_in_the_kernel() {
     };
     let c = client();
     let before = field(&vmm_tests::status::read(&c), "memfree");
-    let segment = |name: &str, len: u64| {
-        c.create("segment", name, dm::DIR | 0o777, om::READ)
-            .expect("create segment");
-        let ctl = c.open(&format!("segment/{name}/ctl"), om::WRITE).unwrap();
-        ctl.write_str(&format!("va 0x10000000 {len:#x} sticky"))
-            .expect("size segment");
-        c.open(&format!("segment/{name}/data"), om::RDWR).unwrap()
-    };
-    let ramdata = segment("kbram", SEG);
-    ramdata.write_all_at(LOAD, GUEST).unwrap();
+    let ramdata = segment(&c, "kbram", SEG);
+    ramdata
+        .write_all_at(LOAD, &[SETUP, NOTIFY_AND_EXIT].concat())
+        .unwrap();
     let image: Vec<u8> = (0..0x8000u32).map(|i| (i / 512) as u8 ^ i as u8).collect();
-    let diskdata = segment("kbdisk", image.len() as u64);
+    let diskdata = segment(&c, "kbdisk", image.len() as u64);
     diskdata.write_all_at(0, &image).unwrap();
 
     // Not ORCLOSE: the VM outlives this connection, while python-9p has the link.

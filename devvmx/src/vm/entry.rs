@@ -20,7 +20,9 @@ use ninep::Error;
 const PREEMPT_QUANTUM_NS: u64 = 2_048_000;
 
 /// Entries in a row one `run` makes while the in-kernel devices answer every exit,
-/// before the host serves 9P again.
+/// before the host serves 9P again. It also stops once their answers took a
+/// [`PREEMPT_QUANTUM_NS`] of host time, since one may be long (a notify that serves a
+/// whole ring of large requests): a guest's device traffic cannot starve 9P service.
 const INSIDE_MAX: usize = 256;
 
 impl Vm {
@@ -28,8 +30,10 @@ impl Vm {
     /// With in-kernel devices, the guest is entered again at once (up to [`INSIDE_MAX`]
     /// times) while they answer its exits, and a halted guest waits here for its PIC.
     pub(crate) fn run<H: Hw>(&mut self, hw: &mut H) {
+        let quantum = u128::from(PREEMPT_QUANTUM_NS) * u128::from(hw.tsc_hz()) / 1_000_000_000;
+        let mut answering = 0u128;
         for _ in 0..INSIDE_MAX {
-            if self.state != State::Running {
+            if answering > quantum || self.state != State::Running {
                 return;
             }
             // Frames for the VM's in-kernel cards go in before the wake-up test: one
@@ -41,7 +45,7 @@ impl Vm {
                 return;
             }
             match self.enter(hw) {
-                Ok(true) => {}
+                Ok(true) => answering += u128::from(hw.rdtsc().wrapping_sub(self.exit_tsc)),
                 Ok(false) => return,
                 Err(e) => {
                     let mut s = String::from(e.as_str());
@@ -165,6 +169,7 @@ impl Vm {
         }
         let rc = hw.enter(self.launched, &mut self.entry);
         let end = hw.rdtsc();
+        self.exit_tsc = end;
         if self.procbctls & PROCB_TSCOFFSET != 0 {
             self.tsc_end = Some(end);
         }

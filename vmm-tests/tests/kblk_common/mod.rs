@@ -1,0 +1,89 @@
+//! What the in-kernel disk tests share: the tiny guest that sets up two disks, segments,
+//! request headers and text files over 9P.
+
+#![allow(dead_code)]
+
+use ninep_client::{dm, om, Client, File};
+use virtio::ring::{Layout, LEGACY_ALIGN};
+use vmm_tests::emu::{Machine, Opts};
+
+pub const OWNER: &str = "eve";
+
+/// Flat 32-bit protected mode: decoding on for 00:01.0 and 00:02.0, queue PFNs 4 and 6
+/// (BARs 0xc000 and 0xc040).
+pub const SETUP: &[u8] = &[
+    0x66, 0xba, 0xf8, 0x0c, // mov dx, 0xcf8
+    0xb8, 0x04, 0x08, 0x00, 0x80, // mov eax, 0x80000804
+    0xef, // out dx, eax
+    0x66, 0xba, 0xfc, 0x0c, // mov dx, 0xcfc
+    0x66, 0xb8, 0x01, 0x00, // mov ax, 1
+    0x66, 0xef, // out dx, ax
+    0x66, 0xba, 0xf8, 0x0c, // mov dx, 0xcf8
+    0xb8, 0x04, 0x10, 0x00, 0x80, // mov eax, 0x80001004
+    0xef, // out dx, eax
+    0x66, 0xba, 0xfc, 0x0c, // mov dx, 0xcfc
+    0x66, 0xb8, 0x01, 0x00, // mov ax, 1
+    0x66, 0xef, // out dx, ax
+    0x66, 0xba, 0x08, 0xc0, // mov dx, 0xc008
+    0xb8, 0x04, 0x00, 0x00, 0x00, // mov eax, 4
+    0xef, // out dx, eax
+    0x66, 0xba, 0x48, 0xc0, // mov dx, 0xc048
+    0xb8, 0x06, 0x00, 0x00, 0x00, // mov eax, 6
+    0xef, // out dx, eax
+];
+
+/// After [`SETUP`], forever: notify both queues, `out 0x99, al`.
+pub const NOTIFY_AND_EXIT: &[u8] = &[
+    // loop:
+    0x66, 0xba, 0x10, 0xc0, // mov dx, 0xc010
+    0x31, 0xc0, // xor eax, eax
+    0x66, 0xef, // out dx, ax
+    0x66, 0xba, 0x50, 0xc0, // mov dx, 0xc050
+    0x66, 0xef, // out dx, ax
+    0xe6, 0x99, // out 0x99, al
+    0xeb, 0xee, // jmp loop
+];
+
+/// The queues [`SETUP`] gives disks 0 and 1.
+pub const QUEUE0: u32 = 4;
+pub const QUEUE1: u32 = 6;
+
+pub fn machine() -> Machine {
+    Machine::vtx(Opts {
+        cmdline: format!("owner={OWNER} serve=uart"),
+        virtio_ports: 0,
+        ..Opts::default()
+    })
+}
+
+/// A new segment NAME of `len` bytes; its `data`, open for reading and writing.
+pub fn segment(c: &Client, name: &str, len: u64) -> File {
+    c.create("segment", name, dm::DIR | 0o777, om::READ)
+        .expect("create segment");
+    let ctl = c.open(&format!("segment/{name}/ctl"), om::WRITE).unwrap();
+    ctl.write_str(&format!("va 0x10000000 {len:#x} sticky"))
+        .expect("size segment");
+    c.open(&format!("segment/{name}/data"), om::RDWR).unwrap()
+}
+
+/// A virtio-blk request header (type, sector) at `at`.
+pub fn header(ram: &mut virtio::testing::Ram, at: usize, ty: u32, sector: u64) {
+    ram.b[at..at + 4].copy_from_slice(&ty.to_le_bytes());
+    ram.b[at + 8..at + 16].copy_from_slice(&sector.to_le_bytes());
+}
+
+pub fn text(c: &Client, path: &str) -> String {
+    String::from_utf8(c.read_file(path).unwrap()).unwrap()
+}
+
+/// The used index of the 128-entry queue at `pfn`, read from the guest's RAM segment.
+pub fn used_idx(ram: &File, pfn: u32) -> u16 {
+    let at = u64::from(pfn) * LEGACY_ALIGN as u64 + Layout::legacy(128).used_idx() as u64;
+    let b = ram.read_at(at, 2).expect("read the used index");
+    u16::from_le_bytes([b[0], b[1]])
+}
+
+/// The byte offset of the available index of the 128-entry queue at `pfn`.
+pub fn avail_idx_at(pfn: u32) -> u64 {
+    u64::from(pfn) * LEGACY_ALIGN as u64 + Layout::legacy(128).avail_idx() as u64
+}
