@@ -7,7 +7,9 @@
 //! Disk images: a hybrid ISO made with `grub-mkrescue` (Debian's kernel, a busybox
 //! initramfs, GRUB on the serial console) on the tool's virtio-blk: SeaBIOS boots it and
 //! GRUB's menu appears on COM1; the whole way to a shell answering 54 is the ignored
-//! (slow) test below.
+//! (slow) test below. The same for a user's disk image, `vmx/mkroot`'s `boot.img` (GRUB in
+//! the MBR, an ext4 partition with the kernel in /boot): GRUB boots its menu entry with no
+//! kernel argument to the tool; to the shell, ignored too.
 //!
 //! Bad firmware and bad disks: a file that is not a ROM is refused by the tool before it
 //! dials (vmx/tests/cli.rs); a disk with no boot sector makes SeaBIOS say so on the
@@ -20,7 +22,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 use vmm_tests::emu::{Machine, Opts};
-use vmm_tests::fixtures::bootiso;
+use vmm_tests::fixtures::{bootiso, images};
 
 /// The ROM the tests boot (the `seabios` package; scripts/setup installs it).
 const BIOS: &str = vmx::firmware::DEFAULT_BIOS;
@@ -216,6 +218,21 @@ fn seabios_boots_to_its_console_under_bochs() {
     let text = r.stop();
     eprintln!("--- SeaBIOS, a truncated ISO ---\n{text}");
     nothing_left(&m);
+
+    // The bootable root disk: SeaBIOS runs GRUB from its MBR, GRUB reads its menu from
+    // the ext4 partition and boots the entry.
+    let disk = images::need(images::boot_disk());
+    let disk = disk.to_str().unwrap();
+    let mut r = Run::start(&m, &["--bios", "-M", "128M", "-d", &format!("ro:{disk}")]);
+    let booting = format!("Booting `{}'", images::BOOT_DISK_ENTRY);
+    r.expect(
+        &m,
+        &["SeaBIOS (version", "Booting from Hard Disk", &booting],
+        Duration::from_secs(600),
+    );
+    let text = r.stop();
+    eprintln!("--- SeaBIOS, the boot disk to GRUB's entry ---\n{text}");
+    nothing_left(&m);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -253,6 +270,57 @@ fn iso_boots_linux_to_a_shell_under_bochs() {
     let text = r.stop();
     eprintln!(
         "--- the ISO to a shell ---\n{text}\n--- GRUB's menu after {grub:?}, the shell after {shell:?} ---"
+    );
+    nothing_left(&m);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A user's disk image, whole: `vmx/mkroot`'s `boot.img` (read-only) with nothing but
+/// `--bios`: SeaBIOS, GRUB from the MBR, Debian's kernel and initramfs from the ext4
+/// partition, which the initramfs mounts as root (/dev/vda1), and the shell answers 54.
+/// `cargo test -p vmm-tests --test tool_bios_bochs -- --ignored --nocapture`.
+#[test]
+#[ignore = "a full Linux boot through SeaBIOS and GRUB under Bochs takes more than 6 minutes"]
+fn boot_disk_boots_linux_to_a_shell_under_bochs() {
+    // A copy the guest may write to (the initramfs mounts the partition read-write).
+    let dir = tempfile_dir();
+    let disk = dir.join("boot.img");
+    let cp = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(images::need(images::boot_disk()))
+        .arg(&disk)
+        .status()
+        .expect("run cp");
+    assert!(cp.success(), "copying the boot disk failed");
+    let m = Machine::vtx(Opts {
+        virtio_ports: 0,
+        ..Opts::default()
+    });
+    let start = Instant::now();
+    let mut r = Run::start(
+        &m,
+        &[
+            "--bios",
+            "--stats",
+            "-M",
+            "128M",
+            "-d",
+            disk.to_str().unwrap(),
+        ],
+    );
+    r.expect(&m, &[images::BOOT_DISK_ENTRY], Duration::from_secs(900));
+    let grub = start.elapsed();
+    r.expect(
+        &m,
+        &[images::ROOTFS_BANNER, "/ # "],
+        Duration::from_secs(1800),
+    );
+    let shell = start.elapsed();
+    r.type_line("echo $((6*9))");
+    r.expect(&m, &["54"], Duration::from_secs(120));
+    let text = r.stop();
+    eprintln!(
+        "--- the boot disk to a shell ---\n{text}\n--- GRUB's menu after {grub:?}, the shell after {shell:?} ---"
     );
     nothing_left(&m);
     let _ = std::fs::remove_dir_all(&dir);
