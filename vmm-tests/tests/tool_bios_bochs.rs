@@ -39,6 +39,8 @@ struct Run {
     input: ChildStdin,
     out: Receiver<Vec<u8>>,
     text: String,
+    /// Where the next [`Run::expect`] starts looking: past the last text it found.
+    seen: usize,
 }
 
 impl Run {
@@ -68,18 +70,21 @@ impl Run {
             input,
             out: rx,
             text: String::new(),
+            seen: 0,
         }
     }
 
-    /// Waits until the console holds every one of `what`, in order; panics after
-    /// `timeout` or if the tool ends first.
+    /// Waits until the console holds every one of `what`, in order, after what earlier
+    /// calls found (so an answer is not found in the boot log before the question);
+    /// panics after `timeout` or if the tool ends first.
     fn expect(&mut self, m: &Machine, what: &[&str], timeout: Duration) {
         let start = Instant::now();
-        let mut from = 0;
+        let mut from = self.seen;
         for w in what {
             loop {
                 if let Some(i) = self.text[from..].find(w) {
                     from += i + w.len();
+                    self.seen = from;
                     break;
                 }
                 let left = timeout.saturating_sub(start.elapsed());
