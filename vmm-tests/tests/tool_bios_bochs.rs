@@ -7,7 +7,14 @@
 //! Disk images: a hybrid ISO made with `grub-mkrescue` (Debian's kernel, a busybox
 //! initramfs, GRUB on the serial console) on the tool's virtio-blk: SeaBIOS boots it and
 //! GRUB's menu appears on COM1; the whole way to a shell answering 54 is the ignored
-//! (slow) test below.
+//! (slow) test below. The same for a user's disk image, `vmx/mkroot`'s `boot.img` (GRUB in
+//! the MBR, an ext4 partition with the kernel in /boot): GRUB boots its menu entry with no
+//! kernel argument to the tool; to the shell, ignored too.
+//!
+//! A kernel through the firmware, as QEMU's `-kernel`: `vmx --bios -m initrd vmlinuz ARGS`
+//! offers the kernel, initrd and command line on fw_cfg with QEMU's option ROM
+//! `linuxboot_dma.bin`, which SeaBIOS runs and boots first; Linux's first lines (its
+//! version and the command line it was given) arrive on COM1. To the shell: ignored.
 //!
 //! Bad firmware and bad disks: a file that is not a ROM is refused by the tool before it
 //! dials (vmx/tests/cli.rs); a disk with no boot sector makes SeaBIOS say so on the
@@ -20,7 +27,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 use vmm_tests::emu::{Machine, Opts};
-use vmm_tests::fixtures::bootiso;
+use vmm_tests::fixtures::{bootiso, images};
 
 /// The ROM the tests boot (the `seabios` package; scripts/setup installs it).
 const BIOS: &str = vmx::firmware::DEFAULT_BIOS;
@@ -32,6 +39,8 @@ struct Run {
     input: ChildStdin,
     out: Receiver<Vec<u8>>,
     text: String,
+    /// Where the next [`Run::expect`] starts looking: past the last text it found.
+    seen: usize,
 }
 
 impl Run {
@@ -61,18 +70,21 @@ impl Run {
             input,
             out: rx,
             text: String::new(),
+            seen: 0,
         }
     }
 
-    /// Waits until the console holds every one of `what`, in order; panics after
-    /// `timeout` or if the tool ends first.
+    /// Waits until the console holds every one of `what`, in order, after what earlier
+    /// calls found (so an answer is not found in the boot log before the question);
+    /// panics after `timeout` or if the tool ends first.
     fn expect(&mut self, m: &Machine, what: &[&str], timeout: Duration) {
         let start = Instant::now();
-        let mut from = 0;
+        let mut from = self.seen;
         for w in what {
             loop {
                 if let Some(i) = self.text[from..].find(w) {
                     from += i + w.len();
+                    self.seen = from;
                     break;
                 }
                 let left = timeout.saturating_sub(start.elapsed());
@@ -163,7 +175,7 @@ fn seabios_boots_to_its_console_under_bochs() {
     nothing_left(&m);
 
     // A disk of zeros: no boot sector, and SeaBIOS says so.
-    let dir = tempfile_dir();
+    let dir = tempfile_dir("console");
     let blank = dir.join("blank.img");
     std::fs::write(&blank, vec![0u8; 1 << 20]).unwrap();
     let mut r = Run::start(&m, &["--bios", "-M", "32M", "-d", blank.to_str().unwrap()]);
@@ -216,6 +228,21 @@ fn seabios_boots_to_its_console_under_bochs() {
     let text = r.stop();
     eprintln!("--- SeaBIOS, a truncated ISO ---\n{text}");
     nothing_left(&m);
+
+    // The bootable root disk: SeaBIOS runs GRUB from its MBR, GRUB reads its menu from
+    // the ext4 partition and boots the entry.
+    let disk = images::need(images::boot_disk());
+    let disk = disk.to_str().unwrap();
+    let mut r = Run::start(&m, &["--bios", "-M", "128M", "-d", &format!("ro:{disk}")]);
+    let booting = format!("Booting `{}'", images::BOOT_DISK_ENTRY);
+    r.expect(
+        &m,
+        &["SeaBIOS (version", "Booting from Hard Disk", &booting],
+        Duration::from_secs(600),
+    );
+    let text = r.stop();
+    eprintln!("--- SeaBIOS, the boot disk to GRUB's entry ---\n{text}");
+    nothing_left(&m);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -230,7 +257,7 @@ fn iso_boots_linux_to_a_shell_under_bochs() {
         virtio_ports: 0,
         ..Opts::default()
     });
-    let dir = tempfile_dir();
+    let dir = tempfile_dir("iso");
     let iso = bootiso::grub_iso(&dir);
     let start = Instant::now();
     let mut r = Run::start(
@@ -258,8 +285,130 @@ fn iso_boots_linux_to_a_shell_under_bochs() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn tempfile_dir() -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("vmx-bios-{}", std::process::id()));
+/// A user's disk image, whole: `vmx/mkroot`'s `boot.img` (read-only) with nothing but
+/// `--bios`: SeaBIOS, GRUB from the MBR, Debian's kernel and initramfs from the ext4
+/// partition, which the initramfs mounts as root (/dev/vda1), and the shell answers 54.
+/// `cargo test -p vmm-tests --test tool_bios_bochs -- --ignored --nocapture`.
+#[test]
+#[ignore = "a full Linux boot through SeaBIOS and GRUB under Bochs takes more than 6 minutes"]
+fn boot_disk_boots_linux_to_a_shell_under_bochs() {
+    // A copy the guest may write to (the initramfs mounts the partition read-write).
+    let dir = tempfile_dir("bootdisk");
+    let disk = dir.join("boot.img");
+    let cp = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(images::need(images::boot_disk()))
+        .arg(&disk)
+        .status()
+        .expect("run cp");
+    assert!(cp.success(), "copying the boot disk failed");
+    let m = Machine::vtx(Opts {
+        virtio_ports: 0,
+        ..Opts::default()
+    });
+    let start = Instant::now();
+    let mut r = Run::start(
+        &m,
+        &[
+            "--bios",
+            "--stats",
+            "-M",
+            "128M",
+            "-d",
+            disk.to_str().unwrap(),
+        ],
+    );
+    r.expect(&m, &[images::BOOT_DISK_ENTRY], Duration::from_secs(900));
+    let grub = start.elapsed();
+    r.expect(
+        &m,
+        &[images::ROOTFS_BANNER, "/ # "],
+        Duration::from_secs(1800),
+    );
+    let shell = start.elapsed();
+    r.type_line("echo $((6*9))");
+    r.expect(&m, &["54"], Duration::from_secs(120));
+    let text = r.stop();
+    eprintln!(
+        "--- the boot disk to a shell ---\n{text}\n--- GRUB's menu after {grub:?}, the shell after {shell:?} ---"
+    );
+    nothing_left(&m);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `vmx --bios -M 128M -m INITRD KERNEL console=ttyS0 MARK`: SeaBIOS boots the option ROM
+/// (fw_cfg's `genroms/linuxboot_dma.bin`), which loads the kernel from fw_cfg, and Linux
+/// prints its version and the command line it got through fw_cfg. With `to_shell`, on to
+/// the initramfs's shell, which answers 54.
+fn kernel_through_fw_cfg(to_shell: bool) {
+    let kernel = images::need(images::debian_kernel());
+    let bb = std::fs::read(images::need(images::busybox())).expect("read busybox");
+    let dir = tempfile_dir("fwcfg");
+    let initrd = dir.join("initrd.img");
+    let script = format!("echo; echo '{}'; exec sh", bootiso::SHELL_BANNER);
+    std::fs::write(&initrd, vmx::cpio::busybox_initramfs(&bb, &script)).unwrap();
+    let m = Machine::vtx(Opts {
+        virtio_ports: 0,
+        ..Opts::default()
+    });
+    let mark = "vmx.fwcfg=kernel";
+    let start = Instant::now();
+    let mut r = Run::start(
+        &m,
+        &[
+            "--bios",
+            "--stats",
+            "-M",
+            "128M",
+            "-m",
+            initrd.to_str().unwrap(),
+            kernel.to_str().unwrap(),
+            "console=ttyS0",
+            mark,
+        ],
+    );
+    r.expect(
+        &m,
+        &["SeaBIOS (version", "Booting from ROM"],
+        Duration::from_secs(600),
+    );
+    let handover = start.elapsed();
+    let command_line = format!("Command line: console=ttyS0 {mark}");
+    r.expect(
+        &m,
+        &["Linux version", &command_line],
+        Duration::from_secs(900),
+    );
+    let linux = start.elapsed();
+    if to_shell {
+        r.expect(&m, &[bootiso::SHELL_BANNER], Duration::from_secs(1800));
+        r.type_line("echo $((6*9))");
+        r.expect(&m, &["54"], Duration::from_secs(120));
+    }
+    let shell = start.elapsed();
+    let text = r.stop();
+    eprintln!(
+        "--- a kernel through fw_cfg ---\n{text}\n--- the option ROM booted after {handover:?}, Linux's first lines after {linux:?}, the end after {shell:?} ---"
+    );
+    nothing_left(&m);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn seabios_boots_a_kernel_through_fw_cfg_under_bochs() {
+    kernel_through_fw_cfg(false);
+}
+
+/// `cargo test -p vmm-tests --test tool_bios_bochs -- --ignored --nocapture`.
+#[test]
+#[ignore = "a full Linux boot under Bochs takes minutes"]
+fn kernel_through_fw_cfg_reaches_a_shell_under_bochs() {
+    kernel_through_fw_cfg(true);
+}
+
+/// A directory of this test's own (tests of one process run side by side).
+fn tempfile_dir(test: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("vmx-bios-{}-{test}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
 }

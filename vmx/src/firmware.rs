@@ -11,7 +11,10 @@
 //!
 //! The machine's memory size reaches the firmware through the CMOS (as on a PC without
 //! fw_cfg) and through QEMU's fw_cfg device ([`fw_cfg`]), which also names the serial
-//! console SeaBIOS mirrors its screen output to, so no VGA is needed.
+//! console SeaBIOS mirrors its screen output to, so no VGA is needed. Given a kernel,
+//! fw_cfg also offers it as QEMU's `-kernel` does ([`linuxboot`]).
+
+pub mod linuxboot;
 
 use crate::layout::Layout;
 use crate::loader::{Chunk, Image};
@@ -130,19 +133,34 @@ pub fn load(rom: &[u8], layout: &Layout) -> Result<Image, String> {
     })
 }
 
+/// A kernel for the firmware to boot: its parts and the option ROM that loads them.
+pub struct KernelBoot<'a> {
+    pub kernel: &'a linuxboot::Kernel,
+    /// `linuxboot_dma.bin`'s bytes.
+    pub rom: &'a [u8],
+}
+
 /// The fw_cfg device of a firmware boot: RAM size and one CPU, the e820 map (all RAM
 /// below the ROM as one range from 0, as QEMU gives it: SeaBIOS reserves its own areas),
 /// the serial console on COM1, and an empty boot order (SeaBIOS's default: the disks in
-/// PCI order).
-pub fn fw_cfg(layout: &Layout) -> Result<FwCfg, String> {
+/// PCI order). With a kernel: its items, the option ROM as `genroms/linuxboot_dma.bin`,
+/// and that ROM first in the boot order.
+pub fn fw_cfg(layout: &Layout, kernel: Option<KernelBoot>) -> Result<FwCfg, String> {
     let e = |e: fwcfg::BuildError| e.to_string();
-    let b = fwcfg::Builder::new()
+    let mut b = fwcfg::Builder::new()
         .ram_size(layout.mem())
         .cpus(1)
         .sercon_port(SERCON_PORT)
-        .map_err(e)?
-        .bootorder(&[])
-        .map_err(e)?
+        .map_err(e)?;
+    b = match &kernel {
+        Some(k) => b
+            .bootorder(&[linuxboot::BOOT_PATH])
+            .and_then(|b| b.linux(&k.kernel.items()))
+            .and_then(|b| b.file(linuxboot::ROM_FILE, k.rom))
+            .map_err(e)?,
+        None => b.bootorder(&[]).map_err(e)?,
+    };
+    let b = b
         .e820(&[E820 {
             addr: 0,
             len: layout.mem(),
@@ -197,7 +215,7 @@ mod tests {
     #[test]
     fn fw_cfg_items() {
         let l = Layout::new(64 << 20).unwrap();
-        let f = fw_cfg(&l).unwrap();
+        let f = fw_cfg(&l, None).unwrap();
         assert_eq!(f.get(fwcfg::Item::Signature as u16), Some(&b"QEMU"[..]));
         let dir = f.get(fwcfg::Item::FileDir as u16).unwrap();
         assert_eq!(dir[..4], 3u32.to_be_bytes());
@@ -211,5 +229,43 @@ mod tests {
             .collect();
         assert_eq!(names, ["etc/sercon-port", "bootorder", "etc/e820"]);
         assert_eq!(f.get(fwcfg::FILE_FIRST), Some(&[0xf8, 0x03][..]));
+        assert_eq!(f.get(fwcfg::FILE_FIRST + 1), Some(&b"\0"[..]));
+        assert_eq!(f.get(fwcfg::Item::KernelSize as u16), None);
+    }
+
+    #[test]
+    fn fw_cfg_offers_a_kernel_as_qemu() {
+        let l = Layout::new(64 << 20).unwrap();
+        let k = linuxboot::Kernel {
+            setup: vec![1; 1024],
+            kernel: vec![2; 4096],
+            initrd_addr: 0x300_0000,
+            initrd: vec![3; 100],
+            cmdline: b"console=ttyS0".to_vec(),
+        };
+        let rom = [0x55, 0xaa, 3];
+        let f = fw_cfg(
+            &l,
+            Some(KernelBoot {
+                kernel: &k,
+                rom: &rom,
+            }),
+        )
+        .unwrap();
+        let item = |i: fwcfg::Item| f.get(i as u16).unwrap().to_vec();
+        assert_eq!(item(fwcfg::Item::SetupAddr), 0x10000u32.to_le_bytes());
+        assert_eq!(item(fwcfg::Item::KernelAddr), 0x100000u32.to_le_bytes());
+        assert_eq!(item(fwcfg::Item::KernelSize), 4096u32.to_le_bytes());
+        assert_eq!(item(fwcfg::Item::InitrdAddr), 0x300_0000u32.to_le_bytes());
+        assert_eq!(item(fwcfg::Item::CmdlineSize), 14u32.to_le_bytes());
+        assert_eq!(item(fwcfg::Item::CmdlineData), b"console=ttyS0\0");
+        // The boot order names the option ROM, which is a file of its own.
+        assert_eq!(
+            f.get(fwcfg::FILE_FIRST + 1),
+            Some(&b"/rom@genroms/linuxboot_dma.bin\0"[..])
+        );
+        let dir = item(fwcfg::Item::FileDir);
+        let name = linuxboot::ROM_FILE.as_bytes();
+        assert!(dir.windows(name.len()).any(|w| w == name));
     }
 }

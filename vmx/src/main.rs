@@ -24,7 +24,7 @@ use vmx::session::{self, Options};
 #[command(
     name = "vmx",
     version,
-    after_help = "Examples:\n  vmx -a tcp!localhost!5640 --demo\n  vmx -a unix!/tmp/hv.sock -M 256M -m initrd.cpio.gz vmlinuz console=ttyS0\n  vmx -a tcp!localhost!5640 --raw 0x1000 guest.bin\n  vmx -a tcp!localhost!5640 -M 256M --busybox /bin/busybox vmlinuz console=ttyS0\n  vmx -a unix!/tmp/hv.sock -M 128M -d root.img -m initrd vmlinuz console=ttyS0 root=/dev/vda\n  vmx -a unix!/tmp/hv.sock -n listen!unix!/tmp/lan.sock ...   (a second vmx: -n unix!/tmp/lan.sock)\n  vmx -a unix!/tmp/hv.sock -n tap!tap0 ...   (the host's side: ip addr add 10.9.0.1/24 dev tap0)\n\nThe guest ends the run by writing its exit status to port 0xf4."
+    after_help = "Examples:\n  vmx -a tcp!localhost!5640 --demo\n  vmx -a unix!/tmp/hv.sock -M 256M -m initrd.cpio.gz vmlinuz console=ttyS0\n  vmx -a tcp!localhost!5640 --raw 0x1000 guest.bin\n  vmx -a tcp!localhost!5640 -M 256M --busybox /bin/busybox vmlinuz console=ttyS0\n  vmx -a unix!/tmp/hv.sock -M 128M -d root.img -m initrd vmlinuz console=ttyS0 root=/dev/vda\n  vmx -a unix!/tmp/hv.sock -n listen!unix!/tmp/lan.sock ...   (a second vmx: -n unix!/tmp/lan.sock)\n  vmx -a unix!/tmp/hv.sock -n tap!tap0 ...   (the host's side: ip addr add 10.9.0.1/24 dev tap0)\n  vmx -a unix!/tmp/hv.sock --bios -M 128M -d disk.img   (SeaBIOS boots the disk)\n  vmx -a unix!/tmp/hv.sock --bios -M 128M -m initrd vmlinuz console=ttyS0   (SeaBIOS boots the kernel, as QEMU's -kernel)\n\nThe guest ends the run by writing its exit status to port 0xf4."
 )]
 struct Args {
     /// Hypervisor 9P address as a Plan 9 dial string: tcp!HOST!PORT or unix!/PATH
@@ -98,7 +98,9 @@ struct Args {
     /// Debian's `seabios`) is a BIOS ROM, mapped read-only below 4 GiB and its last
     /// 128 KiB at 0xe0000; the guest starts at the reset vector in real mode and the
     /// firmware boots from the -d disks. QEMU's fw_cfg device tells it the memory size
-    /// and its serial console (COM1).
+    /// and its serial console (COM1). With a KERNEL (after another flag, or --bios=FILE)
+    /// the firmware boots that instead, as QEMU's -kernel: fw_cfg offers the kernel, the
+    /// -m initrd and the ARGS, and QEMU's option ROM linuxboot_dma.bin loads them.
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = vmx::firmware::DEFAULT_BIOS)]
     bios: Option<PathBuf>,
 
@@ -174,18 +176,51 @@ fn run(a: Args) -> Result<ExitCode, String> {
     let mem = parse_size(&a.mem)?;
     let mut layout = Layout::new(mem)?;
     if let Some(rom) = &a.bios {
-        if a.kernel.is_some() || a.demo || a.raw.is_some() || !a.modules.is_empty() {
+        if a.demo || a.raw.is_some() || a.busybox.is_some() || a.modules.len() > 1 {
             return Err(
-                "--bios boots the firmware, which boots the disks: no KERNEL, --demo, --raw or -m"
+                "--bios boots the firmware, which boots the disks or a KERNEL with at most one -m (its initrd): no --demo, --raw or --busybox"
                     .into(),
             );
         }
+        if a.kernel.is_none() && !a.modules.is_empty() {
+            return Err("--bios: -m is a kernel's initrd, and no KERNEL is given".into());
+        }
         let data = read(rom)?;
-        vmx::firmware::check_rom(&data).map_err(|e| format!("{}: {e}", rom.display()))?;
+        vmx::firmware::check_rom(&data).map_err(|e| {
+            if vmx::loader::linux::is_bzimage(&data) {
+                format!(
+                    "{}: a Linux kernel, not a BIOS ROM: --bios takes the word after it as its ROM; put the kernel after another flag or write --bios=ROM",
+                    rom.display()
+                )
+            } else {
+                format!("{}: {e}", rom.display())
+            }
+        })?;
         layout = layout.with_rom(data.len() as u64)?;
         let img =
             vmx::firmware::load(&data, &layout).map_err(|e| format!("{}: {e}", rom.display()))?;
-        let fwcfg = vmx::firmware::fw_cfg(&layout)?;
+        let linux = match &a.kernel {
+            Some(k) => {
+                let initrd = match a.modules.first() {
+                    Some(p) => read(p)?,
+                    None => Vec::new(),
+                };
+                let option_rom = vmx::firmware::linuxboot::read_rom(std::path::Path::new(
+                    vmx::firmware::linuxboot::DEFAULT_ROM,
+                ))?;
+                let split =
+                    vmx::firmware::linuxboot::split(&read(k)?, &initrd, &a.args.join(" "), &layout)
+                        .map_err(|e| format!("{}: {e}", k.display()))?;
+                Some((split, option_rom))
+            }
+            None => None,
+        };
+        let fwcfg = vmx::firmware::fw_cfg(
+            &layout,
+            linux
+                .as_ref()
+                .map(|(k, rom)| vmx::firmware::KernelBoot { kernel: k, rom }),
+        )?;
         eprintln!(
             "vmx: {}: firmware, {}, reset vector in real mode, {} of memory",
             rom.display(),

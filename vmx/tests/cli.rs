@@ -82,7 +82,34 @@ fn bios_files_are_checked() {
         e.contains("dial unix!/nonexistent/vmx-cli-test.sock"),
         "{e}"
     );
-    for p in [small, odd, zeros, good] {
+    // A kernel through the firmware (QEMU's -kernel): the word after --bios is its ROM,
+    // so a kernel there is named as what it is; -m needs a kernel; a kernel that is not a
+    // bzImage is refused; a good one gets as far as dialing (Debian's qemu-system-data
+    // ships the option ROM it needs).
+    let mut bz = vec![0u8; 5 * 512 + 4096];
+    bz[0x1f1] = 4;
+    bz[0x1fe..0x200].copy_from_slice(&[0x55, 0xaa]);
+    bz[0x201] = 0x6a;
+    bz[0x202..0x206].copy_from_slice(b"HdrS");
+    bz[0x206..0x208].copy_from_slice(&0x20fu16.to_le_bytes());
+    bz[0x211] = 1;
+    bz[0x1f4..0x1f8].copy_from_slice(&256u32.to_le_bytes());
+    bz[0x22c..0x230].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+    bz[0x238..0x23c].copy_from_slice(&2048u32.to_le_bytes());
+    let kernel = file("bzImage", &bz);
+    let e = run(&["--bios", &kernel]);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(e.contains("a Linux kernel, not a BIOS ROM"), "{e}");
+    let e = run(&["--bios", &good, "-m", &kernel]);
+    assert!(e.contains("-m is a kernel's initrd"), "{e}");
+    let e = run(&["--bios", &good, "-M", "64M", &small]);
+    assert!(e.contains(&small) && e.contains("linux:"), "{e}");
+    let e = run(&["--bios", &good, "-M", "64M", &kernel, "console=ttyS0"]);
+    assert!(
+        e.contains("dial unix!/nonexistent/vmx-cli-test.sock"),
+        "{e}"
+    );
+    for p in [small, odd, zeros, good, kernel] {
         let _ = std::fs::remove_file(p);
     }
 }

@@ -496,7 +496,7 @@ mod tests {
         let mut m = machine();
         assert_eq!(m.io_in(0x511, 1), 0xff);
         let layout = Layout::new(64 << 20).unwrap();
-        m.firmware(&layout, crate::firmware::fw_cfg(&layout).unwrap());
+        m.firmware(&layout, crate::firmware::fw_cfg(&layout, None).unwrap());
         m.io_out(0x510, 2, 0);
         let sig: Vec<u8> = (0..4).map(|_| m.io_in(0x511, 1) as u8).collect();
         assert_eq!(sig, b"QEMU");

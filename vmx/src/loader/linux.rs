@@ -16,7 +16,7 @@ pub const KERNEL: u64 = 0x100000;
 
 const HDRS: u32 = 0x5372_6448; // "HdrS"
 const LOADED_HIGH: u8 = 1 << 0;
-const CAN_USE_HEAP: u8 = 1 << 7;
+pub const CAN_USE_HEAP: u8 = 1 << 7;
 const E820_MAX: usize = 128;
 
 /// The setup header fields the loader uses.

@@ -654,7 +654,7 @@ fn string_io_in_real_mode() {
         |r| {
             let layout = Layout::new(16 << 20).unwrap();
             r.machine
-                .firmware(&layout, crate::firmware::fw_cfg(&layout).unwrap());
+                .firmware(&layout, crate::firmware::fw_cfg(&layout, None).unwrap());
         },
     );
     assert_eq!(r.outcome, Ok(Outcome::Done(0)), "{}", r.log);
