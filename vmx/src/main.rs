@@ -132,6 +132,12 @@ struct Args {
     #[arg(long)]
     no_kernel_devices: bool,
 
+    /// Serve the -d disks with the tool's own virtio-blk even when the hypervisor offers
+    /// to run them (its `pci blk`; by default it does, the tool serving the file's blocks
+    /// through the VM's queue file, or the image in a segment with `seg:`).
+    #[arg(long)]
+    no_kernel_disks: bool,
+
     /// Log every wait line read and ctl command written to this file.
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
@@ -336,8 +342,12 @@ fn devices(a: &Args) -> Result<session::Devices<'static>, String> {
     for spec in &a.disks {
         // Checked here, before the tool dials: one line for a missing or unusable file.
         let spec = vmx::kdisk::Spec::parse(spec);
-        spec.open()?;
-        d.kdisks.push(spec);
+        if a.no_kernel_disks {
+            d.disks.push(spec.tool_disk()?);
+        } else {
+            spec.open()?;
+            d.kdisks.push(spec);
+        }
     }
     let pid = std::process::id();
     for (i, spec) in a.nets.iter().enumerate() {
