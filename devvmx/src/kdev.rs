@@ -18,7 +18,7 @@ mod exit;
 mod pci;
 pub use cons::{CONS_BATCH, CONS_DELAY, CONS_IDLE, CONS_LIMIT};
 pub(crate) use exit::Answered;
-pub(crate) use pci::Route;
+pub(crate) use pci::{Route, ENOPCI};
 
 /// `cons` of a VM without an in-kernel UART.
 pub(crate) const ENOCONS: &str = "no in-kernel uart";

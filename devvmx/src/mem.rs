@@ -5,7 +5,7 @@
 use crate::ept::Ept;
 use crate::hw::{Hw, PAGE};
 use crate::plan9::{hex, records, tokenize, Tail, EGREG};
-use crate::segment::{SegRef, Segments};
+use crate::segment::{SegRef, Segments, ENOSEG};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -250,9 +250,7 @@ fn parse_line<H: Hw>(
         if rc != 6 {
             return Err("number of fields wrong".into());
         }
-        let r = segs
-            .attach(&f[4], uname)?
-            .ok_or(Error::from("no such segment"))?;
+        let r = segs.attach(&f[4], uname)?.ok_or(Error::from(ENOSEG))?;
         let checked = (|| {
             let size = (r.frames().len() * PAGE) as u64;
             if end - addr > size {

@@ -22,6 +22,9 @@ pub(crate) const USTKTOP: u64 = 0x0000_7fff_ffff_f000;
 
 pub(crate) type SegId = u32;
 
+/// A name that no segment has (a `map` line's, a disk's).
+pub(crate) const ENOSEG: &str = "no such segment";
+
 /// A segment's memory.
 pub(crate) struct SegMem {
     pub(crate) base: u64,

@@ -265,7 +265,7 @@ impl Vm {
         if self.state == State::Running {
             return Err("VM running".into());
         }
-        let k = self.kdev.as_mut().ok_or(Error::from("no in-kernel pci"))?;
+        let k = self.kdev.as_mut().ok_or(Error::from(kdev::ENOPCI))?;
         match args.split_first() {
             Some((add, rest)) if add == "add" => k.pci_add(rest),
             Some((blk, rest)) if blk == "blk" => k.pci_blk(segs, rest, uname),

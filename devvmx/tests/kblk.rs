@@ -418,3 +418,63 @@ fn a_waiting_blkq_read_of_a_vm_on_another_cpu_asks_no_cpu_until_the_guest_notifi
     ram.b = download(&mut c, "ram", 0, RAM);
     assert_eq!((d.used_idx(&ram), ram.b[0x8100]), (1, S_OK));
 }
+
+#[test]
+fn blkq_completion_lines_may_be_cut_anywhere_and_bad_ones_are_refused() {
+    let (mut c, v, _) = machine();
+    assert_eq!(ctl(&mut c, &v, "pci blk queue 4096"), R::Count(18));
+    let q = c.open_path(&format!("vmx/{}/blkq", v.n), om::RDWR).unwrap();
+    let mut ram = Ram::new(RAM);
+    let mut d = Driver::new(128, PFN);
+    header(&mut ram, 0x8000, T_IN, 1);
+    d.offer(
+        &mut ram,
+        &[(0x8000, 16, false), (0x9000, 512, true), (0x8100, 1, true)],
+    );
+    ram.b[0x8100] = 0xff;
+    upload(&mut c, "ram", 0, &ram.b);
+    let mut exits = setup_exits();
+    exits.extend(notify_exits());
+    run(&mut c, &v, exits);
+    assert_eq!(c.read(q, 0, 100), R::Data(b"0 1 r 512 512\n".to_vec()));
+    // A line in three writes, its data in two.
+    for w in [&b"0 1"[..], b" ok 5", b"12\n"] {
+        assert_eq!(c.write(q, 0, w), R::Count(w.len() as u32));
+    }
+    assert_eq!(c.write(q, 0, &[1; 500]), R::Count(500));
+    assert_eq!(download(&mut c, "ram", 0x8100, 1), [0xff]);
+    assert_eq!(c.write(q, 0, &[1; 12]), R::Count(12));
+    assert_eq!(download(&mut c, "ram", 0x8100, 1), [S_OK]);
+    assert_eq!(download(&mut c, "ram", 0x9000, 512), vec![1; 512]);
+    // Bad lines: fields, numbers, status, length.
+    for bad in [
+        &b"0 1 ok\n"[..],
+        b"x 1 ok 0\n",
+        b"0 1 ok -1\n",
+        b"0 1 ok 0x10\n",
+        b"0 1 fine 0\n",
+        b"0 1 ok 0 0\n",
+    ] {
+        let line = String::from_utf8_lossy(&bad[..bad.len() - 1]).into_owned();
+        assert_eq!(
+            c.write(q, 0, bad),
+            err(&format!("bad blkq completion {line}"))
+        );
+    }
+    let long = [b'7'; 100];
+    assert_eq!(
+        c.write(q, 0, &long),
+        err(&format!("bad blkq completion {}", "7".repeat(80)))
+    );
+    // An unknown disk or tag with data: read and dropped.
+    let mut w = b"5 1 ok 3\nabc".to_vec();
+    w.extend_from_slice(b"0 77 err 0\n");
+    assert_eq!(c.write(q, 0, &w), R::Count(w.len() as u32));
+    // Each disk's files need a disk.
+    let v2 = c.vm();
+    assert_eq!(
+        c.open_path(&format!("vmx/{}/blkq", v2.n), om::RDWR)
+            .map(|f| c.read(f, 0, 10)),
+        Ok(err("no in-kernel disks"))
+    );
+}

@@ -392,9 +392,7 @@ impl<D: Capacity> Blk<D> {
         let n = self.finish(&req, mem, if ok { S_OK } else { S_IOERR })?;
         Ok(Some((req.head, n)))
     }
-}
 
-impl<D: Capacity> Blk<D> {
     /// Moves `len` bytes from the disk at `off` into the buffers at stream offset 0.
     fn disk_to_guest<M: GuestMem + ?Sized>(
         &mut self,

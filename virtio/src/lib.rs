@@ -18,7 +18,9 @@
 //!   port of the kernel's switch ([`net::port`], over `netswitch`).
 //! - the device side of the legacy PCI transport ([`legacy`]: registers, queues, the PCI
 //!   function as pcdev's model takes it) and virtio-blk's device model ([`blk`], over a
-//!   [`blk::Backend`]), both with `alloc`: the tool's disks and the kernel's.
+//!   [`blk::Disk`]: the tool's [`blk::Backend`]s, the kernel's segment disk, or a deferred
+//!   disk whose requests are parked and completed later, the kernel's queue file), both
+//!   with `alloc`: the tool's disks and the kernel's.
 //!
 //! Decoders are total: short or unknown input is an error, never a panic.
 #![no_std]

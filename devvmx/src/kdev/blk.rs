@@ -18,7 +18,7 @@ use super::KDev;
 use crate::guestmem::GuestRam;
 use crate::hw::{Hw, PAGE};
 use crate::plan9::{quote, strtoull_whole, EBADARG};
-use crate::segment::{SegRef, Segments};
+use crate::segment::{SegRef, Segments, ENOSEG};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
@@ -216,7 +216,7 @@ impl KDev {
             return Err("too many in-kernel disks".into());
         }
         if self.pci.len() >= super::pci::MAX_FUNCTIONS {
-            return Err("pci bus full".into());
+            return Err(super::pci::EBUSFULL.into());
         }
         let used: Vec<u8> = self.pci.functions().map(|(f, _)| f.irq).collect();
         let irq = *IRQS
@@ -229,9 +229,7 @@ impl KDev {
             .ok_or(Error::from("no free i/o ports"))?;
         let (disk, ro, name) = match spec {
             Spec::Seg(name, ro) => {
-                let seg = segs
-                    .attach(&name, uname)?
-                    .ok_or(Error::from("no such segment"))?;
+                let seg = segs.attach(&name, uname)?.ok_or(Error::from(ENOSEG))?;
                 let pages = seg.frames().len();
 
                 let dirty = vec![0u64; pages.div_ceil(64)];

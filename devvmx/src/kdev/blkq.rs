@@ -16,8 +16,8 @@
 //! ```
 //!
 //! where a read's `ok` carries its LENGTH bytes of data (any other length is an I/O
-//! error) and everything else carries 0. Numbers are decimal (or C-style hex); OFFSET and
-//! LENGTH are bytes. A completion for a request the device no longer has (the driver
+//! error) and everything else carries 0. Numbers are decimal digits; OFFSET and LENGTH
+//! are bytes. A completion for a request the device no longer has (the driver
 //! reset it) is read and dropped. Requests outstanding are bounded by the queue's size
 //! (128): a driver offering more breaks its device.
 
@@ -26,13 +26,14 @@ use super::KDev;
 use crate::guestmem::GuestRam;
 use crate::hw::Hw;
 use crate::mem::MemMap;
-use crate::plan9::strtoull_whole;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use ninep::Error;
 use virtio::blk::{Op, Request};
 
+/// A completion line that does not parse (the line follows).
+const EBADLINE: &str = "bad blkq completion";
 /// Longest completion line.
 const MAX_LINE: usize = 80;
 
@@ -100,18 +101,19 @@ impl BlkQ {
 
 /// Parses `DISK TAG STATUS LENGTH`.
 fn completion(line: &[u8]) -> Result<(usize, u64, bool, u64), Error> {
-    let bad = || {
-        Error::from(format!(
-            "bad blkq completion {}",
-            String::from_utf8_lossy(line)
-        ))
-    };
+    let bad = || Error::from(format!("{EBADLINE} {}", String::from_utf8_lossy(line)));
     let s = core::str::from_utf8(line).map_err(|_| bad())?;
     let f: Vec<&str> = s.split_ascii_whitespace().collect();
     let [disk, tag, status, len] = f[..] else {
         return Err(bad());
     };
-    let num = |s: &str| strtoull_whole(s).ok_or_else(bad);
+    let num = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+            .ok_or_else(bad)
+    };
     let ok = match status {
         "ok" => true,
         "err" => false,
@@ -237,7 +239,7 @@ impl KDev {
                         if self.blkq.line.len() > MAX_LINE {
                             let line = core::mem::take(&mut self.blkq.line);
                             return Err(Error::from(format!(
-                                "bad blkq completion {}",
+                                "{EBADLINE} {}",
                                 String::from_utf8_lossy(&line[..MAX_LINE])
                             )));
                         }

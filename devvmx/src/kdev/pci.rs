@@ -14,6 +14,11 @@ use pcdev::pci::{Function, PORTS};
 /// Most functions a client may add: devices 1-31 of bus 0.
 pub const MAX_FUNCTIONS: usize = 31;
 
+/// A PCI message to a VM without the in-kernel bus.
+pub(crate) const ENOPCI: &str = "no in-kernel pci";
+/// The bus has [`MAX_FUNCTIONS`] functions.
+pub(crate) const EBUSFULL: &str = "pci bus full";
+
 /// A hex field of exactly `digits` digits.
 fn hex(s: &str, digits: usize) -> Option<u32> {
     let (v, n) = strtoull(s, 16);
@@ -110,11 +115,11 @@ impl KDev {
     /// The `pci add ...` message: the client's function as the next device on bus 0.
     pub(crate) fn pci_add(&mut self, args: &[String]) -> Result<(), Error> {
         if !self.has(PCI) {
-            return Err("no in-kernel pci".into());
+            return Err(ENOPCI.into());
         }
         let (f, bar) = parse_add(args)?;
         if self.pci.len() >= MAX_FUNCTIONS {
-            return Err("pci bus full".into());
+            return Err(EBUSFULL.into());
         }
         self.pci.add(f, bar);
         Ok(())
@@ -128,7 +133,7 @@ impl KDev {
         uname: &str,
     ) -> Result<(), Error> {
         if !self.has(PCI) {
-            return Err("no in-kernel pci".into());
+            return Err(ENOPCI.into());
         }
         self.blk_add(segs, args, uname)
     }
