@@ -174,9 +174,20 @@ pub fn run(
         tally
             .requests
             .fetch_add(reqs.len() as u64, Ordering::Relaxed);
+        // The completions' writes all go out at once (the server takes them in order,
+        // as it takes pipelined ctl writes), then their replies are collected: a batch
+        // costs one round trip of latency however many messages it needs.
+        let mut writes = Vec::new();
         for piece in out.chunks(count as usize) {
             tally.trips.add(1);
-            match wr.write_at(0, piece) {
+            writes.push(
+                client
+                    .start_write(&wr, 0, piece)
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        for w in writes {
+            match w.wait() {
                 Ok(_) => {}
                 Err(e) if e.remote().is_some_and(|r| r.starts_with("bad blkq")) => {
                     return Err(e.to_string())
