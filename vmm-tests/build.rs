@@ -14,6 +14,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("bench", "--32"),
     ("hammer", "--32"),
     ("count", "--32"),
+    ("pingpong", "--32"),
 ];
 
 fn run(cmd: &mut Command) {

@@ -15,9 +15,12 @@ mod blk;
 mod blkq;
 mod cons;
 mod exit;
+mod firmware;
+mod net;
 mod pci;
 pub use cons::{CONS_BATCH, CONS_DELAY, CONS_IDLE, CONS_LIMIT};
 pub(crate) use exit::Answered;
+pub(crate) use firmware::FwPort;
 pub(crate) use pci::{Route, ENOPCI};
 
 /// `cons` of a VM without an in-kernel UART.
@@ -133,6 +136,10 @@ pub(crate) struct KDev {
     /// A vector whose delivery an exit cut short: injected again on the next entry.
     pub(crate) redeliver: Option<u8>,
     pub(crate) counts: Counts,
+    /// A firmware machine (`firmware`, see [`firmware`]).
+    firmware: bool,
+    /// virtio-net cards served here (`pci net`, kdev/net.rs).
+    nets: alloc::vec::Vec<net::Card>,
     /// virtio-blk disks on the in-kernel bus (`pci blk`, kdev/blk.rs), and the client's
     /// position in their queue file (kdev/blkq.rs).
     pub(crate) disks: alloc::vec::Vec<blk::KBlk>,
@@ -142,7 +149,7 @@ pub(crate) struct KDev {
 impl KDev {
     pub(crate) fn new(c: Choice) -> KDev {
         // The kernel does not know the guest's memory layout: the CMOS holds no sizes
-        // (guests that want them from the CMOS keep the tool's RTC).
+        // until a `firmware` message gives them.
         let rtc = pcdev::rtc::Rtc::new(0, 0, 0);
         KDev {
             board: Board::new(rtc, CONS_LIMIT),
@@ -154,6 +161,8 @@ impl KDev {
             qual: None,
             redeliver: None,
             counts: Counts::default(),
+            firmware: false,
+            nets: alloc::vec::Vec::new(),
             disks: alloc::vec::Vec::new(),
             blkq: blkq::BlkQ::default(),
         }

@@ -10,7 +10,8 @@
 //! [`Facts`] ([`status`], handed over whole), [`table`] (the VM table: slots and
 //! generations, VPIDs, which CPU runs each VM and each CPU's run list in [`place`], the boot
 //! CPU's VMXON while it runs a VM), [`vtx`] (VT-x on one CPU: the seed's vmxreset checks,
-//! vmxstart's CR checks and VMXON, which the kernel's other CPUs use at start-up), [`hw`]
+//! vmxstart's CR checks and VMXON, which the kernel's other CPUs use at start-up), [`caps`]
+//! (what the CPU's VT-x can do, read from its capability MSRs once, and what it must), [`hw`]
 //! (the machine trait and its frames), [`vmcs`] (VT-x names), [`selftest`] (`selftest=vmx`
 //! at boot), [`clock`] (the CMOS date), [`owner`] (who may be the owner on a network link),
 //! [`throttle`] (what a wrong secret costs) and [`plan9`] (error strings a server or test names; those every 9P server gives are
@@ -37,6 +38,7 @@
 
 extern crate alloc;
 
+pub mod caps;
 pub mod clock;
 mod ept;
 pub mod event;

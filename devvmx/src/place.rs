@@ -45,6 +45,8 @@ pub struct Placed {
     disks: AtomicBool,
     /// A `blkq` read would find requests.
     blkq_ready: AtomicBool,
+    /// Has in-kernel cards (the `net` file).
+    nets: AtomicBool,
     /// Running, not halted, with no console output queued: a pending `cons` read need
     /// not ask the CPU (kdev's `cons_take` would answer nothing).
     cons_quiet: AtomicBool,
@@ -68,6 +70,7 @@ impl Placed {
             uart: AtomicBool::new(false),
             disks: AtomicBool::new(false),
             blkq_ready: AtomicBool::new(false),
+            nets: AtomicBool::new(false),
             cons_quiet: AtomicBool::new(false),
             cons_held: AtomicBool::new(false),
             counts: Mutex::new(Counts::default()),
@@ -91,11 +94,14 @@ impl Placed {
         );
         self.disks
             .store(k.is_some_and(|k| !k.disks.is_empty()), Ordering::Release);
+        self.nets
+            .store(k.is_some_and(|k| k.has_nets()), Ordering::Release);
         let ready = k.is_some_and(|k| k.blkq.ready(&k.disks));
         news |= self.blkq_ready.swap(ready, Ordering::AcqRel) != ready;
         let cons_quiet = running && k.is_some_and(|k| !k.halted && k.board.com[0].tx.is_empty());
         news |= self.cons_quiet.swap(cons_quiet, Ordering::AcqRel) != cons_quiet;
-        let held = !running && vm.state != State::Dead;
+        // A firmware machine answers a waiting read at a stop (`Vm::cons_read`).
+        let held = !running && vm.state != State::Dead && !k.is_some_and(|k| k.is_firmware());
         news |= self.cons_held.swap(held, Ordering::AcqRel) != held;
         if let Some(k) = k {
             *self.counts.lock() = k.counts;
@@ -127,6 +133,11 @@ impl Placed {
     /// Has in-kernel disks, as last published.
     pub fn disks(&self) -> bool {
         self.disks.load(Ordering::Acquire)
+    }
+
+    /// Has in-kernel cards, as last published.
+    pub fn nets(&self) -> bool {
+        self.nets.load(Ordering::Acquire)
     }
 
     /// A `blkq` read would find requests, as last published.

@@ -1,6 +1,7 @@
 //! The `regs` file: the seed's guestregs table, read in its order and format, written as
 //! `name value` lines (and as `name=value;` in `go`/`step`).
 
+use crate::caps::{Caps, EBADCR0, EBADCR4};
 use crate::hw::{EntryState, Hw};
 use crate::plan9::{getfields, hexw, records, strtoull_whole, Tail};
 use crate::vmcs::{self, *};
@@ -276,6 +277,7 @@ fn updatelma<H: Hw>(hw: &mut H) -> Result<(), Error> {
 pub(crate) fn setreg<H: Hw>(
     hw: &mut H,
     st: &mut EntryState,
+    caps: &Caps,
     name: &str,
     val: &str,
 ) -> Result<(), Error> {
@@ -297,7 +299,12 @@ pub(crate) fn setreg<H: Hw>(
         Wr::Cr0Real => {
             let v = parseval(val)?;
             let cur = vmcs::read(hw, GUEST_CR0)?;
-            vmcs::write(hw, GUEST_CR0, cur & CR0KERNEL | v & !CR0KERNEL)?;
+            let cr0 = cur & CR0KERNEL | v & !CR0KERNEL;
+            // Not in the seed: a value VM entry would refuse is refused here.
+            if !caps.guest_cr0_ok(cr0) {
+                return Err(EBADCR0.into());
+            }
+            vmcs::write(hw, GUEST_CR0, cr0)?;
             updatelma(hw)?;
         }
         Wr::Cr0Mask => vmcs::write(hw, GUEST_CR0MASK, parseval(val)? | CR0KERNEL)?,
@@ -308,7 +315,11 @@ pub(crate) fn setreg<H: Hw>(
         Wr::Cr4Real => {
             let v = parseval(val)?;
             let cur = vmcs::read(hw, GUEST_CR4)?;
-            vmcs::write(hw, GUEST_CR4, cur & CR4KERNEL | v & !CR4KERNEL)?;
+            let cr4 = cur & CR4KERNEL | v & !CR4KERNEL;
+            if !caps.guest_cr4_ok(cr4) {
+                return Err(EBADCR4.into());
+            }
+            vmcs::write(hw, GUEST_CR4, cr4)?;
         }
         Wr::Cr4Mask => vmcs::write(hw, GUEST_CR4MASK, parseval(val)? | CR4KERNEL)?,
         Wr::Dr7 => {
@@ -330,6 +341,7 @@ pub(crate) fn setreg<H: Hw>(
 pub(crate) fn setregs<H: Hw>(
     hw: &mut H,
     st: &mut EntryState,
+    caps: &Caps,
     data: &[u8],
     rs: u8,
     fs: &[char],
@@ -345,7 +357,7 @@ pub(crate) fn setregs<H: Hw>(
         if nf != 2 {
             return Err("number of fields wrong".into());
         }
-        setreg(hw, st, f[0], f[1])?;
+        setreg(hw, st, caps, f[0], f[1])?;
     }
     Ok(n)
 }

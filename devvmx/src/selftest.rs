@@ -12,6 +12,7 @@
 //! Generic over [`Hw`]: the kernel runs it on its `KernelHw` at boot, host tests on
 //! `TestHw` with scripted exits. [`Env`] is what it needs from the kernel besides `Hw`.
 
+use crate::caps::Caps;
 use crate::hw::{alloc_array, EntryState, Frame, Hw, Msr, Phys, VmcsField, VmxFail};
 use crate::vmcs::*;
 use core::fmt;
@@ -180,7 +181,7 @@ fn guest<H: Hw, E: Env>(
         (EXC_BITMAP, 0),
         (CR3_TARGCNT, 0),
         (VMENTRY_INTRINFO, 0),
-        (VM_EPTP, pml4 | 3 << 3 | 6),
+        (VM_EPTP, Caps::eptp(pml4)),
         (VMCS_LINK, u64::MAX),
         (GUEST_IA32_PAT, 0x0007_0406_0007_0406),
         (GUEST_IA32_EFER, 0),
@@ -222,7 +223,7 @@ fn guest<H: Hw, E: Env>(
         vm(hw.vmwrite(f, v), "vmwrite descriptor table")?;
     }
     vm(hw.write_host_state(), "write_host_state")?;
-    vm(hw.invept(pml4 | 3 << 3 | 6), "invept")?;
+    vm(hw.invept(Caps::eptp(pml4)), "invept")?;
 
     let mut st = EntryState::default();
     st.regs.ax = GUEST_AL;

@@ -4,6 +4,7 @@
 //! VM (the seed's vmxnew), ending one (cmdquit) and every command on one
 //! (`VmTable::with_vm`) happen on the VM's own CPU through [`Hw::on_cpu`].
 
+use crate::caps::Caps;
 use crate::hw::Hw;
 use crate::kdev::Counts;
 use crate::place::{pick, Placed, RunList};
@@ -19,8 +20,8 @@ use ninep::Error;
 
 /// Every VM, and where each runs.
 pub struct VmTable {
-    /// Why VT-x cannot be used, if it cannot (the seed's vmxreset checks).
-    vmx: Result<(), String>,
+    /// What VT-x can do here, or why it cannot be used (vmxreset).
+    vmx: Result<Caps, String>,
     vms: Vec<Option<Arc<Placed>>>,
     /// The CPUs that run VMs other than the boot one, and each one's run list
     /// (indexed by CPU; the boot CPU's, 0, runs VMs when no other CPU can).
@@ -37,7 +38,7 @@ pub struct VmTable {
 
 impl VmTable {
     /// An empty table; `vmx` says whether VT-x can be used (vmxreset on the boot CPU).
-    pub(crate) fn new(vmx: Result<(), String>) -> Self {
+    pub(crate) fn new(vmx: Result<Caps, String>) -> Self {
         VmTable {
             vmx,
             vms: Vec::new(),
@@ -73,6 +74,12 @@ impl VmTable {
     /// Why VMs cannot run here, if they cannot.
     pub(crate) fn unavailable(&self) -> Option<&str> {
         self.vmx.as_ref().err().map(String::as_str)
+    }
+
+    /// What VT-x can do here (the boot CPU's vmxreset), or why VMs cannot run: what the
+    /// kernel logs at boot.
+    pub fn vmx(&self) -> Result<&Caps, &str> {
+        self.vmx.as_ref().map_err(String::as_str)
     }
 
     /// VMs in existence.
@@ -156,9 +163,10 @@ impl VmTable {
 
     /// vmxnew: a ready VM in the first free slot; its slot and generation.
     pub(crate) fn create<H: Hw>(&mut self, hw: &mut H) -> Result<(usize, u64), Error> {
-        if let Err(why) = &self.vmx {
-            return Err(format!("no vmx: {why}").into());
-        }
+        let caps = match &self.vmx {
+            Ok(caps) => *caps,
+            Err(why) => return Err(format!("no vmx: {why}").into()),
+        };
         let slot = self
             .vms
             .iter()
@@ -171,7 +179,7 @@ impl VmTable {
         let counts: Vec<usize> = self.vm_cpus.iter().map(|&c| self.runs[c].len()).collect();
         let cpu = pick(&self.vm_cpus, &counts).unwrap_or(0);
         if cpu == 0 {
-            if let Err(e) = self.vmxon.start(hw) {
+            if let Err(e) = self.vmxon.start(hw, &caps) {
                 self.maybe_vmxoff(hw);
                 return Err(e);
             }
@@ -182,7 +190,7 @@ impl VmTable {
         let list = self.runs[cpu].clone();
         let mut made_vm = None;
         hw.on_cpu(cpu, &mut |hw| {
-            made_vm = Some(Vm::create(hw, slot, gen, vpid).map(|mut vm| {
+            made_vm = Some(Vm::create(hw, &caps, slot, gen, vpid).map(|mut vm| {
                 vm.made = made;
                 let p = Arc::new(Placed::new(vm, cpu));
                 list.add(p.clone());

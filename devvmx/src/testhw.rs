@@ -109,7 +109,7 @@ pub const HASWELL_MSRS: [(Msr, u64); 23] = [
     (VMX_PROCB_CTLS_MSR, 0xfff9_fffe_0401_e172),
     (VMX_VMEXIT_CTLS_MSR, 0x003f_ffff_0003_6dff),
     (VMX_VMENTRY_CTLS_MSR, 0x0000_ffff_0000_11ff),
-    (VMX_MISC_MSR, 0x0000_0000_0000_0005),
+    (VMX_MISC_MSR, 0x0000_0000_2004_01e0),
     (VMX_CR0_FIXED0, 0x8000_0021),
     (VMX_CR0_FIXED1, 0xffff_ffff),
     (VMX_CR4_FIXED0, 0x2000),
@@ -133,12 +133,52 @@ impl TestHw {
     /// processor-based allowed-1 bit 27 clear).
     pub fn without_mtf(frames: usize) -> Self {
         let mut hw = TestHw::new(frames);
-        for msr in [VMX_PROCB_CTLS_MSR, VMX_TRUE_PROCB_CTLS_MSR] {
-            if let Some(v) = hw.msrs.get_mut(&msr.0) {
-                *v &= !((PROCB_MONTRAP as u64) << 32);
-            }
+        hw.disallow(
+            &[VMX_PROCB_CTLS_MSR, VMX_TRUE_PROCB_CTLS_MSR],
+            PROCB_MONTRAP,
+        );
+        hw
+    }
+
+    /// The same CPU without the TRUE control MSRs (IA32_VMX_BASIC bit 55 clear).
+    pub fn without_true_ctls(frames: usize) -> Self {
+        let mut hw = TestHw::new(frames);
+        for m in [
+            VMX_TRUE_PINB_CTLS_MSR,
+            VMX_TRUE_PROCB_CTLS_MSR,
+            VMX_TRUE_EXIT_CTLS_MSR,
+            VMX_TRUE_ENTRY_CTLS_MSR,
+        ] {
+            hw.msrs.remove(&m.0);
+        }
+        if let Some(v) = hw.msrs.get_mut(&VMX_BASIC_MSR.0) {
+            *v &= !VMX_BASIC_TRUECTLS;
         }
         hw
+    }
+
+    /// Clears `bits` from the allowed-1 settings (high half) of the control capability
+    /// MSRs `msrs`: a CPU that cannot set those controls.
+    pub fn disallow(&mut self, msrs: &[Msr], bits: u32) {
+        for msr in msrs {
+            if let Some(v) = self.msrs.get_mut(&msr.0) {
+                *v &= !(u64::from(bits) << 32);
+            }
+        }
+    }
+
+    /// Whether this CPU's VMCS has `field`: the VPID and the preemption timer's value
+    /// exist only where their controls may be set (SDM Vol. 3 Appendix B), so VMREAD and
+    /// VMWRITE of them fail elsewhere.
+    fn has_field(&self, field: VmcsField) -> bool {
+        let may = |m: Msr| self.msrs.get(&m.0).map_or(0, |v| (v >> 32) as u32);
+        match field {
+            VM_VPID => may(VMX_PROCB_CTLS2_MSR) & PROCB_VPID != 0,
+            VMX_PREEMPT_TIMER => {
+                (may(VMX_PINB_CTLS_MSR) | may(VMX_TRUE_PINB_CTLS_MSR)) & PINB_PREEMPT != 0
+            }
+            _ => true,
+        }
     }
 
     /// CPU `cpu` in VMX root operation on a region of its own, as the kernel's APs are
@@ -371,10 +411,16 @@ impl Hw for TestHw {
     }
 
     fn vmread(&mut self, field: VmcsField) -> Result<u64, VmxFail> {
+        if !self.has_field(field) {
+            return Err(VmxFail);
+        }
         Ok(self.cur()?.fields.get(&field).copied().unwrap_or(0))
     }
 
     fn vmwrite(&mut self, field: VmcsField, value: u64) -> Result<(), VmxFail> {
+        if !self.has_field(field) {
+            return Err(VmxFail);
+        }
         self.cur()?
             .fields
             .insert(field, value & field.width().mask());

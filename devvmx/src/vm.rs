@@ -11,8 +11,10 @@
 mod disk;
 mod entry;
 mod init;
+mod net;
 mod step;
 
+use crate::caps::{Caps, PreemptRate};
 use crate::ept::Ept;
 use crate::event::{ackline, eventparse, waitline, ExitInfo, VmIntr};
 use crate::hw::{alloc_array, EntryState, Frame, Hw, VmxFail};
@@ -85,8 +87,10 @@ pub(crate) struct Vm {
     nmsr: usize,
     /// The TSC at the last exit, to hide the time spent outside the guest.
     tsc_end: Option<u64>,
-    /// The VMX-preemption timer is on (pin-based control 6 allowed).
-    preempt: bool,
+    /// The CPU's VT-x (vmxreset's), which vmcsinit and `regs` follow.
+    caps: Caps,
+    /// The VMX-preemption timer is on (pin-based control 6 allowed), at this rate.
+    preempt: Option<PreemptRate>,
     /// The CPU has the monitor trap flag (Bochs 2.7's haswell has not): else `step`
     /// single-steps with RFLAGS.TF.
     mtf: bool,
@@ -118,6 +122,7 @@ impl Vm {
     /// took given back.
     pub(crate) fn create<H: Hw>(
         hw: &mut H,
+        caps: &Caps,
         index: usize,
         gen: u64,
         vpid: u16,
@@ -150,7 +155,8 @@ impl Vm {
             irqack: VmIntr::default(),
             nmsr: 0,
             tsc_end: None,
-            preempt: false,
+            caps: *caps,
+            preempt: None,
             mtf: false,
             tfstep: None,
             synthetic: false,
@@ -177,9 +183,8 @@ impl Vm {
     }
 
     fn start<H: Hw>(&mut self, hw: &mut H) -> Result<(), Error> {
-        let basic = hw.rdmsr(VMX_BASIC_MSR).unwrap_or(0);
         let vmcs = &self.frames()?.vmcs;
-        hw.frame(vmcs)[0..4].copy_from_slice(&(basic as u32).to_le_bytes());
+        hw.frame(vmcs)[0..4].copy_from_slice(&self.caps.basic.revision().to_le_bytes());
         hw.vmclear(vmcs)
             .map_err(|_| Error::from("vmclear failed"))?;
         self.load(hw)?;
@@ -236,7 +241,7 @@ impl Vm {
     }
 
     pub(crate) fn eptp(&self) -> u64 {
-        self.ept.pml4() | EPTP_WALK4
+        Caps::eptp(self.ept.pml4())
     }
 
     /// The `devices` message: the kernel answers the named devices from now on. Once
@@ -254,11 +259,13 @@ impl Vm {
     }
 
     /// The `pci add ...` message: a client's function on the in-kernel PCI bus (see
-    /// `kdev::pci`); `pci blk ...`, a disk the kernel serves (`kdev::blk`). Not while
-    /// the VM runs.
+    /// `kdev::pci`); `pci blk ...`, a disk the kernel serves (`kdev::blk`); `pci net
+    /// ...`, a virtio-net card the kernel serves on the host's switch `sw` (`kdev::net`).
+    /// Not while the VM runs.
     pub(crate) fn pci(
         &mut self,
         segs: &mut Segments,
+        sw: Option<&crate::ns::HostSwitch>,
         args: &[String],
         uname: &str,
     ) -> Result<(), Error> {
@@ -268,9 +275,20 @@ impl Vm {
         let k = self.kdev.as_mut().ok_or(Error::from(kdev::ENOPCI))?;
         match args.split_first() {
             Some((add, rest)) if add == "add" => k.pci_add(rest),
+            Some((net, rest)) if net == "net" => k.pci_net(sw, rest),
             Some((blk, rest)) if blk == "blk" => k.pci_blk(segs, rest, uname),
             _ => Err(EBADARG.into()),
         }
+    }
+
+    /// The `firmware MEM` message: the in-kernel devices make a firmware machine (see
+    /// `kdev::firmware`). Not while the VM runs.
+    pub(crate) fn firmware(&mut self, args: &[String]) -> Result<(), Error> {
+        if self.state == State::Running {
+            return Err("VM running".into());
+        }
+        let k = self.kdev.as_mut().ok_or(Error::from("no in-kernel rtc"))?;
+        k.firmware(args)
     }
 
     /// The VM ends: what its in-kernel devices hold of the segments goes back.
@@ -349,7 +367,8 @@ impl Vm {
     /// guest runs, output is answered when it is due (kdev's `cons` rule). While the VM
     /// is stopped for its client a new read answers at once, with 0 bytes when nothing is
     /// queued (so the client knows it has all the output up to the stop), and one that
-    /// waited goes on waiting: a stop does not cost a round trip. A dead VM's read fails
+    /// waited goes on waiting: a stop does not cost a round trip (on a firmware machine
+    /// it answers too, so a shell's `cat` ends at the stop). A dead VM's read fails
     /// with its error once nothing is queued.
     pub(crate) fn cons_read<H: Hw>(
         &mut self,
@@ -363,7 +382,8 @@ impl Vm {
         let r = match state {
             State::Running => k.cons_take(buf, true, now),
             State::Dead => k.cons_take(buf, false, now),
-            _ if waiting => None,
+            // A firmware machine's client is a shell: a stop ends its waiting read too.
+            _ if waiting && !k.is_firmware() => None,
             _ => k.cons_take(buf, false, now),
         };
         match r {
@@ -416,7 +436,15 @@ impl Vm {
         if let Some(r) = regs {
             self.load(hw)?;
             // A last assignment without its `;` counts (the seed dropped it).
-            regs::setregs(hw, &mut self.entry, r.as_bytes(), b';', &['='], Tail::Take)?;
+            regs::setregs(
+                hw,
+                &mut self.entry,
+                &self.caps,
+                r.as_bytes(),
+                b';',
+                &['='],
+                Tail::Take,
+            )?;
         }
         if step {
             self.onentry |= STEP;
@@ -480,7 +508,15 @@ impl Vm {
 
     pub(crate) fn setregs<H: Hw>(&mut self, hw: &mut H, data: &[u8]) -> Result<usize, Error> {
         self.load(hw)?;
-        regs::setregs(hw, &mut self.entry, data, b'\n', &[' ', '\t'], Tail::Leave)
+        regs::setregs(
+            hw,
+            &mut self.entry,
+            &self.caps,
+            data,
+            b'\n',
+            &[' ', '\t'],
+            Tail::Leave,
+        )
     }
 
     /// cmdsetfpregs, with the clamp fixed (the seed computed sizeof - n, not sizeof - off).

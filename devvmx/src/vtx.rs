@@ -1,9 +1,10 @@
-//! VT-x on one CPU: can VMs run here (the seed's vmxreset checks), this CPU made ready
-//! for VMX root operation (vmxstart's checks of CR0 and CR4), and VMXON on a region of
-//! its own. The boot CPU's VMX root operation lasts while it runs a VM (`Vmxon`, kept by
+//! VT-x on one CPU: can VMs run here (the seed's vmxreset checks, then what `caps` reads
+//! and requires), this CPU made ready for VMX root operation (vmxstart's checks of CR0 and
+//! CR4), and VMXON on a region of its own. The boot CPU's VMX root operation lasts while it runs a VM (`Vmxon`, kept by
 //! the VM table); each other CPU that runs VMs does this once at start-up and stays in VMX
 //! root operation (the kernel's `smp.rs`).
 
+use crate::caps::{Caps, EBADCR0, EBADCR4};
 use crate::hw::{Frame, Hw};
 use crate::plan9::ENOMEM;
 use crate::vmcs::*;
@@ -11,8 +12,9 @@ use alloc::string::String;
 use ninep::Error;
 
 /// vmxreset: can VMs run on this CPU? Sets the IA32_FEATURE_CONTROL lock and VMXON bits where
-/// the firmware left the MSR unlocked, as the seed does.
-pub fn vmxreset<H: Hw>(hw: &mut H) -> Result<(), String> {
+/// the firmware left the MSR unlocked, as the seed does; then reads what its VT-x can do
+/// ([`Caps::read`]), refusing by name what this crate needs and the CPU lacks.
+pub fn vmxreset<H: Hw>(hw: &mut H) -> Result<Caps, String> {
     if hw.cpuid(1, 0)[2] & CPUID1_ECX_VMX == 0 {
         return Err("cpuid says no VMX".into());
     }
@@ -44,42 +46,34 @@ pub fn vmxreset<H: Hw>(hw: &mut H) -> Result<(), String> {
     if ctls2 & PROCB_EPT as u64 == 0 {
         return Err("no EPT".into());
     }
-    if ctls2 & PROCB_VPID as u64 == 0 {
-        return Err("no VPID".into());
-    }
+    // The seed also refused a CPU without VPID; VMs run without VPIDs there.
     if ctls2 & PROCB_UNRESTR as u64 == 0 {
         return Err("no unrestricted guest".into());
+    }
+    Caps::read(hw)
+}
+
+/// The seed's vmxstart on this CPU before VMXON: CR4.VMXE, CR0.NE and every other bit the
+/// fixed-0 MSRs require set, then both registers checked against the fixed bits.
+pub fn vmx_cpu_ready<H: Hw>(hw: &mut H, caps: &Caps) -> Result<(), Error> {
+    let cr4 = hw.cr4();
+    hw.set_cr4(cr4 | CR4VMXE | caps.cr4.fixed0);
+    let cr0 = hw.cr0();
+    hw.set_cr0(cr0 | CR0_NE | caps.cr0.fixed0);
+    if caps.cr0.bad(hw.cr0()) != 0 {
+        return Err(EBADCR0.into());
+    }
+    if caps.cr4.bad(hw.cr4()) != 0 {
+        return Err(EBADCR4.into());
     }
     Ok(())
 }
 
-/// The seed's vmxstart on this CPU before VMXON: CR4.VMXE, CR0.NE, and the fixed bits of
-/// both checked against the VMX capability MSRs.
-pub fn vmx_cpu_ready<H: Hw>(hw: &mut H) -> Result<(), Error> {
-    let cr4 = hw.cr4();
-    hw.set_cr4(cr4 | CR4VMXE);
-    let cr0 = hw.cr0();
-    hw.set_cr0(cr0 | CR0_NE);
-    let fixed = |hw: &mut H, cr: u64, f0: Msr, f1: Msr, what: &'static str| {
-        let a = hw.rdmsr(f0).ok_or(Error::from(what))?;
-        let b = hw.rdmsr(f1).ok_or(Error::from(what))?;
-        if cr & !a & !b | !cr & a & b != 0 {
-            return Err(Error::from(what));
-        }
-        Ok(())
-    };
-    let cr0 = hw.cr0();
-    fixed(hw, cr0, VMX_CR0_FIXED0, VMX_CR0_FIXED1, "invalid CR0 value")?;
-    let cr4 = hw.cr4();
-    fixed(hw, cr4, VMX_CR4_FIXED0, VMX_CR4_FIXED1, "invalid CR4 value")
-}
-
 /// VMXON on this CPU (made ready by `vmx_cpu_ready`) with a fresh region carrying the VMCS
 /// revision: the region, which stays in use until VMXOFF.
-pub fn vmxon_region<H: Hw>(hw: &mut H) -> Result<Frame, Error> {
-    let basic = hw.rdmsr(VMX_BASIC_MSR).unwrap_or(0);
+pub fn vmxon_region<H: Hw>(hw: &mut H, caps: &Caps) -> Result<Frame, Error> {
     let region = hw.alloc_frame().ok_or(Error::from(ENOMEM))?;
-    hw.frame(&region)[0..4].copy_from_slice(&(basic as u32).to_le_bytes());
+    hw.frame(&region)[0..4].copy_from_slice(&caps.basic.revision().to_le_bytes());
     if hw.vmxon(&region).is_err() {
         hw.free_frame(region);
         return Err("vmxon failed".into());
@@ -95,10 +89,10 @@ pub(crate) struct Vmxon(Option<Frame>);
 impl Vmxon {
     /// vmxstart's part before the VMCS: this CPU made ready (`vmx_cpu_ready`), and VMXON
     /// unless already on.
-    pub(crate) fn start<H: Hw>(&mut self, hw: &mut H) -> Result<(), Error> {
-        vmx_cpu_ready(hw)?;
+    pub(crate) fn start<H: Hw>(&mut self, hw: &mut H, caps: &Caps) -> Result<(), Error> {
+        vmx_cpu_ready(hw, caps)?;
         if self.0.is_none() {
-            self.0 = Some(vmxon_region(hw)?);
+            self.0 = Some(vmxon_region(hw, caps)?);
         }
         Ok(())
     }

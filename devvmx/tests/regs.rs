@@ -178,8 +178,20 @@ fn control_register_rules() {
     let t = c.read_text(&p);
     assert_eq!(reg(&t, "cr0mask"), "0xffffffff1ffafff0");
     assert_eq!(reg(&t, "cr4mask"), "0xffffffffffc8f041");
-    c.write_path(&p, b"cr4real 0xffffffffffffffff\n");
-    assert_eq!(reg(&c.read_text(&p), "cr4real"), "0x0000000000372fbf");
+    // A CR4 VM entry would refuse (UMIP, bit 11, is not in Bochs's haswell CR4_FIXED1)
+    // is refused whole, as a CR0 with PG and without PE (not in the seed).
+    assert_eq!(
+        c.write_path(&p, b"cr4real 0xffffffffffffffff\n"),
+        err("invalid CR4 value")
+    );
+    assert_eq!(reg(&c.read_text(&p), "cr4real"), "0x0000000000002000");
+    c.write_path(&p, b"cr4real 0xfffffffffffff7ff\n");
+    assert_eq!(reg(&c.read_text(&p), "cr4real"), "0x00000000003727bf");
+    assert_eq!(
+        c.write_path(&p, b"cr0real 0x80000030\n"),
+        err("invalid CR0 value")
+    );
+    assert_eq!(reg(&c.read_text(&p), "cr0real"), "0x00000000e005003f");
     // fake = real outside the mask, shadow inside it.
     c.write_path(&p, b"cr0fake 0x80000000\n");
     let t = c.read_text(&p);

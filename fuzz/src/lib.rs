@@ -8,12 +8,14 @@ use protocol::{Fcall, MsgType, Wnames, NOFID, NOTAG};
 
 mod fwcfg;
 mod kblk;
+mod knet;
 mod netswitch;
 pub mod runner;
 mod virtqueue;
 
 pub use fwcfg::fwcfg;
 pub use kblk::kblk;
+pub use knet::knet;
 pub use netswitch::netswitch;
 pub use virtqueue::virtqueue;
 
@@ -212,7 +214,7 @@ pub fn preamble() -> Vec<u8> {
 }
 
 /// Well-formed frames of every T-message, valid #X texts, good virtqueues, fw_cfg
-/// accesses, switched networks and in-kernel disks' rings: the seeds the mutator starts from.
+/// accesses, switched networks, in-kernel disks' and cards' rings: the seeds the mutator starts from.
 pub fn seeds() -> Vec<Vec<u8>> {
     let mut s = frame_seeds();
     s.extend(vmx_seeds());
@@ -220,6 +222,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
     s.extend(fwcfg::seeds());
     s.extend(netswitch::seeds());
     s.extend(kblk::seeds());
+    s.extend(knet::seeds());
     s
 }
 
@@ -291,6 +294,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("fwcfg", fwcfg),
     ("netswitch", netswitch),
     ("kblk", kblk),
+    ("knet", knet),
 ];
 
 /// The #X event syntax (`exc`/`irq` arguments): a value or Ebadctl, and a value is a

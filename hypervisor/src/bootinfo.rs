@@ -37,7 +37,7 @@ pub struct BootInfo {
 }
 
 /// The screen a Multiboot2 framebuffer tag describes: its home is arch, which writes it.
-pub use crate::arch::vga::{Framebuffer, FramebufferKind};
+pub use crate::arch::vga::{Channel, Framebuffer, FramebufferKind, RgbLayout};
 
 impl BootInfo {
     fn new(loader: &'static str) -> Self {
@@ -119,11 +119,23 @@ fn efi_regions(bi: &mut BootInfo, tag: &[u8]) {
     }
 }
 
-/// A framebuffer tag's screen: address, pitch, width, height, bits per pixel, type.
+/// A framebuffer tag's screen: address, pitch, width, height, bits per pixel, type, and for
+/// RGB the position and size of each channel (GRUB's layout: a 16-bit reserved field after
+/// the type, so the colour information starts at byte 32).
 fn framebuffer(tag: &[u8]) -> Option<Framebuffer> {
+    let channel = |at: usize| -> Option<Channel> {
+        Some(Channel {
+            shift: *tag.get(at)?,
+            bits: *tag.get(at + 1)?,
+        })
+    };
     let kind = match *tag.get(29)? {
         0 => FramebufferKind::Indexed,
-        1 => FramebufferKind::Rgb,
+        1 => FramebufferKind::Rgb(RgbLayout {
+            red: channel(32)?,
+            green: channel(34)?,
+            blue: channel(36)?,
+        }),
         2 => FramebufferKind::EgaText,
         _ => return None,
     };

@@ -18,11 +18,13 @@ mod console;
 pub mod cpus;
 mod drivers;
 pub mod frames;
+pub mod glyph;
 mod le;
 mod logger;
 pub mod mailbox;
 mod memory;
 mod net;
+pub mod screen;
 pub mod server;
 mod smp;
 mod switch;
@@ -100,8 +102,9 @@ fn kmain(magic: u32, info: u32) -> ! {
     );
 
     // The screen (it needs the heap): the log from here on, the address to mount on top.
-    if console::init(boot.framebuffer) {
-        log::info!("screen: the log on the text screen too");
+    match console::init(boot.framebuffer) {
+        Some(what) => log::info!("screen: the log on {what} too"),
+        None => log::info!("screen: none to write on ({:?})", boot.framebuffer),
     }
 
     // Links are probed with interrupts off (drivers register their IRQ handlers).
@@ -147,6 +150,10 @@ fn kmain(magic: u32, info: u32) -> ! {
             version: VERSION,
         },
     );
+    match ns.vms().vmx() {
+        Ok(caps) => log::info!("vmx ok: {}", caps.describe()),
+        Err(why) => log::warn!("vmx unavailable: {why}"),
+    }
     let mut facts = devvmx::Facts {
         cpus: ncpu,
         ..Default::default()
@@ -195,7 +202,7 @@ fn kmain(magic: u32, info: u32) -> ! {
             (nic, None)
         };
         if let Some(sw) = &switch {
-            // Client ports: `switch/clone` in the namespace.
+            // VM cards and client ports (`switch/clone`) join the NIC's switch.
             ns.set_switch(devvmx::HostSwitch {
                 switch: sw.clone(),
                 millis: arch::timer::millis,
@@ -205,6 +212,11 @@ fn kmain(magic: u32, info: u32) -> ! {
             net::Stack::new(nic, addressing, cfg.port, cfg.echo_port),
             switch,
         ));
+    }
+    if ns.switch().is_none() {
+        // Without `switch` (or a NIC) the VMs' cards still meet on a switch of their own:
+        // guest to guest, nothing bridged.
+        ns.set_switch(devvmx::HostSwitch::unbridged(arch::timer::millis));
     }
     let mut server = server::Server::new(ns, cfg.echo.clone());
     if let Some(l) = listener {

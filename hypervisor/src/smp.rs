@@ -179,9 +179,9 @@ pub fn ap_main(cpu: usize) -> ! {
     arch::gdt::init_ap();
     arch::idt::init();
     let mut hw = arch::vmx::KernelHw::new().on(cpu);
-    let vmx = vtx::vmxreset(&mut hw).and_then(|()| {
-        vtx::vmx_cpu_ready(&mut hw)
-            .and_then(|()| vtx::vmxon_region(&mut hw))
+    let vmx = vtx::vmxreset(&mut hw).and_then(|caps| {
+        vtx::vmx_cpu_ready(&mut hw, &caps)
+            .and_then(|()| vtx::vmxon_region(&mut hw, &caps))
             .map_err(|e| String::from(&*e.0))
     });
     // The same APIC mode as the boot CPU's (x2APIC registers fault in xAPIC mode).

@@ -2,7 +2,8 @@
 //! rules): the NIC is its uplink port, in promiscuous mode, and the kernel's own
 //! interface (smoltcp) is its host port, so the interface still gets the frames for its
 //! MAC and every broadcast and multicast, and the rest is switched. VM cards and client
-//! queue files join the same switch as more ports ([`Shared`]).
+//! queue files join the same switch as more ports ([`Shared`]). Without `switch` they
+//! join one with neither (`devvmx::HostSwitch::unbridged`): guests reach each other, not the LAN.
 //!
 //! [`SwitchedNic`] is the host port as the network stack sees a NIC: receiving first
 //! moves what the NIC received into the switch and what the switch queued for the NIC

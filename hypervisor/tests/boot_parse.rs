@@ -308,6 +308,33 @@ fn multiboot2_framebuffer_tag() {
             kind: bootinfo::FramebufferKind::EgaText,
         })
     );
+    // GRUB under UEFI: a GOP framebuffer, 32-bit pixels with red at bit 16 (GRUB puts the
+    // colour information after a 16-bit reserved field).
+    let mut rgb = Vec::new();
+    rgb.extend_from_slice(&0x1_4000_0000u64.to_le_bytes());
+    rgb.extend_from_slice(&5120u32.to_le_bytes());
+    rgb.extend_from_slice(&1280u32.to_le_bytes());
+    rgb.extend_from_slice(&800u32.to_le_bytes());
+    rgb.extend_from_slice(&[32, 1, 0, 0, 16, 8, 8, 8, 0, 8]);
+    let bi = parse_mb2(&mb2(&[tag(8, &rgb)]));
+    let ch = |shift, bits| bootinfo::Channel { shift, bits };
+    assert_eq!(
+        bi.framebuffer,
+        Some(bootinfo::Framebuffer {
+            addr: 0x1_4000_0000,
+            pitch: 5120,
+            width: 1280,
+            height: 800,
+            bpp: 32,
+            kind: bootinfo::FramebufferKind::Rgb(bootinfo::RgbLayout {
+                red: ch(16, 8),
+                green: ch(8, 8),
+                blue: ch(0, 8),
+            }),
+        })
+    );
+    // Its colour information cut short: no screen.
+    assert_eq!(parse_mb2(&mb2(&[tag(8, &rgb[..27])])).framebuffer, None);
     // An unknown type, or a tag cut short: no screen.
     fb[21] = 7;
     assert_eq!(parse_mb2(&mb2(&[tag(8, &fb)])).framebuffer, None);

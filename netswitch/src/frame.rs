@@ -15,6 +15,21 @@ impl Mac {
     pub const fn is_group(self) -> bool {
         self.0[0] & 1 != 0
     }
+
+    /// Parses the text [`Display`](fmt::Display) writes: six pairs of hex digits
+    /// separated by colons, `XX:XX:XX:XX:XX:XX`.
+    pub fn parse(s: &str) -> Option<Mac> {
+        let mut m = [0u8; 6];
+        let mut parts = s.split(':');
+        for b in &mut m {
+            let p = parts.next()?;
+            if p.len() != 2 || !p.bytes().all(|c| c.is_ascii_hexdigit()) {
+                return None;
+            }
+            *b = u8::from_str_radix(p, 16).ok()?;
+        }
+        parts.next().is_none().then_some(Mac(m))
+    }
 }
 
 impl fmt::Display for Mac {
@@ -69,6 +84,25 @@ mod tests {
             Mac([0x52, 0x54, 0, 0x12, 0x34, 0xab]).to_string(),
             "52:54:00:12:34:ab"
         );
+    }
+
+    #[test]
+    fn parse_takes_what_display_writes() {
+        let m = Mac([0x52, 0x54, 0, 0x12, 0x34, 0xab]);
+        assert_eq!(Mac::parse(&m.to_string()), Some(m));
+        assert_eq!(Mac::parse("52:54:00:12:34:AB"), Some(m));
+        for bad in [
+            "",
+            "52:54:00:12:34",
+            "52:54:00:12:34:ab:cd",
+            "52:54:00:12:34:a",
+            "52:54:00:12:34:abc",
+            "52:54:00:12:34:+a",
+            "52:54:00:12:34:0g",
+            "52-54-00-12-34-ab",
+        ] {
+            assert_eq!(Mac::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

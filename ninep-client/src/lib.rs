@@ -205,6 +205,12 @@ impl Client {
         self.inner.mux.set_timeout(t);
     }
 
+    /// Requests sent on this connection so far (every attach's, Tversion included):
+    /// round trips on the link, for tests that count them.
+    pub fn requests(&self) -> u64 {
+        self.inner.mux.sent()
+    }
+
     pub(crate) fn new_fid(&self) -> u32 {
         loop {
             let n = self.inner.next_fid.fetch_add(1, Ordering::Relaxed);

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use protocol::{Fcall, MsgType, HEADER_LEN, NOTAG};
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -214,6 +215,8 @@ pub(crate) struct Mux {
     writer: Mutex<Box<dyn Write + Send>>,
     shutdown: Option<Box<dyn Fn() + Send + Sync>>,
     timeout: Mutex<Option<Duration>>,
+    /// Requests written on the connection.
+    sent: AtomicU64,
 }
 
 /// A request sent and not yet answered.
@@ -248,7 +251,13 @@ impl Mux {
             writer: Mutex::new(w),
             shutdown,
             timeout: Mutex::new(None),
+            sent: AtomicU64::new(0),
         })
+    }
+
+    /// Requests written on the connection so far.
+    pub(crate) fn sent(&self) -> u64 {
+        self.sent.load(AtomicOrdering::Relaxed)
     }
 
     pub(crate) fn set_timeout(&self, t: Option<Duration>) {
@@ -283,6 +292,7 @@ impl Mux {
             self.shared.free(tag);
             return Err(e.into());
         }
+        self.sent.fetch_add(1, AtomicOrdering::Relaxed);
         Ok(Sent { tag, rx })
     }
 

@@ -8,6 +8,12 @@
 //! queued per connection under the lock and written outside it, in order, so a client
 //! that does not read its replies stalls only the threads that write to it.
 //!
+//! A connection's bytes are received straight into its session's input buffer, lent
+//! outside the lock, and its replies handed over as the session's output buffer, so
+//! neither is copied on the way. Before it sleeps in a read, a connection's thread polls
+//! its socket briefly ([`POLL`]): the next request of a client's stream is taken without
+//! a sleep and a wake-up.
+//!
 //! A socket has a hang-up, so each connection is a [`Kind::Stream`] link, as the
 //! kernel's TCP is: a frame that can never be valid (a size below the header or above
 //! msize, an R-message before a session) ends the connection, instead of the line's
@@ -24,12 +30,16 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
+use std::time::{Duration, Instant};
 
 /// A connection's sending side: replies queued in order, and the stream they go to.
 struct Outbox {
     queue: Mutex<VecDeque<Vec<u8>>>,
     /// Held while writing, so queued replies leave in the order they were queued.
     stream: Mutex<Box<dyn Write + Send>>,
+    /// A sent chunk's buffer, handed back to the session to encode the next replies in
+    /// (the session's output moves here and back without a copy).
+    spare: Mutex<Vec<u8>>,
 }
 
 impl Outbox {
@@ -40,11 +50,70 @@ impl Outbox {
         loop {
             let chunk = lock(&self.queue).pop_front();
             let Some(chunk) = chunk else { break };
-            if w.write_all(&chunk).is_err() {
+            if write_all_waiting(&mut *w, &chunk).is_err() {
                 // The reader sees the close and ends the session.
                 lock(&self.queue).clear();
                 break;
             }
+            *lock(&self.spare) = chunk;
+        }
+    }
+}
+
+/// Writes all of `b`. The socket is non-blocking while its reader polls ([`receive`]),
+/// so a full socket (a client not reading) answers WouldBlock: wait and try again, from
+/// 50 us up to 10 ms apart, as a blocking write would have waited.
+fn write_all_waiting(w: &mut dyn Write, mut b: &[u8]) -> io::Result<()> {
+    let mut wait = Duration::from_micros(50);
+    while !b.is_empty() {
+        match w.write(b) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                b = &b[n..];
+                wait = Duration::from_micros(50);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_millis(10));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// How long a connection's thread polls for the next request before it sleeps in a
+/// blocking read. A client sending a stream of requests sends the next within tens of
+/// microseconds of a reply, and a sleep and wake-up costs more than answering it (on a
+/// loaded virtual machine, several times more): polling briefly takes it without one, as
+/// ninep-client polls for its replies and the kernel's loop polls its links.
+const POLL: Duration = Duration::from_micros(50);
+
+/// Receives into `room`: polls the (non-blocking) socket for [`POLL`], yielding the CPU
+/// between tries, then sleeps in a blocking read. `None`: the connection failed.
+fn receive<S: Stream>(r: &mut S, room: &mut [u8]) -> Option<usize> {
+    let start = Instant::now();
+    loop {
+        match r.read(room) {
+            Ok(n) => return Some(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if start.elapsed() < POLL {
+                    thread::yield_now();
+                    continue;
+                }
+                r.set_polling(false);
+                let got = loop {
+                    match r.read(room) {
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        got => break got.ok(),
+                    }
+                };
+                r.set_polling(true);
+                return got;
+            }
+            Err(_) => return None,
         }
     }
 }
@@ -77,6 +146,9 @@ trait Stream: Read + Write + Send + 'static {
         Self: Sized;
     /// Hangs up: the peer reads end of file.
     fn hang_up(&self);
+    /// Non-blocking (`true`) while the reader polls, blocking while it sleeps; the
+    /// writer shares the socket and takes either ([`write_all_waiting`]).
+    fn set_polling(&self, on: bool);
 }
 
 impl Stream for TcpStream {
@@ -86,6 +158,9 @@ impl Stream for TcpStream {
     fn hang_up(&self) {
         let _ = self.shutdown(std::net::Shutdown::Both);
     }
+    fn set_polling(&self, on: bool) {
+        let _ = self.set_nonblocking(on);
+    }
 }
 
 impl Stream for UnixStream {
@@ -94,6 +169,9 @@ impl Stream for UnixStream {
     }
     fn hang_up(&self) {
         let _ = self.shutdown(std::net::Shutdown::Both);
+    }
+    fn set_polling(&self, on: bool) {
+        let _ = self.set_nonblocking(on);
     }
 }
 
@@ -106,13 +184,12 @@ fn next_id() -> u32 {
 /// Queues a session's replies; returns the outbox to drain if there were any.
 fn take_output<T: Tree>(c: &mut Conn<T>) -> Option<Arc<Outbox>> {
     let session = c.link.session();
-    let o = session.output();
-    if o.is_empty() {
+    if session.output().is_empty() {
         return None;
     }
-    lock(&c.out.queue).push_back(o.to_vec());
-    let n = o.len();
-    session.consume_output(n);
+    let spare = core::mem::take(&mut *lock(&c.out.spare));
+    let chunk = session.take_output(spare);
+    lock(&c.out.queue).push_back(chunk);
     Some(c.out.clone())
 }
 
@@ -138,6 +215,7 @@ where
         let out = Arc::new(Outbox {
             queue: Mutex::new(VecDeque::new()),
             stream: Mutex::new(Box::new(w)),
+            spare: Mutex::new(Vec::new()),
         });
         lock(&state).conns.insert(
             id,
@@ -147,31 +225,44 @@ where
                 out,
             },
         );
-        let mut buf = vec![0u8; 1 << 17];
+        r.set_polling(true);
         let mut broken = false;
+        let mut stalled = false;
+        // The outboxes with replies to send after each step (kept, so no step allocates).
+        let mut ready: Vec<Arc<Outbox>> = Vec::new();
         while !broken {
-            let Ok(n @ 1..) = r.read(&mut buf) else { break };
-            let mut off = 0;
-            while off < n && !broken {
-                let mut ready: Vec<Arc<Outbox>> = Vec::new();
-                {
-                    let mut st = lock(&state);
-                    let State { tree, conns } = &mut *st;
-                    let Some(c) = conns.get_mut(&id) else { return };
-                    off += c.link.input(&buf[off..n], 0);
-                    broken = c.link.process(tree, 0).broken;
-                    ready.extend(take_output(c));
-                    // What this connection did may answer reads pending on the others.
-                    for (cid, c) in conns.iter_mut() {
-                        if *cid != id && c.link.session_ref().has_pending() {
-                            c.link.session().poll(tree);
-                            ready.extend(take_output(c));
-                        }
+            // Receive straight into the session's input buffer, outside the lock: only
+            // this thread feeds this session, so no one else touches its framer meanwhile.
+            let lent = lock(&state).conns.get_mut(&id).map(|c| c.link.lend_input());
+            let Some((mut buf, at)) = lent else { return };
+            // No room, or requests held back by the output limit (their client may be
+            // waiting for the replies, sending nothing): process without receiving.
+            let got = match buf.get_mut(at..) {
+                Some(room) if !room.is_empty() && !stalled => receive(&mut r, room),
+                _ => Some(usize::MAX),
+            };
+            let n = got.filter(|&n| n != usize::MAX).unwrap_or(0);
+            {
+                let mut st = lock(&state);
+                let State { tree, conns } = &mut *st;
+                let Some(c) = conns.get_mut(&id) else { return };
+                c.link.give_back_input(buf, n, 0);
+                if matches!(got, None | Some(0)) {
+                    break;
+                }
+                broken = c.link.process(tree, 0).broken;
+                stalled = c.link.session_ref().stalled();
+                ready.extend(take_output(c));
+                // What this connection did may answer reads pending on the others.
+                for (cid, c) in conns.iter_mut() {
+                    if *cid != id && c.link.session_ref().has_pending() {
+                        c.link.session().poll(tree);
+                        ready.extend(take_output(c));
                     }
                 }
-                for o in ready {
-                    o.drain();
-                }
+            }
+            for o in ready.drain(..) {
+                o.drain();
             }
         }
         let mut st = lock(&state);

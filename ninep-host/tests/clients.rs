@@ -400,3 +400,88 @@ fn garbage_storm_leaves_the_host_serving() {
     assert_eq!(c.read_file("hello").unwrap(), b"hello, world\n");
     assert_eq!(c.ls("dir").unwrap().len(), 2);
 }
+
+/// A client that sends many large reads before reading any reply fills the socket: the
+/// host's writer waits (its socket is non-blocking while the reader polls) and every
+/// reply arrives whole and in order once the client reads. On both transports.
+#[test]
+fn a_client_reading_late_gets_every_reply() {
+    use protocol::{Fcall, Wnames, NOFID};
+    let frame = |tag: u16, f: Fcall<'_>| {
+        let mut b = vec![0u8; 256];
+        let n = f.encode(tag, &mut b).unwrap();
+        b.truncate(n);
+        b
+    };
+    const MSIZE: u32 = 64 * 1024 + 24;
+    const READS: u16 = 64;
+    let h = Host::start();
+    for mut s in streams(&h) {
+        s.set_timeout(Duration::from_secs(30));
+        let mut req = tversion(MSIZE);
+        let attach = Fcall::Tattach {
+            fid: 0,
+            afid: NOFID,
+            uname: OWNER,
+            aname: "",
+        };
+        req.extend(frame(1, attach));
+        let big = ["big"];
+        let wnames = Wnames::new(&big).unwrap();
+        req.extend(frame(
+            2,
+            Fcall::Twalk {
+                fid: 0,
+                newfid: 1,
+                wnames,
+            },
+        ));
+        req.extend(frame(
+            3,
+            Fcall::Topen {
+                fid: 1,
+                mode: om::READ,
+            },
+        ));
+        for i in 0..READS {
+            let offset = (u64::from(i) * 65536) % BIG_LEN as u64;
+            let count = 65536;
+            req.extend(frame(
+                10 + i,
+                Fcall::Tread {
+                    fid: 1,
+                    offset,
+                    count,
+                },
+            ));
+        }
+        s.write_all(&req).unwrap();
+        // 4 MiB of replies wait for us, far more than the socket holds.
+        thread::sleep(Duration::from_millis(300));
+        let mut tags = Vec::new();
+        for _ in 0..4 + READS {
+            let mut size = [0u8; 4];
+            s.read_exact(&mut size).unwrap();
+            let mut f = size.to_vec();
+            f.resize(u32::from_le_bytes(size) as usize, 0);
+            s.read_exact(&mut f[4..]).unwrap();
+            let (tag, r) = Fcall::decode(&f, MSIZE).unwrap();
+            if let Fcall::Rread { data } = r {
+                let off = (u64::from(tag - 10) * 65536) as usize % BIG_LEN;
+                assert_eq!(data.len(), 65536);
+                assert!(data
+                    .iter()
+                    .enumerate()
+                    .all(|(i, b)| *b == big_byte(off + i)));
+            } else {
+                assert!(!matches!(r, Fcall::Rerror { .. }), "{r:?}");
+            }
+            tags.push(tag);
+        }
+        let want: Vec<u16> = [u16::MAX, 1, 2, 3]
+            .into_iter()
+            .chain(10..10 + READS)
+            .collect();
+        assert_eq!(tags, want);
+    }
+}

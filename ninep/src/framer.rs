@@ -26,9 +26,12 @@ fn is_tmessage(ty: u8) -> bool {
 const MIN_TVERSION: u32 = HEADER_LEN as u32 + 4 + 2 + 2;
 
 pub struct Framer {
+    /// Received bytes at `start..end`; the length beyond `end` is space zeroed once, which
+    /// [`Framer::lend`] lets a transport receive into directly.
     buf: Vec<u8>,
     /// Bytes of `buf` already consumed (compacted lazily).
     start: usize,
+    end: usize,
     synced: bool,
     /// Frames of any type byte are taken (a versioned session), not only T-messages'.
     any_type: bool,
@@ -55,6 +58,7 @@ impl Framer {
         Framer {
             buf: Vec::new(),
             start: 0,
+            end: 0,
             synced: true,
             any_type: false,
             max,
@@ -97,7 +101,7 @@ impl Framer {
 
     /// Received bytes held: part of a message when `next` gives nothing.
     pub fn held(&self) -> usize {
-        self.buf.len() - self.start
+        self.end - self.start
     }
 
     /// Skips input up to the next Tversion: the transport knows the bytes before it may be
@@ -108,26 +112,57 @@ impl Framer {
 
     /// How many more bytes `push` will take now: one maximal frame plus a header.
     pub fn space(&self) -> usize {
-        (self.max as usize + HEADER_LEN).saturating_sub(self.buf.len() - self.start)
+        (self.max as usize + HEADER_LEN).saturating_sub(self.end - self.start)
     }
 
     /// Appends received bytes; returns how many were taken (at most `space()`).
     pub fn push(&mut self, bytes: &[u8]) -> usize {
-        if self.start > 0 && self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        } else if self.start > self.max as usize {
-            self.buf.drain(..self.start);
-            self.start = 0;
+        if self.start == self.end || self.start > self.max as usize {
+            self.compact();
         }
         let n = bytes.len().min(self.space());
-        self.buf.extend_from_slice(&bytes[..n]);
+        self.room()[..n].copy_from_slice(&bytes[..n]);
+        self.end += n;
         n
     }
 
-    pub fn clear(&mut self) {
-        self.buf.clear();
+    /// Moves the held bytes to the front of the buffer.
+    fn compact(&mut self) {
+        self.buf.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
         self.start = 0;
+    }
+
+    /// The free space after the held bytes, `space()` long.
+    fn room(&mut self) -> &mut [u8] {
+        let want = self.end + self.space();
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        }
+        &mut self.buf[self.end..want]
+    }
+
+    /// Lends the buffer to a transport that receives outside a lock (the host's threads
+    /// share one lock over every session): it receives up to `space()` bytes into the
+    /// buffer from the offset returned, then [`Framer::give_back`] returns it with the
+    /// count, and nothing is copied. Meanwhile the framer holds nothing.
+    pub fn lend(&mut self) -> (Vec<u8>, usize) {
+        if self.start > 0 {
+            self.compact();
+        }
+        self.room();
+        (core::mem::take(&mut self.buf), self.end)
+    }
+
+    /// Takes back the buffer [`Framer::lend`] lent, with `n` bytes received into it.
+    pub fn give_back(&mut self, buf: Vec<u8>, n: usize) {
+        self.buf = buf;
+        self.end = (self.end + n).min(self.buf.len());
+    }
+
+    pub fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
         self.synced = true;
         self.broken = false;
     }
@@ -144,11 +179,26 @@ impl Framer {
     /// The next complete frame, with sizes checked against `msize`. The frame stays at
     /// the head until `consume` is called with its length.
     pub fn next(&mut self, msize: u32) -> Next<'_> {
+        match self.next_len(msize) {
+            Some(len) => Next::Frame(self.head(len)),
+            None => Next::Empty,
+        }
+    }
+
+    /// The first `len` bytes at the head: the frame [`Framer::next_len`] found, borrowed
+    /// without holding the framer mutably (a session decodes it in place).
+    pub fn head(&self, len: usize) -> &[u8] {
+        let end = (self.start + len).min(self.end);
+        &self.buf[self.start..end]
+    }
+
+    /// As [`Framer::next`], giving the length of the complete frame at the head.
+    pub fn next_len(&mut self, msize: u32) -> Option<usize> {
         loop {
             if self.broken {
-                return Next::Empty;
+                return None;
             }
-            let head = &self.buf[self.start..];
+            let head = &self.buf[self.start..self.end];
             if !self.synced {
                 match find_tversion(head, self.max) {
                     Some(i) => {
@@ -162,36 +212,34 @@ impl Framer {
                         let drop = head.len() - keep;
                         self.start += drop;
                         self.discarded += drop as u64;
-                        return Next::Empty;
+                        return None;
                     }
                 }
                 continue;
             }
-            let Some(size) = protocol::frame_size(head) else {
-                return Next::Empty;
-            };
+            let size = protocol::frame_size(head)?;
             let ty_ok = self.any_type || head.get(4).is_none_or(|&ty| is_tmessage(ty));
             if self.hangup && ((size as usize) < HEADER_LEN || size > msize) {
                 self.broken = true;
-                return Next::Empty;
+                return None;
             }
             if (size as usize) < HEADER_LEN || size > msize || !ty_ok {
                 self.resync();
                 continue;
             }
             if head.len() < size as usize {
-                return Next::Empty;
+                return None;
             }
-            let (s, e) = (self.start, self.start + size as usize);
-            return Next::Frame(&self.buf[s..e]);
+            return Some(size as usize);
         }
     }
 
     pub fn consume(&mut self, n: usize) {
-        if n >= HEADER_LEN && self.buf.get(self.start + 4) == Some(&(MsgType::Tversion as u8)) {
+        let ty = self.buf[self.start..self.end].get(4);
+        if n >= HEADER_LEN && ty == Some(&(MsgType::Tversion as u8)) {
             self.versions += 1;
         }
-        self.start = (self.start + n).min(self.buf.len());
+        self.start = (self.start + n).min(self.end);
     }
 }
 
@@ -309,5 +357,6 @@ mod tests {
         }
         assert!(taken > 0);
         assert!(f.buf.len() <= 256 + 2 * HEADER_LEN + 256);
+        assert!(f.held() <= 256 + HEADER_LEN);
     }
 }

@@ -87,6 +87,20 @@ impl<T: Tree> Conn<T> {
         self.session.input(bytes)
     }
 
+    /// Lends the session's input buffer to receive into outside a lock
+    /// ([`Session::lend_input`]).
+    pub fn lend_input(&mut self) -> (alloc::vec::Vec<u8>, usize) {
+        self.session.lend_input()
+    }
+
+    /// Returns the lent buffer with `n` bytes received at `now`.
+    pub fn give_back_input(&mut self, buf: alloc::vec::Vec<u8>, n: usize, now: u64) {
+        if n > 0 {
+            self.last_rx = now;
+        }
+        self.session.give_back_input(buf, n);
+    }
+
     /// The peer went away (its fids are clunked: ORCLOSE files removed) and, on a line,
     /// perhaps a new one came.
     pub fn reset(&mut self, tree: &mut T, how: Reset) {

@@ -33,6 +33,21 @@ pub const DONE_PORT: u16 = 0xf4;
 /// Bochs's and QEMU's debug console: bytes written here go to the terminal as well.
 pub const DEBUGCON_PORT: u16 = 0xe9;
 
+/// System control port A (0x92): bit 1 the A20 gate, bit 0 a fast reset. Firmware and
+/// boot loaders read it and write it back around every A20 switch; reading all ones
+/// there (no device) shows a reset in progress, and GRUB's boot code then waits forever.
+pub const PORT_A: u16 = 0x92;
+/// Port A's reading on a firmware machine: A20 on (the guest's memory never wraps at
+/// 1 MiB).
+pub const PORT_A_A20: u32 = 0x02;
+/// Port A's fast-reset bit.
+pub const PORT_A_RESET: u32 = 0x01;
+
+/// QEMU's debug console for firmware (SeaBIOS's `dprintf`): reads give
+/// [`FW_DEBUG_READBACK`] when it is there, bytes written are the firmware's log.
+pub const FW_DEBUG_PORT: u16 = 0x402;
+pub const FW_DEBUG_READBACK: u32 = 0xe9;
+
 /// Why the machine wants the run to end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {

@@ -62,6 +62,15 @@ impl Uart {
         self.room(self.tx.len()) == 0
     }
 
+    /// Bytes from outside the UART shown on its output as if transmitted (a firmware's
+    /// debug port sharing the console); returns how many fit (the rest is dropped: the
+    /// writer cannot be held back).
+    pub fn append(&mut self, bytes: &[u8]) -> usize {
+        let n = bytes.len().min(self.room(self.tx.len()));
+        self.tx.extend(&bytes[..n]);
+        n
+    }
+
     /// Bytes typed at the terminal; returns how many fit.
     pub fn receive(&mut self, bytes: &[u8]) -> usize {
         let n = bytes.len().min(self.room(self.rx.len()));

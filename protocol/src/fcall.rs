@@ -2,7 +2,7 @@
 
 use crate::dir::{malformed, Dir};
 use crate::wire::{Reader, Writer};
-use crate::{Error, Qid, HEADER_LEN, MAXWELEM};
+use crate::{Error, Qid, HEADER_LEN, MAXWELEM, RREAD_HEADER_LEN};
 
 /// Declares `MsgType` from a table of intro(5)'s message numbers, and the list
 /// `from_u8` searches, so that each message type is written once.
@@ -368,6 +368,23 @@ impl<'a> Fcall<'a> {
             },
             MsgType::Rwstat => Rwstat,
         })
+    }
+
+    /// Completes an Rread whose `count` bytes of data already sit in `buf` right after
+    /// its header ([`RREAD_HEADER_LEN`] bytes, which this writes): a server reads a file
+    /// straight into its output and encodes nothing twice. Returns the frame's length;
+    /// the bytes are those [`Fcall::encode`] gives for `Rread` with the same data.
+    pub fn encode_rread_in_place(tag: u16, count: usize, buf: &mut [u8]) -> Result<usize, Error> {
+        let len = RREAD_HEADER_LEN
+            .checked_add(count)
+            .filter(|&l| l <= buf.len())
+            .ok_or(Error::NoSpace)?;
+        let mut w = Writer::new(&mut buf[..RREAD_HEADER_LEN]);
+        w.u32(u32::try_from(len).map_err(|_| Error::NoSpace)?)?;
+        w.u8(MsgType::Rread as u8)?;
+        w.u16(tag)?;
+        w.u32(count as u32)?;
+        Ok(len)
     }
 
     /// Encodes the message with `tag` into `buf` as one frame; returns its length.

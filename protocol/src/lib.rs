@@ -34,6 +34,8 @@ pub const NOFID: u32 = 0xffff_ffff;
 pub const MAXWELEM: usize = 16;
 /// size[4] type[1] tag[2]: every message starts with this.
 pub const HEADER_LEN: usize = 7;
+/// Bytes before an Rread's data: size[4] type[1] tag[2] count[4].
+pub const RREAD_HEADER_LEN: usize = HEADER_LEN + 4;
 /// Rread/Twrite header: size[4] type[1] tag[2] count[4] (plus fid[4] offset[8] for Twrite).
 pub const IOHDRSZ: usize = 24;
 

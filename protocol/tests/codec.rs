@@ -339,3 +339,25 @@ proptest! {
         roundtrip(Fcall::Tcreate { fid, name: &u, perm: afid, mode: 3 }, 9);
     }
 }
+
+#[test]
+fn rread_in_place_is_an_encoded_rread() {
+    use protocol::RREAD_HEADER_LEN;
+    let data: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+    for n in [0, 1, 300] {
+        let mut want = vec![0u8; 512];
+        let len = Fcall::Rread { data: &data[..n] }
+            .encode(7, &mut want)
+            .unwrap();
+        let mut buf = vec![0xaau8; RREAD_HEADER_LEN + n + 5];
+        buf[RREAD_HEADER_LEN..RREAD_HEADER_LEN + n].copy_from_slice(&data[..n]);
+        assert_eq!(Fcall::encode_rread_in_place(7, n, &mut buf), Ok(len));
+        assert_eq!(&buf[..len], &want[..len]);
+        // The data must fit after the header.
+        let short = RREAD_HEADER_LEN + n - 1;
+        assert_eq!(
+            Fcall::encode_rread_in_place(7, n, &mut buf[..short]),
+            Err(Error::NoSpace)
+        );
+    }
+}

@@ -16,7 +16,8 @@
 //!
 //! [deferred]: Capacity::deferred
 
-use crate::feature::{legacy, BLK_FLUSH, BLK_RO};
+use crate::feature::{legacy, BLK_FLUSH, BLK_RO, BLK_SEG_MAX};
+use crate::legacy::QUEUE_SIZE;
 use crate::queue::{gather_into, scatter, Buf, Chain, GuestMem, Queue};
 use crate::spec::blk::{S, T};
 use alloc::boxed::Box;
@@ -41,9 +42,15 @@ pub const S_UNSUPP: u8 = S::Unsupp as u8;
 /// Feature bits, as the legacy transport's 32-bit register holds them.
 pub const F_RO: u32 = legacy(BLK_RO);
 pub const F_FLUSH: u32 = legacy(BLK_FLUSH);
+pub const F_SEG_MAX: u32 = legacy(BLK_SEG_MAX);
 
-/// Configuration bytes: capacity in sectors (the rest, size_max, seg_max, geometry and
-/// blk_size, is not offered and reads as zero).
+/// Most data buffers a request may have (`seg_max`): a chain fills the queue with its
+/// header and status. Without it a driver sends one buffer (Linux: one page) a request,
+/// each a notify and, with a client's queue file, a record.
+pub const SEG_MAX: u32 = QUEUE_SIZE as u32 - 2;
+
+/// Configuration bytes: capacity in sectors and seg_max (the rest, size_max, geometry
+/// and blk_size, is not offered and reads as zero).
 pub const CONFIG_LEN: usize = 24;
 
 /// A backend's failure: the request ends with an I/O error status.
@@ -202,13 +209,14 @@ impl<D: Capacity> Blk<D> {
     }
 
     pub fn features(&self) -> u32 {
-        F_FLUSH | if self.readonly { F_RO } else { 0 }
+        F_FLUSH | F_SEG_MAX | if self.readonly { F_RO } else { 0 }
     }
 
     /// The device-specific configuration (see [`CONFIG_LEN`]).
     pub fn config(&self) -> Vec<u8> {
         let mut c = alloc::vec![0u8; CONFIG_LEN];
         c[..8].copy_from_slice(&(self.disk.bytes() / SECTOR).to_le_bytes());
+        c[12..16].copy_from_slice(&SEG_MAX.to_le_bytes());
         c
     }
 

@@ -31,13 +31,6 @@ irq_handler:
     .p2align 3
     flat32_gdt
 
-# An interrupt gate: offset split around selector 0x08 and type 0x8e.
-    .macro gate handler
-    .word \handler - _start + 0x1000
-    .word 0x08
-    .word 0x8e00
-    .word 0
-    .endm
     .p2align 3
 idt:
     .rept 3

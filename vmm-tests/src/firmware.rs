@@ -91,19 +91,19 @@ impl Qmp {
         ]
     }
 
-    /// `len` bytes of guest physical memory at `pa` (QMP `pmemsave` into a file beside the
-    /// socket).
-    pub fn read_phys(&self, pa: u64, len: usize) -> Vec<u8> {
+    /// Sends one command (a JSON object) on a fresh connection; its answer, which must be
+    /// a "return".
+    fn execute(&self, cmd: &str) -> String {
         use std::io::{BufRead, BufReader, Write};
-        let file = self.path.with_extension("mem");
         let s = std::os::unix::net::UnixStream::connect(&self.path).expect("connect to QMP");
         s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
             .ok();
         let mut r = BufReader::new(s.try_clone().expect("clone the QMP socket"));
         let mut w = s;
-        let mut reply = |cmd: String| -> String {
+        let mut reply = |cmd: &str| -> String {
             if !cmd.is_empty() {
                 w.write_all(cmd.as_bytes()).expect("send to QMP");
+                w.write_all(b"\n").expect("send to QMP");
             }
             // Skip asynchronous events; the answer is the next "return" or "error" (or,
             // first of all, the greeting).
@@ -116,18 +116,65 @@ impl Qmp {
                 }
             }
         };
-        let greeting = reply(String::new());
+        let greeting = reply("");
         assert!(greeting.contains("QMP"), "{greeting}");
-        let ok = reply("{\"execute\":\"qmp_capabilities\"}\n".into());
+        let ok = reply("{\"execute\":\"qmp_capabilities\"}");
         assert!(ok.contains("return"), "{ok}");
-        let ok = reply(format!(
-            "{{\"execute\":\"pmemsave\",\"arguments\":{{\"val\":{pa},\"size\":{len},\"filename\":\"{}\"}}}}\n",
+        let ok = reply(cmd);
+        assert!(ok.contains("\"return\""), "{cmd}: {ok}");
+        ok
+    }
+
+    /// `len` bytes of guest physical memory at `pa` (QMP `pmemsave` into a file beside the
+    /// socket).
+    pub fn read_phys(&self, pa: u64, len: usize) -> Vec<u8> {
+        let file = self.path.with_extension("mem");
+        self.execute(&format!(
+            "{{\"execute\":\"pmemsave\",\"arguments\":{{\"val\":{pa},\"size\":{len},\"filename\":\"{}\"}}}}",
             file.display()
         ));
-        assert!(ok.contains("return"), "pmemsave: {ok}");
         let bytes = std::fs::read(&file).expect("read the saved memory");
         let _ = std::fs::remove_file(&file);
         bytes
+    }
+
+    /// What the display shows (QMP `screendump`, a PPM file beside the socket).
+    pub fn screendump(&self) -> Screendump {
+        let file = self.path.with_extension("ppm");
+        self.execute(&format!(
+            "{{\"execute\":\"screendump\",\"arguments\":{{\"filename\":\"{}\"}}}}",
+            file.display()
+        ));
+        let bytes = std::fs::read(&file).expect("read the screendump");
+        let _ = std::fs::remove_file(&file);
+        Screendump::parse(&bytes).expect("a binary PPM (P6, 8 bits a channel) from screendump")
+    }
+}
+
+/// A screen's pixels: red, green, blue bytes, row by row.
+pub struct Screendump {
+    pub width: usize,
+    pub height: usize,
+    pub rgb: Vec<u8>,
+}
+
+impl Screendump {
+    /// A binary PPM: "P6", width, height and 255, each followed by one whitespace byte
+    /// (QEMU writes no comments), then the pixels.
+    fn parse(ppm: &[u8]) -> Option<Screendump> {
+        let mut fields = Vec::new();
+        let mut at = 0;
+        while fields.len() < 4 {
+            let len = ppm[at..].iter().position(|b| b.is_ascii_whitespace())?;
+            fields.push(std::str::from_utf8(&ppm[at..at + len]).ok()?);
+            at += len + 1;
+        }
+        let [magic, w, h, max] = fields[..] else {
+            return None;
+        };
+        let (width, height) = (w.parse().ok()?, h.parse().ok()?);
+        let rgb = ppm.get(at..at + 3 * width * height)?.to_vec();
+        (magic == "P6" && max == "255").then_some(Screendump { width, height, rgb })
     }
 }
 

@@ -19,6 +19,13 @@ pub const HAMMER_TICKS: u64 = 0x1200;
 pub const COUNT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/count.bin"));
 pub const COUNTER: u64 = 0x1200;
 pub const HAMMER_BYTES: u64 = 0x1204;
+/// Two guests' in-kernel virtio-net cards (`pci net`): role 1 at [`PINGPONG_ROLE`] pings
+/// [`PINGPONG_PINGS`] times (polling), any other echoes (halted between frames, woken by
+/// the card's interrupt); each counts at [`PINGPONG_DONE`].
+pub const PINGPONG: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pingpong.bin"));
+pub const PINGPONG_ROLE: u64 = 0x6000;
+pub const PINGPONG_PINGS: u64 = 0x6004;
+pub const PINGPONG_DONE: u64 = 0x6008;
 
 #[cfg(test)]
 mod tests {

@@ -145,12 +145,19 @@ fn clients(m: &Machine) {
 #[test]
 fn clients_over_virtio_net() {
     let m = boot(Nic::VirtioNet);
+    // QEMU's virtio-net-pci offers MSI-X, on the PC (i440fx) too.
+    let line = m.nic_line("virtio-net");
+    assert!(line.contains(", msi-x vector 50 (entry 0 of "), "{line}");
     clients(&m);
+    assert!(m.got_device_message(), "{}", m.log());
 }
 
 #[test]
 fn clients_over_e1000() {
     let m = boot(Nic::E1000);
+    // The 82540EM has no MSI: its INTx line, as the firmware routed it.
+    let line = m.nic_line("e1000");
+    assert!(line.contains(", intx irq "), "{line}");
     clients(&m);
 }
 

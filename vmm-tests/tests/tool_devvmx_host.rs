@@ -123,6 +123,10 @@ fn run_with(
     let mut hw = TestHw::new(4096);
     hw.exits.extend(exits);
     let (ns, server, client, _) = connect(hw);
+    // A switch, as the kernel always hands one over (`-n switch` cards join it).
+    ns.lock()
+        .unwrap()
+        .set_switch(devvmx::HostSwitch::unbridged(|| 0));
     let layout = Layout::new(4 << 20).unwrap();
     let code = vec![0x90u8; 6000];
     let img = loader::load_raw(&code, 0x1000, &layout).unwrap();
@@ -236,10 +240,11 @@ fn the_tools_disk_sits_on_the_kernels_pci_bus_and_its_bar_stays_the_tools() {
     let ns = ns.lock().unwrap();
     let ax: Vec<u64> = ns.hw().entries.iter().map(|e| e.ax & 0xffff_ffff).collect();
     // The configuration reads were the kernel's (no entry of the client's between), the
-    // BAR's the tool's: virtio-blk's FLUSH feature.
+    // BAR's the tool's: virtio-blk's FLUSH and SEG_MAX features.
     assert_eq!(ax[2], 0x1001_1af4, "{ax:x?}");
     assert_eq!(ax[4], u64::from(vmx::virtio::IO_BASE) | 1, "{ax:x?}");
-    assert_eq!(ax[7], u64::from(vmx::virtio::blk::F_FLUSH), "{ax:x?}");
+    let features = vmx::virtio::blk::F_FLUSH | vmx::virtio::blk::F_SEG_MAX;
+    assert_eq!(ax[7], u64::from(features), "{ax:x?}");
     drop(ns);
     let s = &report.stats.by_reason;
     // One exit came to the tool for the six configuration accesses and the BAR's read.
@@ -282,6 +287,53 @@ fn a_killed_tool_leaves_no_segment() {
     let ns = ns.lock().unwrap();
     assert_eq!(ns.vm_count(), 0);
     assert_eq!(ns.segment_refs("lost"), 0, "the segment outlived the tool");
+}
+
+/// `-n switch`: the tool asks for the card with `pci net` after its own devices; the
+/// kernel places it after the tool's disk (00:02.0, BAR 0xc040, line 11), joins it to
+/// its switch, and answers the guest's accesses to it (none comes to the tool); its port
+/// leaves the switch with the VM at the end of the run.
+#[test]
+fn a_switch_card_is_the_kernels_after_the_tools_devices() {
+    let disk = vmx::virtio::blk::Blk::new(Box::new(vec![0u8; 4096]), false, "d");
+    let exits = vec![
+        io32(0xcf8, false, 0x8000_1000), // 00:02.0
+        io32(0xcfc, true, 0),
+        io32(0xcf8, false, 0x8000_1010), // its BAR
+        io32(0xcfc, true, 0),
+        io32(0xcf8, false, 0x8000_103c), // its line
+        io32(0xcfc, true, 0),
+        io32(0xcf8, false, 0x8000_1004),
+        Exit {
+            qual: 1 | io(0xcfc, false, 1).qual,
+            ..io(0xcfc, false, 1)
+        }, // I/O decoding on
+        io(0xc040 + 0x14 + 5, true, 0), // the MAC's last byte
+        Exit {
+            ilen: 1,
+            ..Exit::new(12)
+        },
+    ];
+    let devices = session::Devices {
+        disks: vec![disk],
+        switch_nets: vec![[2, 0, 0, 0, 0, 0x0c]],
+        ..Default::default()
+    };
+    let (ns, report, _, log) = run_with(true, exits, devices);
+    assert_eq!(report.outcome, Ok(Outcome::Halted { pc: 0x100a }), "{log}");
+    let ns = ns.lock().unwrap();
+    let ax: Vec<u64> = ns.hw().entries.iter().map(|e| e.ax & 0xffff_ffff).collect();
+    assert_eq!(ax[2], 0x1000_1af4, "virtio-net at 00:02.0: {ax:x?}");
+    assert_eq!(ax[4], 0xc041, "{ax:x?}");
+    assert_eq!(ax[6] & 0xff, 11, "{ax:x?}");
+    assert_eq!(ax[9] & 0xff, 0x0c, "{ax:x?}");
+    let st = ns.switch().unwrap().switch.lock().status().to_string();
+    assert!(
+        !st.contains(" guest "),
+        "the card's port left with the VM: {st}"
+    );
+    drop(ns);
+    assert_eq!(report.stats.by_reason.get("io/virtio"), None);
 }
 
 /// A 16-bit port write.

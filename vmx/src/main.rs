@@ -82,7 +82,9 @@ struct Args {
     /// `ip tuntap add NAME mode tap user YOU`, then `ip addr add`/`ip link set NAME up`;
     /// as root, a NAME that does not exist is made and goes away with the tool). Prefix
     /// `mac=XX:XX:XX:XX:XX:XX,` to choose the address (default 52:54:00 and bytes of the
-    /// process ID). Repeatable; the cards follow the disks on the PCI bus.
+    /// process ID). Repeatable; the cards follow the disks on the PCI bus. LINK `switch`:
+    /// a card the hypervisor serves itself on its Ethernet switch (its in-kernel PCI bus
+    /// needed), placed after the tool's devices; its frames never reach the tool.
     #[arg(short = 'n', long = "net", value_name = "[mac=MAC,]LINK")]
     nets: Vec<String>,
 
@@ -355,6 +357,10 @@ fn devices(a: &Args) -> Result<session::Devices<'static>, String> {
         let mac = spec
             .mac
             .unwrap_or([0x52, 0x54, 0x00, (pid >> 8) as u8, pid as u8, i as u8]);
+        if spec.addr == net::Addr::Switch {
+            d.switch_nets.push(mac);
+            continue;
+        }
         if spec.listen {
             eprintln!("vmx: -n: waiting for a peer on {}", spec.addr);
         }

@@ -51,6 +51,8 @@ pub struct Devices<'a> {
     pub disks: Vec<Blk>,
     /// Each card with where its incoming frames come from (read by a thread).
     pub nets: Vec<(Net, FrameSource)>,
+    /// The MACs of cards the hypervisor serves on its switch (`-n switch`, `pci net`).
+    pub switch_nets: Vec<[u8; 6]>,
     /// COM2's input (read by a thread) and output.
     pub com2: Option<Serial<'a>>,
     /// QEMU's fw_cfg device, for firmware in the guest (`--bios`; see
@@ -273,6 +275,10 @@ pub fn run(
             }
         }
     }
+    if let Err(e) = switch_nets(&mut vm, kernel_pci, &o.devices.switch_nets) {
+        let _ = vm.close();
+        return Err(e);
+    }
     for (k, mut src) in sources.into_iter().enumerate() {
         let tx = tx.clone();
         let i = ndisks + k;
@@ -406,6 +412,28 @@ pub fn run(
         inkernel: counts,
         kdisks: costs,
     })
+}
+
+/// Asks the hypervisor for a card on its switch per MAC (`pci net`, `-n switch`): only
+/// on its in-kernel PCI bus.
+fn switch_nets(
+    vm: &mut dyn crate::vmfs::Vmfs,
+    kernel_pci: bool,
+    macs: &[[u8; 6]],
+) -> Result<(), String> {
+    if macs.is_empty() {
+        return Ok(());
+    }
+    if !kernel_pci {
+        return Err(
+            "-n switch: the hypervisor serves no PCI bus of its own (no pci extension)".into(),
+        );
+    }
+    for m in macs {
+        vm.ctl(&format!("pci net {}", netswitch::Mac(*m)))
+            .map_err(|e| format!("-n switch: {e}"))?;
+    }
+    Ok(())
 }
 
 fn spawn_input(r: Box<dyn Read + Send>, tx: Sender<Event>) {

@@ -25,16 +25,10 @@ use alloc::vec;
 use alloc::vec::Vec;
 use ninep::Error;
 use virtio::blk::{Blk, Capacity, Disk, IoError, SECTOR};
-use virtio::legacy::{Device, Model, Serve, BAR_SIZE};
+use virtio::legacy::{Device, Model, Serve};
 use virtio::queue::Queue;
 use virtio::Id;
 
-/// Where the kernel's disks' BARs go: the first free block of [`BAR_SIZE`] from here
-/// (where firmware, and the tool, put legacy virtio BARs).
-const BAR_BASE: u16 = 0xc000;
-/// PIC lines for the kernel's disks: the first one no function on the bus uses (the
-/// tool's order).
-const IRQS: [u8; 6] = [10, 11, 5, 9, 7, 15];
 /// Most in-kernel disks per VM.
 pub(crate) const MAX_DISKS: usize = 4;
 
@@ -215,18 +209,7 @@ impl KDev {
         if self.disks.len() >= MAX_DISKS {
             return Err("too many in-kernel disks".into());
         }
-        if self.pci.len() >= super::pci::MAX_FUNCTIONS {
-            return Err(super::pci::EBUSFULL.into());
-        }
-        let used: Vec<u8> = self.pci.functions().map(|(f, _)| f.irq).collect();
-        let irq = *IRQS
-            .iter()
-            .find(|i| !used.contains(i))
-            .ok_or(Error::from("no free interrupt line"))?;
-        let bar = (0..0x3ff)
-            .map(|i| BAR_BASE + i * BAR_SIZE)
-            .find(|b| (*b..*b + BAR_SIZE).all(|p| !self.pci.in_home(p)))
-            .ok_or(Error::from("no free i/o ports"))?;
+        let (bar, irq) = self.place()?;
         let (disk, ro, name) = match spec {
             Spec::Seg(name, ro) => {
                 let seg = segs.attach(&name, uname)?.ok_or(Error::from(ENOSEG))?;

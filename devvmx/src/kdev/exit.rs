@@ -4,7 +4,7 @@
 //! reads of the MSRs that live in the VMCS (with `cpu`), and a halt with interrupts on
 //! (the PIC will wake the guest). Anything else goes to the client as before.
 
-use super::{KDev, Route, CPU, PIC};
+use super::{FwPort, KDev, Route, CPU, PIC};
 use crate::hw::{EntryState, Hw};
 use crate::mem::MemMap;
 use crate::regs;
@@ -52,13 +52,14 @@ impl KDev {
                         };
                         v
                     }
-                    Route::Kernel(slot, off) => match self.disk_at(slot) {
-                        Some(i) => {
-                            let val = (!input).then_some(ax as u32);
-                            self.blk_io(hw, map, i, off, size, val)
+                    Route::Kernel(slot, off) => {
+                        let val = (!input).then_some(ax as u32);
+                        match (self.disk_at(slot), self.net_at(slot)) {
+                            (Some(i), _) => self.blk_io(hw, map, i, off, size, val),
+                            (_, Some(i)) => self.net_io(hw, map, i, off, size, val),
+                            _ => pcdev::size_mask(size),
                         }
-                        None => pcdev::size_mask(size),
-                    },
+                    }
                     Route::Home(home) => {
                         if home != port {
                             self.qual = Some(q & !(0xffff << 16) | u64::from(home) << 16);
@@ -69,12 +70,14 @@ impl KDev {
                         self.counts.io += 1;
                         pcdev::size_mask(size)
                     }
-                    Route::No => {
-                        let Some(dev) = self.claims(port) else {
-                            return Ok(Answered::No);
-                        };
-                        self.io(dev, port, size, input, ax as u32, now)
-                    }
+                    Route::No => match self.claims(port) {
+                        Some(dev) => self.io(dev, port, size, input, ax as u32, now),
+                        // A firmware machine has no port for the client but resets.
+                        None => match self.firmware_io(port, size, input, ax as u32, now) {
+                            Some(FwPort::Value(v)) => v,
+                            Some(FwPort::Reset) | None => return Ok(Answered::No),
+                        },
+                    },
                 };
                 if self.board.stop.take().is_some() {
                     // A reset through the i8042: the client's to see, as its io exit.
@@ -121,6 +124,13 @@ impl KDev {
         let rip = vmcs::read(hw, GUEST_RIP)?;
         let ilen = vmcs::read(hw, VM_EXINSTRLEN)?;
         vmcs::write(hw, GUEST_RIP, rip.wrapping_add(ilen))?;
+        // The instruction is done, so an STI or MOV SS shadow it sat in is over, as the
+        // CPU ends it: `sti; hlt` woken here takes its interrupt before the next
+        // instruction (a `cli` there would otherwise shut it out).
+        let intr = vmcs::read(hw, GUEST_CANINTR)?;
+        if intr & CANINTR_BLOCKED != 0 {
+            vmcs::write(hw, GUEST_CANINTR, intr & !CANINTR_BLOCKED)?;
+        }
         Ok(answered)
     }
 }

@@ -8,8 +8,10 @@
 use super::{KDev, PCI};
 use crate::plan9::{strtoull, strtoull_whole, EBADARG};
 use alloc::string::String;
+use alloc::vec::Vec;
 use ninep::Error;
 use pcdev::pci::{Function, PORTS};
+use virtio::legacy::BAR_SIZE;
 
 /// Most functions a client may add: devices 1-31 of bus 0.
 pub const MAX_FUNCTIONS: usize = 31;
@@ -18,6 +20,13 @@ pub const MAX_FUNCTIONS: usize = 31;
 pub(crate) const ENOPCI: &str = "no in-kernel pci";
 /// The bus has [`MAX_FUNCTIONS`] functions.
 pub(crate) const EBUSFULL: &str = "pci bus full";
+
+/// Where the kernel's own functions' BARs go: the first free block of [`BAR_SIZE`] from
+/// here (where firmware, and the tool, put legacy virtio BARs).
+const BAR_BASE: u16 = 0xc000;
+/// PIC lines for the kernel's own functions: the first one no function on the bus uses
+/// (the tool's order).
+const IRQS: [u8; 6] = [10, 11, 5, 9, 7, 15];
 
 /// A hex field of exactly `digits` digits.
 fn hex(s: &str, digits: usize) -> Option<u32> {
@@ -86,7 +95,7 @@ impl KDev {
             return Route::Config;
         }
         if let Some((slot, off)) = self.pci.io_bar(port) {
-            if self.disk_at(slot).is_some() {
+            if self.disk_at(slot).is_some() || self.net_at(slot).is_some() {
                 return Route::Kernel(slot, off);
             }
         }
@@ -123,6 +132,25 @@ impl KDev {
         }
         self.pci.add(f, bar);
         Ok(())
+    }
+
+    /// Where the kernel's next function goes (kdev/blk.rs, kdev/net.rs): its BAR's home,
+    /// the first block of [`BAR_SIZE`] from [`BAR_BASE`] that no function covers, and
+    /// its line, the first of [`IRQS`] no function uses.
+    pub(crate) fn place(&self) -> Result<(u16, u8), Error> {
+        if self.pci.len() >= MAX_FUNCTIONS {
+            return Err(EBUSFULL.into());
+        }
+        let used: Vec<u8> = self.pci.functions().map(|(f, _)| f.irq).collect();
+        let irq = *IRQS
+            .iter()
+            .find(|i| !used.contains(i))
+            .ok_or(Error::from("no free interrupt line"))?;
+        let bar = (0..0x3ff)
+            .map(|i| BAR_BASE + i * BAR_SIZE)
+            .find(|b| (*b..*b + BAR_SIZE).all(|p| !self.pci.in_home(p)))
+            .ok_or(Error::from("no free i/o ports"))?;
+        Ok((bar, irq))
     }
 
     /// The `pci blk ...` message: a disk the kernel serves (kdev/blk.rs).

@@ -31,6 +31,7 @@ pub(super) enum VmF {
     Blk = 8,
     BlkDirty = 9,
     BlkQ = 10,
+    Net = 11,
 }
 
 /// The seed's vmxdir[]: name, file, mode.
@@ -55,11 +56,16 @@ pub(super) const BLKFILES: [(&str, VmF, u32); 3] = [
     ("blkq", VmF::BlkQ, 0o660),
 ];
 
+/// The in-kernel cards' file (an extension, kdev/net.rs): listed only in the directory
+/// of a VM with a `pci net` card.
+pub(super) const NETFILE: (&str, VmF, u32) = ("net", VmF::Net, 0o440);
+
 fn vmxfile(f: VmF) -> &'static (&'static str, VmF, u32) {
     VMXDIR
         .iter()
         .chain(core::iter::once(&CONS))
         .chain(BLKFILES.iter())
+        .chain(core::iter::once(&NETFILE))
         .find(|e| e.1 == f)
         .unwrap_or(&CONS)
 }
@@ -219,10 +225,12 @@ impl<H: Hw> Namespace<H> {
             Kind::VmDir(slot, gen) => {
                 let cons = self.vm(slot, gen).is_ok_and(|p| p.uart());
                 let disks = self.vm(slot, gen).is_ok_and(|p| p.disks());
+                let nets = self.vm(slot, gen).is_ok_and(|p| p.nets());
                 VMXDIR
                     .iter()
                     .chain(cons.then_some(&CONS))
                     .chain(BLKFILES.iter().filter(|_| disks))
+                    .chain(nets.then_some(&NETFILE))
                     .map(|(_, f, _)| n(Kind::VmFile(slot, gen, *f)))
                     .collect()
             }

@@ -23,7 +23,7 @@ mod switch;
 mod vmfile;
 
 pub use files::Node;
-use files::{Kind, Top, VmF, Wstat, BLKFILES, CONS, VMXDIR};
+use files::{Kind, Top, VmF, Wstat, BLKFILES, CONS, NETFILE, VMXDIR};
 pub use switch::{HostSwitch, SharedSwitch};
 
 /// What the kernel tells the namespace.
@@ -263,6 +263,7 @@ impl<H: Hw> Tree for Namespace<H> {
                 .iter()
                 .chain(core::iter::once(&CONS))
                 .chain(BLKFILES.iter())
+                .chain(core::iter::once(&NETFILE))
                 .find(|(f, _, _)| *f == name)
                 .map(|(_, f, _)| Node::new(top, Kind::VmFile(slot, gen, *f)))
                 .ok_or(Error::from(ENONEXIST)),

@@ -22,6 +22,19 @@ pub struct HostSwitch {
     pub millis: fn() -> u64,
 }
 
+impl HostSwitch {
+    /// A switch of no ports yet on clock `millis`: where the VMs' cards meet when no NIC
+    /// is bridged (guest to guest only).
+    pub fn unbridged(millis: fn() -> u64) -> HostSwitch {
+        HostSwitch {
+            switch: Arc::new(spin::Mutex::new(netswitch::Switch::new(
+                netswitch::Config::default(),
+            ))),
+            millis,
+        }
+    }
+}
+
 fn err(e: impl ToString) -> Error {
     Error::from(e.to_string())
 }
@@ -30,6 +43,11 @@ impl<H: Hw> Namespace<H> {
     /// Serves `switch/` on this switch.
     pub fn set_switch(&mut self, s: HostSwitch) {
         self.switch = Some(s);
+    }
+
+    /// The switch the host handed over, if it did.
+    pub fn switch(&self) -> Option<&HostSwitch> {
+        self.switch.as_ref()
     }
 
     fn host_switch(&self) -> Result<&HostSwitch, Error> {

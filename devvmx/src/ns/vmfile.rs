@@ -23,9 +23,10 @@ enum Cm {
     Advance,
     Alarm,
     Pci,
+    Firmware,
 }
 
-const VMXCTLMSG: [Cmdtab<Cm>; 13] = [
+const VMXCTLMSG: [Cmdtab<Cm>; 14] = [
     Cmdtab::new(Cm::Quit, "quit", 1),
     Cmdtab::new(Cm::Go, "go", 0),
     Cmdtab::new(Cm::Stop, "stop", 1),
@@ -42,6 +43,8 @@ const VMXCTLMSG: [Cmdtab<Cm>; 13] = [
     Cmdtab::new(Cm::Alarm, "alarm", 0),
     // Extension: a client's function on the in-kernel PCI bus (DEVIATIONS.md).
     Cmdtab::new(Cm::Pci, "pci", 0),
+    // Extension: a firmware machine, for a BIOS driven from a shell (DEVIATIONS.md).
+    Cmdtab::new(Cm::Firmware, "firmware", 2),
 ];
 
 impl<H: Hw> Namespace<H> {
@@ -65,6 +68,7 @@ impl<H: Hw> Namespace<H> {
             // The seed read `irq a b` as a bare `irq`, withdrawing the interrupt.
             return Err(EBADARG.into());
         }
+        let sw = self.switch.clone();
         self.with_vm(slot, gen, |hw, segs, vm| match cm {
             Cm::Quit => Ok(()),
             Cm::Go | Cm::Step => vm.go(hw, cm == Cm::Step, arg),
@@ -80,7 +84,8 @@ impl<H: Hw> Namespace<H> {
             }
             Cm::Advance => vm.advance(hw, &cb.f[1]),
             Cm::Alarm => vm.alarm(arg),
-            Cm::Pci => vm.pci(segs, &cb.f[1..], uname),
+            Cm::Pci => vm.pci(segs, sw.as_ref(), &cb.f[1..], uname),
+            Cm::Firmware => vm.firmware(&cb.f[1..]),
         })??;
         if cm == Cm::Devices {
             self.vms.devices_used();
@@ -171,6 +176,12 @@ impl<H: Hw> Namespace<H> {
                     Some(readstr(off, buf, aux))
                 }
                 VmF::BlkQ => vm.blkq_read(hw, buf)?,
+                VmF::Net => {
+                    if off == 0 {
+                        *aux = vm.nets()?.net_text().into_bytes();
+                    }
+                    Some(readstr(off, buf, aux))
+                }
             })
         })?;
         match f {
@@ -207,7 +218,7 @@ impl<H: Hw> Namespace<H> {
                 }
             }
             VmF::BlkQ => vm.blkq_write(hw, data),
-            VmF::Status | VmF::Wait | VmF::Blk | VmF::BlkDirty => Err(EGREG.into()),
+            VmF::Status | VmF::Wait | VmF::Blk | VmF::BlkDirty | VmF::Net => Err(EGREG.into()),
         })?
     }
 }

@@ -11,10 +11,13 @@ use crate::vmcs::{self, *};
 use alloc::string::String;
 use ninep::Error;
 
-/// VMX-preemption timer units a guest runs before the host regains control. Host
-/// interrupts also end a run (external-interrupt exiting), but Bochs 2.7 does not exit for
-/// them while the guest's IF is clear, so the timer bounds every entry.
-const PREEMPT_QUANTUM: u64 = 0x4000;
+/// Nanoseconds a guest runs before the host regains control, through the VMX-preemption
+/// timer (TSC ticks at `Hw::tsc_hz`, shifted right by the CPU's rate): about 2 ms, which
+/// under Bochs (the harness's 8 MHz TSC, rate 0) is the 0x4000 timer units this crate
+/// used to write. Host interrupts also end a run (external-interrupt exiting), but Bochs
+/// 2.7 does not exit for them while the guest's IF is clear, so the timer bounds every
+/// entry.
+const PREEMPT_QUANTUM_NS: u64 = 2_048_000;
 
 /// Entries in a row one `run` makes while the in-kernel devices answer every exit,
 /// before the host serves 9P again.
@@ -26,7 +29,15 @@ impl Vm {
     /// times) while they answer its exits, and a halted guest waits here for its PIC.
     pub(crate) fn run<H: Hw>(&mut self, hw: &mut H) {
         for _ in 0..INSIDE_MAX {
-            if self.state != State::Running || !self.wake(hw) {
+            if self.state != State::Running {
+                return;
+            }
+            // Frames for the VM's in-kernel cards go in before the wake-up test: one
+            // may raise the interrupt a halted guest waits for.
+            if let Some(k) = self.kdev.as_mut() {
+                k.net_poll(hw, &self.mem);
+            }
+            if !self.wake(hw) {
                 return;
             }
             match self.enter(hw) {
@@ -138,8 +149,9 @@ impl Vm {
             self.onentry &= !FLUSHEPT;
         }
         vmcs::write(hw, PROCB_CTLS, procb as u64)?;
-        if self.preempt {
-            vmcs::write(hw, VMX_PREEMPT_TIMER, PREEMPT_QUANTUM)?;
+        if let Some(rate) = self.preempt {
+            let ticks = rate.ticks_in_ns(PREEMPT_QUANTUM_NS, hw.tsc_hz());
+            vmcs::write(hw, VMX_PREEMPT_TIMER, ticks.into())?;
         }
         self.got &= !GOTEXIT;
         self.synthetic = false;

@@ -1,4 +1,4 @@
-//! vmcsinit: a fresh VMCS's controls from the capability MSRs, its guest state, and the
+//! vmcsinit: a fresh VMCS's controls as the CPU's capabilities allow, its guest state, and the
 //! MSR bitmap and autoload areas (vmxaddmsr, vmxtrapmsr).
 
 use super::{Vm, FLUSHEPT, FLUSHVPID};
@@ -26,52 +26,48 @@ impl Vm {
         self.launched = false;
         self.onentry = 0;
 
-        let basic = vmcs::rdmsr(hw, VMX_BASIC_MSR)?;
-        // The seed read VMX_PINB_CTLS_MSR once more here and dropped the value.
-        let (procb_ctls, pinb_ctls) = if basic & VMX_BASIC_TRUECTLS != 0 {
-            (
-                vmcs::rdmsr(hw, VMX_TRUE_PROCB_CTLS_MSR)?,
-                vmcs::rdmsr(hw, VMX_TRUE_PINB_CTLS_MSR)?,
-            )
-        } else {
-            (
-                vmcs::rdmsr(hw, VMX_PROCB_CTLS_MSR)?,
-                vmcs::rdmsr(hw, VMX_PINB_CTLS_MSR)?,
-            )
-        };
-
-        let mut x = pinb_ctls as u32 | PINB_DEFAULT1;
-        x |= PINB_EXITIRQ | PINB_EXITNMI;
+        // Each control as the CPU allows it (`caps`: the TRUE capability MSRs where it has
+        // them); the reserved default-1 bits set as the seed sets them.
+        let c = self.caps.ctls;
         // Not in the seed: the preemption timer, where the CPU has it.
-        x |= PINB_PREEMPT;
-        x &= (pinb_ctls >> 32) as u32;
+        let x = c
+            .pin
+            .adjust(PINB_DEFAULT1 | PINB_EXITIRQ | PINB_EXITNMI | PINB_PREEMPT);
         w(hw, PINB_CTLS, x as u64)?;
-        self.preempt = x & PINB_PREEMPT != 0;
+        self.preempt = self.caps.preempt.filter(|_| x & PINB_PREEMPT != 0);
 
-        let msr = vmcs::rdmsr(hw, VMX_PROCB_CTLS_MSR)?;
-        let mut x = procb_ctls as u32 | PROCB_DEFAULT1;
-        x |= PROCB_TSCOFFSET | PROCB_EXITMWAIT | PROCB_EXITMONITOR | PROCB_EXITHLT;
-        x |= PROCB_EXITMOVDR | PROCB_EXITIO | PROCB_MSRBITMAP;
-        x |= PROCB_USECTLS2;
-        x &= (msr >> 32) as u32;
+        let x = c.procb.adjust(
+            PROCB_DEFAULT1
+                | PROCB_TSCOFFSET
+                | PROCB_EXITMWAIT
+                | PROCB_EXITMONITOR
+                | PROCB_EXITHLT
+                | PROCB_EXITMOVDR
+                | PROCB_EXITIO
+                | PROCB_MSRBITMAP
+                | PROCB_USECTLS2,
+        );
         w(hw, PROCB_CTLS, x as u64)?;
         self.procbctls = x;
-        self.mtf = (msr >> 32) as u32 & PROCB_MONTRAP != 0;
+        self.mtf = self.caps.mtf();
 
-        let msr = vmcs::rdmsr(hw, VMX_PROCB_CTLS2_MSR)?;
-        let x = (PROCB_EPT | PROCB_VPID | PROCB_UNRESTR) & (msr >> 32) as u32;
-        w(hw, PROCB_CTLS2, x as u64)?;
+        // VPIDs only where the CPU can flush one (else every entry and exit flushes).
+        let vpid = if self.caps.vpid { PROCB_VPID } else { 0 };
+        let x2 = c.procb2.adjust(PROCB_EPT | vpid | PROCB_UNRESTR);
+        w(hw, PROCB_CTLS2, x2 as u64)?;
 
-        let msr = vmcs::rdmsr(hw, VMX_VMEXIT_CTLS_MSR)?;
-        let mut x = msr as u32 | VMEXIT_HOST64;
-        x |= VMEXIT_LD_IA32_PAT | VMEXIT_LD_IA32_EFER | VMEXIT_ST_DEBUG | VMEXIT_ST_IA32_EFER;
-        x &= (msr >> 32) as u32;
+        let x = c.exit.adjust(
+            VMEXIT_HOST64
+                | VMEXIT_LD_IA32_PAT
+                | VMEXIT_LD_IA32_EFER
+                | VMEXIT_ST_DEBUG
+                | VMEXIT_ST_IA32_EFER,
+        );
         w(hw, VMEXIT_CTLS, x as u64)?;
 
-        let msr = vmcs::rdmsr(hw, VMX_VMENTRY_CTLS_MSR)?;
-        let mut x = msr as u32;
-        x |= VMENTRY_LD_IA32_PAT | VMENTRY_LD_IA32_EFER | VMENTRY_LD_DEBUG;
-        x &= (msr >> 32) as u32;
+        let x = c
+            .entry
+            .adjust(VMENTRY_LD_IA32_PAT | VMENTRY_LD_IA32_EFER | VMENTRY_LD_DEBUG);
         w(hw, VMENTRY_CTLS, x as u64)?;
 
         w(hw, CR3_TARGCNT, 0)?;
@@ -140,11 +136,16 @@ impl Vm {
         w(hw, GUEST_TRPERM, ((SEGTSS | SEGP) >> 8 | 2) as u64)?;
 
         w(hw, VM_EPTP, self.eptp())?;
-        w(hw, VM_VPID, self.vpid as u64)?;
+        if x2 & PROCB_VPID != 0 {
+            w(hw, VM_VPID, self.vpid as u64)?;
+        }
 
         w(hw, GUEST_RFLAGS, RFLAGS_RSVD1)?;
 
-        self.onentry = FLUSHVPID | FLUSHEPT;
+        self.onentry = FLUSHEPT;
+        if x2 & PROCB_VPID != 0 {
+            self.onentry |= FLUSHVPID;
+        }
 
         self.entry.fx = fpinit();
         self.entry.xcr0 = hw.host_xcr0() & 1;

@@ -10,8 +10,15 @@ core::arch::global_asm!(
 mb2_header:
     .long 0xE85250D6            /* Multiboot2 magic */
     .long 0                     /* i386 */
-    .long 24                    /* header length */
-    .long 0x17ADAF12            /* -(magic + arch + length) */
+    .long 48                    /* header length */
+    .long 0x17ADAEFA            /* -(magic + arch + length) */
+    /* A framebuffer, optional, any mode (0x0x0: GRUB's "auto"): under UEFI there is no
+       text mode, so this is how the screen console gets a screen (console.rs). Under BIOS
+       grub.cfg keeps VGA text (gfxpayload=text, qemu/build-iso). */
+    .short 5, 1                 /* framebuffer tag, optional */
+    .long 20
+    .long 0, 0, 0               /* width, height, depth: no preference */
+    .long 0                     /* pad to 8 */
     .short 0, 0                 /* end tag */
     .long 8
 .balign 4

@@ -1,11 +1,12 @@
 //! The local APIC, as far as starting and waking the other CPUs and the boot CPU's tick
 //! need: this CPU's APIC ID, the interrupt command register (INIT, start-up, and a wake-up
 //! IPI), the spurious vector and EOI, LINT0/1 in virtual-wire mode (the 8259's interrupts
-//! pass through), and the APIC timer (TSC-deadline or periodic). x2APIC mode (MSRs) where CPUID offers it, else xAPIC (MMIO at the base
-//! IA32_APIC_BASE gives, inside the identity map).
+//! pass through), the vector PCI devices' MSI and MSI-X messages arrive on, and the APIC
+//! timer (TSC-deadline or periodic). x2APIC mode (MSRs) where CPUID offers it, else xAPIC
+//! (MMIO at the base IA32_APIC_BASE gives, inside the identity map).
 #![allow(unsafe_code)]
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use x86_64::registers::model_specific::Msr;
 
 const MSR_APIC_BASE: u32 = 0x1b;
@@ -62,11 +63,18 @@ pub const FIRST_VECTOR: u8 = 48;
 pub const WAKE_VECTOR: u8 = 48;
 /// The APIC timer's interrupt: the boot CPU's tick (timer.rs).
 pub const TIMER_VECTOR: u8 = 49;
+/// PCI devices' message-signalled interrupts (MSI and MSI-X), all on the boot CPU: each
+/// only counts and wakes the idle loop, whose drivers then look at their devices.
+pub const DEVICE_VECTOR: u8 = 50;
 /// The spurious-interrupt vector (its low four bits set, as older APICs require).
 const SPURIOUS_VECTOR: u8 = 63;
 
 static X2: AtomicBool = AtomicBool::new(false);
 static BASE: AtomicU64 = AtomicU64::new(0);
+/// Set once the boot CPU's APIC is software-enabled: only then can a device message reach it.
+static ENABLED: AtomicBool = AtomicBool::new(false);
+/// Device messages taken on [`DEVICE_VECTOR`].
+static MESSAGES: AtomicU32 = AtomicU32::new(0);
 
 fn rdmsr(msr: u32) -> u64 {
     // SAFETY: only IA32_APIC_BASE and x2APIC registers are read, each after CPUID said the
@@ -137,6 +145,19 @@ pub fn enable() {
     } else {
         mmio_write(REG_SVR, svr);
     }
+    ENABLED.store(true, Ordering::Release);
+}
+
+/// Where a device's message-signalled interrupt goes: this CPU's APIC ID, once its APIC is
+/// enabled (None before, and where there is none: such devices stay on INTx).
+pub fn message_target() -> Option<u32> {
+    ENABLED.load(Ordering::Acquire).then(id)
+}
+
+/// Device messages taken so far (wrapping): a driver that sees the count change looks at
+/// its device.
+pub fn messages() -> u32 {
+    MESSAGES.load(Ordering::Acquire)
 }
 
 /// A local APIC vector came in: acknowledge it (not the spurious one, which takes no EOI).
@@ -150,6 +171,10 @@ pub(super) fn interrupt(vector: u8) {
     }
     if vector == TIMER_VECTOR {
         super::timer::apic_tick();
+    }
+    if vector == DEVICE_VECTOR {
+        MESSAGES.fetch_add(1, Ordering::AcqRel);
+        super::cpu::wake();
     }
     if X2.load(Ordering::Relaxed) {
         wrmsr(MSR_X2_EOI, 0);

@@ -6,6 +6,7 @@ pub mod ap;
 pub mod boot;
 pub mod cpu;
 pub mod debugcon;
+pub mod fb;
 pub mod frame_source;
 pub mod gdt;
 pub mod idt;

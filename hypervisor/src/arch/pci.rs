@@ -27,7 +27,6 @@ const CMD_IO: u16 = 1 << 0;
 const CMD_MEMORY: u16 = 1 << 1;
 const CMD_BUS_MASTER: u16 = 1 << 2;
 const CMD_INTX_DISABLE: u16 = 1 << 10;
-const STATUS_CAP_LIST: u16 = 1 << 4;
 
 /// A PCI function's address: bus, device (0..32), function (0..8).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,12 +60,12 @@ impl Bdf {
         (self.read32(offset) >> ((offset & 3) * 8)) as u8
     }
 
-    fn write32(self, offset: u8, value: u32) {
+    pub fn write32(self, offset: u8, value: u32) {
         PCI_CONFIG.write32(CONFIG_ADDRESS, self.address(offset));
         PCI_CONFIG.write32(CONFIG_DATA, value);
     }
 
-    fn write16(self, offset: u8, value: u16) {
+    pub fn write16(self, offset: u8, value: u16) {
         let shift = (offset & 2) * 8;
         let old = self.read32(offset) & !(0xFFFF << shift);
         // Writing 1s back into the status register's RW1C bits would clear them; the
@@ -102,20 +101,6 @@ impl Bdf {
             cmd |= CMD_INTX_DISABLE;
         }
         self.write16(COMMAND, cmd);
-    }
-
-    /// The capability list: (capability id, offset in configuration space) pairs.
-    pub fn capabilities(self) -> Capabilities {
-        let next = if self.read16(STATUS) & STATUS_CAP_LIST != 0 {
-            self.read8(CAP_PTR) & 0xFC
-        } else {
-            0
-        };
-        Capabilities {
-            bdf: self,
-            next,
-            budget: 48,
-        }
     }
 
     /// Base address register `index` (0..6), decoded. A 64-bit memory BAR takes two slots.
@@ -165,29 +150,6 @@ impl Bdf {
             };
             (!probed).wrapping_add(1)
         }
-    }
-}
-
-/// Iterator over a function's capability list.
-pub struct Capabilities {
-    bdf: Bdf,
-    next: u8,
-    budget: u8,
-}
-
-impl Iterator for Capabilities {
-    type Item = (u8, u8);
-
-    fn next(&mut self) -> Option<(u8, u8)> {
-        // The budget stops a looping list from a broken device.
-        if self.next < 0x40 || self.budget == 0 {
-            return None;
-        }
-        self.budget -= 1;
-        let at = self.next;
-        let id = self.bdf.read8(at);
-        self.next = self.bdf.read8(at + 1) & 0xFC;
-        Some((id, at))
     }
 }
 

@@ -19,9 +19,25 @@ pub struct Framebuffer {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FramebufferKind {
     Indexed,
-    Rgb,
+    /// Direct colour: where red, green and blue lie in a pixel.
+    Rgb(RgbLayout),
     /// VGA text: two bytes a cell (character, attribute).
     EgaText,
+}
+
+/// An RGB pixel's channels (the tag's colour information).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RgbLayout {
+    pub red: Channel,
+    pub green: Channel,
+    pub blue: Channel,
+}
+
+/// One channel of a pixel: its lowest bit's position and its width in bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Channel {
+    pub shift: u8,
+    pub bits: u8,
 }
 
 /// A text screen's cells.

@@ -1,7 +1,8 @@
 //! Intel 8254x gigabit NICs (the e1000 family: 82540EM as Bochs and QEMU emulate it, and
 //! its close relatives) and the 82574L (e1000e, QEMU `-device e1000e`), which keeps the
 //! 8254x's legacy descriptors and register map: legacy receive and transmit descriptors in
-//! one frame per ring, one frame per buffer, receive interrupts on the PCI INTx line.
+//! one frame per ring, one frame per buffer, receive interrupts by MSI where the device
+//! offers it (the 82574L), else on the PCI INTx line.
 //! Registers from Intel's "PCI/PCI-X Family of Gigabit Ethernet Controllers Software
 //! Developer's Manual" (8254x), sections 13 (registers) and 3 (descriptors), and the 82574
 //! GbE Controller Family datasheet (section 10: EERD's other layout).
@@ -10,7 +11,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::arch::pci::{Bdf, DmaFrame, Mmio, FRAME_SIZE};
-use crate::drivers::intx;
+use crate::drivers::irq::{self, Interrupt};
 use crate::drivers::nic::{Nic, MTU_FRAME};
 
 const INTEL: u16 = 0x8086;
@@ -134,7 +135,7 @@ const CMD_RS: u32 = 1 << 3;
 pub struct E1000 {
     model: &'static Model,
     regs: Mmio,
-    irqs: intx::Seen,
+    irq: Interrupt,
     rx_ring: DmaFrame,
     tx_ring: DmaFrame,
     rx_bufs: Vec<DmaFrame>,
@@ -148,8 +149,7 @@ pub struct E1000 {
 }
 
 impl E1000 {
-    fn new(bdf: Bdf, model: &'static Model) -> Result<E1000, &'static str> {
-        bdf.enable(true);
+    fn new(bdf: Bdf, model: &'static Model, irq: Interrupt) -> Result<E1000, &'static str> {
         let regs = Mmio::new(bdf, 0, 0, WINDOW).ok_or("e1000: BAR 0 is not a usable memory BAR")?;
         let frames =
             |n: usize| -> Option<Vec<DmaFrame>> { (0..n).map(|_| DmaFrame::new()).collect() };
@@ -173,7 +173,7 @@ impl E1000 {
             model,
             mac: [0; 6],
             regs,
-            irqs: intx::Seen::default(),
+            irq,
             rx_ring,
             tx_ring,
             rx_bufs,
@@ -249,12 +249,13 @@ impl E1000 {
         mac
     }
 
-    /// After an interrupt: reading ICR clears the causes and lowers INTx.
+    /// After an interrupt: reading ICR clears the causes (lowering INTx; with MSI, a cause
+    /// still set in ICR sends no new message, so it must be cleared too).
     fn ack(&mut self) {
-        if self.irqs.take() {
-            let _ = self.regs.read32(ICR);
-            intx::unmask();
-        }
+        let regs = &self.regs;
+        self.irq.service(|| {
+            let _ = regs.read32(ICR);
+        });
     }
 
     /// Transmit descriptors the device has finished with.
@@ -356,14 +357,17 @@ pub fn probe() -> Option<E1000> {
         }
     });
     for (bdf, model) in found {
-        match E1000::new(bdf, model) {
+        // MSI where offered (the 82574L; not the 8254x as Bochs and QEMU emulate it). The
+        // 82574L's MSI-X would need its IVAR to map causes to table entries: not used.
+        let irq = Interrupt::setup(bdf, &[irq::Kind::Msi]);
+        match E1000::new(bdf, model, irq) {
             Ok(n) => {
-                let irq = intx::register(bdf.interrupt_line());
                 log::info!(
-                    "{} {bdf:?} ({:04x}): mac {:02x?}, irq {irq:?}, status {:#x}",
+                    "{} {bdf:?} ({:04x}): mac {:02x?}, {}, status {:#x}",
                     model.name,
                     bdf.device(),
                     n.mac,
+                    n.irq.mode(),
                     n.regs.read32(STATUS)
                 );
                 return Some(n);

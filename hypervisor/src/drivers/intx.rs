@@ -1,7 +1,8 @@
-//! Level-triggered PCI INTx lines on the PIC, shared by every PCI driver. Only a device
-//! register read (outside the handler) lowers such a line, so the handler masks the lines
-//! and counts; a driver that sees the count change reads its device's interrupt status,
-//! then unmasks. The PIC layer sets the wake flag, so the main loop polls instead of halting.
+//! Level-triggered PCI INTx lines on the PIC, shared by every PCI driver whose device has
+//! no message-signalled interrupts (`irq`). Only a device register read (outside the
+//! handler) lowers such a line, so the handler masks the lines and counts; a driver that
+//! sees the count change (`irq::Seen`) reads its device's interrupt status, then unmasks.
+//! The PIC layer sets the wake flag, so the main loop polls instead of halting.
 
 use core::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 
@@ -32,19 +33,9 @@ pub fn register(line: u8) -> Option<u8> {
     Some(line)
 }
 
-/// One driver's view of the interrupt count.
-#[derive(Default)]
-pub struct Seen(u32);
-
-impl Seen {
-    /// True once per change of the count: the driver should read its interrupt status
-    /// (lowering its line) and then call [`unmask`].
-    pub fn take(&mut self) -> bool {
-        let n = COUNT.load(Ordering::Acquire);
-        let new = n != self.0;
-        self.0 = n;
-        new
-    }
+/// Interrupts taken on the lines so far (wrapping).
+pub fn count() -> u32 {
+    COUNT.load(Ordering::Acquire)
 }
 
 /// Unmasks every registered line, after the driver lowered its own.

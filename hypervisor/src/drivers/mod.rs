@@ -6,7 +6,10 @@ use alloc::boxed::Box;
 
 pub mod e1000;
 pub mod intx;
+pub mod irq;
+pub mod msi;
 pub mod nic;
+pub mod pcicap;
 pub mod uart;
 pub mod virtio;
 pub mod virtio_console;

@@ -1,6 +1,6 @@
 //! An Ethernet NIC as the network stack sees it: whole frames in and out, non-blocking.
-//! Receive is interrupt-driven: a frame's arrival raises the device's line, which wakes
-//! the idle loop (`drivers::intx`), and the stack then polls.
+//! Receive is interrupt-driven: a frame's arrival sends the device's message or raises its
+//! line, which wakes the idle loop (`drivers::irq`), and the stack then polls.
 
 use alloc::vec::Vec;
 

@@ -11,6 +11,7 @@
 use alloc::vec::Vec;
 
 use crate::arch::pci::{dma_fence, Bdf, DmaFrame, Mmio, FRAME_SIZE};
+use crate::drivers::pcicap::{self, CapId};
 use virtio::feature::VERSION_1;
 use virtio::pci::{CapCfgType, CAP_VENDOR};
 use virtio::ring::{fit_queue_size, Layout, DESC_F_WRITE, USED_F_NO_NOTIFY};
@@ -54,6 +55,8 @@ pub struct Transport {
     notify_multiplier: u32,
     isr: Mmio,
     device: Option<Mmio>,
+    /// The MSI-X table entry each queue signals through ([`NO_VECTOR`]: none, INTx).
+    queue_vector: u16,
 }
 
 impl Transport {
@@ -61,10 +64,11 @@ impl Transport {
     pub fn new(bdf: Bdf) -> Result<Transport, &'static str> {
         let (mut common, mut notify, mut isr, mut device) = (None, None, None, None);
         let mut multiplier = 0;
-        for (id, at) in bdf.capabilities() {
-            if id != CAP_VENDOR {
+        for cap in pcicap::caps(&bdf) {
+            if cap.id != CapId::Other(CAP_VENDOR) {
                 continue;
             }
+            let at = cap.at;
             let cfg_type = bdf.read8(at + 3);
             let bar = bdf.read8(at + 4);
             let offset = bdf.read32(at + 8);
@@ -98,7 +102,14 @@ impl Transport {
             notify_multiplier: multiplier,
             isr: isr.ok_or("virtio: no usable ISR capability")?,
             device,
+            queue_vector: NO_VECTOR,
         })
+    }
+
+    /// Queues set up from now on signal through MSI-X table `entry` (the function's MSI-X
+    /// is on: `drivers::irq`); with MSI-X on the ISR no longer counts queue interrupts.
+    pub fn use_msix_entry(&mut self, entry: u16) {
+        self.queue_vector = entry;
     }
 
     pub fn status(&self) -> u8 {
@@ -179,7 +190,11 @@ impl Transport {
         let ring = DmaFrame::new().ok_or("virtio: out of memory for a virtqueue")?;
         let layout = Layout::modern(size);
         self.common.write16(QUEUE_SIZE, size);
-        self.common.write16(QUEUE_MSIX_VECTOR, NO_VECTOR);
+        self.common.write16(QUEUE_MSIX_VECTOR, self.queue_vector);
+        // A device that cannot map the entry reads back NO_VECTOR (4.1.5.1.2).
+        if self.common.read16(QUEUE_MSIX_VECTOR) != self.queue_vector {
+            return Err("virtio: device refused the queue's MSI-X vector");
+        }
         self.common
             .write64(QUEUE_DESC, ring.pa() + layout.desc as u64);
         self.common

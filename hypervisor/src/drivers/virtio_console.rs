@@ -24,8 +24,8 @@ use alloc::vec::Vec;
 use core::cell::RefCell;
 
 use crate::arch::pci::{Bdf, DmaFrame, FRAME_SIZE};
-use crate::drivers::intx;
 use crate::drivers::virtio::{self, Buffers, Queue, Transport};
+use crate::drivers::{intx, irq};
 use crate::transport::{Event, Link};
 use ::virtio::console::{self as control, Control, Event as ControlEvent};
 use ::virtio::feature::CONSOLE_MULTIPORT;
@@ -215,7 +215,7 @@ struct ControlQueues {
 pub struct Console {
     transport: Transport,
     /// Interrupts seen when this device's ISR was last read.
-    irqs: intx::Seen,
+    irqs: irq::Seen,
     control: Option<ControlQueues>,
     ports: Vec<PortState>,
     /// Queues the device knows but no port uses (a pair cut short by memory); kept until
@@ -259,7 +259,7 @@ impl Console {
         transport.driver_ok();
         let mut console = Console {
             transport,
-            irqs: intx::Seen::default(),
+            irqs: irq::Seen::default(),
             control,
             ports,
             _spare: spare,

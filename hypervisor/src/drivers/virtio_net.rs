@@ -1,12 +1,13 @@
 //! virtio-net over PCI (QEMU `-device virtio-net-pci`), on our own virtio transport
 //! (`drivers::virtio`): one receive and one transmit queue, one frame per buffer, no
-//! offloads. Each buffer starts with the 12-byte `virtio_net_hdr` (VERSION_1 layout).
+//! offloads; its interrupt by MSI-X where offered, else INTx. Each buffer starts with the
+//! 12-byte `virtio_net_hdr` (VERSION_1 layout).
 
 use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::arch::pci::FRAME_SIZE;
-use crate::drivers::intx;
+use crate::drivers::irq::{self, Interrupt};
 use crate::drivers::nic::{Nic, MTU_FRAME};
 use crate::drivers::virtio::{self, Buffers, Transport};
 use ::virtio::feature::NET_MAC;
@@ -20,14 +21,18 @@ const BUFFERS: u16 = 64;
 
 pub struct VirtioNet {
     transport: Transport,
-    irqs: intx::Seen,
+    irq: Interrupt,
     rx: Buffers,
     tx: Buffers,
     mac: [u8; 6],
 }
 
 impl VirtioNet {
-    fn new(transport: Transport) -> Result<VirtioNet, &'static str> {
+    fn new(mut transport: Transport, irq: Interrupt) -> Result<VirtioNet, &'static str> {
+        if let irq::Mode::MsiX { .. } = irq.mode() {
+            // Both queues signal through MSI-X table entry 0; configuration changes not at all.
+            transport.use_msix_entry(0);
+        }
         let features = transport.negotiate(NET_MAC)?;
         let mut rx = Buffers::new(transport.setup_queue(RX_QUEUE, BUFFERS)?);
         let mut tx = Buffers::new(transport.setup_queue(TX_QUEUE, BUFFERS)?);
@@ -43,7 +48,7 @@ impl VirtioNet {
         }
         let mut n = VirtioNet {
             transport,
-            irqs: intx::Seen::default(),
+            irq,
             rx,
             tx,
             mac,
@@ -55,10 +60,10 @@ impl VirtioNet {
     }
 
     fn ack(&mut self) {
-        if self.irqs.take() {
-            self.transport.ack_interrupt();
-            intx::unmask();
-        }
+        let transport = &self.transport;
+        self.irq.service(|| {
+            transport.ack_interrupt();
+        });
         self.tx.reap();
     }
 }
@@ -121,12 +126,11 @@ impl Drop for VirtioNet {
 /// The first virtio-net device that initialises. Call with interrupts off.
 pub fn probe() -> Option<VirtioNet> {
     for bdf in virtio::find(Id::Net) {
-        bdf.enable(true);
-        let dev = Transport::new(bdf).and_then(VirtioNet::new);
+        let irq = Interrupt::setup(bdf, &[irq::Kind::MsiX]);
+        let dev = Transport::new(bdf).and_then(|t| VirtioNet::new(t, irq));
         match dev {
             Ok(n) => {
-                let irq = intx::register(bdf.interrupt_line());
-                log::info!("virtio-net {bdf:?}: mac {:02x?}, irq {irq:?}", n.mac);
+                log::info!("virtio-net {bdf:?}: mac {:02x?}, {}", n.mac, n.irq.mode());
                 return Some(n);
             }
             Err(e) => log::warn!("virtio-net {bdf:?} not served: {e}"),

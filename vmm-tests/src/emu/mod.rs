@@ -258,6 +258,24 @@ impl Machine {
             .unwrap_or_default()
     }
 
+    /// The log's line for the NIC the kernel served, `MODEL Bdf {..} ...: mac [..], MODE...`
+    /// (MODE: how it signals, e.g. `msi-x vector 50 (entry 0 of 3)`, `msi vector 50`,
+    /// `intx irq 11`).
+    pub fn nic_line(&self, model: &str) -> String {
+        let log = self.log();
+        let start = format!("{model} Bdf");
+        log.lines()
+            .find(|l| l.contains(&start) && l.contains(": mac "))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no {start:?} line in the log:\n{log}"))
+    }
+
+    /// Whether the kernel has logged that a device's MSI or MSI-X message reached it.
+    pub fn got_device_message(&self) -> bool {
+        self.log()
+            .contains("irq: the first device message arrived on vector 50")
+    }
+
     /// The last lines of the log and of the emulator's error output, for failure messages.
     pub fn diagnostics(&self) -> String {
         let tail = |text: String, n: usize| {

@@ -58,18 +58,7 @@ pub struct Machine {
     port_a: bool,
 }
 
-/// System control port A (0x92): bit 1 the A20 gate, bit 0 a fast reset. Firmware and
-/// boot loaders read it and write it back around every A20 switch; reading all ones
-/// there (no device) shows a reset in progress, and GRUB's boot code then waits forever.
-pub const PORT_A: u16 = 0x92;
-/// Port A's reading: A20 on (the guest's memory never wraps at 1 MiB).
-const PORT_A_A20: u32 = 0x02;
-const PORT_A_RESET: u32 = 0x01;
-
-/// QEMU's debug console for firmware (SeaBIOS's `dprintf`): reads give
-/// [`FW_DEBUG_READBACK`] when it is there, bytes written are the log.
-pub const FW_DEBUG_PORT: u16 = 0x402;
-pub const FW_DEBUG_READBACK: u32 = 0xe9;
+pub use pcdev::{FW_DEBUG_PORT, FW_DEBUG_READBACK, PORT_A, PORT_A_A20, PORT_A_RESET};
 
 /// Guest memory for fw_cfg's DMA, through the virtio devices' [`Mem`].
 struct FwMem<'m>(&'m mut dyn Mem);
@@ -555,7 +544,7 @@ mod tests {
         m.io_out(0xcf8, 4, 0x8000_0804);
         m.io_out(0xcfc, 2, 1);
         assert!(m.virtio_port(IO_BASE));
-        assert_eq!(m.io_in(IO_BASE, 4), blk::F_FLUSH);
+        assert_eq!(m.io_in(IO_BASE, 4), blk::F_FLUSH | blk::F_SEG_MAX);
         let mut ram = Ram::new(1 << 20);
         m.io_out_to(IO_BASE + 0x08, 4, 16, &mut ram);
         m.io_out_to(IO_BASE + 0x12, 1, 7, &mut ram);

@@ -142,7 +142,8 @@ pub type FrameSource = Box<dyn FnMut() -> std::io::Result<Option<Vec<u8>>> + Sen
 /// `tcp!HOST!PORT` (connect to a peer speaking QEMU's stream framing, e.g. QEMU's
 /// `-netdev stream,server=on`), `listen!unix!/PATH`, `listen!tcp!HOST!PORT` (wait for
 /// one peer, e.g. another vmx or QEMU's `-netdev stream,server=off`), or `tap!NAME` (a
-/// Linux TAP device).
+/// Linux TAP device), or `switch` (a card the hypervisor serves itself on its Ethernet
+/// switch, `pci net`: its frames never come here).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Spec {
     pub mac: Option<[u8; 6]>,
@@ -157,6 +158,8 @@ pub enum Addr {
     Tcp(String, u16),
     /// A TAP device's interface name.
     Tap(String),
+    /// The hypervisor's switch: the card is the hypervisor's (`pci net`).
+    Switch,
 }
 
 impl std::fmt::Display for Addr {
@@ -165,27 +168,20 @@ impl std::fmt::Display for Addr {
             Addr::Unix(p) => write!(f, "unix!{p}"),
             Addr::Tcp(h, p) => write!(f, "tcp!{h}!{p}"),
             Addr::Tap(n) => write!(f, "tap!{n}"),
+            Addr::Switch => write!(f, "switch"),
         }
     }
 }
 
-/// Parses a MAC address `XX:XX:XX:XX:XX:XX`.
+/// Parses a MAC address `XX:XX:XX:XX:XX:XX` (the switch's syntax, `netswitch::Mac`).
 pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let v: Vec<u8> = s
-        .split(':')
-        .map(|p| {
-            (p.len() == 2)
-                .then(|| u8::from_str_radix(p, 16).ok())
-                .flatten()
-        })
-        .collect::<Option<_>>()?;
-    v.try_into().ok()
+    netswitch::Mac::parse(s).map(|m| m.0)
 }
 
 impl Spec {
     pub fn parse(s: &str) -> Result<Spec, String> {
         let bad = || {
-            format!("-n {s:?}: expected [mac=XX:XX:XX:XX:XX:XX,] then [listen!]unix!/PATH, [listen!]tcp!HOST!PORT or tap!NAME (an interface name of at most 15 bytes)")
+            format!("-n {s:?}: expected [mac=XX:XX:XX:XX:XX:XX,] then [listen!]unix!/PATH, [listen!]tcp!HOST!PORT, tap!NAME (an interface name of at most 15 bytes) or switch")
         };
         let (mac, rest) = match s.strip_prefix("mac=") {
             Some(r) => {
@@ -204,6 +200,7 @@ impl Spec {
                 Addr::Tcp(h.to_string(), p.parse().map_err(|_| bad())?)
             }
             ["tap", n] if !listen && valid_ifname(n) => Addr::Tap(n.to_string()),
+            ["switch"] if !listen => Addr::Switch,
             _ => return Err(bad()),
         };
         Ok(Spec { mac, listen, addr })
@@ -240,6 +237,9 @@ impl Spec {
                 halves(s.try_clone().map_err(e)?, s)
             }
             (Addr::Tap(n), _) => Tap::open(n)?,
+            (Addr::Switch, _) => {
+                return Err("-n switch: the hypervisor's card has no link here".into())
+            }
         })
     }
 }
@@ -421,6 +421,15 @@ mod tests {
             assert!(Spec::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_mac("02:00:00:00:00:0g"), None);
+        assert_eq!(
+            Spec::parse("mac=02:00:00:00:00:01,switch").unwrap(),
+            Spec {
+                mac: Some([2, 0, 0, 0, 0, 1]),
+                listen: false,
+                addr: Addr::Switch
+            }
+        );
+        assert!(Spec::parse("listen!switch").is_err());
         let tap = Spec::parse("mac=02:00:00:00:00:01,tap!fifteen-bytes-x").unwrap();
         assert_eq!(tap.addr, Addr::Tap("fifteen-bytes-x".into()));
         assert_eq!(tap.addr.to_string(), "tap!fifteen-bytes-x");

@@ -1,0 +1,224 @@
+# Two guests on the hypervisor's switch through in-kernel virtio-net cards (`pci net`):
+# a legacy virtio-net driver found on PCI 00:01.0 (I/O decoding on, its BAR read from
+# configuration space). ROLE 1 pings, polling its rings with interrupts off: a broadcast
+# frame of type 0x88b5 carrying a sequence number, then waits for the answer with that
+# number, PINGS times, counting them in DONE, then `out 0x8f` (the only exit its client
+# sees; `out 0x8e` if an answer was wrong). Any other ROLE echoes, halted between frames:
+# the 8259 pair initialised (vectors 0x20-0x2f, all unmasked), `sti; hlt` until the card's
+# interrupt (its handler reads the ISR, which lowers the line, and ends the interrupt),
+# then each frame received goes back to its sender from this card's MAC, payload
+# unchanged, counted in DONE; it never exits.
+    .code32
+    .intel_syntax noprefix
+    .include "flat32.inc"
+    .set VARS, 0x6000
+    .set ROLE, VARS             # written by the test
+    .set PINGS, VARS + 4        # written by the test
+    .set DONE, VARS + 8
+    .set MAC, VARS + 16         # the card's, read from its configuration
+    .set RXAV, VARS + 24        # available index of each queue, as last published
+    .set TXAV, VARS + 28
+    .set RXSEEN, VARS + 32      # receive used entries taken
+    .set RXQ, 0x10000           # queue 0 (receive): table, available ring, used at +0x1000
+    .set TXQ, 0x20000           # queue 1 (transmit)
+    .set RXBUF, 0x30000
+    .set TXBUF, 0x31000
+    .set HDR, 10                # the legacy header
+    .set FRAME, TXBUF + HDR
+    .set FLEN, 60
+    flat32_start
+    cli
+    mov dx, 0xcf8               # 00:01.0 command: I/O decoding on
+    mov eax, 0x80000804
+    out dx, eax
+    mov dx, 0xcfc
+    mov ax, 1
+    out dx, ax
+    mov dx, 0xcf8               # its BAR 0
+    mov eax, 0x80000810
+    out dx, eax
+    mov dx, 0xcfc
+    in eax, dx
+    and eax, 0xfffc
+    mov ebx, eax                # ebx: the card's registers, from here on
+    lea edx, [ebx + 0x12]       # status: reset, then ACKNOWLEDGE | DRIVER
+    xor al, al
+    out dx, al
+    mov al, 3
+    out dx, al
+    lea edx, [ebx + 0x04]       # guest features: MAC
+    mov eax, 0x20
+    out dx, eax
+    lea edx, [ebx + 0x0e]       # queue 0 at RXQ, queue 1 at TXQ
+    xor ax, ax
+    out dx, ax
+    lea edx, [ebx + 0x08]
+    mov eax, RXQ >> 12
+    out dx, eax
+    lea edx, [ebx + 0x0e]
+    mov ax, 1
+    out dx, ax
+    lea edx, [ebx + 0x08]
+    mov eax, TXQ >> 12
+    out dx, eax
+    lea edx, [ebx + 0x12]       # DRIVER_OK
+    mov al, 7
+    out dx, al
+    xor ecx, ecx                # the MAC from the configuration
+1:  lea edx, [ebx + 0x14 + ecx]
+    in al, dx
+    mov [MAC + ecx], al
+    inc ecx
+    cmp ecx, 6
+    jb 1b
+    mov dword ptr [RXQ], RXBUF  # descriptor 0 of each queue, reused for every frame
+    mov dword ptr [RXQ + 4], 0
+    mov dword ptr [RXQ + 8], 2048
+    mov word ptr [RXQ + 12], 2  # device-writable
+    mov dword ptr [TXQ], TXBUF
+    mov dword ptr [TXQ + 4], 0
+    mov dword ptr [TXQ + 8], HDR + FLEN
+    mov word ptr [TXQ + 12], 0
+    call post_rx
+    mov esi, MAC                # our source address in every frame
+    mov edi, FRAME + 6
+    mov ecx, 6
+    rep movsb
+    cmp dword ptr [ROLE], 1
+    je pinger
+    mov al, 0x11                # ICW1 to both chips
+    out 0x20, al
+    out 0xa0, al
+    mov al, 0x20                # ICW2: vectors 0x20 and 0x28
+    out 0x21, al
+    mov al, 0x28
+    out 0xa1, al
+    mov al, 4                   # ICW3: the slave on IR2
+    out 0x21, al
+    mov al, 2
+    out 0xa1, al
+    mov al, 1                   # ICW4: 8086 mode
+    out 0x21, al
+    out 0xa1, al
+    xor al, al                  # every line unmasked
+    out 0x21, al
+    out 0xa1, al
+
+echo:
+    mov ax, [RXQ + 0x1002]      # a frame already in?
+    cmp ax, [RXSEEN]
+    jne 1f
+    sti                         # no: wait for the card's interrupt
+    hlt
+    cli
+    jmp echo
+1:  inc dword ptr [RXSEEN]
+    mov esi, RXBUF + HDR + 12   # type and payload back as they came
+    mov edi, FRAME + 12
+    mov ecx, FLEN - 12
+    rep movsb
+    mov esi, RXBUF + HDR + 6    # to the sender
+    mov edi, FRAME
+    mov ecx, 6
+    rep movsb
+    call post_rx
+    call send
+    inc dword ptr [DONE]
+    jmp echo
+
+pinger:
+    mov dword ptr [FRAME], 0xffffffff   # to everyone
+    mov word ptr [FRAME + 4], 0xffff
+    mov word ptr [FRAME + 12], 0xb588   # type 0x88b5, big-endian
+2:  mov eax, [DONE]
+    cmp eax, [PINGS]
+    jae 3f
+    mov [FRAME + 14], eax
+    call send
+    call await_rx
+    mov eax, [RXBUF + HDR + 14]
+    cmp eax, [DONE]
+    jne bad
+    cmp word ptr [RXBUF + HDR + 12], 0xb588
+    jne bad
+    mov esi, RXBUF + HDR        # for us
+    mov edi, MAC
+    mov ecx, 6
+    repe cmpsb
+    jne bad
+    call post_rx
+    inc dword ptr [DONE]
+    jmp 2b
+3:  out 0x8f, al
+4:  jmp 4b
+bad:
+    out 0x8e, al
+    jmp bad
+
+# The card's interrupt: reading the ISR lowers its line; then the end of interrupt to
+# both chips (whichever line it came on).
+card_irq:
+    push eax
+    push edx
+    lea edx, [ebx + 0x13]
+    in al, dx
+    mov al, 0x20
+    out 0xa0, al
+    out 0x20, al
+    pop edx
+    pop eax
+    iret
+
+# Offers receive descriptor 0 again and notifies queue 0.
+post_rx:
+    mov eax, [RXAV]
+    mov ecx, eax
+    and ecx, 127
+    mov word ptr [RXQ + 0x804 + ecx * 2], 0
+    inc eax
+    mov [RXAV], eax
+    mov [RXQ + 0x802], ax
+    lea edx, [ebx + 0x10]
+    xor ax, ax
+    out dx, ax
+    ret
+
+# Sends the frame at TXBUF (descriptor 0 of queue 1) and waits for the buffer back.
+send:
+    mov eax, [TXAV]
+    mov ecx, eax
+    and ecx, 127
+    mov word ptr [TXQ + 0x804 + ecx * 2], 0
+    inc eax
+    mov [TXAV], eax
+    mov [TXQ + 0x802], ax
+    lea edx, [ebx + 0x10]
+    mov ax, 1
+    out dx, ax
+1:  mov ax, [TXQ + 0x1002]
+    cmp ax, [TXAV]
+    jne 1b
+    ret
+
+# Waits until the card has filled the receive buffer.
+await_rx:
+1:  mov ax, [RXQ + 0x1002]
+    cmp ax, [RXSEEN]
+    je 1b
+    inc dword ptr [RXSEEN]
+    ret
+
+    .p2align 3
+    flat32_gdt
+
+    .p2align 3
+idt:
+    .rept 32
+    .quad 0
+    .endr
+    .rept 16                    # 0x20-0x2f: the PIC's lines, the card's among them
+    gate card_irq
+    .endr
+idtr:
+    .word idtr - idt - 1
+    .long idt
