@@ -335,3 +335,138 @@ fn a_switch_card_is_the_kernels_after_the_tools_devices() {
     drop(ns);
     assert_eq!(report.stats.by_reason.get("io/virtio"), None);
 }
+
+/// A 16-bit port write.
+fn out16(port: u16, v: u64) -> Exit {
+    Exit {
+        qual: 1 | io(port, false, v).qual,
+        ..io(port, false, v)
+    }
+}
+
+/// An image file of `len` bytes of `fill`, named for this test.
+fn image(name: &str, len: usize, fill: u8) -> std::path::PathBuf {
+    let p = std::env::temp_dir().join(format!("vmx-kdisk-{name}-{}", std::process::id()));
+    std::fs::write(&p, vec![fill; len]).unwrap();
+    p
+}
+
+/// `-d seg:FILE` and `-d FILE` on a hypervisor that serves disks: the first image goes
+/// into a segment of its own and becomes the kernel's disk 0 (`pci blk seg`), the second
+/// a queue disk (`pci blk queue`) whose `blkq` the tool serves. The scripted guest
+/// drives disk 0 as a virtio driver would (I/O decoding on, status, the queue's page,
+/// notify) with one write request of a sector: the kernel serves it from the segment,
+/// and at the end the tool writes the changed page (`blkdirty`) back into the file,
+/// which then holds the guest's sector and nothing else new; the disks' segment is gone.
+#[test]
+fn kernel_disks_a_segment_written_back_and_a_queue_served() {
+    use vmx::virtio::legacy::{R_QUEUE_NOTIFY, R_QUEUE_PFN, R_QUEUE_SEL, R_STATUS};
+    let seg = image("seg", 8192, 0x11);
+    let q = image("queue", 4096, 0x22);
+    // Guest memory from 0x1000: code, then at 0x20000 the queue (descriptors, available
+    // ring at +0x800, used ring at +0x1000), at 0x22000 the request: header, data, status.
+    let mut mem = vec![0x90u8; 0x23000];
+    let at = |a: usize| a - 0x1000;
+    let desc = |m: &mut Vec<u8>, i: usize, addr: u64, len: u32, flags: u16, next: u16| {
+        let o = at(0x20000) + 16 * i;
+        m[o..o + 8].copy_from_slice(&addr.to_le_bytes());
+        m[o + 8..o + 12].copy_from_slice(&len.to_le_bytes());
+        m[o + 12..o + 14].copy_from_slice(&flags.to_le_bytes());
+        m[o + 14..o + 16].copy_from_slice(&next.to_le_bytes());
+    };
+    mem[at(0x20000)..at(0x22000)].fill(0);
+    desc(&mut mem, 0, 0x22000, 16, 1, 1); // header: NEXT
+    desc(&mut mem, 1, 0x22100, 512, 1, 2); // data the device reads: NEXT
+    desc(&mut mem, 2, 0x22400, 1, 2, 0); // status: WRITE
+    mem[at(0x20800) + 2] = 1; // avail idx 1, ring[0] = 0
+    mem[at(0x22000)..at(0x22000) + 16].fill(0);
+    mem[at(0x22000)] = 1; // VIRTIO_BLK_T_OUT
+    mem[at(0x22000) + 8] = 1; // sector 1
+    mem[at(0x22100)..at(0x22300)].fill(0xa5);
+    mem[at(0x22400)] = 0xff;
+    let bar = 0xc000u16; // disk 0's home (DEVIATIONS.md)
+    let exits = vec![
+        io32(0xcf8, false, 0x8000_0804), // 00:01.0's command register
+        out16(0xcfc, 1),                 // I/O decoding on
+        io(bar + R_STATUS, false, 3),
+        out16(bar + R_QUEUE_SEL, 0),
+        io32(bar + R_QUEUE_PFN, false, 0x20),
+        io(bar + R_STATUS, false, 7),
+        out16(bar + R_QUEUE_NOTIFY, 0),
+        Exit {
+            ilen: 1,
+            ..Exit::new(12)
+        },
+    ];
+    let mut hw = TestHw::new(4096);
+    hw.exits.extend(exits);
+    let (ns, server, client, _) = connect(hw);
+    let layout = Layout::new(4 << 20).unwrap();
+    let img = loader::load_raw(&mem, 0x1000, &layout).unwrap();
+    let (out, log) = (W::default(), W::default());
+    let devices = session::Devices {
+        kdisks: vec![
+            vmx::kdisk::Spec::parse(&format!("seg:{}", seg.display())),
+            vmx::kdisk::Spec::parse(&q.display().to_string()),
+        ],
+        ..Default::default()
+    };
+    let opts = Options {
+        segment: "vm.kd".into(),
+        out: Box::new(out.clone()),
+        input: None,
+        log: Box::new(log.clone()),
+        tty: false,
+        debug: false,
+        trace: None,
+        kernel_devices: true,
+        pipeline: true,
+        devices,
+    };
+    let report = session::run(client, &layout, &img, opts).unwrap();
+    server.join().unwrap();
+    let log = log.text();
+    assert!(
+        matches!(report.outcome, Ok(Outcome::Halted { .. })),
+        "{:?} {log}",
+        report.outcome
+    );
+    assert!(
+        log.contains("in segment vm.kd.d0 (in-kernel virtio-blk), 8.0 KiB sent"),
+        "{log}"
+    );
+    assert!(log.contains("served here through the VM's blkq"), "{log}");
+    let c = report.kdisks.expect("the kernel's disks");
+    // Two pages uploaded; one written back.
+    assert_eq!(c.load.1, 8192, "{c:?}");
+    assert_eq!(c.save.1, 4096, "{c:?}");
+    let got = std::fs::read(&seg).unwrap();
+    assert_eq!(got.len(), 8192);
+    assert!(got[..512].iter().all(|&b| b == 0x11));
+    assert!(got[512..1024].iter().all(|&b| b == 0xa5));
+    assert!(got[1024..].iter().all(|&b| b == 0x11));
+    let ns = ns.lock().unwrap();
+    assert_eq!(ns.vm_count(), 0);
+    assert_eq!(ns.segment_refs("vm.kd.d0"), 0);
+    drop(ns);
+    assert!(std::fs::read(&q).unwrap().iter().all(|&b| b == 0x22));
+    let _ = std::fs::remove_file(&seg);
+    let _ = std::fs::remove_file(&q);
+}
+
+/// Without the hypervisor's devices (as against 9front's #X) `-d` disks are the tool's
+/// own virtio-blk, said so once.
+#[test]
+fn kernel_disks_fall_back_to_the_tools_own() {
+    let p = image("fallback", 4096, 0);
+    let devices = session::Devices {
+        kdisks: vec![vmx::kdisk::Spec::parse(&format!("seg:{}", p.display()))],
+        ..Default::default()
+    };
+    let (_, report, out, log) = run_with(false, script(), devices);
+    assert_eq!(report.outcome, Ok(Outcome::Halted { pc: 0x1006 }), "{log}");
+    assert_eq!(&out[..], b"OK");
+    assert!(log.contains("-d disks are the tool's virtio-blk"), "{log}");
+    assert!(report.kdisks.is_none());
+    let _ = std::fs::remove_file(&p);
+}

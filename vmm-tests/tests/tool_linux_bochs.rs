@@ -447,3 +447,94 @@ fn linux_pings_the_host_over_a_tap() {
         }
     }
 }
+
+/// Debian's kernel on `vmx/mkroot`'s root disk with every PC device, PCI and the
+/// virtio-blk root disk in the hypervisor (devvmx/DEVIATIONS.md, "Extension: virtio-blk
+/// in the kernel"), the tool serving the image's blocks through the VM's queue file
+/// (`-d FILE`): `echo $((6*9))` answers 54, a file the guest writes reaches the image
+/// (read back with debugfs after the run), and the run's round trips are printed (the
+/// `(blkq)` row: the queue file's reads and writes).
+/// `cargo test -p vmm-tests --release --test tool_linux_bochs -- --ignored --nocapture linux_boots_from_a_kernel_queue_disk`
+#[test]
+#[ignore]
+fn linux_boots_from_a_kernel_queue_disk_under_bochs() {
+    kernel_disk("kqueue", "");
+}
+
+/// The same with the image in a segment in the hypervisor's memory (`-d seg:FILE`):
+/// uploaded first, no round trip per request, the pages the guest changed written back
+/// to the file at the end (`blkdirty`) and the segment removed.
+/// `cargo test -p vmm-tests --release --test tool_linux_bochs -- --ignored --nocapture linux_boots_from_a_kernel_segment_disk`
+#[test]
+#[ignore]
+fn linux_boots_from_a_kernel_segment_disk_under_bochs() {
+    kernel_disk("kseg", "seg:");
+}
+
+/// Boots from a copy of mkroot's disk given to the tool as `-d {prefix}COPY`, answers
+/// 54, writes a file, reads the disk with dd, powers off, and reads the file back from
+/// the copy.
+fn kernel_disk(name: &str, prefix: &str) {
+    let dir = scratch(name);
+    let kernel = std::fs::read(need(images::debian_kernel())).unwrap();
+    let (disk, initrd) = need(images::root_disk());
+    let copy = dir.join("root.ext4");
+    std::fs::copy(&disk, &copy).unwrap();
+    let spec = vmx::kdisk::Spec::parse(&format!("{prefix}{}", copy.display()));
+    let mut g = Guest::boot(
+        Link::Com1,
+        &kernel,
+        std::fs::read(&initrd).unwrap(),
+        name,
+        true,
+        move || session::Devices {
+            kdisks: vec![spec],
+            ..Default::default()
+        },
+    );
+    let mut typed = false;
+    let mut dd_start = Instant::now();
+    loop {
+        let t = g.poll();
+        if !typed && t.contains("vmx-rootfs: root is /dev/vda / ext4") && t.contains("/ # ") {
+            eprintln!("shell on the kernel's disk after {:?}", g.start.elapsed());
+            let dd =
+                vmm_tests::fixtures::timed("dd if=/dev/vda of=/dev/null bs=64k count=32", "dd");
+            g.keys
+                .write_all(
+                    format!(
+                        "echo $((6*9)); echo written-by-the-guest-$((6*7)) > /guest-wrote; sync; \
+                         echo 3 > /proc/sys/vm/drop_caches; {dd}; echo dd-$((1+1))-done\n"
+                    )
+                    .as_bytes(),
+                )
+                .unwrap();
+            typed = true;
+            dd_start = Instant::now();
+        }
+        if typed && t.contains("dd-2-done\r\n") {
+            eprintln!(
+                "dd of 2 MiB: {:.1} s of wall time with the commands around it",
+                dd_start.elapsed().as_secs_f64()
+            );
+            if let Some(s) = vmm_tests::fixtures::timed_secs(&t, "dd") {
+                eprintln!(
+                    "disk read in the guest: 2 MiB in {s:.2} s of guest time, {:.3} MB/s",
+                    2.0 * 1.048576 / s.max(0.001)
+                );
+            }
+            assert!(t.contains("\r\n54\r\n"), "{t}");
+            eprintln!("{t}");
+            g.power_off();
+            let got = std::process::Command::new("debugfs")
+                .args(["-R", "cat /guest-wrote"])
+                .arg(&copy)
+                .output()
+                .expect("run debugfs (e2fsprogs)");
+            let got = String::from_utf8_lossy(&got.stdout);
+            assert_eq!(got.trim(), "written-by-the-guest-42", "{got}");
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        }
+    }
+}

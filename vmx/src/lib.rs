@@ -10,6 +10,7 @@ pub mod demo;
 pub mod dev;
 pub mod exit;
 pub mod firmware;
+pub mod kdisk;
 pub mod layout;
 pub mod loader;
 pub mod paging;

@@ -65,8 +65,12 @@ struct Args {
     com2: Option<String>,
 
     /// A virtio-blk disk backed by this image file (`ro:FILE`: read-only). Repeatable:
-    /// the disks are /dev/vda, /dev/vdb, ... in a Linux guest, PCI devices 00:01.0, ...
-    #[arg(short = 'd', long = "disk", value_name = "[ro:]FILE")]
+    /// the disks are /dev/vda, /dev/vdb, ... in a Linux guest. Where the hypervisor
+    /// serves disks (`pci blk`), it runs the device and the tool serves the file's
+    /// blocks through the VM's queue file; `seg:FILE` puts the whole image in the
+    /// hypervisor's memory instead (uploaded first, the changed pages written back at
+    /// the end). Elsewhere the tool runs the device itself (seg: then changes nothing).
+    #[arg(short = 'd', long = "disk", value_name = "[ro:][seg:]FILE")]
     disks: Vec<String>,
 
     /// A virtio-net card on a stream socket carrying Ethernet frames in QEMU's
@@ -131,6 +135,12 @@ struct Args {
     /// COM1 then comes through the VM's cons file).
     #[arg(long)]
     no_kernel_devices: bool,
+
+    /// Serve the -d disks with the tool's own virtio-blk even when the hypervisor offers
+    /// to run them (its `pci blk`; by default it does, the tool serving the file's blocks
+    /// through the VM's queue file, or the image in a segment with `seg:`).
+    #[arg(long)]
+    no_kernel_disks: bool,
 
     /// Log every wait line read and ctl command written to this file.
     #[arg(long, value_name = "FILE")]
@@ -364,19 +374,17 @@ fn boot(
 
 /// Opens the disks, connects the network cards, wires COM2.
 fn devices(a: &Args) -> Result<session::Devices<'static>, String> {
-    use vmx::virtio::{blk, net};
+    use vmx::virtio::net;
     let mut d = session::Devices::default();
     for spec in &a.disks {
-        let (ro, path) = match spec.strip_prefix("ro:") {
-            Some(p) => (true, p),
-            None => (false, spec.as_str()),
-        };
-        let p = std::path::Path::new(path);
-        let disk = blk::FileDisk::open(p, ro).map_err(|e| format!("-d {e}"))?;
-        let id = p
-            .file_name()
-            .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned());
-        d.disks.push(blk::Blk::new(Box::new(disk), ro, &id));
+        // Checked here, before the tool dials: one line for a missing or unusable file.
+        let spec = vmx::kdisk::Spec::parse(spec);
+        if a.no_kernel_disks {
+            d.disks.push(spec.tool_disk()?);
+        } else {
+            spec.open()?;
+            d.kdisks.push(spec);
+        }
     }
     let pid = std::process::id();
     for (i, spec) in a.nets.iter().enumerate() {

@@ -2,6 +2,7 @@
 //! upload, the wait and terminal reader threads, the exit loop, and closing the VM.
 
 use crate::dev::{clock::GuestClock, Machine};
+use crate::kdisk::{self, KDisks};
 use crate::layout::Layout;
 use crate::loader::Image;
 use crate::run::{Event, Outcome, Runner, Stats};
@@ -44,6 +45,9 @@ pub type Serial<'a> = (Option<Box<dyn Read + Send>>, Box<dyn Write + 'a>);
 /// and COM2.
 #[derive(Default)]
 pub struct Devices<'a> {
+    /// Disks for the hypervisor to serve ([`crate::kdisk`]) where it can: before
+    /// [`Devices::disks`] on the bus; where it cannot, they join them as the tool's own.
+    pub kdisks: Vec<kdisk::Spec>,
     pub disks: Vec<Blk>,
     /// Each card with where its incoming frames come from (read by a thread).
     pub nets: Vec<(Net, FrameSource)>,
@@ -75,6 +79,8 @@ pub struct Report {
     /// Then: what it answered itself for this VM (port accesses, halts, interrupts,
     /// cpuid and MSR reads), from the change in its status file's `inkernel` line.
     pub inkernel: Option<[u64; 4]>,
+    /// The disks the hypervisor served, and what they cost.
+    pub kdisks: Option<kdisk::Costs>,
 }
 
 /// The `inkernel io N hlt N irq N` line of the hypervisor's status file.
@@ -156,6 +162,25 @@ pub fn run(
             (false, false) => "here, on the host's clock (the hypervisor tells no guest time)",
         }
     );
+    // -d disks in the hypervisor where it serves them, else the tool's own.
+    let kspecs = std::mem::take(&mut o.devices.kdisks);
+    let in_kernel = !kspecs.is_empty() && kernel_pci && kdisk::probe(&mut vm);
+    if !kspecs.is_empty() && !in_kernel {
+        let _ = writeln!(
+            o.log,
+            "vmx: the hypervisor serves no disks (pci blk): -d disks are the tool's virtio-blk"
+        );
+        let tool: Result<Vec<Blk>, String> = kspecs.iter().map(kdisk::Spec::tool_disk).collect();
+        match tool {
+            Ok(t) => {
+                o.devices.disks.splice(0..0, t);
+            }
+            Err(e) => {
+                let _ = vm.close();
+                return Err(e);
+            }
+        }
+    }
     let every = Duration::from_millis(if o.tty { 250 } else { 5000 });
     if let Err(e) = upload::send(&mut vm, img, &mut o.log, o.tty, every) {
         let _ = vm.close();
@@ -237,6 +262,17 @@ pub fn run(
         if let Err(e) = bus.kernel_pci(&mut vm) {
             let _ = vm.close();
             return Err(e);
+        }
+    }
+    // The kernel's disks after the tool's functions (which keep their ports and lines).
+    let mut kdisks = None;
+    if in_kernel {
+        match KDisks::attach(&mut vm, kspecs, &mut o.log) {
+            Ok(k) => kdisks = Some(k),
+            Err(e) => {
+                let _ = vm.close();
+                return Err(e);
+            }
         }
     }
     if let Err(e) = switch_nets(&mut vm, kernel_pci, &o.devices.switch_nets) {
@@ -323,6 +359,11 @@ pub fn run(
         .by_reason
         .insert("(load)".into(), (0, load_trips, load_trips));
     let vm = runner.into_vm();
+    // The segment disks' changes back in their files while the VM still holds them.
+    let saved = match kdisks.as_mut() {
+        Some(k) => k.write_back(&vm),
+        None => Ok(()),
+    };
     let counts = match (kernel, base) {
         (true, Some(b)) => inkernel(&vm.client).map(|c| {
             [
@@ -334,18 +375,42 @@ pub fn run(
         }),
         _ => None,
     };
+    let client = vm.client.clone();
     let outcome = match (outcome, vm.close()) {
         (Ok(o), Err(e)) if !matches!(o, Outcome::Unhandled(_)) => {
             Err(format!("closing the VM: {e}"))
         }
         (o, _) => o,
     };
+    // The queue server ends with the VM; the disks' segments go.
+    let (costs, kdone) = match kdisks.map(|k| k.finish(&client)) {
+        Some(Ok(c)) => (Some(c), Ok(())),
+        Some(Err(e)) => (None, Err(e)),
+        None => (None, Ok(())),
+    };
+    let outcome = match (outcome, saved.and(kdone)) {
+        (Ok(o), Err(e)) if !matches!(o, Outcome::Unhandled(_)) => Err(e),
+        (o, _) => o,
+    };
+    if let Some(c) = &costs {
+        stats.disk_bytes += c.queue.2;
+        for (name, (n, t)) in [
+            (kdisk::LOAD, (0, c.load.0)),
+            (kdisk::QUEUE, (c.queue.0, c.queue.1)),
+            (kdisk::SAVE, (0, c.save.0)),
+        ] {
+            if t > 0 {
+                stats.by_reason.insert(name.into(), (n, t, t));
+            }
+        }
+    }
     Ok(Report {
         outcome,
         stats,
         vm_id: id,
         kernel_devices: kernel,
         inkernel: counts,
+        kdisks: costs,
     })
 }
 

@@ -19,6 +19,10 @@ fn vmx(args: &[&str]) -> (bool, String) {
 fn device_flags_are_checked() {
     let (ok, e) = vmx(&["-d", "/nonexistent/disk.img"]);
     assert!(!ok && e.contains("-d /nonexistent/disk.img"), "{e}");
+    let (ok, e) = vmx(&["-d", "seg:/nonexistent/disk.img"]);
+    assert!(!ok && e.contains("-d /nonexistent/disk.img: "), "{e}");
+    let (ok, e) = vmx(&["-d", "/dev/null"]);
+    assert!(!ok && e.contains("less than one 512-byte sector"), "{e}");
     let (ok, e) = vmx(&["-n", "listen!tap!tap0"]);
     assert!(!ok && e.contains("-n \"listen!tap!tap0\": expected"), "{e}");
     let (ok, e) = vmx(&["-n", "unix!/nonexistent/lan.sock"]);
@@ -31,11 +35,17 @@ fn device_flags_are_checked() {
     let img = std::env::temp_dir().join(format!("vmx-cli-{}.img", std::process::id()));
     std::fs::write(&img, vec![0u8; 4096]).unwrap();
     let ro = format!("ro:{}", img.display());
-    let (ok, e) = vmx(&["-d", &ro, "-C", ",/dev/null"]);
-    assert!(
-        !ok && e.contains("dial unix!/nonexistent/vmx-cli-test.sock"),
-        "{e}"
-    );
+    for args in [
+        &["-d", &ro, "-C", ",/dev/null"][..],
+        &["-d", &format!("seg:{ro}")],
+        &["--no-kernel-disks", "-d", &ro],
+    ] {
+        let (ok, e) = vmx(args);
+        assert!(
+            !ok && e.contains("dial unix!/nonexistent/vmx-cli-test.sock"),
+            "{args:?}: {e}"
+        );
+    }
     let _ = std::fs::remove_file(&img);
 }
 

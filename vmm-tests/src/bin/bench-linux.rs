@@ -14,6 +14,12 @@
 //!   ping's round-trip time to the QEMU VM and 9P round trips per ping; beside them the
 //!   anchors, the QEMU VM (TCG) doing the same dd on its own virtio-blk and pinging the
 //!   guest back (its clock is the host's). Its own table, after the others.
+//! - `kqueue`, `kseg`: the same root disk as the hypervisor's own virtio-blk (the tool's
+//!   `-d FILE`, served through the VM's queue file `blkq`, and `-d seg:FILE`, the image
+//!   in a segment, written back at the end): 9P round trips from `clone` to the shell
+//!   on that disk, the same dd (MB/s on the guest's clock and on the wall, round trips
+//!   per MB during it), the upload and write-back; one table beside the `io` run's
+//!   figures for the tool's own virtio-blk and the QEMU VM's, and the issue's anchors.
 //!
 //! For each: wall time to the prompt (from `clone` for the hypervisor runs, image upload
 //! included; from Bochs's start for the native one) and its ratio to the native boot;
@@ -23,8 +29,8 @@
 //! tool's own count of round trips, of them the console's reads (`cons`, with the
 //! devices in the hypervisor), the exits it saw and those the hypervisor answered.
 //!
-//! `cargo run --release -p vmm-tests --bin bench-linux [-- kernel tcp tool native io]`
-//! (default: all five). Needs Bochs, grub-mkrescue, QEMU and the Debian kernel, busybox
+//! `cargo run --release -p vmm-tests --bin bench-linux [-- kernel tcp tool native io kqueue kseg]`
+//! (default: all seven). Needs Bochs, grub-mkrescue, QEMU and the Debian kernel, busybox
 //! and root disk that `scripts/setup` makes. `BENCH_SECS` bounds each run (default 3600).
 
 use std::io::{Read, Write};
@@ -560,13 +566,7 @@ fn disk_and_net() -> Io {
         "io: shell on /dev/vda after {:.0} s",
         start.elapsed().as_secs_f64()
     );
-    let dd = format!(
-        "echo 3 > /proc/sys/vm/drop_caches; {}",
-        vmm_tests::fixtures::timed(
-            &format!("dd if=/dev/vda of=/dev/null bs=64k count={}", DD_MIB * 16),
-            "dd",
-        )
-    );
+    let dd = dd_line();
     // Markers the shell computes, so that the echo of the typed line does not match.
     match typed(
         &mut g,
@@ -626,6 +626,191 @@ fn disk_and_net() -> Io {
     }
     let _ = std::fs::remove_dir_all(&dir);
     r
+}
+
+/// What a `kqueue` or `kseg` run measured: the root disk in the hypervisor.
+#[derive(Default)]
+struct KDisk {
+    /// 9P requests from the tool's start to the shell on /dev/vda, and the wall time.
+    trips_to_shell: Option<u64>,
+    shell: Option<Duration>,
+    dd_secs: Option<f64>,
+    dd_wall: Option<Duration>,
+    dd_trips: Option<u64>,
+    /// The tool's rows for the disk: (disk load), (blkq), (disk save) round trips.
+    load_trips: Option<u64>,
+    queue_trips: Option<u64>,
+    save_trips: Option<u64>,
+    note: String,
+}
+
+/// The dd both disk runs type, caches dropped first.
+fn dd_line() -> String {
+    format!(
+        "echo 3 > /proc/sys/vm/drop_caches; {}",
+        vmm_tests::fixtures::timed(
+            &format!("dd if=/dev/vda of=/dev/null bs=64k count={}", DD_MIB * 16),
+            "dd",
+        )
+    )
+}
+
+/// Debian's kernel on a copy of `vmx/mkroot`'s root disk served by the hypervisor
+/// (`-d FILE`, or `-d seg:FILE` when `seg`), the PC devices there too: the round trips to
+/// the shell, the dd of the `io` run, then a file written and a poweroff (the segment
+/// written back).
+fn kernel_disk(seg: bool) -> KDisk {
+    let mut r = KDisk::default();
+    let (disk, initrd) = need(images::root_disk());
+    let dir = std::env::temp_dir().join(format!("bench-linux-kdisk-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("root.ext4");
+    std::fs::copy(&disk, &copy).unwrap();
+    let spec = vmx::kdisk::Spec::parse(&format!(
+        "{}{}",
+        if seg { "seg:" } else { "" },
+        copy.display()
+    ));
+    let mut g = boot(
+        true,
+        false,
+        std::fs::read(&initrd).expect("mkroot's initrd"),
+        move || session::Devices {
+            kdisks: vec![spec],
+            ..Default::default()
+        },
+    );
+    let out = g.out.clone();
+    let text = move || out.text();
+    if let Err(e) = g
+        .wait("vmx-rootfs: root is /dev/vda")
+        .and_then(|()| g.wait("/ # "))
+    {
+        r.note = e;
+        return r;
+    }
+    r.shell = Some(g.start.elapsed());
+    r.trips_to_shell = Some(g.trips());
+    let dd = dd_line();
+    match typed(
+        &mut g,
+        &format!("{dd}; echo dd-$((1+1))-done\n"),
+        "dd-2-done\r\n",
+    ) {
+        Ok((wall, trips)) => (r.dd_wall, r.dd_trips) = (Some(wall), Some(trips)),
+        Err(e) => {
+            r.note = e;
+            return r;
+        }
+    }
+    r.dd_secs = vmm_tests::fixtures::timed_secs(&text(), "dd");
+    if let Err(e) = typed(
+        &mut g,
+        "echo bench > /bench-wrote; sync; echo w-$((1+1))-done\n",
+        "w-2-done\r\n",
+    ) {
+        r.note = e;
+        return r;
+    }
+    g.keys.write_all(b"poweroff -f\n").unwrap();
+    match g.rx.recv_timeout(Duration::from_secs(600)) {
+        Ok(Ok(rep)) => {
+            let row = |k: &str| rep.stats.by_reason.get(k).map(|v| v.1);
+            r.load_trips = row(vmx::kdisk::LOAD);
+            r.queue_trips = row(vmx::kdisk::QUEUE);
+            r.save_trips = row(vmx::kdisk::SAVE);
+            if let Err(e) = &rep.outcome {
+                r.note = e.clone();
+            }
+            eprintln!(
+                "--- {}: round trips by exit reason ---\n{}",
+                if seg { "kseg" } else { "kqueue" },
+                rep.stats.report()
+            );
+        }
+        Ok(Err(e)) => r.note = e,
+        Err(_) => r.note = "no end after poweroff".into(),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    r
+}
+
+/// The in-kernel disks' table: the queue file and the segment beside the tool's own
+/// virtio-blk and the QEMU VM's (the `io` run, when it ran), and the issue's anchors.
+fn kdisk_table(q: &KDisk, s: &KDisk, io: Option<&Io>) -> String {
+    let f = |v: Option<f64>, d: usize| v.map_or("-".to_string(), |v| format!("{v:.d$}"));
+    let n = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+    let mbs = |secs: Option<f64>| {
+        secs.filter(|s| *s > 0.0)
+            .map(|s| DD_MIB as f64 * 1.048576 / s)
+    };
+    let wall = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
+    let per_mb = |t: Option<u64>| t.map(|n| n as f64 / (DD_MIB as f64 * 1.048576));
+    let line = |name: &str, a: String, b: String, c: String, d: String, anchor: &str| {
+        format!("{name:<36} {a:>12} {b:>12} {c:>14} {d:>13}  {anchor}\n")
+    };
+    let mut t = line(
+        "in-kernel virtio-blk (root disk)",
+        "queue file".into(),
+        "segment".into(),
+        "tool's device".into(),
+        "QEMU VM (TCG)".into(),
+        "anchor (issue 19)",
+    );
+    t += &line(
+        "9P round trips, clone to the shell",
+        n(q.trips_to_shell),
+        n(s.trips_to_shell),
+        "-".into(),
+        "-".into(),
+        "<= 300 (1,759 now, initramfs, tool's PCI)",
+    );
+    t += &line(
+        "  wall s to the shell",
+        f(wall(q.shell), 0),
+        f(wall(s.shell), 0),
+        "-".into(),
+        "-".into(),
+        "",
+    );
+    t += &line(
+        &format!("dd {DD_MIB} MiB: MB/s (own clock)"),
+        f(mbs(q.dd_secs), 3),
+        f(mbs(s.dd_secs), 3),
+        f(mbs(io.and_then(|i| i.dd_secs)), 3),
+        f(mbs(io.and_then(|i| i.qemu_dd_secs)), 1),
+        "QEMU 83.9; tool's device 2.2",
+    );
+    t += &line(
+        "  MB/s, wall (typed to done)",
+        f(mbs(wall(q.dd_wall)), 3),
+        f(mbs(wall(s.dd_wall)), 3),
+        f(mbs(wall(io.and_then(|i| i.dd_wall))), 3),
+        "-".into(),
+        "tool's device 0.065",
+    );
+    t += &line(
+        "  9P round trips per MB",
+        f(per_mb(q.dd_trips), 1),
+        f(per_mb(s.dd_trips), 1),
+        f(per_mb(io.and_then(|i| i.dd_trips)), 0),
+        "-".into(),
+        "queue <= 10, segment 0 (387 now)",
+    );
+    t += &line(
+        "round trips: upload / blkq / write-back",
+        format!("- / {} / -", n(q.queue_trips)),
+        format!("{} / - / {}", n(s.load_trips), n(s.save_trips)),
+        "-".into(),
+        "-".into(),
+        "",
+    );
+    for (name, r) in [("kqueue", q), ("kseg", s)] {
+        if !r.note.is_empty() {
+            t += &format!("{name}: {}\n", r.note);
+        }
+    }
+    t
 }
 
 /// Types `cmd` at the guest and waits for `done` on its console: the wall time it took
@@ -723,7 +908,7 @@ fn main() {
     );
     bench::require("bench-linux", images::debian_kernel());
     bench::require("bench-linux", images::busybox());
-    if want("io") {
+    if want("io") || want("kqueue") || want("kseg") {
         bench::require("bench-linux", images::root_disk());
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -755,14 +940,26 @@ fn main() {
         }
     }
     let io = want("io").then(disk_and_net);
+    let kq = want("kqueue").then(|| kernel_disk(false));
+    let ks = want("kseg").then(|| kernel_disk(true));
     if !rows.is_empty() {
         println!("{header}");
     }
     for r in &rows {
         println!("{}", row(r, &rows));
     }
-    if let Some(io) = io {
-        println!("{}", io_table(&io));
+    if let Some(io) = &io {
+        println!("{}", io_table(io));
+    }
+    if kq.is_some() || ks.is_some() {
+        println!(
+            "{}",
+            kdisk_table(
+                &kq.unwrap_or_default(),
+                &ks.unwrap_or_default(),
+                io.as_ref()
+            )
+        );
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     eprintln!("bench-linux: load average after: {}", load.trim());

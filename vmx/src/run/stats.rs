@@ -61,9 +61,13 @@ impl Stats {
         ));
         if self.disk_bytes > 0 {
             let mb = self.disk_bytes as f64 / (1 << 20) as f64;
-            let trips = self.by_reason.get("io/virtio").map_or(0, |r| r.1);
+            let trips: u64 = ["io/virtio", crate::kdisk::QUEUE]
+                .iter()
+                .filter_map(|k| self.by_reason.get(*k))
+                .map(|r| r.1)
+                .sum();
             s.push_str(&format!(
-                "virtio-blk: {mb:.2} MiB moved, {:.0} round trips per MiB (io/virtio exits, queue and buffer transfers)\n",
+                "virtio-blk: {mb:.2} MiB moved, {:.0} round trips per MiB (io/virtio exits, queue and buffer transfers; the kernel's queue disks' blkq reads and writes)\n",
                 trips as f64 / mb
             ));
         }

@@ -11,7 +11,7 @@ pub mod queue;
 pub mod testing;
 
 use crate::dev::pci::Pci;
-pub use ::virtio::legacy::{Model, Serve, BAR_SIZE, QUEUE_SIZE, S_NEEDS_RESET};
+pub use ::virtio::legacy::{self, Model, Serve, BAR_SIZE, QUEUE_SIZE, S_NEEDS_RESET};
 use ::virtio::Id;
 pub use queue::Mem;
 use queue::Queue;
