@@ -48,6 +48,9 @@ impl Run {
         let mut child = Command::new(vmm_tests::fixtures::tool::vmx())
             .arg("-a")
             .arg(Machine::dial_string(&m.uart_path()))
+            // The tool's own virtio-blk: the kernel's disks under SeaBIOS are
+            // kdisk_bios_bochs's.
+            .arg("--no-kernel-disks")
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
