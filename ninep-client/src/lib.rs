@@ -34,6 +34,11 @@ use std::time::Duration;
 /// The msize offered by `dial`: 64 KiB of data plus the Twrite/Rread header.
 pub const DEFAULT_MSIZE: u32 = 64 * 1024 + IOHDRSZ as u32;
 
+/// The msize for clients that move bulk data (the vmx tool's uploads and queue disks):
+/// 128 KiB of data, the most the hypervisor's engine takes; a server with less answers
+/// with its own.
+pub const BULK_MSIZE: u32 = 128 * 1024 + IOHDRSZ as u32;
+
 /// A stream a connection can run over: it splits into a reader and a writer half and can
 /// be shut down so the reader thread ends when the client goes away.
 pub trait Conn: Read + Write + Send + Sync + 'static {

@@ -42,7 +42,7 @@ impl Boot {
             .with_rom(rom.len() as u64)
             .unwrap();
         let img = vmx::firmware::load(&rom, &layout).unwrap();
-        let fwcfg = vmx::firmware::fw_cfg(&layout).unwrap();
+        let fwcfg = vmx::firmware::fw_cfg(&layout, None).unwrap();
         let dir = std::env::temp_dir().join(format!("vmx-kdisk-bios-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let iso = bootiso::grub_iso(&dir);

@@ -309,8 +309,9 @@ fn boot(
         .ok_or("no hypervisor address: give -a DIAL or set VMX_ADDR")?;
     let mut devices = devices(a)?;
     devices.fwcfg = fwcfg;
-    let client = ninep_client::Client::dial(&addr, &a.user, &a.aname)
-        .map_err(|e| format!("dial {addr}: {e}"))?;
+    let client =
+        ninep_client::Client::dial_msize(&addr, &a.user, &a.aname, ninep_client::BULK_MSIZE)
+            .map_err(|e| format!("dial {addr}: {e}"))?;
     let (input, out) = wire_com(&a.com1, "-c")?;
     let opts = Options {
         segment: a
