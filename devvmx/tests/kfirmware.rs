@@ -13,31 +13,16 @@ use protocol::om;
 const CONSTAG: u16 = 78;
 const DEVICES: &[u8] = b"devices pic pit uart rtc kbd quiet cpu pci";
 
-fn ioq(port: u16, size: u8, input: bool) -> u64 {
-    u64::from(port) << 16 | u64::from(input) << 3 | u64::from(size - 1)
-}
-
 fn out(port: u16, val: u64) -> Exit {
-    Exit {
-        qual: ioq(port, 1, false),
-        ilen: 1,
-        ax: Some(val),
-        ..Exit::new(30)
-    }
+    Exit::io(port, 1, false, val)
 }
 
 fn inb(port: u16) -> Exit {
     Exit {
-        qual: ioq(port, 1, true),
+        qual: Exit::io_qual(port, 1, true),
         ilen: 1,
         ..Exit::new(30)
     }
-}
-
-fn client() -> Client {
-    let mut hw = TestHw::new(4096);
-    hw.tsc_step = 0;
-    Client::with_hw(hw)
 }
 
 fn ctl(c: &mut Client, v: &Vm, cmd: &[u8]) -> R {

@@ -14,6 +14,13 @@ pub const OWNER: &str = "eve";
 /// A versioned session attached as the owner (fid 0 is the root).
 pub type Client = ninep::testing::Client<Namespace<TestHw>>;
 
+/// A client whose TSC moves only while the guest runs (1 GHz: ticks are ns).
+pub fn client() -> Client {
+    let mut hw = TestHw::new(4096);
+    hw.tsc_step = 0;
+    Client::with_hw(hw)
+}
+
 /// A VM's ctl fid (the clone file), its wait fid and its number.
 pub struct Vm {
     pub ctl: u32,
