@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use devvmx::hw::Hw;
 use devvmx::kdev;
-use devvmx::testhw::{Exit, TestHw};
+use devvmx::testhw::Exit;
 use pcdev::script::{Op, SCRIPTS};
 use protocol::om;
 

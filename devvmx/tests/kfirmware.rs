@@ -6,7 +6,7 @@
 
 mod common;
 use common::*;
-use devvmx::testhw::{Exit, TestHw};
+use devvmx::testhw::Exit;
 use ninep::error::EBADARG;
 use protocol::om;
 

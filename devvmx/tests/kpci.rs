@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use devvmx::testhw::{Exit, TestHw};
+use devvmx::testhw::Exit;
 use ninep::error::EBADARG;
 
 const ADD: &[u8] = b"pci add 1af4:1001 010000 1af4:0002 64 10 0xc000";
