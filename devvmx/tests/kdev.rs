@@ -19,27 +19,11 @@ fn vm(c: &mut Client) -> Vm {
     c.vm()
 }
 
-fn out(port: u16, val: u64) -> Exit {
-    Exit::io(port, 1, false, val)
-}
-
-fn inb(port: u16) -> Exit {
-    Exit {
-        qual: Exit::io_qual(port, 1, true),
-        ilen: 1,
-        ..Exit::new(30)
-    }
-}
-
 fn hlt() -> Exit {
     Exit {
         ilen: 1,
         ..Exit::new(12)
     }
-}
-
-fn ctl(c: &mut Client, v: &Vm, cmd: &[u8]) -> R {
-    c.write(v.ctl, 0, cmd)
 }
 
 fn count(cmd: &[u8]) -> R {

@@ -13,22 +13,6 @@ use protocol::om;
 const CONSTAG: u16 = 78;
 const DEVICES: &[u8] = b"devices pic pit uart rtc kbd quiet cpu pci";
 
-fn out(port: u16, val: u64) -> Exit {
-    Exit::io(port, 1, false, val)
-}
-
-fn inb(port: u16) -> Exit {
-    Exit {
-        qual: Exit::io_qual(port, 1, true),
-        ilen: 1,
-        ..Exit::new(30)
-    }
-}
-
-fn ctl(c: &mut Client, v: &Vm, cmd: &[u8]) -> R {
-    c.write(v.ctl, 0, cmd)
-}
-
 fn ok(c: &mut Client, v: &Vm, cmd: &[u8]) {
     assert_eq!(ctl(c, v, cmd), R::Count(cmd.len() as u32), "{cmd:?}");
 }
