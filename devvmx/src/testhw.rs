@@ -38,6 +38,21 @@ impl Exit {
             ..Exit::default()
         }
     }
+
+    /// An io exit's qualification: `size` bytes at `port`, an in when `input`.
+    pub fn io_qual(port: u16, size: u8, input: bool) -> u64 {
+        u64::from(port) << 16 | u64::from(input) << 3 | u64::from(size - 1)
+    }
+
+    /// An io exit of `size` bytes at `port` (an out of `val`, or an in).
+    pub fn io(port: u16, size: u8, input: bool, val: u64) -> Self {
+        Exit {
+            qual: Self::io_qual(port, size, input),
+            ilen: 1,
+            ax: Some(val),
+            ..Exit::new(EXIT_IO.into())
+        }
+    }
 }
 
 /// What one entry saw.

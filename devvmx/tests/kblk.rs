@@ -21,16 +21,6 @@ const PFN: u32 = 4;
 /// Where the kernel put the disk's BAR (the first free block from 0xc000).
 const BAR: u16 = 0xc000;
 
-/// An io exit of `size` bytes at `port` (an out of `val`, or an in).
-fn io(port: u16, size: u8, input: bool, val: u64) -> Exit {
-    Exit {
-        qual: u64::from(port) << 16 | u64::from(input) << 3 | u64::from(size - 1),
-        ilen: 1,
-        ax: Some(val),
-        ..Exit::new(30)
-    }
-}
-
 fn upload(c: &mut Client, seg: &str, off: u64, data: &[u8]) {
     let fid = c
         .open_path(&format!("segment/{seg}/data"), om::WRITE)
@@ -118,17 +108,17 @@ fn ctl(c: &mut Client, v: &Vm, msg: &str) -> R {
 /// The guest turns I/O decoding on for device 1 and tells the device its queue.
 fn setup_exits() -> Vec<Exit> {
     vec![
-        io(0xcf8, 4, false, 0x8000_0804),
-        io(0xcfc, 2, false, 1),
-        io(BAR + R_QUEUE_PFN, 4, false, u64::from(PFN)),
+        Exit::io(0xcf8, 4, false, 0x8000_0804),
+        Exit::io(0xcfc, 2, false, 1),
+        Exit::io(BAR + R_QUEUE_PFN, 4, false, u64::from(PFN)),
     ]
 }
 
 /// The guest notifies the queue, reads the ISR, and then makes an exit for its client.
 fn notify_exits() -> Vec<Exit> {
     vec![
-        io(BAR + R_QUEUE_NOTIFY, 2, false, 0),
-        io(BAR + R_ISR, 1, true, 0),
+        Exit::io(BAR + R_QUEUE_NOTIFY, 2, false, 0),
+        Exit::io(BAR + R_ISR, 1, true, 0),
         Exit::new(10),
     ]
 }
@@ -263,7 +253,11 @@ fn a_queue_disk_is_served_by_the_client_through_blkq() {
         err("bad blkq completion 0 1 maybe 0")
     );
     // The completion raised the interrupt.
-    let (_, ax) = run(&mut c, &v, vec![io(BAR + R_ISR, 1, true, 0), Exit::new(10)]);
+    let (_, ax) = run(
+        &mut c,
+        &v,
+        vec![Exit::io(BAR + R_ISR, 1, true, 0), Exit::new(10)],
+    );
     assert_eq!(ax[1] & 0xff, 1);
     // The waiting read ends with its VM.
     c.send(
@@ -319,8 +313,8 @@ fn a_hostile_ring_breaks_only_its_device_until_the_driver_resets_it() {
         &mut c,
         &v,
         vec![
-            io(BAR + R_STATUS, 1, true, 0),
-            io(BAR + R_STATUS, 1, false, 0),
+            Exit::io(BAR + R_STATUS, 1, true, 0),
+            Exit::io(BAR + R_STATUS, 1, false, 0),
             Exit::new(10),
         ],
     );

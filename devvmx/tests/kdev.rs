@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use devvmx::hw::Hw;
 use devvmx::kdev;
-use devvmx::testhw::{Exit, TestHw};
+use devvmx::testhw::Exit;
 use pcdev::script::{Op, SCRIPTS};
 use protocol::om;
 
@@ -19,44 +19,11 @@ fn vm(c: &mut Client) -> Vm {
     c.vm()
 }
 
-/// An io exit's qualification.
-fn ioq(port: u16, size: u8, input: bool) -> u64 {
-    u64::from(port) << 16 | u64::from(input) << 3 | u64::from(size - 1)
-}
-
-fn out(port: u16, val: u64) -> Exit {
-    Exit {
-        qual: ioq(port, 1, false),
-        ilen: 1,
-        ax: Some(val),
-        ..Exit::new(30)
-    }
-}
-
-fn inb(port: u16) -> Exit {
-    Exit {
-        qual: ioq(port, 1, true),
-        ilen: 1,
-        ..Exit::new(30)
-    }
-}
-
 fn hlt() -> Exit {
     Exit {
         ilen: 1,
         ..Exit::new(12)
     }
-}
-
-/// A client whose TSC moves only while the guest runs (1 GHz: ticks are ns).
-fn client() -> Client {
-    let mut hw = TestHw::new(4096);
-    hw.tsc_step = 0;
-    Client::with_hw(hw)
-}
-
-fn ctl(c: &mut Client, v: &Vm, cmd: &[u8]) -> R {
-    c.write(v.ctl, 0, cmd)
 }
 
 fn count(cmd: &[u8]) -> R {
@@ -129,14 +96,14 @@ fn scripts_read_the_same_through_the_kernel() {
                     continue;
                 }
                 Op::Out(p, n, val) => Exit {
-                    qual: ioq(p, n, false),
+                    qual: Exit::io_qual(p, n, false),
                     ax: Some(u64::from(val)),
                     ..Exit::new(30)
                 },
                 Op::In(p, n) => {
                     ins.push((exits.len(), n));
                     Exit {
-                        qual: ioq(p, n, true),
+                        qual: Exit::io_qual(p, n, true),
                         ax: Some(0x1234_5678_9abc_def0),
                         ..Exit::new(30)
                     }
@@ -184,7 +151,7 @@ fn ports_not_chosen_and_string_io_still_go_to_wait() {
         count(b"devices pic uart")
     );
     let strio = Exit {
-        qual: ioq(0x3f8, 1, false) | 1 << 4,
+        qual: Exit::io_qual(0x3f8, 1, false) | 1 << 4,
         ilen: 1,
         ..Exit::new(30)
     };

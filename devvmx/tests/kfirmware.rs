@@ -6,43 +6,12 @@
 
 mod common;
 use common::*;
-use devvmx::testhw::{Exit, TestHw};
+use devvmx::testhw::Exit;
 use ninep::error::EBADARG;
 use protocol::om;
 
 const CONSTAG: u16 = 78;
 const DEVICES: &[u8] = b"devices pic pit uart rtc kbd quiet cpu pci";
-
-fn ioq(port: u16, size: u8, input: bool) -> u64 {
-    u64::from(port) << 16 | u64::from(input) << 3 | u64::from(size - 1)
-}
-
-fn out(port: u16, val: u64) -> Exit {
-    Exit {
-        qual: ioq(port, 1, false),
-        ilen: 1,
-        ax: Some(val),
-        ..Exit::new(30)
-    }
-}
-
-fn inb(port: u16) -> Exit {
-    Exit {
-        qual: ioq(port, 1, true),
-        ilen: 1,
-        ..Exit::new(30)
-    }
-}
-
-fn client() -> Client {
-    let mut hw = TestHw::new(4096);
-    hw.tsc_step = 0;
-    Client::with_hw(hw)
-}
-
-fn ctl(c: &mut Client, v: &Vm, cmd: &[u8]) -> R {
-    c.write(v.ctl, 0, cmd)
-}
 
 fn ok(c: &mut Client, v: &Vm, cmd: &[u8]) {
     assert_eq!(ctl(c, v, cmd), R::Count(cmd.len() as u32), "{cmd:?}");

@@ -31,18 +31,8 @@ const IRQ10_VECTOR: u64 = 0x2a;
 const MA: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
 const MB: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
 
-/// An io exit of `size` bytes at `port` (an out of `val`, or an in).
-fn io(port: u16, size: u8, input: bool, val: u64) -> Exit {
-    Exit {
-        qual: u64::from(port) << 16 | u64::from(input) << 3 | u64::from(size - 1),
-        ilen: 1,
-        ax: Some(val),
-        ..Exit::new(30)
-    }
-}
-
 fn out(off: u16, size: u8, val: u64) -> Exit {
-    io(BAR + off, size, false, val)
+    Exit::io(BAR + off, size, false, val)
 }
 
 fn upload(c: &mut Client, seg: &str, data: &[u8]) {
@@ -135,11 +125,11 @@ impl Guest {
 fn bring_up() -> Vec<Exit> {
     let mut e: Vec<Exit> = pcdev::pic::INIT_SEQUENCE
         .iter()
-        .map(|&(p, b)| io(p, 1, false, b.into()))
+        .map(|&(p, b)| Exit::io(p, 1, false, b.into()))
         .collect();
     e.extend([
-        io(0xcf8, 4, false, 0x8000_0804),
-        io(0xcfc, 2, false, 1),
+        Exit::io(0xcf8, 4, false, 0x8000_0804),
+        Exit::io(0xcfc, 2, false, 1),
         out(R_GUEST_FEATURES, 4, 1 << 5),
         out(R_QUEUE_SEL, 2, 0),
         out(R_QUEUE_PFN, 4, RX_PFN.into()),
@@ -245,11 +235,11 @@ fn two_vms_exchange_frames_in_the_kernel_and_their_ports_go_with_them() {
     let mut e = bring_up();
     e.extend([
         out(R_QUEUE_NOTIFY, 2, TX.into()),
-        io(BAR + R_ISR, 1, true, 0),
+        Exit::io(BAR + R_ISR, 1, true, 0),
         Exit::new(10),
     ]);
     let n = e.len();
-    e.extend([io(BAR + R_ISR, 1, true, 0), Exit::new(10)]);
+    e.extend([Exit::io(BAR + R_ISR, 1, true, 0), Exit::new(10)]);
     a.run(&mut c, e);
     let line = a.wait(&mut c);
     assert!(line.starts_with(".cpuid "), "{line}");
@@ -343,7 +333,7 @@ fn a_hostile_ring_breaks_only_its_card_with_a_reason_in_net() {
         &mut c,
         vec![
             out(R_QUEUE_NOTIFY, 2, TX.into()),
-            io(BAR + R_STATUS, 1, true, 0),
+            Exit::io(BAR + R_STATUS, 1, true, 0),
             Exit::new(10),
         ],
     );

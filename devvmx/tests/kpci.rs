@@ -5,24 +5,8 @@
 
 mod common;
 use common::*;
-use devvmx::testhw::{Exit, TestHw};
+use devvmx::testhw::Exit;
 use ninep::error::EBADARG;
-
-/// An io exit of `size` bytes at `port` (an out of `val`, or an in).
-fn io(port: u16, size: u8, input: bool, val: u64) -> Exit {
-    Exit {
-        qual: u64::from(port) << 16 | u64::from(input) << 3 | u64::from(size - 1),
-        ilen: 1,
-        ax: Some(val),
-        ..Exit::new(30)
-    }
-}
-
-fn client() -> Client {
-    let mut hw = TestHw::new(4096);
-    hw.tsc_step = 0;
-    Client::with_hw(hw)
-}
 
 const ADD: &[u8] = b"pci add 1af4:1001 010000 1af4:0002 64 10 0xc000";
 
@@ -55,26 +39,26 @@ fn the_guest_reads_a_clients_function_in_the_kernel_and_its_bar_reaches_the_clie
     assert_eq!(c.write(v.ctl, 0, b"devices pci"), R::Count(11));
     assert_eq!(c.write(v.ctl, 0, ADD), R::Count(ADD.len() as u32));
     c.ns.hw_mut().exits.extend([
-        io(0xcf8, 4, false, 0x8000_0000),
-        io(0xcfc, 4, true, 0),
-        io(0xcf8, 4, false, 0x8000_0800),
-        io(0xcfc, 4, true, 0),
-        io(0xcf8, 4, false, 0x8000_0810),
-        io(0xcfc, 4, true, 0),
-        io(0xcf8, 4, false, 0x8000_083c),
-        io(0xcfc, 2, true, 0x5555_0000),
-        io(0xcf8, 4, false, 0x8000_1000), // device 2: none
-        io(0xcfc, 4, true, 0),
-        io(0xc010, 2, true, 0x1234), // decoding off: no device
-        io(0xcf8, 4, false, 0x8000_0804),
-        io(0xcfc, 2, false, 1), // I/O decoding on
-        io(0xc010, 2, true, 0),
+        Exit::io(0xcf8, 4, false, 0x8000_0000),
+        Exit::io(0xcfc, 4, true, 0),
+        Exit::io(0xcf8, 4, false, 0x8000_0800),
+        Exit::io(0xcfc, 4, true, 0),
+        Exit::io(0xcf8, 4, false, 0x8000_0810),
+        Exit::io(0xcfc, 4, true, 0),
+        Exit::io(0xcf8, 4, false, 0x8000_083c),
+        Exit::io(0xcfc, 2, true, 0x5555_0000),
+        Exit::io(0xcf8, 4, false, 0x8000_1000), // device 2: none
+        Exit::io(0xcfc, 4, true, 0),
+        Exit::io(0xc010, 2, true, 0x1234), // decoding off: no device
+        Exit::io(0xcf8, 4, false, 0x8000_0804),
+        Exit::io(0xcfc, 2, false, 1), // I/O decoding on
+        Exit::io(0xc010, 2, true, 0),
         // Firmware moves the BAR: the client still sees its home ports.
-        io(0xcf8, 4, false, 0x8000_0810),
-        io(0xcfc, 4, false, 0xd000),
-        io(0xd012, 1, false, 7),
-        io(0xc012, 1, true, 0), // no device there now
-        io(0xcf9, 1, false, 0x06),
+        Exit::io(0xcf8, 4, false, 0x8000_0810),
+        Exit::io(0xcfc, 4, false, 0xd000),
+        Exit::io(0xd012, 1, false, 7),
+        Exit::io(0xc012, 1, true, 0), // no device there now
+        Exit::io(0xcf9, 1, false, 0x06),
         Exit::new(10),
     ]);
     assert_eq!(c.write(v.ctl, 0, b"go"), R::Count(2));

@@ -5,17 +5,14 @@
 //! write `blkq` as a client would. Nothing may panic, a segment the VM does not map is
 //! never touched, and every frame comes back when the VM and segments go.
 
-use devvmx::hw::Hw;
-use devvmx::testhw::{Exit, TestHw};
-use devvmx::{Config, Namespace, Node};
-use ninep::{Ctx, Read, Tree};
+use crate::world::{World, RAM};
+use devvmx::testhw::Exit;
+use ninep::{Read, Tree};
 use virtio::blk::{T_FLUSH, T_IN, T_OUT};
 use virtio::legacy::{R_ISR, R_QUEUE_NOTIFY, R_QUEUE_PFN, R_STATUS};
 use virtio::ring::Layout;
 use virtio::testing::{Driver, Ram};
 
-/// The guest's RAM: 32 KiB at 0.
-const RAM: usize = 0x8000;
 /// The queue (128 entries, the kernel's) at 0x2000; buffers above 0x4000.
 const PFN: u32 = 2;
 const QSIZE: u16 = 128;
@@ -26,69 +23,12 @@ const DISK: u64 = 0x4000;
 /// At most this many operations per input.
 const OPS: usize = 48;
 
-fn io(port: u16, size: u8, input: bool, val: u64) -> Exit {
-    Exit {
-        qual: u64::from(port) << 16 | u64::from(input) << 3 | u64::from(size - 1),
-        ilen: 1,
-        ax: Some(val),
-        ..Exit::new(30)
-    }
-}
-
 fn span() -> usize {
     Layout::legacy(QSIZE).end()
 }
 
 /// The input's image: the ring and the first requests' headers (0x2000-0x4800).
 const IMAGE: usize = 0x2800;
-
-struct World {
-    ns: Namespace<TestHw>,
-    ctx: Ctx<'static>,
-    root: Node,
-}
-
-impl World {
-    fn walk(&mut self, path: &[&str]) -> Option<Node> {
-        let mut n = self.root.clone();
-        for p in path {
-            n = self.ns.walk(&self.ctx, &n, p).ok()?;
-        }
-        Some(n)
-    }
-
-    fn open(&mut self, path: &[&str], mode: u8) -> Node {
-        let mut n = self.walk(path).expect("walk");
-        self.ns.open(&self.ctx, &mut n, mode).expect("open");
-        n
-    }
-
-    fn write(&mut self, n: &mut Node, off: u64, data: &[u8]) -> Result<usize, ninep::Error> {
-        self.ns.write(&self.ctx, n, off, data)
-    }
-
-    fn segment(&mut self, name: &str, len: u64) {
-        let mut dir = self.walk(&["segment"]).expect("segment");
-        self.ns
-            .create(&self.ctx, &mut dir, name, protocol::dm::DIR | 0o777, 0)
-            .expect("create");
-        let mut ctl = self.open(&["segment", name, "ctl"], 2);
-        let va = format!("va 0x10000000 {len:#x}");
-        self.write(&mut ctl, 0, va.as_bytes()).expect("size");
-    }
-
-    /// The guest makes `exits`, then one for its client.
-    fn run(&mut self, ctl: &mut Node, exits: &[Exit]) {
-        self.ns.hw_mut().exits.extend(exits.iter().cloned());
-        self.ns.hw_mut().exits.push_back(Exit::new(10));
-        if self.write(ctl, 0, b"go").is_ok() {
-            for _ in 0..4 {
-                self.ns.run_guests();
-            }
-        }
-        self.ns.hw_mut().exits.clear();
-    }
-}
 
 /// Input: `[mode] image (op a b c)...`. Mode bit 0: a queue disk (else a segment
 /// disk); bit 1: read-only; bit 2: RAM mapped with holes and a read-only range (else
@@ -101,34 +41,8 @@ pub fn kblk(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let hw = TestHw::new(256);
-    let start = hw.frames_free();
-    let mut ns = Namespace::new(
-        hw,
-        Config {
-            owner: "eve".into(),
-            version: "fuzz",
-        },
-    );
-    let ctx = Ctx {
-        uname: "eve",
-        session: 1,
-    };
-    let root = ns.attach(&ctx, "").expect("attach");
-    let mut w = World { ns, ctx, root };
-    w.segment("ram", RAM as u64);
-    w.segment("other", 0x1000);
-    let mut other = w.open(&["segment", "other", "data"], 2);
-    w.write(&mut other, 0, &[0x77; 0x1000]).expect("fill");
-    let mut ctl = w.open(&["vmx", "clone"], 2);
-    let mut map = w.open(&["vmx", "0", "map"], 2);
-    let lines: &[u8] = if mode & 4 == 0 {
-        b"rwx wb 0 0x8000 ram 0\n"
-    } else {
-        b"rw- wb 0 0x5000 ram 0\nr-- wb 0x6000 0x7000 ram 0x6000\n"
-    };
-    w.write(&mut map, 0, lines).expect("map");
-    w.write(&mut ctl, 0, b"devices pic pci").expect("devices");
+    let mut w = World::new(|_| {});
+    let (mut ctl, mut other) = w.vm(mode & 4 != 0);
     let ro = if mode & 2 != 0 { " ro" } else { "" };
     let disk = if mode & 1 != 0 {
         format!("pci blk queue {DISK}{ro}")
@@ -148,9 +62,9 @@ pub fn kblk(data: &[u8]) {
         w.open(&["vmx", "0", "blkdirty"], 0),
     ];
     let setup = [
-        io(0xcf8, 4, false, 0x8000_0804),
-        io(0xcfc, 2, false, 1),
-        io(BAR + R_QUEUE_PFN, 4, false, u64::from(PFN)),
+        Exit::io(0xcf8, 4, false, 0x8000_0804),
+        Exit::io(0xcfc, 2, false, 1),
+        Exit::io(BAR + R_QUEUE_PFN, 4, false, u64::from(PFN)),
     ];
     w.run(&mut ctl, &setup);
     let mut buf = vec![0u8; 4096];
@@ -164,8 +78,8 @@ pub fn kblk(data: &[u8]) {
             0 => w.run(
                 &mut ctl,
                 &[
-                    io(BAR + R_QUEUE_NOTIFY, 2, false, 0),
-                    io(BAR + R_ISR, 1, true, 0),
+                    Exit::io(BAR + R_QUEUE_NOTIFY, 2, false, 0),
+                    Exit::io(BAR + R_ISR, 1, true, 0),
                 ],
             ),
             1 => {
@@ -189,8 +103,8 @@ pub fn kblk(data: &[u8]) {
             5 => w.run(
                 &mut ctl,
                 &[
-                    io(BAR + R_STATUS, 1, false, 0),
-                    io(BAR + R_QUEUE_PFN, 4, false, u64::from(PFN)),
+                    Exit::io(BAR + R_STATUS, 1, false, 0),
+                    Exit::io(BAR + R_QUEUE_PFN, 4, false, u64::from(PFN)),
                 ],
             ),
             _ => {
@@ -202,20 +116,9 @@ pub fn kblk(data: &[u8]) {
             }
         }
     }
-    match w.ns.read(&w.ctx, &mut other, 0, &mut buf) {
-        Ok(Read::Done(n)) => assert!(
-            buf[..n].iter().all(|&b| b == 0x77),
-            "a segment the VM does not map changed"
-        ),
-        r => panic!("reading the other segment: {r:?}"),
-    }
+    w.other_untouched(&mut other, &mut buf);
     w.ns.remove(&w.ctx, &ctl).expect("quit");
-    for s in ["ram", "other", "disk"] {
-        if let Some(d) = w.walk(&["segment", s]) {
-            w.ns.remove(&w.ctx, &d).expect("remove segment");
-        }
-    }
-    assert_eq!(w.ns.hw().frames_free(), start, "frames leaked");
+    w.release(&["ram", "other", "disk"]);
 }
 
 /// Good rings: a read, a write and a flush made available, then notified; for the

@@ -6,16 +6,14 @@
 //! not map is never touched, every frame comes back when the VM and segments go, and the
 //! card's port leaves the switch with its VM.
 
-use devvmx::hw::Hw;
-use devvmx::testhw::{Exit, TestHw};
-use devvmx::{Config, HostSwitch, Namespace, Node};
-use ninep::{Ctx, Read, Tree};
+use crate::world::{World, RAM};
+use devvmx::testhw::Exit;
+use devvmx::HostSwitch;
+use ninep::{Read, Tree};
 use virtio::legacy::{R_ISR, R_QUEUE_NOTIFY, R_QUEUE_PFN, R_QUEUE_SEL, R_STATUS};
 use virtio::net::device::{HDR, RX, TX};
 use virtio::testing::{Driver, Ram};
 
-/// The guest's RAM: 32 KiB at 0.
-const RAM: usize = 0x8000;
 /// The receive queue at 0x2000, the transmit queue at 0x4000 (128 entries each, the
 /// kernel's); buffers from 0x6000.
 const RX_PFN: u32 = 2;
@@ -30,73 +28,15 @@ const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 /// At most this many operations per input.
 const OPS: usize = 48;
 
-fn io(port: u16, size: u8, input: bool, val: u64) -> Exit {
-    Exit {
-        qual: u64::from(port) << 16 | u64::from(input) << 3 | u64::from(size - 1),
-        ilen: 1,
-        ax: Some(val),
-        ..Exit::new(30)
-    }
-}
-
 /// The driver's bring-up after a reset: both queues, DRIVER_OK.
 fn queues() -> [Exit; 5] {
     [
-        io(BAR + R_QUEUE_SEL, 2, false, 0),
-        io(BAR + R_QUEUE_PFN, 4, false, u64::from(RX_PFN)),
-        io(BAR + R_QUEUE_SEL, 2, false, 1),
-        io(BAR + R_QUEUE_PFN, 4, false, u64::from(TX_PFN)),
-        io(BAR + R_STATUS, 1, false, 7),
+        Exit::io(BAR + R_QUEUE_SEL, 2, false, 0),
+        Exit::io(BAR + R_QUEUE_PFN, 4, false, u64::from(RX_PFN)),
+        Exit::io(BAR + R_QUEUE_SEL, 2, false, 1),
+        Exit::io(BAR + R_QUEUE_PFN, 4, false, u64::from(TX_PFN)),
+        Exit::io(BAR + R_STATUS, 1, false, 7),
     ]
-}
-
-struct World {
-    ns: Namespace<TestHw>,
-    ctx: Ctx<'static>,
-    root: Node,
-}
-
-impl World {
-    fn walk(&mut self, path: &[&str]) -> Option<Node> {
-        let mut n = self.root.clone();
-        for p in path {
-            n = self.ns.walk(&self.ctx, &n, p).ok()?;
-        }
-        Some(n)
-    }
-
-    fn open(&mut self, path: &[&str], mode: u8) -> Node {
-        let mut n = self.walk(path).expect("walk");
-        self.ns.open(&self.ctx, &mut n, mode).expect("open");
-        n
-    }
-
-    fn write(&mut self, n: &mut Node, off: u64, data: &[u8]) -> Result<usize, ninep::Error> {
-        self.ns.write(&self.ctx, n, off, data)
-    }
-
-    fn segment(&mut self, name: &str, len: u64) {
-        let mut dir = self.walk(&["segment"]).expect("segment");
-        self.ns
-            .create(&self.ctx, &mut dir, name, protocol::dm::DIR | 0o777, 0)
-            .expect("create");
-        let mut ctl = self.open(&["segment", name, "ctl"], 2);
-        let va = format!("va 0x10000000 {len:#x}");
-        self.write(&mut ctl, 0, va.as_bytes()).expect("size");
-    }
-
-    /// The guest makes `exits`, then one for its client; frames waiting for its card go
-    /// in before each entry.
-    fn run(&mut self, ctl: &mut Node, exits: &[Exit]) {
-        self.ns.hw_mut().exits.extend(exits.iter().cloned());
-        self.ns.hw_mut().exits.push_back(Exit::new(10));
-        if self.write(ctl, 0, b"go").is_ok() {
-            for _ in 0..4 {
-                self.ns.run_guests();
-            }
-        }
-        self.ns.hw_mut().exits.clear();
-    }
 }
 
 /// Input: `[mode] image (op a b c)...`. Mode bit 0: RAM mapped with holes and a
@@ -110,36 +50,9 @@ pub fn knet(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let hw = TestHw::new(256);
-    let start = hw.frames_free();
-    let mut ns = Namespace::new(
-        hw,
-        Config {
-            owner: "eve".into(),
-            version: "fuzz",
-        },
-    );
     let sw = HostSwitch::unbridged(|| 0);
-    ns.set_switch(sw.clone());
-    let ctx = Ctx {
-        uname: "eve",
-        session: 1,
-    };
-    let root = ns.attach(&ctx, "").expect("attach");
-    let mut w = World { ns, ctx, root };
-    w.segment("ram", RAM as u64);
-    w.segment("other", 0x1000);
-    let mut other = w.open(&["segment", "other", "data"], 2);
-    w.write(&mut other, 0, &[0x77; 0x1000]).expect("fill");
-    let mut ctl = w.open(&["vmx", "clone"], 2);
-    let mut map = w.open(&["vmx", "0", "map"], 2);
-    let lines: &[u8] = if mode & 1 == 0 {
-        b"rwx wb 0 0x8000 ram 0\n"
-    } else {
-        b"rw- wb 0 0x5000 ram 0\nr-- wb 0x6000 0x7000 ram 0x6000\n"
-    };
-    w.write(&mut map, 0, lines).expect("map");
-    w.write(&mut ctl, 0, b"devices pic pci").expect("devices");
+    let mut w = World::new(|ns| ns.set_switch(sw.clone()));
+    let (mut ctl, mut other) = w.vm(mode & 1 != 0);
     w.write(&mut ctl, 0, b"pci net 02:00:00:00:00:01")
         .expect("pci net");
     let mut ramdata = w.open(&["segment", "ram", "data"], 2);
@@ -148,7 +61,10 @@ pub fn knet(data: &[u8]) {
         let _ = w.write(&mut ramdata, u64::from(RX_PFN) * 4096, image);
     }
     let mut client = w.open(&["switch", "clone"], 2);
-    let mut setup = vec![io(0xcf8, 4, false, 0x8000_0804), io(0xcfc, 2, false, 1)];
+    let mut setup = vec![
+        Exit::io(0xcf8, 4, false, 0x8000_0804),
+        Exit::io(0xcfc, 2, false, 1),
+    ];
     setup.extend(queues());
     w.run(&mut ctl, &setup);
     let mut buf = vec![0u8; 8192];
@@ -164,8 +80,8 @@ pub fn knet(data: &[u8]) {
                 w.run(
                     &mut ctl,
                     &[
-                        io(BAR + R_QUEUE_NOTIFY, 2, false, q.into()),
-                        io(BAR + R_ISR, 1, true, 0),
+                        Exit::io(BAR + R_QUEUE_NOTIFY, 2, false, q.into()),
+                        Exit::io(BAR + R_ISR, 1, true, 0),
                     ],
                 )
             }
@@ -187,13 +103,18 @@ pub fn knet(data: &[u8]) {
                 w.run(&mut ctl, &[]);
             }
             5 => {
-                let mut e = vec![io(BAR + R_STATUS, 1, false, 0)];
+                let mut e = vec![Exit::io(BAR + R_STATUS, 1, false, 0)];
                 e.extend(queues());
                 w.run(&mut ctl, &e);
             }
             6 => w.run(
                 &mut ctl,
-                &[io(BAR + 0x14 + u16::from(*a % 6), 1, false, (*c).into())],
+                &[Exit::io(
+                    BAR + 0x14 + u16::from(*a % 6),
+                    1,
+                    false,
+                    (*c).into(),
+                )],
             ),
             _ => {
                 if let Ok(Read::Done(k)) = w.ns.read(&w.ctx, &mut client, 0, &mut buf) {
@@ -202,25 +123,14 @@ pub fn knet(data: &[u8]) {
             }
         }
     }
-    match w.ns.read(&w.ctx, &mut other, 0, &mut buf[..0x1000]) {
-        Ok(Read::Done(n)) => assert!(
-            buf[..n].iter().all(|&b| b == 0x77),
-            "a segment the VM does not map changed"
-        ),
-        r => panic!("reading the other segment: {r:?}"),
-    }
+    w.other_untouched(&mut other, &mut buf);
     w.ns.remove(&w.ctx, &ctl).expect("quit");
     let st = sw.switch.lock().status().to_string();
     assert!(
         !st.contains(" guest "),
         "the card's port outlived its VM: {st}"
     );
-    for s in ["ram", "other"] {
-        if let Some(d) = w.walk(&["segment", s]) {
-            w.ns.remove(&w.ctx, &d).expect("remove segment");
-        }
-    }
-    assert_eq!(w.ns.hw().frames_free(), start, "frames leaked");
+    w.release(&["ram", "other"]);
 }
 
 /// Good rings: two receive buffers offered and a frame to transmit, both queues

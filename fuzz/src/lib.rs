@@ -12,6 +12,7 @@ mod knet;
 mod netswitch;
 pub mod runner;
 mod virtqueue;
+mod world;
 
 pub use fwcfg::fwcfg;
 pub use kblk::kblk;

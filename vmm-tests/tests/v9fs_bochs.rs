@@ -15,6 +15,7 @@
 
 use std::time::Duration;
 use vmm_tests::emu::{Machine, Nic, Opts};
+use vmm_tests::fixtures::Shell;
 use vmm_tests::guests;
 use vmm_tests::linux::{Link, Linux, GATEWAY};
 
@@ -33,47 +34,6 @@ enum Transport {
     /// TCP to the hypervisor's e1000: `trans=tcp`.
     Tcp,
 }
-/// What one shell command may take (a dd of 64 KiB over Bochs's COM1 takes a few seconds).
-const STEP: Duration = Duration::from_secs(120);
-
-struct Rig {
-    linux: Linux,
-    hv: Machine,
-}
-
-impl Rig {
-    fn run(&mut self, cmd: &str) -> (i32, String) {
-        eprintln!("client$ {cmd}");
-        match self.linux.run(cmd, STEP) {
-            Ok((st, out)) => {
-                eprint!("{out}");
-                (st, out)
-            }
-            Err(e) => panic!("{e}\n{}", self.hv.diagnostics()),
-        }
-    }
-
-    /// Runs `cmd`, which must succeed; its output.
-    fn ok(&mut self, cmd: &str) -> String {
-        let (st, out) = self.run(cmd);
-        if st != 0 {
-            let dmesg = self.run("dmesg | tail -n 5").1;
-            panic!(
-                "{cmd:?} failed with status {st}:\n{out}\n--- dmesg ---\n{dmesg}\n{}",
-                self.hv.diagnostics()
-            );
-        }
-        out
-    }
-
-    /// Runs `cmd`, which must fail; its output.
-    fn fails(&mut self, cmd: &str) -> String {
-        let (st, out) = self.run(cmd);
-        assert_ne!(st, 0, "{cmd:?} succeeded:\n{out}");
-        out
-    }
-}
-
 /// A `key value` line's value from the status file.
 use vmm_tests::status::text as field;
 
@@ -131,7 +91,7 @@ fn session(t: Transport) {
         &[("guest.bin", guests::STEP)],
         Duration::from_secs(120),
     );
-    let mut r = Rig { linux, hv };
+    let mut r = Shell { linux, hv };
 
     r.ok(&mount(&r.linux, t, OWNER, "/mnt"));
     let mounts = r.ok("grep ' /mnt ' /proc/mounts");
@@ -235,7 +195,7 @@ fn session(t: Transport) {
 
     // A read of wait with no exit to come blocks; killing its reader makes v9fs flush it
     // (Tflush, answered by Rflush) and the session goes on.
-    let treads = |r: &Rig| {
+    let treads = |r: &Shell| {
         let sent = frames(&r.linux.ninep_bytes(true));
         sent.iter().filter(|f| f.0 == 116).count()
     };
@@ -323,7 +283,7 @@ fn mount(linux: &Linux, t: Transport, uname: &str, at: &str) -> String {
 /// Over TCP the owner's uname alone is a claim: without the secret (or with a wrong one)
 /// the attach is refused, and a client attached as another user may read `status` but not
 /// open `vmx/clone`.
-fn without_the_secret(r: &mut Rig) {
+fn without_the_secret(r: &mut Shell) {
     let port = r.linux.tcp_port();
     let tcp = format!("mount -t 9p -o trans=tcp,port={port},{OPTIONS}");
     for aname in ["", ",aname=!wrong", ",aname=!"] {

@@ -22,52 +22,26 @@
 
 use std::time::{Duration, Instant};
 use vmm_tests::emu::{Machine, Nic, Opts};
-use vmm_tests::fixtures::bootiso;
+use vmm_tests::fixtures::{bootiso, Shell};
 use vmm_tests::linux::{Link, Linux, GATEWAY};
 use vmm_tests::status::text as field;
 
 const OWNER: &str = "eve";
 const SECRET: &str = "vmboot-test-secret";
-/// What one shell command may take.
-const STEP: Duration = Duration::from_secs(120);
 /// The script's start to SeaBIOS's "No bootable device": the ROM's upload and POST.
 const BOOT: Duration = Duration::from_secs(300);
 /// The script's start to GRUB's menu from the ISO: its upload (some MiB over the
 /// e1000 of a Bochs that runs no faster than the host's clock) and SeaBIOS's POST.
 const ISO_BOOT: Duration = Duration::from_secs(900);
 
-struct Rig {
-    linux: Linux,
-    hv: Machine,
-}
-
-impl Rig {
-    fn run(&mut self, cmd: &str) -> (i32, String) {
-        eprintln!("client$ {cmd}");
-        match self.linux.run(cmd, STEP) {
-            Ok((st, out)) => {
-                eprint!("{out}");
-                (st, out)
-            }
-            Err(e) => panic!("{e}\n{}", self.hv.diagnostics()),
-        }
-    }
-
-    fn ok(&mut self, cmd: &str) -> String {
-        let (st, out) = self.run(cmd);
-        assert_eq!(st, 0, "{cmd:?} failed:\n{out}\n{}", self.hv.diagnostics());
-        out
-    }
-
-    /// No VM and no segment on the hypervisor, and all its memory free.
-    fn nothing_left(&mut self, memfree: &str) {
-        assert_eq!(self.ok("ls /mnt/vmx").trim(), "clone");
-        assert_eq!(self.ok("ls /mnt/segment").trim(), "");
-        let status = self.ok("cat /mnt/status");
-        assert_eq!(field(&status, "vms"), "0", "{status}");
-        assert_eq!(field(&status, "segments"), "0", "{status}");
-        assert_eq!(field(&status, "memfree"), memfree, "{status}");
-    }
+/// No VM and no segment on the hypervisor, and all its memory free.
+fn nothing_left(r: &mut Shell, memfree: &str) {
+    assert_eq!(r.ok("ls /mnt/vmx").trim(), "clone");
+    assert_eq!(r.ok("ls /mnt/segment").trim(), "");
+    let status = r.ok("cat /mnt/status");
+    assert_eq!(field(&status, "vms"), "0", "{status}");
+    assert_eq!(field(&status, "segments"), "0", "{status}");
+    assert_eq!(field(&status, "memfree"), memfree, "{status}");
 }
 
 /// A 1 MiB disk whose boot sector prints "booted from the kernel's disk" on COM1, then
@@ -92,7 +66,7 @@ fn boot_sector() -> Vec<u8> {
 /// Starts `cmd` in the client's background with its output in `file`, and polls that
 /// file until it holds `what` (panicking if the script says anything else first, or
 /// after [`BOOT`]); the output then.
-fn run_until(r: &mut Rig, cmd: &str, file: &str, what: &str, bad: Option<&str>) -> String {
+fn run_until(r: &mut Shell, cmd: &str, file: &str, what: &str, bad: Option<&str>) -> String {
     let start = Instant::now();
     r.ok(&format!("{cmd} > {file} 2>&1 & echo $! > /tmp/pid"));
     wait_for(r, file, what, bad, start, BOOT)
@@ -101,7 +75,7 @@ fn run_until(r: &mut Rig, cmd: &str, file: &str, what: &str, bad: Option<&str>) 
 /// Polls `file` until it holds `what` (panicking if it holds `bad` first, or `timeout`
 /// after `start`); the output then.
 fn wait_for(
-    r: &mut Rig,
+    r: &mut Shell,
     file: &str,
     what: &str,
     bad: Option<&str>,
@@ -155,7 +129,7 @@ fn vmboot_boots_seabios_over_v9fs() {
         ],
         Duration::from_secs(120),
     );
-    let mut r = Rig { linux, hv };
+    let mut r = Shell { linux, hv };
     let port = r.linux.tcp_port();
     r.ok(&format!(
         "mount -t 9p -o trans=tcp,port={port},version=9p2000,cache=none,uname={OWNER},\
@@ -177,7 +151,7 @@ fn vmboot_boots_seabios_over_v9fs() {
         out.contains("/tmp/zero.rom: not a BIOS ROM: no jump at the reset vector"),
         "{out}"
     );
-    r.nothing_left(&memfree);
+    nothing_left(&mut r, &memfree);
 
     // SeaBIOS with no disk, in the background; its console and the script's words in
     // /tmp/con.
@@ -198,7 +172,7 @@ fn vmboot_boots_seabios_over_v9fs() {
     assert!(r.ok("cat /mnt/vmx/*/status").contains("running"));
     let out = r.ok("p=$(cat /tmp/pid); kill -TERM $p; wait $p; echo status=$?");
     assert!(out.contains("status=143"), "{out}");
-    r.nothing_left(&memfree);
+    nothing_left(&mut r, &memfree);
 
     // A disk image on the hypervisor's virtio-blk: SeaBIOS boots its boot sector, whose
     // `cli; hlt` stops the VM, and the script ends by itself.
@@ -222,7 +196,7 @@ fn vmboot_boots_seabios_over_v9fs() {
         .expect("stopped");
     assert!(con[stopped..].contains("exitreason 0x0000000c"), "{con}");
     assert!(con.contains("exit=0"), "{con}");
-    r.nothing_left(&memfree);
+    nothing_left(&mut r, &memfree);
 
     // The ISO the same way, with `cp` into its segment: SeaBIOS boots it from the
     // kernel's virtio-blk (its debug port on `cons`), then GRUB's menu comes on COM1,
@@ -254,6 +228,6 @@ fn vmboot_boots_seabios_over_v9fs() {
     // which removes the VM and the segments.
     let out = r.ok("p=$(cat /tmp/pid); kill -TERM $p; wait $p; echo status=$?");
     assert!(out.contains("status=143"), "{out}");
-    r.nothing_left(&memfree);
+    nothing_left(&mut r, &memfree);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,6 +4,7 @@
 use super::Vm;
 use crate::hw::Hw;
 use crate::kdev::KDev;
+use alloc::boxed::Box;
 use ninep::Error;
 
 /// A VM's disk file when it has no in-kernel disk.
@@ -12,10 +13,7 @@ pub(crate) const ENODISK: &str = "no in-kernel disks";
 impl Vm {
     /// Its in-kernel devices, if it has a disk among them.
     pub(crate) fn disks(&mut self) -> Result<&mut KDev, Error> {
-        self.kdev
-            .as_deref_mut()
-            .filter(|k| !k.disks.is_empty())
-            .ok_or(Error::from(ENODISK))
+        with_disks(&mut self.kdev)
     }
 
     /// A read of `blkq`: Ok(None) waits for requests.
@@ -25,11 +23,7 @@ impl Vm {
         buf: &mut [u8],
     ) -> Result<Option<usize>, Error> {
         let map = &self.mem;
-        let k = self
-            .kdev
-            .as_deref_mut()
-            .filter(|k| !k.disks.is_empty())
-            .ok_or(Error::from(ENODISK))?;
+        let k = with_disks(&mut self.kdev)?;
         if buf.is_empty() {
             return Ok(Some(0));
         }
@@ -42,11 +36,15 @@ impl Vm {
     /// A write of `blkq`: completions.
     pub(crate) fn blkq_write<H: Hw>(&mut self, hw: &mut H, data: &[u8]) -> Result<usize, Error> {
         let map = &self.mem;
-        let k = self
-            .kdev
-            .as_deref_mut()
-            .filter(|k| !k.disks.is_empty())
-            .ok_or(Error::from(ENODISK))?;
+        let k = with_disks(&mut self.kdev)?;
         k.blkq_write(hw, map, data)
     }
+}
+
+/// The in-kernel devices `kdev`, if they have a disk (a free function, so that a caller
+/// may hold the VM's memory map at once).
+fn with_disks(kdev: &mut Option<Box<KDev>>) -> Result<&mut KDev, Error> {
+    kdev.as_deref_mut()
+        .filter(|k| !k.disks.is_empty())
+        .ok_or(Error::from(ENODISK))
 }

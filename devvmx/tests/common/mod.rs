@@ -3,7 +3,7 @@
 //! what is particular to #X.
 #![allow(dead_code)]
 
-use devvmx::testhw::TestHw;
+use devvmx::testhw::{Exit, TestHw};
 use devvmx::{Config, Namespace};
 use protocol::{dm, om};
 
@@ -13,6 +13,32 @@ pub const OWNER: &str = "eve";
 
 /// A versioned session attached as the owner (fid 0 is the root).
 pub type Client = ninep::testing::Client<Namespace<TestHw>>;
+
+/// A client whose TSC moves only while the guest runs (1 GHz: ticks are ns).
+pub fn client() -> Client {
+    let mut hw = TestHw::new(4096);
+    hw.tsc_step = 0;
+    Client::with_hw(hw)
+}
+
+/// A one-byte out of `val` to `port`.
+pub fn out(port: u16, val: u64) -> Exit {
+    Exit::io(port, 1, false, val)
+}
+
+/// A one-byte in from `port`.
+pub fn inb(port: u16) -> Exit {
+    Exit {
+        qual: Exit::io_qual(port, 1, true),
+        ilen: 1,
+        ..Exit::new(30)
+    }
+}
+
+/// A write of `cmd` to VM `v`'s ctl.
+pub fn ctl(c: &mut Client, v: &Vm, cmd: &[u8]) -> R {
+    c.write(v.ctl, 0, cmd)
+}
 
 /// A VM's ctl fid (the clone file), its wait fid and its number.
 pub struct Vm {
