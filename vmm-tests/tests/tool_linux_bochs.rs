@@ -53,6 +53,10 @@ impl Write for Tee {
 enum Link {
     Com1,
     Tcp,
+    /// COM1, with the hypervisor's e1000 on Bochs's user-mode network as the uplink of its
+    /// Ethernet switch (`switch` on its command line): a guest's in-kernel card is bridged
+    /// onto slirp's 10.0.2.0/24.
+    Bridged,
 }
 
 /// The TCP runs' `secret=` (the aname `!SECRET` attaches as the owner).
@@ -106,12 +110,17 @@ impl Guest {
                 nic: Some(Nic::E1000),
                 ..base
             },
+            Link::Bridged => Opts {
+                cmdline: "owner=eve serve=uart,net switch".into(),
+                nic: Some(Nic::E1000),
+                ..base
+            },
         });
         // The tool's own message size (vmx dials with it), so the upload costs what it
         // does with the tool.
         let msize = ninep_client::DEFAULT_MSIZE;
         let client = match link {
-            Link::Com1 => m.client_msize(&m.main_path(), "eve", "", msize),
+            Link::Com1 | Link::Bridged => m.client_msize(&m.main_path(), "eve", "", msize),
             Link::Tcp => {
                 // No read timeout: the guest may run for minutes between exits.
                 let s = m.tcp_raw();
@@ -249,6 +258,7 @@ fn busybox_shell(link: Link, kernel_devices: bool) {
     let initrd = vmx::cpio::busybox_initramfs(&busybox, "echo vmx-initramfs-$((6*7)); exec sh");
     let name = match (link, kernel_devices) {
         (Link::Tcp, _) => "tcp",
+        (Link::Bridged, _) => "bridged",
         (Link::Com1, true) => "inkernel",
         (Link::Com1, false) => "bochs",
     };
@@ -535,6 +545,139 @@ fn kernel_disk(name: &str, prefix: &str) {
             assert_eq!(got.trim(), "written-by-the-guest-42", "{got}");
             let _ = std::fs::remove_dir_all(&dir);
             return;
+        }
+    }
+}
+
+/// What the host's test server hands out at `/hello` (checked on the guest's console).
+const HELLO: &str = "served-from-the-hosts-127.0.0.1\n";
+/// The bulk file's size at `/bulk` (the guest's wget of it is timed).
+const BULK: usize = 1 << 20;
+
+/// A tiny HTTP/1.0 server on the host's 127.0.0.1 (slirp's 10.0.2.2 to the guest): `/hello`
+/// is [`HELLO`], anything else [`BULK`] bytes; the requests' first lines are sent on `tx`.
+fn http_server() -> (u16, Receiver<String>) {
+    use std::io::{BufRead, BufReader};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut first = String::new();
+            let _ = r.read_line(&mut first);
+            let mut line = String::new();
+            while r.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let body = if first.contains(" /hello ") {
+                HELLO.as_bytes().to_vec()
+            } else {
+                vec![b'x'; BULK]
+            };
+            let started = Instant::now();
+            let _ = write!(
+                s,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(&body);
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            // Until the guest closes its side: the whole transfer's wall time.
+            let _ = std::io::Read::read_to_end(&mut r, &mut Vec::new());
+            let _ = tx.send(format!(
+                "{} ({} bytes in {:?} of wall time)",
+                first.trim_end(),
+                body.len(),
+                started.elapsed()
+            ));
+        }
+    });
+    (port, rx)
+}
+
+/// A guest bridged onto the hypervisor's NIC reaches the host (issue 19): Debian's kernel
+/// with `vmx/mkroot`'s initramfs (virtio_net loaded; no disk, so its shell) and an
+/// in-kernel virtio-net card on the hypervisor's switch (`-n switch`, `pci net MAC`); the
+/// hypervisor boots with `switch`, its e1000 on Bochs's slirp the switch's uplink. The guest
+/// gets its address from slirp's DHCP (busybox udhcpc), fetches a file with wget from a
+/// test server on the host's 127.0.0.1 (10.0.2.2 inside slirp) and checks it, then times a
+/// 1 MiB wget (MB/s printed on the guest's clock and the server's wall clock; not asserted).
+/// `cargo test -p vmm-tests --release --test tool_linux_bochs -- --ignored --nocapture linux_bridged_onto_the_hypervisors_nic_fetches_from_the_host`
+#[test]
+#[ignore]
+fn linux_bridged_onto_the_hypervisors_nic_fetches_from_the_host() {
+    let kernel = std::fs::read(need(images::debian_kernel())).unwrap();
+    let (_, initrd) = need(images::root_disk());
+    let (port, served) = http_server();
+    let mac = [0x52, 0x54, 0, 0, 0, 0x19];
+    let mut g = Guest::boot(
+        Link::Bridged,
+        &kernel,
+        std::fs::read(&initrd).unwrap(),
+        "bridged",
+        true,
+        move || session::Devices {
+            switch_nets: vec![mac],
+            ..Default::default()
+        },
+    );
+    // udhcpc's script: configure the lease (the shell computes the marker it prints).
+    let script = r#"printf '#!/bin/sh\n[ "$1" = bound ] && ifconfig $interface $ip netmask $subnet && echo lease-$((1+1)) $ip\n' > /dhcp; chmod +x /dhcp"#;
+    let bulk = vmm_tests::fixtures::timed(
+        &format!("wget -q -O /dev/null http://10.0.2.2:{port}/bulk"),
+        "wget",
+    );
+    let (mut typed, mut fetched) = (false, false);
+    let mut bulk_start = Instant::now();
+    loop {
+        let t = g.poll();
+        if !typed && t.contains("a shell here") && t.contains("/ # ") {
+            g.keys
+                .write_all(
+                    format!(
+                        "{script}; ip link set eth0 up; udhcpc -i eth0 -q -n -t 10 -T 3 -s /dhcp; \
+                         wget -q -O - http://10.0.2.2:{port}/hello; echo hello-$((2+3))-done\n"
+                    )
+                    .as_bytes(),
+                )
+                .unwrap();
+            typed = true;
+        }
+        if typed && !fetched && t.contains("hello-5-done\r\n") {
+            eprintln!("fetched after {:?}:\n{t}", g.start.elapsed());
+            assert!(t.contains("lease-2 10.0.2."), "no lease from slirp:\n{t}");
+            assert!(
+                t.contains(HELLO.trim_end()),
+                "the host's file did not arrive:\n{t}"
+            );
+            let first = served.recv_timeout(Duration::from_secs(5)).unwrap();
+            eprintln!("served: {first}");
+            assert!(first.starts_with("GET /hello "), "{first}");
+            g.keys
+                .write_all(format!("{bulk}; echo bulk-$((3+3))-done\n").as_bytes())
+                .unwrap();
+            fetched = true;
+            bulk_start = Instant::now();
+        }
+        if fetched && t.contains("bulk-6-done\r\n") {
+            let wall = bulk_start.elapsed().as_secs_f64();
+            let mb = BULK as f64 / 1e6;
+            eprintln!(
+                "bulk: {mb:.2} MB from the host through slirp in {wall:.1} s of wall time with the commands around it, {:.3} MB/s",
+                mb / wall
+            );
+            if let Ok(s) = served.recv_timeout(Duration::from_secs(5)) {
+                eprintln!("served: {s}");
+            }
+            if let Some(s) = vmm_tests::fixtures::timed_secs(&t, "wget") {
+                eprintln!(
+                    "bulk in the guest: {mb:.2} MB in {s:.2} s of guest time, {:.3} MB/s",
+                    mb / s.max(0.001)
+                );
+            }
+            return g.power_off();
         }
     }
 }
