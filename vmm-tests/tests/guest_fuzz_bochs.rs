@@ -11,44 +11,24 @@
 
 mod fuzz_guests;
 
-use fuzz::runner::{seed_from, Rng};
-use fuzz_guests::{run_one, Guest, MODES};
-use ninep_client::{dm, om, Client};
+use fuzz::runner::Rng;
+use fuzz_guests::{run_one, segment, start, status_field, Guest, Start, MODES};
 use std::collections::BTreeMap;
 use std::time::Instant;
-use vmm_tests::emu::{Machine, Opts};
 
-const OWNER: &str = "eve";
 const SEG: &str = "fz";
 const SEGSIZE: u64 = 0x10_0000;
 const PROGRAM: usize = 64;
 
-fn status_field(c: &Client, key: &str) -> String {
-    vmm_tests::status::text(&vmm_tests::status::read(c), key)
-}
-
 fn fuzz(programs: usize) {
-    let seed = seed_from("GUEST_FUZZ_SEED");
-    let programs = std::env::var("GUEST_FUZZ_PROGRAMS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(programs);
-    println!("guest fuzz: seed {seed}, {programs} programs");
-    let m = Machine::vtx(Opts {
-        cmdline: format!("owner={OWNER} serve=uart"),
-        virtio_ports: 0,
-        ..Opts::default()
-    });
-    let c = m.client(OWNER, "");
-    let memfree = status_field(&c, "memfree");
-    c.create("segment", SEG, dm::DIR | 0o777, om::READ)
-        .expect("create the segment");
-    c.open(&format!("segment/{SEG}/ctl"), om::WRITE)
-        .and_then(|f| f.write_str(&format!("va 0x10000000 {SEGSIZE:#x} sticky")))
-        .expect("size the segment");
-    let data = c
-        .open(&format!("segment/{SEG}/data"), om::RDWR)
-        .expect("open data");
+    let Start {
+        seed,
+        programs,
+        m,
+        c,
+        memfree,
+    } = start("guest fuzz", programs);
+    let data = segment(&c, SEG, SEGSIZE);
     let mut rng = Rng(seed | 1);
     let map = format!("rwx wb 0x0 {SEGSIZE:#x} {SEG} 0x0\n");
     let mut kinds: BTreeMap<String, usize> = BTreeMap::new();

@@ -18,17 +18,14 @@
 
 mod fuzz_guests;
 
-use fuzz::runner::{seed_from, Rng};
-use fuzz_guests::{run_one, Guest, Mode, MODES};
-use ninep_client::{dm, om, Client, File};
+use fuzz::runner::Rng;
+use fuzz_guests::{run_one, segment, start, status_field, Guest, Mode, Start, MODES};
 use std::collections::BTreeMap;
 use std::time::Instant;
 use virtio::blk::{T_FLUSH, T_GET_ID, T_IN, T_OUT};
 use virtio::queue::{DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_WRITE};
 use virtio::ring::{Layout, LEGACY_ALIGN};
-use vmm_tests::emu::{Machine, Opts};
 
-const OWNER: &str = "eve";
 const SEG: &str = "fzv";
 const SEGSIZE: u64 = 0x10_0000;
 const DISK: &str = "fzvdisk";
@@ -224,10 +221,6 @@ fn program(mode: Mode, rng: &mut Rng) -> Vec<u8> {
     a.code
 }
 
-fn status_field(c: &Client, key: &str) -> String {
-    vmm_tests::status::text(&vmm_tests::status::read(c), key)
-}
-
 /// A broken disk's reason with its numbers as `N`, to count reasons by kind.
 fn shape(reason: &str) -> String {
     let mut s = String::new();
@@ -247,30 +240,14 @@ fn shape(reason: &str) -> String {
     s
 }
 
-fn segment(c: &Client, name: &str, size: u64) -> File {
-    c.create("segment", name, dm::DIR | 0o777, om::READ)
-        .expect("create the segment");
-    c.open(&format!("segment/{name}/ctl"), om::WRITE)
-        .and_then(|f| f.write_str(&format!("va 0x10000000 {size:#x} sticky")))
-        .expect("size the segment");
-    c.open(&format!("segment/{name}/data"), om::RDWR)
-        .expect("open data")
-}
-
 fn fuzz(programs: usize) {
-    let seed = seed_from("GUEST_FUZZ_SEED");
-    let programs = std::env::var("GUEST_FUZZ_PROGRAMS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(programs);
-    println!("virtio guest fuzz: seed {seed}, {programs} programs");
-    let m = Machine::vtx(Opts {
-        cmdline: format!("owner={OWNER} serve=uart"),
-        virtio_ports: 0,
-        ..Opts::default()
-    });
-    let c = m.client(OWNER, "");
-    let memfree = status_field(&c, "memfree");
+    let Start {
+        seed,
+        programs,
+        m,
+        c,
+        memfree,
+    } = start("virtio guest fuzz", programs);
     let data = segment(&c, SEG, SEGSIZE);
     segment(&c, DISK, DISKSIZE)
         .write_all_at(0, &vec![0x5a; DISKSIZE as usize])

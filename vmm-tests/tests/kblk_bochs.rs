@@ -10,7 +10,7 @@
 
 mod kblk_common;
 
-use kblk_common::{header, machine, segment, text, NOTIFY_AND_EXIT, OWNER, SETUP};
+use kblk_common::{header, machine, segment, text, vm, NOTIFY_AND_EXIT, OWNER, SETUP};
 use ninep_client::om;
 use std::time::Duration;
 use virtio::blk::{S_OK, T_IN, T_OUT};
@@ -75,17 +75,8 @@ fn a_segment_disk_and_a_queue_disk_served_in_the_kernel() {
     diskdata.write_all_at(0, &image).unwrap();
 
     // Not ORCLOSE: the VM outlives this connection, while python-9p has the link.
-    let ctl = c.open("vmx/clone", om::RDWR).unwrap();
-    let n = String::from_utf8(ctl.read_at(0, 64).unwrap()).unwrap();
-    let n = n.trim().to_string();
+    let (ctl, n) = vm(&c, om::RDWR, "kbram", SEG);
     let wait = c.open(&format!("vmx/{n}/wait"), om::READ).unwrap();
-    let map = c.open(&format!("vmx/{n}/map"), om::WRITE).unwrap();
-    map.write_str(&format!("rwx wb 0x0 {SEG:#x} kbram 0x0\n"))
-        .unwrap();
-    let regs = c.open(&format!("vmx/{n}/regs"), om::RDWR).unwrap();
-    for l in ["pc 0x1000\n", "sp 0x8000\n"] {
-        regs.write_str(l).unwrap();
-    }
     for cmd in [
         "devices pic pci",
         "pci blk seg kbdisk",
@@ -144,7 +135,7 @@ fn a_segment_disk_and_a_queue_disk_served_in_the_kernel() {
     assert_eq!(diskdata.read_at(20 * 512, 512).unwrap(), vec![0xee; 512]);
     assert_eq!(text(&c, &format!("vmx/{n}/blkdirty")), "0 0x2000 0x1000\n");
     // The queue disk's requests wait for python-9p (one client at a time on the link).
-    drop((wait, map, regs, ctl, ramdata, diskdata, c));
+    drop((wait, ctl, ramdata, diskdata, c));
     let out = python(PY_BLKQ, &[&m.uart_path().display().to_string(), &n]);
     assert!(out.contains("python blkq ok"), "{out}");
     let c = client();

@@ -11,7 +11,7 @@
 mod kblk_common;
 
 use kblk_common::{
-    avail_idx_at, header, machine, segment, text, used_idx, OWNER, QUEUE0, QUEUE1, SETUP,
+    avail_idx_at, header, machine, segment, text, used_idx, vm, OWNER, QUEUE0, QUEUE1, SETUP,
 };
 use ninep_client::om;
 use std::time::{Duration, Instant};
@@ -99,15 +99,7 @@ fn a_flooding_guest_does_not_stop_9p() {
     ramdata.write_all_at(0, &ram.b[..0x10000]).unwrap();
 
     // Not ORCLOSE: the VM outlives this connection.
-    let ctl = c.open("vmx/clone", om::RDWR).unwrap();
-    let n = String::from_utf8(ctl.read_at(0, 64).unwrap()).unwrap();
-    let n = n.trim().to_string();
-    c.open(&format!("vmx/{n}/map"), om::WRITE)
-        .and_then(|f| f.write_str(&format!("rwx wb 0x0 {RAM:#x} flram 0x0\n")))
-        .unwrap();
-    c.open(&format!("vmx/{n}/regs"), om::RDWR)
-        .and_then(|f| f.write_str("pc 0x1000\nsp 0x8000\n"))
-        .unwrap();
+    let (ctl, n) = vm(&c, om::RDWR, "flram", RAM);
     for cmd in [
         "devices pic pci",
         "pci blk seg fldisk ro",

@@ -9,7 +9,7 @@
 mod kblk_common;
 
 use kblk_common::{
-    header, machine, segment, text, used_idx, NOTIFY_AND_EXIT, OWNER, QUEUE0, QUEUE1, SETUP,
+    header, machine, segment, text, used_idx, vm, NOTIFY_AND_EXIT, OWNER, QUEUE0, QUEUE1, SETUP,
 };
 use ninep_client::om;
 use std::time::Duration;
@@ -115,16 +115,8 @@ fn hostile_rings_break_only_their_disk() {
         );
         ramdata.write_all_at(0, &ram.b).unwrap();
 
-        let ctl = c.open("vmx/clone", om::RDWR | om::RCLOSE).unwrap();
-        let n = String::from_utf8(ctl.read_at(0, 64).unwrap()).unwrap();
-        let n = n.trim().to_string();
+        let (ctl, n) = vm(&c, om::RDWR | om::RCLOSE, "hram", RAM);
         let wait = c.open(&format!("vmx/{n}/wait"), om::READ).unwrap();
-        c.open(&format!("vmx/{n}/map"), om::WRITE)
-            .and_then(|f| f.write_str(&format!("rwx wb 0x0 {RAM:#x} hram 0x0\n")))
-            .unwrap();
-        c.open(&format!("vmx/{n}/regs"), om::RDWR)
-            .and_then(|f| f.write_str("pc 0x1000\nsp 0x8000\n"))
-            .unwrap();
         for cmd in [
             "devices pic pci",
             "pci blk seg hd0",

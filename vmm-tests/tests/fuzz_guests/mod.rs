@@ -1,9 +1,10 @@
 //! What the guest fuzzers share: the registers of a random VM in each mode, and one run
 //! of a program to its first exit (or a stop after a timeout).
 
-use fuzz::runner::Rng;
-use ninep_client::{om, Client, File};
+use fuzz::runner::{seed_from, Rng};
+use ninep_client::{dm, om, Client, File};
 use std::time::{Duration, Instant};
+use vmm_tests::emu::{Machine, Opts};
 use vmm_tests::guests::LOAD;
 
 /// How long a program may run before it is stopped.
@@ -137,4 +138,55 @@ pub fn run_one<T>(
     // ctl was opened ORCLOSE: clunking it ends the VM.
     ctl.clunk().expect("clunk ctl");
     (kind, seen)
+}
+
+pub const OWNER: &str = "eve";
+
+/// A fuzzer's start: the seed and the number of programs (GUEST_FUZZ_SEED and
+/// GUEST_FUZZ_PROGRAMS override; both printed, so a run reproduces), the hypervisor under
+/// Bochs, the owner's client and `memfree` before the first program.
+pub struct Start {
+    pub seed: u64,
+    pub programs: usize,
+    pub m: Machine,
+    pub c: Client,
+    pub memfree: String,
+}
+
+pub fn start(what: &str, programs: usize) -> Start {
+    let seed = seed_from("GUEST_FUZZ_SEED");
+    let programs = std::env::var("GUEST_FUZZ_PROGRAMS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(programs);
+    println!("{what}: seed {seed}, {programs} programs");
+    let m = Machine::vtx(Opts {
+        cmdline: format!("owner={OWNER} serve=uart"),
+        virtio_ports: 0,
+        ..Opts::default()
+    });
+    let c = m.client(OWNER, "");
+    let memfree = status_field(&c, "memfree");
+    Start {
+        seed,
+        programs,
+        m,
+        c,
+        memfree,
+    }
+}
+
+pub fn status_field(c: &Client, key: &str) -> String {
+    vmm_tests::status::text(&vmm_tests::status::read(c), key)
+}
+
+/// A new segment NAME of `size` bytes; its `data`, open for reading and writing.
+pub fn segment(c: &Client, name: &str, size: u64) -> File {
+    c.create("segment", name, dm::DIR | 0o777, om::READ)
+        .expect("create the segment");
+    c.open(&format!("segment/{name}/ctl"), om::WRITE)
+        .and_then(|f| f.write_str(&format!("va 0x10000000 {size:#x} sticky")))
+        .expect("size the segment");
+    c.open(&format!("segment/{name}/data"), om::RDWR)
+        .expect("open data")
 }

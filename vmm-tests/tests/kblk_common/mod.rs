@@ -66,6 +66,21 @@ pub fn segment(c: &Client, name: &str, len: u64) -> File {
     c.open(&format!("segment/{name}/data"), om::RDWR).unwrap()
 }
 
+/// A new VM (`vmx/clone` opened with `mode`) whose RAM is segment `ram` (`len` bytes)
+/// at 0, entering [`SETUP`] at 0x1000 with its stack below 0x8000: its ctl and number.
+pub fn vm(c: &Client, mode: u8, ram: &str, len: u64) -> (File, String) {
+    let ctl = c.open("vmx/clone", mode).unwrap();
+    let n = String::from_utf8(ctl.read_at(0, 64).unwrap()).unwrap();
+    let n = n.trim().to_string();
+    c.open(&format!("vmx/{n}/map"), om::WRITE)
+        .and_then(|f| f.write_str(&format!("rwx wb 0x0 {len:#x} {ram} 0x0\n")))
+        .unwrap();
+    c.open(&format!("vmx/{n}/regs"), om::RDWR)
+        .and_then(|f| f.write_str("pc 0x1000\nsp 0x8000\n"))
+        .unwrap();
+    (ctl, n)
+}
+
 /// A virtio-blk request header (type, sector) at `at`.
 pub fn header(ram: &mut virtio::testing::Ram, at: usize, ty: u32, sector: u64) {
     ram.b[at..at + 4].copy_from_slice(&ty.to_le_bytes());
