@@ -12,7 +12,7 @@
 mod fuzz_guests;
 
 use fuzz::runner::Rng;
-use fuzz_guests::{run_one, segment, start, status_field, Guest, Start, MODES};
+use fuzz_guests::{nothing_left, run_one, segment, start, Guest, Start, MODES};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -55,15 +55,7 @@ fn fuzz(programs: usize) {
         println!("  {n:6} {k}");
     }
     drop(data);
-    c.remove(&format!("segment/{SEG}"))
-        .expect("remove the segment");
-    assert_eq!(status_field(&c, "vms"), "0", "VMs left behind");
-    assert_eq!(status_field(&c, "segments"), "0");
-    assert_eq!(
-        status_field(&c, "memfree"),
-        memfree,
-        "memory lost over {programs} programs"
-    );
+    nothing_left(&c, &[SEG], &memfree, programs);
     assert!(
         kinds.keys().any(|k| !k.ends_with(" timeout")),
         "no program exited: {kinds:?}"

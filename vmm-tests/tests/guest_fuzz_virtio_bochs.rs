@@ -19,7 +19,7 @@
 mod fuzz_guests;
 
 use fuzz::runner::Rng;
-use fuzz_guests::{run_one, segment, start, status_field, Guest, Mode, Start, MODES};
+use fuzz_guests::{nothing_left, run_one, segment, start, Guest, Mode, Start, MODES};
 use std::collections::BTreeMap;
 use std::time::Instant;
 use virtio::blk::{T_FLUSH, T_GET_ID, T_IN, T_OUT};
@@ -312,17 +312,7 @@ fn fuzz(programs: usize) {
         println!("  {n:6} {k}");
     }
     drop(data);
-    for s in [SEG, DISK] {
-        c.remove(&format!("segment/{s}"))
-            .expect("remove the segment");
-    }
-    assert_eq!(status_field(&c, "vms"), "0", "VMs left behind");
-    assert_eq!(status_field(&c, "segments"), "0");
-    assert_eq!(
-        status_field(&c, "memfree"),
-        memfree,
-        "memory lost over {programs} programs"
-    );
+    nothing_left(&c, &[SEG, DISK], &memfree, programs);
     assert!(
         states.keys().any(|k| k.contains(" broken ")),
         "no disk broke: {states:?}"

@@ -190,3 +190,19 @@ pub fn segment(c: &Client, name: &str, size: u64) -> File {
     c.open(&format!("segment/{name}/data"), om::RDWR)
         .expect("open data")
 }
+
+/// After the last program: the segments `segs` removed, no VM or segment is left and
+/// `memfree` is back to its value before the first of `programs`.
+pub fn nothing_left(c: &Client, segs: &[&str], memfree: &str, programs: usize) {
+    for s in segs {
+        c.remove(&format!("segment/{s}"))
+            .expect("remove the segment");
+    }
+    assert_eq!(status_field(c, "vms"), "0", "VMs left behind");
+    assert_eq!(status_field(c, "segments"), "0");
+    assert_eq!(
+        status_field(c, "memfree"),
+        memfree,
+        "memory lost over {programs} programs"
+    );
+}
