@@ -151,9 +151,9 @@ pub struct Pumps {
 impl Pumps {
     /// Stops the pumps (the pending reads flushed, the ports clunked: they leave the
     /// switch) and says what they did.
-    pub fn finish(self) -> Costs {
+    pub fn finish(mut self) -> Costs {
         self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
+        for t in std::mem::take(&mut self.threads) {
             let _ = t.join();
         }
         let t = &self.tally;
@@ -163,6 +163,13 @@ impl Pumps {
             dropped: t.dropped.load(Ordering::Relaxed),
             trips: t.trips.get(),
         }
+    }
+}
+
+impl Drop for Pumps {
+    /// Pumps dropped unfinished (a run cut short) stop all the same.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
