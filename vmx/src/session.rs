@@ -53,7 +53,8 @@ pub struct Devices<'a> {
     /// Each card with where its incoming frames come from (read by a thread).
     pub nets: Vec<(Net, FrameSource)>,
     /// Cards on links for the hypervisor to serve on its switch ([`crate::knet`]) where
-    /// it can, after its disks on the bus; where it cannot, they join [`Devices::nets`]
+    /// it can, after its disks and the `switch` cards on the bus; where it cannot, they
+    /// join [`Devices::nets`]
     /// as the tool's own.
     pub links: Vec<knet::Card>,
     /// The MACs of cards the hypervisor serves on its switch (`-n switch`, `pci net`).
