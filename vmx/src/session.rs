@@ -54,8 +54,7 @@ pub struct Devices<'a> {
     pub nets: Vec<(Net, FrameSource)>,
     /// Cards on links for the hypervisor to serve on its switch ([`crate::knet`]) where
     /// it can, after its disks and the `switch` cards on the bus; where it cannot, they
-    /// join [`Devices::nets`]
-    /// as the tool's own.
+    /// join [`Devices::nets`] as the tool's own.
     pub links: Vec<knet::Card>,
     /// The MACs of cards the hypervisor serves on its switch (`-n switch`, `pci net`).
     pub switch_nets: Vec<[u8; 6]>,
