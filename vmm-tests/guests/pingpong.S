@@ -3,7 +3,9 @@
 # configuration space). ROLE 1 pings, polling its rings with interrupts off: a broadcast
 # frame of type 0x88b5 carrying a sequence number, then waits for the answer with that
 # number, PINGS times, counting them in DONE, then `out 0x8f` (the only exit its client
-# sees; `out 0x8e` if an answer was wrong). Any other ROLE echoes, halted between frames:
+# sees; `out 0x8e` if an answer was wrong), then the exit status (0, or 1 for a wrong
+# answer) to the done port 0xf4, for a client that goes on (the vmx tool ends the run
+# there). Any other ROLE echoes, halted between frames:
 # the 8259 pair initialised (vectors 0x20-0x2f, all unmasked), `sti; hlt` until the card's
 # interrupt (its handler reads the ISR, which lowers the line, and ends the interrupt),
 # then each frame received goes back to its sender from this card's MAC, payload
@@ -150,9 +152,13 @@ pinger:
     inc dword ptr [DONE]
     jmp 2b
 3:  out 0x8f, al
+    xor al, al
+    out 0xf4, al
 4:  jmp 4b
 bad:
     out 0x8e, al
+    mov al, 1
+    out 0xf4, al
     jmp bad
 
 # The card's interrupt: reading the ISR lowers its line; then the end of interrupt to

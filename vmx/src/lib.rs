@@ -11,6 +11,7 @@ pub mod dev;
 pub mod exit;
 pub mod firmware;
 pub mod kdisk;
+pub mod knet;
 pub mod layout;
 pub mod loader;
 pub mod paging;

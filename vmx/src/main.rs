@@ -82,9 +82,14 @@ struct Args {
     /// `ip tuntap add NAME mode tap user YOU`, then `ip addr add`/`ip link set NAME up`;
     /// as root, a NAME that does not exist is made and goes away with the tool). Prefix
     /// `mac=XX:XX:XX:XX:XX:XX,` to choose the address (default 52:54:00 and bytes of the
-    /// process ID). Repeatable; the cards follow the disks on the PCI bus. LINK `switch`:
-    /// a card the hypervisor serves itself on its Ethernet switch (its in-kernel PCI bus
-    /// needed), placed after the tool's devices; its frames never reach the tool.
+    /// process ID). Repeatable; the cards follow the disks on the PCI bus. Where the
+    /// hypervisor serves virtio-net on its Ethernet switch (`pci net`, `switch/clone`),
+    /// the card is its own and the tool pumps frames between a port of that switch and
+    /// the link: only frames for the link (broadcast, unknown or learned behind it)
+    /// cross the connection; the guest also reaches the hypervisor's other VMs (and its
+    /// LAN when it bridges one). Elsewhere the tool runs the card. LINK `switch`: a card
+    /// the hypervisor serves itself on its switch with no link here (its in-kernel PCI
+    /// bus needed), placed after the tool's devices; its frames never reach the tool.
     #[arg(short = 'n', long = "net", value_name = "[mac=MAC,]LINK")]
     nets: Vec<String>,
 
@@ -141,6 +146,13 @@ struct Args {
     /// through the VM's queue file, or the image in a segment with `seg:`).
     #[arg(long)]
     no_kernel_disks: bool,
+
+    /// Run the -n cards on links (unix, tcp, tap) with the tool's own virtio-net even when
+    /// the hypervisor offers to run them on its switch (`pci net` and a `switch/clone`
+    /// port per link; by default it does). `-n switch` cards are the hypervisor's either
+    /// way.
+    #[arg(long)]
+    no_kernel_nets: bool,
 
     /// Log every wait line read and ctl command written to this file.
     #[arg(long, value_name = "FILE")]
@@ -369,6 +381,12 @@ fn boot(
                 c[0], c[1], c[2], c[3]
             );
         }
+        if let Some(c) = &report.netlinks {
+            eprintln!(
+                "vmx: -n links through the hypervisor's switch: {} frames to the links, {} from them ({} dropped here), {} reads and writes of the switch ports",
+                c.to_links, c.from_links, c.dropped, c.trips
+            );
+        }
     }
     Ok(code)
 }
@@ -401,7 +419,17 @@ fn devices(a: &Args) -> Result<session::Devices<'static>, String> {
             eprintln!("vmx: -n: waiting for a peer on {}", spec.addr);
         }
         let (link, source) = spec.open()?;
-        d.nets.push((net::Net::new(mac, link), source));
+        let card = vmx::knet::Card {
+            mac,
+            link,
+            source,
+            name: spec.addr.to_string(),
+        };
+        if a.no_kernel_nets {
+            d.nets.push(card.tool());
+        } else {
+            d.links.push(card);
+        }
     }
     if let Some(c) = &a.com2 {
         if c == "stdio" {

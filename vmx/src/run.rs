@@ -49,6 +49,9 @@ pub enum Event {
     LinkDown(usize, String),
     /// Bytes for COM2.
     Com2(Vec<u8>),
+    /// A helper thread's message for the log (a `-n` link through the hypervisor's
+    /// switch gone down, say).
+    Note(String),
 }
 
 /// Guest memory for the virtio devices: the segment's `data` through the VM handle.
@@ -438,6 +441,10 @@ impl<'a, V: Vmfs> Runner<'a, V> {
                 Ok(Event::Com2(b)) => {
                     reason = "(input)".into();
                     self.machine.type_in_com(1, &b);
+                }
+                Ok(Event::Note(m)) => {
+                    reason = "(net)".into();
+                    self.warn(m);
                 }
                 Err(RecvTimeoutError::Timeout) => reason = "(timer)".into(),
                 Err(RecvTimeoutError::Disconnected) => return Err("the wait reader ended".into()),

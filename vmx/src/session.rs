@@ -3,6 +3,7 @@
 
 use crate::dev::{clock::GuestClock, Machine};
 use crate::kdisk::{self, KDisks};
+use crate::knet;
 use crate::layout::Layout;
 use crate::loader::Image;
 use crate::run::{Event, Outcome, Runner, Stats};
@@ -51,6 +52,10 @@ pub struct Devices<'a> {
     pub disks: Vec<Blk>,
     /// Each card with where its incoming frames come from (read by a thread).
     pub nets: Vec<(Net, FrameSource)>,
+    /// Cards on links for the hypervisor to serve on its switch ([`crate::knet`]) where
+    /// it can, after its disks and the `switch` cards on the bus; where it cannot, they
+    /// join [`Devices::nets`] as the tool's own.
+    pub links: Vec<knet::Card>,
     /// The MACs of cards the hypervisor serves on its switch (`-n switch`, `pci net`).
     pub switch_nets: Vec<[u8; 6]>,
     /// COM2's input (read by a thread) and output.
@@ -81,6 +86,8 @@ pub struct Report {
     pub inkernel: Option<[u64; 4]>,
     /// The disks the hypervisor served, and what they cost.
     pub kdisks: Option<kdisk::Costs>,
+    /// The links pumped through the hypervisor's switch, and what they cost.
+    pub netlinks: Option<knet::Costs>,
 }
 
 /// The `inkernel io N hlt N irq N` line of the hypervisor's status file.
@@ -181,6 +188,28 @@ pub fn run(
             }
         }
     }
+    // -n links: the hypervisor's cards and a switch port each where it has them, else
+    // the tool's virtio-net.
+    let mut links = std::mem::take(&mut o.devices.links);
+    let ports = if links.is_empty() {
+        None
+    } else {
+        let client = vm.client.clone();
+        match knet::Ports::open(&mut vm, &client, kernel_pci, links.len()) {
+            Ok(p) => {
+                let _ = writeln!(
+                    o.log,
+                    "vmx: -n links: the hypervisor's virtio-net on its switch, a switch port pumped to each link here"
+                );
+                Some(p)
+            }
+            Err(why) => {
+                let _ = writeln!(o.log, "vmx: -n links: the tool's virtio-net: {why}");
+                o.devices.nets.extend(links.drain(..).map(knet::Card::tool));
+                None
+            }
+        }
+    };
     let every = Duration::from_millis(if o.tty { 250 } else { 5000 });
     if let Err(e) = upload::send(&mut vm, img, &mut o.log, o.tty, every) {
         let _ = vm.close();
@@ -278,6 +307,17 @@ pub fn run(
     if let Err(e) = switch_nets(&mut vm, kernel_pci, &o.devices.switch_nets) {
         let _ = vm.close();
         return Err(e);
+    }
+    // The links' cards last, their pumps started.
+    let mut pumps = None;
+    if let Some(p) = ports {
+        match p.attach(&mut vm, links, tx.clone()) {
+            Ok(p) => pumps = Some(p),
+            Err(e) => {
+                let _ = vm.close();
+                return Err(e);
+            }
+        }
     }
     for (k, mut src) in sources.into_iter().enumerate() {
         let tx = tx.clone();
@@ -382,6 +422,14 @@ pub fn run(
         }
         (o, _) => o,
     };
+    // The links' ports leave the switch.
+    let netlinks = pumps.map(knet::Pumps::finish);
+    if let Some(c) = &netlinks {
+        let frames = c.to_links + c.from_links;
+        stats
+            .by_reason
+            .insert(knet::ROW.into(), (frames, c.trips, c.trips));
+    }
     // The queue server ends with the VM; the disks' segments go.
     let (costs, kdone) = match kdisks.map(|k| k.finish(&client)) {
         Some(Ok(c)) => (Some(c), Ok(())),
@@ -411,6 +459,7 @@ pub fn run(
         kernel_devices: kernel,
         inkernel: counts,
         kdisks: costs,
+        netlinks,
     })
 }
 

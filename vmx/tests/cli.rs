@@ -27,6 +27,8 @@ fn device_flags_are_checked() {
     assert!(!ok && e.contains("-n \"listen!tap!tap0\": expected"), "{e}");
     let (ok, e) = vmx(&["-n", "unix!/nonexistent/lan.sock"]);
     assert!(!ok && e.contains("-n unix!/nonexistent/lan.sock: "), "{e}");
+    let (ok, e) = vmx(&["--no-kernel-nets", "-n", "unix!/nonexistent/lan.sock"]);
+    assert!(!ok && e.contains("-n unix!/nonexistent/lan.sock: "), "{e}");
     let (ok, e) = vmx(&["-C", "stdio"]);
     assert!(!ok && e.contains("-C: COM2 takes files"), "{e}");
     let (ok, e) = vmx(&["-C", "/nonexistent/in"]);
