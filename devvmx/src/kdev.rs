@@ -2,8 +2,8 @@
 //! the VM's port I/O to the named devices is answered here, with pcdev's models (the same
 //! code the vmx tool runs), instead of going to the client as `io` exits. The PIC's
 //! interrupts are injected at entry, halts wait here for them, and COM1's bytes go through
-//! the VM's `cons` file. With `cpu`, cpuid and reads of the MSRs that live in the VMCS are
-//! answered here too, from the real CPU through pcdev's masks.
+//! the VM's `cons` file. With `cpu`, cpuid (from the real CPU through pcdev's masks), the
+//! MSRs pcdev's table knows and the debug registers are answered here too.
 
 use crate::plan9::quote;
 use alloc::format;
@@ -14,6 +14,7 @@ use pcdev::{Board, Dev};
 mod blk;
 mod blkq;
 mod cons;
+mod cpu;
 mod exit;
 mod firmware;
 mod net;
@@ -104,7 +105,7 @@ pub struct Counts {
     pub io: u64,
     /// Halts waited out here.
     pub hlt: u64,
-    /// cpuid and rdmsr answered here.
+    /// cpuid, RDMSR, WRMSR and MOV DR answered here.
     pub cpu: u64,
     /// Interrupts injected from the in-kernel PIC.
     pub irq: u64,
@@ -136,6 +137,8 @@ pub(crate) struct KDev {
     /// A vector whose delivery an exit cut short: injected again on the next entry.
     pub(crate) redeliver: Option<u8>,
     pub(crate) counts: Counts,
+    /// The MSRs the guest wrote that pcdev's table keeps (`cpu`).
+    kept: cpu::Kept,
     /// A firmware machine (`firmware`, see [`firmware`]).
     firmware: bool,
     /// virtio-net cards served here (`pci net`, kdev/net.rs).
@@ -161,6 +164,7 @@ impl KDev {
             qual: None,
             redeliver: None,
             counts: Counts::default(),
+            kept: cpu::Kept::default(),
             firmware: false,
             nets: alloc::vec::Vec::new(),
             disks: alloc::vec::Vec::new(),

@@ -164,6 +164,13 @@ static GUESTREGS: [GuestReg; 82] = [
     ro(V(VM_IDTVECCODE), "idtinterruptcode"),
 ];
 
+/// The general-purpose registers by their number in instructions and exit qualifications
+/// ([`MovDrQual::gpr`]), as the regs file names them.
+pub(crate) const GPR: [&str; 16] = [
+    "ax", "cx", "dx", "bx", "sp", "bp", "si", "di", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
+    "r15",
+];
+
 fn ureg(st: &mut EntryState, i: usize) -> &mut u64 {
     let g = &mut st.regs;
     match i {
@@ -231,10 +238,7 @@ pub(crate) fn getregs<H: Hw>(
 
 /// One register of the regs file by name, as a read of the file gives it.
 pub(crate) fn getreg<H: Hw>(hw: &mut H, st: &mut EntryState, name: &str) -> Result<u64, Error> {
-    let r = GUESTREGS
-        .iter()
-        .find(|r| r.name == name)
-        .ok_or(Error::from("unknown register"))?;
+    let r = find(name)?;
     match r.rd {
         Rd::Plain => load(hw, st, r.loc),
         Rd::Cr0Fake => fake(hw, GUEST_CR0, GUEST_CR0MASK, GUEST_CR0SHADOW),
@@ -281,23 +285,52 @@ pub(crate) fn setreg<H: Hw>(
     name: &str,
     val: &str,
 ) -> Result<(), Error> {
-    let Some(r) = GUESTREGS.iter().find(|r| r.name == name) else {
-        return Err("unknown register".into());
+    let r = find(name)?;
+    // A read-only register's error comes before the value's.
+    let v = match r.wr {
+        Wr::Readonly => 0,
+        _ => parseval(val)?,
     };
+    set(hw, st, caps, r, v)
+}
+
+/// Sets one register by name to `v` as a write of the regs file would (its checks and
+/// side effects: EFER.LMA, DR7 in the VMCS, ...): the in-kernel `cpu` device's MSR and
+/// debug register writes.
+pub(crate) fn setreg_value<H: Hw>(
+    hw: &mut H,
+    st: &mut EntryState,
+    caps: &Caps,
+    name: &str,
+    v: u64,
+) -> Result<(), Error> {
+    set(hw, st, caps, find(name)?, v)
+}
+
+fn find(name: &str) -> Result<&'static GuestReg, Error> {
+    GUESTREGS
+        .iter()
+        .find(|r| r.name == name)
+        .ok_or(Error::from("unknown register"))
+}
+
+fn set<H: Hw>(
+    hw: &mut H,
+    st: &mut EntryState,
+    caps: &Caps,
+    r: &GuestReg,
+    v: u64,
+) -> Result<(), Error> {
     match r.wr {
-        Wr::Plain => {
-            let v = parseval(val)?;
-            match r.loc {
-                Loc::Vmcs(f) => vmcs::write(hw, f, v)?,
-                loc => {
-                    if let Some(x) = var(st, loc) {
-                        *x = v;
-                    }
+        Wr::Plain => match r.loc {
+            Loc::Vmcs(f) => vmcs::write(hw, f, v)?,
+            loc => {
+                if let Some(x) = var(st, loc) {
+                    *x = v;
                 }
             }
-        }
+        },
         Wr::Cr0Real => {
-            let v = parseval(val)?;
             let cur = vmcs::read(hw, GUEST_CR0)?;
             let cr0 = cur & CR0KERNEL | v & !CR0KERNEL;
             // Not in the seed: a value VM entry would refuse is refused here.
@@ -307,13 +340,12 @@ pub(crate) fn setreg<H: Hw>(
             vmcs::write(hw, GUEST_CR0, cr0)?;
             updatelma(hw)?;
         }
-        Wr::Cr0Mask => vmcs::write(hw, GUEST_CR0MASK, parseval(val)? | CR0KERNEL)?,
+        Wr::Cr0Mask => vmcs::write(hw, GUEST_CR0MASK, v | CR0KERNEL)?,
         Wr::Efer => {
-            vmcs::write(hw, GUEST_IA32_EFER, parseval(val)?)?;
+            vmcs::write(hw, GUEST_IA32_EFER, v)?;
             updatelma(hw)?;
         }
         Wr::Cr4Real => {
-            let v = parseval(val)?;
             let cur = vmcs::read(hw, GUEST_CR4)?;
             let cr4 = cur & CR4KERNEL | v & !CR4KERNEL;
             if !caps.guest_cr4_ok(cr4) {
@@ -321,14 +353,14 @@ pub(crate) fn setreg<H: Hw>(
             }
             vmcs::write(hw, GUEST_CR4, cr4)?;
         }
-        Wr::Cr4Mask => vmcs::write(hw, GUEST_CR4MASK, parseval(val)? | CR4KERNEL)?,
+        Wr::Cr4Mask => vmcs::write(hw, GUEST_CR4MASK, v | CR4KERNEL)?,
         Wr::Dr7 => {
-            let v = parseval(val)? as u32 as u64;
+            let v = v as u32 as u64;
             st.dr[7] = v;
             vmcs::write(hw, GUEST_DR7, v)?;
         }
-        Wr::Dr6 => st.dr[6] = parseval(val)? as u32 as u64,
-        Wr::Xcr0 => st.xcr0 = (parseval(val)? | 1) & hw.host_xcr0(),
+        Wr::Dr6 => st.dr[6] = v as u32 as u64,
+        Wr::Xcr0 => st.xcr0 = (v | 1) & hw.host_xcr0(),
         // The seed's readonly() returned -1, which setregs ignored.
         Wr::Readonly => return Err("register is read-only".into()),
     }
@@ -360,4 +392,16 @@ pub(crate) fn setregs<H: Hw>(
         setreg(hw, st, caps, f[0], f[1])?;
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gprs_are_registers_of_the_file() {
+        for name in GPR {
+            assert!(matches!(find(name).map(|r| r.wr), Ok(Wr::Plain)), "{name}");
+        }
+    }
 }

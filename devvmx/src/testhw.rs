@@ -20,9 +20,10 @@ pub struct Exit {
     pub iinfo: u32,
     pub gva: u64,
     pub gpa: u64,
-    /// Guest rax and rcx after the exit.
+    /// Guest rax, rcx and rdx after the exit.
     pub ax: Option<u64>,
     pub cx: Option<u64>,
+    pub dx: Option<u64>,
     /// Other fields the exit sets (e.g. GUEST_RIP).
     pub set: Vec<(VmcsField, u64)>,
     /// The entry instruction itself fails (VMfail): no exit happens.
@@ -71,8 +72,9 @@ pub struct EntryLog {
     /// Guest interruptibility state and pending debug exceptions.
     pub canintr: u64,
     pub pending_dbg: u64,
-    /// Guest rax as the entry loads it (what an `in` emulated before it left).
+    /// Guest rax as the entry loads it (what an `in` emulated before it left), and rdx.
     pub ax: u64,
+    pub dx: u64,
 }
 
 #[derive(Default)]
@@ -498,6 +500,7 @@ impl Hw for TestHw {
             canintr: f(v, GUEST_CANINTR),
             pending_dbg: f(v, GUEST_PENDING_DBG),
             ax: state.regs.ax,
+            dx: state.regs.dx,
         };
         let e = self.exits.pop_front().unwrap_or_else(|| Exit::new(1));
         self.entries.push(log);
@@ -536,6 +539,9 @@ impl Hw for TestHw {
         }
         if let Some(cx) = e.cx {
             state.regs.cx = cx;
+        }
+        if let Some(dx) = e.dx {
+            state.regs.dx = dx;
         }
         Ok(())
     }

@@ -293,7 +293,9 @@ pub const EXIT_NMIWIN: u16 = 8;
 pub const EXIT_CPUID: u16 = 10;
 pub const EXIT_HLT: u16 = 12;
 pub const EXIT_IO: u16 = 30;
+pub const EXIT_MOVDR: u16 = 29;
 pub const EXIT_RDMSR: u16 = 31;
+pub const EXIT_WRMSR: u16 = 32;
 pub const EXIT_MONTRAP: u16 = 37;
 pub const EXIT_EPTFAULT: u16 = 48;
 pub const EXIT_EPTINVAL: u16 = 49;
@@ -306,6 +308,29 @@ pub const EPTQUAL_VA: u64 = 1 << 7;
 pub const IOQUAL_SIZE: u64 = 7;
 pub const IOQUAL_IN: u64 = 1 << 3;
 pub const IOQUAL_STRING: u64 = 1 << 4;
+
+/// A MOV DR exit's qualification (SDM Vol. 3 27.2.1, Table 27-4): the debug register in
+/// bits 2:0, bit 4 set for a MOV from it, the general-purpose register in bits 11:8 (in
+/// the instructions' encoding: 0 rax, 1 rcx, 2 rdx, 3 rbx, 4 rsp, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MovDrQual(pub u64);
+
+impl MovDrQual {
+    /// Which debug register, 0-7.
+    pub const fn dr(self) -> usize {
+        (self.0 & 7) as usize
+    }
+
+    /// A MOV from the debug register (a read); else a MOV to it.
+    pub const fn from_dr(self) -> bool {
+        self.0 & 1 << 4 != 0
+    }
+
+    /// The general-purpose register, 0-15.
+    pub const fn gpr(self) -> usize {
+        (self.0 >> 8 & 15) as usize
+    }
+}
 
 /// The kind of an event (interruption information bits 10:8).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! The whole chain under Bochs: the hypervisor boots from its ISO, serves 9P on COM1, and
 //! the tool runs the bundled demo guest on it: segment, VM, image upload, exits, the
-//! emulated UART, PIC and PIT, and the done port, once with every device in the tool and
-//! once with them in the hypervisor (its `devices` message). The guest's output is
+//! emulated UART, PIC and PIT, an MSR and debug registers, and the done port, once with
+//! every device in the tool and once with them in the hypervisor (its `devices` message). The guest's output is
 //! asserted line by line, and the 9P round trips by exit reason are printed.
 
 use std::sync::mpsc::channel;
@@ -116,7 +116,7 @@ fn demo_through_the_library(m: &Machine, kernel: bool) {
     };
     let text = out.text();
     eprintln!(
-        "--- guest output (devices in the {}) ---\n{text}--- tool ---\n{}--- 9P round trips ---\n{}in the hypervisor (port accesses, halts, interrupts, cpuid/MSR reads): {:?}",
+        "--- guest output (devices in the {}) ---\n{text}--- tool ---\n{}--- 9P round trips ---\n{}in the hypervisor (port accesses, halts, interrupts, cpuid/MSR/DR accesses): {:?}",
         if kernel { "hypervisor" } else { "tool" },
         log.text(),
         report.stats.report(),
@@ -135,13 +135,18 @@ fn demo_through_the_library(m: &Machine, kernel: bool) {
     assert_eq!(lines[1], "memory: 64 MiB (multiboot mem_upper)");
     assert_eq!(lines[2], "command line: \"hello 9P\"");
     assert_eq!(lines[3], "cpu: GenuineIntel");
-    assert!(
-        lines[4].starts_with("rtc: ") && lines[4].ends_with(" UTC"),
-        "{}",
-        lines[4]
+    // SYSENTER_ESP (kept for the guest), DR0 and DR7 read back as written.
+    assert_eq!(
+        lines[4],
+        "msr: 12345678 9abcdef0, dr0: 00c0ffee, dr7: 00000700"
     );
-    assert_eq!(lines[5], "3 timer interrupts from the PIT through the PIC");
-    assert_eq!(lines[6], "Goodbye: halting via port 0xf4.");
+    assert!(
+        lines[5].starts_with("rtc: ") && lines[5].ends_with(" UTC"),
+        "{}",
+        lines[5]
+    );
+    assert_eq!(lines[6], "3 timer interrupts from the PIT through the PIC");
+    assert_eq!(lines[7], "Goodbye: halting via port 0xf4.");
     let s = &report.stats.by_reason;
     if kernel {
         // The PIC, PIT, UART and RTC answered inside: no io exit but the done port's,
@@ -149,12 +154,20 @@ fn demo_through_the_library(m: &Machine, kernel: bool) {
         assert_eq!(s.get("io").map(|x| x.0), Some(1), "{s:?}");
         assert_eq!(s.get("*ack"), None, "{s:?}");
         let c = report.inkernel.expect("the hypervisor's counts");
-        assert!(c[0] > 200 && c[2] >= 3 && c[3] >= 1, "{c:?}");
+        // cpuid, wrmsr, rdmsr, four mov dr.
+        assert!(c[0] > 200 && c[2] >= 3 && c[3] >= 7, "{c:?}");
         // The CPU the guest saw is the real one's (Bochs's): the vendor line says so.
-        assert_eq!(s.get(".cpuid"), None, "{s:?}");
+        // The MSR and the debug registers were the hypervisor's too.
+        for r in [".cpuid", ".rdmsr", ".wrmsr", ".movdr"] {
+            assert_eq!(s.get(r), None, "{r}: {s:?}");
+        }
     } else {
         // Three timer interrupts were posted and acknowledged.
         assert_eq!(s.get("*ack").map(|x| x.0), Some(3));
+        // The tool answered the MSR and the debug registers.
+        for (r, n) in [(".rdmsr", 1), (".wrmsr", 1), (".movdr", 4)] {
+            assert_eq!(s.get(r).map(|x| x.0), Some(n), "{r}: {s:?}");
+        }
         assert!(s.get("io").is_some_and(|x| x.0 > 200), "{s:?}");
         assert_eq!(report.inkernel, None);
     }

@@ -215,7 +215,7 @@ impl Guest {
             .expect("the run did not end after poweroff");
         let r = r.unwrap_or_else(|e| panic!("{e}\n{}", self.m.diagnostics()));
         eprintln!(
-            "outcome {:?} after {:?}\n--- 9P round trips by exit reason ---\n{}answered in the hypervisor (port accesses, halts, interrupts, cpuid/MSR reads): {:?}",
+            "outcome {:?} after {:?}\n--- 9P round trips by exit reason ---\n{}answered in the hypervisor (port accesses, halts, interrupts, cpuid/MSR/DR accesses): {:?}",
             r.outcome,
             self.start.elapsed(),
             r.stats.report(),

@@ -5,6 +5,8 @@
 #   PIC + PIT      three timer interrupts, delivered with `irq 32` and acknowledged by
 #                  `*ack 32` wait lines, woken from hlt
 #   CMOS (0x70)    the time of day
+#   MSR, DR        SYSENTER_ESP (an MSR kept for the guest), DR0 and DR7 written and
+#                  read back: rdmsr, wrmsr and mov dr exits
 #   port 0xf4      "guest done": the value written is the tool's exit status
 # It starts as vmx(1) starts guests: flat 32-bit protected mode, paging off, no GDT.
 
@@ -64,6 +66,34 @@ _start:
         call puts
         lea esi, vendor
         call puts
+        call newline
+
+        # An MSR kept for the guest and two debug registers, written and read back. DR7
+        # enables no breakpoint (bit 10 is reserved as 1; LE and GE only).
+        mov ecx, 0x175                  # SYSENTER_ESP
+        mov edx, 0x12345678
+        mov eax, 0x9abcdef0
+        wrmsr
+        xor eax, eax
+        xor edx, edx
+        rdmsr
+        push eax
+        mov eax, edx
+        lea esi, msg_msr
+        call putlabel_hex
+        pop eax
+        lea esi, msg_space
+        call putlabel_hex
+        mov eax, 0x00c0ffee
+        mov dr0, eax
+        mov eax, 0x700
+        mov dr7, eax
+        mov eax, dr0
+        lea esi, msg_dr0
+        call putlabel_hex
+        mov eax, dr7
+        lea esi, msg_dr7
+        call putlabel_hex
         call newline
 
         call rtc_time
@@ -204,6 +234,24 @@ putdec:
         pop ebx
         ret
 
+# The string at esi, then eax as 8 hex digits.
+putlabel_hex:
+        push eax
+        call puts
+        pop eax
+        mov ecx, 8
+10:     rol eax, 4
+        push eax
+        and al, 0x0f
+        add al, '0'
+        cmp al, '9'
+        jbe 11f
+        add al, 'a' - '9' - 1
+11:     call putc
+        pop eax
+        loop 10b
+        ret
+
 # Prints the CMOS time of day as HH:MM:SS (BCD, as the RTC keeps it by default).
 rtc_time:
         lea esi, msg_rtc
@@ -246,6 +294,10 @@ msg_mib: .asciz " MiB (multiboot mem_upper)\n"
 msg_cmdline: .asciz "command line: \""
 msg_quote_nl: .asciz "\"\n"
 msg_cpu: .asciz "cpu: "
+msg_msr: .asciz "msr: "
+msg_space: .asciz " "
+msg_dr0: .asciz ", dr0: "
+msg_dr7: .asciz ", dr7: "
 msg_rtc: .asciz "rtc: "
 msg_utc: .asciz " UTC\n"
 msg_ticks: .asciz " timer interrupts from the PIT through the PIC\n"

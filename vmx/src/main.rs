@@ -377,7 +377,7 @@ fn boot(
         );
         if let Some(c) = report.inkernel {
             eprintln!(
-                "vmx: answered in the hypervisor: {} port accesses, {} halts, {} interrupts, {} cpuid and MSR reads",
+                "vmx: answered in the hypervisor: {} port accesses, {} halts, {} interrupts, {} cpuid, MSR and debug register accesses",
                 c[0], c[1], c[2], c[3]
             );
         }

@@ -82,7 +82,8 @@ pub struct Report {
     /// The hypervisor ran the PC devices.
     pub kernel_devices: bool,
     /// Then: what it answered itself for this VM (port accesses, halts, interrupts,
-    /// cpuid and MSR reads), from the change in its status file's `inkernel` line.
+    /// cpuid, MSR and debug register accesses), from the change in its status file's
+    /// `inkernel` line.
     pub inkernel: Option<[u64; 4]>,
     /// The disks the hypervisor served, and what they cost.
     pub kdisks: Option<kdisk::Costs>,

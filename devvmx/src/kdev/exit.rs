@@ -1,13 +1,13 @@
 //! The in-kernel devices' answers to a VM exit: port I/O to a chosen device (PCI
 //! configuration space and the kernel's own PCI functions among them, the latter over the
-//! VM's memory map), cpuid and
-//! reads of the MSRs that live in the VMCS (with `cpu`), and a halt with interrupts on
-//! (the PIC will wake the guest). Anything else goes to the client as before.
+//! VM's memory map), cpuid, MSRs and debug registers (with `cpu`, kdev/cpu.rs), and a
+//! halt with interrupts on (the PIC will wake the guest). Anything else goes to the
+//! client as before.
 
 use super::{FwPort, KDev, Route, CPU, PIC};
+use crate::caps::Caps;
 use crate::hw::{EntryState, Hw};
 use crate::mem::MemMap;
-use crate::regs;
 use crate::vmcs::{self, *};
 use ninep::Error;
 
@@ -24,12 +24,14 @@ pub(crate) enum Answered {
 
 impl KDev {
     /// Answers the exit `reason` where the devices can, at guest time `now`, with the
-    /// guest's registers in `entry`; an answered instruction is skipped.
+    /// guest's registers in `entry` (written with the checks of `caps`, as the regs file
+    /// writes them); an answered instruction is skipped.
     pub(crate) fn answer<H: Hw>(
         &mut self,
         hw: &mut H,
         map: &MemMap,
         entry: &mut EntryState,
+        caps: &Caps,
         reason: ExitReason,
         now: u64,
     ) -> Result<Answered, Error> {
@@ -90,27 +92,21 @@ impl KDev {
                 Answered::Done
             }
             r if r.is(EXIT_CPUID) && self.has(CPU) => {
-                let r = &mut entry.regs;
-                let (leaf, sub) = (r.ax as u32, r.cx as u32);
-                let v = pcdev::cpu::guest_cpuid(leaf, sub, &mut |l, s| hw.cpuid(l, s))
-                    .unwrap_or([0; 4]);
-                (r.ax, r.bx, r.cx, r.dx) = (v[0].into(), v[1].into(), v[2].into(), v[3].into());
-                self.counts.cpu += 1;
+                self.cpuid(hw, entry);
                 Answered::Done
             }
-            r if r.is(EXIT_RDMSR) && self.has(CPU) => {
-                // The MSRs that live in the VMCS, read as the regs file reads them; the
-                // client keeps the rest (and takes every write).
-                let v = match pcdev::cpu::msr(entry.regs.cx as u32) {
-                    Some(pcdev::cpu::Msr::Reg(name)) => regs::getreg(hw, entry, name)?,
-                    Some(pcdev::cpu::Msr::Zero) => 0,
-                    _ => return Ok(Answered::No),
-                };
-                entry.regs.ax = v & 0xffff_ffff;
-                entry.regs.dx = v >> 32;
-                self.counts.cpu += 1;
-                Answered::Done
-            }
+            r if r.is(EXIT_RDMSR) && self.has(CPU) => match self.rdmsr(hw, entry)? {
+                true => Answered::Done,
+                false => return Ok(Answered::No),
+            },
+            r if r.is(EXIT_WRMSR) && self.has(CPU) => match self.wrmsr(hw, entry, caps)? {
+                true => Answered::Done,
+                false => return Ok(Answered::No),
+            },
+            r if r.is(EXIT_MOVDR) && self.has(CPU) => match self.movdr(hw, entry, caps)? {
+                true => Answered::Done,
+                false => return Ok(Answered::No),
+            },
             r if r.is(EXIT_HLT) && self.has(PIC) => {
                 if vmcs::read(hw, GUEST_RFLAGS)? & RFLAGS_IF == 0 {
                     return Ok(Answered::No);

@@ -214,7 +214,7 @@ impl Vm {
         let Some(k) = self.kdev.as_mut() else {
             return Ok(false);
         };
-        match k.answer(hw, &self.mem, &mut self.entry, reason, now)? {
+        match k.answer(hw, &self.mem, &mut self.entry, &self.caps, reason, now)? {
             Answered::No => Ok(false),
             Answered::Done => Ok(true),
             Answered::Halted => {
