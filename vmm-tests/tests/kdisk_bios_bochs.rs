@@ -15,7 +15,7 @@ use std::os::unix::net::UnixStream;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use vmm_tests::emu::{Machine, Opts};
-use vmm_tests::fixtures::{bootiso, Capture};
+use vmm_tests::fixtures::{bootiso, run_options, Capture};
 use vmx::layout::Layout;
 use vmx::session::{self, Options};
 
@@ -59,21 +59,14 @@ impl Boot {
         let run = std::thread::spawn({
             let (out, log) = (out.clone(), log.clone());
             move || {
+                let devices = session::Devices {
+                    kdisks: vec![spec],
+                    fwcfg: Some(fwcfg),
+                    ..Default::default()
+                };
                 let opts = Options {
-                    segment: "kbios".into(),
-                    out: Box::new(out),
                     input: Some(Box::new(input)),
-                    log: Box::new(log),
-                    tty: false,
-                    debug: false,
-                    trace: None,
-                    kernel_devices: true,
-                    pipeline: true,
-                    devices: session::Devices {
-                        kdisks: vec![spec],
-                        fwcfg: Some(fwcfg),
-                        ..Default::default()
-                    },
+                    ..run_options("kbios", out, log, true, devices)
                 };
                 session::run(client, &layout, &img, opts).map(|r| r.stats.report())
             }

@@ -11,11 +11,11 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use vmm_tests::fixtures::Capture as W;
+use vmm_tests::fixtures::{run_options, Capture as W};
 use vmx::layout::Layout;
 use vmx::loader;
 use vmx::run::Outcome;
-use vmx::session::{self, Options};
+use vmx::session;
 
 type Ns = Arc<Mutex<Namespace<TestHw>>>;
 
@@ -131,18 +131,7 @@ fn run_with(
     let code = vec![0x90u8; 6000];
     let img = loader::load_raw(&code, 0x1000, &layout).unwrap();
     let (out, log) = (W::default(), W::default());
-    let opts = Options {
-        segment: "vm.test".into(),
-        out: Box::new(out.clone()),
-        input: None,
-        log: Box::new(log.clone()),
-        tty: false,
-        debug: false,
-        trace: None,
-        kernel_devices,
-        pipeline: true,
-        devices,
-    };
+    let opts = run_options("vm.test", out.clone(), log.clone(), kernel_devices, devices);
     let report = session::run(client, &layout, &img, opts).unwrap();
     server.join().unwrap();
     let log = log.text();
@@ -411,18 +400,7 @@ fn kernel_disks_a_segment_written_back_and_a_queue_served() {
         ],
         ..Default::default()
     };
-    let opts = Options {
-        segment: "vm.kd".into(),
-        out: Box::new(out.clone()),
-        input: None,
-        log: Box::new(log.clone()),
-        tty: false,
-        debug: false,
-        trace: None,
-        kernel_devices: true,
-        pipeline: true,
-        devices,
-    };
+    let opts = run_options("vm.kd", out.clone(), log.clone(), true, devices);
     let report = session::run(client, &layout, &img, opts).unwrap();
     server.join().unwrap();
     let log = log.text();

@@ -25,7 +25,7 @@ use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vmm_tests::emu::{Machine, Nic, Opts};
-use vmm_tests::fixtures::{images, need};
+use vmm_tests::fixtures::{images, need, run_options};
 use vmx::layout::Layout;
 use vmx::loader::{self, BootArgs, Module};
 use vmx::session::{self, Options, Report};
@@ -146,19 +146,14 @@ impl Guest {
             let (out, log) = (out.clone(), log.clone());
             move || {
                 let opts = Options {
-                    segment,
-                    out: Box::new(out),
                     input: Some(Box::new(input)),
-                    log: Box::new(log),
-                    tty: false,
                     debug: true,
                     trace: Some(Box::new(std::io::BufWriter::new(
                         std::fs::File::create(format!("{path}.trace")).unwrap(),
                     ))),
-                    kernel_devices,
                     // VMX_NO_PIPELINE=1: every go waited for, for the comparison.
                     pipeline: std::env::var_os("VMX_NO_PIPELINE").is_none(),
-                    devices: devices(),
+                    ..run_options(&segment, out, log, kernel_devices, devices())
                 };
                 let _ = tx.send(session::run(client, &layout, &img, opts));
             }
