@@ -81,9 +81,16 @@ fn connect(
     (ns, server, client, link)
 }
 
+/// A one-byte port access.
 fn io(port: u16, input: bool, ax: u64) -> Exit {
+    io_of(1, port, input, ax)
+}
+
+/// A port access of `bytes` bytes (1, 2 or 4; the qualification's size field is one less).
+fn io_of(bytes: u64, port: u16, input: bool, ax: u64) -> Exit {
+    let direction = if input { 8 } else { 0 };
     Exit {
-        qual: u64::from(port) << 16 | if input { 8 } else { 0 },
+        qual: u64::from(port) << 16 | direction | (bytes - 1),
         ilen: 1,
         ax: Some(ax),
         ..Exit::new(30)
@@ -102,10 +109,7 @@ fn script() -> Vec<Exit> {
             ..Exit::new(10)
         }, // cpuid leaf 0
         io(0x3fd, true, 0xabcd),
-        Exit {
-            ilen: 1,
-            ..Exit::new(12)
-        }, // hlt with interrupts off
+        hlt(), // with interrupts off
     ]
 }
 
@@ -189,12 +193,17 @@ fn the_same_guest_with_the_devices_in_the_kernel() {
     assert_eq!(s["(cons/empty)"], (1, 1, 1), "{:?}", s);
 }
 
+/// A `hlt` (exit reason 12), the scripts' last exit.
+fn hlt() -> Exit {
+    Exit {
+        ilen: 1,
+        ..Exit::new(12)
+    }
+}
+
 /// A 32-bit port access.
 fn io32(port: u16, input: bool, ax: u64) -> Exit {
-    Exit {
-        qual: 3 | io(port, input, ax).qual,
-        ..io(port, input, ax)
-    }
+    io_of(4, port, input, ax)
 }
 
 #[test]
@@ -205,16 +214,10 @@ fn the_tools_disk_sits_on_the_kernels_pci_bus_and_its_bar_stays_the_tools() {
         io32(0xcfc, true, 0),
         io32(0xcf8, false, 0x8000_0810), // its BAR
         io32(0xcfc, true, 0),
-        io32(0xcf8, false, 0x8000_0804), // its command register
-        Exit {
-            qual: 1 | io(0xcfc, false, 1).qual,
-            ..io(0xcfc, false, 1)
-        }, // I/O decoding on, as a driver turns it on before it touches the BAR
+        io32(0xcf8, false, 0x8000_0804),     // its command register
+        out16(0xcfc, 1), // I/O decoding on, as a driver turns it on before it touches the BAR
         io32(vmx::virtio::IO_BASE, true, 0), // host features: the tool's device
-        Exit {
-            ilen: 1,
-            ..Exit::new(12)
-        },
+        hlt(),
     ];
     let devices = session::Devices {
         disks: vec![disk],
@@ -293,15 +296,9 @@ fn a_switch_card_is_the_kernels_after_the_tools_devices() {
         io32(0xcf8, false, 0x8000_103c), // its line
         io32(0xcfc, true, 0),
         io32(0xcf8, false, 0x8000_1004),
-        Exit {
-            qual: 1 | io(0xcfc, false, 1).qual,
-            ..io(0xcfc, false, 1)
-        }, // I/O decoding on
+        out16(0xcfc, 1),                // I/O decoding on
         io(0xc040 + 0x14 + 5, true, 0), // the MAC's last byte
-        Exit {
-            ilen: 1,
-            ..Exit::new(12)
-        },
+        hlt(),
     ];
     let devices = session::Devices {
         disks: vec![disk],
@@ -327,10 +324,7 @@ fn a_switch_card_is_the_kernels_after_the_tools_devices() {
 
 /// A 16-bit port write.
 fn out16(port: u16, v: u64) -> Exit {
-    Exit {
-        qual: 1 | io(port, false, v).qual,
-        ..io(port, false, v)
-    }
+    io_of(2, port, false, v)
 }
 
 /// An image file of `len` bytes of `fill`, named for this test.
@@ -382,10 +376,7 @@ fn kernel_disks_a_segment_written_back_and_a_queue_served() {
         io32(bar + R_QUEUE_PFN, false, 0x20),
         io(bar + R_STATUS, false, 7),
         out16(bar + R_QUEUE_NOTIFY, 0),
-        Exit {
-            ilen: 1,
-            ..Exit::new(12)
-        },
+        hlt(),
     ];
     let mut hw = TestHw::new(4096);
     hw.exits.extend(exits);
