@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use ninep_client::{dm, om, Client, File};
+use ninep_client::{om, Client, File};
 use virtio::ring::{Layout, LEGACY_ALIGN};
 use vmm_tests::emu::{Machine, Opts};
 
@@ -57,14 +57,8 @@ pub fn machine() -> Machine {
 }
 
 /// A new segment NAME of `len` bytes; its `data`, open for reading and writing.
-pub fn segment(c: &Client, name: &str, len: u64) -> File {
-    c.create("segment", name, dm::DIR | 0o777, om::READ)
-        .expect("create segment");
-    let ctl = c.open(&format!("segment/{name}/ctl"), om::WRITE).unwrap();
-    ctl.write_str(&format!("va 0x10000000 {len:#x} sticky"))
-        .expect("size segment");
-    c.open(&format!("segment/{name}/data"), om::RDWR).unwrap()
-}
+/// ([`vmm_tests::segment::sticky`]).
+pub use vmm_tests::segment::sticky as segment;
 
 /// A new VM (`vmx/clone` opened with `mode`) whose RAM is segment `ram` (`len` bytes)
 /// at 0, entering [`SETUP`] at 0x1000 with its stack below 0x8000: its ctl and number.
