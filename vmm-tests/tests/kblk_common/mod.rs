@@ -60,6 +60,21 @@ pub fn machine() -> Machine {
 /// ([`vmm_tests::segment::sticky`]).
 pub use vmm_tests::segment::sticky as segment;
 
+/// At a test's end: the segments `segs` removed, no VM or segment is left, and `memfree`
+/// is back to `before`.
+pub fn nothing_left(c: &Client, segs: &[&str], before: u64) {
+    for s in segs {
+        c.remove(&format!("segment/{s}")).unwrap();
+    }
+    let st = vmm_tests::status::read(c);
+    assert!(st.contains("vms 0") && st.contains("segments 0"), "{st}");
+    assert_eq!(
+        vmm_tests::status::num(&st, "memfree"),
+        before,
+        "memory left behind: {st}"
+    );
+}
+
 /// A new VM (`vmx/clone` opened with `mode`) whose RAM is segment `ram` (`len` bytes)
 /// at 0, entering [`SETUP`] at 0x1000 with its stack below 0x8000: its ctl and number.
 pub fn vm(c: &Client, mode: u8, ram: &str, len: u64) -> (File, String) {
