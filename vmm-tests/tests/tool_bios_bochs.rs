@@ -27,7 +27,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 use vmm_tests::emu::{Machine, Opts};
-use vmm_tests::fixtures::{bootiso, images};
+use vmm_tests::fixtures::{bootiso, images, scratch};
 
 /// The ROM the tests boot (the `seabios` package; scripts/setup installs it).
 const BIOS: &str = vmx::firmware::DEFAULT_BIOS;
@@ -210,7 +210,7 @@ fn seabios_boots_to_its_console_under_bochs() {
     );
 
     // A disk of zeros: no boot sector, and SeaBIOS says so.
-    let dir = tempfile_dir("console");
+    let dir = scratch("vmx-bios-console");
     let blank = dir.join("blank.img");
     std::fs::write(&blank, vec![0u8; 1 << 20]).unwrap();
     console_shows(
@@ -281,7 +281,7 @@ fn seabios_boots_to_its_console_under_bochs() {
 #[ignore = "a full Linux boot through SeaBIOS and GRUB under Bochs takes more than 6 minutes"]
 fn iso_boots_linux_to_a_shell_under_bochs() {
     let m = machine();
-    let dir = tempfile_dir("iso");
+    let dir = scratch("vmx-bios-iso");
     let iso = bootiso::grub_iso(&dir);
     let start = Instant::now();
     let mut r = start_long(&m, &["-d", iso.to_str().unwrap()]);
@@ -307,7 +307,7 @@ fn iso_boots_linux_to_a_shell_under_bochs() {
 #[ignore = "a full Linux boot through SeaBIOS and GRUB under Bochs takes more than 6 minutes"]
 fn boot_disk_boots_linux_to_a_shell_under_bochs() {
     // A copy the guest may write to (the initramfs mounts the partition read-write).
-    let dir = tempfile_dir("bootdisk");
+    let dir = scratch("vmx-bios-bootdisk");
     let disk = dir.join("boot.img");
     let cp = Command::new("cp")
         .arg("--sparse=always")
@@ -340,7 +340,7 @@ fn boot_disk_boots_linux_to_a_shell_under_bochs() {
 fn kernel_through_fw_cfg(to_shell: bool) {
     let kernel = images::need(images::debian_kernel());
     let bb = std::fs::read(images::need(images::busybox())).expect("read busybox");
-    let dir = tempfile_dir("fwcfg");
+    let dir = scratch("vmx-bios-fwcfg");
     let initrd = dir.join("initrd.img");
     let script = format!("echo; echo '{}'; exec sh", bootiso::SHELL_BANNER);
     std::fs::write(&initrd, vmx::cpio::busybox_initramfs(&bb, &script)).unwrap();
@@ -394,11 +394,4 @@ fn seabios_boots_a_kernel_through_fw_cfg_under_bochs() {
 #[ignore = "a full Linux boot under Bochs takes minutes"]
 fn kernel_through_fw_cfg_reaches_a_shell_under_bochs() {
     kernel_through_fw_cfg(true);
-}
-
-/// A directory of this test's own (tests of one process run side by side).
-fn tempfile_dir(test: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("vmx-bios-{}-{test}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }

@@ -25,7 +25,7 @@ use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vmm_tests::emu::{Machine, Nic, Opts};
-use vmm_tests::fixtures::{images, need, run_options};
+use vmm_tests::fixtures::{images, need, run_options, scratch};
 use vmx::layout::Layout;
 use vmx::loader::{self, BootArgs, Module};
 use vmx::session::{self, Options, Report};
@@ -292,7 +292,7 @@ fn busybox_shell(link: Link, kernel_devices: bool) {
 #[test]
 #[ignore]
 fn linux_boots_from_a_virtio_disk_under_bochs() {
-    let dir = scratch("vda");
+    let dir = scratch("vmx-vda");
     // The network peer: a QEMU VM listening on a unix socket; the tool connects to it.
     let (mut peer, link, frames) = vmm_tests::fixtures::QemuPeer::start(&dir);
     let (mut g, copy) = boot_from_disk(&dir, "vda", link, frames);
@@ -339,13 +339,6 @@ fn linux_boots_from_a_virtio_disk_under_bochs() {
             return;
         }
     }
-}
-
-/// A directory of this test's own, for a disk copy and sockets.
-fn scratch(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("vmx-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// Boots Debian's kernel with `vmx/mkroot`'s initramfs, the PC devices in the hypervisor,
@@ -460,7 +453,7 @@ fn linux_pings_the_host_over_a_tap() {
         .unwrap()
         .open()
         .unwrap_or_else(|e| panic!("{e}"));
-    let dir = scratch("tap");
+    let dir = scratch("vmx-tap");
     let (mut g, _) = boot_from_disk(&dir, "tap", link, frames);
     let mut typed = false;
     loop {
@@ -514,7 +507,7 @@ fn linux_boots_from_a_kernel_segment_disk_under_bochs() {
 /// 54, writes a file, reads the disk with dd, powers off, and reads the file back from
 /// the copy.
 fn kernel_disk(name: &str, prefix: &str) {
-    let dir = scratch(name);
+    let dir = scratch(&format!("vmx-{name}"));
     let (mut g, copy) = boot_on_a_root_copy(&dir, name, |copy| {
         let spec = vmx::kdisk::Spec::parse(&format!("{prefix}{}", copy.display()));
         move || session::Devices {
