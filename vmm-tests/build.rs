@@ -39,8 +39,10 @@ fn main() {
             .arg(Path::new(&out).join(name))
             .arg(&obj));
     }
-    // The flat 32-bit set-up several guests `.include` (vmx's demo guest too).
+    // The flat 32-bit set-up several guests `.include` (vmx's demo guest too), and the
+    // 8259 pair's programming of those that take interrupts.
     println!("cargo:rerun-if-changed=guests/flat32.inc");
+    println!("cargo:rerun-if-changed=guests/pic8259.inc");
     for (name, arch) in GUESTS {
         let src = format!("guests/{name}.S");
         println!("cargo:rerun-if-changed={src}");

@@ -119,6 +119,15 @@ impl Segments {
         self.mems.get(&id)
     }
 
+    /// A named segment's memory, once a write to its ctl has sized it (its `data` and
+    /// `ctl` read refuse before).
+    pub(crate) fn allocated(&self, slot: usize, gen: u64) -> Result<&SegMem, Error> {
+        self.global(slot, gen)?
+            .seg
+            .and_then(|id| self.mems.get(&id))
+            .ok_or(Error::from("segment not yet allocated"))
+    }
+
     /// segmentcreate: a new, unsized segment owned by `uid`, made at `now`; its slot and
     /// generation.
     pub(crate) fn create(
@@ -211,11 +220,7 @@ impl Segments {
 
     /// The ctl read: devsegment's "va %#p %#p\n".
     pub(crate) fn ctl_text(&self, slot: usize, gen: u64) -> Result<String, Error> {
-        let g = self.global(slot, gen)?;
-        let m = g
-            .seg
-            .and_then(|id| self.mems.get(&id))
-            .ok_or(Error::from("segment not yet allocated"))?;
+        let m = self.allocated(slot, gen)?;
         Ok(format!("va {:#x} {:#x}\n", m.base, m.size()))
     }
 
@@ -230,11 +235,7 @@ impl Segments {
         buf: &mut [u8],
         write: Option<&[u8]>,
     ) -> Result<usize, Error> {
-        let g = self.global(slot, gen)?;
-        let m = g
-            .seg
-            .and_then(|id| self.mems.get(&id))
-            .ok_or(Error::from("segment not yet allocated"))?;
+        let m = self.allocated(slot, gen)?;
         let size = m.size();
         let n = write.map_or(buf.len(), <[u8]>::len) as u64;
         if off >= size {

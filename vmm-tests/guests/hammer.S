@@ -6,25 +6,9 @@
     .code32
     .intel_syntax noprefix
     .include "flat32.inc"
+    .include "pic8259.inc"
     flat32_start
-    mov al, 0x11            # ICW1 to both chips
-    out 0x20, al
-    out 0xa0, al
-    mov al, 0x20            # ICW2: vectors 0x20 and 0x28
-    out 0x21, al
-    mov al, 0x28
-    out 0xa1, al
-    mov al, 4               # ICW3: the slave on IR2
-    out 0x21, al
-    mov al, 2
-    out 0xa1, al
-    mov al, 1               # ICW4: 8086 mode
-    out 0x21, al
-    out 0xa1, al
-    mov al, 0xfe            # only IRQ 0
-    out 0x21, al
-    mov al, 0xff
-    out 0xa1, al
+    pic8259_init 0xfe, 0xff # only IRQ 0
     mov al, 0x34            # channel 0, lo/hi, rate generator
     out 0x43, al
     mov al, 1               # count 1
@@ -58,10 +42,7 @@ idt:
     .rept 32
     .quad 0
     .endr
-    .word timer - _start + 0x1000   # 32: an interrupt gate to the handler
-    .word 0x08
-    .word 0x8e00
-    .word 0
+    gate timer              # 32
 idtr:
     .word idtr - idt - 1
     .long idt

@@ -13,6 +13,7 @@
     .code32
     .intel_syntax noprefix
     .include "flat32.inc"
+    .include "pic8259.inc"
     .set VARS, 0x6000
     .set ROLE, VARS             # written by the test
     .set PINGS, VARS + 4        # written by the test
@@ -28,6 +29,22 @@
     .set HDR, 10                # the legacy header
     .set FRAME, TXBUF + HDR
     .set FLEN, 60
+
+# Puts descriptor 0 in the next slot of queue \q's available ring (128 entries), publishes
+# the ring's new index (kept at \av) and notifies queue \n. Clobbers eax, ecx and edx.
+    .macro offer q, av, n
+    mov eax, [\av]
+    mov ecx, eax
+    and ecx, 127
+    mov word ptr [\q + 0x804 + ecx * 2], 0
+    inc eax
+    mov [\av], eax
+    mov [\q + 0x802], ax
+    lea edx, [ebx + 0x10]
+    mov ax, \n
+    out dx, ax
+    .endm
+
     flat32_start
     cli
     mov dx, 0xcf8               # 00:01.0 command: I/O decoding on
@@ -88,23 +105,7 @@
     rep movsb
     cmp dword ptr [ROLE], 1
     je pinger
-    mov al, 0x11                # ICW1 to both chips
-    out 0x20, al
-    out 0xa0, al
-    mov al, 0x20                # ICW2: vectors 0x20 and 0x28
-    out 0x21, al
-    mov al, 0x28
-    out 0xa1, al
-    mov al, 4                   # ICW3: the slave on IR2
-    out 0x21, al
-    mov al, 2
-    out 0xa1, al
-    mov al, 1                   # ICW4: 8086 mode
-    out 0x21, al
-    out 0xa1, al
-    xor al, al                  # every line unmasked
-    out 0x21, al
-    out 0xa1, al
+    pic8259_init 0, 0           # every line unmasked
 
 echo:
     mov ax, [RXQ + 0x1002]      # a frame already in?
@@ -177,30 +178,12 @@ card_irq:
 
 # Offers receive descriptor 0 again and notifies queue 0.
 post_rx:
-    mov eax, [RXAV]
-    mov ecx, eax
-    and ecx, 127
-    mov word ptr [RXQ + 0x804 + ecx * 2], 0
-    inc eax
-    mov [RXAV], eax
-    mov [RXQ + 0x802], ax
-    lea edx, [ebx + 0x10]
-    xor ax, ax
-    out dx, ax
+    offer RXQ, RXAV, 0
     ret
 
 # Sends the frame at TXBUF (descriptor 0 of queue 1) and waits for the buffer back.
 send:
-    mov eax, [TXAV]
-    mov ecx, eax
-    and ecx, 127
-    mov word ptr [TXQ + 0x804 + ecx * 2], 0
-    inc eax
-    mov [TXAV], eax
-    mov [TXQ + 0x802], ax
-    lea edx, [ebx + 0x10]
-    mov ax, 1
-    out dx, ax
+    offer TXQ, TXAV, 1
 1:  mov ax, [TXQ + 0x1002]
     cmp ax, [TXAV]
     jne 1b

@@ -182,23 +182,7 @@ fn uefi_serves_9p_over_an_82574l() {
     assert!(m.got_device_message(), "{}", m.log());
     // Bulk data both ways through the 82574L's rings.
     let c = m.tcp_client(OWNER, &format!("!{SECRET}"));
-    c.create("segment", "bulk", dm::DIR | 0o777, om::READ)
-        .expect("create a segment");
-    let ctl = c.open("segment/bulk/ctl", om::WRITE).unwrap();
-    ctl.write_str("va 0x10000000 0x100000").expect("size it");
-    let data = c.open("segment/bulk/data", om::RDWR).unwrap();
-    let bytes: Vec<u8> = (0..256 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
-    data.write_all_at(0, &bytes).expect("write 256 KiB");
-    let mut back = Vec::new();
-    while back.len() < bytes.len() {
-        let chunk = data
-            .read_at(back.len() as u64, c.max_io())
-            .expect("read back");
-        assert!(!chunk.is_empty());
-        back.extend_from_slice(&chunk);
-    }
-    back.truncate(bytes.len());
-    assert!(back == bytes, "segment data came back changed");
+    vmm_tests::segment::bulk_round_trip(&c, "bulk");
 }
 
 /// The VGA text screen's characters, row by row.

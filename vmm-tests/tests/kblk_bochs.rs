@@ -10,7 +10,9 @@
 
 mod kblk_common;
 
-use kblk_common::{header, machine, segment, text, vm, NOTIFY_AND_EXIT, OWNER, SETUP};
+use kblk_common::{
+    header, machine, nothing_left, segment, text, vm, NOTIFY_AND_EXIT, OWNER, SETUP,
+};
 use ninep_client::om;
 use std::time::Duration;
 use virtio::blk::{S_OK, T_IN, T_OUT};
@@ -157,9 +159,5 @@ fn a_segment_disk_and_a_queue_disk_served_in_the_kernel() {
 
     ctl.write_str("quit").unwrap();
     drop((wait, ctl, ramdata));
-    c.remove("segment/kbram").unwrap();
-    c.remove("segment/kbdisk").unwrap();
-    let st = vmm_tests::status::read(&c);
-    assert!(st.contains("vms 0") && st.contains("segments 0"), "{st}");
-    assert_eq!(field(&st, "memfree"), before, "memory left behind: {st}");
+    nothing_left(&c, &["kbram", "kbdisk"], before);
 }

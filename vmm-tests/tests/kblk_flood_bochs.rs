@@ -11,7 +11,8 @@
 mod kblk_common;
 
 use kblk_common::{
-    avail_idx_at, header, machine, segment, text, used_idx, vm, OWNER, QUEUE0, QUEUE1, SETUP,
+    avail_idx_at, header, machine, nothing_left, segment, text, used_idx, vm, OWNER, QUEUE0,
+    QUEUE1, SETUP,
 };
 use ninep_client::om;
 use std::time::{Duration, Instant};
@@ -188,11 +189,6 @@ fn a_flooding_guest_does_not_stop_9p() {
         assert!(start.elapsed() < Duration::from_secs(20), "the VM stays");
         std::thread::sleep(Duration::from_millis(50));
     }
-    for s in ["flram", "fldisk"] {
-        c.remove(&format!("segment/{s}")).unwrap();
-    }
-    let st = vmm_tests::status::read(&c);
-    assert!(st.contains("vms 0") && st.contains("segments 0"), "{st}");
-    assert_eq!(field(&st, "memfree"), before, "memory left behind: {st}");
+    nothing_left(&c, &["flram", "fldisk"], before);
     assert!(!m.log().contains("kernel panic"), "{}", m.diagnostics());
 }

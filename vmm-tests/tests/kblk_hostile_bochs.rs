@@ -9,7 +9,8 @@
 mod kblk_common;
 
 use kblk_common::{
-    header, machine, segment, text, used_idx, vm, NOTIFY_AND_EXIT, OWNER, QUEUE0, QUEUE1, SETUP,
+    header, machine, nothing_left, segment, text, used_idx, vm, NOTIFY_AND_EXIT, OWNER, QUEUE0,
+    QUEUE1, SETUP,
 };
 use ninep_client::om;
 use std::time::Duration;
@@ -155,11 +156,6 @@ fn hostile_rings_break_only_their_disk() {
         ctl.clunk().unwrap();
     }
     drop(ramdata);
-    for s in ["hram", "hd0", "hd1"] {
-        c.remove(&format!("segment/{s}")).unwrap();
-    }
-    let st = vmm_tests::status::read(&c);
-    assert!(st.contains("vms 0") && st.contains("segments 0"), "{st}");
-    assert_eq!(field(&st, "memfree"), before, "memory left behind: {st}");
+    nothing_left(&c, &["hram", "hd0", "hd1"], before);
     assert!(!m.log().contains("kernel panic"), "{}", m.diagnostics());
 }

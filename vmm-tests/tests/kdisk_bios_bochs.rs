@@ -15,7 +15,7 @@ use std::os::unix::net::UnixStream;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use vmm_tests::emu::{Machine, Opts};
-use vmm_tests::fixtures::{bootiso, Capture};
+use vmm_tests::fixtures::{bootiso, run_options, scratch, Capture};
 use vmx::layout::Layout;
 use vmx::session::{self, Options};
 
@@ -43,8 +43,7 @@ impl Boot {
             .unwrap();
         let img = vmx::firmware::load(&rom, &layout).unwrap();
         let fwcfg = vmx::firmware::fw_cfg(&layout, None).unwrap();
-        let dir = std::env::temp_dir().join(format!("vmx-kdisk-bios-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch("vmx-kdisk-bios");
         let iso = bootiso::grub_iso(&dir);
         let m = Machine::vtx(Opts {
             virtio_ports: 0,
@@ -59,21 +58,14 @@ impl Boot {
         let run = std::thread::spawn({
             let (out, log) = (out.clone(), log.clone());
             move || {
+                let devices = session::Devices {
+                    kdisks: vec![spec],
+                    fwcfg: Some(fwcfg),
+                    ..Default::default()
+                };
                 let opts = Options {
-                    segment: "kbios".into(),
-                    out: Box::new(out),
                     input: Some(Box::new(input)),
-                    log: Box::new(log),
-                    tty: false,
-                    debug: false,
-                    trace: None,
-                    kernel_devices: true,
-                    pipeline: true,
-                    devices: session::Devices {
-                        kdisks: vec![spec],
-                        fwcfg: Some(fwcfg),
-                        ..Default::default()
-                    },
+                    ..run_options("kbios", out, log, true, devices)
                 };
                 session::run(client, &layout, &img, opts).map(|r| r.stats.report())
             }

@@ -121,24 +121,7 @@ fn clients(m: &Machine) {
     assert!(c.ls("vmx").unwrap().iter().any(|d| d.name == "clone"));
     // Bulk data crosses many TCP segments in order: a segment written and read back.
     let o = m.tcp_client(OWNER, &format!("!{SECRET}"));
-    o.create("segment", "bulk", ninep_client::dm::DIR | 0o777, om::READ)
-        .expect("create a segment");
-    let ctl = o.open("segment/bulk/ctl", om::WRITE).unwrap();
-    ctl.write_str("va 0x10000000 0x100000").expect("size it");
-    let data = o.open("segment/bulk/data", om::RDWR).unwrap();
-    let bytes: Vec<u8> = (0..256 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
-    data.write_all_at(0, &bytes).expect("write 256 KiB");
-    let mut back = Vec::new();
-    while back.len() < bytes.len() {
-        let chunk = data
-            .read_at(back.len() as u64, o.max_io())
-            .expect("read back");
-        assert!(!chunk.is_empty());
-        back.extend_from_slice(&chunk);
-    }
-    back.truncate(bytes.len());
-    assert!(back == bytes, "segment data came back changed");
-    drop((ctl, data));
+    drop(vmm_tests::segment::bulk_round_trip(&o, "bulk"));
     o.remove("segment/bulk").expect("remove the segment");
 }
 

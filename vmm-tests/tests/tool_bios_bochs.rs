@@ -27,7 +27,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 use vmm_tests::emu::{Machine, Opts};
-use vmm_tests::fixtures::{bootiso, images};
+use vmm_tests::fixtures::{bootiso, images, scratch};
 
 /// The ROM the tests boot (the `seabios` package; scripts/setup installs it).
 const BIOS: &str = vmx::firmware::DEFAULT_BIOS;
@@ -117,12 +117,49 @@ impl Run {
             .expect("write to vmx's COM1");
     }
 
-    /// Ends the tool (SeaBIOS waits and retries the boot forever).
-    fn stop(mut self) -> String {
+    /// Waits for the shell's `prompt` (every one of it), types `echo $((6*9))` and waits
+    /// for the answer.
+    fn shell_answers_54(&mut self, m: &Machine, prompt: &[&str]) {
+        self.expect(m, prompt, Duration::from_secs(1800));
+        self.type_line("echo $((6*9))");
+        self.expect(m, &["54"], Duration::from_secs(120));
+    }
+
+    /// Ends the tool (SeaBIOS waits and retries the boot forever), prints its console
+    /// under `heading` and above `timings`, if any, and checks that it left nothing on
+    /// the hypervisor.
+    fn end(mut self, m: &Machine, heading: &str, timings: Option<String>) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.text
+        let text = self.text;
+        match timings {
+            Some(t) => eprintln!("--- {heading} ---\n{text}\n--- {t} ---"),
+            None => eprintln!("--- {heading} ---\n{text}"),
+        }
+        nothing_left(m);
     }
+}
+
+/// The hypervisor the tool dials on its COM1.
+fn machine() -> Machine {
+    Machine::vtx(Opts {
+        virtio_ports: 0,
+        ..Opts::default()
+    })
+}
+
+/// `vmx ARGS` until its console holds every one of `what`, in order, in `secs`; then
+/// [`Run::end`] under `heading`.
+fn console_shows(m: &Machine, args: &[&str], what: &[&str], secs: u64, heading: &str) {
+    let mut r = Run::start(m, args);
+    r.expect(m, what, Duration::from_secs(secs));
+    r.end(m, heading, None);
+}
+
+/// `vmx --bios --stats -M 128M ARGS`: the runs that go the whole way, their figures
+/// printed.
+fn start_long(m: &Machine, args: &[&str]) -> Run {
+    Run::start(m, &[&["--bios", "--stats", "-M", "128M"], args].concat())
 }
 
 /// No VM and no segment is left on the hypervisor.
@@ -161,55 +198,46 @@ fn seabios_boots_to_its_console_under_bochs() {
         std::path::Path::new(BIOS).exists(),
         "{BIOS} is missing: scripts/setup installs Debian's seabios"
     );
-    let m = Machine::vtx(Opts {
-        virtio_ports: 0,
-        ..Opts::default()
-    });
+    let m = machine();
 
     // No disk: the banner, then nothing to boot.
-    let mut r = Run::start(&m, &["--bios", "-M", "32M"]);
-    r.expect(
+    console_shows(
         &m,
+        &["--bios", "-M", "32M"],
         &["SeaBIOS (version", "No bootable device"],
-        Duration::from_secs(400),
+        400,
+        "SeaBIOS, no disk",
     );
-    let text = r.stop();
-    eprintln!("--- SeaBIOS, no disk ---\n{text}");
-    nothing_left(&m);
 
     // A disk of zeros: no boot sector, and SeaBIOS says so.
-    let dir = tempfile_dir("console");
+    let dir = scratch("vmx-bios-console");
     let blank = dir.join("blank.img");
     std::fs::write(&blank, vec![0u8; 1 << 20]).unwrap();
-    let mut r = Run::start(&m, &["--bios", "-M", "32M", "-d", blank.to_str().unwrap()]);
-    r.expect(
+    console_shows(
         &m,
+        &["--bios", "-M", "32M", "-d", blank.to_str().unwrap()],
         &[
             "SeaBIOS (version",
             "not a bootable disk",
             "No bootable device",
         ],
-        Duration::from_secs(400),
+        400,
+        "SeaBIOS, a disk of zeros",
     );
-    let text = r.stop();
-    eprintln!("--- SeaBIOS, a disk of zeros ---\n{text}");
-    nothing_left(&m);
 
     // The hybrid ISO on virtio-blk: SeaBIOS boots it and GRUB's menu appears on COM1.
     let iso = bootiso::grub_iso(&dir);
-    let mut r = Run::start(&m, &["--bios", "-M", "128M", "-d", iso.to_str().unwrap()]);
-    r.expect(
+    console_shows(
         &m,
+        &["--bios", "-M", "128M", "-d", iso.to_str().unwrap()],
         &[
             "SeaBIOS (version",
             "Booting from Hard Disk",
             bootiso::MENU_ENTRY,
         ],
-        Duration::from_secs(600),
+        600,
+        "SeaBIOS, the ISO to GRUB's menu",
     );
-    let text = r.stop();
-    eprintln!("--- SeaBIOS, the ISO to GRUB's menu ---\n{text}");
-    nothing_left(&m);
 
     // The same ISO cut short (its first 2 MiB): the boot sector's code cannot reach GRUB's
     // core and says so ("GRUB Geom Error"), gives the boot back to the firmware, and
@@ -217,35 +245,31 @@ fn seabios_boots_to_its_console_under_bochs() {
     let data = std::fs::read(&iso).unwrap();
     let short = dir.join("short.iso");
     std::fs::write(&short, &data[..2 << 20]).unwrap();
-    let mut r = Run::start(&m, &["--bios", "-M", "128M", "-d", short.to_str().unwrap()]);
-    r.expect(
+    console_shows(
         &m,
+        &["--bios", "-M", "128M", "-d", short.to_str().unwrap()],
         &[
             "SeaBIOS (version",
             "Booting from Hard Disk",
             "GRUB Geom Error",
             "No bootable device",
         ],
-        Duration::from_secs(600),
+        600,
+        "SeaBIOS, a truncated ISO",
     );
-    let text = r.stop();
-    eprintln!("--- SeaBIOS, a truncated ISO ---\n{text}");
-    nothing_left(&m);
 
     // The bootable root disk: SeaBIOS runs GRUB from its MBR, GRUB reads its menu from
     // the ext4 partition and boots the entry.
     let disk = images::need(images::boot_disk());
     let disk = disk.to_str().unwrap();
-    let mut r = Run::start(&m, &["--bios", "-M", "128M", "-d", &format!("ro:{disk}")]);
     let booting = format!("Booting `{}'", images::BOOT_DISK_ENTRY);
-    r.expect(
+    console_shows(
         &m,
+        &["--bios", "-M", "128M", "-d", &format!("ro:{disk}")],
         &["SeaBIOS (version", "Booting from Hard Disk", &booting],
-        Duration::from_secs(600),
+        600,
+        "SeaBIOS, the boot disk to GRUB's entry",
     );
-    let text = r.stop();
-    eprintln!("--- SeaBIOS, the boot disk to GRUB's entry ---\n{text}");
-    nothing_left(&m);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -256,35 +280,22 @@ fn seabios_boots_to_its_console_under_bochs() {
 #[test]
 #[ignore = "a full Linux boot through SeaBIOS and GRUB under Bochs takes more than 6 minutes"]
 fn iso_boots_linux_to_a_shell_under_bochs() {
-    let m = Machine::vtx(Opts {
-        virtio_ports: 0,
-        ..Opts::default()
-    });
-    let dir = tempfile_dir("iso");
+    let m = machine();
+    let dir = scratch("vmx-bios-iso");
     let iso = bootiso::grub_iso(&dir);
     let start = Instant::now();
-    let mut r = Run::start(
-        &m,
-        &[
-            "--bios",
-            "--stats",
-            "-M",
-            "128M",
-            "-d",
-            iso.to_str().unwrap(),
-        ],
-    );
+    let mut r = start_long(&m, &["-d", iso.to_str().unwrap()]);
     r.expect(&m, &[bootiso::MENU_ENTRY], Duration::from_secs(900));
     let grub = start.elapsed();
-    r.expect(&m, &[bootiso::SHELL_BANNER], Duration::from_secs(1800));
+    r.shell_answers_54(&m, &[bootiso::SHELL_BANNER]);
     let shell = start.elapsed();
-    r.type_line("echo $((6*9))");
-    r.expect(&m, &["54"], Duration::from_secs(120));
-    let text = r.stop();
-    eprintln!(
-        "--- the ISO to a shell ---\n{text}\n--- GRUB's menu after {grub:?}, the shell after {shell:?} ---"
+    r.end(
+        &m,
+        "the ISO to a shell",
+        Some(format!(
+            "GRUB's menu after {grub:?}, the shell after {shell:?}"
+        )),
     );
-    nothing_left(&m);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -296,7 +307,7 @@ fn iso_boots_linux_to_a_shell_under_bochs() {
 #[ignore = "a full Linux boot through SeaBIOS and GRUB under Bochs takes more than 6 minutes"]
 fn boot_disk_boots_linux_to_a_shell_under_bochs() {
     // A copy the guest may write to (the initramfs mounts the partition read-write).
-    let dir = tempfile_dir("bootdisk");
+    let dir = scratch("vmx-bios-bootdisk");
     let disk = dir.join("boot.img");
     let cp = Command::new("cp")
         .arg("--sparse=always")
@@ -305,37 +316,20 @@ fn boot_disk_boots_linux_to_a_shell_under_bochs() {
         .status()
         .expect("run cp");
     assert!(cp.success(), "copying the boot disk failed");
-    let m = Machine::vtx(Opts {
-        virtio_ports: 0,
-        ..Opts::default()
-    });
+    let m = machine();
     let start = Instant::now();
-    let mut r = Run::start(
-        &m,
-        &[
-            "--bios",
-            "--stats",
-            "-M",
-            "128M",
-            "-d",
-            disk.to_str().unwrap(),
-        ],
-    );
+    let mut r = start_long(&m, &["-d", disk.to_str().unwrap()]);
     r.expect(&m, &[images::BOOT_DISK_ENTRY], Duration::from_secs(900));
     let grub = start.elapsed();
-    r.expect(
-        &m,
-        &[images::ROOTFS_BANNER, "/ # "],
-        Duration::from_secs(1800),
-    );
+    r.shell_answers_54(&m, &[images::ROOTFS_BANNER, "/ # "]);
     let shell = start.elapsed();
-    r.type_line("echo $((6*9))");
-    r.expect(&m, &["54"], Duration::from_secs(120));
-    let text = r.stop();
-    eprintln!(
-        "--- the boot disk to a shell ---\n{text}\n--- GRUB's menu after {grub:?}, the shell after {shell:?} ---"
+    r.end(
+        &m,
+        "the boot disk to a shell",
+        Some(format!(
+            "GRUB's menu after {grub:?}, the shell after {shell:?}"
+        )),
     );
-    nothing_left(&m);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -346,23 +340,16 @@ fn boot_disk_boots_linux_to_a_shell_under_bochs() {
 fn kernel_through_fw_cfg(to_shell: bool) {
     let kernel = images::need(images::debian_kernel());
     let bb = std::fs::read(images::need(images::busybox())).expect("read busybox");
-    let dir = tempfile_dir("fwcfg");
+    let dir = scratch("vmx-bios-fwcfg");
     let initrd = dir.join("initrd.img");
     let script = format!("echo; echo '{}'; exec sh", bootiso::SHELL_BANNER);
     std::fs::write(&initrd, vmx::cpio::busybox_initramfs(&bb, &script)).unwrap();
-    let m = Machine::vtx(Opts {
-        virtio_ports: 0,
-        ..Opts::default()
-    });
+    let m = machine();
     let mark = "vmx.fwcfg=kernel";
     let start = Instant::now();
-    let mut r = Run::start(
+    let mut r = start_long(
         &m,
         &[
-            "--bios",
-            "--stats",
-            "-M",
-            "128M",
             "-m",
             initrd.to_str().unwrap(),
             kernel.to_str().unwrap(),
@@ -384,16 +371,16 @@ fn kernel_through_fw_cfg(to_shell: bool) {
     );
     let linux = start.elapsed();
     if to_shell {
-        r.expect(&m, &[bootiso::SHELL_BANNER], Duration::from_secs(1800));
-        r.type_line("echo $((6*9))");
-        r.expect(&m, &["54"], Duration::from_secs(120));
+        r.shell_answers_54(&m, &[bootiso::SHELL_BANNER]);
     }
     let shell = start.elapsed();
-    let text = r.stop();
-    eprintln!(
-        "--- a kernel through fw_cfg ---\n{text}\n--- the option ROM booted after {handover:?}, Linux's first lines after {linux:?}, the end after {shell:?} ---"
+    r.end(
+        &m,
+        "a kernel through fw_cfg",
+        Some(format!(
+            "the option ROM booted after {handover:?}, Linux's first lines after {linux:?}, the end after {shell:?}"
+        )),
     );
-    nothing_left(&m);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -407,11 +394,4 @@ fn seabios_boots_a_kernel_through_fw_cfg_under_bochs() {
 #[ignore = "a full Linux boot under Bochs takes minutes"]
 fn kernel_through_fw_cfg_reaches_a_shell_under_bochs() {
     kernel_through_fw_cfg(true);
-}
-
-/// A directory of this test's own (tests of one process run side by side).
-fn tempfile_dir(test: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("vmx-bios-{}-{test}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }

@@ -8,11 +8,11 @@ use std::sync::mpsc::channel;
 
 use std::time::Duration;
 use vmm_tests::emu::{Machine, Opts};
-use vmm_tests::fixtures::Capture as Buf;
+use vmm_tests::fixtures::{run_options, Capture as Buf};
 use vmx::layout::Layout;
 use vmx::loader::{self, BootArgs};
 use vmx::run::Outcome;
-use vmx::session::{self, Options};
+use vmx::session;
 
 #[test]
 fn demo_guest_runs_over_9p_under_bochs() {
@@ -90,18 +90,7 @@ fn demo_through_the_library(m: &Machine, kernel: bool) {
     std::thread::spawn({
         let (out, log) = (out.clone(), log.clone());
         move || {
-            let opts = Options {
-                segment: "demo".into(),
-                out: Box::new(out),
-                input: None,
-                log: Box::new(log),
-                tty: false,
-                debug: false,
-                trace: None,
-                kernel_devices: kernel,
-                pipeline: true,
-                devices: Default::default(),
-            };
+            let opts = run_options("demo", out, log, kernel, Default::default());
             let _ = tx.send(session::run(client, &layout, &img, opts));
         }
     });

@@ -11,11 +11,11 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use vmm_tests::fixtures::Capture as W;
+use vmm_tests::fixtures::{run_options, Capture as W};
 use vmx::layout::Layout;
 use vmx::loader;
 use vmx::run::Outcome;
-use vmx::session::{self, Options};
+use vmx::session;
 
 type Ns = Arc<Mutex<Namespace<TestHw>>>;
 
@@ -81,9 +81,16 @@ fn connect(
     (ns, server, client, link)
 }
 
+/// A one-byte port access.
 fn io(port: u16, input: bool, ax: u64) -> Exit {
+    io_of(1, port, input, ax)
+}
+
+/// A port access of `bytes` bytes (1, 2 or 4; the qualification's size field is one less).
+fn io_of(bytes: u64, port: u16, input: bool, ax: u64) -> Exit {
+    let direction = if input { 8 } else { 0 };
     Exit {
-        qual: u64::from(port) << 16 | if input { 8 } else { 0 },
+        qual: u64::from(port) << 16 | direction | (bytes - 1),
         ilen: 1,
         ax: Some(ax),
         ..Exit::new(30)
@@ -102,10 +109,7 @@ fn script() -> Vec<Exit> {
             ..Exit::new(10)
         }, // cpuid leaf 0
         io(0x3fd, true, 0xabcd),
-        Exit {
-            ilen: 1,
-            ..Exit::new(12)
-        }, // hlt with interrupts off
+        hlt(), // with interrupts off
     ]
 }
 
@@ -131,18 +135,7 @@ fn run_with(
     let code = vec![0x90u8; 6000];
     let img = loader::load_raw(&code, 0x1000, &layout).unwrap();
     let (out, log) = (W::default(), W::default());
-    let opts = Options {
-        segment: "vm.test".into(),
-        out: Box::new(out.clone()),
-        input: None,
-        log: Box::new(log.clone()),
-        tty: false,
-        debug: false,
-        trace: None,
-        kernel_devices,
-        pipeline: true,
-        devices,
-    };
+    let opts = run_options("vm.test", out.clone(), log.clone(), kernel_devices, devices);
     let report = session::run(client, &layout, &img, opts).unwrap();
     server.join().unwrap();
     let log = log.text();
@@ -200,12 +193,17 @@ fn the_same_guest_with_the_devices_in_the_kernel() {
     assert_eq!(s["(cons/empty)"], (1, 1, 1), "{:?}", s);
 }
 
+/// A `hlt` (exit reason 12), the scripts' last exit.
+fn hlt() -> Exit {
+    Exit {
+        ilen: 1,
+        ..Exit::new(12)
+    }
+}
+
 /// A 32-bit port access.
 fn io32(port: u16, input: bool, ax: u64) -> Exit {
-    Exit {
-        qual: 3 | io(port, input, ax).qual,
-        ..io(port, input, ax)
-    }
+    io_of(4, port, input, ax)
 }
 
 #[test]
@@ -216,16 +214,10 @@ fn the_tools_disk_sits_on_the_kernels_pci_bus_and_its_bar_stays_the_tools() {
         io32(0xcfc, true, 0),
         io32(0xcf8, false, 0x8000_0810), // its BAR
         io32(0xcfc, true, 0),
-        io32(0xcf8, false, 0x8000_0804), // its command register
-        Exit {
-            qual: 1 | io(0xcfc, false, 1).qual,
-            ..io(0xcfc, false, 1)
-        }, // I/O decoding on, as a driver turns it on before it touches the BAR
+        io32(0xcf8, false, 0x8000_0804),     // its command register
+        out16(0xcfc, 1), // I/O decoding on, as a driver turns it on before it touches the BAR
         io32(vmx::virtio::IO_BASE, true, 0), // host features: the tool's device
-        Exit {
-            ilen: 1,
-            ..Exit::new(12)
-        },
+        hlt(),
     ];
     let devices = session::Devices {
         disks: vec![disk],
@@ -304,15 +296,9 @@ fn a_switch_card_is_the_kernels_after_the_tools_devices() {
         io32(0xcf8, false, 0x8000_103c), // its line
         io32(0xcfc, true, 0),
         io32(0xcf8, false, 0x8000_1004),
-        Exit {
-            qual: 1 | io(0xcfc, false, 1).qual,
-            ..io(0xcfc, false, 1)
-        }, // I/O decoding on
+        out16(0xcfc, 1),                // I/O decoding on
         io(0xc040 + 0x14 + 5, true, 0), // the MAC's last byte
-        Exit {
-            ilen: 1,
-            ..Exit::new(12)
-        },
+        hlt(),
     ];
     let devices = session::Devices {
         disks: vec![disk],
@@ -338,10 +324,7 @@ fn a_switch_card_is_the_kernels_after_the_tools_devices() {
 
 /// A 16-bit port write.
 fn out16(port: u16, v: u64) -> Exit {
-    Exit {
-        qual: 1 | io(port, false, v).qual,
-        ..io(port, false, v)
-    }
+    io_of(2, port, false, v)
 }
 
 /// An image file of `len` bytes of `fill`, named for this test.
@@ -393,10 +376,7 @@ fn kernel_disks_a_segment_written_back_and_a_queue_served() {
         io32(bar + R_QUEUE_PFN, false, 0x20),
         io(bar + R_STATUS, false, 7),
         out16(bar + R_QUEUE_NOTIFY, 0),
-        Exit {
-            ilen: 1,
-            ..Exit::new(12)
-        },
+        hlt(),
     ];
     let mut hw = TestHw::new(4096);
     hw.exits.extend(exits);
@@ -411,18 +391,7 @@ fn kernel_disks_a_segment_written_back_and_a_queue_served() {
         ],
         ..Default::default()
     };
-    let opts = Options {
-        segment: "vm.kd".into(),
-        out: Box::new(out.clone()),
-        input: None,
-        log: Box::new(log.clone()),
-        tty: false,
-        debug: false,
-        trace: None,
-        kernel_devices: true,
-        pipeline: true,
-        devices,
-    };
+    let opts = run_options("vm.kd", out.clone(), log.clone(), true, devices);
     let report = session::run(client, &layout, &img, opts).unwrap();
     server.join().unwrap();
     let log = log.text();

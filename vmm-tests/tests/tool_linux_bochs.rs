@@ -25,7 +25,7 @@ use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vmm_tests::emu::{Machine, Nic, Opts};
-use vmm_tests::fixtures::{images, need};
+use vmm_tests::fixtures::{images, need, run_options, scratch};
 use vmx::layout::Layout;
 use vmx::loader::{self, BootArgs, Module};
 use vmx::session::{self, Options, Report};
@@ -146,19 +146,14 @@ impl Guest {
             let (out, log) = (out.clone(), log.clone());
             move || {
                 let opts = Options {
-                    segment,
-                    out: Box::new(out),
                     input: Some(Box::new(input)),
-                    log: Box::new(log),
-                    tty: false,
                     debug: true,
                     trace: Some(Box::new(std::io::BufWriter::new(
                         std::fs::File::create(format!("{path}.trace")).unwrap(),
                     ))),
-                    kernel_devices,
                     // VMX_NO_PIPELINE=1: every go waited for, for the comparison.
                     pipeline: std::env::var_os("VMX_NO_PIPELINE").is_none(),
-                    devices: devices(),
+                    ..run_options(&segment, out, log, kernel_devices, devices())
                 };
                 let _ = tx.send(session::run(client, &layout, &img, opts));
             }
@@ -297,7 +292,7 @@ fn busybox_shell(link: Link, kernel_devices: bool) {
 #[test]
 #[ignore]
 fn linux_boots_from_a_virtio_disk_under_bochs() {
-    let dir = scratch("vda");
+    let dir = scratch("vmx-vda");
     // The network peer: a QEMU VM listening on a unix socket; the tool connects to it.
     let (mut peer, link, frames) = vmm_tests::fixtures::QemuPeer::start(&dir);
     let (mut g, copy) = boot_from_disk(&dir, "vda", link, frames);
@@ -307,17 +302,9 @@ fn linux_boots_from_a_virtio_disk_under_bochs() {
     let mut dd_start = Instant::now();
     loop {
         let t = g.poll();
-        if !typed && t.contains("vmx-rootfs: root is /dev/vda / ext4") && t.contains("/ # ") {
-            let dd =
-                vmm_tests::fixtures::timed("dd if=/dev/vda of=/dev/null bs=64k count=32", "dd");
+        if !typed && at_root_shell(&t) {
             g.keys
-                .write_all(
-                    format!(
-                        "cat /etc/vmx-hello; echo written-by-the-guest-$((6*7)) > /guest-wrote; sync; \
-                         echo 3 > /proc/sys/vm/drop_caches; {dd}; echo dd-$((1+1))-done\n"
-                    )
-                    .as_bytes(),
-                )
+                .write_all(write_and_dd("cat /etc/vmx-hello").as_bytes())
                 .unwrap();
             typed = true;
             dd_start = Instant::now();
@@ -329,13 +316,7 @@ fn linux_boots_from_a_virtio_disk_under_bochs() {
                 "disk read: 2 MiB in {secs:.1} s of wall time with the commands around it, {:.3} MB/s",
                 2.0 * 1.048576 / secs
             );
-            // Guest seconds for 2 MiB read from /dev/vda (the guest's clock, not asserted).
-            if let Some(s) = vmm_tests::fixtures::timed_secs(&t, "dd") {
-                eprintln!(
-                    "disk read in the guest: 2 MiB in {s:.2} s of guest time, {:.3} MB/s",
-                    2.0 * 1.048576 / s.max(0.001)
-                );
-            }
+            print_guest_dd(&t);
             g.keys
                 .write_all(
                     b"ip link set eth0 up; ip addr add 10.0.0.1/24 dev eth0; \
@@ -353,59 +334,100 @@ fn linux_boots_from_a_virtio_disk_under_bochs() {
                 peer.text()
             );
             g.power_off();
-            // The guest's file is on the disk image.
-            let got = std::process::Command::new("debugfs")
-                .args(["-R", "cat /guest-wrote"])
-                .arg(&copy)
-                .output()
-                .expect("run debugfs (e2fsprogs)");
-            let got = String::from_utf8_lossy(&got.stdout);
-            assert_eq!(got.trim(), "written-by-the-guest-42", "{got}");
+            guest_wrote(&copy);
             let _ = std::fs::remove_dir_all(&dir);
             return;
         }
     }
 }
 
-/// A directory of this test's own, for a disk copy and sockets.
-fn scratch(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("vmx-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Boots Debian's kernel from a copy (in `dir`) of `vmx/mkroot`'s disk on the tool's
-/// virtio-blk, with a virtio-net card on `link`, the PC devices in the hypervisor: the
-/// guest and the copy, to read back after.
-fn boot_from_disk(
+/// Boots Debian's kernel with `vmx/mkroot`'s initramfs, the PC devices in the hypervisor,
+/// and the devices `devices` makes (for the tool's thread) around a copy (in `dir`) of
+/// mkroot's root disk: the guest and the copy, to read back after.
+fn boot_on_a_root_copy<D>(
     dir: &std::path::Path,
     name: &str,
-    link: Box<dyn vmx::virtio::net::Link>,
-    frames: vmx::virtio::net::FrameSource,
-) -> (Guest, std::path::PathBuf) {
+    devices: impl FnOnce(&std::path::Path) -> D,
+) -> (Guest, std::path::PathBuf)
+where
+    D: FnOnce() -> session::Devices<'static> + Send + 'static,
+{
     let kernel = std::fs::read(need(images::debian_kernel())).unwrap();
     let (disk, initrd) = need(images::root_disk());
     let copy = dir.join("root.ext4");
     std::fs::copy(&disk, &copy).unwrap();
-    let blk = vmx::virtio::blk::Blk::new(
-        Box::new(vmx::virtio::blk::FileDisk::open(&copy, false).unwrap()),
-        false,
-        "root.ext4",
-    );
-    let nic = vmx::virtio::net::Net::new([0x52, 0x54, 0, 0, 0, 1], link);
     let g = Guest::boot(
         Link::Com1,
         &kernel,
         std::fs::read(&initrd).unwrap(),
         name,
         true,
+        devices(&copy),
+    );
+    (g, copy)
+}
+
+/// [`boot_on_a_root_copy`] with the copy on the tool's virtio-blk and a virtio-net card
+/// on `link`.
+fn boot_from_disk(
+    dir: &std::path::Path,
+    name: &str,
+    link: Box<dyn vmx::virtio::net::Link>,
+    frames: vmx::virtio::net::FrameSource,
+) -> (Guest, std::path::PathBuf) {
+    boot_on_a_root_copy(dir, name, |copy| {
+        let blk = vmx::virtio::blk::Blk::new(
+            Box::new(vmx::virtio::blk::FileDisk::open(copy, false).unwrap()),
+            false,
+            "root.ext4",
+        );
+        let nic = vmx::virtio::net::Net::new([0x52, 0x54, 0, 0, 0, 1], link);
         move || session::Devices {
             disks: vec![blk],
             nets: vec![(nic, frames)],
             ..Default::default()
-        },
-    );
-    (g, copy)
+        }
+    })
+}
+
+/// The root disk's shell is up: mkroot's initramfs mounted /dev/vda and its prompt is out.
+fn at_root_shell(t: &str) -> bool {
+    t.contains("vmx-rootfs: root is /dev/vda / ext4") && t.contains("/ # ")
+}
+
+/// The shell line the root-disk guests type: `first`, then a file written to the disk
+/// ([`guest_wrote`] reads it back), the page cache dropped, 2 MiB of /dev/vda read with a
+/// timed dd ([`print_guest_dd`]), and `dd-2-done` (computed, so the line's echo does not
+/// match).
+fn write_and_dd(first: &str) -> String {
+    let dd = vmm_tests::fixtures::timed("dd if=/dev/vda of=/dev/null bs=64k count=32", "dd");
+    format!(
+        "{first}; echo written-by-the-guest-$((6*7)) > /guest-wrote; sync; \
+         echo 3 > /proc/sys/vm/drop_caches; {dd}; echo dd-$((1+1))-done\n"
+    )
+}
+
+/// Prints the guest's seconds for [`write_and_dd`]'s 2 MiB read from /dev/vda, found on
+/// the console `t` (the guest's clock, not asserted).
+fn print_guest_dd(t: &str) {
+    if let Some(s) = vmm_tests::fixtures::timed_secs(t, "dd") {
+        eprintln!(
+            "disk read in the guest: 2 MiB in {s:.2} s of guest time, {:.3} MB/s",
+            2.0 * 1.048576 / s.max(0.001)
+        );
+    }
+}
+
+/// The file [`write_and_dd`] had the guest write is on the disk image `copy` (read back
+/// with debugfs after the run).
+fn guest_wrote(copy: &std::path::Path) {
+    let got = std::process::Command::new("debugfs")
+        .args(["-R", "cat /guest-wrote"])
+        .arg(copy)
+        .output()
+        .expect("run debugfs (e2fsprogs)");
+    let got = String::from_utf8_lossy(&got.stdout);
+    assert_eq!(got.trim(), "written-by-the-guest-42", "{got}");
 }
 
 /// busybox ping's "N packets transmitted, M packets received": M (0 if none).
@@ -431,12 +453,12 @@ fn linux_pings_the_host_over_a_tap() {
         .unwrap()
         .open()
         .unwrap_or_else(|e| panic!("{e}"));
-    let dir = scratch("tap");
+    let dir = scratch("vmx-tap");
     let (mut g, _) = boot_from_disk(&dir, "tap", link, frames);
     let mut typed = false;
     loop {
         let t = g.poll();
-        if !typed && t.contains("vmx-rootfs: root is /dev/vda / ext4") && t.contains("/ # ") {
+        if !typed && at_root_shell(&t) {
             let cmd = format!(
                 "ip link set eth0 up; ip addr add 10.78.{n}.2/24 dev eth0; \
                  ping -c 4 -W 30 10.78.{n}.1; echo ping-$((2+2))-done\n"
@@ -485,39 +507,22 @@ fn linux_boots_from_a_kernel_segment_disk_under_bochs() {
 /// 54, writes a file, reads the disk with dd, powers off, and reads the file back from
 /// the copy.
 fn kernel_disk(name: &str, prefix: &str) {
-    let dir = scratch(name);
-    let kernel = std::fs::read(need(images::debian_kernel())).unwrap();
-    let (disk, initrd) = need(images::root_disk());
-    let copy = dir.join("root.ext4");
-    std::fs::copy(&disk, &copy).unwrap();
-    let spec = vmx::kdisk::Spec::parse(&format!("{prefix}{}", copy.display()));
-    let mut g = Guest::boot(
-        Link::Com1,
-        &kernel,
-        std::fs::read(&initrd).unwrap(),
-        name,
-        true,
+    let dir = scratch(&format!("vmx-{name}"));
+    let (mut g, copy) = boot_on_a_root_copy(&dir, name, |copy| {
+        let spec = vmx::kdisk::Spec::parse(&format!("{prefix}{}", copy.display()));
         move || session::Devices {
             kdisks: vec![spec],
             ..Default::default()
-        },
-    );
+        }
+    });
     let mut typed = false;
     let mut dd_start = Instant::now();
     loop {
         let t = g.poll();
-        if !typed && t.contains("vmx-rootfs: root is /dev/vda / ext4") && t.contains("/ # ") {
+        if !typed && at_root_shell(&t) {
             eprintln!("shell on the kernel's disk after {:?}", g.start.elapsed());
-            let dd =
-                vmm_tests::fixtures::timed("dd if=/dev/vda of=/dev/null bs=64k count=32", "dd");
             g.keys
-                .write_all(
-                    format!(
-                        "echo $((6*9)); echo written-by-the-guest-$((6*7)) > /guest-wrote; sync; \
-                         echo 3 > /proc/sys/vm/drop_caches; {dd}; echo dd-$((1+1))-done\n"
-                    )
-                    .as_bytes(),
-                )
+                .write_all(write_and_dd("echo $((6*9))").as_bytes())
                 .unwrap();
             typed = true;
             dd_start = Instant::now();
@@ -527,22 +532,11 @@ fn kernel_disk(name: &str, prefix: &str) {
                 "dd of 2 MiB: {:.1} s of wall time with the commands around it",
                 dd_start.elapsed().as_secs_f64()
             );
-            if let Some(s) = vmm_tests::fixtures::timed_secs(&t, "dd") {
-                eprintln!(
-                    "disk read in the guest: 2 MiB in {s:.2} s of guest time, {:.3} MB/s",
-                    2.0 * 1.048576 / s.max(0.001)
-                );
-            }
+            print_guest_dd(&t);
             assert!(t.contains("\r\n54\r\n"), "{t}");
             eprintln!("{t}");
             g.power_off();
-            let got = std::process::Command::new("debugfs")
-                .args(["-R", "cat /guest-wrote"])
-                .arg(&copy)
-                .output()
-                .expect("run debugfs (e2fsprogs)");
-            let got = String::from_utf8_lossy(&got.stdout);
-            assert_eq!(got.trim(), "written-by-the-guest-42", "{got}");
+            guest_wrote(&copy);
             let _ = std::fs::remove_dir_all(&dir);
             return;
         }

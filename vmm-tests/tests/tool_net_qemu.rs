@@ -15,8 +15,7 @@ const PEER_IP: [u8; 4] = [10, 0, 0, 2];
 
 #[test]
 fn arp_with_a_qemu_vm_over_a_stream_socket() {
-    let dir = std::env::temp_dir().join(format!("vmx-net-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = vmm_tests::fixtures::scratch("vmx-net");
     let (mut peer, link, frames) = vmm_tests::fixtures::QemuPeer::start(&dir);
     let mut nic = NicDriver::new(OURS, link, frames);
     peer.up("10.0.0.2/24");

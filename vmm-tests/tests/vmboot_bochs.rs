@@ -108,8 +108,7 @@ fn vmboot_boots_seabios_over_v9fs() {
     let rom = std::fs::read(vmx::firmware::DEFAULT_BIOS).expect("the seabios package's ROM");
     let script = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/vmboot"))
         .expect("scripts/vmboot");
-    let dir = std::env::temp_dir().join(format!("vmboot-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = vmm_tests::fixtures::scratch("vmboot");
     let iso = std::fs::read(bootiso::grub_iso(&dir)).expect("the ISO");
     eprintln!("vmboot: the ISO is {} bytes", iso.len());
     let hv = Machine::bochs(Opts {

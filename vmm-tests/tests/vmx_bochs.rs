@@ -6,7 +6,7 @@
 //! `wait`. The kernel runs `selftest=vmx` first (VMXON, a real-mode guest, the entry
 //! trampoline), which the first test checks in the log.
 
-use ninep_client::{dm, om, Client, File};
+use ninep_client::{om, Client, File};
 use std::time::{Duration, Instant};
 use vmm_tests::emu::{Machine, Nic, Opts};
 use vmm_tests::guests;
@@ -69,19 +69,7 @@ impl Hv {
 
     /// A segment of SEGSIZE named `name` holding `image` at guest-physical LOAD.
     fn segment(&self, name: &str, image: &[u8]) {
-        self.c
-            .create("segment", name, dm::DIR | 0o777, om::READ)
-            .expect("create segment");
-        let ctl = self
-            .c
-            .open(&format!("segment/{name}/ctl"), om::WRITE)
-            .unwrap();
-        ctl.write_str(&format!("va 0x10000000 {SEGSIZE:#x} sticky"))
-            .expect("size segment");
-        let data = self
-            .c
-            .open(&format!("segment/{name}/data"), om::RDWR)
-            .unwrap();
+        let data = vmm_tests::segment::sticky(&self.c, name, SEGSIZE);
         data.write_all_at(guests::LOAD, image).expect("write image");
         assert_eq!(
             data.read_at(guests::LOAD, image.len() as u32).unwrap(),

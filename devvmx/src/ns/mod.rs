@@ -331,10 +331,7 @@ impl<H: Hw> Tree for Namespace<H> {
                 }
             }
             Kind::SegData(slot, gen) => {
-                let g = self.segs.global(slot, gen)?;
-                if g.seg.is_none() {
-                    return Err("segment not yet allocated".into());
-                }
+                self.segs.allocated(slot, gen)?;
             }
             // ORCLOSE on ctl removes the segment at clunk: only one who may remove it
             // may ask (refused here rather than failing silently at the clunk).

@@ -333,8 +333,7 @@ fn main() {
     }
     let which: Vec<String> = std::env::args().skip(1).collect();
     let want = |n: &str| which.is_empty() || which.iter().any(|w| w == n);
-    let dir = std::env::temp_dir().join(format!("bench-bios-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = vmm_tests::fixtures::scratch("bench-bios");
     let iso = bootiso::grub_iso(&dir);
     println!(
         "{NAME}: {} ({} MiB), load average {}",

@@ -2,7 +2,7 @@
 //! of a program to its first exit (or a stop after a timeout).
 
 use fuzz::runner::{seed_from, Rng};
-use ninep_client::{dm, om, Client, File};
+use ninep_client::{om, Client, File};
 use std::time::{Duration, Instant};
 use vmm_tests::emu::{Machine, Opts};
 use vmm_tests::guests::LOAD;
@@ -181,15 +181,8 @@ pub fn status_field(c: &Client, key: &str) -> String {
 }
 
 /// A new segment NAME of `size` bytes; its `data`, open for reading and writing.
-pub fn segment(c: &Client, name: &str, size: u64) -> File {
-    c.create("segment", name, dm::DIR | 0o777, om::READ)
-        .expect("create the segment");
-    c.open(&format!("segment/{name}/ctl"), om::WRITE)
-        .and_then(|f| f.write_str(&format!("va 0x10000000 {size:#x} sticky")))
-        .expect("size the segment");
-    c.open(&format!("segment/{name}/data"), om::RDWR)
-        .expect("open data")
-}
+/// ([`vmm_tests::segment::sticky`]).
+pub use vmm_tests::segment::sticky as segment;
 
 /// After the last program: the segments `segs` removed, no VM or segment is left and
 /// `memfree` is back to its value before the first of `programs`.

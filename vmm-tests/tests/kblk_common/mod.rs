@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use ninep_client::{dm, om, Client, File};
+use ninep_client::{om, Client, File};
 use virtio::ring::{Layout, LEGACY_ALIGN};
 use vmm_tests::emu::{Machine, Opts};
 
@@ -57,13 +57,22 @@ pub fn machine() -> Machine {
 }
 
 /// A new segment NAME of `len` bytes; its `data`, open for reading and writing.
-pub fn segment(c: &Client, name: &str, len: u64) -> File {
-    c.create("segment", name, dm::DIR | 0o777, om::READ)
-        .expect("create segment");
-    let ctl = c.open(&format!("segment/{name}/ctl"), om::WRITE).unwrap();
-    ctl.write_str(&format!("va 0x10000000 {len:#x} sticky"))
-        .expect("size segment");
-    c.open(&format!("segment/{name}/data"), om::RDWR).unwrap()
+/// ([`vmm_tests::segment::sticky`]).
+pub use vmm_tests::segment::sticky as segment;
+
+/// At a test's end: the segments `segs` removed, no VM or segment is left, and `memfree`
+/// is back to `before`.
+pub fn nothing_left(c: &Client, segs: &[&str], before: u64) {
+    for s in segs {
+        c.remove(&format!("segment/{s}")).unwrap();
+    }
+    let st = vmm_tests::status::read(c);
+    assert!(st.contains("vms 0") && st.contains("segments 0"), "{st}");
+    assert_eq!(
+        vmm_tests::status::num(&st, "memfree"),
+        before,
+        "memory left behind: {st}"
+    );
 }
 
 /// A new VM (`vmx/clone` opened with `mode`) whose RAM is segment `ram` (`len` bytes)
