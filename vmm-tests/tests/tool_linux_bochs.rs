@@ -25,7 +25,7 @@ use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vmm_tests::emu::{Machine, Nic, Opts};
-use vmm_tests::fixtures::{images, need, run_options, scratch};
+use vmm_tests::fixtures::{images, need, run_options, scratch, slirp};
 use vmx::layout::Layout;
 use vmx::loader::{self, BootArgs, Module};
 use vmx::session::{self, Options, Report};
@@ -110,11 +110,7 @@ impl Guest {
                 nic: Some(Nic::E1000),
                 ..base
             },
-            Link::Bridged => Opts {
-                cmdline: "owner=eve serve=uart,net switch".into(),
-                nic: Some(Nic::E1000),
-                ..base
-            },
+            Link::Bridged => slirp::bridged(base),
         });
         // The tool's own message size (vmx dials with it), so the upload costs what it
         // does with the tool.
@@ -543,53 +539,8 @@ fn kernel_disk(name: &str, prefix: &str) {
     }
 }
 
-/// What the host's test server hands out at `/hello` (checked on the guest's console).
-const HELLO: &str = "served-from-the-hosts-127.0.0.1\n";
 /// The bulk file's size at `/bulk` (the guest's wget of it is timed).
 const BULK: usize = 1 << 20;
-
-/// A tiny HTTP/1.0 server on the host's 127.0.0.1 (slirp's 10.0.2.2 to the guest): `/hello`
-/// is [`HELLO`], anything else [`BULK`] bytes; the requests' first lines are sent on `tx`.
-fn http_server() -> (u16, Receiver<String>) {
-    use std::io::{BufRead, BufReader};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { return };
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            let mut first = String::new();
-            let _ = r.read_line(&mut first);
-            let mut line = String::new();
-            while r.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let body = if first.contains(" /hello ") {
-                HELLO.as_bytes().to_vec()
-            } else {
-                vec![b'x'; BULK]
-            };
-            let started = Instant::now();
-            let _ = write!(
-                s,
-                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = s.write_all(&body);
-            let _ = s.shutdown(std::net::Shutdown::Write);
-            // Until the guest closes its side: the whole transfer's wall time.
-            let _ = std::io::Read::read_to_end(&mut r, &mut Vec::new());
-            let _ = tx.send(format!(
-                "{} ({} bytes in {:?} of wall time)",
-                first.trim_end(),
-                body.len(),
-                started.elapsed()
-            ));
-        }
-    });
-    (port, rx)
-}
 
 /// A guest bridged onto the hypervisor's NIC reaches the host (issue 19): Debian's kernel
 /// with `vmx/mkroot`'s initramfs (virtio_net loaded; no disk, so its shell) and an
@@ -604,7 +555,7 @@ fn http_server() -> (u16, Receiver<String>) {
 fn linux_bridged_onto_the_hypervisors_nic_fetches_from_the_host() {
     let kernel = std::fs::read(need(images::debian_kernel())).unwrap();
     let (_, initrd) = need(images::root_disk());
-    let (port, served) = http_server();
+    let (port, served) = slirp::http_server(BULK);
     let mac = [0x52, 0x54, 0, 0, 0, 0x19];
     let mut g = Guest::boot(
         Link::Bridged,
@@ -617,12 +568,7 @@ fn linux_bridged_onto_the_hypervisors_nic_fetches_from_the_host() {
             ..Default::default()
         },
     );
-    // udhcpc's script: configure the lease (the shell computes the marker it prints).
-    let script = r#"printf '#!/bin/sh\n[ "$1" = bound ] && ifconfig $interface $ip netmask $subnet && echo lease-$((1+1)) $ip\n' > /dhcp; chmod +x /dhcp"#;
-    let bulk = vmm_tests::fixtures::timed(
-        &format!("wget -q -O /dev/null http://10.0.2.2:{port}/bulk"),
-        "wget",
-    );
+    let bulk = vmm_tests::fixtures::timed(&slirp::wget(port, "/bulk", "/dev/null"), "wget");
     let (mut typed, mut fetched) = (false, false);
     let mut bulk_start = Instant::now();
     loop {
@@ -631,8 +577,9 @@ fn linux_bridged_onto_the_hypervisors_nic_fetches_from_the_host() {
             g.keys
                 .write_all(
                     format!(
-                        "{script}; ip link set eth0 up; udhcpc -i eth0 -q -n -t 10 -T 3 -s /dhcp; \
-                         wget -q -O - http://10.0.2.2:{port}/hello; echo hello-$((2+3))-done\n"
+                        "{}; {}; echo hello-$((2+3))-done\n",
+                        slirp::dhcp(),
+                        slirp::wget(port, "/hello", "-")
                     )
                     .as_bytes(),
                 )
@@ -641,14 +588,17 @@ fn linux_bridged_onto_the_hypervisors_nic_fetches_from_the_host() {
         }
         if typed && !fetched && t.contains("hello-5-done\r\n") {
             eprintln!("fetched after {:?}:\n{t}", g.start.elapsed());
-            assert!(t.contains("lease-2 10.0.2."), "no lease from slirp:\n{t}");
             assert!(
-                t.contains(HELLO.trim_end()),
+                t.contains(&format!("{}10.0.2.", slirp::LEASE)),
+                "no lease from slirp:\n{t}"
+            );
+            assert!(
+                t.contains(slirp::HELLO.trim_end()),
                 "the host's file did not arrive:\n{t}"
             );
             let first = served.recv_timeout(Duration::from_secs(5)).unwrap();
             eprintln!("served: {first}");
-            assert!(first.starts_with("GET /hello "), "{first}");
+            assert!(first.first.starts_with("GET /hello "), "{first}");
             g.keys
                 .write_all(format!("{bulk}; echo bulk-$((3+3))-done\n").as_bytes())
                 .unwrap();

@@ -6,16 +6,15 @@
 //! `wait`. The kernel runs `selftest=vmx` first (VMXON, a real-mode guest, the entry
 //! trampoline), which the first test checks in the log.
 
-use ninep_client::{om, Client, File};
+use ninep_client::{om, Client};
 use std::time::{Duration, Instant};
 use vmm_tests::emu::{Machine, Nic, Opts};
+use vmm_tests::fixtures::pingpong::{self, map_all, VmFiles, FLAT32};
 use vmm_tests::guests;
 
 const OWNER: &str = "eve";
 /// The owner's secret where tests reach the kernel over TCP (an e1000 on Bochs's slirp).
 const SECRET: &str = "opensesame";
-/// Segment size of every test guest (vmx(1)'s `va 0x10000000 SIZE sticky` form).
-const SEGSIZE: u64 = 0x10_0000;
 
 /// The booted hypervisor and a 9P client attached to its root over COM1 or TCP.
 struct Hv {
@@ -67,14 +66,9 @@ impl Hv {
         }
     }
 
-    /// A segment of SEGSIZE named `name` holding `image` at guest-physical LOAD.
+    /// A segment named `name` holding `image` (pingpong::segment).
     fn segment(&self, name: &str, image: &[u8]) {
-        let data = vmm_tests::segment::sticky(&self.c, name, SEGSIZE);
-        data.write_all_at(guests::LOAD, image).expect("write image");
-        assert_eq!(
-            data.read_at(guests::LOAD, image.len() as u32).unwrap(),
-            image
-        );
+        pingpong::segment(&self.c, name, image);
     }
 
     /// A new VM (vmx/clone opened ORDWR|ORCLOSE, as vmx(1) does).
@@ -110,20 +104,9 @@ impl Hv {
 
 /// A new VM made through client `c`.
 fn vm_on(c: &Client) -> Vm {
-    let ctl = c
-        .open("vmx/clone", om::RDWR | om::RCLOSE)
-        .expect("open clone");
-    let n = String::from_utf8(ctl.read_at(0, 64).unwrap())
-        .unwrap()
-        .trim()
-        .to_string();
-    assert!(n.parse::<u32>().is_ok(), "clone read {n:?}");
-    let wait = c.open(&format!("vmx/{n}/wait"), om::READ).unwrap();
     Vm {
         c: c.clone(),
-        n,
-        ctl,
-        wait,
+        f: VmFiles::clone(c),
     }
 }
 
@@ -172,11 +155,17 @@ impl Exit {
     }
 }
 
+/// A VM's files (its number, ctl, wait: `vm.n`, `vm.cmd`) and the client to open more.
 struct Vm {
     c: Client,
-    n: String,
-    ctl: File,
-    wait: File,
+    f: VmFiles,
+}
+
+impl std::ops::Deref for Vm {
+    type Target = VmFiles;
+    fn deref(&self) -> &VmFiles {
+        &self.f
+    }
 }
 
 impl Vm {
@@ -215,12 +204,6 @@ impl Vm {
         )
     }
 
-    fn cmd(&self, s: &str) {
-        self.ctl
-            .write_str(s)
-            .unwrap_or_else(|e| panic!("ctl {s:?}: {e}"));
-    }
-
     fn status(&self) -> String {
         String::from_utf8(self.c.read_file(&self.path("status")).unwrap())
             .unwrap()
@@ -230,11 +213,9 @@ impl Vm {
 
     /// The next wait line.
     fn wait(&self) -> Exit {
-        let b = self.wait.read_at(0, 512).expect("wait");
-        let s = String::from_utf8(b).unwrap();
-        assert!(s.ends_with('\n'), "wait line {s:?}");
-        eprintln!("vm {}: {}", self.n, s.trim_end());
-        Exit::parse(s.trim_end())
+        let s = self.wait_line();
+        eprintln!("vm {}: {s}", self.n);
+        Exit::parse(&s)
     }
 
     /// `go` with `name=value;` assignments (each ends in ';', as vmx(1) writes them),
@@ -252,13 +233,6 @@ impl Vm {
     fn skip(&self, e: &Exit) -> Exit {
         self.go(&format!("pc={:#x}", e.next()))
     }
-}
-
-/// Flat 32-bit protected mode (the VMCS's initial state) entered at LOAD.
-const FLAT32: &str = "pc 0x1000\nsp 0x8000\n";
-/// Map the whole segment at guest-physical 0, rwx write-back.
-fn map_all(seg: &str) -> String {
-    format!("rwx wb 0x0 {SEGSIZE:#x} {seg} 0x0\n")
 }
 
 #[test]
@@ -953,34 +927,11 @@ fn two_guests_ping_through_the_kernel_switch_with_no_round_trip_per_ping() {
     const PINGS: u32 = 20;
     let hv = Hv::boot_on(2);
     let before = hv.memfree();
-    let guest = |seg: &str, role: u32, mac: &str| {
-        hv.segment(seg, guests::PINGPONG);
-        let data = hv.c.open(&format!("segment/{seg}/data"), om::RDWR).unwrap();
-        let mut v = role.to_le_bytes().to_vec();
-        v.extend(PINGS.to_le_bytes());
-        data.write_all_at(guests::PINGPONG_ROLE, &v).unwrap();
-        let vm = hv.vm();
-        vm.map(&map_all(seg));
-        vm.regs(FLAT32);
-        vm.cmd("devices pic pci");
-        vm.cmd(&format!("pci net {mac}"));
-        vm
-    };
-    let done = |seg: &str| {
-        let data = hv.c.open(&format!("segment/{seg}/data"), om::READ).unwrap();
-        let b = data.read_at(guests::PINGPONG_DONE, 4).unwrap();
-        u32::from_le_bytes(b.try_into().unwrap())
-    };
-    let a = guest("pa", 1, "02:00:00:00:00:0a");
-    let b = guest("pb", 2, "02:00:00:00:00:0b");
-    b.cmd("go");
-    let r0 = hv.c.requests();
-    let start = Instant::now();
-    let e = a.go("");
-    let trips = hv.c.requests() - r0;
-    let secs = start.elapsed().as_secs_f64();
+    let x = pingpong::exchange(&hv.c, PINGS);
+    let (a, b, trips, secs) = (x.a, x.b, x.trips, x.secs);
+    let e = Exit::parse(&x.end);
     assert_eq!((e.what.as_str(), e.qual), ("io", 0x8f_0040), "{e:?}");
-    assert_eq!((done("pa"), done("pb")), (PINGS, PINGS));
+    assert_eq!(x.done, (PINGS, PINGS));
     eprintln!(
         "{PINGS} pings guest to guest in {secs:.1} s under the emulator: {trips} 9P round \
          trips on the link (the go and the wait), 0 per ping"

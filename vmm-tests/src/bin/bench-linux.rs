@@ -20,6 +20,12 @@
 //!   on that disk, the same dd (MB/s on the guest's clock and on the wall, round trips
 //!   per MB during it), the upload and write-back; one table beside the `io` run's
 //!   figures for the tool's own virtio-blk and the QEMU VM's, and the issue's anchors.
+//! - `knet`: the kernel's virtio-net cards and switch. Two test guests ping each other
+//!   through the switch (9P round trips on the link per ping); Debian's kernel on a card
+//!   bridged onto Bochs's slirp through the hypervisor's NIC (`switch`, `-n switch`) takes
+//!   a lease, pings the host and fetches a file with wget from a test server on the
+//!   host's 127.0.0.1 (ping ms, MB/s on the guest's clock and on the wall, round trips),
+//!   beside the `io` run's QEMU VM doing the same on QEMU's own slirp. Its own table.
 //!
 //! For each: wall time to the prompt (from `clone` for the hypervisor runs, image upload
 //! included; from Bochs's start for the native one) and its ratio to the native boot;
@@ -29,8 +35,8 @@
 //! tool's own count of round trips, of them the console's reads (`cons`, with the
 //! devices in the hypervisor), the exits it saw and those the hypervisor answered.
 //!
-//! `cargo run --release -p vmm-tests --bin bench-linux [-- kernel tcp tool native io kqueue kseg]`
-//! (default: all seven). Needs Bochs, grub-mkrescue, QEMU and the Debian kernel, busybox
+//! `cargo run --release -p vmm-tests --bin bench-linux [-- kernel tcp tool native io kqueue kseg knet]`
+//! (default: all eight). Needs Bochs, grub-mkrescue, QEMU and the Debian kernel, busybox
 //! and root disk that `scripts/setup` makes. `BENCH_SECS` bounds each run (default 3600).
 
 use std::io::{Read, Write};
@@ -54,7 +60,7 @@ const INIT: &str = "echo vmx-initramfs-$((6*7)); exec sh";
 /// The `tcp` run's `secret=` (the aname `!SECRET` attaches as the owner).
 const SECRET: &str = "bench-linux";
 
-use vmm_tests::fixtures::{images, need, Capture as Buf};
+use vmm_tests::fixtures::{images, need, slirp, timed, timed_secs, Capture as Buf};
 
 /// A 9P connection (COM1's unix socket or TCP) that counts the requests it sends (each is
 /// one round trip).
@@ -226,11 +232,21 @@ impl Guest {
     }
 }
 
-/// Boots the Debian kernel with `initrd` under the hypervisor, the tool on COM1 (or TCP)
-/// with its `devices`.
+/// How the tool reaches the hypervisor, and what the hypervisor's NIC does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Com1,
+    /// 9P over TCP on Bochs's e1000 and slirp, attached as the owner with [`SECRET`].
+    Tcp,
+    /// COM1, the e1000 on slirp the uplink of the hypervisor's switch (`switch`).
+    Bridged,
+}
+
+/// Boots the Debian kernel with `initrd` under the hypervisor, the tool on `link` with
+/// its `devices`.
 fn boot(
     kernel_devices: bool,
-    tcp: bool,
+    link: Link,
     initrd: Vec<u8>,
     devices: impl FnOnce() -> session::Devices<'static> + Send + 'static,
 ) -> Guest {
@@ -255,7 +271,7 @@ fn boot(
         ..Opts::default()
     };
     let sent = Arc::new(AtomicU64::new(0));
-    let (m, client) = if tcp {
+    let (m, client) = if link == Link::Tcp {
         let m = Machine::bochs(Opts {
             cmdline: format!("owner=eve secret={SECRET} serve=uart,net"),
             nic: Some(Nic::E1000),
@@ -266,7 +282,11 @@ fn boot(
         let client = counted(raw, &sent, &format!("!{SECRET}"));
         (m, client)
     } else {
-        let m = Machine::bochs(base);
+        let m = Machine::bochs(if link == Link::Bridged {
+            slirp::bridged(base)
+        } else {
+            base
+        });
         let mut raw = m.raw(&m.uart_path());
         emu::sync(&mut raw).expect("sync the serial line");
         raw.set_read_timeout(None).ok();
@@ -317,7 +337,8 @@ fn through_the_hypervisor(kernel_devices: bool, tcp: bool) -> Figures {
         (false, false) => "tool",
     };
     let mut f = Figures::new(name);
-    let mut g = boot(kernel_devices, tcp, initrd(), Default::default);
+    let link = if tcp { Link::Tcp } else { Link::Com1 };
+    let mut g = boot(kernel_devices, link, initrd(), Default::default);
     let start = g.start;
     let text = || g.out.text();
     let logged = || g.log.text();
@@ -338,9 +359,8 @@ fn through_the_hypervisor(kernel_devices: bool, tcp: bool) -> Figures {
         f.note = "no answer to echo".into();
         return f;
     }
-    g.keys.write_all(b"poweroff -f\n").unwrap();
-    match g.rx.recv_timeout(Duration::from_secs(600)) {
-        Ok(Ok(r)) => {
+    match power_off(&mut g, name) {
+        Ok(r) => {
             f.trips_total = Some(r.stats.total().1);
             f.cons_trips = kernel_devices.then(|| r.stats.console_trips());
             f.client_exits = Some(
@@ -353,15 +373,27 @@ fn through_the_hypervisor(kernel_devices: bool, tcp: bool) -> Figures {
             );
             f.kernel_exits = r.inkernel.map(|c| c[0] + c[1] + c[3]);
             f.note = format!("{:?}", r.outcome);
+        }
+        Err(e) => f.note = e,
+    }
+    f
+}
+
+/// Types `poweroff -f` at the guest and waits for the run's end: its report, whose round
+/// trips by exit reason are printed under `name`.
+fn power_off(g: &mut Guest, name: &str) -> Result<Report, String> {
+    g.keys.write_all(b"poweroff -f\n").unwrap();
+    match g.rx.recv_timeout(Duration::from_secs(600)) {
+        Ok(Ok(r)) => {
             eprintln!(
                 "--- {name}: round trips by exit reason ---\n{}",
                 r.stats.report()
             );
+            Ok(r)
         }
-        Ok(Err(e)) => f.note = e,
-        Err(_) => f.note = "no end after poweroff".into(),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err("no end after poweroff".into()),
     }
-    f
 }
 
 fn tail(s: &str) -> String {
@@ -487,15 +519,22 @@ fn native() -> Figures {
     f
 }
 
+/// A dd of DD_MIB from /dev/vda ([`dd_line`]) as a guest's shell ran it.
+#[derive(Default)]
+struct Dd {
+    /// Seconds on the reader's clock.
+    secs: Option<f64>,
+    /// Wall time from typing it to its end marker, and the 9P requests meanwhile.
+    wall: Option<Duration>,
+    trips: Option<u64>,
+}
+
 /// What the `io` run measured, each beside its anchor in the QEMU VM.
 #[derive(Default)]
 struct Io {
-    /// Seconds of the dd on the reader's clock, in the guest and in the QEMU VM.
-    dd_secs: Option<f64>,
+    /// The guest's dd, and the seconds of the QEMU VM's on its clock.
+    dd: Dd,
     qemu_dd_secs: Option<f64>,
-    /// Wall time from typing the dd to its end marker, and the 9P requests meanwhile.
-    dd_wall: Option<Duration>,
-    dd_trips: Option<u64>,
     /// ping's average round trip (the sender's clock): guest to QEMU, QEMU to guest.
     ping_ms: Option<f64>,
     qemu_ping_ms: Option<f64>,
@@ -518,6 +557,59 @@ fn ping_avg(text: &str) -> Option<f64> {
     l.split(" = ").nth(1)?.split('/').nth(1)?.parse().ok()
 }
 
+/// A copy of `vmx/mkroot`'s root disk in a scratch directory of its own (removed on
+/// drop), and the initramfs that mounts it.
+struct RootDisk {
+    dir: std::path::PathBuf,
+    copy: std::path::PathBuf,
+    initrd: Vec<u8>,
+}
+
+impl RootDisk {
+    fn new(run: &str) -> RootDisk {
+        let (disk, initrd) = need(images::root_disk());
+        let dir = std::env::temp_dir().join(format!("bench-linux-{run}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let copy = dir.join("root.ext4");
+        std::fs::copy(&disk, &copy).unwrap();
+        RootDisk {
+            dir,
+            copy,
+            initrd: std::fs::read(&initrd).expect("mkroot's initrd"),
+        }
+    }
+}
+
+impl Drop for RootDisk {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Waits for the guest's shell on /dev/vda: when it came, and the 9P requests till then.
+fn shell_on_vda(g: &Guest) -> Result<(Duration, u64), String> {
+    g.wait("vmx-rootfs: root is /dev/vda")?;
+    g.wait("/ # ")?;
+    let at = (g.start.elapsed(), g.trips());
+    eprintln!("shell on /dev/vda after {:.0} s", at.0.as_secs_f64());
+    Ok(at)
+}
+
+/// Has the guest's shell read DD_MIB from /dev/vda ([`dd_line`]).
+fn dd(g: &mut Guest) -> Result<Dd, String> {
+    // Markers the shell computes, so that the echo of the typed line does not match.
+    let (wall, trips) = typed(
+        g,
+        &format!("{}; echo dd-$((1+1))-done\n", dd_line()),
+        "dd-2-done\r\n",
+    )?;
+    Ok(Dd {
+        secs: timed_secs(&g.out.text(), "dd"),
+        wall: Some(wall),
+        trips: Some(trips),
+    })
+}
+
 /// Debian's kernel on `vmx/mkroot`'s root disk (a copy on the tool's virtio-blk), with a
 /// virtio-net card to a QEMU VM (TCG, the same kernel and disk) on a unix stream socket,
 /// the PC devices in the hypervisor: the guest reads DD_MIB from /dev/vda with dd (caches
@@ -528,58 +620,31 @@ fn ping_avg(text: &str) -> Option<f64> {
 /// VM's clock is the host's, so its side of the ping is wall time.
 fn disk_and_net() -> Io {
     let mut r = Io::default();
-    let (disk, initrd) = need(images::root_disk());
-    let dir = std::env::temp_dir().join(format!("bench-linux-io-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let copy = dir.join("root.ext4");
-    std::fs::copy(&disk, &copy).unwrap();
+    let root = RootDisk::new("io");
     // Writable, as the initramfs mounts it so.
     let blk = vmx::virtio::blk::Blk::new(
-        Box::new(vmx::virtio::blk::FileDisk::open(&copy, false).expect("the disk copy")),
+        Box::new(vmx::virtio::blk::FileDisk::open(&root.copy, false).expect("the disk copy")),
         false,
         "root.ext4",
     );
-    let (mut peer, link, frames) = vmm_tests::fixtures::QemuPeer::start(&dir);
+    let (mut peer, link, frames) = vmm_tests::fixtures::QemuPeer::start(&root.dir);
     let nic = vmx::virtio::net::Net::new([0x52, 0x54, 0, 0, 0, 1], link);
-    let mut g = boot(
-        true,
-        false,
-        std::fs::read(&initrd).expect("mkroot's initrd"),
-        move || session::Devices {
+    let mut g = boot(true, Link::Com1, root.initrd.clone(), move || {
+        session::Devices {
             disks: vec![blk],
             nets: vec![(nic, frames)],
             ..Default::default()
-        },
-    );
+        }
+    });
     peer.up("10.0.0.2/24");
     let start = g.start;
-    let out = g.out.clone();
-    let text = move || out.text();
-    if let Err(e) = g
-        .wait("vmx-rootfs: root is /dev/vda")
-        .and_then(|()| g.wait("/ # "))
-    {
-        r.note = e;
-        return r;
-    }
-    eprintln!(
-        "io: shell on /dev/vda after {:.0} s",
-        start.elapsed().as_secs_f64()
-    );
-    let dd = dd_line();
-    // Markers the shell computes, so that the echo of the typed line does not match.
-    match typed(
-        &mut g,
-        &format!("{dd}; echo dd-$((1+1))-done\n"),
-        "dd-2-done\r\n",
-    ) {
-        Ok((wall, trips)) => (r.dd_wall, r.dd_trips) = (Some(wall), Some(trips)),
+    match shell_on_vda(&g).and_then(|_| dd(&mut g)) {
+        Ok(dd) => r.dd = dd,
         Err(e) => {
             r.note = e;
             return r;
         }
     }
-    r.dd_secs = vmm_tests::fixtures::timed_secs(&text(), "dd");
     eprintln!("io: dd done after {:.0} s", start.elapsed().as_secs_f64());
     let ping = format!(
         "ip link set eth0 up; ip addr add 10.0.0.1/24 dev eth0; ping -c {PINGS} -W 30 10.0.0.2; echo ping-$((2+2))-done\n"
@@ -591,24 +656,26 @@ fn disk_and_net() -> Io {
             return r;
         }
     }
-    r.ping_ms = ping_avg(&text());
+    r.ping_ms = ping_avg(&g.out.text());
     eprintln!(
         "io: pings done after {:.0} s",
         start.elapsed().as_secs_f64()
     );
     // The anchors: the same in the QEMU VM (its console is its own).
-    let q = format!("{dd}; ping -c {PINGS} -W 30 10.0.0.1; echo qping-$((2+2))-done\n");
+    let q = format!(
+        "{}; ping -c {PINGS} -W 30 10.0.0.1; echo qping-$((2+2))-done\n",
+        dd_line()
+    );
     peer.stdin.write_all(q.as_bytes()).unwrap();
     let ptext = || peer.text();
     if wait_for(Instant::now(), &ptext, "qping-4-done") {
-        r.qemu_dd_secs = vmm_tests::fixtures::timed_secs(&ptext(), "dd");
+        r.qemu_dd_secs = timed_secs(&ptext(), "dd");
         r.qemu_ping_ms = ping_avg(&ptext());
     } else {
         r.note = format!("the QEMU VM did not finish: {}", tail(&ptext()));
     }
-    g.keys.write_all(b"poweroff -f\n").unwrap();
-    match g.rx.recv_timeout(Duration::from_secs(600)) {
-        Ok(Ok(rep)) => {
+    match power_off(&mut g, "io") {
+        Ok(rep) => {
             r.disk_report = rep
                 .stats
                 .report()
@@ -616,15 +683,9 @@ fn disk_and_net() -> Io {
                 .find(|l| l.starts_with("virtio-blk: "))
                 .unwrap_or_default()
                 .to_string();
-            eprintln!(
-                "--- io: round trips by exit reason ---\n{}",
-                rep.stats.report()
-            );
         }
-        Ok(Err(e)) => r.note = e,
-        Err(_) => r.note = "no end after poweroff".into(),
+        Err(e) => r.note = e,
     }
-    let _ = std::fs::remove_dir_all(&dir);
     r
 }
 
@@ -634,9 +695,7 @@ struct KDisk {
     /// 9P requests from the tool's start to the shell on /dev/vda, and the wall time.
     trips_to_shell: Option<u64>,
     shell: Option<Duration>,
-    dd_secs: Option<f64>,
-    dd_wall: Option<Duration>,
-    dd_trips: Option<u64>,
+    dd: Dd,
     /// The tool's rows for the disk: (disk load), (blkq), (disk save) round trips.
     load_trips: Option<u64>,
     queue_trips: Option<u64>,
@@ -648,7 +707,7 @@ struct KDisk {
 fn dd_line() -> String {
     format!(
         "echo 3 > /proc/sys/vm/drop_caches; {}",
-        vmm_tests::fixtures::timed(
+        timed(
             &format!("dd if=/dev/vda of=/dev/null bs=64k count={}", DD_MIB * 16),
             "dd",
         )
@@ -660,50 +719,29 @@ fn dd_line() -> String {
 /// the shell, the dd of the `io` run, then a file written and a poweroff (the segment
 /// written back).
 fn kernel_disk(seg: bool) -> KDisk {
+    let name = if seg { "kseg" } else { "kqueue" };
     let mut r = KDisk::default();
-    let (disk, initrd) = need(images::root_disk());
-    let dir = std::env::temp_dir().join(format!("bench-linux-kdisk-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let copy = dir.join("root.ext4");
-    std::fs::copy(&disk, &copy).unwrap();
+    let root = RootDisk::new(name);
     let spec = vmx::kdisk::Spec::parse(&format!(
         "{}{}",
         if seg { "seg:" } else { "" },
-        copy.display()
+        root.copy.display()
     ));
-    let mut g = boot(
-        true,
-        false,
-        std::fs::read(&initrd).expect("mkroot's initrd"),
-        move || session::Devices {
+    let mut g = boot(true, Link::Com1, root.initrd.clone(), move || {
+        session::Devices {
             kdisks: vec![spec],
             ..Default::default()
-        },
-    );
-    let out = g.out.clone();
-    let text = move || out.text();
-    if let Err(e) = g
-        .wait("vmx-rootfs: root is /dev/vda")
-        .and_then(|()| g.wait("/ # "))
-    {
-        r.note = e;
-        return r;
-    }
-    r.shell = Some(g.start.elapsed());
-    r.trips_to_shell = Some(g.trips());
-    let dd = dd_line();
-    match typed(
-        &mut g,
-        &format!("{dd}; echo dd-$((1+1))-done\n"),
-        "dd-2-done\r\n",
-    ) {
-        Ok((wall, trips)) => (r.dd_wall, r.dd_trips) = (Some(wall), Some(trips)),
+        }
+    });
+    match shell_on_vda(&g).and_then(|at| Ok((at, dd(&mut g)?))) {
+        Ok(((at, trips), dd)) => {
+            (r.shell, r.trips_to_shell, r.dd) = (Some(at), Some(trips), dd);
+        }
         Err(e) => {
             r.note = e;
             return r;
         }
     }
-    r.dd_secs = vmm_tests::fixtures::timed_secs(&text(), "dd");
     if let Err(e) = typed(
         &mut g,
         "echo bench > /bench-wrote; sync; echo w-$((1+1))-done\n",
@@ -712,9 +750,8 @@ fn kernel_disk(seg: bool) -> KDisk {
         r.note = e;
         return r;
     }
-    g.keys.write_all(b"poweroff -f\n").unwrap();
-    match g.rx.recv_timeout(Duration::from_secs(600)) {
-        Ok(Ok(rep)) => {
+    match power_off(&mut g, name) {
+        Ok(rep) => {
             let row = |k: &str| rep.stats.by_reason.get(k).map(|v| v.1);
             r.load_trips = row(vmx::kdisk::LOAD);
             r.queue_trips = row(vmx::kdisk::QUEUE);
@@ -722,16 +759,9 @@ fn kernel_disk(seg: bool) -> KDisk {
             if let Err(e) = &rep.outcome {
                 r.note = e.clone();
             }
-            eprintln!(
-                "--- {}: round trips by exit reason ---\n{}",
-                if seg { "kseg" } else { "kqueue" },
-                rep.stats.report()
-            );
         }
-        Ok(Err(e)) => r.note = e,
-        Err(_) => r.note = "no end after poweroff".into(),
+        Err(e) => r.note = e,
     }
-    let _ = std::fs::remove_dir_all(&dir);
     r
 }
 
@@ -775,25 +805,25 @@ fn kdisk_table(q: &KDisk, s: &KDisk, io: Option<&Io>) -> String {
     );
     t += &line(
         &format!("dd {DD_MIB} MiB: MB/s (own clock)"),
-        f(mbs(q.dd_secs), 3),
-        f(mbs(s.dd_secs), 3),
-        f(mbs(io.and_then(|i| i.dd_secs)), 3),
+        f(mbs(q.dd.secs), 3),
+        f(mbs(s.dd.secs), 3),
+        f(mbs(io.and_then(|i| i.dd.secs)), 3),
         f(mbs(io.and_then(|i| i.qemu_dd_secs)), 1),
         "QEMU 83.9; tool's device 2.2",
     );
     t += &line(
         "  MB/s, wall (typed to done)",
-        f(mbs(wall(q.dd_wall)), 3),
-        f(mbs(wall(s.dd_wall)), 3),
-        f(mbs(wall(io.and_then(|i| i.dd_wall))), 3),
+        f(mbs(wall(q.dd.wall)), 3),
+        f(mbs(wall(s.dd.wall)), 3),
+        f(mbs(wall(io.and_then(|i| i.dd.wall))), 3),
         "-".into(),
         "tool's device 0.065",
     );
     t += &line(
         "  9P round trips per MB",
-        f(per_mb(q.dd_trips), 1),
-        f(per_mb(s.dd_trips), 1),
-        f(per_mb(io.and_then(|i| i.dd_trips)), 0),
+        f(per_mb(q.dd.trips), 1),
+        f(per_mb(s.dd.trips), 1),
+        f(per_mb(io.and_then(|i| i.dd.trips)), 0),
         "-".into(),
         "queue <= 10, segment 0 (387 now)",
     );
@@ -809,6 +839,280 @@ fn kdisk_table(q: &KDisk, s: &KDisk, io: Option<&Io>) -> String {
         if !r.note.is_empty() {
             t += &format!("{name}: {}\n", r.note);
         }
+    }
+    t
+}
+
+/// Pings the `knet` run's two test guests exchange through the kernel's switch.
+const G2G_PINGS: u32 = 20;
+/// The `knet` run's bulk file, fetched from the host's test server with wget.
+const BULK_MIB: usize = 4;
+
+/// What the `knet` run measured: the kernel's virtio-net cards and switch.
+#[derive(Default)]
+struct KNet {
+    /// Two test guests through the kernel's switch: pings counted by each (pinger,
+    /// echoer), 9P requests on the link from the pinger's `go` to its end, wall seconds.
+    g2g_done: Option<(u32, u32)>,
+    g2g_trips: Option<u64>,
+    g2g_secs: Option<f64>,
+    /// The Linux guest bridged onto slirp: the wall time to its shell (from `clone`),
+    /// its lease, its pings to the host (average ms on its clock, wall, 9P requests), its
+    /// wget of BULK_MIB (seconds on its clock, wall from typing to the end marker, 9P
+    /// requests meanwhile, the server's wall time for the transfer).
+    shell: Option<Duration>,
+    lease: Option<String>,
+    ping: Net,
+    /// The QEMU VM's same on its own slirp (its clock is the host's).
+    qemu: Net,
+    note: String,
+}
+
+/// One guest's pings and wget through slirp.
+#[derive(Default)]
+struct Net {
+    ping_ms: Option<f64>,
+    ping_wall: Option<Duration>,
+    ping_trips: Option<u64>,
+    wget_secs: Option<f64>,
+    wget_wall: Option<Duration>,
+    wget_trips: Option<u64>,
+    served: Option<Duration>,
+}
+
+/// The shell lines of the `knet` run's slirp part, typed at the Linux guest and the QEMU
+/// VM alike, each ending in a marker the shell computes: a lease, PINGS pings of the
+/// host, a timed wget of the bulk file.
+fn slirp_lines(port: u16) -> [(String, &'static str); 3] {
+    [
+        (
+            format!("{}; echo lease-$((1+2))-done\n", slirp::dhcp()),
+            "lease-3-done",
+        ),
+        (
+            format!(
+                "ping -c {PINGS} -W 30 {}; echo ping-$((2+2))-done\n",
+                slirp::HOST
+            ),
+            "ping-4-done",
+        ),
+        (
+            format!(
+                "{}; echo bulk-$((3+3))-done\n",
+                timed(&slirp::wget(port, "/bulk", "/dev/null"), "wget")
+            ),
+            "bulk-6-done",
+        ),
+    ]
+}
+
+/// The kernel's network, two ways. Guest to guest: the pingpong test guests through
+/// the kernel's own switch (a hypervisor with two CPUs, the guests on the second), as
+/// vmx_bochs's test runs them, with the 9P requests on the link counted; two test guests
+/// rather than Linux ones (two Linux boots under one Bochs take the better part of an
+/// hour, see the `io` run). Guest to host: the hypervisor booted with `switch` (its e1000
+/// on Bochs's slirp the switch's uplink), Debian's kernel with mkroot's initramfs (its
+/// shell, no disk) on an in-kernel card on that switch (`-n switch`): a lease from slirp,
+/// pings of the host (10.0.2.2) and a wget of BULK_MIB from a test server on the host's
+/// 127.0.0.1; then the QEMU VM of the `io` run on QEMU's own slirp does the same, the
+/// anchors.
+fn kernel_net() -> KNet {
+    let mut r = KNet::default();
+    // The fixtures panic where a test would fail: here that is a note, and the run goes on.
+    let g2g = std::panic::catch_unwind(|| {
+        let m = Machine::bochs(Opts {
+            cmdline: "owner=eve serve=uart".into(),
+            virtio_ports: 0,
+            cpus: 2,
+            ..Opts::default()
+        });
+        let c = m.client("eve", "");
+        c.set_timeout(Some(Duration::from_secs(600)));
+        let x = vmm_tests::fixtures::pingpong::exchange(&c, G2G_PINGS);
+        eprintln!(
+            "knet: guest to guest: {:?} pings, {} round trips, {:.1} s, the pinger's end {:?}",
+            x.done, x.trips, x.secs, x.end
+        );
+        (x.done, x.trips, x.secs)
+    });
+    match g2g {
+        Ok((done, trips, secs)) => {
+            (r.g2g_done, r.g2g_trips, r.g2g_secs) = (Some(done), Some(trips), Some(secs));
+        }
+        Err(_) => r.note = "guest to guest failed (above); ".into(),
+    }
+    let (port, served) = slirp::http_server(BULK_MIB << 20);
+    let (_, initrd) = need(images::root_disk());
+    let mac = [0x52, 0x54, 0, 0, 0, 0x19];
+    let mut g = boot(
+        true,
+        Link::Bridged,
+        std::fs::read(&initrd).expect("mkroot's initrd"),
+        move || session::Devices {
+            switch_nets: vec![mac],
+            ..Default::default()
+        },
+    );
+    if let Err(e) = g.wait("a shell here").and_then(|()| g.wait("/ # ")) {
+        r.note += &e;
+        return r;
+    }
+    r.shell = Some(g.start.elapsed());
+    eprintln!("knet: shell after {:.0} s", g.start.elapsed().as_secs_f64());
+    let mut walls = Vec::new();
+    for (line, done) in slirp_lines(port) {
+        match typed(&mut g, &line, &format!("{done}\r\n")) {
+            Ok(w) => walls.push(w),
+            Err(e) => {
+                r.note += &e;
+                return r;
+            }
+        }
+    }
+    let text = g.out.text();
+    r.lease = text
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(slirp::LEASE))
+        .map(|ip| ip.trim().to_string());
+    (r.ping.ping_wall, r.ping.ping_trips) = (Some(walls[1].0), Some(walls[1].1));
+    (r.ping.wget_wall, r.ping.wget_trips) = (Some(walls[2].0), Some(walls[2].1));
+    r.ping.ping_ms = ping_avg(&text);
+    r.ping.wget_secs = timed_secs(&text, "wget");
+    // The server's figure comes once the guest's side is closed, about when the marker.
+    let bulk = || {
+        served
+            .recv_timeout(Duration::from_secs(30))
+            .ok()
+            .map(|s| s.wall)
+    };
+    r.ping.served = bulk();
+    if let Err(e) = power_off(&mut g, "knet") {
+        r.note += &e;
+    }
+    drop(g);
+    // The anchors: the QEMU VM on its own slirp (its console is its own).
+    let dir = std::env::temp_dir().join(format!("bench-linux-knet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Its boot panics after 15 minutes without a shell: a note, the figures above kept.
+    let Ok(mut peer) = std::panic::catch_unwind(|| vmm_tests::fixtures::QemuPeer::on_slirp(&dir))
+    else {
+        r.note += "the QEMU VM reached no shell (above)";
+        let _ = std::fs::remove_dir_all(&dir);
+        return r;
+    };
+    for (line, done) in slirp_lines(port) {
+        let t0 = Instant::now();
+        peer.stdin.write_all(line.as_bytes()).unwrap();
+        let ptext = || peer.text();
+        if !wait_for(t0, &ptext, done) {
+            r.note += &format!("the QEMU VM did not finish: {}", tail(&ptext()));
+            break;
+        }
+        if done.starts_with("bulk") {
+            r.qemu.wget_wall = Some(t0.elapsed());
+        }
+    }
+    let ptext = peer.text();
+    r.qemu.ping_ms = ping_avg(&ptext);
+    r.qemu.wget_secs = timed_secs(&ptext, "wget");
+    r.qemu.served = bulk();
+    drop(peer);
+    let _ = std::fs::remove_dir_all(&dir);
+    r
+}
+
+/// The `knet` run's table.
+fn knet_table(r: &KNet) -> String {
+    let f = |v: Option<f64>, d: usize| v.map_or("-".to_string(), |v| format!("{v:.d$}"));
+    let n = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+    let wall = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
+    let mbs = |secs: Option<f64>| {
+        secs.filter(|s| *s > 0.0)
+            .map(|s| (BULK_MIB << 20) as f64 / 1e6 / s)
+    };
+    let line = |name: &str, a: String, b: String, anchor: &str| {
+        format!("{name:<40} {a:>16} {b:>16}  {anchor}\n")
+    };
+    let mut t = line(
+        "knet (the kernel's virtio-net, switch)",
+        "Bochs + vmx".into(),
+        "QEMU VM (TCG)".into(),
+        "anchor (issue 19)",
+    );
+    t += &line(
+        &format!("guest to guest x{G2G_PINGS}: pings answered"),
+        r.g2g_done
+            .map_or("-".into(), |(a, b)| format!("{a} / {b} echoed")),
+        "-".into(),
+        "",
+    );
+    t += &line(
+        "  9P round trips on the link (per ping)",
+        match (r.g2g_trips, r.g2g_done) {
+            (Some(t), Some((p, _))) if p > 0 => {
+                format!("{t} ({:.2})", t as f64 / f64::from(p))
+            }
+            (t, _) => n(t),
+        },
+        "-".into(),
+        "0 per ping (the go and the wait)",
+    );
+    t += &line("  wall s", f(r.g2g_secs, 1), "-".into(), "");
+    t += &line(
+        "bridged guest: wall s to the shell",
+        f(wall(r.shell), 0),
+        "-".into(),
+        "",
+    );
+    t += &line(
+        "  lease from slirp",
+        r.lease.clone().unwrap_or("-".into()),
+        "-".into(),
+        "",
+    );
+    t += &line(
+        &format!("ping {} x{PINGS}: avg ms (own clock)", slirp::HOST),
+        f(r.ping.ping_ms, 2),
+        f(r.qemu.ping_ms, 2),
+        "",
+    );
+    t += &line(
+        "  wall s; 9P round trips per ping",
+        format!(
+            "{}; {}",
+            f(wall(r.ping.ping_wall), 1),
+            f(r.ping.ping_trips.map(|t| t as f64 / f64::from(PINGS)), 1)
+        ),
+        "-".into(),
+        "",
+    );
+    t += &line(
+        &format!("wget {BULK_MIB} MiB from the host: MB/s (own clock)"),
+        f(mbs(r.ping.wget_secs), 3),
+        f(mbs(r.qemu.wget_secs), 2),
+        "MB/s beside the QEMU VM's",
+    );
+    t += &line(
+        "  MB/s, wall (typed to done)",
+        f(mbs(wall(r.ping.wget_wall)), 3),
+        f(mbs(wall(r.qemu.wget_wall)), 2),
+        "",
+    );
+    t += &line(
+        "  MB/s, the server's wall",
+        f(mbs(wall(r.ping.served)), 3),
+        f(mbs(wall(r.qemu.served)), 2),
+        "",
+    );
+    t += &line(
+        "  9P round trips during it",
+        n(r.ping.wget_trips),
+        "-".into(),
+        "",
+    );
+    if !r.note.is_empty() {
+        t += &format!("knet: {}\n", r.note);
     }
     t
 }
@@ -830,7 +1134,7 @@ fn io_table(r: &Io) -> String {
             .map(|s| DD_MIB as f64 * 1.048576 / s)
     };
     let wall = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
-    let per_mb = r.dd_trips.map(|n| n as f64 / (DD_MIB as f64 * 1.048576));
+    let per_mb = r.dd.trips.map(|n| n as f64 / (DD_MIB as f64 * 1.048576));
     let per_ping = r.ping_trips.map(|n| n as f64 / f64::from(PINGS));
     format!(
         "{:<34} {:>14} {:>14}\n\
@@ -845,10 +1149,10 @@ fn io_table(r: &Io) -> String {
         "Bochs + vmx",
         "QEMU VM (TCG)",
         format!("dd {DD_MIB} MiB of /dev/vda: MB/s (own clock)"),
-        f(mbs(r.dd_secs), 3),
+        f(mbs(r.dd.secs), 3),
         f(mbs(r.qemu_dd_secs), 1),
         "  MB/s, wall (typed to done)",
-        f(mbs(wall(r.dd_wall)), 3),
+        f(mbs(wall(r.dd.wall)), 3),
         "-",
         "  9P round trips per MB",
         f(per_mb, 0),
@@ -908,7 +1212,7 @@ fn main() {
     );
     bench::require("bench-linux", images::debian_kernel());
     bench::require("bench-linux", images::busybox());
-    if want("io") || want("kqueue") || want("kseg") {
+    if want("io") || want("kqueue") || want("kseg") || want("knet") {
         bench::require("bench-linux", images::root_disk());
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -942,6 +1246,7 @@ fn main() {
     let io = want("io").then(disk_and_net);
     let kq = want("kqueue").then(|| kernel_disk(false));
     let ks = want("kseg").then(|| kernel_disk(true));
+    let kn = want("knet").then(kernel_net);
     if !rows.is_empty() {
         println!("{header}");
     }
@@ -960,6 +1265,9 @@ fn main() {
                 io.as_ref()
             )
         );
+    }
+    if let Some(kn) = &kn {
+        println!("{}", knet_table(kn));
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     eprintln!("bench-linux: load average after: {}", load.trim());
