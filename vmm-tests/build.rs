@@ -15,6 +15,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("hammer", "--32"),
     ("count", "--32"),
     ("pingpong", "--32"),
+    ("netflood", "--32"),
 ];
 
 fn run(cmd: &mut Command) {
@@ -39,8 +40,11 @@ fn main() {
             .arg(Path::new(&out).join(name))
             .arg(&obj));
     }
-    // The flat 32-bit set-up several guests `.include` (vmx's demo guest too).
-    println!("cargo:rerun-if-changed=guests/flat32.inc");
+    // The flat 32-bit set-up several guests `.include` (vmx's demo guest too), and the
+    // card guests' virtio-net start.
+    for inc in ["flat32.inc", "vnet.inc"] {
+        println!("cargo:rerun-if-changed=guests/{inc}");
+    }
     for (name, arch) in GUESTS {
         let src = format!("guests/{name}.S");
         println!("cargo:rerun-if-changed={src}");
