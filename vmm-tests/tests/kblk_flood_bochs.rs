@@ -12,7 +12,7 @@ mod kblk_common;
 
 use kblk_common::{
     avail_idx_at, header, machine, segment, text, tstats, used_idx, vm, OWNER, QUEUE0, QUEUE1,
-    SETUP,
+    SETUP, STATS,
 };
 use ninep_client::om;
 use std::time::{Duration, Instant};
@@ -90,7 +90,12 @@ fn a_flooding_guest_does_not_stop_9p() {
     ] {
         ctl.write_str(cmd).unwrap_or_else(|e| panic!("{cmd}: {e}"));
     }
-    tstats(&c, &format!("vmx/{n}/status"), "before the guest runs");
+    tstats(
+        &c,
+        &format!("vmx/{n}/status"),
+        "before the guest runs",
+        STATS,
+    );
     ctl.write_str("go").unwrap();
     drop((ctl, ramdata, c));
 
@@ -103,7 +108,7 @@ fn a_flooding_guest_does_not_stop_9p() {
         u32::from_le_bytes([b[0], b[1], b[2], b[3]])
     };
     let (first, served) = (rounds(&ramdata), used_idx(&ramdata, QUEUE0));
-    tstats(&c, &path("status"), "while the guest floods");
+    tstats(&c, &path("status"), "while the guest floods", STATS);
     assert_eq!(text(&c, &path("status")).trim(), "running");
     let (last, now) = (rounds(&ramdata), used_idx(&ramdata, QUEUE0));
     println!(

@@ -6,13 +6,16 @@
 //! client reading nothing from it) keeps writing frames at the guest's card. While it
 //! runs, a second client's Tstat round trips over TCP (through the same switch) keep
 //! answering, each within [`BOUND`]; no port's queue ever holds more than the switch's
-//! bound, the flooded ports' queues sit at it with their `full` drops growing, and the
-//! card's `sent` keeps moving. After the VM, the client port and the segment are gone,
+//! bound, the flooded ports' queues hold at least half of it (a lone flooder's part; the
+//! host's interface, flooded with the guest's broadcasts, keeps room for the TCP
+//! segments) with their `full` drops growing, and the card's `sent` keeps moving. Two
+//! CPUs: the guest floods from the second without pause while the first serves 9P (on
+//! one, the guest's time slices leave the server time to catch up, which hid a stall). After the VM, the client port and the segment are gone,
 //! the switch has only its own ports and `memfree` is back.
 
 mod kblk_common;
 
-use kblk_common::{segment, text, tstats, vm, OWNER};
+use kblk_common::{segment, text, tstats, vm, OWNER, STATS};
 use netswitch::{qfile, Config};
 use ninep_client::{om, Client};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -32,9 +35,13 @@ const PEER: [u8; 6] = [2, 0, 0, 0, 0, 0x0e];
 /// Frames in each of the client port's writes (one Twrite on the serial link's 8 KiB
 /// msize): more than a queue holds in three writes.
 const BATCH: usize = 100;
-/// The slowest a Tstat may answer while the guest floods (under Bochs, with other tests
-/// sharing the host's CPUs).
-const BOUND: Duration = Duration::from_secs(10);
+/// The slowest a Tstat may answer while the guest floods. Under Bochs they took 6 to 10 s
+/// (the first CPU moves every frame the guest floods to the uplink onto the emulated
+/// e1000, about 1,800 a second, besides serving 9P); before the switch and the stack
+/// took turns, they never answered.
+const BOUND: Duration = Duration::from_secs(20);
+/// Tstats of each file while the guest floods (twice that in all).
+const FLOODED: usize = 8;
 
 /// One `switch port` line of the root status.
 #[derive(Debug)]
@@ -69,6 +76,12 @@ fn ports(st: &str) -> Vec<Port> {
             }
         })
         .collect()
+}
+
+/// The switch's lines of the root status `st`.
+fn switch_lines(st: &str) -> String {
+    let lines: Vec<&str> = st.lines().filter(|l| l.starts_with("switch")).collect();
+    lines.join("\n")
 }
 
 /// The port of `kind` with address `mac` (`-` for a learning port).
@@ -117,6 +130,7 @@ fn a_guest_flooding_its_card_does_not_stop_9p() {
         cmdline: format!("owner={OWNER} serve=uart,net switch"),
         virtio_ports: 0,
         nic: Some(Nic::E1000),
+        cpus: 2,
         ..Opts::default()
     });
     let c = m.client(OWNER, "");
@@ -135,7 +149,7 @@ fn a_guest_flooding_its_card_does_not_stop_9p() {
     // The client port: written to, never read.
     let q = c.open("switch/clone", om::RDWR).unwrap();
     let qid = q.stat().unwrap().name;
-    tstats(&t, &path("status"), "before the guest runs");
+    tstats(&t, &path("status"), "before the guest runs", STATS);
     ctl.write_str("go").unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -165,9 +179,17 @@ fn a_guest_flooding_its_card_does_not_stop_9p() {
     };
     let (first, sent0) = (rounds(), sent());
     bounded(&c, "as the flood starts");
-    let slowest = tstats(&t, &path("status"), "while the guest floods");
+    std::thread::sleep(Duration::from_secs(2));
+    let st = bounded_text(&c, "two seconds into the flood");
+    println!("two seconds into the flood:\n{}", switch_lines(&st));
+    let slowest = tstats(&t, &path("status"), "while the guest floods", FLOODED);
     let mid = bounded(&c, "while the guest floods");
-    let slowest = slowest.max(tstats(&t, "status", "of the root while the guest floods"));
+    let slowest = slowest.max(tstats(
+        &t,
+        "status",
+        "of the root while the guest floods",
+        FLOODED,
+    ));
     // Enough writes that the card's port had more than its queue holds.
     let start = Instant::now();
     while u64::from(writes.load(Ordering::Relaxed)) * (BATCH as u64) <= bound {
@@ -188,19 +210,14 @@ fn a_guest_flooding_its_card_does_not_stop_9p() {
         sent1 - sent0,
         writes.load(Ordering::Relaxed)
     );
-    println!(
-        "{}",
-        st.lines()
-            .filter(|l| l.starts_with("switch"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    println!("{}", switch_lines(&st));
     assert!(slowest < BOUND, "a Tstat took {slowest:?}");
     assert!(last != first && sent1 > sent0, "the guest did not flood");
     assert_eq!(text(&c, &path("status")).trim(), "running");
     let net = text(&c, &path("net"));
     assert!(net.ends_with(" received 0 dropped 0 ok\n"), "{net}");
-    // Both receive sides are flooded to their bound, and drop the rest: every frame the
+    // Both receive sides are flooded: a lone flooder holds half of a queue, the rest of
+    // its frames drop (the other ports keep the other half): every frame the
     // client port took was for the card, and every frame the card sent was for the client
     // port too (a broadcast, a unicast to nobody, flooded to the learning ports, or one to
     // the address the client port learned); the host's interface may have broadcast more.
@@ -210,7 +227,10 @@ fn a_guest_flooding_its_card_does_not_stop_9p() {
         .iter()
         .find(|p| p.id.to_string() == qid && p.kind == "client")
         .unwrap_or_else(|| panic!("no client port {qid}: {st}"));
-    assert_eq!((card.queued, client.queued), (bound, bound), "{st}");
+    assert!(
+        card.queued >= bound / 2 && client.queued >= bound / 2,
+        "{st}"
+    );
     assert!(card.output + card.full >= client.input, "{st}");
     assert!(client.output + client.full >= card.input, "{st}");
     assert!(card.full > 0, "{st}");
@@ -226,7 +246,7 @@ fn a_guest_flooding_its_card_does_not_stop_9p() {
     }
     c.remove("segment/nfram").unwrap();
     // The Tstats' client still answers, and the switch is back to its own ports.
-    tstats(&t, "status", "after the VM");
+    tstats(&t, "status", "after the VM", STATS);
     let st = vmm_tests::status::read(&c);
     assert!(st.contains("vms 0") && st.contains("segments 0"), "{st}");
     let after = ports(&st);
