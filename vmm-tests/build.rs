@@ -15,6 +15,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("hammer", "--32"),
     ("count", "--32"),
     ("pingpong", "--32"),
+    ("netflood", "--32"),
 ];
 
 fn run(cmd: &mut Command) {
@@ -40,9 +41,11 @@ fn main() {
             .arg(&obj));
     }
     // The flat 32-bit set-up several guests `.include` (vmx's demo guest too), and the
-    // 8259 pair's programming of those that take interrupts.
-    println!("cargo:rerun-if-changed=guests/flat32.inc");
-    println!("cargo:rerun-if-changed=guests/pic8259.inc");
+    // 8259 pair's programming of those that take interrupts, and the card guests' virtio-net
+    // start.
+    for inc in ["flat32.inc", "pic8259.inc", "vnet.inc"] {
+        println!("cargo:rerun-if-changed=guests/{inc}");
+    }
     for (name, arch) in GUESTS {
         let src = format!("guests/{name}.S");
         println!("cargo:rerun-if-changed={src}");

@@ -34,6 +34,12 @@ const RX_BUF: usize = 32 * 1024;
 const TX_BUF: usize = 64 * 1024;
 /// A connection we closed that has not finished closing by then is reset.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most frames one [`Stack::poll`] takes from the NIC. smoltcp takes frames while
+/// there are any; a flood that comes as fast as they are taken (a LAN's broadcast storm,
+/// or a guest on another CPU broadcasting through the switch) would otherwise hold the
+/// server in one poll, every other link and the sockets' replies waiting. The rest wait
+/// for the next poll.
+const RX_BUDGET: usize = 64;
 
 /// How the interface gets its address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,8 +56,11 @@ fn now() -> Instant {
     Instant::from_millis(crate::arch::timer::millis() as i64)
 }
 
-/// smoltcp's view of a NIC.
-struct Dev<'a>(&'a mut dyn Nic);
+/// smoltcp's view of a NIC: it gives at most `budget` more frames.
+struct Dev<'a> {
+    nic: &'a mut dyn Nic,
+    budget: usize,
+}
 
 struct RxToken(Vec<u8>);
 struct TxToken<'a>(&'a mut dyn Nic);
@@ -84,12 +93,16 @@ impl Device for Dev<'_> {
         Self: 'a;
 
     fn receive(&mut self, _: Instant) -> Option<(RxToken, TxToken<'_>)> {
-        let frame = self.0.recv()?;
-        Some((RxToken(frame), TxToken(&mut *self.0)))
+        if self.budget == 0 {
+            return None;
+        }
+        let frame = self.nic.recv()?;
+        self.budget -= 1;
+        Some((RxToken(frame), TxToken(&mut *self.nic)))
     }
 
     fn transmit(&mut self, _: Instant) -> Option<TxToken<'_>> {
-        self.0.can_send().then_some(TxToken(&mut *self.0))
+        self.nic.can_send().then_some(TxToken(&mut *self.nic))
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -130,7 +143,11 @@ impl Stack {
         // Initial sequence numbers and ephemeral choices: varies per boot.
         config.random_seed = crate::arch::cpu::rdtsc()
             ^ u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0]);
-        let iface = Interface::new(config, &mut Dev(&mut *nic), now());
+        let dev = &mut Dev {
+            nic: &mut *nic,
+            budget: 0,
+        };
+        let iface = Interface::new(config, dev, now());
         let mut s = Stack {
             nic,
             iface,
@@ -221,13 +238,17 @@ impl Stack {
         }
     }
 
-    /// Moves packets both ways and runs DHCP and closing sockets; true if anything moved.
+    /// Moves packets both ways (at most [`RX_BUDGET`] frames in) and runs DHCP and
+    /// closing sockets; true if anything moved or frames may be left.
     fn poll(&mut self) -> bool {
         let t = now();
-        let changed = self
-            .iface
-            .poll(t, &mut Dev(&mut *self.nic), &mut self.sockets)
+        let mut dev = Dev {
+            nic: &mut *self.nic,
+            budget: RX_BUDGET,
+        };
+        let changed = self.iface.poll(t, &mut dev, &mut self.sockets)
             == smoltcp::iface::PollResult::SocketStateChanged;
+        let more = dev.budget == 0;
         if let Some(h) = self.dhcp {
             let event = match self.sockets.get_mut::<dhcpv4::Socket>(h).poll() {
                 Some(dhcpv4::Event::Configured(c)) => Some(Some((c.address, c.router))),
@@ -258,7 +279,7 @@ impl Stack {
             }
             true
         });
-        changed
+        changed || more
     }
 
     /// A listening socket that has a connection now, taken off the listening set, and
@@ -423,3 +444,6 @@ impl Drop for TcpLink {
         self.stack.borrow_mut().release(self.handle, abort);
     }
 }
+
+#[cfg(test)]
+mod tests;

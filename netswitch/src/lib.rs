@@ -17,7 +17,11 @@
 //!   port that owns an address only ever receives unicast for that address, so no guest
 //!   sees unicast meant for the hypervisor's interface, another guest or the LAN;
 //! - every port's queue holds at most a fixed number of frames (each at most
-//!   [`MAX_FRAME`] bytes): a frame for a full queue is dropped and counted there (`full`);
+//!   [`MAX_FRAME`] bytes); once it is half full, a port that already has its fair share
+//!   of it (the bound divided among the other ports) has no more room there: a frame for
+//!   a queue with no room for its sender is dropped and counted there (`full`). One port
+//!   flooding another (a guest broadcasting as fast as its CPU goes) holds at most half
+//!   of that port's queue, or its share, and cannot crowd out the other ports' frames;
 //! - the learned table is bounded and ages ([`table::Table`]).
 //!
 //! The caller moves frames: [`Switch::input`] takes one from a port, [`Switch::pop`]
@@ -188,8 +192,36 @@ impl Default for Config {
 struct Port {
     kind: Kind,
     mac: Option<Mac>,
-    queue: VecDeque<Vec<u8>>,
+    /// Each frame with the port it came from.
+    queue: VecDeque<(PortId, Vec<u8>)>,
+    /// How many of the queued frames came from each port, by its number.
+    held: Vec<u16>,
     counters: Counters,
+}
+
+impl Port {
+    /// Whether the queue, at most `limit` frames, has room for a frame from `from` when
+    /// each port's fair share of it is `share`.
+    fn room(&self, from: PortId, limit: usize, share: usize) -> bool {
+        let held = self.held.get(usize::from(from.0)).copied().unwrap_or(0);
+        let len = self.queue.len();
+        len < limit && (len < limit.div_ceil(2) || usize::from(held) < share)
+    }
+
+    fn push(&mut self, from: PortId, frame: &[u8]) {
+        if let Some(h) = self.held.get_mut(usize::from(from.0)) {
+            *h = h.saturating_add(1);
+        }
+        self.queue.push_back((from, frame.to_vec()));
+    }
+
+    fn pop(&mut self) -> Option<Vec<u8>> {
+        let (from, f) = self.queue.pop_front()?;
+        if let Some(h) = self.held.get_mut(usize::from(from.0)) {
+            *h = h.saturating_sub(1);
+        }
+        Some(f)
+    }
 }
 
 /// One switch: its ports and its learned table.
@@ -222,10 +254,12 @@ impl Switch {
         if let Some(m) = mac {
             self.table.forget(m);
         }
+        let held = alloc::vec![0; self.ports.len()];
         self.ports[i] = Some(Port {
             kind,
             mac,
             queue: VecDeque::new(),
+            held,
             counters: Counters::default(),
         });
         Ok(PortId(i as u16))
@@ -326,29 +360,43 @@ impl Switch {
                 .collect(),
         };
         let limit = self.queue;
+        let share = self.share();
         let mut queued = 0;
         for t in targets {
             if let Some(p) = self.port_mut(t) {
-                if p.queue.len() >= limit {
-                    p.counters.full += 1;
-                } else {
-                    p.queue.push_back(frame.to_vec());
+                if p.room(from, limit, share) {
+                    p.push(from, frame);
                     p.counters.output += 1;
                     queued += 1;
+                } else {
+                    p.counters.full += 1;
                 }
             }
         }
         Ok(Verdict::Forwarded(queued))
     }
 
+    /// Each port's fair share of another's queue: the bound divided among the other
+    /// ports (at least one frame).
+    fn share(&self) -> usize {
+        let others = self.live().count().saturating_sub(1).max(1);
+        (self.queue / others).max(1)
+    }
+
+    /// Whether port `to`'s queue has room for a frame from port `from` now.
+    pub fn room(&self, to: PortId, from: PortId) -> bool {
+        self.port(to)
+            .is_some_and(|p| p.room(from, self.queue, self.share()))
+    }
+
     /// The next frame queued for port `p`.
     pub fn pop(&mut self, p: PortId) -> Option<Vec<u8>> {
-        self.port_mut(p)?.queue.pop_front()
+        self.port_mut(p)?.pop()
     }
 
     /// The length of the next frame queued for port `p`.
     pub fn peek_len(&self, p: PortId) -> Option<usize> {
-        self.port(p)?.queue.front().map(Vec::len)
+        self.port(p)?.queue.front().map(|(_, f)| f.len())
     }
 
     /// Frames queued for port `p`.
@@ -360,6 +408,7 @@ impl Switch {
     pub fn flush(&mut self, p: PortId) {
         if let Some(p) = self.port_mut(p) {
             p.queue.clear();
+            p.held.fill(0);
         }
     }
 

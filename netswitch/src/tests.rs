@@ -214,9 +214,11 @@ fn the_table_stays_within_its_bound() {
 #[test]
 fn full_queues_drop_and_count_and_stay_bounded() {
     let mut n = net(Config {
-        queue: 4,
+        queue: 8,
         ..Config::default()
     });
+    // One port flooding another takes half of its queue (more than its share, 2 of the 8
+    // among the 4 other ports); the rest of its frames drop, counted at the queue.
     for i in 0..10u8 {
         let mut f = frame(G2, G1, 60);
         f[14] = i;
@@ -227,19 +229,70 @@ fn full_queues_drop_and_count_and_stay_bounded() {
     let c = n.sw.counters(n.g2).unwrap();
     assert_eq!((c.output, c.full), (4, 6));
     assert_eq!(n.sw.counters(n.g1).unwrap().input, 10);
+    // The other ports still get in, each up to its share, until the queue is full.
+    assert!(!n.sw.room(n.g2, n.g1) && n.sw.room(n.g2, n.host));
+    for (from, src) in [(n.host, HOST), (n.up, LAN), (n.cl, STRANGER)] {
+        for _ in 0..3 {
+            n.sw.input(from, &frame(G2, src, 60), 0).unwrap();
+        }
+    }
+    assert_eq!(n.sw.queued(n.g2), 8);
+    assert!(!n.sw.room(n.g2, n.cl), "full, though under its share");
+    let c = n.sw.counters(n.g2).unwrap();
+    assert_eq!((c.output, c.full), (8, 6 + 1 + 1 + 3));
     // First in, first out; room again once read.
     for i in 0..4 {
         assert_eq!(n.sw.pop(n.g2).unwrap()[14], i);
     }
-    assert_eq!(n.sw.pop(n.g2), None);
-    // A broadcast still reaches every port whose queue has room.
-    for _ in 0..4 {
-        n.sw.input(n.host, &frame(G2, HOST, 60), 0).unwrap();
+    assert!(
+        n.sw.room(n.g2, n.cl) && !n.sw.room(n.g2, n.host),
+        "the host has its share"
+    );
+    while n.sw.pop(n.g2).is_some() {}
+    assert!(n.sw.room(n.g2, n.g1));
+    // A broadcast still reaches every port whose queue has room for its sender.
+    for (from, src, count) in [(n.host, HOST, 4), (n.up, LAN, 2), (n.cl, STRANGER, 2)] {
+        for _ in 0..count {
+            n.sw.input(from, &frame(G2, src, 60), 0).unwrap();
+        }
     }
+    assert_eq!(n.sw.queued(n.g2), 8);
     let v = n.sw.input(n.g1, &frame(Mac::BROADCAST, G1, 60), 0).unwrap();
     assert_eq!(v, Verdict::Forwarded(3));
     n.sw.flush(n.g2);
     assert_eq!(n.sw.queued(n.g2), 0);
+    // Flushed, every port has its room back.
+    for i in 0..5 {
+        let v = n.sw.input(n.g1, &frame(G2, G1, 60), 0).unwrap();
+        assert_eq!(v, Verdict::Forwarded(usize::from(i < 4)));
+    }
+}
+
+#[test]
+fn a_lone_port_may_fill_a_queue_and_shares_follow_the_ports() {
+    let mut sw = Switch::new(Config {
+        queue: 8,
+        ..Config::default()
+    });
+    let g1 = sw.add(Kind::Guest, Some(G1)).unwrap();
+    let g2 = sw.add(Kind::Guest, Some(G2)).unwrap();
+    // Two ports: the other's share is the whole queue.
+    for i in 0..10 {
+        let v = sw.input(g1, &frame(G2, G1, 60), 0).unwrap();
+        assert_eq!(v, Verdict::Forwarded(usize::from(i < 8)));
+    }
+    while sw.pop(g2).is_some() {}
+    // Three: half the queue for a port flooding it (its share, 4, is no more).
+    let host = sw.add(Kind::Host, Some(HOST)).unwrap();
+    for i in 0..10 {
+        let v = sw.input(g1, &frame(G2, G1, 60), 0).unwrap();
+        assert_eq!(v, Verdict::Forwarded(usize::from(i < 4)));
+    }
+    for i in 0..10 {
+        let v = sw.input(host, &frame(G2, HOST, 60), 0).unwrap();
+        assert_eq!(v, Verdict::Forwarded(usize::from(i < 4)));
+    }
+    assert_eq!(sw.queued(g2), 8);
 }
 
 #[test]

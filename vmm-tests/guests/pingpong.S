@@ -14,6 +14,7 @@
     .intel_syntax noprefix
     .include "flat32.inc"
     .include "pic8259.inc"
+    .include "vnet.inc"
     .set VARS, 0x6000
     .set ROLE, VARS             # written by the test
     .set PINGS, VARS + 4        # written by the test
@@ -47,49 +48,7 @@
 
     flat32_start
     cli
-    mov dx, 0xcf8               # 00:01.0 command: I/O decoding on
-    mov eax, 0x80000804
-    out dx, eax
-    mov dx, 0xcfc
-    mov ax, 1
-    out dx, ax
-    mov dx, 0xcf8               # its BAR 0
-    mov eax, 0x80000810
-    out dx, eax
-    mov dx, 0xcfc
-    in eax, dx
-    and eax, 0xfffc
-    mov ebx, eax                # ebx: the card's registers, from here on
-    lea edx, [ebx + 0x12]       # status: reset, then ACKNOWLEDGE | DRIVER
-    xor al, al
-    out dx, al
-    mov al, 3
-    out dx, al
-    lea edx, [ebx + 0x04]       # guest features: MAC
-    mov eax, 0x20
-    out dx, eax
-    lea edx, [ebx + 0x0e]       # queue 0 at RXQ, queue 1 at TXQ
-    xor ax, ax
-    out dx, ax
-    lea edx, [ebx + 0x08]
-    mov eax, RXQ >> 12
-    out dx, eax
-    lea edx, [ebx + 0x0e]
-    mov ax, 1
-    out dx, ax
-    lea edx, [ebx + 0x08]
-    mov eax, TXQ >> 12
-    out dx, eax
-    lea edx, [ebx + 0x12]       # DRIVER_OK
-    mov al, 7
-    out dx, al
-    xor ecx, ecx                # the MAC from the configuration
-1:  lea edx, [ebx + 0x14 + ecx]
-    in al, dx
-    mov [MAC + ecx], al
-    inc ecx
-    cmp ecx, 6
-    jb 1b
+    vnet_init RXQ, TXQ, MAC
     mov dword ptr [RXQ], RXBUF  # descriptor 0 of each queue, reused for every frame
     mov dword ptr [RXQ + 4], 0
     mov dword ptr [RXQ + 8], 2048

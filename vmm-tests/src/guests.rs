@@ -26,6 +26,13 @@ pub const PINGPONG: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pingpong.b
 pub const PINGPONG_ROLE: u64 = 0x6000;
 pub const PINGPONG_PINGS: u64 = 0x6004;
 pub const PINGPONG_DONE: u64 = 0x6008;
+/// A guest flooding its in-kernel virtio-net card: its transmit ring refilled and
+/// notified forever (a broadcast, a unicast to nobody and a unicast to the MAC at
+/// [`NETFLOOD_PEER`]), its rounds counted at [`NETFLOOD_ROUNDS`]; it never offers a
+/// receive buffer.
+pub const NETFLOOD: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/netflood.bin"));
+pub const NETFLOOD_PEER: u64 = 0x6000;
+pub const NETFLOOD_ROUNDS: u64 = 0x6008;
 
 #[cfg(test)]
 mod tests {

@@ -11,8 +11,8 @@
 mod kblk_common;
 
 use kblk_common::{
-    avail_idx_at, header, machine, nothing_left, segment, text, used_idx, vm, OWNER, QUEUE0,
-    QUEUE1, SETUP,
+    avail_idx_at, header, machine, nothing_left, segment, text, tstats, used_idx, vm, OWNER,
+    QUEUE0, QUEUE1, SETUP, STATS,
 };
 use ninep_client::om;
 use std::time::{Duration, Instant};
@@ -23,7 +23,6 @@ use vmm_tests::status::num as field;
 
 const RAM: u64 = 0x20000;
 const DISK: u64 = 0x10000;
-const STATS: usize = 30;
 
 /// After [`SETUP`], forever: the segment disk's available index on by 128, notify it,
 /// notify the queue disk, count the round at [`ROUNDS`].
@@ -40,23 +39,6 @@ const FLOOD: &[u8] = &[
 ];
 /// FLOOD's count of its rounds.
 const ROUNDS: u64 = 0x7ff0;
-
-/// STATS Tstats of `path`, each timed; their spread printed.
-fn tstats(c: &ninep_client::Client, path: &str, when: &str) {
-    let mut took = Vec::new();
-    for _ in 0..STATS {
-        let t = Instant::now();
-        c.stat(path).expect("Tstat");
-        took.push(t.elapsed());
-    }
-    took.sort();
-    println!(
-        "{STATS} Tstats {when}: min {:?}, median {:?}, max {:?}",
-        took[0],
-        took[STATS / 2],
-        took[STATS - 1]
-    );
-}
 
 #[test]
 fn a_flooding_guest_does_not_stop_9p() {
@@ -108,7 +90,12 @@ fn a_flooding_guest_does_not_stop_9p() {
     ] {
         ctl.write_str(cmd).unwrap_or_else(|e| panic!("{cmd}: {e}"));
     }
-    tstats(&c, &format!("vmx/{n}/status"), "before the guest runs");
+    tstats(
+        &c,
+        &format!("vmx/{n}/status"),
+        "before the guest runs",
+        STATS,
+    );
     ctl.write_str("go").unwrap();
     drop((ctl, ramdata, c));
 
@@ -121,7 +108,7 @@ fn a_flooding_guest_does_not_stop_9p() {
         u32::from_le_bytes([b[0], b[1], b[2], b[3]])
     };
     let (first, served) = (rounds(&ramdata), used_idx(&ramdata, QUEUE0));
-    tstats(&c, &path("status"), "while the guest floods");
+    tstats(&c, &path("status"), "while the guest floods", STATS);
     assert_eq!(text(&c, &path("status")).trim(), "running");
     let (last, now) = (rounds(&ramdata), used_idx(&ramdata, QUEUE0));
     println!(

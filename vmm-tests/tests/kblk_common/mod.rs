@@ -1,9 +1,10 @@
-//! What the in-kernel disk tests share: the tiny guest that sets up two disks, segments,
-//! request headers and text files over 9P.
+//! What the in-kernel device tests share: the tiny guest that sets up two disks, segments,
+//! request headers, text files over 9P and a second client's timed Tstats.
 
 #![allow(dead_code)]
 
 use ninep_client::{om, Client, File};
+use std::time::{Duration, Instant};
 use virtio::ring::{Layout, LEGACY_ALIGN};
 use vmm_tests::emu::{Machine, Opts};
 
@@ -110,4 +111,25 @@ pub fn used_idx(ram: &File, pfn: u32) -> u16 {
 /// The byte offset of the available index of the 128-entry queue at `pfn`.
 pub fn avail_idx_at(pfn: u32) -> u64 {
     u64::from(pfn) * LEGACY_ALIGN as u64 + Layout::legacy(128).avail_idx() as u64
+}
+
+/// How many Tstats a flood test makes.
+pub const STATS: usize = 30;
+
+/// `n` Tstats of `path`, each timed; their spread printed, the slowest returned.
+pub fn tstats(c: &Client, path: &str, when: &str, n: usize) -> Duration {
+    let mut took = Vec::new();
+    for _ in 0..n {
+        let t = Instant::now();
+        c.stat(path).expect("Tstat");
+        took.push(t.elapsed());
+    }
+    took.sort();
+    println!(
+        "{n} Tstats {when}: min {:?}, median {:?}, max {:?}",
+        took[0],
+        took[n / 2],
+        took[n - 1]
+    );
+    took[n - 1]
 }
