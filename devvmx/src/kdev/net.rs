@@ -171,8 +171,8 @@ impl KDev {
     }
 
     /// A port access to card `i`'s BAR at offset `off`, an `out` of `val` or (None) an
-    /// `in`: the value of an `in`. A queue notify serves the queue (a budget of it) at once over the VM's
-    /// memory `map`.
+    /// `in`: the value of an `in`. A queue notify serves the queue (a budget of it) at
+    /// once over the VM's memory `map`.
     pub(crate) fn net_io<H: Hw>(
         &mut self,
         hw: &mut H,
