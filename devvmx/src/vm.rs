@@ -412,10 +412,14 @@ impl Vm {
         (u128::from(tsc) * 1_000_000_000 / hz) as u64
     }
 
-    /// Running and not halted waiting for an in-kernel interrupt: the host should come
-    /// back soon.
+    /// Running and not halted waiting for an in-kernel interrupt, or halted with work a
+    /// virtio budget left: the host should come back soon.
     pub(crate) fn busy(&self) -> bool {
-        self.state == State::Running && !self.kdev.as_ref().is_some_and(|k| k.halted)
+        self.state == State::Running
+            && self
+                .kdev
+                .as_ref()
+                .is_none_or(|k| !k.halted || k.blk_pending() || k.net_pending())
     }
 
     /// The status file's text.

@@ -60,6 +60,11 @@ fn machine() -> (Client, Vm, usize) {
 
 /// As [`machine`], with VMs on `cpus` (none: the boot CPU runs them).
 fn machine_on(cpus: &[usize]) -> (Client, Vm, usize) {
+    machine_with(cpus, RAM)
+}
+
+/// As [`machine_on`], with `ram` bytes of RAM.
+fn machine_with(cpus: &[usize], ram: usize) -> (Client, Vm, usize) {
     let mut hw = TestHw::new(4096);
     hw.tsc_step = 0;
     for &cpu in cpus {
@@ -69,8 +74,9 @@ fn machine_on(cpus: &[usize]) -> (Client, Vm, usize) {
     let mut c = Client::with_hw(hw);
     c.ns.vms_mut().set_cpus(cpus);
     let v = c.vm();
-    c.segment("ram", RAM as u64);
-    let line = b"rwx wb 0 0x10000 ram 0\n";
+    c.segment("ram", ram as u64);
+    let line = format!("rwx wb 0 {ram:#x} ram 0\n");
+    let line = line.as_bytes();
     assert_eq!(
         c.write_path(&format!("vmx/{}/map", v.n), line),
         R::Count(line.len() as u32)
@@ -277,6 +283,102 @@ fn a_queue_disk_is_served_by_the_client_through_blkq() {
     c.walk(0, d, &["segment", "ram"]);
     assert_eq!(c.remove(d), R::Ok);
     assert_eq!(c.ns.hw().frames_free(), free0);
+}
+
+/// 1 MiB of RAM holding a full descriptor table: 42 reads of 128 KiB (5.25 MiB) of a
+/// 256 KiB segment disk, request i's header at 0x8000 + 16i, its status at 0x9000 + i,
+/// reading disk offset (i % 3) * 64 KiB into 0x40000 + (i % 4) * 128 KiB. The disk's
+/// image, the RAM and the driver.
+fn big_reads(c: &mut Client) -> (Vec<u8>, Ram, Driver) {
+    c.segment("disk", 0x40000);
+    let image = disk_bytes(0x40000);
+    upload(c, "disk", 0, &image);
+    let mut ram = Ram::new(0x100000);
+    let mut d = Driver::new(128, PFN);
+    for i in 0..BIG_READS {
+        let (h, st) = (0x8000 + 16 * i, 0x9000 + i);
+        header(&mut ram, h, T_IN, (i % 3) as u64 * 128);
+        ram.b[st] = 0xff;
+        let data = 0x40000 + (i % 4) * 0x20000;
+        d.offer(
+            &mut ram,
+            &[
+                (h as u64, 16, false),
+                (data as u64, 0x20000, true),
+                (st as u64, 1, true),
+            ],
+        );
+    }
+    upload(c, "ram", 0, &ram.b);
+    (image, ram, d)
+}
+
+const BIG_READS: usize = 42;
+/// Reads of [`big_reads`] one budget (1 MiB) ends.
+const PER_BUDGET: u16 = 8;
+
+#[test]
+fn a_notify_serves_a_budget_and_each_entry_after_it_the_next() {
+    let (mut c, v, free0) = machine_with(&[], 0x100000);
+    let (image, mut ram, d) = big_reads(&mut c);
+    assert_eq!(ctl(&mut c, &v, "pci blk seg disk"), R::Count(16));
+    // The notify's budget, and one more before the entry that exits to the client.
+    let mut exits = setup_exits();
+    exits.extend([Exit::io(BAR + R_QUEUE_NOTIFY, 2, false, 0), Exit::new(10)]);
+    let (line, _) = run(&mut c, &v, exits);
+    assert!(line.starts_with(".cpuid "), "{line}");
+    ram.b = download(&mut c, "ram", 0, 0x100000);
+    assert_eq!(d.used_idx(&ram), 2 * PER_BUDGET);
+    assert_eq!(ram.b[0x9000 + 2 * usize::from(PER_BUDGET)], 0xff);
+    // A budget before each entry, with no notify: the guest sees each one's interrupt.
+    let mut exits = vec![Exit::io(BAR + R_ISR, 1, true, 0); 4];
+    exits.push(Exit::new(10));
+    let (line, ax) = run(&mut c, &v, exits);
+    assert!(line.starts_with(".cpuid "), "{line}");
+    assert_eq!(ax[1..].iter().map(|a| a & 0xff).collect::<Vec<_>>(), [1; 4]);
+    ram.b = download(&mut c, "ram", 0, 0x100000);
+    assert_eq!(usize::from(d.used_idx(&ram)), BIG_READS);
+    for i in 0..BIG_READS {
+        assert_eq!(d.used_entry(&ram, i as u16), (3 * i as u32, 0x20001), "{i}");
+        assert_eq!(ram.b[0x9000 + i], S_OK, "{i}");
+    }
+    // Each buffer holds the last read into it.
+    for i in BIG_READS - 4..BIG_READS {
+        let (at, off) = (0x40000 + (i % 4) * 0x20000, (i % 3) * 0x10000);
+        assert!(ram.b[at..at + 0x20000] == image[off..off + 0x20000], "{i}");
+    }
+    let blk = format!("vmx/{}/blk", v.n);
+    assert_eq!(c.read_text(&blk), "0 seg disk rw 512 0xc000 10 ok\n");
+    end(c, &v, &["ram", "disk"], free0);
+}
+
+#[test]
+fn a_reset_drops_the_work_a_budget_left() {
+    let (mut c, v, free0) = machine_with(&[], 0x100000);
+    let (_, mut ram, d) = big_reads(&mut c);
+    assert_eq!(ctl(&mut c, &v, "pci blk seg disk"), R::Count(16));
+    let mut exits = setup_exits();
+    exits.extend([Exit::io(BAR + R_QUEUE_NOTIFY, 2, false, 0), Exit::new(10)]);
+    run(&mut c, &v, exits);
+    // One more budget before the entry that resets the device, then nothing.
+    let exits = vec![
+        Exit::io(BAR + R_STATUS, 1, false, 0),
+        Exit::io(BAR + R_ISR, 1, true, 0),
+        Exit::new(10),
+    ];
+    let (line, ax) = run(&mut c, &v, exits);
+    assert!(line.starts_with(".cpuid "), "{line}");
+    assert_eq!(ax[2] & 0xff, 0, "no interrupt after the reset");
+    ram.b = download(&mut c, "ram", 0, 0x100000);
+    let done = usize::from(3 * PER_BUDGET);
+    assert_eq!(usize::from(d.used_idx(&ram)), done);
+    assert!(ram.b[0x9000..0x9000 + done].iter().all(|&s| s == S_OK));
+    assert!(ram.b[0x9000 + done..0x9000 + BIG_READS]
+        .iter()
+        .all(|&s| s == 0xff));
+    let blk = format!("vmx/{}/blk", v.n);
+    assert_eq!(c.read_text(&blk), "0 seg disk rw 512 0xc000 10 ok\n");
+    end(c, &v, &["ram", "disk"], free0);
 }
 
 #[test]

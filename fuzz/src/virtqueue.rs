@@ -18,8 +18,10 @@ const HEADER: usize = 2;
 const ROUNDS: usize = 64;
 
 /// Input: `[size and limit, pfn] ring image [offset lo, offset hi, byte]...`. The size is
-/// 1 << (b0 & 7); b0 >> 3 picks the end of memory the device is told (all of it, half,
-/// a little, or past the array, where reads fail); the PFN is b1 % 5 (0: not set up).
+/// 1 << (b0 & 7); b0 >> 3 & 3 picks the end of memory the device is told (all of it,
+/// half, a little, or past the array, where reads fail); b0 >> 5, if not 0, is the most
+/// chains a take may return (a budget: the rest stay in the ring for the next); the PFN
+/// is b1 % 5 (0: not set up).
 /// The image is copied to the ring's place; each later triple writes one byte of the
 /// ring, then the device is notified again.
 pub fn virtqueue(data: &[u8]) {
@@ -27,6 +29,10 @@ pub fn virtqueue(data: &[u8]) {
     let size = 1u16 << (b0 & 7);
     let limit =
         [RAM as u64, RAM as u64 / 2, 0x1800, RAM as u64 + 0x10000][usize::from(b0 >> 3 & 3)];
+    let most = match b0 >> 5 {
+        0 => u16::MAX,
+        n => u16::from(n),
+    };
     let pfn = u32::from(b1 % 5);
     let base = pfn as usize * 4096;
     let span = Layout::legacy(size).end();
@@ -39,9 +45,11 @@ pub fn virtqueue(data: &[u8]) {
     let mut blk = Blk::new(Box::new(vec![0x5a; 8 * 512]), b1 & 8 != 0, "fuzz");
     let mut given = 0u16;
     for _ in 0..ROUNDS {
-        match q.take(&mut ram, limit) {
+        match q.take_some(&mut ram, limit, most) {
             Ok(chains) => {
                 assert!(q.ready() || pfn == 0);
+                assert!(chains.len() <= usize::from(most));
+                assert!(!q.behind() || chains.len() == usize::from(most));
                 let mut done = Vec::new();
                 for c in &chains {
                     assert!(c.head < size, "head {} in a queue of {size}", c.head);

@@ -18,7 +18,7 @@
 
 use crate::feature::{legacy, BLK_FLUSH, BLK_RO, BLK_SEG_MAX};
 use crate::legacy::QUEUE_SIZE;
-use crate::queue::{gather_into, scatter, Buf, Chain, GuestMem, Queue};
+use crate::queue::{gather_into, scatter, Budget, Buf, Chain, GuestMem};
 use crate::spec::blk::{S, T};
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -185,6 +185,12 @@ pub struct Blk<D = Box<dyn Backend>> {
     /// Requests a deferred disk has not completed, oldest first.
     parked: VecDeque<Request>,
     next_tag: u64,
+    /// What one [`Blk::serve_queue`] may do ([`Budget::WHOLE`] unless set).
+    pub budget: Budget,
+    /// Chains taken from the ring and not yet begun, oldest first (a budget ran out).
+    waiting: VecDeque<Chain>,
+    /// The request a budget ran out in the middle of, and how far it got.
+    inflight: Option<serve::InFlight>,
 }
 
 impl Blk {
@@ -205,6 +211,9 @@ impl<D: Capacity> Blk<D> {
             buf: Vec::new(),
             parked: VecDeque::new(),
             next_tag: 0,
+            budget: Budget::WHOLE,
+            waiting: VecDeque::new(),
+            inflight: None,
         }
     }
 
@@ -221,9 +230,11 @@ impl<D: Capacity> Blk<D> {
     }
 
     /// The driver reset the device: parked requests are forgotten (their completions
-    /// find no request).
+    /// find no request), and so is the work a budget left for later.
     pub fn reset(&mut self) {
         self.parked.clear();
+        self.waiting.clear();
+        self.inflight = None;
     }
 
     /// Requests parked for a deferred disk, oldest first.
@@ -401,20 +412,22 @@ impl<D: Capacity> Blk<D> {
         Ok(Some((req.head, n)))
     }
 
-    /// Moves `len` bytes from the disk at `off` into the buffers at stream offset 0.
+    /// Moves `len` bytes from the disk at `off` into the buffers from stream offset
+    /// `skip`, the request's `status` so far (after an error, zeros); its status after.
     fn disk_to_guest<M: GuestMem + ?Sized>(
         &mut self,
         mem: &mut M,
         wr: &[Buf],
+        skip: u64,
         off: u64,
         len: u64,
+        mut status: u8,
     ) -> Result<u8, String>
     where
         D: Disk<M>,
     {
         let mut done = 0u64;
-        let mut status = S_OK;
-        for (a, n) in pieces(wr, 0, len) {
+        for (a, n) in pieces(wr, skip, len) {
             let mut k = 0u64;
             while k < n {
                 let c = (n - k).min(CHUNK as u64) as usize;
@@ -469,7 +482,7 @@ impl<D: Capacity> Blk<D> {
         D: Disk<M>,
     {
         match req.op {
-            Op::In => self.disk_to_guest(mem, &req.wr, req.off, req.len),
+            Op::In => self.disk_to_guest(mem, &req.wr, 0, req.off, req.len, S_OK),
             Op::Out => self.guest_to_disk(mem, &req.rd, 16, req.off, req.len),
             Op::Flush => Ok(match self.disk.sync(mem) {
                 Ok(()) => S_OK,
@@ -494,68 +507,8 @@ impl<D: Capacity> Blk<D> {
         };
         self.finish(&req, mem, status)
     }
-
-    /// One chain of [`Blk::serve_queue`]: its used entry, or None when parked.
-    fn serve_one<M: GuestMem + ?Sized>(
-        &mut self,
-        chain: &Chain,
-        mem: &mut M,
-        most: usize,
-    ) -> Result<Option<u32>, String>
-    where
-        D: Disk<M>,
-    {
-        match self.parse(chain, mem)? {
-            Step::Now(req, status) => self.finish(&req, mem, status).map(Some),
-            Step::Disk(req) if self.disk.deferred() => {
-                if self.parked.len() >= most {
-                    return Err(format!(
-                        "more than {most} requests outstanding (descriptor {} made available again before it was used)",
-                        chain.head
-                    ));
-                }
-                self.parked.push_back(req);
-                Ok(None)
-            }
-            Step::Disk(req) => {
-                let status = self.execute(&req, mem)?;
-                self.finish(&req, mem, status).map(Some)
-            }
-        }
-    }
-
-    /// Serves every request the driver made available on `q` (`limit`: the end of guest
-    /// memory) and returns those done to it (a deferred disk's reads, writes and flushes
-    /// are parked instead, at most the queue's size of them); true when the driver wants
-    /// an interrupt. A chain that carries no request breaks the queue (Err, the reason).
-    pub fn serve_queue<M: GuestMem + ?Sized>(
-        &mut self,
-        q: &mut Queue,
-        mem: &mut M,
-        limit: u64,
-    ) -> Result<bool, String>
-    where
-        D: Disk<M>,
-    {
-        let chains = q.take(mem, limit)?;
-        let mut done = Vec::with_capacity(chains.len());
-        for c in &chains {
-            match self.serve_one(c, mem, usize::from(q.size)) {
-                Ok(Some(n)) => done.push((c.head, n)),
-                Ok(None) => {}
-                Err(e) => {
-                    q.broken = Some(e.clone());
-                    return Err(e);
-                }
-            }
-        }
-        if done.is_empty() {
-            return Ok(false);
-        }
-        q.put(mem, &done)?;
-        Ok(q.wants_interrupt())
-    }
 }
 
+mod serve;
 #[cfg(test)]
 mod tests;

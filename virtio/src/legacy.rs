@@ -48,6 +48,11 @@ pub trait Model {
     fn config_write(&mut self, _off: u16, _size: u8, _v: u32) {}
     /// The driver reset the device.
     fn reset(&mut self) {}
+    /// Work is left on queue `qi` (`q`) for another serve without a notify (a budget
+    /// ran out): the transport's [`Device::resume`] does it.
+    fn pending(&self, _qi: u16, _q: &Queue) -> bool {
+        false
+    }
 }
 
 /// How a device type serves its queues from guest memory `M`.
@@ -231,6 +236,36 @@ impl<K> Device<K> {
                 Some(why)
             }
         }
+    }
+
+    /// The queues with work left by a budget (none on a stopped device).
+    fn pending_queues(&self) -> impl Iterator<Item = u16> + '_
+    where
+        K: Model,
+    {
+        let stopped = self.error.is_some();
+        (0u16..)
+            .zip(&self.queues)
+            .filter(move |(qi, q)| !stopped && self.kind.pending(*qi, q))
+            .map(|(qi, _)| qi)
+    }
+
+    /// Whether a budget left work on a queue for [`Device::resume`].
+    pub fn pending(&self) -> bool
+    where
+        K: Model,
+    {
+        self.pending_queues().next().is_some()
+    }
+
+    /// Serves, once more, each queue a budget left work on (as its notify would, with no
+    /// new notify); the reason when the device broke.
+    pub fn resume<M: GuestMem + ?Sized>(&mut self, mem: &mut M, limit: u64) -> Option<String>
+    where
+        K: Serve<M>,
+    {
+        let qs: Vec<u16> = self.pending_queues().collect();
+        qs.into_iter().find_map(|qi| self.notify(qi, mem, limit))
     }
 
     /// Stops the device for `why` until the driver resets it.

@@ -12,7 +12,9 @@
 //!   header's lengths ([`net`]);
 //! - the device side of a legacy split ring ([`queue`], with the `alloc` feature, on by
 //!   default): the tool's virtio devices and the kernel's walk guest rings with the same
-//!   code, guest memory behind [`queue::GuestMem`]; [`testing`] is a driver for tests;
+//!   code, guest memory behind [`queue::GuestMem`], what one serve may do bounded by a
+//!   [`queue::Budget`] (the kernel's; the tool's is the whole ring); [`testing`] is a
+//!   driver for tests;
 //! - the device side of a legacy virtio-net card ([`net::device`]), independent of its
 //!   transport, its frames crossing a [`net::device::FramePort`]: the tool's link, or a
 //!   port of the kernel's switch ([`net::port`], over `netswitch`).

@@ -143,6 +143,24 @@ fn u16_at(b: &[u8], off: usize) -> u16 {
     }
 }
 
+/// How much one serve of a queue may do before it returns, the rest left in the ring
+/// (and in the device) for the next: chains taken, and bytes of data moved. A device
+/// that serves on the guest's CPU (the kernel's) bounds what one notify costs with it;
+/// [`Budget::WHOLE`] serves every chain there is (the tool's devices).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    pub chains: u16,
+    pub bytes: u64,
+}
+
+impl Budget {
+    /// No bound: the whole ring at once.
+    pub const WHOLE: Budget = Budget {
+        chains: u16::MAX,
+        bytes: u64::MAX,
+    };
+}
+
 /// One virtqueue's device side.
 #[derive(Clone, Debug)]
 pub struct Queue {
@@ -152,6 +170,9 @@ pub struct Queue {
     pub pfn: u32,
     /// The next available entry to take.
     last_avail: u16,
+    /// The driver's available index as last read (ahead of `last_avail` when a take
+    /// left chains in the ring).
+    avail_idx: u16,
     /// The used index as last written.
     used_idx: u16,
     /// The driver's AVAIL_F_NO_INTERRUPT as last read.
@@ -168,6 +189,7 @@ impl Queue {
             size,
             pfn: 0,
             last_avail: 0,
+            avail_idx: 0,
             used_idx: 0,
             no_interrupt: false,
             broken: None,
@@ -217,6 +239,23 @@ impl Queue {
         mem: &mut M,
         limit: u64,
     ) -> Result<Vec<Chain>, String> {
+        self.take_some(mem, limit, u16::MAX)
+    }
+
+    /// Chains were left in the ring by a take that stopped at its `most` (as of that
+    /// take's reading of the driver's index): the next take starts with them.
+    pub fn behind(&self) -> bool {
+        self.ready() && self.avail_idx != self.last_avail
+    }
+
+    /// As [`Queue::take`], but at most `most` chains, oldest first; the rest stay in
+    /// the ring ([`Queue::behind`]).
+    pub fn take_some<M: GuestMem + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        limit: u64,
+        most: u16,
+    ) -> Result<Vec<Chain>, String> {
         if let Some(b) = &self.broken {
             return Err(b.clone());
         }
@@ -244,14 +283,14 @@ impl Queue {
         let got = mem.read(self.addr(0), &mut ring);
         let out = got
             .map_err(|e| format!("reading the queue: {e}"))
-            .and_then(|()| self.chains(&ring, limit));
+            .and_then(|()| self.chains(&ring, limit, most));
         self.ring = ring;
         out.map_err(|why| self.fail(why))
     }
 
-    /// The chains between the last available index taken and the driver's, from the
-    /// descriptor table and available ring in `ring`.
-    fn chains(&mut self, ring: &[u8], limit: u64) -> Result<Vec<Chain>, String> {
+    /// The chains between the last available index taken and the driver's (at most
+    /// `most` of them), from the descriptor table and available ring in `ring`.
+    fn chains(&mut self, ring: &[u8], limit: u64, most: u16) -> Result<Vec<Chain>, String> {
         let layout = self.layout();
         let no_interrupt = u16_at(ring, layout.avail_flags()) & AVAIL_F_NO_INTERRUPT != 0;
         let idx = u16_at(ring, layout.avail_idx());
@@ -262,13 +301,15 @@ impl Queue {
                 self.last_avail, self.size
             ));
         }
-        let mut chains = Vec::with_capacity(usize::from(count));
-        for i in 0..count {
+        let n = count.min(most);
+        let mut chains = Vec::with_capacity(usize::from(n));
+        for i in 0..n {
             let head = u16_at(ring, layout.avail_slot(self.last_avail.wrapping_add(i)));
             chains.push(self.chain(ring, head, limit)?);
         }
         self.no_interrupt = no_interrupt;
-        self.last_avail = idx;
+        self.avail_idx = idx;
+        self.last_avail = self.last_avail.wrapping_add(n);
         Ok(chains)
     }
 

@@ -1,8 +1,10 @@
 //! A guest that floods its in-kernel disks (devvmx's `pci blk`) under Bochs (VT-x): the
-//! kblk_bochs guest's setup, then forever and without an exit: make 128 more 64 KiB reads
-//! available on its segment disk (disk 0: the available index moves on by a whole ring,
-//! every slot naming the same chain) and notify it, and notify its queue disk (disk 1),
-//! whose ring holds 128 reads that nobody serves. While it runs, a second client's Tstat
+//! kblk_bochs guest's setup, then forever and without an exit: once its segment disk
+//! (disk 0) has used the last ones, make 128 more 64 KiB reads available (the available
+//! index moves on by a whole ring, every slot naming the same chain; a driver may not
+//! have more outstanding than its ring holds, and the kernel serves a notify a budget at
+//! a time), notify it whether or not, and notify its queue disk (disk 1), whose ring
+//! holds 128 reads that nobody serves. While it runs, a second client's Tstat
 //! round trips keep answering (each timed and printed; all must complete) and the
 //! segment disk's used index keeps moving; the queue disk holds exactly its 128 requests
 //! in `blkq` and no more; one request more breaks it, with its reason; after the VM and
@@ -11,8 +13,8 @@
 mod kblk_common;
 
 use kblk_common::{
-    avail_idx_at, header, machine, nothing_left, segment, text, tstats, used_idx, vm, OWNER,
-    QUEUE0, QUEUE1, SETUP, STATS,
+    avail_idx_at, header, machine, nothing_left, segment, text, tstats, used_idx, used_idx_at, vm,
+    OWNER, QUEUE0, QUEUE1, SETUP, STATS,
 };
 use ninep_client::om;
 use std::time::{Duration, Instant};
@@ -24,18 +26,23 @@ use vmm_tests::status::num as field;
 const RAM: u64 = 0x20000;
 const DISK: u64 = 0x10000;
 
-/// After [`SETUP`], forever: the segment disk's available index on by 128, notify it,
-/// notify the queue disk, count the round at [`ROUNDS`].
+/// After [`SETUP`], forever: the segment disk's available index on by 128 if its used
+/// index caught up with it, notify it, notify the queue disk, count the round at
+/// [`ROUNDS`].
 const FLOOD: &[u8] = &[
     // loop:
+    0x66, 0xa1, 0x02, 0x50, 0x00, 0x00, // mov ax, [0x5002]
+    0x66, 0x3b, 0x05, 0x02, 0x48, 0x00, 0x00, // cmp ax, [0x4802]
+    0x75, 0x09, // jne notify
     0x66, 0x81, 0x05, 0x02, 0x48, 0x00, 0x00, 0x80, 0x00, // add word [0x4802], 128
+    // notify:
     0x66, 0xba, 0x10, 0xc0, // mov dx, 0xc010
     0x31, 0xc0, // xor eax, eax
     0x66, 0xef, // out dx, ax
     0x66, 0xba, 0x50, 0xc0, // mov dx, 0xc050
     0x66, 0xef, // out dx, ax
     0xff, 0x05, 0xf0, 0x7f, 0x00, 0x00, // inc dword [0x7ff0]
-    0xeb, 0xe1, // jmp loop
+    0xeb, 0xd2, // jmp loop
 ];
 /// FLOOD's count of its rounds.
 const ROUNDS: u64 = 0x7ff0;
@@ -43,6 +50,7 @@ const ROUNDS: u64 = 0x7ff0;
 #[test]
 fn a_flooding_guest_does_not_stop_9p() {
     assert_eq!(avail_idx_at(QUEUE0), 0x4802, "FLOOD's add");
+    assert_eq!(used_idx_at(QUEUE0), 0x5002, "FLOOD's mov");
     let m = machine();
     let c = m.client(OWNER, "");
     let before = field(&vmm_tests::status::read(&c), "memfree");
@@ -112,8 +120,9 @@ fn a_flooding_guest_does_not_stop_9p() {
     assert_eq!(text(&c, &path("status")).trim(), "running");
     let (last, now) = (rounds(&ramdata), used_idx(&ramdata, QUEUE0));
     println!(
-        "the guest made {} rounds (128 reads of 64 KiB each) meanwhile",
-        last.wrapping_sub(first)
+        "the guest made {} rounds (notifies of both disks) and the segment disk ended {} reads of 64 KiB meanwhile",
+        last.wrapping_sub(first),
+        now.wrapping_sub(served)
     );
     assert!(last != first && now != served, "the guest did not flood");
 

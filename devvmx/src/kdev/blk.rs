@@ -11,6 +11,9 @@
 //! - a queue the client serves (`pci blk queue BYTES [ro]`): reads, writes and flushes are
 //!   parked for the `blkq` file (kdev/blkq.rs).
 //!
+//! A notify serves at most [`super::VIRTIO_BUDGET`] of the queue; what is left is served
+//! a budget at a time before the following entries ([`KDev::blk_resume`]).
+//!
 //! A bad ring or request breaks only its device, with the reason in the `blk` file, until
 //! the driver resets it.
 
@@ -146,6 +149,9 @@ impl Model for BlkModel {
     fn reset(&mut self) {
         self.0.reset();
     }
+    fn pending(&self, _qi: u16, q: &Queue) -> bool {
+        self.0.pending(q)
+    }
 }
 
 impl<'a, H: Hw> Serve<GuestRam<'a, H>> for BlkModel {
@@ -221,7 +227,9 @@ impl KDev {
             Spec::Queue(n, ro) => (KDisk::Queue(n), ro, String::from("-")),
         };
         let id = format!("kblk{}", self.disks.len());
-        let dev = Device::new(BlkModel(Blk::with_disk(disk, ro, &id)), irq);
+        let mut blk = Blk::with_disk(disk, ro, &id);
+        blk.budget = super::VIRTIO_BUDGET;
+        let dev = Device::new(BlkModel(blk), irq);
         let slot = self.pci.len();
         self.pci.add(dev.function(), u32::from(bar));
         self.disks.push(KBlk { dev, slot, name });
@@ -260,6 +268,26 @@ impl KDev {
         };
         self.sync_disk_lines();
         v
+    }
+
+    /// Serves the next budget of each disk's queue a notify's budget left work on
+    /// (before an entry, so the guest sees its requests end without notifying again).
+    pub(crate) fn blk_resume<H: Hw>(&mut self, hw: &mut H, map: &crate::mem::MemMap) {
+        if !self.blk_pending() {
+            return;
+        }
+        let mut mem = GuestRam::new(hw, map);
+        let limit = mem.limit();
+        for d in &mut self.disks {
+            // A broken device keeps its reason in `error` (the `blk` file's).
+            let _ = d.dev.resume(&mut mem, limit);
+        }
+        self.sync_disk_lines();
+    }
+
+    /// Whether a disk has work a budget left.
+    pub(crate) fn blk_pending(&self) -> bool {
+        self.disks.iter().any(|d| d.dev.pending())
     }
 
     /// Each disk's interrupt line to the PIC as its ISR has it.

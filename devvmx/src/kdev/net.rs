@@ -83,6 +83,9 @@ impl Model for NetKind {
         self.net.reset();
         self.port.sw.switch.lock().flush(self.port.id);
     }
+    fn pending(&self, qi: u16, q: &Queue) -> bool {
+        self.net.pending(qi, q)
+    }
 }
 
 impl<M: GuestMem + ?Sized> Serve<M> for NetKind {
@@ -153,13 +156,9 @@ impl KDev {
             .add(Kind::Guest, Some(mac))
             .map_err(|e| Error::from(e.to_string()))?;
         let port = Port { sw: sw.clone(), id };
-        let dev = Device::new(
-            NetKind {
-                net: Net::new(mac.0),
-                port,
-            },
-            irq,
-        );
+        let mut net = Net::new(mac.0);
+        net.budget = super::VIRTIO_BUDGET;
+        let dev = Device::new(NetKind { net, port }, irq);
         let slot = self.pci.len();
         self.pci.add(dev.function(), u32::from(bar));
         self.nets.push(Card { dev, slot });
@@ -172,8 +171,8 @@ impl KDev {
     }
 
     /// A port access to card `i`'s BAR at offset `off`, an `out` of `val` or (None) an
-    /// `in`: the value of an `in`. A queue notify serves the queue at once over the VM's
-    /// memory `map`.
+    /// `in`: the value of an `in`. A queue notify serves the queue (a budget of it) at
+    /// once over the VM's memory `map`.
     pub(crate) fn net_io<H: Hw>(
         &mut self,
         hw: &mut H,
@@ -215,6 +214,11 @@ impl KDev {
         v
     }
 
+    /// Whether a card has frames a transmit budget left in its ring.
+    pub(crate) fn net_pending(&self) -> bool {
+        self.nets.iter().any(|c| c.dev.pending())
+    }
+
     /// Whether a card is on the bus.
     pub(crate) fn has_nets(&self) -> bool {
         !self.nets.is_empty()
@@ -246,8 +250,9 @@ impl KDev {
     }
 
     /// Puts the frames waiting at each card's port into the guest's receive buffers (in
-    /// the VM's memory `map`) and raises the cards' lines for them: before each entry,
-    /// so a guest halted for its PIC wakes when a frame arrives.
+    /// the VM's memory `map`), sends the next budget of frames a transmit notify's
+    /// budget left in the ring, and raises the cards' lines for them: before each
+    /// entry, so a guest halted for its PIC wakes when a frame arrives.
     pub(crate) fn net_poll<H: Hw>(&mut self, hw: &mut H, map: &MemMap) {
         if self.nets.is_empty() {
             return;
@@ -260,6 +265,10 @@ impl KDev {
     /// [`KDev::net_poll`] in memory `mem` ending at `limit`.
     fn net_poll_in<M: GuestMem + ?Sized>(&mut self, mem: &mut M, limit: u64) {
         for c in &mut self.nets {
+            if c.dev.pending() {
+                let _ = c.dev.resume(mem, limit);
+                self.board.pic.set_line(c.dev.irq, c.dev.line());
+            }
             if c.driver_ok() && c.dev.error.is_none() && c.waiting() {
                 let _ = c.dev.notify(RX, mem, limit);
                 self.board.pic.set_line(c.dev.irq, c.dev.line());

@@ -1,4 +1,5 @@
 use super::*;
+use crate::queue::Queue;
 use crate::testing::{Driver, Ram};
 use alloc::vec;
 

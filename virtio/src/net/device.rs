@@ -11,7 +11,7 @@
 
 use super::{LEGACY_HDR_LEN, MAX_FRAME};
 use crate::feature::{legacy, NET_MAC};
-use crate::queue::{gather_into, scatter, Chain, GuestMem, Queue};
+use crate::queue::{gather_into, scatter, Budget, Chain, GuestMem, Queue};
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec;
@@ -57,6 +57,9 @@ pub struct Net {
     pub counters: Counters,
     /// Why the port last refused a frame, if it did.
     pub link_error: Option<String>,
+    /// What one serve of [`TX`] may send: its chains ([`Budget::WHOLE`] unless set;
+    /// a frame's bytes are bounded anyway). The rest wait in the ring ([`Net::pending`]).
+    pub budget: Budget,
 }
 
 impl Net {
@@ -66,6 +69,7 @@ impl Net {
             rx_bufs: VecDeque::new(),
             counters: Counters::default(),
             link_error: None,
+            budget: Budget::WHOLE,
         }
     }
 
@@ -92,8 +96,14 @@ impl Net {
         self.rx_bufs.clear();
     }
 
+    /// Frames the driver queued on `q`, queue `qi`, wait for another serve (a budget
+    /// left them in the ring).
+    pub fn pending(&self, qi: u16, q: &Queue) -> bool {
+        qi == TX && q.behind()
+    }
+
     /// Serves queue `qi` (`q`, in guest memory `mem` ending at `limit`): transmits what
-    /// the driver queued, or takes its receive buffers and fills them with frames from
+    /// the driver queued (as much as the budget allows, oldest first), or takes its receive buffers and fills them with frames from
     /// `port`. The used entries, all of queue `qi`, go to `done` for the transport to
     /// publish. When frames arrive for the guest, the transport serves [`RX`] again.
     /// An error is a bad ring (the queue is broken with it).
@@ -106,7 +116,12 @@ impl Net {
         port: &mut dyn FramePort,
         done: &mut Vec<(u16, u32)>,
     ) -> Result<(), String> {
-        let chains = q.take(mem, limit)?;
+        let most = if qi == TX {
+            self.budget.chains
+        } else {
+            u16::MAX
+        };
+        let chains = q.take_some(mem, limit, most)?;
         match qi {
             TX => {
                 let mut buf = vec![0u8; HDR + MAX_FRAME];

@@ -103,9 +103,15 @@ pub fn text(c: &Client, path: &str) -> String {
 
 /// The used index of the 128-entry queue at `pfn`, read from the guest's RAM segment.
 pub fn used_idx(ram: &File, pfn: u32) -> u16 {
-    let at = u64::from(pfn) * LEGACY_ALIGN as u64 + Layout::legacy(128).used_idx() as u64;
-    let b = ram.read_at(at, 2).expect("read the used index");
+    let b = ram
+        .read_at(used_idx_at(pfn), 2)
+        .expect("read the used index");
     u16::from_le_bytes([b[0], b[1]])
+}
+
+/// The byte offset of the used index of the 128-entry queue at `pfn`.
+pub fn used_idx_at(pfn: u32) -> u64 {
+    u64::from(pfn) * LEGACY_ALIGN as u64 + Layout::legacy(128).used_idx() as u64
 }
 
 /// The byte offset of the available index of the 128-entry queue at `pfn`.

@@ -232,3 +232,29 @@ fn a_reset_flushes_the_port_and_removal_frees_it() {
     assert_eq!(sw.switch.lock().kind(pb), None, "B's port left with its VM");
     assert!(sw.switch.lock().kind(a.port()).is_some());
 }
+
+#[test]
+fn a_transmit_notify_sends_a_budget_and_each_poll_the_next() {
+    let sw = host_switch();
+    let mut a = Guest::new(&sw, MA);
+    let b = Guest::new(&sw, MB);
+    // 40 frames made available, then one notify.
+    let f = frame(MB, MA);
+    for i in 0..40u64 {
+        let at = 0x1000 + i as usize * 0x100;
+        a.ram.b[at + HDR..at + HDR + f.len()].copy_from_slice(&f);
+        let n = (HDR + f.len()) as u32;
+        a.drv[1].offer(&mut a.ram, &[(at as u64, n, false)]);
+    }
+    a.out(R_QUEUE_NOTIFY, 2, u32::from(TX));
+    let budget = usize::from(super::super::VIRTIO_BUDGET.chains);
+    assert_eq!(sw.switch.lock().queued(b.port()), budget);
+    assert_eq!(usize::from(a.drv[1].used_idx(&a.ram)), budget);
+    assert!(a.line() && a.k.net_pending());
+    // The rest before the next entry, with no notify.
+    assert_eq!(a.inb(R_ISR), 1);
+    a.poll();
+    assert_eq!(sw.switch.lock().queued(b.port()), 40);
+    assert_eq!(a.drv[1].used_idx(&a.ram), 40);
+    assert!(a.line() && !a.k.net_pending());
+}
