@@ -11,7 +11,7 @@
 //! that way, and its reader thread keeps reading, as a dedicated reader would.
 use crate::error::{Error, Result};
 use crate::frames::Frames;
-use protocol::{Fcall, NOTAG};
+use protocol::{Fcall, IOHDRSZ, NOTAG};
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
@@ -331,9 +331,14 @@ impl Mux {
     /// Sends `f` under a fresh tag (NOTAG for Tversion).
     pub(crate) fn send(&self, f: &Fcall<'_>, msize: u32) -> Result<Sent> {
         let notag = matches!(f, Fcall::Tversion { .. });
-        // Most requests are small: try a small buffer before one of msize. Encoding
-        // comes first, with a placeholder tag, so an oversized message costs no tag.
-        let mut buf = vec![0u8; 512.min(msize as usize)];
+        // Most requests are small: try a small buffer before one of msize; a Twrite's
+        // size is known. Encoding comes first, with a placeholder tag, so an oversized
+        // message costs no tag.
+        let want = match f {
+            Fcall::Twrite { data, .. } => IOHDRSZ + data.len(),
+            _ => 512,
+        };
+        let mut buf = vec![0u8; want.min(msize as usize)];
         let n = match f.encode(0, &mut buf) {
             Ok(n) => n,
             Err(_) => {
