@@ -360,11 +360,16 @@ fn replies_nobody_waits_for_are_still_read() {
         let done = std::sync::mpsc::channel();
         let c2 = c.clone();
         thread::spawn(move || {
-            let f = c2.open("big", om::READ).unwrap();
-            // Far more reply bytes than the socket holds, none of them waited for: were
-            // they left unread, the server would stop reading and so would these sends.
+            let f = c2.open("big", om::RDWR).unwrap();
+            // Far more reply bytes, then request bytes, than the sockets hold, with no
+            // reply waited for: were the replies left unread, the server would stop
+            // reading and these sends would block for good.
             for _ in 0..200 {
                 drop(c2.start_read(&f, 0, 8192).unwrap());
+            }
+            let data = [0x5au8; 8000];
+            for _ in 0..200 {
+                drop(c2.start_write(&f, 0, &data).unwrap());
             }
             let _ = done.0.send(c2.read_file("hello").unwrap());
         });
