@@ -8,7 +8,10 @@
 //! cannot read for itself (another holds the reader, or it waits with a timeout, which a
 //! blocking read cannot keep) marks its tag *needy*, and the reader thread reads until no
 //! needy tag is left, then gives the reader back. A client with a timeout set waits only
-//! that way, and its reader thread keeps reading, as a dedicated reader would.
+//! that way, and its reader thread keeps reading, as a dedicated reader would. A reply
+//! nobody will wait for (abandoned) is needy too, so unread replies never fill the socket
+//! and stop the server.
+
 use crate::error::{Error, Result};
 use crate::frames::Frames;
 use protocol::{Fcall, IOHDRSZ, NOTAG};
