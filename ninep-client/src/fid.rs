@@ -116,10 +116,7 @@ impl Fid {
             offset,
             count: count.min(self.io_limit()),
         })?;
-        match decode(&frame)? {
-            Fcall::Rread { data } => Ok(data.to_vec()),
-            other => Err(unexpected(&other)),
-        }
+        rread_data(frame)
     }
 
     /// One Twrite of at most an iounit of `data`; returns the count the server took.
@@ -291,20 +288,13 @@ impl Pending {
         self.sent.as_ref().map_or(protocol::NOTAG, |s| s.tag)
     }
 
-    fn data(frame: &[u8]) -> Result<Vec<u8>> {
-        match decode(frame)? {
-            Fcall::Rread { data } => Ok(data.to_vec()),
-            other => Err(unexpected(&other)),
-        }
-    }
-
     /// Waits for the reply (within the client's timeout, if any).
     pub fn wait(mut self) -> Result<Vec<u8>> {
         let sent = self
             .sent
             .take()
             .ok_or_else(|| Error::Protocol("no read".into()))?;
-        Self::data(&self.client.mux().wait(sent)?)
+        rread_data(self.client.mux().wait(sent)?)
     }
 
     /// Waits at most `t`: `Ok(None)` if the read is still pending (it stays so).
@@ -314,7 +304,7 @@ impl Pending {
             .take()
             .ok_or_else(|| Error::Protocol("no read".into()))?;
         match self.client.mux().wait_for(sent, t) {
-            Ok(frame) => Self::data(&frame).map(Some),
+            Ok(frame) => rread_data(frame).map(Some),
             Err((sent, None)) => {
                 self.sent = Some(sent);
                 Ok(None)
@@ -397,4 +387,15 @@ impl Drop for PendingWrite {
             self.client.mux().shared.abandon(s.tag);
         }
     }
+}
+
+/// An Rread's data, moved to the front of its frame (no second buffer).
+fn rread_data(mut frame: Vec<u8>) -> Result<Vec<u8>> {
+    let (at, n) = match decode(&frame)? {
+        Fcall::Rread { data } => (data.as_ptr() as usize - frame.as_ptr() as usize, data.len()),
+        other => return Err(unexpected(&other)),
+    };
+    frame.truncate(at + n);
+    frame.drain(..at);
+    Ok(frame)
 }

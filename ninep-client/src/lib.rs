@@ -1,9 +1,10 @@
 //! A std 9P2000 client with concurrent tags.
 //!
-//! One reader thread per connection hands each reply to the thread waiting on its tag,
-//! so a read that blocks on the server (the #X `wait` file) does not hold up requests
-//! other threads make on the same connection. [`Client`] is cheap to clone and shareable
-//! across threads.
+//! Replies reach the thread waiting on their tag whoever reads them (the waiter itself
+//! when it is alone, else the one reading, or the connection's reader thread), so a read
+//! that blocks on the server (the #X `wait` file) does not hold up requests other threads
+//! make on the same connection. [`Client`] is cheap to clone and shareable across
+//! threads.
 //!
 //! ```no_run
 //! use ninep_client::Client;
@@ -16,6 +17,7 @@
 
 mod error;
 mod fid;
+mod frames;
 mod mux;
 
 pub use error::{Error, Result};

@@ -1,23 +1,42 @@
-//! The connection: one writer shared under a lock, one reader thread that hands each
-//! reply to whoever waits on its tag, so a blocked read does not hold up other requests.
-//! Before the first reply (the answer to Tversion) the reader skips anything that is not
-//! one, as a serial line may carry other output first.
+//! The connection: one writer shared under a lock, and the reading side shared by whoever
+//! waits for a reply, so a blocked read does not hold up other requests.
+//!
+//! A caller waiting with no timeout reads for itself when no one else is reading: it
+//! takes the reader ([`Frames`]), reads replies (handing others' to their waiters) until
+//! its own comes, and gives the reader back. A thread alone on a connection so sleeps in
+//! the socket's read and is woken by its reply: no thread hand-off per reply. Whoever
+//! cannot read for itself (another holds the reader, or it waits with a timeout, which a
+//! blocking read cannot keep) marks its tag *needy*, and the reader thread reads until no
+//! needy tag is left, then gives the reader back. A client with a timeout set waits only
+//! that way, and its reader thread keeps reading, as a dedicated reader would. A reply
+//! nobody will wait for (abandoned) is needy too, so unread replies never fill the socket
+//! and stop the server.
 
 use crate::error::{Error, Result};
-use protocol::{Fcall, MsgType, HEADER_LEN, NOTAG};
+use crate::frames::Frames;
+use protocol::{Fcall, IOHDRSZ, NOTAG};
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender, TryRecvError};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
-/// Who waits for a tag's reply.
+/// Who waits for a tag's reply, and whether the reader thread must read it (`needy`).
 enum Waiter {
-    Live(Sender<Vec<u8>>),
-    /// Nobody any more (a timeout, a dropped pending read, a clunk on drop): the reader
-    /// frees the tag when the reply comes.
+    Live {
+        tx: Sender<Vec<u8>>,
+        needy: bool,
+    },
+    /// Nobody any more (a timeout, a dropped pending read, a clunk on drop): the reply
+    /// is read and thrown away, and the tag freed then. Always needy.
     Abandoned,
+}
+
+impl Waiter {
+    fn needy(&self) -> bool {
+        matches!(self, Waiter::Live { needy: true, .. } | Waiter::Abandoned)
+    }
 }
 
 struct State {
@@ -27,10 +46,34 @@ struct State {
     next_tag: u16,
     /// Why the connection is gone, once it is.
     dead: Option<String>,
+    /// Waiters the reader thread must read for.
+    needy: usize,
+    /// The client has a timeout: every wait is needy, and the reader thread keeps the
+    /// reader between replies.
+    timed: bool,
+    /// The reader thread sleeps, waiting for a needy tag.
+    reader_idle: bool,
+    /// The client is gone: the reader thread ends.
+    closed: bool,
+}
+
+impl State {
+    /// Takes `tag`'s waiter out, keeping the count of needy ones.
+    fn take(&mut self, tag: u16) -> Option<Waiter> {
+        let w = self.waiters.remove(&tag)?;
+        if w.needy() {
+            self.needy -= 1;
+        }
+        Some(w)
+    }
 }
 
 pub(crate) struct Shared {
     state: Mutex<State>,
+    /// Wakes the reader thread.
+    wake: Condvar,
+    /// The reading side: held by whoever reads.
+    frames: Mutex<Frames>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -70,22 +113,47 @@ impl Shared {
         };
         let (tx, rx) = channel();
         st.used.insert(tag);
-        st.waiters.insert(tag, Waiter::Live(tx));
+        st.waiters.insert(tag, Waiter::Live { tx, needy: false });
         Ok((tag, rx))
+    }
+
+    /// Wakes the reader thread if it sleeps and a needy tag waits for it.
+    fn wake_reader(&self, st: &mut State) {
+        if st.reader_idle && st.needy > 0 {
+            st.reader_idle = false;
+            self.wake.notify_one();
+        }
+    }
+
+    /// `tag`'s waiter will not read for itself: the reader thread reads until its reply
+    /// has come.
+    fn need(&self, tag: u16) {
+        let mut st = lock(&self.state);
+        if let Some(Waiter::Live { needy, .. }) = st.waiters.get_mut(&tag) {
+            if !*needy {
+                *needy = true;
+                st.needy += 1;
+                self.wake_reader(&mut st);
+            }
+        }
     }
 
     /// The waiter got its reply (or gave up after making sure none can come).
     fn free(&self, tag: u16) {
         let mut st = lock(&self.state);
-        st.waiters.remove(&tag);
+        st.take(tag);
         st.used.remove(&tag);
     }
 
     /// The waiter goes away before its reply: whoever is last frees the tag.
     pub(crate) fn abandon(&self, tag: u16) {
         let mut st = lock(&self.state);
-        match st.waiters.get_mut(&tag) {
-            Some(w) => *w = Waiter::Abandoned,
+        match st.take(tag) {
+            Some(_) => {
+                st.waiters.insert(tag, Waiter::Abandoned);
+                st.needy += 1;
+                self.wake_reader(&mut st);
+            }
             // The reply was already delivered to the dropped channel.
             None => {
                 st.used.remove(&tag);
@@ -93,15 +161,16 @@ impl Shared {
         }
     }
 
-    /// A reply arrived from the reader thread.
-    fn deliver(&self, tag: u16, frame: Vec<u8>) {
+    /// Hands a reply to its tag's waiter.
+    fn deliver(&self, frame: Vec<u8>) {
+        let tag = u16::from_le_bytes([frame[5], frame[6]]);
         let mut st = lock(&self.state);
-        match st.waiters.remove(&tag) {
+        match st.take(tag) {
             // The receiver is gone (dropped after a timeout): nobody frees the tag but us.
-            Some(Waiter::Live(tx)) if tx.send(frame).is_err() => {
+            Some(Waiter::Live { tx, .. }) if tx.send(frame).is_err() => {
                 st.used.remove(&tag);
             }
-            Some(Waiter::Live(_)) => {}
+            Some(Waiter::Live { .. }) => {}
             Some(Waiter::Abandoned) => {
                 st.used.remove(&tag);
             }
@@ -118,6 +187,8 @@ impl Shared {
         }
         // Dropping the senders wakes every waiter with a disconnect.
         st.waiters.clear();
+        st.needy = 0;
+        self.wake.notify_one();
     }
 
     fn why_dead(&self) -> String {
@@ -126,69 +197,54 @@ impl Shared {
             .clone()
             .unwrap_or_else(|| "connection closed".into())
     }
-}
 
-/// Is `h` the header of an answer to Tversion (Rversion or Rerror, tag NOTAG)?
-fn is_version_reply(h: &[u8; HEADER_LEN], max: u32) -> bool {
-    let size = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
-    let ty = h[4];
-    (HEADER_LEN as u32 + 2..=max).contains(&size)
-        && (ty == MsgType::Rversion as u8 || ty == MsgType::Rerror as u8)
-        && u16::from_le_bytes([h[5], h[6]]) == NOTAG
-}
-
-/// Skips whatever precedes the answer to Tversion (a serial line may carry firmware or
-/// boot loader output first); returns its header.
-fn find_version_reply(r: &mut dyn Read, max: u32) -> io::Result<[u8; HEADER_LEN]> {
-    let mut h = [0u8; HEADER_LEN];
-    r.read_exact(&mut h)?;
-    while !is_version_reply(&h, max) {
-        h.copy_within(1.., 0);
-        r.read_exact(&mut h[HEADER_LEN - 1..])?;
+    /// Reads one reply and delivers it; false once the connection is dead.
+    fn read_one(&self, frames: &mut Frames) -> bool {
+        match frames.next() {
+            Ok(frame) => {
+                self.deliver(frame);
+                true
+            }
+            Err(why) => {
+                self.die(why);
+                false
+            }
+        }
     }
-    Ok(h)
 }
 
-/// Reads frames until the stream ends or lies, handing each to its tag's waiter.
-fn reader_loop(shared: Arc<Shared>, mut r: Box<dyn Read + Send>, max: u32) {
-    let mut first = true;
-    let why = loop {
-        let mut size = [0u8; 4];
-        let mut head = None;
-        if first {
-            first = false;
-            match find_version_reply(&mut r, max) {
-                Ok(h) => {
-                    size.copy_from_slice(&h[..4]);
-                    head = Some(h);
+/// The reader thread: sleeps until a tag is needy, then takes the reader (once whoever
+/// holds it gives it back) and reads until none is, or, for a client with a timeout, for
+/// good.
+fn reader_loop(shared: Arc<Shared>) {
+    loop {
+        {
+            let mut st = lock(&shared.state);
+            while st.needy == 0 && !st.closed && st.dead.is_none() {
+                st.reader_idle = true;
+                st = shared.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+            st.reader_idle = false;
+            if st.closed || st.dead.is_some() {
+                return;
+            }
+        }
+        let mut frames = lock(&shared.frames);
+        loop {
+            {
+                let st = lock(&shared.state);
+                if st.closed || st.dead.is_some() {
+                    return;
                 }
-                Err(e) => break format!("reading reply: {e}"),
+                if st.needy == 0 && !st.timed {
+                    break;
+                }
             }
-        } else if let Err(e) = r.read_exact(&mut size) {
-            break format!("reading reply: {e}");
-        }
-        let n = u32::from_le_bytes(size);
-        if (n as usize) < HEADER_LEN || n > max {
-            break format!("bad reply size {n}");
-        }
-        let mut frame = vec![0u8; n as usize];
-        let got = match head {
-            Some(h) => {
-                frame[..HEADER_LEN].copy_from_slice(&h);
-                HEADER_LEN
+            if !shared.read_one(&mut frames) {
+                return;
             }
-            None => {
-                frame[..4].copy_from_slice(&size);
-                4
-            }
-        };
-        if let Err(e) = r.read_exact(&mut frame[got..]) {
-            break format!("reading reply: {e}");
         }
-        let tag = u16::from_le_bytes([frame[5], frame[6]]);
-        shared.deliver(tag, frame);
-    };
-    shared.die(why);
+    }
 }
 
 /// How long a waiter polls for its reply before sleeping. Most replies come within
@@ -240,12 +296,18 @@ impl Mux {
                 used: HashSet::new(),
                 next_tag: 0,
                 dead: None,
+                needy: 0,
+                timed: false,
+                reader_idle: false,
+                closed: false,
             }),
+            wake: Condvar::new(),
+            frames: Mutex::new(Frames::new(r, max)),
         });
         let s2 = shared.clone();
         std::thread::Builder::new()
             .name("9p-reader".into())
-            .spawn(move || reader_loop(s2, r, max))?;
+            .spawn(move || reader_loop(s2))?;
         Ok(Mux {
             shared,
             writer: Mutex::new(w),
@@ -262,6 +324,7 @@ impl Mux {
 
     pub(crate) fn set_timeout(&self, t: Option<Duration>) {
         *lock(&self.timeout) = t;
+        lock(&self.shared.state).timed = t.is_some();
     }
 
     pub(crate) fn timeout(&self) -> Option<Duration> {
@@ -271,9 +334,14 @@ impl Mux {
     /// Sends `f` under a fresh tag (NOTAG for Tversion).
     pub(crate) fn send(&self, f: &Fcall<'_>, msize: u32) -> Result<Sent> {
         let notag = matches!(f, Fcall::Tversion { .. });
-        // Most requests are small: try a small buffer before one of msize. Encoding
-        // comes first, with a placeholder tag, so an oversized message costs no tag.
-        let mut buf = vec![0u8; 512.min(msize as usize)];
+        // Most requests are small: try a small buffer before one of msize; a Twrite's
+        // size is known. Encoding comes first, with a placeholder tag, so an oversized
+        // message costs no tag.
+        let want = match f {
+            Fcall::Twrite { data, .. } => IOHDRSZ + data.len(),
+            _ => 512,
+        };
+        let mut buf = vec![0u8; want.min(msize as usize)];
         let n = match f.encode(0, &mut buf) {
             Ok(n) => n,
             Err(_) => {
@@ -296,15 +364,55 @@ impl Mux {
         Ok(Sent { tag, rx })
     }
 
-    /// Waits for the reply to `s` (within the client's timeout, if any). The tag is
-    /// freed whatever happens.
-    pub(crate) fn wait(&self, s: Sent) -> Result<Vec<u8>> {
-        let r = match spin_recv(&s.rx) {
+    /// Reads replies on this thread until `s`'s has come, if no one else is reading
+    /// (`None`: someone is).
+    fn read_own(&self, s: &Sent) -> Option<std::result::Result<Vec<u8>, RecvTimeoutError>> {
+        let mut frames = match self.shared.frames.try_lock() {
+            Ok(f) => f,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        // Whoever held the reader before may have delivered the reply already; from
+        // here on only this thread delivers.
+        loop {
+            match s.rx.try_recv() {
+                Ok(frame) => return Some(Ok(frame)),
+                Err(TryRecvError::Disconnected) => {
+                    return Some(Err(RecvTimeoutError::Disconnected))
+                }
+                Err(TryRecvError::Empty) => {}
+            }
+            if !self.shared.read_one(&mut frames) {
+                return Some(Err(RecvTimeoutError::Disconnected));
+            }
+        }
+    }
+
+    /// Waits for `s`'s reply on its channel, the reader thread reading for it.
+    fn recv(
+        &self,
+        s: &Sent,
+        t: Option<Duration>,
+    ) -> std::result::Result<Vec<u8>, RecvTimeoutError> {
+        self.shared.need(s.tag);
+        match spin_recv(&s.rx) {
             Some(frame) => Ok(frame),
-            None => match self.timeout() {
+            None => match t {
                 None => s.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
                 Some(t) => s.rx.recv_timeout(t),
             },
+        }
+    }
+
+    /// Waits for the reply to `s` (within the client's timeout, if any). The tag is
+    /// freed whatever happens.
+    pub(crate) fn wait(&self, s: Sent) -> Result<Vec<u8>> {
+        let r = match self.timeout() {
+            None => match self.read_own(&s) {
+                Some(r) => r,
+                None => self.recv(&s, None),
+            },
+            t => self.recv(&s, t),
         };
         match r {
             Ok(frame) => {
@@ -328,6 +436,7 @@ impl Mux {
         s: Sent,
         t: Duration,
     ) -> std::result::Result<Vec<u8>, (Sent, Option<Error>)> {
+        self.shared.need(s.tag);
         match s.rx.recv_timeout(t) {
             Ok(frame) => {
                 self.shared.free(s.tag);
@@ -349,6 +458,11 @@ impl Mux {
 
 impl Drop for Mux {
     fn drop(&mut self) {
+        {
+            let mut st = lock(&self.shared.state);
+            st.closed = true;
+            self.shared.wake.notify_one();
+        }
         if let Some(f) = &self.shutdown {
             f();
         }

@@ -20,7 +20,8 @@ fn tree() -> Memfs {
 }
 
 /// Serves one connection from a thread: every chunk received is processed (which also
-/// retries pending reads) and the replies are sent.
+/// retries pending reads) and the replies are sent, until none is held back by the
+/// session's output limit.
 fn serve(mut s: UnixStream) {
     thread::spawn(move || {
         let mut fs = tree();
@@ -32,7 +33,7 @@ fn serve(mut s: UnixStream) {
                 Ok(n) => n,
             };
             let mut off = 0;
-            while off < n {
+            loop {
                 off += sess.input(&buf[off..n]);
                 sess.process(&mut fs);
                 let out = sess.output().to_vec();
@@ -40,6 +41,9 @@ fn serve(mut s: UnixStream) {
                     return;
                 }
                 sess.consume_output(out.len());
+                if off == n && !sess.stalled() {
+                    break;
+                }
             }
         }
     });
@@ -55,6 +59,14 @@ fn connect_msize(uname: &str, msize: u32) -> Client {
 
 fn connect() -> Client {
     connect_msize("glenda", DEFAULT_MSIZE)
+}
+
+/// A client with a timeout (its waits go through the reader thread) and one without
+/// (a caller alone reads its own reply): the same behaviour is asked of both.
+fn clients() -> [Client; 2] {
+    let untimed = connect();
+    untimed.set_timeout(None);
+    [connect(), untimed]
 }
 
 #[test]
@@ -174,83 +186,88 @@ fn big_reads_and_writes_in_iounit_pieces() {
 
 #[test]
 fn blocked_read_does_not_hold_up_others() {
-    let c = connect();
-    let w = c.open("vmx/wait", om::READ).unwrap();
-    let c2 = c.clone();
-    let reader = thread::spawn(move || w.read_at(0, 100));
-    // Plenty of other traffic while the read is blocked on the server.
-    for _ in 0..50 {
-        assert_eq!(c.read_file("hello").unwrap(), b"hello, world\n");
+    for c in clients() {
+        let w = c.open("vmx/wait", om::READ).unwrap();
+        let c2 = c.clone();
+        let reader = thread::spawn(move || w.read_at(0, 100));
+        // Plenty of other traffic while the read is blocked on the server.
+        for _ in 0..50 {
+            assert_eq!(c.read_file("hello").unwrap(), b"hello, world\n");
+        }
+        assert!(!reader.is_finished());
+        let q = c2.open("vmx/wait", om::WRITE).unwrap();
+        q.write_str("exited 0").unwrap();
+        assert_eq!(reader.join().unwrap().unwrap(), b"exited 0");
     }
-    assert!(!reader.is_finished());
-    let q = c2.open("vmx/wait", om::WRITE).unwrap();
-    q.write_str("exited 0").unwrap();
-    assert_eq!(reader.join().unwrap().unwrap(), b"exited 0");
 }
 
 #[test]
 fn many_threads_share_a_connection() {
-    let c = connect();
-    let ts: Vec<_> = (0..8)
-        .map(|i| {
-            let c = c.clone();
-            thread::spawn(move || {
-                let name = format!("f{i}");
-                let f = c.create("vmx", &name, 0o644, om::RDWR).unwrap();
-                for j in 0..50u32 {
-                    f.write_at(0, &j.to_le_bytes()).unwrap();
-                    assert_eq!(f.read_at(0, 4).unwrap(), j.to_le_bytes());
-                }
+    for c in clients() {
+        let ts: Vec<_> = (0..8)
+            .map(|i| {
+                let c = c.clone();
+                thread::spawn(move || {
+                    let name = format!("f{i}");
+                    let f = c.create("vmx", &name, 0o644, om::RDWR).unwrap();
+                    for j in 0..50u32 {
+                        f.write_at(0, &j.to_le_bytes()).unwrap();
+                        assert_eq!(f.read_at(0, 4).unwrap(), j.to_le_bytes());
+                    }
+                })
             })
-        })
-        .collect();
-    for t in ts {
-        t.join().unwrap();
+            .collect();
+        for t in ts {
+            t.join().unwrap();
+        }
+        assert_eq!(c.ls("vmx").unwrap().len(), 9);
     }
-    assert_eq!(c.ls("vmx").unwrap().len(), 9);
 }
 
 #[test]
 fn flush_a_blocked_read() {
-    let c = connect();
-    let w = c.open("vmx/wait", om::READ).unwrap();
-    let mut p = c.start_read(&w, 0, 100).unwrap();
-    assert!(p
-        .wait_timeout(Duration::from_millis(100))
-        .unwrap()
-        .is_none());
-    p.flush().unwrap();
-    // The flushed read took nothing: the next record goes to the next read.
-    let q = c.open("vmx/wait", om::WRITE).unwrap();
-    q.write_str("one").unwrap();
-    let p = c.start_read(&w, 0, 100).unwrap();
-    assert_eq!(p.wait().unwrap(), b"one");
-    // Flushing a read that was already answered is harmless too.
-    q.write_str("two").unwrap();
-    let p = c.start_read(&w, 0, 100).unwrap();
-    thread::sleep(Duration::from_millis(50));
-    p.flush().unwrap();
-    assert_eq!(c.read_file("hello").unwrap(), b"hello, world\n");
+    for c in clients() {
+        let w = c.open("vmx/wait", om::READ).unwrap();
+        let mut p = c.start_read(&w, 0, 100).unwrap();
+        assert!(p
+            .wait_timeout(Duration::from_millis(100))
+            .unwrap()
+            .is_none());
+        p.flush().unwrap();
+        // The flushed read took nothing: the next record goes to the next read.
+        let q = c.open("vmx/wait", om::WRITE).unwrap();
+        q.write_str("one").unwrap();
+        let p = c.start_read(&w, 0, 100).unwrap();
+        assert_eq!(p.wait().unwrap(), b"one");
+        // Flushing a read that was already answered is harmless too.
+        q.write_str("two").unwrap();
+        let p = c.start_read(&w, 0, 100).unwrap();
+        thread::sleep(Duration::from_millis(50));
+        p.flush().unwrap();
+        assert_eq!(c.read_file("hello").unwrap(), b"hello, world\n");
+    }
 }
 
 #[test]
 fn clunk_aborts_a_blocked_read() {
-    let c = connect();
-    let w = c.open("vmx/wait", om::READ).unwrap();
-    let p = c.start_read(&w, 0, 100).unwrap();
-    w.clunk().unwrap();
-    assert_eq!(p.wait().err().unwrap().remote(), Some("interrupted"));
+    for c in clients() {
+        let w = c.open("vmx/wait", om::READ).unwrap();
+        let p = c.start_read(&w, 0, 100).unwrap();
+        w.clunk().unwrap();
+        assert_eq!(p.wait().err().unwrap().remote(), Some("interrupted"));
+    }
 }
 
 #[test]
 fn fids_are_clunked_on_drop() {
-    let c = connect();
-    for _ in 0..3000 {
-        // More than the server's fid limit (1024) if drops leaked fids.
-        let f = c.open("hello", om::READ).unwrap();
-        drop(f);
+    for c in clients() {
+        for _ in 0..3000 {
+            // More than the server's fid limit (1024) if drops leaked fids.
+            let f = c.open("hello", om::READ).unwrap();
+            drop(f);
+        }
+        assert_eq!(c.read_file("hello").unwrap(), b"hello, world\n");
     }
-    assert_eq!(c.read_file("hello").unwrap(), b"hello, world\n");
 }
 
 #[test]
@@ -320,18 +337,43 @@ fn rerror_to_tversion_is_reported() {
 
 #[test]
 fn a_write_in_flight_with_a_blocked_read() {
-    let c = connect();
-    let w = c.open("vmx/wait", om::READ).unwrap();
-    let p = c.start_read(&w, 0, 100).unwrap();
-    // The write goes out while the read is still blocked; its reply is collected after
-    // the read's, as a pipelining client does.
-    let q = c.open("vmx/wait", om::WRITE).unwrap();
-    let pw = c.start_write(&q, 0, b"line").unwrap();
-    assert_ne!(pw.tag(), p.tag());
-    assert_eq!(p.wait().unwrap(), b"line");
-    assert_eq!(pw.wait().unwrap(), 4);
-    // An error comes back through the pending write.
-    let r = c.open("hello", om::READ).unwrap();
-    let pw = c.start_write(&r, 0, b"x").unwrap();
-    assert!(pw.wait().unwrap_err().remote().is_some());
+    for c in clients() {
+        let w = c.open("vmx/wait", om::READ).unwrap();
+        let p = c.start_read(&w, 0, 100).unwrap();
+        // The write goes out while the read is still blocked; its reply is collected after
+        // the read's, as a pipelining client does.
+        let q = c.open("vmx/wait", om::WRITE).unwrap();
+        let pw = c.start_write(&q, 0, b"line").unwrap();
+        assert_ne!(pw.tag(), p.tag());
+        assert_eq!(p.wait().unwrap(), b"line");
+        assert_eq!(pw.wait().unwrap(), 4);
+        // An error comes back through the pending write.
+        let r = c.open("hello", om::READ).unwrap();
+        let pw = c.start_write(&r, 0, b"x").unwrap();
+        assert!(pw.wait().unwrap_err().remote().is_some());
+    }
+}
+
+#[test]
+fn replies_nobody_waits_for_are_still_read() {
+    for c in clients() {
+        let done = std::sync::mpsc::channel();
+        let c2 = c.clone();
+        thread::spawn(move || {
+            let f = c2.open("big", om::RDWR).unwrap();
+            // Far more reply bytes, then request bytes, than the sockets hold, with no
+            // reply waited for: were the replies left unread, the server would stop
+            // reading and these sends would block for good.
+            for _ in 0..200 {
+                drop(c2.start_read(&f, 0, 8192).unwrap());
+            }
+            let data = [0x5au8; 8000];
+            for _ in 0..200 {
+                drop(c2.start_write(&f, 0, &data).unwrap());
+            }
+            let _ = done.0.send(c2.read_file("hello").unwrap());
+        });
+        let got = done.1.recv_timeout(Duration::from_secs(20));
+        assert_eq!(got.unwrap(), b"hello, world\n");
+    }
 }

@@ -142,6 +142,7 @@ fn main() {
     }
     println!("{head}");
     let mut cpu_lines = Vec::new();
+    let mut client_lines = Vec::new();
     for row in rows() {
         if only
             .as_ref()
@@ -151,11 +152,13 @@ fn main() {
         }
         let mut rates = vec![Vec::new(); peers.len()];
         let mut cpus = vec![Vec::new(); peers.len()];
+        let mut clients = vec![Vec::new(); peers.len()];
         for _ in 0..reps {
             for (i, p) in peers.iter().enumerate() {
-                if let Some((rate, cpu)) = measure(&row, p, secs) {
-                    rates[i].push(rate);
-                    cpus[i].extend(cpu);
+                if let Some(m) = measure(&row, p, secs) {
+                    rates[i].push(m.rate);
+                    cpus[i].extend(m.server_cpu);
+                    clients[i].extend(m.client_cpu);
                 }
             }
         }
@@ -171,31 +174,8 @@ fn main() {
             line += &format!("{:>11.2}x", meds[0] / m);
         }
         println!("{line}");
-        // Server CPU per file or per MiB, in microseconds; fewer is better, so the ratio
-        // is theirs over ours.
-        let cpu: Vec<Option<f64>> = cpus
-            .into_iter()
-            .map(|c| (!c.is_empty()).then(|| median(c) * 1e6))
-            .collect();
-        let unit = if row.unit == "MiB/s" {
-            "us/MiB"
-        } else {
-            "us/file"
-        };
-        let mut line = format!("{:<42}{:>8}", row.what, unit);
-        for c in &cpu {
-            line += &match c {
-                Some(c) => format!("{c:>10.1}"),
-                None => format!("{:>10}", "-"),
-            };
-        }
-        for c in &cpu[1..] {
-            line += &match (cpu[0], c) {
-                (Some(o), Some(t)) => format!("{:>11.2}x", t / o),
-                _ => format!("{:>12}", "-"),
-            };
-        }
-        cpu_lines.push(line);
+        cpu_lines.push(cpu_line(&row, cpus));
+        client_lines.push(cpu_line(&row, clients));
     }
     if peers.iter().any(|p| p.pid.is_some()) {
         println!("server CPU per operation (user+system, the server's processes only; fewer is better, ratios theirs/ours):");
@@ -203,6 +183,38 @@ fn main() {
             println!("{l}");
         }
     }
+    println!("client CPU per operation (this process, the same client for every server; ratios theirs/ours):");
+    for l in client_lines {
+        println!("{l}");
+    }
     stop_children();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A row's CPU time per file or MiB on each server, in microseconds (medians of `cpus`),
+/// and their ratios to the first server's; fewer is better, so the ratio is theirs/ours.
+fn cpu_line(row: &rows::Row, cpus: Vec<Vec<f64>>) -> String {
+    let cpu: Vec<Option<f64>> = cpus
+        .into_iter()
+        .map(|c| (!c.is_empty()).then(|| median(c) * 1e6))
+        .collect();
+    let unit = if row.unit == "MiB/s" {
+        "us/MiB"
+    } else {
+        "us/file"
+    };
+    let mut line = format!("{:<42}{:>8}", row.what, unit);
+    for c in &cpu {
+        line += &match c {
+            Some(c) => format!("{c:>10.1}"),
+            None => format!("{:>10}", "-"),
+        };
+    }
+    for c in &cpu[1..] {
+        line += &match (cpu[0], c) {
+            (Some(o), Some(t)) => format!("{:>11.2}x", t / o),
+            _ => format!("{:>12}", "-"),
+        };
+    }
+    line
 }

@@ -324,16 +324,30 @@ pub(crate) fn engine_alone(secs: f64) -> (f64, f64, f64) {
     (files, w, r)
 }
 
-/// Measures `row` on `p`: the figure and, for a server this run started, the server's
-/// CPU seconds per unit of it.
-pub(crate) fn measure(row: &Row, p: &Peer, secs: f64) -> Option<(f64, Option<f64>)> {
+/// One row's figure on one server: the rate, and the CPU seconds per unit of it of the
+/// server (one this run started) and of the client (this process: the same client code
+/// drives every server, so its cost is shared by both columns).
+pub(crate) struct Measured {
+    pub(crate) rate: f64,
+    pub(crate) server_cpu: Option<f64>,
+    pub(crate) client_cpu: Option<f64>,
+}
+
+/// Measures `row` on `p`.
+pub(crate) fn measure(row: &Row, p: &Peer, secs: f64) -> Option<Measured> {
     let before = p.pid.and_then(cpu_secs);
+    let client_before = cpu_secs(std::process::id());
     let fig = (row.measure)(p, secs)?;
+    let client_after = cpu_secs(std::process::id());
     // The connection is closed: let the lib9p peer's child end and be reaped.
     std::thread::sleep(Duration::from_millis(50));
     let after = p.pid.and_then(cpu_secs);
-    let cpu = before.zip(after).map(|(b, a)| (a - b) / fig.amount);
-    Some((fig.rate(), cpu))
+    let per = |b: Option<f64>, a: Option<f64>| b.zip(a).map(|(b, a)| (a - b) / fig.amount);
+    Some(Measured {
+        rate: fig.rate(),
+        server_cpu: per(before, after),
+        client_cpu: per(client_before, client_after),
+    })
 }
 
 /// Measures a row on a server for a number of seconds (`None`: not on this server).
