@@ -243,7 +243,8 @@ fn the_tools_disk_sits_on_the_kernels_pci_bus_and_its_bar_stays_the_tools() {
     // BAR's the tool's: virtio-blk's FLUSH and SEG_MAX features.
     assert_eq!(ax[2], 0x1001_1af4, "{ax:x?}");
     assert_eq!(ax[4], u64::from(vmx::virtio::IO_BASE) | 1, "{ax:x?}");
-    let features = vmx::virtio::blk::F_FLUSH | vmx::virtio::blk::F_SEG_MAX;
+    let features =
+        vmx::virtio::blk::F_FLUSH | vmx::virtio::blk::F_SEG_MAX | vmx::virtio::blk::F_TOPOLOGY;
     assert_eq!(ax[7], u64::from(features), "{ax:x?}");
     drop(ns);
     let s = &report.stats.by_reason;
@@ -438,8 +439,8 @@ fn kernel_disks_a_segment_written_back_and_a_queue_served() {
     assert!(log.contains("served here through the VM's blkq"), "{log}");
     let c = report.kdisks.expect("the kernel's disks");
     // Two pages uploaded; one written back.
-    assert_eq!(c.load.1, 8192, "{c:?}");
-    assert_eq!(c.save.1, 4096, "{c:?}");
+    assert_eq!(c.load.bytes, 8192, "{c:?}");
+    assert_eq!(c.save.bytes, 4096, "{c:?}");
     let got = std::fs::read(&seg).unwrap();
     assert_eq!(got.len(), 8192);
     assert!(got[..512].iter().all(|&b| b == 0x11));
