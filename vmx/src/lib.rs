@@ -14,6 +14,7 @@ pub mod kdisk;
 pub mod layout;
 pub mod loader;
 pub mod paging;
+pub mod pipe;
 pub mod regs;
 pub mod run;
 pub mod session;
