@@ -60,25 +60,24 @@ fn machine() -> (Client, Vm, usize) {
 
 /// As [`machine`], with VMs on `cpus` (none: the boot CPU runs them).
 fn machine_on(cpus: &[usize]) -> (Client, Vm, usize) {
-    machine_with(cpus, RAM)
+    machine_with(cpus, RAM, 8192 + 24)
 }
 
-/// As [`machine_on`], with `ram` bytes of RAM.
-fn machine_with(cpus: &[usize], ram: usize) -> (Client, Vm, usize) {
+/// As [`machine_on`], with `ram` bytes of RAM, the session at `msize`.
+fn machine_with(cpus: &[usize], ram: usize, msize: u32) -> (Client, Vm, usize) {
     let mut hw = TestHw::new(4096);
     hw.tsc_step = 0;
     for &cpu in cpus {
         hw.ap_vmxon(cpu);
     }
     let free0 = hw.frames_free();
-    let mut c = Client::with_hw(hw);
+    let mut c = Client::with_hw_msize(hw, msize);
     c.ns.vms_mut().set_cpus(cpus);
     let v = c.vm();
     c.segment("ram", ram as u64);
     let line = format!("rwx wb 0 {ram:#x} ram 0\n");
-    let line = line.as_bytes();
     assert_eq!(
-        c.write_path(&format!("vmx/{}/map", v.n), line),
+        c.write_path(&format!("vmx/{}/map", v.n), line.as_bytes()),
         R::Count(line.len() as u32)
     );
     assert_eq!(c.write(v.ctl, 0, b"devices pic pci"), R::Count(15));
@@ -319,7 +318,7 @@ const PER_BUDGET: u16 = 8;
 
 #[test]
 fn a_notify_serves_a_budget_and_each_entry_after_it_the_next() {
-    let (mut c, v, free0) = machine_with(&[], 0x100000);
+    let (mut c, v, free0) = machine_with(&[], 0x100000, 8192 + 24);
     let (image, mut ram, d) = big_reads(&mut c);
     assert_eq!(ctl(&mut c, &v, "pci blk seg disk"), R::Count(16));
     // The notify's budget, and one more before the entry that exits to the client.
@@ -354,7 +353,7 @@ fn a_notify_serves_a_budget_and_each_entry_after_it_the_next() {
 
 #[test]
 fn a_reset_drops_the_work_a_budget_left() {
-    let (mut c, v, free0) = machine_with(&[], 0x100000);
+    let (mut c, v, free0) = machine_with(&[], 0x100000, 8192 + 24);
     let (_, mut ram, d) = big_reads(&mut c);
     assert_eq!(ctl(&mut c, &v, "pci blk seg disk"), R::Count(16));
     let mut exits = setup_exits();
@@ -573,4 +572,54 @@ fn blkq_completion_lines_may_be_cut_anywhere_and_bad_ones_are_refused() {
             .map(|f| c.read(f, 0, 10)),
         Ok(err("no in-kernel disks"))
     );
+}
+
+#[test]
+fn one_blkq_read_takes_every_pending_request_and_one_write_completes_them() {
+    // 512 KiB of guest RAM: two 192 KiB reads and a flush, all pending at once.
+    const BIG: usize = 0x80000;
+    const LEN: usize = 0x30000;
+    let (mut c, v, free0) = machine_with(&[], BIG, protocol::BULK_IO + protocol::IOHDRSZ as u32);
+    assert_eq!(ctl(&mut c, &v, "pci blk queue 1048576"), R::Count(21));
+    let q = c.open_path(&format!("vmx/{}/blkq", v.n), om::RDWR).unwrap();
+    let mut ram = Ram::new(BIG);
+    let mut d = Driver::new(128, PFN);
+    for (i, (at, sector)) in [(0x10000, 0u64), (0x40000, 384)].into_iter().enumerate() {
+        header(&mut ram, 0x8000 + i * 0x20, T_IN, sector);
+        d.offer(
+            &mut ram,
+            &[
+                (0x8000 + i as u64 * 0x20, 16, false),
+                (at, LEN as u32, true),
+                (0x8100 + i as u64, 1, true),
+            ],
+        );
+    }
+    header(&mut ram, 0x8040, virtio::blk::T_FLUSH, 0);
+    d.offer(&mut ram, &[(0x8040, 16, false), (0x8102, 1, true)]);
+    upload(&mut c, "ram", 0, &ram.b);
+    let mut exits = setup_exits();
+    exits.extend(notify_exits());
+    run(&mut c, &v, exits);
+    // One read: all three records.
+    assert_eq!(
+        c.read(q, 0, 4096),
+        R::Data(b"0 1 r 0 196608\n0 2 r 196608 196608\n0 3 f 0 0\n".to_vec())
+    );
+    // One write (past the old 128 KiB msize): all three completions.
+    let mut w = Vec::new();
+    for (tag, fill) in [(1, 0x11u8), (2, 0x22)] {
+        w.extend(format!("0 {tag} ok {LEN}\n").bytes());
+        w.extend(vec![fill; LEN]);
+    }
+    w.extend(b"0 3 ok 0\n");
+    assert_eq!(c.write(q, 0, &w), R::Count(w.len() as u32));
+    let got = download(&mut c, "ram", 0, BIG);
+    assert_eq!(got[0x8100..0x8103], [S_OK; 3]);
+    assert!(got[0x10000..0x40000].iter().all(|&b| b == 0x11));
+    assert!(got[0x40000..0x70000].iter().all(|&b| b == 0x22));
+    ram.b = got;
+    assert_eq!(d.used_idx(&ram), 3);
+    c.clunk(q);
+    end(c, &v, &["ram"], free0);
 }

@@ -22,7 +22,18 @@ struct Port<H: Hw> {
     /// answered and sent before the session ends; requests that would wait end with it.
     finished: Option<u64>,
     gate: Gate,
+    /// Served at the engine's largest msize (one of [`BULK_LINKS`]).
+    bulk: bool,
 }
+
+/// Links served at the engine's largest msize at once. Such a session may hold about
+/// 2.3 MiB of heap (hypervisor/README.md, Memory), so these take about 19 MiB of a
+/// 64 MiB heap; later links get [`SMALL_MSIZE`] until one of them goes, and the 64 TCP
+/// connections `net` allows then hold about 40 MiB at most, not 150.
+pub const BULK_LINKS: usize = 8;
+
+/// The largest msize of the links beyond [`BULK_LINKS`]: 64 KiB of data.
+pub const SMALL_MSIZE: u32 = 64 * 1024 + protocol::IOHDRSZ as u32;
 
 /// What a connection's wrong owner secrets cost it.
 #[derive(Default)]
@@ -157,9 +168,18 @@ impl<H: Hw> Server<H> {
         // A claimed uname is not proof on a network link.
         self.facts.owners.set_network(id, link.network());
         self.tree.set_facts(self.facts.clone());
+        let bulk = self.ports.iter().filter(|p| p.bulk).count() < BULK_LINKS;
+        let limits = Limits {
+            max_msize: if bulk {
+                self.limits.max_msize
+            } else {
+                SMALL_MSIZE.min(self.limits.max_msize)
+            },
+            ..self.limits
+        };
         let mut conn = Conn::new(
             id,
-            self.limits,
+            limits,
             link.kind(),
             STALE_TICKS,
             crate::arch::timer::ticks(),
@@ -176,6 +196,7 @@ impl<H: Hw> Server<H> {
             link,
             conn,
             finished: None,
+            bulk,
         });
     }
 

@@ -4,7 +4,7 @@
 
 use devvmx::testhw::TestHw;
 use devvmx::{Config, Namespace};
-use hypervisor::server::Server;
+use hypervisor::server::{Server, BULK_LINKS, SMALL_MSIZE};
 use hypervisor::transport::{Event, Kind, Link, Listener};
 use ninep::testing::R;
 use protocol::{om, Fcall, Wnames, NOFID, NOTAG};
@@ -384,4 +384,46 @@ fn wrong_secrets_wait_and_nobody_else_does() {
     send_owner_attach(&guess_wire, 1, "!s3");
     s.step();
     assert!(matches!(reply(&guess_wire), Some(R::Open(_))));
+}
+
+/// The first [`BULK_LINKS`] links get the engine's largest msize, later ones
+/// [`SMALL_MSIZE`] (their buffers must fit the heap), until a bulk link goes.
+#[test]
+fn only_the_first_links_get_the_bulk_msize() {
+    const NAMES: [&str; 10] = [
+        "tcp!10.0.2.2!1",
+        "tcp!10.0.2.2!2",
+        "tcp!10.0.2.2!3",
+        "tcp!10.0.2.2!4",
+        "tcp!10.0.2.2!5",
+        "tcp!10.0.2.2!6",
+        "tcp!10.0.2.2!7",
+        "tcp!10.0.2.2!8",
+        "tcp!10.0.2.2!9",
+        "tcp!10.0.2.2!10",
+    ];
+    let bulk = protocol::BULK_IO + protocol::IOHDRSZ as u32;
+    let mut s = server(&[]);
+    // A new link's Tversion asking for 16 MiB: the msize it gets, and its wire.
+    let msize = |s: &mut Srv, name| {
+        let (l, w) = link(name, Kind::Stream, true);
+        s.add(Box::new(l));
+        let v = Fcall::Tversion {
+            msize: 1 << 24,
+            version: "9P2000",
+        };
+        (rpc(s, &w, NOTAG, v), w)
+    };
+    let mut wires = Vec::new();
+    for name in &NAMES[..BULK_LINKS] {
+        let (v, w) = msize(&mut s, name);
+        assert_eq!(v, R::Version(bulk, "9P2000".into()));
+        wires.push(w);
+    }
+    let (v, _small) = msize(&mut s, NAMES[8]);
+    assert_eq!(v, R::Version(SMALL_MSIZE, "9P2000".into()));
+    wires[0].borrow_mut().event = Some(Event::Closed);
+    s.step();
+    let (v, _) = msize(&mut s, NAMES[9]);
+    assert_eq!(v, R::Version(bulk, "9P2000".into()));
 }

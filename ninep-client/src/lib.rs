@@ -22,7 +22,7 @@ mod mux;
 
 pub use error::{Error, Result};
 pub use fid::{Fid, File, Pending, PendingWrite};
-pub use protocol::{dm, om, qt, Qid, Stat};
+pub use protocol::{dm, om, qt, Qid, Stat, BULK_IO};
 
 use mux::Mux;
 use protocol::{DirIter, Fcall, Wnames, IOHDRSZ, MAXWELEM, NOFID};
@@ -37,9 +37,9 @@ use std::time::Duration;
 pub const DEFAULT_MSIZE: u32 = 64 * 1024 + IOHDRSZ as u32;
 
 /// The msize for clients that move bulk data (the vmx tool's uploads and queue disks):
-/// 128 KiB of data, the most the hypervisor's engine takes; a server with less answers
-/// with its own.
-pub const BULK_MSIZE: u32 = 128 * 1024 + IOHDRSZ as u32;
+/// [`protocol::BULK_IO`] (1 MiB) of data, the most the hypervisor's engine takes; a
+/// server with less answers with its own.
+pub const BULK_MSIZE: u32 = protocol::BULK_IO + IOHDRSZ as u32;
 
 /// A stream a connection can run over: it splits into a reader and a writer half and can
 /// be shut down so the reader thread ends when the client goes away.

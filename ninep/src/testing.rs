@@ -79,7 +79,7 @@ impl<T: Tree> Client<T> {
     }
 
     pub fn send(&mut self, tag: u16, f: Fcall<'_>) {
-        let mut buf = vec![0u8; 1 << 18];
+        let mut buf = vec![0u8; Limits::default().max_msize as usize];
         let n = f.encode(tag, &mut buf).unwrap();
         self.send_raw(&buf[..n]);
     }

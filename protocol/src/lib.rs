@@ -38,6 +38,10 @@ pub const HEADER_LEN: usize = 7;
 pub const RREAD_HEADER_LEN: usize = HEADER_LEN + 4;
 /// Rread/Twrite header: size[4] type[1] tag[2] count[4] (plus fid[4] offset[8] for Twrite).
 pub const IOHDRSZ: usize = 24;
+/// The data of one bulk message (a Twrite or Rread at the hypervisor's largest msize,
+/// `BULK_IO + IOHDRSZ`): 1 MiB, so an upload or a queue disk's batch of completions
+/// moves a megabyte per message.
+pub const BULK_IO: u32 = 1024 * 1024;
 
 /// Qid.type bits.
 pub mod qt {

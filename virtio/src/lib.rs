@@ -62,6 +62,8 @@ pub mod feature {
     pub const BLK_FLUSH: u64 = spec::blk::F::FLUSH.bits().to_ne() as u64;
     /// virtio-blk: the configuration says how many data buffers a request may have.
     pub const BLK_SEG_MAX: u64 = spec::blk::F::SEG_MAX.bits().to_ne() as u64;
+    /// virtio-blk: the configuration holds the disk's topology (its optimal I/O size).
+    pub const BLK_TOPOLOGY: u64 = spec::blk::F::TOPOLOGY.bits().to_ne() as u64;
     /// virtio-console: several ports and the control queues.
     pub const CONSOLE_MULTIPORT: u64 = spec::console::F::MULTIPORT.bits().to_ne() as u64;
 

@@ -7,6 +7,7 @@ use devvmx::testhw::{Exit, TestHw};
 use devvmx::vmcs::GUEST_RIP;
 use devvmx::{Config, Namespace};
 use ninep::{Limits, Session};
+use ninep_client::{dm, om};
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
@@ -64,6 +65,19 @@ fn connect(
     ninep_client::Client,
     UnixStream,
 ) {
+    connect_msize(hw, ninep_client::DEFAULT_MSIZE)
+}
+
+/// As [`connect`], the client dialing at `msize`.
+fn connect_msize(
+    hw: TestHw,
+    msize: u32,
+) -> (
+    Ns,
+    std::thread::JoinHandle<()>,
+    ninep_client::Client,
+    UnixStream,
+) {
     let ns: Ns = Arc::new(Mutex::new(Namespace::new(
         hw,
         Config {
@@ -77,7 +91,7 @@ fn connect(
         move || serve(ns, b)
     });
     let link = a.try_clone().unwrap();
-    let client = ninep_client::Client::over(a, "eve", "").unwrap();
+    let client = ninep_client::Client::over_msize(a, "eve", "", msize).unwrap();
     (ns, server, client, link)
 }
 
@@ -235,7 +249,8 @@ fn the_tools_disk_sits_on_the_kernels_pci_bus_and_its_bar_stays_the_tools() {
     // BAR's the tool's: virtio-blk's FLUSH and SEG_MAX features.
     assert_eq!(ax[2], 0x1001_1af4, "{ax:x?}");
     assert_eq!(ax[4], u64::from(vmx::virtio::IO_BASE) | 1, "{ax:x?}");
-    let features = vmx::virtio::blk::F_FLUSH | vmx::virtio::blk::F_SEG_MAX;
+    let features =
+        vmx::virtio::blk::F_FLUSH | vmx::virtio::blk::F_SEG_MAX | vmx::virtio::blk::F_TOPOLOGY;
     assert_eq!(ax[7], u64::from(features), "{ax:x?}");
     drop(ns);
     let s = &report.stats.by_reason;
@@ -407,8 +422,8 @@ fn kernel_disks_a_segment_written_back_and_a_queue_served() {
     assert!(log.contains("served here through the VM's blkq"), "{log}");
     let c = report.kdisks.expect("the kernel's disks");
     // Two pages uploaded; one written back.
-    assert_eq!(c.load.1, 8192, "{c:?}");
-    assert_eq!(c.save.1, 4096, "{c:?}");
+    assert_eq!(c.load.bytes, 8192, "{c:?}");
+    assert_eq!(c.save.bytes, 4096, "{c:?}");
     let got = std::fs::read(&seg).unwrap();
     assert_eq!(got.len(), 8192);
     assert!(got[..512].iter().all(|&b| b == 0x11));
@@ -609,4 +624,64 @@ fn links_are_the_kernels_cards_where_it_has_them() {
         "{log}"
     );
     assert!(report.netlinks.is_none());
+}
+
+/// The tool's bulk transfers (`vmx::pipe`) on the engine at the bulk msize: 5 MiB
+/// written in 1 MiB messages with 4 in flight (two windows, so two round trips of
+/// latency), then read back as ranges the same way.
+#[test]
+fn bulk_transfers_send_full_messages_a_window_at_a_time() {
+    use vmx::pipe::{read_ranges, Trips, Writer, WINDOW};
+    let (_ns, server, client, _) = connect_msize(TestHw::new(4096), ninep_client::BULK_MSIZE);
+    assert_eq!(client.max_io(), ninep_client::BULK_IO);
+    drop(
+        client
+            .create("segment", "bulk", dm::DIR | 0o777, om::READ)
+            .unwrap(),
+    );
+    let ctl = client
+        .open("segment/bulk/ctl", om::WRITE | om::TRUNC | om::RCLOSE)
+        .unwrap();
+    ctl.write_str("va 0x10000000 0x600000 sticky").unwrap();
+    let data = client.open("segment/bulk/data", om::RDWR).unwrap();
+    let bytes: Vec<u8> = (0..5 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let mut w = Writer::new(&client, &data);
+    w.write(0x1000, &bytes).unwrap();
+    assert_eq!(
+        w.finish().unwrap(),
+        Trips {
+            sent: 5,
+            latency_bound: 2
+        }
+    );
+    assert_eq!(WINDOW, 4);
+    let ranges = [(0x1000u64, 3u64 << 20), (0x400000, 0x1000), (0x1000, 10)];
+    let mut got = Vec::new();
+    let trips = read_ranges(&client, &data, &ranges, &mut |at, b| {
+        got.push((at, b.to_vec()));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(trips.sent, 5);
+    let at = |off: u64| &bytes[(off - 0x1000) as usize..];
+    let mut want = Vec::new();
+    for (off, len) in ranges {
+        for i in 0..len.div_ceil(1 << 20) {
+            let o = off + (i << 20);
+            let n = (len - (i << 20)).min(1 << 20) as usize;
+            want.push((o, at(o)[..n].to_vec()));
+        }
+    }
+    assert!(
+        got == want,
+        "{:?}",
+        got.iter().map(|g| (g.0, g.1.len())).collect::<Vec<_>>()
+    );
+    // Past the segment's end: the read says where.
+    let e = read_ranges(&client, &data, &[(0x5ff000, 0x2000)], &mut |_, _| Ok(())).unwrap_err();
+    assert!(e.contains("end of file"), "{e}");
+    drop(data);
+    ctl.clunk().unwrap();
+    drop(client);
+    server.join().unwrap();
 }

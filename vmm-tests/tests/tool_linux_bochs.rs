@@ -114,7 +114,7 @@ impl Guest {
         });
         // The tool's own message size (vmx dials with it), so the upload costs what it
         // does with the tool.
-        let msize = ninep_client::DEFAULT_MSIZE;
+        let msize = ninep_client::BULK_MSIZE;
         let client = match link {
             Link::Com1 | Link::Bridged => m.client_msize(&m.main_path(), "eve", "", msize),
             Link::Tcp => {

@@ -15,6 +15,7 @@ pub mod knet;
 pub mod layout;
 pub mod loader;
 pub mod paging;
+pub mod pipe;
 pub mod regs;
 pub mod run;
 pub mod session;

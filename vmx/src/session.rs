@@ -125,7 +125,7 @@ pub fn run(
         o.segment,
         upload::human(layout.segment_size() as f64)
     );
-    let t0 = vm.round_trips();
+    let (t0, b0) = (vm.round_trips(), vm.blocking_trips());
     let kernel = if o.kernel_devices {
         let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -217,6 +217,7 @@ pub fn run(
         return Err(e);
     }
     let load_trips = vm.round_trips() - t0;
+    let load_waits = vm.blocking_trips() - b0;
 
     let (tx, rx) = channel();
     let wait = match vm.open_wait() {
@@ -398,7 +399,7 @@ pub fn run(
         .sum();
     stats
         .by_reason
-        .insert("(load)".into(), (0, load_trips, load_trips));
+        .insert("(load)".into(), (0, load_trips, load_waits));
     let vm = runner.into_vm();
     // The segment disks' changes back in their files while the VM still holds them.
     let saved = match kdisks.as_mut() {
@@ -443,13 +444,13 @@ pub fn run(
     };
     if let Some(c) = &costs {
         stats.disk_bytes += c.queue.2;
-        for (name, (n, t)) in [
-            (kdisk::LOAD, (0, c.load.0)),
-            (kdisk::QUEUE, (c.queue.0, c.queue.1)),
-            (kdisk::SAVE, (0, c.save.0)),
+        for (name, (n, t, l)) in [
+            (kdisk::LOAD, (0, c.load.trips, c.load.latency_bound)),
+            (kdisk::QUEUE, (c.queue.0, c.queue.1, c.queue.3)),
+            (kdisk::SAVE, (0, c.save.trips, c.save.latency_bound)),
         ] {
             if t > 0 {
-                stats.by_reason.insert(name.into(), (n, t, t));
+                stats.by_reason.insert(name.into(), (n, t, l));
             }
         }
     }

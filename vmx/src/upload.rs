@@ -7,9 +7,9 @@ use crate::vmfs::Vmfs;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-/// Bytes per write: one 9P message at the tool's 64 KiB msize (more at smaller ones).
-/// Each is a round trip, which over a network costs at least a LAN's latency.
-const PIECE: usize = 64 * 1024;
+/// Bytes per piece of the plan: one 9P message at the tool's bulk msize (the transport
+/// cuts more at smaller ones, and keeps several in flight: [`crate::pipe`]).
+const PIECE: usize = ninep_client::BULK_IO as usize;
 const PAGE: u64 = 4096;
 
 /// The (address, bytes) runs of `img` worth sending: its chunks cut at page boundaries
@@ -75,10 +75,8 @@ pub fn send(
     let start = Instant::now();
     let mut last = start;
     let mut sent = 0u64;
-    for (addr, data) in &pieces {
-        vm.write_mem(*addr, data)
-            .map_err(|e| format!("writing guest memory at {addr:#x}: {e}"))?;
-        sent += data.len() as u64;
+    vm.write_mem_all(&pieces, &mut |n| {
+        sent += n;
         if last.elapsed() >= every {
             last = Instant::now();
             let l = progress_line(sent, total, start.elapsed());
@@ -88,7 +86,7 @@ pub fn send(
                 writeln!(log, "{l}")
             };
         }
-    }
+    })?;
     let l = progress_line(sent, total, start.elapsed());
     let _ = if tty {
         writeln!(log, "\r{l}\x1b[K")
@@ -124,7 +122,7 @@ mod tests {
         };
         let p = plan(&img);
         // 0x1800..0x2000 (first page, partial), the page holding offset 3*4096, then the
-        // 40000-byte run cut into pieces of at most 16 KiB.
+        // 40000-byte run in one piece (at most PIECE).
         assert_eq!(p[0].0, 0x1800);
         assert_eq!(p[0].1.len(), 0x800);
         let a = 0x1800 + 3 * 4096u64;

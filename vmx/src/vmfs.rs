@@ -1,6 +1,7 @@
 //! What the exit loop needs from the hypervisor: one VM's files and its memory segment.
 //! [`NinepVm`] is the real thing over 9P; tests use a fake.
 
+use crate::pipe;
 use ninep_client::{dm, om, Client, File, PendingWrite};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Sender};
@@ -16,6 +17,21 @@ pub trait Vmfs {
     /// Guest-physical memory (the segment's data at the same offsets).
     fn read_mem(&mut self, addr: u64, len: usize) -> Result<Vec<u8>, String>;
     fn write_mem(&mut self, addr: u64, data: &[u8]) -> Result<(), String>;
+    /// Writes `pieces` (address, bytes) of guest memory, with several writes in flight
+    /// where the transport allows, calling `sent` with each piece's length once it has
+    /// gone out. By default one [`Vmfs::write_mem`] after another.
+    fn write_mem_all(
+        &mut self,
+        pieces: &[(u64, Vec<u8>)],
+        sent: &mut dyn FnMut(u64),
+    ) -> Result<(), String> {
+        for (addr, data) in pieces {
+            self.write_mem(*addr, data)
+                .map_err(|e| format!("writing guest memory at {addr:#x}: {e}"))?;
+            sent(data.len() as u64);
+        }
+        Ok(())
+    }
     /// 9P requests made so far through this handle (not counting wait reads).
     fn round_trips(&self) -> u64;
     /// Bytes for the in-kernel UART (the VM's `cons`), when the VM has one.
@@ -235,9 +251,7 @@ impl NinepVm {
     }
 
     fn io_limit(&self) -> usize {
-        let iou = self.data.iounit();
-        let max = self.client.max_io();
-        (if iou == 0 { max } else { iou.min(max) }) as usize
+        pipe::io_limit(&self.client, &self.data)
     }
 }
 
@@ -321,6 +335,24 @@ impl Vmfs for NinepVm {
             }
             done += w;
         }
+        Ok(())
+    }
+
+    fn write_mem_all(
+        &mut self,
+        pieces: &[(u64, Vec<u8>)],
+        sent: &mut dyn FnMut(u64),
+    ) -> Result<(), String> {
+        let mut w = pipe::Writer::new(&self.client, &self.data);
+        let r = pieces.iter().try_for_each(|(addr, data)| {
+            w.write(*addr, data)
+                .map(|()| sent(data.len() as u64))
+                .map_err(|e| format!("writing guest memory: {e}"))
+        });
+        let t = w.finish().map_err(|e| format!("writing guest memory: {e}"));
+        let t = r.and(t)?;
+        self.trips.add(t.sent);
+        self.blocking.add(t.latency_bound);
         Ok(())
     }
 

@@ -54,6 +54,8 @@ pub trait Vmx {
     /// As `new`, on a machine whose wall clock reads `secs`.
     fn with_clock(secs: u32) -> Self;
     fn with_hw(hw: TestHw) -> Self;
+    /// As `with_hw`, versioned at `msize` (not 8 KiB).
+    fn with_hw_msize(hw: TestHw, msize: u32) -> Self;
     /// Runs the guests once and lets the session answer what it now can.
     fn run(&mut self) -> bool;
     /// Opens clone ORDWR: the ctl fid and the VM's name.
@@ -76,6 +78,10 @@ impl Vmx for Client {
     }
 
     fn with_hw(hw: TestHw) -> Self {
+        Self::with_hw_msize(hw, 8192 + 24)
+    }
+
+    fn with_hw_msize(hw: TestHw, msize: u32) -> Self {
         let ns = Namespace::new(
             hw,
             Config {
@@ -84,7 +90,7 @@ impl Vmx for Client {
             },
         );
         let mut c = Client::connect(ns);
-        assert_eq!(c.version(8192 + 24), R::Version(8192 + 24, "9P2000".into()));
+        assert_eq!(c.version(msize), R::Version(msize, "9P2000".into()));
         assert!(matches!(c.attach(0, OWNER, ""), R::Open(_)));
         c
     }

@@ -27,7 +27,9 @@ fn one(blk: &mut Blk, ram: &mut Ram, bufs: &[(u64, u32, bool)]) -> Result<u32, S
 fn read_write_flush_id() {
     let mut blk = Blk::new(Box::new(disk()), false, "vmx-disk-0");
     assert_eq!(blk.config()[..8], 8u64.to_le_bytes());
-    assert_eq!(blk.features(), F_FLUSH | F_SEG_MAX);
+    assert_eq!(blk.features(), F_FLUSH | F_SEG_MAX | F_TOPOLOGY);
+    assert_eq!(blk.config()[28..32], OPT_IO.to_le_bytes());
+    assert_eq!(OPT_IO, 1008);
     assert_eq!(blk.config()[12..16], SEG_MAX.to_le_bytes());
     assert_eq!(SEG_MAX, 126);
     let mut ram = Ram::new(1 << 20);
@@ -128,7 +130,7 @@ fn a_read_larger_than_the_chunk_moves_in_pieces() {
 #[test]
 fn errors_are_statuses() {
     let mut blk = Blk::new(Box::new(disk()), true, "ro");
-    assert_eq!(blk.features(), F_FLUSH | F_SEG_MAX | F_RO);
+    assert_eq!(blk.features(), F_FLUSH | F_SEG_MAX | F_TOPOLOGY | F_RO);
     let mut ram = Ram::new(1 << 20);
     // Past the end of the disk, and a sector number that overflows.
     for sector in [7, u64::MAX / 4] {

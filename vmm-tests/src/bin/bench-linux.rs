@@ -187,8 +187,7 @@ fn counted<S: ninep_client::Conn + Read + Write + 'static>(
         left: 0,
         head: Vec::new(),
     };
-    ninep_client::Client::over_msize(conn, "eve", aname, ninep_client::DEFAULT_MSIZE)
-        .expect("attach")
+    ninep_client::Client::over_msize(conn, "eve", aname, ninep_client::BULK_MSIZE).expect("attach")
 }
 
 /// A guest under the hypervisor in Bochs, run by the tool on a thread: its console and

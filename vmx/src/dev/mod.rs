@@ -544,7 +544,10 @@ mod tests {
         m.io_out(0xcf8, 4, 0x8000_0804);
         m.io_out(0xcfc, 2, 1);
         assert!(m.virtio_port(IO_BASE));
-        assert_eq!(m.io_in(IO_BASE, 4), blk::F_FLUSH | blk::F_SEG_MAX);
+        assert_eq!(
+            m.io_in(IO_BASE, 4),
+            blk::F_FLUSH | blk::F_SEG_MAX | blk::F_TOPOLOGY
+        );
         let mut ram = Ram::new(1 << 20);
         m.io_out_to(IO_BASE + 0x08, 4, 16, &mut ram);
         m.io_out_to(IO_BASE + 0x12, 1, 7, &mut ram);

@@ -9,10 +9,11 @@
 
 pub mod queue;
 
+use crate::pipe::{self, Trips};
 use crate::upload::human;
 use crate::virtio::blk::{Backend, Blk, FileDisk};
 use crate::vmfs::{NinepVm, Vmfs};
-use ninep_client::{dm, om, Client, File};
+use ninep_client::{dm, om, Client, File, BULK_IO};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -117,15 +118,33 @@ struct SegDisk {
     len: u64,
 }
 
+/// A bulk transfer's cost: round trips, of them those whose latency it paid (pipelined
+/// messages ride behind one: [`pipe::Trips`]), and bytes moved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Transfer {
+    pub trips: u64,
+    pub latency_bound: u64,
+    pub bytes: u64,
+}
+
+impl Transfer {
+    fn add(&mut self, trips: u64, latency_bound: u64, bytes: u64) {
+        self.trips += trips;
+        self.latency_bound += latency_bound;
+        self.bytes += bytes;
+    }
+}
+
 /// What the in-kernel disks cost, for --stats.
 #[derive(Clone, Debug, Default)]
 pub struct Costs {
-    /// Uploads of segment disks: round trips and bytes sent.
-    pub load: (u64, u64),
-    /// Queue disks: requests served, round trips (reads and writes of `blkq`), bytes moved.
-    pub queue: (u64, u64, u64),
-    /// Write-backs of segment disks: round trips and bytes written to the files.
-    pub save: (u64, u64),
+    /// Uploads of segment disks.
+    pub load: Transfer,
+    /// Queue disks: requests served, round trips (reads and writes of `blkq`), bytes
+    /// moved, and batches (each one round trip of latency: [`queue::Tally`]).
+    pub queue: (u64, u64, u64, u64),
+    /// Write-backs of segment disks (bytes: those written to the files).
+    pub save: Transfer,
 }
 
 /// A VM's in-kernel disks.
@@ -172,14 +191,15 @@ fn make_segment(client: &Client, name: &str, len: u64) -> Result<(File, File), S
     }
 }
 
-/// Sends the file behind `spec` into `data`, `max` bytes a write at most: only the
-/// runs of pages that hold something (a fresh segment reads as zeros). Round trips and
-/// bytes sent.
-fn upload(spec: &Spec, data: &File, max: usize) -> Result<(u64, u64), String> {
+/// Sends the file behind `spec` into `data` with several writes in flight (each the
+/// most `data` takes): only the runs of pages that hold something (a fresh segment
+/// reads as zeros). What the writes cost and the bytes sent.
+fn upload(spec: &Spec, client: &Client, data: &File) -> Result<(Trips, u64), String> {
     let name = spec.path.display();
     let mut f = std::fs::File::open(&spec.path).map_err(|e| format!("-d {name}: {e}"))?;
-    let mut buf = vec![0u8; max.max(PAGE as usize)];
-    let (mut off, mut trips, mut sent) = (0u64, 0u64, 0u64);
+    let mut buf = vec![0u8; (BULK_IO as usize).max(PAGE as usize)];
+    let mut w = pipe::Writer::new(client, data);
+    let (mut off, mut sent) = (0u64, 0u64);
     loop {
         let mut n = 0;
         while n < buf.len() {
@@ -190,9 +210,12 @@ fn upload(spec: &Spec, data: &File, max: usize) -> Result<(u64, u64), String> {
             }
         }
         if n == 0 {
+            let trips = w
+                .finish()
+                .map_err(|e| format!("-d {name}: uploading: {e}"))?;
             return Ok((trips, sent));
         }
-        // Runs of non-zero pages, each one write (or more, past `max`).
+        // Runs of non-zero pages, each one write (or more, past what a write takes).
         let page = PAGE as usize;
         let mut p = 0;
         while p < n {
@@ -206,9 +229,8 @@ fn upload(spec: &Spec, data: &File, max: usize) -> Result<(u64, u64), String> {
                 p += page;
             }
             let run = &buf[start..p.min(n)];
-            data.write_all_at(off + start as u64, run)
+            w.write(off + start as u64, run)
                 .map_err(|e| format!("-d {name}: uploading: {e}"))?;
-            trips += (run.len() as u64).div_ceil(max as u64);
             sent += run.len() as u64;
         }
         off += n as u64;
@@ -259,13 +281,11 @@ impl KDisks {
                     data,
                     len,
                 };
-                let max = match seg.data.iounit() {
-                    0 => client.max_io(),
-                    n => n.min(client.max_io()),
-                } as usize;
-                let (trips, sent) = upload(&spec, &seg.data, max)?;
-                k.costs.load.0 += trips + 4;
-                k.costs.load.1 += sent;
+                let (trips, sent) = upload(&spec, &client, &seg.data)?;
+                // And the segment's create, opens and ctl write, each waited for.
+                k.costs
+                    .load
+                    .add(trips.sent + 4, trips.latency_bound + 4, sent);
                 k.segs.push(seg);
                 let _ = writeln!(
                     log,
@@ -328,40 +348,36 @@ impl KDisks {
             .open(&path, om::READ)
             .and_then(|f| f.read_all())
             .map_err(|x| format!("read {path}: {x}"))?;
-        self.costs.save.0 += 3;
-        let max = vm.client.max_io() as usize;
-        for (n, off, len) in parse_dirty(&String::from_utf8_lossy(&text)) {
-            let Some(s) = self.segs.iter().find(|s| s.n == n && !s.spec.ro) else {
-                continue;
-            };
+        self.costs.save.add(3, 3, 0);
+        let dirty = parse_dirty(&String::from_utf8_lossy(&text));
+        for s in self.segs.iter().filter(|s| !s.spec.ro) {
             // The padding past the image's end is not the file's.
-            let end = (off + len).min(s.len);
-            if off >= end {
+            let ranges: Vec<(u64, u64)> = dirty
+                .iter()
+                .filter(|d| d.0 == s.n)
+                .map(|&(_, off, len)| (off, (off + len).min(s.len)))
+                .filter(|&(off, end)| off < end)
+                .map(|(off, end)| (off, end - off))
+                .collect();
+            if ranges.is_empty() {
                 continue;
             }
+            let back =
+                |e: std::io::Error| format!("writing back -d {}: {e}", s.spec.path.display());
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .open(&s.spec.path)
-                .map_err(|e| format!("writing back -d {}: {e}", s.spec.path.display()))?;
-            let mut at = off;
-            while at < end {
-                let n = ((end - at) as usize).min(max);
-                let b = s
-                    .data
-                    .read_at(at, n as u32)
-                    .map_err(|x| format!("reading segment/{}: {x}", s.name))?;
-                self.costs.save.0 += 1;
-                if b.is_empty() {
-                    return Err(format!("segment/{}: ended at {at:#x}", s.name));
-                }
+                .map_err(back)?;
+            let mut bytes = 0;
+            let trips = pipe::read_ranges(&vm.client, &s.data, &ranges, &mut |at, b| {
+                bytes += b.len() as u64;
                 f.seek(SeekFrom::Start(at))
-                    .and_then(|_| f.write_all(&b))
-                    .map_err(|e| format!("writing back -d {}: {e}", s.spec.path.display()))?;
-                self.costs.save.1 += b.len() as u64;
-                at += b.len() as u64;
-            }
-            f.sync_data()
-                .map_err(|e| format!("writing back -d {}: {e}", s.spec.path.display()))?;
+                    .and_then(|_| f.write_all(b))
+                    .map_err(back)
+            })
+            .map_err(|e| format!("reading segment/{}: {e}", s.name))?;
+            self.costs.save.add(trips.sent, trips.latency_bound, bytes);
+            f.sync_data().map_err(back)?;
         }
         Ok(())
     }
@@ -380,6 +396,7 @@ impl KDisks {
                 tally.requests.load(Ordering::Relaxed),
                 tally.trips.get(),
                 tally.bytes.load(Ordering::Relaxed),
+                tally.batches.load(Ordering::Relaxed),
             );
         }
         for s in self.segs.drain(..) {

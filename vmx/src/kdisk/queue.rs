@@ -2,7 +2,10 @@
 //! parsed, each request served on its image file, and the completions written back.
 //! Format: devvmx/DEVIATIONS.md, "Extension: virtio-blk in the kernel". A thread keeps
 //! one read of `blkq` in flight: the next read goes out as soon as one comes back,
-//! before its requests are served, so a request waits at most one round trip.
+//! before its requests are served, so a request waits at most one round trip. The
+//! completions of a batch are packed into as few writes as the message size allows
+//! ([`Packer`]: several completions a write, one cut across two where it does not fit),
+//! each sent as soon as it is full, so serving and sending overlap.
 
 use crate::virtio::blk::{Backend, FileDisk};
 use crate::vmfs::Counter;
@@ -125,12 +128,48 @@ pub fn serve(disk: Option<&mut FileDisk>, r: &Request, out: &mut Vec<u8>) {
     out.extend_from_slice(format!("{} {} {status} 0\n", r.disk, r.tag).as_bytes());
 }
 
-/// What the server did, for --stats: requests, round trips, bytes moved.
+/// Completions cut into writes of `max` bytes: the stream's bytes in order, each write
+/// full but the batch's last.
+pub struct Packer {
+    max: usize,
+    buf: Vec<u8>,
+}
+
+impl Packer {
+    pub fn new(max: usize) -> Packer {
+        Packer {
+            max: max.max(1),
+            buf: Vec::new(),
+        }
+    }
+
+    /// The buffer completions are appended to ([`serve`]'s `out`).
+    pub fn buf(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// The full writes the buffer holds, taken out of it.
+    pub fn full(&mut self) -> Vec<Vec<u8>> {
+        let n = self.buf.len() / self.max * self.max;
+        let rest = self.buf.split_off(n);
+        let full = std::mem::replace(&mut self.buf, rest);
+        full.chunks(self.max).map(<[u8]>::to_vec).collect()
+    }
+
+    /// The batch's last, short write, if any.
+    pub fn rest(&mut self) -> Option<Vec<u8>> {
+        (!self.buf.is_empty()).then(|| std::mem::take(&mut self.buf))
+    }
+}
+
+/// What the server did, for --stats: requests, round trips, bytes moved, batches (each
+/// one round trip of latency: its read was already waiting, its writes go out together).
 #[derive(Clone, Default)]
 pub struct Tally {
     pub requests: Arc<AtomicU64>,
     pub trips: Counter,
     pub bytes: Arc<AtomicU64>,
+    pub batches: Arc<AtomicU64>,
 }
 
 /// Serves the queue disks until `blkq` fails or comes back empty (the VM ended):
@@ -143,7 +182,8 @@ pub fn run(
     tally: Tally,
 ) -> Result<(), String> {
     let client = rd.fid().client().clone();
-    let count = client.max_io();
+    let count = crate::pipe::io_limit(&client, &rd) as u32;
+    let mut packer = Packer::new(crate::pipe::io_limit(&client, &wr));
     let mut parser = Parser::default();
     let mut pending = client
         .start_read(&rd, 0, count)
@@ -163,28 +203,29 @@ pub fn run(
             .map_err(|e| e.to_string())?;
         tally.trips.add(1);
         let reqs = parser.feed(&b)?;
-        let mut out = Vec::new();
+        // The completions' writes go out as they fill (the server takes them in
+        // order, as it takes pipelined ctl writes), then their replies are collected:
+        // a batch costs one round trip of latency however many messages it needs.
+        let mut writes = Vec::new();
+        let mut send = |w: Vec<u8>| -> Result<(), String> {
+            tally.trips.add(1);
+            writes.push(client.start_write(&wr, 0, &w).map_err(|e| e.to_string())?);
+            Ok(())
+        };
         for r in &reqs {
             let d = disks.get_mut(r.disk).and_then(Option::as_mut);
-            serve(d, r, &mut out);
+            serve(d, r, packer.buf());
             if r.op != Op::Flush {
                 tally.bytes.fetch_add(r.len, Ordering::Relaxed);
             }
+            packer.full().into_iter().try_for_each(&mut send)?;
         }
+        packer.rest().into_iter().try_for_each(&mut send)?;
         tally
             .requests
             .fetch_add(reqs.len() as u64, Ordering::Relaxed);
-        // The completions' writes all go out at once (the server takes them in order,
-        // as it takes pipelined ctl writes), then their replies are collected: a batch
-        // costs one round trip of latency however many messages it needs.
-        let mut writes = Vec::new();
-        for piece in out.chunks(count as usize) {
-            tally.trips.add(1);
-            writes.push(
-                client
-                    .start_write(&wr, 0, piece)
-                    .map_err(|e| e.to_string())?,
-            );
+        if !writes.is_empty() {
+            tally.batches.fetch_add(1, Ordering::Relaxed);
         }
         for w in writes {
             match w.wait() {
@@ -224,6 +265,32 @@ mod tests {
         ] {
             assert!(Parser::default().feed(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn completions_are_packed_into_full_writes() {
+        // Three completions (a 3-byte read, a write, a 10-byte read) in writes of 16:
+        // several in one write, the last cut across two.
+        let mut p = Packer::new(16);
+        let mut stream = Vec::new();
+        let mut writes = Vec::new();
+        for c in [
+            &b"0 1 ok 3\nabc"[..],
+            b"0 2 ok 0\n",
+            b"0 3 ok 10\n0123456789",
+        ] {
+            p.buf().extend_from_slice(c);
+            stream.extend_from_slice(c);
+            writes.extend(p.full());
+        }
+        writes.extend(p.rest());
+        assert_eq!(writes.concat(), stream);
+        assert_eq!(
+            writes.iter().map(Vec::len).collect::<Vec<_>>(),
+            [16, 16, 9],
+            "{writes:?}"
+        );
+        assert!(p.rest().is_none() && p.full().is_empty());
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! ([`::virtio::blk`], shared with the kernel); here is its backend on an image file, as
 //! vmx(1)'s -d serves one.
 
-pub use ::virtio::blk::{Backend, Blk, IoError, F_FLUSH, F_RO, F_SEG_MAX, SECTOR, SEG_MAX};
+pub use ::virtio::blk::{
+    Backend, Blk, IoError, F_FLUSH, F_RO, F_SEG_MAX, F_TOPOLOGY, SECTOR, SEG_MAX,
+};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 

@@ -162,14 +162,20 @@ mod tests {
         let mut d = blk_device();
         let mut ram = Ram::new(1 << 20);
         let lim = 1 << 20;
-        assert_eq!(d.read(R_HOST_FEATURES, 4), blk::F_FLUSH | blk::F_SEG_MAX);
+        assert_eq!(
+            d.read(R_HOST_FEATURES, 4),
+            blk::F_FLUSH | blk::F_SEG_MAX | blk::F_TOPOLOGY
+        );
         assert_eq!(d.read(R_QUEUE_SIZE, 2), u32::from(QUEUE_SIZE));
         assert_eq!(d.read(R_CONFIG, 4), 8); // capacity: 8 sectors
         assert_eq!(d.read(R_CONFIG + 4, 4), 0);
         assert_eq!(d.read(R_CONFIG + 12, 4), blk::SEG_MAX);
         d.write(R_STATUS, 1, 1 | 2, &mut ram, lim);
         d.write(R_GUEST_FEATURES, 4, 0xffff_ffff, &mut ram, lim);
-        assert_eq!(d.read(R_GUEST_FEATURES, 4), blk::F_FLUSH | blk::F_SEG_MAX);
+        assert_eq!(
+            d.read(R_GUEST_FEATURES, 4),
+            blk::F_FLUSH | blk::F_SEG_MAX | blk::F_TOPOLOGY
+        );
         d.write(R_QUEUE_SEL, 2, 0, &mut ram, lim);
         d.write(R_QUEUE_PFN, 4, 16, &mut ram, lim);
         assert_eq!(d.read(R_QUEUE_PFN, 4), 16);
