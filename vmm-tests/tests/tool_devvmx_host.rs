@@ -3,159 +3,17 @@
 //! unix socket pair. Checks that segment creation, clone, map, the image upload, go
 //! with registers, wait lines and the exit handlers fit devvmx exactly.
 
-use devvmx::testhw::{Exit, TestHw};
+mod devvmx_host;
+
+use devvmx::testhw::TestHw;
 use devvmx::vmcs::GUEST_RIP;
-use devvmx::{Config, Namespace};
-use ninep::{Limits, Session};
+use devvmx_host::*;
 use ninep_client::{dm, om};
-use std::io::{ErrorKind, Read, Write};
-use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use vmm_tests::fixtures::{run_options, Capture as W};
 use vmx::layout::Layout;
 use vmx::loader;
 use vmx::run::Outcome;
 use vmx::session;
-
-type Ns = Arc<Mutex<Namespace<TestHw>>>;
-
-/// One session served on this thread: feed requests, enter running guests, answer
-/// pending reads (wait), until the client hangs up.
-fn serve(ns: Ns, mut s: UnixStream) {
-    s.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
-    let mut w = s.try_clone().unwrap();
-    let mut sess: Session<Namespace<TestHw>> = Session::new(1, Limits::default());
-    let mut buf = vec![0u8; 1 << 17];
-    loop {
-        let n = match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => 0,
-            Err(_) => break,
-        };
-        let mut ns = ns.lock().unwrap();
-        let mut off = 0;
-        loop {
-            off += sess.input(&buf[off..n]);
-            sess.process(&mut ns);
-            if off >= n {
-                break;
-            }
-        }
-        ns.run_guests();
-        sess.poll(&mut ns);
-        let out = sess.output().to_vec();
-        sess.consume_output(out.len());
-        drop(ns);
-        if !out.is_empty() && w.write_all(&out).is_err() {
-            break;
-        }
-    }
-    sess.reset(&mut ns.lock().unwrap());
-}
-
-/// A namespace over `hw` served on a thread: the server's handle, a client, and the
-/// client's end of the link (to cut it as a dying process would).
-fn connect(
-    hw: TestHw,
-) -> (
-    Ns,
-    std::thread::JoinHandle<()>,
-    ninep_client::Client,
-    UnixStream,
-) {
-    connect_msize(hw, ninep_client::DEFAULT_MSIZE)
-}
-
-/// As [`connect`], the client dialing at `msize`.
-fn connect_msize(
-    hw: TestHw,
-    msize: u32,
-) -> (
-    Ns,
-    std::thread::JoinHandle<()>,
-    ninep_client::Client,
-    UnixStream,
-) {
-    let ns: Ns = Arc::new(Mutex::new(Namespace::new(
-        hw,
-        Config {
-            owner: "eve".into(),
-            version: "test",
-        },
-    )));
-    let (a, b) = UnixStream::pair().unwrap();
-    let server = std::thread::spawn({
-        let ns = ns.clone();
-        move || serve(ns, b)
-    });
-    let link = a.try_clone().unwrap();
-    let client = ninep_client::Client::over_msize(a, "eve", "", msize).unwrap();
-    (ns, server, client, link)
-}
-
-/// A one-byte port access.
-fn io(port: u16, input: bool, ax: u64) -> Exit {
-    io_of(1, port, input, ax)
-}
-
-/// A port access of `bytes` bytes (1, 2 or 4; the qualification's size field is one less).
-fn io_of(bytes: u64, port: u16, input: bool, ax: u64) -> Exit {
-    let direction = if input { 8 } else { 0 };
-    Exit {
-        qual: u64::from(port) << 16 | direction | (bytes - 1),
-        ilen: 1,
-        ax: Some(ax),
-        ..Exit::new(30)
-    }
-}
-
-/// The scripted guest: "OK" on COM1, cpuid, an `in` from COM1's status register, and a
-/// hlt with interrupts off.
-fn script() -> Vec<Exit> {
-    vec![
-        io(0x3f8, false, u64::from(b'O')),
-        io(0x3f8, false, u64::from(b'K')),
-        Exit {
-            ilen: 2,
-            ax: Some(0),
-            ..Exit::new(10)
-        }, // cpuid leaf 0
-        io(0x3fd, true, 0xabcd),
-        hlt(), // with interrupts off
-    ]
-}
-
-/// Runs the script through the tool against devvmx served on a socket pair.
-fn run_script(kernel_devices: bool) -> (Ns, session::Report, Vec<u8>, String) {
-    run_with(kernel_devices, script(), Default::default())
-}
-
-/// Runs `exits` with `devices` through the tool against devvmx served on a socket pair.
-fn run_with(
-    kernel_devices: bool,
-    exits: Vec<Exit>,
-    devices: session::Devices<'static>,
-) -> (Ns, session::Report, Vec<u8>, String) {
-    let mut hw = TestHw::new(4096);
-    hw.exits.extend(exits);
-    let (ns, server, client, _) = connect(hw);
-    // A switch, as the kernel always hands one over (`-n switch` cards join it).
-    ns.lock()
-        .unwrap()
-        .set_switch(devvmx::HostSwitch::unbridged(|| 0));
-    let layout = Layout::new(4 << 20).unwrap();
-    let code = vec![0x90u8; 6000];
-    let img = loader::load_raw(&code, 0x1000, &layout).unwrap();
-    let (out, log) = (W::default(), W::default());
-    let opts = run_options("vm.test", out.clone(), log.clone(), kernel_devices, devices);
-    let report = session::run(client, &layout, &img, opts).unwrap();
-    server.join().unwrap();
-    let log = log.text();
-    let out = out.0.lock().unwrap().clone();
-    (ns, report, out, log)
-}
 
 #[test]
 fn a_scripted_guest_through_devvmx() {
@@ -205,19 +63,6 @@ fn the_same_guest_with_the_devices_in_the_kernel() {
     // one read and the empty one after it.
     assert_eq!(s["(cons)"], (1, 1, 1), "{:?}", s);
     assert_eq!(s["(cons/empty)"], (1, 1, 1), "{:?}", s);
-}
-
-/// A `hlt` (exit reason 12), the scripts' last exit.
-fn hlt() -> Exit {
-    Exit {
-        ilen: 1,
-        ..Exit::new(12)
-    }
-}
-
-/// A 32-bit port access.
-fn io32(port: u16, input: bool, ax: u64) -> Exit {
-    io_of(4, port, input, ax)
 }
 
 #[test]
@@ -337,11 +182,6 @@ fn a_switch_card_is_the_kernels_after_the_tools_devices() {
     assert_eq!(report.stats.by_reason.get("io/virtio"), None);
 }
 
-/// A 16-bit port write.
-fn out16(port: u16, v: u64) -> Exit {
-    io_of(2, port, false, v)
-}
-
 /// An image file of `len` bytes of `fill`, named for this test.
 fn image(name: &str, len: usize, fill: u8) -> std::path::PathBuf {
     let p = std::env::temp_dir().join(format!("vmx-kdisk-{name}-{}", std::process::id()));
@@ -453,177 +293,6 @@ fn kernel_disks_fall_back_to_the_tools_own() {
     assert!(log.contains("-d disks are the tool's virtio-blk"), "{log}");
     assert!(report.kdisks.is_none());
     let _ = std::fs::remove_file(&p);
-}
-
-/// The card of a `-n` link in these tests, and another VM's on the same switch.
-const LINK_CARD: [u8; 6] = [2, 0, 0, 0, 0, 0x1c];
-const OTHER_CARD: [u8; 6] = [2, 0, 0, 0, 0, 0x2c];
-/// A host behind the link.
-const FAR: [u8; 6] = [2, 0, 0, 0, 0, 0x3c];
-
-/// An Ethernet frame from `src` to `dst`, its payload byte `tag`.
-fn ether(dst: [u8; 6], src: [u8; 6], tag: u8) -> Vec<u8> {
-    let mut f = vec![tag; 60];
-    f[..6].copy_from_slice(&dst);
-    f[6..12].copy_from_slice(&src);
-    f[12..14].copy_from_slice(&[0x88, 0xb5]);
-    f
-}
-
-/// A link card on one end of a socket pair (QEMU's stream framing, as `-n unix!`), the
-/// other end returned for the test to play the peer.
-fn link_card() -> (vmx::knet::Card, UnixStream) {
-    use vmx::virtio::net::{read_frame, Stream};
-    let (mine, peer) = UnixStream::pair().unwrap();
-    let mut r = mine.try_clone().unwrap();
-    let card = vmx::knet::Card {
-        mac: LINK_CARD,
-        link: Box::new(Stream(mine)),
-        source: Box::new(move || read_frame(&mut r)),
-        name: "unix!/peer".into(),
-    };
-    (card, peer)
-}
-
-/// The port of `sw` with this kind and address.
-fn port_of(
-    sw: &netswitch::Switch,
-    kind: netswitch::Kind,
-    mac: Option<[u8; 6]>,
-) -> netswitch::PortId {
-    (0..64)
-        .map(netswitch::PortId)
-        .find(|p| sw.kind(*p) == Some((kind, mac.map(netswitch::Mac))))
-        .unwrap_or_else(|| panic!("no {kind:?} port {mac:02x?}: {}", sw.status()))
-}
-
-/// `-n` links through the kernel's switch (vmx::knet): the card is the kernel's (`pci
-/// net`), the link's frames cross a client port (`switch/clone`) pumped by the tool. A
-/// broadcast from the card reaches the link and the other VM's card; a unicast to the
-/// other card never crosses the port; the peer's frame reaches the card, and its
-/// address, learned behind the port, draws the card's unicast to it through the link.
-/// The pumps' reads and writes are counted, and their end takes the port off the switch.
-#[test]
-fn a_links_card_is_the_kernels_and_only_the_links_frames_cross_its_port() {
-    use vmx::virtio::net::{read_frame, Link, Stream};
-    let (ns, _server, client, _) = connect(TestHw::new(4096));
-    ns.lock()
-        .unwrap()
-        .set_switch(devvmx::HostSwitch::unbridged(|| 0));
-    let sw = ns.lock().unwrap().switch().unwrap().switch.clone();
-    let other = sw
-        .lock()
-        .add(netswitch::Kind::Guest, Some(netswitch::Mac(OTHER_CARD)))
-        .unwrap();
-    let layout = Layout::new(4 << 20).unwrap();
-    let mut vm = vmx::vmfs::NinepVm::create(
-        client.clone(),
-        "vm.link",
-        layout.segment_size(),
-        &layout.map_text("vm.link"),
-    )
-    .unwrap();
-    use vmx::vmfs::Vmfs;
-    vm.ctl("devices pic pci").unwrap();
-    let (card, mut peer) = link_card();
-    peer.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let ports = vmx::knet::Ports::open(&mut vm, &client, true, 1).unwrap();
-    let (tx, _events) = std::sync::mpsc::channel();
-    let pumps = ports.attach(&mut vm, vec![card], tx).unwrap();
-    let (card, link) = {
-        let s = sw.lock();
-        (
-            port_of(&s, netswitch::Kind::Guest, Some(LINK_CARD)),
-            port_of(&s, netswitch::Kind::Client, None),
-        )
-    };
-    // The guest's frames: one for the other VM only, then a broadcast.
-    sw.lock()
-        .input(card, &ether(OTHER_CARD, LINK_CARD, 1), 0)
-        .unwrap();
-    sw.lock()
-        .input(card, &ether([0xff; 6], LINK_CARD, 2), 0)
-        .unwrap();
-    let got = read_frame(&mut peer).unwrap().unwrap();
-    assert_eq!(
-        got,
-        ether([0xff; 6], LINK_CARD, 2),
-        "the unicast crossed the link"
-    );
-    assert_eq!(sw.lock().queued(other), 2);
-    // The peer's frame for the card, and the card's answer to the peer's address.
-    Stream(peer.try_clone().unwrap())
-        .send(&ether(LINK_CARD, FAR, 3))
-        .unwrap();
-    let start = std::time::Instant::now();
-    while sw.lock().queued(card) == 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{}",
-            sw.lock().status()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert_eq!(sw.lock().pop(card), Some(ether(LINK_CARD, FAR, 3)));
-    sw.lock().input(card, &ether(FAR, LINK_CARD, 4), 0).unwrap();
-    assert_eq!(
-        read_frame(&mut peer).unwrap().unwrap(),
-        ether(FAR, LINK_CARD, 4)
-    );
-    assert_eq!(
-        sw.lock().queued(other),
-        2,
-        "unicast to the link reached another card"
-    );
-    let c = pumps.finish();
-    assert_eq!((c.to_links, c.from_links, c.dropped), (2, 1, 0), "{c:?}");
-    // A read per frame batch and the one still out, the one write.
-    assert!((4..=5).contains(&c.trips), "{c:?}");
-    assert!(sw.lock().kind(link).is_none(), "{}", sw.lock().status());
-    vm.close().unwrap();
-}
-
-/// Through a whole run: the links' cards are the kernel's where it has the in-kernel
-/// PCI bus and switch, and the tool's own without (as against 9front's #X), said so.
-#[test]
-fn links_are_the_kernels_cards_where_it_has_them() {
-    let (card, _peer) = link_card();
-    let devices = session::Devices {
-        links: vec![card],
-        ..Default::default()
-    };
-    let (ns, report, _, log) = run_with(true, script(), devices);
-    assert_eq!(report.outcome, Ok(Outcome::Halted { pc: 0x1006 }), "{log}");
-    assert!(
-        log.contains("the hypervisor's virtio-net on its switch"),
-        "{log}"
-    );
-    assert!(report.netlinks.is_some());
-    assert!(report.stats.by_reason.contains_key(vmx::knet::ROW));
-    let st = ns
-        .lock()
-        .unwrap()
-        .switch()
-        .unwrap()
-        .switch
-        .lock()
-        .status()
-        .to_string();
-    assert!(!st.contains(" client ") && !st.contains(" guest "), "{st}");
-
-    let (card, _peer) = link_card();
-    let devices = session::Devices {
-        links: vec![card],
-        ..Default::default()
-    };
-    let (_, report, _, log) = run_with(false, script(), devices);
-    assert_eq!(report.outcome, Ok(Outcome::Halted { pc: 0x1006 }), "{log}");
-    assert!(
-        log.contains("-n links: the tool's virtio-net: the hypervisor serves no PCI bus"),
-        "{log}"
-    );
-    assert!(report.netlinks.is_none());
 }
 
 /// The tool's bulk transfers (`vmx::pipe`) on the engine at the bulk msize: 5 MiB
