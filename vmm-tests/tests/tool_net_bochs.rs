@@ -14,11 +14,11 @@ use std::sync::mpsc::channel;
 use std::sync::Arc;
 use std::time::Duration;
 use vmm_tests::emu::{Machine, Opts};
-use vmm_tests::fixtures::Capture as Buf;
+use vmm_tests::fixtures::{run_options, Capture as Buf};
 use vmm_tests::guests;
 use vmx::layout::Layout;
 use vmx::run::Outcome;
-use vmx::session::{self, Options, Report};
+use vmx::session::{self, Report};
 use vmx::virtio::net::{read_frame, Link, Stream};
 
 /// Pings per run.
@@ -120,18 +120,13 @@ fn ping(m: &Machine, kernel: bool) -> (Report, u64) {
                     ..Default::default()
                 }
             };
-            let opts = Options {
-                segment: format!("ping{}", u8::from(kernel)),
-                out: Box::new(out),
-                input: None,
-                log: Box::new(log),
-                tty: false,
-                debug: false,
-                trace: None,
-                kernel_devices: true,
-                pipeline: true,
+            let opts = run_options(
+                &format!("ping{}", u8::from(kernel)),
+                out,
+                log,
+                true,
                 devices,
-            };
+            );
             let _ = tx.send(session::run(client, &layout, &img, opts));
         }
     });

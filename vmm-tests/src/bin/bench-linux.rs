@@ -303,16 +303,8 @@ fn boot(
         let (out, log) = (out.clone(), log.clone());
         move || {
             let opts = Options {
-                segment: "bench".into(),
-                out: Box::new(out),
                 input: Some(Box::new(input)),
-                log: Box::new(log),
-                tty: false,
-                debug: false,
-                trace: None,
-                kernel_devices,
-                pipeline: true,
-                devices: devices(),
+                ..vmm_tests::fixtures::run_options("bench", out, log, kernel_devices, devices())
             };
             let _ = tx.send(session::run(client, &layout, &img, opts));
         }
