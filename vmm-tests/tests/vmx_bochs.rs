@@ -683,7 +683,7 @@ fn in_kernel_devices_under_a_hammering_guest() {
     for (bad, why) in [
         ("devices pic vga", "unknown device vga"),
         ("devices pic pic", "device pic named twice"),
-        ("devices pit", "pit, uart and kbd need the pic"),
+        ("devices pit", "pit, uart, com2 and kbd need the pic"),
     ] {
         let e = vm.ctl.write_str(bad).expect_err(bad);
         assert_eq!(e.remote(), Some(why), "{bad}");
