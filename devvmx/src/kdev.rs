@@ -40,16 +40,20 @@ pub(crate) const VIRTIO_BUDGET: virtio::queue::Budget = virtio::queue::Budget {
 pub(crate) const ENOCONS: &str = "no in-kernel uart";
 
 /// Device names of the `devices` message, and the bit each sets.
-pub(crate) const PIC: u8 = 1 << 0;
-pub(crate) const PIT: u8 = 1 << 1;
-pub(crate) const UART: u8 = 1 << 2;
-pub(crate) const RTC: u8 = 1 << 3;
-pub(crate) const KBD: u8 = 1 << 4;
-pub(crate) const QUIET: u8 = 1 << 5;
-pub(crate) const CPU: u8 = 1 << 6;
-pub(crate) const PCI: u8 = 1 << 7;
+pub(crate) const PIC: u16 = 1 << 0;
+pub(crate) const PIT: u16 = 1 << 1;
+pub(crate) const UART: u16 = 1 << 2;
+pub(crate) const RTC: u16 = 1 << 3;
+pub(crate) const KBD: u16 = 1 << 4;
+pub(crate) const QUIET: u16 = 1 << 5;
+pub(crate) const CPU: u16 = 1 << 6;
+pub(crate) const PCI: u16 = 1 << 7;
+/// A second 16550 at COM2 (0x2f8, IRQ 3), unconnected: what the guest sends is dropped,
+/// nothing is ever received (the vmx tool's COM2 without -C). Linux's 8250 driver probes
+/// it at boot: a score of port accesses that would each be a round trip to the client.
+pub(crate) const COM2: u16 = 1 << 8;
 
-pub(crate) const NAMES: [(&str, u8); 8] = [
+pub(crate) const NAMES: [(&str, u16); 9] = [
     ("pic", PIC),
     ("pit", PIT),
     ("uart", UART),
@@ -58,15 +62,16 @@ pub(crate) const NAMES: [(&str, u8); 8] = [
     ("quiet", QUIET),
     ("cpu", CPU),
     ("pci", PCI),
+    ("com2", COM2),
 ];
 
 /// Devices that raise interrupts, and so need the in-kernel PIC.
-const NEED_PIC: u8 = PIT | UART | KBD;
+const NEED_PIC: u16 = PIT | UART | COM2 | KBD;
 
 /// The parsed `devices` message: which devices, and the RTC's Unix time at guest time 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Choice {
-    pub(crate) set: u8,
+    pub(crate) set: u16,
     pub(crate) rtc_base: i64,
 }
 
@@ -105,7 +110,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Choice, Error> {
         }
     }
     if c.set & NEED_PIC != 0 && c.set & PIC == 0 {
-        return Err("pit, uart and kbd need the pic".into());
+        return Err("pit, uart, com2 and kbd need the pic".into());
     }
     Ok(c)
 }
@@ -137,7 +142,7 @@ pub(crate) struct KDev {
     pub(crate) board: Board,
     /// PCI configuration space, with `pci`.
     pub(crate) pci: pcdev::pci::Pci,
-    pub(crate) set: u8,
+    pub(crate) set: u16,
     rtc_base: i64,
     /// The guest halted with interrupts on; it is not entered until the PIC has one.
     pub(crate) halted: bool,
@@ -184,7 +189,7 @@ impl KDev {
         }
     }
 
-    pub(crate) fn has(&self, bit: u8) -> bool {
+    pub(crate) fn has(&self, bit: u16) -> bool {
         self.set & bit != 0
     }
 
@@ -197,8 +202,9 @@ impl KDev {
             Dev::Rtc => RTC,
             Dev::Kbd => KBD,
             Dev::Com(0) => UART,
+            Dev::Com(1) => COM2,
             Dev::Quiet => QUIET,
-            // COM2, the done and debug ports stay the client's.
+            // The done and debug ports stay the client's.
             Dev::Com(_) | Dev::Done | Dev::Debugcon => return None,
         };
         self.has(bit).then_some(dev)
@@ -230,6 +236,8 @@ impl KDev {
             if self.board.com[0].tx.len() > queued {
                 self.batch.queued(now);
             }
+            // COM2 is connected to nothing: its bytes leave and are gone.
+            self.board.com[1].tx.clear();
             0
         }
     }
@@ -283,9 +291,9 @@ mod tests {
     #[test]
     fn names() {
         assert_eq!(
-            p("pic pit uart rtc=100 kbd quiet cpu pci"),
+            p("pic pit uart rtc=100 kbd quiet cpu pci com2"),
             Ok(Choice {
-                set: 0xff,
+                set: 0x1ff,
                 rtc_base: 100
             })
         );
@@ -294,7 +302,7 @@ mod tests {
         assert_eq!(p("pic vga"), Err("unknown device vga".into()));
         assert_eq!(p("pic pic"), Err("device pic named twice".into()));
         assert_eq!(p("rtc rtc=5"), Err("device rtc named twice".into()));
-        assert_eq!(p("pit"), Err("pit, uart and kbd need the pic".into()));
+        assert_eq!(p("pit"), Err("pit, uart, com2 and kbd need the pic".into()));
         assert_eq!(p("pic=1"), Err("device pic takes no value".into()));
         assert_eq!(p("rtc=x"), Err("bad rtc time x".into()));
         assert_eq!(p("it's"), Err("unknown device 'it''s'".into()));
@@ -308,6 +316,10 @@ mod tests {
         assert_eq!(k.claims(0x40), None);
         assert_eq!(k.claims(0x2f8), None);
         assert_eq!(k.claims(0xf4), None);
+        let k = KDev::new(p("pic com2").unwrap());
+        assert_eq!(k.claims(0x2f8), Some(Dev::Com(1)));
+        assert_eq!(k.claims(0x2ff), Some(Dev::Com(1)));
+        assert_eq!(k.claims(0x3f8), None);
         assert_eq!(k.claims(0xcf8), None);
     }
 }

@@ -11,7 +11,7 @@ use devvmx::testhw::Exit;
 use pcdev::script::{Op, SCRIPTS};
 use protocol::om;
 
-const ALL: &[u8] = b"devices pic pit uart rtc kbd quiet";
+const ALL: &[u8] = b"devices pic pit uart rtc kbd quiet com2";
 const WAITTAG: u16 = 77;
 const CONSTAG: u16 = 78;
 
@@ -38,7 +38,7 @@ fn devices_message_errors() {
         (&b"devices"[..], "no devices named"),
         (b"devices pic vga", "unknown device vga"),
         (b"devices pic pit pic", "device pic named twice"),
-        (b"devices uart", "pit, uart and kbd need the pic"),
+        (b"devices uart", "pit, uart, com2 and kbd need the pic"),
         (b"devices rtc=soon", "bad rtc time soon"),
         (b"line 4 1", "no in-kernel pic"),
     ] {

@@ -24,7 +24,7 @@ pub struct Script {
 }
 
 /// Every runner starts at guest time 0 with the RTC's clock at the Unix epoch, and
-/// the devices `pic pit uart rtc kbd quiet` (COM1) answering.
+/// the devices `pic pit uart rtc kbd quiet com2` answering.
 pub const SCRIPTS: &[Script] = &[
     Script {
         name: "pic: initialise, mask, read IMR, IRR, ISR, ELCR",
@@ -123,6 +123,41 @@ pub const SCRIPTS: &[Script] = &[
             In(0x64, 1),
         ],
         reads: &[0x05, 0x55, 0x45, 0x04],
+    },
+    Script {
+        // drivers/tty/serial/8250: autoconfig() of a legacy port (UPF_SKIP_TEST: no
+        // loopback test) finding a 16550A, then uart_configure_port()'s set_mctrl: the
+        // 21 accesses a Linux boot makes to COM2. Then the scratch register, and a byte
+        // sent to nobody (the transmitter is empty again at once).
+        name: "com2: Linux's 8250 probe, scratch, a byte sent",
+        ops: &[
+            In(0x2f9, 1),
+            Out(0x2f9, 1, 0x00),
+            In(0x2f9, 1),
+            Out(0x2f9, 1, 0x0f),
+            In(0x2f9, 1),
+            Out(0x2f9, 1, 0x00),
+            In(0x2fc, 1),
+            In(0x2fb, 1),
+            Out(0x2fb, 1, 0xbf),
+            Out(0x2fa, 1, 0x00),
+            Out(0x2fb, 1, 0x00),
+            Out(0x2fa, 1, 0x01),
+            In(0x2fa, 1),
+            Out(0x2fb, 1, 0x00),
+            Out(0x2fc, 1, 0x00),
+            Out(0x2fa, 1, 0x01),
+            Out(0x2fa, 1, 0x07),
+            Out(0x2fa, 1, 0x00),
+            In(0x2f8, 1),
+            Out(0x2f9, 1, 0x00),
+            Out(0x2fc, 1, 0x00),
+            Out(0x2ff, 1, 0x5a),
+            In(0x2ff, 1),
+            Out(0x2f8, 1, 0x78),
+            In(0x2fd, 1),
+        ],
+        reads: &[0, 0, 0x0f, 0, 0, 0xc1, 0, 0x5a, 0x60],
     },
     Script {
         name: "quiet ports and access sizes",

@@ -1,8 +1,10 @@
 # In-kernel devices under load (the `devices` ctl message): the 8259 pair initialised,
 # the PIT at its fastest rate (a count of 1: an interrupt every 838 ns) with a handler
-# that ends each interrupt and counts it, masking IRQ 0 after 1000; then COM1 written
-# as fast as the guest can, forever, counting the bytes. The only exit the client sees
-# is the marker `out 0x99` once the devices are set up.
+# that ends each interrupt and counts it, masking IRQ 0 after 1000; COM2 probed as
+# Linux's 8250 driver begins (IER and the scratch register read back, kept at `com2`)
+# and sent a byte; then COM1 written as fast as the guest can, forever, counting the
+# bytes. The only exit the client sees is the marker `out 0x99` once the devices are
+# set up.
     .code32
     .intel_syntax noprefix
     .include "flat32.inc"
@@ -15,6 +17,22 @@
     out 0x40, al
     xor al, al
     out 0x40, al
+    mov dx, 0x2f9           # COM2's IER: all four sources on, read back
+    mov al, 0x0f
+    out dx, al
+    in al, dx
+    mov [com2], al
+    xor al, al
+    out dx, al
+    mov dx, 0x2ff           # its scratch register
+    mov al, 0x5a
+    out dx, al
+    in al, dx
+    mov [com2 + 1], al
+    mov dx, 0x2f8           # a byte to nobody
+    mov al, 'c'
+    out dx, al
+    xor al, al
     out 0x99, al            # marker for the client
     sti
     mov dx, 0x3f8
@@ -52,4 +70,6 @@ idtr:
 ticks:
     .long 0
 bytes:
+    .long 0
+com2:
     .long 0

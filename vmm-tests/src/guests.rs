@@ -11,14 +11,18 @@ pub const TRIPLE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/triple.bin")
 pub const LONG: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/long.bin"));
 /// The exit benchmark's loop (bench-exits): ebx `loop`s, then out 0x80, again.
 pub const BENCH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bench.bin"));
-/// In-kernel devices under load: the PIT at its fastest for 1000 interrupts, then COM1
-/// written forever; counters at [`HAMMER_TICKS`] and [`HAMMER_BYTES`].
+/// In-kernel devices under load: the PIT at its fastest for 1000 interrupts, COM2
+/// probed ([`HAMMER_COM2`]), then COM1 written forever; counters at [`HAMMER_TICKS`] and
+/// [`HAMMER_BYTES`].
 pub const HAMMER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hammer.bin"));
 pub const HAMMER_TICKS: u64 = 0x1200;
 /// Counts forever with interrupts off: a 32-bit counter at [`COUNTER`].
 pub const COUNT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/count.bin"));
 pub const COUNTER: u64 = 0x1200;
 pub const HAMMER_BYTES: u64 = 0x1204;
+/// What the hammer guest read back from COM2's IER (0x0f written) and scratch register
+/// (0x5a written), a byte each.
+pub const HAMMER_COM2: u64 = 0x1208;
 /// Two guests' in-kernel virtio-net cards (`pci net`): role 1 at [`PINGPONG_ROLE`] pings
 /// [`PINGPONG_PINGS`] times (polling), any other echoes (halted between frames, woken by
 /// the card's interrupt); each counts at [`PINGPONG_DONE`].
@@ -48,7 +52,7 @@ mod tests {
         assert_eq!(STEP[0], 0x90);
         assert_eq!(&LONG[..2], &[0x48, 0xb8]);
         assert!(TRIPLE.len() < 32);
-        assert_eq!(HAMMER.len() as u64, HAMMER_BYTES + 4 - LOAD);
+        assert_eq!(HAMMER.len() as u64, HAMMER_COM2 + 4 - LOAD);
         // cli; inc dword [0x1200]; jmp back to the inc.
         assert_eq!(
             COUNT,

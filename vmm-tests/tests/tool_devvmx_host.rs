@@ -104,6 +104,64 @@ fn the_tools_disk_sits_on_the_kernels_pci_bus_and_its_bar_stays_the_tools() {
     assert_eq!(s["io/virtio"].0, 1, "{s:?}");
 }
 
+/// Linux's probe of COM2, read for read (pcdev's script), then a hlt: its exits, and
+/// which `in`s they were.
+fn com2_probe() -> (Vec<Exit>, Vec<usize>, &'static [u32]) {
+    use pcdev::script::{Op, SCRIPTS};
+    let s = SCRIPTS
+        .iter()
+        .find(|s| s.name.starts_with("com2:"))
+        .unwrap();
+    let (mut exits, mut ins) = (Vec::new(), Vec::new());
+    for op in s.ops {
+        match *op {
+            Op::Out(p, 1, v) => exits.push(io(p, false, v.into())),
+            Op::In(p, 1) => {
+                ins.push(exits.len());
+                exits.push(io(p, true, 0xabcd));
+            }
+            _ => unreachable!("{op:?}"),
+        }
+    }
+    exits.push(hlt());
+    (exits, ins, s.reads)
+}
+
+#[test]
+fn com2_unwired_here_is_the_kernels_and_wired_with_c_the_tools() {
+    let (exits, ins, reads) = com2_probe();
+    let n = exits.len() as u64 - 1;
+    let (ns, report, _, log) = run_with(true, exits.clone(), Default::default());
+    assert_eq!(
+        report.outcome,
+        Ok(Outcome::Halted { pc: 0x1001 + n }),
+        "{log}"
+    );
+    assert!(log.contains(", COM2 (unconnected) too"), "{log}");
+    // Not one exit of the probe reached the tool: the kernel read what the script says.
+    let s = &report.stats.by_reason;
+    assert_eq!(s.get("io"), None, "{s:?}");
+    assert_eq!(report.inkernel.map(|c| c[0]), Some(n));
+    let ns = ns.lock().unwrap();
+    let e = &ns.hw().entries;
+    let got: Vec<u32> = ins.iter().map(|&i| (e[i + 1].ax & 0xff) as u32).collect();
+    assert_eq!(got, reads);
+    drop(ns);
+
+    // With -C COM2 is the tool's: every access an exit, the same reads.
+    let wired = session::Devices {
+        com2: Some((None, Box::new(std::io::sink()))),
+        ..Default::default()
+    };
+    let (ns, report, _, log) = run_with(true, exits, wired);
+    assert!(!log.contains("COM2"), "{log}");
+    assert_eq!(report.stats.by_reason["io"].0, n, "{log}");
+    let ns = ns.lock().unwrap();
+    let e = &ns.hw().entries;
+    let got: Vec<u32> = ins.iter().map(|&i| (e[i + 1].ax & 0xff) as u32).collect();
+    assert_eq!(got, reads);
+}
+
 /// Sets up a VM as the tool does, then loses the connection (a killed tool): returns the
 /// namespace after the server let go of the session.
 fn lose_a_tool_mid_run() -> Ns {

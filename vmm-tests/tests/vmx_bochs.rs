@@ -672,7 +672,8 @@ fn step_then_go_on(hv: Hv) {
 }
 
 /// In-kernel devices (the `devices` extension) under a guest that takes the PIT at its
-/// fastest rate for 1000 interrupts and then writes COM1 forever: no exit but its marker
+/// fastest rate for 1000 interrupts, probes COM2 (`com2`, unconnected) and then writes
+/// COM1 forever: no exit but its marker
 /// reaches the client, the host keeps serving 9P, the console carries the bytes, the
 /// message is refused while the guest runs, and nothing is left after the VM.
 #[test]
@@ -683,12 +684,13 @@ fn in_kernel_devices_under_a_hammering_guest() {
     for (bad, why) in [
         ("devices pic vga", "unknown device vga"),
         ("devices pic pic", "device pic named twice"),
-        ("devices pit", "pit, uart and kbd need the pic"),
+        ("devices pit", "pit, uart, com2 and kbd need the pic"),
     ] {
         let e = vm.ctl.write_str(bad).expect_err(bad);
         assert_eq!(e.remote(), Some(why), "{bad}");
     }
-    vm.cmd("devices pic pit uart quiet");
+    vm.cmd("devices pic pit uart quiet com2");
+    // The first exit is the marker: COM2's probe and its byte stayed in the kernel.
     let e = vm.go("");
     assert_eq!((e.what.as_str(), e.qual), ("io", 0x99_0040), "{e:?}");
     vm.cmd(&format!("go pc={:#x};", e.next()));
@@ -718,6 +720,9 @@ fn in_kernel_devices_under_a_hammering_guest() {
     let bytes = u32::from_le_bytes(counters[4..].try_into().unwrap());
     assert_eq!(ticks, 1000, "timer interrupts taken");
     assert!(u64::from(bytes) >= got, "{bytes} written, {got} read");
+    // COM2 read back its IER and scratch register as written.
+    let com2 = data.read_at(guests::HAMMER_COM2, 2).unwrap();
+    assert_eq!(com2, [0x0f, 0x5a], "COM2's IER and scratch register");
     vm.cmd("quit");
     drop((cons, data, vm));
     hv.c.remove("segment/hammer").unwrap();

@@ -60,7 +60,7 @@ struct Args {
     com1: String,
 
     /// COM2 (0x2f8, IRQ 3): IN[,OUT] files as vmx(1)'s -C (an empty IN means no input;
-    /// no -C: COM2 is there, unconnected).
+    /// no -C: COM2 is there, unconnected, the hypervisor's where it has in-kernel `com2`).
     #[arg(short = 'C', long = "com2", value_name = "IN[,OUT]")]
     com2: Option<String>,
 

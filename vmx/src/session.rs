@@ -65,14 +65,8 @@ pub struct Devices<'a> {
     pub fwcfg: Option<pcdev::fwcfg::FwCfg>,
 }
 
-/// The devices the tool asks the hypervisor for (its `devices` ctl message; the RTC's
-/// clock is appended): all but COM2, [`KERNEL_PCI`] and the done and debug ports, which stay here;
-/// and the CPU's cpuid and VMCS-held MSRs, answered from the real CPU the guest runs on.
-pub const KERNEL_DEVICES: &str = "devices pic pit uart kbd quiet cpu rtc";
-/// PCI configuration space, asked for with the rest where the hypervisor has it: the
-/// tool's virtio functions then go on the kernel's bus (`pci add`), their BARs still the
-/// tool's.
-pub const KERNEL_PCI: &str = "pci";
+mod ask;
+pub use ask::{KERNEL_COM2, KERNEL_DEVICES, KERNEL_PCI};
 
 /// What a run ended with and what it cost.
 pub struct Report {
@@ -130,14 +124,12 @@ pub fn run(
         let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let base = format!("{KERNEL_DEVICES}={wall}");
-        // PCI in the kernel too where the hypervisor has it.
-        let r = match vm.kernel_devices(&format!("{base} {KERNEL_PCI}")) {
-            Err(e) if e.ends_with(&format!("unknown device {KERNEL_PCI}")) => {
-                vm.kernel_devices(&base).map(|k| (k, false))
-            }
-            r => r.map(|k| (k, k)),
-        };
+        // PCI and an unconnected COM2 in the kernel too where the hypervisor has them.
+        let optional = ask::optional(o.devices.com2.is_some());
+        let r = ask::ask(wall, &optional, |msg| vm.kernel_devices(msg)).map(|w| match w {
+            Some(w) => (true, w.contains(&KERNEL_PCI), w.contains(&KERNEL_COM2)),
+            None => (false, false, false),
+        });
         match r {
             Ok(k) => k,
             Err(e) => {
@@ -146,9 +138,9 @@ pub fn run(
             }
         }
     } else {
-        (false, false)
+        (false, false, false)
     };
-    let (kernel, kernel_pci) = kernel;
+    let (kernel, kernel_pci, kernel_com2) = kernel;
     // The devices here run on the guest's clock when the hypervisor tells it.
     let guest_clock = match (!kernel).then(|| vm.guest_clock()) {
         None => false,
@@ -162,12 +154,17 @@ pub fn run(
     let base = kernel.then(|| inkernel(&vm.client).unwrap_or([0; 4]));
     let _ = writeln!(
         o.log,
-        "vmx: PC devices {}",
+        "vmx: PC devices {}{}",
         match (kernel, guest_clock) {
             (true, _) if kernel_pci => "in the hypervisor, PCI configuration space too",
             (true, _) => "in the hypervisor",
             (false, true) => "here, on the guest's clock",
             (false, false) => "here, on the host's clock (the hypervisor tells no guest time)",
+        },
+        if kernel_com2 {
+            ", COM2 (unconnected) too"
+        } else {
+            ""
         }
     );
     // -d disks in the hypervisor where it serves them, else the tool's own.
