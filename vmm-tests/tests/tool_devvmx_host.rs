@@ -5,7 +5,7 @@
 
 mod devvmx_host;
 
-use devvmx::testhw::TestHw;
+use devvmx::testhw::{Exit, TestHw};
 use devvmx::vmcs::GUEST_RIP;
 use devvmx_host::*;
 use ninep_client::{dm, om};
