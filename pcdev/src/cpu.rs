@@ -92,6 +92,10 @@ pub fn msr(index: u32) -> Option<Msr> {
         0xc000_0100 => Msr::Reg("fsbase"),
         0xc000_0101 => Msr::Reg("gsbase"),
         0x8b | 0x17 | 0x3a | 0x1b | 0xfe | 0x79 => Msr::Zero,
+        // What Linux probes at boot, each read as the feature absent: SMI count, platform
+        // info (no CPUID faulting), misc features enables, machine-check capabilities (no
+        // banks), AMD's DE_CFG.
+        0x34 | 0xce | 0x140 | 0x179 | 0xc001_1029 => Msr::Zero,
         // MISC_ENABLE: fast strings.
         0x1a0 => Msr::Kept(1),
         // SYSCALL targets and the swapgs base: kept so the guest reads back its values.
@@ -150,6 +154,7 @@ mod tests {
         assert_eq!(msr(0xc000_0080), Some(Msr::Reg("efer")));
         assert_eq!(msr(0x8b), Some(Msr::Zero));
         assert_eq!(msr(0x1a0), Some(Msr::Kept(1)));
+        assert_eq!(msr(0x179), Some(Msr::Zero));
         assert_eq!(msr(0x1234), None);
     }
 }
