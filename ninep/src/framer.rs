@@ -37,6 +37,8 @@ pub struct Framer {
     any_type: bool,
     /// Largest frame ever accepted (the server's maximum msize).
     max: u32,
+    /// Input held at most: one frame of the msize agreed (`max` until then) and a header.
+    limit: u32,
     /// Bytes thrown away while out of sync, for diagnostics.
     pub discarded: u64,
     /// Tversion frames consumed: each starts a session (a transport logs them).
@@ -62,6 +64,7 @@ impl Framer {
             synced: true,
             any_type: false,
             max,
+            limit: max,
             discarded: 0,
             versions: 0,
             hangup: false,
@@ -110,9 +113,16 @@ impl Framer {
         self.synced = false;
     }
 
-    /// How many more bytes `push` will take now: one maximal frame plus a header.
+    /// Bounds the input held to one frame of `msize` (the msize agreed; at most the
+    /// largest) plus a header, so a session at a small msize does not hold a largest
+    /// message's worth of pipelined requests while its replies wait.
+    pub fn set_limit(&mut self, msize: u32) {
+        self.limit = msize.min(self.max);
+    }
+
+    /// How many more bytes `push` will take now: one frame of the limit plus a header.
     pub fn space(&self) -> usize {
-        (self.max as usize + HEADER_LEN).saturating_sub(self.end - self.start)
+        (self.limit as usize + HEADER_LEN).saturating_sub(self.end - self.start)
     }
 
     /// Appends received bytes; returns how many were taken (at most `space()`).
@@ -151,6 +161,8 @@ impl Framer {
             self.compact();
         }
         self.room();
+        // A transport receives into all it is lent: no more than `space()`.
+        self.buf.truncate(self.end + self.space());
         (core::mem::take(&mut self.buf), self.end)
     }
 
@@ -163,6 +175,7 @@ impl Framer {
     pub fn clear(&mut self) {
         self.start = 0;
         self.end = 0;
+        self.limit = self.max;
         self.synced = true;
         self.broken = false;
     }

@@ -62,6 +62,35 @@ fn version_negotiates() {
     assert_eq!(c.version(256), R::Version(256, "9P2000".into()));
 }
 
+/// Input held is one frame of the msize agreed: a session at 8 KiB takes no more than
+/// that (and a header) of pipelined requests, not a largest message's worth; a new
+/// Tversion lifts the bound until it is answered.
+#[test]
+fn input_held_follows_the_msize_agreed() {
+    let mut c = Client::new();
+    let hdr = 7;
+    assert_eq!(
+        c.s.input_space(),
+        Limits::default().max_msize as usize + hdr
+    );
+    assert_eq!(c.version(8192), R::Version(8192, "9P2000".into()));
+    assert_eq!(c.attach(0, "glenda", ""), R::Open(ROOT));
+    // Tstats nobody reads the replies of, until the output limit holds the rest back.
+    let mut stats = Vec::new();
+    for tag in 0..40_000u16 {
+        let mut b = [0u8; 16];
+        let n = Fcall::Tstat { fid: 0 }.encode(tag, &mut b).unwrap();
+        stats.extend_from_slice(&b[..n]);
+    }
+    let mut taken = 0;
+    for _ in 0..1000 {
+        taken += c.s.input(&stats[taken..]);
+        c.s.process(&mut c.ns);
+    }
+    assert!(taken < stats.len(), "every request taken");
+    assert!(c.s.input_space() <= 8192 + hdr);
+}
+
 #[test]
 fn auth_is_refused_and_attach_works() {
     let mut c = Client::new();

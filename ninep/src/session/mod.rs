@@ -199,6 +199,7 @@ impl<T: Tree> Session<T> {
                 self.e.limits.max_msize
             };
             self.framer.any_type(self.e.versioned);
+            self.framer.set_limit(msize);
             let Some(len) = self.framer.next_len(msize) else {
                 break;
             };
