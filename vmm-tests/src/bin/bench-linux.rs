@@ -21,9 +21,10 @@
 //!   per MB during it), the upload and write-back; one table beside the `io` run's
 //!   figures for the tool's own virtio-blk and the QEMU VM's, and the anchors.
 //! - `knet`: the kernel's virtio-net cards and switch. Two test guests ping each other
-//!   through the switch (9P round trips on the link per ping); Debian's kernel on a card
-//!   bridged onto Bochs's slirp through the hypervisor's NIC (`switch`, `-n switch`) takes
-//!   a lease, pings the host and fetches a file with wget from a test server on the
+//!   through the switch (9P round trips on the link per ping); Debian's kernel, its root
+//!   disk in a segment (`-d seg:FILE`) and its card bridged onto Bochs's slirp through
+//!   the hypervisor's NIC (`switch`, `-n switch`), both the hypervisor's, reaches its shell
+//!   (round trips printed), takes a lease, pings the host and fetches a file with wget from a test server on the
 //!   host's 127.0.0.1 (ping ms, MB/s on the guest's clock and on the wall, round trips),
 //!   beside the `io` run's QEMU VM doing the same on QEMU's own slirp. Its own table.
 //!
@@ -852,6 +853,7 @@ struct KNet {
     /// wget of BULK_MIB (seconds on its clock, wall from typing to the end marker, 9P
     /// requests meanwhile, the server's wall time for the transfer).
     shell: Option<Duration>,
+    trips_to_shell: Option<u64>,
     lease: Option<String>,
     ping: Net,
     /// The QEMU VM's same on its own slirp (its clock is the host's).
@@ -902,8 +904,9 @@ fn slirp_lines(port: u16) -> [(String, &'static str); 3] {
 /// vmx_bochs's test runs them, with the 9P requests on the link counted; two test guests
 /// rather than Linux ones (two Linux boots under one Bochs take the better part of an
 /// hour, see the `io` run). Guest to host: the hypervisor booted with `switch` (its e1000
-/// on Bochs's slirp the switch's uplink), Debian's kernel with mkroot's initramfs (its
-/// shell, no disk) on an in-kernel card on that switch (`-n switch`): a lease from slirp,
+/// on Bochs's slirp the switch's uplink), Debian's kernel on a copy of mkroot's root disk
+/// in a segment (`-d seg:FILE`) with an in-kernel card on that switch (`-n switch`): the
+/// disk and the NIC both the hypervisor's, the round trips to the shell; a lease from slirp,
 /// pings of the host (10.0.2.2) and a wget of BULK_MIB from a test server on the host's
 /// 127.0.0.1; then the QEMU VM of the `io` run on QEMU's own slirp does the same, the
 /// anchors.
@@ -933,23 +936,23 @@ fn kernel_net() -> KNet {
         Err(_) => r.note = "guest to guest failed (above); ".into(),
     }
     let (port, served) = slirp::http_server(BULK_MIB << 20);
-    let (_, initrd) = need(images::root_disk());
+    let root = RootDisk::new("knet");
+    let spec = vmx::kdisk::Spec::parse(&format!("seg:{}", root.copy.display()));
     let mac = [0x52, 0x54, 0, 0, 0, 0x19];
-    let mut g = boot(
-        true,
-        Link::Bridged,
-        std::fs::read(&initrd).expect("mkroot's initrd"),
-        move || session::Devices {
+    let mut g = boot(true, Link::Bridged, root.initrd.clone(), move || {
+        session::Devices {
+            kdisks: vec![spec],
             switch_nets: vec![mac],
             ..Default::default()
-        },
-    );
-    if let Err(e) = g.wait("a shell here").and_then(|()| g.wait("/ # ")) {
-        r.note += &e;
-        return r;
+        }
+    });
+    match shell_on_vda(&g) {
+        Ok((at, trips)) => (r.shell, r.trips_to_shell) = (Some(at), Some(trips)),
+        Err(e) => {
+            r.note += &e;
+            return r;
+        }
     }
-    r.shell = Some(g.start.elapsed());
-    eprintln!("knet: shell after {:.0} s", g.start.elapsed().as_secs_f64());
     let mut walls = Vec::new();
     for (line, done) in slirp_lines(port) {
         match typed(&mut g, &line, &format!("{done}\r\n")) {
@@ -1051,10 +1054,10 @@ fn knet_table(r: &KNet) -> String {
     );
     t += &line("  wall s", f(r.g2g_secs, 1), "-".into(), "");
     t += &line(
-        "bridged guest: wall s to the shell",
-        f(wall(r.shell), 0),
+        "bridged guest, root in a segment: to shell",
+        format!("{} s, {} trips", f(wall(r.shell), 0), n(r.trips_to_shell)),
         "-".into(),
-        "",
+        "disk and NIC the hypervisor's",
     );
     t += &line(
         "  lease from slirp",
